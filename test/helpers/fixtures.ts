@@ -1,0 +1,50 @@
+/**
+ * Where the reference fixtures live (../shared/fixtures beside the project, or $TCD_FIXTURES).
+ * Tests that need them call `fixtureSkip()` and pass it as node:test's `skip` option, so an absent folder shows
+ * up as a visible "skipped: ../shared/fixtures not found" instead of a silent pass.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const FIXTURES = process.env.TCD_FIXTURES ?? join(projectRoot, '..', 'shared', 'fixtures');
+
+export function fixturesPresent(): boolean {
+  return existsSync(join(FIXTURES, 'manifest.json'));
+}
+
+/** `false` when the fixtures are there, else the skip message for node:test. */
+export function fixtureSkip(): false | string {
+  return fixturesPresent() ? false : 'skipped: ../shared/fixtures not found';
+}
+
+export function fixturePath(name: string): string {
+  return join(FIXTURES, name);
+}
+
+export function fixtureJson<T = any>(name: string): T {
+  return JSON.parse(readFileSync(fixturePath(name), 'utf8')) as T;
+}
+
+/** max |a - b| over two equal-length arrays */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
+
+/** The fixture README's component tolerance: max |ours - ref| <= 1e-4 * max(1, max |ref|). */
+export function componentTolerance(ref: ArrayLike<number>): number {
+  return 1e-4 * Math.max(1, maxAbs(ref));
+}
