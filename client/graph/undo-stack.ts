@@ -1,0 +1,52 @@
+// Undo/redo as a stack of serialised graph snapshots: simple, and exact for every kind of edit.
+
+/**
+ * Snapshot history. Call `record(json)` after each change; identical consecutive snapshots are ignored.
+ * @example const h = new UndoStack(); h.record(a); h.record(b); h.undo() // a
+ */
+export class UndoStack {
+  private past: string[] = [];
+  private future: string[] = [];
+  private current: string | null = null;
+
+  constructor(private readonly limit = 100) {}
+
+  /** Resets history to a single state (after loading a workflow). */
+  reset(snapshot: string): void {
+    this.past = [];
+    this.future = [];
+    this.current = snapshot;
+  }
+
+  /** Records a new state; returns false when it equals the current one. */
+  record(snapshot: string): boolean {
+    if (snapshot === this.current) return false;
+    if (this.current !== null) {
+      this.past.push(this.current);
+      if (this.past.length > this.limit) this.past.shift();
+    }
+    this.current = snapshot;
+    this.future = [];
+    return true;
+  }
+
+  /** The state to restore, or null when there is nothing to undo. */
+  undo(): string | null {
+    const prev = this.past.pop();
+    if (prev === undefined || this.current === null) return null;
+    this.future.push(this.current);
+    this.current = prev;
+    return prev;
+  }
+
+  redo(): string | null {
+    const next = this.future.pop();
+    if (next === undefined || this.current === null) return null;
+    this.past.push(this.current);
+    this.current = next;
+    return next;
+  }
+
+  get canUndo(): boolean { return this.past.length > 0; }
+  get canRedo(): boolean { return this.future.length > 0; }
+}

@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { UndoStack } from '../../../client/graph/undo-stack.js';
+import { nextSeed } from '../../../client/graph/seed-control.js';
+
+test('undo/redo walk the snapshot history; a new edit clears redo', () => {
+  const h = new UndoStack();
+  h.reset('a');
+  assert.equal(h.record('a'), false);
+  h.record('b');
+  h.record('c');
+  assert.equal(h.undo(), 'b');
+  assert.equal(h.undo(), 'a');
+  assert.equal(h.undo(), null);
+  assert.equal(h.redo(), 'b');
+  h.record('d');
+  assert.equal(h.redo(), null);
+  assert.equal(h.undo(), 'b');
+});
+
+test('history is bounded', () => {
+  const h = new UndoStack(3);
+  h.reset('0');
+  for (let i = 1; i <= 10; i++) h.record(String(i));
+  assert.equal(h.undo(), '9');
+  assert.equal(h.undo(), '8');
+  assert.equal(h.undo(), '7');
+  assert.equal(h.undo(), null);
+});
+
+test('seed controls', () => {
+  assert.equal(nextSeed(5, 'fixed'), 5);
+  assert.equal(nextSeed(5, 'increment', { max: 5 }), 5);
+  assert.equal(nextSeed(5, 'increment'), 6);
+  assert.equal(nextSeed(0, 'decrement'), 0);
+  assert.equal(nextSeed(5, 'decrement'), 4);
+  assert.equal(nextSeed(5, 'randomize', { min: 10, max: 19 }, () => 0.999), 19);
+  assert.equal(nextSeed(5, 'randomize', { min: 10, max: 19 }, () => 0), 10);
+});
