@@ -1,0 +1,131 @@
+/**
+ * Streaming safetensors writer. The header (names, dtypes, shapes, offsets) is computed from the entries up front,
+ * then each tensor's data is produced, converted and written one at a time, so a multi-GB checkpoint never sits in
+ * memory. Writes go to a temp file beside the target that is renamed into place only when complete (atomic).
+ * Example:
+ *   await writeSafetensors('out.safetensors', [
+ *     { name: 'w', dtype: 'F16', shape: [2, 3], data: () => new Float32Array([1, 2, 3, 4, 5, 6]) },
+ *   ], { format: 'pt' });
+ */
+import { open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { DTYPE_BYTES, SafetensorsError } from './safetensors.js';
+
+export type WritableDtype = 'F32' | 'F16' | 'BF16';
+
+export interface TensorEntry {
+  name: string;
+  dtype: WritableDtype;
+  shape: number[];
+  /** called once, when this tensor is written; returns numel(shape) float32 values (converted to dtype here) */
+  data: () => Float32Array | Promise<Float32Array>;
+}
+
+/** Bytes per write call: big tensors are converted and written in pieces, keeping the extra memory small. */
+const WRITE_CHUNK_VALUES = 1 << 24;
+
+/** Header JSON bytes, padded with spaces to a multiple of 8 so the data section starts aligned (as safetensors does). */
+export function safetensorsHeader(entries: readonly Omit<TensorEntry, 'data'>[], metadata?: Record<string, string>): { header: Buffer; dataBytes: number } {
+  const obj: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) obj['__metadata__'] = metadata;
+  let off = 0;
+  for (const e of entries) {
+    if (e.name === '__metadata__' || e.name in obj) throw new Error(`safetensors writer: duplicate or reserved tensor name "${e.name}"`);
+    if (!(e.dtype in DTYPE_BYTES) || !['F32', 'F16', 'BF16'].includes(e.dtype)) throw new Error(`safetensors writer: tensor "${e.name}" has unsupported dtype ${e.dtype}`);
+    if (!e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new Error(`safetensors writer: tensor "${e.name}" has invalid shape [${e.shape}]`);
+    const bytes = e.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[e.dtype];
+    obj[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [off, off + bytes] };
+    off += bytes;
+  }
+  const json = Buffer.from(JSON.stringify(obj), 'utf8');
+  const padded = Math.ceil(json.length / 8) * 8;
+  const header = Buffer.alloc(8 + padded, 0x20);
+  header.writeBigUInt64LE(BigInt(padded), 0);
+  json.copy(header, 8);
+  return { header, dataBytes: off };
+}
+
+/** Writes a safetensors file atomically (temp file + rename); resolves to the total byte size. */
+export async function writeSafetensors(path: string, entries: readonly TensorEntry[], metadata?: Record<string, string>): Promise<number> {
+  const { header, dataBytes } = safetensorsHeader(entries, metadata);
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
+  const fh = await open(tmp, 'w');
+  let ok = false;
+  try {
+    await writeAll(fh, header, 0);
+    let pos = header.length;
+    for (const e of entries) {
+      const n = e.shape.reduce((a, b) => a * b, 1);
+      const values = await e.data();
+      if (values.length !== n) throw new SafetensorsError(path, `tensor "${e.name}": data() gave ${values.length} values, shape [${e.shape}] needs ${n}`);
+      for (let start = 0; start < n; start += WRITE_CHUNK_VALUES) {
+        const bytes = encodeValues(values.subarray(start, Math.min(n, start + WRITE_CHUNK_VALUES)), e.dtype);
+        await writeAll(fh, bytes, pos);
+        pos += bytes.length;
+      }
+    }
+    if (pos !== header.length + dataBytes) throw new SafetensorsError(path, `internal: wrote ${pos} bytes, header promised ${header.length + dataBytes}`);
+    await fh.sync();
+    ok = true;
+    return pos;
+  } finally {
+    await fh.close();
+    if (ok) await rename(tmp, path);
+    else await unlink(tmp).catch(() => undefined);
+  }
+}
+
+async function writeAll(fh: import('node:fs/promises').FileHandle, buf: Uint8Array, position: number): Promise<void> {
+  for (let off = 0; off < buf.length;) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off, position + off);
+    off += bytesWritten;
+  }
+}
+
+/** float32 values as little-endian bytes of dtype (this code assumes a little-endian host, like every Node target). */
+export function encodeValues(v: Float32Array, dtype: WritableDtype): Uint8Array {
+  if (dtype === 'F32') return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  const out = new Uint16Array(v.length);
+  if (dtype === 'F16') for (let i = 0; i < v.length; i++) out[i] = floatToHalf(v[i]);
+  else floatsToBf16(v, out);
+  return new Uint8Array(out.buffer);
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** float32 -> IEEE half bits, round to nearest even; overflow gives +-Inf, NaN stays NaN. */
+export function floatToHalf(x: number): number {
+  f32[0] = x;
+  const u = u32[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  const mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // below half the smallest subnormal: rounds to zero
+    const m = mant | 0x800000; // implicit leading one
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = m & ((1 << shift) - 1);
+    let r = m >>> shift;
+    if (rest > half || (rest === half && (r & 1))) r++;
+    return sign | r; // a carry into bit 10 correctly yields the smallest normal
+  }
+  let r = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (r & 1))) r++; // may carry into the exponent, up to Inf: correct
+  return sign | r;
+}
+
+/** float32 -> bfloat16 bits (upper half), round to nearest even; NaN kept quiet. */
+function floatsToBf16(v: Float32Array, out: Uint16Array): void {
+  const u = new Uint32Array(v.buffer, v.byteOffset, v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x = u[i];
+    if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) { out[i] = (x >>> 16) | 0x40; continue; }
+    out[i] = ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+}
