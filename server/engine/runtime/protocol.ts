@@ -1,0 +1,84 @@
+/**
+ * What crosses the thread boundary between the Engine (main thread) and its worker: plain serializable
+ * descriptors (also the cache keys) and Float32Arrays whose buffers are transferred, never copied.
+ * Example: { id: 7, call: { op: 'vaeDecode', vae: { checkpoint: '/models/sd15.safetensors' }, z } }
+ */
+import type { Tensor } from '../tensor.js';
+import type { ExecutionProvider } from './providers.js';
+
+export interface LoraRef { path: string; strength: number }
+
+/** A diffusion model: a checkpoint (absolute path) plus the LoRAs patched into its UNet. */
+export interface ModelRef { checkpoint: string; loras: LoraRef[] }
+
+/** Text encoder(s) of a checkpoint. clipSkip counts layers from the end: -1 = last (with final norm), -2 = penultimate. */
+export interface ClipRef { checkpoint: string; loras: LoraRef[]; clipSkip?: number }
+
+export interface VaeRef { checkpoint: string }
+
+export interface UNetExtra { textEmbeds: Tensor; timeIds: Tensor }
+
+export type Call =
+  | { op: 'encodeText'; clip: ClipRef; text: string }
+  | { op: 'unet'; model: ModelRef; x: Tensor; t: Float32Array; context: Tensor; extra?: UNetExtra }
+  | { op: 'vaeDecode'; vae: VaeRef; z: Tensor }
+  | { op: 'vaeEncode'; vae: VaeRef; image: Tensor }
+  | { op: 'free' }
+  | { op: 'stats' }
+  /** test hooks: make the worker exit, throw outside any handler, or block its thread */
+  | { op: 'debug'; action: 'exit' | 'throw' | 'block'; ms?: number };
+
+export interface EncodedText { context: Tensor; pooled: Tensor | null }
+
+export interface RuntimeStats {
+  ep: ExecutionProvider;
+  /** cache keys of the loaded sessions, least recently used first */
+  loaded: string[];
+  evictions: string[];
+  ramUsed: number;
+  vramUsed: number;
+  ramBudget: number;
+  vramBudget: number;
+}
+
+export interface Request { id: number; call: Call }
+
+export type Response =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: { name: string; message: string; stack?: string } }
+  | { id: null; log: string };
+
+/** Settings the worker starts with (workerData). */
+export interface WorkerInit {
+  /** requested provider (option or TCD_EP); the worker settles on what actually works */
+  ep: string | undefined;
+  ramBudget: number;
+  vramBudget: number;
+  cacheDir: string;
+  /** components whose weights exceed this go to external-data files in cacheDir; smaller ones stay in memory */
+  externalDataMinBytes: number;
+}
+
+/** "unet of sd15.safetensors": names a call in errors. */
+export function describeCall(call: Call): string {
+  const base = (p: string) => p.split(/[\\/]/).pop() ?? p;
+  switch (call.op) {
+    case 'encodeText': return `text encoder of ${base(call.clip.checkpoint)}`;
+    case 'unet': return `unet of ${base(call.model.checkpoint)}`;
+    case 'vaeDecode': return `vae decoder of ${base(call.vae.checkpoint)}`;
+    case 'vaeEncode': return `vae encoder of ${base(call.vae.checkpoint)}`;
+    default: return call.op;
+  }
+}
+
+/** The buffers a call carries, to pass as postMessage's transfer list. */
+export function transferablesOf(value: unknown, out: ArrayBuffer[] = []): ArrayBuffer[] {
+  if (value instanceof Float32Array || value instanceof Int32Array || value instanceof Uint8Array) {
+    if (value.buffer instanceof ArrayBuffer && !out.includes(value.buffer)) out.push(value.buffer);
+  } else if (Array.isArray(value)) {
+    for (const v of value) transferablesOf(v, out);
+  } else if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) transferablesOf(v, out);
+  }
+  return out;
+}

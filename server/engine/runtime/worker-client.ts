@@ -1,0 +1,113 @@
+/**
+ * Main-thread side of the engine worker: starts it on demand, matches replies to calls, and isolates crashes.
+ * When the worker dies (uncaught throw, exit, out of memory), only the calls in flight are rejected, each with an
+ * error naming its component; the next call starts a fresh worker (with empty caches).
+ * Example:
+ *   const w = new WorkerClient(init, console.log);
+ *   const out = await w.call<Tensor>({ op: 'vaeDecode', vae, z });
+ */
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { type Call, type Request, type Response, type WorkerInit, describeCall, transferablesOf } from './protocol.js';
+
+export class EngineWorkerCrashed extends Error {
+  constructor(what: string, reason: string) {
+    super(`engine worker crashed while running the ${what}: ${reason}`);
+    this.name = 'EngineWorkerCrashed';
+  }
+}
+
+interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void }
+
+/**
+ * The worker's file: worker.ts beside this module under tsx, worker.js in dist/. Prefers the sibling with this
+ * module's own extension and falls back to the other one that exists.
+ */
+export function resolveWorkerFile(moduleUrl: string = import.meta.url): URL {
+  const ownExt = moduleUrl.endsWith('.ts') ? '.ts' : '.js';
+  const candidates = [ownExt, ownExt === '.ts' ? '.js' : '.ts'].map((ext) => new URL(`./worker${ext}`, moduleUrl));
+  const found = candidates.find((u) => existsSync(fileURLToPath(u)));
+  if (!found) throw new Error(`engine worker not found beside ${fileURLToPath(moduleUrl)} (looked for worker.ts and worker.js)`);
+  return found;
+}
+
+/** A .ts worker needs tsx's loader; workers inherit execArgv, so add it only when the parent lacks it. */
+export function workerExecArgv(file: URL, parentArgv: readonly string[] = process.execArgv): string[] {
+  const argv = [...parentArgv];
+  if (file.pathname.endsWith('.ts') && !argv.some((a) => a.includes('tsx'))) argv.push('--import', 'tsx');
+  return argv;
+}
+
+export class WorkerClient {
+  private worker: Worker | null = null;
+  private pending = new Map<number, Pending>();
+  private nextId = 1;
+  /** how many workers were started so far (a crash makes the next call start one more) */
+  starts = 0;
+
+  constructor(private init: WorkerInit, private log: (line: string) => void = console.log) {}
+
+  /**
+   * Sends a call. Its Float32Arrays are transferred: pass arrays you own (the Engine copies caller data first).
+   */
+  call<T>(call: Call): Promise<T> {
+    const worker = this.worker ?? this.start();
+    const id = this.nextId++;
+    worker.ref(); // keep the process alive while work is in flight, not while idle
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject });
+      const req: Request = { id, call };
+      try {
+        worker.postMessage(req, transferablesOf(call));
+      } catch (e) {
+        this.pending.delete(id);
+        reject(e as Error);
+      }
+    });
+  }
+
+  get running(): boolean { return this.worker !== null; }
+  get inFlight(): number { return this.pending.size; }
+
+  private start(): Worker {
+    const file = resolveWorkerFile();
+    const w = new Worker(file, { workerData: this.init, execArgv: workerExecArgv(file) });
+    this.starts++;
+    this.worker = w;
+    w.on('message', (msg: Response) => {
+      if (msg.id === null) { this.log(msg.log); return; }
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (this.pending.size === 0) w.unref();
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, stack: msg.error.stack }));
+    });
+    w.on('error', (err: unknown) => this.crashed(w, err instanceof Error ? err.message : String(err)));
+    w.on('exit', (code) => this.crashed(w, `worker exited with code ${code}`));
+    return w;
+  }
+
+  /** Rejects the calls in flight on `w`, once, and forgets it so the next call starts a fresh worker. */
+  private crashed(w: Worker, reason: string): void {
+    if (this.worker !== w) return;
+    this.worker = null;
+    const calls = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of calls) p.reject(new EngineWorkerCrashed(describeCall(p.call), reason));
+    if (calls.length) this.log(`engine: worker crashed (${reason}); ${calls.length} call(s) failed, the next call starts a fresh worker`);
+    void w.terminate();
+  }
+
+  /** Stops the worker; calls still in flight are rejected. */
+  async close(): Promise<void> {
+    const w = this.worker;
+    if (!w) return;
+    this.worker = null;
+    const calls = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of calls) p.reject(new Error(`engine closed while running the ${describeCall(p.call)}`));
+    await w.terminate();
+  }
+}
