@@ -1,0 +1,90 @@
+// HTTP side of the ComfyUI protocol. Every call goes through `request`, which adds the token and, on a 401,
+// waits for the user to supply one (the UI registers `onUnauthorized`) and retries.
+import type { ApiPrompt, ObjectInfo, Workflow } from '../graph/types.js';
+import { getToken } from './token.js';
+
+/** ComfyUI's 400 answer to POST /prompt. */
+export interface PromptError {
+  error: { type: string; message: string; details?: string; extra_info?: unknown };
+  node_errors: Record<string, { errors: { type: string; message: string; details?: string; extra_info?: { input_name?: string } }[]; class_type?: string }>;
+}
+
+export class PromptRejected extends Error {
+  constructor(readonly body: PromptError) { super(body.error?.message ?? 'prompt rejected'); }
+}
+
+/** [number, prompt_id, prompt, extra_data, outputs_to_execute] */
+export type QueueItem = [number, string, ApiPrompt, Record<string, unknown>, string[]];
+
+export interface ImageRef { filename: string; subfolder: string; type: string }
+
+/**
+ * Thin client for the server's HTTP routes (ComfyUI's, under /api).
+ * @example const api = new HttpApi(); const info = await api.objectInfo();
+ */
+export class HttpApi {
+  /** Called on 401; resolves once a token was entered (the request is then retried). */
+  onUnauthorized: (() => Promise<void>) | null = null;
+
+  constructor(readonly base = new URL('./', location.href).pathname) {}
+
+  url(path: string): string {
+    return `${this.base}api${path}`;
+  }
+
+  async request(path: string, init: RequestInit = {}): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      const headers = new Headers(init.headers);
+      const token = getToken();
+      if (token) headers.set('Authorization', `Bearer ${token}`);
+      if (init.body && typeof init.body === 'string') headers.set('Content-Type', 'application/json');
+      const res = await fetch(this.url(path), { ...init, headers });
+      if (res.status !== 401 || !this.onUnauthorized || attempt > 5) return res;
+      await this.onUnauthorized();
+    }
+  }
+
+  async json<T>(path: string, init?: RequestInit): Promise<T> {
+    const res = await this.request(path, init);
+    if (!res.ok) throw new Error(`${init?.method ?? 'GET'} ${path}: HTTP ${res.status}`);
+    return (await res.json()) as T;
+  }
+
+  post(path: string, body: unknown): Promise<Response> {
+    return this.request(path, { method: 'POST', body: JSON.stringify(body) });
+  }
+
+  objectInfo(): Promise<ObjectInfo> { return this.json('/object_info'); }
+
+  /** Queues a prompt; throws PromptRejected with node_errors on a 400. */
+  async queuePrompt(body: { client_id: string; prompt: ApiPrompt; extra_data: unknown }): Promise<{ prompt_id: string; number: number }> {
+    const res = await this.post('/prompt', body);
+    const data = await res.json();
+    if (res.status === 400) throw new PromptRejected(data as PromptError);
+    if (!res.ok) throw new Error(`POST /prompt: HTTP ${res.status}`);
+    return data;
+  }
+
+  queue(): Promise<{ queue_running: QueueItem[]; queue_pending: QueueItem[] }> { return this.json('/queue'); }
+  async cancel(promptId: string): Promise<void> { await this.post('/queue', { delete: [promptId] }); }
+  async interrupt(promptId?: string): Promise<void> { await this.post('/interrupt', promptId ? { prompt_id: promptId } : {}); }
+
+  /** Names of ready workflows (templates); [] when the server has none. */
+  async workflows(): Promise<string[]> {
+    const res = await this.request('/workflows');
+    if (!res.ok) return [];
+    const data = await res.json();
+    return Array.isArray(data) ? data.map((d) => (typeof d === 'string' ? d : String(d.name))) : [];
+  }
+
+  workflow(name: string): Promise<Workflow> { return this.json(`/workflows/${encodeURIComponent(name)}`); }
+
+  /** URL for an output image; carries the token as a query parameter since <img> cannot send headers. */
+  viewUrl(img: ImageRef, preview = false): string {
+    const q = new URLSearchParams({ filename: img.filename, subfolder: img.subfolder ?? '', type: img.type ?? 'output' });
+    if (preview) q.set('preview', 'webp;90');
+    const token = getToken();
+    if (token) q.set('token', token);
+    return `${this.url('/view')}?${q}`;
+  }
+}
