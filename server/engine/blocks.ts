@@ -1,0 +1,164 @@
+/**
+ * Network building blocks on the ONNX GraphBuilder, named by checkpoint module paths (`p` = module key prefix,
+ * e.g. 'first_stage_model.decoder.conv_in'; its tensors are `${p}.weight` / `${p}.bias`).
+ * The semantics follow torch: GroupNorm/LayerNorm eps inside the sqrt, biased variance, GELU with erf.
+ * Example:
+ *   const h = conv2d(g, 'first_stage_model.decoder.conv_in', z, { padding: 1 });
+ *   const n = silu(g, groupNorm(g, 'first_stage_model.decoder.norm_out', h, { groups: 32 }));
+ */
+import type { GraphBuilder, Value } from './onnx/graph.js';
+
+/** `${p}.${leaf}` with or without a trailing dot in p */
+export function key(p: string, leaf: string): string {
+  return p.endsWith('.') ? p + leaf : `${p}.${leaf}`;
+}
+function moduleName(p: string): string {
+  return p.replace(/\.$/, '');
+}
+
+/** torch.nn.Linear: x [..., in] -> [..., out]. Accepts a weight stored as [out, in] or as a 1x1 conv [out, in, 1, 1]. */
+export function linear(g: GraphBuilder, p: string, x: Value): Value {
+  return g.scope(moduleName(p), () => {
+    const shape = g.weightShape(key(p, 'weight'));
+    let w = g.weight(key(p, 'weight'));
+    if (shape.length === 4) w = g.op.Reshape(w, g.constInt64([shape[0], shape[1]])); // [out, in]
+    let y = g.op.MatMul(x, g.op.Transpose(w, { perm: [1, 0] })); // x @ W^T
+    if (g.hasWeight(key(p, 'bias'))) y = g.op.Add(y, g.weight(key(p, 'bias')));
+    return y;
+  });
+}
+
+/** x @ W with a weight used as-is (OpenCLIP text_projection [width, proj]). */
+export function matmulWeight(g: GraphBuilder, name: string, x: Value): Value {
+  return g.op.MatMul(x, g.weight(name));
+}
+
+export interface ConvOptions {
+  stride?: number;
+  /** symmetric padding, or [top, left, bottom, right] (VAE downsample: [0, 0, 1, 1]) */
+  padding?: number | [number, number, number, number];
+}
+
+/** torch.nn.Conv2d on [B, C, H, W]; kernel size from the weight. A 2-D [out, in] weight is treated as a 1x1 conv. */
+export function conv2d(g: GraphBuilder, p: string, x: Value, opts: ConvOptions = {}): Value {
+  return g.scope(moduleName(p), () => {
+    const shape = g.weightShape(key(p, 'weight'));
+    let w = g.weight(key(p, 'weight'));
+    if (shape.length === 2) w = g.op.Reshape(w, g.constInt64([shape[0], shape[1], 1, 1])); // [out, in, 1, 1]
+    const kh = shape.length === 4 ? shape[2] : 1, kw = shape.length === 4 ? shape[3] : 1;
+    const pad = opts.padding ?? 0;
+    const [t, l, b, r] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad;
+    const s = opts.stride ?? 1;
+    const bias = g.hasWeight(key(p, 'bias')) ? g.weight(key(p, 'bias')) : null;
+    return g.op.Conv(x, w, bias, { kernel_shape: [kh, kw], pads: [t, l, b, r], strides: [s, s] });
+  });
+}
+
+export interface NormOptions { groups: number; eps?: number }
+
+/**
+ * torch.nn.GroupNorm on [B, C, ...]: reshape to [B, G, -1], InstanceNormalization (per-group mean/var, no affine),
+ * reshape back, then the per-channel affine. (ONNX GroupNormalization-18 has per-group affine and is deprecated;
+ * the InstanceNormalization form runs on every EP.)
+ */
+export function groupNorm(g: GraphBuilder, p: string, x: Value, opts: NormOptions): Value {
+  return g.scope(moduleName(p), () => {
+    const G = opts.groups;
+    const grouped = g.op.Reshape(x, g.constInt64([0, G, -1])); // [B, G, C/G * H * W]
+    const ones = g.constFloat(new Array(G).fill(1), [G], 'ones');
+    const zeros = g.constFloat(new Array(G).fill(0), [G], 'zeros');
+    const normed = g.op.InstanceNormalization(grouped, ones, zeros, { epsilon: opts.eps ?? 1e-5 });
+    const back = g.op.Reshape(normed, g.op.Shape(x)); // [B, C, H, W]
+    return affineChannels(g, p, back, g.weightShape(key(p, 'weight'))[0]);
+  });
+}
+
+/** y = x * gamma[c] + beta[c] on [B, C, H, W] (channel axis 1). */
+function affineChannels(g: GraphBuilder, p: string, x: Value, channels: number): Value {
+  const perChannel = g.constInt64([channels, 1, 1]);
+  const gamma = g.op.Reshape(g.weight(key(p, 'weight')), perChannel); // [C, 1, 1]
+  const beta = g.op.Reshape(g.weight(key(p, 'bias')), perChannel); // [C, 1, 1]
+  return g.op.Add(g.op.Mul(x, gamma), beta);
+}
+
+/** torch.nn.LayerNorm over the last axis. */
+export function layerNorm(g: GraphBuilder, p: string, x: Value, eps = 1e-5): Value {
+  return g.scope(moduleName(p), () =>
+    g.op.LayerNormalization(x, g.weight(key(p, 'weight')), g.weight(key(p, 'bias')), { axis: -1, epsilon: eps }));
+}
+
+export function silu(g: GraphBuilder, x: Value): Value {
+  return g.op.Mul(x, g.op.Sigmoid(x));
+}
+
+/** exact GELU: 0.5 x (1 + erf(x / sqrt 2)) */
+export function gelu(g: GraphBuilder, x: Value): Value {
+  const e = g.op.Erf(g.op.Mul(x, g.scalar(Math.SQRT1_2)));
+  return g.op.Mul(g.op.Mul(x, g.scalar(0.5)), g.op.Add(e, g.scalar(1)));
+}
+
+/** CLIP's quick_gelu: x * sigmoid(1.702 x) */
+export function quickGelu(g: GraphBuilder, x: Value): Value {
+  return g.op.Mul(x, g.op.Sigmoid(g.op.Mul(x, g.scalar(1.702))));
+}
+
+export function activation(g: GraphBuilder, name: 'gelu' | 'quick_gelu' | 'silu', x: Value): Value {
+  return name === 'gelu' ? gelu(g, x) : name === 'quick_gelu' ? quickGelu(g, x) : silu(g, x);
+}
+
+export interface AttentionOptions { heads: number; headDim: number; causal?: boolean }
+
+/**
+ * Multi-head scaled dot-product attention: q [B, Tq, heads*headDim], k/v [B, Tk, heads*headDim] -> [B, Tq, heads*headDim].
+ * softmax(q k^T / sqrt(headDim) + mask) v, with an upper-triangular -inf mask when causal.
+ */
+export function attention(g: GraphBuilder, q: Value, k: Value, v: Value, opts: AttentionOptions): Value {
+  return g.scope('attn', () => {
+    const { heads, headDim } = opts;
+    const split = g.constInt64([0, 0, heads, headDim]);
+    const qh = g.op.Transpose(g.op.Reshape(q, split), { perm: [0, 2, 1, 3] }); // [B, h, Tq, d]
+    const kt = g.op.Transpose(g.op.Reshape(k, split), { perm: [0, 2, 3, 1] }); // [B, h, d, Tk]
+    const vh = g.op.Transpose(g.op.Reshape(v, split), { perm: [0, 2, 1, 3] }); // [B, h, Tk, d]
+    let scores = g.op.Mul(g.op.MatMul(qh, kt), g.scalar(1 / Math.sqrt(headDim))); // [B, h, Tq, Tk]
+    if (opts.causal) scores = g.op.Add(scores, causalMask(g, q));
+    const probs = g.op.Softmax(scores, { axis: -1 });
+    const o = g.op.Transpose(g.op.MatMul(probs, vh), { perm: [0, 2, 1, 3] }); // [B, Tq, h, d]
+    return g.op.Reshape(o, g.constInt64([0, 0, heads * headDim])); // [B, Tq, C]
+  });
+}
+
+/** [T, T] with -inf above the diagonal, 0 elsewhere; T from x [B, T, C]. */
+function causalMask(g: GraphBuilder, x: Value): Value {
+  const t = g.op.Shape(x, { start: 1, end: 2 }); // [T]
+  const full = g.op.ConstantOfShape(g.op.Concat([t, t], { axis: 0 }), { value: g.tensorAttr([-Infinity], 'float', [1]) });
+  return g.op.Trilu(full, g.constInt64([1], []), { upper: 1 });
+}
+
+/** nearest-neighbour x2 upsampling on [B, C, H, W] (torch F.interpolate(scale_factor=2, mode='nearest')) */
+export function upsampleNearest2x(g: GraphBuilder, x: Value): Value {
+  const scales = g.constFloat32([1, 1, 2, 2]);
+  return g.op.Resize(x, scales, { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
+}
+
+export interface ResnetNames {
+  norm1: string; conv1: string; norm2: string; conv2: string;
+  /** 1x1 conv on the skip path when channels change (absent weights = identity skip) */
+  shortcut?: string;
+  /** Linear projecting the time embedding (UNet only) */
+  embProj?: string;
+}
+
+/**
+ * ResNet block: x + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb))))); the skip uses a 1x1 conv when
+ * its weights exist. temb [B, E] is broadcast over H, W.
+ */
+export function resnetBlock(g: GraphBuilder, n: ResnetNames, x: Value, opts: NormOptions & { temb?: Value }): Value {
+  let h = conv2d(g, n.conv1, silu(g, groupNorm(g, n.norm1, x, opts)), { padding: 1 });
+  if (opts.temb && n.embProj) {
+    const e = linear(g, n.embProj, silu(g, opts.temb)); // [B, C]
+    h = g.op.Add(h, g.op.Unsqueeze(e, g.constInt64([2, 3]))); // [B, C, 1, 1]
+  }
+  h = conv2d(g, n.conv2, silu(g, groupNorm(g, n.norm2, h, opts)), { padding: 1 });
+  const skip = n.shortcut && g.hasWeight(key(n.shortcut, 'weight')) ? conv2d(g, n.shortcut, x) : x;
+  return g.op.Add(skip, h);
+}

@@ -1,0 +1,192 @@
+/**
+ * ONNX graph builder: typed ops that return values, scopes that prefix value names with module paths, and
+ * initializers named exactly as checkpoint keys (read lazily from a WeightSource when the model is serialised).
+ * Example:
+ *   const g = new GraphBuilder({ weights, dtype: 'float32' });
+ *   const x = g.input('x', 'float32', ['B', 4, 'H', 'W']);
+ *   const y = g.scope('first_stage_model.decoder.conv_in', () =>
+ *     g.op.Conv(x, g.weight('first_stage_model.decoder.conv_in.weight'), g.weight('first_stage_model.decoder.conv_in.bias'), { pads: [1, 1, 1, 1] }));
+ *   g.output(y, 'out');
+ *   const bytes = serializeModel(g); // serialize.ts
+ */
+import type { WeightSource } from './weights.js';
+import { DataType, type DataTypeId } from './schema.js';
+import { Ops } from './ops.js';
+import { floatToHalfArray } from './half.js';
+
+export type Dim = number | string;
+export type ComputeDtype = 'float32' | 'float16';
+export type IoType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool';
+const IO_TYPE: Record<IoType, DataTypeId> = { float32: DataType.FLOAT, float16: DataType.FLOAT16, int64: DataType.INT64, int32: DataType.INT32, bool: DataType.BOOL };
+
+/** Marks a number attribute as FLOAT when its name is not in FLOAT_ATTRS. */
+export class FloatAttr { constructor(readonly value: number | number[]) {} }
+export type AttrValue = number | number[] | string | string[] | FloatAttr | InlineTensor;
+export type Attrs = Record<string, AttrValue | undefined>;
+/** attribute names that ONNX defines as float; every other numeric attribute is written as int */
+const FLOAT_ATTRS = new Set(['epsilon', 'alpha', 'beta', 'gamma', 'momentum', 'cubic_coeff_a', 'extrapolation_value', 'lambd', 'bias', 'scale', 'value_float']);
+
+/** A named value in the graph; ops take and return these. */
+export class Value {
+  constructor(readonly name: string) {}
+}
+
+/** An inline tensor (constant initializer or tensor attribute), already in its stored byte layout. */
+export interface InlineTensor { kind: 'tensor'; name: string; dataType: DataTypeId; dims: number[]; raw: Uint8Array }
+export interface NodeDef { opType: string; name: string; inputs: string[]; outputs: string[]; attrs: Attrs; domain: string }
+export interface IoDef { name: string; elemType: DataTypeId; shape: Dim[] | null }
+
+export interface GraphOptions {
+  weights?: WeightSource;
+  /** 'float16': weights and float constants stored as fp16 (GPU); graph float I/O stays float32 unless fp16Io */
+  dtype?: ComputeDtype;
+  fp16Io?: boolean;
+  name?: string;
+  /** default opset of the ai.onnx domain (17: LayerNormalization, all the ops blocks.ts uses) */
+  opset?: number;
+}
+
+export class GraphBuilder {
+  readonly weights: WeightSource | undefined;
+  readonly dtype: ComputeDtype;
+  readonly fp16Io: boolean;
+  readonly name: string;
+  readonly opset: number;
+  /** ONNX element type of float compute values (for Cast 'to' and constants) */
+  readonly floatType: DataTypeId;
+  readonly op: Ops;
+  readonly nodes: NodeDef[] = [];
+  readonly inputs: IoDef[] = [];
+  readonly outputs: IoDef[] = [];
+  readonly constants: InlineTensor[] = [];
+  /** checkpoint keys used as initializers, in first-use order, with their shapes */
+  readonly weightInits = new Map<string, number[]>();
+  private scopes: string[] = [];
+  private counter = 0;
+  private names = new Set<string>();
+
+  constructor(opts: GraphOptions = {}) {
+    this.weights = opts.weights;
+    this.dtype = opts.dtype ?? 'float32';
+    this.fp16Io = opts.fp16Io ?? false;
+    this.name = opts.name ?? 'tcd_graph';
+    this.opset = opts.opset ?? 17;
+    this.floatType = this.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
+    this.op = new Ops(this);
+  }
+
+  /** Runs fn with value/node names prefixed by `name` (a module path such as 'model.diffusion_model.input_blocks.1.0'). */
+  scope<T>(name: string, fn: () => T): T {
+    this.scopes.push(name.replace(/\.$/, ''));
+    try { return fn(); } finally { this.scopes.pop(); }
+  }
+
+  /** A fresh unique name under the current scope. */
+  uniqueName(hint: string): string {
+    const base = this.scopes.length ? `${this.scopes.join('/')}/${hint}` : hint;
+    let n = base;
+    while (this.names.has(n)) n = `${base}_${++this.counter}`;
+    this.names.add(n);
+    return n;
+  }
+
+  /** Declares a graph input. Float inputs are cast to the compute dtype unless the I/O is fp16 already. */
+  input(name: string, type: IoType, shape: Dim[]): Value {
+    if (this.names.has(name)) throw new Error(`graph input "${name}" declared twice`);
+    this.names.add(name);
+    const isFloat = type === 'float32' || type === 'float16';
+    const ioType = isFloat ? (this.dtype === 'float16' && this.fp16Io ? 'float16' : type) : type;
+    this.inputs.push({ name, elemType: IO_TYPE[ioType], shape });
+    const v = new Value(name);
+    if (isFloat && IO_TYPE[ioType] !== this.floatType) return this.op.Cast(v, { to: this.floatType });
+    return v;
+  }
+
+  /** Declares a graph output named `name`; float outputs are returned as float32 (or fp16 with fp16Io). Shape optional. */
+  output(v: Value, name: string, type: IoType = 'float32', shape: Dim[] | null = null): void {
+    const isFloat = type === 'float32' || type === 'float16';
+    const ioType = isFloat ? (this.dtype === 'float16' && this.fp16Io ? 'float16' : type) : type;
+    const elemType = IO_TYPE[ioType];
+    if (this.names.has(name)) throw new Error(`graph output "${name}" clashes with an existing value`);
+    this.names.add(name);
+    const op = isFloat && elemType !== this.floatType ? 'Cast' : 'Identity';
+    this.nodes.push({ opType: op, name: `output/${name}`, inputs: [v.name], outputs: [name], attrs: op === 'Cast' ? { to: elemType } : {}, domain: '' });
+    this.outputs.push({ name, elemType, shape });
+  }
+
+  hasWeight(key: string): boolean {
+    if (!this.weights) return false;
+    if (this.weights.has) return this.weights.has(key);
+    try { this.weights.shape(key); return true; } catch { return false; }
+  }
+
+  weightShape(key: string): number[] {
+    if (!this.weights) throw new Error('graph has no WeightSource');
+    return this.weights.shape(key);
+  }
+
+  /** The checkpoint tensor `key` as an initializer of the same name (stored in the compute dtype). */
+  weight(key: string): Value {
+    if (!this.weightInits.has(key)) {
+      const shape = this.weightShape(key);
+      this.weightInits.set(key, shape);
+      this.names.add(key);
+    }
+    return new Value(key);
+  }
+
+  /** A float constant in the compute dtype. */
+  constFloat(data: ArrayLike<number>, dims: number[] = [data.length], hint = 'const'): Value {
+    const f32 = Float32Array.from(data);
+    const raw = this.floatType === DataType.FLOAT16 ? new Uint8Array(floatToHalfArray(f32).buffer) : new Uint8Array(f32.buffer);
+    return this.addConstant(hint, this.floatType, dims, raw);
+  }
+
+  /** A float32 constant regardless of the compute dtype (Resize scales and other float32-only inputs). */
+  constFloat32(data: ArrayLike<number>, dims: number[] = [data.length], hint = 'f32'): Value {
+    return this.addConstant(hint, DataType.FLOAT, dims, new Uint8Array(Float32Array.from(data).buffer));
+  }
+
+  /** A float scalar constant (rank 0) in the compute dtype. */
+  scalar(x: number, hint = 'scalar'): Value {
+    return this.constFloat([x], [], hint);
+  }
+
+  /** An int64 constant (shapes, axes, indices). */
+  constInt64(data: ArrayLike<number>, dims: number[] = [data.length], hint = 'ints'): Value {
+    const v = BigInt64Array.from(Array.from(data, (x) => BigInt(x)));
+    return this.addConstant(hint, DataType.INT64, dims, new Uint8Array(v.buffer));
+  }
+
+  /** A tensor for node attributes (e.g. ConstantOfShape's value): float in compute dtype unless int64 asked. */
+  tensorAttr(data: ArrayLike<number>, type: 'float' | 'int64' = 'float', dims: number[] = [data.length]): InlineTensor {
+    if (type === 'int64') {
+      return { kind: 'tensor', name: '', dataType: DataType.INT64, dims, raw: new Uint8Array(BigInt64Array.from(Array.from(data, (x) => BigInt(x))).buffer) };
+    }
+    const f32 = Float32Array.from(data);
+    const raw = this.floatType === DataType.FLOAT16 ? new Uint8Array(floatToHalfArray(f32).buffer) : new Uint8Array(f32.buffer);
+    return { kind: 'tensor', name: '', dataType: this.floatType, dims, raw };
+  }
+
+  private addConstant(hint: string, dataType: DataTypeId, dims: number[], raw: Uint8Array): Value {
+    const name = this.uniqueName(hint);
+    this.constants.push({ kind: 'tensor', name, dataType, dims, raw });
+    return new Value(name);
+  }
+
+  /** Adds a node; `null` inputs become empty names (ONNX optional inputs). */
+  node(opType: string, inputs: (Value | null | undefined)[], attrs: Attrs = {}, nOutputs = 1, domain = ''): Value[] {
+    const name = this.uniqueName(opType);
+    const outputs = Array.from({ length: nOutputs }, (_, i) => (nOutputs === 1 ? name : `${name}:${i}`));
+    for (const o of outputs) this.names.add(o);
+    // trim trailing absent optional inputs
+    const ins = inputs.map((v) => (v ? v.name : ''));
+    while (ins.length && ins[ins.length - 1] === '') ins.pop();
+    this.nodes.push({ opType, name, inputs: ins, outputs, attrs, domain });
+    return outputs.map((o) => new Value(o));
+  }
+}
+
+export function isFloatAttr(name: string, v: AttrValue): boolean {
+  return v instanceof FloatAttr || (FLOAT_ATTRS.has(name) && (typeof v === 'number' || Array.isArray(v)));
+}
