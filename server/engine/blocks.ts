@@ -18,14 +18,16 @@ function moduleName(p: string): string {
 
 /** torch.nn.Linear: x [..., in] -> [..., out]. Accepts a weight stored as [out, in] or as a 1x1 conv [out, in, 1, 1]. */
 export function linear(g: GraphBuilder, p: string, x: Value): Value {
-  return g.scope(moduleName(p), () => {
-    const shape = g.weightShape(key(p, 'weight'));
-    let w = g.weight(key(p, 'weight'));
-    if (shape.length === 4) w = g.op.Reshape(w, g.constInt64([shape[0], shape[1]])); // [out, in]
-    let y = g.op.MatMul(x, g.op.Transpose(w, { perm: [1, 0] })); // x @ W^T
-    if (g.hasWeight(key(p, 'bias'))) y = g.op.Add(y, g.weight(key(p, 'bias')));
-    return y;
-  });
+  return g.scope(moduleName(p), () => linearKeys(g, key(p, 'weight'), g.hasWeight(key(p, 'bias')) ? key(p, 'bias') : null, x));
+}
+
+/** Linear from explicit tensor names (OpenCLIP's fused attn.in_proj_weight / in_proj_bias). */
+export function linearKeys(g: GraphBuilder, weightKey: string, biasKey: string | null, x: Value): Value {
+  const shape = g.weightShape(weightKey);
+  let w = g.weight(weightKey);
+  if (shape.length === 4) w = g.op.Reshape(w, g.constInt64([shape[0], shape[1]])); // [out, in]
+  const y = g.op.MatMul(x, g.op.Transpose(w, { perm: [1, 0] })); // x @ W^T
+  return biasKey ? g.op.Add(y, g.weight(biasKey)) : y;
 }
 
 /** x @ W with a weight used as-is (OpenCLIP text_projection [width, proj]). */
