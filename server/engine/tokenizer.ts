@@ -83,7 +83,10 @@ const LEGACY_ENTITIES = new Set(('AElig AMP Aacute Acirc Agrave Aring Atilde Aum
   'ocirc ograve ordf ordm oslash otilde ouml para plusmn pound quot raquo reg sect shy sup1 sup2 sup3 szlig thorn times ' +
   'uacute ucirc ugrave uml uuml yacute yen yuml').split(' '));
 
-const CP1252 = new TextDecoder('windows-1252');
+// Windows-1252 meaning of bytes 0x80..0x9f (undefined ones stay themselves), used by html.unescape and ftfy;
+// spelled out because Node's TextDecoder lacks windows-1252 in some ICU builds
+const CP1252_C1 = '\u20ac\x81\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\x8d\u017d\x8f' +
+  '\x90\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\x9d\u017e\u0178';
 
 function isInvalidCodepoint(n: number): boolean {
   return (n >= 0x1 && n <= 0x8) || n === 0xb || (n >= 0xe && n <= 0x1f) || (n >= 0x7f && n <= 0x9f) ||
@@ -100,7 +103,7 @@ export function htmlUnescape(s: string): string {
       const num = parseInt(ref.slice(hex ? 2 : 1).replace(/;$/, ''), hex ? 16 : 10);
       if (num === 0) return '\ufffd';
       if (num === 0x0d) return '\r';
-      if (num >= 0x80 && num <= 0x9f) return CP1252.decode(new Uint8Array([num]));
+      if (num >= 0x80 && num <= 0x9f) return CP1252_C1[num - 0x80];
       if ((num >= 0xd800 && num <= 0xdfff) || num > 0x10ffff) return '\ufffd';
       if (isInvalidCodepoint(num)) return '';
       return String.fromCodePoint(num);
@@ -129,7 +132,7 @@ function fixText(text: string): string {
   for (let round = 0; round < 10; round++) {
     const before = text;
     if (unescape) text = htmlUnescape(text);
-    text = text.replace(/[\x80-\x9f]/g, (c) => CP1252.decode(new Uint8Array([c.charCodeAt(0)]))); // C1 controls
+    text = text.replace(/[\x80-\x9f]/g, (c) => CP1252_C1[c.charCodeAt(0) - 0x80]); // C1 controls
     text = text.replace(LIGATURES, (c) => c.normalize('NFKC'));
     text = text.replace(WIDE_FORMS, (c) => (c === '\u3000' ? ' ' : c.normalize('NFKC')));
     text = text.replace(/[\u02bc\u2018-\u201b]/g, "'").replace(/[\u201c-\u201f]/g, '"');
