@@ -53,13 +53,16 @@ export class ModelCache<V extends Disposable> {
     if (inFlight) return inFlight;
     const limit = this.budget[cost.pool];
     if (cost.bytes > limit) throw new ModelTooBigError(name, cost.bytes, limit, cost.pool);
-    await this.makeRoom(cost);
-    const p = load();
-    this.pending.set(key, p);
-    try {
-      const value = await p;
+    // registered before the first await, so a second caller for the same key waits for this load
+    const p = (async () => {
+      await this.makeRoom(cost);
+      const value = await load();
       this.entries.set(key, { key, name, cost, value });
       return value;
+    })();
+    this.pending.set(key, p);
+    try {
+      return await p;
     } finally {
       this.pending.delete(key);
     }

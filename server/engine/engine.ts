@@ -1,0 +1,177 @@
+/**
+ * Engine: the one object nodes call to run networks. It lives on the main thread and never runs ONNX Runtime there.
+ *
+ * Design
+ * - Models are named by plain serializable descriptors, which are also the cache keys and what is sent to the
+ *   worker: ModelRef = { checkpoint: absolute path, loras: [{ path, strength }] }, ClipRef = the same plus clipSkip
+ *   (layers from the end, -1 = last), VaeRef = { checkpoint }.
+ * - Every ORT call happens in a worker thread (runtime/worker.ts): it reads checkpoints, builds graphs, creates and
+ *   caches sessions, runs them. Messages carry descriptors and Float32Arrays; the buffers are transferred, not
+ *   copied. Caller arrays are never detached: the engine copies inputs once into buffers it owns and transfers
+ *   those (samplers keep using x and the context after a call). Outputs come back transferred, zero-copy.
+ * - A worker that crashes (uncaught throw, exit, out of memory) rejects only the calls in flight, each with an error
+ *   naming its component; the next call starts a fresh worker (runtime/worker-client.ts).
+ * - Execution provider: option `ep` or env TCD_EP = cpu | webgpu | cuda. When the chosen one is not in
+ *   listSupportedBackends() or cannot create a session, the worker falls back to cpu and logs one line saying
+ *   what was asked, what is used and why. Compute dtype: fp32 on CPU; fp16 on webgpu/cuda except the SDXL VAE
+ *   (fp32). Session options come from the pure sessionOptionsFor(ep, component, family) (runtime/providers.ts).
+ * - Sessions are cached across calls and prompts, keyed by (checkpoint, component, variant, LoRAs, dtype, ep), in an
+ *   LRU cache with a byte budget: RAM (option ramBudgetMB, env TCD_RAM_BUDGET_MB, default 75% of total RAM) for CPU
+ *   sessions, VRAM (vramBudgetMB, TCD_VRAM_BUDGET_MB, default unlimited: Node cannot query VRAM) for GPU sessions.
+ *   A component's size is estimated before loading as parameter count x dtype bytes; a component larger than the
+ *   whole budget fails with an error naming it and both sizes. free() unloads everything (POST /free).
+ * - Graph bytes: components under externalDataMinMB (default 64) are serialised in memory with inline weights;
+ *   bigger ones are written once to cacheDir (default <dataDir>/onnx-cache) as model.onnx + external data under a
+ *   content-addressed key (builder code, checkpoint/LoRA identity, component, dtype), so a second start reuses them.
+ *
+ * Scaling convention (explicit, because it is where SD ports go wrong): the engine never applies the VAE
+ * scaling_factor. vaeDecode takes the decoder's own input, i.e. a model-space latent already divided by
+ * scaling_factor (ComfyUI's LATENT convention), and returns the image in [-1, 1], unclamped. vaeEncode returns the
+ * mean of the latent distribution, unscaled. The model side (sampler nodes) multiplies by scaling_factor going in
+ * and divides by it coming out; config.vae.scalingFactor from inspect() gives the number.
+ *
+ * Example:
+ *   const engine = new Engine({ ep: 'cpu' });
+ *   const ckpt = '/models/sd15.safetensors';
+ *   const { context } = await engine.encodeText({ checkpoint: ckpt, loras: [], clipSkip: -1 }, 'a cat');
+ *   const eps = await engine.unet({ checkpoint: ckpt, loras: [] }, x, Float32Array.of(999), context);
+ *   const image = await engine.vaeDecode({ checkpoint: ckpt }, zOverScale);
+ *   await engine.close();
+ */
+import { totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { ModelConfig, ModelFamily } from './config.js';
+import { detectCheckpoint } from './detect.js';
+import { SafetensorsFile } from './io/safetensors.js';
+import type { Tensor } from './tensor.js';
+import { fileIdentity } from './runtime/graph-cache.js';
+import type { Call, ClipRef, EncodedText, ModelRef, RuntimeStats, UNetExtra, VaeRef, WorkerInit } from './runtime/protocol.js';
+import { WorkerClient } from './runtime/worker-client.js';
+
+export type { ClipRef, EncodedText, LoraRef, ModelRef, RuntimeStats, UNetExtra, VaeRef } from './runtime/protocol.js';
+
+export interface EngineOptions {
+  /** cpu | webgpu | cuda; default env TCD_EP, else cpu */
+  ep?: string;
+  /** RAM budget for loaded models; default env TCD_RAM_BUDGET_MB, else 75% of total RAM */
+  ramBudgetMB?: number;
+  /** VRAM budget for GPU sessions; default env TCD_VRAM_BUDGET_MB, else unlimited */
+  vramBudgetMB?: number;
+  /** default env TCD_DATA_DIR, else ./data */
+  dataDir?: string;
+  /** where big graphs are written; default <dataDir>/onnx-cache */
+  cacheDir?: string;
+  /** components with more weight bytes than this use external-data files in cacheDir; default 64 */
+  externalDataMinMB?: number;
+  /** one line per event worth a log (provider choice, crashes); default console.log */
+  log?: (line: string) => void;
+}
+
+const MB = 1024 * 1024;
+
+function envNumber(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v.trim() === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number of megabytes, got "${v}"`);
+  return n;
+}
+
+/** The worker settings an EngineOptions resolves to (options first, then env, then defaults). */
+export function resolveEngineOptions(o: EngineOptions = {}): WorkerInit {
+  const dataDir = resolve(o.dataDir ?? process.env.TCD_DATA_DIR ?? 'data');
+  const ramMB = o.ramBudgetMB ?? envNumber('TCD_RAM_BUDGET_MB');
+  const vramMB = o.vramBudgetMB ?? envNumber('TCD_VRAM_BUDGET_MB');
+  return {
+    ep: o.ep ?? process.env.TCD_EP,
+    ramBudget: ramMB !== undefined ? ramMB * MB : Math.floor(totalmem() * 0.75),
+    vramBudget: vramMB !== undefined ? vramMB * MB : Infinity,
+    cacheDir: resolve(o.cacheDir ?? join(dataDir, 'onnx-cache')),
+    externalDataMinBytes: (o.externalDataMinMB ?? 64) * MB,
+  };
+}
+
+/** A tensor copy in a fresh buffer the engine may transfer. */
+function own(t: Tensor): Tensor {
+  return { shape: [...t.shape], data: t.data.slice() };
+}
+
+export class Engine {
+  private client: WorkerClient;
+  private inspected = new Map<string, { mtimeMs: number; result: { family: ModelFamily; config: ModelConfig } }>();
+  readonly settings: WorkerInit;
+
+  constructor(options: EngineOptions = {}) {
+    this.settings = resolveEngineOptions(options);
+    this.client = new WorkerClient(this.settings, options.log ?? ((l) => console.log(l)));
+  }
+
+  /** Family and config of a checkpoint, from its header only (no weights read). Cached until the file changes. */
+  inspect(checkpointPath: string): { family: ModelFamily; config: ModelConfig } {
+    const mtimeMs = fileIdentity(checkpointPath).mtimeMs;
+    const hit = this.inspected.get(checkpointPath);
+    if (hit && hit.mtimeMs === mtimeMs) return hit.result;
+    const file = SafetensorsFile.open(checkpointPath);
+    try {
+      const config = detectCheckpoint(file);
+      const result = { family: config.family, config };
+      this.inspected.set(checkpointPath, { mtimeMs, result });
+      return result;
+    } finally {
+      file.close();
+    }
+  }
+
+  /**
+   * Conditioning for a prompt. context: [1, 77 x windows, channels] (SDXL: CLIP-L and OpenCLIP-G concatenated on
+   * channels); pooled: [1, projection] from the first window (SDXL), null for SD1.
+   */
+  encodeText(clip: ClipRef, text: string): Promise<EncodedText> {
+    return this.client.call<EncodedText>({ op: 'encodeText', clip: { ...clip, loras: [...clip.loras] }, text });
+  }
+
+  /** Predicted noise for latents x [B, 4, H, W] at float timesteps t [B] (SDXL adds pooled text embeds and time ids). */
+  unet(model: ModelRef, x: Tensor, t: Float32Array, context: Tensor, extra?: UNetExtra): Promise<Tensor> {
+    const batch = x.shape[0];
+    if (x.shape.length !== 4) throw new Error(`unet: x must be [B, C, H, W], got [${x.shape}]`);
+    if (t.length !== batch) throw new Error(`unet: ${t.length} timesteps for a batch of ${batch}`);
+    if (context.shape.length !== 3 || context.shape[0] !== batch) throw new Error(`unet: context must be [${batch}, tokens, channels], got [${context.shape}]`);
+    const call: Call = {
+      op: 'unet', model: { ...model, loras: [...model.loras] }, x: own(x), t: t.slice(), context: own(context),
+      ...(extra ? { extra: { textEmbeds: own(extra.textEmbeds), timeIds: own(extra.timeIds) } } : {}),
+    };
+    return this.client.call<Tensor>(call);
+  }
+
+  /** Image [B, 3, 8H, 8W] in [-1, 1] (unclamped) from the decoder input z = latent / scaling_factor [B, 4, H, W]. */
+  vaeDecode(vae: VaeRef, latentScaledForDecoder: Tensor): Promise<Tensor> {
+    return this.client.call<Tensor>({ op: 'vaeDecode', vae: { checkpoint: vae.checkpoint }, z: own(latentScaledForDecoder) });
+  }
+
+  /** Mean of the latent distribution [B, 4, H/8, W/8] (unscaled) for an image [B, 3, H, W] in [-1, 1]. */
+  vaeEncode(vae: VaeRef, image: Tensor): Promise<Tensor> {
+    return this.client.call<Tensor>({ op: 'vaeEncode', vae: { checkpoint: vae.checkpoint }, image: own(image) });
+  }
+
+  /** Unloads every model (POST /free). */
+  async free(): Promise<void> {
+    if (this.client.running) await this.client.call({ op: 'free' });
+  }
+
+  /** What is loaded, what was evicted, memory used against the budgets. */
+  stats(): Promise<RuntimeStats> {
+    return this.client.call<RuntimeStats>({ op: 'stats' });
+  }
+
+  /** Test hook: make the worker exit, throw at its top level, or block its thread for `ms`. */
+  debugWorker(action: 'exit' | 'throw' | 'block', ms = 0): Promise<unknown> {
+    return this.client.call({ op: 'debug', action, ms });
+  }
+
+  /** Workers started so far (a crash makes the next call start another). */
+  get workerStarts(): number { return this.client.starts; }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Worker-side owner of ONNX Runtime sessions: settles the execution provider (falling back to CPU when the chosen
+ * one cannot create a session), keeps checkpoints open, and caches one session per
+ * (checkpoint, component, variant, LoRAs, dtype, provider) under the memory budget.
+ * Example (inside the worker):
+ *   const store = await SessionStore.start(init, log);
+ *   const s = await store.session({ checkpoint, component: 'unet', loras: [], build: (w, cfg, dtype) => buildUnet(...) });
+ */
+import { basename } from 'node:path';
+import ort from 'onnxruntime-node';
+import type { ModelConfig } from '../config.js';
+import { detectCheckpoint } from '../detect.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import { GraphBuilder } from '../onnx/graph.js';
+import { serializeModel } from '../onnx/serialize.js';
+import type { WeightSource } from '../onnx/weights.js';
+import { weightSourceFor } from '../weights.js';
+import { componentBytes } from './estimate.js';
+import { builderCodeVersion, fileIdentity, graphArtifact, graphKey } from './graph-cache.js';
+import { ModelCache } from './model-cache.js';
+import type { LoraRef, RuntimeStats, WorkerInit } from './protocol.js';
+import {
+  type Component, type ComputeDtype, type ExecutionProvider, chooseProvider, computeDtypeFor, describeChoice, isGpu, sessionOptionsFor,
+} from './providers.js';
+
+export interface ComponentSpec {
+  checkpoint: string;
+  component: Component;
+  loras: readonly LoraRef[];
+  /** tells apart graphs of one component with different outputs (e.g. which CLIP layer) */
+  variant?: string;
+  build(weights: WeightSource, config: ModelConfig, dtype: ComputeDtype): GraphBuilder;
+}
+
+interface Loaded { session: ort.InferenceSession; dispose(): Promise<void> }
+
+/** Thrown inside a load when a GPU provider failed; the store switches to CPU and retries once. */
+class ProviderFailed extends Error {}
+
+export class SessionStore {
+  private checkpoints = new Map<string, { file: SafetensorsFile; config: ModelConfig; mtimeMs: number }>();
+  readonly cache: ModelCache<Loaded>;
+
+  private constructor(private init: WorkerInit, public ep: ExecutionProvider, private log: (line: string) => void) {
+    this.cache = new ModelCache<Loaded>({ ram: init.ramBudget, vram: init.vramBudget });
+  }
+
+  /** Chooses the provider (listSupportedBackends, then a one-node probe session) and logs the choice once. */
+  static async start(init: WorkerInit, log: (line: string) => void): Promise<SessionStore> {
+    const choice = chooseProvider(init.ep, ort.listSupportedBackends());
+    if (choice.ep !== 'cpu') {
+      const failure = await probe(choice.ep);
+      if (failure) { choice.reason = `creating a session failed: ${failure}`; choice.ep = 'cpu'; }
+    }
+    if (choice.ep !== 'cpu' || choice.reason !== null) log(describeChoice(choice));
+    return new SessionStore(init, choice.ep, log);
+  }
+
+  /** The open checkpoint and its detected config (re-opened when the file changed on disk). */
+  checkpoint(path: string): { file: SafetensorsFile; config: ModelConfig } {
+    const mtimeMs = fileIdentity(path).mtimeMs;
+    const hit = this.checkpoints.get(path);
+    if (hit && hit.mtimeMs === mtimeMs) return hit;
+    hit?.file.close();
+    const file = SafetensorsFile.open(path);
+    const entry = { file, config: detectCheckpoint(file), mtimeMs };
+    this.checkpoints.set(path, entry);
+    return entry;
+  }
+
+  async session(spec: ComponentSpec): Promise<ort.InferenceSession> {
+    try {
+      return (await this.load(spec)).session;
+    } catch (e) {
+      if (!(e instanceof ProviderFailed)) throw e;
+      this.log(`engine: asked for execution provider ${this.ep}, using cpu: ${e.message}`);
+      this.ep = 'cpu';
+      await this.cache.clear(); // GPU sessions and their budget pool no longer apply
+      return (await this.load(spec)).session;
+    }
+  }
+
+  private async load(spec: ComponentSpec): Promise<Loaded> {
+    const { file, config } = this.checkpoint(spec.checkpoint);
+    const ep = this.ep;
+    const dtype = computeDtypeFor(ep, spec.component, config.family);
+    const bytes = componentBytes(file, config, spec.component, dtype);
+    const variant = spec.variant ?? '';
+    const loras = spec.loras.map((l) => ({ path: l.path, strength: l.strength }));
+    const key = JSON.stringify({ checkpoint: spec.checkpoint, component: spec.component, variant, loras, dtype, ep });
+    const name = `${config.family} ${spec.component.replace(/_/g, ' ')}${variant ? ` (${variant})` : ''} of ${basename(spec.checkpoint)}`;
+    return this.cache.acquire(key, { pool: isGpu(ep) ? 'vram' : 'ram', bytes }, name, async () => {
+      const artifact = graphArtifact({
+        cacheDir: this.init.cacheDir,
+        key: graphKey({
+          code: builderCodeVersion(), checkpoint: fileIdentity(spec.checkpoint), component: spec.component, variant, dtype,
+          loras: spec.loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
+        }),
+        externalize: bytes >= this.init.externalDataMinBytes,
+        build: () => spec.build(weightSourceFor(file, spec.component, spec.loras), config, dtype),
+      });
+      let session: ort.InferenceSession;
+      try {
+        const options = sessionOptionsFor(ep, spec.component, config.family);
+        session = artifact.kind === 'file'
+          ? await ort.InferenceSession.create(artifact.path, options)
+          : await ort.InferenceSession.create(artifact.bytes, options);
+      } catch (e) {
+        if (ep !== 'cpu') throw new ProviderFailed(`creating the ${name} session failed: ${(e as Error).message}`);
+        throw e;
+      }
+      return { session, dispose: () => session.release() };
+    });
+  }
+
+  /** Unloads every session and closes the checkpoints (POST /free). */
+  async free(): Promise<void> {
+    await this.cache.clear();
+    for (const c of this.checkpoints.values()) c.file.close();
+    this.checkpoints.clear();
+  }
+
+  stats(): RuntimeStats {
+    return {
+      ep: this.ep, loaded: this.cache.keys(), evictions: [...this.cache.evictions],
+      ramUsed: this.cache.used('ram'), vramUsed: this.cache.used('vram'),
+      ramBudget: this.init.ramBudget, vramBudget: this.init.vramBudget,
+    };
+  }
+}
+
+/** Creates a one-node session on `ep`; returns why it failed, or null when it works. */
+async function probe(ep: ExecutionProvider): Promise<string | null> {
+  const g = new GraphBuilder({ name: 'probe' });
+  const x = g.input('x', 'float32', [1]);
+  g.output(g.op.Add(x, x), 'y');
+  try {
+    const s = await ort.InferenceSession.create(serializeModel(g), { executionProviders: [ep] });
+    await s.release();
+    return null;
+  } catch (e) {
+    return (e as Error).message.split('\n')[0].slice(0, 300);
+  }
+}

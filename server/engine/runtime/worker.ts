@@ -1,0 +1,54 @@
+/**
+ * The engine worker thread: every ONNX Runtime call happens here, because onnxruntime-node's session.run blocks
+ * the thread it runs on. Calls are handled one at a time in arrival order (one set of CPU threads, one cache);
+ * results go back with their Float32Array buffers transferred.
+ * Started by WorkerClient with a WorkerInit as workerData; not imported by anything else.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Call, Request, Response, WorkerInit } from './protocol.js';
+import { transferablesOf } from './protocol.js';
+import { SessionStore } from './session-store.js';
+import { runComponentCall } from './components.js';
+
+const port = parentPort;
+if (!port) throw new Error('engine worker must run in a worker thread');
+const init = workerData as WorkerInit;
+const log = (line: string) => port.postMessage({ id: null, log: line } satisfies Response);
+const store = SessionStore.start(init, log);
+
+let queue: Promise<void> = Promise.resolve();
+port.on('message', (req: Request) => {
+  queue = queue.then(() => handle(req));
+});
+
+async function handle(req: Request): Promise<void> {
+  try {
+    const result = await dispatch(req.call);
+    const res: Response = { id: req.id, ok: true, result };
+    port!.postMessage(res, transferablesOf(result));
+  } catch (e) {
+    const err = e instanceof Error ? e : new Error(String(e));
+    const res: Response = { id: req.id, ok: false, error: { name: err.name, message: err.message, stack: err.stack } };
+    port!.postMessage(res);
+  }
+}
+
+async function dispatch(call: Call): Promise<unknown> {
+  if (call.op === 'debug') return debug(call.action, call.ms ?? 0);
+  const s = await store;
+  switch (call.op) {
+    case 'free': await s.free(); return null;
+    case 'stats': return s.stats();
+    default: return runComponentCall(s, call);
+  }
+}
+
+function debug(action: 'exit' | 'throw' | 'block', ms: number): Promise<null> | null {
+  if (action === 'exit') process.exit(7); // in a worker this ends only the worker thread
+  if (action === 'throw') {
+    // the call never answers: the uncaught error takes the worker down while the call is in flight
+    return new Promise<null>(() => setImmediate(() => { throw new Error('debug: uncaught error at the top level of the engine worker'); }));
+  }
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); // holds this thread like a long session.run
+  return null;
+}

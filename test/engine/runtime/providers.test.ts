@@ -1,0 +1,75 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import ort from 'onnxruntime-node';
+import { chooseProvider, computeDtypeFor, describeChoice, sessionOptionsFor } from '../../../server/engine/runtime/providers.js';
+
+const ALL = [{ name: 'cpu', bundled: true }, { name: 'webgpu', bundled: true }, { name: 'cuda', bundled: false }];
+
+test('chooseProvider: default and explicit cpu use cpu with no reason', () => {
+  assert.deepEqual(chooseProvider(undefined, ALL), { ep: 'cpu', requested: 'cpu', reason: null });
+  assert.deepEqual(chooseProvider('', ALL), { ep: 'cpu', requested: 'cpu', reason: null });
+  assert.deepEqual(chooseProvider(' CPU ', ALL), { ep: 'cpu', requested: 'cpu', reason: null });
+});
+
+test('chooseProvider: a listed GPU provider is kept (session creation decides later)', () => {
+  assert.deepEqual(chooseProvider('webgpu', ALL), { ep: 'webgpu', requested: 'webgpu', reason: null });
+  assert.deepEqual(chooseProvider('cuda', ALL), { ep: 'cuda', requested: 'cuda', reason: null });
+});
+
+test('chooseProvider: unlisted or unknown providers fall back to cpu with a reason', () => {
+  const c = chooseProvider('cuda', [{ name: 'cpu', bundled: true }]);
+  assert.equal(c.ep, 'cpu');
+  assert.equal(c.requested, 'cuda');
+  assert.match(c.reason!, /cuda is not in this onnxruntime-node build's backends \(cpu\)/);
+  assert.equal(describeChoice(c), `engine: asked for execution provider cuda, using cpu: ${c.reason}`);
+  const u = chooseProvider('metal', ALL);
+  assert.equal(u.ep, 'cpu');
+  assert.match(u.reason!, /unknown execution provider "metal" \(expected cpu \| webgpu \| cuda\)/);
+});
+
+test('chooseProvider on the installed onnxruntime-node keeps what it lists', () => {
+  const listed = ort.listSupportedBackends();
+  assert.ok(listed.some((b) => b.name === 'cpu'));
+  for (const ep of ['cpu', 'webgpu', 'cuda'] as const) {
+    assert.equal(chooseProvider(ep, listed).ep, listed.some((b) => b.name === ep) ? ep : 'cpu');
+  }
+});
+
+test('computeDtypeFor: fp32 on cpu, fp16 on GPUs except the SDXL VAE', () => {
+  for (const c of ['unet', 'vae_decoder', 'vae_encoder', 'text_encoder_0', 'text_encoder_1'] as const) {
+    assert.equal(computeDtypeFor('cpu', c, 'sd1'), 'float32');
+    assert.equal(computeDtypeFor('cpu', c, 'sdxl'), 'float32');
+  }
+  for (const ep of ['webgpu', 'cuda'] as const) {
+    assert.equal(computeDtypeFor(ep, 'unet', 'sdxl'), 'float16');
+    assert.equal(computeDtypeFor(ep, 'text_encoder_1', 'sdxl'), 'float16');
+    assert.equal(computeDtypeFor(ep, 'vae_decoder', 'sd1'), 'float16');
+    assert.equal(computeDtypeFor(ep, 'vae_decoder', 'sdxl'), 'float32');
+    assert.equal(computeDtypeFor(ep, 'vae_encoder', 'sdxl'), 'float32');
+  }
+});
+
+test('sessionOptionsFor: cpu', () => {
+  assert.deepEqual(sessionOptionsFor('cpu', 'unet', 'sd1'), {
+    graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sd1:unet',
+    executionProviders: [{ name: 'cpu', useArena: true }], enableCpuMemArena: true, enableMemPattern: true,
+  });
+});
+
+test('sessionOptionsFor: webgpu lays out convs NHWC, text encoders NCHW, returns outputs to the CPU, cpu as fallback EP', () => {
+  assert.deepEqual(sessionOptionsFor('webgpu', 'unet', 'sdxl'), {
+    graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sdxl:unet',
+    executionProviders: [{ name: 'webgpu', preferredLayout: 'NHWC', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu'],
+    enableMemPattern: false, preferredOutputLocation: 'cpu',
+  });
+  const te = sessionOptionsFor('webgpu', 'text_encoder_1', 'sdxl');
+  assert.deepEqual(te.executionProviders, [{ name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu']);
+  assert.equal((sessionOptionsFor('webgpu', 'vae_decoder', 'sd1').executionProviders![0] as { preferredLayout: string }).preferredLayout, 'NHWC');
+});
+
+test('sessionOptionsFor: cuda on device 0 with cpu as fallback EP', () => {
+  assert.deepEqual(sessionOptionsFor('cuda', 'vae_encoder', 'sd1'), {
+    graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sd1:vae_encoder',
+    executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false,
+  });
+});
