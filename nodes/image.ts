@@ -1,0 +1,122 @@
+/** Image nodes: SaveImage, PreviewImage, LoadImage. IMAGE is float [B,H,W,C] in 0..1; MASK is [B,H,W]. */
+import { existsSync, readFileSync, readdirSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import jpeg from 'jpeg-js';
+import { defineNode, t } from './define.js';
+import type { Tensor } from '../server/engine/tensor.js';
+import { encodePng, decodePng } from '../server/storage/png.js';
+import { writeFileAtomic } from '../server/storage/atomic-write.js';
+import { resolveInside } from '../server/storage/safe-path.js';
+import { sniffImage } from '../server/storage/image-sniff.js';
+
+/** float [H,W,C] slice of batch item b to 8-bit, rounding like PIL's clip(i*255) */
+export function imageToBytes(img: Tensor, b: number): { pixels: Uint8Array; width: number; height: number; channels: 3 | 4 } {
+  const [, h, w, c] = img.shape;
+  const n = h * w * c;
+  const px = new Uint8Array(n);
+  const src = img.data.subarray(b * n, (b + 1) * n);
+  for (let i = 0; i < n; i++) { const v = Math.round(src[i] * 255); px[i] = v < 0 ? 0 : v > 255 ? 255 : v; }
+  return { pixels: px, width: w, height: h, channels: c === 4 ? 4 : 3 };
+}
+
+/** Next free counter for `{prefix}_{counter:05}_.png`, like ComfyUI. */
+function nextCounter(dir: string, stem: string): number {
+  if (!existsSync(dir)) return 1;
+  let max = 0;
+  const re = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_(\\d{5,})_\\.png$`);
+  for (const f of readdirSync(dir)) { const m = re.exec(f); if (m) max = Math.max(max, Number(m[1])); }
+  return max + 1;
+}
+
+function saveImages(images: Tensor, prefix: string, baseDir: string, type: 'output' | 'temp', text: Record<string, string>) {
+  const sub = dirname(prefix) === '.' ? '' : dirname(prefix);
+  const stem = prefix.slice(sub ? sub.length + 1 : 0) || 'ComfyUI';
+  const dir = resolveInside(baseDir, sub);
+  mkdirSync(dir, { recursive: true });
+  let counter = nextCounter(dir, stem);
+  const results = [];
+  for (let b = 0; b < images.shape[0]; b++) {
+    const { pixels, width, height, channels } = imageToBytes(images, b);
+    const filename = `${stem}_${String(counter++).padStart(5, '0')}_.png`;
+    writeFileAtomic(join(dir, filename), encodePng(pixels, width, height, channels, text, type === 'temp' ? 1 : 4));
+    results.push({ filename, subfolder: sub, type });
+  }
+  return results;
+}
+
+function pngText(prompt: unknown, extra: Record<string, unknown>): Record<string, string> {
+  const text: Record<string, string> = { prompt: JSON.stringify(prompt) };
+  const info = extra.extra_pnginfo;
+  if (info && typeof info === 'object') for (const [k, v] of Object.entries(info)) text[k] = JSON.stringify(v);
+  return text;
+}
+
+export const SaveImage = defineNode({
+  id: 'SaveImage', displayName: 'Save Image', category: 'image', outputNode: true,
+  description: 'Saves the input images to the output folder as PNG with the prompt and workflow embedded.',
+  inputs: [t.socket('IMAGE', 'images', { tooltip: 'The images to save.' }), t.string('filename_prefix', { default: 'ComfyUI', tooltip: 'Prefix of the file name; may include a subfolder.' })],
+  hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' },
+  outputs: [],
+  execute: ({ images, filename_prefix }, ctx) => ({
+    outputs: [],
+    ui: { images: saveImages(images as Tensor, String(filename_prefix), ctx.services.dirs.output, 'output', pngText(ctx.prompt, ctx.extraData)) },
+  }),
+});
+
+let previewCounter = 0;
+export const PreviewImage = defineNode({
+  id: 'PreviewImage', displayName: 'Preview Image', category: 'image', outputNode: true,
+  description: 'Shows the images in the editor (saved to the temp folder).',
+  inputs: [t.socket('IMAGE', 'images')],
+  hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' },
+  outputs: [],
+  execute: ({ images }, ctx) => ({
+    outputs: [],
+    ui: { images: saveImages(images as Tensor, `ComfyUI_temp_${process.pid}_${(previewCounter++).toString(36)}`, ctx.services.dirs.temp, 'temp', {}) },
+  }),
+});
+
+/** Decode PNG or JPEG bytes to IMAGE [1,H,W,3] and MASK [1,H,W] (1 - alpha, ComfyUI's convention). */
+export function decodeImage(bytes: Uint8Array, name: string): { image: Tensor; mask: Tensor } {
+  const kind = sniffImage(bytes);
+  let width: number, height: number, rgba: Uint8Array, hasAlpha = false;
+  try {
+    if (kind === 'png') { ({ width, height, rgba } = decodePng(bytes)); hasAlpha = true; }
+    else if (kind === 'jpeg') { const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 }); width = j.width; height = j.height; rgba = j.data; }
+    else throw new Error(`not a PNG or JPEG image`);
+  } catch (e) {
+    throw new Error(`cannot decode image ${name}: ${(e as Error).message}`);
+  }
+  const image = new Float32Array(width * height * 3);
+  const mask = new Float32Array(width * height);
+  for (let i = 0; i < width * height; i++) {
+    image[i * 3] = rgba[i * 4] / 255; image[i * 3 + 1] = rgba[i * 4 + 1] / 255; image[i * 3 + 2] = rgba[i * 4 + 2] / 255;
+    mask[i] = hasAlpha ? 1 - rgba[i * 4 + 3] / 255 : 0;
+  }
+  return { image: { shape: [1, height, width, 3], data: image }, mask: { shape: [1, height, width], data: mask } };
+}
+
+function inputImages(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => /\.(png|jpe?g|webp)$/i.test(f)).sort();
+}
+
+export const LoadImage = defineNode({
+  id: 'LoadImage', displayName: 'Load Image', category: 'image',
+  description: 'Loads a PNG or JPEG from the input folder; its alpha channel becomes the MASK.',
+  inputs: [t.combo('image', (s) => inputImages(s.dirs.input), { image_upload: true })],
+  outputs: [t.out('IMAGE'), t.out('MASK')],
+  fingerprint: ({ image }, services) => {
+    const p = resolveInside(services.dirs.input, String(image));
+    return existsSync(p) ? createHash('sha256').update(readFileSync(p)).digest('hex') : 'missing';
+  },
+  execute: ({ image }, ctx) => {
+    const p = resolveInside(ctx.services.dirs.input, String(image));
+    if (!existsSync(p)) throw new Error(`input image not found: ${String(image)}`);
+    const { image: img, mask } = decodeImage(readFileSync(p), String(image));
+    return { outputs: [img, mask] };
+  },
+});
+
+export { inputImages };

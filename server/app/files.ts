@@ -1,0 +1,87 @@
+/** GET /view and POST /upload/image: files in output/, input/ and temp/, with traversal refused. */
+import { existsSync, readFileSync, statSync, mkdirSync } from 'node:fs';
+import { extname, join, dirname } from 'node:path';
+import type { Request, Response } from 'express';
+import busboy from 'busboy';
+import { httpError } from '../protocol/errors.js';
+import { PathError, resolveInside, checkRelativeName } from '../storage/safe-path.js';
+import { writeFileAtomic } from '../storage/atomic-write.js';
+import { sniffImage } from '../storage/image-sniff.js';
+
+export interface FileDirs { output: string; input: string; temp: string }
+
+const MIME: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp', '.gif': 'image/gif', '.json': 'application/json', '.txt': 'text/plain' };
+
+function dirFor(dirs: FileDirs, type: unknown): string | null {
+  const t = typeof type === 'string' && type ? type : 'output';
+  return t === 'output' ? dirs.output : t === 'input' ? dirs.input : t === 'temp' ? dirs.temp : null;
+}
+
+function sendPathError(res: Response, e: unknown): void {
+  if (e instanceof PathError) res.status(e.status).json(httpError(e.status === 403 ? 'forbidden' : 'bad_request', e.message));
+  else res.status(400).json(httpError('bad_request', (e as Error).message));
+}
+
+export function viewHandler(dirs: FileDirs) {
+  return (req: Request, res: Response): void => {
+    const { filename, subfolder, type } = req.query;
+    if (typeof filename !== 'string' || !filename) { res.status(400).json(httpError('bad_request', 'filename is required')); return; }
+    const base = dirFor(dirs, type);
+    if (!base) { res.status(400).json(httpError('bad_request', `unknown type ${JSON.stringify(type)} (output, input or temp)`)); return; }
+    let path: string;
+    try { path = resolveInside(base, typeof subfolder === 'string' ? subfolder : '', filename); } catch (e) { sendPathError(res, e); return; }
+    if (!existsSync(path) || !statSync(path).isFile()) { res.status(404).json(httpError('not_found', `no such file: ${filename}`)); return; }
+    res.setHeader('Content-Type', MIME[extname(path).toLowerCase()] ?? 'application/octet-stream');
+    res.setHeader('Content-Disposition', `filename="${filename.replace(/["\\\r\n]/g, '_')}"`);
+    res.send(readFileSync(path));
+  };
+}
+
+export function uploadImageHandler(dirs: FileDirs, maxBytes: number) {
+  return (req: Request, res: Response): void => {
+    let bb: busboy.Busboy;
+    try { bb = busboy({ headers: req.headers, limits: { fileSize: maxBytes, files: 1, fields: 10 } }); } catch (e) { res.status(400).json(httpError('bad_request', `expected multipart/form-data: ${(e as Error).message}`)); return; }
+    const fields: Record<string, string> = {};
+    let file: { name: string; chunks: Buffer[]; truncated: boolean } | null = null;
+    bb.on('field', (k, v) => { fields[k] = v; });
+    bb.on('file', (field, stream, info) => {
+      if (field !== 'image') { stream.resume(); return; }
+      const f = { name: info.filename ?? "upload.png", chunks: [] as Buffer[], truncated: false };
+      file = f;
+      stream.on('data', (c: Buffer) => f.chunks.push(c));
+      stream.on('limit', () => { f.truncated = true; });
+    });
+    bb.on('error', (e) => { if (!res.headersSent) res.status(400).json(httpError('bad_request', (e as Error).message)); });
+    bb.on('close', () => {
+      const f = file as { name: string; chunks: Buffer[]; truncated: boolean } | null;
+      if (!f) { res.status(400).json(httpError('bad_request', 'no "image" file in the form')); return; }
+      if (f.truncated) { res.status(413).json(httpError('too_large', `upload exceeds ${maxBytes} bytes`)); return; }
+      const bytes = Buffer.concat(f.chunks);
+      if (!sniffImage(bytes)) { res.status(400).json(httpError('not_an_image', `${f.name} is not a PNG, JPEG, WEBP, GIF or BMP image`)); return; }
+      const base = dirFor(dirs, fields.type || 'input');
+      if (!base) { res.status(400).json(httpError('bad_request', `unknown type ${fields.type}`)); return; }
+      const subfolder = fields.subfolder ?? '';
+      try {
+        checkRelativeName(f.name);
+        if (f.name.includes('/') || f.name.includes('\\')) throw new PathError('file name must not contain folders', 400);
+        let name = f.name;
+        let path = resolveInside(base, subfolder, name);
+        const overwrite = fields.overwrite === 'true' || fields.overwrite === '1';
+        if (!overwrite) {
+          const ext = extname(f.name), stem = f.name.slice(0, f.name.length - ext.length);
+          for (let i = 1; existsSync(path); i++) {
+            if (readFileSync(path).equals(bytes)) break; // identical bytes: reuse the existing file
+            name = `${stem} (${i})${ext}`;
+            path = resolveInside(base, subfolder, name);
+          }
+        }
+        mkdirSync(dirname(path), { recursive: true });
+        writeFileAtomic(path, bytes);
+        res.json({ name, subfolder, type: fields.type || 'input' });
+      } catch (e) { sendPathError(res, e); }
+    });
+    req.pipe(bb);
+  };
+}
+
+export { join };

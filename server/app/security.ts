@@ -1,0 +1,63 @@
+/**
+ * Access control: an optional token (constant-time compare) guarding every route and the websocket, and ComfyUI's
+ * origin rule: a request whose Origin is not the Host it was sent to, while the Host is loopback, is refused
+ * (no drive-by prompts from a web page). CORS headers only when enabled.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Request, Response, NextFunction } from 'express';
+import { httpError } from '../protocol/errors.js';
+
+export interface SecurityOptions { token?: string; corsOrigin?: string }
+
+function digest(s: string): Buffer { return createHash('sha256').update(s).digest(); }
+
+export function tokenMatches(expected: string, given: string | undefined | null): boolean {
+  if (!given) return false;
+  return timingSafeEqual(digest(expected), digest(given));
+}
+
+/** The token from `Authorization: Bearer X`, `?token=X` or the `tcd_token` cookie. */
+export function tokenFrom(req: IncomingMessage): string | undefined {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  const q = new URL(req.url ?? '/', 'http://x').searchParams.get('token');
+  if (q) return q;
+  const cookie = req.headers.cookie?.split(';').map((s) => s.trim()).find((s) => s.startsWith('tcd_token='));
+  return cookie ? decodeURIComponent(cookie.slice('tcd_token='.length)) : undefined;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+function hostName(h: string): string { return h.startsWith('[') ? h.slice(0, h.indexOf(']') + 1) : h.split(':')[0]; }
+
+/** ComfyUI's rule: refuse when Host is loopback and Origin's host:port differs from Host. Returns a reason or null. */
+export function originRefusal(req: IncomingMessage, corsOrigin?: string): string | null {
+  const origin = req.headers.origin;
+  const host = req.headers.host;
+  if (!origin || !host) return null;
+  if (corsOrigin && (corsOrigin === '*' || corsOrigin === origin)) return null;
+  let o: URL;
+  try { o = new URL(origin); } catch { return `malformed Origin header`; }
+  if (!LOOPBACK.has(hostName(host))) return null;
+  if (o.host !== host) return `cross-origin request from ${origin} to loopback host ${host} refused`;
+  return null;
+}
+
+export function securityMiddleware(opts: SecurityOptions) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if (opts.corsOrigin) {
+      res.setHeader('Access-Control-Allow-Origin', opts.corsOrigin);
+      res.setHeader('Access-Control-Allow-Methods', 'GET, POST, DELETE, OPTIONS');
+      res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Authorization');
+      if (req.method === 'OPTIONS') { res.status(204).end(); return; }
+    }
+    const refused = originRefusal(req, opts.corsOrigin);
+    if (refused) { res.status(403).json(httpError('forbidden_origin', refused)); return; }
+    if (opts.token && !tokenMatches(opts.token, tokenFrom(req))) {
+      // the editor's static files stay reachable so it can ask for the token
+      const open = req.method === 'GET' && (req.path === '/' || req.path.startsWith('/assets/') || req.path === '/index.html' || req.path === '/favicon.ico');
+      if (!open) { res.status(401).json(httpError('unauthorized', 'this server requires an access token (Authorization: Bearer TOKEN or ?token=TOKEN)')); return; }
+    }
+    next();
+  };
+}

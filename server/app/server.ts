@@ -1,0 +1,134 @@
+/**
+ * Assembles the HTTP + websocket server: express routes at / and /api, the websocket hub at /ws (and /api/ws),
+ * the persistent queue and the executor. `startServer` returns once the port is listening.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { createServer, type Server } from 'node:http';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { httpError, promptError, errorItem } from '../protocol/errors.js';
+import { Executor } from '../executor/execute.js';
+import type { Registry } from '../executor/node-definition.js';
+import { QueueStore } from '../queue/store.js';
+import { PromptQueue } from '../queue/prompt-queue.js';
+import { ModelFolders } from '../storage/model-folders.js';
+import { removeStalePartials } from '../storage/atomic-write.js';
+import { WsHub } from './ws-hub.js';
+import { protocolRoutes } from './routes.js';
+import { securityMiddleware, originRefusal, tokenFrom, tokenMatches } from './security.js';
+
+export interface ServerConfig<S> {
+  host: string;
+  port: number;
+  dataDir: string;
+  modelsDir: string;
+  outputDir: string;
+  inputDir: string;
+  tempDir: string;
+  workflowsDir: string;
+  /** built editor (dist/client); served at / when present */
+  clientDir?: string;
+  token?: string;
+  corsOrigin?: string;
+  maxBodyBytes?: number;
+  maxUploadBytes?: number;
+  version?: string;
+  registry: Registry<S>;
+  makeServices(ctx: { models: ModelFolders; dirs: { output: string; input: string; temp: string } }): S;
+  free?(services: S, opts: { unload_models?: boolean; free_memory?: boolean }): Promise<void> | void;
+  devices?(): Record<string, unknown>[];
+  log?(message: string): void;
+  /** start executing queued prompts (default true) */
+  execute?: boolean;
+}
+
+export interface RunningServer<S> {
+  url: string;
+  port: number;
+  http: Server;
+  queue: PromptQueue<S>;
+  hub: WsHub;
+  store: QueueStore;
+  services: S;
+  close(): Promise<void>;
+}
+
+export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServer<S>> {
+  const log = cfg.log ?? ((m: string) => console.log(m));
+  for (const d of [cfg.dataDir, cfg.outputDir, cfg.inputDir, cfg.tempDir, cfg.modelsDir]) mkdirSync(d, { recursive: true });
+  for (const d of [cfg.outputDir, cfg.inputDir, cfg.tempDir]) removeStalePartials(d);
+  const models = new ModelFolders(cfg.modelsDir);
+  const dirs = { output: cfg.outputDir, input: cfg.inputDir, temp: cfg.tempDir };
+  const services = cfg.makeServices({ models, dirs });
+  const store = new QueueStore(cfg.dataDir);
+  const executor = new Executor(cfg.registry, services);
+  let currentNode: string | null = null;
+  // the hub needs the queue for status, the queue needs the hub as its sink
+  let queue: PromptQueue<S> | null = null;
+  const hub = new WsHub(store, {
+    queueRemaining: () => queue?.remaining() ?? 0,
+    currentExecution: () => {
+      const id = queue?.runningPromptId();
+      if (!id || !queue) return null;
+      const item = store.running().find((i) => i.promptId === id);
+      return { clientId: item?.clientId ?? null, promptId: id, node: currentNode };
+    },
+  });
+  const sink = {
+    send: (ev: Parameters<WsHub['send']>[0], clientId: string | null, promptId: string | null) => {
+      if (ev.type === 'executing') currentNode = ev.data.node;
+      hub.send(ev, clientId, promptId);
+    },
+    preview: hub.preview.bind(hub),
+  };
+  queue = new PromptQueue(store, executor, sink, log);
+  const lost = queue.recover();
+  if (lost.length) log(`recovered after an unclean stop: ${lost.length} interrupted prompt(s) reported as failed`);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(securityMiddleware({ token: cfg.token, corsOrigin: cfg.corsOrigin }));
+  app.use(express.json({ limit: cfg.maxBodyBytes ?? 10 * 1024 * 1024, strict: false }));
+  const routes = protocolRoutes({
+    registry: cfg.registry, services, queue, models, dirs, workflowsDir: cfg.workflowsDir,
+    maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024, version: cfg.version ?? '0.0.0',
+    free: (o) => cfg.free?.(services, o), devices: () => cfg.devices?.() ?? [{ name: 'cpu', type: 'cpu', index: 0, vram_total: 0, vram_free: 0 }],
+  });
+  app.use('/api', routes);
+  app.use('/', routes);
+  if (cfg.clientDir && existsSync(join(cfg.clientDir, 'index.html'))) app.use(express.static(cfg.clientDir));
+  app.use((req: Request, res: Response) => { res.status(404).json(httpError('not_found', `no route ${req.method} ${req.path}`)); });
+  // body-parser errors: malformed JSON (400), too large (413), too deep, ...
+  app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
+    const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
+    if (status === 413) { res.status(413).json(promptError(errorItem('request_too_large', `request body exceeds the limit (${err.message})`))); return; }
+    if (status === 400) { res.status(400).json(promptError(errorItem('invalid_json', `malformed JSON body: ${err.message}`))); return; }
+    res.status(status).json(httpError('internal_error', err.message));
+  });
+
+  const http = createServer(app);
+  http.on('upgrade', (req, socket: Duplex, head) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const refuse = (code: number, msg: string) => { socket.write(`HTTP/1.1 ${code} ${msg}\r\nConnection: close\r\n\r\n`); socket.destroy(); };
+    if (path !== '/ws' && path !== '/api/ws') return refuse(404, 'Not Found');
+    if (originRefusal(req, cfg.corsOrigin)) return refuse(403, 'Forbidden');
+    if (cfg.token && !tokenMatches(cfg.token, tokenFrom(req))) return refuse(401, 'Unauthorized');
+    hub.wss.handleUpgrade(req, socket, head, (ws) => hub.accept(ws, req));
+  });
+  await new Promise<void>((resolve, reject) => { http.once('error', reject); http.listen(cfg.port, cfg.host, () => resolve()); });
+  const addr = http.address();
+  const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
+  if (cfg.execute !== false) queue.start();
+  const url = `http://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${port}`;
+  return {
+    url, port, http, queue, hub, store, services,
+    close: async () => {
+      await queue!.stop();
+      hub.close();
+      await new Promise<void>((r) => http.close(() => r()));
+      http.closeAllConnections?.();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * The /ws endpoint: one socket set per clientId, events routed to the prompt's client, `status` to everyone.
+ * Beyond ComfyUI: every logged text frame carries `seq`; reconnecting with `?clientId=ID&since=SEQ` replays what
+ * the client missed. Slow clients cannot grow memory without bound: previews are dropped above a soft limit and
+ * the socket is closed above a hard limit (the client reconnects and replays).
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { WebSocketServer, WebSocket } from 'ws';
+import { event, previewFrame, previewFrameWithMetadata, type PreviewImage, type ServerEvent } from '../protocol/events.js';
+import type { EventSink } from '../queue/prompt-queue.js';
+import type { QueueStore } from '../queue/store.js';
+
+interface Client { id: string; sockets: Set<WebSocket>; previewMetadata: boolean }
+
+export interface WsHubOptions {
+  /** bytes buffered for one socket above which previews are skipped */
+  softLimit?: number;
+  /** bytes buffered above which the socket is closed */
+  hardLimit?: number;
+  queueRemaining: () => number;
+  /** the node currently executing for a prompt owned by this client, sent on reconnect like ComfyUI */
+  currentExecution: () => { clientId: string | null; promptId: string; node: string | null } | null;
+}
+
+export class WsHub implements EventSink {
+  readonly wss: WebSocketServer;
+  private clients = new Map<string, Client>();
+  private readonly softLimit: number;
+  private readonly hardLimit: number;
+  dropped = 0;
+
+  constructor(private readonly store: QueueStore, private readonly opts: WsHubOptions) {
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+    this.softLimit = opts.softLimit ?? 4 << 20;
+    this.hardLimit = opts.hardLimit ?? 64 << 20;
+  }
+
+  /** Called after the HTTP upgrade passed authentication. */
+  accept(ws: WebSocket, req: IncomingMessage): void {
+    const url = new URL(req.url ?? '/ws', 'http://x');
+    const requested = url.searchParams.get('clientId');
+    const id = requested && /^[\w.:-]{1,128}$/.test(requested) ? requested : randomUUID().replace(/-/g, '');
+    const client = this.clients.get(id) ?? { id, sockets: new Set(), previewMetadata: false };
+    this.clients.set(id, client);
+    client.sockets.add(ws);
+    let first = true;
+    ws.on('message', (raw, isBinary) => {
+      if (isBinary || !first) return;
+      first = false;
+      try {
+        const msg = JSON.parse(raw.toString());
+        if (msg?.type === 'feature_flags' && msg.data?.supports_preview_metadata) client.previewMetadata = true;
+      } catch { /* ignore malformed client messages */ }
+    });
+    ws.on('close', () => { client.sockets.delete(ws); if (client.sockets.size === 0) this.clients.delete(id); });
+    ws.on('error', () => ws.terminate());
+    this.write(ws, { ...event('status', { status: { exec_info: { queue_remaining: this.opts.queueRemaining() } }, sid: id }), seq: this.store.lastSeq() });
+    const since = url.searchParams.get('since');
+    if (since !== null && /^\d+$/.test(since)) {
+      for (const e of this.store.eventsSince(id, Number(since))) this.write(ws, { type: e.type, data: e.data, seq: e.seq });
+    }
+    const cur = this.opts.currentExecution();
+    if (cur && cur.clientId === id && cur.node) this.write(ws, event('executing', { node: cur.node, display_node: cur.node, prompt_id: cur.promptId }));
+  }
+
+  send(ev: ServerEvent, clientId: string | null, promptId: string | null): void {
+    if (ev.type === 'status' || clientId === null) {
+      // status and client-less events go to everyone, unlogged
+      const frame = JSON.stringify(ev);
+      for (const c of this.clients.values()) for (const ws of c.sockets) this.writeRaw(ws, frame);
+      return;
+    }
+    const seq = ev.type === 'progress' ? null : this.store.logEvent(clientId, promptId, ev.type, ev.data);
+    const c = this.clients.get(clientId);
+    if (!c) return;
+    const frame = JSON.stringify(seq === null ? ev : { ...ev, seq });
+    for (const ws of c.sockets) this.writeRaw(ws, frame);
+  }
+
+  preview(img: PreviewImage, meta: { node_id: string; prompt_id: string }, clientId: string | null): void {
+    const c = clientId ? this.clients.get(clientId) : undefined;
+    if (!c) return;
+    const frame = c.previewMetadata ? previewFrameWithMetadata(img, meta) : previewFrame(img);
+    for (const ws of c.sockets) {
+      if (ws.bufferedAmount > this.softLimit) { this.dropped++; continue; }
+      this.writeRaw(ws, frame);
+    }
+  }
+
+  clientCount(): number { let n = 0; for (const c of this.clients.values()) n += c.sockets.size; return n; }
+
+  private write(ws: WebSocket, msg: unknown): void { this.writeRaw(ws, JSON.stringify(msg)); }
+
+  private writeRaw(ws: WebSocket, frame: string | Buffer): void {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (ws.bufferedAmount > this.hardLimit) {
+      // a stalled client: drop it rather than buffer without bound; it can reconnect with ?since= to catch up
+      this.dropped++;
+      ws.terminate();
+      return;
+    }
+    ws.send(frame);
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) for (const ws of c.sockets) ws.terminate();
+    this.wss.close();
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * Prompt validation with ComfyUI's error types and 400 shape. Checks every node the output nodes need: classes
+ * exist, required inputs are present, links point at existing outputs of a matching type, constants convert to
+ * their widget type and respect min/max/choices, custom validators pass, and there is no dependency cycle.
+ */
+import { errorItem, promptError, type ErrorItem, type NodeErrors, type PromptErrorBody } from '../protocol/errors.js';
+import { comboChoices, isWidgetType, typesMatch, type InputSpec, type NodeDefinition, type Registry } from './node-definition.js';
+import { isLink, unwrapLiteral, type Prompt } from './prompt.js';
+
+export interface ValidPrompt {
+  ok: true;
+  /** output node ids that passed validation, in prompt order */
+  outputs: string[];
+  /** constants converted to their declared types, per node */
+  constants: Map<string, Record<string, unknown>>;
+  /** node errors of outputs that failed while others passed (ComfyUI answers 200 with these) */
+  nodeErrors: Record<string, NodeErrors>;
+}
+export type ValidationResult = ValidPrompt | { ok: false; body: PromptErrorBody };
+
+const MAX_STRING = 1_000_000;
+
+/** Convert a constant to a widget type; returns an error item when it cannot. */
+export function convertConstant(spec: InputSpec, raw: unknown, services?: unknown): { value: unknown } | { error: ErrorItem } {
+  const v = unwrapLiteral(raw);
+  const extra = { input_name: spec.name, input_config: [spec.type, spec.options], received_value: v };
+  const bad = () => ({ error: errorItem('invalid_input_type', `Failed to convert an input value to a ${spec.type} value`, `${spec.name}, ${JSON.stringify(v)}`, extra) });
+  let value: unknown = v;
+  switch (spec.type) {
+    case 'INT': case 'FLOAT': {
+      const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'boolean' ? Number(v) : NaN;
+      if (!Number.isFinite(n)) return bad();
+      value = spec.type === 'INT' ? Math.trunc(n) : n;
+      break;
+    }
+    case 'STRING':
+      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') return bad();
+      value = String(v);
+      if ((value as string).length > MAX_STRING) return { error: errorItem('invalid_input_type', `Input value is too long (${(value as string).length} characters, at most ${MAX_STRING})`, spec.name, extra) };
+      break;
+    case 'BOOLEAN':
+      if (typeof v === 'boolean') value = v;
+      else if (v === 'true' || v === 'false') value = v === 'true';
+      else return bad();
+      break;
+    case 'COMBO': {
+      const list = comboChoices(spec, services);
+      if (typeof v !== 'string' && typeof v !== 'number') return bad();
+      if (!list.includes(String(v))) {
+        return { error: errorItem('value_not_in_list', 'Value not in list', `${spec.name}: '${String(v)}' not in ${JSON.stringify(list.length > 20 ? [...list.slice(0, 20), '...'] : list)}`, extra) };
+      }
+      value = String(v);
+      break;
+    }
+    default:
+      return { error: errorItem('invalid_input_type', `Input '${spec.name}' of type ${spec.type} must be linked to another node's output`, `${spec.name}, ${JSON.stringify(v)?.slice(0, 100)}`, extra) };
+  }
+  if (typeof value === 'number') {
+    const { min, max } = spec.options;
+    if (min !== undefined && value < min) return { error: errorItem('value_smaller_than_min', `Value ${value} smaller than min of ${min}`, `${spec.name}`, extra) };
+    if (max !== undefined && value > max) return { error: errorItem('value_bigger_than_max', `Value ${value} bigger than max of ${max}`, `${spec.name}`, extra) };
+  }
+  return { value };
+}
+
+export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, services: S, targets?: string[]): ValidationResult {
+  if (!prompt || typeof prompt !== 'object' || Array.isArray(prompt)) {
+    return { ok: false, body: promptError(errorItem('invalid_prompt', 'Invalid prompt: the prompt must be an object of nodes keyed by id', '', {})) };
+  }
+  const p = prompt as Prompt;
+  for (const [id, node] of Object.entries(p)) {
+    if (!node || typeof node !== 'object' || typeof (node as { class_type?: unknown }).class_type !== 'string') {
+      return { ok: false, body: promptError(errorItem('invalid_prompt', `Cannot execute because node ${id} is missing the class_type property.`, `Node ID '#${id}'`, { node_id: id })) };
+    }
+    if (!registry.has(node.class_type)) {
+      return { ok: false, body: promptError(errorItem('invalid_prompt', `Cannot execute because node ${node.class_type} does not exist.`, `Node ID '#${id}'`, { node_id: id, class_type: node.class_type })) };
+    }
+    if (node.inputs !== undefined && (typeof node.inputs !== 'object' || node.inputs === null || Array.isArray(node.inputs))) {
+      return { ok: false, body: promptError(errorItem('invalid_prompt', `Node ${id} (${node.class_type}) has inputs that are not an object.`, `Node ID '#${id}'`, { node_id: id })) };
+    }
+  }
+  let outputs = Object.keys(p).filter((id) => registry.get(p[id].class_type)!.outputNode);
+  if (targets && targets.length) outputs = outputs.filter((id) => targets.includes(id));
+  if (outputs.length === 0) return { ok: false, body: promptError(errorItem('prompt_no_outputs', 'Prompt has no outputs', '', {})) };
+
+  const constants = new Map<string, Record<string, unknown>>();
+  const state = new Map<string, 'visiting' | 'ok' | 'failed'>();
+  const errorsByNode = new Map<string, ErrorItem[]>();
+  const addError = (id: string, e: ErrorItem) => { (errorsByNode.get(id) ?? errorsByNode.set(id, []).get(id)!).push(e); };
+
+  const visit = (id: string): boolean => {
+    const st = state.get(id);
+    if (st === 'ok') return true;
+    if (st === 'failed') return false;
+    if (st === 'visiting') { addError(id, errorItem('dependency_cycle', 'Dependency cycle detected', `Node ${id} depends on itself through its inputs`, { node_id: id })); return false; }
+    state.set(id, 'visiting');
+    const node = p[id];
+    const def = registry.get(node.class_type) as NodeDefinition<S>;
+    const inputs = (node.inputs ?? {}) as Record<string, unknown>;
+    const values: Record<string, unknown> = {};
+    let valid = true;
+    for (const spec of def.inputs) {
+      const raw = inputs[spec.name];
+      if (raw === undefined || raw === null) {
+        if (!spec.optional) { addError(id, errorItem('required_input_missing', 'Required input is missing', spec.name, { input_name: spec.name })); valid = false; }
+        continue;
+      }
+      if (isLink(raw)) {
+        const src = String(raw[0]), idx = raw[1];
+        const srcNode = p[src];
+        if (!srcNode) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} does not exist`, spec.name, { input_name: spec.name, received_value: raw })); valid = false; continue; }
+        const srcDef = registry.get(srcNode.class_type)!;
+        if (idx < 0 || idx >= srcDef.outputs.length) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} (${srcNode.class_type}) has no output ${idx}`, spec.name, { input_name: spec.name, received_value: raw })); valid = false; continue; }
+        const outType = srcDef.outputs[idx].type;
+        const inType = spec.type === 'COMBO' ? 'COMBO' : spec.type;
+        if (!typesMatch(outType, inType) && !(spec.type === 'COMBO' && outType === 'STRING')) {
+          addError(id, errorItem('return_type_mismatch', 'Return type mismatch between linked nodes', `${spec.name}, received_type(${outType}) mismatch input_type(${spec.type})`, { input_name: spec.name, input_config: [spec.type, spec.options], received_type: outType, linked_node: raw }));
+          valid = false; continue;
+        }
+        if (!visit(src)) valid = false;
+        continue;
+      }
+      if (!isWidgetType(spec.type)) {
+        addError(id, errorItem('bad_linked_input', 'Bad linked input, must be a length-2 list of [string, int]', spec.name, { input_name: spec.name, input_config: [spec.type, spec.options], received_value: raw }));
+        valid = false; continue;
+      }
+      let res;
+      try { res = convertConstant(spec, raw, services); } catch (e) { res = { error: errorItem('exception_during_validation', `Exception when validating inner node: ${(e as Error).message}`, spec.name, { input_name: spec.name }) }; }
+      if ('error' in res) { addError(id, res.error); valid = false; } else values[spec.name] = res.value;
+    }
+    if (valid && def.validate) {
+      try {
+        const r = def.validate(values, services);
+        if (typeof r === 'string') { addError(id, errorItem('custom_validation_failed', 'Custom validation failed for node', `${r}`, {})); valid = false; }
+      } catch (e) {
+        addError(id, errorItem('exception_during_validation', 'Exception when validating node', (e as Error).message, {}));
+        valid = false;
+      }
+    }
+    constants.set(id, values);
+    state.set(id, valid ? 'ok' : 'failed');
+    return valid;
+  };
+
+  const good: string[] = [];
+  const nodeErrors: Record<string, NodeErrors> = {};
+  for (const out of outputs) {
+    if (visit(out)) { good.push(out); continue; }
+    // attach this output to every node among its ancestors (and itself) that has errors
+    const ancestors = collectAncestors(p, out);
+    for (const [nid, errs] of errorsByNode) {
+      if (!ancestors.has(nid)) continue;
+      const ne = nodeErrors[nid] ?? (nodeErrors[nid] = { errors: errs, dependent_outputs: [], class_type: p[nid].class_type });
+      if (!ne.dependent_outputs.includes(out)) ne.dependent_outputs.push(out);
+    }
+  }
+  if (good.length === 0) {
+    const first = Object.values(nodeErrors)[0]?.errors[0];
+    const details = Object.entries(nodeErrors).map(([nid, ne]) => ne.errors.map((e) => `${e.message}: ${e.details} (node ${nid} ${ne.class_type})`).join('\n')).join('\n');
+    return { ok: false, body: promptError(errorItem('prompt_outputs_failed_validation', 'Prompt outputs failed validation', details || (first?.message ?? ''), {}), nodeErrors) };
+  }
+  return { ok: true, outputs: good, constants, nodeErrors };
+}
+
+/** The node itself and everything it transitively links to. */
+export function collectAncestors(p: Prompt, id: string, seen = new Set<string>()): Set<string> {
+  if (seen.has(id) || !p[id]) return seen;
+  seen.add(id);
+  for (const v of Object.values(p[id].inputs ?? {})) if (isLink(v)) collectAncestors(p, String(v[0]), seen);
+  return seen;
+}
+
+/** Dependency order (sources first) of everything the given outputs need. Assumes a validated, acyclic prompt. */
+export function executionOrder(p: Prompt, outputs: string[]): string[] {
+  const order: string[] = [];
+  const done = new Set<string>();
+  const visit = (id: string) => {
+    if (done.has(id)) return;
+    done.add(id);
+    for (const v of Object.values(p[id].inputs ?? {})) if (isLink(v)) visit(String(v[0]));
+    order.push(id);
+  };
+  for (const o of outputs) visit(o);
+  return order;
+}

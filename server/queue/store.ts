@@ -1,0 +1,123 @@
+/**
+ * Durable queue, history and event log in SQLite (better-sqlite3, WAL). A prompt is written before POST /prompt
+ * answers, so a kill -9 loses nothing: pending prompts run after restart, and the one that was running is recorded
+ * as failed with a message saying so. Events are logged per client with a sequence number for replay.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface QueueItem {
+  number: number;
+  promptId: string;
+  prompt: Record<string, unknown>;
+  extraData: Record<string, unknown>;
+  outputs: string[];
+  clientId: string | null;
+}
+
+export interface HistoryEntry {
+  prompt: [number, string, Record<string, unknown>, Record<string, unknown>, string[]];
+  outputs: Record<string, Record<string, unknown>>;
+  status: { status_str: 'success' | 'error'; completed: boolean; messages: [string, unknown][] };
+  meta: Record<string, { node_id: string; display_node: string; parent_node: null; real_node_id: string }>;
+}
+
+export interface LoggedEvent { seq: number; clientId: string | null; type: string; data: unknown }
+
+export class QueueStore {
+  readonly db: Database.Database;
+  constructor(dataDir: string, private readonly eventsKept = 20000) {
+    mkdirSync(dataDir, { recursive: true });
+    this.db = new Database(join(dataDir, 'tcd-studio.sqlite'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS queue (prompt_id TEXT PRIMARY KEY, number REAL NOT NULL, prompt TEXT NOT NULL,
+        extra_data TEXT NOT NULL, outputs TEXT NOT NULL, client_id TEXT, state TEXT NOT NULL DEFAULT 'pending', created INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS history (prompt_id TEXT PRIMARY KEY, number REAL NOT NULL, entry TEXT NOT NULL, completed INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, client_id TEXT, prompt_id TEXT, type TEXT NOT NULL, data TEXT NOT NULL, ts INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS events_client ON events(client_id, seq);
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    `);
+  }
+
+  nextNumber(front = false): number {
+    const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'counter'`).get() as { value: string } | undefined;
+    const n = row ? Number(row.value) + 1 : 0;
+    this.db.prepare(`INSERT INTO meta(key, value) VALUES ('counter', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(n));
+    if (!front) return n;
+    const min = this.db.prepare(`SELECT MIN(number) AS m FROM queue WHERE state = 'pending'`).get() as { m: number | null };
+    return Math.min(min.m ?? 0, 0) - 1;
+  }
+
+  enqueue(item: QueueItem): void {
+    this.db.prepare(`INSERT INTO queue(prompt_id, number, prompt, extra_data, outputs, client_id, state, created) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`)
+      .run(item.promptId, item.number, JSON.stringify(item.prompt), JSON.stringify(item.extraData), JSON.stringify(item.outputs), item.clientId, Date.now());
+  }
+
+  private rowToItem(r: any): QueueItem {
+    return { number: r.number, promptId: r.prompt_id, prompt: JSON.parse(r.prompt), extraData: JSON.parse(r.extra_data), outputs: JSON.parse(r.outputs), clientId: r.client_id };
+  }
+
+  pending(): QueueItem[] {
+    return (this.db.prepare(`SELECT * FROM queue WHERE state = 'pending' ORDER BY number, created`).all() as any[]).map((r) => this.rowToItem(r));
+  }
+  running(): QueueItem[] {
+    return (this.db.prepare(`SELECT * FROM queue WHERE state = 'running' ORDER BY number`).all() as any[]).map((r) => this.rowToItem(r));
+  }
+  pendingCount(): number { return (this.db.prepare(`SELECT COUNT(*) AS c FROM queue`).get() as { c: number }).c; }
+  has(promptId: string): boolean { return !!this.db.prepare(`SELECT 1 FROM queue WHERE prompt_id = ?`).get(promptId) || !!this.db.prepare(`SELECT 1 FROM history WHERE prompt_id = ?`).get(promptId); }
+
+  /** Atomically take the next pending prompt and mark it running. */
+  take(): QueueItem | undefined {
+    return this.db.transaction(() => {
+      const r = this.db.prepare(`SELECT * FROM queue WHERE state = 'pending' ORDER BY number, created LIMIT 1`).get();
+      if (!r) return undefined;
+      this.db.prepare(`UPDATE queue SET state = 'running' WHERE prompt_id = ?`).run((r as any).prompt_id);
+      return this.rowToItem(r);
+    })();
+  }
+
+  deletePending(ids: string[]): number {
+    const st = this.db.prepare(`DELETE FROM queue WHERE prompt_id = ? AND state = 'pending'`);
+    return this.db.transaction(() => ids.reduce((n, id) => n + st.run(id).changes, 0))();
+  }
+  clearPending(): number { return this.db.prepare(`DELETE FROM queue WHERE state = 'pending'`).run().changes; }
+
+  /** Move a finished prompt from the queue to history in one transaction. */
+  finish(item: QueueItem, entry: HistoryEntry): void {
+    this.db.transaction(() => {
+      this.db.prepare(`DELETE FROM queue WHERE prompt_id = ?`).run(item.promptId);
+      this.db.prepare(`INSERT OR REPLACE INTO history(prompt_id, number, entry, completed) VALUES (?, ?, ?, ?)`).run(item.promptId, item.number, JSON.stringify(entry), Date.now());
+    })();
+  }
+
+  history(maxItems?: number, offset = 0): Record<string, HistoryEntry> {
+    const limit = maxItems === undefined || maxItems < 0 ? -1 : maxItems;
+    const rows = this.db.prepare(`SELECT prompt_id, entry FROM history ORDER BY completed ASC, number ASC LIMIT ? OFFSET ?`).all(limit, Math.max(0, offset)) as any[];
+    const out: Record<string, HistoryEntry> = {};
+    for (const r of rows) out[r.prompt_id] = JSON.parse(r.entry);
+    return out;
+  }
+  historyItem(promptId: string): HistoryEntry | undefined {
+    const r = this.db.prepare(`SELECT entry FROM history WHERE prompt_id = ?`).get(promptId) as { entry: string } | undefined;
+    return r ? JSON.parse(r.entry) : undefined;
+  }
+  deleteHistory(ids: string[]): void { const st = this.db.prepare(`DELETE FROM history WHERE prompt_id = ?`); this.db.transaction(() => ids.forEach((id) => st.run(id)))(); }
+  clearHistory(): void { this.db.prepare(`DELETE FROM history`).run(); }
+
+  logEvent(clientId: string | null, promptId: string | null, type: string, data: unknown): number {
+    const r = this.db.prepare(`INSERT INTO events(client_id, prompt_id, type, data, ts) VALUES (?, ?, ?, ?, ?)`).run(clientId, promptId, type, JSON.stringify(data), Date.now());
+    const seq = Number(r.lastInsertRowid);
+    if (seq % 1000 === 0) this.db.prepare(`DELETE FROM events WHERE seq <= ?`).run(seq - this.eventsKept);
+    return seq;
+  }
+  eventsSince(clientId: string, since: number): LoggedEvent[] {
+    return (this.db.prepare(`SELECT seq, client_id, type, data FROM events WHERE client_id = ? AND seq > ? ORDER BY seq`).all(clientId, since) as any[])
+      .map((r) => ({ seq: r.seq, clientId: r.client_id, type: r.type, data: JSON.parse(r.data) }));
+  }
+  lastSeq(): number { return (this.db.prepare(`SELECT COALESCE(MAX(seq), 0) AS s FROM events`).get() as { s: number }).s; }
+
+  close(): void { this.db.close(); }
+}

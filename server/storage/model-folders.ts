@@ -1,0 +1,44 @@
+/**
+ * ComfyUI's models/<folder> layout: checkpoints, loras, vae, embeddings, ... Lists files with the right extensions
+ * (recursively, with forward-slash subfolders like ComfyUI) and resolves a name safely.
+ */
+import { readdirSync, statSync, existsSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import { resolveInside } from './safe-path.js';
+
+export const MODEL_EXTENSIONS = ['.safetensors', '.sft', '.ckpt', '.pt', '.pth', '.bin'];
+export const MODEL_FOLDERS = ['checkpoints', 'loras', 'vae', 'text_encoders', 'clip', 'unet', 'diffusion_models', 'embeddings', 'upscale_models', 'controlnet', 'clip_vision'];
+
+export class ModelFolders {
+  constructor(readonly root: string) {}
+
+  has(folder: string): boolean { return MODEL_FOLDERS.includes(folder); }
+
+  list(folder: string): string[] {
+    if (!this.has(folder)) return [];
+    const dir = join(this.root, folder);
+    if (!existsSync(dir)) return [];
+    const out: string[] = [];
+    const walk = (d: string, depth: number) => {
+      if (depth > 8) return;
+      for (const name of readdirSync(d)) {
+        if (name.startsWith('.')) continue;
+        const p = join(d, name);
+        let st;
+        try { st = statSync(p); } catch { continue; }
+        if (st.isDirectory()) walk(p, depth + 1);
+        else if (MODEL_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e))) out.push(relative(dir, p).split(sep).join('/'));
+      }
+    };
+    walk(dir, 0);
+    return out.sort();
+  }
+
+  /** Absolute path of models/<folder>/<name>; refuses traversal and names that are not listed files. */
+  resolve(folder: string, name: string): string {
+    if (!this.has(folder)) throw new Error(`unknown model folder '${folder}'`);
+    const p = resolveInside(join(this.root, folder), name);
+    if (!existsSync(p)) throw new Error(`model file not found: ${folder}/${name} (looked in ${join(this.root, folder)})`);
+    return p;
+  }
+}
