@@ -1,0 +1,236 @@
+// The litegraph adapter: owns the LGraph and its canvas, undo history, autosave, shortcuts and the
+// execution overlays. React talks to this class only; it knows nothing about React.
+import { LGraph, LGraphCanvas, LGraphNode, LiteGraph } from '@comfyorg/litegraph';
+import type { ObjectInfo, Workflow } from '../graph/types.js';
+import { MODE_ALWAYS, MODE_BYPASS, MODE_NEVER } from '../graph/types.js';
+import { UndoStack } from '../graph/undo-stack.js';
+import { fuzzySearch } from '../graph/fuzzy.js';
+import { nextSeed } from '../graph/seed-control.js';
+import { SEED_CONTROLS, type SeedControl } from '../graph/widget-spec.js';
+import { workflowFromPng } from '../graph/png-text.js';
+import { CONTROL_WIDGET, registerNodeTypes } from './node-types.js';
+import { runtime } from './runtime-state.js';
+
+const AUTOSAVE_KEY = 'tcd-studio.workflow';
+
+/** Drops the viewport from a snapshot: panning is not an undo step. */
+function snapshotOf(wf: Workflow): string {
+  const { extra, ...rest } = wf;
+  const { ds: _ds, ...extraRest } = (extra ?? {}) as Record<string, unknown>;
+  return JSON.stringify({ ...rest, extra: extraRest });
+}
+
+/**
+ * One editor bound to a <canvas>.
+ * @example const ed = new Editor(canvasEl, await api.objectInfo()); ed.load(defaultWorkflow());
+ */
+export class Editor {
+  readonly graph = new LGraph();
+  readonly canvas: LGraphCanvas;
+  readonly history = new UndoStack();
+  /** Called after each recorded change (for React to refresh undo buttons, title, ...). */
+  onChange: () => void = () => {};
+  /** Ctrl+Enter. */
+  onQueueShortcut: () => void = () => {};
+  private restoring = false;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(readonly el: HTMLCanvasElement, public objectInfo: ObjectInfo) {
+    registerNodeTypes(objectInfo, () => this.scheduleCheckpoint());
+    LiteGraph.release_link_on_empty_shows_menu = true;
+    this.canvas = new LGraphCanvas(el, this.graph, { autoresize: false } as never);
+    el.tabIndex = 0;
+    this.canvas.onSearchBox = (_helper, str) => this.search(str);
+    runtime.onChange = () => this.canvas.setDirty(true, true);
+    this.graph.onAfterChange = () => this.scheduleCheckpoint();
+    this.graph.on_change = () => this.scheduleCheckpoint();
+    el.addEventListener('pointerup', () => this.scheduleCheckpoint());
+    document.addEventListener('keydown', (e) => this.onKey(e), true);
+    this.resize();
+    new ResizeObserver(() => this.resize()).observe(el.parentElement!);
+  }
+
+  /** Node type names ranked by fuzzy match on type, title and category. */
+  search(query: string): string[] {
+    const types = Object.keys(LiteGraph.registered_node_types);
+    const info = this.objectInfo;
+    return fuzzySearch(query, types, (t) => [t, info[t]?.display_name ?? t, `${info[t]?.category ?? ''}/${t}`], 30);
+  }
+
+  resize(): void {
+    const parent = this.el.parentElement!;
+    this.canvas.resize(parent.clientWidth, parent.clientHeight);
+  }
+
+  /** Replaces the node set (after reconnecting to a server whose object_info changed). */
+  setObjectInfo(info: ObjectInfo): void {
+    const wf = this.serialize();
+    this.objectInfo = info;
+    registerNodeTypes(info, () => this.scheduleCheckpoint());
+    this.load(wf, { keepHistory: true });
+  }
+
+  serialize(): Workflow {
+    return this.graph.serialize() as unknown as Workflow;
+  }
+
+  /** Loads a UI workflow; unknown node types are kept (litegraph shows them as missing). */
+  load(wf: Workflow, opts: { keepHistory?: boolean } = {}): void {
+    this.restoring = true;
+    try {
+      this.graph.configure(structuredClone(wf) as never);
+      const ds = (wf.extra as { ds?: { scale: number; offset: [number, number] } } | undefined)?.ds;
+      if (ds) {
+        this.canvas.ds.scale = ds.scale;
+        this.canvas.ds.offset = [ds.offset[0], ds.offset[1]];
+      }
+    } finally {
+      this.restoring = false;
+    }
+    runtime.errors.clear();
+    runtime.images.clear();
+    runtime.progress.clear();
+    const snap = snapshotOf(this.serialize());
+    if (opts.keepHistory) this.history.record(snap);
+    else this.history.reset(snap);
+    this.save();
+    this.canvas.setDirty(true, true);
+    this.onChange();
+  }
+
+  /** The autosaved workflow from a previous visit, if any. */
+  static restore(): Workflow | null {
+    try {
+      const raw = localStorage.getItem(AUTOSAVE_KEY);
+      return raw ? (JSON.parse(raw) as Workflow) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  save(): void {
+    try { localStorage.setItem(AUTOSAVE_KEY, JSON.stringify(this.serialize())); } catch { /* quota: keep working */ }
+  }
+
+  scheduleCheckpoint(): void {
+    if (this.restoring) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.checkpoint(), 30);
+  }
+
+  /** Records the current graph as an undo step (if it changed) and autosaves. */
+  checkpoint(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.restoring) return;
+    const wf = this.serialize();
+    if (this.history.record(snapshotOf(wf))) {
+      this.save();
+      this.onChange();
+    }
+  }
+
+  undo(): void { this.restoreSnapshot(this.history.undo()); }
+  redo(): void { this.restoreSnapshot(this.history.redo()); }
+
+  private restoreSnapshot(snap: string | null): void {
+    if (snap === null) return;
+    this.checkpointPending();
+    const wf = JSON.parse(snap) as Workflow;
+    const offset = [...this.canvas.ds.offset], scale = this.canvas.ds.scale;
+    this.restoring = true;
+    try {
+      this.graph.configure(wf as never);
+    } finally {
+      this.restoring = false;
+    }
+    this.canvas.ds.offset = offset as [number, number];
+    this.canvas.ds.scale = scale;
+    this.save();
+    this.canvas.setDirty(true, true);
+    this.onChange();
+  }
+
+  /** A pending debounced edit must land before undo, or it would be lost. */
+  private checkpointPending(): void {
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+  }
+
+  selectedNodes(): LGraphNode[] {
+    return Object.values(this.canvas.selected_nodes ?? {});
+  }
+
+  /** Ctrl+M / Ctrl+B: toggles mute or bypass on the selection. */
+  toggleMode(mode: typeof MODE_NEVER | typeof MODE_BYPASS): void {
+    const nodes = this.selectedNodes();
+    if (!nodes.length) return;
+    const allSet = nodes.every((n) => n.mode === mode);
+    for (const n of nodes) n.mode = (allSet ? MODE_ALWAYS : mode) as never;
+    this.canvas.setDirty(true, true);
+    this.checkpoint();
+  }
+
+  /** control_after_generate: advances seed widgets after a successful queue (ComfyUI does it after queueing). */
+  applySeedControls(): void {
+    for (const node of this.graph._nodes) {
+      const ws = node.widgets ?? [];
+      ws.forEach((w, i) => {
+        const next = ws[i + 1];
+        if (next?.name !== CONTROL_WIDGET || !SEED_CONTROLS.includes(next.value as SeedControl)) return;
+        const input = node.inputs.find((s) => s.name === w.name);
+        if (input?.link != null) return; // driven by a link: leave it
+        const o = w.options as { min?: number; max?: number };
+        w.value = nextSeed(Number(w.value), next.value as SeedControl, { min: o.min, max: o.max }) as never;
+      });
+    }
+    this.canvas.setDirty(true, true);
+    this.checkpoint();
+  }
+
+  /** Loads a dropped or opened file: workflow JSON, or a PNG carrying one. Returns an error message or null. */
+  async loadFile(file: File): Promise<string | null> {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    try {
+      if (bytes[0] === 0x89 && bytes[1] === 0x50) {
+        const wf = workflowFromPng(bytes);
+        if (!wf) return `${file.name} carries no workflow`;
+        this.load(wf as Workflow, { keepHistory: true });
+        return null;
+      }
+      const data = JSON.parse(new TextDecoder().decode(bytes));
+      if (!data || !Array.isArray(data.nodes)) return `${file.name} is not a UI-format workflow (API-format prompts cannot be opened)`;
+      this.load(data as Workflow, { keepHistory: true });
+      return null;
+    } catch (e) {
+      return `${file.name}: ${(e as Error).message}`;
+    }
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    const t = e.target as HTMLElement | null;
+    const typing = t && (t.localName === 'input' || t.localName === 'textarea' || t.isContentEditable);
+    const mod = e.ctrlKey || e.metaKey;
+    if (mod && e.key === 'Enter') { e.preventDefault(); this.onQueueShortcut(); return; }
+    if (typing || !mod) return;
+    const key = e.key.toLowerCase();
+    if (key === 'z' && !e.shiftKey) { e.preventDefault(); this.undo(); }
+    else if (key === 'y' || (key === 'z' && e.shiftKey)) { e.preventDefault(); this.redo(); }
+    else if (key === 'm') { e.preventDefault(); this.toggleMode(MODE_NEVER); }
+    else if (key === 'b') { e.preventDefault(); this.toggleMode(MODE_BYPASS); }
+    else if (t !== this.el && key === 'c') { this.canvas.copyToClipboard(); }
+    else if (t !== this.el && key === 'v') { this.canvas.pasteFromClipboard({ connectInputs: e.shiftKey }); this.checkpoint(); }
+    else return;
+    e.stopPropagation();
+  }
+
+  /** Client coordinates of a graph-space point (tests drive the mouse with it). */
+  toClient([x, y]: [number, number]): [number, number] {
+    const r = this.el.getBoundingClientRect();
+    const [cx, cy] = this.canvas.ds.convertOffsetToCanvas([x, y]);
+    return [r.left + cx, r.top + cy];
+  }
+
+  nodeById(id: string | number): LGraphNode | null {
+    return this.graph.getNodeById(id as never) ?? null;
+  }
+}

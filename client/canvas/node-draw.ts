@@ -1,0 +1,71 @@
+// Per-node drawing on top of litegraph's: output images and live previews, error messages, mute/bypass tint.
+import { LiteGraph, type LGraphNode } from '@comfyorg/litegraph';
+import type { RuntimeState } from './runtime-state.js';
+
+/** Where free space starts below a node's slots and widgets (node-local y). */
+function contentTop(node: LGraphNode): number {
+  const slotRows = Math.max(node.inputs.filter((i) => !i.widget).length, node.outputs.length);
+  let y = slotRows * LiteGraph.NODE_SLOT_HEIGHT + 8;
+  for (const w of node.widgets ?? []) y = Math.max(y, (w.y ?? 0) + LiteGraph.NODE_WIDGET_HEIGHT + 6);
+  return y;
+}
+
+function drawImages(node: LGraphNode, ctx: CanvasRenderingContext2D, imgs: HTMLImageElement[]): void {
+  const ready = imgs.filter((i) => i.complete && i.naturalWidth > 0);
+  if (!ready.length) return;
+  const top = contentTop(node);
+  const [w, h] = [node.size[0], node.size[1] - top];
+  if (h < 20) return;
+  // Grid of equal cells; each image is fitted inside its cell keeping its aspect ratio.
+  const cols = Math.ceil(Math.sqrt(ready.length));
+  const rows = Math.ceil(ready.length / cols);
+  const cw = w / cols, ch = h / rows;
+  ready.forEach((img, i) => {
+    const s = Math.min(cw / img.naturalWidth, ch / img.naturalHeight);
+    const dw = img.naturalWidth * s, dh = img.naturalHeight * s;
+    const x = (i % cols) * cw + (cw - dw) / 2;
+    const y = top + Math.floor(i / cols) * ch + (ch - dh) / 2;
+    ctx.drawImage(img, x, y, dw, dh);
+  });
+}
+
+function drawError(node: LGraphNode, ctx: CanvasRenderingContext2D, message: string, inputs: Record<string, string>): void {
+  ctx.save();
+  ctx.font = '12px sans-serif';
+  ctx.fillStyle = '#ff6b6b';
+  const lines = [message, ...Object.entries(inputs).map(([k, v]) => `${k}: ${v}`)].filter(Boolean);
+  lines.slice(0, 6).forEach((line, i) => ctx.fillText(line.slice(0, 90), 0, node.size[1] + 18 + i * 15));
+  // Mark offending inputs next to their slot or widget.
+  for (const name of Object.keys(inputs)) {
+    const slot = node.inputs.findIndex((s) => s.name === name);
+    const widget = node.widgets?.find((w) => w.name === name);
+    const y = widget ? (widget.y ?? 0) + LiteGraph.NODE_WIDGET_HEIGHT / 2 : slot >= 0 ? (slot + 0.5) * LiteGraph.NODE_SLOT_HEIGHT : null;
+    if (y === null) continue;
+    ctx.beginPath();
+    ctx.arc(-10, y, 5, 0, Math.PI * 2);
+    ctx.fill();
+  }
+  ctx.restore();
+}
+
+/** Called from each node's onDrawForeground. */
+export function drawNodeExtras(node: LGraphNode, ctx: CanvasRenderingContext2D, state: RuntimeState): void {
+  const id = String(node.id);
+  if (node.flags?.collapsed) return;
+  const imgs = state.images.get(id);
+  if (imgs) drawImages(node, ctx, imgs);
+  const progress = state.progress.get(id);
+  node.progress = progress;
+  node.has_errors = state.errors.has(id);
+  const err = state.errors.get(id);
+  if (err) drawError(node, ctx, err.message, err.inputs);
+  if (node.mode === 2 || node.mode === 4) {
+    ctx.save();
+    ctx.fillStyle = node.mode === 4 ? 'rgba(160, 60, 200, 0.35)' : 'rgba(20, 20, 20, 0.55)';
+    ctx.fillRect(0, -LiteGraph.NODE_TITLE_HEIGHT, node.size[0], node.size[1] + LiteGraph.NODE_TITLE_HEIGHT);
+    ctx.fillStyle = '#ddd';
+    ctx.font = 'bold 12px sans-serif';
+    ctx.fillText(node.mode === 4 ? 'BYPASSED' : 'MUTED', node.size[0] - 80, -8);
+    ctx.restore();
+  }
+}

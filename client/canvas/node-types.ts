@@ -1,0 +1,115 @@
+// Builds litegraph node classes from GET /object_info: typed sockets, widgets per input spec, seed controls.
+// Every widget also has an input slot (`widget: {name}`), so any widget can take a link instead (litegraph 0.17
+// shows the slot while a compatible link is dragged and greys out the widget once linked).
+import { LGraphNode, LiteGraph } from '@comfyorg/litegraph';
+import type { IWidget } from '@comfyorg/litegraph';
+import type { NodeInfo, ObjectInfo } from '../graph/types.js';
+import { describeInputs, SEED_CONTROLS, widgetValuesByName, type InputDescriptor } from '../graph/widget-spec.js';
+import { drawNodeExtras } from './node-draw.js';
+
+export const CONTROL_WIDGET = 'control_after_generate';
+
+function decimals(step: number | undefined): number {
+  if (!step || step >= 1) return 0;
+  return Math.min(6, Math.max(0, Math.ceil(-Math.log10(step) - 1e-9)));
+}
+
+function addWidgetFor(node: LGraphNode, d: InputDescriptor, onEdit: () => void): void {
+  const w = d.widget!;
+  switch (w.kind) {
+    case 'number': {
+      const precision = w.integer ? 0 : decimals(w.round ?? w.step);
+      node.addWidget('number', d.name, w.default as number, (v: number) => {
+        // Snap to the spec's grid, as ComfyUI does, so values the server validates stay in range.
+        const widget = node.widgets!.find((x) => x.name === d.name)!;
+        const step = w.integer ? (w.step ?? 1) : 0;
+        let value = w.integer ? Math.round(v) : Number(v.toFixed(Math.max(precision, 2)));
+        if (step > 1) value = Math.round((value - (w.min ?? 0)) / step) * step + (w.min ?? 0);
+        widget.value = value;
+        onEdit();
+      }, { min: w.min, max: w.max, step2: w.step, precision });
+      if (w.controlAfterGenerate) {
+        node.addWidget('combo', CONTROL_WIDGET, 'randomize', onEdit, { values: [...SEED_CONTROLS] });
+      }
+      break;
+    }
+    case 'combo':
+      node.addWidget('combo', d.name, w.default as string, onEdit, { values: w.options ?? [] });
+      break;
+    case 'toggle':
+      node.addWidget('toggle', d.name, Boolean(w.default), onEdit, {});
+      break;
+    case 'text':
+      node.addWidget('text', d.name, String(w.default ?? ''), onEdit, { multiline: w.multiline });
+      break;
+  }
+}
+
+/** Adds widget input slots a loaded workflow lacks (older files list only linked ones). */
+function ensureWidgetSlots(node: LGraphNode, described: InputDescriptor[]): void {
+  for (const d of described) {
+    if (!d.widget || node.inputs.some((i) => i.name === d.name)) continue;
+    node.addInput(d.name, d.type, { widget: { name: d.name } });
+  }
+}
+
+/**
+ * Registers one litegraph node type per object_info class (replacing earlier registrations).
+ * `onEdit` runs after any widget edit (undo checkpoint + autosave).
+ * @example registerNodeTypes(await api.objectInfo(), () => editor.checkpoint());
+ */
+export function registerNodeTypes(info: ObjectInfo, onEdit: () => void): void {
+  LiteGraph.clearRegisteredTypes();
+  for (const [type, nodeInfo] of Object.entries(info)) LiteGraph.registerNodeType(type, makeClass(type, nodeInfo, onEdit));
+}
+
+function makeClass(type: string, info: NodeInfo, onEdit: () => void): typeof LGraphNode {
+  const described = describeInputs(info);
+  class ApiNode extends LGraphNode {
+    static override title = info.display_name ?? type;
+    static category = info.category ?? 'other';
+    static nodeInfo = info;
+    constructor(title?: string) {
+      super(title ?? info.display_name ?? type);
+      this.serialize_widgets = true;
+      for (const d of described) if (!d.widget) this.addInput(d.name, d.type);
+      for (const d of described) {
+        if (!d.widget) continue;
+        addWidgetFor(this, d, onEdit);
+        this.addInput(d.name, d.type, { widget: { name: d.name } });
+      }
+      info.output.forEach((t, i) => this.addOutput(info.output_name?.[i] ?? t, t));
+      this.size = this.computeSize();
+      if (type === 'SaveImage' || type === 'PreviewImage') this.size = [Math.max(this.size[0], 320), Math.max(this.size[1], 340)];
+      // Highlight strokes drawn by litegraph around the node body.
+      this.strokeStyles.running = function (this: LGraphNode) {
+        return rt().running === String(this.id) ? { color: '#2ecc40', lineWidth: 3, padding: 6 } : undefined;
+      };
+    }
+
+    override onConfigure(data: any): void {
+      ensureWidgetSlots(this, described);
+      // Re-apply widget values by name: tolerant of files saved without the seed's control value.
+      const { values, controls } = widgetValuesByName(described, data.widgets_values);
+      for (const w of (this.widgets ?? []) as IWidget[]) {
+        if (w.name in values) w.value = values[w.name] as never;
+      }
+      for (const [name, control] of Object.entries(controls)) {
+        const i = this.widgets!.findIndex((w) => w.name === name);
+        const next = this.widgets![i + 1];
+        if (next?.name === CONTROL_WIDGET) next.value = control as never;
+      }
+      for (const w of this.widgets ?? []) {
+        if (w.name === CONTROL_WIDGET && !SEED_CONTROLS.includes(w.value as never)) w.value = 'fixed' as never;
+      }
+    }
+
+    override onDrawForeground(ctx: CanvasRenderingContext2D): void {
+      drawNodeExtras(this, ctx, rt());
+    }
+  }
+  return ApiNode as unknown as typeof LGraphNode;
+}
+
+import { runtime } from './runtime-state.js';
+const rt = () => runtime;

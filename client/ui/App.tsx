@@ -1,0 +1,76 @@
+// The application shell: boots the API, the canvas editor and the websocket, and lays out the panels.
+import { useEffect, useReducer, useRef, useState } from 'react';
+import { HttpApi } from '../api/http.js';
+import { clientId, EventSocket } from '../api/socket.js';
+import { setToken } from '../api/token.js';
+import { Editor } from '../canvas/editor.js';
+import { runtime } from '../canvas/runtime-state.js';
+import { defaultWorkflow } from '../graph/default-workflow.js';
+import { Session } from './session.js';
+import { Toolbar } from './Toolbar.js';
+import { QueuePanel } from './QueuePanel.js';
+import { GalleryPanel } from './GalleryPanel.js';
+import { MessagesPanel } from './MessagesPanel.js';
+import { TokenDialog } from './TokenDialog.js';
+
+declare global {
+  interface Window { __tcd?: Record<string, unknown> }
+}
+
+export function App() {
+  const canvasRef = useRef<HTMLCanvasElement>(null);
+  const [session, setSession] = useState<Session | null>(null);
+  const [bootError, setBootError] = useState<string | null>(null);
+  const [askToken, setAskToken] = useState<((t: string) => void) | null>(null);
+  const [, rerender] = useReducer((x: number) => x + 1, 0);
+
+  useEffect(() => {
+    let cancelled = false;
+    const api = new HttpApi();
+    api.onUnauthorized = () => new Promise<void>((resolve) => {
+      setAskToken(() => (token: string) => { setToken(token); setAskToken(null); resolve(); });
+    });
+    (async () => {
+      const info = await api.objectInfo();
+      if (cancelled || !canvasRef.current) return;
+      const editor = new Editor(canvasRef.current, info);
+      editor.load(Editor.restore() ?? defaultWorkflow());
+      const socket = new EventSocket(clientId());
+      const s = new Session(api, socket, editor);
+      editor.onChange = rerender;
+      editor.onQueueShortcut = () => void s.queue();
+      s.subscribe(rerender);
+      socket.connect();
+      window.__tcd = { app: s, session: s, editor, graph: editor.graph, canvas: editor.canvas, runtime, socket, api };
+      setSession(s);
+    })().catch((e) => setBootError(String(e?.message ?? e)));
+    return () => { cancelled = true; };
+  }, []);
+
+  const onDrop = async (e: React.DragEvent) => {
+    e.preventDefault();
+    const file = e.dataTransfer.files?.[0];
+    if (!file || !session) return;
+    const err = await session.editor.loadFile(file);
+    if (err) session.note('error', err);
+  };
+
+  return (
+    <div className="app">
+      {session ? <Toolbar session={session} /> : <header className="toolbar"><strong className="brand">tcd-studio</strong><span className="muted">{bootError ?? 'loading node definitions…'}</span></header>}
+      <main className="body">
+        <div className="canvas-wrap" onDragOver={(e) => e.preventDefault()} onDrop={(e) => void onDrop(e)} data-testid="canvas-wrap">
+          <canvas ref={canvasRef} data-testid="graph-canvas" />
+        </div>
+        {session && (
+          <aside className="side">
+            <MessagesPanel session={session} />
+            <QueuePanel session={session} />
+            <GalleryPanel session={session} />
+          </aside>
+        )}
+      </main>
+      {askToken && <TokenDialog onSubmit={askToken} />}
+    </div>
+  );
+}

@@ -1,0 +1,159 @@
+// Glue between the server and the editor, without React: websocket events -> canvas overlays, gallery, queue.
+// React components subscribe to `version` bumps and read the fields they need.
+import type { Editor } from '../canvas/editor.js';
+import { runtime } from '../canvas/runtime-state.js';
+import type { HttpApi, ImageRef, PromptError, QueueItem } from '../api/http.js';
+import { PromptRejected } from '../api/http.js';
+import type { ConnectionState, EventSocket, Preview, SocketEvent } from '../api/socket.js';
+import { queueBody } from '../graph/to-api.js';
+
+export interface GalleryImage { url: string; promptId: string; nodeId: string; filename: string }
+
+export class Session {
+  connection: ConnectionState = 'connecting';
+  queueRunning: QueueItem[] = [];
+  queuePending: QueueItem[] = [];
+  queueRemaining = 0;
+  gallery: GalleryImage[] = [];
+  /** Messages shown in the side panel: validation and execution errors, file problems. */
+  messages: { kind: 'error' | 'info'; text: string }[] = [];
+  lastPromptId: string | null = null;
+  private listeners = new Set<() => void>();
+  private lastPreviewUrl: string | null = null;
+  private executingPrompt: string | null = null;
+
+  constructor(readonly api: HttpApi, readonly socket: EventSocket, readonly editor: Editor) {
+    socket.onEvent = (e) => this.onEvent(e);
+    socket.onPreview = (p) => this.onPreview(p);
+    socket.onState = (s) => {
+      this.connection = s;
+      if (s === 'open') void this.refreshQueue();
+      this.emit();
+    };
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private emit(): void { for (const fn of this.listeners) fn(); }
+
+  note(kind: 'error' | 'info', text: string): void {
+    this.messages = [...this.messages.slice(-9), { kind, text }];
+    this.emit();
+  }
+
+  clearMessages(): void { this.messages = []; this.emit(); }
+
+  /** Converts the open graph, queues it, then advances seeds (control_after_generate). */
+  async queue(): Promise<string | null> {
+    const wf = this.editor.serialize();
+    runtime.errors.clear();
+    this.editor.canvas.setDirty(true, true);
+    try {
+      const res = await this.api.queuePrompt(queueBody(wf, this.editor.objectInfo, this.socket.id));
+      this.lastPromptId = res.prompt_id;
+      this.editor.applySeedControls();
+      void this.refreshQueue();
+      return res.prompt_id;
+    } catch (e) {
+      if (e instanceof PromptRejected) this.showPromptErrors(e.body);
+      else this.note('error', (e as Error).message);
+      return null;
+    }
+  }
+
+  /** Marks each offending node and input with the server's messages (400 node_errors). */
+  showPromptErrors(body: PromptError): void {
+    runtime.errors.clear();
+    const lines: string[] = [body.error?.message ?? 'Prompt rejected'];
+    for (const [id, ne] of Object.entries(body.node_errors ?? {})) {
+      const inputs: Record<string, string> = {};
+      for (const err of ne.errors ?? []) {
+        const name = err.extra_info?.input_name;
+        const text = err.details ? `${err.message}: ${err.details}` : err.message;
+        if (name) inputs[name] = text;
+        lines.push(`#${id} ${ne.class_type ?? ''} ${name ? `${name}: ` : ''}${text}`);
+      }
+      runtime.errors.set(id, { message: (ne.errors ?? []).filter((e) => !e.extra_info?.input_name).map((e) => e.message).join('; '), inputs });
+    }
+    this.editor.canvas.setDirty(true, true);
+    this.note('error', lines.join('\n'));
+  }
+
+  async refreshQueue(): Promise<void> {
+    try {
+      const q = await this.api.queue();
+      this.queueRunning = q.queue_running ?? [];
+      this.queuePending = q.queue_pending ?? [];
+      this.emit();
+    } catch { /* offline: the indicator already says so */ }
+  }
+
+  async cancel(promptId: string): Promise<void> {
+    await this.api.cancel(promptId);
+    await this.refreshQueue();
+  }
+
+  async interrupt(): Promise<void> {
+    const running = this.queueRunning[0]?.[1];
+    await this.api.interrupt(running);
+    await this.refreshQueue();
+  }
+
+  private onEvent({ type, data }: SocketEvent): void {
+    switch (type) {
+      case 'status':
+        this.queueRemaining = data?.status?.exec_info?.queue_remaining ?? 0;
+        void this.refreshQueue();
+        break;
+      case 'execution_start':
+        this.executingPrompt = data.prompt_id;
+        runtime.errors.clear();
+        break;
+      case 'executing':
+        if (runtime.running) runtime.progress.delete(runtime.running);
+        runtime.running = data.node ?? null;
+        if (data.node == null) { runtime.progress.clear(); void this.refreshQueue(); }
+        break;
+      case 'progress':
+        runtime.progress.set(String(data.node ?? runtime.running), data.value / Math.max(1, data.max));
+        break;
+      case 'executed': {
+        const images = (data.output?.images ?? []) as ImageRef[];
+        const nodeId = String(data.display_node ?? data.node);
+        runtime.setImages(nodeId, images.map((i) => this.api.viewUrl(i)));
+        this.gallery = [
+          ...images.map((i) => ({ url: this.api.viewUrl(i), promptId: data.prompt_id, nodeId, filename: i.filename })).reverse(),
+          ...this.gallery,
+        ].slice(0, 200);
+        break;
+      }
+      case 'execution_error': {
+        const inputs: Record<string, string> = {};
+        runtime.errors.set(String(data.node_id), { message: `${data.exception_type}: ${data.exception_message}`, inputs });
+        this.note('error', `#${data.node_id} ${data.node_type}: ${data.exception_message}`);
+        break;
+      }
+      case 'execution_interrupted':
+        this.note('info', `Interrupted at #${data.node_id ?? '?'} ${data.node_type ?? ''}`);
+        break;
+      case 'execution_success':
+        this.executingPrompt = null;
+        break;
+      default:
+        return;
+    }
+    this.editor.canvas.setDirty(true, true);
+    this.emit();
+  }
+
+  private onPreview(p: Preview): void {
+    const nodeId = p.nodeId ?? runtime.running;
+    if (!nodeId) return;
+    if (this.lastPreviewUrl) URL.revokeObjectURL(this.lastPreviewUrl);
+    this.lastPreviewUrl = URL.createObjectURL(p.blob);
+    runtime.setImages(nodeId, [this.lastPreviewUrl]);
+  }
+}
