@@ -1,0 +1,77 @@
+/**
+ * The UNet's SpatialTransformer (ldm attention.py / diffusers Transformer2DModel) on the ONNX builder:
+ * GroupNorm(eps 1e-6), proj_in (1x1 conv for SD1, Linear for SDXL: the same per-token map), `depth` BasicTransformerBlocks
+ * (self-attention, cross-attention on the text context, GEGLU feed-forward, each pre-LayerNorm with a residual),
+ * proj_out, and the residual around the whole thing.
+ * Example: h = spatialTransformer(g, cfg, 'model.diffusion_model.input_blocks.1.1', h, context, 1);
+ */
+import type { UNetConfig } from './config.js';
+import { attention, gelu, groupNorm, key, layerNorm, linear } from './blocks.js';
+import type { GraphBuilder, Value } from './onnx/graph.js';
+
+/** ldm Normalize() in SpatialTransformer uses eps 1e-6 (the ResBlocks use 1e-5) */
+const TRANSFORMER_NORM_EPS = 1e-6;
+
+/** Head split from the config rule: a fixed head count (SD1) or fixed channels per head (SDXL). */
+export function headsFor(cfg: UNetConfig, channels: number): { heads: number; headDim: number } {
+  if (cfg.numHeads !== null) {
+    if (channels % cfg.numHeads !== 0) throw new Error(`${channels} attention channels do not split into ${cfg.numHeads} heads`);
+    return { heads: cfg.numHeads, headDim: channels / cfg.numHeads };
+  }
+  if (cfg.headChannels !== null) {
+    if (channels % cfg.headChannels !== 0) throw new Error(`${channels} attention channels do not split into heads of ${cfg.headChannels}`);
+    return { heads: channels / cfg.headChannels, headDim: cfg.headChannels };
+  }
+  throw new Error('UNetConfig sets neither numHeads nor headChannels');
+}
+
+/** CrossAttention: to_q on x, to_k/to_v on ctx (= x for self-attention), to_out.0 after the heads merge. */
+function crossAttention(g: GraphBuilder, p: string, x: Value, ctx: Value, split: { heads: number; headDim: number }): Value {
+  return g.scope(p, () => {
+    const q = linear(g, `${p}.to_q`, x); // [B, T, C]
+    const k = linear(g, `${p}.to_k`, ctx); // [B, S, C]
+    const v = linear(g, `${p}.to_v`, ctx); // [B, S, C]
+    return linear(g, `${p}.to_out.0`, attention(g, q, k, v, split));
+  });
+}
+
+/** GEGLU feed-forward: ff.net.0.proj gives [value | gate] (2 x inner); value * gelu(gate), then ff.net.2. */
+function feedForward(g: GraphBuilder, p: string, x: Value): Value {
+  return g.scope(p, () => {
+    const inner2 = g.weightShape(`${p}.net.0.proj.weight`)[0];
+    const proj = linear(g, `${p}.net.0.proj`, x); // [B, T, 2 * inner]
+    const [value, gate] = g.op.Split(proj, g.constInt64([inner2 / 2, inner2 / 2]), { axis: -1 }, 2); // [B, T, inner] each
+    return linear(g, `${p}.net.2`, g.op.Mul(value, gelu(g, gate)));
+  });
+}
+
+/** BasicTransformerBlock: x += attn1(norm1 x); x += attn2(norm2 x, context); x += ff(norm3 x). */
+function transformerBlock(g: GraphBuilder, p: string, x: Value, context: Value, split: { heads: number; headDim: number }): Value {
+  return g.scope(p, () => {
+    const n1 = layerNorm(g, `${p}.norm1`, x);
+    let h = g.op.Add(x, crossAttention(g, `${p}.attn1`, n1, n1, split));
+    h = g.op.Add(h, crossAttention(g, `${p}.attn2`, layerNorm(g, `${p}.norm2`, h), context, split));
+    return g.op.Add(h, feedForward(g, `${p}.ff`, layerNorm(g, `${p}.norm3`, h)));
+  });
+}
+
+/**
+ * SpatialTransformer at module path `p`: x [B, C, H, W], context [B, S, contextDim] -> [B, C, H, W].
+ * `depth` = number of transformer_blocks.
+ */
+export function spatialTransformer(g: GraphBuilder, cfg: UNetConfig, p: string, x: Value, context: Value, depth: number): Value {
+  return g.scope(p, () => {
+    const channels = g.weightShape(key(p, 'norm.weight'))[0];
+    const split = headsFor(cfg, channels);
+    const xShape = g.op.Shape(x); // [4]: B, C, H, W
+    const toTokens = (v: Value) => g.op.Transpose(g.op.Reshape(v, g.constInt64([0, 0, -1])), { perm: [0, 2, 1] }); // [B, HW, C]
+    const toImage = (v: Value) => g.op.Reshape(g.op.Transpose(v, { perm: [0, 2, 1] }), xShape); // [B, C, H, W]
+
+    const normed = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps: TRANSFORMER_NORM_EPS });
+    // SD1's 1x1-conv proj_in/proj_out ([C, C, 1, 1]) equal SDXL's Linear ([C, C]) applied per token; linear() takes both
+    let h = linear(g, `${p}.proj_in`, toTokens(normed)); // [B, HW, C]
+    for (let j = 0; j < depth; j++) h = transformerBlock(g, `${p}.transformer_blocks.${j}`, h, context, split);
+    const out = toImage(linear(g, `${p}.proj_out`, h)); // [B, C, H, W]
+    return g.op.Add(out, x);
+  });
+}
