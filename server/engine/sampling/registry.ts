@@ -1,0 +1,54 @@
+/**
+ * Sampler and scheduler names for the KSampler / KSamplerSelect / BasicScheduler combo inputs, in ComfyUI's order
+ * (only the samplers implemented here), plus 'tcd'. `getSampler(name)` returns the pure sampler function.
+ * Example: const fn = getSampler('dpmpp_2m'); const out = await fn({ denoiser, x, sigmas });
+ */
+import {
+  sampleDpm2, sampleDpm2Ancestral, sampleEuler, sampleEulerAncestral, sampleHeun, sampleHeunpp2, sampleIpndm, sampleLms,
+  type KSamplerFn,
+} from './k-samplers.js';
+import {
+  sampleDdpm, sampleDpmpp2m, sampleDpmpp2mSde, sampleDpmpp2sAncestral, sampleDpmpp3mSde, sampleDpmppSde, sampleLcm,
+} from './k-samplers-dpmpp.js';
+import { sampleTcdK } from './k-sampler-tcd.js';
+export { SCHEDULER_NAMES } from './schedules.js';
+
+const SAMPLERS: Record<string, KSamplerFn> = {
+  euler: sampleEuler,
+  euler_ancestral: sampleEulerAncestral,
+  heun: sampleHeun,
+  heunpp2: sampleHeunpp2,
+  dpm_2: sampleDpm2,
+  dpm_2_ancestral: sampleDpm2Ancestral,
+  lms: sampleLms,
+  dpmpp_2s_ancestral: sampleDpmpp2sAncestral,
+  dpmpp_sde: sampleDpmppSde,
+  dpmpp_2m: sampleDpmpp2m,
+  dpmpp_2m_sde: sampleDpmpp2mSde,
+  dpmpp_2m_sde_heun: (a) => sampleDpmpp2mSde({ ...a, solverType: 'heun' }),
+  dpmpp_3m_sde: sampleDpmpp3mSde,
+  ddpm: sampleDdpm,
+  lcm: sampleLcm,
+  ipndm: sampleIpndm,
+  // ComfyUI's ddim is euler (its "random" inpaint noise only matters with a denoise mask)
+  ddim: sampleEuler,
+  tcd: sampleTcdK,
+};
+
+/** ComfyUI's SAMPLER_NAMES order, restricted to what is implemented, then 'tcd'. */
+export const SAMPLER_NAMES: readonly string[] = [
+  'euler', 'euler_ancestral', 'heun', 'heunpp2', 'dpm_2', 'dpm_2_ancestral', 'lms', 'dpmpp_2s_ancestral', 'dpmpp_sde',
+  'dpmpp_2m', 'dpmpp_2m_sde', 'dpmpp_2m_sde_heun', 'dpmpp_3m_sde', 'ddpm', 'lcm', 'ipndm', 'ddim', 'tcd',
+];
+
+/** Samplers that draw noise (need a noise source; ComfyUI seeds it with the KSampler seed). */
+export const NOISY_SAMPLERS = new Set(['euler_ancestral', 'dpm_2_ancestral', 'dpmpp_2s_ancestral', 'dpmpp_sde', 'dpmpp_2m_sde', 'dpmpp_2m_sde_heun', 'dpmpp_3m_sde', 'ddpm', 'lcm', 'tcd']);
+
+/** Samplers whose ComfyUI noise comes from a torchsde Brownian tree, which we replace by independent Gaussian draws. */
+export const BROWNIAN_SAMPLERS = new Set(['dpmpp_sde', 'dpmpp_2m_sde', 'dpmpp_2m_sde_heun', 'dpmpp_3m_sde']);
+
+export function getSampler(name: string): KSamplerFn {
+  const fn = SAMPLERS[name];
+  if (!fn) throw new Error(`unknown sampler "${name}" (known: ${SAMPLER_NAMES.join(', ')})`);
+  return fn;
+}
