@@ -40,6 +40,8 @@ export class Editor {
     LiteGraph.release_link_on_empty_shows_menu = true;
     this.canvas = new LGraphCanvas(el, this.graph, { autoresize: false } as never);
     el.tabIndex = 0;
+    this.canvas.show_info = false;
+    this.canvas.render_canvas_border = false;
     this.canvas.onSearchBox = (_helper, str) => this.search(str);
     runtime.onChange = () => this.canvas.setDirty(true, true);
     this.graph.onAfterChange = () => this.scheduleCheckpoint();

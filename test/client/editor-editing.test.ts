@@ -1,0 +1,129 @@
+// Editing in the browser against the real server: default graph, widgets + undo/redo, type-checked links,
+// persistence across reload, loading a workflow file, mute/bypass.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { browserSkip, drag, nodePoint, shot, slotPoint, startHarness, waitForEditor, type Harness } from './harness.js';
+
+const skip = browserSkip();
+if (skip) console.log(`# browser tests skipped: ${skip}`);
+let h: Harness;
+const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
+
+before(async () => { if (!skip) h = await startHarness(); });
+after(async () => { await h?.close(); });
+
+test('the page loads with the default TCD graph built from /object_info', { skip }, async () => {
+  const nodes = await ev<[number, string][]>(`window.__tcd.graph._nodes.map((n) => [n.id, n.type]).sort((a, b) => a[0] - b[0])`);
+  assert.deepEqual(nodes, [[3, 'TCDSampler'], [4, 'CheckpointLoaderSimple'], [5, 'EmptyLatentImage'], [6, 'CLIPTextEncode'],
+    [7, 'CLIPTextEncode'], [8, 'VAEDecode'], [9, 'SaveImage']]);
+  const sampler = await ev<Record<string, unknown>>(`Object.fromEntries(window.__tcd.editor.nodeById(3).widgets.map((w) => [w.name, w.value]))`);
+  assert.equal(sampler.steps, 4);
+  assert.equal(sampler.eta, 0.3);
+  assert.equal(sampler.cfg, 1);
+  assert.equal(sampler.control_after_generate, 'randomize');
+  const ckpt = await ev<string>(`window.__tcd.editor.nodeById(4).widgets[0].value`);
+  assert.equal(ckpt, 'tcd-studio-demo-sdxl.safetensors');
+  // the checkpoint combo offers what the server's models folder holds
+  const options = await ev<string[]>(`window.__tcd.editor.nodeById(4).widgets[0].options.values`);
+  assert.ok(options.includes('tcd-studio-demo-sdxl.safetensors'), `combo values: ${options}`);
+  await shot(h.page, '01-default-graph');
+});
+
+test('clicking a widget arrow changes it; Ctrl+Z undoes and Ctrl+Y / Ctrl+Shift+Z redo', { skip }, async () => {
+  const steps = () => ev<number>(`window.__tcd.editor.nodeById(3).widgets.find((w) => w.name === 'steps').value`);
+  const [wy, ww] = await ev<[number, number]>(`(() => { const n = window.__tcd.editor.nodeById(3); const w = n.widgets.find((w) => w.name === 'steps'); return [w.y, n.size[0]]; })()`);
+  const arrow = await nodePoint(h.page, 3, ww - 22, wy + 10);
+  await h.page.mouse.click(arrow[0], arrow[1]);
+  await h.page.waitForFunction(() => (window as any).__tcd.editor.history.canUndo);
+  assert.equal(await steps(), 5);
+  await shot(h.page, '02-widget-changed');
+  await h.page.keyboard.press('Control+z');
+  assert.equal(await steps(), 4);
+  await h.page.keyboard.press('Control+y');
+  assert.equal(await steps(), 5);
+  await h.page.keyboard.press('Control+z');
+  await h.page.keyboard.press('Control+Shift+z');
+  assert.equal(await steps(), 5);
+});
+
+test('a link between mismatched types is refused; a matching one is made', { skip }, async () => {
+  const vaeLink = () => ev<number | null>(`window.__tcd.editor.nodeById(8).inputs.find((i) => i.name === 'vae').link`);
+  const before = await vaeLink();
+  assert.notEqual(before, null);
+  // MODEL output -> VAEDecode.vae (VAE): refused
+  await drag(h.page, await slotPoint(h.page, 4, 'output', 0), await slotPoint(h.page, 8, 'input', 1));
+  assert.equal(await vaeLink(), before);
+  const origin = await ev<[number, number]>(`(() => { const l = window.__tcd.graph.links.get(window.__tcd.editor.nodeById(8).inputs[1].link) ?? window.__tcd.graph._links.get(window.__tcd.editor.nodeById(8).inputs[1].link); return [l.origin_id, l.origin_slot]; })()`);
+  assert.deepEqual(origin, [4, 2]);
+  // dragging the vae link off to empty canvas disconnects it; VAE output -> vae input reconnects
+  await drag(h.page, await slotPoint(h.page, 8, 'input', 1), await nodePoint(h.page, 8, 60, 260));
+  await h.page.keyboard.press('Escape');
+  assert.equal(await vaeLink(), null);
+  await drag(h.page, await slotPoint(h.page, 4, 'output', 2), await slotPoint(h.page, 8, 'input', 1));
+  assert.notEqual(await vaeLink(), null);
+  await shot(h.page, '03-links');
+});
+
+test('Ctrl+M mutes and Ctrl+B bypasses the selection; the converter honours it', { skip }, async () => {
+  await h.page.evaluate(() => { const t = (window as any).__tcd; t.canvas.selectItems([t.editor.nodeById(7)]); t.canvas.canvas.focus(); });
+  await h.page.keyboard.press('Control+m');
+  assert.equal(await ev<number>(`window.__tcd.editor.nodeById(7).mode`), 2);
+  await h.page.keyboard.press('Control+b');
+  assert.equal(await ev<number>(`window.__tcd.editor.nodeById(7).mode`), 4);
+  await shot(h.page, '04-bypassed');
+  await h.page.keyboard.press('Control+b');
+  assert.equal(await ev<number>(`window.__tcd.editor.nodeById(7).mode`), 0);
+});
+
+test('copy/paste duplicates the selection; delete removes it', { skip }, async () => {
+  const count = () => ev<number>(`window.__tcd.graph._nodes.length`);
+  const n0 = await count();
+  await h.page.evaluate(() => { const t = (window as any).__tcd; t.canvas.selectItems([t.editor.nodeById(5)]); });
+  await h.page.mouse.move(...(await nodePoint(h.page, 5, 60, -200)));
+  await h.page.evaluate(() => (window as any).__tcd.canvas.canvas.focus());
+  await h.page.keyboard.press('Control+c');
+  await h.page.keyboard.press('Control+v');
+  assert.equal(await count(), n0 + 1);
+  await h.page.keyboard.press('Delete');
+  assert.equal(await count(), n0);
+});
+
+test('the open workflow survives a reload', { skip }, async () => {
+  await h.page.evaluate(() => { const ed = (window as any).__tcd.editor; ed.nodeById(5).widgets[0].value = 768; ed.checkpoint(); });
+  await h.page.reload();
+  await waitForEditor(h.page);
+  assert.equal(await ev<number>(`window.__tcd.editor.nodeById(5).widgets[0].value`), 768);
+  assert.equal(await ev<number>(`window.__tcd.editor.nodeById(3).widgets.find((w) => w.name === 'steps').value`), 5);
+});
+
+test('opening a workflow JSON file replaces the graph', { skip }, async () => {
+  const wf = await h.page.evaluate(() => {
+    const wf = (window as any).__tcd.editor.serialize();
+    wf.nodes = wf.nodes.filter((n: any) => n.id !== 7);
+    const ns = wf.nodes.find((n: any) => n.id === 3);
+    ns.title = 'My TCD sampler';
+    return wf;
+  });
+  await h.page.setInputFiles('[data-testid=file-input]', { name: 'mine.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(wf)) });
+  await h.page.waitForFunction(() => (window as any).__tcd.editor.nodeById(3).title === 'My TCD sampler');
+  assert.equal(await ev<unknown>(`window.__tcd.editor.nodeById(7)`), null);
+  await shot(h.page, '05-file-loaded');
+  // the file is one undo step: Ctrl+Z brings node 7 back
+  await h.page.evaluate(() => (window as any).__tcd.canvas.canvas.focus());
+  await h.page.keyboard.press('Control+z');
+  assert.notEqual(await ev<unknown>(`window.__tcd.editor.nodeById(7)?.id`), undefined);
+});
+
+test('double-click on empty canvas opens the search box with fuzzy results', { skip }, async () => {
+  const p = await nodePoint(h.page, 5, 40, 200);
+  await h.page.mouse.dblclick(p[0], p[1]);
+  await h.page.waitForSelector('.litesearchbox input');
+  await h.page.keyboard.type('tcdsmp');
+  await h.page.waitForFunction(() => document.querySelectorAll('.litesearchbox .lite-search-item').length > 0);
+  const first = await h.page.evaluate(() => document.querySelector('.litesearchbox .lite-search-item')!.textContent);
+  assert.match(first ?? '', /TCD/);
+  await shot(h.page, '06-search');
+  const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
+  await h.page.keyboard.press('Enter');
+  await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 1, n0);
+});

@@ -1,0 +1,130 @@
+// Browser-test harness: starts the real server (server/cli.ts) on a free port with temp dirs, and Debian's chromium
+// through playwright-core. Tests skip visibly when chromium or the server entry point is absent.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export const CHROMIUM = '/usr/bin/chromium';
+export const SCREENSHOTS = 'test-output/screenshots';
+
+/** Why browser tests cannot run here, or false. Passed to node:test's `skip`. */
+export function browserSkip(): string | false {
+  if (!existsSync(CHROMIUM)) return `chromium not found at ${CHROMIUM} (apt-get install -y chromium)`;
+  if (!existsSync('server/cli.ts')) return 'server/cli.ts not present yet';
+  return false;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Harness {
+  url: string;
+  dirs: { root: string; data: string; models: string; output: string };
+  server: ChildProcess;
+  browser: Browser;
+  page: Page;
+  log: string[];
+  close(): Promise<void>;
+}
+
+/** Builds dist/client if needed (same check as `npm start`). */
+export function ensureClient(): void {
+  const r = spawnSync(process.execPath, ['scripts/ensure-client.mjs'], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('client build failed');
+}
+
+/**
+ * Starts server + browser and opens the editor.
+ * @example const h = await startHarness(); await h.page.click('[data-testid=queue-button]'); await h.close();
+ */
+export async function startHarness(opts: { env?: Record<string, string>; waitForEditor?: boolean } = {}): Promise<Harness> {
+  ensureClient();
+  const root = mkdtempSync(join(tmpdir(), 'tcd-client-test-'));
+  const dirs = { root, data: join(root, 'data'), models: join(root, 'models'), output: join(root, 'output') };
+  for (const d of [dirs.data, dirs.models, dirs.output]) mkdirSync(d, { recursive: true });
+  const port = await freePort();
+  const log: string[] = [];
+  const server = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'serve', '--port', String(port), '--listen', '127.0.0.1',
+    '--data', dirs.data, '--models', dirs.models, '--output', dirs.output], {
+    env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stdout!.on('data', (b) => log.push(String(b)));
+  server.stderr!.on('data', (b) => log.push(String(b)));
+  const url = `http://127.0.0.1:${port}/`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (server.exitCode !== null) throw new Error(`server exited ${server.exitCode}:\n${log.join('')}`);
+    try {
+      const r = await fetch(`${url}api/system_stats`, { headers: opts.env?.TCD_TOKEN ? { Authorization: `Bearer ${opts.env.TCD_TOKEN}` } : {} });
+      if (r.status < 500) break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) throw new Error(`server did not start:\n${log.join('')}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1500, height: 850 } });
+  page.on('pageerror', (e) => log.push(`pageerror: ${e.message}\n`));
+  await page.goto(url);
+  if (opts.waitForEditor !== false) await waitForEditor(page);
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return {
+    url, dirs, server, browser, page, log,
+    async close() {
+      await browser.close().catch(() => {});
+      server.kill('SIGTERM');
+      await new Promise((r) => (server.exitCode !== null ? r(null) : server.once('exit', r)));
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function waitForEditor(page: Page): Promise<void> {
+  await page.waitForFunction(() => (window as any).__tcd?.graph?._nodes?.length > 0, null, { timeout: 20_000 });
+  await page.waitForFunction(() => (window as any).__tcd.session.connection === 'open', null, { timeout: 20_000 });
+}
+
+export async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
+}
+
+/** Client coordinates of a node-relative point (graph space offset from the node's top-left). */
+export async function nodePoint(page: Page, nodeId: number, dx: number, dy: number): Promise<[number, number]> {
+  return page.evaluate(([id, x, y]) => {
+    const ed = (window as any).__tcd.editor;
+    const n = ed.nodeById(id);
+    return ed.toClient([n.pos[0] + x, n.pos[1] + y]);
+  }, [nodeId, dx, dy] as const);
+}
+
+/** Client coordinates of a slot's connection dot. */
+export async function slotPoint(page: Page, nodeId: number, kind: 'input' | 'output', slot: number): Promise<[number, number]> {
+  return page.evaluate(([id, k, s]) => {
+    const ed = (window as any).__tcd.editor;
+    const n = ed.nodeById(id);
+    const p = k === 'input' ? n.getInputPos(s) : n.getOutputPos(s);
+    return ed.toClient([p[0], p[1]]);
+  }, [nodeId, kind, slot] as const);
+}
+
+export async function drag(page: Page, from: [number, number], to: [number, number]): Promise<void> {
+  await page.mouse.move(from[0], from[1]);
+  await page.mouse.down();
+  await page.mouse.move((from[0] + to[0]) / 2, (from[1] + to[1]) / 2, { steps: 5 });
+  await page.mouse.move(to[0], to[1], { steps: 5 });
+  await page.mouse.up();
+}
