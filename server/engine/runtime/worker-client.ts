@@ -32,11 +32,16 @@ export function resolveWorkerFile(moduleUrl: string = import.meta.url): URL {
   return found;
 }
 
-/** A .ts worker needs tsx's loader; workers inherit execArgv, so add it only when the parent lacks it. */
-export function workerExecArgv(file: URL, parentArgv: readonly string[] = process.execArgv): string[] {
-  const argv = [...parentArgv];
-  if (file.pathname.endsWith('.ts') && !argv.some((a) => a.includes('tsx'))) argv.push('--import', 'tsx');
-  return argv;
+/**
+ * Starts the worker file. A compiled .js worker starts directly. A .ts worker (running under tsx) needs tsx's
+ * loader inside the worker, and Node 20 does not apply the parent's `--import tsx` hooks to a worker's entry
+ * module, so a two-line ESM bootstrap registers tsx there first and then imports the worker.
+ */
+export function spawnWorker(file: URL, workerData: unknown): Worker {
+  if (!file.pathname.endsWith('.ts')) return new Worker(file, { workerData });
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(file.href)}); });`;
+  return new Worker(bootstrap, { eval: true, workerData });
 }
 
 export class WorkerClient {
@@ -72,7 +77,7 @@ export class WorkerClient {
 
   private start(): Worker {
     const file = resolveWorkerFile();
-    const w = new Worker(file, { workerData: this.init, execArgv: workerExecArgv(file) });
+    const w = spawnWorker(file, this.init);
     this.starts++;
     this.worker = w;
     w.on('message', (msg: Response) => {

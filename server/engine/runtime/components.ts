@@ -1,0 +1,140 @@
+/**
+ * Worker-side meaning of each engine call: which component graphs it needs (and how they are built), what it
+ * feeds them, and how outputs become the call's result. Runs inside the worker only.
+ * Example (worker): const { context, pooled } = await runComponentCall(store, { op: 'encodeText', clip, text });
+ */
+import type { ModelConfig, TextEncoderConfig } from '../config.js';
+import { buildTextEncoderGraph } from '../clip.js';
+import { runSession } from '../onnx/session.js';
+import type { Tensor } from '../tensor.js';
+import { tokenizeWindows } from '../tokenizer.js';
+import { buildUNetGraph } from '../unet.js';
+import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../vae.js';
+import type { Call, ClipRef, EncodedText } from './protocol.js';
+import type { Component } from './providers.js';
+import type { SessionStore } from './session-store.js';
+
+export async function runComponentCall(store: SessionStore, call: Call): Promise<unknown> {
+  switch (call.op) {
+    case 'encodeText': return encodeText(store, call.clip, call.text);
+    case 'unet': {
+      const session = await store.session({
+        checkpoint: call.model.checkpoint, component: 'unet', loras: call.model.loras,
+        build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype }),
+      });
+      const { config } = store.checkpoint(call.model.checkpoint);
+      if (config.unet.adm && !call.extra) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
+      const feeds: Record<string, Tensor> = { x: call.x, t: { shape: [call.t.length], data: call.t }, context: call.context };
+      if (config.unet.adm && call.extra) { feeds.text_embeds = call.extra.textEmbeds; feeds.time_ids = call.extra.timeIds; }
+      return (await runSession(session, feeds)).eps;
+    }
+    case 'vaeDecode': {
+      const session = await store.session({
+        checkpoint: call.vae.checkpoint, component: 'vae_decoder', loras: [],
+        build: (w, cfg, dtype) => buildVaeDecoderGraph(cfg.vae, w, { dtype }),
+      });
+      return (await runSession(session, { latent: call.z })).image;
+    }
+    case 'vaeEncode': {
+      const session = await store.session({
+        checkpoint: call.vae.checkpoint, component: 'vae_encoder', loras: [],
+        build: (w, cfg, dtype) => buildVaeEncoderGraph(cfg.vae, w, { dtype }),
+      });
+      return (await runSession(session, { image: call.image })).mean;
+    }
+    default: throw new Error(`not a component call: ${call.op}`);
+  }
+}
+
+/**
+ * Which hidden state a clip skip selects, ComfyUI's way: hidden_states[clipSkip] (-1 = last layer's output); SD1's
+ * CLIP applies the final layer norm to it (ComfyUI SD1ClipModel layer_norm_hidden_state=True, which for -1 is the
+ * usual last_hidden_state), SDXL's encoders do not. A skip deeper than the encoder means its last state.
+ */
+export function hiddenSelection(config: ModelConfig, enc: TextEncoderConfig, clipSkip: number): { hiddenFromEnd: number; normHidden: boolean } {
+  if (!Number.isInteger(clipSkip) || clipSkip >= 0) throw new Error(`clipSkip counts layers from the end and must be -1, -2, ...; got ${clipSkip}`);
+  if (-clipSkip > enc.layers) return { hiddenFromEnd: 1, normHidden: true };
+  return { hiddenFromEnd: -clipSkip, normHidden: config.family === 'sd1' };
+}
+
+/**
+ * Encodes every 77-token window of the prompt with each text encoder (SDXL: CLIP-L then OpenCLIP-G, concatenated on
+ * channels), concatenates windows on the sequence axis and takes pooled from the first window, as ComfyUI does.
+ * Emphasis weights follow ComfyUI too: when any token weight differs from 1, an empty window [BOS, EOS, pad...] is
+ * encoded alongside and each weighted token becomes empty + (token - empty) * weight.
+ */
+async function encodeText(store: SessionStore, clip: ClipRef, text: string): Promise<EncodedText> {
+  const { config } = store.checkpoint(clip.checkpoint);
+  const clipSkip = clip.clipSkip ?? config.defaultClipSkip;
+  const parts: Tensor[] = [];
+  let pooled: Tensor | null = null;
+  // pooled (SDXL's ADM input) comes from the last encoder with a projection; single-encoder models have none
+  let pooledFrom = -1;
+  if (config.textEncoders.length > 1) config.textEncoders.forEach((e, i) => { if (e.projectionDim !== null) pooledFrom = i; });
+  for (let i = 0; i < config.textEncoders.length; i++) {
+    const enc = config.textEncoders[i];
+    const component: Component = `text_encoder_${i}`;
+    const sel = hiddenSelection(config, enc, clipSkip);
+    const wantPooled = i === pooledFrom;
+    const session = await store.session({
+      checkpoint: clip.checkpoint, component, loras: clip.loras,
+      variant: `hidden-${sel.hiddenFromEnd}${sel.normHidden ? '-norm' : ''}${wantPooled ? '-pooled' : ''}`,
+      build: (w, _cfg, dtype) => buildTextEncoderGraph(enc, w, { dtype, ...sel, last: false, pooled: wantPooled }),
+    });
+    const { ids, weights } = tokenizeWindows(text, { padToken: enc.padToken });
+    const weighted = weights.some((w) => w.some((x) => x !== 1));
+    const windows = weighted ? [...ids, emptyWindow(enc.padToken, ids[0].length)] : ids;
+    const batch = new Int32Array(windows.length * windows[0].length);
+    windows.forEach((w, k) => batch.set(w, k * w.length));
+    const out = await runSession(session, { ids: { shape: [windows.length, windows[0].length], ids: batch } });
+    const hidden = out.hidden; // [windows (+1), 77, C]
+    if (weighted) applyEmphasis(hidden, weights);
+    parts.push(joinWindows(hidden, ids.length)); // [1, 77 * windows, C]
+    if (wantPooled) pooled = { shape: [1, out.pooled.shape[1]], data: out.pooled.data.slice(0, out.pooled.shape[1]) };
+  }
+  return { context: concatChannels(parts), pooled };
+}
+
+function emptyWindow(pad: number, length: number): Int32Array {
+  const w = new Int32Array(length).fill(pad);
+  w[0] = 49406; // BOS
+  w[1] = 49407; // EOS
+  return w;
+}
+
+/** In place: token j of window k becomes empty[j] + (z - empty[j]) * weight; the empty window is the last row. */
+function applyEmphasis(hidden: Tensor, weights: Float32Array[]): void {
+  const [n, T, C] = hidden.shape;
+  const empty = hidden.data.subarray((n - 1) * T * C, n * T * C);
+  weights.forEach((w, k) => {
+    for (let j = 0; j < T; j++) {
+      if (w[j] === 1) continue;
+      const row = hidden.data.subarray((k * T + j) * C, (k * T + j + 1) * C);
+      for (let c = 0; c < C; c++) row[c] = empty[j * C + c] + (row[c] - empty[j * C + c]) * w[j];
+    }
+  });
+}
+
+/** [n, T, C] -> [1, count * T, C] using the first `count` windows (row-major makes this a prefix copy). */
+function joinWindows(hidden: Tensor, count: number): Tensor {
+  const [, T, C] = hidden.shape;
+  return { shape: [1, count * T, C], data: hidden.data.slice(0, count * T * C) };
+}
+
+/** Concatenates [1, S, Ci] tensors on the channel axis -> [1, S, sum Ci]. */
+function concatChannels(parts: Tensor[]): Tensor {
+  if (parts.length === 1) return parts[0];
+  const S = parts[0].shape[1];
+  if (parts.some((p) => p.shape[1] !== S)) throw new Error(`text encoders produced different lengths: ${parts.map((p) => p.shape[1]).join(' vs ')}`);
+  const C = parts.reduce((a, p) => a + p.shape[2], 0);
+  const out = new Float32Array(S * C);
+  for (let s = 0; s < S; s++) {
+    let off = s * C;
+    for (const p of parts) {
+      const c = p.shape[2];
+      out.set(p.data.subarray(s * c, (s + 1) * c), off);
+      off += c;
+    }
+  }
+  return { shape: [1, S, C], data: out };
+}
