@@ -86,8 +86,10 @@ async function writeAll(fh: import('node:fs/promises').FileHandle, buf: Uint8Arr
 export function encodeValues(v: Float32Array, dtype: WritableDtype): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   const out = new Uint16Array(v.length);
-  if (dtype === 'F16') for (let i = 0; i < v.length; i++) out[i] = floatToHalf(v[i]);
-  else floatsToBf16(v, out);
+  // read the float bits through an aligned view (a Float32Array's byteOffset is always a multiple of 4)
+  const u = new Uint32Array(v.buffer, v.byteOffset, v.length);
+  if (dtype === 'F16') for (let i = 0; i < u.length; i++) out[i] = halfFromFloatBits(u[i]);
+  else floatsToBf16(u, out);
   return new Uint8Array(out.buffer);
 }
 
@@ -97,7 +99,11 @@ const u32 = new Uint32Array(f32.buffer);
 /** float32 -> IEEE half bits, round to nearest even; overflow gives +-Inf, NaN stays NaN. */
 export function floatToHalf(x: number): number {
   f32[0] = x;
-  const u = u32[0];
+  return halfFromFloatBits(u32[0]);
+}
+
+/** The same, from the float's bit pattern (the hot loop of F16 writes). */
+function halfFromFloatBits(u: number): number {
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
   const mant = u & 0x7fffff;
@@ -121,9 +127,8 @@ export function floatToHalf(x: number): number {
 }
 
 /** float32 -> bfloat16 bits (upper half), round to nearest even; NaN kept quiet. */
-function floatsToBf16(v: Float32Array, out: Uint16Array): void {
-  const u = new Uint32Array(v.buffer, v.byteOffset, v.length);
-  for (let i = 0; i < v.length; i++) {
+function floatsToBf16(u: Uint32Array, out: Uint16Array): void {
+  for (let i = 0; i < u.length; i++) {
     const x = u[i];
     if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) { out[i] = (x >>> 16) | 0x40; continue; }
     out[i] = ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
