@@ -1,0 +1,183 @@
+/**
+ * Sampler nodes: TCDSampler (diffusers' TCDScheduler exactly), KSampler and KSamplerAdvanced (ComfyUI semantics),
+ * SamplerCustom with KSamplerSelect, BasicScheduler and SamplerTCD.
+ */
+import { defineNode, seedInput, t } from './define.js';
+import type { NodeContext } from '../server/executor/node-definition.js';
+import type { NodeServices } from './services.js';
+import { TorchGenerator } from '../server/engine/rng.js';
+import { sampleTcd, tcdAddNoise, tcdTimesteps } from '../server/engine/sampling/tcd.js';
+import { DiscreteModelSampling, epsDenoiser } from '../server/engine/sampling/model-sampling.js';
+import { ksamplerSigmas } from '../server/engine/sampling/schedules.js';
+import { getSampler, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
+import { guidedEps, type EpsFn } from './guidance.js';
+import { latentPreviewJpeg } from './latent-preview.js';
+import type { Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue } from './types.js';
+
+type Ctx = NodeContext<NodeServices>;
+const SD_SAMPLING = DiscreteModelSampling.sd();
+
+function scaled(data: Float32Array, k: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < out.length; i++) out[i] = data[i] * k;
+  return out;
+}
+
+/** Progress, preview and interruption for each sampler step. */
+function stepReporter(ctx: Ctx, model: ModelValue, shape: number[], total: number) {
+  return (i: number, x0: Float32Array) => {
+    ctx.checkInterrupted();
+    ctx.progress(i + 1, total);
+    if (ctx.services.previews) ctx.preview({ format: 'jpeg', bytes: latentPreviewJpeg(x0, shape, model.config.family) });
+  };
+}
+
+/** Checks for interruption before every UNet call, so an interrupt lands within one step. */
+function interruptible(ctx: Ctx, eps: EpsFn): EpsFn {
+  return (x, t) => { ctx.checkInterrupted(); return eps(x, t); };
+}
+
+const modelIn = t.socket('MODEL', 'model', { tooltip: 'The model used for denoising the input latent.' });
+const positiveIn = t.socket('CONDITIONING', 'positive', { tooltip: 'The conditioning describing the attributes you want to include in the image.' });
+const negativeIn = t.socket('CONDITIONING', 'negative', { tooltip: 'The conditioning describing the attributes you want to exclude from the image.' });
+const latentIn = t.socket('LATENT', 'latent_image', { tooltip: 'The latent image to denoise.' });
+const cfgIn = (def: number) => t.float('cfg', { default: def, min: 0, max: 100, step: 0.1, round: 0.01, tooltip: 'Classifier-free guidance scale.' });
+const denoiseIn = t.float('denoise', { default: 1.0, min: 0, max: 1, step: 0.01, tooltip: 'The amount of denoising applied; lower values keep more of the input latent (image-to-image).' });
+
+export const TCDSampler = defineNode({
+  id: 'TCDSampler', displayName: 'TCD Sampler', category: 'sampling',
+  description: 'Trajectory Consistency Distillation sampling (arXiv 2402.19159), exactly as diffusers\' TCDScheduler: 4-8 steps with a TCD LoRA.',
+  inputs: [
+    modelIn, positiveIn, negativeIn, latentIn,
+    seedInput(),
+    t.int('steps', { default: 4, min: 1, max: 50, tooltip: 'Number of TCD steps (4-8 is typical).' }),
+    cfgIn(1.0),
+    t.float('eta', { default: 0.3, min: 0, max: 1, step: 0.01, tooltip: 'gamma in the paper: 0 is deterministic, higher is smoother (more stochastic).' }),
+    denoiseIn,
+    t.int('original_inference_steps', { default: 50, min: 1, max: 1000, tooltip: 'The grid the TCD timesteps are taken from (50 in the paper).' }),
+  ],
+  outputs: [t.out('LATENT')],
+  execute: async (a, ctx) => {
+    const model = a.model as ModelValue, latent = (a.latent_image as LatentValue).samples;
+    const shape = latent.shape, scale = model.config.vae.scalingFactor;
+    const steps = Number(a.steps), denoise = Number(a.denoise), eta = Number(a.eta);
+    const timesteps = tcdTimesteps(steps, denoise, Number(a.original_inference_steps));
+    const gen = new TorchGenerator(BigInt(a.seed as number | bigint));
+    // the initial noise is the generator's first draw, as in the reference pipeline
+    const noise = gen.randn(shape);
+    const x = denoise >= 1 ? noise : tcdAddNoise(scaled(latent.data, scale), noise, timesteps[0]);
+    const eps = interruptible(ctx, guidedEps(ctx.services.engine(), model, a.positive as Conditioning, a.negative as Conditioning, Number(a.cfg), shape));
+    const report = stepReporter(ctx, model, shape, timesteps.length);
+    const out = await sampleTcd({
+      x, timesteps, eta, denoise: eps, noise: gen, shape, predictionType: model.config.predictionType === 'v_prediction' ? 'v_prediction' : 'epsilon',
+      onStep: ({ i, predNoisedSample }) => report(i, predNoisedSample),
+    });
+    return { outputs: [{ samples: { shape: [...shape], data: scaled(out, 1 / scale) } } as LatentValue] };
+  },
+});
+
+interface KRun {
+  model: ModelValue; positive: Conditioning; negative: Conditioning; latent: LatentValue; seed: bigint; cfg: number;
+  sampler: SamplerValue; sigmas: number[]; addNoise: boolean;
+}
+
+/** ComfyUI's sampling: x = latent*scale + noise*sigma0 (sqrt(1+sigma0^2) at full denoise), then the sampler. */
+async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denoised: Float32Array }> {
+  const shape = r.latent.samples.shape, scale = r.model.config.vae.scalingFactor;
+  const lat = scaled(r.latent.samples.data, scale);
+  if (r.sigmas.length < 2) return { x: lat, denoised: lat };
+  const s0 = r.sigmas[0];
+  const noise = r.addNoise ? new TorchGenerator(r.seed).randn(shape) : new Float32Array(lat.length);
+  const maxDenoise = Math.abs(s0 - SD_SAMPLING.sigmaMax) <= 1e-5 * Math.max(s0, SD_SAMPLING.sigmaMax) || s0 > SD_SAMPLING.sigmaMax;
+  const k = maxDenoise ? Math.sqrt(1 + s0 * s0) : s0;
+  const x0 = new Float32Array(lat.length);
+  for (let i = 0; i < x0.length; i++) x0[i] = lat[i] + noise[i] * k;
+  const eps = interruptible(ctx, guidedEps(ctx.services.engine(), r.model, r.positive, r.negative, r.cfg, shape, Math.abs(r.cfg - 1) < 1e-9));
+  const report = stepReporter(ctx, r.model, shape, r.sigmas.length - 1);
+  let lastDenoised = lat;
+  const x = await getSampler(r.sampler.name)({
+    denoiser: epsDenoiser(SD_SAMPLING, (xs, ts) => eps(xs, ts)), x: x0, sigmas: r.sigmas, shape,
+    // ancestral noise: a fresh generator seeded with the same seed, like ComfyUI's default noise sampler
+    noise: new TorchGenerator(r.seed), modelSampling: SD_SAMPLING,
+    ...(r.sampler.eta !== undefined ? { eta: r.sampler.eta } : {}),
+    onStep: ({ i, denoised }) => { lastDenoised = denoised; report(i, denoised); },
+  });
+  return { x, denoised: lastDenoised };
+}
+
+const toLatent = (data: Float32Array, like: LatentValue, scale: number): LatentValue => ({ samples: { shape: [...like.samples.shape], data: scaled(data, 1 / scale) } });
+const samplerCombo = () => t.combo('sampler_name', [...SAMPLER_NAMES], { tooltip: 'The algorithm used when sampling; tcd is Trajectory Consistency Distillation.' });
+const schedulerCombo = () => t.combo('scheduler', [...SCHEDULER_NAMES], { default: 'normal', tooltip: 'How the noise levels are spaced.' });
+
+export const KSampler = defineNode({
+  id: 'KSampler', displayName: 'KSampler', category: 'sampling',
+  description: 'Uses the provided model, positive and negative conditioning to denoise the latent image (ComfyUI semantics).',
+  inputs: [
+    modelIn, seedInput(), t.int('steps', { default: 20, min: 1, max: 10000, tooltip: 'The number of steps used in the denoising process.' }), cfgIn(8.0),
+    samplerCombo(), schedulerCombo(), positiveIn, negativeIn, latentIn, denoiseIn,
+  ],
+  outputs: [t.out('LATENT', 'LATENT', 'The denoised latent.')],
+  execute: async (a, ctx) => {
+    const model = a.model as ModelValue;
+    const sigmas = ksamplerSigmas(SD_SAMPLING, String(a.sampler_name), String(a.scheduler), Number(a.steps), Number(a.denoise));
+    const { x } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: a.latent_image as LatentValue, seed: BigInt(a.seed as number), cfg: Number(a.cfg), sampler: { name: String(a.sampler_name) }, sigmas, addNoise: true }, ctx);
+    return { outputs: [toLatent(x, a.latent_image as LatentValue, model.config.vae.scalingFactor)] };
+  },
+});
+
+export const KSamplerAdvanced = defineNode({
+  id: 'KSamplerAdvanced', displayName: 'KSampler (Advanced)', category: 'sampling',
+  description: 'KSampler with control over noise and the range of steps, for multi-stage sampling.',
+  inputs: [
+    modelIn, t.combo('add_noise', ['enable', 'disable']), seedInput('noise_seed'), t.int('steps', { default: 20, min: 1, max: 10000 }), cfgIn(8.0),
+    samplerCombo(), schedulerCombo(), positiveIn, negativeIn, latentIn,
+    t.int('start_at_step', { default: 0, min: 0, max: 10000 }), t.int('end_at_step', { default: 10000, min: 0, max: 10000 }),
+    t.combo('return_with_leftover_noise', ['disable', 'enable']),
+  ],
+  outputs: [t.out('LATENT')],
+  execute: async (a, ctx) => {
+    const model = a.model as ModelValue;
+    let sigmas = ksamplerSigmas(SD_SAMPLING, String(a.sampler_name), String(a.scheduler), Number(a.steps), 1);
+    const end = Number(a.end_at_step), start = Number(a.start_at_step);
+    if (end < sigmas.length - 1) { sigmas = sigmas.slice(0, end + 1); if (a.return_with_leftover_noise !== 'enable') sigmas[sigmas.length - 1] = 0; }
+    sigmas = start < sigmas.length - 1 ? sigmas.slice(start) : [];
+    const { x } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: a.latent_image as LatentValue, seed: BigInt(a.noise_seed as number), cfg: Number(a.cfg), sampler: { name: String(a.sampler_name) }, sigmas, addNoise: a.add_noise === 'enable' }, ctx);
+    return { outputs: [toLatent(x, a.latent_image as LatentValue, model.config.vae.scalingFactor)] };
+  },
+});
+
+export const KSamplerSelect = defineNode({
+  id: 'KSamplerSelect', displayName: 'KSamplerSelect', category: 'sampling/custom_sampling/samplers',
+  inputs: [samplerCombo()], outputs: [t.out('SAMPLER')],
+  execute: ({ sampler_name }) => ({ outputs: [{ name: String(sampler_name) } as SamplerValue] }),
+});
+
+export const SamplerTCD = defineNode({
+  id: 'SamplerTCD', displayName: 'SamplerTCD', category: 'sampling/custom_sampling/samplers',
+  description: 'The TCD sampler for SamplerCustom, with its gamma (eta).',
+  inputs: [t.float('eta', { default: 0.3, min: 0, max: 1, step: 0.01, tooltip: 'gamma in the paper: 0 is deterministic, higher is smoother.' })],
+  outputs: [t.out('SAMPLER')],
+  execute: ({ eta }) => ({ outputs: [{ name: 'tcd', eta: Number(eta) } as SamplerValue] }),
+});
+
+export const BasicScheduler = defineNode({
+  id: 'BasicScheduler', displayName: 'BasicScheduler', category: 'sampling/custom_sampling/schedulers',
+  inputs: [t.socket('MODEL', 'model'), schedulerCombo(), t.int('steps', { default: 20, min: 1, max: 10000 }), t.float('denoise', { default: 1.0, min: 0, max: 1, step: 0.01 })],
+  outputs: [t.out('SIGMAS')],
+  execute: ({ scheduler, steps, denoise }) => ({ outputs: [ksamplerSigmas(SD_SAMPLING, '', String(scheduler), Number(steps), Number(denoise)) as SigmasValue] }),
+});
+
+export const SamplerCustom = defineNode({
+  id: 'SamplerCustom', displayName: 'SamplerCustom', category: 'sampling/custom_sampling',
+  inputs: [
+    modelIn, t.boolean('add_noise', { default: true }), seedInput('noise_seed'), cfgIn(8.0), positiveIn, negativeIn,
+    t.socket('SAMPLER', 'sampler'), t.socket('SIGMAS', 'sigmas'), latentIn,
+  ],
+  outputs: [t.out('LATENT', 'output'), t.out('LATENT', 'denoised_output')],
+  execute: async (a, ctx) => {
+    const model = a.model as ModelValue, lat = a.latent_image as LatentValue;
+    const { x, denoised } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: lat, seed: BigInt(a.noise_seed as number), cfg: Number(a.cfg), sampler: a.sampler as SamplerValue, sigmas: [...(a.sigmas as SigmasValue)], addNoise: !!a.add_noise }, ctx);
+    const scale = model.config.vae.scalingFactor;
+    return { outputs: [toLatent(x, lat, scale), toLatent(denoised, lat, scale)] };
+  },
+});

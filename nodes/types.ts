@@ -1,0 +1,31 @@
+/**
+ * The values that flow between diffusion nodes. MODEL/CLIP/VAE are serializable descriptors (checkpoint path,
+ * LoRA list, clip skip) plus the detected config: nodes never hold weights, the engine does.
+ */
+import type { ModelConfig } from '../server/engine/config.js';
+import type { ClipRef, ModelRef, VaeRef } from '../server/engine/engine.js';
+import type { Tensor } from '../server/engine/tensor.js';
+
+export interface ModelValue { ref: ModelRef; config: ModelConfig }
+export interface ClipValue { ref: ClipRef; config: ModelConfig }
+export interface VaeValue { ref: VaeRef; config: ModelConfig }
+
+/** One conditioning entry: context [1, S, C], pooled [1, P] (SDXL) and optional SDXL size hints in pixels. */
+export interface CondEntry {
+  context: Tensor;
+  pooled: Tensor | null;
+  width?: number;
+  height?: number;
+  cropW?: number;
+  cropH?: number;
+  targetWidth?: number;
+  targetHeight?: number;
+}
+export type Conditioning = CondEntry[];
+
+/** LATENT: samples in VAE space (the decoder's input), [B, 4, H/8, W/8]. */
+export interface LatentValue { samples: Tensor; batch_index?: number[] }
+
+/** SIGMAS for SamplerCustom: a plain schedule. SAMPLER: a name plus options. */
+export interface SamplerValue { name: string; eta?: number }
+export type SigmasValue = number[];

@@ -1,0 +1,86 @@
+/**
+ * The composition root: builds node services (engine, folders) and starts the server with the node registry.
+ * Settings come from flags, then environment (TCD_PORT, TCD_LISTEN, TCD_MODELS, TCD_DATA, TCD_OUTPUT, TCD_INPUT,
+ * TCD_TEMP, TCD_TOKEN, TCD_CORS, TCD_EP), then defaults relative to the working directory.
+ */
+import { resolve, dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { createRegistry } from '../nodes/index.js';
+import type { NodeServices } from '../nodes/services.js';
+import { Engine } from './engine/engine.js';
+import { ensureDemoCheckpoint } from './engine/make-checkpoint.js';
+import { startServer, type RunningServer } from './app/server.js';
+import type { ModelFolders } from './storage/model-folders.js';
+
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), existsUp());
+function existsUp(): string {
+  // dist/server/host.js sits two levels below the root, server/host.ts one
+  return fileURLToPath(import.meta.url).includes(`${'/dist/'}`) ? '../..' : '..';
+}
+
+export function packageVersion(): string {
+  try { return JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')).version; } catch { return '0.0.0'; }
+}
+
+export interface HostOptions {
+  port?: number;
+  listen?: string;
+  models?: string;
+  data?: string;
+  output?: string;
+  input?: string;
+  temp?: string;
+  token?: string;
+  cors?: string;
+  ep?: string;
+  previews?: boolean;
+  demo?: boolean;
+  log?: (m: string) => void;
+}
+
+export function resolveHostOptions(o: HostOptions) {
+  const env = process.env;
+  const data = resolve(o.data ?? env.TCD_DATA ?? 'data');
+  return {
+    port: o.port ?? (env.TCD_PORT ? Number(env.TCD_PORT) : 8188),
+    host: o.listen ?? env.TCD_LISTEN ?? '127.0.0.1',
+    modelsDir: resolve(o.models ?? env.TCD_MODELS ?? 'models'),
+    dataDir: data,
+    outputDir: resolve(o.output ?? env.TCD_OUTPUT ?? 'output'),
+    inputDir: resolve(o.input ?? env.TCD_INPUT ?? 'input'),
+    tempDir: resolve(o.temp ?? env.TCD_TEMP ?? 'temp'),
+    token: o.token ?? env.TCD_TOKEN ?? undefined,
+    corsOrigin: o.cors ?? env.TCD_CORS ?? undefined,
+    ep: o.ep ?? env.TCD_EP,
+  };
+}
+
+export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'], engineOpts: { ep?: string; dataDir: string; log: (m: string) => void }, previews = true): NodeServices {
+  let engine: Engine | null = null;
+  return { dirs, models, previews, engine: () => (engine ??= new Engine({ ep: engineOpts.ep, dataDir: engineOpts.dataDir, log: engineOpts.log })) };
+}
+
+/** Start the full server (the `serve` command). Creates the demo checkpoint when models/checkpoints has none. */
+export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServices>> {
+  const log = o.log ?? ((m: string) => console.log(m));
+  const r = resolveHostOptions(o);
+  if (o.demo !== false) {
+    const p = await ensureDemoCheckpoint(r.modelsDir);
+    log(`demo model: ${p} (random weights: it draws noise-like images until you add a real checkpoint)`);
+  }
+  let services: NodeServices | null = null;
+  const server = await startServer<NodeServices>({
+    ...r,
+    workflowsDir: join(PROJECT_ROOT, 'workflows'),
+    clientDir: join(PROJECT_ROOT, 'dist', 'client'),
+    version: packageVersion(),
+    registry: createRegistry(),
+    log,
+    makeServices: ({ models, dirs }) => (services = makeServices(models, dirs, { ep: r.ep, dataDir: r.dataDir, log }, o.previews !== false)),
+    free: async (s) => { await s.engine().free(); },
+  });
+  const close = server.close;
+  server.close = async () => { await close(); await services?.engine().close(); };
+  return server;
+}
