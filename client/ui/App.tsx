@@ -6,6 +6,7 @@ import { setToken } from '../api/token.js';
 import { Editor } from '../canvas/editor.js';
 import { runtime } from '../canvas/runtime-state.js';
 import { defaultWorkflow } from '../graph/default-workflow.js';
+import { workflowToPrompt } from '../graph/to-api.js';
 import { Session } from './session.js';
 import { Toolbar } from './Toolbar.js';
 import { QueuePanel } from './QueuePanel.js';
@@ -41,7 +42,9 @@ export function App() {
       editor.onQueueShortcut = () => void s.queue();
       s.subscribe(rerender);
       socket.connect();
-      window.__tcd = { app: s, session: s, editor, graph: editor.graph, canvas: editor.canvas, runtime, socket, api };
+      // Test hooks: browser tests assert graph state through these rather than pixels.
+      window.__tcd = { app: s, session: s, editor, graph: editor.graph, canvas: editor.canvas, runtime, socket, api,
+        toPrompt: () => workflowToPrompt(editor.serialize(), editor.objectInfo) };
       setSession(s);
     })().catch((e) => setBootError(String(e?.message ?? e)));
     return () => { cancelled = true; };

@@ -70,6 +70,11 @@ test('Ctrl+M mutes and Ctrl+B bypasses the selection; the converter honours it',
   assert.equal(await ev<number>(`window.__tcd.editor.nodeById(7).mode`), 2);
   await h.page.keyboard.press('Control+b');
   assert.equal(await ev<number>(`window.__tcd.editor.nodeById(7).mode`), 4);
+  // bypassed CLIPTextEncode has no CONDITIONING input to pass through: node and link vanish from the prompt
+  const p = await ev<Record<string, { inputs: Record<string, unknown> }>>(`window.__tcd.toPrompt()`);
+  assert.equal(p['7'], undefined);
+  assert.equal('negative' in p['3'].inputs, false);
+  assert.deepEqual(p['3'].inputs.positive, ['6', 0]);
   await shot(h.page, '04-bypassed');
   await h.page.keyboard.press('Control+b');
   assert.equal(await ev<number>(`window.__tcd.editor.nodeById(7).mode`), 0);

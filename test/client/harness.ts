@@ -10,11 +10,13 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const SCREENSHOTS = 'test-output/screenshots';
+/** The server entry point; TCD_DEV_CLI may point elsewhere while developing. */
+const SERVER_ENTRY = process.env.TCD_DEV_CLI ?? 'server/cli.ts';
 
 /** Why browser tests cannot run here, or false. Passed to node:test's `skip`. */
 export function browserSkip(): string | false {
   if (!existsSync(CHROMIUM)) return `chromium not found at ${CHROMIUM} (apt-get install -y chromium)`;
-  if (!existsSync('server/cli.ts')) return 'server/cli.ts not present yet';
+  if (!existsSync(SERVER_ENTRY)) return 'server/cli.ts not present yet';
   return false;
 }
 
@@ -56,7 +58,7 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   for (const d of [dirs.data, dirs.models, dirs.output]) mkdirSync(d, { recursive: true });
   const port = await freePort();
   const log: string[] = [];
-  const server = spawn(process.execPath, ['--import', 'tsx', 'server/cli.ts', 'serve', '--port', String(port), '--listen', '127.0.0.1',
+  const server = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY, 'serve', '--port', String(port), '--listen', '127.0.0.1',
     '--data', dirs.data, '--models', dirs.models, '--output', dirs.output], {
     env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
