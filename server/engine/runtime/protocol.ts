@@ -39,6 +39,9 @@ export interface RuntimeStats {
   vramUsed: number;
   ramBudget: number;
   vramBudget: number;
+  /** graphs serialised from a checkpoint in this worker vs loaded from files an earlier run left in cacheDir */
+  graphsBuilt: number;
+  graphsReused: number;
 }
 
 export interface Request { id: number; call: Call }

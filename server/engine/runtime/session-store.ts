@@ -40,6 +40,9 @@ class ProviderFailed extends Error {}
 export class SessionStore {
   private checkpoints = new Map<string, { file: SafetensorsFile; config: ModelConfig; mtimeMs: number }>();
   readonly cache: ModelCache<Loaded>;
+  /** graphs serialised from a checkpoint vs loaded from an earlier run's files in cacheDir */
+  private graphsBuilt = 0;
+  private graphsReused = 0;
 
   private constructor(private init: WorkerInit, public ep: ExecutionProvider, private log: (line: string) => void) {
     this.cache = new ModelCache<Loaded>({ ram: init.ramBudget, vram: init.vramBudget });
@@ -99,6 +102,8 @@ export class SessionStore {
         externalize: bytes >= this.init.externalDataMinBytes,
         build: () => spec.build(weightSourceFor(file, spec.component, spec.loras), config, dtype),
       });
+      if (artifact.kind === 'file' && artifact.reused) this.graphsReused++;
+      else this.graphsBuilt++;
       let session: ort.InferenceSession;
       try {
         const options = sessionOptionsFor(ep, spec.component, config.family);
@@ -125,6 +130,7 @@ export class SessionStore {
       ep: this.ep, loaded: this.cache.keys(), evictions: [...this.cache.evictions],
       ramUsed: this.cache.used('ram'), vramUsed: this.cache.used('vram'),
       ramBudget: this.init.ramBudget, vramBudget: this.init.vramBudget,
+      graphsBuilt: this.graphsBuilt, graphsReused: this.graphsReused,
     };
   }
 }
