@@ -67,7 +67,7 @@ test('F32, F16 and BF16 round trips through writer and reader', async () => {
       assert.ok(Math.abs(b[i] - x) <= Math.abs(x) * 2 ** -8 + 1e-38, `bf16 ${x} -> ${b[i]}`);
     }
     // bf16 bytes are the upper 16 bits of float32, rounded to nearest even
-    assert.deepEqual([...new Uint16Array(encodeValues(new Float32Array([1, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -2])).buffer, 0, 4)].map((x) => x.toString(16)), ['3f80', '3f80', '3f82', 'c000']);
+    assert.deepEqual([...new Uint16Array(encodeValues(new Float32Array([1, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -2]), 'BF16').buffer, 0, 4)].map((x) => x.toString(16)), ['3f80', '3f80', '3f82', 'c000']);
     assert.equal(f.readFloat32('empty').length, 0);
   } finally { f.close(); }
 });
