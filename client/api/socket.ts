@@ -29,6 +29,8 @@ export class EventSocket {
   onState: (s: ConnectionState) => void = () => {};
   /** Highest seq seen; null until the server shows it supports replay. */
   lastSeq: number | null = null;
+  /** Recent event names (with seq), for diagnostics and tests. */
+  readonly log: string[] = [];
   private ws: WebSocket | null = null;
   private delay = 500;
   private closed = false;
@@ -72,9 +74,17 @@ export class EventSocket {
     let msg: SocketEvent;
     try { msg = JSON.parse(raw); } catch { return; }
     if (typeof msg.seq === 'number') {
-      if (this.lastSeq !== null && msg.seq <= this.lastSeq) return; // already seen (replay overlap)
-      this.lastSeq = msg.seq;
+      if (msg.type === 'status') {
+        // The greeting's seq is the server's current position: a baseline on first connect, never a reason to
+        // skip the replay that follows it on a reconnect.
+        if (this.lastSeq === null) this.lastSeq = msg.seq;
+      } else {
+        if (this.lastSeq !== null && msg.seq <= this.lastSeq) return; // already seen (replay overlap)
+        this.lastSeq = msg.seq;
+      }
     }
+    this.log.push(`${msg.type}${typeof msg.seq === 'number' ? `#${msg.seq}` : ''}`);
+    if (this.log.length > 300) this.log.shift();
     this.onEvent(msg);
   }
 

@@ -54,9 +54,6 @@ export function drawNodeExtras(node: LGraphNode, ctx: CanvasRenderingContext2D, 
   if (node.flags?.collapsed) return;
   const imgs = state.images.get(id);
   if (imgs) drawImages(node, ctx, imgs);
-  const progress = state.progress.get(id);
-  node.progress = progress;
-  node.has_errors = state.errors.has(id);
   const err = state.errors.get(id);
   if (err) drawError(node, ctx, err.message, err.inputs);
   if (node.mode === 2 || node.mode === 4) {

@@ -104,6 +104,13 @@ function makeClass(type: string, info: NodeInfo, onEdit: () => void): typeof LGr
       }
     }
 
+    // Runs before litegraph draws the node's outline and progress bar, so both reflect the current state.
+    override onDrawBackground(): void {
+      const id = String(this.id);
+      this.progress = rt().progress.get(id);
+      this.has_errors = rt().errors.has(id);
+    }
+
     override onDrawForeground(ctx: CanvasRenderingContext2D): void {
       drawNodeExtras(this, ctx, rt());
     }

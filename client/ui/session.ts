@@ -124,10 +124,9 @@ export class Session {
         const images = (data.output?.images ?? []) as ImageRef[];
         const nodeId = String(data.display_node ?? data.node);
         runtime.setImages(nodeId, images.map((i) => this.api.viewUrl(i)));
-        this.gallery = [
-          ...images.map((i) => ({ url: this.api.viewUrl(i), promptId: data.prompt_id, nodeId, filename: i.filename })).reverse(),
-          ...this.gallery,
-        ].slice(0, 200);
+        const fresh = images.map((i) => ({ url: this.api.viewUrl(i), promptId: data.prompt_id, nodeId, filename: i.filename }));
+        const seen = new Set(fresh.map((g) => g.url));
+        this.gallery = [...fresh.reverse(), ...this.gallery.filter((g) => !seen.has(g.url))].slice(0, 200);
         break;
       }
       case 'execution_error': {

@@ -85,18 +85,30 @@ test('a validation error marks the node and input with the server message', { sk
 });
 
 test('the websocket reconnects by itself and catches up on missed events', { skip }, async () => {
-  const seq0 = await ev<number | null>(`window.__tcd.socket.lastSeq`);
-  // Drop the socket and queue while it is down: the events of that run must still arrive after reconnecting.
-  await h.page.evaluate(() => {
-    const t = (window as any).__tcd;
-    t.socket.drop();
-    t.runtime.images.delete('9');
-    return t.session.queue();
-  });
-  await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: 5_000 }).catch(() => {});
+  // 1. a dropped socket reconnects on its own, and the indicator says so meanwhile
+  await h.page.evaluate(() => (window as any).__tcd.socket.drop());
+  await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: 5_000 });
   await h.page.waitForSelector('[data-testid=connection].open', { timeout: 15_000 });
-  await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.length > 0, null, { timeout: RUN_TIMEOUT });
-  const seq1 = await ev<number | null>(`window.__tcd.socket.lastSeq`);
-  if (seq0 !== null) assert.ok(seq1! > seq0);
+  // 2. a whole run happens while the socket is down: its events arrive by replay (since=seq) after reconnecting
+  const seq0 = await ev<number | null>(`window.__tcd.socket.lastSeq`);
+  assert.equal(typeof seq0, 'number', 'server sends seq');
+  const before = await ev<string>(`window.__tcd.runtime.images.get('9')?.[0]?.src ?? ''`);
+  const id = await h.page.evaluate(() => { const t = (window as any).__tcd; t.socket.close(); return t.session.queue(); });
+  assert.ok(id);
+  const deadline = Date.now() + RUN_TIMEOUT;
+  for (;;) {
+    const hist = await (await fetch(`${h.url}api/history/${id}`)).json() as Record<string, { status?: { completed?: boolean } }>;
+    if (hist[id]?.status?.completed) break;
+    assert.ok(Date.now() < deadline, 'run finished');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(await ev<string>(`window.__tcd.runtime.images.get('9')?.[0]?.src ?? ''`), before, 'nothing arrived while disconnected');
+  await h.page.evaluate(() => (window as any).__tcd.socket.connect());
+  await h.page.waitForFunction((b) => { const s = (window as any).__tcd.runtime.images.get('9')?.[0]?.src; return s && s !== b; }, before, { timeout: 15_000 });
+  const log = await ev<string[]>(`window.__tcd.socket.log`);
+  assert.ok(log.some((l) => /^executed#\d+$/.test(l)), log.join(' '));
+  assert.ok((await ev<number>(`window.__tcd.socket.lastSeq`)) > seq0!);
+  const gallery = await ev<string[]>(`window.__tcd.session.gallery.map((g) => g.url)`);
+  assert.equal(new Set(gallery).size, gallery.length, 'no duplicate gallery entries');
   await shot(h.page, '14-reconnected');
 });
