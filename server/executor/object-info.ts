@@ -36,8 +36,11 @@ export function objectInfoFor(def: NodeDefinition<any>, services?: unknown): Rec
   };
 }
 
-export function objectInfo(registry: Map<string, NodeDefinition<any>>, services?: unknown): Record<string, unknown> {
+/** Every node's entry; a node whose info cannot be built (e.g. its combo list throws) is left out, like ComfyUI. */
+export function objectInfo(registry: Map<string, NodeDefinition<any>>, services?: unknown, log?: (m: string) => void): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [id, def] of registry) out[id] = objectInfoFor(def, services);
+  for (const [id, def] of registry) {
+    try { out[id] = objectInfoFor(def, services); } catch (e) { log?.(`object_info: left out ${id}: ${(e as Error).message}`); }
+  }
   return out;
 }
