@@ -31,6 +31,7 @@ export function checkpointKeys(config: ModelConfig): KeyShape[] {
   }
   unetKeys(k, config.unet);
   vaeKeys(k, config.vae);
+  if (config.predictionType === 'v_prediction') k.add('v_pred', [0]); // ComfyUI's marker: an empty tensor
   return k.keys;
 }
 

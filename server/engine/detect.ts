@@ -13,6 +13,8 @@ export interface KeySource {
   shape(name: string): number[];
   /** file path, used only in error messages */
   readonly path?: string;
+  /** safetensors __metadata__, read only for the SAI model-spec prediction type */
+  readonly metadata?: Record<string, string>;
 }
 
 export const SUPPORTED_FAMILIES =
@@ -116,8 +118,18 @@ export function detectCheckpoint(source: KeySource): ModelConfig {
     unet,
     vae: detectVae(k, 'first_stage_model.', rules.vaeScale),
     defaultClipSkip: rules.clipSkip,
-    predictionType: 'epsilon', // v-prediction models are not told apart by their keys
+    predictionType: predictionType(k),
   };
+}
+
+/**
+ * Shapes cannot tell epsilon from v-prediction; two markers can: an empty `v_pred` tensor (ComfyUI's convention)
+ * or the SAI model-spec metadata `modelspec.prediction_type` = 'v'. Anything else is epsilon.
+ */
+function predictionType(k: Keys): ModelConfig['predictionType'] {
+  if (k.has('v_pred')) return 'v_prediction';
+  const spec = k.src.metadata?.['modelspec.prediction_type'];
+  return spec === 'v' || spec === 'v_prediction' ? 'v_prediction' : 'epsilon';
 }
 
 /** transformers CLIPTextModel, with or without the 'text_model.' level */

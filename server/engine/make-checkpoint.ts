@@ -7,6 +7,7 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { ModelConfig, TextEncoderConfig } from './config.js';
 import { checkpointKeys, type KeyShape } from './checkpoint-layout.js';
 import { writeSafetensors, type WritableDtype } from './io/safetensors-writer.js';
@@ -157,19 +158,37 @@ export async function makeCheckpoint(opts: MakeCheckpointOptions): Promise<{ pat
   return { path: out, bytes, tensors: keys.length, params };
 }
 
-/** models/checkpoints/tcd-studio-demo-sdxl.safetensors, written on first use; resolves to its path. */
-export async function ensureDemoCheckpoint(modelsDir: string): Promise<string> {
+const demoInFlight = new Map<string, Promise<string>>();
+
+/**
+ * models/checkpoints/tcd-studio-demo-sdxl.safetensors, written on first use; resolves to its path. A file that is
+ * not this demo model (unreadable, another layout or seed) is regenerated; concurrent callers share one write.
+ */
+export function ensureDemoCheckpoint(modelsDir: string): Promise<string> {
   const dir = join(modelsDir, 'checkpoints');
   const path = join(dir, DEMO_CHECKPOINT_NAME);
-  if (existsSync(path)) {
-    try { // a readable file with the demo layout is kept; anything else is regenerated
-      const f = SafetensorsFile.open(path);
-      try { detectCheckpoint(f); return path; } finally { f.close(); }
-    } catch { /* fall through and rewrite */ }
+  if (isDemoCheckpoint(path)) return Promise.resolve(path);
+  let p = demoInFlight.get(path);
+  if (!p) {
+    mkdirSync(dir, { recursive: true });
+    p = makeCheckpoint({ config: presetConfig('demo'), out: path, seed: DEMO_SEED, dtype: 'F16' })
+      .then(() => path)
+      .finally(() => demoInFlight.delete(path));
+    demoInFlight.set(path, p);
   }
-  mkdirSync(dir, { recursive: true });
-  await makeCheckpoint({ config: presetConfig('demo'), out: path, seed: DEMO_SEED, dtype: 'F16' });
-  return path;
+  return p;
+}
+
+function isDemoCheckpoint(path: string): boolean {
+  if (!existsSync(path)) return false;
+  try {
+    const f = SafetensorsFile.open(path);
+    try {
+      return f.metadata['tcd_studio.seed'] === String(DEMO_SEED) && isDeepStrictEqual(detectCheckpoint(f), presetConfig('demo'));
+    } finally { f.close(); }
+  } catch {
+    return false;
+  }
 }
 
 /** `tcd-studio make-checkpoint --arch sdxl --out x.safetensors [--seed N] [--dtype F16]`, progress on stderr. */

@@ -5,6 +5,7 @@ import { detectCheckpoint, keySourceOf, UnsupportedCheckpointError, type KeySour
 import type { ModelConfig } from '../../server/engine/config.js';
 import { fixtureSkip, fixturePath, fixtureJson } from '../helpers/fixtures.js';
 import { realSource } from './real-architectures.js';
+import { checkpointKeys } from '../../server/engine/checkpoint-layout.js';
 
 const skip = fixtureSkip();
 
@@ -155,4 +156,14 @@ test('unknown or inconsistent checkpoints raise an error naming the supported fa
 test('errors from a file name the file', { skip }, () => {
   const f = SafetensorsFile.open(fixturePath('sd1_tiny_lora_kohya.safetensors'));
   try { assert.throws(() => detectCheckpoint(f), /^UnsupportedCheckpointError: sd1_tiny_lora_kohya\.safetensors: no known text encoder keys/); } finally { f.close(); }
+});
+
+test('v-prediction is read from a v_pred key or model-spec metadata, epsilon otherwise', { skip }, () => {
+  const src = realSource('sd15');
+  const entries = src.keys().map((name) => ({ name, shape: src.shape(name) }));
+  assert.equal(detectCheckpoint(keySourceOf([...entries, { name: 'v_pred', shape: [0] }])).predictionType, 'v_prediction');
+  assert.equal(detectCheckpoint({ ...keySourceOf(entries), metadata: { 'modelspec.prediction_type': 'v' } }).predictionType, 'v_prediction');
+  assert.equal(detectCheckpoint({ ...keySourceOf(entries), metadata: { 'modelspec.prediction_type': 'epsilon' } }).predictionType, 'epsilon');
+  const vpred = { ...detectCheckpoint(src), predictionType: 'v_prediction' as const };
+  assert.deepEqual(detectCheckpoint(keySourceOf(checkpointKeys(vpred))), vpred, 'the layout carries the marker');
 });

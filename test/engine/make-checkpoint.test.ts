@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
@@ -86,16 +86,21 @@ test('demo checkpoint: < 30 MB, deterministic bytes per seed, detects back, sane
   } finally { f.close(); }
 });
 
-test('ensureDemoCheckpoint writes models/checkpoints/<demo> once, keeps it, and replaces a broken one', async () => {
+test('ensureDemoCheckpoint writes models/checkpoints/<demo> once, keeps it, and replaces a broken or foreign one', async () => {
   const models = join(dir, 'models');
-  const path = await ensureDemoCheckpoint(models);
+  const [path, same] = await Promise.all([ensureDemoCheckpoint(models), ensureDemoCheckpoint(models)]);
   assert.equal(path, join(models, 'checkpoints', DEMO_CHECKPOINT_NAME));
+  assert.equal(same, path);
+  assert.deepEqual(readdirSync(join(models, 'checkpoints')), [DEMO_CHECKPOINT_NAME], 'one write, no temp files left');
   const first = statSync(path), hash = sha(path);
   assert.equal(await ensureDemoCheckpoint(models), path);
   assert.equal(statSync(path).mtimeMs, first.mtimeMs, 'an existing demo checkpoint is not rewritten');
   writeFileSync(path, 'not a checkpoint');
   await ensureDemoCheckpoint(models);
   assert.equal(sha(path), hash, 'a broken file is regenerated with the same bytes');
+  await makeCheckpoint({ config: presetConfig('demo'), out: path, seed: 1 });
+  await ensureDemoCheckpoint(models);
+  assert.equal(sha(path), hash, 'a demo-shaped file with another seed is replaced by the demo model');
 });
 
 test('makeCheckpointCommand writes the arch and reports progress on stderr', async () => {
