@@ -23,11 +23,15 @@ export function linear(g: GraphBuilder, p: string, x: Value): Value {
 
 /** Linear from explicit tensor names (OpenCLIP's fused attn.in_proj_weight / in_proj_bias). */
 export function linearKeys(g: GraphBuilder, weightKey: string, biasKey: string | null, x: Value): Value {
-  const shape = g.weightShape(weightKey);
+  const [outDim, inDim] = g.weightShape(weightKey);
   let w = g.weight(weightKey);
-  if (shape.length === 4) w = g.op.Reshape(w, g.constInt64([shape[0], shape[1]])); // [out, in]
-  const y = g.op.MatMul(x, g.op.Transpose(w, { perm: [1, 0] })); // x @ W^T
-  return biasKey ? g.op.Add(y, g.weight(biasKey)) : y;
+  if (g.weightShape(weightKey).length === 4) w = g.op.Reshape(w, g.constInt64([outDim, inDim])); // [out, in]
+  // Gemm with transB reads W as stored: a MatMul(x, Transpose(W)) would make ORT constant-fold a transposed copy
+  // of every weight at session load (17 s for OpenCLIP-G's 2.8 GB here)
+  const flat = g.op.Reshape(x, g.constInt64([-1, inDim])); // [N, in]
+  const y = g.op.Gemm(flat, w, biasKey ? g.weight(biasKey) : null, { transB: 1 }); // [N, out]
+  const outShape = g.op.Concat([g.op.Shape(x, { end: -1 }), g.constInt64([outDim])], { axis: 0 });
+  return g.op.Reshape(y, outShape); // [..., out]
 }
 
 /** x @ W with a weight used as-is (OpenCLIP text_projection [width, proj]). */
