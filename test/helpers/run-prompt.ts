@@ -19,11 +19,12 @@ export interface Harness {
   dirs: { root: string; models: string; output: string; input: string; temp: string; data: string };
   captured: Map<string, unknown>;
   executor: Executor<any>;
-  run(prompt: Prompt): Promise<{ status: string; events: ServerEvent[]; outputs: Record<string, Record<string, unknown>> }>;
+  /** runs a prompt; `signal` interrupts it, `onEvent` sees events live, previews are collected */
+  run(prompt: Prompt, o?: { signal?: AbortSignal; onEvent?: (e: ServerEvent) => void; allowErrors?: boolean; extraData?: Record<string, unknown> }): Promise<{ status: string; events: ServerEvent[]; outputs: Record<string, Record<string, unknown>>; previews: Uint8Array[]; executed: string[] }>;
   close(): Promise<void>;
 }
 
-export function makeHarness(modelSource?: string): Harness {
+export function makeHarness(modelSource?: string, opts: { previews?: boolean } = {}): Harness {
   const root = mkdtempSync(join(tmpdir(), 'tcd-run-'));
   const dirs = { root, models: join(root, 'models'), output: join(root, 'output'), input: join(root, 'input'), temp: join(root, 'temp'), data: join(root, 'data') };
   for (const d of [dirs.models, dirs.output, dirs.input, dirs.temp, dirs.data]) mkdirSync(d, { recursive: true });
@@ -35,20 +36,21 @@ export function makeHarness(modelSource?: string): Harness {
     registry.set(id, defineNode({ id, category: 'testing', outputNode: true, inputs: [t.socket(type, 'value')], outputs: [],
       execute: ({ value }, ctx) => { captured.set(ctx.nodeId, value); return { outputs: [] }; } }));
   }
-  const services = makeServices(new ModelFolders(dirs.models), { output: dirs.output, input: dirs.input, temp: dirs.temp }, { ep: 'cpu', dataDir: dirs.data, log: () => {} }, false);
+  const services = makeServices(new ModelFolders(dirs.models), { output: dirs.output, input: dirs.input, temp: dirs.temp }, { ep: 'cpu', dataDir: dirs.data, log: () => {} }, !!opts.previews);
   const executor = new Executor(registry, services);
   let n = 0;
   return {
     dirs, captured, executor,
-    async run(prompt) {
+    async run(prompt, o = {}) {
       const v = validatePrompt(prompt, registry, services);
       if (!v.ok) throw new Error(`prompt invalid: ${JSON.stringify(v.body)}`);
       const events: ServerEvent[] = [];
-      const r = await executor.run({ promptId: `p${n++}`, prompt, extraData: {}, outputs: v.outputs, constants: v.constants },
-        { emit: (e) => events.push(e), preview: () => {}, signal: new AbortController().signal });
+      const previews: Uint8Array[] = [];
+      const r = await executor.run({ promptId: `p${n++}`, prompt, extraData: o.extraData ?? {}, outputs: v.outputs, constants: v.constants },
+        { emit: (e) => { events.push(e); o.onEvent?.(e); }, preview: (img) => previews.push(img.bytes), signal: o.signal ?? new AbortController().signal });
       const err = events.find((e) => e.type === 'execution_error');
-      if (err) throw new Error(`execution_error: ${JSON.stringify(err.data).slice(0, 2000)}`);
-      return { status: r.status, events, outputs: r.outputs };
+      if (err && !o.allowErrors) throw new Error(`execution_error: ${JSON.stringify(err.data).slice(0, 2000)}`);
+      return { status: r.status, events, outputs: r.outputs, previews, executed: r.executed };
     },
     async close() { await services.engine().close(); rmSync(root, { recursive: true, force: true }); },
   };
