@@ -8,7 +8,12 @@ import type { IncomingMessage } from 'node:http';
 import type { Request, Response, NextFunction } from 'express';
 import { httpError } from '../protocol/errors.js';
 
-export interface SecurityOptions { token?: string; corsOrigin?: string }
+export interface SecurityOptions {
+  token?: string;
+  corsOrigin?: string;
+  /** the server listens on a loopback address: requests naming another Host are refused (DNS rebinding) */
+  loopbackBound?: boolean;
+}
 
 function digest(s: string): Buffer { return createHash('sha256').update(s).digest(); }
 
@@ -28,7 +33,22 @@ export function tokenFrom(req: IncomingMessage): string | undefined {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-function hostName(h: string): string { return h.startsWith('[') ? h.slice(0, h.indexOf(']') + 1) : h.split(':')[0]; }
+function hostName(h: string): string { return h.startsWith('[') ? h.slice(0, h.indexOf(']') + 1) : h.split(':')[0].toLowerCase(); }
+
+/** True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackAddress(host: string): boolean {
+  return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/**
+ * A server bound to loopback answers only requests whose Host is loopback: a web page that re-points its own
+ * domain name at 127.0.0.1 (DNS rebinding) sends its own domain as Host and is refused here.
+ */
+export function hostRefusal(req: IncomingMessage, loopbackBound: boolean | undefined): string | null {
+  const host = req.headers.host;
+  if (!loopbackBound || !host) return null;
+  return isLoopbackAddress(hostName(host)) ? null : `Host ${host} refused: this server listens on loopback only`;
+}
 
 /** ComfyUI's rule: refuse when Host is loopback and Origin's host:port differs from Host. Returns a reason or null. */
 export function originRefusal(req: IncomingMessage, corsOrigin?: string): string | null {
@@ -51,7 +71,7 @@ export function securityMiddleware(opts: SecurityOptions) {
       res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Authorization');
       if (req.method === 'OPTIONS') { res.status(204).end(); return; }
     }
-    const refused = originRefusal(req, opts.corsOrigin);
+    const refused = hostRefusal(req, opts.loopbackBound) ?? originRefusal(req, opts.corsOrigin);
     if (refused) { res.status(403).json(httpError('forbidden_origin', refused)); return; }
     if (opts.token && !tokenMatches(opts.token, tokenFrom(req))) {
       // the editor's static files stay reachable so it can ask for the token

@@ -16,7 +16,7 @@ import { ModelFolders } from '../storage/model-folders.js';
 import { removeStalePartials } from '../storage/atomic-write.js';
 import { WsHub } from './ws-hub.js';
 import { protocolRoutes } from './routes.js';
-import { securityMiddleware, originRefusal, tokenFrom, tokenMatches } from './security.js';
+import { securityMiddleware, originRefusal, hostRefusal, isLoopbackAddress, tokenFrom, tokenMatches } from './security.js';
 
 export interface ServerConfig<S> {
   host: string;
@@ -88,7 +88,8 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
 
   const app = express();
   app.disable('x-powered-by');
-  app.use(securityMiddleware({ token: cfg.token, corsOrigin: cfg.corsOrigin }));
+  const loopbackBound = isLoopbackAddress(cfg.host.replace(/^\[|\]$/g, ''));
+  app.use(securityMiddleware({ token: cfg.token, corsOrigin: cfg.corsOrigin, loopbackBound }));
   app.use(express.json({ limit: cfg.maxBodyBytes ?? 10 * 1024 * 1024, strict: false }));
   const routes = protocolRoutes({
     registry: cfg.registry, services, queue, models, dirs, workflowsDir: cfg.workflowsDir,
@@ -112,7 +113,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const refuse = (code: number, msg: string) => { socket.write(`HTTP/1.1 ${code} ${msg}\r\nConnection: close\r\n\r\n`); socket.destroy(); };
     if (path !== '/ws' && path !== '/api/ws') return refuse(404, 'Not Found');
-    if (originRefusal(req, cfg.corsOrigin)) return refuse(403, 'Forbidden');
+    if (hostRefusal(req, loopbackBound) || originRefusal(req, cfg.corsOrigin)) return refuse(403, 'Forbidden');
     if (cfg.token && !tokenMatches(cfg.token, tokenFrom(req))) return refuse(401, 'Unauthorized');
     hub.wss.handleUpgrade(req, socket, head, (ws) => hub.accept(ws, req));
   });
