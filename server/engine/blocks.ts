@@ -122,10 +122,12 @@ export function attention(g: GraphBuilder, q: Value, k: Value, v: Value, opts: A
   return g.scope('attn', () => {
     const { heads, headDim } = opts;
     const split = g.constInt64([0, 0, heads, headDim]);
-    const qh = g.op.Transpose(g.op.Reshape(q, split), { perm: [0, 2, 1, 3] }); // [B, h, Tq, d]
-    const kt = g.op.Transpose(g.op.Reshape(k, split), { perm: [0, 2, 3, 1] }); // [B, h, d, Tk]
+    // scale q and k by d^-1/4 each before the product so fp16 scores cannot overflow
+    const s = g.scalar(headDim ** -0.25);
+    const qh = g.op.Transpose(g.op.Reshape(g.op.Mul(q, s), split), { perm: [0, 2, 1, 3] }); // [B, h, Tq, d]
+    const kt = g.op.Transpose(g.op.Reshape(g.op.Mul(k, s), split), { perm: [0, 2, 3, 1] }); // [B, h, d, Tk]
     const vh = g.op.Transpose(g.op.Reshape(v, split), { perm: [0, 2, 1, 3] }); // [B, h, Tk, d]
-    let scores = g.op.Mul(g.op.MatMul(qh, kt), g.scalar(1 / Math.sqrt(headDim))); // [B, h, Tq, Tk]
+    let scores = g.op.MatMul(qh, kt); // [B, h, Tq, Tk]
     if (opts.causal) scores = g.op.Add(scores, causalMask(g, q));
     const probs = g.op.Softmax(scores, { axis: -1 });
     const o = g.op.Transpose(g.op.MatMul(probs, vh), { perm: [0, 2, 1, 3] }); // [B, Tq, h, d]

@@ -19,7 +19,10 @@ import type { WeightSource } from './onnx/weights.js';
 export interface TextEncoderGraphOptions {
   dtype?: ComputeDtype;
   idsType?: 'int64' | 'int32';
-  /** which hidden state `hidden` is: hidden_states[-k], k >= 1 (1 = last layer output). Default 2. */
+  /**
+   * which hidden state `hidden` is: hidden_states[-k], k >= 1 (1 = last layer output, 2 = penultimate). Default 2.
+   * ComfyUI's CLIPSetLastLayer stop_at_clip_layer = -k; diffusers' clip_skip = k - 1.
+   */
   hiddenFromEnd?: number;
   /** apply the final layer norm to `hidden` too (ComfyUI SD1 clip skip). Default false. */
   normHidden?: boolean;
