@@ -47,7 +47,7 @@ export function defaultWorkflow(): Workflow {
     ],
     groups: [],
     config: {},
-    extra: { ds: { scale: 0.8, offset: [20, 40] } },
+    extra: { ds: { scale: 0.62, offset: [10, 30] } }, // the whole graph fits a 1280px-wide canvas
     version: 0.4,
   };
 }
