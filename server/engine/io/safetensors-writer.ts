@@ -21,8 +21,8 @@ export interface TensorEntry {
   data: () => Float32Array | Promise<Float32Array>;
 }
 
-/** Bytes per write call: big tensors are converted and written in pieces, keeping the extra memory small. */
-const WRITE_CHUNK_VALUES = 1 << 24;
+/** Values per write call: big tensors are converted and written in pieces, keeping the extra memory small (tests lower it). */
+export const writerSettings = { chunkValues: 1 << 24 };
 
 /** Header JSON bytes, padded with spaces to a multiple of 8 so the data section starts aligned (as safetensors does). */
 export function safetensorsHeader(entries: readonly Omit<TensorEntry, 'data'>[], metadata?: Record<string, string>): { header: Buffer; dataBytes: number } {
@@ -58,8 +58,9 @@ export async function writeSafetensors(path: string, entries: readonly TensorEnt
       const n = e.shape.reduce((a, b) => a * b, 1);
       const values = await e.data();
       if (values.length !== n) throw new SafetensorsError(path, `tensor "${e.name}": data() gave ${values.length} values, shape [${e.shape}] needs ${n}`);
-      for (let start = 0; start < n; start += WRITE_CHUNK_VALUES) {
-        const bytes = encodeValues(values.subarray(start, Math.min(n, start + WRITE_CHUNK_VALUES)), e.dtype);
+      const chunk = writerSettings.chunkValues;
+      for (let start = 0; start < n; start += chunk) {
+        const bytes = encodeValues(values.subarray(start, Math.min(n, start + chunk)), e.dtype);
         await writeAll(fh, bytes, pos);
         pos += bytes.length;
       }

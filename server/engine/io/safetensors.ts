@@ -12,8 +12,6 @@ import type { Tensor } from '../tensor.js';
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 export const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 const MAX_HEADER = 100 * 1024 * 1024;
-/** readSync takes at most 2^31-1 bytes per call: read big tensors in 1 GiB pieces */
-const READ_CHUNK = 1 << 30;
 
 export interface TensorInfo {
   name: string;
@@ -65,6 +63,8 @@ function parseHeaderEntries(path: string, header: Record<string, unknown>, dataS
 }
 
 export class SafetensorsFile {
+  /** readSync takes at most 2^31-1 bytes per call: big tensors are read in pieces of this size (tests lower it) */
+  static readChunkBytes = 1 << 30;
   readonly tensors = new Map<string, TensorInfo>();
   readonly metadata: Record<string, string>;
   private constructor(readonly path: string, private fd: number, readonly size: number, header: Record<string, unknown>, readonly dataStart: number) {
@@ -113,7 +113,7 @@ export class SafetensorsFile {
     const n = t.end - t.begin;
     const buf = Buffer.from(new ArrayBuffer(n));
     for (let off = 0; off < n;) {
-      const len = Math.min(READ_CHUNK, n - off);
+      const len = Math.min(SafetensorsFile.readChunkBytes, n - off);
       const got = readSync(this.fd, buf, off, len, t.begin + off);
       if (got <= 0) throw new SafetensorsError(this.path, `short read in tensor "${name}" at byte ${t.begin + off} (file shrank?)`);
       off += got;

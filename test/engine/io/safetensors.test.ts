@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync, openSync, writeS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile, SafetensorsError, halfToFloat } from '../../../server/engine/io/safetensors.js';
-import { writeSafetensors, floatToHalf, encodeValues } from '../../../server/engine/io/safetensors-writer.js';
+import { writeSafetensors, writerSettings, floatToHalf, encodeValues } from '../../../server/engine/io/safetensors-writer.js';
 import { fixtureSkip, fixturePath } from '../../helpers/fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'st-test-'));
@@ -102,6 +102,26 @@ test('a tensor beyond 5 GiB reads correctly (sparse file, no disk used)', () => 
     assert.equal(f.info('tail').begin, 8 + json.length + gap);
     assert.deepEqual(f.readTensor('tail'), { shape: [2, 2], data: tail });
   } finally { f.close(); rmSync(path); }
+});
+
+test('big tensors are written and read in pieces (chunk sizes lowered to exercise the loops)', async () => {
+  const n = 10_007, src = new Float32Array(n).map((_, i) => Math.fround(Math.sin(i) * 100));
+  const path = join(dir, 'chunks.safetensors');
+  const [w, r] = [writerSettings.chunkValues, SafetensorsFile.readChunkBytes];
+  writerSettings.chunkValues = 1000;
+  SafetensorsFile.readChunkBytes = 4096;
+  try {
+    await writeSafetensors(path, [
+      { name: 'h', dtype: 'F16', shape: [n], data: () => src },
+      { name: 'f', dtype: 'F32', shape: [n], data: () => src },
+    ]);
+    const f = SafetensorsFile.open(path);
+    try {
+      assert.deepEqual(f.readFloat32('f'), src);
+      const h = f.readFloat32('h');
+      for (let i = 0; i < n; i++) assert.equal(h[i], halfToFloat(floatToHalf(src[i])));
+    } finally { f.close(); }
+  } finally { writerSettings.chunkValues = w; SafetensorsFile.readChunkBytes = r; }
 });
 
 /** a small valid file to damage in the error tests */
