@@ -11,7 +11,7 @@ import { httpError, promptError, errorItem } from '../protocol/errors.js';
 import { Executor } from '../executor/execute.js';
 import type { Registry } from '../executor/node-definition.js';
 import { QueueStore } from '../queue/store.js';
-import { PromptQueue } from '../queue/prompt-queue.js';
+import { PromptQueue, type EventSink } from '../queue/prompt-queue.js';
 import { ModelFolders } from '../storage/model-folders.js';
 import { removeStalePartials } from '../storage/atomic-write.js';
 import { WsHub } from './ws-hub.js';
@@ -41,6 +41,11 @@ export interface ServerConfig<S> {
   log?(message: string): void;
   /** start executing queued prompts (default true) */
   execute?: boolean;
+  /**
+   * Replaces the embedded queue (server/farm: prompts on Redis/BullMQ run by worker processes, or one executor per
+   * device). Same methods as PromptQueue; history and events still go through `store` and `sink`.
+   */
+  queueBackend?(ctx: { store: QueueStore; executor: Executor<S>; sink: EventSink; log: (m: string) => void }): PromptQueue<S>;
 }
 
 export interface RunningServer<S> {
@@ -82,7 +87,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     },
     preview: hub.preview.bind(hub),
   };
-  queue = new PromptQueue(store, executor, sink, log);
+  queue = cfg.queueBackend ? cfg.queueBackend({ store, executor, sink, log }) : new PromptQueue(store, executor, sink, log);
   const lost = queue.recover();
   if (lost.length) log(`recovered after an unclean stop: ${lost.length} interrupted prompt(s) reported as failed`);
 
