@@ -54,17 +54,28 @@ export async function writeSafetensors(path: string, entries: readonly TensorEnt
   try {
     await writeAll(fh, header, 0);
     let pos = header.length;
-    for (const e of entries) {
-      const n = e.shape.reduce((a, b) => a * b, 1);
-      const values = await e.data();
-      if (values.length !== n) throw new SafetensorsError(path, `tensor "${e.name}": data() gave ${values.length} values, shape [${e.shape}] needs ${n}`);
-      const chunk = writerSettings.chunkValues;
-      for (let start = 0; start < n; start += chunk) {
-        const bytes = encodeValues(values.subarray(start, Math.min(n, start + chunk)), e.dtype);
-        await writeAll(fh, bytes, pos);
-        pos += bytes.length;
+    // one chunk write stays in flight while the next chunk (or the next tensor's data) is computed: CPU and disk
+    // overlap. A failed write is parked in writeError (no unhandled rejection) and rethrown at the next wait.
+    let inFlight: Promise<void> = Promise.resolve();
+    let writeError: unknown = null;
+    const waitWrite = async () => { await inFlight; if (writeError) throw writeError; };
+    try {
+      for (const e of entries) {
+        const n = e.shape.reduce((a, b) => a * b, 1);
+        const values = await e.data();
+        if (values.length !== n) throw new SafetensorsError(path, `tensor "${e.name}": data() gave ${values.length} values, shape [${e.shape}] needs ${n}`);
+        const chunk = writerSettings.chunkValues;
+        for (let start = 0; start < n; start += chunk) {
+          const bytes = encodeValues(values.subarray(start, Math.min(n, start + chunk)), e.dtype);
+          await waitWrite();
+          inFlight = writeAll(fh, bytes, pos).catch((err: unknown) => { writeError = err; });
+          pos += bytes.length;
+        }
       }
+    } finally {
+      await inFlight; // never close the file under a pending write
     }
+    await waitWrite();
     if (pos !== header.length + dataBytes) throw new SafetensorsError(path, `internal: wrote ${pos} bytes, header promised ${header.length + dataBytes}`);
     await fh.sync();
     ok = true;
