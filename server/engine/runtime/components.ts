@@ -7,6 +7,7 @@ import type { ModelConfig, TextEncoderConfig } from '../config.js';
 import { buildTextEncoderGraph } from '../clip.js';
 import { runSession } from '../onnx/session.js';
 import type { Tensor } from '../tensor.js';
+import { sessionWithLoras } from '../lora/session.js';
 import { tokenizeWindows } from '../tokenizer.js';
 import { buildUNetGraph } from '../unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../vae.js';
@@ -18,13 +19,13 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
   switch (call.op) {
     case 'encodeText': return encodeText(store, call.clip, call.text);
     case 'unet': {
-      const session = await store.session({
+      const { session, weightFeeds } = await sessionWithLoras(store, {
         checkpoint: call.model.checkpoint, component: 'unet', loras: call.model.loras,
         build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype }),
       });
       const { config } = store.checkpoint(call.model.checkpoint);
       if (config.unet.adm && !call.extra) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
-      const feeds: Record<string, Tensor> = { x: call.x, t: { shape: [call.t.length], data: call.t }, context: call.context };
+      const feeds: Record<string, Tensor> = { ...weightFeeds, x: call.x, t: { shape: [call.t.length], data: call.t }, context: call.context };
       if (config.unet.adm && call.extra) { feeds.text_embeds = call.extra.textEmbeds; feeds.time_ids = call.extra.timeIds; }
       return (await runSession(session, feeds)).eps;
     }
@@ -76,7 +77,7 @@ async function encodeText(store: SessionStore, clip: ClipRef, text: string): Pro
     const component: Component = `text_encoder_${i}`;
     const sel = hiddenSelection(config, enc, clipSkip);
     const wantPooled = i === pooledFrom;
-    const session = await store.session({
+    const { session, weightFeeds } = await sessionWithLoras(store, {
       checkpoint: clip.checkpoint, component, loras: clip.loras,
       variant: `hidden-${sel.hiddenFromEnd}${sel.normHidden ? '-norm' : ''}${wantPooled ? '-pooled' : ''}`,
       build: (w, _cfg, dtype) => buildTextEncoderGraph(enc, w, { dtype, ...sel, last: false, pooled: wantPooled }),
@@ -86,7 +87,7 @@ async function encodeText(store: SessionStore, clip: ClipRef, text: string): Pro
     const windows = weighted ? [...ids, emptyWindow(enc.padToken, ids[0].length)] : ids;
     const batch = new Int32Array(windows.length * windows[0].length);
     windows.forEach((w, k) => batch.set(w, k * w.length));
-    const out = await runSession(session, { ids: { shape: [windows.length, windows[0].length], ids: batch } });
+    const out = await runSession(session, { ...weightFeeds, ids: { shape: [windows.length, windows[0].length], ids: batch } });
     const hidden = out.hidden; // [windows (+1), 77, C]
     if (weighted) applyEmphasis(hidden, weights);
     parts.push(joinWindows(hidden, ids.length)); // [1, 77 * windows, C]

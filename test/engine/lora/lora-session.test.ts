@@ -1,0 +1,94 @@
+/**
+ * LoRA through the worker's own code path (SessionStore + runComponentCall, in this thread so the checkpoint's reads
+ * can be counted): fixture outputs for SD1 (kohya, model 0.8 / clip 0.6) and SDXL (kohya, diffusers, PEFT at 1.0
+ * and 0.5); a strength change or a format swap reads nothing from the checkpoint and builds no graph; LoRA-free
+ * calls stay exact after LoRA calls; strength 0 is the base model.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
+import { loraStats } from '../../../server/engine/lora/session.js';
+import { runComponentCall } from '../../../server/engine/runtime/components.js';
+import { SessionStore } from '../../../server/engine/runtime/session-store.js';
+import type { LoraRef } from '../../../server/engine/runtime/protocol.js';
+import type { Tensor } from '../../../server/engine/tensor.js';
+import { componentTolerance, fixtureJson, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+
+const skip = fixtureSkip();
+
+function assertClose(ours: Tensor, ref: Tensor, what: string): void {
+  assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
+  const d = maxAbsDiff(ours.data, ref.data), tol = componentTolerance(ref.data);
+  assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
+}
+
+/** Counts positioned reads of the checkpoint's tensors (readBytes underlies readFloat32/readTensor). */
+function countReads(file: SafetensorsFile): { n: number } {
+  const counter = { n: 0 };
+  const orig = file.readBytes.bind(file);
+  file.readBytes = (name: string) => { counter.n++; return orig(name); };
+  return counter;
+}
+
+describe('LoRA sessions (worker code path)', { skip }, () => {
+  let store: SessionStore, cacheDir: string;
+  before(async () => {
+    cacheDir = mkdtempSync(join(tmpdir(), 'tcd-lora-'));
+    store = await SessionStore.start({ ep: 'cpu', ramBudget: 4 * 1024 ** 3, vramBudget: Infinity, cacheDir, externalDataMinBytes: 1024 ** 3 }, () => {});
+  });
+  after(async () => { await store.free(); rmSync(cacheDir, { recursive: true, force: true }); });
+
+  test('sd1_tiny + sd1_tiny_lora_kohya: unet at 0.8 = lora/unet_out, text at 0.6 = lora/text_last', async () => {
+    const ckpt = fixturePath('sd1_tiny.safetensors'), lora = fixturePath('sd1_tiny_lora_kohya.safetensors');
+    const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
+    const x = cases.readTensor('unet/x'), t = cases.readFloat32('unet/t'), context = cases.readTensor('unet/context');
+    const eps = await runComponentCall(store, { op: 'unet', model: { checkpoint: ckpt, loras: [{ path: lora, strength: 0.8 }] }, x, t, context }) as Tensor;
+    assertClose(eps, cases.readTensor('lora/unet_out'), 'sd1 unet lora 0.8');
+    const prompts: string[] = fixtureJson('manifest.json').cases.sd1_tiny.prompts;
+    const ref = cases.readTensor('lora/text_last');
+    const n = ref.data.length / ref.shape[0];
+    for (let i = 0; i < prompts.length; i++) {
+      const { context: c } = await runComponentCall(store, { op: 'encodeText', clip: { checkpoint: ckpt, loras: [{ path: lora, strength: 0.6 }], clipSkip: -1 }, text: prompts[i] }) as { context: Tensor };
+      assertClose(c, { shape: [1, 77, ref.shape[2]], data: ref.data.slice(i * n, (i + 1) * n) }, `sd1 text lora 0.6, prompt ${i}`);
+    }
+    // the LoRA-free model after LoRA runs: unchanged
+    const base = await runComponentCall(store, { op: 'unet', model: { checkpoint: ckpt, loras: [] }, x, t, context }) as Tensor;
+    assertClose(base, cases.readTensor('unet/out'), 'sd1 unet without LoRA after LoRA runs');
+    cases.close();
+  });
+
+  test('sdxl_tiny: kohya/diffusers/PEFT at 1.0 and 0.5 match; strength changes and swaps read no checkpoint bytes', async () => {
+    const ckpt = fixturePath('sdxl_tiny.safetensors');
+    const cases = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
+    const x = cases.readTensor('unet/x'), t = cases.readFloat32('unet/t'), context = cases.readTensor('unet/context');
+    const extra = { textEmbeds: cases.readTensor('unet/text_embeds'), timeIds: cases.readTensor('unet/time_ids') };
+    const unet = (loras: LoraRef[]) => runComponentCall(store, { op: 'unet', model: { checkpoint: ckpt, loras }, x, t, context, extra }) as Promise<Tensor>;
+    const file = (fmt: string) => fixturePath(`sdxl_tiny_lora_${fmt}.safetensors`);
+
+    assertClose(await unet([]), cases.readTensor('unet/out'), 'sdxl base');
+    assertClose(await unet([{ path: file('kohya'), strength: 1 }]), cases.readTensor('lora/unet_out@1.0'), 'kohya 1.0');
+    const reads = countReads(store.checkpoint(ckpt).file);
+    const built = store.stats().graphsBuilt;
+    const baseReads = loraStats.baseReads;
+    for (const fmt of ['kohya', 'diffusers', 'peft']) {
+      for (const s of [0.5, 1.0]) {
+        const t0 = performance.now();
+        const eps = await unet([{ path: file(fmt), strength: s }]);
+        const ms = performance.now() - t0;
+        assertClose(eps, cases.readTensor(`lora/unet_out@${s.toFixed(1)}`), `${fmt} ${s}`);
+        console.log(`# sdxl_tiny unet call after switching to ${fmt} @ ${s}: ${ms.toFixed(1)} ms (patch + run)`);
+      }
+    }
+    assert.equal(reads.n, 0, 'no checkpoint tensor was read for strength changes and format swaps');
+    assert.equal(loraStats.baseReads, baseReads, 'base weights came from the cache');
+    assert.equal(store.stats().graphsBuilt, built, 'no graph was built for strength changes and swaps');
+    // LoRA-free and strength-0 calls after all that: the untouched model
+    assertClose(await unet([]), cases.readTensor('unet/out'), 'sdxl base after LoRA runs');
+    assertClose(await unet([{ path: file('peft'), strength: 0 }]), cases.readTensor('unet/out'), 'strength 0');
+    assert.equal(reads.n, 0, 'the base session was cached too');
+    cases.close();
+  });
+});
