@@ -36,7 +36,8 @@ const asyncRoute = (fn: (req: Request, res: Response) => Promise<void> | void) =
 
 function intParam(v: unknown): number | undefined {
   if (typeof v !== 'string' || !/^-?\d+$/.test(v)) return undefined;
-  return Number(v);
+  // SQLite refuses integers beyond 64 bits ("datatype mismatch"): clamp huge values instead of failing with 500
+  return Math.max(-Number.MAX_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Number(v)));
 }
 
 export function protocolRoutes<S>(d: RouteDeps<S>): Router {
