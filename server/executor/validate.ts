@@ -88,16 +88,13 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
   const errorsByNode = new Map<string, ErrorItem[]>();
   const addError = (id: string, e: ErrorItem) => { (errorsByNode.get(id) ?? errorsByNode.set(id, []).get(id)!).push(e); };
 
-  const visit = (id: string): boolean => {
-    const st = state.get(id);
-    if (st === 'ok') return true;
-    if (st === 'failed') return false;
-    if (st === 'visiting') { addError(id, errorItem('dependency_cycle', 'Dependency cycle detected', `Node ${id} depends on itself through its inputs`, { node_id: id })); return false; }
-    state.set(id, 'visiting');
+  /** Own checks of one node (classes, inputs, links, constants); the linked sources it depends on. */
+  const checkOwn = (id: string): { valid: boolean; values: Record<string, unknown>; sources: string[] } => {
     const node = p[id];
     const def = registry.get(node.class_type) as NodeDefinition<S>;
     const inputs = (node.inputs ?? {}) as Record<string, unknown>;
     const values: Record<string, unknown> = {};
+    const sources: string[] = [];
     let valid = true;
     for (const spec of def.inputs) {
       const raw = inputs[spec.name];
@@ -107,7 +104,7 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
       }
       if (isLink(raw)) {
         const src = String(raw[0]), idx = raw[1];
-        const srcNode = p[src];
+        const srcNode = Object.hasOwn(p, src) ? p[src] : undefined;
         if (!srcNode) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} does not exist`, spec.name, { input_name: spec.name, received_value: raw })); valid = false; continue; }
         const srcDef = registry.get(srcNode.class_type)!;
         if (idx < 0 || idx >= srcDef.outputs.length) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} (${srcNode.class_type}) has no output ${idx}`, spec.name, { input_name: spec.name, received_value: raw })); valid = false; continue; }
@@ -117,7 +114,7 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
           addError(id, errorItem('return_type_mismatch', 'Return type mismatch between linked nodes', `${spec.name}, received_type(${outType}) mismatch input_type(${spec.type})`, { input_name: spec.name, input_config: [spec.type, spec.options], received_type: outType, linked_node: raw }));
           valid = false; continue;
         }
-        if (!visit(src)) valid = false;
+        sources.push(src);
         continue;
       }
       if (!isWidgetType(spec.type)) {
@@ -128,18 +125,44 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
       try { res = convertConstant(spec, raw, services); } catch (e) { res = { error: errorItem('exception_during_validation', `Exception when validating inner node: ${(e as Error).message}`, spec.name, { input_name: spec.name }) }; }
       if ('error' in res) { addError(id, res.error); valid = false; } else values[spec.name] = res.value;
     }
+    return { valid, values, sources };
+  };
+
+  /** Custom validation, once the node's own inputs and all its sources are valid. */
+  const finish = (id: string, own: { valid: boolean; values: Record<string, unknown>; sources: string[] }): void => {
+    const def = registry.get(p[id].class_type) as NodeDefinition<S>;
+    let valid = own.valid && own.sources.every((src) => state.get(src) === 'ok');
     if (valid && def.validate) {
       try {
-        const r = def.validate(values, services);
+        const r = def.validate(own.values, services);
         if (typeof r === 'string') { addError(id, errorItem('custom_validation_failed', 'Custom validation failed for node', `${r}`, {})); valid = false; }
       } catch (e) {
         addError(id, errorItem('exception_during_validation', 'Exception when validating node', (e as Error).message, {}));
         valid = false;
       }
     }
-    constants.set(id, values);
+    constants.set(id, own.values);
     state.set(id, valid ? 'ok' : 'failed');
-    return valid;
+  };
+
+  // depth-first over links with an explicit stack: prompts with chains of thousands of nodes must not overflow
+  const visit = (root: string): boolean => {
+    const stack: { id: string; own?: ReturnType<typeof checkOwn> }[] = [{ id: root }];
+    while (stack.length) {
+      const frame = stack[stack.length - 1];
+      if (frame.own) { stack.pop(); finish(frame.id, frame.own); continue; }
+      const st = state.get(frame.id);
+      if (st === 'ok' || st === 'failed') { stack.pop(); continue; }
+      if (st === 'visiting') {
+        // only ancestors of the frames above are 'visiting': this is a cycle
+        addError(frame.id, errorItem('dependency_cycle', 'Dependency cycle detected', `Node ${frame.id} depends on itself through its inputs`, { node_id: frame.id }));
+        stack.pop(); continue;
+      }
+      state.set(frame.id, 'visiting');
+      frame.own = checkOwn(frame.id);
+      for (let i = frame.own.sources.length - 1; i >= 0; i--) stack.push({ id: frame.own.sources[i] });
+    }
+    return state.get(root) === 'ok';
   };
 
   const good: string[] = [];
@@ -164,9 +187,13 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
 
 /** The node itself and everything it transitively links to. */
 export function collectAncestors(p: Prompt, id: string, seen = new Set<string>()): Set<string> {
-  if (seen.has(id) || !p[id]) return seen;
-  seen.add(id);
-  for (const v of Object.values(p[id].inputs ?? {})) if (isLink(v)) collectAncestors(p, String(v[0]), seen);
+  const todo = [id];
+  while (todo.length) {
+    const n = todo.pop()!;
+    if (seen.has(n) || !Object.hasOwn(p, n)) continue;
+    seen.add(n);
+    for (const v of Object.values(p[n].inputs ?? {})) if (isLink(v)) todo.push(String(v[0]));
+  }
   return seen;
 }
 
@@ -174,12 +201,25 @@ export function collectAncestors(p: Prompt, id: string, seen = new Set<string>()
 export function executionOrder(p: Prompt, outputs: string[]): string[] {
   const order: string[] = [];
   const done = new Set<string>();
-  const visit = (id: string) => {
-    if (done.has(id)) return;
-    done.add(id);
-    for (const v of Object.values(p[id].inputs ?? {})) if (isLink(v)) visit(String(v[0]));
-    order.push(id);
-  };
-  for (const o of outputs) visit(o);
+  // explicit stack (post-order, inputs in declaration order) so long chains cannot overflow the call stack
+  for (const o of outputs) {
+    if (done.has(o)) continue;
+    done.add(o);
+    const stack: { id: string; links: string[]; next: number }[] = [{ id: o, links: linksOf(p, o), next: 0 }];
+    while (stack.length) {
+      const f = stack[stack.length - 1];
+      if (f.next < f.links.length) {
+        const src = f.links[f.next++];
+        if (!done.has(src)) { done.add(src); stack.push({ id: src, links: linksOf(p, src), next: 0 }); }
+        continue;
+      }
+      stack.pop();
+      order.push(f.id);
+    }
+  }
   return order;
+}
+
+function linksOf(p: Prompt, id: string): string[] {
+  return Object.values(p[id].inputs ?? {}).filter(isLink).map((v) => String(v[0]));
 }
