@@ -4,29 +4,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { api } from '../server/protocol-client.js';
+import { api, assertErrorShape } from '../server/protocol-client.js';
 import { startStubServer, type StubServer } from './stub-server.js';
 
 let s: StubServer;
 before(async () => { s = await startStubServer({ execute: false }); });
 after(async () => { await s.stop(); });
-
-/** Asserts ComfyUI's 400 shape and returns the body. */
-export function assertErrorShape(body: any): void {
-  assert.ok(body && typeof body === 'object', 'JSON body');
-  const e = body.error;
-  assert.equal(typeof e.type, 'string');
-  assert.equal(typeof e.message, 'string');
-  assert.equal(typeof e.details, 'string');
-  assert.ok(e.extra_info && typeof e.extra_info === 'object' && !Array.isArray(e.extra_info));
-  assert.ok(body.node_errors && typeof body.node_errors === 'object' && !Array.isArray(body.node_errors));
-  for (const ne of Object.values(body.node_errors) as any[]) {
-    assert.ok(Array.isArray(ne.errors) && ne.errors.length > 0);
-    for (const it of ne.errors) for (const k of ['type', 'message', 'details', 'extra_info']) assert.ok(k in it, k);
-    assert.ok(Array.isArray(ne.dependent_outputs));
-    assert.equal(typeof ne.class_type, 'string');
-  }
-}
 
 async function post(body: unknown) {
   const r = await api(s.url, 'POST', '/prompt', body);

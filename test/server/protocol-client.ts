@@ -6,6 +6,7 @@
  *   const { prompt_id } = (await api(url, 'POST', '/prompt', { prompt, client_id: 'me' })).json;
  *   const events = await ws.untilDone(prompt_id);
  */
+import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 
 export interface ApiResponse { status: number; json: any; text: string; headers: Headers; bytes: Buffer }
@@ -95,4 +96,21 @@ export async function waitHistory(base: string, promptId: string, timeoutMs = 60
     await sleep(100);
   }
   throw new Error(`history for ${promptId} did not appear`);
+}
+
+/** Asserts ComfyUI's 400 shape and returns the body. */
+export function assertErrorShape(body: any): void {
+  assert.ok(body && typeof body === 'object', 'JSON body');
+  const e = body.error;
+  assert.equal(typeof e.type, 'string');
+  assert.equal(typeof e.message, 'string');
+  assert.equal(typeof e.details, 'string');
+  assert.ok(e.extra_info && typeof e.extra_info === 'object' && !Array.isArray(e.extra_info));
+  assert.ok(body.node_errors && typeof body.node_errors === 'object' && !Array.isArray(body.node_errors));
+  for (const ne of Object.values(body.node_errors) as any[]) {
+    assert.ok(Array.isArray(ne.errors) && ne.errors.length > 0);
+    for (const it of ne.errors) for (const k of ['type', 'message', 'details', 'extra_info']) assert.ok(k in it, k);
+    assert.ok(Array.isArray(ne.dependent_outputs));
+    assert.equal(typeof ne.class_type, 'string');
+  }
 }
