@@ -1,0 +1,106 @@
+/**
+ * Writes the ready workflows in workflows/ (UI format, litegraph 0.4) from short descriptions, so their links,
+ * slot indices and widgets_values stay consistent with the node definitions. Run after changing a template:
+ *   npx tsx test/workflows/build-templates.ts
+ */
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRegistry } from '../../nodes/index.js';
+import { isWidgetType } from '../../server/executor/node-definition.js';
+
+const registry = createRegistry();
+const WORKFLOWS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'workflows');
+
+interface Spec { id: number; type: string; title?: string; pos: [number, number]; widgets: unknown[]; from?: Record<string, [number, number]> }
+
+/** Builds one UI-format workflow: sockets and their types come from the registry, links from `from`. */
+export function buildWorkflow(specs: Spec[]) {
+  const links: [number, number, number, number, number, string][] = [];
+  const nodes = specs.map((s, order) => {
+    const def = registry.get(s.type);
+    if (!def) throw new Error(`unknown node ${s.type}`);
+    const sockets = def.inputs.filter((i) => !isWidgetType(i.type) || i.options.forceInput);
+    return {
+      id: s.id, type: s.type, pos: s.pos, size: [315, s.type === 'CLIPTextEncode' ? 160 : 60 + 26 * (sockets.length + s.widgets.length)],
+      flags: {}, order, mode: 0,
+      inputs: sockets.map((i) => ({ name: i.name, type: i.type, link: null as number | null })),
+      outputs: def.outputs.map((o, slot) => ({ name: o.name, type: o.type, links: [] as number[], slot_index: slot })),
+      properties: { 'Node name for S&R': s.type },
+      widgets_values: s.widgets,
+      ...(s.title ? { title: s.title } : {}),
+    };
+  });
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  for (const s of specs) for (const [input, [origin, slot]] of Object.entries(s.from ?? {})) {
+    const target = byId.get(s.id)!, src = byId.get(origin)!;
+    const ti = target.inputs.findIndex((i) => i.name === input);
+    if (ti < 0) throw new Error(`${s.type} has no socket ${input}`);
+    const id = links.length + 1;
+    links.push([id, origin, slot, s.id, ti, src.outputs[slot].type]);
+    target.inputs[ti].link = id;
+    src.outputs[slot].links.push(id);
+  }
+  return {
+    last_node_id: Math.max(...nodes.map((n) => n.id)), last_link_id: links.length,
+    nodes, links, groups: [], config: {}, extra: { ds: { scale: 1, offset: [0, 0] } }, version: 0.4,
+  };
+}
+
+const NEGATIVE = 'blurry, low quality, watermark';
+
+/** checkpoint -> [loras] -> prompts -> latent -> TCDSampler -> decode -> save */
+function tcdTxt2img(o: { ckpt: string; loras: { name: string; strength: number; clip?: number; title?: string }[]; size: number; prompt: string; prefix: string; ckptTitle?: string }) {
+  const specs: Spec[] = [{ id: 1, type: 'CheckpointLoaderSimple', pos: [40, 200], widgets: [o.ckpt], ...(o.ckptTitle ? { title: o.ckptTitle } : {}) }];
+  let model: [number, number] = [1, 0], clip: [number, number] = [1, 1];
+  o.loras.forEach((l, i) => {
+    const id = 10 + i;
+    if (l.clip === undefined) {
+      specs.push({ id, type: 'LoraLoaderModelOnly', title: l.title, pos: [400 + 340 * i, 80], widgets: [l.name, l.strength], from: { model } });
+      model = [id, 0];
+    } else {
+      specs.push({ id, type: 'LoraLoader', title: l.title, pos: [400 + 340 * i, 80], widgets: [l.name, l.strength, l.clip], from: { model, clip } });
+      model = [id, 0]; clip = [id, 1];
+    }
+  });
+  const x = 420 + 340 * o.loras.length;
+  specs.push(
+    { id: 2, type: 'CLIPTextEncode', title: 'Positive', pos: [x, 200], widgets: [o.prompt], from: { clip } },
+    { id: 3, type: 'CLIPTextEncode', title: 'Negative (ignored at cfg 1)', pos: [x, 420], widgets: [NEGATIVE], from: { clip } },
+    { id: 4, type: 'EmptyLatentImage', pos: [x, 640], widgets: [o.size, o.size, 1] },
+    { id: 5, type: 'TCDSampler', pos: [x + 380, 200], widgets: [42, 'fixed', 4, 1, 0.3, 1, 50], from: { model, positive: [2, 0], negative: [3, 0], latent_image: [4, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [x + 740, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [x + 980, 200], widgets: [o.prefix], from: { images: [6, 0] } },
+  );
+  return buildWorkflow(specs);
+}
+
+function img2img() {
+  return buildWorkflow([
+    { id: 1, type: 'CheckpointLoaderSimple', pos: [40, 200], widgets: ['sd_xl_base_1.0.safetensors'] },
+    { id: 10, type: 'LoraLoaderModelOnly', title: 'TCD LoRA', pos: [400, 80], widgets: ['TCD-SDXL-LoRA.safetensors', 1], from: { model: [1, 0] } },
+    { id: 8, type: 'LoadImage', pos: [40, 480], widgets: ['example.png', 'image'] },
+    { id: 9, type: 'VAEEncode', pos: [400, 520], widgets: [], from: { pixels: [8, 0], vae: [1, 2] } },
+    { id: 2, type: 'CLIPTextEncode', title: 'Positive', pos: [760, 200], widgets: ['the same scene as a watercolor painting, soft light'], from: { clip: [1, 1] } },
+    { id: 3, type: 'CLIPTextEncode', title: 'Negative (ignored at cfg 1)', pos: [760, 420], widgets: [NEGATIVE], from: { clip: [1, 1] } },
+    { id: 5, type: 'TCDSampler', pos: [1140, 200], widgets: [42, 'fixed', 4, 1, 0.3, 0.6, 50], from: { model: [10, 0], positive: [2, 0], negative: [3, 0], latent_image: [9, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1500, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [1740, 200], widgets: ['tcd-img2img'], from: { images: [6, 0] } },
+  ]);
+}
+
+export const TEMPLATES: Record<string, () => unknown> = {
+  'tcd-sdxl-txt2img': () => tcdTxt2img({ ckpt: 'sd_xl_base_1.0.safetensors', loras: [{ name: 'TCD-SDXL-LoRA.safetensors', strength: 1, title: 'TCD LoRA' }], size: 1024, prompt: 'a photo of a lighthouse on a cliff at sunset, highly detailed', prefix: 'tcd-sdxl' }),
+  'tcd-sd15-txt2img': () => tcdTxt2img({ ckpt: 'v1-5-pruned-emaonly.safetensors', loras: [{ name: 'TCD-SD15-LoRA.safetensors', strength: 1, title: 'TCD LoRA' }], size: 512, prompt: 'a photo of a cat sitting on a windowsill, soft light', prefix: 'tcd-sd15' }),
+  'tcd-img2img': img2img,
+  'tcd-lora-stack': () => tcdTxt2img({ ckpt: 'sd_xl_base_1.0.safetensors', loras: [
+    { name: 'TCD-SDXL-LoRA.safetensors', strength: 1, title: 'TCD LoRA' },
+    { name: 'style_lora_sdxl.safetensors', strength: 0.8, clip: 0.8, title: 'Style LoRA (replace with yours)' },
+  ], size: 1024, prompt: 'a fox in a snowy forest, papercut style', prefix: 'tcd-lora-stack' }),
+  demo: () => tcdTxt2img({ ckpt: 'tcd-studio-demo-sdxl.safetensors', loras: [], size: 512, prompt: 'a lighthouse on a cliff at sunset', prefix: 'tcd-demo', ckptTitle: 'Demo model (random weights: draws noise until you add a real checkpoint)' }),
+};
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  for (const [name, build] of Object.entries(TEMPLATES)) writeFileSync(join(WORKFLOWS, `${name}.json`), JSON.stringify(build(), null, 2) + '\n');
+  console.log(`wrote ${Object.keys(TEMPLATES).length} workflows to ${WORKFLOWS}`);
+}
