@@ -6,6 +6,7 @@ import type { ModelConfig } from '../../server/engine/config.js';
 import { fixtureSkip, fixturePath, fixtureJson } from '../helpers/fixtures.js';
 import { realSource } from './real-architectures.js';
 import { checkpointKeys } from '../../server/engine/checkpoint-layout.js';
+import { presetConfig } from '../../server/engine/make-checkpoint.js';
 
 const skip = fixtureSkip();
 
@@ -116,19 +117,22 @@ test('real SDXL key list gives the SDXL base config', { skip }, () => {
   });
 });
 
-/** the real SD1.5 keys with every text-encoder key renamed by fn */
+/** SD1.5 and SDXL key lists without fixtures: the preset layouts (proven equal to the real files by other tests) */
+const presetSource = (name: 'sd15' | 'sdxl'): KeySource => keySourceOf(checkpointKeys(presetConfig(name)));
+
+/** the SD1.5 keys, each renamed (or dropped, null) by fn */
 function renamedSd15(fn: (name: string) => string | null): KeySource {
-  const src = realSource('sd15');
+  const src = presetSource('sd15');
   return keySourceOf(src.keys().flatMap((n) => { const m = fn(n); return m === null ? [] : [{ name: m, shape: src.shape(n) }]; }));
 }
 
-test('SD1 checkpoints with the transformers "text_model." level are detected too', { skip }, () => {
+test('SD1 checkpoints with the transformers "text_model." level are detected too', () => {
   const cfg = detectCheckpoint(renamedSd15((n) => n.replace('cond_stage_model.transformer.', 'cond_stage_model.transformer.text_model.')));
   assert.equal(cfg.textEncoders[0].prefix, 'cond_stage_model.transformer.text_model.');
   assert.equal(cfg.textEncoders[0].layers, 12);
 });
 
-test('unknown or inconsistent checkpoints raise an error naming the supported families', { skip }, () => {
+test('unknown or inconsistent checkpoints raise an error naming the supported families', () => {
   const families = /Supported checkpoint families: SD1\.x .* and SDXL base/;
   const cases: [string, KeySource, RegExp][] = [
     ['empty', keySourceOf([]), /no known text encoder keys/],
@@ -147,7 +151,7 @@ test('unknown or inconsistent checkpoints raise an error naming the supported fa
     });
   }
   // a refiner-like SGM file (OpenCLIP only) is not SDXL base
-  const xl = realSource('sdxl');
+  const xl = presetSource('sdxl');
   const refiner = keySourceOf(xl.keys().filter((n) => !n.startsWith('conditioner.embedders.0.'))
     .map((n) => ({ name: n.replace('conditioner.embedders.1.', 'conditioner.embedders.0.'), shape: xl.shape(n) })));
   assert.throws(() => detectCheckpoint(refiner), /text encoders \[openclip\], SDXL base has \[CLIP-L, OpenCLIP-G\].*Supported checkpoint families/);
@@ -158,8 +162,8 @@ test('errors from a file name the file', { skip }, () => {
   try { assert.throws(() => detectCheckpoint(f), /^UnsupportedCheckpointError: sd1_tiny_lora_kohya\.safetensors: no known text encoder keys/); } finally { f.close(); }
 });
 
-test('v-prediction is read from a v_pred key or model-spec metadata, epsilon otherwise', { skip }, () => {
-  const src = realSource('sd15');
+test('v-prediction is read from a v_pred key or model-spec metadata, epsilon otherwise', () => {
+  const src = presetSource('sd15');
   const entries = src.keys().map((name) => ({ name, shape: src.shape(name) }));
   assert.equal(detectCheckpoint(keySourceOf([...entries, { name: 'v_pred', shape: [0] }])).predictionType, 'v_prediction');
   assert.equal(detectCheckpoint({ ...keySourceOf(entries), metadata: { 'modelspec.prediction_type': 'v' } }).predictionType, 'v_prediction');
