@@ -1,8 +1,8 @@
 /**
  * Deterministic random checkpoints in the exact single-file layout of a ModelConfig: for benchmarks at real size
- * (SD1.5, SDXL) and for the bundled demo model. Weights ~ N(0,1)/sqrt(fan_in) from a seeded xoshiro128** stream
- * per tensor (so each tensor depends only on the seed and its name) through the polar method, norm weights 1, biases 0: the networks give
- * finite, well-scaled outputs. Written through the streaming writer, one tensor in memory at a time.
+ * (SD1.5, SDXL) and for the bundled demo model. Weights ~ N(0,1)/sqrt(fan_in), drawn by the polar method from a
+ * seeded xoshiro128** stream per tensor (each tensor depends only on the seed and its name); norm weights 1, biases 0,
+ * so the networks give finite, well-scaled outputs. Written through the streaming writer, one tensor in memory at a time.
  * Example: await makeCheckpoint({ config: presetConfig('demo'), out: 'demo.safetensors', seed: 1, dtype: 'F16' });
  */
 import { existsSync, mkdirSync } from 'node:fs';
