@@ -11,12 +11,16 @@ import { serve } from './host.js';
 import { runCommand } from './run-command.js';
 import { convertCommand } from './run-command.js';
 import { makeCheckpointCommand } from './engine/make-checkpoint.js';
+import { workerCommand } from './farm/worker-command.js';
 
-const USAGE = `usage: tcd-studio <serve|run|convert|make-checkpoint> [options]
+const USAGE = `usage: tcd-studio <serve|worker|run|convert|make-checkpoint> [options]
   serve            [--port 8188] [--listen 127.0.0.1] [--models DIR] [--data DIR] [--output DIR] [--input DIR] [--token TOKEN] [--cors ORIGIN] [--ep cpu|webgpu|cuda] [--no-demo]
   run WORKFLOW     [--models DIR] [--out DIR] [--data DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--ep ...]
   convert WORKFLOW [--out FILE]
-  make-checkpoint  --arch sd15|sdxl|demo --out FILE [--seed N] [--dtype F16|F32|BF16]`;
+  make-checkpoint  --arch sd15|sdxl|demo --out FILE [--seed N] [--dtype F16|F32|BF16]
+  serve ... --queue redis://HOST:PORT      farm: prompts go to Redis for worker processes (docs/farm.md)
+  serve ... --devices 0,1                  one executor per local GPU
+  worker --queue redis://HOST:PORT [--device N] [--concurrency 1] [--models DIR] [--output DIR] [--input DIR] [--temp DIR]`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -26,11 +30,13 @@ async function main(argv: string[]): Promise<number> {
         port: { type: 'string' }, listen: { type: 'string' }, models: { type: 'string' }, data: { type: 'string' }, output: { type: 'string' },
         input: { type: 'string' }, temp: { type: 'string' }, token: { type: 'string' }, cors: { type: 'string' }, ep: { type: 'string' },
         'no-demo': { type: 'boolean' }, 'no-previews': { type: 'boolean' },
+        queue: { type: 'string' }, devices: { type: 'string' },
       } });
       const server = await serve({
         port: values.port ? Number(values.port) : undefined, listen: values.listen, models: values.models, data: values.data,
         output: values.output, input: values.input, temp: values.temp, token: values.token, cors: values.cors, ep: values.ep,
         demo: !values['no-demo'], previews: !values['no-previews'],
+        queue: values.queue ?? process.env.TCD_QUEUE, devices: values.devices?.split(',').map((d) => d.trim()).filter(Boolean),
       });
       console.log(`tcd-studio listening on ${server.url}${values.token || process.env.TCD_TOKEN ? ' (access token required)' : ''}`);
       const stop = async () => { await server.close(); process.exit(0); };
@@ -38,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
       process.on('SIGTERM', stop);
       return new Promise<number>(() => {});
     }
+    case 'worker': return workerCommand(rest);
     case 'run': return runCommand(rest);
     case 'convert': return convertCommand(rest);
     case 'make-checkpoint': {

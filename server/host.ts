@@ -12,6 +12,9 @@ import { Engine } from './engine/engine.js';
 import { ensureDemoCheckpoint } from './engine/make-checkpoint.js';
 import { startServer, type RunningServer } from './app/server.js';
 import type { ModelFolders } from './storage/model-folders.js';
+import { Executor } from './executor/execute.js';
+import { RedisPromptQueue } from './farm/redis-queue.js';
+import { MultiDeviceQueue } from './farm/multi-device.js';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), existsUp());
 function existsUp(): string {
@@ -37,6 +40,10 @@ export interface HostOptions {
   previews?: boolean;
   demo?: boolean;
   log?: (m: string) => void;
+  /** farm: redis://HOST:PORT puts prompts on BullMQ for `tcd-studio worker` processes (server/farm) */
+  queue?: string;
+  /** embedded mode with several GPUs: one executor per device index (server/farm/multi-device.ts) */
+  devices?: string[];
 }
 
 export function resolveHostOptions(o: HostOptions) {
@@ -70,6 +77,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     log(`demo model: ${p} (random weights: it draws noise-like images until you add a real checkpoint)`);
   }
   let services: NodeServices | null = null;
+  const extraServices: NodeServices[] = [];
   const server = await startServer<NodeServices>({
     ...r,
     workflowsDir: join(PROJECT_ROOT, 'workflows'),
@@ -79,8 +87,15 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     log,
     makeServices: ({ models, dirs }) => (services = makeServices(models, dirs, { ep: r.ep, dataDir: r.dataDir, log }, o.previews !== false)),
     free: async (s) => { await s.engine().free(); },
+    // farm (server/farm): prompts on Redis for worker processes, or one executor per local device
+    queueBackend: o.queue ? (ctx) => new RedisPromptQueue(ctx, { url: o.queue! })
+      : o.devices && o.devices.length > 1 ? (ctx) => new MultiDeviceQueue(ctx, o.devices!, (device) => {
+        const s = makeServices(services!.models, services!.dirs, { ep: r.ep, dataDir: r.dataDir, log: (m) => log(`[device ${device}] ${m}`) }, o.previews !== false);
+        extraServices.push(s);
+        return new Executor(ctx.executor.registry, s);
+      }) : undefined,
   });
   const close = server.close;
-  server.close = async () => { await close(); await services?.engine().close(); };
+  server.close = async () => { await close(); await services?.engine().close(); for (const s of extraServices) await s.engine().close(); };
   return server;
 }

@@ -1,0 +1,191 @@
+/**
+ * The API server's side of a farm (`serve --queue redis://HOST:PORT`): prompts go to BullMQ queues (one per
+ * checkpoint, see protocol.ts) instead of the embedded executor; worker processes run them. The SQLite store stays
+ * the server's record: a prompt is written there before POST /prompt answers, pushed to BullMQ (job id = prompt
+ * id, so pushing twice is harmless), and moved to history when the worker's result arrives. Worker events reach
+ * the websocket hub through Redis pub/sub; a once-a-second sync against BullMQ's job states catches what pub/sub
+ * cannot promise (a result sent while the server was down, a prompt that failed after its stall retries).
+ * Example:
+ *   startServer({ ...cfg, queueBackend: (ctx) => new RedisPromptQueue(ctx, { url: 'redis://127.0.0.1:6379' }) });
+ */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { event } from '../protocol/events.js';
+import { PromptQueue, type EventSink } from '../queue/prompt-queue.js';
+import type { Executor } from '../executor/execute.js';
+import type { HistoryEntry, QueueItem, QueueStore } from '../queue/store.js';
+import { KEYS, checkpointOf, queueNameFor, redisOptions, aliveWorkers, type ControlMessage, type FarmMessage, type PromptJobData, type WorkerState } from './protocol.js';
+
+export interface RedisQueueOptions {
+  url: string;
+  /** how often job states are checked against BullMQ (ms) */
+  syncMs?: number;
+  /** finished jobs kept in Redis so a restarted server can still collect their results */
+  keepFinished?: number;
+}
+
+export class RedisPromptQueue<S> extends PromptQueue<S> {
+  private readonly conn: Redis;
+  private readonly sub: Redis;
+  private readonly queues = new Map<string, Queue>();
+  /** prompt ids known to be in BullMQ */
+  private readonly pushed = new Set<string>();
+  /** prompt id -> worker id, for prompts a worker has started */
+  private readonly active = new Map<string, string>();
+  private timer: NodeJS.Timeout | null = null;
+  private syncing = false;
+  private started = false;
+
+  constructor(ctx: { store: QueueStore; executor: Executor<S>; sink: EventSink; log: (m: string) => void }, readonly opts: RedisQueueOptions) {
+    super(ctx.store, ctx.executor, ctx.sink, ctx.log);
+    const o = redisOptions(opts.url);
+    this.conn = new Redis({ ...o, lazyConnect: true });
+    this.sub = new Redis({ ...o, lazyConnect: true });
+    for (const c of [this.conn, this.sub]) c.on('error', (e) => this.log(`redis ${opts.url}: ${e.message}`));
+  }
+
+  /** Nothing is failed at start-up: workers may still be running what SQLite lists as running; sync() decides. */
+  override recover(): string[] { return []; }
+
+  override submit(p: Parameters<PromptQueue<S>['submit']>[0]): { prompt_id: string; number: number } {
+    const r = super.submit(p);
+    const item = this.store.pending().find((i) => i.promptId === r.prompt_id);
+    if (item) this.push(item, !!p.front).catch((e) => this.log(`queue ${r.prompt_id} on redis failed (retried by sync): ${(e as Error).message}`));
+    return r;
+  }
+
+  override interrupt(promptId?: string): boolean {
+    if (promptId && !this.active.has(promptId)) return false;
+    if (!promptId && this.active.size === 0) return false;
+    const msg: ControlMessage = { k: 'interrupt', promptId: promptId ?? null };
+    this.conn.publish(KEYS.control, JSON.stringify(msg)).catch((e) => this.log(`interrupt not sent: ${(e as Error).message}`));
+    return true;
+  }
+
+  override runningPromptId(): string | null { return this.active.keys().next().value ?? null; }
+
+  /** Deleting or clearing pending prompts (POST /queue) removes them from SQLite; their jobs go on the next sync. */
+  override broadcastStatus(): void {
+    super.broadcastStatus();
+    if (this.started) this.sync().catch(() => {});
+  }
+
+  override start(): void {
+    if (this.started) return;
+    this.started = true;
+    void (async () => {
+      await this.conn.connect();
+      await this.sub.connect();
+      await this.sub.subscribe(KEYS.events);
+      this.sub.on('message', (_ch, raw) => this.onMessage(raw));
+      await this.sync();
+      this.timer = setInterval(() => { this.sync().catch((e) => this.log(`farm sync: ${(e as Error).message}`)); }, this.opts.syncMs ?? 1000);
+    })().catch((e) => this.log(`farm queue could not start on ${this.opts.url}: ${(e as Error).message}`));
+  }
+
+  override async stop(): Promise<void> {
+    this.started = false;
+    if (this.timer) clearInterval(this.timer);
+    while (this.syncing) await new Promise((r) => setTimeout(r, 20));
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    this.sub.disconnect();
+    this.conn.disconnect();
+  }
+
+  /** Workers alive now (for /system_stats and tests). */
+  async workers(): Promise<WorkerState[]> { return aliveWorkers(await this.conn.hgetall(KEYS.workers)); }
+
+  private queue(name: string): Queue {
+    let q = this.queues.get(name);
+    if (!q) { q = new Queue(name, { connection: this.conn }); this.queues.set(name, q); }
+    return q;
+  }
+
+  private async push(item: QueueItem, front = false): Promise<void> {
+    const ckpt = checkpointOf(item.prompt);
+    const name = queueNameFor(ckpt);
+    await this.conn.hset(KEYS.queues, name, ckpt ?? '');
+    const data: PromptJobData = { ...item, ckpt, submitted: Date.now() };
+    const keep = this.opts.keepFinished ?? 1000;
+    await this.queue(name).add('prompt', data, { jobId: item.promptId, lifo: front, removeOnComplete: { count: keep }, removeOnFail: { count: keep } });
+    this.pushed.add(item.promptId);
+  }
+
+  private onMessage(raw: string): void {
+    let m: FarmMessage;
+    try { m = JSON.parse(raw); } catch { return; }
+    if (m.k === 'event') this.sink.send(m.ev, m.clientId, m.promptId);
+    else if (m.k === 'preview') this.sink.preview({ format: m.format, bytes: Buffer.from(m.b64, 'base64') }, { node_id: m.nodeId, prompt_id: m.promptId }, m.clientId);
+    else if (m.k === 'started') this.markRunning(m.promptId, m.worker);
+    else if (m.k === 'result') this.finish(m.promptId, m.entry, m.final);
+  }
+
+  private markRunning(promptId: string, worker: string): void {
+    if (this.active.get(promptId) === worker) return;
+    this.active.set(promptId, worker);
+    // the store has no "mark running by id"; this is the state column take() sets
+    this.store.db.prepare(`UPDATE queue SET state = 'running' WHERE prompt_id = ?`).run(promptId);
+    this.log(`prompt ${promptId} started on worker ${worker}`);
+    super.broadcastStatus();
+  }
+
+  private queued(promptId: string): QueueItem | undefined {
+    return this.store.running().find((i) => i.promptId === promptId) ?? this.store.pending().find((i) => i.promptId === promptId);
+  }
+
+  /** History first, then the prompt's last event, so a client that reads history on `executing null` finds it. */
+  private finish(promptId: string, entry: HistoryEntry, final: ReturnType<typeof event> | null): void {
+    const item = this.queued(promptId);
+    this.active.delete(promptId);
+    this.pushed.delete(promptId);
+    if (!item && this.store.historyItem(promptId)) return; // already collected (pub/sub and sync both saw it)
+    const [number, , prompt, extra, outputs] = entry.prompt;
+    const clientId = (extra.client_id as string | null | undefined) ?? null;
+    this.store.finish(item ?? { number, promptId, prompt, extraData: extra, outputs, clientId }, entry);
+    this.sink.send(final ?? event('executing', { node: null, prompt_id: promptId }), clientId, promptId);
+    super.broadcastStatus();
+  }
+
+  private failed(item: QueueItem, reason: string, attempts: number): void {
+    const data = {
+      prompt_id: item.promptId, node_id: '', node_type: '', executed: [], exception_type: 'WorkerLost', traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now(),
+      exception_message: `the farm could not run this prompt: ${reason} (started ${attempts} time(s); a worker was killed or stopped answering each time)`,
+    };
+    this.sink.send(event('execution_error', data), item.clientId, item.promptId);
+    const entry: HistoryEntry = {
+      prompt: [item.number, item.promptId, item.prompt, { ...item.extraData, client_id: item.clientId }, item.outputs],
+      outputs: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, meta: {},
+    };
+    this.finish(item.promptId, entry, null);
+  }
+
+  /** Push what is not on Redis yet, collect finished jobs, drop jobs whose prompt was deleted. */
+  private async sync(): Promise<void> {
+    if (this.syncing) return;
+    this.syncing = true;
+    try {
+      const items = [...this.store.running(), ...this.store.pending()];
+      const ids = new Set(items.map((i) => i.promptId));
+      for (const item of items) {
+        const q = this.queue(queueNameFor(checkpointOf(item.prompt)));
+        const job = await q.getJob(item.promptId);
+        if (!job) { await this.push(item); continue; }
+        this.pushed.add(item.promptId);
+        const state = await job.getState();
+        if (state === 'completed') this.finish(item.promptId, job.returnvalue as HistoryEntry, null);
+        else if (state === 'failed') this.failed(item, job.failedReason ?? 'failed', job.attemptsStarted ?? job.attemptsMade);
+        else if (state === 'active' && !this.active.has(item.promptId)) this.markRunning(item.promptId, job.processedBy ?? '?');
+      }
+      for (const id of [...this.pushed]) {
+        if (ids.has(id)) continue;
+        this.pushed.delete(id);
+        for (const q of this.queues.values()) {
+          const job = await q.getJob(id);
+          if (job && (await job.getState()) !== 'active') { await job.remove().catch(() => {}); this.log(`prompt ${id} deleted from the queue: job removed`); }
+        }
+      }
+    } finally {
+      this.syncing = false;
+    }
+  }
+}

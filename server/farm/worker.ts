@@ -1,0 +1,263 @@
+/**
+ * A farm worker (`tcd-studio worker --queue redis://HOST:PORT [--device N] [--concurrency 1]`): takes prompts from
+ * the BullMQ queues (checkpoint it holds first, see affinity.ts), runs them with the real executor and nodes, and
+ * sends events and the result back through Redis. Jobs are fetched by hand (BullMQ's manual fetching) because a
+ * worker chooses among several queues; it keeps each job's lock alive while it runs, so a killed worker's prompt is
+ * moved back to waiting by another worker's stalled check and run again, or failed after `maxStalledCount` stalls.
+ * Example:
+ *   const w = await FarmWorker.start({ queue: 'redis://127.0.0.1:6379', modelsDir, outputDir, inputDir, tempDir, dataDir, device: '1' });
+ *   ...; await w.close();
+ */
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { Queue, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { createRegistry } from '../../nodes/index.js';
+import type { NodeServices } from '../../nodes/services.js';
+import { Executor } from '../executor/execute.js';
+import { validatePrompt } from '../executor/validate.js';
+import type { Prompt } from '../executor/prompt.js';
+import { event, type ServerEvent } from '../protocol/events.js';
+import type { HistoryEntry } from '../queue/store.js';
+import { ModelFolders } from '../storage/model-folders.js';
+import { makeServices } from '../host.js';
+import { queueOrder, type QueueHead } from './affinity.js';
+import { OutputPublisher } from './outputs.js';
+import { KEYS, aliveWorkers, redisOptions, type ControlMessage, type FarmMessage, type PromptJobData, type WorkerState } from './protocol.js';
+
+export interface FarmWorkerOptions {
+  queue: string;
+  modelsDir: string;
+  /** the server's output and temp folders (shared); this worker stages inside them */
+  outputDir: string;
+  tempDir: string;
+  inputDir: string;
+  dataDir: string;
+  /** GPU index: exported as TCD_DEVICE and CUDA_VISIBLE_DEVICES before the engine starts */
+  device?: string;
+  concurrency?: number;
+  ep?: string;
+  previews?: boolean;
+  id?: string;
+  /** model affinity on (default) or plain oldest-first */
+  affinity?: boolean;
+  maxWaitMs?: number;
+  orphanGraceMs?: number;
+  /** how many checkpoints this worker counts as held (most recent) */
+  keepModels?: number;
+  lockMs?: number;
+  stalledIntervalMs?: number;
+  maxStalledCount?: number;
+  pollMs?: number;
+  log?: (m: string) => void;
+}
+
+export class FarmWorker {
+  readonly id: string;
+  private readonly conn: Redis;
+  private readonly sub: Redis;
+  private readonly bullWorkers = new Map<string, Worker>();
+  private readonly getters = new Map<string, Queue>();
+  private readonly running = new Map<string, AbortController>();
+  private loaded: string[] = [];
+  private done = 0;
+  private switches = 0;
+  private closing = false;
+  private loops: Promise<void>[] = [];
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly executor: Executor<NodeServices>;
+  private readonly services: NodeServices;
+  private readonly publisher: OutputPublisher;
+  private readonly log: (m: string) => void;
+
+  private constructor(readonly o: FarmWorkerOptions) {
+    this.id = o.id ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 6)}`;
+    this.log = o.log ?? ((m) => console.log(`[worker ${this.id}] ${m}`));
+    if (o.device !== undefined) {
+      // read by the engine's execution provider set-up; CUDA numbers visible devices from 0
+      process.env.TCD_DEVICE = o.device;
+      process.env.CUDA_VISIBLE_DEVICES = o.device;
+    }
+    const r = redisOptions(o.queue);
+    this.conn = new Redis(r);
+    this.sub = new Redis(r);
+    for (const c of [this.conn, this.sub]) c.on('error', (e) => this.log(`redis: ${e.message}`));
+    this.publisher = new OutputPublisher({ output: o.outputDir, temp: o.tempDir }, this.id);
+    this.services = makeServices(new ModelFolders(o.modelsDir), { output: this.publisher.staging.output, input: o.inputDir, temp: this.publisher.staging.temp },
+      { ep: o.ep, dataDir: o.dataDir, log: this.log }, o.previews !== false);
+    this.executor = new Executor(createRegistry(), this.services);
+  }
+
+  static async start(o: FarmWorkerOptions): Promise<FarmWorker> {
+    const w = new FarmWorker(o);
+    await w.sub.subscribe(KEYS.control);
+    w.sub.on('message', (_c, raw) => w.onControl(raw));
+    await w.beat();
+    w.heartbeat = setInterval(() => { w.beat().catch(() => {}); }, 1000);
+    for (let i = 0; i < (o.concurrency ?? 1); i++) w.loops.push(w.slot());
+    w.log(`ready: device ${o.device ?? 'default'}, concurrency ${o.concurrency ?? 1}, checkpoints ${w.onDisk().join(', ') || 'none'}`);
+    return w;
+  }
+
+  state(): WorkerState {
+    return {
+      id: this.id, host: hostname(), pid: process.pid, device: this.o.device ?? null, loaded: [...this.loaded], onDisk: this.onDisk(),
+      running: [...this.running.keys()], concurrency: this.o.concurrency ?? 1, done: this.done, switches: this.switches, ts: Date.now(),
+    };
+  }
+
+  /** Stop taking prompts, let running ones finish (or abort them with force), leave the farm. */
+  async close(force = false): Promise<void> {
+    this.closing = true;
+    if (force) for (const a of this.running.values()) a.abort();
+    await Promise.all(this.loops);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await this.conn.hdel(KEYS.workers, this.id).catch(() => {});
+    await Promise.all([...this.bullWorkers.values()].map((w) => w.close()));
+    await Promise.all([...this.getters.values()].map((q) => q.close()));
+    this.sub.disconnect();
+    this.conn.disconnect();
+    await this.services.engine().close();
+  }
+
+  private onDisk(): string[] { return this.services.models.list('checkpoints'); }
+
+  private async beat(): Promise<void> { await this.conn.hset(KEYS.workers, this.id, JSON.stringify(this.state())); }
+
+  private onControl(raw: string): void {
+    let m: ControlMessage;
+    try { m = JSON.parse(raw); } catch { return; }
+    if (m.k !== 'interrupt') return;
+    for (const [id, a] of this.running) if (m.promptId === null || m.promptId === id) { a.abort(); this.log(`interrupt ${id}`); }
+  }
+
+  private bull(name: string): Worker {
+    let w = this.bullWorkers.get(name);
+    if (!w) {
+      w = new Worker(name, null, {
+        // ioredis' and BullMQ's RedisOptions types differ only in retryStrategy's signature
+        connection: redisOptions(this.o.queue) as never, autorun: false, name: this.id,
+        lockDuration: this.o.lockMs ?? 30000, stalledInterval: this.o.stalledIntervalMs ?? 15000, maxStalledCount: this.o.maxStalledCount ?? 1,
+      });
+      w.on('error', (e) => this.log(`bullmq ${name}: ${e.message}`));
+      void w.startStalledCheckTimer();
+      this.bullWorkers.set(name, w);
+    }
+    return w;
+  }
+
+  private getter(name: string): Queue {
+    let q = this.getters.get(name);
+    if (!q) { q = new Queue(name, { connection: this.conn }); this.getters.set(name, q); }
+    return q;
+  }
+
+  /** Non-empty queues with the age of their oldest waiting prompt. */
+  private async heads(): Promise<QueueHead[]> {
+    const names = await this.conn.hgetall(KEYS.queues);
+    const out: QueueHead[] = [];
+    for (const [name, ckpt] of Object.entries(names)) {
+      this.bull(name); // every worker runs the stalled check of every queue
+      const [oldest] = await this.getter(name).getJobs(['wait'], -1, -1);
+      if (oldest) out.push({ name, ckpt, oldest: (oldest.data as PromptJobData).submitted ?? oldest.timestamp });
+    }
+    return out;
+  }
+
+  private async next(token: string): Promise<{ job: Job; bull: Worker } | null> {
+    const others = aliveWorkers(await this.conn.hgetall(KEYS.workers)).filter((w) => w.id !== this.id);
+    const me = { id: this.id, loaded: this.loaded, onDisk: new Set(this.onDisk()) };
+    const order = queueOrder(await this.heads(), me, others,
+      { affinity: this.o.affinity !== false, maxWaitMs: this.o.maxWaitMs ?? 10000, orphanGraceMs: this.o.orphanGraceMs ?? 3000 }, Date.now());
+    for (const name of order) {
+      const bull = this.bull(name);
+      const job = await bull.getNextJob(token, { block: false });
+      if (job) return { job, bull };
+    }
+    return null;
+  }
+
+  private async slot(): Promise<void> {
+    while (!this.closing) {
+      const token = randomUUID();
+      let got: { job: Job; bull: Worker } | null = null;
+      try { got = await this.next(token); } catch (e) { this.log(`fetch: ${(e as Error).message}`); }
+      if (!got) { await new Promise((r) => setTimeout(r, this.o.pollMs ?? 200)); continue; }
+      await this.process(got.job, token);
+    }
+  }
+
+  private publish(m: FarmMessage): void {
+    this.conn.publish(KEYS.events, JSON.stringify(m)).catch((e) => this.log(`publish: ${(e as Error).message}`));
+  }
+
+  private async process(job: Job, token: string): Promise<void> {
+    const d = job.data as PromptJobData;
+    const lockMs = this.o.lockMs ?? 30000;
+    const renew = setInterval(() => { job.extendLock(token, lockMs).catch((e) => this.log(`lock ${d.promptId}: ${(e as Error).message}`)); }, Math.max(200, lockMs / 3));
+    const abort = new AbortController();
+    this.running.set(d.promptId, abort);
+    void this.beat();
+    this.publish({ k: 'started', worker: this.id, promptId: d.promptId, attempt: job.attemptsStarted ?? 1 });
+    const send = (ev: ServerEvent) => this.publish({ k: 'event', worker: this.id, clientId: d.clientId, promptId: d.promptId, ev });
+    let final: ServerEvent | null = null;
+    let entry: HistoryEntry;
+    try {
+      const refused = this.refusal(d);
+      if (refused) {
+        send(event('execution_error', refused));
+        final = event('executing', { node: null, prompt_id: d.promptId });
+        entry = historyEntry(d, {}, 'error', [['execution_error', refused]]);
+      } else {
+        const v = validatePrompt(d.prompt, this.executor.registry, this.services, d.outputs.length ? d.outputs : undefined);
+        if (!v.ok) throw new Error('validated above');
+        if (d.ckpt && !this.loaded.includes(d.ckpt)) this.switches++;
+        const result = await this.executor.run({ promptId: d.promptId, prompt: d.prompt as Prompt, extraData: d.extraData, outputs: v.outputs, constants: v.constants }, {
+          signal: abort.signal, log: this.log,
+          emit: (ev) => {
+            if (ev.type === 'executed') this.publisher.publish(ev.data.output);
+            if (ev.type === 'executing' && ev.data.node === null) { final = ev; return; } // sent after the result
+            send(ev);
+          },
+          preview: (img, nodeId) => this.publish({ k: 'preview', worker: this.id, clientId: d.clientId, promptId: d.promptId, nodeId, format: img.format, b64: Buffer.from(img.bytes).toString('base64') }),
+        });
+        for (const ui of Object.values(result.outputs)) this.publisher.publish(ui);
+        if (d.ckpt) this.loaded = [...this.loaded.filter((c) => c !== d.ckpt), d.ckpt].slice(-(this.o.keepModels ?? 1));
+        entry = historyEntry(d, result.outputs, result.status === 'success' ? 'success' : 'error', result.messages);
+      }
+      this.publish({ k: 'result', worker: this.id, promptId: d.promptId, entry, final });
+      await job.moveToCompleted(entry, token, false);
+      this.done++;
+    } catch (e) {
+      this.log(`prompt ${d.promptId} failed outside any node: ${(e as Error).stack}`);
+      await job.moveToFailed(e as Error, token, false).catch(() => {});
+    } finally {
+      clearInterval(renew);
+      this.running.delete(d.promptId);
+      void this.beat();
+    }
+  }
+
+  /** Why this worker cannot run the prompt (a model missing here), as the execution_error the client sees. */
+  private refusal(d: PromptJobData) {
+    const base = { prompt_id: d.promptId, executed: [], traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now() };
+    if (d.ckpt && !this.onDisk().includes(d.ckpt)) {
+      return { ...base, node_id: '', node_type: 'CheckpointLoaderSimple', exception_type: 'ModelNotOnWorker',
+        exception_message: `worker ${this.id} (device ${this.o.device ?? 'default'}) has no checkpoint '${d.ckpt}' in ${this.o.modelsDir}/checkpoints, and no live worker of the farm has it; copy it into every worker's models folder (or share that folder) and queue the prompt again` };
+    }
+    const v = validatePrompt(d.prompt, this.executor.registry, this.services, d.outputs.length ? d.outputs : undefined);
+    if (v.ok) return null;
+    const [nodeId, ne] = Object.entries(v.body.node_errors)[0] ?? ['', undefined];
+    return { ...base, node_id: nodeId, node_type: ne?.class_type ?? '', exception_type: 'InvalidOnWorker',
+      exception_message: `worker ${this.id} cannot run this prompt: ${v.body.error.message}${ne ? `: ${ne.errors.map((x) => `${x.message} (${x.details})`).join('; ')}` : ''}` };
+  }
+}
+
+function historyEntry(d: PromptJobData, outputs: HistoryEntry['outputs'], status: 'success' | 'error', messages: [string, unknown][]): HistoryEntry {
+  const meta: HistoryEntry['meta'] = {};
+  for (const id of Object.keys(outputs)) meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
+  return {
+    prompt: [d.number, d.promptId, d.prompt, { ...d.extraData, client_id: d.clientId }, d.outputs],
+    outputs, status: { status_str: status, completed: status === 'success', messages }, meta,
+  };
+}
