@@ -24,6 +24,11 @@
  *   bigger ones are written once to cacheDir (default <dataDir>/onnx-cache) as model.onnx + external data under a
  *   content-addressed key (builder code, checkpoint/LoRA identity, component, dtype), so a second start reuses them.
  *
+ * Text conditioning follows ComfyUI: prompts split into 77-token windows, each encoded, concatenated on the
+ * sequence axis, pooled from the first window; emphasis `(word:1.2)` lerps from the empty prompt's encoding;
+ * clipSkip -k selects hidden_states[-k], with the final layer norm applied on SD1 (ComfyUI's and diffusers'
+ * clip skip) and not on SDXL; SDXL's default is the checkpoint's defaultClipSkip (-2).
+ *
  * Scaling convention (explicit, because it is where SD ports go wrong): the engine never applies the VAE
  * scaling_factor. vaeDecode takes the decoder's own input, i.e. a model-space latent already divided by
  * scaling_factor (ComfyUI's LATENT convention), and returns the image in [-1, 1], unclamped. vaeEncode returns the

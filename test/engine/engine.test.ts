@@ -86,6 +86,22 @@ describe('Engine on sd1_tiny', { skip }, () => {
     assert.ok(maxAbsDiff(long.context.data.subarray(n), second.context.data) <= 1e-5);
   });
 
+  test('emphasis weights follow ComfyUI: weighted tokens move away from the empty prompt by their weight', async () => {
+    const ref = { checkpoint: ckpt, loras: [] };
+    const weighted = await engine.encodeText(ref, 'a (cat:1.5) hat');
+    const plain = await engine.encodeText(ref, 'a cat hat'); // same token ids, all weights 1
+    const empty = await engine.encodeText(ref, ''); // [BOS, EOS, EOS...] = the empty window (CLIP-L pads with EOS)
+    const C = 128, cat = 2; // position 0 is BOS, 1 'a', 2 'cat'
+    for (let j = 0; j < 77; j++) {
+      for (let c = 0; c < C; c++) {
+        const i = j * C + c;
+        const want = j === cat ? empty.context.data[i] + 1.5 * (plain.context.data[i] - empty.context.data[i]) : plain.context.data[i];
+        assert.ok(Math.abs(weighted.context.data[i] - want) <= 1e-5, `token ${j} channel ${c}: ${weighted.context.data[i]} vs ${want}`);
+      }
+    }
+    assert.ok(maxAbsDiff(weighted.context.data, plain.context.data) > 1e-3); // the weight did something
+  });
+
   test('unet equals unet/out; the caller\'s arrays stay usable', async () => {
     const x = cases.readTensor('unet/x'), t = cases.readFloat32('unet/t'), context = cases.readTensor('unet/context');
     const out = await engine.unet({ checkpoint: ckpt, loras: [] }, x, t, context);
@@ -104,11 +120,6 @@ describe('Engine on sd1_tiny', { skip }, () => {
     assert.deepEqual(s.loaded.map((k) => JSON.parse(k).component).sort(), ['text_encoder_0', 'text_encoder_0', 'unet', 'vae_decoder', 'vae_encoder']);
     assert.equal(s.graphsBuilt, 5); // clip skip -1 and -2 are two graphs; nothing was built twice
     assert.equal(s.evictions.length, 0);
-  });
-
-  test('a LoRA on the model is refused until LoRA support is wired', async () => {
-    await assert.rejects(engine.unet({ checkpoint: ckpt, loras: [{ path: fixturePath('sd1_tiny_lora_kohya.safetensors'), strength: 0.8 }] },
-      cases.readTensor('unet/x'), cases.readFloat32('unet/t'), cases.readTensor('unet/context')), /LoRA support not wired yet/);
   });
 });
 
