@@ -1,5 +1,6 @@
 /** Loader nodes: CheckpointLoaderSimple, LoraLoader, LoraLoaderModelOnly, CLIPSetLastLayer. */
 import { statSync } from 'node:fs';
+import { inspectLora } from '../server/engine/lora/inspect.js';
 import { defineNode, t } from './define.js';
 import type { ClipValue, ModelValue, VaeValue } from './types.js';
 
@@ -27,6 +28,23 @@ function withLora<T extends { ref: { loras: { path: string; strength: number }[]
   return { ...v, ref: { ...v.ref, loras: [...v.ref.loras, { path, strength: s }] } };
 }
 
+/**
+ * Checks a LoRA against the checkpoint (headers only) before any weights move: another family is an error here, at
+ * the loader; keys that patch nothing are logged one per line ("lora key not loaded: ...", as ComfyUI does) and
+ * summarised in the node's UI output.
+ */
+function loraReport(checkpoint: string, config: ModelValue['config'], path: string, applies: { model: boolean; clip: boolean }, log: (m: string) => void): string {
+  const r = inspectLora(checkpoint, config, path);
+  for (const k of r.unmatched) log(`lora key not loaded: ${k}`);
+  const parts = [`${r.lora}: ${applies.model ? r.unet : 0} UNet modules`];
+  if (applies.clip) parts.push(`${r.textEncoders} text-encoder modules`);
+  else if (r.textEncoders > 0) parts.push(`${r.textEncoders} text-encoder modules not applied (model only)`);
+  parts.push(`${r.unmatched.length} keys not loaded${r.unmatched.length ? ` (${r.unmatched.slice(0, 5).join(', ')}${r.unmatched.length > 5 ? ', ...' : ''})` : ''}`);
+  const line = parts.join(', ');
+  log(line);
+  return line;
+}
+
 export const LoraLoader = defineNode({
   id: 'LoraLoader', displayName: 'Load LoRA', category: 'loaders',
   description: 'Applies a LoRA (kohya, diffusers or PEFT format) to the model and text encoders. Chain several to stack them.',
@@ -40,7 +58,11 @@ export const LoraLoader = defineNode({
   outputs: [t.out('MODEL'), t.out('CLIP')],
   execute: ({ model, clip, lora_name, strength_model, strength_clip }, ctx) => {
     const path = ctx.services.models.resolve('loras', String(lora_name));
-    return { outputs: [withLora(model as ModelValue, path, Number(strength_model)), withLora(clip as ClipValue, path, Number(strength_clip))] };
+    const m = model as ModelValue, c = clip as ClipValue, sm = Number(strength_model), sc = Number(strength_clip);
+    const text: string[] = [];
+    if (sm !== 0) text.push(loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: sc !== 0 && c.ref.checkpoint === m.ref.checkpoint }, (l) => ctx.log(l)));
+    if (sc !== 0 && (sm === 0 || c.ref.checkpoint !== m.ref.checkpoint)) text.push(loraReport(c.ref.checkpoint, c.config, path, { model: false, clip: true }, (l) => ctx.log(l)));
+    return { outputs: [withLora(m, path, sm), withLora(c, path, sc)], ...(text.length ? { ui: { text } } : {}) };
   },
 });
 
@@ -55,7 +77,9 @@ export const LoraLoaderModelOnly = defineNode({
   outputs: [t.out('MODEL')],
   execute: ({ model, lora_name, strength_model }, ctx) => {
     const path = ctx.services.models.resolve('loras', String(lora_name));
-    return { outputs: [withLora(model as ModelValue, path, Number(strength_model))] };
+    const m = model as ModelValue, sm = Number(strength_model);
+    const text = sm !== 0 ? [loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: false }, (l) => ctx.log(l))] : [];
+    return { outputs: [withLora(m, path, sm)], ...(text.length ? { ui: { text } } : {}) };
   },
 });
 

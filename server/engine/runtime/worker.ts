@@ -9,6 +9,7 @@ import type { Call, Request, Response, WorkerInit } from './protocol.js';
 import { transferablesOf } from './protocol.js';
 import { SessionStore } from './session-store.js';
 import { runComponentCall } from './components.js';
+import { clearLoraSessions } from '../lora/session.js';
 
 const port = parentPort;
 if (!port) throw new Error('engine worker must run in a worker thread');
@@ -37,7 +38,7 @@ async function dispatch(call: Call): Promise<unknown> {
   if (call.op === 'debug') return debug(call.action, call.ms ?? 0);
   const s = await store;
   switch (call.op) {
-    case 'free': await s.free(); return null;
+    case 'free': await s.free(); clearLoraSessions(); return null;
     case 'stats': return s.stats();
     default: return runComponentCall(s, call);
   }
