@@ -69,6 +69,8 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
   }
   const p = prompt as Prompt;
   for (const [id, node] of Object.entries(p)) {
+    // a key that is special to plain JS objects would silently vanish from outputs/history maps downstream
+    if (id === '__proto__') return { ok: false, body: promptError(errorItem('invalid_prompt', 'Node id __proto__ is reserved', `Node ID '#${id}'`, { node_id: id })) };
     if (!node || typeof node !== 'object' || typeof (node as { class_type?: unknown }).class_type !== 'string') {
       return { ok: false, body: promptError(errorItem('invalid_prompt', `Cannot execute because node ${id} is missing the class_type property.`, `Node ID '#${id}'`, { node_id: id })) };
     }
@@ -173,7 +175,8 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
     const ancestors = collectAncestors(p, out);
     for (const [nid, errs] of errorsByNode) {
       if (!ancestors.has(nid)) continue;
-      const ne = nodeErrors[nid] ?? (nodeErrors[nid] = { errors: errs, dependent_outputs: [], class_type: p[nid].class_type });
+      // own-property lookup: ids like 'constructor' must not find Object.prototype members
+      const ne = Object.hasOwn(nodeErrors, nid) ? nodeErrors[nid] : (nodeErrors[nid] = { errors: errs, dependent_outputs: [], class_type: p[nid].class_type });
       if (!ne.dependent_outputs.includes(out)) ne.dependent_outputs.push(out);
     }
   }
