@@ -48,9 +48,12 @@ export function widgetSlots(inputs: InputSpec[]): { spec: InputSpec; slots: numb
 
 export function uiToApi<S>(wf: UiWorkflow, registry: Registry<S>): Prompt {
   const nodes = new Map<string, UiNode>();
-  for (const n of wf.nodes) {
-    if (!n || typeof n !== 'object' || n.id === undefined || typeof n.type !== 'string') throw new WorkflowConversionError('workflow has a node without id or type');
-    nodes.set(String(n.id), n);
+  for (const raw of wf.nodes) {
+    if (!raw || typeof raw !== 'object' || raw.id === undefined || raw.id === null || typeof raw.type !== 'string') throw new WorkflowConversionError('workflow has a node without id or type');
+    if (String(raw.id) === '__proto__') throw new WorkflowConversionError('node id __proto__ is reserved');
+    // a hand-written or damaged workflow may hold anything here: keep only well-formed input slots
+    const inputs = Array.isArray(raw.inputs) ? raw.inputs.filter((i) => !!i && typeof i === 'object' && typeof i.name === 'string') : [];
+    nodes.set(String(raw.id), { ...raw, inputs });
   }
   const links = new Map<number, ReturnType<typeof linkTuple>>();
   for (const l of wf.links) { if (l) { const t = linkTuple(l); links.set(t.id, t); } }
