@@ -33,6 +33,9 @@ export interface ServerConfig<S> {
   corsOrigin?: string;
   maxBodyBytes?: number;
   maxUploadBytes?: number;
+  /** websocket back-pressure: bytes queued for one socket above which previews are dropped / the socket is closed */
+  wsSoftLimit?: number;
+  wsHardLimit?: number;
   version?: string;
   registry: Registry<S>;
   makeServices(ctx: { models: ModelFolders; dirs: { output: string; input: string; temp: string } }): S;
@@ -72,6 +75,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   // the hub needs the queue for status, the queue needs the hub as its sink
   let queue: PromptQueue<S> | null = null;
   const hub = new WsHub(store, {
+    softLimit: cfg.wsSoftLimit, hardLimit: cfg.wsHardLimit,
     queueRemaining: () => queue?.remaining() ?? 0,
     currentExecution: () => {
       const id = queue?.runningPromptId();
