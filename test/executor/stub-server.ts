@@ -75,6 +75,22 @@ export function stubRegistry(): Registry<StubServices> {
       execute: ({ x }) => ({ outputs: [x] }),
     }),
     def({ id: 'StubBadCombo', inputs: [{ name: 'pick', type: 'COMBO', options: {}, choices: () => { throw new Error('choice list unavailable'); } }], outputs: [{ type: 'NUMBER', name: 'NUMBER' }], execute: () => ({ outputs: [0] }) }),
+    // a chatty node: `count` previews of `kb` KiB and one progress event each (for websocket back-pressure)
+    def({
+      id: 'StubPreview', inputs: [socket('NUMBER', 'x'), int('count', { default: 10, max: 1000000 }), int('kb', { default: 1, max: 4096 })],
+      outputs: [{ type: 'NUMBER', name: 'NUMBER' }],
+      execute: async ({ x, count, kb }, ctx) => {
+        const jpeg = new Uint8Array(Math.max(3, Number(kb) * 1024)).fill(0xab);
+        jpeg.set([0xff, 0xd8, 0xff]);
+        for (let i = 0; i < Number(count); i++) {
+          ctx.checkInterrupted();
+          ctx.preview({ format: 'jpeg', bytes: jpeg });
+          ctx.progress(i + 1, Number(count));
+          if (i % 200 === 0) await new Promise((r) => setImmediate(r));
+        }
+        return { outputs: [x] };
+      },
+    }),
     def({ id: 'StubAny', inputs: [socket('*', 'anything')], outputs: [{ type: 'NUMBER,TEXT', name: 'EITHER' }], execute: ({ anything }) => ({ outputs: [anything] }) }),
   ];
   return new Map(nodes.map((n) => [n.id, n]));
