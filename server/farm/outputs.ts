@@ -14,7 +14,8 @@ interface ImageRef { filename: string; subfolder?: string; type?: string }
 
 export class OutputPublisher {
   readonly staging: { output: string; temp: string };
-  private published = new Set<string>();
+  /** refs already rewritten (the executor's cache re-sends the same objects for cached nodes) */
+  private published = new WeakSet<object>();
 
   constructor(readonly shared: { output: string; temp: string }, workerId: string) {
     const safe = workerId.replace(/[^\w.-]/g, '_');
@@ -30,12 +31,12 @@ export class OutputPublisher {
       if (!Array.isArray(list)) continue;
       for (const ref of list as ImageRef[]) {
         if (!ref || typeof ref.filename !== 'string' || (ref.type !== 'output' && ref.type !== 'temp')) continue;
+        if (this.published.has(ref)) continue;
         const sub = ref.subfolder ?? '';
-        if (this.published.has(`${ref.type}/${sub}/${ref.filename}`)) continue; // a cached output re-sent
         const src = join(this.staging[ref.type], sub, ref.filename);
         if (!existsSync(src)) continue;
         ref.filename = this.place(src, join(this.shared[ref.type], sub), ref.filename);
-        this.published.add(`${ref.type}/${sub}/${ref.filename}`);
+        this.published.add(ref);
       }
     }
   }
