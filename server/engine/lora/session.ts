@@ -16,12 +16,16 @@ import { DataType } from '../onnx/schema.js';
 import type { SessionStore, ComponentSpec } from '../runtime/session-store.js';
 import type { Tensor } from '../tensor.js';
 import { patchableKeys } from './key-map.js';
-import { applyTerms, keyMapFor, planLoras } from './patch.js';
+import { keyMapFor, planLoras } from './patch.js';
+import { patchWithOrt } from './patcher.js';
 
 const F32_SUFFIX = ':f32';
 
-/** Counters for tests and stats: how often base weights were read and patch sets computed. */
-export const loraStats = { baseReads: 0, patchSets: 0 };
+/**
+ * Counters for tests and measurements: base tensors read from checkpoints, patch sets computed, and the last patch
+ * set's cost (milliseconds, weights patched, multiply-adds of the deltas).
+ */
+export const loraStats = { baseReads: 0, patchSets: 0, lastPatchMs: 0, lastPatchedValues: 0, lastPatchMacs: 0 };
 
 interface BaseWeights { id: string; tensors: Map<string, Float32Array> }
 /** per (checkpoint, component): original float32 tensors of the patchable keys, read once */
@@ -73,8 +77,10 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
   const last = lastFeeds.get(id);
   if (last && last.set === setKey) return { session, weightFeeds: last.feeds };
 
+  const t0 = performance.now();
   const { plan } = planLoras(file, config, active, spec.component);
   const feeds: Record<string, Tensor> = {};
+  let values = 0, macs = 0;
   for (const input of session.inputNames) {
     const key = input.endsWith(F32_SUFFIX) ? input.slice(0, -F32_SUFFIX.length) : input;
     if (!patchable.has(key)) continue;
@@ -82,9 +88,14 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
     if (!w) { w = file.readFloat32(key); loraStats.baseReads++; base.tensors.set(key, w); }
     const shape = file.shape(key);
     const terms = plan.get(key);
-    feeds[input] = { shape, data: terms ? applyTerms(terms, w, shape) : w };
+    if (terms) {
+      values += w.length;
+      for (const t of terms) macs += t.module.up.shape[0] * t.module.down.data.length;
+    }
+    feeds[input] = { shape, data: terms ? await patchWithOrt(terms, w, shape) : w };
   }
   loraStats.patchSets++;
+  Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: values, lastPatchMacs: macs });
   lastFeeds.set(id, { set: setKey, feeds });
   return { session, weightFeeds: feeds };
 }

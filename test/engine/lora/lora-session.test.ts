@@ -79,7 +79,7 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
         const eps = await unet([{ path: file(fmt), strength: s }]);
         const ms = performance.now() - t0;
         assertClose(eps, cases.readTensor(`lora/unet_out@${s.toFixed(1)}`), `${fmt} ${s}`);
-        console.log(`# sdxl_tiny unet call after switching to ${fmt} @ ${s}: ${ms.toFixed(1)} ms (patch + run)`);
+        console.log(`# sdxl_tiny switch to ${fmt} @ ${s}: patch ${loraStats.lastPatchMs.toFixed(1)} ms (${loraStats.lastPatchedValues} weights), call ${ms.toFixed(1)} ms`);
       }
     }
     assert.equal(reads.n, 0, 'no checkpoint tensor was read for strength changes and format swaps');
@@ -90,5 +90,34 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
     assertClose(await unet([{ path: file('peft'), strength: 0 }]), cases.readTensor('unet/out'), 'strength 0');
     assert.equal(reads.n, 0, 'the base session was cached too');
     cases.close();
+  });
+});
+
+describe('LoRA-ready graphs in fp16 (the GPU compute dtype), on the CPU EP', { skip }, () => {
+  test('exposed fp16 weights (float32 inputs + Cast) give the plain fp16 graph\'s output when fed the base weights', async () => {
+    const { buildTextEncoderGraph } = await import('../../../server/engine/clip.js');
+    const { detectCheckpoint } = await import('../../../server/engine/detect.js');
+    const { exposeWeights } = await import('../../../server/engine/lora/session.js');
+    const { keyMapFor } = await import('../../../server/engine/lora/patch.js');
+    const { patchableKeys } = await import('../../../server/engine/lora/key-map.js');
+    const { safetensorsWeights } = await import('../../../server/engine/onnx/weights.js');
+    const { serializeModel } = await import('../../../server/engine/onnx/serialize.js');
+    const { createSession, runSession } = await import('../../../server/engine/onnx/session.js');
+    const file = SafetensorsFile.open(fixturePath('sdxl_tiny.safetensors'));
+    const config = detectCheckpoint(file);
+    const enc = config.textEncoders[1];
+    const opts = { dtype: 'float16' as const, hiddenFromEnd: 2, normHidden: false, last: false, pooled: true };
+    const plain = await createSession(serializeModel(buildTextEncoderGraph(enc, safetensorsWeights(file), opts)));
+    const patchable = new Set(patchableKeys(keyMapFor(file, config), 'text_encoder_1'));
+    const g = exposeWeights(buildTextEncoderGraph(enc, safetensorsWeights(file), opts), patchable);
+    const ready = await createSession(serializeModel(g));
+    const exposed = ready.inputNames.filter((n) => n.endsWith(':f32'));
+    assert.equal(exposed.length, patchable.size, 'every patchable weight is a float32 input');
+    const ids = { shape: [1, 77], ids: Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i === 1 ? 320 : i === 2 ? 49407 : 0)) };
+    const feeds = Object.fromEntries(exposed.map((n) => { const k = n.slice(0, -4); return [n, { shape: file.shape(k), data: file.readFloat32(k) }]; }));
+    const a = await runSession(plain, { ids }), b = await runSession(ready, { ...feeds, ids });
+    assert.ok(maxAbsDiff(a.hidden.data, b.hidden.data) <= 1e-3 * Math.max(1, ...[...a.hidden.data].slice(0, 1000).map(Math.abs)), `hidden ${maxAbsDiff(a.hidden.data, b.hidden.data)}`);
+    assert.ok(maxAbsDiff(a.pooled.data, b.pooled.data) <= 1e-3, `pooled ${maxAbsDiff(a.pooled.data, b.pooled.data)}`);
+    file.close();
   });
 });

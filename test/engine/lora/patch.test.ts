@@ -18,7 +18,7 @@ import { loraKeyMap } from '../../../server/engine/lora/key-map.js';
 import { LoraMismatchError } from '../../../server/engine/lora/match.js';
 import { matchLoraFile } from '../../../server/engine/lora/patch.js';
 import { weightSourceFor } from '../../../server/engine/weights.js';
-import { fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+import { fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
 import { realArchitecture, realSource } from '../real-architectures.js';
 
 const skip = fixtureSkip();
@@ -210,5 +210,25 @@ describe('LoRA weights', { skip }, () => {
       ['text_encoder_2.text_model.encoder.layers.3.mlp.fc2', 'conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_proj.weight'],
       ['text_encoder_2.text_model.encoder.layers.3.self_attn.out_proj', 'conditioner.embedders.1.model.transformer.resblocks.3.attn.out_proj.weight'],
     ]);
+  });
+});
+
+describe('ORT patcher (what the worker feeds)', { skip }, () => {
+  test('equals the float64 reference patch on every key of the SD1 and SDXL fixture LoRAs', async () => {
+    const { patchWithOrt } = await import('../../../server/engine/lora/patcher.js');
+    const { planLoras, applyTerms } = await import('../../../server/engine/lora/patch.js');
+    for (const [ck, lora, component, s] of [['sd1_tiny', 'sd1_tiny_lora_kohya', 'unet', 0.8], ['sd1_tiny', 'sd1_tiny_lora_kohya', 'text_encoder_0', -0.6], ['sdxl_tiny', 'sdxl_tiny_lora_peft', 'unet', 0.5]] as const) {
+      const file = SafetensorsFile.open(fixturePath(`${ck}.safetensors`));
+      const { plan } = planLoras(file, detectCheckpoint(file), [{ path: fixturePath(`${lora}.safetensors`), strength: s }], component);
+      assert.ok(plan.size > 10);
+      for (const [key, terms] of plan) {
+        const base = file.readFloat32(key), shape = file.shape(key);
+        const copy = Float32Array.from(base);
+        const fast = await patchWithOrt(terms, base, shape), ref = applyTerms(terms, base, shape);
+        assert.ok(maxAbsDiff(fast, ref) <= 1e-6 * Math.max(1, maxAbs(ref)), `${ck} ${key}: ${maxAbsDiff(fast, ref)}`);
+        assert.equal(maxAbsDiff(base, copy), 0, 'base untouched');
+      }
+      file.close();
+    }
   });
 });
