@@ -10,7 +10,7 @@
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { Queue, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createRegistry } from '../../nodes/index.js';
 import type { NodeServices } from '../../nodes/services.js';
@@ -193,6 +193,13 @@ export class FarmWorker {
 
   private async process(job: Job, token: string): Promise<void> {
     const d = job.data as PromptJobData;
+    if (job.deferredFailure) {
+      // the stalled check marked it (stalled more than maxStalledCount); BullMQ's own processJob fails such jobs
+      // unrun, and manual fetching must do the same; the server reports the failure to the client
+      this.log(`prompt ${d.promptId} not run: ${job.deferredFailure}`);
+      await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false).catch((e) => this.log(`fail ${d.promptId}: ${(e as Error).message}`));
+      return;
+    }
     const lockMs = this.o.lockMs ?? 30000;
     const renew = setInterval(() => { job.extendLock(token, lockMs).catch((e) => this.log(`lock ${d.promptId}: ${(e as Error).message}`)); }, Math.max(200, lockMs / 3));
     const abort = new AbortController();
