@@ -21,10 +21,22 @@ export type ValidationResult = ValidPrompt | { ok: false; body: PromptErrorBody 
 const MAX_STRING = 1_000_000;
 
 /** Convert a constant to a widget type; returns an error item when it cannot. */
+const ECHO_LIMIT = 1000;
+
+/** A received value as errors echo it: long strings and big or deep structures are cut, never sent back whole. */
+function echoed(v: unknown): unknown {
+  if (typeof v === 'string') return v.length > ECHO_LIMIT ? `${v.slice(0, ECHO_LIMIT)}... (${v.length} characters)` : v;
+  if (v === null || typeof v !== 'object') return v;
+  let text: string;
+  try { text = JSON.stringify(v); } catch { return '(a value too deeply nested to show)'; }
+  return text.length > ECHO_LIMIT ? `${text.slice(0, ECHO_LIMIT)}... (${text.length} characters of JSON)` : v;
+}
+
 export function convertConstant(spec: InputSpec, raw: unknown, services?: unknown): { value: unknown } | { error: ErrorItem } {
   const v = unwrapLiteral(raw);
-  const extra = { input_name: spec.name, input_config: [spec.type, spec.options], received_value: v };
-  const bad = () => ({ error: errorItem('invalid_input_type', `Failed to convert an input value to a ${spec.type} value`, `${spec.name}, ${JSON.stringify(v)}`, extra) });
+  const shown = echoed(v);
+  const extra = { input_name: spec.name, input_config: [spec.type, spec.options], received_value: shown };
+  const bad = () => ({ error: errorItem('invalid_input_type', `Failed to convert an input value to a ${spec.type} value`, `${spec.name}, ${JSON.stringify(shown)}`, extra) });
   let value: unknown = v;
   switch (spec.type) {
     case 'INT': case 'FLOAT': {
@@ -47,13 +59,13 @@ export function convertConstant(spec: InputSpec, raw: unknown, services?: unknow
       const list = comboChoices(spec, services);
       if (typeof v !== 'string' && typeof v !== 'number') return bad();
       if (!list.includes(String(v))) {
-        return { error: errorItem('value_not_in_list', 'Value not in list', `${spec.name}: '${String(v)}' not in ${JSON.stringify(list.length > 20 ? [...list.slice(0, 20), '...'] : list)}`, extra) };
+        return { error: errorItem('value_not_in_list', 'Value not in list', `${spec.name}: '${String(shown)}' not in ${JSON.stringify(list.length > 20 ? [...list.slice(0, 20), '...'] : list)}`, extra) };
       }
       value = String(v);
       break;
     }
     default:
-      return { error: errorItem('invalid_input_type', `Input '${spec.name}' of type ${spec.type} must be linked to another node's output`, `${spec.name}, ${JSON.stringify(v)?.slice(0, 100)}`, extra) };
+      return { error: errorItem('invalid_input_type', `Input '${spec.name}' of type ${spec.type} must be linked to another node's output`, `${spec.name}, ${JSON.stringify(shown)?.slice(0, 100)}`, extra) };
   }
   if (typeof value === 'number') {
     const { min, max } = spec.options;
@@ -107,9 +119,9 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
       if (isLink(raw)) {
         const src = String(raw[0]), idx = raw[1];
         const srcNode = Object.hasOwn(p, src) ? p[src] : undefined;
-        if (!srcNode) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} does not exist`, spec.name, { input_name: spec.name, received_value: raw })); valid = false; continue; }
+        if (!srcNode) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} does not exist`, spec.name, { input_name: spec.name, received_value: echoed(raw) })); valid = false; continue; }
         const srcDef = registry.get(srcNode.class_type)!;
-        if (idx < 0 || idx >= srcDef.outputs.length) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} (${srcNode.class_type}) has no output ${idx}`, spec.name, { input_name: spec.name, received_value: raw })); valid = false; continue; }
+        if (idx < 0 || idx >= srcDef.outputs.length) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} (${srcNode.class_type}) has no output ${idx}`, spec.name, { input_name: spec.name, received_value: echoed(raw) })); valid = false; continue; }
         const outType = srcDef.outputs[idx].type;
         const inType = spec.type === 'COMBO' ? 'COMBO' : spec.type;
         if (!typesMatch(outType, inType) && !(spec.type === 'COMBO' && outType === 'STRING')) {
@@ -120,7 +132,7 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
         continue;
       }
       if (!isWidgetType(spec.type)) {
-        addError(id, errorItem('bad_linked_input', 'Bad linked input, must be a length-2 list of [string, int]', spec.name, { input_name: spec.name, input_config: [spec.type, spec.options], received_value: raw }));
+        addError(id, errorItem('bad_linked_input', 'Bad linked input, must be a length-2 list of [string, int]', spec.name, { input_name: spec.name, input_config: [spec.type, spec.options], received_value: echoed(raw) }));
         valid = false; continue;
       }
       let res;
