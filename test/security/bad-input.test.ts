@@ -104,10 +104,34 @@ test('negative and absurd sizes are refused; 16384x16384 batch 4096 by a memory 
   assert.equal(s.store.pending().length, 0, 'nothing queued');
 });
 
-test('huge prompt text is refused with a clear message; the editor limit holds for long-but-sane text', async () => {
+/** A second server with the default 10 MB body limit, so large prompts reach the validator. */
+async function withDefaultLimit(fn: (url: string) => Promise<void>): Promise<void> {
+  const big = await startServer<NodeServices>({
+    host: '127.0.0.1', port: 0, dataDir: join(root, 'data2'), modelsDir: join(root, 'models'), outputDir: join(root, 'out'),
+    inputDir: join(root, 'in'), tempDir: join(root, 'tmp'), workflowsDir: join(root, 'wf'), registry: createRegistry(), log: () => {}, execute: false,
+    makeServices: ({ models, dirs }) => makeServices(models, dirs, { dataDir: join(root, 'data2'), log: () => {} }),
+  });
+  try { await fn(big.url); } finally { await big.close(); }
+}
+
+test('huge prompt text: over the body limit 413, under it but over the text limit a clear invalid_input_type', async () => {
   const big = await api(s.url, 'POST', '/prompt', { prompt: { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'a '.repeat(LIMIT), clip: ['2', 1] } } } });
   assert.equal(big.status, 413);
   assertErrorShape(big.json);
+  await withDefaultLimit(async (url) => {
+    const p = latent({}).prompt as Record<string, unknown>;
+    p['6'] = { class_type: 'CLIPTextEncode', inputs: { text: 'a cat, '.repeat(300000), clip: ['4', 1] } };
+    p['9'] = { class_type: 'SaveImage', inputs: { images: ['8', 0], filename_prefix: 'x' } };
+    p['3'] = { class_type: 'KSampler', inputs: { model: ['4', 0], seed: 1, steps: 1, cfg: 1, sampler_name: 'euler', scheduler: 'normal', positive: ['6', 0], negative: ['6', 0], latent_image: ['5', 0], denoise: 1 } };
+    (p['8'] as { inputs: Record<string, unknown> }).inputs.samples = ['3', 0];
+    const r = await api(url, 'POST', '/prompt', { prompt: p });
+    assert.equal(r.status, 400);
+    assertErrorShape(r.json);
+    const e = r.json.node_errors['6'].errors[0];
+    assert.equal(e.type, 'invalid_input_type');
+    assert.match(e.message, /too long/);
+    assert.ok(r.text.length < 200000, `the error does not echo the whole text back (${r.text.length} bytes)`);
+  });
 });
 
 test('deeply nested JSON anywhere in the body is refused with 400 and does not crash the server', async () => {
