@@ -1,7 +1,7 @@
 // HTTP side of the ComfyUI protocol. Every call goes through `request`, which adds the token and, on a 401,
 // waits for the user to supply one (the UI registers `onUnauthorized`) and retries.
 import type { ApiPrompt, ObjectInfo, Workflow } from '../graph/types.js';
-import { getToken } from './token.js';
+import { getToken, setToken } from './token.js';
 
 /** ComfyUI's 400 answer to POST /prompt. */
 export interface PromptError {
@@ -23,8 +23,11 @@ export interface ImageRef { filename: string; subfolder: string; type: string }
  * @example const api = new HttpApi(); const info = await api.objectInfo();
  */
 export class HttpApi {
-  /** Called on 401; resolves once a token was entered (the request is then retried). */
-  onUnauthorized: (() => Promise<void>) | null = null;
+  /**
+   * Called on 401 with the token the server refused (null when none was sent); resolves once a token was entered
+   * (the request is then retried).
+   */
+  onUnauthorized: ((refused: string | null) => Promise<void>) | null = null;
 
   constructor(readonly base = new URL('./', location.href).pathname) {}
 
@@ -39,8 +42,10 @@ export class HttpApi {
       if (token) headers.set('Authorization', `Bearer ${token}`);
       if (init.body && typeof init.body === 'string') headers.set('Content-Type', 'application/json');
       const res = await fetch(this.url(path), { ...init, headers });
-      if (res.status !== 401 || !this.onUnauthorized || attempt > 5) return res;
-      await this.onUnauthorized();
+      // Each retry waits for the user, so the bound only guards against a server that refuses every token.
+      if (res.status !== 401 || !this.onUnauthorized || attempt > 20) return res;
+      if (token) setToken(null); // a refused token is not kept
+      await this.onUnauthorized(token);
     }
   }
 

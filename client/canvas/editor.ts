@@ -10,6 +10,7 @@ import { SEED_CONTROLS, type SeedControl } from '../graph/widget-spec.js';
 import { workflowFromPng } from '../graph/png-text.js';
 import { CONTROL_WIDGET, registerNodeTypes } from './node-types.js';
 import { runtime } from './runtime-state.js';
+import { adoptPrimitives } from './primitive-node.js';
 
 const AUTOSAVE_KEY = 'tcd-studio.workflow';
 
@@ -81,6 +82,7 @@ export class Editor {
     this.restoring = true;
     try {
       this.graph.configure(structuredClone(wf) as never);
+      adoptPrimitives(this.graph);
       const ds = (wf.extra as { ds?: { scale: number; offset: [number, number] } } | undefined)?.ds;
       if (ds) {
         this.canvas.ds.scale = ds.scale;
@@ -143,6 +145,7 @@ export class Editor {
     this.restoring = true;
     try {
       this.graph.configure(wf as never);
+      adoptPrimitives(this.graph);
     } finally {
       this.restoring = false;
     }

@@ -48,12 +48,47 @@ function drawError(node: LGraphNode, ctx: CanvasRenderingContext2D, message: str
   ctx.restore();
 }
 
+/** Smallest side of a live preview, in graph units (the latent2rgb frame is 1/8 of the image). */
+export const PREVIEW_MIN = 256;
+
+/**
+ * Where a node's live preview goes (node-local [x, y, w, h]): the free space below its widgets when the node is
+ * tall enough, else a panel reserved right below the node, as wide as the node and at least PREVIEW_MIN.
+ * @example const [x, y, w, h] = previewRect(sampler); // [0, 300, 315, 315] for a 315x290 sampler
+ */
+export function previewRect(node: LGraphNode): [number, number, number, number] {
+  const top = contentTop(node);
+  const inside = node.size[1] - top;
+  if (inside >= PREVIEW_MIN) return [0, top, node.size[0], inside];
+  const side = Math.max(PREVIEW_MIN, node.size[0]);
+  return [0, node.size[1] + 8, side, side];
+}
+
+function drawPreview(node: LGraphNode, ctx: CanvasRenderingContext2D, img: HTMLImageElement, progress: number | undefined): void {
+  const [x, y, w, h] = previewRect(node);
+  ctx.save();
+  ctx.fillStyle = '#111';
+  ctx.strokeStyle = '#2ecc40';
+  ctx.lineWidth = 2;
+  ctx.fillRect(x, y, w, h);
+  ctx.strokeRect(x, y, w, h);
+  const s = Math.min(w / img.naturalWidth, (h - 18) / img.naturalHeight);
+  const dw = img.naturalWidth * s, dh = img.naturalHeight * s;
+  ctx.drawImage(img, x + (w - dw) / 2, y + 18 + (h - 18 - dh) / 2, dw, dh);
+  ctx.fillStyle = '#cfc';
+  ctx.font = '12px sans-serif';
+  ctx.fillText(`live preview${progress != null ? ` · ${Math.round(progress * 100)}%` : ''}`, x + 6, y + 13);
+  ctx.restore();
+}
+
 /** Called from each node's onDrawForeground. */
 export function drawNodeExtras(node: LGraphNode, ctx: CanvasRenderingContext2D, state: RuntimeState): void {
   const id = String(node.id);
   if (node.flags?.collapsed) return;
   const imgs = state.images.get(id);
   if (imgs) drawImages(node, ctx, imgs);
+  const preview = state.previews.get(id);
+  if (preview) drawPreview(node, ctx, preview, state.progress.get(id));
   const err = state.errors.get(id);
   if (err) drawError(node, ctx, err.message, err.inputs);
   if (node.mode === 2 || node.mode === 4) {

@@ -6,8 +6,10 @@ import type { IWidget } from '@comfyorg/litegraph';
 import type { NodeInfo, ObjectInfo } from '../graph/types.js';
 import { describeInputs, SEED_CONTROLS, widgetValuesByName, type InputDescriptor } from '../graph/widget-spec.js';
 import { drawNodeExtras } from './node-draw.js';
+import { applyConverted, CONTROL_WIDGET, convertedWidgets, drawConvertedInputs, widgetInputMenu } from './widget-inputs.js';
+import { createPrimitiveFor, PRIMITIVE_TYPE, primitiveNodeClass } from './primitive-node.js';
 
-export const CONTROL_WIDGET = 'control_after_generate';
+export { CONTROL_WIDGET };
 
 function decimals(step: number | undefined): number {
   if (!step || step >= 1) return 0;
@@ -61,6 +63,7 @@ function ensureWidgetSlots(node: LGraphNode, described: InputDescriptor[]): void
 export function registerNodeTypes(info: ObjectInfo, onEdit: () => void): void {
   LiteGraph.clearRegisteredTypes();
   for (const [type, nodeInfo] of Object.entries(info)) LiteGraph.registerNodeType(type, makeClass(type, nodeInfo, onEdit));
+  if (!info[PRIMITIVE_TYPE]) LiteGraph.registerNodeType(PRIMITIVE_TYPE, primitiveNodeClass(onEdit));
 }
 
 function makeClass(type: string, info: NodeInfo, onEdit: () => void): typeof LGraphNode {
@@ -102,6 +105,17 @@ function makeClass(type: string, info: NodeInfo, onEdit: () => void): typeof LGr
       for (const w of this.widgets ?? []) {
         if (w.name === CONTROL_WIDGET && !SEED_CONTROLS.includes(w.value as never)) w.value = 'fixed' as never;
       }
+      applyConverted(this);
+    }
+
+    override getExtraMenuOptions() {
+      return widgetInputMenu(this);
+    }
+
+    // Double-click on a converted input: a Primitive node to drive it (ComfyUI's shortcut).
+    override onInputDblClick(index: number): void {
+      const name = this.inputs[index]?.widget?.name;
+      if (name && convertedWidgets(this).includes(name) && this.inputs[index].link == null) createPrimitiveFor(this, name);
     }
 
     // Runs before litegraph draws the node's outline and progress bar, so both reflect the current state.
@@ -112,6 +126,7 @@ function makeClass(type: string, info: NodeInfo, onEdit: () => void): typeof LGr
     }
 
     override onDrawForeground(ctx: CanvasRenderingContext2D): void {
+      drawConvertedInputs(this, ctx);
       drawNodeExtras(this, ctx, rt());
     }
   }

@@ -8,6 +8,9 @@ export class RuntimeState {
   progress = new Map<string, number>();
   images = new Map<string, HTMLImageElement[]>();
   errors = new Map<string, NodeError>();
+  /** Live sampler previews (latent2rgb JPEGs), shown while a prompt runs and dropped when it ends. */
+  previews = new Map<string, HTMLImageElement>();
+  private previewGeneration = 0;
   /** Called when something changed that the canvas should redraw. */
   onChange: () => void = () => {};
 
@@ -19,6 +22,26 @@ export class RuntimeState {
       return img;
     });
     this.images.set(nodeId, imgs);
+    this.onChange();
+  }
+
+  setPreview(nodeId: string, url: string): void {
+    const img = new Image();
+    const generation = this.previewGeneration;
+    // Swap only once decoded, so the panel never flashes empty between steps; a frame decoded after the prompt
+    // ended is dropped.
+    img.onload = () => {
+      if (generation !== this.previewGeneration) return;
+      this.previews.set(nodeId, img);
+      this.onChange();
+    };
+    img.src = url;
+  }
+
+  clearPreviews(): void {
+    this.previewGeneration++;
+    if (!this.previews.size) return;
+    this.previews.clear();
     this.onChange();
   }
 }

@@ -22,14 +22,26 @@ export function App() {
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const [session, setSession] = useState<Session | null>(null);
   const [bootError, setBootError] = useState<string | null>(null);
-  const [askToken, setAskToken] = useState<((t: string) => void) | null>(null);
+  const [askToken, setAskToken] = useState<{ submit: (t: string) => void; refused: boolean } | null>(null);
   const [, rerender] = useReducer((x: number) => x + 1, 0);
 
   useEffect(() => {
     let cancelled = false;
     const api = new HttpApi();
-    api.onUnauthorized = () => new Promise<void>((resolve) => {
-      setAskToken(() => (token: string) => { setToken(token); setAskToken(null); resolve(); });
+    // Concurrent 401s share one dialog: every waiting request resumes once a token was entered.
+    let waiting: (() => void)[] = [];
+    api.onUnauthorized = (refused) => new Promise<void>((resolve) => {
+      waiting.push(resolve);
+      setAskToken({
+        refused: refused !== null,
+        submit: (token: string) => {
+          setToken(token);
+          setAskToken(null);
+          const resume = waiting;
+          waiting = [];
+          for (const r of resume) r();
+        },
+      });
     });
     (async () => {
       const info = await api.objectInfo();
@@ -73,7 +85,7 @@ export function App() {
           </aside>
         )}
       </main>
-      {askToken && <TokenDialog onSubmit={askToken} />}
+      {askToken && <TokenDialog onSubmit={askToken.submit} refused={askToken.refused} />}
     </div>
   );
 }

@@ -115,7 +115,7 @@ export class Session {
       case 'executing':
         if (runtime.running) runtime.progress.delete(runtime.running);
         runtime.running = data.node ?? null;
-        if (data.node == null) { runtime.progress.clear(); void this.refreshQueue(); }
+        if (data.node == null) { runtime.progress.clear(); runtime.clearPreviews(); void this.refreshQueue(); }
         break;
       case 'progress':
         runtime.progress.set(String(data.node ?? runtime.running), data.value / Math.max(1, data.max));
@@ -130,12 +130,14 @@ export class Session {
         break;
       }
       case 'execution_error': {
+        runtime.clearPreviews();
         const inputs: Record<string, string> = {};
         runtime.errors.set(String(data.node_id), { message: `${data.exception_type}: ${data.exception_message}`, inputs });
         this.note('error', `#${data.node_id} ${data.node_type}: ${data.exception_message}`);
         break;
       }
       case 'execution_interrupted':
+        runtime.clearPreviews();
         this.note('info', `Interrupted at #${data.node_id ?? '?'} ${data.node_type ?? ''}`);
         break;
       case 'execution_success':
@@ -151,8 +153,10 @@ export class Session {
   private onPreview(p: Preview): void {
     const nodeId = p.nodeId ?? runtime.running;
     if (!nodeId) return;
-    if (this.lastPreviewUrl) URL.revokeObjectURL(this.lastPreviewUrl);
+    const previous = this.lastPreviewUrl;
     this.lastPreviewUrl = URL.createObjectURL(p.blob);
-    runtime.setImages(nodeId, [this.lastPreviewUrl]);
+    runtime.setPreview(nodeId, this.lastPreviewUrl);
+    // The previous frame stays on screen until the new one decoded.
+    if (previous) setTimeout(() => URL.revokeObjectURL(previous), 2000);
   }
 }
