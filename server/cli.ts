@@ -11,6 +11,7 @@ import { serve } from './host.js';
 import { runCommand } from './run-command.js';
 import { convertCommand } from './run-command.js';
 import { makeCheckpointCommand } from './engine/make-checkpoint.js';
+import { modelsCommand } from './models/command.js';
 import { workerCommand } from './farm/worker-command.js';
 
 const USAGE = `usage: tcd-studio <serve|worker|run|convert|make-checkpoint> [options]
@@ -18,6 +19,7 @@ const USAGE = `usage: tcd-studio <serve|worker|run|convert|make-checkpoint> [opt
   run WORKFLOW     [--models DIR] [--out DIR] [--data DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--ep ...]
   convert WORKFLOW [--out FILE]
   make-checkpoint  --arch sd15|sdxl|demo --out FILE [--seed N] [--dtype F16|F32|BF16]
+  models           list | pull NAME... [--models DIR] [--catalog FILE.json] [--skip-sha]
   serve ... --queue redis://HOST:PORT      farm: prompts go to Redis for worker processes (docs/farm.md)
   serve ... --devices 0,1                  one executor per local GPU
   worker --queue redis://HOST:PORT [--device N] [--concurrency 1] [--models DIR] [--output DIR] [--input DIR] [--temp DIR]`;
@@ -47,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
     case 'worker': return workerCommand(rest);
     case 'run': return runCommand(rest);
     case 'convert': return convertCommand(rest);
+    case 'models': return modelsCommand(rest);
     case 'make-checkpoint': {
       const { values } = parseArgs({ args: rest, options: { arch: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, dtype: { type: 'string' } } });
       if (!values.arch || !values.out) { console.error('make-checkpoint needs --arch and --out'); return 2; }
