@@ -94,6 +94,10 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
     }
     feeds[input] = { shape, data: terms ? await patchWithOrt(terms, w, shape) : w };
   }
+  // a patched key the graph does not take as an input would be silently lost: refuse instead
+  for (const key of plan.keys()) {
+    if (!(key in feeds) && !(`${key}${F32_SUFFIX}` in feeds)) throw new Error(`LoRA patches ${key}, which the ${spec.component} graph does not read as a weight input`);
+  }
   loraStats.patchSets++;
   Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: values, lastPatchMacs: macs });
   lastFeeds.set(id, { set: setKey, feeds });
