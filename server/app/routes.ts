@@ -96,7 +96,7 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
     res.status(200).end();
   });
 
-  r.get('/history', (req, res) => { res.json(d.queue.store.history(intParam(req.query.max_items), intParam(req.query.offset) ?? 0)); });
+  r.get('/history', (req, res) => { res.json(d.queue.store.history(intParam(req.query.max_items), intParam(req.query.offset) ?? -1)); });
   r.get('/history/:id', (req, res) => {
     const e = d.queue.store.historyItem(req.params.id);
     res.json(e ? { [req.params.id]: e } : {});

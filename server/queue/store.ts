@@ -95,9 +95,17 @@ export class QueueStore {
     })();
   }
 
-  history(maxItems?: number, offset = 0): Record<string, HistoryEntry> {
+  /**
+   * Oldest first, like ComfyUI: `maxItems` alone gives the most recent maxItems entries; a non-negative `offset`
+   * starts there instead (offset < 0 means "not given").
+   */
+  history(maxItems?: number, offset = -1): Record<string, HistoryEntry> {
     const limit = maxItems === undefined || maxItems < 0 ? -1 : maxItems;
-    const rows = this.db.prepare(`SELECT prompt_id, entry FROM history ORDER BY completed ASC, number ASC LIMIT ? OFFSET ?`).all(limit, Math.max(0, offset)) as any[];
+    if (offset < 0) {
+      const count = (this.db.prepare(`SELECT COUNT(*) AS c FROM history`).get() as { c: number }).c;
+      offset = limit < 0 ? 0 : Math.max(0, count - limit);
+    }
+    const rows = this.db.prepare(`SELECT prompt_id, entry FROM history ORDER BY completed ASC, number ASC LIMIT ? OFFSET ?`).all(limit, offset) as any[];
     const out: Record<string, HistoryEntry> = {};
     for (const r of rows) out[r.prompt_id] = JSON.parse(r.entry);
     return out;
