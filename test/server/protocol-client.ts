@@ -57,9 +57,9 @@ export class WsClient {
   /** Resolves with the first message (after those already checked) matching `pred`. */
   async waitFor(pred: (m: WsMessage) => boolean, timeoutMs = 30000): Promise<WsMessage> {
     const deadline = Date.now() + timeoutMs;
+    let checked = 0; // scan each message once per waiter, not the whole log on every wake-up
     for (;;) {
-      const m = this.messages.find(pred);
-      if (m) return m;
+      for (; checked < this.messages.length; checked++) if (pred(this.messages[checked])) return this.messages[checked];
       if (this.closed) throw new Error('websocket closed while waiting');
       if (Date.now() > deadline) throw new Error(`timed out waiting; got ${this.messages.map((x) => x.type).join(',')}`);
       await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 200); });

@@ -178,8 +178,13 @@ test('GET /history honours max_items and offset', async () => {
   const all = (await api(s.url, 'GET', '/history')).json;
   const ids = Object.keys(all);
   assert.ok(ids.length >= 5);
-  assert.deepEqual(Object.keys((await api(s.url, 'GET', '/history?max_items=2')).json), ids.slice(0, 2));
+  // ComfyUI: max_items alone = the most recent ones (still oldest first); offset counts from the oldest
+  assert.deepEqual(Object.keys((await api(s.url, 'GET', '/history?max_items=2')).json), ids.slice(-2));
+  assert.deepEqual(Object.keys((await api(s.url, 'GET', '/history?max_items=2&offset=-1')).json), ids.slice(-2));
+  assert.deepEqual(Object.keys((await api(s.url, 'GET', '/history?max_items=2&offset=0')).json), ids.slice(0, 2));
   assert.deepEqual(Object.keys((await api(s.url, 'GET', '/history?max_items=2&offset=1')).json), ids.slice(1, 3));
+  assert.deepEqual(Object.keys((await api(s.url, 'GET', `/history?max_items=${ids.length + 5}`)).json), ids);
+  assert.deepEqual(Object.keys((await api(s.url, 'GET', '/history?offset=2')).json), ids.slice(2));
   assert.deepEqual(Object.keys((await api(s.url, 'GET', `/history?offset=${ids.length}`)).json), []);
 });
 
