@@ -47,7 +47,10 @@ export class Editor {
     runtime.onChange = () => this.canvas.setDirty(true, true);
     this.graph.onAfterChange = () => this.scheduleCheckpoint();
     this.graph.on_change = () => this.scheduleCheckpoint();
-    el.addEventListener('pointerup', () => this.scheduleCheckpoint());
+    // Menus (add node/group, convert widget) live outside the canvas element, so listen on the whole document;
+    // wheel zoom changes only the viewport, which is saved with the workflow but is no undo step.
+    document.addEventListener('pointerup', () => this.scheduleCheckpoint(), true);
+    el.addEventListener('wheel', () => this.scheduleCheckpoint(), { passive: true });
     document.addEventListener('keydown', (e) => this.onKey(e), true);
     this.resize();
     new ResizeObserver(() => this.resize()).observe(el.parentElement!);
@@ -112,8 +115,13 @@ export class Editor {
     }
   }
 
-  save(): void {
-    try { localStorage.setItem(AUTOSAVE_KEY, JSON.stringify(this.serialize())); } catch { /* quota: keep working */ }
+  private lastSaved = '';
+
+  save(wf: Workflow = this.serialize()): void {
+    const text = JSON.stringify(wf);
+    if (text === this.lastSaved) return;
+    this.lastSaved = text;
+    try { localStorage.setItem(AUTOSAVE_KEY, text); } catch { /* quota: keep working */ }
   }
 
   scheduleCheckpoint(): void {
@@ -128,10 +136,9 @@ export class Editor {
     this.timer = null;
     if (this.restoring) return;
     const wf = this.serialize();
-    if (this.history.record(snapshotOf(wf))) {
-      this.save();
-      this.onChange();
-    }
+    const changed = this.history.record(snapshotOf(wf));
+    this.save(wf); // also when only the viewport (extra.ds) moved
+    if (changed) this.onChange();
   }
 
   undo(): void { this.restoreSnapshot(this.history.undo()); }

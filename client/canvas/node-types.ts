@@ -62,15 +62,21 @@ function ensureWidgetSlots(node: LGraphNode, described: InputDescriptor[]): void
  */
 export function registerNodeTypes(info: ObjectInfo, onEdit: () => void): void {
   LiteGraph.clearRegisteredTypes();
-  for (const [type, nodeInfo] of Object.entries(info)) LiteGraph.registerNodeType(type, makeClass(type, nodeInfo, onEdit));
-  if (!info[PRIMITIVE_TYPE]) LiteGraph.registerNodeType(PRIMITIVE_TYPE, primitiveNodeClass(onEdit));
+  const classes: [string, typeof LGraphNode, string][] = Object.entries(info).map(([type, nodeInfo]) =>
+    [type, makeClass(type, nodeInfo, onEdit), nodeInfo.category ?? 'other']);
+  if (!info[PRIMITIVE_TYPE]) classes.push([PRIMITIVE_TYPE, primitiveNodeClass(onEdit), 'utils']);
+  for (const [type, cls, category] of classes) {
+    LiteGraph.registerNodeType(type, cls);
+    // registerNodeType derives `category` from a "path/Type" name (empty here): set it afterwards, as ComfyUI does,
+    // or the canvas menu's Add Node lists nothing.
+    (cls as unknown as { category: string }).category = category;
+  }
 }
 
 function makeClass(type: string, info: NodeInfo, onEdit: () => void): typeof LGraphNode {
   const described = describeInputs(info);
   class ApiNode extends LGraphNode {
     static override title = info.display_name ?? type;
-    static category = info.category ?? 'other';
     static nodeInfo = info;
     constructor(title?: string) {
       super(title ?? info.display_name ?? type);

@@ -15,7 +15,6 @@ const ANY_NAME = 'connect to widget input';
 export function primitiveNodeClass(onEdit: () => void): typeof LGraphNode {
   class PrimitiveNode extends LGraphNode {
     static override title = 'Primitive';
-    static category = 'utils';
     /** widgets_values read from a file before the target node exists; applied on adopt(). */
     private pendingValues: unknown[] | null = null;
 

@@ -1,8 +1,9 @@
 // Editing in the browser against the real server: default graph, widgets + undo/redo, type-checked links,
-// persistence across reload, loading a workflow file, mute/bypass.
+// persistence across reload, loading a workflow file, mute/bypass, multi-select, the canvas menu (categories,
+// groups), zoom and pan saved with the workflow, templates.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, drag, nodePoint, shot, slotPoint, startHarness, waitForEditor, type Harness } from './harness.js';
+import { browserSkip, drag, emptyPoint, menuClick, menuEntries, nodePoint, shot, slotPoint, startHarness, waitForEditor, type Harness } from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
@@ -131,4 +132,113 @@ test('double-click on empty canvas opens the search box with fuzzy results', { s
   const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
   await h.page.keyboard.press('Enter');
   await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 1, n0);
+});
+
+const TITLE_Y = -15; // a point on a node's title bar, node-relative
+
+test('shift-click selects several nodes; dragging one title moves them all; copy/paste/delete act on all', { skip }, async () => {
+  await h.page.mouse.click(...(await emptyPoint(h.page)));
+  await h.page.mouse.click(...(await nodePoint(h.page, 6, 60, TITLE_Y)));
+  await h.page.keyboard.down('Shift');
+  await h.page.mouse.click(...(await nodePoint(h.page, 7, 60, TITLE_Y)));
+  await h.page.keyboard.up('Shift');
+  const selected = () => ev<number[]>(`Object.values(window.__tcd.canvas.selected_nodes).map((n) => n.id).sort()`);
+  assert.deepEqual(await selected(), [6, 7]);
+  const pos = () => ev<number[][]>(`[6, 7].map((id) => [...window.__tcd.editor.nodeById(id).pos])`);
+  const before = await pos();
+  const scale = await ev<number>(`window.__tcd.canvas.ds.scale`);
+  const from = await nodePoint(h.page, 6, 60, TITLE_Y);
+  await drag(h.page, from, [from[0] + 50, from[1] + 40]);
+  const moved = await pos();
+  for (let i = 0; i < 2; i++) {
+    assert.ok(Math.abs(moved[i][0] - before[i][0] - 50 / scale) < 2, `x moved: ${before[i]} -> ${moved[i]}`);
+    assert.ok(Math.abs(moved[i][1] - before[i][1] - 40 / scale) < 2, `y moved: ${before[i]} -> ${moved[i]}`);
+  }
+  assert.deepEqual(await selected(), [6, 7]);
+  await shot(h.page, '07-multi-select');
+  const count = () => ev<number>(`window.__tcd.graph._nodes.length`);
+  const n0 = await count();
+  await h.page.evaluate(() => (window as any).__tcd.canvas.canvas.focus());
+  await h.page.keyboard.press('Control+c');
+  await h.page.keyboard.press('Control+v');
+  assert.equal(await count(), n0 + 2);
+  const pasted = await ev<string[]>(`Object.values(window.__tcd.canvas.selected_nodes).map((n) => n.type)`);
+  assert.deepEqual(pasted, ['CLIPTextEncode', 'CLIPTextEncode']);
+  await h.page.keyboard.press('Delete');
+  assert.equal(await count(), n0);
+  // the move is one undo step
+  await h.page.waitForFunction(() => (window as any).__tcd.editor.history.canUndo);
+});
+
+test('right-click on the canvas: Add Node lists the object_info categories and adds the chosen node', { skip }, async () => {
+  const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
+  const at = await emptyPoint(h.page, 120);
+  await h.page.mouse.click(at[0], at[1], { button: 'right' });
+  await menuClick(h.page, 'Add Node');
+  await h.page.waitForFunction(() => document.querySelectorAll('.litecontextmenu').length >= 2);
+  const categories = await menuEntries(h.page);
+  const info = await (await fetch(`${h.url}api/object_info`)).json() as Record<string, { category: string }>;
+  const topLevel = [...new Set(Object.values(info).map((n) => n.category.split('/')[0]))];
+  for (const c of topLevel) assert.ok(categories.includes(c), `category ${c} in ${categories}`);
+  await shot(h.page, '08-add-node-menu');
+  await menuClick(h.page, 'latent');
+  const latentNodes = await menuEntries(h.page);
+  assert.ok(latentNodes.includes('Empty Latent Image'), latentNodes.join(', '));
+  await menuClick(h.page, 'Empty Latent Image');
+  await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 1, n0);
+  const added = await ev<{ type: string; pos: number[] }>(`(() => { const ns = window.__tcd.graph._nodes; const n = ns[ns.length - 1]; return { type: n.type, pos: [...n.pos] }; })()`);
+  assert.equal(added.type, 'EmptyLatentImage');
+  assert.equal(await h.page.locator('.litecontextmenu').count(), 0, 'menus closed');
+  await h.page.evaluate(() => { const t = (window as any).__tcd; const ns = t.graph._nodes; t.graph.remove(ns[ns.length - 1]); t.editor.checkpoint(); });
+});
+
+test('a group added from the canvas menu, the wheel zoom and a drag pan are saved and survive a reload', { skip }, async () => {
+  const at = await emptyPoint(h.page, 150);
+  await h.page.mouse.click(at[0], at[1], { button: 'right' });
+  await menuClick(h.page, 'Add Group');
+  await h.page.waitForFunction(() => (window as any).__tcd.graph._groups.length === 1);
+  const group = await ev<{ title: string; bounding: number[] }>(`(() => { const g = window.__tcd.graph._groups[0]; return { title: g.title, bounding: [...g._bounding] }; })()`);
+  assert.equal(group.title, 'Group');
+  // zoom in around an empty point, then pan by dragging empty canvas
+  const ds = () => ev<{ scale: number; offset: number[] }>(`(() => { const d = window.__tcd.canvas.ds; return { scale: d.scale, offset: [...d.offset] }; })()`);
+  const ds0 = await ds();
+  const p = await emptyPoint(h.page, 100);
+  await h.page.mouse.move(p[0], p[1]);
+  await h.page.mouse.wheel(0, -300);
+  await h.page.waitForFunction((s) => (window as any).__tcd.canvas.ds.scale > s, ds0.scale);
+  const ds1 = await ds();
+  const q = await emptyPoint(h.page, 100);
+  await drag(h.page, q, [q[0] - 120, q[1] - 80]);
+  const ds2 = await ds();
+  assert.equal(ds2.scale, ds1.scale);
+  assert.ok(Math.abs(ds2.offset[0] - ds1.offset[0] + 120 / ds2.scale) < 1, `pan x: ${ds1.offset} -> ${ds2.offset}`);
+  assert.ok(Math.abs(ds2.offset[1] - ds1.offset[1] + 80 / ds2.scale) < 1, `pan y: ${ds1.offset} -> ${ds2.offset}`);
+  await shot(h.page, '09-group-zoom-pan');
+  // the autosaved workflow carries both
+  await h.page.waitForFunction((d) => {
+    const wf = JSON.parse(localStorage.getItem('tcd-studio.workflow') ?? '{}');
+    return wf.groups?.length === 1 && wf.extra?.ds?.scale === d.scale && wf.extra.ds.offset[0] === d.offset[0] && wf.extra.ds.offset[1] === d.offset[1];
+  }, ds2);
+  const saved = await ev<{ groups: { title: string; bounding: number[] }[] }>(`window.__tcd.editor.serialize()`);
+  assert.deepEqual(saved.groups.map((g) => [g.title, g.bounding]), [['Group', group.bounding]]);
+  await h.page.reload();
+  await waitForEditor(h.page);
+  assert.deepEqual(await ds(), ds2);
+  const after = await ev<{ title: string; bounding: number[] }[]>(`window.__tcd.graph._groups.map((g) => ({ title: g.title, bounding: [...g._bounding] }))`);
+  assert.deepEqual(after, [group]);
+});
+
+test('choosing a template from the menu loads that workflow from workflows/', { skip }, async () => {
+  const names = await (await fetch(`${h.url}api/workflows`)).json() as string[];
+  assert.ok(names.includes('demo.json'), `templates: ${names}`);
+  const options = await h.page.$$eval('[data-testid=templates] option', (os) => os.map((o) => (o as HTMLOptionElement).value));
+  for (const n of names) assert.ok(options.includes(n), `menu lists ${n}`);
+  const demo = await (await fetch(`${h.url}api/workflows/demo.json`)).json() as { nodes: { id: number; type: string }[] };
+  await h.page.selectOption('[data-testid=templates]', 'demo.json');
+  const want = demo.nodes.map((n) => [n.id, n.type]).sort((a, b) => Number(a[0]) - Number(b[0]));
+  await h.page.waitForFunction((w) => JSON.stringify((window as any).__tcd.graph._nodes.map((n: any) => [n.id, n.type]).sort((a: any, b: any) => a[0] - b[0])) === JSON.stringify(w), want);
+  // the template's graph is runnable as is: the server accepts its conversion
+  const prompt = await ev<Record<string, unknown>>(`window.__tcd.toPrompt()`);
+  assert.equal(Object.keys(prompt).length, demo.nodes.length);
+  await shot(h.page, '15-template-demo');
 });

@@ -130,3 +130,43 @@ export async function drag(page: Page, from: [number, number], to: [number, numb
   await page.mouse.move(to[0], to[1], { steps: 5 });
   await page.mouse.up();
 }
+
+/** Client coordinates of a visible canvas point with no node or group within `margin` graph units. */
+export async function emptyPoint(page: Page, margin = 60): Promise<[number, number]> {
+  // A string, not a function: tsx would wrap inner arrow functions in a __name() helper the page lacks.
+  const p = await page.evaluate(`(() => {
+    const { editor, graph, canvas } = window.__tcd;
+    const m = ${margin}, r = canvas.canvas.getBoundingClientRect();
+    function busy(gx, gy) {
+      for (const dx of [-m, 0, m]) for (const dy of [-m, 0, m]) {
+        if (graph.getNodeOnPos(gx + dx, gy + dy) || graph.getGroupOnPos?.(gx + dx, gy + dy)) return true;
+      }
+      return false;
+    }
+    for (let y = 120; y < r.height - 60; y += 30) {
+      for (let x = 60; x < r.width - 60; x += 30) {
+        const [gx, gy] = canvas.ds.convertCanvasToOffset([x, y]);
+        if (!busy(gx, gy)) return editor.toClient([gx, gy]);
+      }
+    }
+    return null;
+  })()`);
+  if (!p) throw new Error('no empty canvas area visible');
+  return p as [number, number];
+}
+
+/** Clicks the context-menu entry whose text is `text` (litegraph's DOM menus), waiting for it to appear. */
+export async function menuClick(page: Page, text: string): Promise<void> {
+  const entry = page.locator('.litecontextmenu .litemenu-entry', { hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).last();
+  await entry.waitFor({ timeout: 5_000 });
+  await entry.click();
+}
+
+/** Texts of the entries of the newest open context menu. */
+export async function menuEntries(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const menus = [...document.querySelectorAll('.litecontextmenu')];
+    const last = menus[menus.length - 1];
+    return last ? [...last.querySelectorAll('.litemenu-entry')].map((e) => (e.textContent ?? '').trim()) : [];
+  });
+}
