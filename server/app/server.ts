@@ -129,6 +129,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   await new Promise<void>((resolve, reject) => { http.once('error', reject); http.listen(cfg.port, cfg.host, () => resolve()); });
   const addr = http.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
+  if (!loopbackBound && !cfg.token) log(`warning: listening on ${cfg.host} without an access token: anyone who can reach this port can queue prompts and read every image; set a token (--token or TCD_TOKEN)`);
   if (cfg.execute !== false) queue.start();
   const url = `http://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${port}`;
   return {
