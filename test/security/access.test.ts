@@ -137,3 +137,14 @@ test('a reachable websocket without token still works end to end when no token i
   assert.ok((await ws.untilDone(id)).some((e) => e.type === 'execution_success'));
   ws.close();
 });
+
+test('listening beyond loopback without a token logs a warning; with a token it does not', async () => {
+  const lines: string[] = [];
+  const open = await start({ host: '0.0.0.0', execute: false, log: (m) => lines.push(m) });
+  assert.ok(lines.some((l) => /without an access token/.test(l)), lines.join('\n'));
+  // reachable through loopback too, and a non-loopback bind does not apply the loopback Host rule
+  assert.equal((await raw(`http://127.0.0.1:${open.port}`, 'GET', '/queue', { host: `some-lan-name:${open.port}` })).status, 200);
+  const quiet: string[] = [];
+  await start({ host: '0.0.0.0', token: TOKEN, execute: false, log: (m) => quiet.push(m) });
+  assert.ok(!quiet.some((l) => /without an access token/.test(l)));
+});
