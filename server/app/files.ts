@@ -32,6 +32,9 @@ export function viewHandler(dirs: FileDirs) {
     try { path = resolveInside(base, typeof subfolder === 'string' ? subfolder : '', filename); } catch (e) { sendPathError(res, e); return; }
     if (!existsSync(path) || !statSync(path).isFile()) { res.status(404).json(httpError('not_found', `no such file: ${filename}`)); return; }
     res.setHeader('Content-Type', MIME[extname(path).toLowerCase()] ?? 'application/octet-stream');
+    // uploads are only sniffed for an image header: never let a browser reinterpret one as HTML or script
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Content-Security-Policy', "default-src 'none'; sandbox");
     res.setHeader('Content-Disposition', `filename="${filename.replace(/["\\\r\n]/g, '_')}"`);
     res.send(readFileSync(path));
   };
