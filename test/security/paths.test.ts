@@ -59,6 +59,24 @@ test('/view refuses traversal in every spelling and never returns the secret', a
   assert.equal((await view('filename=../secret.txt')).status, 400);
 });
 
+test('/view sends files so a browser cannot run them; /workflows refuses traversal', async () => {
+  const polyglot = Buffer.concat([Buffer.from(PNG.subarray(0, 8)), Buffer.from('<html><script>alert(1)</script></html>')]);
+  const up = await api(s.url, 'POST', '/upload/image', uploadForm('page.html', polyglot));
+  assert.equal(up.status, 200, 'it starts like a PNG, so it is accepted');
+  const v = await view(`filename=${up.json.name}&type=input`);
+  assert.equal(v.headers.get('content-type'), 'application/octet-stream');
+  assert.equal(v.headers.get('x-content-type-options'), 'nosniff');
+  assert.match(v.headers.get('content-security-policy') ?? '', /sandbox/);
+  mkdirSync(join(s.root, 'workflows'), { recursive: true });
+  writeFileSync(join(s.root, 'workflows', 'w.json'), '{"nodes":[],"links":[]}');
+  assert.equal((await api(s.url, 'GET', '/workflows/w')).status, 200);
+  for (const name of ['..%2Fsecret.txt', '..%2F..%2Fetc%2Fpasswd', '%2Fetc%2Fpasswd', '..%5Csecret']) {
+    const r = await api(s.url, 'GET', `/workflows/${name}`);
+    assert.ok([400, 403, 404].includes(r.status), `${name}: ${r.status}`);
+    assert.ok(!r.text.includes(SECRET));
+  }
+});
+
 test('/upload/image stores images, renames clashes, reuses identical bytes, overwrites on request', async () => {
   const up = (name: string, bytes: Uint8Array, fields: Record<string, string> = {}) => api(s.url, 'POST', '/upload/image', uploadForm(name, bytes, fields));
   const a = await up('pic.png', PNG);
