@@ -97,6 +97,7 @@ export class Editor {
     runtime.errors.clear();
     runtime.images.clear();
     runtime.progress.clear();
+    runtime.clearPreviews();
     const snap = snapshotOf(this.serialize());
     if (opts.keepHistory) this.history.record(snap);
     else this.history.reset(snap);

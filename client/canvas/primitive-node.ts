@@ -97,8 +97,8 @@ export function createPrimitiveFor(node: LGraphNode, name: string): LGraphNode |
   const p = LiteGraph.createNode(PRIMITIVE_TYPE);
   if (!p) return null;
   const pos = node.getInputPos(slot);
-  p.pos = [pos[0] - 260, pos[1] - 20];
   node.graph.add(p);
   p.connect(0, node, slot);
+  p.pos = [node.pos[0] - p.size[0] - 60, pos[1] - 20];
   return p;
 }

@@ -8,7 +8,7 @@ export class RuntimeState {
   progress = new Map<string, number>();
   images = new Map<string, HTMLImageElement[]>();
   errors = new Map<string, NodeError>();
-  /** Live sampler previews (latent2rgb JPEGs), shown while a prompt runs and dropped when it ends. */
+  /** Live sampler previews (latent2rgb JPEGs); the last frame stays until the next prompt starts. */
   previews = new Map<string, HTMLImageElement>();
   private previewGeneration = 0;
   /** Called when something changed that the canvas should redraw. */

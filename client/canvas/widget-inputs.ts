@@ -21,8 +21,12 @@ export function applyConverted(node: LGraphNode): void {
   const converted = new Set(convertedWidgets(node));
   const ws = node.widgets ?? [];
   ws.forEach((w, i) => {
-    const owner = w.name === CONTROL_WIDGET && i > 0 ? ws[i - 1].name : w.name;
-    w.hidden = converted.has(owner);
+    const isControl = w.name === CONTROL_WIDGET && i > 0;
+    w.hidden = converted.has(isControl ? ws[i - 1].name : w.name);
+    // A hidden seed control takes no row; the converted widget keeps its row for the labelled socket.
+    const sized = w as { computeSize?: () => [number, number] };
+    if (isControl && w.hidden) sized.computeSize = () => [0, -4];
+    else if (isControl && Object.hasOwn(sized, 'computeSize')) delete sized.computeSize;
   });
   node.setDirtyCanvas(true, true);
 }

@@ -5,6 +5,7 @@ import { clientId, EventSocket } from '../api/socket.js';
 import { setToken } from '../api/token.js';
 import { Editor } from '../canvas/editor.js';
 import { runtime } from '../canvas/runtime-state.js';
+import { previewRect } from '../canvas/node-draw.js';
 import { defaultWorkflow } from '../graph/default-workflow.js';
 import { workflowToPrompt } from '../graph/to-api.js';
 import { Session } from './session.js';
@@ -56,7 +57,8 @@ export function App() {
       socket.connect();
       // Test hooks: browser tests assert graph state through these rather than pixels.
       window.__tcd = { app: s, session: s, editor, graph: editor.graph, canvas: editor.canvas, runtime, socket, api,
-        toPrompt: () => workflowToPrompt(editor.serialize(), editor.objectInfo) };
+        toPrompt: () => workflowToPrompt(editor.serialize(), editor.objectInfo),
+        previewRect: (id: number) => { const n = editor.nodeById(id); return n ? previewRect(n) : null; } };
       setSession(s);
     })().catch((e) => setBootError(String(e?.message ?? e)));
     return () => { cancelled = true; };

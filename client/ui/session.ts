@@ -111,11 +111,12 @@ export class Session {
       case 'execution_start':
         this.executingPrompt = data.prompt_id;
         runtime.errors.clear();
+        runtime.clearPreviews(); // the last frame of the previous prompt stays up until the next one starts
         break;
       case 'executing':
         if (runtime.running) runtime.progress.delete(runtime.running);
         runtime.running = data.node ?? null;
-        if (data.node == null) { runtime.progress.clear(); runtime.clearPreviews(); void this.refreshQueue(); }
+        if (data.node == null) { runtime.progress.clear(); void this.refreshQueue(); }
         break;
       case 'progress':
         runtime.progress.set(String(data.node ?? runtime.running), data.value / Math.max(1, data.max));
@@ -130,14 +131,12 @@ export class Session {
         break;
       }
       case 'execution_error': {
-        runtime.clearPreviews();
         const inputs: Record<string, string> = {};
         runtime.errors.set(String(data.node_id), { message: `${data.exception_type}: ${data.exception_message}`, inputs });
         this.note('error', `#${data.node_id} ${data.node_type}: ${data.exception_message}`);
         break;
       }
       case 'execution_interrupted':
-        runtime.clearPreviews();
         this.note('info', `Interrupted at #${data.node_id ?? '?'} ${data.node_type ?? ''}`);
         break;
       case 'execution_success':

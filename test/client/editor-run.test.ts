@@ -1,19 +1,62 @@
-// Running from the browser against the real server: queue -> output image on SaveImage and in the gallery,
-// drop the generated PNG to get its workflow back, queue panel cancel, validation errors on the node,
-// websocket reconnect with catch-up.
+// Running from the browser against the real server, which requires an access token: the token dialog (wrong token
+// refused, right one kept across reloads), queue -> live preview on the sampler and output image on SaveImage and
+// in the gallery, drop the generated PNG to get its workflow back, queue panel cancel, validation errors on the node,
+// a widget converted to an input and driven by a Primitive node, websocket reconnect with catch-up.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, shot, startHarness, type Harness } from './harness.js';
+import { browserSkip, menuClick, menuEntries, nodePoint, shot, slotPoint, startHarness, waitForEditor, type Harness } from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 
-before(async () => { if (!skip) h = await startHarness(); });
+const TOKEN = 'SECRET-tcd-7f3a';
+before(async () => { if (!skip) h = await startHarness({ token: TOKEN, waitForEditor: false }); });
 after(async () => { await h?.close(); });
 
 const RUN_TIMEOUT = 45_000;
+
+/** Draws the canvas now and measures the sampler's preview panel: on-screen size and luma spread of its pixels. */
+const PREVIEW_PROBE = `(() => {
+  const t = window.__tcd, img = t.runtime.previews.get('3');
+  if (!img) return null;
+  t.canvas.draw(true, true);
+  const n = t.editor.nodeById(3), [x, y, w, h] = t.previewRect(3), ds = t.canvas.ds;
+  const [cx, cy] = ds.convertOffsetToCanvas([n.pos[0] + x, n.pos[1] + y + 18]);
+  const cw = Math.floor(w * ds.scale), ch = Math.floor((h - 18) * ds.scale);
+  const px = t.canvas.canvas.getContext('2d').getImageData(Math.floor(cx), Math.floor(cy), cw, ch).data;
+  let sum = 0, sq = 0, k = 0;
+  for (let i = 0; i < px.length; i += 4) { const l = 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2]; sum += l; sq += l * l; k++; }
+  const mean = sum / k;
+  return { size: [w, h], nodeWidth: n.size[0], onScreen: [w * ds.scale, h * ds.scale], std: Math.sqrt(sq / k - mean * mean), natural: [img.naturalWidth, img.naturalHeight] };
+})()`;
+
+test('the server wants a token: the editor asks once, refuses a wrong one, keeps the right one across reloads', { skip }, async () => {
+  await h.page.waitForSelector('[data-testid=token-dialog]', { timeout: 20_000 });
+  assert.equal((await h.api('/object_info', { headers: { Authorization: 'Bearer nope' } })).status, 401);
+  await shot(h.page, '16-token-dialog');
+  await h.page.fill('[data-testid=token-dialog] input', 'wrong-token');
+  await h.page.press('[data-testid=token-dialog] input', 'Enter');
+  await h.page.waitForSelector('[data-testid=token-error]', { timeout: 10_000 });
+  assert.match(await h.page.textContent('[data-testid=token-error]') ?? '', /refused/);
+  assert.equal(await ev<string | null>(`localStorage.getItem('tcd-studio.token')`), null, 'a refused token is not kept');
+  await shot(h.page, '17-token-refused');
+  await h.page.fill('[data-testid=token-dialog] input', TOKEN);
+  await h.page.press('[data-testid=token-dialog] input', 'Enter');
+  await waitForEditor(h.page);
+  assert.equal(await h.page.locator('[data-testid=token-dialog]').count(), 0);
+  assert.equal(await ev<string | null>(`localStorage.getItem('tcd-studio.token')`), TOKEN);
+  // a reload goes straight to the editor: every request carries the kept token, none is refused, no dialog
+  const refused: string[] = [];
+  const onResponse = (r: { status(): number; url(): string }) => { if (r.status() === 401) refused.push(r.url()); };
+  h.page.on('response', onResponse);
+  await h.page.reload();
+  await waitForEditor(h.page);
+  h.page.off('response', onResponse);
+  assert.deepEqual(refused, []);
+  assert.equal(await h.page.locator('[data-testid=token-dialog]').count(), 0);
+});
 
 test('Queue runs the default graph; the image shows on SaveImage and in the gallery', { skip }, async () => {
   const seedBefore = await ev<number>(`window.__tcd.editor.nodeById(3).widgets[0].value`);
@@ -26,6 +69,17 @@ test('Queue runs the default graph; the image shows on SaveImage and in the gall
   assert.equal(w, 512);
   assert.equal(hgt, 512);
   assert.match(src, /\/view\?filename=tcd-studio_\d{5}_\.png/);
+  // the image was fetched with the token (<img> cannot send headers); without it /view refuses
+  assert.equal(new URL(src).searchParams.get('token'), TOKEN);
+  const bare = new URL(src);
+  bare.searchParams.delete('token');
+  assert.equal((await fetch(bare)).status, 401);
+  // the sampler's last live preview stays up in a panel reserved below the node, big enough to read
+  const preview = await ev<{ size: number[]; nodeWidth: number; onScreen: number[]; std: number; natural: number[] } | null>(PREVIEW_PROBE);
+  assert.ok(preview, 'a live preview reached the sampler');
+  // at least 256 graph units square and as wide as the node (it used to get the ~30 units left under the widgets)
+  assert.ok(preview.size[0] >= Math.max(256, preview.nodeWidth) && preview.size[1] >= 256, `preview panel: ${preview.size}`);
+  assert.ok(preview.std > 8, `the panel shows an image, not a flat fill (luma std ${preview.std.toFixed(1)})`);
   await h.page.waitForSelector('[data-testid=gallery] img');
   // control_after_generate=randomize moved the seed after queueing
   assert.notEqual(await ev<number>(`window.__tcd.editor.nodeById(3).widgets[0].value`), seedBefore);
@@ -65,7 +119,7 @@ test('the queue panel lists a pending prompt and cancels it', { skip }, async ()
   await shot(h.page, '12-queue-pending');
   await h.page.click(`${sel} button.cancel`);
   await h.page.waitForSelector(sel, { state: 'detached', timeout: 10_000 });
-  const q = await (await fetch(`${h.url}api/queue`)).json() as { queue_pending: unknown[][]; queue_running: unknown[][] };
+  const q = await (await h.api('/queue')).json() as { queue_pending: unknown[][]; queue_running: unknown[][] };
   assert.ok(![...q.queue_pending, ...q.queue_running].some((item) => item[1] === last), 'cancelled prompt is gone from /queue');
   // let the others finish so later tests start idle
   await h.page.waitForFunction(() => (window as any).__tcd.session.queueRunning.length === 0 && (window as any).__tcd.session.queuePending.length === 0, null, { timeout: RUN_TIMEOUT * 2 });
@@ -84,6 +138,82 @@ test('a validation error marks the node and input with the server message', { sk
   await h.page.evaluate(() => { const ed = (window as any).__tcd.editor; ed.nodeById(4).widgets[0].value = 'tcd-studio-demo-sdxl.safetensors'; });
 });
 
+test('Convert seed to input, a Primitive drives it, the workflow queues with its value; Convert seed to widget undoes it', { skip }, async () => {
+  const seedSlot = await ev<number>(`window.__tcd.editor.nodeById(3).inputs.findIndex((i) => i.widget?.name === 'seed')`);
+  assert.ok(seedSlot >= 0);
+  // node context menu -> Convert Widget to Input -> Convert seed to input
+  await h.page.mouse.click(...(await nodePoint(h.page, 3, 80, -15)), { button: 'right' });
+  await menuClick(h.page, 'Convert Widget to Input');
+  const entries = await menuEntries(h.page);
+  assert.ok(entries.includes('Convert seed to input') && entries.includes('Convert steps to input'), entries.join(', '));
+  assert.ok(!entries.some((e) => e.includes('control_after_generate')), 'the seed control is not convertible by itself');
+  await menuClick(h.page, 'Convert seed to input');
+  const hidden = await ev<Record<string, boolean>>(`Object.fromEntries(window.__tcd.editor.nodeById(3).widgets.map((w) => [w.name, !!w.hidden]))`);
+  assert.equal(hidden.seed, true);
+  assert.equal(hidden.control_after_generate, true);
+  assert.equal(hidden.steps, false);
+  // double-click the seed socket: a Primitive node appears, linked, with the seed's widget and value
+  const seedValue = await ev<number>(`window.__tcd.editor.nodeById(3).widgets[0].value`);
+  const sock = await slotPoint(h.page, 3, 'input', seedSlot);
+  await h.page.mouse.dblclick(sock[0], sock[1]);
+  await h.page.waitForFunction(() => (window as any).__tcd.graph._nodes.some((n: any) => n.type === 'PrimitiveNode'));
+  const prim = await ev<{ id: number; type: string; widgets: [string, unknown][]; linked: boolean }>(`(() => {
+    const p = window.__tcd.graph._nodes.find((n) => n.type === 'PrimitiveNode');
+    return { id: p.id, type: p.outputs[0].type, widgets: p.widgets.map((w) => [w.name, w.value]), linked: p.outputs[0].links.length === 1 };
+  })()`);
+  assert.equal(prim.type, 'INT');
+  assert.deepEqual(prim.widgets.map((w) => w[0]), ['value', 'control_after_generate']);
+  assert.equal(prim.widgets[0][1], seedValue);
+  assert.ok(prim.linked);
+  // a fixed-by-hand value, advanced by +1 after each queue
+  await h.page.evaluate((id) => {
+    const t = (window as any).__tcd, p = t.editor.nodeById(id);
+    p.widgets[0].value = 123456; p.widgets[1].value = 'increment'; t.editor.checkpoint();
+  }, prim.id);
+  // UI format: the seed input carries widget {name} and the link from the primitive
+  const wf = await ev<{ nodes: any[]; links: any[] }>(`window.__tcd.editor.serialize()`);
+  const seedInput = wf.nodes.find((n) => n.id === 3).inputs.find((i: any) => i.name === 'seed');
+  assert.deepEqual(seedInput.widget, { name: 'seed' });
+  const link = wf.links.find((l) => l[0] === seedInput.link);
+  assert.deepEqual([link[1], link[3], link[5]], [prim.id, 3, 'INT']);
+  // both converters resolve the primitive away: the client's and the server's give the same prompt
+  const local = await ev<Record<string, { class_type: string; inputs: Record<string, unknown> }>>(`window.__tcd.toPrompt()`);
+  assert.equal(local['3'].inputs.seed, 123456);
+  assert.equal(local[String(prim.id)], undefined);
+  const conv = await (await h.api('/workflow/convert', { method: 'POST', body: JSON.stringify(wf) })).json() as { prompt: typeof local };
+  const strip = (p: typeof local) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, { class_type: v.class_type, inputs: v.inputs }]));
+  assert.deepEqual(strip(conv.prompt), strip(local));
+  await shot(h.page, '18-widget-converted');
+  // Queue: runs with 123456, then the primitive's control advances it to 123457
+  await h.page.click('[data-testid=queue-button]');
+  await h.page.waitForFunction((id) => (window as any).__tcd.editor.nodeById(id).widgets[0].value === 123457, prim.id);
+  const id = await ev<string>(`window.__tcd.session.lastPromptId`);
+  const deadline = Date.now() + RUN_TIMEOUT;
+  let entry: { prompt: [number, string, Record<string, { inputs: Record<string, unknown> }>]; status: { completed: boolean }; outputs: Record<string, { images?: unknown[] }> };
+  for (;;) {
+    entry = ((await (await h.api(`/history/${id}`)).json()) as Record<string, typeof entry>)[id];
+    if (entry?.status?.completed) break;
+    assert.ok(Date.now() < deadline, 'run finished');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(entry.prompt[2]['3'].inputs.seed, 123456);
+  assert.equal(entry.outputs['9'].images?.length, 1);
+  // the conversion and the primitive survive a reload
+  await h.page.reload();
+  await waitForEditor(h.page);
+  assert.deepEqual(await ev(`window.__tcd.editor.nodeById(3).properties.converted_widgets`), ['seed']);
+  assert.deepEqual(await ev(`window.__tcd.editor.nodeById(${prim.id}).widgets.map((w) => w.value)`), [123457, 'increment']);
+  assert.equal(await ev(`window.__tcd.toPrompt()['3'].inputs.seed`), 123457);
+  // Convert seed to widget: the link goes, the widget is back and drives the prompt again
+  await h.page.mouse.click(...(await nodePoint(h.page, 3, 80, -15)), { button: 'right' });
+  await menuClick(h.page, 'Convert seed to widget');
+  assert.equal(await ev(`window.__tcd.editor.nodeById(3).inputs[${seedSlot}].link`), null);
+  assert.equal(await ev(`window.__tcd.editor.nodeById(3).widgets[0].hidden`), false);
+  assert.equal(await ev(`window.__tcd.editor.nodeById(3).properties.converted_widgets`), undefined);
+  assert.equal(await ev(`window.__tcd.toPrompt()['3'].inputs.seed`), seedValue);
+  await h.page.evaluate((pid) => { const t = (window as any).__tcd; t.graph.remove(t.editor.nodeById(pid)); t.editor.checkpoint(); }, prim.id);
+});
+
 test('the websocket reconnects by itself and catches up on missed events', { skip }, async () => {
   // 1. a dropped socket reconnects on its own, and the indicator says so meanwhile
   await h.page.evaluate(() => (window as any).__tcd.socket.drop());
@@ -97,7 +227,7 @@ test('the websocket reconnects by itself and catches up on missed events', { ski
   assert.ok(id);
   const deadline = Date.now() + RUN_TIMEOUT;
   for (;;) {
-    const hist = await (await fetch(`${h.url}api/history/${id}`)).json() as Record<string, { status?: { completed?: boolean } }>;
+    const hist = await (await h.api(`/history/${id}`)).json() as Record<string, { status?: { completed?: boolean } }>;
     if (hist[id]?.status?.completed) break;
     assert.ok(Date.now() < deadline, 'run finished');
     await new Promise((r) => setTimeout(r, 250));

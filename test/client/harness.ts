@@ -38,6 +38,8 @@ export interface Harness {
   browser: Browser;
   page: Page;
   log: string[];
+  /** fetch() of `${url}api${path}`, with the server's token when it has one. */
+  api(path: string, init?: RequestInit): Promise<Response>;
   close(): Promise<void>;
 }
 
@@ -51,7 +53,7 @@ export function ensureClient(): void {
  * Starts server + browser and opens the editor.
  * @example const h = await startHarness(); await h.page.click('[data-testid=queue-button]'); await h.close();
  */
-export async function startHarness(opts: { env?: Record<string, string>; waitForEditor?: boolean } = {}): Promise<Harness> {
+export async function startHarness(opts: { env?: Record<string, string>; waitForEditor?: boolean; token?: string } = {}): Promise<Harness> {
   ensureClient();
   const root = mkdtempSync(join(tmpdir(), 'tcd-client-test-'));
   const dirs = { root, data: join(root, 'data'), models: join(root, 'models'), output: join(root, 'output') };
@@ -59,17 +61,19 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   const port = await freePort();
   const log: string[] = [];
   const server = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY, 'serve', '--port', String(port), '--listen', '127.0.0.1',
-    '--data', dirs.data, '--models', dirs.models, '--output', dirs.output], {
+    '--data', dirs.data, '--models', dirs.models, '--output', dirs.output, ...(opts.token ? ['--token', opts.token] : [])], {
     env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   server.stdout!.on('data', (b) => log.push(String(b)));
   server.stderr!.on('data', (b) => log.push(String(b)));
   const url = `http://127.0.0.1:${port}/`;
+  const token = opts.token ?? opts.env?.TCD_TOKEN;
+  const auth: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (server.exitCode !== null) throw new Error(`server exited ${server.exitCode}:\n${log.join('')}`);
     try {
-      const r = await fetch(`${url}api/system_stats`, { headers: opts.env?.TCD_TOKEN ? { Authorization: `Bearer ${opts.env.TCD_TOKEN}` } : {} });
+      const r = await fetch(`${url}api/system_stats`, { headers: auth });
       if (r.status < 500) break;
     } catch { /* not listening yet */ }
     if (Date.now() > deadline) throw new Error(`server did not start:\n${log.join('')}`);
@@ -86,6 +90,7 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   mkdirSync(SCREENSHOTS, { recursive: true });
   return {
     url, dirs, server, browser, page, log,
+    api: (path, init = {}) => fetch(`${url}api${path}`, { ...init, headers: { ...auth, ...(init.body ? { 'Content-Type': 'application/json' } : {}), ...(init.headers as Record<string, string>) } }),
     async close() {
       await browser.close().catch(() => {});
       server.kill('SIGTERM');
