@@ -6,7 +6,7 @@
  *   const h = conv2d(g, 'first_stage_model.decoder.conv_in', z, { padding: 1 });
  *   const n = silu(g, groupNorm(g, 'first_stage_model.decoder.norm_out', h, { groups: 32 }));
  */
-import type { GraphBuilder, Value } from './onnx/graph.js';
+import { FloatAttr, type GraphBuilder, type Value } from './onnx/graph.js';
 
 /** `${p}.${leaf}` with or without a trailing dot in p */
 export function key(p: string, leaf: string): string {
@@ -121,6 +121,10 @@ export interface AttentionOptions { heads: number; headDim: number; causal?: boo
 export function attention(g: GraphBuilder, q: Value, k: Value, v: Value, opts: AttentionOptions): Value {
   return g.scope('attn', () => {
     const { heads, headDim } = opts;
+    if (g.fusedAttention && !opts.causal) {
+      // onnxruntime's fused kernel takes [B, T, heads*headDim] as is and splits heads itself
+      return g.node('MultiHeadAttention', [q, k, v], { num_heads: heads, scale: new FloatAttr(headDim ** -0.5) }, 1, 'com.microsoft')[0]; // [B, Tq, C]
+    }
     const split = g.constInt64([0, 0, heads, headDim]);
     // scale q and k by d^-1/4 each before the product so fp16 scores cannot overflow
     const s = g.scalar(headDim ** -0.25);

@@ -26,6 +26,8 @@ export interface UNetBuildOptions {
   /** compute dtype: 'float32' (CPU, exact) or 'float16' (GPU); graph I/O stays float32 unless fp16Io */
   dtype?: ComputeDtype;
   fp16Io?: boolean;
+  /** fused com.microsoft MultiHeadAttention in the transformer blocks (GPU graphs; see GraphOptions) */
+  fusedAttention?: boolean;
   /** graph name stored in the model */
   name?: string;
 }
@@ -57,7 +59,7 @@ function resAndAttention(c: Ctx, p: string, x: Value, depth: number): Value {
 export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNetBuildOptions = {}): GraphBuilder {
   const levels = cfg.channelMult.length;
   if (cfg.transformerDepth.length !== levels) throw new Error(`transformerDepth has ${cfg.transformerDepth.length} levels, channelMult ${levels}`);
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fp16Io: opts.fp16Io, name: opts.name ?? 'unet' });
+  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fp16Io: opts.fp16Io, fusedAttention: opts.fusedAttention, name: opts.name ?? 'unet' });
   const p = cfg.prefix;
 
   const x = g.input('x', 'float32', ['B', cfg.inChannels, 'H', 'W']);

@@ -14,7 +14,11 @@ import { conv2d, groupNorm, linear, resnetBlock, silu, upsampleNearest2x, attent
 import { GraphBuilder, type ComputeDtype, type Value } from './onnx/graph.js';
 import type { WeightSource } from './onnx/weights.js';
 
-export interface VaeGraphOptions { dtype?: ComputeDtype }
+export interface VaeGraphOptions {
+  dtype?: ComputeDtype;
+  /** fused com.microsoft MultiHeadAttention in the mid-block attention (GPU graphs; see GraphOptions) */
+  fusedAttention?: boolean;
+}
 
 const VAE_EPS = 1e-6; // ldm Normalize(): GroupNorm(32, eps=1e-6)
 
@@ -43,7 +47,7 @@ function midBlock(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value): Value {
 
 /** Decoder graph: `latent` (already / scalingFactor) -> `image` in [-1, 1]. */
 export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts: VaeGraphOptions = {}): GraphBuilder {
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', name: 'vae_decoder' });
+  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fusedAttention: opts.fusedAttention, name: 'vae_decoder' });
   const p = cfg.decoderPrefix;
   let x = g.input('latent', 'float32', ['B', cfg.latentChannels, 'h', 'w']);
   x = conv2d(g, `${cfg.prefix}post_quant_conv`, x);
@@ -60,7 +64,7 @@ export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts
 
 /** Encoder graph: `image` in [-1, 1] -> `mean` of the latent distribution (unscaled). */
 export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, opts: VaeGraphOptions = {}): GraphBuilder {
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', name: 'vae_encoder' });
+  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fusedAttention: opts.fusedAttention, name: 'vae_encoder' });
   const p = cfg.encoderPrefix;
   let x = g.input('image', 'float32', ['B', 3, 'H', 'W']);
   x = conv2d(g, `${p}conv_in`, x, { padding: 1 });

@@ -44,6 +44,12 @@ export interface GraphOptions {
   name?: string;
   /** default opset of the ai.onnx domain (17: LayerNormalization, all the ops blocks.ts uses) */
   opset?: number;
+  /**
+   * GPU graphs: blocks.attention emits onnxruntime's fused com.microsoft MultiHeadAttention for non-causal attention
+   * instead of MatMul/Softmax/MatMul (one kernel, no [B, h, T, T] scores in memory). The CPU EP implements it too,
+   * so the fused graph is testable against the fixtures without a GPU.
+   */
+  fusedAttention?: boolean;
 }
 
 export class GraphBuilder {
@@ -52,6 +58,7 @@ export class GraphBuilder {
   readonly fp16Io: boolean;
   readonly name: string;
   readonly opset: number;
+  readonly fusedAttention: boolean;
   /** ONNX element type of float compute values (for Cast 'to' and constants) */
   readonly floatType: DataTypeId;
   readonly op: Ops;
@@ -71,6 +78,7 @@ export class GraphBuilder {
     this.fp16Io = opts.fp16Io ?? false;
     this.name = opts.name ?? 'tcd_graph';
     this.opset = opts.opset ?? 17;
+    this.fusedAttention = opts.fusedAttention ?? false;
     this.floatType = this.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.op = new Ops(this);
   }

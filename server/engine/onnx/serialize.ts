@@ -70,11 +70,18 @@ function encodeSkeleton(g: GraphBuilder): { head: Uint8Array; graph: Uint8Array 
     input: g.inputs.map(valueInfo),
     output: g.outputs.map(valueInfo),
   };
-  const model = { irVersion: IR_VERSION, producerName: 'tcd-studio', producerVersion: '0.1', opsetImport: [{ domain: '', version: g.opset }] };
+  const model = { irVersion: IR_VERSION, producerName: 'tcd-studio', producerVersion: '0.1', opsetImport: opsetImports(g) };
   return {
     head: onnxProto.ModelProto.encode(onnxProto.ModelProto.fromObject(model)).finish(),
     graph: onnxProto.GraphProto.encode(onnxProto.GraphProto.fromObject(graph)).finish(),
   };
+}
+
+/** ai.onnx at the builder's opset, plus com.microsoft (version 1) when a contrib op such as MultiHeadAttention is used. */
+function opsetImports(g: GraphBuilder): { domain: string; version: number }[] {
+  const imports = [{ domain: '', version: g.opset }];
+  if (g.nodes.some((n) => n.domain === 'com.microsoft')) imports.push({ domain: 'com.microsoft', version: 1 });
+  return imports;
 }
 
 interface WeightPlan { name: string; shape: number[]; bytes: number; meta: Uint8Array; inlineLen: number; offset: number }

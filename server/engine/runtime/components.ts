@@ -21,30 +21,38 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
     case 'unet': {
       const { session, weightFeeds } = await sessionWithLoras(store, {
         checkpoint: call.model.checkpoint, component: 'unet', loras: call.model.loras,
-        build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype }),
+        build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
       });
       const { config } = store.checkpoint(call.model.checkpoint);
       if (config.unet.adm && !call.extra) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
       const feeds: Record<string, Tensor> = { ...weightFeeds, x: call.x, t: { shape: [call.t.length], data: call.t }, context: call.context };
       if (config.unet.adm && call.extra) { feeds.text_embeds = call.extra.textEmbeds; feeds.time_ids = call.extra.timeIds; }
-      return (await runSession(session, feeds)).eps;
+      return (await timedRun(store, 'unet', session, feeds)).eps;
     }
     case 'vaeDecode': {
       const session = await store.session({
         checkpoint: call.vae.checkpoint, component: 'vae_decoder', loras: [],
-        build: (w, cfg, dtype) => buildVaeDecoderGraph(cfg.vae, w, { dtype }),
+        build: (w, cfg, dtype) => buildVaeDecoderGraph(cfg.vae, w, { dtype, ...store.graphTuning }),
       });
-      return (await runSession(session, { latent: call.z })).image;
+      return (await timedRun(store, 'vae_decoder', session, { latent: call.z })).image;
     }
     case 'vaeEncode': {
       const session = await store.session({
         checkpoint: call.vae.checkpoint, component: 'vae_encoder', loras: [],
-        build: (w, cfg, dtype) => buildVaeEncoderGraph(cfg.vae, w, { dtype }),
+        build: (w, cfg, dtype) => buildVaeEncoderGraph(cfg.vae, w, { dtype, ...store.graphTuning }),
       });
-      return (await runSession(session, { image: call.image })).mean;
+      return (await timedRun(store, 'vae_encoder', session, { image: call.image })).mean;
     }
     default: throw new Error(`not a component call: ${call.op}`);
   }
+}
+
+/** runSession, with its duration recorded in the store (stats().runTimings; the bench reads them). */
+async function timedRun(store: SessionStore, component: Component, session: Parameters<typeof runSession>[0], feeds: Parameters<typeof runSession>[1]) {
+  const t0 = performance.now();
+  const out = await runSession(session, feeds);
+  store.recordRun(component, performance.now() - t0);
+  return out;
 }
 
 /**
@@ -87,7 +95,7 @@ async function encodeText(store: SessionStore, clip: ClipRef, text: string): Pro
     const windows = weighted ? [...ids, emptyWindow(enc.padToken, ids[0].length)] : ids;
     const batch = new Int32Array(windows.length * windows[0].length);
     windows.forEach((w, k) => batch.set(w, k * w.length));
-    const out = await runSession(session, { ...weightFeeds, ids: { shape: [windows.length, windows[0].length], ids: batch } });
+    const out = await timedRun(store, component, session, { ...weightFeeds, ids: { shape: [windows.length, windows[0].length], ids: batch } });
     const hidden = out.hidden; // [windows (+1), 77, C]
     if (weighted) applyEmphasis(hidden, weights);
     parts.push(joinWindows(hidden, ids.length)); // [1, 77 * windows, C]

@@ -42,6 +42,10 @@ export interface RuntimeStats {
   /** graphs serialised from a checkpoint in this worker vs loaded from files an earlier run left in cacheDir */
   graphsBuilt: number;
   graphsReused: number;
+  /** per session load: graph build/serialise (or cache reuse) and session creation times, ms */
+  loadTimings: { name: string; graphMs: number; sessionMs: number; reused: boolean }[];
+  /** per session.run: component and ms, inside the worker (no message passing) */
+  runTimings: { component: string; ms: number }[];
 }
 
 export interface Request { id: number; call: Call }

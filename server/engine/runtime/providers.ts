@@ -66,22 +66,78 @@ export function isGpu(ep: ExecutionProvider): boolean {
 }
 
 /**
+ * GPU tuning knobs, each measured on the H200 (see server/bench/README.md for the figures). Defaults are what won;
+ * the bench flips them through the environment to re-measure:
+ *   TCD_GPU_LAYOUT=NHWC|NCHW      layout of conv-heavy graphs on webgpu
+ *   TCD_GPU_ATTENTION=fused|plain com.microsoft MultiHeadAttention vs MatMul/Softmax/MatMul in GPU graphs
+ *   TCD_GPU_GRAPH_CAPTURE=1       ORT graph capture (webgpu/cuda)
+ *   TCD_GPU_BUFFER_CACHE=bucket|simple   webgpu storage-buffer cache (simple: exact sizes only; SDXL 1024 peak
+ *                                 62 -> 40 GB at the same step time, one image measured; bucket stays default)
+ *   TCD_ORT_PROFILE_DIR=DIR       ORT profiling JSON per session (written when the session is released)
+ * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', gpuTuningFromEnv(process.env))
+ */
+export interface GpuTuning {
+  layout: 'NHWC' | 'NCHW';
+  fusedAttention: boolean;
+  graphCapture: boolean;
+  bufferCache: 'bucket' | 'simple';
+  profileDir: string | null;
+}
+
+export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = { layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null };
+
+export function gpuTuningFromEnv(env: Record<string, string | undefined>): GpuTuning {
+  const t: GpuTuning = { ...DEFAULT_GPU_TUNING };
+  const layout = env.TCD_GPU_LAYOUT?.trim().toUpperCase();
+  if (layout) {
+    if (layout !== 'NHWC' && layout !== 'NCHW') throw new Error(`TCD_GPU_LAYOUT must be NHWC or NCHW, got "${env.TCD_GPU_LAYOUT}"`);
+    t.layout = layout;
+  }
+  const attn = env.TCD_GPU_ATTENTION?.trim().toLowerCase();
+  if (attn) {
+    if (attn !== 'fused' && attn !== 'plain') throw new Error(`TCD_GPU_ATTENTION must be fused or plain, got "${env.TCD_GPU_ATTENTION}"`);
+    t.fusedAttention = attn === 'fused';
+  }
+  if (env.TCD_GPU_GRAPH_CAPTURE) t.graphCapture = env.TCD_GPU_GRAPH_CAPTURE === '1' || env.TCD_GPU_GRAPH_CAPTURE === 'true';
+  const cache = env.TCD_GPU_BUFFER_CACHE?.trim().toLowerCase();
+  if (cache) {
+    if (cache !== 'bucket' && cache !== 'simple') throw new Error(`TCD_GPU_BUFFER_CACHE must be bucket or simple, got "${env.TCD_GPU_BUFFER_CACHE}"`);
+    t.bufferCache = cache;
+  }
+  if (env.TCD_ORT_PROFILE_DIR) t.profileDir = env.TCD_ORT_PROFILE_DIR;
+  return t;
+}
+
+/**
+ * The graph-shape choices a component is built with on a provider: GPU graphs take the fused attention operator
+ * (when tuned on); CPU graphs stay the plain reference form the fixtures were matched with. Part of the graph
+ * cache key.
+ */
+export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): { fusedAttention: boolean } {
+  return { fusedAttention: isGpu(ep) && tuning.fusedAttention };
+}
+
+/**
  * Session options for one component on one provider.
  * - Every output returns to JavaScript (the samplers are pure JS over Float32Arrays), so outputs are asked for on
- *   the CPU ('cpu' location); only the UNet's output is consumed again by the next step, and it goes through the
- *   sampler first. A later on-device sampler would switch the UNet to 'gpu-buffer' here and nowhere else.
+ *   the CPU ('cpu' location).
  * - GPU providers list 'cpu' after themselves so nodes they lack run on the CPU instead of failing.
- * - webgpu: NHWC preferred for the conv-heavy UNet and VAE (its conv kernels are written for NHWC), NCHW for the
- *   text encoders (no convs, avoids layout transposes); bucketed buffer cache for the dynamic shapes we run.
+ * - webgpu: NHWC (tuning.layout) for the conv-heavy UNet and VAE (its conv kernels are written for NHWC), NCHW for
+ *   the text encoders (no convs, avoids layout transposes); bucketed buffer cache for the dynamic shapes we run.
+ * - cuda (untested here: onnxruntime-node's CUDA binaries are not installed on this project's machines): device 0;
+ *   install them with onnxruntime-node's postinstall (ONNXRUNTIME_NODE_INSTALL_CUDA=v12) and pick TCD_EP=cuda.
  * - cpu: the memory arena and memory patterns pay off because the same shapes repeat every sampling step.
+ * - tuning.profileDir turns on ORT profiling (one JSON per session); tuning.graphCapture ORT graph capture.
  */
-export function sessionOptionsFor(ep: ExecutionProvider, component: Component, family: ModelFamily): InferenceSession.SessionOptions {
+export function sessionOptionsFor(ep: ExecutionProvider, component: Component, family: ModelFamily,
+  tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): InferenceSession.SessionOptions {
   const convHeavy = component === 'unet' || component.startsWith('vae_');
   const common = {
     graphOptimizationLevel: 'all' as const,
     executionMode: 'sequential' as const,
     logSeverityLevel: 3 as const, // errors only: ORT's warnings about unused initializers are noise here
     logId: `${family}:${component}`,
+    ...(tuning.profileDir ? { enableProfiling: true, profileFilePrefix: `${tuning.profileDir}/${ep}-${family}-${component}` } : {}),
   };
   switch (ep) {
     case 'cpu':
@@ -90,13 +146,17 @@ export function sessionOptionsFor(ep: ExecutionProvider, component: Component, f
       return {
         ...common,
         executionProviders: [
-          { name: 'webgpu', preferredLayout: convHeavy ? 'NHWC' : 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' },
+          { name: 'webgpu', preferredLayout: convHeavy ? tuning.layout : 'NCHW', storageBufferCacheMode: tuning.bufferCache, validationMode: 'basic' },
           'cpu',
         ],
         enableMemPattern: false, // shapes vary between calls (batch, resolution, prompt length)
         preferredOutputLocation: 'cpu',
+        ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
     case 'cuda':
-      return { ...common, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false };
+      return {
+        ...common, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false,
+        ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
+      };
   }
 }

@@ -20,7 +20,8 @@ import { builderCodeVersion, fileIdentity, graphArtifact, graphKey } from './gra
 import { ModelCache } from './model-cache.js';
 import type { LoraRef, RuntimeStats, WorkerInit } from './protocol.js';
 import {
-  type Component, type ComputeDtype, type ExecutionProvider, chooseProvider, computeDtypeFor, describeChoice, isGpu, sessionOptionsFor,
+  type Component, type ComputeDtype, type ExecutionProvider, type GpuTuning, chooseProvider, computeDtypeFor, describeChoice, gpuTuningFromEnv,
+  graphTuningFor, isGpu, sessionOptionsFor,
 } from './providers.js';
 
 export interface ComponentSpec {
@@ -34,6 +35,9 @@ export interface ComponentSpec {
 
 interface Loaded { session: ort.InferenceSession; dispose(): Promise<void> }
 
+/** How long one component took to become a session: graph (build + serialise, or reuse) and session creation. */
+export interface LoadTiming { name: string; graphMs: number; sessionMs: number; reused: boolean }
+
 /** Thrown inside a load when a GPU provider failed; the store switches to CPU and retries once. */
 class ProviderFailed extends Error {}
 
@@ -43,6 +47,10 @@ export class SessionStore {
   /** graphs serialised from a checkpoint vs loaded from an earlier run's files in cacheDir */
   private graphsBuilt = 0;
   private graphsReused = 0;
+  /** per load, in order (the bench reads them through stats) */
+  readonly loadTimings: LoadTiming[] = [];
+  /** GPU knobs (layout, fused attention, graph capture, profiling) from TCD_GPU_* / TCD_ORT_PROFILE_DIR */
+  readonly tuning: GpuTuning = gpuTuningFromEnv(process.env);
 
   private constructor(private init: WorkerInit, public ep: ExecutionProvider, private log: (line: string) => void) {
     this.cache = new ModelCache<Loaded>({ ram: init.ramBudget, vram: init.vramBudget });
@@ -71,6 +79,11 @@ export class SessionStore {
     return entry;
   }
 
+  /** Graph-shape choices for the provider in use (the component builders read this; part of the graph key). */
+  get graphTuning(): { fusedAttention: boolean } {
+    return graphTuningFor(this.ep, this.tuning);
+  }
+
   async session(spec: ComponentSpec): Promise<ort.InferenceSession> {
     try {
       return (await this.load(spec)).session;
@@ -90,13 +103,15 @@ export class SessionStore {
     const bytes = componentBytes(file, config, spec.component, dtype);
     const variant = spec.variant ?? '';
     const loras = spec.loras.map((l) => ({ path: l.path, strength: l.strength }));
-    const key = JSON.stringify({ checkpoint: spec.checkpoint, component: spec.component, variant, loras, dtype, ep });
+    const graph = this.graphTuning;
+    const key = JSON.stringify({ checkpoint: spec.checkpoint, component: spec.component, variant, loras, dtype, ep, graph });
     const name = `${config.family} ${spec.component.replace(/_/g, ' ')}${variant ? ` (${variant})` : ''} of ${basename(spec.checkpoint)}`;
     return this.cache.acquire(key, { pool: isGpu(ep) ? 'vram' : 'ram', bytes }, name, async () => {
+      const t0 = performance.now();
       const artifact = graphArtifact({
         cacheDir: this.init.cacheDir,
         key: graphKey({
-          code: builderCodeVersion(), checkpoint: fileIdentity(spec.checkpoint), component: spec.component, variant, dtype,
+          code: builderCodeVersion(), checkpoint: fileIdentity(spec.checkpoint), component: spec.component, variant, dtype, graph,
           loras: spec.loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
         }),
         externalize: bytes >= this.init.externalDataMinBytes,
@@ -104,9 +119,10 @@ export class SessionStore {
       });
       if (artifact.kind === 'file' && artifact.reused) this.graphsReused++;
       else this.graphsBuilt++;
+      const t1 = performance.now();
       let session: ort.InferenceSession;
       try {
-        const options = sessionOptionsFor(ep, spec.component, config.family);
+        const options = sessionOptionsFor(ep, spec.component, config.family, this.tuning);
         session = artifact.kind === 'file'
           ? await ort.InferenceSession.create(artifact.path, options)
           : await ort.InferenceSession.create(artifact.bytes, options);
@@ -114,7 +130,15 @@ export class SessionStore {
         if (ep !== 'cpu') throw new ProviderFailed(`creating the ${name} session failed: ${(e as Error).message}`);
         throw e;
       }
-      return { session, dispose: () => session.release() };
+      this.loadTimings.push({ name, graphMs: t1 - t0, sessionMs: performance.now() - t1, reused: artifact.kind === 'file' && artifact.reused });
+      const profiling = this.tuning.profileDir !== null;
+      return {
+        session,
+        dispose: async () => {
+          if (profiling) session.endProfiling(); // writes the profile JSON
+          await session.release();
+        },
+      };
     });
   }
 
@@ -131,7 +155,15 @@ export class SessionStore {
       ramUsed: this.cache.used('ram'), vramUsed: this.cache.used('vram'),
       ramBudget: this.init.ramBudget, vramBudget: this.init.vramBudget,
       graphsBuilt: this.graphsBuilt, graphsReused: this.graphsReused,
+      loadTimings: [...this.loadTimings], runTimings: [...this.runTimings],
     };
+  }
+
+  /** session.run durations per component (last 1000), for the bench: in-worker time without message passing */
+  readonly runTimings: { component: string; ms: number }[] = [];
+  recordRun(component: string, ms: number): void {
+    this.runTimings.push({ component, ms });
+    if (this.runTimings.length > 1000) this.runTimings.shift();
   }
 }
 

@@ -1,0 +1,44 @@
+/**
+ * `npm run bench -- --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N]
+ *  [--out FILE]`: times a TCD text-to-image generation (model load, session creation, text encoding, each UNet
+ * step, VAE decode, seconds per image, peak RAM and GPU memory) and prints the report as JSON on stdout (progress
+ * goes to stderr). Without --checkpoint it uses a seeded random checkpoint of the arch's real size, written once to
+ * <tmp>/tcd-bench/. GPU knobs for experiments: TCD_GPU_LAYOUT, TCD_GPU_ATTENTION, TCD_GPU_GRAPH_CAPTURE,
+ * TCD_ORT_PROFILE_DIR (server/engine/runtime/providers.ts).
+ * Example: npm run bench -- --arch sd15 --size 256 --steps 4 --ep cpu
+ *          node dist/server/bench.js --arch sdxl --size 1024 --steps 4 --ep webgpu --out /tmp/sdxl.json
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { PRESETS, type PresetName } from './engine/make-checkpoint.js';
+import { runBench } from './bench/run.js';
+
+const USAGE = 'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--out FILE]';
+
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      arch: { type: 'string' }, size: { type: 'string' }, steps: { type: 'string', default: '4' }, ep: { type: 'string', default: 'cpu' },
+      checkpoint: { type: 'string' }, images: { type: 'string', default: '2' }, out: { type: 'string' }, 'cache-dir': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) { console.log(USAGE); return 0; }
+  const arch = values.arch as PresetName | undefined;
+  if (!arch || !PRESETS.includes(arch)) { console.error(`--arch must be one of ${PRESETS.join(', ')}\n${USAGE}`); return 2; }
+  const size = Number(values.size ?? (arch === 'sdxl' ? 1024 : 512));
+  const report = await runBench({
+    arch, size, steps: Number(values.steps), ep: values.ep!, checkpoint: values.checkpoint, images: Number(values.images),
+    cacheDir: values['cache-dir'],
+  });
+  const json = JSON.stringify(report, null, 2);
+  if (values.out) writeFileSync(values.out, json + '\n');
+  console.log(json);
+  return 0;
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => {
+  console.error(e instanceof Error ? e.stack ?? e.message : String(e));
+  process.exitCode = 1;
+});

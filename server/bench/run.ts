@@ -1,0 +1,147 @@
+/**
+ * One benchmark: a TCD text-to-image generation through the real Engine (worker thread, session cache, graph cache),
+ * timed part by part. The first pass loads everything (cold: graph build or cache reuse, session creation, first
+ * run, which on WebGPU includes shader compilation); then `images` warm passes each time text encoding, every UNet
+ * step and the VAE decode, and the whole image. Per-step times are taken twice: around engine.unet on the main
+ * thread (what a sampler sees, incl. message passing) and around session.run inside the worker.
+ * Example:
+ *   const report = await runBench({ arch: 'sd15', size: 512, steps: 4, ep: 'webgpu' });
+ *   console.log(JSON.stringify(report, null, 2));
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Engine, type RuntimeStats } from '../engine/engine.js';
+import { makeCheckpoint, presetConfig, type PresetName } from '../engine/make-checkpoint.js';
+import { TorchGenerator } from '../engine/rng.js';
+import { sampleTcd, tcdInitialLatent, tcdTimesteps } from '../engine/sampling/tcd.js';
+import type { Tensor } from '../engine/tensor.js';
+import { GpuMemoryProbe } from './gpu-memory.js';
+
+export interface BenchOptions {
+  arch: PresetName;
+  /** image side in pixels (multiple of 8 x the UNet's downsampling: 64 for SD1, 32 for SDXL) */
+  size: number;
+  steps: number;
+  ep: string;
+  /** a checkpoint to use; default: a seeded random one of the arch's real size in the temp folder */
+  checkpoint?: string;
+  /** warm images to time (default 2) */
+  images?: number;
+  /** where graphs are cached between runs; default <tmp>/tcd-bench/onnx-cache */
+  cacheDir?: string;
+  prompt?: string;
+  log?: (line: string) => void;
+}
+
+export interface PhaseTimes { textEncodeMs: number; unetStepMs: number[]; unetStepInWorkerMs: number[]; vaeDecodeMs: number; totalMs: number }
+
+export interface BenchReport {
+  arch: PresetName; size: number; steps: number; epRequested: string; ep: string;
+  checkpoint: string; checkpointCreatedS: number | null;
+  /** per component: graph build + serialise (or cache reuse) and session creation, from the worker */
+  loads: RuntimeStats['loadTimings'];
+  cold: { textEncodeMs: number; unetFirstCallMs: number; vaeDecodeMs: number };
+  images: PhaseTimes[];
+  /** medians over the warm images */
+  summary: { unetStepMs: number; unetStepInWorkerMs: number; textEncodeMs: number; vaeDecodeMs: number; secondsPerImage: number; modelLoadS: number; sessionCreateS: number };
+  memory: { peakRssMiB: number; gpuBaselineMiB: number | null; gpuPeakMiB: number | null; gpuPeakAboveBaselineMiB: number | null };
+  node: string; tuning: Record<string, string | undefined>;
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** The default checkpoint: <tmp>/tcd-bench/<arch>.safetensors, created once per machine (seed 1, F16). */
+export async function benchCheckpoint(arch: PresetName, log: (l: string) => void): Promise<{ path: string; createdS: number | null }> {
+  const dir = join(tmpdir(), 'tcd-bench');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${arch}.safetensors`);
+  if (existsSync(path)) return { path, createdS: null };
+  log(`bench: writing a random ${arch} checkpoint to ${path}`);
+  const t0 = performance.now();
+  await makeCheckpoint({ config: presetConfig(arch), out: path, seed: 1, dtype: 'F16' });
+  return { path, createdS: round((performance.now() - t0) / 1000, 2) };
+}
+
+export async function runBench(o: BenchOptions): Promise<BenchReport> {
+  const log = o.log ?? ((l: string) => console.error(l));
+  const { arch, size, steps } = o;
+  const granularity = arch === 'sd15' ? 64 : 32;
+  if (!Number.isInteger(size) || size <= 0 || size % granularity !== 0) throw new Error(`--size must be a positive multiple of ${granularity} for ${arch}, got ${size}`);
+  const ckpt = o.checkpoint ? { path: resolve(o.checkpoint), createdS: null } : await benchCheckpoint(arch, log);
+  const engine = new Engine({ ep: o.ep, cacheDir: o.cacheDir ?? join(tmpdir(), 'tcd-bench', 'onnx-cache'), log });
+  const gpu = await GpuMemoryProbe.start(250);
+  try {
+    const { config } = engine.inspect(ckpt.path);
+    const model = { checkpoint: ckpt.path, loras: [] };
+    const clip = { checkpoint: ckpt.path, loras: [] };
+    const prompt = o.prompt ?? 'a photograph of an astronaut riding a horse, highly detailed';
+    const latentShape = [1, config.unet.inChannels, size / 8, size / 8];
+    const timesteps = tcdTimesteps(steps);
+    const clock = async <T>(fn: () => Promise<T>): Promise<[T, number]> => { const t0 = performance.now(); const v = await fn(); return [v, performance.now() - t0]; };
+    const extraFor = (pooled: Tensor | null) => config.unet.adm && pooled
+      ? { textEmbeds: pooled, timeIds: { shape: [1, 6], data: Float32Array.of(size, size, 0, 0, size, size) } }
+      : undefined;
+    const workerUnetRuns = async () => (await engine.stats()).runTimings.filter((r) => r.component === 'unet').map((r) => r.ms);
+
+    // cold: each component loads on first use
+    log(`bench: ${arch} ${size}x${size}, ${steps} steps, ep ${o.ep}: loading`);
+    const [text, textCold] = await clock(() => engine.encodeText(clip, prompt));
+    const x0: Tensor = { shape: latentShape, data: tcdInitialLatent(new TorchGenerator(0), latentShape) };
+    const [, unetCold] = await clock(() => engine.unet(model, x0, Float32Array.of(timesteps[0]), text.context, extraFor(text.pooled)));
+    const [, vaeCold] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, x0));
+
+    const images: PhaseTimes[] = [];
+    for (let i = 0; i < (o.images ?? 2); i++) {
+      const before = (await workerUnetRuns()).length;
+      const gen = new TorchGenerator(i + 1);
+      const t0 = performance.now();
+      const [cond, textMs] = await clock(() => engine.encodeText(clip, prompt));
+      const stepMs: number[] = [];
+      const latent = await sampleTcd({
+        x: tcdInitialLatent(gen, latentShape), timesteps, eta: 0.3, noise: gen, shape: latentShape,
+        denoise: async (x, t) => {
+          const [eps, ms] = await clock(() => engine.unet(model, { shape: latentShape, data: x }, Float32Array.of(t), cond.context, extraFor(cond.pooled)));
+          stepMs.push(ms);
+          return eps.data;
+        },
+      });
+      const z = { shape: latentShape, data: latent.map((v) => v / config.vae.scalingFactor) };
+      const [image, vaeMs] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, z));
+      const totalMs = performance.now() - t0;
+      if (!image.data.every(Number.isFinite)) throw new Error('bench: the decoded image has non-finite values (fp16 overflow?)');
+      const inWorker = (await workerUnetRuns()).slice(before);
+      images.push({ textEncodeMs: round(textMs), unetStepMs: stepMs.map((v) => round(v)), unetStepInWorkerMs: inWorker.map((v) => round(v)), vaeDecodeMs: round(vaeMs), totalMs: round(totalMs) });
+      log(`bench: image ${i + 1}: ${round(totalMs / 1000, 2)} s (steps ${stepMs.map((v) => round(v)).join(', ')} ms)`);
+    }
+
+    const stats = await engine.stats();
+    const mem = await gpu.stop();
+    const allSteps = images.flatMap((im) => im.unetStepMs);
+    const allInWorker = images.flatMap((im) => im.unetStepInWorkerMs);
+    return {
+      arch, size, steps, epRequested: o.ep, ep: stats.ep, checkpoint: ckpt.path, checkpointCreatedS: ckpt.createdS,
+      loads: stats.loadTimings.map((l) => ({ ...l, graphMs: round(l.graphMs), sessionMs: round(l.sessionMs) })),
+      cold: { textEncodeMs: round(textCold), unetFirstCallMs: round(unetCold), vaeDecodeMs: round(vaeCold) },
+      images,
+      summary: {
+        unetStepMs: round(median(allSteps), 2), unetStepInWorkerMs: round(median(allInWorker), 2),
+        textEncodeMs: round(median(images.map((im) => im.textEncodeMs))), vaeDecodeMs: round(median(images.map((im) => im.vaeDecodeMs))),
+        secondsPerImage: round(median(images.map((im) => im.totalMs)) / 1000, 3),
+        modelLoadS: round(stats.loadTimings.reduce((a, l) => a + l.graphMs, 0) / 1000, 2),
+        sessionCreateS: round(stats.loadTimings.reduce((a, l) => a + l.sessionMs, 0) / 1000, 2),
+      },
+      memory: {
+        peakRssMiB: round(process.resourceUsage().maxRSS / 1024), gpuBaselineMiB: mem.baselineMiB, gpuPeakMiB: mem.peakMiB,
+        gpuPeakAboveBaselineMiB: mem.peakAboveBaselineMiB,
+      },
+      node: process.version,
+      tuning: Object.fromEntries(['TCD_GPU_LAYOUT', 'TCD_GPU_ATTENTION', 'TCD_GPU_GRAPH_CAPTURE', 'TCD_GPU_BUFFER_CACHE', 'TCD_ORT_PROFILE_DIR'].map((k) => [k, process.env[k]])),
+    };
+  } finally {
+    await gpu.stop();
+    await engine.free(); // releases sessions (and writes ORT profiles when TCD_ORT_PROFILE_DIR is set)
+    await engine.close();
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * GPU-specific session options and graph choices, checked without a GPU: what sessionOptionsFor produces for each
+ * tuning knob, how the TCD_GPU_* environment is read, and which graph shape each provider gets.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  DEFAULT_GPU_TUNING, graphTuningFor, gpuTuningFromEnv, sessionOptionsFor,
+} from '../../../server/engine/runtime/providers.js';
+
+const layoutOf = (o: ReturnType<typeof sessionOptionsFor>) => (o.executionProviders![0] as { preferredLayout?: string }).preferredLayout;
+
+test('defaults: the measured winners (NHWC, fused attention), no graph capture, no profiling', () => {
+  assert.deepEqual(DEFAULT_GPU_TUNING, { layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null });
+  assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
+  const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
+  assert.equal(o.enableGraphCapture, undefined);
+  assert.equal(o.enableProfiling, undefined);
+  assert.equal(o.preferredOutputLocation, 'cpu');
+});
+
+test('TCD_GPU_* environment is parsed and validated', () => {
+  assert.deepEqual(gpuTuningFromEnv({ TCD_GPU_LAYOUT: 'nchw', TCD_GPU_ATTENTION: 'plain', TCD_GPU_GRAPH_CAPTURE: '1', TCD_GPU_BUFFER_CACHE: 'simple', TCD_ORT_PROFILE_DIR: '/tmp/p' }),
+    { layout: 'NCHW', fusedAttention: false, graphCapture: true, bufferCache: 'simple', profileDir: '/tmp/p' });
+  assert.equal((sessionOptionsFor('webgpu', 'unet', 'sd1', gpuTuningFromEnv({ TCD_GPU_BUFFER_CACHE: 'simple' })).executionProviders![0] as { storageBufferCacheMode: string }).storageBufferCacheMode, 'simple');
+  assert.throws(() => gpuTuningFromEnv({ TCD_GPU_LAYOUT: 'NWHC' }), /TCD_GPU_LAYOUT must be NHWC or NCHW/);
+  assert.throws(() => gpuTuningFromEnv({ TCD_GPU_ATTENTION: 'flash' }), /TCD_GPU_ATTENTION must be fused or plain/);
+});
+
+test('layout knob applies to conv-heavy components only; text encoders stay NCHW', () => {
+  const nchw = { ...DEFAULT_GPU_TUNING, layout: 'NCHW' as const };
+  assert.equal(layoutOf(sessionOptionsFor('webgpu', 'unet', 'sdxl', nchw)), 'NCHW');
+  assert.equal(layoutOf(sessionOptionsFor('webgpu', 'vae_decoder', 'sdxl', nchw)), 'NCHW');
+  assert.equal(layoutOf(sessionOptionsFor('webgpu', 'unet', 'sdxl')), 'NHWC');
+  assert.equal(layoutOf(sessionOptionsFor('webgpu', 'vae_encoder', 'sd1')), 'NHWC');
+  assert.equal(layoutOf(sessionOptionsFor('webgpu', 'text_encoder_1', 'sdxl')), 'NCHW');
+});
+
+test('graph capture is asked for on the UNet of GPU providers only', () => {
+  const cap = { ...DEFAULT_GPU_TUNING, graphCapture: true };
+  assert.equal(sessionOptionsFor('webgpu', 'unet', 'sdxl', cap).enableGraphCapture, true);
+  assert.equal(sessionOptionsFor('cuda', 'unet', 'sdxl', cap).enableGraphCapture, true);
+  assert.equal(sessionOptionsFor('webgpu', 'vae_decoder', 'sdxl', cap).enableGraphCapture, undefined);
+  assert.equal(sessionOptionsFor('cpu', 'unet', 'sdxl', cap).enableGraphCapture, undefined);
+});
+
+test('profiling writes one file per provider, family and component under the profile dir', () => {
+  const o = sessionOptionsFor('webgpu', 'vae_decoder', 'sdxl', { ...DEFAULT_GPU_TUNING, profileDir: '/tmp/prof' });
+  assert.equal(o.enableProfiling, true);
+  assert.equal(o.profileFilePrefix, '/tmp/prof/webgpu-sdxl-vae_decoder');
+  assert.equal(sessionOptionsFor('cpu', 'unet', 'sd1', { ...DEFAULT_GPU_TUNING, profileDir: '/tmp/prof' }).profileFilePrefix, '/tmp/prof/cpu-sd1-unet');
+});
+
+test('fused attention graphs go to GPU providers only; the CPU keeps the reference graph', () => {
+  assert.deepEqual(graphTuningFor('webgpu'), { fusedAttention: true });
+  assert.deepEqual(graphTuningFor('cuda'), { fusedAttention: true });
+  assert.deepEqual(graphTuningFor('cpu'), { fusedAttention: false });
+  assert.deepEqual(graphTuningFor('webgpu', { ...DEFAULT_GPU_TUNING, fusedAttention: false }), { fusedAttention: false });
+});
+
+test('cuda: device 0, cpu fallback, memory patterns off', () => {
+  const o = sessionOptionsFor('cuda', 'unet', 'sdxl');
+  assert.deepEqual(o.executionProviders, [{ name: 'cuda', deviceId: 0 }, 'cpu']);
+  assert.equal(o.enableMemPattern, false);
+});
