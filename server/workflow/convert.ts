@@ -106,9 +106,9 @@ export function uiToApi<S>(wf: UiWorkflow, registry: Registry<S>): Prompt {
         } else if (wv && typeof wv === 'object') value = (wv as Record<string, unknown>)[spec.name];
         if (ui?.link != null) {
           const r = resolve(ui.link);
-          if (r && 'link' in r) inputs[spec.name] = r.link;
-          else if (r && 'value' in r) inputs[spec.name] = r.value;
-          continue;
+          if (r && 'link' in r) { inputs[spec.name] = r.link; continue; }
+          if (r && 'value' in r) { inputs[spec.name] = r.value; continue; }
+          // a muted source leaves the widget's own value in force, as ComfyUI's frontend sends it
         }
         if (value !== undefined) inputs[spec.name] = Array.isArray(value) ? { __value__: value } : value;
         continue;
