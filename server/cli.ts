@@ -2,7 +2,7 @@
 /**
  * tcd-studio command line:
  *   serve [--port 8188] [--listen 127.0.0.1] [--models DIR] [--data DIR] [--output DIR] [--token T] [--cors ORIGIN] [--ep cpu|webgpu|cuda]
- *   run WORKFLOW.json|.png [--models DIR] [--out DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--ep ...]
+ *   run WORKFLOW.json|.png ... [--models DIR] [--out DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--prompts FILE.csv] [--ep ...]
  *   convert WORKFLOW.json [--out API.json]      UI format -> API format
  *   make-checkpoint --arch sd15|sdxl|demo --out FILE [--seed N] [--dtype F16|F32|BF16]
  */
@@ -16,7 +16,7 @@ import { workerCommand } from './farm/worker-command.js';
 
 const USAGE = `usage: tcd-studio <serve|worker|run|convert|make-checkpoint> [options]
   serve            [--port 8188] [--listen 127.0.0.1] [--models DIR] [--data DIR] [--output DIR] [--input DIR] [--token TOKEN] [--cors ORIGIN] [--ep cpu|webgpu|cuda] [--no-demo]
-  run WORKFLOW     [--models DIR] [--out DIR] [--data DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--ep ...]
+  run WORKFLOW...  [--models DIR] [--out DIR] [--data DIR] [--input DIR] [--temp DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--prompts FILE.csv] [--ep ...]
   convert WORKFLOW [--out FILE]
   make-checkpoint  --arch sd15|sdxl|demo --out FILE [--seed N] [--dtype F16|F32|BF16]
   models           list | pull NAME... [--models DIR] [--catalog FILE.json] [--skip-sha]
