@@ -199,6 +199,7 @@ test('a group added from the canvas menu, the wheel zoom and a drag pan are save
   await h.page.waitForFunction(() => (window as any).__tcd.graph._groups.length === 1);
   const group = await ev<{ title: string; bounding: number[] }>(`(() => { const g = window.__tcd.graph._groups[0]; return { title: g.title, bounding: [...g._bounding] }; })()`);
   assert.equal(group.title, 'Group');
+  await shot(h.page, '09-group-added');
   // zoom in around an empty point, then pan by dragging empty canvas
   const ds = () => ev<{ scale: number; offset: number[] }>(`(() => { const d = window.__tcd.canvas.ds; return { scale: d.scale, offset: [...d.offset] }; })()`);
   const ds0 = await ds();
@@ -213,7 +214,7 @@ test('a group added from the canvas menu, the wheel zoom and a drag pan are save
   assert.equal(ds2.scale, ds1.scale);
   assert.ok(Math.abs(ds2.offset[0] - ds1.offset[0] + 120 / ds2.scale) < 1, `pan x: ${ds1.offset} -> ${ds2.offset}`);
   assert.ok(Math.abs(ds2.offset[1] - ds1.offset[1] + 80 / ds2.scale) < 1, `pan y: ${ds1.offset} -> ${ds2.offset}`);
-  await shot(h.page, '09-group-zoom-pan');
+  await shot(h.page, '09-zoomed-panned');
   // the autosaved workflow carries both
   await h.page.waitForFunction((d) => {
     const wf = JSON.parse(localStorage.getItem('tcd-studio.workflow') ?? '{}');

@@ -1,15 +1,18 @@
 // Browser-test harness: starts the real server (server/cli.ts) on a free port with temp dirs, and Debian's chromium
 // through playwright-core. Tests skip visibly when chromium or the server entry point is absent.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const SCREENSHOTS = 'test-output/screenshots';
+/** The server's demo checkpoint, kept between test files (test-output/ is gitignored; the server re-checks it). */
+const DEMO_NAME = 'tcd-studio-demo-sdxl.safetensors';
+const DEMO_CACHE = `test-output/client-test-models/${DEMO_NAME}`;
 /** The server entry point; TCD_DEV_CLI may point elsewhere while developing. */
 const SERVER_ENTRY = process.env.TCD_DEV_CLI ?? 'server/cli.ts';
 
@@ -58,6 +61,12 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   const root = mkdtempSync(join(tmpdir(), 'tcd-client-test-'));
   const dirs = { root, data: join(root, 'data'), models: join(root, 'models'), output: join(root, 'output') };
   for (const d of [dirs.data, dirs.models, dirs.output]) mkdirSync(d, { recursive: true });
+  // The server writes the demo checkpoint on first start (~7 s); later test files reuse a cached copy.
+  const demo = join(dirs.models, 'checkpoints', DEMO_NAME);
+  if (existsSync(DEMO_CACHE)) {
+    mkdirSync(join(dirs.models, 'checkpoints'), { recursive: true });
+    copyFileSync(DEMO_CACHE, demo);
+  }
   const port = await freePort();
   const log: string[] = [];
   const server = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY, 'serve', '--port', String(port), '--listen', '127.0.0.1',
@@ -78,6 +87,12 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
     } catch { /* not listening yet */ }
     if (Date.now() > deadline) throw new Error(`server did not start:\n${log.join('')}`);
     await new Promise((r) => setTimeout(r, 200));
+  }
+  if (!existsSync(DEMO_CACHE) && existsSync(demo)) {
+    mkdirSync(dirname(DEMO_CACHE), { recursive: true });
+    const tmp = `${DEMO_CACHE}.${process.pid}.tmp`;
+    copyFileSync(demo, tmp);
+    renameSync(tmp, DEMO_CACHE); // atomic: a concurrent reader sees all of it or nothing
   }
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
