@@ -118,6 +118,10 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   });
 
   const http = createServer(app);
+  // Node's 5 s keep-alive lets the server close an idle connection just as a client reuses it (ECONNRESET on a
+  // POST, not retried), which a busy event loop makes likely; clients time out long before 65 s, so they close first
+  http.keepAliveTimeout = 65_000;
+  http.headersTimeout = 66_000;
   http.on('upgrade', (req, socket: Duplex, head) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     const refuse = (code: number, msg: string) => { socket.write(`HTTP/1.1 ${code} ${msg}\r\nConnection: close\r\n\r\n`); socket.destroy(); };
