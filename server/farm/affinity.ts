@@ -7,8 +7,8 @@
  */
 import type { WorkerState } from './protocol.js';
 
-/** A non-empty queue: its checkpoint ('' = none) and when its oldest waiting prompt was queued. */
-export interface QueueHead { name: string; ckpt: string; oldest: number }
+/** A non-empty queue: its checkpoint ('' = none), when its oldest waiting prompt was queued and that prompt's queue number. */
+export interface QueueHead { name: string; ckpt: string; oldest: number; number?: number }
 
 export interface AffinityOptions {
   /** false: oldest prompt first whatever the worker holds (what the gain is measured against) */
@@ -30,7 +30,8 @@ export function queueOrder(heads: QueueHead[], me: Me, others: WorkerState[], o:
     // nobody can run it: after a grace period one worker takes it to report the missing model to the client
     return !onAnyDisk.has(h.ckpt) && now - h.oldest >= o.orphanGraceMs;
   });
-  const oldestFirst = (a: QueueHead, b: QueueHead) => a.oldest - b.oldest;
+  // queue numbers order prompts exactly as the server numbered them; times only break ties
+  const oldestFirst = (a: QueueHead, b: QueueHead) => (a.number ?? 0) - (b.number ?? 0) || a.oldest - b.oldest;
   if (!o.affinity) return runnable.sort(oldestFirst).map((h) => h.name);
 
   const idleHolders = new Set<string>();

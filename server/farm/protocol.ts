@@ -80,7 +80,7 @@ export interface WorkerState {
   /** prompt ids running here */
   running: string[];
   concurrency: number;
-  /** jobs finished, model switches (a job whose checkpoint was not loaded here) */
+  /** jobs finished; model switches: jobs whose checkpoint differs from the previous job's here (the first counts) */
   done: number;
   switches: number;
   ts: number;

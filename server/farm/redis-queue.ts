@@ -101,7 +101,15 @@ export class RedisPromptQueue<S> extends PromptQueue<S> {
     return q;
   }
 
-  private async push(item: QueueItem, front = false): Promise<void> {
+  /** Pushes run one after another, so each BullMQ list holds its prompts in submission order. */
+  private pushChain: Promise<void> = Promise.resolve();
+  private push(item: QueueItem, front = false): Promise<void> {
+    const p = this.pushChain.then(() => this.pushNow(item, front));
+    this.pushChain = p.catch(() => {});
+    return p;
+  }
+
+  private async pushNow(item: QueueItem, front: boolean): Promise<void> {
     const ckpt = checkpointOf(item.prompt);
     const name = queueNameFor(ckpt);
     await this.conn.hset(KEYS.queues, name, ckpt ?? '');

@@ -43,7 +43,7 @@ export interface FarmWorkerOptions {
   affinity?: boolean;
   maxWaitMs?: number;
   orphanGraceMs?: number;
-  /** how many checkpoints this worker counts as held (most recent) */
+  /** how many recent checkpoints count as held when the engine cannot report what it holds */
   keepModels?: number;
   lockMs?: number;
   stalledIntervalMs?: number;
@@ -62,6 +62,7 @@ export class FarmWorker {
   private loaded: string[] = [];
   private done = 0;
   private switches = 0;
+  private lastCkpt: string | null = null;
   private closing = false;
   private loops: Promise<void>[] = [];
   private heartbeat: NodeJS.Timeout | null = null;
@@ -159,7 +160,7 @@ export class FarmWorker {
     for (const [name, ckpt] of Object.entries(names)) {
       this.bull(name); // every worker runs the stalled check of every queue
       const [oldest] = await this.getter(name).getJobs(['wait'], -1, -1);
-      if (oldest) out.push({ name, ckpt, oldest: (oldest.data as PromptJobData).submitted ?? oldest.timestamp });
+      if (oldest) out.push({ name, ckpt, oldest: (oldest.data as PromptJobData).submitted ?? oldest.timestamp, number: (oldest.data as PromptJobData).number });
     }
     return out;
   }
@@ -169,9 +170,11 @@ export class FarmWorker {
     const me = { id: this.id, loaded: this.loaded, onDisk: new Set(this.onDisk()) };
     const order = queueOrder(await this.heads(), me, others,
       { affinity: this.o.affinity !== false, maxWaitMs: this.o.maxWaitMs ?? 10000, orphanGraceMs: this.o.orphanGraceMs ?? 3000 }, Date.now());
+    if (process.env.TCD_FARM_TRACE) this.log(`order ${order.join(',')}`);
     for (const name of order) {
       const bull = this.bull(name);
       const job = await bull.getNextJob(token, { block: false });
+      if (job && process.env.TCD_FARM_TRACE) this.log(`took ${job.id} (${(job.data as PromptJobData).number}) from ${name}`);
       if (job) return { job, bull };
     }
     return null;
@@ -218,7 +221,8 @@ export class FarmWorker {
       } else {
         const v = validatePrompt(d.prompt, this.executor.registry, this.services, d.outputs.length ? d.outputs : undefined);
         if (!v.ok) throw new Error('validated above');
-        if (d.ckpt && !this.loaded.includes(d.ckpt)) this.switches++;
+        if (d.ckpt && d.ckpt !== this.lastCkpt) this.switches++;
+        this.lastCkpt = d.ckpt ?? this.lastCkpt;
         const result = await this.executor.run({ promptId: d.promptId, prompt: d.prompt as Prompt, extraData: d.extraData, outputs: v.outputs, constants: v.constants }, {
           signal: abort.signal, log: this.log,
           emit: (ev) => {
@@ -230,6 +234,7 @@ export class FarmWorker {
         });
         for (const ui of Object.values(result.outputs)) this.publisher.publish(ui);
         if (d.ckpt) this.loaded = [...this.loaded.filter((c) => c !== d.ckpt), d.ckpt].slice(-(this.o.keepModels ?? 1));
+        await this.syncLoaded();
         entry = historyEntry(d, result.outputs, result.status === 'success' ? 'success' : 'error', result.messages);
       }
       this.publish({ k: 'result', worker: this.id, promptId: d.promptId, entry, final });
@@ -243,6 +248,21 @@ export class FarmWorker {
       this.running.delete(d.promptId);
       void this.beat();
     }
+  }
+
+  /** What the engine really holds (its RAM budget may have evicted a model), checkpoint names in load order. */
+  private async syncLoaded(): Promise<void> {
+    try {
+      const st = await this.services.engine().stats();
+      const held: string[] = [];
+      for (const key of st.loaded) {
+        const path = (JSON.parse(key) as { checkpoint?: string }).checkpoint;
+        const name = path && this.onDisk().find((n) => path === this.services.models.resolve('checkpoints', n));
+        if (name && !held.includes(name)) held.push(name);
+      }
+      // the most recently used stays last, as the affinity ranking expects
+      this.loaded = [...held.filter((c) => !this.loaded.includes(c)), ...this.loaded.filter((c) => held.includes(c))];
+    } catch { /* engine stats unavailable: keep the recency list */ }
   }
 
   /** Why this worker cannot run the prompt (a model missing here), as the execution_error the client sees. */

@@ -71,11 +71,11 @@ export function workerModels(d: FarmDirs, name: string, ckpts: string[] = [DEMO_
 }
 
 /** `tcd-studio worker` as a child process; resolves once it advertises itself in Redis. */
-export async function spawnWorker(redisUrl: string, d: FarmDirs, id: string, extra: string[] = [], models = workerModels(d, id)): Promise<ChildProcess> {
+export async function spawnWorker(redisUrl: string, d: FarmDirs, id: string, extra: string[] = [], models = workerModels(d, id), o: { dataName?: string; env?: Record<string, string> } = {}): Promise<ChildProcess> {
   const cli = resolve('server/cli.ts');
   const p = spawn(process.execPath, ['--import', 'tsx', cli, 'worker', '--queue', redisUrl, '--id', id, '--models', models, '--output', d.output,
-    '--input', d.input, '--temp', d.temp, '--data', join(d.data, id), '--ep', 'cpu', '--lock-ms', '3000', '--stalled-ms', '1000', ...extra],
-  { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--input', d.input, '--temp', d.temp, '--data', join(d.data, o.dataName ?? id), '--ep', 'cpu', '--lock-ms', '3000', '--stalled-ms', '1000', ...extra],
+  { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   p.stdout!.on('data', (b) => { if (process.env.FARM_DEBUG) process.stderr.write(`[${id}] ${b}`); });
   p.stderr!.on('data', (b) => { if (process.env.FARM_DEBUG) process.stderr.write(`[${id}!] ${b}`); });
   const deadline = Date.now() + 60000;
@@ -100,10 +100,10 @@ export async function stopWorker(p: ChildProcess, signal: NodeJS.Signals = 'SIGT
 export function removeDirs(d: FarmDirs): void { rmSync(d.root, { recursive: true, force: true }); }
 
 /** The 64x64, 4-step demo prompt. */
-export function demoPrompt(o: { seed?: number; steps?: number; size?: number; prefix?: string; ckpt?: string } = {}) {
+export function demoPrompt(o: { seed?: number; steps?: number; size?: number; prefix?: string; ckpt?: string; text?: string } = {}) {
   return {
     ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: o.ckpt ?? DEMO_CHECKPOINT_NAME } },
-    pos: { class_type: 'CLIPTextEncode', inputs: { text: 'a lighthouse', clip: ['ckpt', 1] } },
+    pos: { class_type: 'CLIPTextEncode', inputs: { text: o.text ?? 'a lighthouse', clip: ['ckpt', 1] } },
     empty: { class_type: 'EmptyLatentImage', inputs: { width: o.size ?? 64, height: o.size ?? 64, batch_size: 1 } },
     tcd: { class_type: 'TCDSampler', inputs: { model: ['ckpt', 0], positive: ['pos', 0], negative: ['pos', 0], latent_image: ['empty', 0], seed: o.seed ?? 1, steps: o.steps ?? 4, cfg: 1, eta: 0.3, denoise: 1, original_inference_steps: 50 } },
     decode: { class_type: 'VAEDecode', inputs: { samples: ['tcd', 0], vae: ['ckpt', 2] } },
