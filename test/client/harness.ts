@@ -158,7 +158,7 @@ export async function emptyPoint(page: Page, margin = 60): Promise<[number, numb
     const { editor, graph, canvas } = window.__tcd;
     const m = ${margin}, r = canvas.canvas.getBoundingClientRect();
     function busy(gx, gy) {
-      for (const dx of [-m, 0, m]) for (const dy of [-m, 0, m]) {
+      for (let dx = -m; dx <= m; dx += 15) for (let dy = -m; dy <= m; dy += 15) {
         if (graph.getNodeOnPos(gx + dx, gy + dy) || graph.getGroupOnPos?.(gx + dx, gy + dy)) return true;
       }
       return false;
