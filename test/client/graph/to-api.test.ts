@@ -18,7 +18,7 @@ test('default workflow converts to the API prompt ComfyUI would send', () => {
   });
   assert.deepEqual(p['4'].inputs, { ckpt_name: 'tcd-studio-demo-sdxl.safetensors' });
   assert.deepEqual(p['5'].inputs, { width: 512, height: 512, batch_size: 1 });
-  assert.deepEqual(p['6'].inputs, { text: defaultWorkflow().nodes[1].widgets_values![0], clip: ['4', 1] });
+  assert.deepEqual(p['6'].inputs, { text: (defaultWorkflow().nodes[1].widgets_values as unknown[])[0], clip: ['4', 1] });
   assert.deepEqual(p['8'].inputs, { samples: ['3', 0], vae: ['4', 2] });
   assert.deepEqual(p['9'].inputs, { images: ['8', 0], filename_prefix: 'tcd-studio' });
 });
