@@ -64,6 +64,7 @@ export class FarmWorker {
   private switches = 0;
   private lastCkpt: string | null = null;
   private closing = false;
+  private handingBack = false;
   private loops: Promise<void>[] = [];
   private heartbeat: NodeJS.Timeout | null = null;
   private readonly executor: Executor<NodeServices>;
@@ -107,10 +108,13 @@ export class FarmWorker {
     };
   }
 
-  /** Stop taking prompts, let running ones finish (or abort them with force), leave the farm. */
-  async close(force = false): Promise<void> {
+  /**
+   * Stop taking prompts and leave the farm. Running prompts finish, or with `handBack` are stopped and put back in
+   * the queue for another worker (what SIGTERM does), without the client seeing an interruption.
+   */
+  async close(handBack = false): Promise<void> {
     this.closing = true;
-    if (force) for (const a of this.running.values()) a.abort();
+    if (handBack) { this.handingBack = true; for (const a of this.running.values()) a.abort(); }
     await Promise.all(this.loops);
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.conn.hdel(KEYS.workers, this.id).catch(() => {});
@@ -228,10 +232,16 @@ export class FarmWorker {
           emit: (ev) => {
             if (ev.type === 'executed') this.publisher.publish(ev.data.output);
             if (ev.type === 'executing' && ev.data.node === null) { final = ev; return; } // sent after the result
+            if (ev.type === 'execution_interrupted' && this.handingBack) return; // not the user's interrupt
             send(ev);
           },
           preview: (img, nodeId) => this.publish({ k: 'preview', worker: this.id, clientId: d.clientId, promptId: d.promptId, nodeId, format: img.format, b64: Buffer.from(img.bytes).toString('base64') }),
         });
+        if (result.status === 'interrupted' && this.handingBack) {
+          await job.moveToWait(token);
+          this.log(`prompt ${d.promptId} handed back to the queue (worker stopping)`);
+          return;
+        }
         for (const ui of Object.values(result.outputs)) this.publisher.publish(ui);
         if (d.ckpt) this.loaded = [...this.loaded.filter((c) => c !== d.ckpt), d.ckpt].slice(-(this.o.keepModels ?? 1));
         await this.syncLoaded();
