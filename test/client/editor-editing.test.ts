@@ -125,8 +125,11 @@ test('double-click on empty canvas opens the search box with fuzzy results', { s
   await h.page.mouse.dblclick(p[0], p[1]);
   await h.page.waitForSelector('.litesearchbox input');
   await h.page.keyboard.type('tcdsmp');
-  await h.page.waitForFunction(() => document.querySelectorAll('.litesearchbox .lite-search-item').length > 0);
-  const first = await h.page.evaluate(() => document.querySelector('.litesearchbox .lite-search-item')!.textContent);
+  // the list refreshes as the query is typed (debounced): wait for it to settle on the full query
+  const first = await h.page.waitForFunction(() => {
+    const text = document.querySelector('.litesearchbox .lite-search-item')?.textContent ?? '';
+    return /TCD/.test(text) ? text : false;
+  }, null, { timeout: 5_000 }).then((r) => r.jsonValue()).catch(() => h.page.evaluate(() => document.querySelector('.litesearchbox .lite-search-item')?.textContent));
   assert.match(first ?? '', /TCD/);
   await shot(h.page, '06-search');
   const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
