@@ -2,7 +2,8 @@
  * issue 9 point 5: the API server and two `tcd-studio worker` processes on a real redis-server over loopback,
  * running the demo model for real. A burst is shared by both workers with outputs visible through the server;
  * websocket events of worker-run prompts reach the client; interrupt reaches the worker running the prompt;
- * kill -9 of a busy worker leaves its prompt to the other worker (BullMQ stalled-job recovery).
+ * kill -9 of a busy worker leaves its prompt to the other worker (BullMQ stalled-job recovery); a worker stopped with
+ * SIGTERM hands its prompt back to the queue.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,5 +106,24 @@ test('kill -9 of a busy worker: its prompt is run again by the other worker and 
   assert.ok(existsSync(join(d.output, img.filename)));
   console.log(`# recovered ${Date.now() - t0} ms after kill -9 (lock 3 s, stalled check every 1 s)`);
   await sleep(100);
+  ws.close();
+});
+
+test('SIGTERM hands the running prompt back to the queue; another worker completes it, no interruption shown', { skip }, async () => {
+  // the worker that survived the kill -9 test runs it and is stopped; a new one takes over
+  const [gid, g] = [...workers.entries()][0];
+  workers.delete(gid);
+  const ws = await WsClient.connect(server.url, 'term');
+  const id = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 8, steps: 30, size: 128 }), client_id: 'term' })).json.prompt_id;
+  await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === id, 120000);
+  await stopWorker(g, 'SIGTERM');
+  const h2 = await spawnWorker(redis.url, d, 'heir');
+  try {
+    const h = await waitHistory(server.url, id, 120000);
+    assert.equal(h.status.status_str, 'success');
+    const evs = ws.forPrompt(id);
+    assert.ok(!evs.some((e) => e.type === 'execution_interrupted'), 'no interruption reached the client');
+    assert.equal(evs.filter((e) => e.type === 'execution_start').length, 2);
+  } finally { await stopWorker(h2); }
   ws.close();
 });
