@@ -25,6 +25,16 @@ export const t = {
   out: (type: string, name: string = type, tooltip?: string): OutputSpec => ({ type, name, tooltip }),
 };
 
+/**
+ * A seed input's value as a uint64. JSON numbers above 2^53 are already rounded by the client, so exact 64-bit seeds
+ * travel as decimal strings (validation keeps them exact); 2^64 from a rounded 2^64-1 is read as 2^64-1.
+ */
+export function seedValue(v: unknown): bigint {
+  const b = typeof v === 'bigint' ? v : typeof v === 'string' ? BigInt(v) : BigInt(Math.trunc(Number(v)));
+  const max = 2n ** 64n - 1n;
+  return b > max ? max : b < 0n ? 0n : b;
+}
+
 /** The seed input every sampler shares: INT 0..2^64-1 with control_after_generate. */
 export const seedInput = (name = 'seed', tooltip = 'The random seed used for creating the noise.'): InputSpec =>
   t.int(name, { default: 0, min: 0, max: 0xffffffffffffffff, control_after_generate: true, tooltip });

@@ -2,7 +2,7 @@
  * Sampler nodes: TCDSampler (diffusers' TCDScheduler exactly), KSampler and KSamplerAdvanced (ComfyUI semantics),
  * SamplerCustom with KSamplerSelect, BasicScheduler and SamplerTCD.
  */
-import { defineNode, seedInput, t } from './define.js';
+import { defineNode, seedInput, seedValue, t } from './define.js';
 import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
 import { TorchGenerator } from '../server/engine/rng.js';
@@ -62,7 +62,7 @@ export const TCDSampler = defineNode({
     const shape = latent.shape, scale = model.config.vae.scalingFactor;
     const steps = Number(a.steps), denoise = Number(a.denoise), eta = Number(a.eta);
     const timesteps = tcdTimesteps(steps, denoise, Number(a.original_inference_steps));
-    const gen = new TorchGenerator(BigInt(a.seed as number | bigint));
+    const gen = new TorchGenerator(seedValue(a.seed));
     // the initial noise is the generator's first draw, as in the reference pipeline
     const noise = gen.randn(shape);
     const x = denoise >= 1 ? noise : tcdAddNoise(scaled(latent.data, scale), noise, timesteps[0]);
@@ -120,7 +120,7 @@ export const KSampler = defineNode({
   execute: async (a, ctx) => {
     const model = a.model as ModelValue;
     const sigmas = ksamplerSigmas(SD_SAMPLING, String(a.sampler_name), String(a.scheduler), Number(a.steps), Number(a.denoise));
-    const { x } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: a.latent_image as LatentValue, seed: BigInt(a.seed as number), cfg: Number(a.cfg), sampler: { name: String(a.sampler_name) }, sigmas, addNoise: true }, ctx);
+    const { x } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: a.latent_image as LatentValue, seed: seedValue(a.seed), cfg: Number(a.cfg), sampler: { name: String(a.sampler_name) }, sigmas, addNoise: true }, ctx);
     return { outputs: [toLatent(x, a.latent_image as LatentValue, model.config.vae.scalingFactor)] };
   },
 });
@@ -141,7 +141,7 @@ export const KSamplerAdvanced = defineNode({
     const end = Number(a.end_at_step), start = Number(a.start_at_step);
     if (end < sigmas.length - 1) { sigmas = sigmas.slice(0, end + 1); if (a.return_with_leftover_noise !== 'enable') sigmas[sigmas.length - 1] = 0; }
     sigmas = start < sigmas.length - 1 ? sigmas.slice(start) : [];
-    const { x } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: a.latent_image as LatentValue, seed: BigInt(a.noise_seed as number), cfg: Number(a.cfg), sampler: { name: String(a.sampler_name) }, sigmas, addNoise: a.add_noise === 'enable' }, ctx);
+    const { x } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: a.latent_image as LatentValue, seed: seedValue(a.noise_seed), cfg: Number(a.cfg), sampler: { name: String(a.sampler_name) }, sigmas, addNoise: a.add_noise === 'enable' }, ctx);
     return { outputs: [toLatent(x, a.latent_image as LatentValue, model.config.vae.scalingFactor)] };
   },
 });
@@ -176,7 +176,7 @@ export const SamplerCustom = defineNode({
   outputs: [t.out('LATENT', 'output'), t.out('LATENT', 'denoised_output')],
   execute: async (a, ctx) => {
     const model = a.model as ModelValue, lat = a.latent_image as LatentValue;
-    const { x, denoised } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: lat, seed: BigInt(a.noise_seed as number), cfg: Number(a.cfg), sampler: a.sampler as SamplerValue, sigmas: [...(a.sigmas as SigmasValue)], addNoise: !!a.add_noise }, ctx);
+    const { x, denoised } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: lat, seed: seedValue(a.noise_seed), cfg: Number(a.cfg), sampler: a.sampler as SamplerValue, sigmas: [...(a.sigmas as SigmasValue)], addNoise: !!a.add_noise }, ctx);
     const scale = model.config.vae.scalingFactor;
     return { outputs: [toLatent(x, lat, scale), toLatent(denoised, lat, scale)] };
   },

@@ -20,6 +20,11 @@ export type ValidationResult = ValidPrompt | { ok: false; body: PromptErrorBody 
 
 const MAX_STRING = 1_000_000;
 
+/** A max given as a double (2^64-1 rounds to 2^64) read as the integer it stands for. */
+function maxBig(max: number): bigint {
+  return max >= 2 ** 64 ? 2n ** 64n - 1n : BigInt(Math.trunc(max));
+}
+
 /** Convert a constant to a widget type; returns an error item when it cannot. */
 const ECHO_LIMIT = 1000;
 
@@ -40,6 +45,14 @@ export function convertConstant(spec: InputSpec, raw: unknown, services?: unknow
   let value: unknown = v;
   switch (spec.type) {
     case 'INT': case 'FLOAT': {
+      // integers beyond 2^53 (64-bit seeds) stay exact as decimal strings; range checks use BigInt
+      if (spec.type === 'INT' && typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) && !Number.isSafeInteger(Number(v))) {
+        const big = BigInt(v.trim());
+        const { min, max } = spec.options;
+        if (min !== undefined && big < BigInt(Math.trunc(min))) return { error: errorItem('value_smaller_than_min', `Value ${big} smaller than min of ${min}`, `${spec.name}`, extra) };
+        if (max !== undefined && big > maxBig(max)) return { error: errorItem('value_bigger_than_max', `Value ${big} bigger than max of ${max}`, `${spec.name}`, extra) };
+        return { value: big.toString() };
+      }
       const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'boolean' ? Number(v) : NaN;
       if (!Number.isFinite(n)) return bad();
       value = spec.type === 'INT' ? Math.trunc(n) : n;
