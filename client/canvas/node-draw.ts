@@ -72,6 +72,9 @@ function drawPreview(node: LGraphNode, ctx: CanvasRenderingContext2D, img: HTMLI
   ctx.lineWidth = 2;
   ctx.fillRect(x, y, w, h);
   ctx.strokeRect(x, y, w, h);
+  // The frame is latent-sized (1/8 of the image): smooth upscaling reads better than blocky pixels.
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = 'high';
   const s = Math.min(w / img.naturalWidth, (h - 18) / img.naturalHeight);
   const dw = img.naturalWidth * s, dh = img.naturalHeight * s;
   ctx.drawImage(img, x + (w - dw) / 2, y + 18 + (h - 18 - dh) / 2, dw, dh);
