@@ -41,6 +41,18 @@ async function waiting(): Promise<number> {
   try { return (await q.getJobCounts('wait')).wait; } finally { await q.close(); await q.disconnect(); }
 }
 
+test('POST /queue delete and clear remove the prompts from BullMQ too', { skip }, async () => {
+  const ids: string[] = [];
+  for (const seed of [1, 2]) ids.push((await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed }) })).json.prompt_id);
+  const until = async (n: number) => { for (let t = 0; t < 50 && (await waiting()) !== n; t++) await new Promise((r) => setTimeout(r, 100)); return waiting(); };
+  assert.equal(await until(2), 2);
+  await api(server.url, 'POST', '/queue', { delete: [ids[0]] });
+  assert.equal(await until(1), 1);
+  assert.deepEqual((await api(server.url, 'GET', '/queue')).json.queue_pending.map((r: unknown[]) => r[1]), [ids[1]]);
+  await api(server.url, 'POST', '/queue', { clear: true });
+  assert.equal(await until(0), 0);
+});
+
 test('queued prompts survive a Redis restart while idle (AOF) and run when a worker comes', { skip }, async () => {
   const ws = await WsClient.connect(server.url, 'aof');
   const ids: string[] = [];
