@@ -63,7 +63,9 @@ describe('engine worker', { skip }, () => {
       let ticks = 0, last = performance.now(), maxGap = 0;
       const timer = setInterval(() => { const now = performance.now(); maxGap = Math.max(maxGap, now - last); last = now; ticks++; }, 5);
       const t0 = performance.now();
-      const out = await engine.unet(ref, x, Float32Array.of(500), context);
+      // repeat until the runs cover a second, however fast this machine is
+      let out = await engine.unet(ref, x, Float32Array.of(500), context);
+      for (let i = 0; i < 30 && performance.now() - t0 < 1500; i++) out = await engine.unet(ref, x, Float32Array.of(500), context);
       const elapsed = performance.now() - t0;
       clearInterval(timer);
       maxGap = Math.max(maxGap, performance.now() - last);
