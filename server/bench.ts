@@ -1,10 +1,11 @@
 /**
  * `npm run bench -- --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N]
- *  [--out FILE]`: times a TCD text-to-image generation (model load, session creation, text encoding, each UNet
+ *  [--lora FILE | --lora-rank R] [--out FILE]`: times a TCD text-to-image generation (model load, session creation, text encoding, each UNet
  * step, VAE decode, seconds per image, peak RAM and GPU memory) and prints the report as JSON on stdout (progress
  * goes to stderr). Without --checkpoint it uses a seeded random checkpoint of the arch's real size, written once to
  * <tmp>/tcd-bench/. GPU knobs for experiments: TCD_GPU_LAYOUT, TCD_GPU_ATTENTION, TCD_GPU_GRAPH_CAPTURE,
- * TCD_ORT_PROFILE_DIR (server/engine/runtime/providers.ts).
+ * TCD_GPU_LINEAR, TCD_GPU_LORA, TCD_GPU_VAE_ATTENTION, TCD_ORT_PROFILE_DIR (server/engine/runtime/providers.ts).
+ * --lora-rank R runs the UNet with a seeded random kohya LoRA of rank R over every patchable UNet weight.
  * Example: npm run bench -- --arch sd15 --size 256 --steps 4 --ep cpu
  *          node dist/server/bench.js --arch sdxl --size 1024 --steps 4 --ep webgpu --out /tmp/sdxl.json
  */
@@ -13,14 +14,14 @@ import { parseArgs } from 'node:util';
 import { PRESETS, type PresetName } from './engine/make-checkpoint.js';
 import { runBench } from './bench/run.js';
 
-const USAGE = 'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--out FILE]';
+const USAGE = 'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--out FILE]';
 
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
       arch: { type: 'string' }, size: { type: 'string' }, steps: { type: 'string', default: '4' }, ep: { type: 'string', default: 'cpu' },
-      checkpoint: { type: 'string' }, images: { type: 'string', default: '2' }, out: { type: 'string' }, 'cache-dir': { type: 'string' },
+      checkpoint: { type: 'string' }, images: { type: 'string', default: '2' }, out: { type: 'string' }, 'cache-dir': { type: 'string' }, lora: { type: 'string' }, 'lora-rank': { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -30,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
   const size = Number(values.size ?? (arch === 'sdxl' ? 1024 : 512));
   const report = await runBench({
     arch, size, steps: Number(values.steps), ep: values.ep!, checkpoint: values.checkpoint, images: Number(values.images),
-    cacheDir: values['cache-dir'],
+    cacheDir: values['cache-dir'], lora: values.lora, loraRank: values['lora-rank'] ? Number(values['lora-rank']) : undefined,
   });
   const json = JSON.stringify(report, null, 2);
   if (values.out) writeFileSync(values.out, json + '\n');

@@ -47,5 +47,28 @@ case $set in
     node dist/server/bench/profile-summary.js /tmp/prof/*.json > "$out/sdxl-profile.json"
     rm -f "$out/sd15-webgpu-profile.json" "$out/sdxl-webgpu-profile.json"
     ;;
+  issue8b) # LoRA on GPU (fed vs baked), linear forms, SDXL VAE mid-block attention forms; one call, < 600 s
+    # the VAE forms need no checkpoint: they run while the SD1.5 checkpoint is written (CPU only)
+    (timeout 200 node dist/server/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu --runs 3 \
+      --forms fp32:fused,fp32:plain,fp32:fused-fp16,fp32:plain-fp16,fp32:plain-fp16:matmul > "$out/sdxl-vae-forms.json" 2> "$out/log-vae.txt"; echo "== vae forms rc=$?") &
+    vae=$!
+    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    wait $vae
+    bench sd15-gemmT 110 TCD_GPU_LINEAR=gemm-transb -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
+    bench sd15-gemmT-lora-inputs 110 TCD_GPU_LINEAR=gemm-transb TCD_GPU_LORA=inputs -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1 --lora-rank 64
+    bench sd15-gemmT-lora-bake 110 TCD_GPU_LINEAR=gemm-transb TCD_GPU_LORA=bake -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1 --lora-rank 64
+    bench sd15-matmul 100 TCD_GPU_LINEAR=matmul -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
+    bench sd15-gemm 100 TCD_GPU_LINEAR=gemm -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
+    bench sd15-matmul-lora-bake 100 TCD_GPU_LINEAR=matmul TCD_GPU_LORA=bake -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1 --lora-rank 64
+    ;;
+  issue8c) # SDXL 1024: MatMul linears (default) vs Gemm(transB); GPU I/O floor per UNet call; SDXL with a baked LoRA
+    node dist/server/bench/io-overhead.js --ep webgpu --latent 64 --context 77x768 > "$out/io-sd15.json" 2>&1
+    node dist/server/bench/io-overhead.js --ep webgpu --latent 128 --context 77x2048 > "$out/io-sdxl.json" 2>&1
+    cat "$out"/io-*.json
+    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    bench sdxl-matmul 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1
+    bench sdxl-gemmT 150 TCD_GPU_LINEAR=gemm-transb -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1
+    bench sdxl-matmul-lora-bake 180 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1 --lora-rank 64
+    ;;
 esac
 echo "== done $set in $SECONDS s"

@@ -17,6 +17,7 @@ import { TorchGenerator } from '../engine/rng.js';
 import { sampleTcd, tcdInitialLatent, tcdTimesteps } from '../engine/sampling/tcd.js';
 import type { Tensor } from '../engine/tensor.js';
 import { GpuMemoryProbe } from './gpu-memory.js';
+import { makeRandomLora } from './make-lora.js';
 
 export interface BenchOptions {
   arch: PresetName;
@@ -31,6 +32,9 @@ export interface BenchOptions {
   /** where graphs are cached between runs; default <tmp>/tcd-bench/onnx-cache */
   cacheDir?: string;
   prompt?: string;
+  /** run the UNet with a LoRA: a file (strength 1), or a seeded random kohya LoRA of this rank made once in the temp folder */
+  lora?: string;
+  loraRank?: number;
   log?: (line: string) => void;
 }
 
@@ -39,6 +43,7 @@ export interface PhaseTimes { textEncodeMs: number; unetStepMs: number[]; unetSt
 export interface BenchReport {
   arch: PresetName; size: number; steps: number; epRequested: string; ep: string;
   checkpoint: string; checkpointCreatedS: number | null;
+  lora: { path: string; createdS: number | null } | null;
   /** per component: graph build + serialise (or cache reuse) and session creation, from the worker */
   loads: RuntimeStats['loadTimings'];
   cold: { textEncodeMs: number; unetFirstCallMs: number; vaeDecodeMs: number };
@@ -64,6 +69,16 @@ export async function benchCheckpoint(arch: PresetName, log: (l: string) => void
   return { path, createdS: round((performance.now() - t0) / 1000, 2) };
 }
 
+/** <tmp>/tcd-bench/<arch>-lora<rank>.safetensors: a random kohya LoRA over the UNet (make-lora.ts), made once. */
+async function benchLora(arch: PresetName, rank: number, log: (l: string) => void): Promise<{ path: string; createdS: number | null }> {
+  const path = join(tmpdir(), 'tcd-bench', `${arch}-lora${rank}.safetensors`);
+  if (existsSync(path)) return { path, createdS: null };
+  const t0 = performance.now();
+  const made = await makeRandomLora({ arch, rank, out: path });
+  log(`bench: wrote a random rank-${rank} LoRA (${made.modules} UNet modules, ${(made.params / 1e6).toFixed(1)}M params) to ${path}`);
+  return { path, createdS: round((performance.now() - t0) / 1000, 2) };
+}
+
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const log = o.log ?? ((l: string) => console.error(l));
   const { arch, size, steps } = o;
@@ -74,7 +89,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const gpu = await GpuMemoryProbe.start(250);
   try {
     const { config } = engine.inspect(ckpt.path);
-    const model = { checkpoint: ckpt.path, loras: [] };
+    const lora = o.lora ? { path: resolve(o.lora), createdS: null } : o.loraRank ? await benchLora(arch, o.loraRank, log) : null;
+    const model = { checkpoint: ckpt.path, loras: lora ? [{ path: lora.path, strength: 1 }] : [] };
     const clip = { checkpoint: ckpt.path, loras: [] };
     const prompt = o.prompt ?? 'a photograph of an astronaut riding a horse, highly detailed';
     const latentShape = [1, config.unet.inChannels, size / 8, size / 8];
@@ -121,7 +137,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const allSteps = images.flatMap((im) => im.unetStepMs);
     const allInWorker = images.flatMap((im) => im.unetStepInWorkerMs);
     return {
-      arch, size, steps, epRequested: o.ep, ep: stats.ep, checkpoint: ckpt.path, checkpointCreatedS: ckpt.createdS,
+      arch, size, steps, epRequested: o.ep, ep: stats.ep, checkpoint: ckpt.path, checkpointCreatedS: ckpt.createdS, lora,
       loads: stats.loadTimings.map((l) => ({ ...l, graphMs: round(l.graphMs), sessionMs: round(l.sessionMs) })),
       cold: { textEncodeMs: round(textCold), unetFirstCallMs: round(unetCold), vaeDecodeMs: round(vaeCold) },
       images,
@@ -137,7 +153,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         gpuPeakAboveBaselineMiB: mem.peakAboveBaselineMiB,
       },
       node: process.version,
-      tuning: Object.fromEntries(['TCD_GPU_LAYOUT', 'TCD_GPU_ATTENTION', 'TCD_GPU_GRAPH_CAPTURE', 'TCD_GPU_BUFFER_CACHE', 'TCD_ORT_PROFILE_DIR'].map((k) => [k, process.env[k]])),
+      tuning: Object.fromEntries(['TCD_GPU_LAYOUT', 'TCD_GPU_ATTENTION', 'TCD_GPU_GRAPH_CAPTURE', 'TCD_GPU_BUFFER_CACHE', 'TCD_ORT_PROFILE_DIR', 'TCD_GPU_LINEAR', 'TCD_GPU_LORA', 'TCD_GPU_VAE_ATTENTION'].map((k) => [k, process.env[k]])),
     };
   } finally {
     await gpu.stop();

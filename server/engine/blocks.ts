@@ -24,12 +24,23 @@ export function linear(g: GraphBuilder, p: string, x: Value): Value {
 /** Linear from explicit tensor names (OpenCLIP's fused attn.in_proj_weight / in_proj_bias). */
 export function linearKeys(g: GraphBuilder, weightKey: string, biasKey: string | null, x: Value): Value {
   const [outDim, inDim] = g.weightShape(weightKey);
-  let w = g.weight(weightKey);
-  if (g.weightShape(weightKey).length === 4) w = g.op.Reshape(w, g.constInt64([outDim, inDim])); // [out, in]
-  // Gemm with transB reads W as stored: a MatMul(x, Transpose(W)) would make ORT constant-fold a transposed copy
-  // of every weight at session load (17 s for OpenCLIP-G's 2.8 GB here)
+  const bias = biasKey ? g.weight(biasKey) : null;
+  if (g.linear === 'matmul') {
+    // GPU form: MatMul by W pre-transposed at build time ([in, out]) broadcasts over leading axes, no reshapes
+    const y = g.op.MatMul(x, g.weightTransposed(weightKey)); // [..., out]
+    return bias ? g.op.Add(y, bias) : y;
+  }
   const flat = g.op.Reshape(x, g.constInt64([-1, inDim])); // [N, in]
-  const y = g.op.Gemm(flat, w, biasKey ? g.weight(biasKey) : null, { transB: 1 }); // [N, out]
+  let y: Value;
+  if (g.linear === 'gemm') {
+    y = g.op.Gemm(flat, g.weightTransposed(weightKey), bias); // [N, out]
+  } else {
+    let w = g.weight(weightKey);
+    if (g.weightShape(weightKey).length === 4) w = g.op.Reshape(w, g.constInt64([outDim, inDim])); // [out, in]
+    // Gemm with transB reads W as stored: a MatMul(x, Transpose(W)) would make ORT constant-fold a transposed copy
+    // of every weight at session load (17 s for OpenCLIP-G's 2.8 GB here)
+    y = g.op.Gemm(flat, w, bias, { transB: 1 }); // [N, out]
+  }
   const outShape = g.op.Concat([g.op.Shape(x, { end: -1 }), g.constInt64([outDim])], { axis: 0 });
   return g.op.Reshape(y, outShape); // [..., out]
 }

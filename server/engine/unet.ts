@@ -17,7 +17,7 @@
  */
 import type { UNetConfig } from './config.js';
 import { conv2d, groupNorm, resnetBlock, silu, upsampleNearest2x } from './blocks.js';
-import { type ComputeDtype, GraphBuilder, type Value } from './onnx/graph.js';
+import { type ComputeDtype, GraphBuilder, type LinearForm, type Value } from './onnx/graph.js';
 import type { WeightSource } from './onnx/weights.js';
 import { admEmbedding, float32Input, timeEmbedding } from './unet-embed.js';
 import { spatialTransformer } from './unet-transformer.js';
@@ -28,6 +28,8 @@ export interface UNetBuildOptions {
   fp16Io?: boolean;
   /** fused com.microsoft MultiHeadAttention in the transformer blocks (GPU graphs; see GraphOptions) */
   fusedAttention?: boolean;
+  /** how linears multiply (GraphOptions.linear; GPU graphs only) */
+  linear?: LinearForm;
   /** graph name stored in the model */
   name?: string;
 }
@@ -59,7 +61,7 @@ function resAndAttention(c: Ctx, p: string, x: Value, depth: number): Value {
 export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNetBuildOptions = {}): GraphBuilder {
   const levels = cfg.channelMult.length;
   if (cfg.transformerDepth.length !== levels) throw new Error(`transformerDepth has ${cfg.transformerDepth.length} levels, channelMult ${levels}`);
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fp16Io: opts.fp16Io, fusedAttention: opts.fusedAttention, name: opts.name ?? 'unet' });
+  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fp16Io: opts.fp16Io, fusedAttention: opts.fusedAttention, linear: opts.linear, name: opts.name ?? 'unet' });
   const p = cfg.prefix;
 
   const x = g.input('x', 'float32', ['B', cfg.inChannels, 'H', 'W']);

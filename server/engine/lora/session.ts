@@ -6,12 +6,20 @@
  * - the original tensors are read from the checkpoint once per (checkpoint, component) and kept, read-only, in
  *   `baseWeights`; patched tensors are new arrays, so LoRA-free sessions of the same checkpoint stay exact.
  * (onnxruntime-node 1.30 ignores feeds for initializers listed as graph inputs, hence real inputs, not overrides.)
+ * On GPU providers (TCD_GPU_LORA=bake, the default there) the patched weights are baked into a graph per LoRA set
+ * instead, built from the cached originals + patches: feeding them would copy every patchable weight host->GPU on
+ * each run. A strength change then costs a graph build and a session (measured in server/bench/README.md).
  * Example (worker):
  *   const { session, weightFeeds } = await sessionWithLoras(store, { checkpoint, component: 'unet', loras, build });
  *   await runSession(session, { x, t, context, ...weightFeeds });
  */
 import type ort from 'onnxruntime-node';
+import type { ModelConfig } from '../config.js';
+import type { SafetensorsFile } from '../io/safetensors.js';
 import type { GraphBuilder } from '../onnx/graph.js';
+import { safetensorsWeights } from '../onnx/weights.js';
+import type { LoraRef } from '../runtime/protocol.js';
+import type { Component } from '../runtime/providers.js';
 import { DataType } from '../onnx/schema.js';
 import type { SessionStore, ComponentSpec } from '../runtime/session-store.js';
 import type { Tensor } from '../tensor.js';
@@ -41,18 +49,36 @@ export function clearLoraSessions(): void { baseWeights.clear(); lastFeeds.clear
  * (fp16 graphs get `<key>:f32` and a Cast to the compute dtype, so feeds are always float32).
  */
 export function exposeWeights(g: GraphBuilder, patchable: ReadonlySet<string>): GraphBuilder {
-  const casts: typeof g.nodes = [];
-  for (const [key, shape] of [...g.weightInits]) {
-    if (!patchable.has(key)) continue;
-    g.weightInits.delete(key);
+  const prelude: typeof g.nodes = [];
+  const exposed = new Map<string, string>(); // checkpoint key -> the value holding it in the compute dtype
+  const expose = (key: string, shape: number[]): string => {
+    let v = exposed.get(key);
+    if (v) return v;
     if (g.floatType === DataType.FLOAT) {
       g.inputs.push({ name: key, elemType: DataType.FLOAT, shape });
+      v = key;
     } else {
       g.inputs.push({ name: `${key}${F32_SUFFIX}`, elemType: DataType.FLOAT, shape });
-      casts.push({ opType: 'Cast', name: `lora_cast/${key}`, inputs: [`${key}${F32_SUFFIX}`], outputs: [key], attrs: { to: g.floatType }, domain: '' });
+      v = `lora_cast/${key}`;
+      prelude.push({ opType: 'Cast', name: v, inputs: [`${key}${F32_SUFFIX}`], outputs: [key], attrs: { to: g.floatType }, domain: '' });
+      v = key;
     }
+    exposed.set(key, v);
+    return v;
+  };
+  for (const [name, shape] of [...g.weightInits]) {
+    const derived = g.derivedWeights.get(name);
+    const source = derived?.source ?? name;
+    if (!patchable.has(source)) continue;
+    g.weightInits.delete(name);
+    if (!derived) { expose(name, shape); continue; }
+    // a weight the graph reads pre-transposed (GraphOptions.linear): feed the stored form, transpose in the graph
+    const stored = expose(source, g.weightShape(source));
+    const flat = g.constInt64([shape[1], shape[0]], [2], 'lora_shape'); // [out, in]
+    prelude.push({ opType: 'Reshape', name: `lora_reshape/${name}`, inputs: [stored, flat.name], outputs: [`lora_reshape/${name}`], attrs: {}, domain: '' });
+    prelude.push({ opType: 'Transpose', name: `lora_transpose/${name}`, inputs: [`lora_reshape/${name}`], outputs: [name], attrs: { perm: [1, 0] }, domain: '' });
   }
-  g.nodes.unshift(...casts);
+  g.nodes.unshift(...prelude);
   return g;
 }
 
@@ -65,43 +91,77 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
   if (active.length === 0) return { session: await store.session({ ...spec, loras: [] }), weightFeeds: {} };
   const { file, config } = store.checkpoint(spec.checkpoint);
   const patchable = new Set(patchableKeys(keyMapFor(file, config), spec.component));
-  const session = await store.session({
-    ...spec, loras: [], variant: `${spec.variant ?? ''}+lora-inputs`,
-    build: (w, cfg, dtype) => exposeWeights(spec.build(w, cfg, dtype), patchable),
-  });
   const id = `${spec.checkpoint}|${file.size}|${spec.component}`;
   // identity of the open file object: store.checkpoint() re-opens a checkpoint that changed on disk
   let base = baseWeights.get(id);
   if (!base || base.id !== fileId(file)) { base = { id: fileId(file), tensors: new Map() }; baseWeights.set(id, base); }
+  const baseOf = (key: string) => {
+    let w = base!.tensors.get(key);
+    if (!w) { w = file.readFloat32(key); loraStats.baseReads++; base!.tensors.set(key, w); }
+    return w;
+  };
+
+  if (store.loraMode === 'bake') {
+    // GPU: feeding ~1e9 weights per run means a host->GPU copy of them every step; bake them into a graph per LoRA
+    // set instead (built from the cached originals + patches; a cached artifact skips the patching altogether)
+    const session = await store.session({
+      ...spec, loras: active, variant: `${spec.variant ?? ''}+lora-baked`,
+      weights: async () => {
+        const patched = await patchTensors(file, config, spec.component, active, [...patchable], baseOf, true);
+        const stored = safetensorsWeights(file);
+        return { ...stored, read: (name) => patched.get(name) ?? stored.read(name) };
+      },
+    });
+    return { session, weightFeeds: {} };
+  }
+
+  const session = await store.session({
+    ...spec, loras: [], variant: `${spec.variant ?? ''}+lora-inputs`,
+    build: (w, cfg, dtype) => exposeWeights(spec.build(w, cfg, dtype), patchable),
+  });
   const setKey = JSON.stringify([fileId(file), active]);
   const last = lastFeeds.get(id);
   if (last && last.set === setKey) return { session, weightFeeds: last.feeds };
 
-  const t0 = performance.now();
-  const { plan } = planLoras(file, config, active, spec.component);
+  const inputs = session.inputNames.filter((n) => patchable.has(n.endsWith(F32_SUFFIX) ? n.slice(0, -F32_SUFFIX.length) : n));
+  const tensors = await patchTensors(file, config, spec.component, active, inputs.map((n) => (n.endsWith(F32_SUFFIX) ? n.slice(0, -F32_SUFFIX.length) : n)), baseOf, false);
   const feeds: Record<string, Tensor> = {};
-  let values = 0, macs = 0;
-  for (const input of session.inputNames) {
+  for (const input of inputs) {
     const key = input.endsWith(F32_SUFFIX) ? input.slice(0, -F32_SUFFIX.length) : input;
-    if (!patchable.has(key)) continue;
-    let w = base.tensors.get(key);
-    if (!w) { w = file.readFloat32(key); loraStats.baseReads++; base.tensors.set(key, w); }
-    const shape = file.shape(key);
+    feeds[input] = { shape: file.shape(key), data: tensors.get(key)! };
+  }
+  lastFeeds.set(id, { set: setKey, feeds });
+  return { session, weightFeeds: feeds };
+}
+
+/**
+ * The patched tensors of a LoRA set for `keys` (the weights the graph takes from outside), with the originals from
+ * `baseOf`; onlyPatched leaves untouched keys out. Throws when the set patches a key outside `keys` (it would be
+ * silently lost). Updates loraStats.
+ */
+async function patchTensors(file: SafetensorsFile, config: ModelConfig, component: Component, active: readonly LoraRef[],
+  keys: readonly string[], baseOf: (key: string) => Float32Array, onlyPatched: boolean): Promise<Map<string, Float32Array>> {
+  const t0 = performance.now();
+  const { plan } = planLoras(file, config, active, component);
+  const wanted = new Set(keys);
+  for (const key of plan.keys()) {
+    if (!wanted.has(key)) throw new Error(`LoRA patches ${key}, which the ${component} graph does not read as a weight input`);
+  }
+  const out = new Map<string, Float32Array>();
+  let values = 0, macs = 0;
+  for (const key of keys) {
     const terms = plan.get(key);
+    if (!terms && onlyPatched) continue;
+    const w = baseOf(key);
     if (terms) {
       values += w.length;
       for (const t of terms) macs += t.module.up.shape[0] * t.module.down.data.length;
     }
-    feeds[input] = { shape, data: terms ? await patchWithOrt(terms, w, shape) : w };
-  }
-  // a patched key the graph does not take as an input would be silently lost: refuse instead
-  for (const key of plan.keys()) {
-    if (!(key in feeds) && !(`${key}${F32_SUFFIX}` in feeds)) throw new Error(`LoRA patches ${key}, which the ${spec.component} graph does not read as a weight input`);
+    out.set(key, terms ? await patchWithOrt(terms, w, file.shape(key)) : w);
   }
   loraStats.patchSets++;
   Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: values, lastPatchMacs: macs });
-  lastFeeds.set(id, { set: setKey, feeds });
-  return { session, weightFeeds: feeds };
+  return out;
 }
 
 const fileIds = new WeakMap<object, string>();

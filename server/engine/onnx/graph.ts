@@ -50,7 +50,18 @@ export interface GraphOptions {
    * so the fused graph is testable against the fixtures without a GPU.
    */
   fusedAttention?: boolean;
+  /**
+   * How blocks.linear multiplies by a [out, in] weight: 'gemm-transb' (default; Gemm reads W as stored, the CPU
+   * form), 'matmul' (MatMul by W transposed at build time to [in, out], bias as a separate Add) or 'gemm' (Gemm by
+   * the pre-transposed W, bias fused). The pre-transposed forms are GPU experiments (server/bench/README.md).
+   */
+  linear?: LinearForm;
 }
+
+export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
+
+/** An initializer computed at serialisation time from a checkpoint tensor (e.g. a transposed copy). */
+export interface DerivedWeight { source: string; transform: 'transpose2d' }
 
 export class GraphBuilder {
   readonly weights: WeightSource | undefined;
@@ -59,6 +70,9 @@ export class GraphBuilder {
   readonly name: string;
   readonly opset: number;
   readonly fusedAttention: boolean;
+  readonly linear: LinearForm;
+  /** initializers that are not checkpoint tensors as stored but computed from one (name -> how) */
+  readonly derivedWeights = new Map<string, DerivedWeight>();
   /** ONNX element type of float compute values (for Cast 'to' and constants) */
   readonly floatType: DataTypeId;
   readonly op: Ops;
@@ -79,6 +93,7 @@ export class GraphBuilder {
     this.name = opts.name ?? 'tcd_graph';
     this.opset = opts.opset ?? 17;
     this.fusedAttention = opts.fusedAttention ?? false;
+    this.linear = opts.linear ?? 'gemm-transb';
     this.floatType = this.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.op = new Ops(this);
   }
@@ -143,6 +158,30 @@ export class GraphBuilder {
     return new Value(key);
   }
 
+  /**
+   * The checkpoint tensor `key` ([out, in] or a 1x1 conv [out, in, 1, 1]) transposed to [in, out], as an initializer
+   * named `${key}:T` written transposed at serialisation (no Transpose node, nothing for ORT to fold at load).
+   */
+  weightTransposed(key: string): Value {
+    const name = `${key}:T`;
+    if (!this.weightInits.has(name)) {
+      const [outDim, inDim] = this.weightShape(key);
+      this.weightInits.set(name, [inDim, outDim]);
+      this.derivedWeights.set(name, { source: key, transform: 'transpose2d' });
+      this.names.add(name);
+    }
+    return new Value(name);
+  }
+
+  /** The float32 values of initializer `name` (a checkpoint tensor, or one derived from it). */
+  readWeight(name: string): Float32Array {
+    if (!this.weights) throw new Error('graph has no WeightSource');
+    const d = this.derivedWeights.get(name);
+    if (!d) return this.weights.read(name);
+    const [outDim, inDim] = this.weightShape(d.source);
+    return transpose2d(this.weights.read(d.source), outDim, inDim);
+  }
+
   /** A float constant in the compute dtype. */
   constFloat(data: ArrayLike<number>, dims: number[] = [data.length], hint = 'const'): Value {
     const f32 = Float32Array.from(data);
@@ -193,6 +232,17 @@ export class GraphBuilder {
     this.nodes.push({ opType, name, inputs: ins, outputs, attrs, domain });
     return outputs.map((o) => new Value(o));
   }
+}
+
+/** [rows, cols] row-major -> [cols, rows] row-major. */
+export function transpose2d(a: Float32Array, rows: number, cols: number): Float32Array {
+  if (a.length !== rows * cols) throw new Error(`transpose2d: ${a.length} values for [${rows}, ${cols}]`);
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) {
+    const row = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = a[row + c];
+  }
+  return out;
 }
 
 export function isFloatAttr(name: string, v: AttrValue): boolean {

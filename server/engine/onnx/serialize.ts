@@ -108,7 +108,7 @@ function planWeights(g: GraphBuilder, external: string | null): WeightPlan[] {
 
 /** Reads one weight and returns its bytes in the compute dtype. */
 function weightBytes(g: GraphBuilder, p: WeightPlan): Uint8Array {
-  const data = g.weights!.read(p.name);
+  const data = g.readWeight(p.name);
   if (data.length !== numel(p.shape)) throw new Error(`weight "${p.name}" has ${data.length} values, shape [${p.shape}] needs ${numel(p.shape)}`);
   if (g.dtype === 'float16') return new Uint8Array(floatToHalfArray(data).buffer);
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

@@ -63,6 +63,11 @@ export interface ArtifactRequest {
   build: () => GraphBuilder;
 }
 
+/** Whether graphArtifact would reuse a file written earlier (in-memory artifacts are always rebuilt). */
+export function artifactCached(req: Omit<ArtifactRequest, 'build'>): boolean {
+  return req.externalize && existsSync(join(req.cacheDir, req.key, 'model.onnx'));
+}
+
 export function graphArtifact(req: ArtifactRequest): GraphArtifact {
   if (!req.externalize) return { kind: 'bytes', bytes: serializeModel(req.build()) };
   const dir = join(req.cacheDir, req.key);

@@ -6,6 +6,8 @@
  */
 import type { InferenceSession } from 'onnxruntime-node';
 import type { ModelFamily } from '../config.js';
+import type { LinearForm } from '../onnx/graph.js';
+import type { VaeAttentionForm } from '../vae.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cuda'];
@@ -74,6 +76,12 @@ export function isGpu(ep: ExecutionProvider): boolean {
  *   TCD_GPU_BUFFER_CACHE=bucket|simple   webgpu storage-buffer cache (simple: exact sizes only; SDXL 1024 peak
  *                                 62 -> 40 GB at the same step time, one image measured; bucket stays default)
  *   TCD_ORT_PROFILE_DIR=DIR       ORT profiling JSON per session (written when the session is released)
+ *   TCD_GPU_LINEAR=matmul|gemm|gemm-transb   how UNet/VAE linears multiply (GraphOptions.linear); SD1.5 512 step
+ *                                 81.9 ms (matmul) / 81.0 (gemm, pre-transposed) vs 97.1 (gemm-transb, the CPU form)
+ *   TCD_GPU_LORA=bake|inputs      LoRA on GPU: patched weights baked into a graph per LoRA set (SD1.5 512 step with a
+ *                                 rank-64 LoRA ~82 ms, first call 41 s incl. the bake) or fed every run (2.0 s a step)
+ *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
+ *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', gpuTuningFromEnv(process.env))
  */
 export interface GpuTuning {
@@ -82,9 +90,22 @@ export interface GpuTuning {
   graphCapture: boolean;
   bufferCache: 'bucket' | 'simple';
   profileDir: string | null;
+  linear: LinearForm;
+  lora: 'bake' | 'inputs';
+  vaeAttention: VaeAttentionForm;
 }
 
-export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = { layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null };
+export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
+  layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null,
+  linear: 'matmul', lora: 'bake', vaeAttention: 'fused',
+};
+
+function oneOf<T extends string>(env: Record<string, string | undefined>, name: string, allowed: readonly T[]): T | undefined {
+  const v = env[name]?.trim().toLowerCase();
+  if (!v) return undefined;
+  if (!(allowed as readonly string[]).includes(v)) throw new Error(`${name} must be ${allowed.join(' or ')}, got "${env[name]}"`);
+  return v as T;
+}
 
 export function gpuTuningFromEnv(env: Record<string, string | undefined>): GpuTuning {
   const t: GpuTuning = { ...DEFAULT_GPU_TUNING };
@@ -105,16 +126,22 @@ export function gpuTuningFromEnv(env: Record<string, string | undefined>): GpuTu
     t.bufferCache = cache;
   }
   if (env.TCD_ORT_PROFILE_DIR) t.profileDir = env.TCD_ORT_PROFILE_DIR;
+  t.linear = oneOf(env, 'TCD_GPU_LINEAR', ['gemm-transb', 'matmul', 'gemm'] as const) ?? t.linear;
+  t.lora = oneOf(env, 'TCD_GPU_LORA', ['bake', 'inputs'] as const) ?? t.lora;
+  t.vaeAttention = oneOf(env, 'TCD_GPU_VAE_ATTENTION', ['fused', 'plain', 'fused-fp16', 'plain-fp16'] as const) ?? t.vaeAttention;
   return t;
 }
 
 /**
  * The graph-shape choices a component is built with on a provider: GPU graphs take the fused attention operator
- * (when tuned on); CPU graphs stay the plain reference form the fixtures were matched with. Part of the graph
- * cache key.
+ * (when tuned on), the tuned linear form and VAE mid-block attention; CPU graphs stay the plain reference form the
+ * fixtures were matched with. Part of the graph cache key.
  */
-export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): { fusedAttention: boolean } {
-  return { fusedAttention: isGpu(ep) && tuning.fusedAttention };
+export interface GraphTuning { fusedAttention: boolean; linear: LinearForm; midAttention?: VaeAttentionForm }
+
+export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): GraphTuning {
+  if (!isGpu(ep)) return { fusedAttention: false, linear: 'gemm-transb' };
+  return { fusedAttention: tuning.fusedAttention, linear: tuning.linear, midAttention: tuning.vaeAttention };
 }
 
 /**

@@ -16,11 +16,11 @@ import { serializeModel } from '../onnx/serialize.js';
 import type { WeightSource } from '../onnx/weights.js';
 import { weightSourceFor } from '../weights.js';
 import { componentBytes } from './estimate.js';
-import { builderCodeVersion, fileIdentity, graphArtifact, graphKey } from './graph-cache.js';
+import { artifactCached, builderCodeVersion, fileIdentity, graphArtifact, graphKey } from './graph-cache.js';
 import { ModelCache } from './model-cache.js';
 import type { LoraRef, RuntimeStats, WorkerInit } from './protocol.js';
 import {
-  type Component, type ComputeDtype, type ExecutionProvider, type GpuTuning, chooseProvider, computeDtypeFor, describeChoice, gpuTuningFromEnv,
+  type Component, type ComputeDtype, type ExecutionProvider, type GpuTuning, type GraphTuning, chooseProvider, computeDtypeFor, describeChoice, gpuTuningFromEnv,
   graphTuningFor, isGpu, sessionOptionsFor,
 } from './providers.js';
 
@@ -31,6 +31,12 @@ export interface ComponentSpec {
   /** tells apart graphs of one component with different outputs (e.g. which CLIP layer) */
   variant?: string;
   build(weights: WeightSource, config: ModelConfig, dtype: ComputeDtype): GraphBuilder;
+  /**
+   * Where the graph's weights come from when it must be built (not when its artifact is cached on disk): default,
+   * the checkpoint with `loras` merged by weightSourceFor. LoRA-baked GPU graphs pass patched tensors computed in
+   * the worker (lora/session.ts).
+   */
+  weights?: () => Promise<WeightSource>;
 }
 
 interface Loaded { session: ort.InferenceSession; dispose(): Promise<void> }
@@ -79,8 +85,16 @@ export class SessionStore {
     return entry;
   }
 
+  /** set by tests to run a LoRA mode on the CPU provider; null: bake/inputs per tuning on GPUs, inputs on the CPU */
+  loraModeOverride: 'bake' | 'inputs' | null = null;
+
+  /** How LoRA weights reach the sessions (lora/session.ts): baked per LoRA set on GPUs (by default), fed on the CPU. */
+  get loraMode(): 'bake' | 'inputs' {
+    return this.loraModeOverride ?? (isGpu(this.ep) ? this.tuning.lora : 'inputs');
+  }
+
   /** Graph-shape choices for the provider in use (the component builders read this; part of the graph key). */
-  get graphTuning(): { fusedAttention: boolean } {
+  get graphTuning(): GraphTuning {
     return graphTuningFor(this.ep, this.tuning);
   }
 
@@ -103,19 +117,25 @@ export class SessionStore {
     const bytes = componentBytes(file, config, spec.component, dtype);
     const variant = spec.variant ?? '';
     const loras = spec.loras.map((l) => ({ path: l.path, strength: l.strength }));
-    const graph = this.graphTuning;
+    // the text encoders are built the same on every provider: GPU graph knobs do not make them new graphs
+    const graph = spec.component.startsWith('text_encoder') ? {} : this.graphTuning;
     const key = JSON.stringify({ checkpoint: spec.checkpoint, component: spec.component, variant, loras, dtype, ep, graph });
     const name = `${config.family} ${spec.component.replace(/_/g, ' ')}${variant ? ` (${variant})` : ''} of ${basename(spec.checkpoint)}`;
     return this.cache.acquire(key, { pool: isGpu(ep) ? 'vram' : 'ram', bytes }, name, async () => {
       const t0 = performance.now();
-      const artifact = graphArtifact({
+      const request = {
         cacheDir: this.init.cacheDir,
         key: graphKey({
           code: builderCodeVersion(), checkpoint: fileIdentity(spec.checkpoint), component: spec.component, variant, dtype, graph,
           loras: spec.loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
         }),
         externalize: bytes >= this.init.externalDataMinBytes,
-        build: () => spec.build(weightSourceFor(file, spec.component, spec.loras), config, dtype),
+      };
+      // prepared weights (LoRA-baked graphs) are computed only when the graph must actually be built
+      const source = spec.weights && !artifactCached(request) ? await spec.weights() : null;
+      const artifact = graphArtifact({
+        ...request,
+        build: () => spec.build(source ?? weightSourceFor(file, spec.component, spec.loras), config, dtype),
       });
       if (artifact.kind === 'file' && artifact.reused) this.graphsReused++;
       else this.graphsBuilt++;

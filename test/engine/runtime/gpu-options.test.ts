@@ -10,8 +10,10 @@ import {
 
 const layoutOf = (o: ReturnType<typeof sessionOptionsFor>) => (o.executionProviders![0] as { preferredLayout?: string }).preferredLayout;
 
-test('defaults: the measured winners (NHWC, fused attention), no graph capture, no profiling', () => {
-  assert.deepEqual(DEFAULT_GPU_TUNING, { layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null });
+test('defaults: the measured winners (NHWC, fused attention, MatMul linears, baked LoRAs), no graph capture, no profiling', () => {
+  assert.deepEqual(DEFAULT_GPU_TUNING, {
+    layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null, linear: 'matmul', lora: 'bake', vaeAttention: 'fused',
+  });
   assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
   const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
   assert.equal(o.enableGraphCapture, undefined);
@@ -21,10 +23,15 @@ test('defaults: the measured winners (NHWC, fused attention), no graph capture, 
 
 test('TCD_GPU_* environment is parsed and validated', () => {
   assert.deepEqual(gpuTuningFromEnv({ TCD_GPU_LAYOUT: 'nchw', TCD_GPU_ATTENTION: 'plain', TCD_GPU_GRAPH_CAPTURE: '1', TCD_GPU_BUFFER_CACHE: 'simple', TCD_ORT_PROFILE_DIR: '/tmp/p' }),
-    { layout: 'NCHW', fusedAttention: false, graphCapture: true, bufferCache: 'simple', profileDir: '/tmp/p' });
+    { ...DEFAULT_GPU_TUNING, layout: 'NCHW', fusedAttention: false, graphCapture: true, bufferCache: 'simple', profileDir: '/tmp/p' });
   assert.equal((sessionOptionsFor('webgpu', 'unet', 'sd1', gpuTuningFromEnv({ TCD_GPU_BUFFER_CACHE: 'simple' })).executionProviders![0] as { storageBufferCacheMode: string }).storageBufferCacheMode, 'simple');
   assert.throws(() => gpuTuningFromEnv({ TCD_GPU_LAYOUT: 'NWHC' }), /TCD_GPU_LAYOUT must be NHWC or NCHW/);
   assert.throws(() => gpuTuningFromEnv({ TCD_GPU_ATTENTION: 'flash' }), /TCD_GPU_ATTENTION must be fused or plain/);
+  const t = gpuTuningFromEnv({ TCD_GPU_LINEAR: 'Gemm-TransB', TCD_GPU_LORA: 'inputs', TCD_GPU_VAE_ATTENTION: 'plain-fp16' });
+  assert.deepEqual([t.linear, t.lora, t.vaeAttention], ['gemm-transb', 'inputs', 'plain-fp16']);
+  assert.throws(() => gpuTuningFromEnv({ TCD_GPU_LINEAR: 'conv' }), /TCD_GPU_LINEAR must be gemm-transb or matmul or gemm/);
+  assert.throws(() => gpuTuningFromEnv({ TCD_GPU_LORA: 'merge' }), /TCD_GPU_LORA must be bake or inputs/);
+  assert.throws(() => gpuTuningFromEnv({ TCD_GPU_VAE_ATTENTION: 'flash' }), /TCD_GPU_VAE_ATTENTION must be/);
 });
 
 test('layout knob applies to conv-heavy components only; text encoders stay NCHW', () => {
@@ -51,11 +58,14 @@ test('profiling writes one file per provider, family and component under the pro
   assert.equal(sessionOptionsFor('cpu', 'unet', 'sd1', { ...DEFAULT_GPU_TUNING, profileDir: '/tmp/prof' }).profileFilePrefix, '/tmp/prof/cpu-sd1-unet');
 });
 
-test('fused attention graphs go to GPU providers only; the CPU keeps the reference graph', () => {
-  assert.deepEqual(graphTuningFor('webgpu'), { fusedAttention: true });
-  assert.deepEqual(graphTuningFor('cuda'), { fusedAttention: true });
-  assert.deepEqual(graphTuningFor('cpu'), { fusedAttention: false });
-  assert.deepEqual(graphTuningFor('webgpu', { ...DEFAULT_GPU_TUNING, fusedAttention: false }), { fusedAttention: false });
+test('fused attention, MatMul linears and VAE attention forms go to GPU providers only; the CPU keeps the reference graph', () => {
+  const gpu = { fusedAttention: true, linear: 'matmul', midAttention: 'fused' };
+  assert.deepEqual(graphTuningFor('webgpu'), gpu);
+  assert.deepEqual(graphTuningFor('cuda'), gpu);
+  assert.deepEqual(graphTuningFor('cpu'), { fusedAttention: false, linear: 'gemm-transb' });
+  assert.deepEqual(graphTuningFor('cpu', { ...DEFAULT_GPU_TUNING, linear: 'gemm', vaeAttention: 'plain-fp16' }), { fusedAttention: false, linear: 'gemm-transb' });
+  assert.deepEqual(graphTuningFor('webgpu', { ...DEFAULT_GPU_TUNING, fusedAttention: false, linear: 'gemm-transb', vaeAttention: 'plain' }),
+    { fusedAttention: false, linear: 'gemm-transb', midAttention: 'plain' });
 });
 
 test('cuda: device 0, cpu fallback, memory patterns off', () => {

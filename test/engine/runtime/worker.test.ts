@@ -65,7 +65,7 @@ describe('engine worker', { skip }, () => {
       const t0 = performance.now();
       // repeat until the runs cover a second, however fast this machine is
       let out = await engine.unet(ref, x, Float32Array.of(500), context);
-      for (let i = 0; i < 30 && performance.now() - t0 < 1500; i++) out = await engine.unet(ref, x, Float32Array.of(500), context);
+      for (let i = 0; i < 500 && performance.now() - t0 < 1500; i++) out = await engine.unet(ref, x, Float32Array.of(500), context);
       const elapsed = performance.now() - t0;
       clearInterval(timer);
       maxGap = Math.max(maxGap, performance.now() - last);
