@@ -70,5 +70,14 @@ case $set in
     bench sdxl-gemmT 150 TCD_GPU_LINEAR=gemm-transb -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1
     bench sdxl-matmul-lora-bake 180 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1 --lora-rank 64
     ;;
+  issue8d) # SD1.5 512 with the new defaults: per-operator GPU time (where the remaining gap is)
+    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    bench sd15-default 100 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 2
+    mkdir -p /tmp/prof && rm -f /tmp/prof/*
+    bench sd15-profile 60 TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
+    node dist/server/bench/profile-summary.js /tmp/prof/*unet*.json > "$out/sd15-unet-profile.json"
+    head -c 3000 "$out/sd15-unet-profile.json"
+    rm -f "$out/sd15-profile.json"
+    ;;
 esac
 echo "== done $set in $SECONDS s"
