@@ -63,9 +63,9 @@ export function resolveHostOptions(o: HostOptions) {
   };
 }
 
-export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'], engineOpts: { ep?: string; dataDir: string; log: (m: string) => void }, previews = true): NodeServices {
+export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'], engineOpts: { ep?: string; dataDir: string; log: (m: string) => void; device?: number }, previews = true): NodeServices {
   let engine: Engine | null = null;
-  return { dirs, models, previews, engine: () => (engine ??= new Engine({ ep: engineOpts.ep, dataDir: engineOpts.dataDir, log: engineOpts.log })) };
+  return { dirs, models, previews, engine: () => (engine ??= new Engine({ ep: engineOpts.ep, dataDir: engineOpts.dataDir, log: engineOpts.log, device: engineOpts.device })) };
 }
 
 /** Start the full server (the `serve` command). Creates the demo checkpoint when models/checkpoints has none. */
@@ -90,7 +90,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     // farm (server/farm): prompts on Redis for worker processes, or one executor per local device
     queueBackend: o.queue ? (ctx) => new RedisPromptQueue(ctx, { url: o.queue! })
       : o.devices && o.devices.length > 1 ? (ctx) => new MultiDeviceQueue(ctx, o.devices!, (device) => {
-        const s = makeServices(services!.models, services!.dirs, { ep: r.ep, dataDir: r.dataDir, log: (m) => log(`[device ${device}] ${m}`) }, o.previews !== false);
+        const s = makeServices(services!.models, services!.dirs, { ep: r.ep, dataDir: r.dataDir, log: (m) => log(`[device ${device}] ${m}`), device: Number(device) }, o.previews !== false);
         extraServices.push(s);
         return new Executor(ctx.executor.registry, s);
       }) : undefined,

@@ -70,6 +70,8 @@ export interface EngineOptions {
   externalDataMinMB?: number;
   /** one line per event worth a log (provider choice, crashes); default console.log */
   log?: (line: string) => void;
+  /** GPU index (CUDA deviceId) for this engine; default env TCD_DEVICE, else 0. One engine per GPU for several GPUs. */
+  device?: number;
 }
 
 const MB = 1024 * 1024;
@@ -79,6 +81,14 @@ function envNumber(name: string): number | undefined {
   if (v === undefined || v.trim() === '') return undefined;
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number of megabytes, got "${v}"`);
+  return n;
+}
+
+function deviceFromEnv(): number {
+  const v = process.env.TCD_DEVICE;
+  if (v === undefined || v.trim() === '') return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`TCD_DEVICE must be a GPU index (0, 1, ...), got "${v}"`);
   return n;
 }
 
@@ -93,6 +103,7 @@ export function resolveEngineOptions(o: EngineOptions = {}): WorkerInit {
     vramBudget: vramMB !== undefined ? vramMB * MB : Infinity,
     cacheDir: resolve(o.cacheDir ?? join(dataDir, 'onnx-cache')),
     externalDataMinBytes: (o.externalDataMinMB ?? 64) * MB,
+    device: o.device ?? deviceFromEnv(),
   };
 }
 

@@ -64,6 +64,8 @@ export interface WorkerInit {
   cacheDir: string;
   /** components whose weights exceed this go to external-data files in cacheDir; smaller ones stay in memory */
   externalDataMinBytes: number;
+  /** GPU index this engine runs on (CUDA deviceId); default 0 */
+  device?: number;
 }
 
 /** "unet of sd15.safetensors": names a call in errors. */

@@ -93,6 +93,8 @@ export interface GpuTuning {
   linear: LinearForm;
   lora: 'bake' | 'inputs';
   vaeAttention: VaeAttentionForm;
+  /** GPU index for providers that take one (CUDA deviceId) */
+  deviceId?: number;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -151,7 +153,8 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
  * - GPU providers list 'cpu' after themselves so nodes they lack run on the CPU instead of failing.
  * - webgpu: NHWC (tuning.layout) for the conv-heavy UNet and VAE (its conv kernels are written for NHWC), NCHW for
  *   the text encoders (no convs, avoids layout transposes); bucketed buffer cache for the dynamic shapes we run.
- * - cuda (untested here: onnxruntime-node's CUDA binaries are not installed on this project's machines): device 0;
+ * - cuda (untested here: onnxruntime-node's CUDA binaries are not installed on this project's machines): the engine's
+ *   device (EngineOptions.device / TCD_DEVICE, default 0);
  *   install them with onnxruntime-node's postinstall (ONNXRUNTIME_NODE_INSTALL_CUDA=v12) and pick TCD_EP=cuda.
  * - cpu: the memory arena and memory patterns pay off because the same shapes repeat every sampling step.
  * - tuning.profileDir turns on ORT profiling (one JSON per session); tuning.graphCapture ORT graph capture.
@@ -182,7 +185,7 @@ export function sessionOptionsFor(ep: ExecutionProvider, component: Component, f
       };
     case 'cuda':
       return {
-        ...common, executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false,
+        ...common, executionProviders: [{ name: 'cuda', deviceId: tuning.deviceId ?? 0 }, 'cpu'], enableMemPattern: false,
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
   }

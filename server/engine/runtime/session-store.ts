@@ -56,9 +56,10 @@ export class SessionStore {
   /** per load, in order (the bench reads them through stats) */
   readonly loadTimings: LoadTiming[] = [];
   /** GPU knobs (layout, fused attention, graph capture, profiling) from TCD_GPU_* / TCD_ORT_PROFILE_DIR */
-  readonly tuning: GpuTuning = gpuTuningFromEnv(process.env);
+  readonly tuning: GpuTuning;
 
   private constructor(private init: WorkerInit, public ep: ExecutionProvider, private log: (line: string) => void) {
+    this.tuning = { ...gpuTuningFromEnv(process.env), deviceId: init.device ?? 0 };
     this.cache = new ModelCache<Loaded>({ ram: init.ramBudget, vram: init.vramBudget });
   }
 

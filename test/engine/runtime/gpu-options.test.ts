@@ -73,3 +73,19 @@ test('cuda: device 0, cpu fallback, memory patterns off', () => {
   assert.deepEqual(o.executionProviders, [{ name: 'cuda', deviceId: 0 }, 'cpu']);
   assert.equal(o.enableMemPattern, false);
 });
+
+test('one engine per GPU: the engine device (option, else TCD_DEVICE) becomes the CUDA deviceId', async () => {
+  const o = sessionOptionsFor('cuda', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, deviceId: 1 });
+  assert.deepEqual(o.executionProviders, [{ name: 'cuda', deviceId: 1 }, 'cpu']);
+  const { resolveEngineOptions } = await import('../../../server/engine/engine.js');
+  assert.equal(resolveEngineOptions({ device: 3 }).device, 3);
+  const saved = process.env.TCD_DEVICE;
+  try {
+    process.env.TCD_DEVICE = '2';
+    assert.equal(resolveEngineOptions({}).device, 2);
+    process.env.TCD_DEVICE = 'gpu0';
+    assert.throws(() => resolveEngineOptions({}), /TCD_DEVICE must be a GPU index/);
+  } finally {
+    if (saved === undefined) delete process.env.TCD_DEVICE; else process.env.TCD_DEVICE = saved;
+  }
+});
