@@ -76,9 +76,8 @@ export class FarmWorker {
     this.id = o.id ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 6)}`;
     this.log = o.log ?? ((m) => console.log(`[worker ${this.id}] ${m}`));
     if (o.device !== undefined) {
-      // read by the engine's execution provider set-up; CUDA numbers visible devices from 0
+      // the engine reads TCD_DEVICE as its CUDA deviceId (setting CUDA_VISIBLE_DEVICES too would renumber it to 0)
       process.env.TCD_DEVICE = o.device;
-      process.env.CUDA_VISIBLE_DEVICES = o.device;
     }
     const r = redisOptions(o.queue);
     this.conn = new Redis(r);
