@@ -155,7 +155,7 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
  *   the text encoders (no convs, avoids layout transposes); bucketed buffer cache for the dynamic shapes we run.
  * - cuda (untested here: onnxruntime-node's CUDA binaries are not installed on this project's machines): the engine's
  *   device (EngineOptions.device / TCD_DEVICE, default 0);
- *   install them with onnxruntime-node's postinstall (ONNXRUNTIME_NODE_INSTALL_CUDA=v12) and pick TCD_EP=cuda.
+ *   install them with onnxruntime-node's postinstall (ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node) and pick TCD_EP=cuda.
  * - cpu: the memory arena and memory patterns pay off because the same shapes repeat every sampling step.
  * - tuning.profileDir turns on ORT profiling (one JSON per session); tuning.graphCapture ORT graph capture.
  */
