@@ -18,7 +18,7 @@ const MiB = 1024 * 1024;
 test('engine options: explicit values, then TCD_* env, then defaults', () => {
   const saved = { ...process.env };
   try {
-    delete process.env.TCD_EP; delete process.env.TCD_RAM_BUDGET_MB; delete process.env.TCD_VRAM_BUDGET_MB; delete process.env.TCD_DATA_DIR;
+    delete process.env.TCD_EP; delete process.env.TCD_DEVICE; delete process.env.TCD_RAM_BUDGET_MB; delete process.env.TCD_VRAM_BUDGET_MB; delete process.env.TCD_DATA_DIR;
     const d = resolveEngineOptions();
     assert.equal(d.ep, undefined);
     assert.ok(d.ramBudget > 0 && d.ramBudget < (2 ** 53));
@@ -26,9 +26,9 @@ test('engine options: explicit values, then TCD_* env, then defaults', () => {
     assert.match(d.cacheDir, /data\/onnx-cache$/);
     assert.equal(d.externalDataMinBytes, 64 * MiB);
     process.env.TCD_EP = 'webgpu'; process.env.TCD_RAM_BUDGET_MB = '512'; process.env.TCD_VRAM_BUDGET_MB = '8000'; process.env.TCD_DATA_DIR = '/srv/tcd';
-    assert.deepEqual(resolveEngineOptions(), { ep: 'webgpu', ramBudget: 512 * MiB, vramBudget: 8000 * MiB, cacheDir: '/srv/tcd/onnx-cache', externalDataMinBytes: 64 * MiB });
+    assert.deepEqual(resolveEngineOptions(), { ep: 'webgpu', ramBudget: 512 * MiB, vramBudget: 8000 * MiB, cacheDir: '/srv/tcd/onnx-cache', externalDataMinBytes: 64 * MiB, device: 0 });
     assert.deepEqual(resolveEngineOptions({ ep: 'cpu', ramBudgetMB: 1, cacheDir: '/tmp/c', externalDataMinMB: 0 }),
-      { ep: 'cpu', ramBudget: MiB, vramBudget: 8000 * MiB, cacheDir: '/tmp/c', externalDataMinBytes: 0 });
+      { ep: 'cpu', ramBudget: MiB, vramBudget: 8000 * MiB, cacheDir: '/tmp/c', externalDataMinBytes: 0, device: 0 });
     process.env.TCD_RAM_BUDGET_MB = 'lots';
     assert.throws(() => resolveEngineOptions(), /TCD_RAM_BUDGET_MB must be a positive number of megabytes, got "lots"/);
   } finally {
