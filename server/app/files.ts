@@ -7,6 +7,7 @@ import { httpError } from '../protocol/errors.js';
 import { PathError, resolveInside, checkRelativeName } from '../storage/safe-path.js';
 import { writeFileAtomic } from '../storage/atomic-write.js';
 import { sniffImage } from '../storage/image-sniff.js';
+import { pngVariant } from '../storage/image-variants.js';
 
 export interface FileDirs { output: string; input: string; temp: string }
 
@@ -31,12 +32,20 @@ export function viewHandler(dirs: FileDirs) {
     let path: string;
     try { path = resolveInside(base, typeof subfolder === 'string' ? subfolder : '', filename); } catch (e) { sendPathError(res, e); return; }
     if (!existsSync(path) || !statSync(path).isFile()) { res.status(404).json(httpError('not_found', `no such file: ${filename}`)); return; }
-    res.setHeader('Content-Type', MIME[extname(path).toLowerCase()] ?? 'application/octet-stream');
+    let bytes: Buffer = readFileSync(path);
+    let contentType = MIME[extname(path).toLowerCase()] ?? 'application/octet-stream';
+    if (sniffImage(bytes) === 'png') {
+      try {
+        const v = pngVariant(bytes, req.query.channel, req.query.preview);
+        if (v) { bytes = v.bytes; contentType = v.contentType; }
+      } catch (e) { res.status(400).json(httpError('bad_request', `cannot make a preview of ${filename}: ${(e as Error).message}`)); return; }
+    }
+    res.setHeader('Content-Type', contentType);
     // uploads are only sniffed for an image header: never let a browser reinterpret one as HTML or script
     res.setHeader('X-Content-Type-Options', 'nosniff');
     res.setHeader('Content-Security-Policy', "default-src 'none'; sandbox");
     res.setHeader('Content-Disposition', `filename="${filename.replace(/["\\\r\n]/g, '_')}"`);
-    res.send(readFileSync(path));
+    res.send(bytes);
   };
 }
 
