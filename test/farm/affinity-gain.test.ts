@@ -6,12 +6,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { serve } from '../../server/host.js';
 import type { RunningServer } from '../../server/app/server.js';
 import type { NodeServices } from '../../nodes/services.js';
 import { makeCheckpoint, presetConfig, DEMO_CHECKPOINT_NAME } from '../../server/engine/make-checkpoint.js';
 import { api, waitHistory } from '../server/protocol-client.js';
-import { RedisProcess, farmDirs, freePort, spawnWorker, stopWorker, workerStates, workerModels, removeDirs, demoPrompt, redisSkip, type FarmDirs } from './farm-harness.js';
+import { RedisProcess, farmDirs, spawnWorker, stopWorker, workerStates, workerModels, demoPrompt, redisSkip, type FarmDirs, startFarmServer, stopFarmServer } from './farm-harness.js';
 
 const skip = redisSkip();
 let redis: RedisProcess, d: FarmDirs, server: RunningServer<NodeServices>;
@@ -21,15 +20,11 @@ before(async () => {
   if (skip) return;
   d = await farmDirs();
   await makeCheckpoint({ config: presetConfig('demo'), out: join(d.models, 'checkpoints', OTHER), seed: 2, dtype: 'F16' });
-  redis = new RedisProcess(await freePort(), d.data);
-  await redis.start();
-  server = await serve({ port: 0, listen: '127.0.0.1', models: d.models, data: d.data, output: d.output, input: d.input, temp: d.temp, queue: redis.url, log: () => {} });
+  ({ redis, server } = await startFarmServer(d));
 });
 after(async () => {
   if (skip) return;
-  await server.close();
-  await redis.stop();
-  removeDirs(d);
+  await stopFarmServer({ redis, server }, d);
 });
 
 async function round(tag: string, affinity: boolean, n = 6): Promise<{ ms: number; switches: number; done: number }> {

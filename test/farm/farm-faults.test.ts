@@ -7,13 +7,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { serve } from '../../server/host.js';
 import type { RunningServer } from '../../server/app/server.js';
 import type { NodeServices } from '../../nodes/services.js';
 import { DEMO_CHECKPOINT_NAME } from '../../server/engine/make-checkpoint.js';
 import { queueNameFor } from '../../server/farm/protocol.js';
 import { api, WsClient, waitHistory } from '../server/protocol-client.js';
-import { RedisProcess, farmDirs, freePort, spawnWorker, stopWorker, workerStates, workerModels, removeDirs, demoPrompt, redisSkip, type FarmDirs } from './farm-harness.js';
+import { RedisProcess, farmDirs, spawnWorker, stopWorker, workerStates, workerModels, demoPrompt, redisSkip, type FarmDirs, startFarmServer, stopFarmServer } from './farm-harness.js';
 import { linkSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -25,15 +24,11 @@ before(async () => {
   d = await farmDirs();
   // a checkpoint the server lists but no worker has
   linkSync(join(d.models, 'checkpoints', DEMO_CHECKPOINT_NAME), join(d.models, 'checkpoints', 'only-on-server.safetensors'));
-  redis = new RedisProcess(await freePort(), d.data);
-  await redis.start();
-  server = await serve({ port: 0, listen: '127.0.0.1', models: d.models, data: d.data, output: d.output, input: d.input, temp: d.temp, queue: redis.url, log: () => {} });
+  ({ redis, server } = await startFarmServer(d));
 });
 after(async () => {
   if (skip) return;
-  await server.close();
-  await redis.stop();
-  removeDirs(d);
+  await stopFarmServer({ redis, server }, d);
 });
 
 async function waiting(): Promise<number> {

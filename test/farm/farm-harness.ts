@@ -11,6 +11,9 @@ import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME } from '../../server/engine/make-checkpoint.js';
 import { KEYS, aliveWorkers, type WorkerState } from '../../server/farm/protocol.js';
+import { serve } from '../../server/host.js';
+import type { RunningServer } from '../../server/app/server.js';
+import type { NodeServices } from '../../nodes/services.js';
 
 export function redisSkip(): string | false {
   return spawnSync('redis-server', ['--version']).status === 0 ? false : 'redis-server is not installed (apt-get install -y redis-server)';
@@ -98,6 +101,21 @@ export async function stopWorker(p: ChildProcess, signal: NodeJS.Signals = 'SIGT
 }
 
 export function removeDirs(d: FarmDirs): void { rmSync(d.root, { recursive: true, force: true }); }
+
+/** A redis-server on a free port (data in d.data) and the API server in this process queueing on it. */
+export async function startFarmServer(d: FarmDirs): Promise<{ redis: RedisProcess; server: RunningServer<NodeServices> }> {
+  const redis = new RedisProcess(await freePort(), d.data);
+  await redis.start();
+  const server = await serve({ port: 0, listen: '127.0.0.1', models: d.models, data: d.data, output: d.output, input: d.input, temp: d.temp, queue: redis.url, log: () => {} });
+  return { redis, server };
+}
+
+/** Stops what startFarmServer started and removes the folders. */
+export async function stopFarmServer(f: { redis: RedisProcess; server: RunningServer<NodeServices> }, d: FarmDirs): Promise<void> {
+  await f.server.close();
+  await f.redis.stop();
+  removeDirs(d);
+}
 
 /** The 64x64, 4-step demo prompt. */
 export function demoPrompt(o: { seed?: number; steps?: number; size?: number; prefix?: string; ckpt?: string; text?: string } = {}) {

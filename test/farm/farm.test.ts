@@ -11,11 +11,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { PNG } from 'pngjs';
-import { serve } from '../../server/host.js';
 import type { RunningServer } from '../../server/app/server.js';
 import type { NodeServices } from '../../nodes/services.js';
 import { api, WsClient, waitHistory } from '../server/protocol-client.js';
-import { RedisProcess, farmDirs, freePort, spawnWorker, stopWorker, workerStates, removeDirs, demoPrompt, redisSkip, sleep, type FarmDirs } from './farm-harness.js';
+import { RedisProcess, farmDirs, spawnWorker, stopWorker, workerStates, demoPrompt, redisSkip, sleep, type FarmDirs, startFarmServer, stopFarmServer } from './farm-harness.js';
 
 const skip = redisSkip();
 let redis: RedisProcess, d: FarmDirs, server: RunningServer<NodeServices>;
@@ -24,18 +23,14 @@ const workers = new Map<string, ChildProcess>();
 before(async () => {
   if (skip) return;
   d = await farmDirs();
-  redis = new RedisProcess(await freePort(), d.data);
-  await redis.start();
-  server = await serve({ port: 0, listen: '127.0.0.1', models: d.models, data: d.data, output: d.output, input: d.input, temp: d.temp, queue: redis.url, log: () => {} });
+  ({ redis, server } = await startFarmServer(d));
   const [a, b] = await Promise.all([spawnWorker(redis.url, d, 'wa', ['--device', '0']), spawnWorker(redis.url, d, 'wb', ['--device', '1'])]);
   workers.set('wa', a); workers.set('wb', b);
 });
 after(async () => {
   if (skip) return;
   await Promise.all([...workers.values()].map((w) => stopWorker(w)));
-  await server.close();
-  await redis.stop();
-  removeDirs(d);
+  await stopFarmServer({ redis, server }, d);
 });
 
 test('workers report their device; a burst is shared by both workers, with history and /view on the server', { skip }, async () => {
