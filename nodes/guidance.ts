@@ -4,7 +4,7 @@
  * unless the conditioning sets them) and applies classifier-free guidance on eps:
  * eps = eps_neg + cfg * (eps_pos - eps_neg); with cfg <= 1 only the positive branch runs.
  */
-import type { Engine } from '../server/engine/engine.js';
+import type { CondBranch, Engine } from '../server/engine/engine.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import type { CondEntry, Conditioning, ModelValue } from './types.js';
 
@@ -22,8 +22,8 @@ function firstEntry(cond: Conditioning, what: string): CondEntry {
   return cond[0];
 }
 
-/** The UNet call for one conditioning branch at a given latent shape [B, 4, h, w]. */
-export function branch(engine: Engine, model: ModelValue, cond: Conditioning, shape: number[], what: string): EpsFn {
+/** The UNet inputs of one conditioning branch at a latent shape [B, 4, h, w]: context (and SDXL's pooled + time ids). */
+export function condBranch(model: ModelValue, cond: Conditioning, shape: number[], what: string): CondBranch {
   const e = firstEntry(cond, what);
   const [batch, , h, w] = shape;
   const context = repeatBatch(e.context, batch);
@@ -36,6 +36,13 @@ export function branch(engine: Engine, model: ModelValue, cond: Conditioning, sh
     for (let b = 0; b < batch; b++) timeIds.set(ids, b * 6);
     extra = { textEmbeds: repeatBatch(e.pooled, batch), timeIds: { shape: [batch, 6], data: timeIds } };
   }
+  return { context, ...(extra ? { extra } : {}) };
+}
+
+/** The UNet call for one conditioning branch at a given latent shape [B, 4, h, w]. */
+export function branch(engine: Engine, model: ModelValue, cond: Conditioning, shape: number[], what: string): EpsFn {
+  const { context, extra } = condBranch(model, cond, shape, what);
+  const batch = shape[0];
   return (x, timestep) => engine.unet(model.ref, { shape, data: x }, new Float32Array(batch).fill(timestep), context, extra).then((r) => r.data);
 }
 

@@ -6,11 +6,11 @@ import { defineNode, seedInput, seedValue, t } from './define.js';
 import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
 import { TorchGenerator } from '../server/engine/rng.js';
-import { sampleTcd, tcdAddNoise, tcdTimesteps } from '../server/engine/sampling/tcd.js';
+import { tcdAddNoise, tcdTimesteps } from '../server/engine/sampling/tcd.js';
 import { DiscreteModelSampling, epsDenoiser } from '../server/engine/sampling/model-sampling.js';
 import { ksamplerSigmas } from '../server/engine/sampling/schedules.js';
 import { getSampler, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
-import { guidedEps, type EpsFn } from './guidance.js';
+import { condBranch, guidedEps, type EpsFn } from './guidance.js';
 import { latentPreviewJpeg } from './latent-preview.js';
 import type { Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue } from './types.js';
 
@@ -63,15 +63,28 @@ export const TCDSampler = defineNode({
     const steps = Number(a.steps), denoise = Number(a.denoise), eta = Number(a.eta);
     const timesteps = tcdTimesteps(steps, denoise, Number(a.original_inference_steps));
     const gen = new TorchGenerator(seedValue(a.seed));
-    // the initial noise is the generator's first draw, as in the reference pipeline
+    // the initial noise is the generator's first draw, then one draw per noisy step, as in the reference pipeline
     const noise = gen.randn(shape);
+    const noises = eta > 0 ? timesteps.slice(1).map(() => gen.randn(shape)) : [];
     const x = denoise >= 1 ? noise : tcdAddNoise(scaled(latent.data, scale), noise, timesteps[0]);
-    const eps = interruptible(ctx, guidedEps(ctx.services.engine(), model, a.positive as Conditioning, a.negative as Conditioning, Number(a.cfg), shape));
-    const report = stepReporter(ctx, model, shape, timesteps.length);
-    const out = await sampleTcd({
-      x, timesteps, eta, denoise: eps, noise: gen, shape, predictionType: model.config.predictionType === 'v_prediction' ? 'v_prediction' : 'epsilon',
-      onStep: ({ i, predNoisedSample }) => report(i, predNoisedSample),
-    });
+    const cfg = Number(a.cfg);
+    // diffusers runs the negative branch only for guidance_scale > 1
+    const positive = condBranch(model, a.positive as Conditioning, shape, 'positive');
+    const negative = cfg > 1 && a.negative ? condBranch(model, a.negative as Conditioning, shape, 'negative') : undefined;
+    ctx.checkInterrupted();
+    const previews = !!ctx.services.previews;
+    // the whole loop runs in the engine worker (latents stay on the GPU there); progress comes back per step
+    const result = await ctx.services.engine().sampleTcd({
+      model: model.ref, x: { shape, data: x }, timesteps, eta, noises, positive, negative, cfg,
+      predictionType: model.config.predictionType === 'v_prediction' ? 'v_prediction' : 'epsilon',
+    }, {
+      previews, signal: ctx.signal,
+      onStep: ({ step, total, preview }) => {
+        ctx.progress(step + 1, total);
+        if (preview) ctx.preview({ format: 'jpeg', bytes: latentPreviewJpeg(preview.data, shape, model.config.family) });
+      },
+    }).catch((e: unknown) => { ctx.checkInterrupted(); throw e; });
+    const out = result.data;
     return { outputs: [{ samples: { shape: [...shape], data: scaled(out, 1 / scale) } } as LatentValue] };
   },
 });

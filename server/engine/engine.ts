@@ -50,10 +50,10 @@ import { detectCheckpoint } from './detect.js';
 import { SafetensorsFile } from './io/safetensors.js';
 import type { Tensor } from './tensor.js';
 import { fileIdentity } from './runtime/graph-cache.js';
-import type { Call, ClipRef, EncodedText, ModelRef, RuntimeStats, UNetExtra, VaeRef, WorkerInit } from './runtime/protocol.js';
+import type { Call, ClipRef, CondBranch, EncodedText, ModelRef, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerInit } from './runtime/protocol.js';
 import { WorkerClient } from './runtime/worker-client.js';
 
-export type { ClipRef, EncodedText, LoraRef, ModelRef, RuntimeStats, UNetExtra, VaeRef } from './runtime/protocol.js';
+export type { ClipRef, CondBranch, EncodedText, LoraRef, ModelRef, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
 
 export interface EngineOptions {
   /** cpu | webgpu | cuda; default env TCD_EP, else cpu */
@@ -157,6 +157,29 @@ export class Engine {
       ...(extra ? { extra: { textEmbeds: own(extra.textEmbeds), timeIds: own(extra.timeIds) } } : {}),
     };
     return this.client.call<Tensor>(call);
+  }
+
+  /**
+   * A whole TCD denoising loop in the worker (runtime/tcd-loop.ts): on GPU providers the latent and conditioning
+   * stay on the GPU from the first step to the last. `noises` are the generator's draws for the noisy steps, in
+   * order (eta > 0: one per step but the last). onStep gets each step (and its pred_noised_sample when previews are
+   * asked for); aborting `signal` stops the loop at its next step with an InterruptedError.
+   * Example:
+   *   const gen = new TorchGenerator(seed); const x = gen.randn(shape);
+   *   const noises = timesteps.slice(1).map(() => gen.randn(shape));
+   *   const latent = await engine.sampleTcd({ model, x: { shape, data: x }, timesteps, eta: 0.3, noises, positive: { context }, cfg: 1 });
+   */
+  sampleTcd(req: Omit<TcdLoopCall, 'op' | 'previews' | 'predictionType'> & { predictionType?: TcdLoopCall['predictionType'] },
+    opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {}): Promise<Tensor> {
+    const branch = (b: CondBranch): CondBranch => ({
+      context: own(b.context), ...(b.extra ? { extra: { textEmbeds: own(b.extra.textEmbeds), timeIds: own(b.extra.timeIds) } } : {}),
+    });
+    const call: TcdLoopCall = {
+      op: 'sampleTcd', model: { ...req.model, loras: [...req.model.loras] }, x: own(req.x), timesteps: [...req.timesteps], eta: req.eta,
+      noises: req.noises.map((z) => z.slice()), positive: branch(req.positive), ...(req.negative ? { negative: branch(req.negative) } : {}),
+      cfg: req.cfg, predictionType: req.predictionType ?? 'epsilon', previews: opts.previews ?? false,
+    };
+    return this.client.call<Tensor>(call, { onProgress: opts.onStep, signal: opts.signal });
   }
 
   /** Image [B, 3, 8H, 8W] in [-1, 1] (unclamped) from the decoder input z = latent / scaling_factor [B, 4, H, W]. */

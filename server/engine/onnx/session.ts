@@ -23,6 +23,13 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
   return typeof model === 'string' ? ort.InferenceSession.create(model, so) : ort.InferenceSession.create(model, so);
 }
 
+/** Feeds as ort tensors (ort tensors, e.g. GPU-resident ones, pass through). */
+export function toOrtFeeds(feeds: Record<string, Feed | ort.Tensor>): Record<string, ort.Tensor> {
+  const out: Record<string, ort.Tensor> = {};
+  for (const [k, v] of Object.entries(feeds)) out[k] = v instanceof ort.Tensor ? v : toOrt(v as Feed);
+  return out;
+}
+
 function toOrt(f: Feed): ort.Tensor {
   if ('data' in f) return new ort.Tensor('float32', f.data, f.shape);
   if (f.type === 'int32') return new ort.Tensor('int32', Int32Array.from(f.ids as ArrayLike<number>), f.shape);

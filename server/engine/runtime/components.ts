@@ -5,13 +5,14 @@
  */
 import type { ModelConfig, TextEncoderConfig } from '../config.js';
 import { buildTextEncoderGraph } from '../clip.js';
-import { runSession } from '../onnx/session.js';
+import { runSession, toOrtFeeds } from '../onnx/session.js';
+import { deviceTensors } from './device-tensors.js';
 import type { Tensor } from '../tensor.js';
 import { sessionWithLoras } from '../lora/session.js';
 import { tokenizeWindows } from '../tokenizer.js';
 import { buildUNetGraph } from '../unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../vae.js';
-import type { Call, ClipRef, EncodedText } from './protocol.js';
+import type { Call, ClipRef, EncodedText, ModelRef } from './protocol.js';
 import type { Component } from './providers.js';
 import type { SessionStore } from './session-store.js';
 
@@ -19,15 +20,17 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
   switch (call.op) {
     case 'encodeText': return encodeText(store, call.clip, call.text);
     case 'unet': {
-      const { session, weightFeeds } = await sessionWithLoras(store, {
-        checkpoint: call.model.checkpoint, component: 'unet', loras: call.model.loras,
-        build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
-      });
+      const { session, weightFeeds } = await unetSession(store, call.model);
       const { config } = store.checkpoint(call.model.checkpoint);
       if (config.unet.adm && !call.extra) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
       const feeds: Record<string, Tensor> = { ...weightFeeds, x: call.x, t: { shape: [call.t.length], data: call.t }, context: call.context };
       if (config.unet.adm && call.extra) { feeds.text_embeds = call.extra.textEmbeds; feeds.time_ids = call.extra.timeIds; }
-      return (await timedRun(store, 'unet', session, feeds)).eps;
+      const t0 = performance.now();
+      const eps = (await session.run(toOrtFeeds(feeds), ['eps'])).eps;
+      store.recordRun('unet', performance.now() - t0);
+      // on GPU providers the UNet leaves eps in a GPU buffer (for the TCD loop); a single call brings it back
+      const dev = deviceTensors(store);
+      try { return await dev.download(eps); } finally { if (eps.location !== 'cpu') eps.dispose(); }
     }
     case 'vaeDecode': {
       const session = await store.session({
@@ -45,6 +48,14 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
     }
     default: throw new Error(`not a component call: ${call.op}`);
   }
+}
+
+/** The UNet session of a model (LoRAs baked or fed as weight inputs, lora/session.ts). */
+export function unetSession(store: SessionStore, model: ModelRef): ReturnType<typeof sessionWithLoras> {
+  return sessionWithLoras(store, {
+    checkpoint: model.checkpoint, component: 'unet', loras: model.loras,
+    build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
+  });
 }
 
 /** runSession, with its duration recorded in the store (stats().runTimings; the bench reads them). */

@@ -18,9 +18,39 @@ export interface VaeRef { checkpoint: string }
 
 export interface UNetExtra { textEmbeds: Tensor; timeIds: Tensor }
 
+/** One conditioning branch of a sampling loop: the UNet's context (and SDXL's pooled embeds and time ids). */
+export interface CondBranch { context: Tensor; extra?: UNetExtra }
+
+/**
+ * A whole TCD denoising loop run inside the worker (tcd-loop.ts), so latents and conditioning stay where the UNet
+ * runs (GPU buffers on GPU providers) between steps. The noise of every noisy step is drawn by the caller in the
+ * reference order and sent along; the result is the final latent (model space).
+ */
+export interface TcdLoopCall {
+  op: 'sampleTcd';
+  model: ModelRef;
+  /** the starting latent [B, C, h, w] (noise, or the noised image latent for img2img) */
+  x: Tensor;
+  timesteps: number[];
+  eta: number;
+  /** randn for step i (i < timesteps.length - 1) when eta > 0; empty otherwise */
+  noises: Float32Array[];
+  positive: CondBranch;
+  /** classifier-free guidance: eps = neg + cfg * (pos - neg); absent = positive branch only */
+  negative?: CondBranch;
+  cfg: number;
+  predictionType: 'epsilon' | 'v_prediction';
+  /** send each step's predicted noised sample back (latent previews) */
+  previews: boolean;
+}
+
+/** What a sampling loop reports after each step. */
+export interface StepProgress { step: number; total: number; preview?: Tensor }
+
 export type Call =
   | { op: 'encodeText'; clip: ClipRef; text: string }
   | { op: 'unet'; model: ModelRef; x: Tensor; t: Float32Array; context: Tensor; extra?: UNetExtra }
+  | TcdLoopCall
   | { op: 'vaeDecode'; vae: VaeRef; z: Tensor }
   | { op: 'vaeEncode'; vae: VaeRef; image: Tensor }
   | { op: 'free' }
@@ -50,9 +80,21 @@ export interface RuntimeStats {
 
 export interface Request { id: number; call: Call }
 
+/** Asks the worker to stop the call `cancel` at its next step boundary (handled at once, not queued). */
+export interface CancelRequest { cancel: number }
+
+/**
+ * The main thread got the last progress of call `ack`. A loop starts its next step only after the previous step's
+ * ack, so it never runs ahead of what the caller has seen (progress stays live, an interrupt lands within a step).
+ */
+export interface ProgressAck { ack: number }
+
+export type WorkerMessage = Request | CancelRequest | ProgressAck;
+
 export type Response =
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; error: { name: string; message: string; stack?: string } }
+  | { id: number; progress: StepProgress }
   | { id: null; log: string };
 
 /** Settings the worker starts with (workerData). */
@@ -74,6 +116,7 @@ export function describeCall(call: Call): string {
   switch (call.op) {
     case 'encodeText': return `text encoder of ${base(call.clip.checkpoint)}`;
     case 'unet': return `unet of ${base(call.model.checkpoint)}`;
+    case 'sampleTcd': return `TCD sampling loop of ${base(call.model.checkpoint)}`;
     case 'vaeDecode': return `vae decoder of ${base(call.vae.checkpoint)}`;
     case 'vaeEncode': return `vae encoder of ${base(call.vae.checkpoint)}`;
     default: return call.op;

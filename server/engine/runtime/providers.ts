@@ -148,8 +148,9 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
 
 /**
  * Session options for one component on one provider.
- * - Every output returns to JavaScript (the samplers are pure JS over Float32Arrays), so outputs are asked for on
- *   the CPU ('cpu' location).
+ * - Outputs are asked for on the CPU ('cpu' location), except the UNet's on GPU providers: its eps stays in a GPU
+ *   buffer ('gpu-buffer') so the worker's TCD loop feeds it to the step graph without a round trip; single UNet
+ *   calls (the JS k-samplers) download it (device-tensors.ts).
  * - GPU providers list 'cpu' after themselves so nodes they lack run on the CPU instead of failing.
  * - webgpu: NHWC (tuning.layout) for the conv-heavy UNet and VAE (its conv kernels are written for NHWC), NCHW for
  *   the text encoders (no convs, avoids layout transposes); bucketed buffer cache for the dynamic shapes we run.
@@ -180,13 +181,41 @@ export function sessionOptionsFor(ep: ExecutionProvider, component: Component, f
           'cpu',
         ],
         enableMemPattern: false, // shapes vary between calls (batch, resolution, prompt length)
-        preferredOutputLocation: 'cpu',
+        preferredOutputLocation: component === 'unet' ? 'gpu-buffer' : 'cpu',
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
     case 'cuda':
       return {
         ...common, executionProviders: [{ name: 'cuda', deviceId: tuning.deviceId ?? 0 }, 'cpu'], enableMemPattern: false,
+        preferredOutputLocation: component === 'unet' ? 'gpu-buffer' : 'cpu',
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
   }
+}
+
+/**
+ * The small graphs a sampling loop runs beside the UNet (tcd-loop.ts, device-tensors.ts): 'upload' copies a CPU
+ * tensor into the provider's memory, 'download' copies one back, 'step' is the TCD step graph.
+ */
+export type LoopGraph = 'upload' | 'download' | 'step';
+
+/**
+ * Session options of the loop graphs. On GPU providers results stay in GPU buffers ('gpu-buffer'), except what must
+ * reach JavaScript: download's output and the step's pns (latent previews and the final latent). Upload/download are
+ * single Identity nodes, kept as they are (no graph optimisation).
+ * Example: loopSessionOptions('webgpu', 'step') // preferredOutputLocation { prev: 'gpu-buffer', pns: 'cpu' }
+ */
+export function loopSessionOptions(ep: ExecutionProvider, graph: LoopGraph, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): InferenceSession.SessionOptions {
+  const common = {
+    graphOptimizationLevel: graph === 'step' ? 'all' as const : 'disabled' as const,
+    executionMode: 'sequential' as const,
+    logSeverityLevel: 3 as const,
+    logId: `loop:${graph}`,
+  };
+  if (ep === 'cpu') return { ...common, executionProviders: ['cpu'] };
+  const location = graph === 'upload' ? 'gpu-buffer' as const : graph === 'download' ? 'cpu' as const : { prev: 'gpu-buffer' as const, pns: 'cpu' as const };
+  const provider = ep === 'webgpu'
+    ? { name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: tuning.bufferCache, validationMode: 'basic' }
+    : { name: 'cuda', deviceId: tuning.deviceId ?? 0 };
+  return { ...common, executionProviders: [provider, 'cpu'], enableMemPattern: false, preferredOutputLocation: location };
 }

@@ -9,7 +9,7 @@
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Call, type Request, type Response, type WorkerInit, describeCall, transferablesOf } from './protocol.js';
+import { type Call, type CancelRequest, type ProgressAck, type Request, type Response, type StepProgress, type WorkerInit, describeCall, transferablesOf } from './protocol.js';
 
 export class EngineWorkerCrashed extends Error {
   constructor(what: string, reason: string) {
@@ -18,7 +18,10 @@ export class EngineWorkerCrashed extends Error {
   }
 }
 
-interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void }
+interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void; onProgress?: (p: StepProgress) => void }
+
+/** Per-call extras: progress reports (sampling loops) and cancellation (the worker stops at its next step). */
+export interface CallOptions { onProgress?: (p: StepProgress) => void; signal?: AbortSignal }
 
 /**
  * The worker's file: worker.ts beside this module under tsx, worker.js in dist/. Prefers the sibling with this
@@ -56,12 +59,12 @@ export class WorkerClient {
   /**
    * Sends a call. Its Float32Arrays are transferred: pass arrays you own (the Engine copies caller data first).
    */
-  call<T>(call: Call): Promise<T> {
+  call<T>(call: Call, opts: CallOptions = {}): Promise<T> {
     const worker = this.worker ?? this.start();
     const id = this.nextId++;
     worker.ref(); // keep the process alive while work is in flight, not while idle
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject });
+    const promise = new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject, onProgress: opts.onProgress });
       const req: Request = { id, call };
       try {
         worker.postMessage(req, transferablesOf(call));
@@ -70,6 +73,16 @@ export class WorkerClient {
         reject(e as Error);
       }
     });
+    const signal = opts.signal;
+    if (signal) {
+      const cancel = () => { if (this.worker === worker && this.pending.has(id)) worker.postMessage({ cancel: id } satisfies CancelRequest); };
+      if (signal.aborted) cancel();
+      else {
+        signal.addEventListener('abort', cancel, { once: true });
+        void promise.then(() => signal.removeEventListener('abort', cancel), () => signal.removeEventListener('abort', cancel));
+      }
+    }
+    return promise;
   }
 
   get running(): boolean { return this.worker !== null; }
@@ -84,6 +97,11 @@ export class WorkerClient {
       if (msg.id === null) { this.log(msg.log); return; }
       const p = this.pending.get(msg.id);
       if (!p) return;
+      if ('progress' in msg) {
+        w.postMessage({ ack: msg.id } satisfies ProgressAck); // on receipt: the loop goes on while the handler runs
+        try { p.onProgress?.(msg.progress); } catch (e) { this.log(`engine: a progress handler threw: ${(e as Error).message}`); }
+        return;
+      }
       this.pending.delete(msg.id);
       if (this.pending.size === 0) w.unref();
       if (msg.ok) p.resolve(msg.result);

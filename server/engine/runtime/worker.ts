@@ -5,10 +5,12 @@
  * Started by WorkerClient with a WorkerInit as workerData; not imported by anything else.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Call, Request, Response, WorkerInit } from './protocol.js';
+import type { Call, Request, Response, StepProgress, WorkerInit, WorkerMessage } from './protocol.js';
 import { transferablesOf } from './protocol.js';
 import { SessionStore } from './session-store.js';
 import { runComponentCall } from './components.js';
+import { releaseLoopSessions, runTcdLoop } from './tcd-loop.js';
+import { deviceTensors } from './device-tensors.js';
 import { clearLoraSessions } from '../lora/session.js';
 
 const port = parentPort;
@@ -18,28 +20,45 @@ const log = (line: string) => port.postMessage({ id: null, log: line } satisfies
 const store = SessionStore.start(init, log);
 
 let queue: Promise<void> = Promise.resolve();
-port.on('message', (req: Request) => {
-  queue = queue.then(() => handle(req));
+/** calls asked to stop; a cancel is handled as it arrives (not queued), and loops check it between steps */
+const cancelled = new Set<number>();
+/** per call: resolves when the main thread acknowledges the progress last sent */
+const awaitingAck = new Map<number, () => void>();
+port.on('message', (msg: WorkerMessage) => {
+  if ('cancel' in msg) { cancelled.add(msg.cancel); return; }
+  if ('ack' in msg) { awaitingAck.get(msg.ack)?.(); awaitingAck.delete(msg.ack); return; }
+  queue = queue.then(() => handle(msg));
 });
 
 async function handle(req: Request): Promise<void> {
   try {
-    const result = await dispatch(req.call);
+    const result = await dispatch(req);
     const res: Response = { id: req.id, ok: true, result };
     port!.postMessage(res, transferablesOf(result));
   } catch (e) {
     const err = e instanceof Error ? e : new Error(String(e));
     const res: Response = { id: req.id, ok: false, error: { name: err.name, message: err.message, stack: err.stack } };
     port!.postMessage(res);
+  } finally {
+    cancelled.delete(req.id);
+    awaitingAck.delete(req.id);
   }
 }
 
-async function dispatch(call: Call): Promise<unknown> {
+async function dispatch(req: Request): Promise<unknown> {
+  const call: Call = req.call;
   if (call.op === 'debug') return debug(call.action, call.ms ?? 0);
   const s = await store;
   switch (call.op) {
-    case 'free': await s.free(); clearLoraSessions(); return null;
+    case 'free': await s.free(); clearLoraSessions(); await releaseLoopSessions(); await deviceTensors(s).release(); return null;
     case 'stats': return s.stats();
+    case 'sampleTcd': {
+      const progress = (p: StepProgress) => new Promise<void>((resolve) => {
+        awaitingAck.set(req.id, resolve);
+        port!.postMessage({ id: req.id, progress: p } satisfies Response, transferablesOf(p));
+      });
+      return runTcdLoop(s, call, progress, () => cancelled.has(req.id));
+    }
     default: return runComponentCall(s, call);
   }
 }

@@ -100,21 +100,37 @@ export interface TcdStepArgs {
 }
 
 /**
+ * The scalars of one TCDScheduler.step, shared by the JS step below and the step graph the worker's GPU loop runs
+ * (tcd-step-graph.ts): square roots of alpha_prod / beta_prod at t and at s = floor((1 - eta) * prev_t), and the
+ * factors of prev_sample = keep * pred_noised_sample + noiseScale * noise (keep 1, noiseScale 0 when no noise).
+ * Example: tcdStepScalars(999, 759, 0.3) // { sqrtAlpha: 0.0683, ..., keep: 0.98.., noiseScale: 0.18.. }
+ */
+export function tcdStepScalars(timestep: number, prevTimestep: number | null, eta: number, ac: Float32Array = TCD_ALPHAS_CUMPROD): {
+  sqrtAlpha: number; sqrtBeta: number; sqrtAlphaS: number; sqrtBetaS: number; keep: number; noiseScale: number; noisy: boolean;
+} {
+  if (!(eta >= 0 && eta <= 1)) throw new Error('gamma must be less than or equal to 1.0');
+  const last = prevTimestep === null;
+  const prevT = last ? 0 : prevTimestep;
+  // torch: (1 - eta) * long tensor is a float32 product, then floor
+  const timestepS = Math.floor(f(f(1 - eta) * f(prevT)));
+  const alphaT = ac[timestep], betaT = f(1 - alphaT);
+  const alphaPrev = ac[prevT];
+  const alphaS = ac[timestepS], betaS = f(1 - alphaS);
+  const noisy = eta > 0 && !last;
+  const r = alphaPrev / alphaS;
+  return {
+    sqrtAlpha: Math.sqrt(alphaT), sqrtBeta: Math.sqrt(betaT), sqrtAlphaS: Math.sqrt(alphaS), sqrtBetaS: Math.sqrt(betaS),
+    keep: noisy ? Math.sqrt(r) : 1, noiseScale: noisy ? Math.sqrt(1 - r) : 0, noisy,
+  };
+}
+
+/**
  * One TCDScheduler.step(): returns prev_sample and pred_noised_sample (x_s).
  * Example: const { prevSample } = tcdStep({ modelOutput: eps, timestep: 999, prevTimestep: 759, sample: x, eta: 0.3, noise: z });
  */
 export function tcdStep(a: TcdStepArgs): { prevSample: Float32Array; predNoisedSample: Float32Array } {
-  const ac = a.alphasCumprod ?? TCD_ALPHAS_CUMPROD;
-  const eta = a.eta;
-  if (!(eta >= 0 && eta <= 1)) throw new Error('gamma must be less than or equal to 1.0');
-  const last = a.prevTimestep === null;
-  const prevT = last ? 0 : a.prevTimestep!;
-  // torch: (1 - eta) * long tensor is a float32 product, then floor
-  const timestepS = Math.floor(f(f(1 - eta) * f(prevT)));
-  const alphaT = ac[a.timestep], betaT = f(1 - alphaT);
-  const alphaPrev = ac[prevT];
-  const alphaS = ac[timestepS], betaS = f(1 - alphaS);
-  const sqA = Math.sqrt(alphaT), sqB = Math.sqrt(betaT), sqAs = Math.sqrt(alphaS), sqBs = Math.sqrt(betaS);
+  const sc = tcdStepScalars(a.timestep, a.prevTimestep, a.eta, a.alphasCumprod);
+  const sqA = sc.sqrtAlpha, sqB = sc.sqrtBeta, sqAs = sc.sqrtAlphaS, sqBs = sc.sqrtBetaS;
   const n = a.sample.length, mo = a.modelOutput, x = a.sample;
   if (mo.length !== n) throw new Error(`tcdStep: model output has ${mo.length} values, sample has ${n}`);
   const pns = new Float32Array(n);
@@ -127,12 +143,10 @@ export function tcdStep(a: TcdStepArgs): { prevSample: Float32Array; predNoisedS
     else throw new Error(`prediction_type given as ${String(kind)} must be one of \`epsilon\`, \`sample\` or \`v_prediction\` for \`TCDScheduler\`.`);
     pns[i] = sqAs * x0 + sqBs * eps;
   }
-  if (eta > 0 && !last) {
+  if (sc.noisy) {
     if (!a.noise || a.noise.length !== n) throw new Error('tcdStep: eta > 0 before the last step needs noise of the sample size');
-    const r = alphaPrev / alphaS;
-    const cKeep = Math.sqrt(r), cNoise = Math.sqrt(1 - r);
     const prev = new Float32Array(n);
-    for (let i = 0; i < n; i++) prev[i] = cKeep * pns[i] + cNoise * a.noise[i];
+    for (let i = 0; i < n; i++) prev[i] = sc.keep * pns[i] + sc.noiseScale * a.noise[i];
     return { prevSample: prev, predNoisedSample: pns };
   }
   return { prevSample: pns, predNoisedSample: pns };

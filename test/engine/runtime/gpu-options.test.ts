@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_GPU_TUNING, graphTuningFor, gpuTuningFromEnv, sessionOptionsFor,
+  DEFAULT_GPU_TUNING, graphTuningFor, gpuTuningFromEnv, loopSessionOptions, sessionOptionsFor,
 } from '../../../server/engine/runtime/providers.js';
 
 const layoutOf = (o: ReturnType<typeof sessionOptionsFor>) => (o.executionProviders![0] as { preferredLayout?: string }).preferredLayout;
@@ -18,7 +18,20 @@ test('defaults: the measured winners (NHWC, fused attention, MatMul linears, bak
   const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
   assert.equal(o.enableGraphCapture, undefined);
   assert.equal(o.enableProfiling, undefined);
-  assert.equal(o.preferredOutputLocation, 'cpu');
+  assert.equal(o.preferredOutputLocation, 'gpu-buffer');
+});
+
+test('loop graphs: upload lands in a GPU buffer, download on the CPU, the step keeps prev on the GPU and sends pns to the CPU', () => {
+  assert.equal(loopSessionOptions('webgpu', 'upload').preferredOutputLocation, 'gpu-buffer');
+  assert.equal(loopSessionOptions('webgpu', 'download').preferredOutputLocation, 'cpu');
+  assert.deepEqual(loopSessionOptions('webgpu', 'step').preferredOutputLocation, { prev: 'gpu-buffer', pns: 'cpu' });
+  assert.deepEqual(loopSessionOptions('webgpu', 'step').executionProviders,
+    [{ name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu']);
+  assert.equal(loopSessionOptions('webgpu', 'upload').graphOptimizationLevel, 'disabled'); // the Identity must stay a copy
+  assert.deepEqual(loopSessionOptions('cuda', 'step', { ...DEFAULT_GPU_TUNING, deviceId: 1 }).executionProviders, [{ name: 'cuda', deviceId: 1 }, 'cpu']);
+  const cpu = loopSessionOptions('cpu', 'step');
+  assert.deepEqual(cpu.executionProviders, ['cpu']);
+  assert.equal(cpu.preferredOutputLocation, undefined);
 });
 
 test('TCD_GPU_* environment is parsed and validated', () => {

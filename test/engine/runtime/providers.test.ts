@@ -56,13 +56,15 @@ test('sessionOptionsFor: cpu', () => {
   });
 });
 
-test('sessionOptionsFor: webgpu lays out convs NHWC, text encoders NCHW, returns outputs to the CPU, cpu as fallback EP', () => {
+test('sessionOptionsFor: webgpu lays out convs NHWC, text encoders NCHW, keeps UNet eps in a GPU buffer, cpu as fallback EP', () => {
   assert.deepEqual(sessionOptionsFor('webgpu', 'unet', 'sdxl'), {
     graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sdxl:unet',
     executionProviders: [{ name: 'webgpu', preferredLayout: 'NHWC', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu'],
-    enableMemPattern: false, preferredOutputLocation: 'cpu',
+    enableMemPattern: false, preferredOutputLocation: 'gpu-buffer',
   });
   const te = sessionOptionsFor('webgpu', 'text_encoder_1', 'sdxl');
+  assert.equal(te.preferredOutputLocation, 'cpu');
+  assert.equal(sessionOptionsFor('webgpu', 'vae_decoder', 'sdxl').preferredOutputLocation, 'cpu');
   assert.deepEqual(te.executionProviders, [{ name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu']);
   assert.equal((sessionOptionsFor('webgpu', 'vae_decoder', 'sd1').executionProviders![0] as { preferredLayout: string }).preferredLayout, 'NHWC');
 });
@@ -70,6 +72,7 @@ test('sessionOptionsFor: webgpu lays out convs NHWC, text encoders NCHW, returns
 test('sessionOptionsFor: cuda on device 0 with cpu as fallback EP', () => {
   assert.deepEqual(sessionOptionsFor('cuda', 'vae_encoder', 'sd1'), {
     graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sd1:vae_encoder',
-    executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false,
+    executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false, preferredOutputLocation: 'cpu',
   });
+  assert.equal(sessionOptionsFor('cuda', 'unet', 'sd1').preferredOutputLocation, 'gpu-buffer');
 });

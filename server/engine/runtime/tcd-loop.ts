@@ -1,0 +1,119 @@
+/**
+ * The whole TCD denoising loop inside the worker: conditioning is uploaded once, and on GPU providers the latent,
+ * eps and the step's result stay in GPU buffers from the first step to the last (the UNet's eps output and the
+ * step graph's `prev` are 'gpu-buffer' outputs fed straight back). Only the per-step noise (drawn on the main thread
+ * in the reference order), the timestep and the step scalars go up; only previews (when asked) and the final latent
+ * come down. On the CPU provider the same code runs with CPU tensors: that is the tested twin of the GPU path.
+ * Same numbers as sampleTcd + tcdStep in JS (the step graph is tcdStep in float32; tests compare them).
+ * Example (worker): const latent = await runTcdLoop(store, call, async (p) => { post(p); await ack(); }, () => cancelled);
+ */
+import ort from 'onnxruntime-node';
+import { serializeModel } from '../onnx/serialize.js';
+import { toOrtFeeds } from '../onnx/session.js';
+import { buildTcdStepGraph, TCD_STEP_SCALARS } from '../sampling/tcd-step-graph.js';
+import { tcdStepScalars } from '../sampling/tcd.js';
+import type { Tensor } from '../tensor.js';
+import { unetSession } from './components.js';
+import { deviceTensors, hostTensor } from './device-tensors.js';
+import type { CondBranch, StepProgress, TcdLoopCall } from './protocol.js';
+import { loopSessionOptions } from './providers.js';
+import type { SessionStore } from './session-store.js';
+
+const stepSessions = new Map<string, Promise<ort.InferenceSession>>();
+
+function stepSession(store: SessionStore, guided: boolean, predictionType: TcdLoopCall['predictionType']): Promise<ort.InferenceSession> {
+  const key = `${store.ep}:${predictionType}:${guided}`;
+  let s = stepSessions.get(key);
+  if (!s) {
+    s = ort.InferenceSession.create(serializeModel(buildTcdStepGraph({ guided, predictionType })), loopSessionOptions(store.ep, 'step', store.tuning));
+    stepSessions.set(key, s);
+    s.catch(() => stepSessions.delete(key));
+  }
+  return s;
+}
+
+/** Releases the step sessions (POST /free). */
+export async function releaseLoopSessions(): Promise<void> {
+  const all = [...stepSessions.values()];
+  stepSessions.clear();
+  for (const s of all) await (await s.catch(() => null))?.release();
+}
+
+/** Thrown when the caller cancelled the loop; the executor reports the prompt as interrupted. */
+export class LoopCancelled extends Error {
+  constructor() { super('Processing interrupted'); this.name = 'InterruptedError'; }
+}
+
+const scalar = (v: number) => new ort.Tensor('float32', Float32Array.of(v), [1]);
+
+export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progress: (p: StepProgress) => Promise<void>, isCancelled: () => boolean): Promise<Tensor> {
+  const n = call.timesteps.length;
+  const shape = call.x.shape, size = call.x.data.length, batch = shape[0];
+  const noisySteps = call.eta > 0 ? n - 1 : 0;
+  if (call.noises.length !== noisySteps) throw new Error(`sampleTcd: ${noisySteps} noise draws needed (eta ${call.eta}, ${n} steps), got ${call.noises.length}`);
+  if (call.noises.some((z) => z.length !== size)) throw new Error('sampleTcd: every noise draw must have the latent\'s size');
+  const { config } = store.checkpoint(call.model.checkpoint);
+  const branches: CondBranch[] = call.negative ? [call.positive, call.negative] : [call.positive];
+  if (config.unet.adm && branches.some((b) => !b.extra)) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
+
+  const { session: unet, weightFeeds } = await unetSession(store, call.model);
+  const step = await stepSession(store, branches.length === 2, call.predictionType);
+  const dev = deviceTensors(store);
+  const owned: ort.Tensor[] = []; // device copies made here, disposed at the end
+  const up = async (t: Tensor) => { const d = await dev.upload(t); owned.push(d); return d; };
+  const weights = toOrtFeeds(weightFeeds);
+  const conds = [];
+  for (const b of branches) {
+    const feeds: Record<string, ort.Tensor> = { context: await up(b.context) };
+    if (config.unet.adm && b.extra) { feeds.text_embeds = await up(b.extra.textEmbeds); feeds.time_ids = await up(b.extra.timeIds); }
+    conds.push(feeds);
+  }
+  const zeros = await up({ shape, data: new Float32Array(size) });
+  let x = await dev.upload(call.x);
+  try {
+    for (let i = 0; i < n; i++) {
+      if (isCancelled()) throw new LoopCancelled();
+      const last = i === n - 1;
+      const t = call.timesteps[i];
+      const tFeed = new ort.Tensor('float32', new Float32Array(batch).fill(t), [batch]);
+      const eps: ort.Tensor[] = [];
+      for (const c of conds) {
+        const t0 = performance.now();
+        eps.push((await unet.run({ ...weights, x, t: tFeed, ...c }, ['eps'])).eps);
+        store.recordRun('unet', performance.now() - t0);
+      }
+      const sc = tcdStepScalars(t, last ? null : call.timesteps[i + 1], call.eta);
+      const noise = sc.noisy ? await dev.upload({ shape, data: call.noises[i] }) : zeros;
+      const values = [sc.sqrtAlpha, sc.sqrtBeta, sc.sqrtAlphaS, sc.sqrtBetaS, sc.keep, sc.noiseScale, call.cfg];
+      const feeds: Record<string, ort.Tensor> = { x, pos: eps[0], noise };
+      if (eps.length === 2) feeds.neg = eps[1];
+      TCD_STEP_SCALARS.forEach((name, k) => { feeds[name] = scalar(values[k]); });
+      const fetch = last ? ['pns'] : call.previews ? ['prev', 'pns'] : ['prev'];
+      const t0 = performance.now();
+      const out = await step.run(feeds, fetch);
+      store.recordRun('tcd_step', performance.now() - t0);
+      for (const e of eps) dispose(e);
+      if (noise !== zeros) dispose(noise);
+      dispose(x);
+      if (last) {
+        const result = hostTensor(out.pns);
+        await progress({ step: i, total: n, ...(call.previews ? { preview: { shape: [...shape], data: result.data.slice() } } : {}) });
+        return { shape: [...shape], data: result.data };
+      }
+      x = out.prev;
+      // waits for the main thread to have this step (it acknowledges on receipt, before its handler runs)
+      await progress({ step: i, total: n, ...(call.previews ? { preview: hostTensor(out.pns) } : {}) });
+    }
+    throw new Error('sampleTcd: no timesteps');
+  } catch (e) {
+    dispose(x);
+    throw e;
+  } finally {
+    for (const d of owned) dispose(d);
+  }
+}
+
+/** Frees a GPU buffer now rather than at garbage collection (CPU tensors need nothing). */
+function dispose(t: ort.Tensor): void {
+  if (t.location === 'gpu-buffer') t.dispose();
+}
