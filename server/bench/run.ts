@@ -2,8 +2,9 @@
  * One benchmark: a TCD text-to-image generation through the real Engine (worker thread, session cache, graph cache),
  * timed part by part. The first pass loads everything (cold: graph build or cache reuse, session creation, first
  * run, which on WebGPU includes shader compilation); then `images` warm passes each time text encoding, every UNet
- * step and the VAE decode, and the whole image. Per-step times are taken twice: around engine.unet on the main
- * thread (what a sampler sees, incl. message passing) and around session.run inside the worker.
+ * step and the VAE decode, and the whole image. The TCD loop runs in the engine worker (latents kept on the GPU;
+ * per-step time = the interval between its progress reports) or, with loop 'js', as one engine.unet call per step
+ * (timed around the call). session.run times inside the worker are reported beside them.
  * Example:
  *   const report = await runBench({ arch: 'sd15', size: 512, steps: 4, ep: 'webgpu' });
  *   console.log(JSON.stringify(report, null, 2));
@@ -35,13 +36,18 @@ export interface BenchOptions {
   /** run the UNet with a LoRA: a file (strength 1), or a seeded random kohya LoRA of this rank made once in the temp folder */
   lora?: string;
   loraRank?: number;
+  /**
+   * 'worker' (default): the whole TCD loop in the engine worker, latents kept on the GPU (what TCDSampler runs);
+   * 'js': the JS loop with one engine.unet call per step (what the k-samplers run; every step round-trips the latent)
+   */
+  loop?: 'worker' | 'js';
   log?: (line: string) => void;
 }
 
 export interface PhaseTimes { textEncodeMs: number; unetStepMs: number[]; unetStepInWorkerMs: number[]; vaeDecodeMs: number; totalMs: number }
 
 export interface BenchReport {
-  arch: PresetName; size: number; steps: number; epRequested: string; ep: string;
+  arch: PresetName; size: number; steps: number; epRequested: string; ep: string; loop: 'worker' | 'js';
   checkpoint: string; checkpointCreatedS: number | null;
   lora: { path: string; createdS: number | null } | null;
   /** per component: graph build + serialise (or cache reuse) and session creation, from the worker */
@@ -82,6 +88,7 @@ async function benchLora(arch: PresetName, rank: number, log: (l: string) => voi
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const log = o.log ?? ((l: string) => console.error(l));
   const { arch, size, steps } = o;
+  const loop = o.loop ?? 'worker';
   const granularity = arch === 'sd15' ? 64 : 32;
   if (!Number.isInteger(size) || size <= 0 || size % granularity !== 0) throw new Error(`--size must be a positive multiple of ${granularity} for ${arch}, got ${size}`);
   const ckpt = o.checkpoint ? { path: resolve(o.checkpoint), createdS: null } : await benchCheckpoint(arch, log);
@@ -115,14 +122,26 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const t0 = performance.now();
       const [cond, textMs] = await clock(() => engine.encodeText(clip, prompt));
       const stepMs: number[] = [];
-      const latent = await sampleTcd({
-        x: tcdInitialLatent(gen, latentShape), timesteps, eta: 0.3, noise: gen, shape: latentShape,
-        denoise: async (x, t) => {
-          const [eps, ms] = await clock(() => engine.unet(model, { shape: latentShape, data: x }, Float32Array.of(t), cond.context, extraFor(cond.pooled)));
-          stepMs.push(ms);
-          return eps.data;
-        },
-      });
+      const x = tcdInitialLatent(gen, latentShape);
+      let latent: Float32Array;
+      if (loop === 'worker') {
+        // per step: time between the loop's progress reports (UNet + step graph; the GPU is synchronised only at the end)
+        const noises = timesteps.slice(1).map(() => gen.randn(latentShape));
+        let last = performance.now();
+        const extra = extraFor(cond.pooled);
+        latent = (await engine.sampleTcd({
+          model, x: { shape: latentShape, data: x }, timesteps, eta: 0.3, noises, cfg: 1, positive: { context: cond.context, ...(extra ? { extra } : {}) },
+        }, { onStep: () => { const now = performance.now(); stepMs.push(now - last); last = now; } })).data;
+      } else {
+        latent = await sampleTcd({
+          x, timesteps, eta: 0.3, noise: gen, shape: latentShape,
+          denoise: async (xs, t) => {
+            const [eps, ms] = await clock(() => engine.unet(model, { shape: latentShape, data: xs }, Float32Array.of(t), cond.context, extraFor(cond.pooled)));
+            stepMs.push(ms);
+            return eps.data;
+          },
+        });
+      }
       const z = { shape: latentShape, data: latent.map((v) => v / config.vae.scalingFactor) };
       const [image, vaeMs] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, z));
       const totalMs = performance.now() - t0;
@@ -137,7 +156,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const allSteps = images.flatMap((im) => im.unetStepMs);
     const allInWorker = images.flatMap((im) => im.unetStepInWorkerMs);
     return {
-      arch, size, steps, epRequested: o.ep, ep: stats.ep, checkpoint: ckpt.path, checkpointCreatedS: ckpt.createdS, lora,
+      arch, size, steps, epRequested: o.ep, ep: stats.ep, loop, checkpoint: ckpt.path, checkpointCreatedS: ckpt.createdS, lora,
       loads: stats.loadTimings.map((l) => ({ ...l, graphMs: round(l.graphMs), sessionMs: round(l.sessionMs) })),
       cold: { textEncodeMs: round(textCold), unetFirstCallMs: round(unetCold), vaeDecodeMs: round(vaeCold) },
       images,

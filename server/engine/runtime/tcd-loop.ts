@@ -59,6 +59,7 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
   const { session: unet, weightFeeds } = await unetSession(store, call.model);
   const step = await stepSession(store, branches.length === 2, call.predictionType);
   const dev = deviceTensors(store);
+  const capture = store.tuning.graphCapture && store.ep !== 'cpu';
   const owned: ort.Tensor[] = []; // device copies made here, disposed at the end
   const up = async (t: Tensor) => { const d = await dev.upload(t); owned.push(d); return d; };
   const weights = toOrtFeeds(weightFeeds);
@@ -75,7 +76,9 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
       if (isCancelled()) throw new LoopCancelled();
       const last = i === n - 1;
       const t = call.timesteps[i];
-      const tFeed = new ort.Tensor('float32', new Float32Array(batch).fill(t), [batch]);
+      // graph capture replays recorded GPU work and takes only GPU-resident inputs: then t goes up as well
+      const tHost: Tensor = { shape: [batch], data: new Float32Array(batch).fill(t) };
+      const tFeed = capture ? await dev.upload(tHost) : new ort.Tensor('float32', tHost.data, [batch]);
       const eps: ort.Tensor[] = [];
       for (const c of conds) {
         const t0 = performance.now();
@@ -93,6 +96,7 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
       const out = await step.run(feeds, fetch);
       store.recordRun('tcd_step', performance.now() - t0);
       for (const e of eps) dispose(e);
+      dispose(tFeed);
       if (noise !== zeros) dispose(noise);
       dispose(x);
       if (last) {
