@@ -15,14 +15,14 @@ import { parseArgs } from 'node:util';
 import { PRESETS, type PresetName } from './engine/make-checkpoint.js';
 import { runBench } from './bench/run.js';
 
-const USAGE = 'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--loop worker|js] [--out FILE]';
+const USAGE = 'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--loop worker|js] [--device N] [--out FILE]';
 
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
       arch: { type: 'string' }, size: { type: 'string' }, steps: { type: 'string', default: '4' }, ep: { type: 'string', default: 'cpu' },
-      checkpoint: { type: 'string' }, images: { type: 'string', default: '2' }, out: { type: 'string' }, 'cache-dir': { type: 'string' }, lora: { type: 'string' }, 'lora-rank': { type: 'string' }, loop: { type: 'string', default: 'worker' },
+      checkpoint: { type: 'string' }, images: { type: 'string', default: '2' }, out: { type: 'string' }, 'cache-dir': { type: 'string' }, lora: { type: 'string' }, 'lora-rank': { type: 'string' }, loop: { type: 'string', default: 'worker' }, device: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -34,7 +34,7 @@ async function main(argv: string[]): Promise<number> {
   const report = await runBench({
     arch, size, steps: Number(values.steps), ep: values.ep!, checkpoint: values.checkpoint, images: Number(values.images),
     cacheDir: values['cache-dir'], lora: values.lora, loraRank: values['lora-rank'] ? Number(values['lora-rank']) : undefined,
-    loop: values.loop as 'worker' | 'js',
+    loop: values.loop as 'worker' | 'js', ...(values.device !== undefined ? { device: Number(values.device) } : {}),
   });
   const json = JSON.stringify(report, null, 2);
   if (values.out) writeFileSync(values.out, json + '\n');

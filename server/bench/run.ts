@@ -41,6 +41,8 @@ export interface BenchOptions {
    * 'js': the JS loop with one engine.unet call per step (what the k-samplers run; every step round-trips the latent)
    */
   loop?: 'worker' | 'js';
+  /** GPU index (CUDA deviceId; WebGPU through the Vulkan device-select layer) */
+  device?: number;
   log?: (line: string) => void;
 }
 
@@ -92,7 +94,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const granularity = arch === 'sd15' ? 64 : 32;
   if (!Number.isInteger(size) || size <= 0 || size % granularity !== 0) throw new Error(`--size must be a positive multiple of ${granularity} for ${arch}, got ${size}`);
   const ckpt = o.checkpoint ? { path: resolve(o.checkpoint), createdS: null } : await benchCheckpoint(arch, log);
-  const engine = new Engine({ ep: o.ep, cacheDir: o.cacheDir ?? join(tmpdir(), 'tcd-bench', 'onnx-cache'), log });
+  const engine = new Engine({ ep: o.ep, cacheDir: o.cacheDir ?? join(tmpdir(), 'tcd-bench', 'onnx-cache'), log, ...(o.device !== undefined ? { device: o.device } : {}) });
   const gpu = await GpuMemoryProbe.start(250);
   try {
     const { config } = engine.inspect(ckpt.path);

@@ -21,7 +21,9 @@ test('bench: demo arch at 64x64, 2 steps on cpu', async () => {
     for (const im of r.images) {
       assert.equal(im.unetStepMs.length, 2);
       assert.equal(im.unetStepInWorkerMs.length, 2);
-      im.unetStepMs.forEach((ms, i) => assert.ok(im.unetStepInWorkerMs[i] <= ms + 0.1, 'session.run cannot take longer than the call around it'));
+      // the loop runs in the worker: all its session.run time lies inside the time from the call to its last step
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      assert.ok(sum(im.unetStepInWorkerMs) <= sum(im.unetStepMs) + 0.5, `session.run time exceeds the loop's: ${JSON.stringify(im)}`);
       assert.ok(im.totalMs >= im.textEncodeMs + im.vaeDecodeMs + im.unetStepMs.reduce((a, b) => a + b, 0) - 1);
     }
     // sdxl-family demo: two text encoders, unet, vae decoder, each loaded once
