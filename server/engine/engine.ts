@@ -11,6 +11,9 @@
  *   those (samplers keep using x and the context after a call). Outputs come back transferred, zero-copy.
  * - A worker that crashes (uncaught throw, exit, out of memory) rejects only the calls in flight, each with an error
  *   naming its component; the next call starts a fresh worker (runtime/worker-client.ts).
+ * - Isolation (option isolation, env TCD_ENGINE_ISOLATION): the worker is a thread (default) or a child process
+ *   (runtime/worker-port.ts) with extra environment variables (option env) and its own fate on a native crash; same
+ *   protocol, but buffers are copied to and from a process instead of transferred.
  * - Execution provider: option `ep` or env TCD_EP = cpu | webgpu | cuda. When the chosen one is not in
  *   listSupportedBackends() or cannot create a session, the worker falls back to cpu and logs one line saying
  *   what was asked, what is used and why. Compute dtype: fp32 on CPU; fp16 on webgpu/cuda except the SDXL VAE
@@ -50,8 +53,9 @@ import { detectCheckpoint } from './detect.js';
 import { SafetensorsFile } from './io/safetensors.js';
 import type { Tensor } from './tensor.js';
 import { fileIdentity } from './runtime/graph-cache.js';
-import type { Call, ClipRef, CondBranch, EncodedText, ModelRef, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerInit } from './runtime/protocol.js';
+import type { Call, ClipRef, CondBranch, EncodedText, ModelRef, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerEnvProbe, WorkerInit } from './runtime/protocol.js';
 import { WorkerClient } from './runtime/worker-client.js';
+import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runtime/worker-port.js';
 
 export type { ClipRef, CondBranch, EncodedText, LoraRef, ModelRef, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
 
@@ -72,6 +76,18 @@ export interface EngineOptions {
   log?: (line: string) => void;
   /** GPU index (CUDA deviceId) for this engine; default env TCD_DEVICE, else 0. One engine per GPU for several GPUs. */
   device?: number;
+  /**
+   * Where the worker runs: 'thread' (a worker thread of this process) or 'process' (a child Node process: its own
+   * environment variables, and a native crash in ONNX Runtime kills only the child). Default env
+   * TCD_ENGINE_ISOLATION, else 'thread'.
+   */
+  isolation?: IsolationMode;
+  /**
+   * Extra environment variables for the worker process, read by native code when it starts (e.g. the variables that
+   * pin WebGPU's Vulkan adapter to one GPU). Needs isolation 'process': an error with 'thread'.
+   * Example: new Engine({ ep: 'webgpu', isolation: 'process', env: { SOME_VULKAN_LAYER_VAR: '1' } })
+   */
+  env?: Record<string, string>;
 }
 
 const MB = 1024 * 1024;
@@ -107,6 +123,15 @@ export function resolveEngineOptions(o: EngineOptions = {}): WorkerInit {
   };
 }
 
+/** The worker's isolation an EngineOptions resolves to (option, then env TCD_ENGINE_ISOLATION, then 'thread'). */
+export function resolveEngineIsolation(o: EngineOptions = {}): WorkerIsolation {
+  const raw = o.isolation ?? (process.env.TCD_ENGINE_ISOLATION?.trim() || 'thread');
+  if (raw !== 'thread' && raw !== 'process') throw new Error(`TCD_ENGINE_ISOLATION must be thread or process, got "${raw}"`);
+  const isolation: WorkerIsolation = { mode: raw, ...(o.env ? { env: { ...o.env } } : {}) };
+  checkIsolation(isolation);
+  return isolation;
+}
+
 /** A tensor copy in a fresh buffer the engine may transfer. */
 function own(t: Tensor): Tensor {
   return { shape: [...t.shape], data: t.data.slice() };
@@ -116,10 +141,12 @@ export class Engine {
   private client: WorkerClient;
   private inspected = new Map<string, { mtimeMs: number; result: { family: ModelFamily; config: ModelConfig } }>();
   readonly settings: WorkerInit;
+  readonly isolation: WorkerIsolation;
 
   constructor(options: EngineOptions = {}) {
     this.settings = resolveEngineOptions(options);
-    this.client = new WorkerClient(this.settings, options.log ?? ((l) => console.log(l)));
+    this.isolation = resolveEngineIsolation(options);
+    this.client = new WorkerClient(this.settings, options.log ?? ((l) => console.log(l)), this.isolation);
   }
 
   /** Family and config of a checkpoint, from its header only (no weights read). Cached until the file changes. */
@@ -205,6 +232,11 @@ export class Engine {
   /** Test hook: make the worker exit, throw at its top level, or block its thread for `ms`. */
   debugWorker(action: 'exit' | 'throw' | 'block', ms = 0): Promise<unknown> {
     return this.client.call({ op: 'debug', action, ms });
+  }
+
+  /** Test hook: the worker's pid, isolation and environment variable `name` (null when unset). */
+  debugWorkerEnv(name: string): Promise<WorkerEnvProbe> {
+    return this.client.call<WorkerEnvProbe>({ op: 'debug', action: 'env', name });
   }
 
   /** Workers started so far (a crash makes the next call start another). */

@@ -1,6 +1,7 @@
 /**
- * What crosses the thread boundary between the Engine (main thread) and its worker: plain serializable
- * descriptors (also the cache keys) and Float32Arrays whose buffers are transferred, never copied.
+ * What crosses the boundary between the Engine (main thread) and its worker: plain serializable descriptors (also
+ * the cache keys) and Float32Arrays whose buffers are transferred to a worker thread, never copied (a worker child
+ * process gets structured-clone copies: see worker-port.ts).
  * Example: { id: 7, call: { op: 'vaeDecode', vae: { checkpoint: '/models/sd15.safetensors' }, z } }
  */
 import type { Tensor } from '../tensor.js';
@@ -56,7 +57,12 @@ export type Call =
   | { op: 'free' }
   | { op: 'stats' }
   /** test hooks: make the worker exit, throw outside any handler, or block its thread */
-  | { op: 'debug'; action: 'exit' | 'throw' | 'block'; ms?: number };
+  | { op: 'debug'; action: 'exit' | 'throw' | 'block'; ms?: number }
+  /** test hook: the worker's pid and its environment variable `name` (null when unset) -> WorkerEnvProbe */
+  | { op: 'debug'; action: 'env'; name: string };
+
+/** What { op: 'debug', action: 'env' } returns: where the worker runs and what it sees. */
+export interface WorkerEnvProbe { pid: number; isolation: 'thread' | 'process'; value: string | null }
 
 export interface EncodedText { context: Tensor; pooled: Tensor | null }
 
@@ -97,7 +103,7 @@ export type Response =
   | { id: number; progress: StepProgress }
   | { id: null; log: string };
 
-/** Settings the worker starts with (workerData). */
+/** Settings the worker starts with (a thread's workerData; a child process gets them through its environment). */
 export interface WorkerInit {
   /** requested provider (option or TCD_EP); the worker settles on what actually works */
   ep: string | undefined;

@@ -1,15 +1,16 @@
 /**
  * Main-thread side of the engine worker: starts it on demand, matches replies to calls, and isolates crashes.
- * When the worker dies (uncaught throw, exit, out of memory), only the calls in flight are rejected, each with an
- * error naming its component; the next call starts a fresh worker (with empty caches).
+ * When the worker dies (uncaught throw, exit, out of memory, a killed or segfaulted child process), only the calls in
+ * flight are rejected, each with an error naming its component; the next call starts a fresh worker (with empty
+ * caches). The worker is a thread or a child process (worker-port.ts); the protocol is the same over both.
  * Example:
- *   const w = new WorkerClient(init, console.log);
+ *   const w = new WorkerClient(init, console.log, { mode: 'process', env: { TCD_X: '1' } });
  *   const out = await w.call<Tensor>({ op: 'vaeDecode', vae, z });
  */
-import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Call, type CancelRequest, type ProgressAck, type Request, type Response, type StepProgress, type WorkerInit, describeCall, transferablesOf } from './protocol.js';
+import { type WorkerHandle, type WorkerIsolation, checkIsolation, spawnWorkerHandle } from './worker-port.js';
 
 export class EngineWorkerCrashed extends Error {
   constructor(what: string, reason: string) {
@@ -35,29 +36,21 @@ export function resolveWorkerFile(moduleUrl: string = import.meta.url): URL {
   return found;
 }
 
-/**
- * Starts the worker file. A compiled .js worker starts directly. A .ts worker (running under tsx) needs tsx's
- * loader inside the worker, and Node 20 does not apply the parent's `--import tsx` hooks to a worker's entry
- * module, so a two-line ESM bootstrap registers tsx there first and then imports the worker.
- */
-export function spawnWorker(file: URL, workerData: unknown): Worker {
-  if (!file.pathname.endsWith('.ts')) return new Worker(file, { workerData });
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(file.href)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData });
-}
-
 export class WorkerClient {
-  private worker: Worker | null = null;
+  private worker: WorkerHandle | null = null;
   private pending = new Map<number, Pending>();
   private nextId = 1;
   /** how many workers were started so far (a crash makes the next call start one more) */
   starts = 0;
 
-  constructor(private init: WorkerInit, private log: (line: string) => void = console.log) {}
+  constructor(private init: WorkerInit, private log: (line: string) => void = console.log,
+    private isolation: WorkerIsolation = { mode: 'thread' }) {
+    checkIsolation(isolation); // at construction rather than at the first call
+  }
 
   /**
-   * Sends a call. Its Float32Arrays are transferred: pass arrays you own (the Engine copies caller data first).
+   * Sends a call. Its Float32Arrays are transferred to a thread (copied to a process): pass arrays you own (the
+   * Engine copies caller data first).
    */
   call<T>(call: Call, opts: CallOptions = {}): Promise<T> {
     const worker = this.worker ?? this.start();
@@ -87,10 +80,12 @@ export class WorkerClient {
 
   get running(): boolean { return this.worker !== null; }
   get inFlight(): number { return this.pending.size; }
+  /** the worker child's pid in 'process' isolation while one runs; undefined otherwise */
+  get pid(): number | undefined { return this.worker?.pid; }
 
-  private start(): Worker {
+  private start(): WorkerHandle {
     const file = resolveWorkerFile();
-    const w = spawnWorker(file, this.init);
+    const w = spawnWorkerHandle(file, this.init, this.isolation);
     this.starts++;
     this.worker = w;
     w.on('message', (msg: Response) => {
@@ -107,13 +102,13 @@ export class WorkerClient {
       if (msg.ok) p.resolve(msg.result);
       else p.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, stack: msg.error.stack }));
     });
-    w.on('error', (err: unknown) => this.crashed(w, err instanceof Error ? err.message : String(err)));
-    w.on('exit', (code) => this.crashed(w, `worker exited with code ${code}`));
+    w.on('error', (err) => this.crashed(w, err.message));
+    w.on('exit', (code, signal) => this.crashed(w, signal ? `worker process was killed by ${signal}` : `worker exited with code ${code}`));
     return w;
   }
 
   /** Rejects the calls in flight on `w`, once, and forgets it so the next call starts a fresh worker. */
-  private crashed(w: Worker, reason: string): void {
+  private crashed(w: WorkerHandle, reason: string): void {
     if (this.worker !== w) return;
     this.worker = null;
     const calls = [...this.pending.values()];

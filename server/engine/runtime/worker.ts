@@ -1,21 +1,20 @@
 /**
- * The engine worker thread: every ONNX Runtime call happens here, because onnxruntime-node's session.run blocks
- * the thread it runs on. Calls are handled one at a time in arrival order (one set of CPU threads, one cache);
- * results go back with their Float32Array buffers transferred.
- * Started by WorkerClient with a WorkerInit as workerData; not imported by anything else.
+ * The engine worker: every ONNX Runtime call happens here, because onnxruntime-node's session.run blocks the thread
+ * it runs on. It runs as a worker thread or as a child process (worker-port.ts picks the port). Calls are handled
+ * one at a time in arrival order (one set of CPU threads, one cache); results go back with their Float32Array
+ * buffers transferred (thread) or copied (process).
+ * Started by WorkerClient with a WorkerInit; not imported by anything else.
  */
-import { parentPort, workerData } from 'node:worker_threads';
-import type { Call, Request, Response, StepProgress, WorkerInit, WorkerMessage } from './protocol.js';
+import type { Call, Request, Response, StepProgress, WorkerEnvProbe, WorkerMessage } from './protocol.js';
 import { transferablesOf } from './protocol.js';
 import { SessionStore } from './session-store.js';
 import { runComponentCall } from './components.js';
 import { releaseLoopSessions, runTcdLoop } from './tcd-loop.js';
 import { deviceTensors } from './device-tensors.js';
 import { clearLoraSessions } from '../lora/session.js';
+import { openWorkerPort } from './worker-port.js';
 
-const port = parentPort;
-if (!port) throw new Error('engine worker must run in a worker thread');
-const init = workerData as WorkerInit;
+const { port, init, mode } = openWorkerPort();
 const log = (line: string) => port.postMessage({ id: null, log: line } satisfies Response);
 const store = SessionStore.start(init, log);
 
@@ -34,11 +33,11 @@ async function handle(req: Request): Promise<void> {
   try {
     const result = await dispatch(req);
     const res: Response = { id: req.id, ok: true, result };
-    port!.postMessage(res, transferablesOf(result));
+    port.postMessage(res, transferablesOf(result));
   } catch (e) {
     const err = e instanceof Error ? e : new Error(String(e));
     const res: Response = { id: req.id, ok: false, error: { name: err.name, message: err.message, stack: err.stack } };
-    port!.postMessage(res);
+    port.postMessage(res);
   } finally {
     cancelled.delete(req.id);
     awaitingAck.delete(req.id);
@@ -47,7 +46,10 @@ async function handle(req: Request): Promise<void> {
 
 async function dispatch(req: Request): Promise<unknown> {
   const call: Call = req.call;
-  if (call.op === 'debug') return debug(call.action, call.ms ?? 0);
+  if (call.op === 'debug') {
+    if (call.action === 'env') return { pid: process.pid, isolation: mode, value: process.env[call.name] ?? null } satisfies WorkerEnvProbe;
+    return debug(call.action, call.ms ?? 0);
+  }
   const s = await store;
   switch (call.op) {
     case 'free': await s.free(); clearLoraSessions(); await releaseLoopSessions(); await deviceTensors(s).release(); return null;
@@ -55,7 +57,7 @@ async function dispatch(req: Request): Promise<unknown> {
     case 'sampleTcd': {
       const progress = (p: StepProgress) => new Promise<void>((resolve) => {
         awaitingAck.set(req.id, resolve);
-        port!.postMessage({ id: req.id, progress: p } satisfies Response, transferablesOf(p));
+        port.postMessage({ id: req.id, progress: p } satisfies Response, transferablesOf(p));
       });
       return runTcdLoop(s, call, progress, () => cancelled.has(req.id));
     }
@@ -64,11 +66,11 @@ async function dispatch(req: Request): Promise<unknown> {
 }
 
 function debug(action: 'exit' | 'throw' | 'block', ms: number): Promise<null> | null {
-  if (action === 'exit') process.exit(7); // in a worker this ends only the worker thread
+  if (action === 'exit') process.exit(7); // ends only the worker: its thread, or its child process
   if (action === 'throw') {
     // the call never answers: the uncaught error takes the worker down while the call is in flight
     return new Promise<null>(() => setImmediate(() => { throw new Error('debug: uncaught error at the top level of the engine worker'); }));
   }
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); // holds this thread like a long session.run
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); // holds the worker like a long session.run
   return null;
 }

@@ -1,0 +1,175 @@
+/**
+ * The transport between the Engine and its worker, in either isolation mode:
+ * - 'thread': a worker_threads Worker (buffers transferred, shared process and C environment);
+ * - 'process': a child_process.fork'ed Node process with its own environment variables, so settings read by native
+ *   code at start-up (e.g. a Vulkan layer that pins WebGPU to one GPU) apply to it alone, and a native crash
+ *   (segfault) kills only the child. Messages use the 'advanced' (structured clone) serialization, so Float32Arrays
+ *   and Infinity survive; they are copied, never transferred.
+ * Both sides see the same small surface, so WorkerClient and worker.ts do not care which one they run over.
+ * Example (parent):
+ *   const h = spawnWorkerHandle(resolveWorkerFile(), init, { isolation: 'process', env: { TCD_X: '1' } });
+ *   h.on('message', (m) => ...); h.postMessage(req, transferablesOf(req)); await h.terminate();
+ * Example (worker): const { port, init } = openWorkerPort(); port.on('message', ...); port.postMessage(res);
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { deserialize, serialize } from 'node:v8';
+import { Worker, parentPort, workerData } from 'node:worker_threads';
+import type { WorkerInit } from './protocol.js';
+
+export type IsolationMode = 'thread' | 'process';
+
+/** How an engine's worker is isolated: a thread, or a child process with extra environment variables. */
+export interface WorkerIsolation { mode: IsolationMode; env?: Record<string, string> }
+
+/**
+ * Parent-side handle on a running worker. Events: 'message' (msg), 'error' (Error: an uncaught throw in the worker),
+ * 'exit' (code: number | null, signal: string | null), once, after every message the worker sent has arrived.
+ */
+export interface WorkerHandle {
+  readonly mode: IsolationMode;
+  /** the child's pid ('process'), undefined for a thread */
+  readonly pid: number | undefined;
+  postMessage(msg: unknown, transfer?: ArrayBuffer[]): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- messages are the protocol's, typed by the caller
+  on(event: 'message', fn: (msg: any) => void): this;
+  on(event: 'error', fn: (err: Error) => void): this;
+  on(event: 'exit', fn: (code: number | null, signal: string | null) => void): this;
+  /** ends the worker at once (a blocked thread or process included); resolves once it is gone */
+  terminate(): Promise<void>;
+  /** keep the parent process alive while the worker runs something / let it exit while idle */
+  ref(): void;
+  unref(): void;
+}
+
+/** Worker-side port: the parentPort of a thread, or process.send / process.on('message') of a child. */
+export interface WorkerPort {
+  postMessage(msg: unknown, transfer?: ArrayBuffer[]): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- messages are the protocol's, typed by the caller
+  on(event: 'message', fn: (msg: any) => void): void;
+}
+
+/** The env var that carries the WorkerInit to a child, v8-serialized in base64 (keeps Infinity and undefined). */
+const INIT_ENV = 'TCD_ENGINE_WORKER_INIT';
+/** A transport-level message from the child: its uncaught error, sent just before it exits (a thread's 'error'). */
+interface FatalMessage { tcdEngineWorkerFatal: { name: string; message: string; stack?: string } }
+const isFatal = (m: unknown): m is FatalMessage => !!m && typeof m === 'object' && 'tcdEngineWorkerFatal' in m;
+
+/** Starts the worker file in the given isolation. `file` is worker.ts (under tsx) or worker.js (dist/). */
+export function spawnWorkerHandle(file: URL, init: WorkerInit, isolation: WorkerIsolation = { mode: 'thread' }): WorkerHandle {
+  checkIsolation(isolation);
+  if (isolation.mode === 'process') return new ProcessHandle(file, init, isolation.env ?? {});
+  return new ThreadHandle(spawnThread(file, init));
+}
+
+/** Throws for settings no worker can honour: extra env for a thread (it shares the server's C environment). */
+export function checkIsolation(isolation: WorkerIsolation): void {
+  if (isolation.mode !== 'thread' && isolation.mode !== 'process') {
+    throw new Error(`engine: isolation must be 'thread' or 'process', got "${String(isolation.mode)}"`);
+  }
+  if (isolation.mode === 'thread' && isolation.env && Object.keys(isolation.env).length) {
+    throw new Error('engine: env (extra environment variables for the worker) needs isolation \'process\'; a worker thread shares the server\'s environment');
+  }
+}
+
+/**
+ * Starts the worker file as a thread. A compiled .js worker starts directly. A .ts worker (running under tsx) needs
+ * tsx's loader inside the worker, and Node 20 does not apply the parent's `--import tsx` hooks to a worker's entry
+ * module, so a two-line ESM bootstrap registers tsx there first and then imports the worker.
+ */
+export function spawnThread(file: URL, workerData: unknown): Worker {
+  if (!file.pathname.endsWith('.ts')) return new Worker(file, { workerData });
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(file.href)}); });`;
+  return new Worker(bootstrap, { eval: true, workerData });
+}
+
+class ThreadHandle extends EventEmitter implements WorkerHandle {
+  readonly mode = 'thread';
+  readonly pid = undefined;
+  constructor(private w: Worker) {
+    super();
+    w.on('message', (m) => this.emit('message', m));
+    w.on('error', (e) => this.emit('error', e instanceof Error ? e : new Error(String(e))));
+    w.on('exit', (code) => this.emit('exit', code, null));
+  }
+  postMessage(msg: unknown, transfer?: ArrayBuffer[]): void { this.w.postMessage(msg, transfer); }
+  async terminate(): Promise<void> { await this.w.terminate(); }
+  ref(): void { this.w.ref(); }
+  unref(): void { this.w.unref(); }
+}
+
+class ProcessHandle extends EventEmitter implements WorkerHandle {
+  readonly mode = 'process';
+  private child: ChildProcess;
+  private exited: Promise<void>;
+
+  constructor(file: URL, init: WorkerInit, env: Record<string, string>) {
+    super();
+    // Explicit execArgv: the parent's own flags (--test, --inspect, ...) must not leak into the worker. A .ts worker
+    // needs tsx's loader, resolved from this module so it is found whatever the cwd.
+    const execArgv = file.pathname.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
+    this.child = fork(fileURLToPath(file), [], {
+      execArgv,
+      env: { ...process.env, ...env, [INIT_ENV]: serialize(init).toString('base64') },
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    // 'close' rather than 'exit': it comes after the IPC channel is drained, so a fatal error sent just before the
+    // child died has been seen (and a crash never outruns the results that preceded it).
+    this.exited = new Promise((resolve) => this.child.once('close', (code, signal) => { this.emit('exit', code, signal); resolve(); }));
+    this.child.on('message', (m) => {
+      if (!isFatal(m)) { this.emit('message', m); return; }
+      const f = m.tcdEngineWorkerFatal;
+      this.emit('error', Object.assign(new Error(f.message), { name: f.name, stack: f.stack }));
+    });
+    // spawn failure, or a send to a child that is gone: the child ends (or never started), 'close' follows
+    this.child.on('error', (e) => { this.emit('error', e); this.child.kill('SIGKILL'); });
+  }
+
+  get pid(): number | undefined { return this.child.pid; }
+
+  postMessage(msg: unknown): void {
+    // structured clone copies the buffers; the transfer list of the thread has no meaning here
+    if (this.child.connected) this.child.send(msg as object);
+  }
+
+  async terminate(): Promise<void> {
+    // SIGKILL, like Worker.terminate: it also ends a child stuck in native code; libuv reaps it (no zombie)
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    this.ref(); // an idle (unref'd) child would let the loop end before its exit is seen
+    await this.exited;
+  }
+
+  ref(): void { this.child.ref(); this.child.channel?.ref(); }
+  unref(): void { this.child.unref(); this.child.channel?.unref(); }
+}
+
+/**
+ * The worker's side: in a thread, parentPort and workerData; in a child process, process.send and the WorkerInit from
+ * the environment. In a child, an uncaught error is reported to the parent before the process exits, and the child
+ * exits when the parent goes away (no orphan keeps a GPU busy).
+ */
+export function openWorkerPort(): { port: WorkerPort; init: WorkerInit; mode: IsolationMode } {
+  if (parentPort) {
+    const p = parentPort;
+    return { port: { postMessage: (m, t) => { if (t) p.postMessage(m, t); else p.postMessage(m); }, on: (e, fn) => { p.on(e, fn); } }, init: workerData as WorkerInit, mode: 'thread' };
+  }
+  const send = process.send?.bind(process);
+  const encoded = process.env[INIT_ENV];
+  if (!send || encoded === undefined) throw new Error('engine worker must run in a worker thread or a child process started by WorkerClient');
+  delete process.env[INIT_ENV]; // not for the worker's own children
+  const init = deserialize(Buffer.from(encoded, 'base64')) as WorkerInit;
+  process.on('disconnect', () => process.exit(0));
+  process.on('uncaughtException', (err) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const fatal: FatalMessage = { tcdEngineWorkerFatal: { name: e.name, message: e.message, stack: e.stack } };
+    try {
+      send(fatal, undefined, {}, () => process.exit(1));
+    } catch {
+      process.exit(1);
+    }
+  });
+  return { port: { postMessage: (m) => { if (process.connected) send(m as object); }, on: (e, fn) => { process.on(e, fn); } }, init, mode: 'process' };
+}

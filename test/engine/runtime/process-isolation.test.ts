@@ -1,0 +1,165 @@
+/**
+ * The engine worker as a child process (isolation 'process'): bit-identical to the thread worker, its own environment,
+ * crash isolation for a killed child, cancellation, and nothing left running after close(). Real processes, CPU
+ * provider, the demo checkpoint.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine, resolveEngineIsolation } from '../../../server/engine/engine.js';
+import { ensureDemoCheckpoint } from '../../../server/engine/make-checkpoint.js';
+import { TorchGenerator } from '../../../server/engine/rng.js';
+import { tcdTimesteps } from '../../../server/engine/sampling/tcd.js';
+import type { Tensor } from '../../../server/engine/tensor.js';
+
+let dir: string, ckpt: string, engine: Engine, cond: { context: Tensor; pooled: Tensor };
+const shape = [1, 4, 16, 16];
+const timeIds = { shape: [1, 6], data: Float32Array.of(128, 128, 0, 0, 128, 128) };
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tcd-process-'));
+  ckpt = await ensureDemoCheckpoint(join(dir, 'models'));
+  engine = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'process', env: { TCD_PROBE: 'child only' }, log: () => {} });
+  const { context, pooled } = await engine.encodeText({ checkpoint: ckpt, loras: [] }, 'a quiet harbour');
+  cond = { context, pooled: pooled! };
+});
+after(async () => { await engine.close(); rmSync(dir, { recursive: true, force: true }); });
+
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+/** Text encoding, a 3-step TCD loop with eta noise and cfg, and a VAE decode: every output, to compare bitwise. */
+async function pipeline(e: Engine): Promise<Float32Array[]> {
+  const clip = { checkpoint: ckpt, loras: [] };
+  const pos = await e.encodeText(clip, 'a lighthouse at dusk');
+  const neg = await e.encodeText(clip, 'blurry');
+  const gen = new TorchGenerator(11);
+  const timesteps = tcdTimesteps(3);
+  const x = gen.randn(shape);
+  const noises = timesteps.slice(1).map(() => gen.randn(shape));
+  const latent = await e.sampleTcd({
+    model: { checkpoint: ckpt, loras: [] }, x: { shape, data: x }, timesteps, eta: 0.3, noises, cfg: 2,
+    positive: { context: pos.context, extra: { textEmbeds: pos.pooled!, timeIds } },
+    negative: { context: neg.context, extra: { textEmbeds: neg.pooled!, timeIds } },
+  });
+  const image = await e.vaeDecode({ checkpoint: ckpt }, latent);
+  return [pos.context.data, pos.pooled!.data, latent.data, image.data];
+}
+
+function loopRequest(steps: number): Parameters<Engine['sampleTcd']>[0] & { x: Tensor } {
+  const gen = new TorchGenerator(3);
+  const timesteps = tcdTimesteps(steps);
+  const x = gen.randn(shape);
+  return {
+    model: { checkpoint: ckpt, loras: [] }, x: { shape, data: x }, timesteps, eta: 0, noises: [], cfg: 1,
+    positive: { context: cond.context, extra: { textEmbeds: cond.pooled, timeIds } },
+  };
+}
+
+test('options: process isolation by option or TCD_ENGINE_ISOLATION; env with a thread is refused', () => {
+  assert.deepEqual(resolveEngineIsolation({}), { mode: 'thread' });
+  assert.deepEqual(resolveEngineIsolation({ isolation: 'process', env: { A: '1' } }), { mode: 'process', env: { A: '1' } });
+  assert.throws(() => new Engine({ env: { A: '1' } }), /env .* needs isolation 'process'/);
+  const saved = process.env.TCD_ENGINE_ISOLATION;
+  try {
+    process.env.TCD_ENGINE_ISOLATION = 'process';
+    assert.equal(resolveEngineIsolation({}).mode, 'process');
+    assert.equal(resolveEngineIsolation({ isolation: 'thread' }).mode, 'thread');
+    process.env.TCD_ENGINE_ISOLATION = 'fiber';
+    assert.throws(() => resolveEngineIsolation({}), /TCD_ENGINE_ISOLATION must be thread or process, got "fiber"/);
+  } finally {
+    if (saved === undefined) delete process.env.TCD_ENGINE_ISOLATION; else process.env.TCD_ENGINE_ISOLATION = saved;
+  }
+});
+
+test('the child runs in its own process and sees the env it was given; the thread sees the server\'s', async () => {
+  const probe = await engine.debugWorkerEnv('TCD_PROBE');
+  assert.equal(probe.isolation, 'process');
+  assert.equal(probe.value, 'child only');
+  assert.notEqual(probe.pid, process.pid);
+  assert.ok(alive(probe.pid));
+  assert.equal(process.env.TCD_PROBE, undefined);
+  assert.equal((await engine.debugWorkerEnv('TCD_ENGINE_WORKER_INIT')).value, null, 'the init is not left in the child\'s env');
+  const thread = new Engine({ cacheDir: join(dir, 'cache'), log: () => {} });
+  try {
+    assert.deepEqual(await thread.debugWorkerEnv('TCD_PROBE'), { pid: process.pid, isolation: 'thread', value: null });
+  } finally {
+    await thread.close();
+  }
+});
+
+test('encodeText + sampleTcd + vaeDecode in a child process are bit-identical to a worker thread', async () => {
+  const thread = new Engine({ cacheDir: join(dir, 'cache'), log: () => {} });
+  try {
+    const [viaThread, viaProcess] = [await pipeline(thread), await pipeline(engine)];
+    assert.deepEqual(viaProcess.map((a) => a.length), viaThread.map((a) => a.length));
+    viaThread.forEach((a, k) => assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(viaProcess[k].buffer, viaProcess[k].byteOffset, viaProcess[k].byteLength)), `output ${k} differs`));
+    assert.ok(viaProcess[3].some((v) => v !== 0));
+  } finally {
+    await thread.close();
+  }
+});
+
+test('progress is acked and an aborted signal stops the loop in the child; logs come through', async () => {
+  const ac = new AbortController();
+  const steps: number[] = [];
+  await assert.rejects(
+    engine.sampleTcd(loopRequest(8), { signal: ac.signal, onStep: (p) => { steps.push(p.step); if (p.step === 1) ac.abort(); } }),
+    (e: Error) => e.name === 'InterruptedError',
+  );
+  assert.ok(steps.length >= 2 && steps.length <= 3, `ran ${steps.length} steps after asking to stop at step 2`);
+  const previews: number[] = [];
+  const out = await engine.sampleTcd(loopRequest(2), { previews: true, onStep: (p) => previews.push(p.preview!.data.length) });
+  assert.deepEqual(previews, [256 * 4, 256 * 4]);
+  assert.equal(out.data.length, 4 * 16 * 16);
+  const logs: string[] = [];
+  const e = new Engine({ ep: 'metal', cacheDir: join(dir, 'cache'), isolation: 'process', log: (l) => logs.push(l) });
+  try {
+    assert.equal((await e.stats()).ep, 'cpu');
+    assert.deepEqual(logs, ['engine: asked for execution provider cpu, using cpu: unknown execution provider "metal" (expected cpu | webgpu | cuda)']);
+  } finally {
+    await e.close();
+  }
+});
+
+test('kill -9 of the child mid-call rejects that call naming its component; the next call gets a fresh child', async () => {
+  const logs: string[] = [];
+  const e = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'process', log: (l) => logs.push(l) });
+  try {
+    const { pid } = await e.debugWorkerEnv('PATH');
+    const call = e.sampleTcd(loopRequest(8), { onStep: (p) => { if (p.step === 0) process.kill(pid, 'SIGKILL'); } });
+    await assert.rejects(call, /^EngineWorkerCrashed: engine worker crashed while running the TCD sampling loop of tcd-studio-demo-sdxl\.safetensors: worker process was killed by SIGKILL/);
+    assert.ok(logs.some((l) => /worker crashed .*1 call\(s\) failed, the next call starts a fresh worker/.test(l)), logs.join('\n'));
+    assert.ok(!alive(pid), 'the killed child is reaped');
+    const probe = await e.debugWorkerEnv('PATH');
+    assert.notEqual(probe.pid, pid);
+    assert.equal(e.workerStarts, 2);
+    // the debug ops behave as with a thread: 'throw' and 'exit' end only the child, with the same messages
+    const crash = e.debugWorker('throw');
+    const queued = e.debugWorkerEnv('PATH');
+    await assert.rejects(queued, /engine worker crashed while running the debug: debug: uncaught error at the top level of the engine worker/);
+    await assert.rejects(crash, /EngineWorkerCrashed/);
+    await assert.rejects(e.debugWorker('exit'), /engine worker crashed while running the debug: worker exited with code 7/);
+    const blockStart = performance.now();
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    await e.debugWorker('block', 300);
+    clearInterval(timer);
+    assert.ok(performance.now() - blockStart >= 290 && ticks >= 10, `${ticks} ticks while the child blocked`);
+    assert.equal(e.workerStarts, 4); // the first, and one after each of kill -9, 'throw' and 'exit'
+  } finally {
+    await e.close();
+  }
+});
+
+test('close() kills the child, even one blocked in a call, and leaves no process behind', async () => {
+  const e = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'process', log: () => {} });
+  const { pid } = await e.debugWorkerEnv('PATH');
+  const blocked = assert.rejects(e.debugWorker('block', 60_000), /engine closed while running the debug/);
+  const t0 = performance.now();
+  await e.close();
+  await blocked;
+  assert.ok(performance.now() - t0 < 5000);
+  assert.ok(!alive(pid), `child ${pid} still running after close()`);
+});
