@@ -5,9 +5,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Engine, resolveEngineIsolation } from '../../../server/engine/engine.js';
 import { ensureDemoCheckpoint } from '../../../server/engine/make-checkpoint.js';
 import { TorchGenerator } from '../../../server/engine/rng.js';
@@ -28,6 +30,11 @@ before(async () => {
 after(async () => { await engine.close(); rmSync(dir, { recursive: true, force: true }); });
 
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+/** alive and not a zombie: an orphan's reaping is up to whoever adopted it, not to the engine */
+const running = (pid: number) => {
+  if (!alive(pid)) return false;
+  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return true; }
+};
 
 /** Text encoding, a 3-step TCD loop with eta noise and cfg, and a VAE decode: every output, to compare bitwise. */
 async function pipeline(e: Engine): Promise<Float32Array[]> {
@@ -58,11 +65,12 @@ function loopRequest(steps: number): Parameters<Engine['sampleTcd']>[0] & { x: T
 }
 
 test('options: process isolation by option or TCD_ENGINE_ISOLATION; env with a thread is refused', () => {
-  assert.deepEqual(resolveEngineIsolation({}), { mode: 'thread' });
-  assert.deepEqual(resolveEngineIsolation({ isolation: 'process', env: { A: '1' } }), { mode: 'process', env: { A: '1' } });
-  assert.throws(() => new Engine({ env: { A: '1' } }), /env .* needs isolation 'process'/);
   const saved = process.env.TCD_ENGINE_ISOLATION;
   try {
+    delete process.env.TCD_ENGINE_ISOLATION;
+    assert.deepEqual(resolveEngineIsolation({}), { mode: 'thread' });
+    assert.deepEqual(resolveEngineIsolation({ isolation: 'process', env: { A: '1' } }), { mode: 'process', env: { A: '1' } });
+    assert.throws(() => new Engine({ env: { A: '1' } }), /env .* needs isolation 'process'/);
     process.env.TCD_ENGINE_ISOLATION = 'process';
     assert.equal(resolveEngineIsolation({}).mode, 'process');
     assert.equal(resolveEngineIsolation({ isolation: 'thread' }).mode, 'thread');
@@ -81,7 +89,7 @@ test('the child runs in its own process and sees the env it was given; the threa
   assert.ok(alive(probe.pid));
   assert.equal(process.env.TCD_PROBE, undefined);
   assert.equal((await engine.debugWorkerEnv('TCD_ENGINE_WORKER_INIT')).value, null, 'the init is not left in the child\'s env');
-  const thread = new Engine({ cacheDir: join(dir, 'cache'), log: () => {} });
+  const thread = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'thread', log: () => {} });
   try {
     assert.deepEqual(await thread.debugWorkerEnv('TCD_PROBE'), { pid: process.pid, isolation: 'thread', value: null });
   } finally {
@@ -90,7 +98,7 @@ test('the child runs in its own process and sees the env it was given; the threa
 });
 
 test('encodeText + sampleTcd + vaeDecode in a child process are bit-identical to a worker thread', async () => {
-  const thread = new Engine({ cacheDir: join(dir, 'cache'), log: () => {} });
+  const thread = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'thread', log: () => {} });
   try {
     const [viaThread, viaProcess] = [await pipeline(thread), await pipeline(engine)];
     assert.deepEqual(viaProcess.map((a) => a.length), viaThread.map((a) => a.length));
@@ -162,4 +170,26 @@ test('close() kills the child, even one blocked in a call, and leaves no process
   await blocked;
   assert.ok(performance.now() - t0 < 5000);
   assert.ok(!alive(pid), `child ${pid} still running after close()`);
+});
+
+test('a server whose engine child is idle exits by itself (no close()), and the child goes with it', async () => {
+  const script = join(dir, 'idle-exit.mts');
+  const engineModule = fileURLToPath(new URL('../../../server/engine/engine.ts', import.meta.url));
+  writeFileSync(script, [
+    `import { Engine } from ${JSON.stringify(engineModule)};`,
+    `const e = new Engine({ cacheDir: ${JSON.stringify(join(dir, 'cache'))}, isolation: 'process', log: () => {} });`,
+    `console.log((await e.debugWorkerEnv('PATH')).pid);`,
+  ].join('\n'));
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => { out += d; });
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); resolve(null); }, 20_000);
+    child.on('exit', (c) => { clearTimeout(timer); resolve(c); });
+  });
+  assert.equal(code, 0, `the script did not exit by itself: ${out}`);
+  const pid = Number(out.trim());
+  assert.ok(pid > 0 && pid !== child.pid, out);
+  for (let i = 0; i < 50 && running(pid); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(!running(pid), `engine child ${pid} outlived its parent`);
 });
