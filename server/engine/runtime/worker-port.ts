@@ -104,6 +104,7 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
   readonly mode = 'process';
   private child: ChildProcess;
   private exited: Promise<void>;
+  private killing = false;
 
   constructor(file: URL, init: WorkerInit, env: Record<string, string>) {
     super();
@@ -125,7 +126,10 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
       this.emit('error', Object.assign(new Error(f.message), { name: f.name, stack: f.stack }));
     });
     // spawn failure, or a send to a child that is gone: the child ends (or never started), 'close' follows
-    this.child.on('error', (e) => { this.emit('error', e); this.child.kill('SIGKILL'); });
+    this.child.on('error', (e) => {
+      this.emit('error', e);
+      if (!this.killing) { this.killing = true; this.child.kill('SIGKILL'); } // once: a failing kill reports here too
+    });
   }
 
   get pid(): number | undefined { return this.child.pid; }
@@ -137,7 +141,7 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
 
   async terminate(): Promise<void> {
     // SIGKILL, like Worker.terminate: it also ends a child stuck in native code; libuv reaps it (no zombie)
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    if (this.child.exitCode === null && this.child.signalCode === null && !this.killing) { this.killing = true; this.child.kill('SIGKILL'); }
     this.ref(); // an idle (unref'd) child would let the loop end before its exit is seen
     await this.exited;
   }
