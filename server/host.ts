@@ -63,9 +63,22 @@ export function resolveHostOptions(o: HostOptions) {
   };
 }
 
-export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'], engineOpts: { ep?: string; dataDir: string; log: (m: string) => void; device?: number }, previews = true): NodeServices {
+export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'],
+  engineOpts: { ep?: string; dataDir: string; log: (m: string) => void; device?: number; isolation?: 'thread' | 'process' }, previews = true): NodeServices {
   let engine: Engine | null = null;
-  return { dirs, models, previews, engine: () => (engine ??= new Engine({ ep: engineOpts.ep, dataDir: engineOpts.dataDir, log: engineOpts.log, device: engineOpts.device })) };
+  return {
+    dirs, models, previews,
+    engine: () => (engine ??= new Engine({ ep: engineOpts.ep, dataDir: engineOpts.dataDir, log: engineOpts.log, device: engineOpts.device, isolation: engineOpts.isolation })),
+  };
+}
+
+/**
+ * One engine per local GPU (serve --devices): WebGPU picks its GPU per process (the Vulkan device-select layer reads
+ * the process environment), so WebGPU engines run in child processes; CUDA takes a deviceId per session and keeps the
+ * worker thread unless TCD_ENGINE_ISOLATION says otherwise.
+ */
+export function deviceIsolation(ep: string | undefined): 'thread' | 'process' | undefined {
+  return (ep ?? process.env.TCD_EP ?? '').trim().toLowerCase() === 'webgpu' ? 'process' : undefined;
 }
 
 /** Start the full server (the `serve` command). Creates the demo checkpoint when models/checkpoints has none. */
@@ -90,7 +103,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     // farm (server/farm): prompts on Redis for worker processes, or one executor per local device
     queueBackend: o.queue ? (ctx) => new RedisPromptQueue(ctx, { url: o.queue! })
       : o.devices && o.devices.length > 1 ? (ctx) => new MultiDeviceQueue(ctx, o.devices!, (device) => {
-        const s = makeServices(services!.models, services!.dirs, { ep: r.ep, dataDir: r.dataDir, log: (m) => log(`[device ${device}] ${m}`), device: Number(device) }, o.previews !== false);
+        const s = makeServices(services!.models, services!.dirs, { ep: r.ep, dataDir: r.dataDir, log: (m) => log(`[device ${device}] ${m}`), device: Number(device), isolation: deviceIsolation(r.ep) }, o.previews !== false);
         extraServices.push(s);
         return new Executor(ctx.executor.registry, s);
       }) : undefined,

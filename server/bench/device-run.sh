@@ -79,5 +79,35 @@ case $set in
     head -c 3000 "$out/sd15-unet-profile.json"
     rm -f "$out/sd15-profile.json"
     ;;
+  issue8e) # the worker TCD loop (latents on the GPU) vs the per-call JS loop; graph capture on the worker loop; SD1.5 512
+    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    bench sd15-worker 150 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 3 --loop worker
+    bench sd15-js 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 3 --loop js
+    bench sd15-worker-capture 90 TCD_GPU_GRAPH_CAPTURE=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 2 --loop worker
+    ;;
+  issue8f) # SDXL 1024 with the worker loop
+    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    bench sdxl-worker 300 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 2 --loop worker
+    bench sdxl-js 120 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1 --loop js
+    ;;
+  pin) # which GPU a WebGPU engine runs on: default, --device 0/1 (Vulkan device-select layer), two at once
+    gpus() { nvidia-smi --query-gpu=index,memory.used --format=csv,noheader | tr '\n' ';'; }
+    hold() { # name, env..., -- bench args: start, sample GPU memory after 20 s, stop
+      local name=$1; shift; local envs=(); while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
+      env "${envs[@]}" $B --arch demo --size 1024 --steps 4 --ep webgpu --images 2000 "$@" > /dev/null 2> "$out/pin-$name.txt" &
+      local pid=$!; sleep 20
+      echo "== pin $name: $(gpus) apps: $(nvidia-smi --query-compute-apps=pid,gpu_bus_id,used_memory --format=csv,noheader | tr '\n' ';')"
+      kill $pid 2>/dev/null; wait $pid 2>/dev/null; grep -i -E "device|vulkan|adapter|error" "$out/pin-$name.txt" | head -5
+    }
+    nvidia-smi --query-gpu=index,pci.bus_id,uuid --format=csv,noheader
+    echo "== idle: $(gpus)"
+    hold default X=1 --
+    hold device1 X=1 -- --device 1
+    hold device0 X=1 -- --device 0
+    hold cudavisible1 CUDA_VISIBLE_DEVICES=1 --
+    ( env $B --arch demo --size 1024 --steps 4 --ep webgpu --images 2000 --device 0 > /dev/null 2>&1 & p0=$!
+      env $B --arch demo --size 1024 --steps 4 --ep webgpu --images 2000 --device 1 > /dev/null 2>&1 & p1=$!
+      sleep 25; echo "== pin both: $(gpus)"; kill $p0 $p1; wait ) 2>/dev/null
+    ;;
 esac
 echo "== done $set in $SECONDS s"

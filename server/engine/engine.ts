@@ -46,8 +46,10 @@
  *   const image = await engine.vaeDecode({ checkpoint: ckpt }, zOverScale);
  *   await engine.close();
  */
+import { existsSync } from 'node:fs';
 import { totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ModelConfig, ModelFamily } from './config.js';
 import { detectCheckpoint } from './detect.js';
 import { SafetensorsFile } from './io/safetensors.js';
@@ -56,6 +58,7 @@ import { fileIdentity } from './runtime/graph-cache.js';
 import type { Call, ClipRef, CondBranch, EncodedText, ModelRef, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerEnvProbe, WorkerInit } from './runtime/protocol.js';
 import { WorkerClient } from './runtime/worker-client.js';
 import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runtime/worker-port.js';
+import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gpu-pinning.js';
 
 export type { ClipRef, CondBranch, EncodedText, LoraRef, ModelRef, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
 
@@ -132,6 +135,40 @@ export function resolveEngineIsolation(o: EngineOptions = {}): WorkerIsolation {
   return isolation;
 }
 
+/** The project root: the nearest folder above this module with a package.json (server/engine or dist/server/engine). */
+function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+/** The GPU this process's WebGPU is pinned to: thread engines share the process's one Vulkan instance. */
+let processWebGpuDevice: number | null = null;
+
+/**
+ * GPU pinning for WebGPU engines given a device (option `device` or TCD_DEVICE): CUDA takes the index as deviceId,
+ * but WebGPU picks its adapter below ONNX Runtime, so the Vulkan device-select layer (runtime/gpu-pinning.ts) is
+ * switched on through environment variables: in the child's env for isolation 'process', else in this process's
+ * env (main thread, before the worker's first WebGPU session; one GPU per process). Without the built layer, GPU 0
+ * runs on Dawn's default adapter (logged) and any other GPU is an error rather than a silent wrong GPU.
+ */
+export function pinWebGpu(ep: string | undefined, device: number | undefined, isolation: WorkerIsolation, log: (l: string) => void): WorkerIsolation {
+  if ((ep ?? '').trim().toLowerCase() !== 'webgpu' || device === undefined) return isolation;
+  const base = isolation.mode === 'process' ? { ...process.env, ...isolation.env } : process.env;
+  const pin = webgpuPinningEnv(device, findVulkanLayer(projectRoot()), { base });
+  if ('error' in pin) {
+    if (device === 0) { log(`engine: webgpu runs on the default GPU: ${pin.error}`); return isolation; }
+    throw new Error(`cannot run WebGPU on GPU ${device}: ${pin.error}`);
+  }
+  if (isolation.mode === 'process') return { ...isolation, env: { ...isolation.env, ...pin.env } };
+  if (processWebGpuDevice !== null && processWebGpuDevice !== device) {
+    throw new Error(`WebGPU in one process runs on one GPU and this one is on GPU ${processWebGpuDevice}: run GPU ${device} with isolation 'process' (serve --devices does) or in its own worker process`);
+  }
+  applyPinningEnv(pin.env);
+  processWebGpuDevice = device;
+  return isolation;
+}
+
 /** A tensor copy in a fresh buffer the engine may transfer. */
 function own(t: Tensor): Tensor {
   return { shape: [...t.shape], data: t.data.slice() };
@@ -145,8 +182,10 @@ export class Engine {
 
   constructor(options: EngineOptions = {}) {
     this.settings = resolveEngineOptions(options);
-    this.isolation = resolveEngineIsolation(options);
-    this.client = new WorkerClient(this.settings, options.log ?? ((l) => console.log(l)), this.isolation);
+    const log = options.log ?? ((l: string) => console.log(l));
+    const explicitDevice = options.device ?? (process.env.TCD_DEVICE?.trim() ? this.settings.device : undefined);
+    this.isolation = pinWebGpu(this.settings.ep, explicitDevice, resolveEngineIsolation(options), log);
+    this.client = new WorkerClient(this.settings, log, this.isolation);
   }
 
   /** Family and config of a checkpoint, from its header only (no weights read). Cached until the file changes. */
