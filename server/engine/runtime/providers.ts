@@ -200,10 +200,11 @@ export function sessionOptionsFor(ep: ExecutionProvider, component: Component, f
 export type LoopGraph = 'upload' | 'download' | 'step';
 
 /**
- * Session options of the loop graphs. On GPU providers results stay in GPU buffers ('gpu-buffer'), except what must
- * reach JavaScript: download's output and the step's pns (latent previews and the final latent). Upload/download are
- * single Identity nodes, kept as they are (no graph optimisation).
- * Example: loopSessionOptions('webgpu', 'step') // preferredOutputLocation { prev: 'gpu-buffer', pns: 'cpu' }
+ * Session options of the loop graphs. On GPU providers results stay in GPU buffers ('gpu-buffer'), except download's
+ * output: the step's pns (previews, the final latent) is downloaded only when wanted, so no step waits for the GPU.
+ * (onnxruntime-node binds GPU outputs all at once: a run must fetch every output of such a session.) Upload/download
+ * are single Identity nodes, kept as they are (no graph optimisation).
+ * Example: loopSessionOptions('webgpu', 'step') // preferredOutputLocation 'gpu-buffer'
  */
 export function loopSessionOptions(ep: ExecutionProvider, graph: LoopGraph, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): InferenceSession.SessionOptions {
   const common = {
@@ -213,7 +214,7 @@ export function loopSessionOptions(ep: ExecutionProvider, graph: LoopGraph, tuni
     logId: `loop:${graph}`,
   };
   if (ep === 'cpu') return { ...common, executionProviders: ['cpu'] };
-  const location = graph === 'upload' ? 'gpu-buffer' as const : graph === 'download' ? 'cpu' as const : { prev: 'gpu-buffer' as const, pns: 'cpu' as const };
+  const location = graph === 'download' ? 'cpu' as const : 'gpu-buffer' as const;
   const provider = ep === 'webgpu'
     ? { name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: tuning.bufferCache, validationMode: 'basic' }
     : { name: 'cuda', deviceId: tuning.deviceId ?? 0 };

@@ -14,7 +14,7 @@ import { buildTcdStepGraph, TCD_STEP_SCALARS } from '../sampling/tcd-step-graph.
 import { tcdStepScalars } from '../sampling/tcd.js';
 import type { Tensor } from '../tensor.js';
 import { unetSession } from './components.js';
-import { deviceTensors, hostTensor } from './device-tensors.js';
+import { deviceTensors } from './device-tensors.js';
 import type { CondBranch, StepProgress, TcdLoopCall } from './protocol.js';
 import { loopSessionOptions } from './providers.js';
 import type { SessionStore } from './session-store.js';
@@ -91,22 +91,26 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
       const feeds: Record<string, ort.Tensor> = { x, pos: eps[0], noise };
       if (eps.length === 2) feeds.neg = eps[1];
       TCD_STEP_SCALARS.forEach((name, k) => { feeds[name] = scalar(values[k]); });
-      const fetch = last ? ['pns'] : call.previews ? ['prev', 'pns'] : ['prev'];
       const t0 = performance.now();
-      const out = await step.run(feeds, fetch);
+      // every output is fetched (GPU outputs are bound together); pns comes down only for previews and the end
+      const out = await step.run(feeds);
       store.recordRun('tcd_step', performance.now() - t0);
       for (const e of eps) dispose(e);
       dispose(tFeed);
       if (noise !== zeros) dispose(noise);
       dispose(x);
       if (last) {
-        const result = hostTensor(out.pns);
+        dispose(out.prev);
+        const result = await dev.download(out.pns);
+        dispose(out.pns);
         await progress({ step: i, total: n, ...(call.previews ? { preview: { shape: [...shape], data: result.data.slice() } } : {}) });
         return { shape: [...shape], data: result.data };
       }
       x = out.prev;
+      const preview = call.previews ? await dev.download(out.pns) : undefined;
+      dispose(out.pns);
       // waits for the main thread to have this step (it acknowledges on receipt, before its handler runs)
-      await progress({ step: i, total: n, ...(call.previews ? { preview: hostTensor(out.pns) } : {}) });
+      await progress({ step: i, total: n, ...(preview ? { preview } : {}) });
     }
     throw new Error('sampleTcd: no timesteps');
   } catch (e) {
