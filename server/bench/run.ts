@@ -46,7 +46,12 @@ export interface BenchOptions {
   log?: (line: string) => void;
 }
 
-export interface PhaseTimes { textEncodeMs: number; unetStepMs: number[]; unetStepInWorkerMs: number[]; vaeDecodeMs: number; totalMs: number }
+/**
+ * One warm image. loopMs: the whole sampling loop (GPU work finished: the final latent is on the CPU); unetStepMs:
+ * per step as the main thread sees it (worker loop: between progress reports, which on a GPU run ahead of the GPU
+ * and bunch up at the end; js loop: around each engine.unet call).
+ */
+export interface PhaseTimes { textEncodeMs: number; loopMs: number; unetStepMs: number[]; unetStepInWorkerMs: number[]; vaeDecodeMs: number; totalMs: number }
 
 export interface BenchReport {
   arch: PresetName; size: number; steps: number; epRequested: string; ep: string; loop: 'worker' | 'js';
@@ -56,7 +61,7 @@ export interface BenchReport {
   loads: RuntimeStats['loadTimings'];
   cold: { textEncodeMs: number; unetFirstCallMs: number; vaeDecodeMs: number };
   images: PhaseTimes[];
-  /** medians over the warm images */
+  /** medians over the warm images; unetStepMs is the loop's time per step (loopMs / steps) */
   summary: { unetStepMs: number; unetStepInWorkerMs: number; textEncodeMs: number; vaeDecodeMs: number; secondsPerImage: number; modelLoadS: number; sessionCreateS: number };
   memory: { peakRssMiB: number; gpuBaselineMiB: number | null; gpuPeakMiB: number | null; gpuPeakAboveBaselineMiB: number | null };
   node: string; tuning: Record<string, string | undefined>;
@@ -125,6 +130,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const [cond, textMs] = await clock(() => engine.encodeText(clip, prompt));
       const stepMs: number[] = [];
       const x = tcdInitialLatent(gen, latentShape);
+      const loopStart = performance.now();
       let latent: Float32Array;
       if (loop === 'worker') {
         // per step: time between the loop's progress reports (UNet + step graph; the GPU is synchronised only at the end)
@@ -144,18 +150,18 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           },
         });
       }
+      const loopMs = performance.now() - loopStart;
       const z = { shape: latentShape, data: latent.map((v) => v / config.vae.scalingFactor) };
       const [image, vaeMs] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, z));
       const totalMs = performance.now() - t0;
       if (!image.data.every(Number.isFinite)) throw new Error('bench: the decoded image has non-finite values (fp16 overflow?)');
       const inWorker = (await workerUnetRuns()).slice(before);
-      images.push({ textEncodeMs: round(textMs), unetStepMs: stepMs.map((v) => round(v)), unetStepInWorkerMs: inWorker.map((v) => round(v)), vaeDecodeMs: round(vaeMs), totalMs: round(totalMs) });
-      log(`bench: image ${i + 1}: ${round(totalMs / 1000, 2)} s (steps ${stepMs.map((v) => round(v)).join(', ')} ms)`);
+      images.push({ textEncodeMs: round(textMs), loopMs: round(loopMs), unetStepMs: stepMs.map((v) => round(v)), unetStepInWorkerMs: inWorker.map((v) => round(v)), vaeDecodeMs: round(vaeMs), totalMs: round(totalMs) });
+      log(`bench: image ${i + 1}: ${round(totalMs / 1000, 2)} s (loop ${round(loopMs)} ms = ${round(loopMs / steps)} ms/step; reports ${stepMs.map((v) => round(v)).join(', ')} ms)`);
     }
 
     const stats = await engine.stats();
     const mem = await gpu.stop();
-    const allSteps = images.flatMap((im) => im.unetStepMs);
     const allInWorker = images.flatMap((im) => im.unetStepInWorkerMs);
     return {
       arch, size, steps, epRequested: o.ep, ep: stats.ep, loop, checkpoint: ckpt.path, checkpointCreatedS: ckpt.createdS, lora,
@@ -163,7 +169,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       cold: { textEncodeMs: round(textCold), unetFirstCallMs: round(unetCold), vaeDecodeMs: round(vaeCold) },
       images,
       summary: {
-        unetStepMs: round(median(allSteps), 2), unetStepInWorkerMs: round(median(allInWorker), 2),
+        unetStepMs: round(median(images.map((im) => im.loopMs / steps)), 2), unetStepInWorkerMs: round(median(allInWorker), 2),
         textEncodeMs: round(median(images.map((im) => im.textEncodeMs))), vaeDecodeMs: round(median(images.map((im) => im.vaeDecodeMs))),
         secondsPerImage: round(median(images.map((im) => im.totalMs)) / 1000, 3),
         modelLoadS: round(stats.loadTimings.reduce((a, l) => a + l.graphMs, 0) / 1000, 2),

@@ -24,6 +24,7 @@ test('bench: demo arch at 64x64, 2 steps on cpu', async () => {
       // the loop runs in the worker: all its session.run time lies inside the time from the call to its last step
       const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
       assert.ok(sum(im.unetStepInWorkerMs) <= sum(im.unetStepMs) + 0.5, `session.run time exceeds the loop's: ${JSON.stringify(im)}`);
+      assert.ok(im.loopMs >= sum(im.unetStepMs) - 0.5 && im.loopMs <= im.totalMs, JSON.stringify(im));
       assert.ok(im.totalMs >= im.textEncodeMs + im.vaeDecodeMs + im.unetStepMs.reduce((a, b) => a + b, 0) - 1);
     }
     // sdxl-family demo: two text encoders, unet, vae decoder, each loaded once
