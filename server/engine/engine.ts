@@ -152,10 +152,11 @@ let processWebGpuDevice: number | null = null;
  * env (main thread, before the worker's first WebGPU session; one GPU per process). Without the built layer, GPU 0
  * runs on Dawn's default adapter (logged) and any other GPU is an error rather than a silent wrong GPU.
  */
-export function pinWebGpu(ep: string | undefined, device: number | undefined, isolation: WorkerIsolation, log: (l: string) => void): WorkerIsolation {
+export function pinWebGpu(ep: string | undefined, device: number | undefined, isolation: WorkerIsolation, log: (l: string) => void,
+  layerDir: string | null = findVulkanLayer(projectRoot())): WorkerIsolation {
   if ((ep ?? '').trim().toLowerCase() !== 'webgpu' || device === undefined) return isolation;
   const base = isolation.mode === 'process' ? { ...process.env, ...isolation.env } : process.env;
-  const pin = webgpuPinningEnv(device, findVulkanLayer(projectRoot()), { base });
+  const pin = webgpuPinningEnv(device, layerDir, { base });
   if ('error' in pin) {
     if (device === 0) { log(`engine: webgpu runs on the default GPU: ${pin.error}`); return isolation; }
     throw new Error(`cannot run WebGPU on GPU ${device}: ${pin.error}`);
