@@ -90,6 +90,13 @@ case $set in
     bench sdxl-worker 300 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 2 --loop worker
     bench sdxl-js 120 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1 --loop js
     ;;
+  multi) # serve --devices on one host: one engine per GPU (WebGPU engines in pinned child processes), a burst of prompts
+    nvidia-smi --query-gpu=index,pci.bus_id --format=csv,noheader
+    for d in 0 0,1; do
+      timeout 240 node dist/server/bench/multi-gpu.js --devices $d --prompts 16 --arch sd15 --size 512 --ep webgpu > "$out/multi-$d.json" 2> "$out/log-multi-$d.txt"
+      echo "== multi $d rc=$?: $(cat "$out/multi-$d.json")"; grep -i -E "error|device" "$out/log-multi-$d.txt" | head -5
+    done
+    ;;
   pin) # which GPU a WebGPU engine runs on: default, --device 0/1 (Vulkan device-select layer), two at once
     gpus() { nvidia-smi --query-gpu=index,memory.used --format=csv,noheader | tr '\n' ';'; }
     hold() { # name, env..., -- bench args: start, sample GPU memory after 20 s, stop

@@ -91,9 +91,11 @@ test('a rejected prompt throws TcdApiError with node_errors; a wrong token is re
 /** A TCP relay in front of the server that can cut every websocket passing through it. */
 async function relay(target: number) {
   const ws = new Set<Socket>();
+  const all = new Set<Socket>(); // every connection, so close() does not wait for idle keep-alive sockets
   let blocked = false;
   const srv = createServer((c) => {
     const up = connect(target, '127.0.0.1');
+    all.add(c); c.on('close', () => all.delete(c));
     c.pipe(up); up.pipe(c);
     c.once('data', (chunk) => {
       if (!/upgrade: websocket/i.test(chunk.toString('latin1'))) return;
@@ -108,7 +110,7 @@ async function relay(target: number) {
     url: `http://127.0.0.1:${(srv.address() as { port: number }).port}`,
     cut: () => { const n = ws.size; for (const s of ws) s.destroy(); return n; },
     block: (b: boolean) => { blocked = b; },
-    close: () => new Promise<void>((r) => { for (const s of ws) s.destroy(); srv.close(() => r()); }),
+    close: () => new Promise<void>((r) => { for (const s of all) s.destroy(); srv.close(() => r()); }),
   };
 }
 
@@ -123,7 +125,7 @@ test('the websocket drops mid-run and stays down until the prompt is done: the r
       while (!(await (await fetch(`${server.url}/history/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json())[id]) await new Promise((w) => setTimeout(w, 50));
       r.block(false);
     };
-    const res = await client.run(demo(4, 8, 128), {
+    const res = await client.run(demo(4, 8, 384), { // steps long enough (~50 ms) that the cut lands before the last ones are sent
       onEvent: (m) => {
         events.push(m);
         if (m.type === 'progress' && m.data.value === 1 && cut === 0) { r.block(true); cut = r.cut(); void unblockWhenDone(m.data.prompt_id); }
