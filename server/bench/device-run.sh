@@ -93,8 +93,8 @@ case $set in
   multi) # serve --devices on one host: one engine per GPU (WebGPU engines in pinned child processes), a burst of prompts
     nvidia-smi --query-gpu=index,pci.bus_id --format=csv,noheader
     for d in 0 0,1; do
-      timeout 240 node dist/server/bench/multi-gpu.js --devices $d --prompts 16 --arch sd15 --size 512 --ep webgpu > "$out/multi-$d.json" 2> "$out/log-multi-$d.txt"
-      echo "== multi $d rc=$?: $(cat "$out/multi-$d.json")"; grep -i -E "error|device" "$out/log-multi-$d.txt" | head -5
+      timeout 240 node dist/server/bench/multi-gpu.js --devices $d --prompts 16 --arch sd15 --size 512 --ep webgpu > "$out/multi-${d/,/-}.json" 2> "$out/log-multi-${d/,/-}.txt"
+      echo "== multi $d rc=$?: $(cat "$out/multi-${d/,/-}.json")"; grep -i -E "error|device" "$out/log-multi-${d/,/-}.txt" | head -5
     done
     ;;
   pin) # which GPU a WebGPU engine runs on: default, --device 0/1 (Vulkan device-select layer), two at once

@@ -6,7 +6,7 @@
  * Example (GPU host): node dist/server/bench/multi-gpu.js --devices 0,1 --prompts 16 --arch sd15 --size 512 --ep webgpu
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { linkSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -50,7 +50,8 @@ async function main(): Promise<void> {
   const root = join(tmpdir(), 'tcd-bench', `serve-${devices.join('-')}`);
   rmSync(join(root, 'models'), { recursive: true, force: true });
   mkdirSync(join(root, 'models', 'checkpoints'), { recursive: true });
-  symlinkSync(ckpt.path, join(root, 'models', 'checkpoints', `${values.arch}.safetensors`));
+  // a hard link: the model folders refuse symlinks (they could point outside the folder)
+  linkSync(ckpt.path, join(root, 'models', 'checkpoints', `${values.arch}.safetensors`));
   const server = await serve({
     port: Number(values.port), models: join(root, 'models'), data: join(tmpdir(), 'tcd-bench', 'serve-data'), output: join(root, 'output'),
     ep: values.ep, devices: devices.length > 1 ? devices : undefined, demo: false, previews: false,
