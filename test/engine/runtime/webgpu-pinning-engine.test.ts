@@ -65,6 +65,15 @@ test('a WebGPU engine on GPU 1 in a child process starts its worker with the lay
     } finally { await engine.close(); }
   });
 
+test('TCD_DEVICE, which `worker --device N` exports before its engine starts, pins like the option',
+  { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' }, async () => {
+    process.env.TCD_DEVICE = '1';
+    const engine = new Engine({ ep: 'webgpu', isolation: 'process', cacheDir: join(dir, 'c5'), log: quiet });
+    try {
+      assert.equal((await engine.debugWorkerEnv('TCD_VULKAN_DEVICE')).value, '1');
+    } finally { delete process.env.TCD_DEVICE; await engine.close(); }
+  });
+
 test('thread isolation pins this process once: its worker thread sees the layer, a second GPU in the same process is refused',
   { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' }, async () => {
     const engine = new Engine({ ep: 'webgpu', device: 1, cacheDir: join(dir, 'c2'), log: quiet });
