@@ -67,7 +67,7 @@ test('workers report their device; a burst is shared by both workers, with histo
 
 test('interrupt reaches the worker running the prompt', { skip }, async () => {
   const ws = await WsClient.connect(server.url, 'intr');
-  const id = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 7, steps: 40, size: 128 }), client_id: 'intr' })).json.prompt_id;
+  const id = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 7, steps: 40, size: 384 }), client_id: 'intr' })).json.prompt_id;
   await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === id, 120000);
   assert.equal((await api(server.url, 'GET', '/queue')).json.queue_running[0][1], id, 'shown as running while a worker runs it');
   assert.equal((await api(server.url, 'POST', '/interrupt', { prompt_id: id })).status, 200);

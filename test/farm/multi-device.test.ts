@@ -22,8 +22,8 @@ test('two devices run two prompts at once; interrupt by id stops only that one',
   assert.ok(server.queue instanceof MultiDeviceQueue);
   const q = server.queue as MultiDeviceQueue<NodeServices>;
   const ws = await WsClient.connect(server.url, 'md');
-  const a = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 1, steps: 12, size: 128 }), client_id: 'md' })).json.prompt_id;
-  const b = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 2, steps: 12, size: 128 }), client_id: 'md' })).json.prompt_id;
+  const a = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 1, steps: 12, size: 384 }), client_id: 'md' })).json.prompt_id;
+  const b = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 2, steps: 12, size: 384 }), client_id: 'md' })).json.prompt_id;
   let both = false;
   for (let t = 0; t < 600 && !both; t++) {
     const running = Object.values(q.runningByDevice());

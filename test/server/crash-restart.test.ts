@@ -46,7 +46,7 @@ test('kill -9 during a run, restart: pending prompts run, the interrupted one is
   // warm up (first prompt builds the graphs) so the kill lands in the sampler of the long prompt
   const warm = (await api(a.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 1, steps: 1, prefix: 'warm' }), client_id: 'crash' })).json.prompt_id;
   await ws.untilDone(warm, 90000);
-  const long = (await api(a.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 2, steps: 50, prefix: 'killed' }), client_id: 'crash' })).json.prompt_id;
+  const long = (await api(a.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 2, steps: 50, size: 384, prefix: 'killed' }), client_id: 'crash' })).json.prompt_id;
   const pending = [];
   for (let i = 0; i < 3; i++) pending.push((await api(a.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 10 + i, steps: 1, prefix: `pending${i}` }), client_id: 'crash' })).json.prompt_id);
   await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === long, 60000);

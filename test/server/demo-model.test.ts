@@ -113,7 +113,7 @@ test('POST /prompt accepts a UI-format workflow: muted node dropped, bypassed no
 });
 
 test('the engine worker dying mid-run fails only that prompt; the next one runs on a fresh worker', async () => {
-  const r = await api(s.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 30, steps: 50, prefix: 'crash' }), client_id: 'demo' });
+  const r = await api(s.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 30, steps: 50, size: 384, prefix: 'crash' }), client_id: 'demo' });
   const next = await api(s.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 31, steps: 1, prefix: 'after-crash' }), client_id: 'demo' });
   await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === r.json.prompt_id, 60000);
   await s.services.engine().debugWorker('exit').catch(() => {});
