@@ -26,8 +26,8 @@ const awaitingAck = new Map<number, () => void>();
 port.on('message', (msg: WorkerMessage) => {
   if ('cancel' in msg) { cancelled.add(msg.cancel); return; }
   if ('ack' in msg) { awaitingAck.get(msg.ack)?.(); awaitingAck.delete(msg.ack); return; }
-  // the crash hooks act on arrival, like a real crash, even while a sampling loop holds the queue
-  if (msg.call.op === 'debug' && (msg.call.action === 'exit' || msg.call.action === 'throw')) { void handle(msg); return; }
+  // the exit hook acts on arrival, like a real crash, even while a sampling loop holds the queue
+  if (msg.call.op === 'debug' && msg.call.action === 'exit') { void handle(msg); return; }
   queue = queue.then(() => handle(msg));
 });
 
