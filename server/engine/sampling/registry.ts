@@ -11,6 +11,7 @@ import {
   sampleDdpm, sampleDpmpp2m, sampleDpmpp2mSde, sampleDpmpp2sAncestral, sampleDpmpp3mSde, sampleDpmppSde, sampleLcm,
 } from './k-samplers-dpmpp.js';
 import { sampleTcdK } from './k-sampler-tcd.js';
+import { sampleUniPc, sampleUniPcBh2 } from './k-sampler-unipc.js';
 export { SCHEDULER_NAMES } from './schedules.js';
 
 const SAMPLERS: Record<string, KSamplerFn> = {
@@ -32,13 +33,16 @@ const SAMPLERS: Record<string, KSamplerFn> = {
   ipndm: sampleIpndm,
   // ComfyUI's ddim is euler (its "random" inpaint noise only matters with a denoise mask)
   ddim: sampleEuler,
+  uni_pc: sampleUniPc,
+  uni_pc_bh2: sampleUniPcBh2,
   tcd: sampleTcdK,
 };
 
 /** ComfyUI's SAMPLER_NAMES order, restricted to what is implemented, then 'tcd'. */
 export const SAMPLER_NAMES: readonly string[] = [
   'euler', 'euler_ancestral', 'heun', 'heunpp2', 'dpm_2', 'dpm_2_ancestral', 'lms', 'dpmpp_2s_ancestral', 'dpmpp_sde',
-  'dpmpp_2m', 'dpmpp_2m_sde', 'dpmpp_2m_sde_heun', 'dpmpp_3m_sde', 'ddpm', 'lcm', 'ipndm', 'ddim', 'tcd',
+  'dpmpp_2m', 'dpmpp_2m_sde', 'dpmpp_2m_sde_heun', 'dpmpp_3m_sde', 'ddpm', 'lcm', 'ipndm', 'ddim', 'uni_pc', 'uni_pc_bh2',
+  'tcd',
 ];
 
 /** Samplers that draw noise (need a noise source; ComfyUI seeds it with the KSampler seed). */
