@@ -101,7 +101,9 @@ export type Response =
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; error: { name: string; message: string; stack?: string } }
   | { id: number; progress: StepProgress }
-  | { id: null; log: string };
+  | { id: null; log: string }
+  /** the worker has settled its execution provider (the probe session is done) */
+  | { id: null; ready: true };
 
 /** Settings the worker starts with (a thread's workerData; a child process gets them through its environment). */
 export interface WorkerInit {

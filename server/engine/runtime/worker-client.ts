@@ -89,7 +89,11 @@ export class WorkerClient {
     this.starts++;
     this.worker = w;
     w.on('message', (msg: Response) => {
-      if (msg.id === null) { this.log(msg.log); return; }
+      if (msg.id === null) {
+        if ('ready' in msg) this.readyWorkers.add(w);
+        else this.log(msg.log);
+        return;
+      }
       const p = this.pending.get(msg.id);
       if (!p) return;
       if ('progress' in msg) {
@@ -103,7 +107,7 @@ export class WorkerClient {
       else p.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, stack: msg.error.stack }));
     });
     w.on('error', (err) => this.crashed(w, err.message));
-    w.on('exit', (code, signal) => this.crashed(w, signal ? `worker process was killed by ${signal}` : `worker exited with code ${code}`));
+    w.on('exit', (code, signal) => { this.exited.add(w); this.crashed(w, signal ? `worker process was killed by ${signal}` : `worker exited with code ${code}`); });
     return w;
   }
 
@@ -118,7 +122,14 @@ export class WorkerClient {
     void w.terminate();
   }
 
-  /** Stops the worker; calls still in flight are rejected. */
+  /** workers that reported their provider settled (see close) */
+  private readyWorkers = new WeakSet<WorkerHandle>();
+
+  /**
+   * Stops the worker; calls still in flight are rejected. A worker thread still probing its GPU provider gets up to
+   * 10 s to finish that first: terminating a thread inside Dawn's start-up aborts the whole process. (A child
+   * process is simply killed.)
+   */
   async close(): Promise<void> {
     const w = this.worker;
     if (!w) return;
@@ -126,6 +137,15 @@ export class WorkerClient {
     const calls = [...this.pending.values()];
     this.pending.clear();
     for (const p of calls) p.reject(new Error(`engine closed while running the ${describeCall(p.call)}`));
+    if (this.isolation.mode === 'thread' && !this.readyWorkers.has(w)) {
+      const deadline = Date.now() + 10000;
+      w.ref();
+      while (!this.readyWorkers.has(w) && Date.now() < deadline && this.starting(w)) await new Promise((r) => setTimeout(r, 20));
+    }
     await w.terminate();
   }
+
+  /** false once the worker has exited (then there is nothing to wait for) */
+  private starting(w: WorkerHandle): boolean { return !this.exited.has(w); }
+  private exited = new WeakSet<WorkerHandle>();
 }

@@ -17,6 +17,8 @@ import { openWorkerPort } from './worker-port.js';
 const { port, init, mode } = openWorkerPort();
 const log = (line: string) => port.postMessage({ id: null, log: line } satisfies Response);
 const store = SessionStore.start(init, log);
+// tells the client when the provider probe is over: stopping a thread inside it (Dawn's start-up) aborts the process
+void store.then(() => port.postMessage({ id: null, ready: true } satisfies Response), () => port.postMessage({ id: null, ready: true } satisfies Response));
 
 let queue: Promise<void> = Promise.resolve();
 /** calls asked to stop; a cancel is handled as it arrives (not queued), and loops check it between steps */

@@ -83,8 +83,7 @@ test('thread isolation pins this process once: its worker thread sees the layer,
       assert.throws(() => new Engine({ ep: 'webgpu', device: 0, cacheDir: join(dir, 'c3'), log: quiet }), /one process runs on one GPU and this one is on GPU 1/);
       const same = new Engine({ ep: 'webgpu', device: 1, cacheDir: join(dir, 'c4'), log: quiet });
       await same.close();
-      // the worker settles its provider (here: no WebGPU adapter on GPU 1 of this machine -> cpu) before closing:
-      // terminating a thread inside Dawn's start-up would abort the process
-      assert.ok(['cpu', 'webgpu'].includes((await engine.stats()).ep));
+      // closed right away, while the worker may still be probing WebGPU (here it finds no adapter for GPU 1): close()
+      // lets the probe finish first, since terminating a thread inside Dawn's start-up would abort this process
     } finally { await engine.close(); }
   });
