@@ -12,6 +12,8 @@ import {
 } from './k-samplers-dpmpp.js';
 import { sampleTcdK } from './k-sampler-tcd.js';
 import { sampleUniPc, sampleUniPcBh2 } from './k-sampler-unipc.js';
+import { sampleDeis } from './k-sampler-deis.js';
+import { sampleExpHeun2X0, sampleGradientEstimation, sampleIpndmV, sampleResMultistep } from './k-samplers-multistep.js';
 export { SCHEDULER_NAMES } from './schedules.js';
 
 const SAMPLERS: Record<string, KSamplerFn> = {
@@ -19,18 +21,28 @@ const SAMPLERS: Record<string, KSamplerFn> = {
   euler_ancestral: sampleEulerAncestral,
   heun: sampleHeun,
   heunpp2: sampleHeunpp2,
+  exp_heun_2_x0: sampleExpHeun2X0,
   dpm_2: sampleDpm2,
   dpm_2_ancestral: sampleDpm2Ancestral,
   lms: sampleLms,
   dpmpp_2s_ancestral: sampleDpmpp2sAncestral,
   dpmpp_sde: sampleDpmppSde,
+  // ComfyUI's *_gpu variants run the same solver with the Brownian tree on the GPU; ours draw Gaussian noise anyway
+  dpmpp_sde_gpu: sampleDpmppSde,
   dpmpp_2m: sampleDpmpp2m,
   dpmpp_2m_sde: sampleDpmpp2mSde,
+  dpmpp_2m_sde_gpu: sampleDpmpp2mSde,
   dpmpp_2m_sde_heun: (a) => sampleDpmpp2mSde({ ...a, solverType: 'heun' }),
+  dpmpp_2m_sde_heun_gpu: (a) => sampleDpmpp2mSde({ ...a, solverType: 'heun' }),
   dpmpp_3m_sde: sampleDpmpp3mSde,
+  dpmpp_3m_sde_gpu: sampleDpmpp3mSde,
   ddpm: sampleDdpm,
   lcm: sampleLcm,
   ipndm: sampleIpndm,
+  ipndm_v: sampleIpndmV,
+  deis: sampleDeis,
+  res_multistep: sampleResMultistep,
+  gradient_estimation: sampleGradientEstimation,
   // ComfyUI's ddim is euler (its "random" inpaint noise only matters with a denoise mask)
   ddim: sampleEuler,
   uni_pc: sampleUniPc,
@@ -40,16 +52,23 @@ const SAMPLERS: Record<string, KSamplerFn> = {
 
 /** ComfyUI's SAMPLER_NAMES order, restricted to what is implemented, then 'tcd'. */
 export const SAMPLER_NAMES: readonly string[] = [
-  'euler', 'euler_ancestral', 'heun', 'heunpp2', 'dpm_2', 'dpm_2_ancestral', 'lms', 'dpmpp_2s_ancestral', 'dpmpp_sde',
-  'dpmpp_2m', 'dpmpp_2m_sde', 'dpmpp_2m_sde_heun', 'dpmpp_3m_sde', 'ddpm', 'lcm', 'ipndm', 'ddim', 'uni_pc', 'uni_pc_bh2',
-  'tcd',
+  'euler', 'euler_ancestral', 'heun', 'heunpp2', 'exp_heun_2_x0', 'dpm_2', 'dpm_2_ancestral', 'lms', 'dpmpp_2s_ancestral',
+  'dpmpp_sde', 'dpmpp_sde_gpu', 'dpmpp_2m', 'dpmpp_2m_sde', 'dpmpp_2m_sde_gpu', 'dpmpp_2m_sde_heun', 'dpmpp_2m_sde_heun_gpu',
+  'dpmpp_3m_sde', 'dpmpp_3m_sde_gpu', 'ddpm', 'lcm', 'ipndm', 'ipndm_v', 'deis', 'res_multistep', 'gradient_estimation',
+  'ddim', 'uni_pc', 'uni_pc_bh2', 'tcd',
 ];
 
 /** Samplers that draw noise (need a noise source; ComfyUI seeds it with the KSampler seed). */
-export const NOISY_SAMPLERS = new Set(['euler_ancestral', 'dpm_2_ancestral', 'dpmpp_2s_ancestral', 'dpmpp_sde', 'dpmpp_2m_sde', 'dpmpp_2m_sde_heun', 'dpmpp_3m_sde', 'ddpm', 'lcm', 'tcd']);
+export const NOISY_SAMPLERS = new Set([
+  'euler_ancestral', 'dpm_2_ancestral', 'dpmpp_2s_ancestral', 'dpmpp_sde', 'dpmpp_sde_gpu', 'dpmpp_2m_sde', 'dpmpp_2m_sde_gpu',
+  'dpmpp_2m_sde_heun', 'dpmpp_2m_sde_heun_gpu', 'dpmpp_3m_sde', 'dpmpp_3m_sde_gpu', 'ddpm', 'lcm', 'tcd',
+]);
 
 /** Samplers whose ComfyUI noise comes from a torchsde Brownian tree, which we replace by independent Gaussian draws. */
-export const BROWNIAN_SAMPLERS = new Set(['dpmpp_sde', 'dpmpp_2m_sde', 'dpmpp_2m_sde_heun', 'dpmpp_3m_sde']);
+export const BROWNIAN_SAMPLERS = new Set([
+  'dpmpp_sde', 'dpmpp_sde_gpu', 'dpmpp_2m_sde', 'dpmpp_2m_sde_gpu', 'dpmpp_2m_sde_heun', 'dpmpp_2m_sde_heun_gpu', 'dpmpp_3m_sde',
+  'dpmpp_3m_sde_gpu',
+]);
 
 export function getSampler(name: string): KSamplerFn {
   const fn = SAMPLERS[name];
