@@ -5,18 +5,24 @@
  * The key addresses the content: a hash of everything the bytes depend on (builder source code, checkpoint and
  * LoRA files by path+size+mtime, component, variant, dtype); hashing a 7 GB checkpoint's bytes would cost more than
  * building its graph, so file identity stands in for file content.
+ * The cache has a disk budget (TCD_GRAPH_CACHE_MB, see graphCacheBudgetBytes): after each new artifact, the least recently
+ * used ones (directory mtime, refreshed on every reuse) are deleted until the total fits, sparing the new one and
+ * those whose sessions are loaded (request.inUse).
  * Example:
  *   const art = await graphArtifact({ cacheDir, key, externalize: bytes > limit, build: () => buildUnet(...) });
  *   await ort.InferenceSession.create(art.kind === 'file' ? art.path : art.bytes, opts);
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, statfsSync, utimesSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GraphBuilder } from '../onnx/graph.js';
 import { serializeModel, writeModel } from '../onnx/serialize.js';
 
-export type GraphArtifact = { kind: 'bytes'; bytes: Uint8Array } | { kind: 'file'; path: string; reused: boolean };
+export type GraphArtifact =
+  | { kind: 'bytes'; bytes: Uint8Array }
+  /** evicted: artifacts deleted to keep the cache under its disk budget after this one was written */
+  | { kind: 'file'; path: string; reused: boolean; evicted: Evicted[] };
 
 export interface FileIdentity { path: string; size: number; mtimeMs: number }
 
@@ -61,6 +67,42 @@ export interface ArtifactRequest {
   /** true: external data on disk (reused across starts); false: inline bytes in memory */
   externalize: boolean;
   build: () => GraphBuilder;
+  /**
+   * Artifacts in use here, never evicted: `owner` (the caller's key for what this artifact becomes, e.g. a session
+   * key) is remembered against `key`, and an artifact is kept while one of its owners is in `loaded()`.
+   */
+  inUse?: { owner: string; loaded: () => Iterable<string> };
+  /** disk budget in bytes (Infinity: none); default graphCacheBudgetBytes(cacheDir) (TCD_GRAPH_CACHE_MB) */
+  budgetBytes?: number;
+  /** one line per evicted artifact */
+  log?: (line: string) => void;
+}
+
+/** graph key -> owners (session keys) that used it in this thread, for ArtifactRequest.inUse */
+const owners = new Map<string, Set<string>>();
+
+function noteOwner(req: ArtifactRequest): void {
+  if (!req.inUse) return;
+  let set = owners.get(req.key);
+  if (!set) owners.set(req.key, (set = new Set()));
+  set.add(req.inUse.owner);
+}
+
+/** Graph keys whose owners are loaded now (plus the one just written). */
+function keptKeys(req: ArtifactRequest): Set<string> {
+  const keep = new Set([req.key]);
+  if (!req.inUse) return keep;
+  const loaded = new Set(req.inUse.loaded());
+  for (const [key, set] of owners) if ([...set].some((o) => loaded.has(o))) keep.add(key);
+  return keep;
+}
+
+/** Marks an artifact directory as used now (its mtime is the recency eviction goes by). */
+function touch(dir: string): void {
+  try {
+    const now = new Date();
+    utimesSync(dir, now, now);
+  } catch { /* a read-only or vanished cache entry: recency is advisory */ }
 }
 
 /** Whether graphArtifact would reuse a file written earlier (in-memory artifacts are always rebuilt). */
@@ -72,7 +114,12 @@ export function graphArtifact(req: ArtifactRequest): GraphArtifact {
   if (!req.externalize) return { kind: 'bytes', bytes: serializeModel(req.build()) };
   const dir = join(req.cacheDir, req.key);
   const model = join(dir, 'model.onnx');
-  if (existsSync(model)) return { kind: 'file', path: model, reused: true };
+  noteOwner(req);
+  if (existsSync(model)) {
+    touch(dir);
+    return { kind: 'file', path: model, reused: true, evicted: [] };
+  }
+  const budgetBytes = req.budgetBytes ?? graphCacheBudgetBytes(req.cacheDir); // a bad TCD_GRAPH_CACHE_MB fails before the write
   mkdirSync(req.cacheDir, { recursive: true });
   // write into a private directory, then rename it into place: readers never see half-written files, and the
   // .bin location recorded inside model.onnx is relative, so it survives the rename
@@ -88,5 +135,137 @@ export function graphArtifact(req: ArtifactRequest): GraphArtifact {
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-  return { kind: 'file', path: model, reused: false };
+  touch(dir);
+  const evicted = enforceGraphCacheBudget({
+    cacheDir: req.cacheDir, budgetBytes, keep: keptKeys(req), log: req.log,
+  });
+  return { kind: 'file', path: model, reused: false, evicted };
+}
+
+// ---- disk budget -------------------------------------------------------------------------------------------------
+
+/** An artifact deleted to make room. */
+export interface Evicted { key: string; bytes: number; lastUsed: Date }
+
+const MiB = 1024 ** 2;
+const DEFAULT_FLOOR = 8 * 1024 ** 3;
+/** a `<key>.tmp-*` directory untouched this long is a dead writer's leftover, not a write in progress */
+export const STALE_TMP_MS = 60 * 60 * 1000;
+const ARTIFACT_DIR = /^[0-9a-f]{32}$/; // graphKey's output: nothing else in cacheDir is ever evicted
+
+const defaultBudgets = new Map<string, number>();
+
+/**
+ * The graph cache's disk budget in bytes. TCD_GRAPH_CACHE_MB (MiB; 0 = no limit, Infinity) when set; otherwise,
+ * fixed at first use per cacheDir: half of what the cache could grow into (free space on its filesystem plus what it
+ * holds already, so an existing cache is not purged on the first write), but at least 8 GiB (one SDXL fp16 UNet
+ * plus its VAE and text encoders).
+ * Example: graphCacheBudgetBytes('/data/onnx-cache', { TCD_GRAPH_CACHE_MB: '20480' }) === 20 * 1024 ** 3
+ */
+export function graphCacheBudgetBytes(cacheDir: string, env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.TCD_GRAPH_CACHE_MB;
+  if (raw !== undefined && raw.trim() !== '') {
+    if (!/^\s*\d+(\.\d+)?\s*$/.test(raw)) {
+      throw new Error(`TCD_GRAPH_CACHE_MB must be a size in MiB (a non-negative number; 0 = no limit), got ${JSON.stringify(raw)}`);
+    }
+    const mb = Number(raw);
+    return mb === 0 ? Infinity : Math.round(mb * MiB);
+  }
+  let budget = defaultBudgets.get(cacheDir);
+  if (budget === undefined) {
+    let free = 0;
+    try {
+      const fs = statfsSync(existsSync(cacheDir) ? cacheDir : dirname(cacheDir));
+      free = Number(fs.bavail) * Number(fs.bsize);
+    } catch { /* no statfs here (or no such parent): the floor applies */ }
+    budget = Math.max(DEFAULT_FLOOR, Math.floor((free + cacheEntries(cacheDir).reduce((n, e) => n + (e.tmp ? 0 : e.bytes), 0)) / 2));
+    defaultBudgets.set(cacheDir, budget);
+  }
+  return budget;
+}
+
+interface CacheEntry { name: string; tmp: boolean; bytes: number; mtimeMs: number }
+
+/** Sum of file sizes under `path` and the newest mtime of it and anything in it. */
+function measure(path: string): { bytes: number; newestMs: number } {
+  const s = statSync(path);
+  if (!s.isDirectory()) return { bytes: s.size, newestMs: s.mtimeMs };
+  let bytes = 0;
+  let newestMs = s.mtimeMs;
+  for (const name of readdirSync(path)) {
+    try {
+      const m = measure(join(path, name));
+      bytes += m.bytes;
+      newestMs = Math.max(newestMs, m.newestMs);
+    } catch { /* removed meanwhile */ }
+  }
+  return { bytes, newestMs };
+}
+
+/** Artifact and temporary directories in cacheDir; an artifact's mtime is its last use (touch). */
+function cacheEntries(cacheDir: string): CacheEntry[] {
+  if (!existsSync(cacheDir)) return [];
+  const out: CacheEntry[] = [];
+  for (const name of readdirSync(cacheDir)) {
+    const tmp = name.includes('.tmp-');
+    if (!tmp && !ARTIFACT_DIR.test(name)) continue;
+    try {
+      const path = join(cacheDir, name);
+      if (!statSync(path).isDirectory()) continue;
+      const m = measure(path);
+      // a writer's progress shows in its files (the .bin grows), not in the directory's own mtime
+      out.push({ name, tmp, bytes: m.bytes, mtimeMs: tmp ? m.newestMs : statSync(path).mtimeMs });
+    } catch { /* removed meanwhile */ }
+  }
+  return out;
+}
+
+/** Deletes a cache directory: renamed out of the way first, so no reader ever sees a half-deleted artifact. */
+function remove(cacheDir: string, name: string): void {
+  const doomed = join(cacheDir, `${name.split('.tmp-')[0]}.tmp-evict-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  renameSync(join(cacheDir, name), doomed);
+  rmSync(doomed, { recursive: true, force: true });
+}
+
+export interface BudgetRequest {
+  cacheDir: string;
+  /** Infinity: no limit (stale temporary directories are still removed) */
+  budgetBytes: number;
+  /** artifact keys never evicted (the one just written, those in use) */
+  keep: ReadonlySet<string>;
+  log?: (line: string) => void;
+  now?: number;
+}
+
+/**
+ * Removes temporary directories older than STALE_TMP_MS, then evicts whole artifact directories, least recently
+ * used first, until the artifacts total at most budgetBytes (or only kept ones are left). Returns what was evicted.
+ * Example: enforceGraphCacheBudget({ cacheDir, budgetBytes: 8 * 1024 ** 3, keep: new Set([key]), log: console.log })
+ */
+export function enforceGraphCacheBudget(req: BudgetRequest): Evicted[] {
+  const now = req.now ?? Date.now();
+  const entries = cacheEntries(req.cacheDir);
+  for (const e of entries) {
+    if (!e.tmp || now - e.mtimeMs < STALE_TMP_MS) continue;
+    try {
+      rmSync(join(req.cacheDir, e.name), { recursive: true, force: true });
+      req.log?.(`graph cache: removed ${e.name}, a temporary directory untouched for ${Math.round((now - e.mtimeMs) / 60000)} min`);
+    } catch { /* another process got there first */ }
+  }
+  const artifacts = entries.filter((e) => !e.tmp).sort((a, b) => a.mtimeMs - b.mtimeMs);
+  let total = artifacts.reduce((n, e) => n + e.bytes, 0);
+  const evicted: Evicted[] = [];
+  for (const e of artifacts) {
+    if (total <= req.budgetBytes) break;
+    if (req.keep.has(e.name)) continue;
+    try {
+      remove(req.cacheDir, e.name);
+    } catch { continue; /* another process evicted or is replacing it */ }
+    total -= e.bytes;
+    owners.delete(e.name);
+    evicted.push({ key: e.name, bytes: e.bytes, lastUsed: new Date(e.mtimeMs) });
+    req.log?.(`graph cache: evicted ${e.name} (${(e.bytes / MiB).toFixed(1)} MiB, last used ${new Date(e.mtimeMs).toISOString()}); `
+      + `cache now ${(total / MiB).toFixed(1)} MiB of ${Number.isFinite(req.budgetBytes) ? `${(req.budgetBytes / MiB).toFixed(1)} MiB` : 'unlimited'}`);
+  }
+  return evicted;
 }

@@ -137,6 +137,7 @@ export class SessionStore {
       const artifact = graphArtifact({
         ...request,
         build: () => spec.build(source ?? weightSourceFor(file, spec.component, spec.loras), config, dtype),
+        inUse: { owner: key, loaded: () => this.cache.keys() }, log: this.log, // disk budget: spare loaded graphs
       });
       if (artifact.kind === 'file' && artifact.reused) this.graphsReused++;
       else this.graphsBuilt++;
