@@ -7,10 +7,11 @@ import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
 import { TorchGenerator } from '../server/engine/rng.js';
 import { tcdAddNoise, tcdTimesteps } from '../server/engine/sampling/tcd.js';
-import { DiscreteModelSampling, epsDenoiser } from '../server/engine/sampling/model-sampling.js';
+import { cfgEpsDenoiser, DiscreteModelSampling, epsDenoiser } from '../server/engine/sampling/model-sampling.js';
 import { ksamplerSigmas } from '../server/engine/sampling/schedules.js';
-import { getSampler, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
-import { condBranch, guidedEps, type EpsFn } from './guidance.js';
+import { CFG_PP_SAMPLERS, getSampler, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
+import { branch, condBranch, guidedEps, type EpsFn } from './guidance.js';
+import type { Denoiser } from '../server/engine/sampling/noise.js';
 import { latentPreviewJpeg } from './latent-preview.js';
 import type { Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue } from './types.js';
 
@@ -105,11 +106,21 @@ async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denois
   const k = maxDenoise ? Math.sqrt(1 + s0 * s0) : s0;
   const x0 = new Float32Array(lat.length);
   for (let i = 0; i < x0.length; i++) x0[i] = lat[i] + noise[i] * k;
-  const eps = interruptible(ctx, guidedEps(ctx.services.engine(), r.model, r.positive, r.negative, r.cfg, shape, Math.abs(r.cfg - 1) < 1e-9));
+  let denoiser: Denoiser;
+  if (CFG_PP_SAMPLERS.has(r.sampler.name)) {
+    // CFG++ steps along the negative branch's prediction: cfg on the denoised with both branches, even at cfg 1 (as ComfyUI)
+    const engine = ctx.services.engine();
+    const pos = interruptible(ctx, branch(engine, r.model, r.positive, shape, 'positive'));
+    const neg = interruptible(ctx, branch(engine, r.model, r.negative, shape, 'negative'));
+    denoiser = cfgEpsDenoiser(SD_SAMPLING, (xs, ts) => pos(xs, ts), (xs, ts) => neg(xs, ts), r.cfg);
+  } else {
+    const eps = interruptible(ctx, guidedEps(ctx.services.engine(), r.model, r.positive, r.negative, r.cfg, shape, Math.abs(r.cfg - 1) < 1e-9));
+    denoiser = epsDenoiser(SD_SAMPLING, (xs, ts) => eps(xs, ts));
+  }
   const report = stepReporter(ctx, r.model, shape, r.sigmas.length - 1);
   let lastDenoised = lat;
   const x = await getSampler(r.sampler.name)({
-    denoiser: epsDenoiser(SD_SAMPLING, (xs, ts) => eps(xs, ts)), x: x0, sigmas: r.sigmas, shape,
+    denoiser, x: x0, sigmas: r.sigmas, shape,
     // ancestral noise: a fresh generator seeded with the same seed, like ComfyUI's default noise sampler
     noise: new TorchGenerator(r.seed), modelSampling: SD_SAMPLING,
     ...(r.sampler.eta !== undefined ? { eta: r.sampler.eta } : {}),

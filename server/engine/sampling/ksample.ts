@@ -27,7 +27,7 @@
 import type { Denoiser, NoiseSource, OnStep } from './noise.js';
 import { DiscreteModelSampling, cfgEpsDenoiser, epsDenoiser, type EpsModel } from './model-sampling.js';
 import { ksamplerSigmas } from './schedules.js';
-import { getSampler } from './registry.js';
+import { CFG_PP_SAMPLERS, getSampler } from './registry.js';
 import { lincomb } from './vec.js';
 
 export interface KSampleOptions {
@@ -41,7 +41,7 @@ export interface KSampleOptions {
   cfg: number;
   /** eps model with the positive conditioning */
   cond: EpsModel;
-  /** eps model with the negative conditioning (needed when cfg != 1) */
+  /** eps model with the negative conditioning (needed when cfg != 1, and always by the cfg_pp samplers) */
   uncond?: EpsModel;
   /** or a ready k-diffusion denoiser (then cond/uncond/cfg are not used) */
   denoiser?: Denoiser;
@@ -102,10 +102,11 @@ export async function ksample(o: KSampleOptions): Promise<Float32Array> {
   if (sigmas.length === 0) return Float32Array.from(o.latentImage);
   let denoiser = o.denoiser;
   if (!denoiser) {
-    // math.isclose(cfg, 1): the negative branch is skipped entirely
-    if (Math.abs(o.cfg - 1) <= 1e-9) denoiser = epsDenoiser(ms, o.cond);
+    // math.isclose(cfg, 1): the negative branch is skipped entirely, except for the cfg_pp samplers, which step along it
+    const cfgPp = CFG_PP_SAMPLERS.has(o.sampler);
+    if (Math.abs(o.cfg - 1) <= 1e-9 && !cfgPp) denoiser = epsDenoiser(ms, o.cond);
     else if (o.uncond) denoiser = cfgEpsDenoiser(ms, o.cond, o.uncond, o.cfg);
-    else throw new Error('ksample: cfg != 1 needs an uncond model');
+    else throw new Error(`ksample: ${cfgPp ? `${o.sampler} needs` : 'cfg != 1 needs'} an uncond model`);
   }
   const x = initialSample(ms, sigmas[0], o.initialNoise, o.latentImage);
   return getSampler(o.sampler)({

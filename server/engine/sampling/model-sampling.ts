@@ -119,12 +119,34 @@ export function epsDenoiser(ms: DiscreteModelSampling, model: EpsModel): Denoise
   };
 }
 
+/** Both predictions of one cfg model call: the cfg-combined denoised and the unconditional branch's denoised. */
+export type UncondDenoise = (x: Float32Array, sigma: number) => Promise<{ denoised: Float32Array; uncond: Float32Array }>;
+
+/**
+ * A cfg denoiser that can also report the unconditional prediction (what ComfyUI's post-cfg hook hands the cfg_pp
+ * samplers as "uncond_denoised"). Calling it as a plain denoiser behaves as before (cfg 1: positive branch only);
+ * `withUncond` always runs both branches, as ComfyUI does for cfg_pp samplers (disable_cfg1_optimization).
+ */
+export type CfgDenoiser = Denoiser & { withUncond: UncondDenoise };
+
+/**
+ * ComfyUI's cfg on two denoisers: denoised = uncond + (cond - uncond) * cfg (cond evaluated first).
+ * Example: const d = cfgDenoiser(dCond, dUncond, 5); const { denoised, uncond } = await d.withUncond(x, sigma);
+ */
+export function cfgDenoiser(dc: Denoiser, du: Denoiser, cfg: number): CfgDenoiser {
+  const withUncond: UncondDenoise = async (x, sigma) => {
+    const c = await dc(x, sigma), u = await du(x, sigma);
+    return { denoised: cfgCombine(c, u, cfg), uncond: u };
+  };
+  const plain: Denoiser = Math.abs(cfg - 1) <= 1e-9 ? (x, sigma) => dc(x, sigma) : async (x, sigma) => (await withUncond(x, sigma)).denoised;
+  return Object.assign(plain, { withUncond });
+}
+
 /**
  * ComfyUI's cfg on the denoised: with cfg == 1 only the positive branch runs; otherwise
- * denoised = uncond + (cond - uncond) * cfg, each branch through epsDenoiser.
+ * denoised = uncond + (cond - uncond) * cfg, each branch through epsDenoiser. `withUncond` gives the cfg_pp samplers
+ * both predictions.
  */
-export function cfgEpsDenoiser(ms: DiscreteModelSampling, cond: EpsModel, uncond: EpsModel, cfg: number): Denoiser {
-  const dc = epsDenoiser(ms, cond), du = epsDenoiser(ms, uncond);
-  if (Math.abs(cfg - 1) <= 1e-9) return dc;
-  return async (x, sigma) => cfgCombine(await dc(x, sigma), await du(x, sigma), cfg);
+export function cfgEpsDenoiser(ms: DiscreteModelSampling, cond: EpsModel, uncond: EpsModel, cfg: number): CfgDenoiser {
+  return cfgDenoiser(epsDenoiser(ms, cond), epsDenoiser(ms, uncond), cfg);
 }
