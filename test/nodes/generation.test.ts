@@ -80,6 +80,31 @@ test('interrupting stops the sampler within one step', async () => {
   assert.equal(ev.node_id, 'tcd');
 });
 
+test('KSampler with a cfg_pp sampler runs both UNet branches even at cfg 1, as ComfyUI does, and differs from its base sampler', async () => {
+  h.executor.registry.set('BrokenConditioning', defineNode({ id: 'BrokenConditioning', category: 'testing', inputs: [], outputs: [t.out('CONDITIONING')],
+    execute: () => ({ outputs: [[{ context: { shape: [1, 77, 7], data: new Float32Array(77 * 7) }, pooled: { shape: [1, 1], data: new Float32Array(1) } }]] }) }));
+  const ks = (sampler: string, negative: [string, number]): Prompt => {
+    const p = txt2img({ seed: 9 });
+    delete (p as Record<string, unknown>).tcd;
+    p.ks = { class_type: 'KSampler', inputs: { model: ['ckpt', 0], seed: 9, steps: 3, cfg: 1, sampler_name: sampler, scheduler: 'karras', positive: ['pos', 0], negative, latent_image: ['empty', 0], denoise: 1 } };
+    p.broken = { class_type: 'BrokenConditioning', inputs: {} };
+    p.decode.inputs.samples = ['ks', 0];
+    p.cap = { class_type: 'CaptureLATENT', inputs: { value: ['ks', 0] } };
+    return p;
+  };
+  // at cfg 1 euler never touches the negative branch; euler_cfg_pp must run it
+  assert.equal((await h.run(ks('euler', ['broken', 0]))).status, 'success');
+  const broken = await h.run(ks('euler_cfg_pp', ['broken', 0]), { allowErrors: true });
+  assert.equal(broken.status, 'error');
+  assert.equal((broken.events.find((e) => e.type === 'execution_error')!.data as { node_id: string }).node_id, 'ks');
+  const base = (await h.run(ks('euler', ['neg', 0])), h.captured.get('cap') as { samples: Tensor }).samples.data;
+  const r = await h.run(ks('euler_cfg_pp', ['neg', 0]));
+  assert.equal(r.status, 'success');
+  const pp = (h.captured.get('cap') as { samples: Tensor }).samples.data;
+  assert.ok(pp.every(Number.isFinite));
+  assert.ok(pp.some((v, i) => Math.abs(v - base[i]) > 1e-4), 'cfg++ steps along the negative prediction, so it differs from euler');
+});
+
 test('SaveImage writes PNGs with prompt and workflow tEXt chunks and no partial files', async () => {
   const workflow = { nodes: [], links: [], version: 0.4, note: 'ünïcode ok' };
   const r = await h.run(txt2img({ seed: 21, prefix: 'meta/check' }), { extraData: { extra_pnginfo: { workflow } } });
