@@ -6,54 +6,28 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { getSampler, SAMPLER_NAMES } from '../../../server/engine/sampling/registry.js';
 import { DiscreteModelSampling } from '../../../server/engine/sampling/model-sampling.js';
 import { ksamplerSigmas } from '../../../server/engine/sampling/schedules.js';
 import { initialSample, ksample } from '../../../server/engine/sampling/ksample.js';
+import { maxAbsDiff } from '../../helpers/fixtures.js';
+import { f, loadReference, parseName, tolFor, toyDenoiser } from './comfy-reference.js';
 
 interface RefCase {
   name: string; variant: 'bh1' | 'bh2'; sigmas: number[]; max_denoise: boolean; model_calls: number;
   x_in: number[]; cpu32: number[]; cuda32: number[]; cpu64: number[];
 }
-const REF = JSON.parse(readFileSync(fileURLToPath(new URL('./unipc-reference.json', import.meta.url)), 'utf8')) as {
+const REF = loadReference<{
   shape: number[]; noise: number[]; latent: number[]; mu: number[]; v: number[]; cases: RefCase[];
-};
-const f = Math.fround;
+}>('unipc-reference.json');
 const ms = DiscreteModelSampling.sd();
 const samplerName = (v: string) => (v === 'bh1' ? 'uni_pc' : 'uni_pc_bh2');
-
-/** the toy denoiser of the reference, op by op in float32 like torch: mu + v/(v+s^2)(x-mu) + 0.125 sin(3x)/(1+s) */
-function toyDenoiser(calls: { n: number }) {
-  return async (x: Float32Array, sigma: number) => {
-    calls.n++;
-    const s = f(sigma), s2 = f(s * s), out = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const mu = REF.mu[i], v = REF.v[i];
-      const k = f(v / f(v + s2));
-      out[i] = f(f(mu + f(k * f(x[i] - mu))) + f(f(0.125 * f(Math.sin(f(3 * x[i])))) / f(1 + s)));
-    }
-    return out;
-  };
-}
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
-const tolFor = (ref: number[]) => 1e-5 * Math.max(1, ...ref.map(Math.abs));
-/** "karras-8-d0.6" -> scheduler, steps, denoise */
-function parseName(name: string): { scheduler: string; steps: number; denoise: number } | null {
-  const m = /^(karras|normal|simple)-(\d+)-d([\d.]+)$/.exec(name);
-  return m ? { scheduler: m[1], steps: Number(m[2]), denoise: Number(m[3]) } : null;
-}
 
 test('uni_pc and uni_pc_bh2 match ComfyUI (torch float32, CPU and CUDA) within 1e-5 on every reference case', async (t) => {
   let worst = 0;
   for (const c of REF.cases) {
     const calls = { n: 0 };
-    const out = await getSampler(samplerName(c.variant))({ denoiser: toyDenoiser(calls), x: Float32Array.from(c.x_in), sigmas: c.sigmas });
+    const out = await getSampler(samplerName(c.variant))({ denoiser: toyDenoiser(REF.mu, REF.v, calls), x: Float32Array.from(c.x_in), sigmas: c.sigmas });
     const tol = tolFor(c.cpu32);
     const dCpu = maxAbsDiff(out, c.cpu32), dCuda = maxAbsDiff(out, c.cuda32);
     assert.ok(dCpu <= tol, `${c.name} ${c.variant}: |ours - cpu32| = ${dCpu} > ${tol}`);
@@ -98,7 +72,7 @@ test('ksample with sampler uni_pc / uni_pc_bh2 reproduces ComfyUI\'s KSampler en
     if (!p || p.steps > 8) continue;
     const out = await ksample({
       sampler: samplerName(c.variant), scheduler: p.scheduler, steps: p.steps, denoise: p.denoise, cfg: 1, cond: noEps,
-      denoiser: toyDenoiser({ n: 0 }), shape: REF.shape, latentImage: latent, initialNoise: noise, modelSampling: ms,
+      denoiser: toyDenoiser(REF.mu, REF.v, { n: 0 }), shape: REF.shape, latentImage: latent, initialNoise: noise, modelSampling: ms,
     });
     const d = maxAbsDiff(out, c.cpu32);
     assert.ok(d <= tolFor(c.cpu32), `${c.name} ${c.variant}: ${d}`);

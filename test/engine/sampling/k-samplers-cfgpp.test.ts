@@ -8,63 +8,35 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { CFG_PP_SAMPLERS, getSampler, NOISY_SAMPLERS } from '../../../server/engine/sampling/registry.js';
 import { cfgDenoiser, DiscreteModelSampling } from '../../../server/engine/sampling/model-sampling.js';
 import { ksample } from '../../../server/engine/sampling/ksample.js';
 import { TorchGenerator } from '../../../server/engine/rng.js';
 import type { Denoiser } from '../../../server/engine/sampling/noise.js';
+import { maxAbsDiff } from '../../helpers/fixtures.js';
+import { COS_WAVE, f, loadReference, scaleOf, toyDenoiser } from './comfy-reference.js';
 
 interface RefCase {
   sampler: string; name: string; cfg: number; seed: number; sigmas: number[]; max_denoise: boolean;
   model_calls: number; uncond_calls: number; draws: number; cpu32: number[]; cuda32: number[];
 }
-const REF = JSON.parse(readFileSync(fileURLToPath(new URL('./comfy-cfgpp-reference.json', import.meta.url)), 'utf8')) as {
+const REF = loadReference<{
   shape: number[]; noise: number[]; latent: number[]; mu: number[]; v: number[]; mu2: number[]; v2: number[]; cases: RefCase[];
-};
-const f = Math.fround;
+}>('comfy-cfgpp-reference.json');
 const SAMPLERS = [
   'euler_cfg_pp', 'euler_ancestral_cfg_pp', 'dpmpp_2s_ancestral_cfg_pp', 'dpmpp_2m_cfg_pp', 'res_multistep_cfg_pp',
   'gradient_estimation_cfg_pp',
 ];
 
-/** cond toy, op by op in float32: mu + v/(v+s^2)(x-mu) + 0.125 sin(3x)/(1+s) */
-function condToy(calls: { n: number }): Denoiser {
-  return async (x, sigma) => {
-    calls.n++;
-    const s = f(sigma), s2 = f(s * s), out = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const mu = REF.mu[i], v = REF.v[i], k = f(v / f(v + s2));
-      out[i] = f(f(mu + f(k * f(x[i] - mu))) + f(f(0.125 * f(Math.sin(f(3 * x[i])))) / f(1 + s)));
-    }
-    return out;
-  };
-}
-/** uncond toy: mu2 + v2/(v2+s^2)(x-mu2) + 0.1 cos(2x)/(1+s) */
-function uncondToy(calls: { n: number }): Denoiser {
-  return async (x, sigma) => {
-    calls.n++;
-    const s = f(sigma), s2 = f(s * s), out = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const mu = REF.mu2[i], v = REF.v2[i], k = f(v / f(v + s2));
-      out[i] = f(f(mu + f(k * f(x[i] - mu))) + f(f(f(0.1) * f(Math.cos(f(2 * x[i])))) / f(1 + s)));
-    }
-    return out;
-  };
-}
+/** the driver's two toys: cond (0.125 sin(3x) wave) and uncond (its own mu2/v2, 0.1 cos(2x) wave) */
+const condToy = (calls: { n: number }): Denoiser => toyDenoiser(REF.mu, REF.v, calls);
+const uncondToy = (calls: { n: number }): Denoiser => toyDenoiser(REF.mu2, REF.v2, calls, COS_WAVE);
 /** the driver's x_in: latent + noise * sqrt(1 + s0^2) (max denoise) or noise * s0, in float32 */
 function xIn(c: RefCase): Float32Array {
   const s0 = f(c.sigmas[0]);
   const k = c.max_denoise ? f(Math.sqrt(f(1 + f(s0 * s0)))) : s0;
   return Float32Array.from(REF.noise, (n, i) => f(f(n * k) + REF.latent[i]));
 }
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
-const scaleOf = (ref: number[]) => Math.max(1, ...ref.map(Math.abs));
 
 for (const sampler of SAMPLERS) {
   test(`${sampler} matches ComfyUI (torch float32 CPU within 1e-5, CUDA within 3e-5) with the same model calls`, async (t) => {

@@ -7,48 +7,24 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { BROWNIAN_SAMPLERS, getSampler, NOISY_SAMPLERS, SAMPLER_NAMES } from '../../../server/engine/sampling/registry.js';
 import { deisCoefficients } from '../../../server/engine/sampling/k-sampler-deis.js';
 import { DiscreteModelSampling } from '../../../server/engine/sampling/model-sampling.js';
 import { ksamplerSigmas } from '../../../server/engine/sampling/schedules.js';
 import { initialSample, ksample } from '../../../server/engine/sampling/ksample.js';
+import { maxAbsDiff } from '../../helpers/fixtures.js';
+import { f, loadReference, parseName, tolFor, toyDenoiser } from './comfy-reference.js';
 
 interface RefCase {
   sampler: string; name: string; sigmas: number[]; max_denoise: boolean; model_calls: number;
   x_in: number[]; cpu32: number[]; cuda32: number[]; cpu64: number[]; deis_coeffs?: (number | null)[][];
 }
-const REF = JSON.parse(readFileSync(fileURLToPath(new URL('./comfy-samplers-reference.json', import.meta.url)), 'utf8')) as {
+const REF = loadReference<{
   shape: number[]; noise: number[]; latent: number[]; mu: number[]; v: number[]; cases: RefCase[];
-};
-const f = Math.fround;
+}>('comfy-samplers-reference.json');
 const ms = DiscreteModelSampling.sd();
 const SAMPLERS = ['deis', 'ipndm_v', 'res_multistep', 'gradient_estimation', 'exp_heun_2_x0'];
 
-/** the toy denoiser of the reference, op by op in float32 like torch: mu + v/(v+s^2)(x-mu) + 0.125 sin(3x)/(1+s) */
-function toyDenoiser(calls: { n: number }) {
-  return async (x: Float32Array, sigma: number) => {
-    calls.n++;
-    const s = f(sigma), s2 = f(s * s), out = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const mu = REF.mu[i], v = REF.v[i];
-      const k = f(v / f(v + s2));
-      out[i] = f(f(mu + f(k * f(x[i] - mu))) + f(f(0.125 * f(Math.sin(f(3 * x[i])))) / f(1 + s)));
-    }
-    return out;
-  };
-}
-const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
-const tolFor = (ref: number[]) => 1e-5 * Math.max(1, ...ref.map(Math.abs));
-function parseName(name: string): { scheduler: string; steps: number; denoise: number } | null {
-  const m = /^(karras|normal|simple)-(\d+)-d([\d.]+)$/.exec(name);
-  return m ? { scheduler: m[1], steps: Number(m[2]), denoise: Number(m[3]) } : null;
-}
 
 for (const sampler of SAMPLERS) {
   test(`${sampler} matches ComfyUI (torch float32, CPU and CUDA) within 1e-5 with the same model calls`, async (t) => {
@@ -57,7 +33,7 @@ for (const sampler of SAMPLERS) {
     let worst = 0;
     for (const c of cases) {
       const calls = { n: 0 };
-      const out = await getSampler(sampler)({ denoiser: toyDenoiser(calls), x: Float32Array.from(c.x_in), sigmas: c.sigmas });
+      const out = await getSampler(sampler)({ denoiser: toyDenoiser(REF.mu, REF.v, calls), x: Float32Array.from(c.x_in), sigmas: c.sigmas });
       const tol = tolFor(c.cpu32);
       const dCpu = maxAbsDiff(out, c.cpu32), dCuda = maxAbsDiff(out, c.cuda32);
       assert.ok(dCpu <= tol, `${sampler} ${c.name}: |ours - cpu32| = ${dCpu} > ${tol}`);
@@ -90,7 +66,7 @@ test('deis coefficients equal ComfyUI\'s get_deis_coeff_list (tab, order 3) with
 test('the reference discriminates: the samplers differ from one another and from euler by more than the tolerance', async () => {
   const byKey = new Map(REF.cases.map((c) => [`${c.sampler}/${c.name}`, c]));
   for (const name of ['karras-8-d1', 'normal-20-d0.6', 'karras-12-start4']) {
-    const euler = await getSampler('euler')({ denoiser: toyDenoiser({ n: 0 }), x: Float32Array.from(byKey.get(`deis/${name}`)!.x_in), sigmas: byKey.get(`deis/${name}`)!.sigmas });
+    const euler = await getSampler('euler')({ denoiser: toyDenoiser(REF.mu, REF.v, { n: 0 }), x: Float32Array.from(byKey.get(`deis/${name}`)!.x_in), sigmas: byKey.get(`deis/${name}`)!.sigmas });
     for (let i = 0; i < SAMPLERS.length; i++) {
       const a = byKey.get(`${SAMPLERS[i]}/${name}`)!;
       assert.ok(maxAbsDiff(a.cpu32, euler) > 10 * tolFor(a.cpu32), `${SAMPLERS[i]} ${name} vs euler`);
@@ -121,7 +97,7 @@ test('ksample with the new samplers reproduces ComfyUI\'s KSampler end to end', 
     if (!p || p.steps > 8) continue;
     const out = await ksample({
       sampler: c.sampler, scheduler: p.scheduler, steps: p.steps, denoise: p.denoise, cfg: 1, cond: noEps,
-      denoiser: toyDenoiser({ n: 0 }), shape: REF.shape, latentImage: latent, initialNoise: noise, modelSampling: ms,
+      denoiser: toyDenoiser(REF.mu, REF.v, { n: 0 }), shape: REF.shape, latentImage: latent, initialNoise: noise, modelSampling: ms,
     });
     assert.ok(maxAbsDiff(out, c.cpu32) <= tolFor(c.cpu32), `${c.sampler} ${c.name}`);
     checked++;
@@ -160,7 +136,7 @@ test('the _gpu samplers are the same solvers: same noise in, same output out', a
     const run = async (name: string) => {
       let k = 0;
       const noise = { randn: (shape: number[]) => Float32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(++k * 0.37 + i)) };
-      return getSampler(name)({ denoiser: toyDenoiser({ n: 0 }), x: Float32Array.from(REF.cases[40].x_in), sigmas, noise, shape: REF.shape });
+      return getSampler(name)({ denoiser: toyDenoiser(REF.mu, REF.v, { n: 0 }), x: Float32Array.from(REF.cases[40].x_in), sigmas, noise, shape: REF.shape });
     };
     const a = await run(gpu), b = await run(cpu);
     assert.deepEqual(Array.from(a), Array.from(b), gpu);
