@@ -12,6 +12,7 @@
  */
 import { ancestralStep, prepare, type KSamplerArgs, type KSamplerFn } from './k-samplers.js';
 import type { UncondDenoise } from './model-sampling.js';
+import { resMultistepCoefficients } from './k-samplers-multistep.js';
 import { lincomb, toD } from './vec.js';
 
 const f = Math.fround;
@@ -143,14 +144,7 @@ export const sampleResMultistepCfgPp: KSamplerFn = async (a) => {
     await report(i, x, denoised);
     if (sn === 0 || !old) x = lincomb([[denoised, 1], [x, sn / s], [uncond, -sn / s]]);
     else {
-      // with eta 0 the previous sigma_down is this step's sigma, so c2 = (lambda_{i-1} - lambda_i) / h
-      const t = -Math.log(s), tNext = -Math.log(sn), tPrev = -Math.log(sigmas[i - 1]);
-      const h = tNext - t;
-      const c2 = (tPrev - t) / h;
-      const phi1 = Math.expm1(-h) / -h;
-      const phi2 = (phi1 - 1) / -h;
-      const nanToZero = (v: number) => (Number.isNaN(v) ? 0 : v);
-      const b1 = nanToZero(phi1 - phi2 / c2), b2 = nanToZero(phi2 / c2);
+      const { h, b1, b2 } = resMultistepCoefficients(sigmas[i - 1], s, sn);
       const e = Math.exp(-h);
       x = lincomb([[x, e], [denoised, e], [uncond, -e + h * b1], [old, h * b2]]);
     }

@@ -59,6 +59,21 @@ export const sampleIpndmV: KSamplerFn = async (a) => {
 };
 
 /**
+ * The RES 2nd-order multistep step from sigma to sigmaNext with the previous sigma (eta 0, so the previous
+ * sigma_down is this step's sigma): h in lambda = -log sigma, and the weights b1 (this prediction) and b2 (the
+ * previous one), NaN read as 0 as ComfyUI does. Shared by res_multistep and res_multistep_cfg_pp.
+ */
+export function resMultistepCoefficients(sigmaPrev: number, sigma: number, sigmaNext: number): { h: number; b1: number; b2: number } {
+  const t = -Math.log(sigma), tNext = -Math.log(sigmaNext), tPrev = -Math.log(sigmaPrev);
+  const h = tNext - t;
+  const c2 = (tPrev - t) / h;
+  const phi1 = Math.expm1(-h) / -h;
+  const phi2 = (phi1 - 1) / -h;
+  const nanToZero = (v: number) => (Number.isNaN(v) ? 0 : v);
+  return { h, b1: nanToZero(phi1 - phi2 / c2), b2: nanToZero(phi2 / c2) };
+}
+
+/**
  * res_multistep (eta 0): the first step and the step to 0 are Euler; the others are the 2nd-order RES multistep
  * update in lambda = -log sigma, x = e^-h x + h (b1 D_i + b2 D_{i-1}), b1 = phi1 - phi2 / c2, b2 = phi2 / c2,
  * phi1(-h) = (e^-h - 1) / -h, phi2(-h) = (phi1 - 1) / -h, c2 = (lambda_{i-1} - lambda_i) / h (as ComfyUI has it).
@@ -73,13 +88,7 @@ export const sampleResMultistep: KSamplerFn = async (a) => {
     await report(i, x, den);
     if (sn === 0 || !old) x = lincomb([[x, 1], [toD(x, den, s), sn - s]]);
     else {
-      const t = -Math.log(s), tNext = -Math.log(sn), tPrev = -Math.log(sigmas[i - 1]);
-      const h = tNext - t;
-      const c2 = (tPrev - t) / h;
-      const phi1 = Math.expm1(-h) / -h;
-      const phi2 = (phi1 - 1) / -h;
-      const nanToZero = (v: number) => (Number.isNaN(v) ? 0 : v);
-      const b1 = nanToZero(phi1 - phi2 / c2), b2 = nanToZero(phi2 / c2);
+      const { h, b1, b2 } = resMultistepCoefficients(sigmas[i - 1], s, sn);
       x = lincomb([[x, Math.exp(-h)], [den, h * b1], [old, h * b2]]);
     }
     old = den;
