@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { RedisOptions } from 'ioredis';
 import type { ServerEvent } from '../protocol/events.js';
-import type { HistoryEntry } from '../queue/store.js';
+import type { HistoryEntry, QueueItem } from '../queue/store.js';
 
 /** Redis keys outside BullMQ's own (`bull:<queue>:*`). */
 export const KEYS = {
@@ -55,14 +55,8 @@ export function redisOptions(url: string): RedisOptions {
   };
 }
 
-/** BullMQ job data: the queue item as the server stored it. */
-export interface PromptJobData {
-  promptId: string;
-  number: number;
-  prompt: Record<string, unknown>;
-  extraData: Record<string, unknown>;
-  outputs: string[];
-  clientId: string | null;
+/** BullMQ job data: the queue item as the server stored it, with its checkpoint and submission time. */
+export interface PromptJobData extends QueueItem {
   ckpt: string | null;
   submitted: number;
 }

@@ -18,7 +18,7 @@ import { Executor } from '../executor/execute.js';
 import { validatePrompt } from '../executor/validate.js';
 import type { Prompt } from '../executor/prompt.js';
 import { event, type ServerEvent } from '../protocol/events.js';
-import type { HistoryEntry } from '../queue/store.js';
+import { historyEntry, type HistoryEntry } from '../queue/store.js';
 import { ModelFolders } from '../storage/model-folders.js';
 import { makeServices } from '../host.js';
 import { queueOrder, type QueueHead } from './affinity.js';
@@ -287,13 +287,4 @@ export class FarmWorker {
     return { ...base, node_id: nodeId, node_type: ne?.class_type ?? '', exception_type: 'InvalidOnWorker',
       exception_message: `worker ${this.id} cannot run this prompt: ${v.body.error.message}${ne ? `: ${ne.errors.map((x) => `${x.message} (${x.details})`).join('; ')}` : ''}` };
   }
-}
-
-function historyEntry(d: PromptJobData, outputs: HistoryEntry['outputs'], status: 'success' | 'error', messages: [string, unknown][]): HistoryEntry {
-  const meta: HistoryEntry['meta'] = {};
-  for (const id of Object.keys(outputs)) meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
-  return {
-    prompt: [d.number, d.promptId, d.prompt, { ...d.extraData, client_id: d.clientId }, d.outputs],
-    outputs, status: { status_str: status, completed: status === 'success', messages }, meta,
-  };
 }

@@ -7,7 +7,7 @@ import { event, type PreviewImage, type ServerEvent } from '../protocol/events.j
 import type { Executor } from '../executor/execute.js';
 import { validatePrompt } from '../executor/validate.js';
 import type { Prompt } from '../executor/prompt.js';
-import type { HistoryEntry, QueueItem, QueueStore } from './store.js';
+import { historyEntry, type QueueItem, type QueueStore } from './store.js';
 
 export interface EventSink {
   /** an event for one client (null = everyone) */
@@ -31,7 +31,7 @@ export class PromptQueue<S> {
     const lost = this.store.running();
     for (const item of lost) {
       const data = { prompt_id: item.promptId, node_id: '', node_type: '', executed: [], exception_message: CRASH_MESSAGE, exception_type: 'ServerRestart', traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now() };
-      this.store.finish(item, this.entry(item, {}, 'error', [['execution_error', data]]));
+      this.store.finish(item, historyEntry(item, {}, 'error', [['execution_error', data]]));
       this.sink.send(event('execution_error', data), item.clientId, item.promptId);
       this.sink.send(event('executing', { node: null, prompt_id: item.promptId }), item.clientId, item.promptId);
       this.log(`prompt ${item.promptId} was running when the server stopped: reported as failed`);
@@ -107,30 +107,21 @@ export class PromptQueue<S> {
         const data = { prompt_id: item.promptId, node_id: Object.keys(v.body.node_errors)[0] ?? '', node_type: '', executed: [], exception_message: `${v.body.error.message}: ${v.body.error.details}`, exception_type: v.body.error.type, traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now() };
         send(event('execution_error', data));
         send(event('executing', { node: null, prompt_id: item.promptId }));
-        this.store.finish(item, this.entry(item, {}, 'error', [['execution_error', data]]));
+        this.store.finish(item, historyEntry(item, {}, 'error', [['execution_error', data]]));
         return;
       }
       const result = await this.executor.run(
         { promptId: item.promptId, prompt: item.prompt as Prompt, extraData: item.extraData, outputs: v.outputs, constants: v.constants },
         { emit: send, preview: (img, nodeId) => this.sink.preview(img, { node_id: nodeId, prompt_id: item.promptId }, item.clientId), signal: abort.signal, log: this.log },
       );
-      this.store.finish(item, this.entry(item, result.outputs, result.status === 'success' ? 'success' : 'error', result.messages));
+      this.store.finish(item, historyEntry(item, result.outputs, result.status === 'success' ? 'success' : 'error', result.messages));
     } catch (e) {
       // the executor reports node failures itself; this is a failure of the queue machinery
       this.log(`prompt ${item.promptId} failed outside any node: ${(e as Error).stack}`);
-      this.store.finish(item, this.entry(item, {}, 'error', [['execution_error', { prompt_id: item.promptId, exception_message: (e as Error).message }]]));
+      this.store.finish(item, historyEntry(item, {}, 'error', [['execution_error', { prompt_id: item.promptId, exception_message: (e as Error).message }]]));
     } finally {
       this.current = null;
       this.broadcastStatus();
     }
-  }
-
-  private entry(item: QueueItem, outputs: HistoryEntry['outputs'], status: 'success' | 'error', messages: [string, unknown][]): HistoryEntry {
-    const meta: HistoryEntry['meta'] = {};
-    for (const id of Object.keys(outputs)) meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
-    return {
-      prompt: [item.number, item.promptId, item.prompt, { ...item.extraData, client_id: item.clientId }, item.outputs],
-      outputs, status: { status_str: status, completed: status === 'success', messages }, meta,
-    };
   }
 }

@@ -23,6 +23,19 @@ export interface HistoryEntry {
   meta: Record<string, { node_id: string; display_node: string; parent_node: null; real_node_id: string }>;
 }
 
+/**
+ * The history entry of a finished queue item, in ComfyUI's /history shape (the embedded queue and farm workers both
+ * write it). Example: historyEntry(item, result.outputs, 'success', result.messages)
+ */
+export function historyEntry(item: QueueItem, outputs: HistoryEntry['outputs'], status: 'success' | 'error', messages: [string, unknown][]): HistoryEntry {
+  const meta: HistoryEntry['meta'] = {};
+  for (const id of Object.keys(outputs)) meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
+  return {
+    prompt: [item.number, item.promptId, item.prompt, { ...item.extraData, client_id: item.clientId }, item.outputs],
+    outputs, status: { status_str: status, completed: status === 'success', messages }, meta,
+  };
+}
+
 export interface LoggedEvent { seq: number; clientId: string | null; type: string; data: unknown }
 
 export class QueueStore {
