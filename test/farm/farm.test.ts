@@ -39,7 +39,8 @@ test('workers report their device; a burst is shared by both workers, with histo
   const ws = await WsClient.connect(server.url, 'burst');
   const ids: string[] = [];
   for (let i = 0; i < 6; i++) {
-    const r = await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 100 + i, prefix: 'burst' }), client_id: 'burst' });
+    // 256 px: each prompt lasts long enough that the second worker fetches before the first drains the burst
+    const r = await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 100 + i, size: 256, prefix: 'burst' }), client_id: 'burst' });
     assert.equal(r.status, 200, r.text);
     ids.push(r.json.prompt_id);
   }
@@ -55,7 +56,7 @@ test('workers report their device; a burst is shared by both workers, with histo
     files.add(img.filename);
     const v = await api(server.url, 'GET', `/view?filename=${encodeURIComponent(img.filename)}&type=output&subfolder=`);
     assert.equal(v.status, 200);
-    assert.equal(PNG.sync.read(v.bytes).width, 64);
+    assert.equal(PNG.sync.read(v.bytes).width, 256);
   }
   assert.equal(files.size, 6, `six distinct output files: ${[...files]}`);
   const done = Object.fromEntries((await workerStates(redis.url)).map((w) => [w.id, w.done]));
