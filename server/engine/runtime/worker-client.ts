@@ -88,9 +88,10 @@ export class WorkerClient {
     const w = spawnWorkerHandle(file, this.init, this.isolation);
     this.starts++;
     this.worker = w;
+    this.ready.set(w, new Promise<void>((resolve) => this.settled.set(w, resolve)));
     w.on('message', (msg: Response) => {
       if (msg.id === null) {
-        if ('ready' in msg) this.readyWorkers.add(w);
+        if ('ready' in msg) this.settled.get(w)?.();
         else this.log(msg.log);
         return;
       }
@@ -107,7 +108,7 @@ export class WorkerClient {
       else p.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, stack: msg.error.stack }));
     });
     w.on('error', (err) => this.crashed(w, err.message));
-    w.on('exit', (code, signal) => { this.exited.add(w); this.crashed(w, signal ? `worker process was killed by ${signal}` : `worker exited with code ${code}`); });
+    w.on('exit', (code, signal) => { this.settled.get(w)?.(); this.crashed(w, signal ? `worker process was killed by ${signal}` : `worker exited with code ${code}`); });
     return w;
   }
 
@@ -122,8 +123,9 @@ export class WorkerClient {
     void w.terminate();
   }
 
-  /** workers that reported their provider settled (see close) */
-  private readyWorkers = new WeakSet<WorkerHandle>();
+  /** per worker: resolves its `ready` promise (provider settled, or the worker exited) */
+  private settled = new WeakMap<WorkerHandle, () => void>();
+  private ready = new WeakMap<WorkerHandle, Promise<void>>();
 
   /**
    * Stops the worker; calls still in flight are rejected. A worker thread still probing its GPU provider gets up to
@@ -137,15 +139,12 @@ export class WorkerClient {
     const calls = [...this.pending.values()];
     this.pending.clear();
     for (const p of calls) p.reject(new Error(`engine closed while running the ${describeCall(p.call)}`));
-    if (this.isolation.mode === 'thread' && !this.readyWorkers.has(w)) {
-      const deadline = Date.now() + 10000;
+    if (this.isolation.mode === 'thread') {
       w.ref();
-      while (!this.readyWorkers.has(w) && Date.now() < deadline && this.starting(w)) await new Promise((r) => setTimeout(r, 20));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.ready.get(w), new Promise<void>((r) => { timer = setTimeout(r, 10000); })]);
+      clearTimeout(timer);
     }
     await w.terminate();
   }
-
-  /** false once the worker has exited (then there is nothing to wait for) */
-  private starting(w: WorkerHandle): boolean { return !this.exited.has(w); }
-  private exited = new WeakSet<WorkerHandle>();
 }
