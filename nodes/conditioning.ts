@@ -1,7 +1,7 @@
 /** Text conditioning: CLIPTextEncode and CLIPTextEncodeSDXL (separate CLIP-L / OpenCLIP-G prompts and size hints). */
 import { defineNode, t } from './define.js';
 import type { Tensor } from '../server/engine/tensor.js';
-import type { ClipValue, Conditioning } from './types.js';
+import type { Conditioning } from './types.js';
 
 export const CLIPTextEncode = defineNode({
   id: 'CLIPTextEncode', displayName: 'CLIP Text Encode (Prompt)', category: 'conditioning',
@@ -12,8 +12,7 @@ export const CLIPTextEncode = defineNode({
   ],
   outputs: [t.out('CONDITIONING', 'CONDITIONING', 'A conditioning containing the embedded text used to guide the diffusion model.')],
   execute: async ({ text, clip }, ctx) => {
-    const c = clip as ClipValue;
-    const { context, pooled } = await ctx.services.engine().encodeText(c.ref, String(text));
+    const { context, pooled } = await ctx.services.engine().encodeText(clip.ref, text);
     const cond: Conditioning = [{ context, pooled }];
     return { outputs: [cond] };
   },
@@ -40,13 +39,13 @@ export const CLIPTextEncodeSDXL = defineNode({
   ],
   outputs: [t.out('CONDITIONING')],
   execute: async (a, ctx) => {
-    const c = a.clip as ClipValue;
+    const c = a.clip;
     const encoders = c.config.textEncoders;
     if (encoders.length < 2) throw new Error('CLIPTextEncodeSDXL needs an SDXL-family CLIP (two text encoders); use CLIPTextEncode for SD1');
     const engine = ctx.services.engine();
-    const g = await engine.encodeText(c.ref, String(a.text_g));
+    const g = await engine.encodeText(c.ref, a.text_g);
     // the same text for both encoders is one encoding; otherwise splice CLIP-L's channels from text_l's encoding
-    const l = a.text_l === a.text_g ? g : await engine.encodeText(c.ref, String(a.text_l));
+    const l = a.text_l === a.text_g ? g : await engine.encodeText(c.ref, a.text_l);
     const wl = encoders[0].width, total = g.context.shape[2];
     const tokens = Math.max(g.context.shape[1], l.context.shape[1]);
     const empty = tokens > Math.min(g.context.shape[1], l.context.shape[1]) ? (await engine.encodeText(c.ref, '')).context : g.context;
@@ -55,7 +54,7 @@ export const CLIPTextEncodeSDXL = defineNode({
     for (let i = 0; i < tokens; i++) { context.set(lPart.subarray(i * wl, (i + 1) * wl), i * total); context.set(gPart.subarray(i * (total - wl), (i + 1) * (total - wl)), i * total + wl); }
     const cond: Conditioning = [{
       context: { shape: [1, tokens, total], data: context }, pooled: g.pooled,
-      width: Number(a.width), height: Number(a.height), cropW: Number(a.crop_w), cropH: Number(a.crop_h), targetWidth: Number(a.target_width), targetHeight: Number(a.target_height),
+      width: a.width, height: a.height, cropW: a.crop_w, cropH: a.crop_h, targetWidth: a.target_width, targetHeight: a.target_height,
     }];
     return { outputs: [cond] };
   },

@@ -1,47 +1,80 @@
 /**
  * Declarative node definitions, ComfyUI-style: one object per node with typed inputs, outputs and one function.
+ * The function's arguments are typed from the declared inputs (INT/FLOAT -> number, STRING/COMBO -> string,
+ * BOOLEAN -> boolean, sockets -> their value type from SocketValues, optional -> | undefined): validation has
+ * already converted every constant, so nodes need neither casts nor Number()/String().
  * Example:
  *   export const EmptyLatentImage = defineNode({
  *     id: 'EmptyLatentImage', category: 'latent',
  *     inputs: [t.int('width', { default: 512, min: 16, max: 16384, step: 8 }), ...],
  *     outputs: [t.out('LATENT')],
- *     execute: ({ width, height }) => ({ outputs: [...] }),
+ *     execute: ({ width, height }) => ({ outputs: [...] }),   // width: number
  *   });
  */
-import type { InputOptions, InputSpec, NodeDefinition, OutputSpec } from '../server/executor/node-definition.js';
+import type { InputOptions, InputSpec, NodeContext, NodeDefinition, NodeResult, OutputSpec } from '../server/executor/node-definition.js';
+import type { Tensor } from '../server/engine/tensor.js';
 import type { NodeServices } from './services.js';
+import type { ClipValue, Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue, VaeValue } from './types.js';
 
 type Opts = Omit<InputOptions, 'default'>;
 
+/** What each socket type carries between nodes. Types not listed here arrive as unknown. */
+export interface SocketValues {
+  MODEL: ModelValue; CLIP: ClipValue; VAE: VaeValue; CONDITIONING: Conditioning; LATENT: LatentValue;
+  IMAGE: Tensor; MASK: Tensor; SAMPLER: SamplerValue; SIGMAS: SigmasValue;
+}
+type SocketValue<T extends string> = T extends keyof SocketValues ? SocketValues[T] : unknown;
+
+/** An input spec that remembers its name and the type of value the node function receives (phantom field). */
+export interface TypedInput<N extends string = string, V = unknown> extends InputSpec { name: N; readonly __value?: V }
+
+const spec = <N extends string, V>(s: InputSpec & { name: N }): TypedInput<N, V> => s;
+
 export const t = {
-  int: (name: string, o: Opts & { default?: number } = {}): InputSpec => ({ name, type: 'INT', options: { step: 1, ...o } }),
-  float: (name: string, o: Opts & { default?: number } = {}): InputSpec => ({ name, type: 'FLOAT', options: o }),
-  string: (name: string, o: Opts & { default?: string } = {}): InputSpec => ({ name, type: 'STRING', options: o }),
-  boolean: (name: string, o: Opts & { default?: boolean } = {}): InputSpec => ({ name, type: 'BOOLEAN', options: o }),
-  combo: (name: string, choices: string[] | ((services: NodeServices) => string[]), o: Opts & { default?: string } = {}): InputSpec => ({ name, type: 'COMBO', options: o, choices }),
+  int: <N extends string>(name: N, o: Opts & { default?: number } = {}) => spec<N, number>({ name, type: 'INT', options: { step: 1, ...o } }),
+  float: <N extends string>(name: N, o: Opts & { default?: number } = {}) => spec<N, number>({ name, type: 'FLOAT', options: o }),
+  string: <N extends string>(name: N, o: Opts & { default?: string } = {}) => spec<N, string>({ name, type: 'STRING', options: o }),
+  boolean: <N extends string>(name: N, o: Opts & { default?: boolean } = {}) => spec<N, boolean>({ name, type: 'BOOLEAN', options: o }),
+  combo: <N extends string>(name: N, choices: string[] | ((services: NodeServices) => string[]), o: Opts & { default?: string } = {}) =>
+    spec<N, string>({ name, type: 'COMBO', options: o, choices }),
   /** a socket input of a non-widget type (MODEL, CLIP, VAE, CONDITIONING, LATENT, IMAGE, MASK, SAMPLER, SIGMAS ...) */
-  socket: (type: string, name: string, o: Opts = {}): InputSpec => ({ name, type, options: o }),
-  optional: (spec: InputSpec): InputSpec => ({ ...spec, optional: true }),
+  socket: <T extends string, N extends string>(type: T, name: N, o: Opts = {}) => spec<N, SocketValue<T>>({ name, type, options: o }),
+  optional: <N extends string, V>(s: TypedInput<N, V>): TypedInput<N, V | undefined> & { optional: true } => ({ ...s, optional: true }),
   out: (type: string, name: string = type, tooltip?: string): OutputSpec => ({ type, name, tooltip }),
+};
+
+/** The node function's argument object for a list of typed inputs. */
+export type ArgsOf<I extends readonly TypedInput[]> = {
+  [S in I[number] as S['name']]: S extends TypedInput<string, infer V> ? (S extends { optional: true } ? V | undefined : V) : never;
 };
 
 /**
  * A seed input's value as a uint64. JSON numbers above 2^53 are already rounded by the client, so exact 64-bit seeds
  * travel as decimal strings (validation keeps them exact); 2^64 from a rounded 2^64-1 is read as 2^64-1.
  */
-export function seedValue(v: unknown): bigint {
-  const b = typeof v === 'bigint' ? v : typeof v === 'string' ? BigInt(v) : BigInt(Math.trunc(Number(v)));
+export function seedValue(v: number | string | bigint): bigint {
+  const b = typeof v === 'bigint' ? v : typeof v === 'string' ? BigInt(v) : BigInt(Math.trunc(v));
   const max = 2n ** 64n - 1n;
   return b > max ? max : b < 0n ? 0n : b;
 }
 
-/** The seed input every sampler shares: INT 0..2^64-1 with control_after_generate. */
-export const seedInput = (name = 'seed', tooltip = 'The random seed used for creating the noise.'): InputSpec =>
-  t.int(name, { default: 0, min: 0, max: 0xffffffffffffffff, control_after_generate: true, tooltip });
+/** The seed input every sampler shares: INT 0..2^64-1 with control_after_generate; beyond 2^53 a decimal string. */
+export const seedInput = <N extends string = 'seed'>(name: N = 'seed' as N, tooltip = 'The random seed used for creating the noise.') =>
+  spec<N, number | string>({ name, type: 'INT', options: { step: 1, default: 0, min: 0, max: 0xffffffffffffffff, control_after_generate: true, tooltip } });
 
-type Def = Omit<NodeDefinition<NodeServices>, 'displayName' | 'description' | 'outputNode'> &
-  Partial<Pick<NodeDefinition<NodeServices>, 'displayName' | 'description' | 'outputNode'>>;
+type Services = NodeServices;
+interface Def<I extends readonly TypedInput[]> extends
+  Omit<NodeDefinition<Services>, 'displayName' | 'description' | 'outputNode' | 'inputs' | 'execute' | 'validate' | 'fingerprint'> {
+  displayName?: string;
+  description?: string;
+  outputNode?: boolean;
+  inputs: I;
+  fingerprint?(args: ArgsOf<I>, services: Services): string | Promise<string>;
+  validate?(args: ArgsOf<I>, services: Services): string | true | undefined;
+  execute(args: ArgsOf<I>, ctx: NodeContext<Services>): Promise<NodeResult> | NodeResult;
+}
 
-export function defineNode(def: Def): NodeDefinition<NodeServices> {
-  return { displayName: def.id, description: '', outputNode: false, ...def };
+export function defineNode<const I extends readonly TypedInput[]>(def: Def<I>): NodeDefinition<Services> {
+  // the executor passes validated values keyed by input name, which is exactly ArgsOf<I>
+  return { displayName: def.id, description: '', outputNode: false, ...def, inputs: [...def.inputs] } as unknown as NodeDefinition<Services>;
 }

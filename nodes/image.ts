@@ -60,7 +60,7 @@ export const SaveImage = defineNode({
   outputs: [],
   execute: ({ images, filename_prefix }, ctx) => ({
     outputs: [],
-    ui: { images: saveImages(images as Tensor, String(filename_prefix), ctx.services.dirs.output, 'output', pngText(ctx.prompt, ctx.extraData)) },
+    ui: { images: saveImages(images, filename_prefix, ctx.services.dirs.output, 'output', pngText(ctx.prompt, ctx.extraData)) },
   }),
 });
 
@@ -73,7 +73,7 @@ export const PreviewImage = defineNode({
   outputs: [],
   execute: ({ images }, ctx) => ({
     outputs: [],
-    ui: { images: saveImages(images as Tensor, `ComfyUI_temp_${process.pid}_${(previewCounter++).toString(36)}`, ctx.services.dirs.temp, 'temp', {}) },
+    ui: { images: saveImages(images, `ComfyUI_temp_${process.pid}_${(previewCounter++).toString(36)}`, ctx.services.dirs.temp, 'temp', {}) },
   }),
 });
 
@@ -108,13 +108,13 @@ export const LoadImage = defineNode({
   inputs: [t.combo('image', (s) => inputImages(s.dirs.input), { image_upload: true })],
   outputs: [t.out('IMAGE'), t.out('MASK')],
   fingerprint: ({ image }, services) => {
-    const p = resolveInside(services.dirs.input, String(image));
+    const p = resolveInside(services.dirs.input, image);
     return existsSync(p) ? createHash('sha256').update(readFileSync(p)).digest('hex') : 'missing';
   },
   execute: ({ image }, ctx) => {
-    const p = resolveInside(ctx.services.dirs.input, String(image));
-    if (!existsSync(p)) throw new Error(`input image not found: ${String(image)}`);
-    const { image: img, mask } = decodeImage(readFileSync(p), String(image));
+    const p = resolveInside(ctx.services.dirs.input, image);
+    if (!existsSync(p)) throw new Error(`input image not found: ${image}`);
+    const { image: img, mask } = decodeImage(readFileSync(p), image);
     return { outputs: [img, mask] };
   },
 });

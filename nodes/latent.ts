@@ -2,7 +2,7 @@
 import { freemem, totalmem } from 'node:os';
 import { defineNode, t } from './define.js';
 import type { Tensor } from '../server/engine/tensor.js';
-import type { LatentValue, VaeValue } from './types.js';
+import type { LatentValue } from './types.js';
 
 /** Bytes a latent and the decoded image need at the least (float32); refused before allocation when absurd. */
 export function latentMemoryEstimate(width: number, height: number, batch: number): number {
@@ -23,13 +23,13 @@ export const EmptyLatentImage = defineNode({
   ],
   outputs: [t.out('LATENT', 'LATENT', 'The empty latent image batch.')],
   validate: ({ width, height, batch_size }) => {
-    const need = latentMemoryEstimate(Number(width), Number(height), Number(batch_size));
+    const need = latentMemoryEstimate(width, height, batch_size);
     const limit = Math.min(totalmem() / 2, Math.max(freemem(), 2 * GiB));
     if (need > limit) return `a ${width}x${height} batch of ${batch_size} needs at least ${(need / GiB).toFixed(1)} GiB for its latents and images; this machine allows ${(limit / GiB).toFixed(1)} GiB`;
     return true;
   },
   execute: ({ width, height, batch_size }) => {
-    const shape = [Number(batch_size), 4, Math.floor(Number(height) / 8), Math.floor(Number(width) / 8)];
+    const shape = [batch_size, 4, Math.floor(height / 8), Math.floor(width / 8)];
     const samples: Tensor = { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) };
     const latent: LatentValue = { samples };
     return { outputs: [latent] };
@@ -42,7 +42,7 @@ export const VAEDecode = defineNode({
   inputs: [t.socket('LATENT', 'samples', { tooltip: 'The latent to be decoded.' }), t.socket('VAE', 'vae', { tooltip: 'The VAE model used for decoding the latent.' })],
   outputs: [t.out('IMAGE', 'IMAGE', 'The decoded image.')],
   execute: async ({ samples, vae }, ctx) => {
-    const lat = (samples as LatentValue).samples;
+    const lat = samples.samples;
     const [b, c, h, w] = lat.shape;
     const per = c * h * w;
     let out: Float32Array | null = null;
@@ -50,7 +50,7 @@ export const VAEDecode = defineNode({
     // one image at a time keeps peak memory flat for big batches
     for (let i = 0; i < b; i++) {
       ctx.checkInterrupted();
-      const img = await ctx.services.engine().vaeDecode((vae as VaeValue).ref, { shape: [1, c, h, w], data: lat.data.slice(i * per, (i + 1) * per) });
+      const img = await ctx.services.engine().vaeDecode(vae.ref, { shape: [1, c, h, w], data: lat.data.slice(i * per, (i + 1) * per) });
       [, , H, W] = img.shape;
       out ??= new Float32Array(b * H * W * 3);
       // [1, 3, H, W] in [-1, 1] -> [H, W, 3] in [0, 1]
@@ -71,7 +71,7 @@ export const VAEEncode = defineNode({
   inputs: [t.socket('IMAGE', 'pixels'), t.socket('VAE', 'vae')],
   outputs: [t.out('LATENT')],
   execute: async ({ pixels, vae }, ctx) => {
-    const img = pixels as Tensor;
+    const img = pixels;
     const [b, h0, w0, c] = img.shape;
     const h = Math.floor(h0 / 8) * 8, w = Math.floor(w0 / 8) * 8;
     if (h === 0 || w === 0) throw new Error(`image ${w0}x${h0} is smaller than 8 pixels`);
@@ -85,11 +85,12 @@ export const VAEEncode = defineNode({
       for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) for (let ch = 0; ch < 3; ch++) {
         x[ch * h * w + y * w + xx] = img.data[((i * h0 + y + oy) * w0 + xx + ox) * c + ch] * 2 - 1;
       }
-      const lat = await ctx.services.engine().vaeEncode((vae as VaeValue).ref, { shape: [1, 3, h, w], data: x });
+      const lat = await ctx.services.engine().vaeEncode(vae.ref, { shape: [1, 3, h, w], data: x });
       lshape = lat.shape;
       out ??= new Float32Array(b * lat.data.length);
       out.set(lat.data, i * lat.data.length);
     }
-    return { outputs: [{ samples: { shape: [b, ...lshape.slice(1)], data: out! } } as LatentValue] };
+    const latent: LatentValue = { samples: { shape: [b, ...lshape.slice(1)], data: out! } };
+    return { outputs: [latent] };
   },
 });

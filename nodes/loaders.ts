@@ -10,9 +10,9 @@ export const CheckpointLoaderSimple = defineNode({
   inputs: [t.combo('ckpt_name', (s) => s.models.list('checkpoints'), { tooltip: 'The checkpoint (model) to load.' })],
   outputs: [t.out('MODEL', 'MODEL', 'The model used for denoising latents.'), t.out('CLIP', 'CLIP', 'The text encoders.'), t.out('VAE', 'VAE', 'The VAE, between images and latents.')],
   // a replaced file re-runs the loader
-  fingerprint: ({ ckpt_name }, s) => { const st = statSync(s.models.resolve('checkpoints', String(ckpt_name))); return `${st.size}:${st.mtimeMs}`; },
+  fingerprint: ({ ckpt_name }, s) => { const st = statSync(s.models.resolve('checkpoints', ckpt_name)); return `${st.size}:${st.mtimeMs}`; },
   execute: ({ ckpt_name }, ctx) => {
-    const path = ctx.services.models.resolve('checkpoints', String(ckpt_name));
+    const path = ctx.services.models.resolve('checkpoints', ckpt_name);
     const { config } = ctx.services.engine().inspect(path);
     const model: ModelValue = { ref: { checkpoint: path, loras: [] }, config };
     const clip: ClipValue = { ref: { checkpoint: path, loras: [], clipSkip: config.defaultClipSkip }, config };
@@ -57,8 +57,8 @@ export const LoraLoader = defineNode({
   ],
   outputs: [t.out('MODEL'), t.out('CLIP')],
   execute: ({ model, clip, lora_name, strength_model, strength_clip }, ctx) => {
-    const path = ctx.services.models.resolve('loras', String(lora_name));
-    const m = model as ModelValue, c = clip as ClipValue, sm = Number(strength_model), sc = Number(strength_clip);
+    const path = ctx.services.models.resolve('loras', lora_name);
+    const m = model, c = clip, sm = strength_model, sc = strength_clip;
     const text: string[] = [];
     if (sm !== 0) text.push(loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: sc !== 0 && c.ref.checkpoint === m.ref.checkpoint }, (l) => ctx.log(l)));
     if (sc !== 0 && (sm === 0 || c.ref.checkpoint !== m.ref.checkpoint)) text.push(loraReport(c.ref.checkpoint, c.config, path, { model: false, clip: true }, (l) => ctx.log(l)));
@@ -76,8 +76,8 @@ export const LoraLoaderModelOnly = defineNode({
   ],
   outputs: [t.out('MODEL')],
   execute: ({ model, lora_name, strength_model }, ctx) => {
-    const path = ctx.services.models.resolve('loras', String(lora_name));
-    const m = model as ModelValue, sm = Number(strength_model);
+    const path = ctx.services.models.resolve('loras', lora_name);
+    const m = model, sm = strength_model;
     const text = sm !== 0 ? [loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: false }, (l) => ctx.log(l))] : [];
     return { outputs: [withLora(m, path, sm)], ...(text.length ? { ui: { text } } : {}) };
   },
@@ -89,7 +89,6 @@ export const CLIPSetLastLayer = defineNode({
   inputs: [t.socket('CLIP', 'clip'), t.int('stop_at_clip_layer', { default: -1, min: -24, max: -1, step: 1 })],
   outputs: [t.out('CLIP')],
   execute: ({ clip, stop_at_clip_layer }) => {
-    const c = clip as ClipValue;
-    return { outputs: [{ ...c, ref: { ...c.ref, clipSkip: Number(stop_at_clip_layer) } }] };
+    return { outputs: [{ ...clip, ref: { ...clip.ref, clipSkip: stop_at_clip_layer } }] };
   },
 });

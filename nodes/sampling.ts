@@ -59,19 +59,18 @@ export const TCDSampler = defineNode({
   ],
   outputs: [t.out('LATENT')],
   execute: async (a, ctx) => {
-    const model = a.model as ModelValue, latent = (a.latent_image as LatentValue).samples;
+    const model = a.model, latent = a.latent_image.samples;
     const shape = latent.shape, scale = model.config.vae.scalingFactor;
-    const steps = Number(a.steps), denoise = Number(a.denoise), eta = Number(a.eta);
-    const timesteps = tcdTimesteps(steps, denoise, Number(a.original_inference_steps));
+    const { steps, denoise, eta, cfg } = a;
+    const timesteps = tcdTimesteps(steps, denoise, a.original_inference_steps);
     const gen = new TorchGenerator(seedValue(a.seed));
     // the initial noise is the generator's first draw, then one draw per noisy step, as in the reference pipeline
     const noise = gen.randn(shape);
     const noises = eta > 0 ? timesteps.slice(1).map(() => gen.randn(shape)) : [];
     const x = denoise >= 1 ? noise : tcdAddNoise(scaled(latent.data, scale), noise, timesteps[0]);
-    const cfg = Number(a.cfg);
     // diffusers runs the negative branch only for guidance_scale > 1
-    const positive = condBranch(model, a.positive as Conditioning, shape, 'positive');
-    const negative = cfg > 1 && a.negative ? condBranch(model, a.negative as Conditioning, shape, 'negative') : undefined;
+    const positive = condBranch(model, a.positive, shape, 'positive');
+    const negative = cfg > 1 && a.negative ? condBranch(model, a.negative, shape, 'negative') : undefined;
     ctx.checkInterrupted();
     const previews = !!ctx.services.previews;
     // the whole loop runs in the engine worker (latents stay on the GPU there); progress comes back per step
@@ -86,7 +85,8 @@ export const TCDSampler = defineNode({
       },
     }).catch((e: unknown) => { ctx.checkInterrupted(); throw e; });
     const out = result.data;
-    return { outputs: [{ samples: { shape: [...shape], data: scaled(out, 1 / scale) } } as LatentValue] };
+    const samples: LatentValue = { samples: { shape: [...shape], data: scaled(out, 1 / scale) } };
+    return { outputs: [samples] };
   },
 });
 
@@ -142,10 +142,10 @@ export const KSampler = defineNode({
   ],
   outputs: [t.out('LATENT', 'LATENT', 'The denoised latent.')],
   execute: async (a, ctx) => {
-    const model = a.model as ModelValue;
-    const sigmas = ksamplerSigmas(SD_SAMPLING, String(a.sampler_name), String(a.scheduler), Number(a.steps), Number(a.denoise));
-    const { x } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: a.latent_image as LatentValue, seed: seedValue(a.seed), cfg: Number(a.cfg), sampler: { name: String(a.sampler_name) }, sigmas, addNoise: true }, ctx);
-    return { outputs: [toLatent(x, a.latent_image as LatentValue, model.config.vae.scalingFactor)] };
+    const model = a.model;
+    const sigmas = ksamplerSigmas(SD_SAMPLING, a.sampler_name, a.scheduler, a.steps, a.denoise);
+    const { x } = await runKSampler({ model, positive: a.positive, negative: a.negative, latent: a.latent_image, seed: seedValue(a.seed), cfg: a.cfg, sampler: { name: a.sampler_name }, sigmas, addNoise: true }, ctx);
+    return { outputs: [toLatent(x, a.latent_image, model.config.vae.scalingFactor)] };
   },
 });
 
@@ -160,20 +160,20 @@ export const KSamplerAdvanced = defineNode({
   ],
   outputs: [t.out('LATENT')],
   execute: async (a, ctx) => {
-    const model = a.model as ModelValue;
-    let sigmas = ksamplerSigmas(SD_SAMPLING, String(a.sampler_name), String(a.scheduler), Number(a.steps), 1);
-    const end = Number(a.end_at_step), start = Number(a.start_at_step);
+    const model = a.model;
+    let sigmas = ksamplerSigmas(SD_SAMPLING, a.sampler_name, a.scheduler, a.steps, 1);
+    const end = a.end_at_step, start = a.start_at_step;
     if (end < sigmas.length - 1) { sigmas = sigmas.slice(0, end + 1); if (a.return_with_leftover_noise !== 'enable') sigmas[sigmas.length - 1] = 0; }
     sigmas = start < sigmas.length - 1 ? sigmas.slice(start) : [];
-    const { x } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: a.latent_image as LatentValue, seed: seedValue(a.noise_seed), cfg: Number(a.cfg), sampler: { name: String(a.sampler_name) }, sigmas, addNoise: a.add_noise === 'enable' }, ctx);
-    return { outputs: [toLatent(x, a.latent_image as LatentValue, model.config.vae.scalingFactor)] };
+    const { x } = await runKSampler({ model, positive: a.positive, negative: a.negative, latent: a.latent_image, seed: seedValue(a.noise_seed), cfg: a.cfg, sampler: { name: a.sampler_name }, sigmas, addNoise: a.add_noise === 'enable' }, ctx);
+    return { outputs: [toLatent(x, a.latent_image, model.config.vae.scalingFactor)] };
   },
 });
 
 export const KSamplerSelect = defineNode({
   id: 'KSamplerSelect', displayName: 'KSamplerSelect', category: 'sampling/custom_sampling/samplers',
   inputs: [samplerCombo()], outputs: [t.out('SAMPLER')],
-  execute: ({ sampler_name }) => ({ outputs: [{ name: String(sampler_name) } as SamplerValue] }),
+  execute: ({ sampler_name }) => { const s: SamplerValue = { name: sampler_name }; return { outputs: [s] }; },
 });
 
 export const SamplerTCD = defineNode({
@@ -181,14 +181,14 @@ export const SamplerTCD = defineNode({
   description: 'The TCD sampler for SamplerCustom, with its gamma (eta).',
   inputs: [t.float('eta', { default: 0.3, min: 0, max: 1, step: 0.01, tooltip: 'gamma in the paper: 0 is deterministic, higher is smoother.' })],
   outputs: [t.out('SAMPLER')],
-  execute: ({ eta }) => ({ outputs: [{ name: 'tcd', eta: Number(eta) } as SamplerValue] }),
+  execute: ({ eta }) => { const s: SamplerValue = { name: 'tcd', eta }; return { outputs: [s] }; },
 });
 
 export const BasicScheduler = defineNode({
   id: 'BasicScheduler', displayName: 'BasicScheduler', category: 'sampling/custom_sampling/schedulers',
   inputs: [t.socket('MODEL', 'model'), schedulerCombo(), t.int('steps', { default: 20, min: 1, max: 10000 }), t.float('denoise', { default: 1.0, min: 0, max: 1, step: 0.01 })],
   outputs: [t.out('SIGMAS')],
-  execute: ({ scheduler, steps, denoise }) => ({ outputs: [ksamplerSigmas(SD_SAMPLING, '', String(scheduler), Number(steps), Number(denoise)) as SigmasValue] }),
+  execute: ({ scheduler, steps, denoise }) => { const s: SigmasValue = ksamplerSigmas(SD_SAMPLING, '', scheduler, steps, denoise); return { outputs: [s] }; },
 });
 
 export const SamplerCustom = defineNode({
@@ -199,8 +199,8 @@ export const SamplerCustom = defineNode({
   ],
   outputs: [t.out('LATENT', 'output'), t.out('LATENT', 'denoised_output')],
   execute: async (a, ctx) => {
-    const model = a.model as ModelValue, lat = a.latent_image as LatentValue;
-    const { x, denoised } = await runKSampler({ model, positive: a.positive as Conditioning, negative: a.negative as Conditioning, latent: lat, seed: seedValue(a.noise_seed), cfg: Number(a.cfg), sampler: a.sampler as SamplerValue, sigmas: [...(a.sigmas as SigmasValue)], addNoise: !!a.add_noise }, ctx);
+    const model = a.model, lat = a.latent_image;
+    const { x, denoised } = await runKSampler({ model, positive: a.positive, negative: a.negative, latent: lat, seed: seedValue(a.noise_seed), cfg: a.cfg, sampler: a.sampler, sigmas: [...a.sigmas], addNoise: a.add_noise }, ctx);
     const scale = model.config.vae.scalingFactor;
     return { outputs: [toLatent(x, lat, scale), toLatent(denoised, lat, scale)] };
   },
