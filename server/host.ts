@@ -44,6 +44,8 @@ export interface HostOptions {
   queue?: string;
   /** embedded mode with several GPUs: one executor per device index (server/farm/multi-device.ts) */
   devices?: string[];
+  /** a built ComfyUI frontend served at / instead of the editor (ComfyUI's --front-end-root) */
+  frontEndRoot?: string;
 }
 
 export function resolveHostOptions(o: HostOptions) {
@@ -95,6 +97,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     ...r,
     workflowsDir: join(PROJECT_ROOT, 'workflows'),
     clientDir: join(PROJECT_ROOT, 'dist', 'client'),
+    frontEndRoot: o.frontEndRoot ? resolve(o.frontEndRoot) : undefined,
     version: packageVersion(),
     registry: createRegistry(),
     log,

@@ -16,6 +16,8 @@ import { ModelFolders } from '../storage/model-folders.js';
 import { removeStalePartials } from '../storage/atomic-write.js';
 import { WsHub } from './ws-hub.js';
 import { protocolRoutes } from './routes.js';
+import { comfyFrontendRoutes } from './comfy-frontend/index.js';
+import { crossSiteBodyGuard, jsonBody } from './json-body.js';
 import { securityMiddleware, originRefusal, hostRefusal, isLoopbackAddress, tokenFrom, tokenMatches } from './security.js';
 
 export interface ServerConfig<S> {
@@ -29,6 +31,8 @@ export interface ServerConfig<S> {
   workflowsDir: string;
   /** built editor (dist/client); served at / when present */
   clientDir?: string;
+  /** a built ComfyUI frontend folder (serve --front-end-root), served at / instead of the editor */
+  frontEndRoot?: string;
   token?: string;
   corsOrigin?: string;
   maxBodyBytes?: number;
@@ -99,7 +103,11 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   app.disable('x-powered-by');
   const loopbackBound = isLoopbackAddress(cfg.host.replace(/^\[|\]$/g, ''));
   app.use(securityMiddleware({ token: cfg.token, corsOrigin: cfg.corsOrigin, loopbackBound }));
-  app.use(express.json({ limit: cfg.maxBodyBytes ?? 10 * 1024 * 1024, strict: false }));
+  app.use(crossSiteBodyGuard(cfg.corsOrigin));
+  app.use(jsonBody(cfg.maxBodyBytes ?? 10 * 1024 * 1024));
+  const frontend = comfyFrontendRoutes({ dataDir: cfg.dataDir, maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024 });
+  app.use('/api', frontend.router);
+  app.use('/', frontend.router);
   const routes = protocolRoutes({
     registry: cfg.registry, services, queue, models, dirs, workflowsDir: cfg.workflowsDir,
     maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024, version: cfg.version ?? '0.0.0',
@@ -107,8 +115,12 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   });
   app.use('/api', routes);
   app.use('/', routes);
-  if (cfg.clientDir && existsSync(join(cfg.clientDir, 'index.html'))) app.use(express.static(cfg.clientDir));
-  app.use((req: Request, res: Response) => { res.status(404).json(httpError('not_found', `no route ${req.method} ${req.path}`)); });
+  const uiDir = cfg.frontEndRoot ?? cfg.clientDir;
+  if (uiDir && existsSync(join(uiDir, 'index.html'))) app.use(express.static(uiDir));
+  else if (cfg.frontEndRoot) log(`warning: --front-end-root ${cfg.frontEndRoot} has no index.html`);
+  // ComfyUI's plain-text 404: its frontend reads many answers with res.json() unchecked, so a JSON error object
+  // for an unknown route would be taken as data
+  app.use((_req: Request, res: Response) => { res.status(404).type('text/plain').send('404: Not Found'); });
   // body-parser errors: malformed JSON (400), too large (413), too deep, ...
   app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
     const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
@@ -144,6 +156,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
       await new Promise<void>((r) => http.close(() => r()));
       http.closeAllConnections?.();
       store.close();
+      frontend.close();
     },
   };
 }
