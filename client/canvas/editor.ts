@@ -11,6 +11,7 @@ import { workflowFromPng } from '../graph/png-text.js';
 import { CONTROL_WIDGET, registerNodeTypes } from './node-types.js';
 import { runtime } from './runtime-state.js';
 import { adoptPrimitives } from './primitive-node.js';
+import { DomWidgetLayer, setDomWidgetLayer } from './dom-widgets.js';
 
 const AUTOSAVE_KEY = 'tcd-studio.workflow';
 
@@ -37,13 +38,17 @@ export class Editor {
   private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(readonly el: HTMLCanvasElement, public objectInfo: ObjectInfo) {
-    registerNodeTypes(objectInfo, () => this.scheduleCheckpoint());
+    registerNodeTypes(objectInfo, this.onWidgetEdit);
     LiteGraph.release_link_on_empty_shows_menu = true;
     this.canvas = new LGraphCanvas(el, this.graph, { autoresize: false } as never);
     el.tabIndex = 0;
     this.canvas.show_info = false;
     this.canvas.render_canvas_border = false;
     this.canvas.onSearchBox = (_helper, str) => this.search(str);
+    const layer = new DomWidgetLayer(el.parentElement!, el, this.graph);
+    setDomWidgetLayer(layer);
+    this.canvas.onRender = () => layer.beginFrame();
+    this.canvas.onDrawOverlay = () => layer.endFrame();
     runtime.onChange = () => this.canvas.setDirty(true, true);
     this.graph.onAfterChange = () => this.scheduleCheckpoint();
     this.graph.on_change = () => this.scheduleCheckpoint();
@@ -72,7 +77,7 @@ export class Editor {
   setObjectInfo(info: ObjectInfo): void {
     const wf = this.serialize();
     this.objectInfo = info;
-    registerNodeTypes(info, () => this.scheduleCheckpoint());
+    registerNodeTypes(info, this.onWidgetEdit);
     this.load(wf, { keepHistory: true });
   }
 
@@ -125,10 +130,13 @@ export class Editor {
     try { localStorage.setItem(AUTOSAVE_KEY, text); } catch { /* quota: keep working */ }
   }
 
-  scheduleCheckpoint(): void {
+  /** Widget callbacks: a typing burst in a textarea becomes one undo step, other edits one step each. */
+  private readonly onWidgetEdit = (typing?: boolean) => this.scheduleCheckpoint(typing ? 500 : 30);
+
+  scheduleCheckpoint(delay = 30): void {
     if (this.restoring) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.checkpoint(), 30);
+    this.timer = setTimeout(() => this.checkpoint(), delay);
   }
 
   /** Records the current graph as an undo step (if it changed) and autosaves. */
@@ -142,12 +150,11 @@ export class Editor {
     if (changed) this.onChange();
   }
 
-  undo(): void { this.restoreSnapshot(this.history.undo()); }
-  redo(): void { this.restoreSnapshot(this.history.redo()); }
+  undo(): void { this.landPending(); this.restoreSnapshot(this.history.undo()); }
+  redo(): void { this.landPending(); this.restoreSnapshot(this.history.redo()); }
 
   private restoreSnapshot(snap: string | null): void {
     if (snap === null) return;
-    this.checkpointPending();
     const wf = JSON.parse(snap) as Workflow;
     const offset = [...this.canvas.ds.offset], scale = this.canvas.ds.scale;
     this.restoring = true;
@@ -164,9 +171,9 @@ export class Editor {
     this.onChange();
   }
 
-  /** A pending debounced edit must land before undo, or it would be lost. */
-  private checkpointPending(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+  /** A pending debounced edit (typing) lands before undo, so undo reverts it rather than losing it. */
+  private landPending(): void {
+    if (this.timer) this.checkpoint();
   }
 
   selectedNodes(): LGraphNode[] {

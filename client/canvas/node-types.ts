@@ -6,6 +6,7 @@ import type { IWidget } from '@comfyorg/litegraph';
 import type { NodeInfo, ObjectInfo } from '../graph/types.js';
 import { describeInputs, SEED_CONTROLS, widgetValuesByName, type InputDescriptor } from '../graph/widget-spec.js';
 import { drawNodeExtras } from './node-draw.js';
+import { addTextareaWidget } from './dom-widgets.js';
 import { applyConverted, CONTROL_WIDGET, convertedWidgets, drawConvertedInputs, widgetInputMenu } from './widget-inputs.js';
 import { createPrimitiveFor, PRIMITIVE_TYPE, primitiveNodeClass } from './primitive-node.js';
 
@@ -16,7 +17,7 @@ function decimals(step: number | undefined): number {
   return Math.min(6, Math.max(0, Math.ceil(-Math.log10(step) - 1e-9)));
 }
 
-function addWidgetFor(node: LGraphNode, d: InputDescriptor, onEdit: () => void): void {
+function addWidgetFor(node: LGraphNode, d: InputDescriptor, onEdit: (typing?: boolean) => void): void {
   const w = d.widget!;
   switch (w.kind) {
     case 'number': {
@@ -31,18 +32,19 @@ function addWidgetFor(node: LGraphNode, d: InputDescriptor, onEdit: () => void):
         onEdit();
       }, { min: w.min, max: w.max, step2: w.step, precision });
       if (w.controlAfterGenerate) {
-        node.addWidget('combo', CONTROL_WIDGET, 'randomize', onEdit, { values: [...SEED_CONTROLS] });
+        node.addWidget('combo', CONTROL_WIDGET, 'randomize', () => onEdit(), { values: [...SEED_CONTROLS] });
       }
       break;
     }
     case 'combo':
-      node.addWidget('combo', d.name, w.default as string, onEdit, { values: w.options ?? [] });
+      node.addWidget('combo', d.name, w.default as string, () => onEdit(), { values: w.options ?? [] });
       break;
     case 'toggle':
-      node.addWidget('toggle', d.name, Boolean(w.default), onEdit, {});
+      node.addWidget('toggle', d.name, Boolean(w.default), () => onEdit(), {});
       break;
     case 'text':
-      node.addWidget('text', d.name, String(w.default ?? ''), onEdit, { multiline: w.multiline });
+      if (w.multiline) addTextareaWidget(node, d.name, String(w.default ?? ''), onEdit);
+      else node.addWidget('text', d.name, String(w.default ?? ''), () => onEdit(false), {});
       break;
   }
 }
@@ -57,10 +59,10 @@ function ensureWidgetSlots(node: LGraphNode, described: InputDescriptor[]): void
 
 /**
  * Registers one litegraph node type per object_info class (replacing earlier registrations).
- * `onEdit` runs after any widget edit (undo checkpoint + autosave).
+ * `onEdit` runs after any widget edit (undo checkpoint + autosave); `typing` marks a keystroke in a textarea.
  * @example registerNodeTypes(await api.objectInfo(), () => editor.checkpoint());
  */
-export function registerNodeTypes(info: ObjectInfo, onEdit: () => void): void {
+export function registerNodeTypes(info: ObjectInfo, onEdit: (typing?: boolean) => void): void {
   LiteGraph.clearRegisteredTypes();
   const classes: [string, typeof LGraphNode, string][] = Object.entries(info).map(([type, nodeInfo]) =>
     [type, makeClass(type, nodeInfo, onEdit), nodeInfo.category ?? 'other']);
@@ -73,7 +75,7 @@ export function registerNodeTypes(info: ObjectInfo, onEdit: () => void): void {
   }
 }
 
-function makeClass(type: string, info: NodeInfo, onEdit: () => void): typeof LGraphNode {
+function makeClass(type: string, info: NodeInfo, onEdit: (typing?: boolean) => void): typeof LGraphNode {
   const described = describeInputs(info);
   class ApiNode extends LGraphNode {
     static override title = info.display_name ?? type;

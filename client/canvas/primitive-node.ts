@@ -4,6 +4,7 @@
 import { LGraphNode, LiteGraph, type LGraph } from '@comfyorg/litegraph';
 import type { INodeInputSlot, LLink } from '@comfyorg/litegraph';
 import { CONTROL_WIDGET, setConverted } from './widget-inputs.js';
+import { addTextareaWidget } from './dom-widgets.js';
 
 export const PRIMITIVE_TYPE = 'PrimitiveNode';
 const ANY_NAME = 'connect to widget input';
@@ -53,7 +54,8 @@ export function primitiveNodeClass(onEdit: () => void): typeof LGraphNode {
       (this.outputs[0] as { widget?: { name: string } }).widget = { name: input.widget!.name };
       const values = this.pendingValues ?? [source.value];
       this.pendingValues = null;
-      this.addWidget(source.type as never, 'value', values[0] as never, () => onEdit(), { ...(source.options as object) } as never);
+      if (source.type === 'customtext') addTextareaWidget(this, 'value', String(values[0] ?? ''), () => onEdit());
+      else this.addWidget(source.type as never, 'value', values[0] as never, () => onEdit(), { ...(source.options as object) } as never);
       const sourceIndex = target.widgets!.indexOf(source);
       const control = target.widgets![sourceIndex + 1];
       if (control?.name === CONTROL_WIDGET) {

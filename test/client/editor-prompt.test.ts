@@ -1,0 +1,95 @@
+// Prompt editing in the browser (issue 17, point 1): multiline STRING widgets are live textareas inside the node.
+// Every keystroke is in the graph, Enter is a newline, Escape and clicking away keep the text, Ctrl+Enter queues
+// exactly what is on screen, undo/redo cover text edits, the text survives a reload.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { browserSkip, emptyPoint, shot, startHarness, waitForEditor, type Harness } from './harness.js';
+
+const skip = browserSkip();
+if (skip) console.log(`# browser tests skipped: ${skip}`);
+let h: Harness;
+const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
+const widgetText = (id: number) => ev<string>(`window.__tcd.editor.nodeById(${id}).widgets.find((w) => w.name === 'text').value`);
+const area = (id: number) => h.page.locator(`textarea.node-textarea[data-node="${id}"]`);
+
+before(async () => { if (!skip) h = await startHarness(); });
+after(async () => { await h?.close(); });
+
+async function clickInto(id: number): Promise<void> {
+  const box = await area(id).boundingBox();
+  assert.ok(box, `textarea of node ${id} is visible`);
+  await h.page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+}
+
+test('the prompt is a textarea in the node; each keystroke is in the graph; Enter is a newline; Escape keeps it', { skip }, async () => {
+  assert.equal(await area(6).inputValue(), await widgetText(6));
+  await clickInto(6);
+  await h.page.keyboard.press('Control+a');
+  await h.page.keyboard.type('a lighthouse');
+  // no blur, no confirm: the graph already holds the text
+  assert.equal(await widgetText(6), 'a lighthouse');
+  await h.page.keyboard.press('Enter');
+  await h.page.keyboard.type('at dusk');
+  assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
+  await h.page.keyboard.press('Escape');
+  assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
+  // clicking away keeps it too
+  await h.page.mouse.click(...(await emptyPoint(h.page)));
+  assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
+  assert.equal(await area(6).inputValue(), 'a lighthouse\nat dusk');
+  await shot(h.page, 'p1-prompt-typed');
+});
+
+test('Ctrl+Enter inside the textarea queues exactly the text on screen', { skip }, async () => {
+  await clickInto(7);
+  await h.page.keyboard.press('Control+a');
+  await h.page.keyboard.type('ugly, smeared');
+  const request = h.page.waitForRequest((r) => r.url().endsWith('/api/prompt') && r.method() === 'POST');
+  await h.page.keyboard.press('Control+Enter');
+  const body = (await request).postDataJSON() as { prompt: Record<string, { inputs: { text?: string } }> };
+  assert.equal(body.prompt['7'].inputs.text, 'ugly, smeared');
+  assert.equal(body.prompt['6'].inputs.text, 'a lighthouse\nat dusk');
+  // the textarea still has the focus and the text: queueing is not an edit
+  assert.equal(await area(7).inputValue(), 'ugly, smeared');
+  assert.equal(await ev<string>(`document.activeElement.dataset.node`), '7');
+  // the server ran what was sent
+  await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.length > 0, null, { timeout: 45_000 });
+  const hist = await (await h.api('/history')).json() as Record<string, { prompt: [number, string, Record<string, { inputs: { text: string } }>] }>;
+  const texts = Object.values(hist).map((e) => e.prompt[2]['7'].inputs.text);
+  assert.deepEqual(texts, ['ugly, smeared']);
+});
+
+test('undo and redo cover text edits (toolbar and Ctrl+Z / Ctrl+Y on the canvas)', { skip }, async () => {
+  await clickInto(6);
+  await h.page.keyboard.press('Control+End');
+  await h.page.keyboard.type(', storm');
+  assert.equal(await widgetText(6), 'a lighthouse\nat dusk, storm');
+  await h.page.mouse.click(...(await emptyPoint(h.page)));
+  await h.page.keyboard.press('Control+z');
+  assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
+  assert.equal(await area(6).inputValue(), 'a lighthouse\nat dusk', 'the textarea follows the undo');
+  await h.page.keyboard.press('Control+y');
+  assert.equal(await area(6).inputValue(), 'a lighthouse\nat dusk, storm');
+  // typed and undone at once, before the typing burst was recorded: the Undo button still reverts it
+  await clickInto(6);
+  await h.page.keyboard.type('!');
+  await h.page.getByRole('button', { name: 'Undo' }).click();
+  assert.equal(await area(6).inputValue(), 'a lighthouse\nat dusk, storm');
+});
+
+test('the text survives a reload; a zoomed-out node keeps the textarea over its widget', { skip }, async () => {
+  await h.page.waitForFunction(() => JSON.parse(localStorage.getItem('tcd-studio.workflow') ?? '{}').nodes
+    ?.find((n: { id: number }) => n.id === 6)?.widgets_values?.[0] === 'a lighthouse\nat dusk, storm');
+  await h.page.reload();
+  await waitForEditor(h.page);
+  await area(6).waitFor();
+  assert.equal(await area(6).inputValue(), 'a lighthouse\nat dusk, storm');
+  // the textarea sits inside the node's rectangle on screen
+  const [nx, ny, nw, nh] = await ev<number[]>(`(() => { const e = window.__tcd.editor, n = e.nodeById(6);
+    const a = e.toClient([n.pos[0], n.pos[1]]), b = e.toClient([n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
+    return [a[0], a[1], b[0] - a[0], b[1] - a[1]]; })()`);
+  const box = (await area(6).boundingBox())!;
+  assert.ok(box.x >= nx && box.y >= ny && box.x + box.width <= nx + nw + 1 && box.y + box.height <= ny + nh + 1,
+    `textarea ${JSON.stringify(box)} inside node ${[nx, ny, nw, nh]}`);
+  assert.ok(box.width > nw * 0.8, 'it spans the node');
+});
