@@ -31,10 +31,10 @@ function withLora<T extends { ref: { loras: { path: string; strength: number }[]
 /**
  * Checks a LoRA against the checkpoint (headers only) before any weights move: another family is an error here, at
  * the loader; keys that patch nothing are logged one per line ("lora key not loaded: ...", as ComfyUI does) and
- * summarised in the node's UI output.
+ * summarised in the node's UI output. Text-encoder weights the CLIP's clip skip never reads count as not loaded.
  */
-function loraReport(checkpoint: string, config: ModelValue['config'], path: string, applies: { model: boolean; clip: boolean }, log: (m: string) => void): string {
-  const r = inspectLora(checkpoint, config, path);
+function loraReport(checkpoint: string, config: ModelValue['config'], path: string, applies: { model: boolean; clip: boolean }, log: (m: string) => void, clipSkip?: number): string {
+  const r = inspectLora(checkpoint, config, path, clipSkip ?? config.defaultClipSkip);
   for (const k of r.unmatched) log(`lora key not loaded: ${k}`);
   const parts = [`${r.lora}: ${applies.model ? r.unet : 0} UNet modules`];
   if (applies.clip) parts.push(`${r.textEncoders} text-encoder modules`);
@@ -60,8 +60,8 @@ export const LoraLoader = defineNode({
     const path = ctx.services.models.resolve('loras', lora_name);
     const m = model, c = clip, sm = strength_model, sc = strength_clip;
     const text: string[] = [];
-    if (sm !== 0) text.push(loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: sc !== 0 && c.ref.checkpoint === m.ref.checkpoint }, (l) => ctx.log(l)));
-    if (sc !== 0 && (sm === 0 || c.ref.checkpoint !== m.ref.checkpoint)) text.push(loraReport(c.ref.checkpoint, c.config, path, { model: false, clip: true }, (l) => ctx.log(l)));
+    if (sm !== 0) text.push(loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: sc !== 0 && c.ref.checkpoint === m.ref.checkpoint }, (l) => ctx.log(l), c.ref.clipSkip));
+    if (sc !== 0 && (sm === 0 || c.ref.checkpoint !== m.ref.checkpoint)) text.push(loraReport(c.ref.checkpoint, c.config, path, { model: false, clip: true }, (l) => ctx.log(l), c.ref.clipSkip));
     return { outputs: [withLora(m, path, sm), withLora(c, path, sc)], ...(text.length ? { ui: { text } } : {}) };
   },
 });

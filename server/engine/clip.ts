@@ -11,7 +11,7 @@
  *   const s = await createSession(serializeModel(g));
  *   const { hidden, pooled } = await runSession(s, { ids: { shape: [1, 77], ids } });
  */
-import type { TextEncoderConfig } from './config.js';
+import type { ModelConfig, TextEncoderConfig } from './config.js';
 import { activation, attention, layerNorm, linear, linearKeys } from './blocks.js';
 import { GraphBuilder, type ComputeDtype, type Value } from './onnx/graph.js';
 import type { WeightSource } from './onnx/weights.js';
@@ -60,6 +60,47 @@ function encoderLayer(g: GraphBuilder, cfg: TextEncoderConfig, i: number, x: Val
   });
 }
 
+/** How far a graph built with `opts` runs: the hidden state's index, its outputs and how many layers it builds. */
+function graphReach(cfg: TextEncoderConfig, opts: TextEncoderGraphOptions) {
+  // hidden_states[j] = output of layer j-1 (hidden_states[0] = embeddings); hidden_states[-k] = index layers + 1 - k
+  const hiddenIndex = cfg.layers + 1 - (opts.hiddenFromEnd ?? 2);
+  const wantLast = opts.last ?? true;
+  const wantPooled = (opts.pooled ?? true) && cfg.projectionDim !== null;
+  const layersNeeded = wantLast || wantPooled ? cfg.layers : hiddenIndex;
+  return { hiddenIndex, wantLast, wantPooled, layersNeeded };
+}
+
+/**
+ * Whether the graph built with `opts` reads checkpoint tensor `key` of this encoder. A clip skip stops before the
+ * last layers (SDXL's CLIP-L never runs its last layer), so LoRA patches of those weights have nothing to patch.
+ */
+export function textEncoderReadsKey(cfg: TextEncoderConfig, opts: TextEncoderGraphOptions, key: string): boolean {
+  if (!key.startsWith(cfg.prefix)) return false;
+  const { wantLast, wantPooled, layersNeeded } = graphReach(cfg, opts);
+  const rest = key.slice(cfg.prefix.length);
+  const layer = /^(?:encoder\.layers|transformer\.resblocks)\.(\d+)\./.exec(rest);
+  if (layer) return Number(layer[1]) < layersNeeded;
+  if (/^(final_layer_norm|ln_final)\./.test(rest)) return !!opts.normHidden || wantLast || wantPooled;
+  if (rest.startsWith('text_projection')) return wantPooled;
+  return true;
+}
+
+/**
+ * The graph options text encoder `index` is built with for a clip skip, ComfyUI's way: hidden_states[clipSkip]
+ * (-1 = last layer's output); SD1's CLIP applies the final layer norm to it (ComfyUI SD1ClipModel
+ * layer_norm_hidden_state=True, which for -1 is the usual last_hidden_state), SDXL's encoders do not; a skip deeper
+ * than the encoder means its last state. pooled (SDXL's ADM input) comes from the last encoder with a projection;
+ * single-encoder models have none.
+ */
+export function encoderGraphOptions(config: ModelConfig, index: number, clipSkip: number): TextEncoderGraphOptions & { pooled: boolean } {
+  if (!Number.isInteger(clipSkip) || clipSkip >= 0) throw new Error(`clipSkip counts layers from the end and must be -1, -2, ...; got ${clipSkip}`);
+  const enc = config.textEncoders[index];
+  const sel = -clipSkip > enc.layers ? { hiddenFromEnd: 1, normHidden: true } : { hiddenFromEnd: -clipSkip, normHidden: config.family === 'sd1' };
+  let pooledFrom = -1;
+  if (config.textEncoders.length > 1) config.textEncoders.forEach((e, i) => { if (e.projectionDim !== null) pooledFrom = i; });
+  return { ...sel, last: false, pooled: index === pooledFrom };
+}
+
 /** Builds the encoder graph; see the module comment for its inputs and outputs. */
 export function buildTextEncoderGraph(cfg: TextEncoderConfig, weights: WeightSource, opts: TextEncoderGraphOptions = {}): GraphBuilder {
   const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', name: cfg.naming === 'hf' ? 'clip_text' : 'openclip_text' });
@@ -77,12 +118,8 @@ export function buildTextEncoderGraph(cfg: TextEncoderConfig, weights: WeightSou
     return g.op.Add(tok, pos);
   });
 
-  // hidden_states[j] = output of layer j-1 (hidden_states[0] = embeddings); hidden_states[-k] = index layers + 1 - k
-  const hiddenIndex = cfg.layers + 1 - k;
+  const { hiddenIndex, wantLast, wantPooled, layersNeeded } = graphReach(cfg, opts);
   let hidden: Value | null = hiddenIndex === 0 ? x : null;
-  const wantLast = opts.last ?? true;
-  const wantPooled = (opts.pooled ?? true) && cfg.projectionDim !== null;
-  const layersNeeded = wantLast || wantPooled ? cfg.layers : hiddenIndex;
   for (let i = 0; i < layersNeeded; i++) {
     x = encoderLayer(g, cfg, i, x);
     if (i + 1 === hiddenIndex) hidden = x;

@@ -31,9 +31,13 @@ const F32_SUFFIX = ':f32';
 
 /**
  * Counters for tests and measurements: base tensors read from checkpoints, patch sets computed, and the last patch
- * set's cost (milliseconds, weights patched, multiply-adds of the deltas).
+ * set's cost (milliseconds, weights patched, multiply-adds of the deltas, keys skipped as unread).
  */
-export const loraStats = { baseReads: 0, patchSets: 0, lastPatchMs: 0, lastPatchedValues: 0, lastPatchMacs: 0 };
+export const loraStats = {
+  baseReads: 0, patchSets: 0, lastPatchMs: 0, lastPatchedValues: 0, lastPatchMacs: 0,
+  /** checkpoint keys the last patch set would patch but the graph does not read (skipped) */
+  lastSkippedKeys: [] as string[],
+};
 
 interface BaseWeights { id: string; tensors: Map<string, Float32Array> }
 /** per (checkpoint, component): original float32 tensors of the patchable keys, read once */
@@ -136,17 +140,16 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
 
 /**
  * The patched tensors of a LoRA set for `keys` (the weights the graph takes from outside), with the originals from
- * `baseOf`; onlyPatched leaves untouched keys out. Throws when the set patches a key outside `keys` (it would be
- * silently lost). Updates loraStats.
+ * `baseOf`; onlyPatched leaves untouched keys out. Patches of keys outside `keys` are skipped, as ComfyUI does: a
+ * graph that stops early (a clip skip; SDXL's CLIP-L never runs its last layer) does not read those weights, and the
+ * LoRA loader nodes report them as not loaded (inspectLora with the clip skip). Updates loraStats.
  */
 async function patchTensors(file: SafetensorsFile, config: ModelConfig, component: Component, active: readonly LoraRef[],
   keys: readonly string[], baseOf: (key: string) => Float32Array, onlyPatched: boolean): Promise<Map<string, Float32Array>> {
   const t0 = performance.now();
   const { plan } = planLoras(file, config, active, component);
   const wanted = new Set(keys);
-  for (const key of plan.keys()) {
-    if (!wanted.has(key)) throw new Error(`LoRA patches ${key}, which the ${component} graph does not read as a weight input`);
-  }
+  loraStats.lastSkippedKeys = [...plan.keys()].filter((key) => !wanted.has(key));
   const out = new Map<string, Float32Array>();
   let values = 0, macs = 0;
   for (const key of keys) {

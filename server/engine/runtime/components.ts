@@ -3,8 +3,8 @@
  * feeds them, and how outputs become the call's result. Runs inside the worker only.
  * Example (worker): const { context, pooled } = await runComponentCall(store, { op: 'encodeText', clip, text });
  */
-import type { ModelConfig, TextEncoderConfig } from '../config.js';
-import { buildTextEncoderGraph } from '../clip.js';
+import type { ModelConfig } from '../config.js';
+import { buildTextEncoderGraph, encoderGraphOptions } from '../clip.js';
 import { runSession, toOrtFeeds } from '../onnx/session.js';
 import { deviceTensors } from './device-tensors.js';
 import type { Tensor } from '../tensor.js';
@@ -67,17 +67,6 @@ async function timedRun(store: SessionStore, component: Component, session: Para
 }
 
 /**
- * Which hidden state a clip skip selects, ComfyUI's way: hidden_states[clipSkip] (-1 = last layer's output); SD1's
- * CLIP applies the final layer norm to it (ComfyUI SD1ClipModel layer_norm_hidden_state=True, which for -1 is the
- * usual last_hidden_state), SDXL's encoders do not. A skip deeper than the encoder means its last state.
- */
-export function hiddenSelection(config: ModelConfig, enc: TextEncoderConfig, clipSkip: number): { hiddenFromEnd: number; normHidden: boolean } {
-  if (!Number.isInteger(clipSkip) || clipSkip >= 0) throw new Error(`clipSkip counts layers from the end and must be -1, -2, ...; got ${clipSkip}`);
-  if (-clipSkip > enc.layers) return { hiddenFromEnd: 1, normHidden: true };
-  return { hiddenFromEnd: -clipSkip, normHidden: config.family === 'sd1' };
-}
-
-/**
  * Encodes every 77-token window of the prompt with each text encoder (SDXL: CLIP-L then OpenCLIP-G, concatenated on
  * channels), concatenates windows on the sequence axis and takes pooled from the first window, as ComfyUI does.
  * Emphasis weights follow ComfyUI too: when any token weight differs from 1, an empty window [BOS, EOS, pad...] is
@@ -88,18 +77,15 @@ async function encodeText(store: SessionStore, clip: ClipRef, text: string): Pro
   const clipSkip = clip.clipSkip ?? config.defaultClipSkip;
   const parts: Tensor[] = [];
   let pooled: Tensor | null = null;
-  // pooled (SDXL's ADM input) comes from the last encoder with a projection; single-encoder models have none
-  let pooledFrom = -1;
-  if (config.textEncoders.length > 1) config.textEncoders.forEach((e, i) => { if (e.projectionDim !== null) pooledFrom = i; });
   for (let i = 0; i < config.textEncoders.length; i++) {
     const enc = config.textEncoders[i];
     const component: Component = `text_encoder_${i}`;
-    const sel = hiddenSelection(config, enc, clipSkip);
-    const wantPooled = i === pooledFrom;
+    const sel = encoderGraphOptions(config, i, clipSkip);
+    const wantPooled = sel.pooled;
     const { session, weightFeeds } = await sessionWithLoras(store, {
       checkpoint: clip.checkpoint, component, loras: clip.loras,
       variant: `hidden-${sel.hiddenFromEnd}${sel.normHidden ? '-norm' : ''}${wantPooled ? '-pooled' : ''}`,
-      build: (w, _cfg, dtype) => buildTextEncoderGraph(enc, w, { dtype, ...sel, last: false, pooled: wantPooled }),
+      build: (w, _cfg, dtype) => buildTextEncoderGraph(enc, w, { dtype, ...sel }),
     });
     const { ids, weights } = tokenizeWindows(text, { padToken: enc.padToken });
     const weighted = weights.some((w) => w.some((x) => x !== 1));
