@@ -12,6 +12,7 @@ import { Engine } from './engine/engine.js';
 import { ensureDemoCheckpoint } from './engine/make-checkpoint.js';
 import { startServer, type RunningServer } from './app/server.js';
 import type { ModelFolders } from './storage/model-folders.js';
+import { loadExtraModelPaths } from './storage/extra-model-paths.js';
 import { Executor } from './executor/execute.js';
 import { RedisPromptQueue } from './farm/redis-queue.js';
 import { MultiDeviceQueue } from './farm/multi-device.js';
@@ -44,6 +45,8 @@ export interface HostOptions {
   queue?: string;
   /** embedded mode with several GPUs: one executor per device index (server/farm/multi-device.ts) */
   devices?: string[];
+  /** extra_model_paths.yaml in ComfyUI's format (default: that file in the working folder, when present) */
+  extraModelPaths?: string;
   /** a built ComfyUI frontend served at / instead of the editor (ComfyUI's --front-end-root) */
   frontEndRoot?: string;
 }
@@ -91,6 +94,8 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     const p = await ensureDemoCheckpoint(r.modelsDir);
     log(`demo model: ${p} (random weights: it draws noise-like images until you add a real checkpoint)`);
   }
+  const extra = loadExtraModelPaths(o.extraModelPaths ?? process.env.TCD_EXTRA_MODEL_PATHS);
+  if (extra.file) log(`extra model folders from ${extra.file}: ${Object.entries(extra.paths).map(([k, v]) => `${k} (${v.length})`).join(', ') || 'none'}`);
   let services: NodeServices | null = null;
   const extraServices: NodeServices[] = [];
   const server = await startServer<NodeServices>({
@@ -98,6 +103,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     workflowsDir: join(PROJECT_ROOT, 'workflows'),
     clientDir: join(PROJECT_ROOT, 'dist', 'client'),
     frontEndRoot: o.frontEndRoot ? resolve(o.frontEndRoot) : undefined,
+    extraModelPaths: extra.paths,
     version: packageVersion(),
     registry: createRegistry(),
     log,

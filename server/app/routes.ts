@@ -49,6 +49,8 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
     if (body.prompt === undefined || body.prompt === null) { res.status(400).json(promptError(errorItem('no_prompt', 'No prompt provided', ''))); return; }
     let prompt = body.prompt;
     const extraData: Record<string, unknown> = body.extra_data && typeof body.extra_data === 'object' && !Array.isArray(body.extra_data) ? { ...body.extra_data } : {};
+    // as ComfyUI: the submit time travels with the prompt (GET /jobs reports it as create_time)
+    if (typeof extraData.create_time !== 'number') extraData.create_time = Date.now();
     if (isUiWorkflow(prompt)) {
       try {
         const ui = prompt;

@@ -31,6 +31,8 @@ export interface ServerConfig<S> {
   workflowsDir: string;
   /** built editor (dist/client); served at / when present */
   clientDir?: string;
+  /** more model folders per kind (extra_model_paths.yaml, ComfyUI's format) */
+  extraModelPaths?: Record<string, string[]>;
   /** a built ComfyUI frontend folder (serve --front-end-root), served at / instead of the editor */
   frontEndRoot?: string;
   token?: string;
@@ -70,7 +72,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   const log = cfg.log ?? ((m: string) => console.log(m));
   for (const d of [cfg.dataDir, cfg.outputDir, cfg.inputDir, cfg.tempDir, cfg.modelsDir]) mkdirSync(d, { recursive: true });
   for (const d of [cfg.outputDir, cfg.inputDir, cfg.tempDir]) removeStalePartials(d);
-  const models = new ModelFolders(cfg.modelsDir);
+  const models = new ModelFolders(cfg.modelsDir, cfg.extraModelPaths);
   const dirs = { output: cfg.outputDir, input: cfg.inputDir, temp: cfg.tempDir };
   const services = cfg.makeServices({ models, dirs });
   const store = new QueueStore(cfg.dataDir);
@@ -105,7 +107,10 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   app.use(securityMiddleware({ token: cfg.token, corsOrigin: cfg.corsOrigin, loopbackBound }));
   app.use(crossSiteBodyGuard(cfg.corsOrigin));
   app.use(jsonBody(cfg.maxBodyBytes ?? 10 * 1024 * 1024));
-  const frontend = comfyFrontendRoutes({ dataDir: cfg.dataDir, maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024 });
+  const frontend = comfyFrontendRoutes({
+    dataDir: cfg.dataDir, maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024, models, workflowsDir: cfg.workflowsDir,
+    jobs: () => queue!.store,
+  });
   app.use('/api', frontend.router);
   app.use('/', frontend.router);
   const routes = protocolRoutes({

@@ -113,7 +113,7 @@ test('/upload/image refuses non-images, oversized files, traversal in name or su
   assert.equal((await api(s.url, 'POST', '/upload/image', { image: 'x' })).status, 400, 'not multipart');
 });
 
-test('model names: traversal, absolute, NUL and symlinks leaving models/<folder> are refused; the error names the file', () => {
+test('model names: traversal, absolute and NUL are refused, the error names the file; links inside models/ are followed', () => {
   const root = join(s.root, 'models');
   mkdirSync(join(root, 'checkpoints', 'nested'), { recursive: true });
   writeFileSync(join(root, 'checkpoints', 'nested', 'a.safetensors'), 'x');
@@ -124,8 +124,10 @@ test('model names: traversal, absolute, NUL and symlinks leaving models/<folder>
   for (const bad of ['../outside.safetensors', '..%2Foutside.safetensors', join(s.root, 'outside.safetensors'), 'nested/../../../outside.safetensors', 'a\u0000.safetensors', 'nested\\..\\..\\x']) {
     assert.throws(() => m.resolve('checkpoints', bad), /must|NUL|escapes/, bad);
   }
-  assert.throws(() => m.resolve('checkpoints', 'linked-out.safetensors'), /linked-out\.safetensors/);
-  assert.ok(!m.list('checkpoints').includes('linked-out.safetensors'), 'a symlink leaving the folder is not offered');
+  assert.throws(() => m.resolve('checkpoints', '../outside.safetensors'), /outside\.safetensors/);
+  // issue 15 point 5: as in ComfyUI, a link placed inside models/ by the machine's owner is listed and loaded
+  assert.equal(m.resolve('checkpoints', 'linked-out.safetensors'), join(root, 'checkpoints', 'linked-out.safetensors'));
+  assert.ok(m.list('checkpoints').includes('linked-out.safetensors'));
   assert.throws(() => m.resolve('checkpoints', 'missing.safetensors'), /missing\.safetensors/);
   assert.throws(() => m.resolve('../etc', 'x'), /unknown model folder/);
 });

@@ -1,20 +1,34 @@
 /**
  * What ComfyUI's own web frontend needs beyond the core protocol (mounted at / and /api), with the stores behind it.
- * Example: const f = comfyFrontendRoutes({ dataDir, maxUploadBytes }); app.use('/api', f.router); ... f.close();
+ * Example: const f = comfyFrontendRoutes({ dataDir, maxUploadBytes, models, workflowsDir, jobs }); app.use('/api', f.router);
  */
 import { Router } from 'express';
 import { join } from 'node:path';
 import { SettingsStore } from '../../storage/settings-store.js';
 import { UserData } from '../../storage/userdata.js';
+import type { ModelFolders } from '../../storage/model-folders.js';
 import { frontendRoutes } from './frontend-routes.js';
 import { userdataRoutes } from './userdata-routes.js';
+import { jobsRoutes, type JobSource } from './jobs.js';
+import { modelRoutes } from './model-routes.js';
+import { templateRoutes } from './templates.js';
 
-export interface ComfyFrontendDeps { dataDir: string; maxUploadBytes: number }
+export interface ComfyFrontendDeps {
+  dataDir: string;
+  maxUploadBytes: number;
+  models: ModelFolders;
+  workflowsDir: string;
+  /** the queue's running/pending items and history */
+  jobs: () => JobSource;
+}
 
 export function comfyFrontendRoutes(d: ComfyFrontendDeps): { router: Router; close(): void } {
   const settings = new SettingsStore(d.dataDir);
   const router = Router();
   router.use(userdataRoutes(new UserData(join(d.dataDir, 'user')), d.maxUploadBytes));
   router.use(frontendRoutes(settings));
+  router.use(jobsRoutes(d.jobs));
+  router.use(modelRoutes(d.models));
+  router.use(templateRoutes(d.workflowsDir));
   return { router, close: () => settings.close() };
 }
