@@ -8,7 +8,7 @@ import type { Tensor } from '../server/engine/tensor.js';
 import { encodePng, decodePng } from '../server/storage/png.js';
 import { writeFileAtomic } from '../server/storage/atomic-write.js';
 import { resolveInside } from '../server/storage/safe-path.js';
-import { sniffImage } from '../server/storage/image-sniff.js';
+import { checkImageBudget } from '../server/storage/image-sniff.js';
 
 /** float [H,W,C] slice of batch item b to 8-bit, rounding like PIL's clip(i*255) */
 export function imageToBytes(img: Tensor, b: number): { pixels: Uint8Array; width: number; height: number; channels: 3 | 4 } {
@@ -79,9 +79,9 @@ export const PreviewImage = defineNode({
 
 /** Decode PNG or JPEG bytes to IMAGE [1,H,W,3] and MASK [1,H,W] (1 - alpha, ComfyUI's convention). */
 export function decodeImage(bytes: Uint8Array, name: string): { image: Tensor; mask: Tensor } {
-  const kind = sniffImage(bytes);
   let width: number, height: number, rgba: Uint8Array, hasAlpha = false;
   try {
+    const kind = checkImageBudget(bytes).kind; // declared size checked before any pixel buffer is allocated
     if (kind === 'png') { ({ width, height, rgba } = decodePng(bytes)); hasAlpha = true; }
     else if (kind === 'jpeg') { const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 }); width = j.width; height = j.height; rgba = j.data; }
     else throw new Error(`not a PNG or JPEG image`);

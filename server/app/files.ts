@@ -4,9 +4,9 @@ import { extname, join, dirname } from 'node:path';
 import type { Request, Response } from 'express';
 import busboy from 'busboy';
 import { httpError } from '../protocol/errors.js';
-import { PathError, resolveInside, checkRelativeName } from '../storage/safe-path.js';
-import { writeFileAtomic } from '../storage/atomic-write.js';
-import { sniffImage } from '../storage/image-sniff.js';
+import { PathError, resolveInside, checkNewFileName } from '../storage/safe-path.js';
+import { writeFileAtomic, TEMP_PREFIX } from '../storage/atomic-write.js';
+import { sniffImage, readImageHeader, maxImagePixels, ImageTooLargeError } from '../storage/image-sniff.js';
 import { pngVariant } from '../storage/image-variants.js';
 
 export interface FileDirs { output: string; input: string; temp: string }
@@ -44,56 +44,90 @@ export function viewHandler(dirs: FileDirs) {
     // uploads are only sniffed for an image header: never let a browser reinterpret one as HTML or script
     res.setHeader('X-Content-Type-Options', 'nosniff');
     res.setHeader('Content-Security-Policy', "default-src 'none'; sandbox");
-    res.setHeader('Content-Disposition', `filename="${filename.replace(/["\\\r\n]/g, '_')}"`);
+    res.setHeader('Content-Disposition', contentDisposition(filename));
     res.send(bytes);
   };
 }
 
+/** A refused upload: the status and message of the 4xx answer. */
+class UploadRefusal extends Error { constructor(readonly status: number, readonly type: string, message: string) { super(message); } }
+
 export function uploadImageHandler(dirs: FileDirs, maxBytes: number) {
   return (req: Request, res: Response): void => {
     let bb: busboy.Busboy;
-    try { bb = busboy({ headers: req.headers, limits: { fileSize: maxBytes, files: 1, fields: 10 } }); } catch (e) { res.status(400).json(httpError('bad_request', `expected multipart/form-data: ${(e as Error).message}`)); return; }
+    try {
+      // defParamCharset: browsers send the file name as raw UTF-8 in Content-Disposition, busboy assumes Latin-1
+      bb = busboy({ headers: req.headers, defParamCharset: 'utf8', limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 4096 } });
+    } catch (e) { res.status(400).json(httpError('bad_request', `expected multipart/form-data: ${(e as Error).message}`)); return; }
     const fields: Record<string, string> = {};
     let file: { name: string; chunks: Buffer[]; truncated: boolean } | null = null;
+    let refusal: UploadRefusal | null = null;
     bb.on('field', (k, v) => { fields[k] = v; });
     bb.on('file', (field, stream, info) => {
       if (field !== 'image') { stream.resume(); return; }
-      const f = { name: info.filename ?? "upload.png", chunks: [] as Buffer[], truncated: false };
+      const f = { name: info.filename ?? 'upload.png', chunks: [] as Buffer[], truncated: false };
+      // the name is checked before a byte is kept, so a refused upload never reaches the disk
+      try { checkNewFileName(f.name, TEMP_PREFIX); } catch (e) {
+        refusal = new UploadRefusal(400, 'bad_request', (e as Error).message);
+        stream.resume();
+        return;
+      }
       file = f;
       stream.on('data', (c: Buffer) => f.chunks.push(c));
       stream.on('limit', () => { f.truncated = true; });
     });
     bb.on('error', (e) => { if (!res.headersSent) res.status(400).json(httpError('bad_request', (e as Error).message)); });
     bb.on('close', () => {
-      const f = file as { name: string; chunks: Buffer[]; truncated: boolean } | null;
-      if (!f) { res.status(400).json(httpError('bad_request', 'no "image" file in the form')); return; }
-      if (f.truncated) { res.status(413).json(httpError('too_large', `upload exceeds ${maxBytes} bytes`)); return; }
-      const bytes = Buffer.concat(f.chunks);
-      if (!sniffImage(bytes)) { res.status(400).json(httpError('not_an_image', `${f.name} is not a PNG, JPEG, WEBP, GIF or BMP image`)); return; }
-      const base = dirFor(dirs, fields.type || 'input');
-      if (!base) { res.status(400).json(httpError('bad_request', `unknown type ${fields.type}`)); return; }
-      const subfolder = fields.subfolder ?? '';
+      if (res.headersSent) return;
       try {
-        checkRelativeName(f.name);
-        if (f.name.includes('/') || f.name.includes('\\')) throw new PathError('file name must not contain folders', 400);
-        let name = f.name;
-        let path = resolveInside(base, subfolder, name);
-        const overwrite = fields.overwrite === 'true' || fields.overwrite === '1';
-        if (!overwrite) {
-          const ext = extname(f.name), stem = f.name.slice(0, f.name.length - ext.length);
-          for (let i = 1; existsSync(path); i++) {
-            if (readFileSync(path).equals(bytes)) break; // identical bytes: reuse the existing file
-            name = `${stem} (${i})${ext}`;
-            path = resolveInside(base, subfolder, name);
-          }
-        }
-        mkdirSync(dirname(path), { recursive: true });
-        writeFileAtomic(path, bytes);
-        res.json({ name, subfolder, type: fields.type || 'input' });
-      } catch (e) { sendPathError(res, e); }
+        if (refusal) throw refusal;
+        const saved = saveUpload(dirs, file, fields, maxBytes);
+        res.json(saved);
+      } catch (e) {
+        if (e instanceof UploadRefusal) res.status(e.status).json(httpError(e.type, e.message));
+        else sendPathError(res, e);
+      }
     });
     req.pipe(bb);
   };
+}
+
+function saveUpload(dirs: FileDirs, f: { name: string; chunks: Buffer[]; truncated: boolean } | null, fields: Record<string, string>, maxBytes: number) {
+  if (!f) throw new UploadRefusal(400, 'bad_request', 'no "image" file in the form');
+  if (f.truncated) throw new UploadRefusal(413, 'too_large', `upload exceeds ${maxBytes} bytes`);
+  const bytes = Buffer.concat(f.chunks);
+  const head = readImageHeader(bytes);
+  if (!head) throw new UploadRefusal(400, 'not_an_image', `${f.name} is not a PNG, JPEG, WEBP, GIF or BMP image`);
+  const budget = maxImagePixels();
+  if (head.width * head.height > budget) throw new UploadRefusal(413, 'image_too_large', `${f.name}: ${new ImageTooLargeError(head.width, head.height, budget).message}`);
+  const base = dirFor(dirs, fields.type || 'input');
+  if (!base) throw new UploadRefusal(400, 'bad_request', `unknown type ${fields.type}`);
+  const subfolder = fields.subfolder ?? '';
+  let name = f.name;
+  let path = resolveInside(base, subfolder, name);
+  const overwrite = fields.overwrite === 'true' || fields.overwrite === '1';
+  if (existsSync(path) && statSync(path).isDirectory()) throw new UploadRefusal(400, 'bad_request', `${name} is a folder`);
+  if (!overwrite) {
+    const ext = extname(f.name), stem = f.name.slice(0, f.name.length - ext.length);
+    for (let i = 1; existsSync(path); i++) {
+      if (statSync(path).isFile() && readFileSync(path).equals(bytes)) break; // identical bytes: reuse the existing file
+      name = `${stem} (${i})${ext}`;
+      path = resolveInside(base, subfolder, name);
+    }
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileAtomic(path, bytes);
+  return { name, subfolder, type: fields.type || 'input' };
+}
+
+/**
+ * Content-Disposition for any file name (RFC 6266 + RFC 5987): an ASCII fallback in `filename`, the exact UTF-8 name
+ * in `filename*`. Header values outside Latin-1 make node throw, which used to turn /view into a 500.
+ */
+export function contentDisposition(name: string): string {
+  const fallback = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  const exact = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `filename="${fallback}"; filename*=UTF-8''${exact}`;
 }
 
 export { join };

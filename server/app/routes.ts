@@ -15,6 +15,8 @@ import { isUiWorkflow, uiToApi, WorkflowConversionError } from '../workflow/conv
 import { MODEL_FOLDERS, type ModelFolders } from '../storage/model-folders.js';
 import { resolveInside } from '../storage/safe-path.js';
 import { viewHandler, uploadImageHandler, type FileDirs } from './files.js';
+import { promptBodyRefusal } from './limits.js';
+import { writeJsonObject } from './stream-json.js';
 
 export interface RouteDeps<S> {
   registry: Registry<S>;
@@ -47,6 +49,8 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
     const body = req.body;
     if (!body || typeof body !== 'object' || Array.isArray(body)) { res.status(400).json(promptError(errorItem('invalid_prompt', 'The request body must be a JSON object'))); return; }
     if (body.prompt === undefined || body.prompt === null) { res.status(400).json(promptError(errorItem('no_prompt', 'No prompt provided', ''))); return; }
+    const overLimit = promptBodyRefusal(body);
+    if (overLimit) { res.status(overLimit.status).json(overLimit.body); return; }
     let prompt = body.prompt;
     const extraData: Record<string, unknown> = body.extra_data && typeof body.extra_data === 'object' && !Array.isArray(body.extra_data) ? { ...body.extra_data } : {};
     // as ComfyUI: the submit time travels with the prompt (GET /jobs reports it as create_time)
@@ -98,7 +102,11 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
     res.status(200).end();
   });
 
-  r.get('/history', (req, res) => { res.json(d.queue.store.history(intParam(req.query.max_items), intParam(req.query.offset) ?? -1)); });
+  // streamed a page of rows at a time: the whole history as one string can exceed V8's string limit
+  r.get('/history', asyncRoute(async (req, res) => {
+    res.type('application/json');
+    await writeJsonObject(res, d.queue.store.historyPages(intParam(req.query.max_items), intParam(req.query.offset) ?? -1));
+  }));
   r.get('/history/:id', (req, res) => {
     const e = d.queue.store.historyItem(req.params.id);
     res.json(e ? { [req.params.id]: e } : {});

@@ -22,14 +22,26 @@ export function tokenMatches(expected: string, given: string | undefined | null)
   return timingSafeEqual(digest(expected), digest(given));
 }
 
-/** The token from `Authorization: Bearer X`, `?token=X` or the `tcd_token` cookie. */
+/**
+ * The request target as a URL, or null when it cannot be parsed (`//[` and the like): callers refuse with a 4xx
+ * instead of letting `new URL` throw out of a handler.
+ */
+export function requestUrl(req: IncomingMessage): URL | null {
+  try { return new URL(req.url ?? '/', 'http://x'); } catch { return null; }
+}
+
+/**
+ * The token from `Authorization: Bearer X`, `?token=X` or the `tcd_token` cookie. A malformed cookie (bad percent
+ * escape) or an unparsable URL yields no token, so the request is refused as unauthenticated, never a 500.
+ */
 export function tokenFrom(req: IncomingMessage): string | undefined {
   const auth = req.headers.authorization;
   if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
-  const q = new URL(req.url ?? '/', 'http://x').searchParams.get('token');
+  const q = requestUrl(req)?.searchParams.get('token');
   if (q) return q;
   const cookie = req.headers.cookie?.split(';').map((s) => s.trim()).find((s) => s.startsWith('tcd_token='));
-  return cookie ? decodeURIComponent(cookie.slice('tcd_token='.length)) : undefined;
+  if (!cookie) return undefined;
+  try { return decodeURIComponent(cookie.slice('tcd_token='.length)); } catch { return undefined; }
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);

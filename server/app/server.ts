@@ -18,7 +18,9 @@ import { WsHub } from './ws-hub.js';
 import { protocolRoutes } from './routes.js';
 import { comfyFrontendRoutes } from './comfy-frontend/index.js';
 import { crossSiteBodyGuard, jsonBody } from './json-body.js';
-import { securityMiddleware, originRefusal, hostRefusal, isLoopbackAddress, tokenFrom, tokenMatches } from './security.js';
+import {
+  securityMiddleware, originRefusal, hostRefusal, isLoopbackAddress, tokenFrom, tokenMatches, requestUrl,
+} from './security.js';
 
 export interface ServerConfig<S> {
   host: string;
@@ -130,7 +132,8 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
     const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
     if (status === 413) { res.status(413).json(promptError(errorItem('request_too_large', `request body exceeds the limit (${err.message})`))); return; }
-    if (status === 400) { res.status(400).json(promptError(errorItem('invalid_json', `malformed JSON body: ${err.message}`))); return; }
+    if (err.type === 'entity.parse.failed') { res.status(400).json(promptError(errorItem('invalid_json', `malformed JSON body: ${err.message}`))); return; }
+    if (status < 500) { res.status(status).json(httpError('bad_request', err.message)); return; }
     res.status(status).json(httpError('internal_error', err.message));
   });
 
@@ -140,12 +143,21 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   http.keepAliveTimeout = 65_000;
   http.headersTimeout = 66_000;
   http.on('upgrade', (req, socket: Duplex, head) => {
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    const refuse = (code: number, msg: string) => { socket.write(`HTTP/1.1 ${code} ${msg}\r\nConnection: close\r\n\r\n`); socket.destroy(); };
-    if (path !== '/ws' && path !== '/api/ws') return refuse(404, 'Not Found');
-    if (hostRefusal(req, loopbackBound) || originRefusal(req, cfg.corsOrigin)) return refuse(403, 'Forbidden');
-    if (cfg.token && !tokenMatches(cfg.token, tokenFrom(req))) return refuse(401, 'Unauthorized');
-    hub.wss.handleUpgrade(req, socket, head, (ws) => hub.accept(ws, req));
+    // after 'upgrade' node no longer listens for socket errors: a reset before ws takes over must not be uncaught
+    socket.on('error', () => socket.destroy());
+    const refuse = (code: number, msg: string) => { socket.end(`HTTP/1.1 ${code} ${msg}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`); };
+    try {
+      const url = requestUrl(req);
+      if (!url) return refuse(400, 'Bad Request');
+      if (url.pathname !== '/ws' && url.pathname !== '/api/ws') return refuse(404, 'Not Found');
+      if (hostRefusal(req, loopbackBound) || originRefusal(req, cfg.corsOrigin)) return refuse(403, 'Forbidden');
+      if (cfg.token && !tokenMatches(cfg.token, tokenFrom(req))) return refuse(401, 'Unauthorized');
+      hub.wss.handleUpgrade(req, socket, head, (ws) => hub.accept(ws, req));
+    } catch (e) {
+      // whatever a client sends, an upgrade never takes the process down
+      log(`websocket upgrade refused: ${(e as Error).message}`);
+      refuse(400, 'Bad Request');
+    }
   });
   await new Promise<void>((resolve, reject) => { http.once('error', reject); http.listen(cfg.port, cfg.host, () => resolve()); });
   const addr = http.address();

@@ -36,6 +36,24 @@ export function historyEntry(item: QueueItem, outputs: HistoryEntry['outputs'], 
   };
 }
 
+/** Largest history entry kept as is (JSON bytes); bigger ones lose extra_data, then non-image outputs. */
+export const MAX_HISTORY_ENTRY_BYTES = 8 * 1024 * 1024;
+
+/** The entry as JSON, shrunk when over MAX_HISTORY_ENTRY_BYTES so one prompt cannot bloat every /history answer. */
+export function boundedEntryJson(entry: HistoryEntry, max = MAX_HISTORY_ENTRY_BYTES): string {
+  let json = JSON.stringify(entry);
+  if (json.length <= max) return json;
+  const [n, id, prompt, extra, outputs] = entry.prompt;
+  const note = `dropped: the history entry exceeded ${max} bytes`;
+  const slim: HistoryEntry = { ...entry, prompt: [n, id, prompt, { client_id: extra.client_id ?? null, extra_data: note }, outputs] };
+  json = JSON.stringify(slim);
+  if (json.length <= max) return json;
+  const outs: HistoryEntry['outputs'] = {};
+  for (const [node, ui] of Object.entries(entry.outputs)) outs[node] = ui.images ? { images: ui.images } : {};
+  json = JSON.stringify({ ...slim, outputs: outs, prompt: [n, id, {}, slim.prompt[3], outputs] });
+  return json;
+}
+
 export interface LoggedEvent { seq: number; clientId: string | null; type: string; data: unknown }
 
 export class QueueStore {
@@ -102,9 +120,10 @@ export class QueueStore {
 
   /** Move a finished prompt from the queue to history in one transaction. */
   finish(item: QueueItem, entry: HistoryEntry): void {
+    const json = boundedEntryJson(entry);
     this.db.transaction(() => {
       this.db.prepare(`DELETE FROM queue WHERE prompt_id = ?`).run(item.promptId);
-      this.db.prepare(`INSERT OR REPLACE INTO history(prompt_id, number, entry, completed) VALUES (?, ?, ?, ?)`).run(item.promptId, item.number, JSON.stringify(entry), Date.now());
+      this.db.prepare(`INSERT OR REPLACE INTO history(prompt_id, number, entry, completed) VALUES (?, ?, ?, ?)`).run(item.promptId, item.number, json, Date.now());
     })();
   }
 
@@ -113,15 +132,32 @@ export class QueueStore {
    * starts there instead (offset < 0 means "not given").
    */
   history(maxItems?: number, offset = -1): Record<string, HistoryEntry> {
+    const out: Record<string, HistoryEntry> = {};
+    const next = this.historyPages(maxItems, offset);
+    for (let page = next(); page; page = next()) for (const [id, entry] of page) out[id] = JSON.parse(entry);
+    return out;
+  }
+
+  /**
+   * history() as pages of [prompt_id, entry as JSON text], for streaming an answer that may not fit in one string;
+   * call the result until it returns null.
+   */
+  historyPages(maxItems?: number, offset = -1, pageSize = 64): () => [string, string][] | null {
     const limit = maxItems === undefined || maxItems < 0 ? -1 : maxItems;
     if (offset < 0) {
       const count = (this.db.prepare(`SELECT COUNT(*) AS c FROM history`).get() as { c: number }).c;
       offset = limit < 0 ? 0 : Math.max(0, count - limit);
     }
-    const rows = this.db.prepare(`SELECT prompt_id, entry FROM history ORDER BY completed ASC, number ASC LIMIT ? OFFSET ?`).all(limit, offset) as any[];
-    const out: Record<string, HistoryEntry> = {};
-    for (const r of rows) out[r.prompt_id] = JSON.parse(r.entry);
-    return out;
+    const st = this.db.prepare(`SELECT prompt_id, entry FROM history ORDER BY completed ASC, number ASC LIMIT ? OFFSET ?`);
+    let pos = offset, left = limit < 0 ? Infinity : limit;
+    return () => {
+      if (left <= 0) return null;
+      const rows = st.all(Math.min(pageSize, left), pos) as { prompt_id: string; entry: string }[];
+      if (!rows.length) return null;
+      pos += rows.length;
+      left -= rows.length;
+      return rows.map((r) => [r.prompt_id, r.entry]);
+    };
   }
   historyItem(promptId: string): HistoryEntry | undefined {
     const r = this.db.prepare(`SELECT entry FROM history WHERE prompt_id = ?`).get(promptId) as { entry: string } | undefined;

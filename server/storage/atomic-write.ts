@@ -1,11 +1,13 @@
 /** Write a file so readers never see half of it: temp file in the same folder, fsync, rename. */
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, readdirSync } from 'node:fs';
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, readdirSync, existsSync, statSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 export const TEMP_PREFIX = '.tcd-partial-';
 
 export function writeFileAtomic(path: string, data: Uint8Array): void {
+  // renaming onto a folder fails after the temp file exists, leaving it behind: refuse before writing anything
+  if (existsSync(path) && statSync(path).isDirectory()) throw Object.assign(new Error(`${basename(path)} is a folder`), { code: 'EISDIR' });
   const tmp = join(dirname(path), `${TEMP_PREFIX}${randomBytes(6).toString('hex')}-${basename(path)}`);
   const fd = openSync(tmp, 'w');
   try {
@@ -18,7 +20,10 @@ export function writeFileAtomic(path: string, data: Uint8Array): void {
     throw e;
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  try { renameSync(tmp, path); } catch (e) {
+    try { unlinkSync(tmp); } catch { /* already gone */ }
+    throw e;
+  }
 }
 
 /** Remove temp files a crash left behind (called at start-up on output/, input/, temp/). */

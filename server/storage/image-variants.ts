@@ -5,6 +5,7 @@
  */
 import jpeg from 'jpeg-js';
 import { decodePng, encodePng } from './png.js';
+import { checkImageBudget } from './image-sniff.js';
 
 export interface ImageVariant { bytes: Buffer; contentType: string }
 
@@ -20,6 +21,7 @@ export function pngVariant(png: Uint8Array, channel: unknown, preview: unknown):
   const ch = typeof channel === 'string' ? channel.toLowerCase() : 'rgba';
   const pv = parsePreview(preview);
   if ((ch === 'rgba' || ch === '') && !pv) return null;
+  checkImageBudget(png); // the declared size, before pngjs allocates for it
   const { width, height, rgba } = decodePng(png);
   const px = new Uint8Array(rgba);
   if (ch === 'a') {

@@ -23,6 +23,22 @@ export function checkRelativeName(name: string, what = 'file name'): void {
 }
 
 /**
+ * A name for a new file in one folder (uploads): one path segment, not `.`/`..`, no control characters, at most 255
+ * UTF-8 bytes, and not the prefix the server uses for its own temp files (those are deleted at start-up).
+ * Checked before any byte is written.
+ */
+export function checkNewFileName(name: unknown, reservedPrefix: string): string {
+  if (typeof name !== 'string' || name === '') throw new PathError('file name is empty', 400);
+  if (name === '.' || name === '..') throw new PathError(`file name ${JSON.stringify(name)} names a folder`, 400);
+  if (/[\/]/.test(name)) throw new PathError(`file name must not contain folders: ${JSON.stringify(name)}`, 400);
+  if (/[\x00-\x1f\x7f]/.test(name)) throw new PathError(`file name contains a control character: ${JSON.stringify(name)}`, 400);
+  if (Buffer.byteLength(name, 'utf8') > 255) throw new PathError('file name is longer than 255 bytes', 400);
+  if (name.startsWith(reservedPrefix)) throw new PathError(`file names starting with ${reservedPrefix} are reserved`, 400);
+  checkRelativeName(name);
+  return name;
+}
+
+/**
  * Resolve `parts` under `base`; throws PathError 400 for unsafe names and 403 when the real path (after following
  * symlinks) leaves `base`. The file need not exist.
  */

@@ -1,0 +1,33 @@
+/**
+ * Bounds on what one client may make the server store or compute: everything a request carries ends up in SQLite rows,
+ * events and /history answers, so each part has its own ceiling and a clear 4xx when it is crossed.
+ */
+import { errorItem, promptError, type PromptErrorBody } from '../protocol/errors.js';
+
+export const REQUEST_LIMITS = {
+  /** client_id is copied into every event row of the prompt */
+  clientIdChars: 256,
+  /** extra_data (the UI workflow in extra_pnginfo, mostly) as JSON */
+  extraDataBytes: 4 * 1024 * 1024,
+  /** nodes in one prompt or UI workflow (validation and conversion are linear, but not free) */
+  nodes: 20_000,
+};
+
+export interface LimitRefusal { status: 400 | 413; body: PromptErrorBody }
+
+/** Checks client_id and extra_data of a POST /prompt body; null when within limits. */
+export function promptBodyRefusal(body: { client_id?: unknown; extra_data?: unknown }): LimitRefusal | null {
+  const id = body.client_id;
+  if (id !== undefined && id !== null && (typeof id !== 'string' || id.length > REQUEST_LIMITS.clientIdChars)) {
+    const msg = `client_id must be a string of at most ${REQUEST_LIMITS.clientIdChars} characters`;
+    return { status: 400, body: promptError(errorItem('invalid_prompt', msg)) };
+  }
+  if (body.extra_data !== undefined) {
+    const bytes = Buffer.byteLength(JSON.stringify(body.extra_data) ?? '', 'utf8');
+    if (bytes > REQUEST_LIMITS.extraDataBytes) {
+      const msg = `extra_data is ${bytes} bytes as JSON; the limit is ${REQUEST_LIMITS.extraDataBytes}`;
+      return { status: 413, body: promptError(errorItem('request_too_large', msg)) };
+    }
+  }
+  return null;
+}
