@@ -70,6 +70,16 @@ export class HttpApi {
     return data;
   }
 
+  /** Stores an image in the server's input folder (POST /upload/image); returns the name it was stored under. */
+  async uploadImage(file: File): Promise<string> {
+    const form = new FormData();
+    form.append('image', file, file.name);
+    const res = await this.request('/upload/image', { method: 'POST', body: form });
+    const data = await res.json().catch(() => null);
+    if (!res.ok) throw new Error(data?.error?.message ?? data?.message ?? `HTTP ${res.status}`);
+    return data.subfolder ? `${data.subfolder}/${data.name}` : data.name;
+  }
+
   queue(): Promise<{ queue_running: QueueItem[]; queue_pending: QueueItem[] }> { return this.json('/queue'); }
   async cancel(promptId: string): Promise<void> { await this.post('/queue', { delete: [promptId] }); }
   async interrupt(promptId?: string): Promise<void> { await this.post('/interrupt', promptId ? { prompt_id: promptId } : {}); }

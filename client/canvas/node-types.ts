@@ -7,6 +7,7 @@ import type { NodeInfo, ObjectInfo } from '../graph/types.js';
 import { describeInputs, SEED_CONTROLS, widgetValuesByName, type InputDescriptor } from '../graph/widget-spec.js';
 import { drawNodeExtras } from './node-draw.js';
 import { addTextareaWidget } from './dom-widgets.js';
+import { addUploadWidget, IMAGE_NODE_MIN, imageUploadInputs, syncInputImage } from './image-inputs.js';
 import { applyConverted, CONTROL_WIDGET, convertedWidgets, drawConvertedInputs, widgetInputMenu } from './widget-inputs.js';
 import { createPrimitiveFor, PRIMITIVE_TYPE, primitiveNodeClass } from './primitive-node.js';
 
@@ -38,6 +39,7 @@ function addWidgetFor(node: LGraphNode, d: InputDescriptor, onEdit: (typing?: bo
     }
     case 'combo':
       node.addWidget('combo', d.name, w.default as string, () => onEdit(), { values: w.options ?? [] });
+      if (w.imageUpload) addUploadWidget(node, d.name);
       break;
     case 'toggle':
       node.addWidget('toggle', d.name, Boolean(w.default), () => onEdit(), {});
@@ -77,6 +79,7 @@ export function registerNodeTypes(info: ObjectInfo, onEdit: (typing?: boolean) =
 
 function makeClass(type: string, info: NodeInfo, onEdit: (typing?: boolean) => void): typeof LGraphNode {
   const described = describeInputs(info);
+  const imageInputsOf = imageUploadInputs(info);
   class ApiNode extends LGraphNode {
     static override title = info.display_name ?? type;
     static nodeInfo = info;
@@ -92,6 +95,7 @@ function makeClass(type: string, info: NodeInfo, onEdit: (typing?: boolean) => v
       info.output.forEach((t, i) => this.addOutput(info.output_name?.[i] ?? t, t));
       this.size = this.computeSize();
       if (type === 'SaveImage' || type === 'PreviewImage') this.size = [Math.max(this.size[0], 320), Math.max(this.size[1], 340)];
+      if (imageInputsOf.length) this.size = [Math.max(this.size[0], IMAGE_NODE_MIN[0]), Math.max(this.size[1], IMAGE_NODE_MIN[1])];
       // Highlight strokes drawn by litegraph around the node body.
       this.strokeStyles.running = function (this: LGraphNode) {
         return rt().running === String(this.id) ? { color: '#2ecc40', lineWidth: 3, padding: 6 } : undefined;
@@ -131,6 +135,7 @@ function makeClass(type: string, info: NodeInfo, onEdit: (typing?: boolean) => v
       const id = String(this.id);
       this.progress = rt().progress.get(id);
       this.has_errors = rt().errors.has(id);
+      for (const name of imageInputsOf) syncInputImage(this, name);
     }
 
     override onDrawForeground(ctx: CanvasRenderingContext2D): void {

@@ -27,6 +27,8 @@ export interface InputDescriptor {
     options?: (string | number)[];
     /** Seeds: a frontend-only companion value (fixed/increment/...) follows this one in widgets_values. */
     controlAfterGenerate?: boolean;
+    /** Image combos: an upload button follows, saved as the value "image" in widgets_values (ComfyUI's format). */
+    imageUpload?: boolean;
   };
 }
 
@@ -38,7 +40,7 @@ function describe(name: string, spec: InputSpec, optional: boolean): InputDescri
     const options = (Array.isArray(type) ? type : (opts.options as (string | number)[] | undefined)) ?? [];
     return {
       name, type: 'COMBO', optional,
-      widget: { kind: 'combo', options: [...options], default: opts.default ?? options[0] ?? '' },
+      widget: { kind: 'combo', options: [...options], default: opts.default ?? options[0] ?? '', imageUpload: opts.image_upload === true },
     };
   }
   const t = type as string;
@@ -106,6 +108,7 @@ export function widgetValuesByName(
     if (d.widget.controlAfterGenerate && SEED_CONTROLS.includes(widgetsValues[i] as SeedControl)) {
       controls[d.name] = widgetsValues[i++] as SeedControl;
     }
+    if (d.widget.imageUpload && (widgetsValues[i] === 'image' || widgetsValues[i] === 'upload' || widgetsValues[i] === null)) i++;
   }
   return { values, controls };
 }

@@ -6,6 +6,7 @@ import { setToken } from '../api/token.js';
 import { Editor } from '../canvas/editor.js';
 import { runtime } from '../canvas/runtime-state.js';
 import { previewRect } from '../canvas/node-draw.js';
+import { imageInputs } from '../canvas/image-inputs.js';
 import { defaultWorkflow } from '../graph/default-workflow.js';
 import { workflowToPrompt } from '../graph/to-api.js';
 import { Session } from './session.js';
@@ -51,6 +52,10 @@ export function App() {
       editor.load(Editor.restore() ?? defaultWorkflow());
       const socket = new EventSocket(clientId());
       const s = new Session(api, socket, editor);
+      imageInputs.upload = (f) => api.uploadImage(f);
+      imageInputs.viewUrl = (name) => api.viewUrl({ filename: name, subfolder: '', type: 'input' });
+      imageInputs.afterUpload = async () => editor.refreshLists(await api.objectInfo());
+      imageInputs.onError = (m) => s.note('error', m);
       editor.onChange = rerender;
       editor.onQueueShortcut = () => void s.queue();
       s.subscribe(rerender);
@@ -68,7 +73,7 @@ export function App() {
     e.preventDefault();
     const file = e.dataTransfer.files?.[0];
     if (!file || !session) return;
-    const err = await session.editor.loadFile(file);
+    const err = await session.editor.dropFile(file, [e.clientX, e.clientY]);
     if (err) session.note('error', err);
   };
 
