@@ -35,8 +35,9 @@ export const t = {
   float: <N extends string>(name: N, o: Opts & { default?: number } = {}) => spec<N, number>({ name, type: 'FLOAT', options: o }),
   string: <N extends string>(name: N, o: Opts & { default?: string } = {}) => spec<N, string>({ name, type: 'STRING', options: o }),
   boolean: <N extends string>(name: N, o: Opts & { default?: boolean } = {}) => spec<N, boolean>({ name, type: 'BOOLEAN', options: o }),
-  combo: <N extends string>(name: N, choices: string[] | ((services: NodeServices) => string[]), o: Opts & { default?: string } = {}) =>
-    spec<N, string>({ name, type: 'COMBO', options: o, choices }),
+  /** a fixed list types the value as its members; a list computed from the services (file names) as string */
+  combo: <N extends string, const C extends string = string>(name: N, choices: readonly C[] | ((services: NodeServices) => string[]), o: Opts & { default?: C } = {}) =>
+    spec<N, C>({ name, type: 'COMBO', options: o, choices: typeof choices === 'function' ? choices : [...choices] }),
   /** a socket input of a non-widget type (MODEL, CLIP, VAE, CONDITIONING, LATENT, IMAGE, MASK, SAMPLER, SIGMAS ...) */
   socket: <T extends string, N extends string>(type: T, name: N, o: Opts = {}) => spec<N, SocketValue<T>>({ name, type, options: o }),
   optional: <N extends string, V>(s: TypedInput<N, V>): TypedInput<N, V | undefined> & { optional: true } => ({ ...s, optional: true }),

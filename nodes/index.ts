@@ -6,6 +6,9 @@ import * as conditioning from './conditioning.js';
 import * as latent from './latent.js';
 import * as sampling from './sampling.js';
 import * as image from './image.js';
+import * as latentOps from './latent-ops.js';
+import * as imageOps from './image-ops.js';
+import * as conditioningOps from './conditioning-ops.js';
 
 type Def = Registry<NodeServices> extends Map<string, infer D> ? D : never;
 
@@ -15,7 +18,7 @@ function isDefinition(v: unknown): v is Def {
 
 export function createRegistry(): Registry<NodeServices> {
   const reg: Registry<NodeServices> = new Map();
-  for (const family of [loaders, conditioning, latent, sampling, image]) {
+  for (const family of [loaders, conditioning, conditioningOps, latent, latentOps, sampling, image, imageOps]) {
     for (const v of Object.values(family)) if (isDefinition(v)) {
       if (reg.has(v.id)) throw new Error(`two node definitions named ${v.id}`);
       reg.set(v.id, v);

@@ -20,11 +20,26 @@ export interface CondEntry {
   cropH?: number;
   targetWidth?: number;
   targetHeight?: number;
+  /**
+   * ConditioningSetArea(Percentage): where this entry applies, in latent cells (height, width, y, x) or as fractions
+   * of the latent; strength scales its prediction (default 1).
+   */
+  area?: { unit: 'cells' | 'fraction'; h: number; w: number; y: number; x: number };
+  strength?: number;
+  /** ConditioningSetMask: a mask [B, H, W] (any size; resized to the latent) weighting where this entry applies */
+  mask?: Tensor;
+  maskStrength?: number;
+  /** set_cond_area "mask bounds": the area becomes the mask's bounding box */
+  setAreaToBounds?: boolean;
 }
 export type Conditioning = CondEntry[];
 
-/** LATENT: samples in VAE space (the decoder's input), [B, 4, H/8, W/8]. */
-export interface LatentValue { samples: Tensor; batch_index?: number[] }
+/**
+ * LATENT: samples in VAE space (the decoder's input), [B, 4, H/8, W/8]; noise_mask [B or 1, 1, h, w] (any size) says
+ * where a sampler may change the latent (1) and where it keeps it (0); batch_index: which seeds' noise each item
+ * takes (LatentFromBatch and friends).
+ */
+export interface LatentValue { samples: Tensor; noise_mask?: Tensor; batch_index?: number[] }
 
 /** SIGMAS for SamplerCustom: a plain schedule. SAMPLER: a name plus options. */
 export interface SamplerValue { name: string; eta?: number }
