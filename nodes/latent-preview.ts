@@ -3,7 +3,7 @@
  * approximation ComfyUI's "latent2rgb" previews use), encoded as a small JPEG.
  */
 import jpeg from 'jpeg-js';
-import type { ModelFamily } from '../server/engine/config.js';
+import type { ModelFamily } from '../server/engine/model/config.js';
 
 const FACTORS: Record<ModelFamily, { m: number[][]; bias: number[] }> = {
   sd1: { m: [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]], bias: [0, 0, 0] },

@@ -2,7 +2,7 @@
  * The values that flow between diffusion nodes. MODEL/CLIP/VAE are serializable descriptors (checkpoint path,
  * LoRA list, clip skip) plus the detected config: nodes never hold weights, the engine does.
  */
-import type { ModelConfig } from '../server/engine/config.js';
+import type { ModelConfig } from '../server/engine/model/config.js';
 import type { ClipRef, ModelRef, VaeRef } from '../server/engine/engine.js';
 import type { Tensor } from '../server/engine/tensor.js';
 

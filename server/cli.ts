@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { serve } from './host.js';
 import { runCommand } from './run-command.js';
 import { convertCommand } from './run-command.js';
-import { makeCheckpointCommand } from './engine/make-checkpoint.js';
+import { makeCheckpointCommand } from './tools/make-checkpoint.js';
 import { modelsCommand } from './models/command.js';
 import { workerCommand } from './farm/worker-command.js';
 

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRegistry } from '../nodes/index.js';
 import type { NodeServices } from '../nodes/services.js';
 import { Engine } from './engine/engine.js';
-import { ensureDemoCheckpoint } from './engine/make-checkpoint.js';
+import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import { startServer, type RunningServer } from './app/server.js';
 import type { ModelFolders } from './storage/model-folders.js';
 import { loadExtraModelPaths } from './storage/extra-model-paths.js';

@@ -20,7 +20,7 @@ import { isUiWorkflow, uiToApi } from './workflow/convert.js';
 import { readPngText } from './storage/png.js';
 import { ModelFolders } from './storage/model-folders.js';
 import { makeServices, resolveHostOptions } from './host.js';
-import { ensureDemoCheckpoint } from './engine/make-checkpoint.js';
+import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import type { Registry } from './executor/node-definition.js';
 
 export interface LoadedWorkflow { prompt: Prompt; workflow?: unknown }

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureDemoCheckpoint } from '../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint } from '../../server/tools/make-checkpoint.js';
 import { readPngText } from '../../server/storage/png.js';
 import { parseCsv, promptRows, formatTable } from '../../server/run-command.js';
 import { PROJECT, runCli, runFlags, tempDirs } from './run-cli.js';

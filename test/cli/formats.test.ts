@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createRegistry } from '../../nodes/index.js';
 import { serve } from '../../server/host.js';
 import { uiToApi, type UiWorkflow } from '../../server/workflow/convert.js';
-import { ensureDemoCheckpoint } from '../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint } from '../../server/tools/make-checkpoint.js';
 import { decodePng, readPngText } from '../../server/storage/png.js';
 import { convertCommand, loadWorkflowFile } from '../../server/run-command.js';
 import { PROJECT, runCli, runFlags, tempDirs } from './run-cli.js';

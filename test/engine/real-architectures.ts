@@ -1,5 +1,5 @@
 /** The real SD1.5 / SDXL key lists from ../shared/fixtures/real_architectures.json as key sources. */
-import { keySourceOf, type KeySource } from '../../server/engine/detect.js';
+import { keySourceOf, type KeySource } from '../../server/engine/model/detect.js';
 import { fixtureJson } from '../helpers/fixtures.js';
 
 export interface RealArchitecture { params: number; unet_params: number; keys: Record<string, number[]> }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { RunningServer } from '../../server/app/server.js';
 import type { NodeServices } from '../../nodes/services.js';
-import { makeCheckpoint, presetConfig, DEMO_CHECKPOINT_NAME } from '../../server/engine/make-checkpoint.js';
+import { makeCheckpoint, presetConfig, DEMO_CHECKPOINT_NAME } from '../../server/tools/make-checkpoint.js';
 import { api, waitHistory } from '../server/protocol-client.js';
 import { RedisProcess, farmDirs, spawnWorker, stopWorker, workerStates, workerModels, demoPrompt, redisSkip, type FarmDirs, startFarmServer, stopFarmServer } from './farm-harness.js';
 

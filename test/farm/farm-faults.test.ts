@@ -9,7 +9,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { RunningServer } from '../../server/app/server.js';
 import type { NodeServices } from '../../nodes/services.js';
-import { DEMO_CHECKPOINT_NAME } from '../../server/engine/make-checkpoint.js';
+import { DEMO_CHECKPOINT_NAME } from '../../server/tools/make-checkpoint.js';
 import { queueNameFor } from '../../server/farm/protocol.js';
 import { api, WsClient, waitHistory } from '../server/protocol-client.js';
 import { RedisProcess, farmDirs, spawnWorker, stopWorker, workerStates, workerModels, demoPrompt, redisSkip, type FarmDirs, startFarmServer, stopFarmServer } from './farm-harness.js';

@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
-import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME } from '../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME } from '../../server/tools/make-checkpoint.js';
 import { KEYS, aliveWorkers, type WorkerState } from '../../server/farm/protocol.js';
 import { serve } from '../../server/host.js';
 import type { RunningServer } from '../../server/app/server.js';

@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeHarness, type Harness } from '../helpers/run-prompt.js';
-import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME, presetConfig } from '../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME, presetConfig } from '../../server/tools/make-checkpoint.js';
 import type { Prompt } from '../../server/executor/prompt.js';
 import type { Tensor } from '../../server/engine/tensor.js';
 import { maxAbsDiff } from '../helpers/fixtures.js';

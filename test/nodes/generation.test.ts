@@ -10,7 +10,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { makeHarness, type Harness } from '../helpers/run-prompt.js';
-import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME } from '../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME } from '../../server/tools/make-checkpoint.js';
 import { encodePng, readPngText } from '../../server/storage/png.js';
 import type { Prompt } from '../../server/executor/prompt.js';
 import type { Tensor } from '../../server/engine/tensor.js';

@@ -9,12 +9,12 @@
  *   r.unet; r.textEncoders; r.unmatched; // 722, 0, []
  */
 import { basename } from 'node:path';
-import type { ModelConfig } from '../config.js';
+import type { ModelConfig } from '../model/config.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { fileIdentity } from '../runtime/graph-cache.js';
 import { groupLoraKeys } from './format.js';
 import { type LoraTarget, loraKeyMap } from './key-map.js';
-import { encoderGraphOptions, textEncoderReadsKey } from '../clip.js';
+import { encoderGraphOptions, textEncoderReadsKey } from '../model/clip.js';
 import { type ModuleHeader, matchLora } from './match.js';
 
 export interface LoraReport {

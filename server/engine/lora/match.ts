@@ -6,7 +6,7 @@
  *   const m = matchLora(groupLoraKeys(keys), shapes, config, keyMap);
  *   m.matched.length; m.unmatched; // ['lora_unet_foo.lora_down.weight', ...]
  */
-import type { ModelConfig, ModelFamily } from '../config.js';
+import type { ModelConfig, ModelFamily } from '../model/config.js';
 import type { LoraTarget } from './key-map.js';
 
 /** A LoRA module as seen from its header: name, file keys and tensor shapes. */

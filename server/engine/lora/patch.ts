@@ -7,7 +7,7 @@
  *   const patched = applyPlan(plan.get(key)!, base, shape); // base stays unchanged
  */
 import { basename } from 'node:path';
-import type { ModelConfig } from '../config.js';
+import type { ModelConfig } from '../model/config.js';
 import type { Component } from '../runtime/providers.js';
 import { type LoraFile, type LoraModule, loadLora } from './format.js';
 import { type LoraTarget, loraKeyMap } from './key-map.js';

@@ -8,13 +8,13 @@
  * (onnxruntime-node 1.30 ignores feeds for initializers listed as graph inputs, hence real inputs, not overrides.)
  * On GPU providers (TCD_GPU_LORA=bake, the default there) the patched weights are baked into a graph per LoRA set
  * instead, built from the cached originals + patches: feeding them would copy every patchable weight host->GPU on
- * each run. A strength change then costs a graph build and a session (measured in server/bench/README.md).
+ * each run. A strength change then costs a graph build and a session (measured in server/tools/bench/README.md).
  * Example (worker):
  *   const { session, weightFeeds } = await sessionWithLoras(store, { checkpoint, component: 'unet', loras, build });
  *   await runSession(session, { x, t, context, ...weightFeeds });
  */
 import type ort from 'onnxruntime-node';
-import type { ModelConfig } from '../config.js';
+import type { ModelConfig } from '../model/config.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import type { GraphBuilder } from '../onnx/graph.js';
 import { safetensorsWeights } from '../onnx/weights.js';

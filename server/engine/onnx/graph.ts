@@ -53,7 +53,7 @@ export interface GraphOptions {
   /**
    * How blocks.linear multiplies by a [out, in] weight: 'gemm-transb' (default; Gemm reads W as stored, the CPU
    * form), 'matmul' (MatMul by W transposed at build time to [in, out], bias as a separate Add) or 'gemm' (Gemm by
-   * the pre-transposed W, bias fused). The pre-transposed forms are GPU experiments (server/bench/README.md).
+   * the pre-transposed W, bias fused). The pre-transposed forms are GPU experiments (server/tools/bench/README.md).
    */
   linear?: LinearForm;
 }

@@ -3,15 +3,15 @@
  * feeds them, and how outputs become the call's result. Runs inside the worker only.
  * Example (worker): const { context, pooled } = await runComponentCall(store, { op: 'encodeText', clip, text });
  */
-import type { ModelConfig } from '../config.js';
-import { buildTextEncoderGraph, encoderGraphOptions } from '../clip.js';
+import type { ModelConfig } from '../model/config.js';
+import { buildTextEncoderGraph, encoderGraphOptions } from '../model/clip.js';
 import { runSession, toOrtFeeds } from '../onnx/session.js';
 import { deviceTensors } from './device-tensors.js';
 import type { Tensor } from '../tensor.js';
 import { sessionWithLoras } from '../lora/session.js';
-import { tokenizeWindows } from '../tokenizer.js';
-import { buildUNetGraph } from '../unet.js';
-import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../vae.js';
+import { tokenizeWindows } from '../model/tokenizer.js';
+import { buildUNetGraph } from '../model/unet.js';
+import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../model/vae.js';
 import type { Call, ClipRef, EncodedText, ModelRef } from './protocol.js';
 import type { Component } from './providers.js';
 import type { SessionStore } from './session-store.js';

@@ -5,7 +5,7 @@
  * Example: componentBytes(file, config, 'unet', 'float16') // 2 x UNet parameter count
  */
 import type { SafetensorsFile } from '../io/safetensors.js';
-import type { ModelConfig } from '../config.js';
+import type { ModelConfig } from '../model/config.js';
 import type { Component, ComputeDtype } from './providers.js';
 
 /** Checkpoint key prefixes whose tensors make up a component. */

@@ -5,9 +5,9 @@
  *          const opts = sessionOptionsFor(ep, 'unet', 'sdxl');
  */
 import type { InferenceSession } from 'onnxruntime-node';
-import type { ModelFamily } from '../config.js';
+import type { ModelFamily } from '../model/config.js';
 import type { LinearForm } from '../onnx/graph.js';
-import type { VaeAttentionForm } from '../vae.js';
+import type { VaeAttentionForm } from '../model/vae.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cuda'];
@@ -68,7 +68,7 @@ export function isGpu(ep: ExecutionProvider): boolean {
 }
 
 /**
- * GPU tuning knobs, each measured on the H200 (see server/bench/README.md for the figures). Defaults are what won;
+ * GPU tuning knobs, each measured on the H200 (see server/tools/bench/README.md for the figures). Defaults are what won;
  * the bench flips them through the environment to re-measure:
  *   TCD_GPU_LAYOUT=NHWC|NCHW      layout of conv-heavy graphs on webgpu
  *   TCD_GPU_ATTENTION=fused|plain com.microsoft MultiHeadAttention vs MatMul/Softmax/MatMul in GPU graphs

@@ -8,13 +8,13 @@
  */
 import { basename } from 'node:path';
 import ort from 'onnxruntime-node';
-import type { ModelConfig } from '../config.js';
-import { detectCheckpoint } from '../detect.js';
+import type { ModelConfig } from '../model/config.js';
+import { detectCheckpoint } from '../model/detect.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { GraphBuilder } from '../onnx/graph.js';
 import { serializeModel } from '../onnx/serialize.js';
 import type { WeightSource } from '../onnx/weights.js';
-import { weightSourceFor } from '../weights.js';
+import { weightSourceFor } from '../model/weights.js';
 import { componentBytes } from './estimate.js';
 import { artifactCached, builderCodeVersion, fileIdentity, graphArtifact, graphKey } from './graph-cache.js';
 import { ModelCache } from './model-cache.js';

@@ -5,13 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
-import { detectCheckpoint } from '../../../server/engine/detect.js';
+import { detectCheckpoint } from '../../../server/engine/model/detect.js';
 import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
 import { serializeModel } from '../../../server/engine/onnx/serialize.js';
 import { onnxProto } from '../../../server/engine/onnx/schema.js';
 import { createSession, runSession } from '../../../server/engine/onnx/session.js';
-import { buildUNetGraph } from '../../../server/engine/unet.js';
-import { buildVaeDecoderGraph } from '../../../server/engine/vae.js';
+import { buildUNetGraph } from '../../../server/engine/model/unet.js';
+import { buildVaeDecoderGraph } from '../../../server/engine/model/vae.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { componentTolerance, fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
 

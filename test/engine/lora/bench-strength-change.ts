@@ -6,8 +6,8 @@
  *   npx tsx test/engine/lora/bench-strength-change.ts [rank=64] [fraction of keys=1] [model=sdxl]
  */
 import { cpus } from 'node:os';
-import { checkpointKeys } from '../../../server/engine/checkpoint-layout.js';
-import { presetConfig } from '../../../server/engine/make-checkpoint.js';
+import { checkpointKeys } from '../../../server/engine/model/checkpoint-layout.js';
+import { presetConfig } from '../../../server/tools/make-checkpoint.js';
 import { loraKeyMap, patchableKeys } from '../../../server/engine/lora/key-map.js';
 import type { PatchTerm } from '../../../server/engine/lora/patch.js';
 import { patchWithOrt } from '../../../server/engine/lora/patcher.js';

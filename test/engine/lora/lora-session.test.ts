@@ -95,8 +95,8 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
 
 describe('LoRA-ready graphs in fp16 (the GPU compute dtype), on the CPU EP', { skip }, () => {
   test('exposed fp16 weights (float32 inputs + Cast) give the plain fp16 graph\'s output when fed the base weights', async () => {
-    const { buildTextEncoderGraph } = await import('../../../server/engine/clip.js');
-    const { detectCheckpoint } = await import('../../../server/engine/detect.js');
+    const { buildTextEncoderGraph } = await import('../../../server/engine/model/clip.js');
+    const { detectCheckpoint } = await import('../../../server/engine/model/detect.js');
     const { exposeWeights } = await import('../../../server/engine/lora/session.js');
     const { keyMapFor } = await import('../../../server/engine/lora/patch.js');
     const { patchableKeys } = await import('../../../server/engine/lora/key-map.js');

@@ -10,14 +10,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { detectCheckpoint } from '../../../server/engine/detect.js';
+import { detectCheckpoint } from '../../../server/engine/model/detect.js';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { type TensorEntry, writeSafetensors } from '../../../server/engine/io/safetensors-writer.js';
 import { loadLora } from '../../../server/engine/lora/format.js';
 import { loraKeyMap } from '../../../server/engine/lora/key-map.js';
 import { LoraMismatchError } from '../../../server/engine/lora/match.js';
 import { matchLoraFile } from '../../../server/engine/lora/patch.js';
-import { weightSourceFor } from '../../../server/engine/weights.js';
+import { weightSourceFor } from '../../../server/engine/model/weights.js';
 import { fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
 import { realArchitecture, realSource } from '../real-architectures.js';
 

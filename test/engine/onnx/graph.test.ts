@@ -11,7 +11,7 @@ import { serializeModel, writeModel } from '../../../server/engine/onnx/serializ
 import { createSession, runSession } from '../../../server/engine/onnx/session.js';
 import { memoryWeights } from '../../../server/engine/onnx/weights.js';
 import { onnxProto, DataType } from '../../../server/engine/onnx/schema.js';
-import { attention, conv2d, gelu, groupNorm, layerNorm, linear, quickGelu, upsampleNearest2x } from '../../../server/engine/blocks.js';
+import { attention, conv2d, gelu, groupNorm, layerNorm, linear, quickGelu, upsampleNearest2x } from '../../../server/engine/model/blocks.js';
 import { maxAbsDiff } from '../../helpers/fixtures.js';
 
 function rng(seed: number): () => number {

@@ -10,7 +10,7 @@ import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../../server/engine/engine.js';
-import { ensureDemoCheckpoint } from '../../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint } from '../../../server/tools/make-checkpoint.js';
 import { maxAbsDiff } from '../../helpers/fixtures.js';
 
 const artifacts = (dir: string) => readdirSync(dir).filter((n) => /^[0-9a-f]{32}$/.test(n)).sort();

@@ -13,7 +13,7 @@ import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
 import { runSession } from '../../../server/engine/onnx/session.js';
 import { artifactCached } from '../../../server/engine/runtime/graph-cache.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
-import { buildVaeDecoderGraph } from '../../../server/engine/vae.js';
+import { buildVaeDecoderGraph } from '../../../server/engine/model/vae.js';
 import { fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
 
 test('artifactCached: false for in-memory artifacts and absent files', () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine, resolveEngineIsolation } from '../../../server/engine/engine.js';
-import { ensureDemoCheckpoint } from '../../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint } from '../../../server/tools/make-checkpoint.js';
 import { TorchGenerator } from '../../../server/engine/rng.js';
 import { tcdTimesteps } from '../../../server/engine/sampling/tcd.js';
 import type { Tensor } from '../../../server/engine/tensor.js';

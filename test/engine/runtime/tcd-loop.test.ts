@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { Engine } from '../../../server/engine/engine.js';
-import { ensureDemoCheckpoint } from '../../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint } from '../../../server/tools/make-checkpoint.js';
 import { serializeModel } from '../../../server/engine/onnx/serialize.js';
 import { TorchGenerator } from '../../../server/engine/rng.js';
 import { buildTcdStepGraph, TCD_STEP_SCALARS } from '../../../server/engine/sampling/tcd-step-graph.js';

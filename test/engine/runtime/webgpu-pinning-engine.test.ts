@@ -3,7 +3,7 @@
  * device-select layer in its worker process's environment (process isolation) or in this process's (thread), one
  * GPU per process; without the built layer GPU 1 is refused and GPU 0 runs on the default adapter. The layer's own
  * behaviour is tested in gpu-pinning.test.ts; on the 2x H200 machine `bench --device 1` ran on GPU 1
- * (server/bench/device-run.sh pin).
+ * (server/tools/bench/device-run.sh pin).
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -8,11 +8,11 @@
  * --loop js runs the TCD loop in JS with one engine.unet call per step (latent round trips) instead of in the worker.
  * --lora-rank R runs the UNet with a seeded random kohya LoRA of rank R over every patchable UNet weight.
  * Example: npm run bench -- --arch sd15 --size 256 --steps 4 --ep cpu
- *          node dist/server/bench.js --arch sdxl --size 1024 --steps 4 --ep webgpu --out /tmp/sdxl.json
+ *          node dist/server/tools/bench.js --arch sdxl --size 1024 --steps 4 --ep webgpu --out /tmp/sdxl.json
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { PRESETS, type PresetName } from './engine/make-checkpoint.js';
+import { PRESETS, type PresetName } from './make-checkpoint.js';
 import { runBench } from './bench/run.js';
 
 const USAGE = 'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--loop worker|js] [--device N] [--out FILE]';

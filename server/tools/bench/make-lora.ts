@@ -7,10 +7,10 @@
  * Example:
  *   const { path, modules } = await makeRandomLora({ arch: 'sd15', rank: 64, out: '/tmp/tcd-bench/sd15-lora64.safetensors' });
  */
-import { checkpointKeys } from '../engine/checkpoint-layout.js';
-import { writeSafetensors, type TensorEntry } from '../engine/io/safetensors-writer.js';
-import { loraKeyMap } from '../engine/lora/key-map.js';
-import { fillNormal, presetConfig, type PresetName } from '../engine/make-checkpoint.js';
+import { checkpointKeys } from '../../engine/model/checkpoint-layout.js';
+import { writeSafetensors, type TensorEntry } from '../../engine/io/safetensors-writer.js';
+import { loraKeyMap } from '../../engine/lora/key-map.js';
+import { fillNormal, presetConfig, type PresetName } from '../make-checkpoint.js';
 
 export interface RandomLoraOptions { arch: PresetName; rank: number; out: string; seed?: number }
 

@@ -6,7 +6,7 @@
  *   const h = conv2d(g, 'first_stage_model.decoder.conv_in', z, { padding: 1 });
  *   const n = silu(g, groupNorm(g, 'first_stage_model.decoder.norm_out', h, { groups: 32 }));
  */
-import { FloatAttr, type GraphBuilder, type Value } from './onnx/graph.js';
+import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
 
 /** `${p}.${leaf}` with or without a trailing dot in p */
 export function key(p: string, leaf: string): string {

@@ -6,8 +6,8 @@
  */
 import type { UNetConfig } from './config.js';
 import { linear, silu } from './blocks.js';
-import { type GraphBuilder, Value } from './onnx/graph.js';
-import { DataType } from './onnx/schema.js';
+import { type GraphBuilder, Value } from '../onnx/graph.js';
+import { DataType } from '../onnx/schema.js';
 
 /**
  * Frequencies exp(-ln(10000) * i / half), i < half, rounded the way torch computes them in float32

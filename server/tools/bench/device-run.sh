@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The H200 bench runs, from the project root on the device machine (after .device/ and dist/ travel):
-#   bash server/bench/device-run.sh sd15|sdxl|... 
+#   bash server/tools/bench/device-run.sh sd15|sdxl|... 
 # Each case writes its JSON report to $OUT/<case>.json; logs go to $OUT/log-<set>.txt. Checkpoints and graph caches
 # live in /tmp/tcd-bench (they survive between calls only while the machine stays warm).
 set -u
@@ -9,7 +9,7 @@ out=${OUT:-/tmp/out}; mkdir -p "$out"
 exec > >(tee -a "$out/log-$set.txt") 2>&1
 source .device/setup.sh >/dev/null
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv,noheader
-B="node dist/server/bench.js"
+B="node dist/server/tools/bench.js"
 bench() { # name, timeout seconds, env..., -- bench args
   local name=$1 limit=$2; shift 2
   local envs=(); while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
@@ -25,34 +25,34 @@ case $set in
     bench sd15-webgpu-nchw 120 TCD_GPU_LAYOUT=NCHW -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 2
     mkdir -p /tmp/prof && rm -f /tmp/prof/*
     bench sd15-webgpu-profile 120 TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
-    node dist/server/bench/profile-summary.js /tmp/prof/*.json > "$out/sd15-profile-summary.json"
+    node dist/server/tools/bench/profile-summary.js /tmp/prof/*.json > "$out/sd15-profile-summary.json"
     ls -la /tmp/prof
     ;;
   sdxl)
     bench sdxl-webgpu-fused 420 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 2
     mkdir -p /tmp/prof && rm -f /tmp/prof/*
     bench sdxl-webgpu-profile 120 TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1
-    node dist/server/bench/profile-summary.js /tmp/prof/*.json > "$out/sdxl-profile-summary.json"
+    node dist/server/tools/bench/profile-summary.js /tmp/prof/*.json > "$out/sdxl-profile-summary.json"
     ;;
   final)
     bench sd15-webgpu 300 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 3
     bench sd15-webgpu-graphcapture 90 TCD_GPU_GRAPH_CAPTURE=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
     mkdir -p /tmp/prof && rm -f /tmp/prof/*
     bench sd15-webgpu-profile 120 TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
-    node dist/server/bench/profile-summary.js /tmp/prof/*unet*.json > "$out/sd15-unet-profile.json"
+    node dist/server/tools/bench/profile-summary.js /tmp/prof/*unet*.json > "$out/sd15-unet-profile.json"
     bench sdxl-webgpu 400 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 2
     bench sdxl-webgpu-simplecache 120 TCD_GPU_BUFFER_CACHE=simple -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1
     rm -f /tmp/prof/*
     bench sdxl-webgpu-profile 120 TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1
-    node dist/server/bench/profile-summary.js /tmp/prof/*.json > "$out/sdxl-profile.json"
+    node dist/server/tools/bench/profile-summary.js /tmp/prof/*.json > "$out/sdxl-profile.json"
     rm -f "$out/sd15-webgpu-profile.json" "$out/sdxl-webgpu-profile.json"
     ;;
   issue8b) # LoRA on GPU (fed vs baked), linear forms, SDXL VAE mid-block attention forms; one call, < 600 s
     # the VAE forms need no checkpoint: they run while the SD1.5 checkpoint is written (CPU only)
-    (timeout 200 node dist/server/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu --runs 3 \
+    (timeout 200 node dist/server/tools/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu --runs 3 \
       --forms fp32:fused,fp32:plain,fp32:fused-fp16,fp32:plain-fp16,fp32:plain-fp16:matmul > "$out/sdxl-vae-forms.json" 2> "$out/log-vae.txt"; echo "== vae forms rc=$?") &
     vae=$!
-    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
     wait $vae
     bench sd15-gemmT 110 TCD_GPU_LINEAR=gemm-transb -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
     bench sd15-gemmT-lora-inputs 110 TCD_GPU_LINEAR=gemm-transb TCD_GPU_LORA=inputs -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1 --lora-rank 64
@@ -62,38 +62,38 @@ case $set in
     bench sd15-matmul-lora-bake 100 TCD_GPU_LINEAR=matmul TCD_GPU_LORA=bake -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1 --lora-rank 64
     ;;
   issue8c) # SDXL 1024: MatMul linears (default) vs Gemm(transB); GPU I/O floor per UNet call; SDXL with a baked LoRA
-    node dist/server/bench/io-overhead.js --ep webgpu --latent 64 --context 77x768 > "$out/io-sd15.json" 2>&1
-    node dist/server/bench/io-overhead.js --ep webgpu --latent 128 --context 77x2048 > "$out/io-sdxl.json" 2>&1
+    node dist/server/tools/bench/io-overhead.js --ep webgpu --latent 64 --context 77x768 > "$out/io-sd15.json" 2>&1
+    node dist/server/tools/bench/io-overhead.js --ep webgpu --latent 128 --context 77x2048 > "$out/io-sdxl.json" 2>&1
     cat "$out"/io-*.json
-    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
     bench sdxl-matmul 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1
     bench sdxl-gemmT 150 TCD_GPU_LINEAR=gemm-transb -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1
     bench sdxl-matmul-lora-bake 180 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1 --lora-rank 64
     ;;
   issue8d) # SD1.5 512 with the new defaults: per-operator GPU time (where the remaining gap is)
-    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
     bench sd15-default 100 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 2
     mkdir -p /tmp/prof && rm -f /tmp/prof/*
     bench sd15-profile 60 TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
-    node dist/server/bench/profile-summary.js /tmp/prof/*unet*.json > "$out/sd15-unet-profile.json"
+    node dist/server/tools/bench/profile-summary.js /tmp/prof/*unet*.json > "$out/sd15-unet-profile.json"
     head -c 3000 "$out/sd15-unet-profile.json"
     rm -f "$out/sd15-profile.json"
     ;;
   issue8e) # the worker TCD loop (latents on the GPU) vs the per-call JS loop; graph capture on the worker loop; SD1.5 512
-    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
     bench sd15-worker 150 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 3 --loop worker
     bench sd15-js 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 3 --loop js
     bench sd15-worker-capture 90 TCD_GPU_GRAPH_CAPTURE=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 2 --loop worker
     ;;
   issue8f) # SDXL 1024 with the worker loop
-    node -e "import('./dist/server/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
     bench sdxl-worker 300 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 2 --loop worker
     bench sdxl-js 120 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1 --loop js
     ;;
   multi) # serve --devices on one host: one engine per GPU (WebGPU engines in pinned child processes), a burst of prompts
     nvidia-smi --query-gpu=index,pci.bus_id --format=csv,noheader
     for d in 0 0,1; do
-      timeout 240 node dist/server/bench/multi-gpu.js --devices $d --prompts 16 --arch sd15 --size 512 --ep webgpu > "$out/multi-${d/,/-}.json" 2> "$out/log-multi-${d/,/-}.txt"
+      timeout 240 node dist/server/tools/bench/multi-gpu.js --devices $d --prompts 16 --arch sd15 --size 512 --ep webgpu > "$out/multi-${d/,/-}.json" 2> "$out/log-multi-${d/,/-}.txt"
       echo "== multi $d rc=$?: $(cat "$out/multi-${d/,/-}.json")"; grep -i -E "error|device" "$out/log-multi-${d/,/-}.txt" | head -5
     done
     ;;

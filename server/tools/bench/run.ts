@@ -12,11 +12,11 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Engine, type RuntimeStats } from '../engine/engine.js';
-import { makeCheckpoint, presetConfig, type PresetName } from '../engine/make-checkpoint.js';
-import { TorchGenerator } from '../engine/rng.js';
-import { sampleTcd, tcdInitialLatent, tcdTimesteps } from '../engine/sampling/tcd.js';
-import type { Tensor } from '../engine/tensor.js';
+import { Engine, type RuntimeStats } from '../../engine/engine.js';
+import { makeCheckpoint, presetConfig, type PresetName } from '../make-checkpoint.js';
+import { TorchGenerator } from '../../engine/rng.js';
+import { sampleTcd, tcdInitialLatent, tcdTimesteps } from '../../engine/sampling/tcd.js';
+import type { Tensor } from '../../engine/tensor.js';
 import { GpuMemoryProbe } from './gpu-memory.js';
 import { makeRandomLora } from './make-lora.js';
 

@@ -5,16 +5,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
-import { detectCheckpoint, keySourceOf } from '../../server/engine/detect.js';
-import { safetensorsWeights } from '../../server/engine/onnx/weights.js';
-import { serializeModel } from '../../server/engine/onnx/serialize.js';
-import { createSession, runSession, type Feed } from '../../server/engine/onnx/session.js';
-import { onnxProto, DataType } from '../../server/engine/onnx/schema.js';
-import { buildUNetGraph, type UNetBuildOptions } from '../../server/engine/unet.js';
-import { sinusoidFrequencies } from '../../server/engine/unet-embed.js';
-import type { Tensor } from '../../server/engine/tensor.js';
-import { componentTolerance, fixtureJson, fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../helpers/fixtures.js';
+import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
+import { detectCheckpoint, keySourceOf } from '../../../server/engine/model/detect.js';
+import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
+import { serializeModel } from '../../../server/engine/onnx/serialize.js';
+import { createSession, runSession, type Feed } from '../../../server/engine/onnx/session.js';
+import { onnxProto, DataType } from '../../../server/engine/onnx/schema.js';
+import { buildUNetGraph, type UNetBuildOptions } from '../../../server/engine/model/unet.js';
+import { sinusoidFrequencies } from '../../../server/engine/model/unet-embed.js';
+import type { Tensor } from '../../../server/engine/tensor.js';
+import { componentTolerance, fixtureJson, fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 

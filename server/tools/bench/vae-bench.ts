@@ -2,20 +2,20 @@
  * VAE decoder forms on one provider, without a checkpoint file: the real-size decoder of a preset (random seeded
  * weights, generated lazily while the graph is serialised) is built once per form (compute dtype x mid-block
  * attention x linear form) and its decode timed. Prints one JSON report (progress on stderr).
- *   node dist/server/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu [--runs 3] [--forms fp32:fused,fp32:plain,...]
+ *   node dist/server/tools/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu [--runs 3] [--forms fp32:fused,fp32:plain,...]
  * A form is `<dtype>:<attention>[:<linear>]`, dtype fp32|fp16, attention fused|plain|fused-fp16|plain-fp16, linear
  * gemm-transb|matmul|gemm.
- * Example: node dist/server/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu --forms fp32:fused,fp32:plain
+ * Example: node dist/server/tools/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu --forms fp32:fused,fp32:plain
  */
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { checkpointKeys } from '../engine/checkpoint-layout.js';
-import { fillNormal, initRule, presetConfig, type PresetName } from '../engine/make-checkpoint.js';
-import type { LinearForm } from '../engine/onnx/graph.js';
-import { serializeModel } from '../engine/onnx/serialize.js';
-import type { WeightSource } from '../engine/onnx/weights.js';
-import { DEFAULT_GPU_TUNING, type ExecutionProvider, sessionOptionsFor } from '../engine/runtime/providers.js';
-import { buildVaeDecoderGraph, type VaeAttentionForm } from '../engine/vae.js';
+import { checkpointKeys } from '../../engine/model/checkpoint-layout.js';
+import { fillNormal, initRule, presetConfig, type PresetName } from '../make-checkpoint.js';
+import type { LinearForm } from '../../engine/onnx/graph.js';
+import { serializeModel } from '../../engine/onnx/serialize.js';
+import type { WeightSource } from '../../engine/onnx/weights.js';
+import { DEFAULT_GPU_TUNING, type ExecutionProvider, sessionOptionsFor } from '../../engine/runtime/providers.js';
+import { buildVaeDecoderGraph, type VaeAttentionForm } from '../../engine/model/vae.js';
 
 export interface VaeForm { dtype: 'float32' | 'float16'; attention: VaeAttentionForm; linear: LinearForm }
 

@@ -3,16 +3,16 @@
  * engine per GPU; WebGPU engines in child processes pinned by the Vulkan device-select layer), queues a burst of
  * TCD text-to-image prompts over HTTP with the typed client, and reports the wall time and what nvidia-smi saw on
  * each GPU (peak memory and utilisation). Run with --devices 0 and --devices 0,1 to compare.
- * Example (GPU host): node dist/server/bench/multi-gpu.js --devices 0,1 --prompts 16 --arch sd15 --size 512 --ep webgpu
+ * Example (GPU host): node dist/server/tools/bench/multi-gpu.js --devices 0,1 --prompts 16 --arch sd15 --size 512 --ep webgpu
  */
 import { execFile } from 'node:child_process';
 import { linkSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { TcdClient } from '../client-api/index.js';
-import { serve } from '../host.js';
-import type { PresetName } from '../engine/make-checkpoint.js';
+import { TcdClient } from '../../client-api/index.js';
+import { serve } from '../../host.js';
+import type { PresetName } from '../make-checkpoint.js';
 import { benchCheckpoint } from './run.js';
 
 interface GpuSample { index: number; memMiB: number; util: number }

@@ -7,14 +7,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
-import { detectCheckpoint } from '../../server/engine/detect.js';
-import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../../server/engine/vae.js';
-import { serializeModel, writeModel } from '../../server/engine/onnx/serialize.js';
-import { createSession, runSession } from '../../server/engine/onnx/session.js';
-import { safetensorsWeights } from '../../server/engine/onnx/weights.js';
-import { DataType, onnxProto } from '../../server/engine/onnx/schema.js';
-import { fixturePath, fixtureSkip, maxAbsDiff, componentTolerance } from '../helpers/fixtures.js';
+import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
+import { detectCheckpoint } from '../../../server/engine/model/detect.js';
+import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../../../server/engine/model/vae.js';
+import { serializeModel, writeModel } from '../../../server/engine/onnx/serialize.js';
+import { createSession, runSession } from '../../../server/engine/onnx/session.js';
+import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
+import { DataType, onnxProto } from '../../../server/engine/onnx/schema.js';
+import { fixturePath, fixtureSkip, maxAbsDiff, componentTolerance } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 

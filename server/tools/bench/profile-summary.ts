@@ -2,7 +2,7 @@
  * Summarises onnxruntime profile files (TCD_ORT_PROFILE_DIR): total microseconds and call counts per event category
  * and operator (Node events: op_name and provider; WebGPU/CUDA kernel events: their kernel name), largest first.
  * Used to say what limits a step from measurement rather than guesswork.
- * Example: node dist/server/bench/profile-summary.js /tmp/prof/*.json > summary.json
+ * Example: node dist/server/tools/bench/profile-summary.js /tmp/prof/*.json > summary.json
  */
 import { readFileSync } from 'node:fs';
 

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
-import { detectCheckpoint, keySourceOf, UnsupportedCheckpointError, type KeySource } from '../../server/engine/detect.js';
-import type { ModelConfig } from '../../server/engine/config.js';
-import { fixtureSkip, fixturePath, fixtureJson } from '../helpers/fixtures.js';
-import { realSource } from './real-architectures.js';
-import { checkpointKeys } from '../../server/engine/checkpoint-layout.js';
-import { presetConfig } from '../../server/engine/make-checkpoint.js';
+import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
+import { detectCheckpoint, keySourceOf, UnsupportedCheckpointError, type KeySource } from '../../../server/engine/model/detect.js';
+import type { ModelConfig } from '../../../server/engine/model/config.js';
+import { fixtureSkip, fixturePath, fixtureJson } from '../../helpers/fixtures.js';
+import { realSource } from '../real-architectures.js';
+import { checkpointKeys } from '../../../server/engine/model/checkpoint-layout.js';
+import { presetConfig } from '../../../server/tools/make-checkpoint.js';
 
 const skip = fixtureSkip();
 

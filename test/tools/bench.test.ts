@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeCheckpoint, presetConfig } from '../../server/engine/make-checkpoint.js';
-import { runBench } from '../../server/bench/run.js';
+import { makeCheckpoint, presetConfig } from '../../server/tools/make-checkpoint.js';
+import { runBench } from '../../server/tools/bench/run.js';
 
 test('bench: demo arch at 64x64, 2 steps on cpu', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tcd-bench-test-'));

@@ -2,14 +2,14 @@
  * The floor under one UNet call on a provider: a trivial graph with the UNet's I/O (latent in, context in, latent
  * out, float32 on the CPU side), timed per session.run. What keeping latents and conditioning on the GPU between
  * steps (issue 8 point 1: gpu-buffer outputs fed back) could save per step is at most this.
- *   node dist/server/bench/io-overhead.js --ep webgpu [--latent 64] [--context 77x768] [--runs 20]
- * Example: node dist/server/bench/io-overhead.js --ep webgpu --latent 128 --context 77x2048
+ *   node dist/server/tools/bench/io-overhead.js --ep webgpu [--latent 64] [--context 77x768] [--runs 20]
+ * Example: node dist/server/tools/bench/io-overhead.js --ep webgpu --latent 128 --context 77x2048
  */
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { GraphBuilder } from '../engine/onnx/graph.js';
-import { serializeModel } from '../engine/onnx/serialize.js';
-import { type ExecutionProvider, sessionOptionsFor } from '../engine/runtime/providers.js';
+import { GraphBuilder } from '../../engine/onnx/graph.js';
+import { serializeModel } from '../../engine/onnx/serialize.js';
+import { type ExecutionProvider, sessionOptionsFor } from '../../engine/runtime/providers.js';
 
 /** eps = x * 2 + mean(context): every input is read, the output has the latent's shape. */
 export function ioGraph(channels: number): GraphBuilder {

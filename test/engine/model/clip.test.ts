@@ -3,13 +3,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
-import { detectCheckpoint } from '../../server/engine/detect.js';
-import { buildTextEncoderGraph } from '../../server/engine/clip.js';
-import { serializeModel } from '../../server/engine/onnx/serialize.js';
-import { createSession, runSession } from '../../server/engine/onnx/session.js';
-import { safetensorsWeights } from '../../server/engine/onnx/weights.js';
-import { fixturePath, fixtureSkip, maxAbsDiff, componentTolerance } from '../helpers/fixtures.js';
+import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
+import { detectCheckpoint } from '../../../server/engine/model/detect.js';
+import { buildTextEncoderGraph } from '../../../server/engine/model/clip.js';
+import { serializeModel } from '../../../server/engine/onnx/serialize.js';
+import { createSession, runSession } from '../../../server/engine/onnx/session.js';
+import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
+import { fixturePath, fixtureSkip, maxAbsDiff, componentTolerance } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 

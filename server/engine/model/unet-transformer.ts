@@ -7,7 +7,7 @@
  */
 import type { UNetConfig } from './config.js';
 import { attention, gelu, groupNorm, key, layerNorm, linear } from './blocks.js';
-import type { GraphBuilder, Value } from './onnx/graph.js';
+import type { GraphBuilder, Value } from '../onnx/graph.js';
 
 /** ldm Normalize() in SpatialTransformer uses eps 1e-6 (the ResBlocks use 1e-5) */
 const TRANSFORMER_NORM_EPS = 1e-6;

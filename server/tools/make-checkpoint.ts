@@ -8,11 +8,11 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import type { ModelConfig, TextEncoderConfig } from './config.js';
-import { checkpointKeys, type KeyShape } from './checkpoint-layout.js';
-import { writeSafetensors, type WritableDtype } from './io/safetensors-writer.js';
-import { SafetensorsFile } from './io/safetensors.js';
-import { detectCheckpoint } from './detect.js';
+import type { ModelConfig, TextEncoderConfig } from '../engine/model/config.js';
+import { checkpointKeys, type KeyShape } from '../engine/model/checkpoint-layout.js';
+import { writeSafetensors, type WritableDtype } from '../engine/io/safetensors-writer.js';
+import { SafetensorsFile } from '../engine/io/safetensors.js';
+import { detectCheckpoint } from '../engine/model/detect.js';
 
 export type PresetName = 'sd15' | 'sdxl' | 'demo';
 export const PRESETS: readonly PresetName[] = ['sd15', 'sdxl', 'demo'];

@@ -5,9 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tokenize, tokenizeWindows, parseWeights, htmlUnescape, cleanText, BOS_TOKEN, EOS_TOKEN } from '../../server/engine/tokenizer.js';
-import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
-import { fixtureJson, fixturePath, fixtureSkip } from '../helpers/fixtures.js';
+import { tokenize, tokenizeWindows, parseWeights, htmlUnescape, cleanText, BOS_TOKEN, EOS_TOKEN } from '../../../server/engine/model/tokenizer.js';
+import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
+import { fixtureJson, fixturePath, fixtureSkip } from '../../helpers/fixtures.js';
 
 const FOX = 'a red fox in the snow '; // 6 tokens: 320 736 3240 530 518 2583
 

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
-import { detectCheckpoint, keySourceOf, type KeySource } from '../../server/engine/detect.js';
-import { checkpointKeys, type KeyShape } from '../../server/engine/checkpoint-layout.js';
-import { fixtureSkip, fixturePath } from '../helpers/fixtures.js';
-import { realArchitecture, realSource } from './real-architectures.js';
-import { presetConfig } from '../../server/engine/make-checkpoint.js';
+import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
+import { detectCheckpoint, keySourceOf, type KeySource } from '../../../server/engine/model/detect.js';
+import { checkpointKeys, type KeyShape } from '../../../server/engine/model/checkpoint-layout.js';
+import { fixtureSkip, fixturePath } from '../../helpers/fixtures.js';
+import { realArchitecture, realSource } from '../real-architectures.js';
+import { presetConfig } from '../../../server/tools/make-checkpoint.js';
 
 const skip = fixtureSkip();
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);

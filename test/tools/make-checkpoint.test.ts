@@ -5,13 +5,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
-import { detectCheckpoint, keySourceOf } from '../../server/engine/detect.js';
-import { checkpointKeys } from '../../server/engine/checkpoint-layout.js';
+import { detectCheckpoint, keySourceOf } from '../../server/engine/model/detect.js';
+import { checkpointKeys } from '../../server/engine/model/checkpoint-layout.js';
 import {
   DEMO_CHECKPOINT_NAME, ensureDemoCheckpoint, fillNormal, initRule, makeCheckpoint, makeCheckpointCommand, presetConfig,
-} from '../../server/engine/make-checkpoint.js';
+} from '../../server/tools/make-checkpoint.js';
 import { fixtureSkip } from '../helpers/fixtures.js';
-import { realSource } from './real-architectures.js';
+import { realSource } from '../engine/real-architectures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mkckpt-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
