@@ -55,12 +55,14 @@ import { detectCheckpoint } from './model/detect.js';
 import { SafetensorsFile } from './io/safetensors.js';
 import type { Tensor } from './tensor.js';
 import { fileIdentity } from './runtime/graph-cache.js';
-import type { Call, ClipRef, CondBranch, EncodedText, ModelRef, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerEnvProbe, WorkerInit } from './runtime/protocol.js';
+import type { ModelRef } from './types.js';
+import type { Call, ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerEnvProbe, WorkerInit } from './runtime/protocol.js';
 import { WorkerClient } from './runtime/worker-client.js';
 import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runtime/worker-port.js';
 import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gpu-pinning.js';
 
-export type { ClipRef, CondBranch, EncodedText, LoraRef, ModelRef, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
+export type { LoraRef, ModelRef } from './types.js';
+export type { ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
 
 export interface EngineOptions {
   /** cpu | webgpu | cuda; default env TCD_EP, else cpu */

@@ -14,7 +14,7 @@
  *   map.get('lora_unet_input_blocks_4_1_proj_in'); // { component: 'unet', key: 'model.diffusion_model.input_blocks.4.1.proj_in.weight' }
  */
 import type { ModelConfig, TextEncoderConfig, UNetConfig } from '../model/config.js';
-import type { Component } from '../runtime/providers.js';
+import type { Component } from '../types.js';
 
 export interface LoraTarget {
   component: Component;

@@ -8,7 +8,7 @@
  */
 import { basename } from 'node:path';
 import type { ModelConfig } from '../model/config.js';
-import type { Component } from '../runtime/providers.js';
+import type { Component } from '../types.js';
 import { type LoraFile, type LoraModule, loadLora } from './format.js';
 import { type LoraTarget, loraKeyMap } from './key-map.js';
 import { type LoraMatch, matchLora } from './match.js';

@@ -13,7 +13,8 @@
  */
 import type { ModelConfig, TextEncoderConfig } from './config.js';
 import { activation, attention, layerNorm, linear, linearKeys } from './blocks.js';
-import { GraphBuilder, type ComputeDtype, type Value } from '../onnx/graph.js';
+import { GraphBuilder, type Value } from '../onnx/graph.js';
+import type { ComputeDtype } from '../types.js';
 import type { WeightSource } from '../onnx/weights.js';
 
 export interface TextEncoderGraphOptions {

@@ -17,7 +17,8 @@
  */
 import type { UNetConfig } from './config.js';
 import { conv2d, groupNorm, resnetBlock, silu, upsampleNearest2x } from './blocks.js';
-import { type ComputeDtype, GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
+import { GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
+import type { ComputeDtype } from '../types.js';
 import type { WeightSource } from '../onnx/weights.js';
 import { admEmbedding, float32Input, timeEmbedding } from './unet-embed.js';
 import { spatialTransformer } from './unet-transformer.js';

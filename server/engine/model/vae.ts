@@ -11,7 +11,8 @@
  */
 import type { VaeConfig } from './config.js';
 import { conv2d, groupNorm, linear, resnetBlock, silu, upsampleNearest2x, attention, key } from './blocks.js';
-import { FloatAttr, GraphBuilder, type ComputeDtype, type LinearForm, type Value } from '../onnx/graph.js';
+import { FloatAttr, GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
+import type { ComputeDtype } from '../types.js';
 import { DataType } from '../onnx/schema.js';
 import type { WeightSource } from '../onnx/weights.js';
 

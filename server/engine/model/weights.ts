@@ -15,8 +15,7 @@ import { detectCheckpoint } from './detect.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { applyTerms, planLoras } from '../lora/patch.js';
 import { type WeightSource, safetensorsWeights } from '../onnx/weights.js';
-import type { Component } from '../runtime/providers.js';
-import type { LoraRef } from '../runtime/protocol.js';
+import type { Component, LoraRef } from '../types.js';
 
 export interface PatchedWeightSource extends WeightSource {
   /** checkpoint keys this source patches */

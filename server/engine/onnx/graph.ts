@@ -9,13 +9,13 @@
  *   g.output(y, 'out');
  *   const bytes = serializeModel(g); // serialize.ts
  */
+import type { ComputeDtype } from '../types.js';
 import type { WeightSource } from './weights.js';
 import { DataType, type DataTypeId } from './schema.js';
 import { Ops } from './ops.js';
 import { floatToHalfArray } from './half.js';
 
 export type Dim = number | string;
-export type ComputeDtype = 'float32' | 'float16';
 export type IoType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool';
 const IO_TYPE: Record<IoType, DataTypeId> = { float32: DataType.FLOAT, float16: DataType.FLOAT16, int64: DataType.INT64, int32: DataType.INT32, bool: DataType.BOOL };
 

@@ -12,8 +12,8 @@ import { sessionWithLoras } from '../lora/session.js';
 import { tokenizeWindows } from '../model/tokenizer.js';
 import { buildUNetGraph } from '../model/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../model/vae.js';
-import type { Call, ClipRef, EncodedText, ModelRef } from './protocol.js';
-import type { Component } from './providers.js';
+import type { Component, ModelRef } from '../types.js';
+import type { Call, ClipRef, EncodedText } from './protocol.js';
 import type { SessionStore } from './session-store.js';
 
 export async function runComponentCall(store: SessionStore, call: Call): Promise<unknown> {

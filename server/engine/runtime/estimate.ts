@@ -6,7 +6,7 @@
  */
 import type { SafetensorsFile } from '../io/safetensors.js';
 import type { ModelConfig } from '../model/config.js';
-import type { Component, ComputeDtype } from './providers.js';
+import type { Component, ComputeDtype } from '../types.js';
 
 /** Checkpoint key prefixes whose tensors make up a component. */
 export function componentPrefixes(config: ModelConfig, component: Component): string[] {

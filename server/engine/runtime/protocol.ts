@@ -5,12 +5,8 @@
  * Example: { id: 7, call: { op: 'vaeDecode', vae: { checkpoint: '/models/sd15.safetensors' }, z } }
  */
 import type { Tensor } from '../tensor.js';
+import type { LoraRef, ModelRef } from '../types.js';
 import type { ExecutionProvider } from './providers.js';
-
-export interface LoraRef { path: string; strength: number }
-
-/** A diffusion model: a checkpoint (absolute path) plus the LoRAs patched into its UNet. */
-export interface ModelRef { checkpoint: string; loras: LoraRef[] }
 
 /** Text encoder(s) of a checkpoint. clipSkip counts layers from the end: -1 = last (with final norm), -2 = penultimate. */
 export interface ClipRef { checkpoint: string; loras: LoraRef[]; clipSkip?: number }

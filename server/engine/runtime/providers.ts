@@ -5,17 +5,13 @@
  *          const opts = sessionOptionsFor(ep, 'unet', 'sdxl');
  */
 import type { InferenceSession } from 'onnxruntime-node';
+import type { Component, ComputeDtype } from '../types.js';
 import type { ModelFamily } from '../model/config.js';
 import type { LinearForm } from '../onnx/graph.js';
 import type { VaeAttentionForm } from '../model/vae.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cuda'];
-
-/** One network the engine builds from a checkpoint. Text encoders are numbered in concatenation order. */
-export type Component = 'unet' | 'vae_decoder' | 'vae_encoder' | `text_encoder_${number}`;
-
-export type ComputeDtype = 'float32' | 'float16';
 
 export interface BackendInfo { name: string; bundled: boolean }
 

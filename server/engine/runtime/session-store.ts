@@ -18,9 +18,10 @@ import { weightSourceFor } from '../model/weights.js';
 import { componentBytes } from './estimate.js';
 import { artifactCached, builderCodeVersion, fileIdentity, graphArtifact, graphKey } from './graph-cache.js';
 import { ModelCache } from './model-cache.js';
-import type { LoraRef, RuntimeStats, WorkerInit } from './protocol.js';
+import type { Component, ComputeDtype, LoraRef } from '../types.js';
+import type { RuntimeStats, WorkerInit } from './protocol.js';
 import {
-  type Component, type ComputeDtype, type ExecutionProvider, type GpuTuning, type GraphTuning, chooseProvider, computeDtypeFor, describeChoice, gpuTuningFromEnv,
+  type ExecutionProvider, type GpuTuning, type GraphTuning, chooseProvider, computeDtypeFor, describeChoice, gpuTuningFromEnv,
   graphTuningFor, isGpu, sessionOptionsFor,
 } from './providers.js';
 

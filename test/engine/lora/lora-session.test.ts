@@ -13,7 +13,7 @@ import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { loraStats } from '../../../server/engine/lora/session.js';
 import { runComponentCall } from '../../../server/engine/runtime/components.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
-import type { LoraRef } from '../../../server/engine/runtime/protocol.js';
+import type { LoraRef } from '../../../server/engine/types.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { componentTolerance, fixtureJson, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
 
