@@ -25,8 +25,6 @@ export interface NodeInfo {
 export type ObjectInfo = Record<string, NodeInfo>;
 
 /** A link inside an API prompt: [origin node id, origin output index]. */
-export type ApiLink = [string, number];
-
 export interface ApiNode {
   class_type: string;
   inputs: Record<string, unknown>;

@@ -7,8 +7,6 @@ export interface PromptNode {
 }
 export type Prompt = Record<string, PromptNode>;
 
-export type Link = [string, number];
-
 /** A link is `[node_id, output_index]`; ComfyUI accepts numeric ids too. */
 export function isLink(v: unknown): v is [string | number, number] {
   return Array.isArray(v) && v.length === 2 && (typeof v[0] === 'string' || typeof v[0] === 'number') &&

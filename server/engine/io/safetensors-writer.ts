@@ -25,7 +25,7 @@ export interface TensorEntry {
 export const writerSettings = { chunkValues: 1 << 24 };
 
 /** Header JSON bytes, padded with spaces to a multiple of 8 so the data section starts aligned (as safetensors does). */
-export function safetensorsHeader(entries: readonly Omit<TensorEntry, 'data'>[], metadata?: Record<string, string>): { header: Buffer; dataBytes: number } {
+function safetensorsHeader(entries: readonly Omit<TensorEntry, 'data'>[], metadata?: Record<string, string>): { header: Buffer; dataBytes: number } {
   const obj: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) obj['__metadata__'] = metadata;
   let off = 0;

@@ -163,7 +163,7 @@ function alignedBytes(buf: Uint8Array, align: number): Uint8Array {
   return copy;
 }
 
-export function toFloat32(buf: Uint8Array, dtype: SafetensorsDtype, file = '?', name = '?'): Float32Array {
+function toFloat32(buf: Uint8Array, dtype: SafetensorsDtype, file = '?', name = '?'): Float32Array {
   const width = DTYPE_BYTES[dtype];
   if (!width) throw new SafetensorsError(file, `tensor "${name}": cannot convert dtype ${dtype as string}`);
   const n = buf.length / width;

@@ -50,7 +50,7 @@ const SUFFIXES: [string, 'down' | 'up' | 'alpha', LoraFormat | null][] = [
 interface Parts { down?: string; up?: string; alpha?: string; format?: LoraFormat }
 
 /** Splits a file key into (module, part); null when the key is not a LoRA pair member. */
-export function splitLoraKey(key: string): { module: string; part: 'down' | 'up' | 'alpha'; format: LoraFormat | null } | null {
+function splitLoraKey(key: string): { module: string; part: 'down' | 'up' | 'alpha'; format: LoraFormat | null } | null {
   for (const [suffix, part, format] of SUFFIXES) {
     if (key.endsWith(suffix)) {
       const module = key.slice(0, -suffix.length).replace(/^base_model\.model\./, '');
@@ -76,7 +76,7 @@ export function groupLoraKeys(keys: readonly string[]): { groups: Map<string, Pa
 }
 
 /** Opens and parses a LoRA file, reading every pair as float32. */
-export function readLoraFile(path: string): LoraFile {
+function readLoraFile(path: string): LoraFile {
   const file = SafetensorsFile.open(path);
   try {
     const { groups, loose } = groupLoraKeys(file.keys());
@@ -110,5 +110,3 @@ export function loadLora(path: string): LoraFile {
   parsed.set(path, { id, lora });
   return lora;
 }
-
-export function clearLoraFileCache(): void { parsed.clear(); }

@@ -33,7 +33,7 @@ const RESNET_PARTS: Record<string, string> = {
 };
 
 /** The UNet's block correspondence (diffusers' convert_ldm_unet_checkpoint index arithmetic, both directions). */
-export function unetBlockPairs(u: UNetConfig): BlockPair[] {
+function unetBlockPairs(u: UNetConfig): BlockPair[] {
   const levels = u.channelMult.length, nres = u.numResBlocks;
   const attn = (level: number) => u.transformerDepth[level] > 0;
   const pairs: BlockPair[] = [
@@ -75,7 +75,7 @@ export function unetBlockPairs(u: UNetConfig): BlockPair[] {
 }
 
 /** LDM module path (without prefix) -> diffusers module path, or null when it lies in no known block. */
-export function ldmToDiffusers(module: string, pairs: BlockPair[]): string | null {
+function ldmToDiffusers(module: string, pairs: BlockPair[]): string | null {
   for (const p of pairs) {
     if (module === p.ldm) return p.diffusers;
     if (!module.startsWith(`${p.ldm}.`)) continue;

@@ -29,7 +29,7 @@ function targetNumel(t: LoraTarget, shape: readonly number[]): number {
 }
 
 /** What family a LoRA was trained for, from its names and cross-attention width; null when it cannot tell. */
-export function inferLoraFamily(modules: readonly ModuleHeader[]): { family: ModelFamily | null; contextWidth: number | null } {
+function inferLoraFamily(modules: readonly ModuleHeader[]): { family: ModelFamily | null; contextWidth: number | null } {
   let family: ModelFamily | null = null, contextWidth: number | null = null;
   for (const m of modules) {
     if (/^lora_te[12]_|^text_encoder_2\.|label_emb|add_embedding/.test(m.name)) family = 'sdxl';

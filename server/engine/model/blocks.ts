@@ -45,11 +45,6 @@ export function linearKeys(g: GraphBuilder, weightKey: string, biasKey: string |
   return g.op.Reshape(y, outShape); // [..., out]
 }
 
-/** x @ W with a weight used as-is (OpenCLIP text_projection [width, proj]). */
-export function matmulWeight(g: GraphBuilder, name: string, x: Value): Value {
-  return g.op.MatMul(x, g.weight(name));
-}
-
 export interface ConvOptions {
   stride?: number;
   /** symmetric padding, or [top, left, bottom, right] (VAE downsample: [0, 0, 1, 1]) */

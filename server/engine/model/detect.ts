@@ -17,7 +17,7 @@ export interface KeySource {
   readonly metadata?: Record<string, string>;
 }
 
-export const SUPPORTED_FAMILIES =
+const SUPPORTED_FAMILIES =
   'SD1.x (LDM keys model.diffusion_model.*, cond_stage_model.transformer.*, first_stage_model.*) and ' +
   'SDXL base (SGM keys conditioner.embedders.0.transformer.* CLIP-L, conditioner.embedders.1.model.* OpenCLIP-G, model.diffusion_model.label_emb.*)';
 

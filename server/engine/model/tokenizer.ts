@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 export const BOS_TOKEN = 49406;
 export const EOS_TOKEN = 49407;
 /** tokens per CLIP window including BOS and EOS */
-export const CONTEXT_LENGTH = 77;
+const CONTEXT_LENGTH = 77;
 /** ComfyUI keeps a weighted segment shorter than this together in one window instead of splitting it */
 const MAX_WORD_LENGTH = 8;
 

@@ -33,7 +33,7 @@ export function float32Input(g: GraphBuilder, name: string, shape: (number | str
 }
 
 /** cat(cos(v * f), sin(v * f)) on a new last axis: v [...] float32 -> [..., channels] in the compute dtype. */
-export function sinusoidalEmbedding(g: GraphBuilder, v: Value, channels: number): Value {
+function sinusoidalEmbedding(g: GraphBuilder, v: Value, channels: number): Value {
   const freqs = g.constFloat32(sinusoidFrequencies(channels), [channels / 2], 'freqs');
   const args = g.op.Mul(g.op.Unsqueeze(v, g.constInt64([-1])), freqs); // [..., half]
   const emb = g.op.Concat([g.op.Cos(args), g.op.Sin(args)], { axis: -1 }); // [..., channels], cos first

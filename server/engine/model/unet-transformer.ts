@@ -13,7 +13,7 @@ import type { GraphBuilder, Value } from '../onnx/graph.js';
 const TRANSFORMER_NORM_EPS = 1e-6;
 
 /** Head split from the config rule: a fixed head count (SD1) or fixed channels per head (SDXL). */
-export function headsFor(cfg: UNetConfig, channels: number): { heads: number; headDim: number } {
+function headsFor(cfg: UNetConfig, channels: number): { heads: number; headDim: number } {
   if (cfg.numHeads !== null) {
     if (channels % cfg.numHeads !== 0) throw new Error(`${channels} attention channels do not split into ${cfg.numHeads} heads`);
     return { heads: cfg.numHeads, headDim: channels / cfg.numHeads };

@@ -26,7 +26,7 @@ export interface PatchedWeightSource extends WeightSource {
 
 const configs = new WeakMap<SafetensorsFile, ModelConfig>();
 /** The checkpoint's detected config, memoised per open file. */
-export function configOf(file: SafetensorsFile): ModelConfig {
+function configOf(file: SafetensorsFile): ModelConfig {
   let c = configs.get(file);
   if (!c) { c = detectCheckpoint(file); configs.set(file, c); }
   return c;

@@ -27,7 +27,7 @@ function identityGraph(name: string, rank: number): Uint8Array {
 }
 
 /** An engine Tensor from a CPU ort tensor (float32, float16 widened). */
-export function hostTensor(t: ort.Tensor): Tensor {
+function hostTensor(t: ort.Tensor): Tensor {
   if (t.location !== 'cpu') throw new Error(`expected a CPU tensor, got one in ${t.location}`);
   const shape = [...t.dims];
   if (t.type === 'float32') return { shape, data: t.data as Float32Array };

@@ -19,10 +19,6 @@ export function componentPrefixes(config: ModelConfig, component: Component): st
   return [enc.prefix];
 }
 
-export function componentsOf(config: ModelConfig): Component[] {
-  return [...config.textEncoders.map((_, i) => `text_encoder_${i}` as const), 'unet', 'vae_decoder', 'vae_encoder'];
-}
-
 export function parameterCount(file: SafetensorsFile, prefixes: readonly string[]): number {
   let n = 0;
   for (const info of file.tensors.values()) {
@@ -31,7 +27,7 @@ export function parameterCount(file: SafetensorsFile, prefixes: readonly string[
   return n;
 }
 
-export function dtypeBytes(dtype: ComputeDtype): number {
+function dtypeBytes(dtype: ComputeDtype): number {
   return dtype === 'float16' ? 2 : 4;
 }
 

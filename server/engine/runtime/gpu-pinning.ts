@@ -27,7 +27,7 @@ export const VULKAN_LAYER_NAME = 'VK_LAYER_TCD_device_select';
 export const VULKAN_LAYER_MANIFEST = 'VkLayer_tcd_device_select.json';
 export const VULKAN_LAYER_LIBRARY = 'libVkLayer_tcd_device_select.so';
 /** Where scripts/build-vulkan-layer.sh puts the layer, relative to the project root. */
-export const VULKAN_LAYER_BUILD_DIR = join('build', 'vulkan-layer');
+const VULKAN_LAYER_BUILD_DIR = join('build', 'vulkan-layer');
 
 export type PinningEnv = { env: Record<string, string> } | { error: string };
 

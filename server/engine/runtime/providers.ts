@@ -11,7 +11,7 @@ import type { LinearForm } from '../onnx/graph.js';
 import type { VaeAttentionForm } from '../model/vae.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
-export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cuda'];
+const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cuda'];
 
 export interface BackendInfo { name: string; bundled: boolean }
 

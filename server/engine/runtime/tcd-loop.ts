@@ -40,7 +40,7 @@ export async function releaseLoopSessions(): Promise<void> {
 }
 
 /** Thrown when the caller cancelled the loop; the executor reports the prompt as interrupted. */
-export class LoopCancelled extends Error {
+class LoopCancelled extends Error {
   constructor() { super('Processing interrupted'); this.name = 'InterruptedError'; }
 }
 

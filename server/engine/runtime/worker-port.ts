@@ -78,7 +78,7 @@ export function checkIsolation(isolation: WorkerIsolation): void {
  * tsx's loader inside the worker, and Node 20 does not apply the parent's `--import tsx` hooks to a worker's entry
  * module, so a two-line ESM bootstrap registers tsx there first and then imports the worker.
  */
-export function spawnThread(file: URL, workerData: unknown): Worker {
+function spawnThread(file: URL, workerData: unknown): Worker {
   if (!file.pathname.endsWith('.ts')) return new Worker(file, { workerData });
   const tsxApi = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(file.href)}); });`;
