@@ -89,7 +89,32 @@ function img2img() {
   ]);
 }
 
+const DEMO = 'tcd-studio-demo-sdxl.safetensors';
+
+/** The shared front of the demo-model workflows: checkpoint, positive and negative prompts. */
+function demoFront(prompt: string): Spec[] {
+  return [
+    { id: 1, type: 'CheckpointLoaderSimple', title: 'Demo model (replace with your checkpoint)', pos: [40, 200], widgets: [DEMO] },
+    { id: 2, type: 'CLIPTextEncode', title: 'Positive', pos: [400, 120], widgets: [prompt], from: { clip: [1, 1] } },
+    { id: 3, type: 'CLIPTextEncode', title: 'Negative', pos: [400, 360], widgets: [NEGATIVE], from: { clip: [1, 1] } },
+  ];
+}
+
+/** txt2img at 512, latent upscale x1.5, a second KSampler pass at denoise 0.5 (ComfyUI's "hires fix") */
+function hiresFix() {
+  return buildWorkflow([
+    ...demoFront('a cozy cabin in a snowy forest at night, warm windows'),
+    { id: 4, type: 'EmptyLatentImage', pos: [400, 600], widgets: [512, 512, 1] },
+    { id: 5, type: 'KSampler', title: 'First pass', pos: [780, 200], widgets: [42, 'fixed', 4, 1, 'tcd', 'simple', 1], from: { model: [1, 0], positive: [2, 0], negative: [3, 0], latent_image: [4, 0] } },
+    { id: 8, type: 'LatentUpscaleBy', pos: [1140, 200], widgets: ['nearest-exact', 1.5], from: { samples: [5, 0] } },
+    { id: 9, type: 'KSampler', title: 'Hires pass', pos: [1400, 200], widgets: [43, 'fixed', 4, 1, 'tcd', 'simple', 0.5], from: { model: [1, 0], positive: [2, 0], negative: [3, 0], latent_image: [8, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1760, 200], widgets: [], from: { samples: [9, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [2000, 200], widgets: ['hires-fix'], from: { images: [6, 0] } },
+  ]);
+}
+
 export const TEMPLATES: Record<string, () => unknown> = {
+  'hires-fix': hiresFix,
   'tcd-sdxl-txt2img': () => tcdTxt2img({ ckpt: 'sd_xl_base_1.0.safetensors', loras: [{ name: 'TCD-SDXL-LoRA.safetensors', strength: 1, title: 'TCD LoRA' }], size: 1024, prompt: 'a photo of a lighthouse on a cliff at sunset, highly detailed', prefix: 'tcd-sdxl' }),
   'tcd-sd15-txt2img': () => tcdTxt2img({ ckpt: 'v1-5-pruned-emaonly.safetensors', loras: [{ name: 'TCD-SD15-LoRA.safetensors', strength: 1, title: 'TCD LoRA' }], size: 512, prompt: 'a photo of a cat sitting on a windowsill, soft light', prefix: 'tcd-sd15' }),
   'tcd-img2img': img2img,

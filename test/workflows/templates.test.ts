@@ -15,7 +15,7 @@ import { validatePrompt } from '../../server/executor/validate.js';
 import { decodePng, encodePng, readPngText } from '../../server/storage/png.js';
 import { PROJECT, runCli, runFlags, tempDirs } from '../cli/run-cli.js';
 
-const NAMES = ['demo', 'tcd-img2img', 'tcd-lora-stack', 'tcd-sd15-txt2img', 'tcd-sdxl-txt2img'];
+const NAMES = ['demo', 'hires-fix', 'tcd-img2img', 'tcd-lora-stack', 'tcd-sd15-txt2img', 'tcd-sdxl-txt2img'];
 const load = (name: string) => JSON.parse(readFileSync(join(PROJECT, 'workflows', `${name}.json`), 'utf8')) as UiWorkflow;
 
 let dirs: ReturnType<typeof tempDirs>;
@@ -38,7 +38,7 @@ function apiOf(name: string) {
 }
 const byClass = (p: Record<string, { class_type: string; inputs: Record<string, unknown> }>, cls: string) => Object.entries(p).filter(([, n]) => n.class_type === cls);
 
-test('workflows/ holds exactly the five ready workflows, each UI format version 0.4', () => {
+test('workflows/ holds exactly the ready workflows, each UI format version 0.4', () => {
   assert.deepEqual(readdirSync(join(PROJECT, 'workflows')).filter((f) => f.endsWith('.json')).sort(), NAMES.map((n) => `${n}.json`));
   for (const n of NAMES) {
     const wf = load(n) as UiWorkflow & { version: number; last_link_id: number };
