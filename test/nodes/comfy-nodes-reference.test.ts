@@ -17,6 +17,17 @@ import { assertTensor, runNode } from './model-free-helpers.js';
 const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'data', 'comfy-nodes');
 const present = existsSync(join(DIR, 'reference.json'));
 
+/**
+ * Index-only and integer methods are exact; interpolating ones differ by float32 rounding where PyTorch's compiled
+ * kernels fuse multiply-adds (a few ulps of the values, up to ~1e-6 relative after bicubic's cancellations).
+ */
+function tolerance(c: Case): number {
+  const m = c.args.upscale_method;
+  if (m === 'bilinear') return 3e-7;
+  if (m === 'bicubic' || m === 'bislerp' || c.node === 'LatentBlend' || c.node === 'ImageBatch') return 3e-6;
+  return c.node === 'ConditioningAverage' || c.node === 'LatentComposite' ? 1e-7 : 0;
+}
+
 interface Case { name: string; node: string; args: Record<string, unknown>; inputs: Record<string, string>; outputs: string[] }
 
 test('model-free nodes equal ComfyUI\'s code run with torch', { skip: present ? false : 'skipped: test/data/comfy-nodes/reference.json not made yet' }, async () => {
@@ -53,7 +64,7 @@ test('model-free nodes equal ComfyUI\'s code run with torch', { skip: present ? 
         const ref = tensor(key);
         // ComfyUI's outpaint mask is [H, W]; ours carries the batch axis [1, H, W]
         const ours = ref.shape.length === outs[i].shape.length - 1 && outs[i].shape[0] === 1 ? { shape: ref.shape, data: outs[i].data } : outs[i];
-        assertTensor(ours, ref, `${c.name} output ${i}`, c.args.upscale_method === 'lanczos' ? 0 : 2e-6);
+        assertTensor(ours, ref, `${c.name} output ${i}`, tolerance(c));
         checked++;
       });
     }
