@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRegistry } from '../../nodes/index.js';
-import { ensureDemoCheckpoint } from '../../server/engine/make-checkpoint.js';
+import { ensureDemoCheckpoint } from '../../server/tools/make-checkpoint.js';
 import { uiToApi, type UiWorkflow } from '../../server/workflow/convert.js';
 import { decodePng } from '../../server/storage/png.js';
 import type { Prompt } from '../../server/executor/prompt.js';
