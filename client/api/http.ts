@@ -2,6 +2,7 @@
 // waits for the user to supply one (the UI registers `onUnauthorized`) and retries.
 import type { ApiPrompt, ObjectInfo, Workflow } from '../graph/types.js';
 import { getToken, setToken } from './token.js';
+import type { HistoryEntry } from '../graph/history.js';
 
 /** ComfyUI's 400 answer to POST /prompt. */
 export interface PromptError {
@@ -79,6 +80,10 @@ export class HttpApi {
     if (!res.ok) throw new Error(data?.error?.message ?? data?.message ?? `HTTP ${res.status}`);
     return data.subfolder ? `${data.subfolder}/${data.name}` : data.name;
   }
+
+  /** GET /history, newest entries last (ComfyUI's order); `maxItems` keeps the newest ones. */
+  history(maxItems = 64): Promise<Record<string, HistoryEntry>> { return this.json(`/history?max_items=${maxItems}`); }
+  async deleteHistory(ids: string[]): Promise<void> { await this.post('/history', { delete: ids }); }
 
   queue(): Promise<{ queue_running: QueueItem[]; queue_pending: QueueItem[] }> { return this.json('/queue'); }
   async cancel(promptId: string): Promise<void> { await this.post('/queue', { delete: [promptId] }); }

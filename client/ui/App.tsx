@@ -13,6 +13,8 @@ import { Session } from './session.js';
 import { Toolbar } from './Toolbar.js';
 import { QueuePanel } from './QueuePanel.js';
 import { GalleryPanel } from './GalleryPanel.js';
+import { HistoryPanel } from './HistoryPanel.js';
+import { Lightbox } from './Lightbox.js';
 import { MessagesPanel } from './MessagesPanel.js';
 import { TokenDialog } from './TokenDialog.js';
 
@@ -88,10 +90,12 @@ export function App() {
           <aside className="side">
             <MessagesPanel session={session} />
             <QueuePanel session={session} />
+            <HistoryPanel session={session} />
             <GalleryPanel session={session} />
           </aside>
         )}
       </main>
+      {session && <Lightbox session={session} />}
       {askToken && <TokenDialog onSubmit={askToken.submit} refused={askToken.refused} />}
     </div>
   );

@@ -1,4 +1,4 @@
-// Output images of this session, newest first; click opens the full image.
+// Output images (this session's and the server's history), newest first; a click opens the lightbox.
 import type { Session } from './session.js';
 
 export function GalleryPanel({ session }: { session: Session }) {
@@ -7,9 +7,9 @@ export function GalleryPanel({ session }: { session: Session }) {
       <h4>Gallery <span className="muted">({session.gallery.length})</span></h4>
       <div className="thumbs">
         {session.gallery.map((img) => (
-          <a key={img.url} href={img.url} target="_blank" rel="noreferrer" title={img.filename}>
+          <button key={img.url} className="thumb" title={img.filename} onClick={() => session.openLightbox(img.url)}>
             <img src={img.url} alt={img.filename} loading="lazy" />
-          </a>
+          </button>
         ))}
       </div>
     </section>

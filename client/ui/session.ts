@@ -6,6 +6,7 @@ import type { HttpApi, ImageRef, PromptError, QueueItem } from '../api/http.js';
 import { PromptRejected } from '../api/http.js';
 import type { ConnectionState, EventSocket, Preview, SocketEvent } from '../api/socket.js';
 import { queueBody } from '../graph/to-api.js';
+import { historyItems, type HistoryItem } from '../graph/history.js';
 
 export interface GalleryImage { url: string; promptId: string; nodeId: string; filename: string }
 
@@ -18,6 +19,11 @@ export class Session {
   /** Messages shown in the side panel: validation and execution errors, file problems. */
   messages: { kind: 'error' | 'info'; text: string }[] = [];
   lastPromptId: string | null = null;
+  /** GET /history as sidebar items, newest first. */
+  history: HistoryItem[] = [];
+  /** The image shown large (index into `gallery`), or null. */
+  lightbox: number | null = null;
+  private historyShownOnNodes = false;
   private listeners = new Set<() => void>();
   private lastPreviewUrl: string | null = null;
   private executingPrompt: string | null = null;
@@ -27,7 +33,7 @@ export class Session {
     socket.onPreview = (p) => this.onPreview(p);
     socket.onState = (s) => {
       this.connection = s;
-      if (s === 'open') void this.refreshQueue();
+      if (s === 'open') { void this.refreshQueue(); void this.refreshHistory(); }
       this.emit();
     };
   }
@@ -82,6 +88,59 @@ export class Session {
     this.note('error', lines.join('\n'));
   }
 
+  async refreshHistory(): Promise<void> {
+    try {
+      this.history = historyItems(await this.api.history());
+    } catch { return; }
+    const fromHistory = this.history.flatMap((h) => h.images.map(({ nodeId, image }) =>
+      ({ url: this.api.viewUrl(image), promptId: h.promptId, nodeId, filename: image.filename })));
+    const known = new Set(fromHistory.map((g) => g.url));
+    const live = this.gallery.filter((g) => !known.has(g.url) && this.history.every((h) => h.promptId !== g.promptId));
+    this.gallery = [...live, ...fromHistory].slice(0, 200);
+    // After a reload the newest outputs go back on their nodes, as if they had just run.
+    if (!this.historyShownOnNodes) {
+      this.historyShownOnNodes = true;
+      const newest = this.history.find((h) => h.images.length);
+      const byNode = new Map<string, string[]>();
+      for (const { nodeId, image } of newest?.images ?? []) byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), this.api.viewUrl(image)]);
+      for (const [id, urls] of byNode) if (this.editor.nodeById(id) && !runtime.images.has(id)) runtime.setImages(id, urls);
+    }
+    this.emit();
+  }
+
+  /** Opens the workflow that made a history item (kept in its extra_pnginfo). */
+  loadHistory(item: HistoryItem): void {
+    if (item.workflow) this.editor.load(item.workflow, { keepHistory: true });
+    else this.note('error', `prompt #${item.number} carries no workflow`);
+  }
+
+  /** Queues a history item's prompt again, exactly as it ran. */
+  async rerun(item: HistoryItem): Promise<void> {
+    try {
+      const res = await this.api.queuePrompt({ client_id: this.socket.id, prompt: item.prompt, extra_data: item.extraData });
+      this.lastPromptId = res.prompt_id;
+      void this.refreshQueue();
+    } catch (e) {
+      if (e instanceof PromptRejected) this.showPromptErrors(e.body);
+      else this.note('error', (e as Error).message);
+    }
+  }
+
+  async deleteHistory(item: HistoryItem): Promise<void> {
+    await this.api.deleteHistory([item.promptId]);
+    this.gallery = this.gallery.filter((g) => g.promptId !== item.promptId);
+    await this.refreshHistory();
+  }
+
+  openLightbox(url: string): void { this.lightbox = Math.max(0, this.gallery.findIndex((g) => g.url === url)); this.emit(); }
+  closeLightbox(): void { this.lightbox = null; this.emit(); }
+  /** Arrows in the lightbox: -1 newer, +1 older; wraps around. */
+  stepLightbox(delta: number): void {
+    if (this.lightbox === null || !this.gallery.length) return;
+    this.lightbox = (this.lightbox + delta + this.gallery.length) % this.gallery.length;
+    this.emit();
+  }
+
   async refreshQueue(): Promise<void> {
     try {
       const q = await this.api.queue();
@@ -107,6 +166,7 @@ export class Session {
       case 'status':
         this.queueRemaining = data?.status?.exec_info?.queue_remaining ?? 0;
         void this.refreshQueue();
+        void this.refreshHistory(); // a finished prompt is in history by the time the queue says so
         break;
       case 'execution_start':
         this.executingPrompt = data.prompt_id;
@@ -116,7 +176,7 @@ export class Session {
       case 'executing':
         if (runtime.running) runtime.progress.delete(runtime.running);
         runtime.running = data.node ?? null;
-        if (data.node == null) { runtime.progress.clear(); void this.refreshQueue(); }
+        if (data.node == null) { runtime.progress.clear(); void this.refreshQueue(); void this.refreshHistory(); }
         break;
       case 'progress':
         runtime.progress.set(String(data.node ?? runtime.running), data.value / Math.max(1, data.max));
@@ -134,13 +194,16 @@ export class Session {
         const inputs: Record<string, string> = {};
         runtime.errors.set(String(data.node_id), { message: `${data.exception_type}: ${data.exception_message}`, inputs });
         this.note('error', `#${data.node_id} ${data.node_type}: ${data.exception_message}`);
+        void this.refreshHistory();
         break;
       }
       case 'execution_interrupted':
         this.note('info', `Interrupted at #${data.node_id ?? '?'} ${data.node_type ?? ''}`);
+        void this.refreshHistory();
         break;
       case 'execution_success':
         this.executingPrompt = null;
+        void this.refreshHistory();
         break;
       default:
         return;
