@@ -17,6 +17,9 @@ export class PromptRejected extends Error {
 /** [number, prompt_id, prompt, extra_data, outputs_to_execute] */
 export type QueueItem = [number, string, ApiPrompt, Record<string, unknown>, string[]];
 
+export interface TemplateInfo { file: string; title: string; description: string }
+export interface CatalogModel { name: string; folder: string; filename: string; description: string; size: number | null; installed: boolean }
+
 export interface ImageRef { filename: string; subfolder: string; type: string }
 
 /**
@@ -96,6 +99,42 @@ export class HttpApi {
     const data = await res.json();
     return Array.isArray(data) ? data.map((d) => (typeof d === 'string' ? d : String(d.name))) : [];
   }
+
+  /** Titles and descriptions of the templates (GET /templates/index.json, ComfyUI's template index). */
+  async templateIndex(): Promise<TemplateInfo[]> {
+    const res = await this.request('/templates/index.json');
+    const mods = res.ok ? await res.json().catch(() => []) : [];
+    const out: TemplateInfo[] = [];
+    for (const m of Array.isArray(mods) ? mods : []) for (const t of m.templates ?? []) {
+      out.push({ file: `${t.name}.json`, title: String(t.title ?? t.name), description: String(t.description ?? '') });
+    }
+    if (out.length) return out;
+    return (await this.workflows()).map((file) => ({ file, title: file.replace(/\.json$/, '').replace(/[-_]/g, ' '), description: '' }));
+  }
+
+  /** Models `models pull` knows (GET /model_catalog); [] when the server has no pull route. */
+  async modelCatalog(): Promise<CatalogModel[]> {
+    const res = await this.request('/model_catalog');
+    return res.ok ? res.json() : [];
+  }
+
+  /** Downloads one catalog model on the server (POST /models/pull); throws with the server's reason. */
+  async pullModel(name: string): Promise<void> {
+    const res = await this.post('/models/pull', { name });
+    if (!res.ok) {
+      const body = await res.json().catch(() => null);
+      throw new Error(body?.error?.message ?? `HTTP ${res.status}`);
+    }
+  }
+
+  /** File names in one model folder (GET /models/FOLDER). */
+  async modelFiles(folder: string): Promise<string[]> {
+    const res = await this.request(`/models/${encodeURIComponent(folder)}`);
+    return res.ok ? res.json() : [];
+  }
+
+  /** The model folders the server knows (GET /models). */
+  async modelFolders(): Promise<string[]> { return this.json('/models'); }
 
   workflow(name: string): Promise<Workflow> { return this.json(`/workflows/${encodeURIComponent(name)}`); }
 

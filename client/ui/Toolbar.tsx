@@ -1,7 +1,7 @@
 // Top bar: queue, interrupt, undo/redo, files, templates and the connection indicator.
-import { useEffect, useRef, useState } from 'react';
+import { useRef, useState } from 'react';
 import type { Session } from './session.js';
-import { defaultWorkflow } from '../graph/default-workflow.js';
+import { TemplatesDialog } from './TemplatesDialog.js';
 
 function download(name: string, text: string): void {
   const a = document.createElement('a');
@@ -14,13 +14,7 @@ function download(name: string, text: string): void {
 export function Toolbar({ session }: { session: Session }) {
   const { editor, api } = session;
   const fileRef = useRef<HTMLInputElement>(null);
-  const [templates, setTemplates] = useState<string[]>([]);
-  useEffect(() => { void api.workflows().then(setTemplates); }, [api, session.connection]);
-
-  const openTemplate = async (name: string) => {
-    if (name === '__default') return editor.load(defaultWorkflow(), { keepHistory: true });
-    try { editor.load(await api.workflow(name), { keepHistory: true }); } catch (e) { session.note('error', `${name}: ${(e as Error).message}`); }
-  };
+  const [showTemplates, setShowTemplates] = useState(false);
 
   return (
     <header className="toolbar">
@@ -39,11 +33,8 @@ export function Toolbar({ session }: { session: Session }) {
           e.target.value = '';
         }} />
       <button onClick={() => download('workflow.json', JSON.stringify(editor.serialize(), null, 2))}>Save</button>
-      <select value="" onChange={(e) => void openTemplate(e.target.value)} data-testid="templates">
-        <option value="" disabled>Templates…</option>
-        <option value="__default">Default: TCD text to image</option>
-        {templates.map((t) => <option key={t} value={t}>{t}</option>)}
-      </select>
+      <button onClick={() => setShowTemplates(true)} data-testid="templates">Templates…</button>
+      {showTemplates && <TemplatesDialog session={session} onClose={() => setShowTemplates(false)} />}
       <span className="grow" />
       <span className="muted">queue: {session.queueRemaining}</span>
       <span className={`conn ${session.connection}`} data-testid="connection" title="server connection">

@@ -8,6 +8,8 @@ import type { ConnectionState, EventSocket, Preview, SocketEvent } from '../api/
 import { queueBody } from '../graph/to-api.js';
 import { historyItems, type HistoryItem } from '../graph/history.js';
 
+const NAME_KEY = 'tcd-studio.workflowName';
+
 export interface GalleryImage { url: string; promptId: string; nodeId: string; filename: string }
 
 export class Session {
@@ -24,6 +26,8 @@ export class Session {
   /** The image shown large (index into `gallery`), or null. */
   lightbox: number | null = null;
   private historyShownOnNodes = false;
+  /** The open workflow's name (a template's, or the one it was saved under). */
+  workflowName: string = localStorage.getItem(NAME_KEY) ?? 'Unsaved workflow';
   private listeners = new Set<() => void>();
   private lastPreviewUrl: string | null = null;
   private executingPrompt: string | null = null;
@@ -47,6 +51,12 @@ export class Session {
 
   note(kind: 'error' | 'info', text: string): void {
     this.messages = [...this.messages.slice(-9), { kind, text }];
+    this.emit();
+  }
+
+  setWorkflowName(name: string): void {
+    this.workflowName = name;
+    try { localStorage.setItem(NAME_KEY, name); } catch { /* private mode */ }
     this.emit();
   }
 
@@ -96,7 +106,9 @@ export class Session {
       ({ url: this.api.viewUrl(image), promptId: h.promptId, nodeId, filename: image.filename })));
     const known = new Set(fromHistory.map((g) => g.url));
     const live = this.gallery.filter((g) => !known.has(g.url) && this.history.every((h) => h.promptId !== g.promptId));
-    this.gallery = [...live, ...fromHistory].slice(0, 200);
+    // A cached re-run lists the same file again: one gallery entry per image.
+    const seen = new Set<string>();
+    this.gallery = [...live, ...fromHistory].filter((g) => !seen.has(g.url) && seen.add(g.url)).slice(0, 200);
     // After a reload the newest outputs go back on their nodes, as if they had just run.
     if (!this.historyShownOnNodes) {
       this.historyShownOnNodes = true;

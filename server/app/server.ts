@@ -17,6 +17,7 @@ import { removeStalePartials } from '../storage/atomic-write.js';
 import { WsHub } from './ws-hub.js';
 import { protocolRoutes } from './routes.js';
 import { comfyFrontendRoutes } from './comfy-frontend/index.js';
+import { modelPullRoutes } from './model-pull.js';
 import { crossSiteBodyGuard, jsonBody } from './json-body.js';
 import {
   securityMiddleware, originRefusal, hostRefusal, isLoopbackAddress, tokenFrom, tokenMatches, requestUrl,
@@ -115,6 +116,9 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   });
   app.use('/api', frontend.router);
   app.use('/', frontend.router);
+  const pull = modelPullRoutes(models.root);
+  app.use('/api', pull);
+  app.use('/', pull);
   const routes = protocolRoutes({
     registry: cfg.registry, services, queue, models, dirs, workflowsDir: cfg.workflowsDir,
     maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024, version: cfg.version ?? '0.0.0',

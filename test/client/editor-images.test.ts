@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PNG } from 'pngjs';
-import { browserSkip, emptyPoint, menuClick, nodePoint, shot, startHarness, type Harness } from './harness.js';
+import { browserSkip, emptyPoint, menuClick, nodePoint, openTemplate, shot, startHarness, type Harness } from './harness.js';
 import type { Page } from 'playwright-core';
 
 const skip = browserSkip();
@@ -44,7 +44,7 @@ const shownImage = (id: number) => ev<[number, number, string] | null>(`(() => {
 const nodeTypes = () => ev<[number, string][]>(`window.__tcd.graph._nodes.map((n) => [n.id, n.type])`);
 
 test('img2img template: the upload button stores the image, lists it, shows it, and the graph runs', { skip }, async () => {
-  await h.page.selectOption('[data-testid=templates]', 'tcd-img2img.json');
+  await openTemplate(h.page, 'tcd-img2img.json');
   await h.page.waitForFunction(() => (window as any).__tcd.editor.nodeById(8)?.type === 'LoadImage');
   const [btnY, width] = await ev<[number, number]>(`(() => { const n = window.__tcd.editor.nodeById(8); return [n.widgets.find((w) => w.name === 'upload').y, n.size[0]]; })()`);
   const chooser = h.page.waitForEvent('filechooser');
@@ -117,7 +117,7 @@ test('a dropped PNG that carries a workflow opens that workflow instead', { skip
   const hist = await (await h.api('/history')).json() as Record<string, { outputs: Record<string, { images: { filename: string }[] }> }>;
   const file = Object.values(Object.values(hist)[0].outputs)[0].images[0].filename;
   const bytes = Buffer.from(await (await fetch(`${h.url}api/view?type=output&filename=${file}`)).arrayBuffer());
-  await h.page.selectOption('[data-testid=templates]', '__default');
+  await openTemplate(h.page, 'default.json');
   await h.page.waitForFunction(() => !(window as any).__tcd.editor.nodeById(8) || (window as any).__tcd.editor.nodeById(8).type !== 'LoadImage');
   await dropFile(h.page, bytes, file, 'image/png', await emptyPoint(h.page));
   await h.page.waitForFunction(() => (window as any).__tcd.editor.nodeById(8)?.type === 'LoadImage');

@@ -190,3 +190,12 @@ export async function menuEntries(page: Page): Promise<string[]> {
     return last ? [...last.querySelectorAll('.litemenu-entry')].map((e) => (e.textContent ?? '').trim()) : [];
   });
 }
+
+/** Opens a template through the Templates dialog, by mouse (`file`: 'demo.json', or 'default.json' for the default). */
+export async function openTemplate(page: Page, file: string): Promise<void> {
+  await page.click('[data-testid=templates]');
+  const card = page.locator(`[data-testid=templates-dialog] li.template[data-template="${file}"]`);
+  await card.waitFor({ timeout: 10_000 });
+  await card.getByRole('button', { name: 'Open' }).click();
+  await page.locator('[data-testid=templates-dialog]').waitFor({ state: 'detached' });
+}
