@@ -9,8 +9,6 @@ export const REQUEST_LIMITS = {
   clientIdChars: 256,
   /** extra_data (the UI workflow in extra_pnginfo, mostly) as JSON */
   extraDataBytes: 4 * 1024 * 1024,
-  /** nodes in one prompt or UI workflow (validation and conversion are linear, but not free) */
-  nodes: 20_000,
 };
 
 export interface LimitRefusal { status: 400 | 413; body: PromptErrorBody }

@@ -37,7 +37,23 @@ function echoed(v: unknown): unknown {
   return text.length > ECHO_LIMIT ? `${text.slice(0, ECHO_LIMIT)}... (${text.length} characters of JSON)` : v;
 }
 
-export function convertConstant(spec: InputSpec, raw: unknown, services?: unknown): { value: unknown } | { error: ErrorItem } {
+/**
+ * Choice lists per input spec for one validation: a list can come from a folder listing, and a prompt may hold
+ * thousands of nodes of one class. A list that threw is remembered as its error.
+ */
+export type ChoiceCache = Map<InputSpec, { set: Set<string>; list: string[] } | Error>;
+
+function choicesOf(spec: InputSpec, services: unknown, cache?: ChoiceCache): { set: Set<string>; list: string[] } {
+  let c = cache?.get(spec);
+  if (!c) {
+    try { const list = comboChoices(spec, services); c = { set: new Set(list.map(String)), list }; } catch (e) { c = e as Error; }
+    cache?.set(spec, c);
+  }
+  if (c instanceof Error) throw c;
+  return c;
+}
+
+export function convertConstant(spec: InputSpec, raw: unknown, services?: unknown, cache?: ChoiceCache): { value: unknown } | { error: ErrorItem } {
   const v = unwrapLiteral(raw);
   const shown = echoed(v);
   const extra = { input_name: spec.name, input_config: [spec.type, spec.options], received_value: shown };
@@ -69,9 +85,9 @@ export function convertConstant(spec: InputSpec, raw: unknown, services?: unknow
       else return bad();
       break;
     case 'COMBO': {
-      const list = comboChoices(spec, services);
+      const { set, list } = choicesOf(spec, services, cache);
       if (typeof v !== 'string' && typeof v !== 'number') return bad();
-      if (!list.includes(String(v))) {
+      if (!set.has(String(v))) {
         return { error: errorItem('value_not_in_list', 'Value not in list', `${spec.name}: '${String(shown)}' not in ${JSON.stringify(list.length > 20 ? [...list.slice(0, 20), '...'] : list)}`, extra) };
       }
       value = String(v);
@@ -88,11 +104,20 @@ export function convertConstant(spec: InputSpec, raw: unknown, services?: unknow
   return { value };
 }
 
+/** Most nodes one prompt may hold: validation is linear, but a bound keeps one request's cost bounded too. */
+export const MAX_PROMPT_NODES = 20_000;
+/** dependent_outputs lists at most this many outputs per failing node (keeps the 400 body linear in the prompt). */
+export const MAX_DEPENDENT_OUTPUTS = 64;
+
 export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, services: S, targets?: string[]): ValidationResult {
   if (!prompt || typeof prompt !== 'object' || Array.isArray(prompt)) {
     return { ok: false, body: promptError(errorItem('invalid_prompt', 'Invalid prompt: the prompt must be an object of nodes keyed by id', '', {})) };
   }
   const p = prompt as Prompt;
+  const count = Object.keys(p).length;
+  if (count > MAX_PROMPT_NODES) {
+    return { ok: false, body: promptError(errorItem('invalid_prompt', `Prompt has ${count} nodes; at most ${MAX_PROMPT_NODES} are accepted`, '', { node_count: count, max_nodes: MAX_PROMPT_NODES })) };
+  }
   for (const [id, node] of Object.entries(p)) {
     // a key that is special to plain JS objects would silently vanish from outputs/history maps downstream
     if (id === '__proto__') return { ok: false, body: promptError(errorItem('invalid_prompt', 'Node id __proto__ is reserved', `Node ID '#${id}'`, { node_id: id })) };
@@ -107,12 +132,14 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
     }
   }
   let outputs = Object.keys(p).filter((id) => registry.get(p[id].class_type)!.outputNode);
-  if (targets && targets.length) outputs = outputs.filter((id) => targets.includes(id));
+  if (targets && targets.length) { const wanted = new Set(targets); outputs = outputs.filter((id) => wanted.has(id)); }
   if (outputs.length === 0) return { ok: false, body: promptError(errorItem('prompt_no_outputs', 'Prompt has no outputs', '', {})) };
 
   const constants = new Map<string, Record<string, unknown>>();
   const state = new Map<string, 'visiting' | 'ok' | 'failed'>();
   const errorsByNode = new Map<string, ErrorItem[]>();
+  const sourcesOf = new Map<string, string[]>();
+  const choiceCache: ChoiceCache = new Map();
   const addError = (id: string, e: ErrorItem) => { (errorsByNode.get(id) ?? errorsByNode.set(id, []).get(id)!).push(e); };
 
   /** Own checks of one node (classes, inputs, links, constants); the linked sources it depends on. */
@@ -149,7 +176,7 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
         valid = false; continue;
       }
       let res;
-      try { res = convertConstant(spec, raw, services); } catch (e) { res = { error: errorItem('exception_during_validation', `Exception when validating inner node: ${(e as Error).message}`, spec.name, { input_name: spec.name }) }; }
+      try { res = convertConstant(spec, raw, services, choiceCache); } catch (e) { res = { error: errorItem('exception_during_validation', `Exception when validating inner node: ${(e as Error).message}`, spec.name, { input_name: spec.name }) }; }
       if ('error' in res) { addError(id, res.error); valid = false; } else values[spec.name] = res.value;
     }
     return { valid, values, sources };
@@ -169,6 +196,7 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
       }
     }
     constants.set(id, own.values);
+    sourcesOf.set(id, own.sources);
     state.set(id, valid ? 'ok' : 'failed');
   };
 
@@ -193,17 +221,15 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
   };
 
   const good: string[] = [];
+  const failed: string[] = [];
+  for (const out of outputs) (visit(out) ? good : failed).push(out);
+  // every node with errors lists the failing outputs that depend on it, all found in one pass over the graph
+  const dependents = dependentOutputs(failed, (id) => sourcesOf.get(id) ?? [], MAX_DEPENDENT_OUTPUTS);
   const nodeErrors: Record<string, NodeErrors> = {};
-  for (const out of outputs) {
-    if (visit(out)) { good.push(out); continue; }
-    // attach this output to every node among its ancestors (and itself) that has errors
-    const ancestors = collectAncestors(p, out);
-    for (const [nid, errs] of errorsByNode) {
-      if (!ancestors.has(nid)) continue;
-      // own-property lookup: ids like 'constructor' must not find Object.prototype members
-      const ne = Object.hasOwn(nodeErrors, nid) ? nodeErrors[nid] : (nodeErrors[nid] = { errors: errs, dependent_outputs: [], class_type: p[nid].class_type });
-      if (!ne.dependent_outputs.includes(out)) ne.dependent_outputs.push(out);
-    }
+  for (const [nid, errs] of errorsByNode) {
+    const deps = dependents.get(nid);
+    if (!deps?.length) continue;
+    nodeErrors[nid] = { errors: errs, dependent_outputs: deps, class_type: p[nid].class_type };
   }
   if (good.length === 0) {
     const first = Object.values(nodeErrors)[0]?.errors[0];
@@ -213,16 +239,54 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
   return { ok: true, outputs: good, constants, nodeErrors };
 }
 
-/** The node itself and everything it transitively links to. */
-export function collectAncestors(p: Prompt, id: string, seen = new Set<string>()): Set<string> {
-  const todo = [id];
-  while (todo.length) {
-    const n = todo.pop()!;
-    if (seen.has(n) || !Object.hasOwn(p, n)) continue;
-    seen.add(n);
-    for (const v of Object.values(p[n].inputs ?? {})) if (isLink(v)) todo.push(String(v[0]));
+/**
+ * For every node reachable from `outputs` through `sources`, the outputs that depend on it (itself included), in
+ * `outputs` order, at most `cap` each. Linear: nodes are visited consumers-first and each link merges one capped list.
+ */
+export function dependentOutputs(outputs: string[], sources: (id: string) => string[], cap: number): Map<string, string[]> {
+  const rank = new Map(outputs.map((o, i) => [o, i]));
+  // post-order (sources before consumers); reversed, every consumer comes before its sources
+  const order: string[] = [];
+  const seen = new Set<string>();
+  for (const o of outputs) {
+    if (seen.has(o)) continue;
+    seen.add(o);
+    const stack: { id: string; next: number; links: string[] }[] = [{ id: o, next: 0, links: sources(o) }];
+    while (stack.length) {
+      const f = stack[stack.length - 1];
+      if (f.next < f.links.length) {
+        const src = f.links[f.next++];
+        if (!seen.has(src)) { seen.add(src); stack.push({ id: src, next: 0, links: sources(src) }); }
+        continue;
+      }
+      stack.pop();
+      order.push(f.id);
+    }
   }
-  return seen;
+  const deps = new Map<string, number[]>();
+  for (const o of outputs) deps.set(o, [rank.get(o)!]);
+  for (let i = order.length - 1; i >= 0; i--) {
+    const mine = deps.get(order[i]);
+    if (!mine) continue;
+    for (const src of sources(order[i])) {
+      const theirs = deps.get(src);
+      deps.set(src, theirs ? mergeCapped(theirs, mine, cap) : mine.slice(0, cap));
+    }
+  }
+  const out = new Map<string, string[]>();
+  for (const [id, ranks] of deps) out.set(id, ranks.map((r) => outputs[r]));
+  return out;
+}
+
+/** The union of two ascending lists, ascending, cut at `cap`. */
+function mergeCapped(a: number[], b: number[], cap: number): number[] {
+  const out: number[] = [];
+  let i = 0, j = 0;
+  while (out.length < cap && (i < a.length || j < b.length)) {
+    const x = i < a.length ? a[i] : Infinity, y = j < b.length ? b[j] : Infinity;
+    if (x <= y) { out.push(x); i++; if (x === y) j++; } else { out.push(y); j++; }
+  }
+  return out;
 }
 
 /** Dependency order (sources first) of everything the given outputs need. Assumes a validated, acyclic prompt. */

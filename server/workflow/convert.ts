@@ -5,6 +5,7 @@
  */
 import { isWidgetType, type NodeDefinition, type Registry } from '../executor/node-definition.js';
 import type { Prompt } from '../executor/prompt.js';
+import { MAX_PROMPT_NODES } from '../executor/validate.js';
 import { uiWorkflowToPrompt, type ClassSchema, type UiWorkflow } from './ui-to-api.js';
 
 export { WorkflowConversionError, MODE_MUTED, MODE_BYPASS, type UiNode, type UiLink, type UiWorkflow } from './ui-to-api.js';
@@ -37,5 +38,5 @@ export function uiToApi<S>(wf: UiWorkflow, registry: Registry<S>): Prompt {
     const def = registry.get(type);
     if (def && !schemas.has(type)) schemas.set(type, schemaFromDefinition(def));
     return schemas.get(type);
-  }, { strict: true });
+  }, { strict: true, maxNodes: MAX_PROMPT_NODES });
 }

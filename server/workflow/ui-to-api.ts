@@ -54,6 +54,8 @@ export interface ConvertOptions {
    * (unknown classes, dynamic inputs), so the server judges them.
    */
   strict: boolean;
+  /** refuse (strict) workflows with more nodes than this */
+  maxNodes?: number;
 }
 
 export const MODE_MUTED = 2;
@@ -119,7 +121,11 @@ function wrap(value: unknown): unknown {
  * @example const prompt = uiWorkflowToPrompt(wf, (t) => ({ inputs: [{ name: 'seed', widget: true, controlAfterGenerate: true }] }), { strict: false });
  *          // prompt['3'] -> { class_type: 'KSampler', inputs: { seed: 5, model: ['4', 0], ... }, _meta: { title: 'KSampler' } }
  */
-export function uiWorkflowToPrompt(wf: UiWorkflow, lookup: SchemaLookup, { strict }: ConvertOptions): ApiPromptOut {
+export function uiWorkflowToPrompt(wf: UiWorkflow, lookup: SchemaLookup, { strict, maxNodes }: ConvertOptions): ApiPromptOut {
+  const count = Array.isArray(wf.nodes) ? wf.nodes.length : 0;
+  if (strict && maxNodes !== undefined && count > maxNodes) {
+    throw new WorkflowConversionError(`workflow has ${count} nodes; at most ${maxNodes} are accepted`, 'invalid_prompt', { node_count: count, max_nodes: maxNodes });
+  }
   const nodes = new Map<string, UiNode>();
   for (const raw of Array.isArray(wf.nodes) ? wf.nodes : []) {
     const bad = !raw || typeof raw !== 'object' || raw.id === undefined || raw.id === null || typeof raw.type !== 'string'
@@ -132,37 +138,53 @@ export function uiWorkflowToPrompt(wf: UiWorkflow, lookup: SchemaLookup, { stric
   const links = new Map<number, LinkInfo>();
   for (const l of Array.isArray(wf.links) ? wf.links : []) if (l) { const [id, info] = readLink(l); links.set(id, info); }
 
-  // Follows a link back to a real producer, through reroutes and bypassed nodes.
-  // Resolving a link is a function of the link alone, so meeting a link twice on one walk is a loop.
-  const resolve = (linkId: unknown, seen = new Set<number>()): Resolved => {
+  // Follows a link back to a real producer, through reroutes and bypassed nodes. A link resolves the same wherever
+  // it is met, so results are memoized (a Reroute chain feeding many inputs is walked once), the walk is a loop
+  // (a chain may be thousands long), and meeting a link twice on one walk is a cycle.
+  const memo = new Map<number, Resolved>();
+  const resolve = (linkId: unknown): Resolved => {
     if (linkId == null) return null;
-    const id = Number(linkId);
-    const l = links.get(id);
-    if (!l) return null;
-    const origin = nodes.get(l.originId);
-    if (!origin) {
-      if (strict) throw new WorkflowConversionError(`link ${linkId} comes from node ${l.originId}, which is not in the workflow`, 'bad_linked_input', { node_id: l.originId });
-      return null;
+    const path: number[] = [];
+    const onPath = new Set<number>();
+    let result: Resolved = null;
+    for (let cur: unknown = linkId; ;) {
+      if (cur == null) { result = null; break; }
+      const id = Number(cur);
+      if (memo.has(id)) { result = memo.get(id)!; break; }
+      const l = links.get(id);
+      if (!l) { result = null; break; }
+      const origin = nodes.get(l.originId);
+      if (!origin) {
+        if (strict) throw new WorkflowConversionError(`link ${cur} comes from node ${l.originId}, which is not in the workflow`, 'bad_linked_input', { node_id: l.originId });
+        result = null; break;
+      }
+      if (onPath.has(id)) {
+        if (strict) throw new WorkflowConversionError('workflow links form a loop through reroute or bypassed nodes', 'dependency_cycle');
+        result = null; break;
+      }
+      onPath.add(id);
+      path.push(id);
+      if (origin.mode === MODE_MUTED) { result = null; break; }
+      if (origin.type === 'Reroute') { cur = origin.inputs?.[0]?.link; continue; }
+      if (PRIMITIVES.has(origin.type)) {
+        const value = primitiveValue(origin.widgets_values);
+        result = value === undefined ? null : { value };
+        break;
+      }
+      if (origin.mode === MODE_BYPASS) {
+        // the same slot index when its type fits, else the first linked input of a matching type (ComfyUI's rule)
+        const ins = origin.inputs ?? [];
+        const same = ins[l.originSlot];
+        const pick = same && same.link != null && typesMatch(same.type, l.type) ? same : ins.find((i) => i.link != null && typesMatch(i.type, l.type));
+        if (!pick) { result = null; break; }
+        cur = pick.link;
+        continue;
+      }
+      result = { link: [l.originId, l.originSlot] };
+      break;
     }
-    if (seen.has(id)) {
-      if (strict) throw new WorkflowConversionError('workflow links form a loop through reroute or bypassed nodes', 'dependency_cycle');
-      return null;
-    }
-    seen.add(id);
-    if (origin.mode === MODE_MUTED) return null;
-    if (origin.type === 'Reroute') return resolve(origin.inputs?.[0]?.link, seen);
-    if (PRIMITIVES.has(origin.type)) {
-      const value = primitiveValue(origin.widgets_values);
-      return value === undefined ? null : { value };
-    }
-    if (origin.mode === MODE_BYPASS) {
-      // the same slot index when its type fits, else the first linked input of a matching type (ComfyUI's rule)
-      const ins = origin.inputs ?? [];
-      const same = ins[l.originSlot];
-      const pick = same && same.link != null && typesMatch(same.type, l.type) ? same : ins.find((i) => i.link != null && typesMatch(i.type, l.type));
-      return pick ? resolve(pick.link, seen) : null;
-    }
-    return { link: [l.originId, l.originSlot] };
+    for (const id of path) memo.set(id, result);
+    return result;
   };
 
   const prompt: ApiPromptOut = {};
@@ -172,13 +194,21 @@ export function uiWorkflowToPrompt(wf: UiWorkflow, lookup: SchemaLookup, { stric
     const schema = lookup(n.type);
     if (!schema && strict) throw new WorkflowConversionError(`Node type ${n.type} (node id ${n.id}) is not known to this server`, 'invalid_prompt', { node_id: String(n.id), class_type: n.type });
     const slots = n.inputs ?? [];
+    // first slot per name and per converted-widget name, so each schema input finds its slot in O(1)
+    const byName = new Map<string, number>(), byWidget = new Map<string, number>();
+    slots.forEach((s, i) => {
+      if (!byName.has(s.name)) byName.set(s.name, i);
+      const w = s.widget?.name;
+      if (typeof w === 'string' && !byWidget.has(w)) byWidget.set(w, i);
+    });
     const used = new Set<UiInput>();
     const inputs: Record<string, unknown> = {};
     if (schema) {
       const values = widgetValues(schema.inputs, n.widgets_values);
       for (const input of schema.inputs) {
         // a converted widget's slot may carry the widget's name in `widget.name` only
-        const slot = slots.find((s) => s.name === input.name || s.widget?.name === input.name);
+        const at = Math.min(byName.get(input.name) ?? Infinity, byWidget.get(input.name) ?? Infinity);
+        const slot = at === Infinity ? undefined : slots[at];
         if (slot) used.add(slot);
         const r = slot ? resolve(slot.link) : null;
         if (r && 'link' in r) inputs[input.name] = r.link;
