@@ -8,6 +8,7 @@
  */
 import { parseArgs } from 'node:util';
 import { serve } from './host.js';
+import { parsePreviewMethod, previewSetting } from './preview-method.js';
 import { runCommand } from './run-command.js';
 import { convertCommand } from './run-command.js';
 import { makeCheckpointCommand } from './tools/make-checkpoint.js';
@@ -16,6 +17,7 @@ import { workerCommand } from './farm/worker-command.js';
 
 const USAGE = `usage: tcd-studio <serve|worker|run|convert|make-checkpoint> [options]
   serve            [--port 8188] [--listen 127.0.0.1] [--models DIR] [--data DIR] [--output DIR] [--input DIR] [--token TOKEN] [--cors ORIGIN] [--ep cpu|webgpu|cuda] [--no-demo] [--front-end-root DIR] [--extra-model-paths-config FILE.yaml]
+                   [--preview-method none|auto|latent2rgb|taesd]
   run WORKFLOW...  [--models DIR] [--out DIR] [--data DIR] [--input DIR] [--temp DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--prompts FILE.csv] [--ep ...]
   convert WORKFLOW [--out FILE]
   make-checkpoint  --arch sd15|sdxl|demo --out FILE [--seed N] [--dtype F16|F32|BF16]
@@ -33,12 +35,14 @@ async function main(argv: string[]): Promise<number> {
         input: { type: 'string' }, temp: { type: 'string' }, token: { type: 'string' }, cors: { type: 'string' }, ep: { type: 'string' },
         'no-demo': { type: 'boolean' }, 'no-previews': { type: 'boolean' },
         queue: { type: 'string' }, devices: { type: 'string' }, 'front-end-root': { type: 'string' },
-        'extra-model-paths-config': { type: 'string' },
+        'extra-model-paths-config': { type: 'string' }, 'preview-method': { type: 'string' },
       } });
+      const preview = previewSetting(values['no-previews'] ? 'none' : parsePreviewMethod(values['preview-method'] ?? process.env.TCD_PREVIEW_METHOD));
+      if (preview.note) console.log(preview.note);
       const server = await serve({
         port: values.port ? Number(values.port) : undefined, listen: values.listen, models: values.models, data: values.data,
         output: values.output, input: values.input, temp: values.temp, token: values.token, cors: values.cors, ep: values.ep,
-        demo: !values['no-demo'], previews: !values['no-previews'],
+        demo: !values['no-demo'], previews: preview.previews,
         queue: values.queue ?? process.env.TCD_QUEUE, devices: values.devices?.split(',').map((d) => d.trim()).filter(Boolean),
         frontEndRoot: values['front-end-root'], extraModelPaths: values['extra-model-paths-config'],
       });

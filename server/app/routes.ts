@@ -42,6 +42,11 @@ function intParam(v: unknown): number | undefined {
   return Math.max(-Number.MAX_SAFE_INTEGER, Math.min(Number.MAX_SAFE_INTEGER, Number(v)));
 }
 
+/** GET /features, also the server's answer to a websocket client's `feature_flags` message. */
+export function serverFeatures(maxUploadBytes: number): Record<string, unknown> {
+  return { supports_preview_metadata: true, max_upload_size: maxUploadBytes, event_replay: true, workflow_conversion: true };
+}
+
 export function protocolRoutes<S>(d: RouteDeps<S>): Router {
   const r = Router();
 
@@ -133,7 +138,7 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
       devices: d.devices(),
     });
   });
-  r.get('/features', (_req, res) => { res.json({ supports_preview_metadata: true, max_upload_size: d.maxUploadBytes, event_replay: true, workflow_conversion: true }); });
+  r.get('/features', (_req, res) => { res.json(serverFeatures(d.maxUploadBytes)); });
   r.get('/models', (_req, res) => { res.json(MODEL_FOLDERS); });
   r.get('/models/:folder', (req, res) => {
     if (!d.models.has(req.params.folder)) { res.status(404).json(httpError('not_found', `unknown model folder '${req.params.folder}'`)); return; }

@@ -15,7 +15,8 @@ import { PromptQueue, type EventSink } from '../queue/prompt-queue.js';
 import { ModelFolders } from '../storage/model-folders.js';
 import { removeStalePartials } from '../storage/atomic-write.js';
 import { WsHub } from './ws-hub.js';
-import { protocolRoutes } from './routes.js';
+import { protocolRoutes, serverFeatures } from './routes.js';
+import { ProgressStates } from './progress-state.js';
 import { comfyFrontendRoutes } from './comfy-frontend/index.js';
 import { modelPullRoutes } from './model-pull.js';
 import { crossSiteBodyGuard, jsonBody } from './json-body.js';
@@ -85,6 +86,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   let queue: PromptQueue<S> | null = null;
   const hub = new WsHub(store, {
     softLimit: cfg.wsSoftLimit, hardLimit: cfg.wsHardLimit,
+    featureFlags: serverFeatures(cfg.maxUploadBytes ?? 100 * 1024 * 1024),
     queueRemaining: () => queue?.remaining() ?? 0,
     currentExecution: () => {
       const id = queue?.runningPromptId();
@@ -93,10 +95,15 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
       return { clientId: item?.clientId ?? null, promptId: id, node: currentNode };
     },
   });
+  const progressStates = new ProgressStates();
   const sink = {
     send: (ev: Parameters<WsHub['send']>[0], clientId: string | null, promptId: string | null) => {
       if (ev.type === 'executing') currentNode = ev.data.node;
+      const state = progressStates.next(ev);
+      // the final state (every node finished) goes before execution_success, as ComfyUI finishes each node first
+      if (state && ev.type === 'execution_success') hub.send(state, clientId, promptId);
       hub.send(ev, clientId, promptId);
+      if (state && ev.type !== 'execution_success') hub.send(state, clientId, promptId);
     },
     preview: hub.preview.bind(hub),
   };

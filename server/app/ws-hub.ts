@@ -19,6 +19,8 @@ export interface WsHubOptions {
   /** bytes buffered above which the socket is closed */
   hardLimit?: number;
   queueRemaining: () => number;
+  /** the server's answer to a client's `feature_flags` message (as GET /features) */
+  featureFlags?: Record<string, unknown>;
   /** the node currently executing for a prompt owned by this client, sent on reconnect like ComfyUI */
   currentExecution: () => { clientId: string | null; promptId: string; node: string | null } | null;
 }
@@ -50,7 +52,11 @@ export class WsHub implements EventSink {
       first = false;
       try {
         const msg = JSON.parse(raw.toString());
-        if (msg?.type === 'feature_flags' && msg.data?.supports_preview_metadata) client.previewMetadata = true;
+        if (msg?.type === 'feature_flags') {
+          if (msg.data?.supports_preview_metadata) client.previewMetadata = true;
+          // ComfyUI answers the client's flags with its own; its frontend reads max_upload_size etc. from them
+          this.write(ws, event('feature_flags', this.opts.featureFlags ?? {}));
+        }
       } catch { /* ignore malformed client messages */ }
     });
     ws.on('close', () => { client.sockets.delete(ws); if (client.sockets.size === 0) this.clients.delete(id); });
@@ -71,11 +77,16 @@ export class WsHub implements EventSink {
       for (const c of this.clients.values()) for (const ws of c.sockets) this.writeRaw(ws, frame);
       return;
     }
-    const seq = ev.type === 'progress' ? null : this.store.logEvent(clientId, promptId, ev.type, ev.data);
+    // per-step events are not logged for replay: the next one supersedes them
+    const seq = ev.type === 'progress' || ev.type === 'progress_state' ? null : this.store.logEvent(clientId, promptId, ev.type, ev.data);
     const c = this.clients.get(clientId);
     if (!c) return;
     const frame = JSON.stringify(seq === null ? ev : { ...ev, seq });
-    for (const ws of c.sockets) this.writeRaw(ws, frame);
+    for (const ws of c.sockets) {
+      // a progress_state snapshot is superseded by the next one: a slow reader may miss some, like previews
+      if (ev.type === 'progress_state' && ws.bufferedAmount > this.softLimit) { this.dropped++; continue; }
+      this.writeRaw(ws, frame);
+    }
   }
 
   preview(img: PreviewImage, meta: { node_id: string; prompt_id: string }, clientId: string | null): void {

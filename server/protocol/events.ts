@@ -16,7 +16,21 @@ export type ServerEvent =
   | { type: 'executed'; data: { node: string; display_node: string; output: Record<string, unknown>; prompt_id: string } }
   | { type: 'execution_success'; data: { prompt_id: string; timestamp: number } }
   | { type: 'execution_error'; data: ExecutionErrorData }
-  | { type: 'execution_interrupted'; data: { prompt_id: string; node_id: string; node_type: string; executed: string[]; timestamp: number } };
+  | { type: 'execution_interrupted'; data: { prompt_id: string; node_id: string; node_type: string; executed: string[]; timestamp: number } }
+  | { type: 'progress_state'; data: { prompt_id: string; nodes: Record<string, NodeProgressState> } }
+  | { type: 'feature_flags'; data: Record<string, unknown> };
+
+/** One node's entry in `progress_state` (ComfyUI's shape). */
+export interface NodeProgressState {
+  value: number;
+  max: number;
+  state: 'pending' | 'running' | 'finished' | 'error';
+  node_id: string;
+  prompt_id: string;
+  display_node_id: string;
+  parent_node_id: string | null;
+  real_node_id: string;
+}
 
 export interface ExecutionErrorData {
   prompt_id: string;

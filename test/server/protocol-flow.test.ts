@@ -29,7 +29,9 @@ test('a prompt runs with ComfyUI event order and shapes, then history and /view'
   assert.deepEqual(r.json.node_errors, {});
   const id = r.json.prompt_id;
   const evs = await ws.untilDone(id);
-  const types = evs.map((e) => e.type);
+  // progress_state (ComfyUI's per-node snapshot, issue 15) follows each node event; its order is tested with it
+  assert.ok(evs.some((e) => e.type === 'progress_state'));
+  const types = evs.map((e) => e.type).filter((t) => t !== 'progress_state');
   assert.deepEqual(types, [
     'execution_start', 'execution_cached',
     'executing', 'executing', 'executing', 'progress', 'progress', 'progress', 'executing', 'executed',
@@ -47,7 +49,7 @@ test('a prompt runs with ComfyUI event order and shapes, then history and /view'
   assert.deepEqual(Object.keys(img).sort(), ['filename', 'subfolder', 'type']);
   assert.equal(img.type, 'output');
   // seq on logged events, increasing
-  const seqs = evs.filter((e) => e.type !== 'progress').map((e) => e.seq!);
+  const seqs = evs.filter((e) => e.type !== 'progress' && e.type !== 'progress_state').map((e) => e.seq!);
   assert.ok(seqs.every((q, i) => i === 0 || q > seqs[i - 1]), `seq increases: ${seqs}`);
   // a status broadcast happened after the queue changed
   assert.ok(ws.messages.filter((m) => m.type === 'status').length >= 2);
