@@ -1,6 +1,8 @@
-/** Loader nodes: CheckpointLoaderSimple, LoraLoader, LoraLoaderModelOnly, CLIPSetLastLayer. */
+/** Loader nodes: CheckpointLoaderSimple, VAELoader, LoraLoader, LoraLoaderModelOnly, CLIPSetLastLayer. */
 import { statSync } from 'node:fs';
 import { inspectLora } from '../server/engine/lora/inspect.js';
+import { SafetensorsFile } from '../server/engine/io/safetensors.js';
+import { detectModelFile } from '../server/engine/model/detect.js';
 import { defineNode, t } from './define.js';
 import type { ClipValue, ModelValue, VaeValue } from './types.js';
 
@@ -18,6 +20,36 @@ export const CheckpointLoaderSimple = defineNode({
     const clip: ClipValue = { ref: { checkpoint: path, loras: [], clipSkip: config.defaultClipSkip }, config };
     const vae: VaeValue = { ref: { checkpoint: path }, config };
     return { outputs: [model, clip, vae] };
+  },
+});
+
+/** Why a models/vae file cannot be used, from its header; undefined when it can. */
+function vaeFileProblem(path: string): string | undefined {
+  let file: SafetensorsFile | undefined;
+  try {
+    file = SafetensorsFile.open(path);
+    detectModelFile(file);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  } finally { file?.close(); }
+}
+
+export const VAELoader = defineNode({
+  id: 'VAELoader', displayName: 'Load VAE', category: 'loaders',
+  description: 'Loads a separate VAE (models/vae, single-file layout), e.g. SDXL\'s fp16-fix VAE, to decode and encode with instead of the checkpoint\'s.',
+  inputs: [t.combo('vae_name', (s) => s.models.list('vae'))],
+  outputs: [t.out('VAE')],
+  fingerprint: ({ vae_name }, s) => { const st = statSync(s.models.resolve('vae', vae_name)); return `${st.size}:${st.mtimeMs}`; },
+  validate: ({ vae_name }, s) => {
+    const problem = vaeFileProblem(s.models.resolve('vae', vae_name));
+    return problem ? `vae_name: ${problem}` : true;
+  },
+  execute: ({ vae_name }, ctx) => {
+    const path = ctx.services.models.resolve('vae', vae_name);
+    const { config } = ctx.services.engine().inspect(path);
+    const vae: VaeValue = { ref: { checkpoint: path }, config };
+    return { outputs: [vae] };
   },
 });
 

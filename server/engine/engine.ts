@@ -51,7 +51,7 @@ import { totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelConfig, ModelFamily } from './model/config.js';
-import { detectCheckpoint } from './model/detect.js';
+import { detectModelFile } from './model/detect.js';
 import { SafetensorsFile } from './io/safetensors.js';
 import type { Tensor } from './tensor.js';
 import { fileIdentity } from './runtime/graph-cache.js';
@@ -191,14 +191,14 @@ export class Engine {
     this.client = new WorkerClient(this.settings, log, this.isolation);
   }
 
-  /** Family and config of a checkpoint, from its header only (no weights read). Cached until the file changes. */
+  /** Family and config of a checkpoint (or a VAE-only file), from its header only. Cached until the file changes. */
   inspect(checkpointPath: string): { family: ModelFamily; config: ModelConfig } {
     const mtimeMs = fileIdentity(checkpointPath).mtimeMs;
     const hit = this.inspected.get(checkpointPath);
     if (hit && hit.mtimeMs === mtimeMs) return hit.result;
     const file = SafetensorsFile.open(checkpointPath);
     try {
-      const config = detectCheckpoint(file);
+      const config = detectModelFile(file);
       const result = { family: config.family, config };
       this.inspected.set(checkpointPath, { mtimeMs, result });
       return result;

@@ -122,6 +122,51 @@ export function detectCheckpoint(source: KeySource): ModelConfig {
   };
 }
 
+export class UnsupportedVaeError extends Error {
+  constructor(what: string) { super(what); this.name = 'UnsupportedVaeError'; }
+}
+
+/**
+ * A VAE-only file (models/vae, ComfyUI's VAELoader): the single-file (LDM) layout, keys `encoder.*`, `decoder.*`,
+ * `quant_conv.*`, `post_quant_conv.*` at the top level (or under `first_stage_model.`). null when the file is not
+ * one; layouts it cannot run (diffusers' VAE, TAESD) are refused naming what they are.
+ */
+export function detectVaeFile(source: KeySource): VaeConfig | null {
+  const k = new Keys(source, source.path ? source.path.split(/[\\/]/).pop()! : 'vae');
+  if (k.anyWithPrefix('model.diffusion_model.')) return null; // a full checkpoint
+  for (const p of ['', 'first_stage_model.', 'vae.']) {
+    if (k.has(`${p}decoder.conv_in.weight`) && k.has(`${p}encoder.conv_in.weight`) && k.has(`${p}post_quant_conv.weight`)) {
+      if (k.anyWithPrefix(`${p}decoder.up_blocks.`)) break;
+      return detectVae(k, p, FAMILY_RULES.sd1.vaeScale);
+    }
+  }
+  if (k.anyWithPrefix('decoder.up_blocks.') || k.anyWithPrefix('encoder.down_blocks.')) {
+    throw new UnsupportedVaeError(`${k.label}: a VAE in diffusers' layout (encoder.down_blocks.*); use the single-file (LDM) version of this VAE`);
+  }
+  if (k.anyWithPrefix('decoder.layers.') || k.anyWithPrefix('encoder.layers.') || k.has('1.conv.0.weight')) {
+    throw new UnsupportedVaeError(`${k.label}: a TAESD preview VAE, which tcd-studio does not run`);
+  }
+  return null;
+}
+
+/**
+ * The config of a VAE-only file: only `vae` is real. Its family is unknown from shapes (SD1 and SDXL VAEs share the
+ * architecture), so it takes SDXL's rules, which run the VAE in float32 on GPUs (SDXL's VAE overflows in fp16; the
+ * latent scale is the model's business, not the VAE's). Asking it for a UNet or text encoder is an error.
+ */
+export function vaeOnlyConfig(label: string, vae: VaeConfig): ModelConfig {
+  return {
+    family: 'sdxl', textEncoders: [], vae, defaultClipSkip: -1, predictionType: 'epsilon',
+    get unet(): UNetConfig { throw new UnsupportedCheckpointError(`${label} is a VAE file: it has no UNet`); },
+  };
+}
+
+/** A checkpoint or a VAE-only file, by its keys. */
+export function detectModelFile(source: KeySource): ModelConfig {
+  const vae = detectVaeFile(source);
+  return vae ? vaeOnlyConfig(source.path ? source.path.split(/[\\/]/).pop()! : 'vae', vae) : detectCheckpoint(source);
+}
+
 /**
  * Shapes cannot tell epsilon from v-prediction; two markers can: an empty `v_pred` tensor (ComfyUI's convention)
  * or the SAI model-spec metadata `modelspec.prediction_type` = 'v'. Anything else is epsilon.

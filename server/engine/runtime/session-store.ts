@@ -9,7 +9,7 @@
 import { basename } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config.js';
-import { detectCheckpoint } from '../model/detect.js';
+import { detectModelFile } from '../model/detect.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { GraphBuilder } from '../onnx/graph.js';
 import { serializeModel } from '../onnx/serialize.js';
@@ -82,7 +82,7 @@ export class SessionStore {
     if (hit && hit.mtimeMs === mtimeMs) return hit;
     hit?.file.close();
     const file = SafetensorsFile.open(path);
-    const entry = { file, config: detectCheckpoint(file), mtimeMs };
+    const entry = { file, config: detectModelFile(file), mtimeMs };
     this.checkpoints.set(path, entry);
     return entry;
   }
