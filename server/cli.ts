@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * tcd-studio command line:
- *   serve [--port 8188] [--listen 127.0.0.1] [--models DIR] [--data DIR] [--output DIR] [--token T] [--cors ORIGIN] [--ep cpu|webgpu|cuda]
+ *   serve [--port 8188] [--listen 127.0.0.1] [--models DIR] [--data DIR] [--output DIR] [--token T] [--cors ORIGIN] [--ep auto|cpu|webgpu|cuda]
  *   run WORKFLOW.json|.png ... [--models DIR] [--out DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--prompts FILE.csv] [--ep ...]
  *   convert WORKFLOW.json [--out API.json]      UI format -> API format
  *   make-checkpoint --arch sd15|sdxl|demo --out FILE [--seed N] [--dtype F16|F32|BF16]
@@ -16,7 +16,7 @@ import { modelsCommand } from './models/command.js';
 import { workerCommand } from './farm/worker-command.js';
 
 const USAGE = `usage: tcd-studio <serve|worker|run|convert|make-checkpoint> [options]
-  serve            [--port 8188] [--listen 127.0.0.1] [--models DIR] [--data DIR] [--output DIR] [--input DIR] [--token TOKEN] [--cors ORIGIN] [--ep cpu|webgpu|cuda] [--no-demo] [--front-end-root DIR] [--extra-model-paths-config FILE.yaml]
+  serve            [--port 8188] [--listen 127.0.0.1] [--models DIR] [--data DIR] [--output DIR] [--input DIR] [--token TOKEN] [--cors ORIGIN] [--ep auto|cpu|webgpu|cuda] [--no-demo] [--front-end-root DIR] [--extra-model-paths-config FILE.yaml]
                    [--preview-method none|auto|latent2rgb|taesd]
   run WORKFLOW...  [--models DIR] [--out DIR] [--data DIR] [--input DIR] [--temp DIR] [--set NODE.INPUT=VALUE ...] [--seeds A-B] [--prompts FILE.csv] [--ep ...]
   convert WORKFLOW [--out FILE]

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { createRegistry } from '../nodes/index.js';
 import type { NodeServices } from '../nodes/services.js';
-import { Engine } from './engine/engine.js';
+import { Engine, checkRequestedProvider } from './engine/engine.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import { startServer, type RunningServer } from './app/server.js';
 import type { ModelFolders } from './storage/model-folders.js';
@@ -64,7 +64,8 @@ export function resolveHostOptions(o: HostOptions) {
     tempDir: resolve(o.temp ?? env.TCD_TEMP ?? 'temp'),
     token: o.token ?? env.TCD_TOKEN ?? undefined,
     corsOrigin: o.cors ?? env.TCD_CORS ?? undefined,
-    ep: o.ep ?? env.TCD_EP,
+    // auto: cuda when it loads, else webgpu, else cpu (the engine worker logs which and why)
+    ep: o.ep ?? env.TCD_EP ?? 'auto',
   };
 }
 
@@ -90,6 +91,7 @@ export function deviceIsolation(ep: string | undefined): 'thread' | 'process' | 
 export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServices>> {
   const log = o.log ?? ((m: string) => console.log(m));
   const r = resolveHostOptions(o);
+  checkRequestedProvider(r.ep); // --ep cuda on a machine without it: exit now, saying what is missing
   if (o.demo !== false) {
     const p = await ensureDemoCheckpoint(r.modelsDir);
     log(`demo model: ${p} (random weights: it draws noise-like images until you add a real checkpoint)`);

@@ -21,6 +21,7 @@ import { readPngText } from './storage/png.js';
 import { ModelFolders } from './storage/model-folders.js';
 import { makeServices, resolveHostOptions } from './host.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
+import { checkRequestedProvider } from './engine/engine.js';
 import type { Registry } from './executor/node-definition.js';
 
 export interface LoadedWorkflow { prompt: Prompt; workflow?: unknown }
@@ -161,6 +162,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (positionals.length === 0) { console.error('run needs a workflow file (UI or API JSON, or a PNG made by SaveImage)'); return 2; }
   const o = resolveHostOptions({ models: values.models, output: values.out, data: values.data, input: values.input, temp: values.temp, ep: values.ep });
+  try { checkRequestedProvider(o.ep); } catch (e) { console.error(`tcd-studio run: ${(e as Error).message}`); return 1; }
   const registry = createRegistry();
   if (!values['no-demo']) await ensureDemoCheckpoint(o.modelsDir);
   mkdirSync(o.outputDir, { recursive: true });

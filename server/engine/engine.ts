@@ -14,9 +14,11 @@
  * - Isolation (option isolation, env TCD_ENGINE_ISOLATION): the worker is a thread (default) or a child process
  *   (runtime/worker-port.ts) with extra environment variables (option env) and its own fate on a native crash; same
  *   protocol, but buffers are copied to and from a process instead of transferred.
- * - Execution provider: option `ep` or env TCD_EP = cpu | webgpu | cuda. When the chosen one is not in
- *   listSupportedBackends() or cannot create a session, the worker falls back to cpu and logs one line saying
- *   what was asked, what is used and why. Compute dtype: fp32 on CPU; fp16 on webgpu/cuda except the SDXL VAE
+ * - Execution provider: option `ep` or env TCD_EP = auto | cpu | webgpu | cuda (the library's default is cpu; the CLI's
+ *   is auto). auto: cuda when it loads, else webgpu, else cpu, logged in one line with the reasons. An explicit
+ *   webgpu that is not in listSupportedBackends() or cannot create a session falls back to cpu with one log line; an
+ *   explicit cuda that cannot load is an error (ProviderUnusable: the constructor checks its libraries, the worker
+ *   its session), never a silent fallback. Compute dtype: fp32 on CPU; fp16 on webgpu/cuda except the SDXL VAE
  *   (fp32). Session options come from the pure sessionOptionsFor(ep, component, family) (runtime/providers.ts).
  * - Sessions are cached across calls and prompts, keyed by (checkpoint, component, variant, LoRAs, dtype, ep), in an
  *   LRU cache with a byte budget: RAM (option ramBudgetMB, env TCD_RAM_BUDGET_MB, default 75% of total RAM) for CPU
@@ -60,12 +62,15 @@ import type { Call, ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress
 import { WorkerClient } from './runtime/worker-client.js';
 import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runtime/worker-port.js';
 import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gpu-pinning.js';
+import { cudaProblemsHere, describeCudaProblems } from './runtime/cuda-check.js';
+import { cudaOrtPackage, mainOrtPackage } from './runtime/cuda-ort.js';
+import { ProviderUnusable } from './runtime/providers.js';
 
 export type { LoraRef, ModelRef } from './types.js';
 export type { ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
 
 export interface EngineOptions {
-  /** cpu | webgpu | cuda; default env TCD_EP, else cpu */
+  /** auto | cpu | webgpu | cuda; default env TCD_EP, else cpu (the CLI defaults to auto) */
   ep?: string;
   /** RAM budget for loaded models; default env TCD_RAM_BUDGET_MB, else 75% of total RAM */
   ramBudgetMB?: number;
@@ -172,6 +177,30 @@ export function pinWebGpu(ep: string | undefined, device: number | undefined, is
   return isolation;
 }
 
+/**
+ * Throws ProviderUnusable when `ep` names cuda and its libraries are missing (what, and how to get them), so
+ * `--ep cuda` fails at start instead of at the first prompt. Other requests pass (auto and webgpu settle in the worker).
+ */
+export function checkRequestedProvider(ep: string | undefined, env: Record<string, string | undefined> = process.env): void {
+  if ((ep ?? '').trim().toLowerCase() !== 'cuda') return;
+  const problems = cudaProblemsHere(env, cudaOrtPackage(projectRoot()));
+  if (problems.length) throw new ProviderUnusable('cuda', `\n${describeCudaProblems(problems)}`);
+}
+
+/**
+ * Engines that may run CUDA (ep cuda | auto) use the onnxruntime-node release the CUDA provider was built for: when
+ * that is not the resolved package but setup:cuda's pinned copy, the worker becomes a child process importing it
+ * (runtime/cuda-ort.ts), and the worker is told which package it runs (its CUDA library check). Sets settings.ortPackage.
+ */
+function withCudaOrt(settings: WorkerInit, isolation: WorkerIsolation): WorkerIsolation {
+  const ep = (settings.ep ?? '').trim().toLowerCase();
+  if (ep !== 'cuda' && ep !== 'auto') return isolation;
+  const pkg = cudaOrtPackage(projectRoot());
+  if (!pkg || pkg === mainOrtPackage()) return isolation;
+  settings.ortPackage = pkg;
+  return { ...isolation, mode: 'process', ortPackage: pkg };
+}
+
 /** A tensor copy in a fresh buffer the engine may transfer. */
 function own(t: Tensor): Tensor {
   return { shape: [...t.shape], data: t.data.slice() };
@@ -185,9 +214,10 @@ export class Engine {
 
   constructor(options: EngineOptions = {}) {
     this.settings = resolveEngineOptions(options);
+    checkRequestedProvider(this.settings.ep);
     const log = options.log ?? ((l: string) => console.log(l));
     const explicitDevice = options.device ?? (process.env.TCD_DEVICE?.trim() ? this.settings.device : undefined);
-    this.isolation = pinWebGpu(this.settings.ep, explicitDevice, resolveEngineIsolation(options), log);
+    this.isolation = withCudaOrt(this.settings, pinWebGpu(this.settings.ep, explicitDevice, resolveEngineIsolation(options), log));
     this.client = new WorkerClient(this.settings, log, this.isolation);
   }
 

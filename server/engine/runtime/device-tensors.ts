@@ -2,7 +2,8 @@
  * Moving float32 tensors between JavaScript and the provider's memory, inside the worker. onnxruntime-node gives
  * GPU-resident results as 'gpu-buffer' tensors but has no way to create one from JavaScript data, nor (in 1.30) a
  * download for them; so both directions are one-node Identity sessions whose output location says where the copy
- * lands (loopSessionOptions). On the CPU provider tensors are plain CPU tensors and no session runs.
+ * lands (loopSessionOptions). Where loops keep latents on the host (cpu, cuda: latentsOnHost) tensors are plain CPU
+ * tensors and no session runs.
  * Example (worker):
  *   const dev = deviceTensors(store);
  *   const ctx = await dev.upload(context);          // ort.Tensor in a GPU buffer (CPU tensor on cpu)
@@ -13,7 +14,7 @@ import ort from 'onnxruntime-node';
 import { GraphBuilder } from '../onnx/graph.js';
 import { serializeModel } from '../onnx/serialize.js';
 import type { Tensor } from '../tensor.js';
-import { type ExecutionProvider, type GpuTuning, loopSessionOptions } from './providers.js';
+import { type ExecutionProvider, type GpuTuning, latentsOnHost, loopSessionOptions } from './providers.js';
 
 interface StoreLike { ep: ExecutionProvider; tuning: Readonly<GpuTuning> }
 
@@ -53,7 +54,7 @@ export class DeviceTensors {
   /** A copy of `t` where the provider computes (GPU buffer on GPU providers; a CPU tensor on cpu). */
   async upload(t: Tensor): Promise<ort.Tensor> {
     const host = new ort.Tensor('float32', t.data, t.shape);
-    if (this.store.ep === 'cpu') return host;
+    if (latentsOnHost(this.store.ep)) return host;
     return (await (await this.session('upload', t.shape.length)).run({ x: host })).y;
   }
 

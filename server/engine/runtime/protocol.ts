@@ -64,6 +64,8 @@ export interface EncodedText { context: Tensor; pooled: Tensor | null }
 
 export interface RuntimeStats {
   ep: ExecutionProvider;
+  /** the onnxruntime-node release the worker runs (CUDA engines may run a pinned one: cuda-ort.ts) */
+  ortVersion: string;
   /** cache keys of the loaded sessions, least recently used first */
   loaded: string[];
   evictions: string[];
@@ -112,6 +114,8 @@ export interface WorkerInit {
   externalDataMinBytes: number;
   /** GPU index this engine runs on (CUDA deviceId); default 0 */
   device?: number;
+  /** the onnxruntime-node package the worker runs with when it is not the resolved one (CUDA's pin, cuda-ort.ts) */
+  ortPackage?: string;
 }
 
 /** "unet of sd15.safetensors": names a call in errors. */

@@ -15,10 +15,13 @@ const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cud
 
 export interface BackendInfo { name: string; bundled: boolean }
 
+/** What the user asks for: one provider, or 'auto' (cuda when it loads, else webgpu, else cpu). */
+export type ProviderRequest = ExecutionProvider | 'auto';
+
 export interface ProviderChoice {
   ep: ExecutionProvider;
   /** what was asked for (normalised), so the log line can say "asked X, using Y because Z" */
-  requested: ExecutionProvider;
+  requested: ProviderRequest;
   /** null when the requested provider is used as is */
   reason: string | null;
 }
@@ -27,12 +30,15 @@ export interface ProviderChoice {
  * Picks the provider from a request (option or TCD_EP; undefined/'' = cpu) and the backends this
  * onnxruntime-node build lists. Unknown names and unlisted providers fall back to cpu with a reason.
  * A listed provider may still fail at session creation (cuda is listed with bundled=false when its
- * libraries were not installed); the worker handles that with `fallbackReason`.
+ * libraries were not installed); the worker handles that with `settleProvider`. 'auto' is settled there too
+ * (this returns cuda for it as the first candidate).
  */
 export function chooseProvider(request: string | undefined, supported: readonly BackendInfo[]): ProviderChoice {
   const asked = (request ?? '').trim().toLowerCase() || 'cpu';
+  if (asked === 'auto') return { ep: 'cuda', requested: 'auto', reason: null };
   if (!(EXECUTION_PROVIDERS as readonly string[]).includes(asked)) {
-    return { ep: 'cpu', requested: 'cpu', reason: `unknown execution provider "${asked}" (expected ${EXECUTION_PROVIDERS.join(' | ')})` };
+    const expected = [...EXECUTION_PROVIDERS, 'auto'].join(' | ');
+    return { ep: 'cpu', requested: 'cpu', reason: `unknown execution provider "${asked}" (expected ${expected})` };
   }
   const ep = asked as ExecutionProvider;
   if (ep === 'cpu') return { ep, requested: ep, reason: null };
@@ -43,10 +49,61 @@ export function chooseProvider(request: string | undefined, supported: readonly 
   return { ep, requested: ep, reason: null };
 }
 
-/** The log line printed once when the provider in use differs from the one asked for. */
+/** The log line printed once when the provider in use differs from the one asked for (or was picked by auto). */
 export function describeChoice(c: ProviderChoice): string {
+  if (c.requested === 'auto') return `engine: execution provider auto: using ${c.ep} (${c.reason ?? 'it loads'})`;
   if (c.reason === null) return `engine: execution provider ${c.ep}`;
   return `engine: asked for execution provider ${c.requested}, using ${c.ep}: ${c.reason}`;
+}
+
+/** Thrown when a provider asked for by name (--ep cuda) cannot be used: no silent fallback then. */
+export class ProviderUnusable extends Error {
+  constructor(ep: ExecutionProvider, why: string) {
+    super(`execution provider ${ep} was asked for and cannot be used: ${why}`);
+    this.name = 'ProviderUnusable';
+  }
+}
+
+/** What settling a provider needs from the machine (the worker passes the real ones; see session-store.ts). */
+export interface ProviderProbes {
+  supported: readonly BackendInfo[];
+  /** why the CUDA provider cannot load, by file checks (cuda-check.ts), or null when nothing is missing */
+  cudaMissing(): string | null;
+  /** creates a one-node session on ep; why it failed, or null when it works */
+  probe(ep: ExecutionProvider): Promise<string | null>;
+}
+
+/**
+ * The provider a worker runs on. 'auto': cuda when its libraries are present and a session loads, else webgpu when
+ * a session loads, else cpu; the reason names why each faster one was passed over. An explicit 'cuda' that cannot
+ * be used throws ProviderUnusable (no silent fallback); an explicit 'webgpu' falls back to cpu with a reason.
+ */
+export async function settleProvider(request: string | undefined, m: ProviderProbes): Promise<ProviderChoice> {
+  const first = chooseProvider(request, m.supported);
+  const cudaWhyNot = async (): Promise<string | null> => {
+    if (!m.supported.some((b) => b.name === 'cuda')) return 'not in this onnxruntime-node build';
+    return m.cudaMissing() ?? await m.probe('cuda');
+  };
+  if (first.requested === 'auto') {
+    const passed: string[] = [];
+    const cuda = await cudaWhyNot();
+    if (cuda === null) return { ep: 'cuda', requested: 'auto', reason: 'CUDA provider loads' };
+    passed.push(`cuda: ${cuda}`);
+    const webgpu = m.supported.some((b) => b.name === 'webgpu') ? await m.probe('webgpu') : 'not in this onnxruntime-node build';
+    if (webgpu === null) return { ep: 'webgpu', requested: 'auto', reason: passed.join('; ') };
+    passed.push(`webgpu: ${webgpu}`);
+    return { ep: 'cpu', requested: 'auto', reason: passed.join('; ') };
+  }
+  if (first.requested === 'cuda') {
+    const why = await cudaWhyNot();
+    if (why !== null) throw new ProviderUnusable('cuda', why);
+    return first;
+  }
+  if (first.ep !== 'cpu') {
+    const failure = await m.probe(first.ep);
+    if (failure) return { ...first, ep: 'cpu', reason: `creating a session failed: ${failure}` };
+  }
+  return first;
 }
 
 /**
@@ -61,6 +118,15 @@ export function computeDtypeFor(ep: ExecutionProvider, component: Component, fam
 
 export function isGpu(ep: ExecutionProvider): boolean {
   return ep !== 'cpu';
+}
+
+/**
+ * Whether sampling loops keep latents and UNet outputs in host memory (cpu, cuda) or in GPU buffers (webgpu).
+ * onnxruntime-node can hand back GPU-resident outputs only for WebGPU; on CUDA a 4x128x128 latent is 128 KB, so one
+ * copy each way per step costs far less than the step. Host-side loops run the UNet's CFG as one batch-2 call.
+ */
+export function latentsOnHost(ep: ExecutionProvider): boolean {
+  return ep !== 'webgpu';
 }
 
 /**
@@ -144,15 +210,14 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
 
 /**
  * Session options for one component on one provider.
- * - Outputs are asked for on the CPU ('cpu' location), except the UNet's on GPU providers: its eps stays in a GPU
+ * - Outputs are asked for on the CPU ('cpu' location), except the UNet's on webgpu: its eps stays in a GPU
  *   buffer ('gpu-buffer') so the worker's TCD loop feeds it to the step graph without a round trip; single UNet
- *   calls (the JS k-samplers) download it (device-tensors.ts).
+ *   calls download it (device-tensors.ts). On cuda every output comes to the CPU (see latentsOnHost).
  * - GPU providers list 'cpu' after themselves so nodes they lack run on the CPU instead of failing.
  * - webgpu: NHWC (tuning.layout) for the conv-heavy UNet and VAE (its conv kernels are written for NHWC), NCHW for
  *   the text encoders (no convs, avoids layout transposes); bucketed buffer cache for the dynamic shapes we run.
- * - cuda (untested here: onnxruntime-node's CUDA binaries are not installed on this project's machines): the engine's
- *   device (EngineOptions.device / TCD_DEVICE, default 0);
- *   install them with onnxruntime-node's postinstall (ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node) and pick TCD_EP=cuda.
+ * - cuda: the engine's device (EngineOptions.device / TCD_DEVICE, default 0), the only CUDA option onnxruntime-node
+ *   passes; the provider libraries come from `npm run setup:cuda` (docs/cuda.md).
  * - cpu: the memory arena and memory patterns pay off because the same shapes repeat every sampling step.
  * - tuning.profileDir turns on ORT profiling (one JSON per session); tuning.graphCapture ORT graph capture.
  */
@@ -181,9 +246,10 @@ export function sessionOptionsFor(ep: ExecutionProvider, component: Component, f
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
     case 'cuda':
+      // onnxruntime-node takes only deviceId for CUDA, and binds GPU outputs only for WebGPU: a 'gpu-buffer'
+      // output location fails every CUDA run ("Failed to find allocator"), so outputs come back to the CPU
       return {
         ...common, executionProviders: [{ name: 'cuda', deviceId: tuning.deviceId ?? 0 }, 'cpu'], enableMemPattern: false,
-        preferredOutputLocation: component === 'unet' ? 'gpu-buffer' : 'cpu',
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
   }
@@ -203,6 +269,7 @@ export type LoopGraph = 'upload' | 'download' | 'step';
  * Example: loopSessionOptions('webgpu', 'step') // preferredOutputLocation 'gpu-buffer'
  */
 export function loopSessionOptions(ep: ExecutionProvider, graph: LoopGraph, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): InferenceSession.SessionOptions {
+  if (latentsOnHost(ep)) ep = 'cpu'; // the loop's small graphs run where its latents are
   const common = {
     graphOptimizationLevel: graph === 'step' ? 'all' as const : 'disabled' as const,
     executionMode: 'sequential' as const,
@@ -211,8 +278,6 @@ export function loopSessionOptions(ep: ExecutionProvider, graph: LoopGraph, tuni
   };
   if (ep === 'cpu') return { ...common, executionProviders: ['cpu'] };
   const location = graph === 'download' ? 'cpu' as const : 'gpu-buffer' as const;
-  const provider = ep === 'webgpu'
-    ? { name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: tuning.bufferCache, validationMode: 'basic' }
-    : { name: 'cuda', deviceId: tuning.deviceId ?? 0 };
+  const provider = { name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: tuning.bufferCache, validationMode: 'basic' };
   return { ...common, executionProviders: [provider, 'cpu'], enableMemPattern: false, preferredOutputLocation: location };
 }

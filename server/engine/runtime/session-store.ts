@@ -21,9 +21,10 @@ import { ModelCache } from './model-cache.js';
 import type { Component, ComputeDtype, LoraRef } from '../types.js';
 import type { RuntimeStats, WorkerInit } from './protocol.js';
 import {
-  type ExecutionProvider, type GpuTuning, type GraphTuning, chooseProvider, computeDtypeFor, describeChoice, gpuTuningFromEnv,
-  graphTuningFor, isGpu, sessionOptionsFor,
+  type ExecutionProvider, type GpuTuning, type GraphTuning, ProviderUnusable, computeDtypeFor,
+  describeChoice, gpuTuningFromEnv, graphTuningFor, isGpu, sessionOptionsFor, settleProvider,
 } from './providers.js';
+import { cudaProblemsHere, describeCudaProblems } from './cuda-check.js';
 
 export interface ComponentSpec {
   checkpoint: string;
@@ -59,20 +60,25 @@ export class SessionStore {
   /** GPU knobs (layout, fused attention, graph capture, profiling) from TCD_GPU_* / TCD_ORT_PROFILE_DIR */
   readonly tuning: GpuTuning;
 
-  private constructor(private init: WorkerInit, public ep: ExecutionProvider, private log: (line: string) => void) {
+  /** `strict`: the provider was asked for by name and must not fall back to the CPU (--ep cuda) */
+  private constructor(private init: WorkerInit, public ep: ExecutionProvider, private log: (line: string) => void,
+    private strict = false) {
     this.tuning = { ...gpuTuningFromEnv(process.env), deviceId: init.device ?? 0 };
     this.cache = new ModelCache<Loaded>({ ram: init.ramBudget, vram: init.vramBudget });
   }
 
-  /** Chooses the provider (listSupportedBackends, then a one-node probe session) and logs the choice once. */
+  /**
+   * Settles the provider (listSupportedBackends, the CUDA library check, one-node probe sessions; 'auto' tries cuda,
+   * webgpu, cpu) and logs the choice once. Rejects when cuda was asked for by name and cannot be used.
+   */
   static async start(init: WorkerInit, log: (line: string) => void): Promise<SessionStore> {
-    const choice = chooseProvider(init.ep, ort.listSupportedBackends());
-    if (choice.ep !== 'cpu') {
-      const failure = await probe(choice.ep);
-      if (failure) { choice.reason = `creating a session failed: ${failure}`; choice.ep = 'cpu'; }
-    }
+    const choice = await settleProvider(init.ep, {
+      supported: ort.listSupportedBackends(),
+      cudaMissing: () => { const p = cudaProblemsHere(process.env, init.ortPackage); return p.length ? describeCudaProblems(p).replace(/\n/g, '; ') : null; },
+      probe,
+    });
     if (choice.ep !== 'cpu' || choice.reason !== null) log(describeChoice(choice));
-    return new SessionStore(init, choice.ep, log);
+    return new SessionStore(init, choice.ep, log, choice.requested === 'cuda');
   }
 
   /** The open checkpoint and its detected config (re-opened when the file changed on disk). */
@@ -105,6 +111,7 @@ export class SessionStore {
       return (await this.load(spec)).session;
     } catch (e) {
       if (!(e instanceof ProviderFailed)) throw e;
+      if (this.strict) throw new ProviderUnusable(this.ep, e.message);
       this.log(`engine: asked for execution provider ${this.ep}, using cpu: ${e.message}`);
       this.ep = 'cpu';
       await this.cache.clear(); // GPU sessions and their budget pool no longer apply
@@ -174,7 +181,7 @@ export class SessionStore {
 
   stats(): RuntimeStats {
     return {
-      ep: this.ep, loaded: this.cache.keys(), evictions: [...this.cache.evictions],
+      ep: this.ep, ortVersion: ort.env.versions.node ?? ort.env.versions.common, loaded: this.cache.keys(), evictions: [...this.cache.evictions],
       ramUsed: this.cache.used('ram'), vramUsed: this.cache.used('vram'),
       ramBudget: this.init.ramBudget, vramBudget: this.init.vramBudget,
       graphsBuilt: this.graphsBuilt, graphsReused: this.graphsReused,

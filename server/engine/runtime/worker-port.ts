@@ -17,11 +17,17 @@ import { fileURLToPath } from 'node:url';
 import { deserialize, serialize } from 'node:v8';
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import type { WorkerInit } from './protocol.js';
+import { ortRedirectImport } from './cuda-ort.js';
 
 export type IsolationMode = 'thread' | 'process';
 
 /** How an engine's worker is isolated: a thread, or a child process with extra environment variables. */
-export interface WorkerIsolation { mode: IsolationMode; env?: Record<string, string> }
+export interface WorkerIsolation {
+  mode: IsolationMode;
+  env?: Record<string, string>;
+  /** 'process' only: the onnxruntime-node package folder the child imports instead of the resolved one (cuda-ort.ts) */
+  ortPackage?: string;
+}
 
 /**
  * Parent-side handle on a running worker. Events: 'message' (msg), 'error' (Error: an uncaught throw in the worker),
@@ -59,7 +65,7 @@ const isFatal = (m: unknown): m is FatalMessage => !!m && typeof m === 'object' 
 /** Starts the worker file in the given isolation. `file` is worker.ts (under tsx) or worker.js (dist/). */
 export function spawnWorkerHandle(file: URL, init: WorkerInit, isolation: WorkerIsolation = { mode: 'thread' }): WorkerHandle {
   checkIsolation(isolation);
-  if (isolation.mode === 'process') return new ProcessHandle(file, init, isolation.env ?? {});
+  if (isolation.mode === 'process') return new ProcessHandle(file, init, isolation.env ?? {}, isolation.ortPackage);
   return new ThreadHandle(spawnThread(file, init));
 }
 
@@ -67,6 +73,9 @@ export function spawnWorkerHandle(file: URL, init: WorkerInit, isolation: Worker
 export function checkIsolation(isolation: WorkerIsolation): void {
   if (isolation.mode !== 'thread' && isolation.mode !== 'process') {
     throw new Error(`engine: isolation must be 'thread' or 'process', got "${String(isolation.mode)}"`);
+  }
+  if (isolation.mode === 'thread' && isolation.ortPackage) {
+    throw new Error('engine: a pinned onnxruntime-node (ortPackage) needs isolation \'process\'');
   }
   if (isolation.mode === 'thread' && isolation.env && Object.keys(isolation.env).length) {
     throw new Error('engine: env (extra environment variables for the worker) needs isolation \'process\'; a worker thread shares the server\'s environment');
@@ -106,11 +115,12 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
   private exited: Promise<void>;
   private killing = false;
 
-  constructor(file: URL, init: WorkerInit, env: Record<string, string>) {
+  constructor(file: URL, init: WorkerInit, env: Record<string, string>, ortPackage?: string) {
     super();
     // Explicit execArgv: the parent's own flags (--test, --inspect, ...) must not leak into the worker. A .ts worker
     // needs tsx's loader, resolved from this module so it is found whatever the cwd.
     const execArgv = file.pathname.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
+    if (ortPackage) execArgv.push('--import', ortRedirectImport(ortPackage)); // CUDA's pinned onnxruntime-node
     this.child = fork(fileURLToPath(file), [], {
       execArgv,
       env: { ...process.env, ...env, [INIT_ENV]: serialize(init).toString('base64') },

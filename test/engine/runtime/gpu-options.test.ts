@@ -28,7 +28,8 @@ test('loop graphs: upload and the step leave results in GPU buffers, download br
   assert.deepEqual(loopSessionOptions('webgpu', 'step').executionProviders,
     [{ name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu']);
   assert.equal(loopSessionOptions('webgpu', 'upload').graphOptimizationLevel, 'disabled'); // the Identity must stay a copy
-  assert.deepEqual(loopSessionOptions('cuda', 'step', { ...DEFAULT_GPU_TUNING, deviceId: 1 }).executionProviders, [{ name: 'cuda', deviceId: 1 }, 'cpu']);
+  // on cuda the loop keeps latents on the host: its small graphs run on the CPU, outputs in CPU memory
+  assert.deepEqual(loopSessionOptions('cuda', 'step', { ...DEFAULT_GPU_TUNING, deviceId: 1 }), loopSessionOptions('cpu', 'step'));
   const cpu = loopSessionOptions('cpu', 'step');
   assert.deepEqual(cpu.executionProviders, ['cpu']);
   assert.equal(cpu.preferredOutputLocation, undefined);

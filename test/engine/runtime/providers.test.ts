@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
-import { chooseProvider, computeDtypeFor, describeChoice, sessionOptionsFor } from '../../../server/engine/runtime/providers.js';
+import {
+  DEFAULT_GPU_TUNING, chooseProvider, computeDtypeFor, describeChoice, latentsOnHost, sessionOptionsFor,
+} from '../../../server/engine/runtime/providers.js';
 
 const ALL = [{ name: 'cpu', bundled: true }, { name: 'webgpu', bundled: true }, { name: 'cuda', bundled: false }];
 
@@ -24,7 +26,7 @@ test('chooseProvider: unlisted or unknown providers fall back to cpu with a reas
   assert.equal(describeChoice(c), `engine: asked for execution provider cuda, using cpu: ${c.reason}`);
   const u = chooseProvider('metal', ALL);
   assert.equal(u.ep, 'cpu');
-  assert.match(u.reason!, /unknown execution provider "metal" \(expected cpu \| webgpu \| cuda\)/);
+  assert.match(u.reason!, /unknown execution provider "metal" \(expected cpu \| webgpu \| cuda \| auto\)/);
 });
 
 test('chooseProvider on the installed onnxruntime-node keeps what it lists', () => {
@@ -69,10 +71,18 @@ test('sessionOptionsFor: webgpu lays out convs NHWC, text encoders NCHW, keeps U
   assert.equal((sessionOptionsFor('webgpu', 'vae_decoder', 'sd1').executionProviders![0] as { preferredLayout: string }).preferredLayout, 'NHWC');
 });
 
-test('sessionOptionsFor: cuda on device 0 with cpu as fallback EP', () => {
+test('sessionOptionsFor: cuda takes only deviceId, cpu as fallback EP, and never a gpu-buffer output location', () => {
   assert.deepEqual(sessionOptionsFor('cuda', 'vae_encoder', 'sd1'), {
     graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sd1:vae_encoder',
-    executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false, preferredOutputLocation: 'cpu',
+    executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false,
   });
-  assert.equal(sessionOptionsFor('cuda', 'unet', 'sd1').preferredOutputLocation, 'gpu-buffer');
+  // onnxruntime-node binds GPU outputs only for WebGPU: 'gpu-buffer' fails every CUDA run ("Failed to find allocator")
+  for (const c of ['unet', 'vae_decoder', 'vae_encoder', 'text_encoder_0'] as const) {
+    const o = sessionOptionsFor('cuda', c, 'sdxl', { ...DEFAULT_GPU_TUNING, deviceId: 2 });
+    assert.equal(o.preferredOutputLocation, undefined, c);
+    assert.deepEqual(o.executionProviders, [{ name: 'cuda', deviceId: 2 }, 'cpu'], c);
+  }
+  assert.equal(latentsOnHost('cuda'), true);
+  assert.equal(latentsOnHost('cpu'), true);
+  assert.equal(latentsOnHost('webgpu'), false);
 });

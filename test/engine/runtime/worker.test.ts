@@ -11,6 +11,11 @@ import { pathToFileURL } from 'node:url';
 import { Engine } from '../../../server/engine/engine.js';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { resolveWorkerFile } from '../../../server/engine/runtime/worker-client.js';
+import { cudaProblemsHere } from '../../../server/engine/runtime/cuda-check.js';
+import { cudaOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
+
+/** What keeps CUDA from loading for an engine here (the onnxruntime-node CUDA engines run with: cuda-ort.ts). */
+const cudaProblems = () => cudaProblemsHere(process.env, cudaOrtPackage(process.cwd()));
 import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
@@ -78,7 +83,7 @@ describe('engine worker', { skip }, () => {
     }
   });
 
-  for (const ep of ['webgpu', 'cuda']) {
+  for (const ep of ['webgpu']) {
     test(`ep ${ep}: used when it can create a session, else cpu with one log line saying why`, async () => {
       const logs: string[] = [];
       const engine = new Engine({ ep, cacheDir, log: (l) => logs.push(l) });
@@ -101,13 +106,49 @@ describe('engine worker', { skip }, () => {
     });
   }
 
+  test('ep auto: cuda when it loads, else webgpu, else cpu, in one log line naming why each was passed over', async () => {
+    const logs: string[] = [];
+    const engine = new Engine({ ep: 'auto', cacheDir, log: (l) => logs.push(l) });
+    try {
+      const out = await engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z'));
+      const { ep: used } = await engine.stats();
+      const epLines = logs.filter((l) => l.startsWith('engine: '));
+      assert.equal(epLines.length, 1, logs.join('\n'));
+      const problems = cudaProblems();
+      if (used === 'cpu') {
+        // this machine: no CUDA libraries (the line says which) and no WebGPU adapter
+        assert.ok(problems.length > 0, 'cpu chosen although every CUDA library is present');
+        assert.match(epLines[0], /^engine: execution provider auto: using cpu \(cuda: .+; webgpu: .+\)$/);
+        for (const p of problems) for (const m of p.missing) assert.ok(epLines[0].includes(m), `${m} not named in ${epLines[0]}`);
+        const ref = cases.readFloat32('vae/decoded');
+        assert.ok(maxAbsDiff(out.data, ref) <= componentTolerance(ref));
+      } else {
+        assert.match(epLines[0], new RegExp(`^engine: execution provider auto: using ${used} `));
+        if (used === 'webgpu') assert.match(epLines[0], /\(cuda: /);
+      }
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('ep cuda asked by name and unusable: the engine refuses with what is missing, no fallback', { skip: cudaProblems().length === 0 }, () => {
+    const logs: string[] = [];
+    assert.throws(() => new Engine({ ep: 'cuda', cacheDir, log: (l) => logs.push(l) }), (e: Error) => {
+      assert.equal(e.name, 'ProviderUnusable');
+      assert.match(e.message, /^execution provider cuda was asked for and cannot be used: \n/);
+      for (const p of cudaProblems()) assert.ok(e.message.includes(`${p.part}: ${p.missing.join(', ')} missing`), e.message);
+      return true;
+    });
+    assert.deepEqual(logs, []);
+  });
+
   test('an unknown provider name falls back to cpu and says so', async () => {
     const logs: string[] = [];
     const engine = new Engine({ ep: 'metal', cacheDir, log: (l) => logs.push(l) });
     try {
       await decodeMatches(engine);
       assert.equal((await engine.stats()).ep, 'cpu');
-      assert.deepEqual(logs, ['engine: asked for execution provider cpu, using cpu: unknown execution provider "metal" (expected cpu | webgpu | cuda)']);
+      assert.deepEqual(logs, ['engine: asked for execution provider cpu, using cpu: unknown execution provider "metal" (expected cpu | webgpu | cuda | auto)']);
     } finally {
       await engine.close();
     }
