@@ -3,7 +3,7 @@
 // canvas builds them (widget-spec.ts), so editor, canvas and server agree.
 import type { ApiPrompt, NodeInfo, ObjectInfo, Workflow } from './types.js';
 import { describeInputs } from './widget-spec.js';
-import { uiWorkflowToPrompt, type ClassSchema, type SchemaLookup } from '../../server/workflow/ui-to-api.js';
+import { uiWorkflowToPrompt, type ClassSchema, type SchemaLookup } from '../../protocol/workflow/ui-to-api.js';
 
 /** What conversion needs from one object_info entry: ordered inputs, widget or socket, companion values. */
 function classSchema(info: NodeInfo): ClassSchema {

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync, mkdirSync } from 'node:fs';
 import { extname, join, dirname } from 'node:path';
 import type { Request, Response } from 'express';
 import busboy from 'busboy';
-import { httpError } from '../protocol/errors.js';
+import { httpError } from '../../protocol/errors.js';
 import { PathError, resolveInside, checkNewFileName } from '../storage/safe-path.js';
 import { writeFileAtomic, TEMP_PREFIX } from '../storage/atomic-write.js';
 import { sniffImage, readImageHeader, maxImagePixels, ImageTooLargeError } from '../storage/image-sniff.js';

@@ -9,7 +9,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { IncomingMessage } from 'node:http';
-import { httpError } from '../protocol/errors.js';
+import { httpError } from '../../protocol/errors.js';
 import { isUserdataPath } from './comfy-frontend/userdata-routes.js';
 
 const isMultipart = (req: IncomingMessage) => /^multipart\//i.test(req.headers['content-type'] ?? '');

@@ -2,7 +2,7 @@
  * Bounds on what one client may make the server store or compute: everything a request carries ends up in SQLite rows,
  * events and /history answers, so each part has its own ceiling and a clear 4xx when it is crossed.
  */
-import { errorItem, promptError, type PromptErrorBody } from '../protocol/errors.js';
+import { errorItem, promptError, type PromptErrorBody } from '../../protocol/errors.js';
 
 export const REQUEST_LIMITS = {
   /** client_id is copied into every event row of the prompt */

@@ -6,7 +6,7 @@ import { Router, type Request, type Response } from 'express';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { totalmem, freemem, platform } from 'node:os';
 import { join } from 'node:path';
-import { errorItem, httpError, promptError } from '../protocol/errors.js';
+import { errorItem, httpError, promptError } from '../../protocol/errors.js';
 import { objectInfo, objectInfoFor } from '../executor/object-info.js';
 import { validatePrompt } from '../executor/validate.js';
 import type { Registry } from '../executor/node-definition.js';

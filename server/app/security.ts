@@ -6,7 +6,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Request, Response, NextFunction } from 'express';
-import { httpError } from '../protocol/errors.js';
+import { httpError } from '../../protocol/errors.js';
 
 export interface SecurityOptions {
   token?: string;

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { httpError, promptError, errorItem } from '../protocol/errors.js';
+import { httpError, promptError, errorItem } from '../../protocol/errors.js';
 import { Executor } from '../executor/execute.js';
 import type { Registry } from '../executor/node-definition.js';
 import { QueueStore } from '../queue/store.js';

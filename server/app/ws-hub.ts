@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, WebSocket } from 'ws';
-import { event, previewFrame, previewFrameWithMetadata, type PreviewImage, type ServerEvent } from '../protocol/events.js';
+import { event, previewFrame, previewFrameWithMetadata, type PreviewImage, type ServerEvent } from '../../protocol/events.js';
 import type { EventSink } from '../queue/prompt-queue.js';
 import type { QueueStore } from '../queue/store.js';
 

@@ -3,7 +3,7 @@
  * exist, required inputs are present, links point at existing outputs of a matching type, constants convert to
  * their widget type and respect min/max/choices, custom validators pass, and there is no dependency cycle.
  */
-import { errorItem, promptError, type ErrorItem, type NodeErrors, type PromptErrorBody } from '../protocol/errors.js';
+import { errorItem, promptError, type ErrorItem, type NodeErrors, type PromptErrorBody } from '../../protocol/errors.js';
 import { comboChoices, isWidgetType, typesMatch, type InputSpec, type NodeDefinition, type Registry } from './node-definition.js';
 import { isLink, unwrapLiteral, type Prompt } from './prompt.js';
 

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { RedisOptions } from 'ioredis';
-import type { ServerEvent } from '../protocol/events.js';
+import type { ServerEvent } from '../../protocol/events.js';
 import type { HistoryEntry, QueueItem } from '../queue/store.js';
 
 /** Redis keys outside BullMQ's own (`bull:<queue>:*`). */

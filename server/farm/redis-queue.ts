@@ -10,7 +10,7 @@
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { event } from '../protocol/events.js';
+import { event } from '../../protocol/events.js';
 import { PromptQueue, type EventSink } from '../queue/prompt-queue.js';
 import type { Executor } from '../executor/execute.js';
 import type { HistoryEntry, QueueItem, QueueStore } from '../queue/store.js';

@@ -17,7 +17,7 @@ import type { NodeServices } from '../../nodes/services.js';
 import { Executor } from '../executor/execute.js';
 import { validatePrompt } from '../executor/validate.js';
 import type { Prompt } from '../executor/prompt.js';
-import { event, type ServerEvent } from '../protocol/events.js';
+import { event, type ServerEvent } from '../../protocol/events.js';
 import { historyEntry, type HistoryEntry } from '../queue/store.js';
 import { ModelFolders } from '../storage/model-folders.js';
 import { makeServices } from '../host.js';

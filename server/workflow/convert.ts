@@ -6,9 +6,9 @@
 import { isWidgetType, type NodeDefinition, type Registry } from '../executor/node-definition.js';
 import type { Prompt } from '../executor/prompt.js';
 import { MAX_PROMPT_NODES } from '../executor/validate.js';
-import { uiWorkflowToPrompt, type ClassSchema, type UiWorkflow } from './ui-to-api.js';
+import { uiWorkflowToPrompt, type ClassSchema, type UiWorkflow } from '../../protocol/workflow/ui-to-api.js';
 
-export { WorkflowConversionError, MODE_MUTED, MODE_BYPASS, type UiNode, type UiLink, type UiWorkflow } from './ui-to-api.js';
+export { WorkflowConversionError, MODE_MUTED, MODE_BYPASS, type UiNode, type UiLink, type UiWorkflow } from '../../protocol/workflow/ui-to-api.js';
 
 export function isUiWorkflow(v: unknown): v is UiWorkflow {
   return !!v && typeof v === 'object' && Array.isArray((v as UiWorkflow).nodes) && Array.isArray((v as UiWorkflow).links);

@@ -12,7 +12,7 @@ import { makeServices } from '../../server/host.js';
 import { Executor } from '../../server/executor/execute.js';
 import { validatePrompt } from '../../server/executor/validate.js';
 import { ModelFolders } from '../../server/storage/model-folders.js';
-import type { ServerEvent } from '../../server/protocol/events.js';
+import type { ServerEvent } from '../../protocol/events.js';
 import type { Prompt } from '../../server/executor/prompt.js';
 
 export interface Harness {

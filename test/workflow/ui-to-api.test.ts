@@ -13,7 +13,7 @@ import { objectInfo } from '../../server/executor/object-info.js';
 import { makeServices } from '../../server/host.js';
 import { ModelFolders } from '../../server/storage/model-folders.js';
 import { schemaFromDefinition, uiToApi } from '../../server/workflow/convert.js';
-import { uiWorkflowToPrompt, WorkflowConversionError, type SchemaLookup, type UiWorkflow } from '../../server/workflow/ui-to-api.js';
+import { uiWorkflowToPrompt, WorkflowConversionError, type SchemaLookup, type UiWorkflow } from '../../protocol/workflow/ui-to-api.js';
 import { schemaFromObjectInfo, workflowToPrompt } from '../../client/graph/to-api.js';
 import type { ObjectInfo, Workflow } from '../../client/graph/types.js';
 import { PROJECT, tempDirs } from '../cli/run-cli.js';

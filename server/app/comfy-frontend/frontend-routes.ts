@@ -3,7 +3,7 @@
  * custom-node translations or global subgraphs, one server-side user, and that user's settings (persisted).
  */
 import { Router, type Request, type Response } from 'express';
-import { httpError } from '../../protocol/errors.js';
+import { httpError } from '../../../protocol/errors.js';
 import type { SettingsStore } from '../../storage/settings-store.js';
 import { DEFAULT_USER } from './userdata-routes.js';
 

@@ -7,7 +7,7 @@
  *        outputs_count?, execution_error?, workflow_id?}; times in ms.
  */
 import { Router, type Request, type Response } from 'express';
-import { httpError } from '../../protocol/errors.js';
+import { httpError } from '../../../protocol/errors.js';
 import type { HistoryEntry, QueueItem } from '../../queue/store.js';
 
 export const JOB_STATUSES = ['pending', 'in_progress', 'completed', 'failed', 'cancelled'] as const;

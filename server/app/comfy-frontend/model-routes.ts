@@ -5,7 +5,7 @@
  *   GET /internal/folder_paths        -> {folder: [[paths], [extensions]]}
  */
 import { Router, type Request, type Response } from 'express';
-import { httpError } from '../../protocol/errors.js';
+import { httpError } from '../../../protocol/errors.js';
 import { MODEL_EXTENSIONS, MODEL_FOLDERS, type ModelFolders } from '../../storage/model-folders.js';
 
 export function modelRoutes(models: ModelFolders): Router {

@@ -9,7 +9,7 @@
  * Bodies are taken raw (any content type) up to the upload size limit.
  */
 import express, { Router, type Request, type Response } from 'express';
-import { httpError } from '../../protocol/errors.js';
+import { httpError } from '../../../protocol/errors.js';
 import { PathError } from '../../storage/safe-path.js';
 import { UserData, UserDataExists, type UserFileInfo } from '../../storage/userdata.js';
 
