@@ -1,5 +1,6 @@
 /**
- * ComfyUI's validation error types and its 400 JSON shape for POST /prompt. Built here, and only here.
+ * ComfyUI's validation error types and its 400 JSON shape for POST /prompt. Built here, and only here; the editor
+ * and the typed client read the same types.
  */
 
 export const VALIDATION_ERROR_TYPES = [
@@ -13,7 +14,8 @@ export interface ErrorItem {
   type: string;
   message: string;
   details: string;
-  extra_info: Record<string, unknown>;
+  /** input_name names the offending input of the node, when there is one */
+  extra_info: { input_name?: string; [k: string]: unknown };
 }
 
 export interface NodeErrors {
@@ -28,7 +30,7 @@ export interface PromptErrorBody {
   node_errors: Record<string, NodeErrors>;
 }
 
-export function errorItem(type: ValidationErrorType | string, message: string, details = '', extra: Record<string, unknown> = {}): ErrorItem {
+export function errorItem(type: ValidationErrorType | string, message: string, details = '', extra: ErrorItem['extra_info'] = {}): ErrorItem {
   return { type, message, details, extra_info: extra };
 }
 

@@ -1,6 +1,8 @@
 /**
- * Every websocket event tcd-studio sends, as typed values (ComfyUI's names and shapes). No other module spells an
- * event name: they build events with these constructors, so the wire format lives in one place.
+ * Every websocket event tcd-studio sends, as typed values (ComfyUI's names and shapes), and the messages a client
+ * sends back. The server builds events with `event()`; clients (the editor, the typed client) read `ServerMessage`s.
+ * No other module spells an event name, so the wire format lives in one place. Browser-safe: no Node imports.
+ * To add an event: one member in `ServerEvent`; to add a client message: one member in `ClientMessage`.
  */
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -53,30 +55,20 @@ export function event<T extends EventType>(type: T, data: EventData<T>): ServerE
   return { type, data } as ServerEvent;
 }
 
-/** Binary websocket frame types (first 4 bytes, big-endian). */
-export const BINARY_PREVIEW_IMAGE = 1;
-export const BINARY_PREVIEW_WITH_METADATA = 4;
-export const PREVIEW_JPEG = 1;
-export const PREVIEW_PNG = 2;
+/** A text frame as a client receives it: an event, plus `seq` when the server logged it (replay with `since=`). */
+export type ServerMessage = ServerEvent & { seq?: number };
 
-export interface PreviewImage { format: 'jpeg' | 'png'; bytes: Uint8Array }
+/** What a client announces in its first message (ComfyUI's feature_flags). */
+export interface FeatureFlags { supports_preview_metadata?: boolean; [flag: string]: unknown }
 
-/** Frame type 1: [u32 BE 1][u32 BE image type][image bytes]. */
-export function previewFrame(img: PreviewImage): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(BINARY_PREVIEW_IMAGE, 0);
-  head.writeUInt32BE(img.format === 'jpeg' ? PREVIEW_JPEG : PREVIEW_PNG, 4);
-  return Buffer.concat([head, Buffer.from(img.bytes)]);
-}
+/** Text frames a client sends to the server. */
+export type ClientMessage = { type: 'feature_flags'; data: FeatureFlags };
 
-/** Frame type 4: [u32 BE 4][u32 BE json length][json metadata][image bytes]. */
-export function previewFrameWithMetadata(img: PreviewImage, meta: { node_id: string; prompt_id: string }): Buffer {
-  const json = Buffer.from(JSON.stringify({
-    node_id: meta.node_id, prompt_id: meta.prompt_id, display_node_id: meta.node_id, parent_node_id: null,
-    real_node_id: meta.node_id, image_type: img.format === 'jpeg' ? 'image/jpeg' : 'image/png',
-  }));
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(BINARY_PREVIEW_WITH_METADATA, 0);
-  head.writeUInt32BE(json.length, 4);
-  return Buffer.concat([head, json, Buffer.from(img.bytes)]);
+/** Parses a client's text frame; null when it is not a message this protocol knows. */
+export function parseClientMessage(raw: string): ClientMessage | null {
+  try {
+    const msg = JSON.parse(raw);
+    if (msg?.type === 'feature_flags' && msg.data && typeof msg.data === 'object') return msg as ClientMessage;
+  } catch { /* malformed: not a message */ }
+  return null;
 }

@@ -1,14 +1,12 @@
 // HTTP side of the ComfyUI protocol. Every call goes through `request`, which adds the token and, on a 401,
 // waits for the user to supply one (the UI registers `onUnauthorized`) and retries.
 import type { ApiPrompt, ObjectInfo, Workflow } from '../graph/types.js';
+import type { PromptErrorBody } from '../../protocol/errors.js';
 import { getToken, setToken } from './token.js';
 import type { HistoryEntry } from '../graph/history.js';
 
-/** ComfyUI's 400 answer to POST /prompt. */
-export interface PromptError {
-  error: { type: string; message: string; details?: string; extra_info?: unknown };
-  node_errors: Record<string, { errors: { type: string; message: string; details?: string; extra_info?: { input_name?: string } }[]; class_type?: string }>;
-}
+/** ComfyUI's 400 answer to POST /prompt (the protocol's PromptErrorBody). */
+export type PromptError = PromptErrorBody;
 
 export class PromptRejected extends Error {
   constructor(readonly body: PromptError) { super(body.error?.message ?? 'prompt rejected'); }

@@ -1,4 +1,4 @@
-// UI workflow (0.4) -> API prompt in the editor: the server's converter (server/workflow/ui-to-api.ts, pure and
+// UI workflow (0.4) -> API prompt in the editor: the protocol's converter (protocol/workflow/ui-to-api.ts, pure and
 // bundled by Vite) run leniently over the object_info the editor fetched, with widgets read in the same order the
 // canvas builds them (widget-spec.ts), so editor, canvas and server agree.
 import type { ApiPrompt, NodeInfo, ObjectInfo, Workflow } from './types.js';

@@ -1,7 +1,7 @@
 // The application shell: boots the API, the canvas editor and the websocket, and lays out the panels.
 import { useEffect, useReducer, useRef, useState } from 'react';
 import { HttpApi } from '../api/http.js';
-import { clientId, EventSocket } from '../api/socket.js';
+import { clientId, editorSocket } from '../api/socket.js';
 import { setToken } from '../api/token.js';
 import { Editor } from '../canvas/editor.js';
 import { runtime } from '../canvas/runtime-state.js';
@@ -52,7 +52,7 @@ export function App() {
       if (cancelled || !canvasRef.current) return;
       const editor = new Editor(canvasRef.current, info);
       editor.load(Editor.restore() ?? defaultWorkflow());
-      const socket = new EventSocket(clientId());
+      const socket = editorSocket(clientId());
       const s = new Session(api, socket, editor);
       imageInputs.upload = (f) => api.uploadImage(f);
       imageInputs.viewUrl = (name) => api.viewUrl({ filename: name, subfolder: '', type: 'input' });

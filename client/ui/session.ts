@@ -228,7 +228,7 @@ export class Session {
     const nodeId = p.nodeId ?? runtime.running;
     if (!nodeId) return;
     const previous = this.lastPreviewUrl;
-    this.lastPreviewUrl = URL.createObjectURL(p.blob);
+    this.lastPreviewUrl = URL.createObjectURL(new Blob([p.bytes as Uint8Array<ArrayBuffer>], { type: p.mime }));
     runtime.setPreview(nodeId, this.lastPreviewUrl);
     // The previous frame stays on screen until the new one decoded.
     if (previous) setTimeout(() => URL.revokeObjectURL(previous), 2000);

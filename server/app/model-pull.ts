@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { findEntry, loadCatalog, type CatalogEntry } from '../models/catalog.js';
 import { pullModel } from '../models/pull.js';
-import { httpError } from '../protocol/errors.js';
+import { httpError } from '../../protocol/errors.js';
 
 export function modelPullRoutes(modelsDir: string, catalogFile = process.env.TCD_MODEL_CATALOG): Router {
   const r = Router();

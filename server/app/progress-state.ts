@@ -4,7 +4,7 @@
  * sends, so every queue backend (embedded, farm) gets it. Its frontend draws per-node progress from it.
  * Example: const p = new ProgressStates(); for (const ev of events) { const s = p.next(ev); if (s) send(s); }
  */
-import { event, type NodeProgressState, type ServerEvent } from '../protocol/events.js';
+import { event, type NodeProgressState, type ServerEvent } from '../../protocol/events.js';
 
 export class ProgressStates {
   private prompts = new Map<string, Map<string, NodeProgressState>>();

@@ -7,7 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { WebSocketServer, WebSocket } from 'ws';
-import { event, previewFrame, previewFrameWithMetadata, type PreviewImage, type ServerEvent } from '../../protocol/events.js';
+import { event, parseClientMessage, type ServerEvent } from '../../protocol/events.js';
+import { encodePreviewFrame, encodePreviewFrameWithMetadata, type PreviewImage } from '../../protocol/preview.js';
 import type { EventSink } from '../queue/prompt-queue.js';
 import type { QueueStore } from '../queue/store.js';
 
@@ -50,14 +51,12 @@ export class WsHub implements EventSink {
     ws.on('message', (raw, isBinary) => {
       if (isBinary || !first) return;
       first = false;
-      try {
-        const msg = JSON.parse(raw.toString());
-        if (msg?.type === 'feature_flags') {
-          if (msg.data?.supports_preview_metadata) client.previewMetadata = true;
-          // ComfyUI answers the client's flags with its own; its frontend reads max_upload_size etc. from them
-          this.write(ws, event('feature_flags', this.opts.featureFlags ?? {}));
-        }
-      } catch { /* ignore malformed client messages */ }
+      const msg = parseClientMessage(raw.toString()); // malformed client messages are ignored
+      if (msg?.type === 'feature_flags') {
+        if (msg.data.supports_preview_metadata) client.previewMetadata = true;
+        // ComfyUI answers the client's flags with its own; its frontend reads max_upload_size etc. from them
+        this.write(ws, event('feature_flags', this.opts.featureFlags ?? {}));
+      }
     });
     ws.on('close', () => { client.sockets.delete(ws); if (client.sockets.size === 0) this.clients.delete(id); });
     ws.on('error', () => ws.terminate());
@@ -92,7 +91,7 @@ export class WsHub implements EventSink {
   preview(img: PreviewImage, meta: { node_id: string; prompt_id: string }, clientId: string | null): void {
     const c = clientId ? this.clients.get(clientId) : undefined;
     if (!c) return;
-    const frame = c.previewMetadata ? previewFrameWithMetadata(img, meta) : previewFrame(img);
+    const frame = c.previewMetadata ? encodePreviewFrameWithMetadata(img, meta) : encodePreviewFrame(img);
     for (const ws of c.sockets) {
       if (ws.bufferedAmount > this.softLimit) { this.dropped++; continue; }
       this.writeRaw(ws, frame);
@@ -103,7 +102,7 @@ export class WsHub implements EventSink {
 
   private write(ws: WebSocket, msg: unknown): void { this.writeRaw(ws, JSON.stringify(msg)); }
 
-  private writeRaw(ws: WebSocket, frame: string | Buffer): void {
+  private writeRaw(ws: WebSocket, frame: string | Uint8Array): void {
     if (ws.readyState !== WebSocket.OPEN) return;
     if (ws.bufferedAmount > this.hardLimit) {
       // a stalled client: drop it rather than buffer without bound; it can reconnect with ?since= to catch up

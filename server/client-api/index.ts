@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { EventStream, type Preview, type ServerMessage } from './event-stream.js';
 
 export { EventStream, type Preview, type ServerMessage } from './event-stream.js';
+export type { PromptErrorBody, ErrorItem, NodeErrors } from '../../protocol/errors.js';
 
 export interface ClientOptions {
   /** server address, e.g. http://127.0.0.1:8188 */
@@ -170,7 +171,7 @@ export class TcdClient {
   }
 
   private dispatch(m: ServerMessage): void {
-    const id = m.data?.prompt_id;
+    const id = (m.data as { prompt_id?: unknown } | undefined)?.prompt_id;
     const t = typeof id === 'string' ? this.trackers.get(id) : undefined;
     if (!t || t.done) return;
     t.events.push(m);

@@ -3,7 +3,8 @@
  * for interruption before each node (and inside long nodes through ctx.checkInterrupted), turning a node's exception
  * into execution_error. Knows graphs, types, caching and cancellation; nothing about diffusion.
  */
-import { event, type ServerEvent, type PreviewImage } from '../../protocol/events.js';
+import { event, type ServerEvent } from '../../protocol/events.js';
+import type { PreviewImage } from '../../protocol/preview.js';
 import { OutputCache, signatureOf } from './cache.js';
 import { InterruptedError, type NodeContext, type Registry } from './node-definition.js';
 import { isLink, type Prompt } from './prompt.js';

@@ -3,7 +3,8 @@
  * submitting client. Interrupt targets a prompt id (or whatever runs), so it never hits the wrong prompt.
  */
 import { randomUUID } from 'node:crypto';
-import { event, type PreviewImage, type ServerEvent } from '../../protocol/events.js';
+import { event, type ServerEvent } from '../../protocol/events.js';
+import type { PreviewImage } from '../../protocol/preview.js';
 import type { Executor } from '../executor/execute.js';
 import { validatePrompt } from '../executor/validate.js';
 import type { Prompt } from '../executor/prompt.js';

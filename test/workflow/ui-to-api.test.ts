@@ -1,5 +1,5 @@
 /**
- * The one UI -> API converter (server/workflow/ui-to-api.ts) gives the same prompt whether its schema comes from the
+ * The one UI -> API converter (protocol/workflow/ui-to-api.ts) gives the same prompt whether its schema comes from the
  * server's node definitions (what uiToApi uses) or from the server's own /object_info JSON (what the editor uses),
  * on every workflow in workflows/ and on variants of them (each node muted or bypassed, each widget driven by a
  * primitive, a reroute on each link); plus the rules where the two former converters used to differ.
