@@ -7,7 +7,8 @@ import { httpError } from '../../protocol/errors.js';
 import { PathError, resolveInside, checkNewFileName } from '../storage/safe-path.js';
 import { writeFileAtomic, TEMP_PREFIX } from '../storage/atomic-write.js';
 import { sniffImage, readImageHeader, maxImagePixels, ImageTooLargeError } from '../storage/image-sniff.js';
-import { pngVariant } from '../storage/image-variants.js';
+import { pngVariant, wantsVariant, type ImageVariant } from '../storage/image-variants.js';
+import { VariantCache } from '../storage/variant-cache.js';
 
 export interface FileDirs { output: string; input: string; temp: string }
 
@@ -23,7 +24,7 @@ function sendPathError(res: Response, e: unknown): void {
   else res.status(400).json(httpError('bad_request', (e as Error).message));
 }
 
-export function viewHandler(dirs: FileDirs) {
+export function viewHandler(dirs: FileDirs, variants = new VariantCache<ImageVariant>()) {
   return (req: Request, res: Response): void => {
     const { filename, subfolder, type } = req.query;
     if (typeof filename !== 'string' || !filename) { res.status(400).json(httpError('bad_request', 'filename is required')); return; }
@@ -34,11 +35,18 @@ export function viewHandler(dirs: FileDirs) {
     if (!existsSync(path) || !statSync(path).isFile()) { res.status(404).json(httpError('not_found', `no such file: ${filename}`)); return; }
     let bytes: Buffer = readFileSync(path);
     let contentType = MIME[extname(path).toLowerCase()] ?? 'application/octet-stream';
-    if (sniffImage(bytes) === 'png') {
+    if (sniffImage(bytes) === 'png' && wantsVariant(req.query.channel, req.query.preview)) {
+      const st = statSync(path);
+      const key = VariantCache.key(path, st.size, st.mtimeMs, [req.query.channel, req.query.preview]);
       try {
-        const v = pngVariant(bytes, req.query.channel, req.query.preview);
-        if (v) { bytes = v.bytes; contentType = v.contentType; }
-      } catch (e) { res.status(400).json(httpError('bad_request', `cannot make a preview of ${filename}: ${(e as Error).message}`)); return; }
+        const v = variants.get(key) ?? pngVariant(bytes, req.query.channel, req.query.preview);
+        if (v) { variants.set(key, v); bytes = v.bytes; contentType = v.contentType; }
+      } catch (e) {
+        // a declared size over the pixel budget is refused from the header alone, before any decoding
+        const status = e instanceof ImageTooLargeError ? 413 : 400;
+        res.status(status).json(httpError(status === 413 ? 'image_too_large' : 'bad_request', `cannot make a preview of ${filename}: ${(e as Error).message}`));
+        return;
+      }
     }
     res.setHeader('Content-Type', contentType);
     // uploads are only sniffed for an image header: never let a browser reinterpret one as HTML or script

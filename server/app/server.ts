@@ -129,7 +129,8 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   const routes = protocolRoutes({
     registry: cfg.registry, services, queue, models, dirs, workflowsDir: cfg.workflowsDir,
     maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024, version: cfg.version ?? '0.0.0',
-    free: (o) => cfg.free?.(services, o), devices: () => cfg.devices?.() ?? [{ name: 'cpu', type: 'cpu', index: 0, vram_total: 0, vram_free: 0 }],
+    // like ComfyUI, freeing memory also drops the cached node outputs (a loaded image or latent can be gigabytes)
+    free: (o) => { if (o.free_memory || o.unload_models) executor.cache.clear(); return cfg.free?.(services, o); }, devices: () => cfg.devices?.() ?? [{ name: 'cpu', type: 'cpu', index: 0, vram_total: 0, vram_free: 0 }],
   });
   app.use('/api', routes);
   app.use('/', routes);

@@ -16,6 +16,12 @@ export function parsePreview(v: unknown): { quality: number } | null {
   return { quality: Math.min(100, Math.max(1, Number(m[2] ?? 90))) };
 }
 
+/** True when `channel`/`preview` ask for something other than the original file. */
+export function wantsVariant(channel: unknown, preview: unknown): boolean {
+  const ch = typeof channel === 'string' ? channel.toLowerCase() : 'rgba';
+  return !((ch === 'rgba' || ch === '') && !parsePreview(preview));
+}
+
 /** A variant of PNG bytes, or null when nothing but the original was asked for. */
 export function pngVariant(png: Uint8Array, channel: unknown, preview: unknown): ImageVariant | null {
   const ch = typeof channel === 'string' ? channel.toLowerCase() : 'rgba';

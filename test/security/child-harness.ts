@@ -27,7 +27,7 @@ export interface ChildServer {
   stop(): Promise<void>;
 }
 
-export async function spawnStubServer(o: { token?: string; slowDelayMs?: number; maxBodyBytes?: number; root?: string } = {}): Promise<ChildServer> {
+export async function spawnStubServer(o: { token?: string; slowDelayMs?: number; maxBodyBytes?: number; root?: string; real?: boolean } = {}): Promise<ChildServer> {
   const root = o.root ?? mkdtempSync(join(tmpdir(), 'tcd-harden-'));
   const entry = fileURLToPath(new URL('./child-server.ts', import.meta.url));
   const child = spawn(process.execPath, ['--import', 'tsx', entry], {
