@@ -7,7 +7,9 @@ import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
 import { TorchGenerator } from '../server/engine/rng.js';
 import { tcdAddNoise, tcdTimesteps } from '../server/engine/sampling/tcd.js';
-import { cfgEpsDenoiser, DiscreteModelSampling, epsDenoiser } from '../server/engine/sampling/model-sampling.js';
+import { cfgDenoiser, cfgEpsDenoiser, epsDenoiser } from '../server/engine/sampling/model-sampling.js';
+import { DistilledModelSampling, predictionDenoiser, rescaledCfg } from '../server/engine/sampling/model-sampling-variants.js';
+import { samplingOf } from './model-sampling.js';
 import { ksamplerSigmas } from '../server/engine/sampling/schedules.js';
 import { CFG_PP_SAMPLERS, getSampler, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
 import { branch, condBranch, guidedEps, type EpsFn } from './guidance.js';
@@ -16,7 +18,6 @@ import { latentPreviewJpeg } from './latent-preview.js';
 import type { Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue } from './types.js';
 
 type Ctx = NodeContext<NodeServices>;
-const SD_SAMPLING = DiscreteModelSampling.sd();
 
 function scaled(data: Float32Array, k: number): Float32Array {
   const out = new Float32Array(data.length);
@@ -101,28 +102,39 @@ async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denois
   const lat = scaled(r.latent.samples.data, scale);
   if (r.sigmas.length < 2) return { x: lat, denoised: lat };
   const s0 = r.sigmas[0];
+  const { spec, ms } = samplingOf(r.model);
   const noise = r.addNoise ? new TorchGenerator(r.seed).randn(shape) : new Float32Array(lat.length);
-  const maxDenoise = Math.abs(s0 - SD_SAMPLING.sigmaMax) <= 1e-5 * Math.max(s0, SD_SAMPLING.sigmaMax) || s0 > SD_SAMPLING.sigmaMax;
+  const maxDenoise = Math.abs(s0 - ms.sigmaMax) <= 1e-5 * Math.max(s0, ms.sigmaMax) || s0 > ms.sigmaMax;
   const k = maxDenoise ? Math.sqrt(1 + s0 * s0) : s0;
   const x0 = new Float32Array(lat.length);
   for (let i = 0; i < x0.length; i++) x0[i] = lat[i] + noise[i] * k;
   let denoiser: Denoiser;
-  if (CFG_PP_SAMPLERS.has(r.sampler.name)) {
+  const cfgOne = Math.abs(r.cfg - 1) < 1e-9;
+  if (spec.prediction !== 'eps' || (r.model.rescaleCfg !== undefined && !cfgOne && !CFG_PP_SAMPLERS.has(r.sampler.name))) {
+    // patched or v-prediction models: each branch to denoised by its prediction type, cfg (or RescaleCFG) on those
+    const engine = ctx.services.engine();
+    const dc = predictionDenoiser(ms, spec.prediction, interruptible(ctx, branch(engine, r.model, r.positive, shape, 'positive')));
+    const du = cfgOne && !CFG_PP_SAMPLERS.has(r.sampler.name) ? dc : predictionDenoiser(ms, spec.prediction, interruptible(ctx, branch(engine, r.model, r.negative, shape, 'negative')));
+    const multiplier = r.model.rescaleCfg;
+    denoiser = multiplier === undefined || cfgOne ? cfgDenoiser(dc, du, r.cfg)
+      : async (x, sigma) => rescaledCfg(x, await dc(x, sigma), await du(x, sigma), sigma, r.cfg, multiplier, shape[0]);
+  } else if (CFG_PP_SAMPLERS.has(r.sampler.name)) {
     // CFG++ steps along the negative branch's prediction: cfg on the denoised with both branches, even at cfg 1 (as ComfyUI)
     const engine = ctx.services.engine();
     const pos = interruptible(ctx, branch(engine, r.model, r.positive, shape, 'positive'));
     const neg = interruptible(ctx, branch(engine, r.model, r.negative, shape, 'negative'));
-    denoiser = cfgEpsDenoiser(SD_SAMPLING, (xs, ts) => pos(xs, ts), (xs, ts) => neg(xs, ts), r.cfg);
+    denoiser = cfgEpsDenoiser(ms, (xs, ts) => pos(xs, ts), (xs, ts) => neg(xs, ts), r.cfg);
   } else {
     const eps = interruptible(ctx, guidedEps(ctx.services.engine(), r.model, r.positive, r.negative, r.cfg, shape, Math.abs(r.cfg - 1) < 1e-9));
-    denoiser = epsDenoiser(SD_SAMPLING, (xs, ts) => eps(xs, ts));
+    denoiser = epsDenoiser(ms, (xs, ts) => eps(xs, ts));
   }
   const report = stepReporter(ctx, r.model, shape, r.sigmas.length - 1);
   let lastDenoised = lat;
   const x = await getSampler(r.sampler.name)({
     denoiser, x: x0, sigmas: r.sigmas, shape,
     // ancestral noise: a fresh generator seeded with the same seed, like ComfyUI's default noise sampler
-    noise: new TorchGenerator(r.seed), modelSampling: SD_SAMPLING,
+    // a distilled table (LCM/TCD patches) keeps the full one for the samplers' alpha lookups (ComfyUI's alphas_cumprod)
+    noise: new TorchGenerator(r.seed), modelSampling: ms instanceof DistilledModelSampling ? ms.base : ms,
     ...(r.sampler.eta !== undefined ? { eta: r.sampler.eta } : {}),
     onStep: ({ i, denoised }) => { lastDenoised = denoised; report(i, denoised); },
   });
@@ -143,7 +155,7 @@ export const KSampler = defineNode({
   outputs: [t.out('LATENT', 'LATENT', 'The denoised latent.')],
   execute: async (a, ctx) => {
     const model = a.model;
-    const sigmas = ksamplerSigmas(SD_SAMPLING, a.sampler_name, a.scheduler, a.steps, a.denoise);
+    const sigmas = ksamplerSigmas(samplingOf(model).ms, a.sampler_name, a.scheduler, a.steps, a.denoise);
     const { x } = await runKSampler({ model, positive: a.positive, negative: a.negative, latent: a.latent_image, seed: seedValue(a.seed), cfg: a.cfg, sampler: { name: a.sampler_name }, sigmas, addNoise: true }, ctx);
     return { outputs: [toLatent(x, a.latent_image, model.config.vae.scalingFactor)] };
   },
@@ -161,7 +173,7 @@ export const KSamplerAdvanced = defineNode({
   outputs: [t.out('LATENT')],
   execute: async (a, ctx) => {
     const model = a.model;
-    let sigmas = ksamplerSigmas(SD_SAMPLING, a.sampler_name, a.scheduler, a.steps, 1);
+    let sigmas = ksamplerSigmas(samplingOf(model).ms, a.sampler_name, a.scheduler, a.steps, 1);
     const end = a.end_at_step, start = a.start_at_step;
     if (end < sigmas.length - 1) { sigmas = sigmas.slice(0, end + 1); if (a.return_with_leftover_noise !== 'enable') sigmas[sigmas.length - 1] = 0; }
     sigmas = start < sigmas.length - 1 ? sigmas.slice(start) : [];
@@ -188,7 +200,7 @@ export const BasicScheduler = defineNode({
   id: 'BasicScheduler', displayName: 'BasicScheduler', category: 'sampling/custom_sampling/schedulers',
   inputs: [t.socket('MODEL', 'model'), schedulerCombo(), t.int('steps', { default: 20, min: 1, max: 10000 }), t.float('denoise', { default: 1.0, min: 0, max: 1, step: 0.01 })],
   outputs: [t.out('SIGMAS')],
-  execute: ({ scheduler, steps, denoise }) => { const s: SigmasValue = ksamplerSigmas(SD_SAMPLING, '', scheduler, steps, denoise); return { outputs: [s] }; },
+  execute: ({ model, scheduler, steps, denoise }) => { const s: SigmasValue = ksamplerSigmas(samplingOf(model).ms, '', scheduler, steps, denoise); return { outputs: [s] }; },
 });
 
 export const SamplerCustom = defineNode({

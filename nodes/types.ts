@@ -5,8 +5,13 @@
 import type { ModelConfig } from '../server/engine/model/config.js';
 import type { ClipRef, ModelRef, VaeRef } from '../server/engine/engine.js';
 import type { Tensor } from '../server/engine/tensor.js';
+import type { SamplingSpec } from '../server/engine/sampling/model-sampling-variants.js';
 
-export interface ModelValue { ref: ModelRef; config: ModelConfig }
+/**
+ * sampling: ModelSamplingDiscrete / TCDModelSamplingDiscrete's patch (prediction type, zsnr, distilled 50-step
+ * table); absent = the checkpoint's own (eps or v_prediction, plain table). rescaleCfg: RescaleCFG's multiplier.
+ */
+export interface ModelValue { ref: ModelRef; config: ModelConfig; sampling?: SamplingSpec; rescaleCfg?: number }
 export interface ClipValue { ref: ClipRef; config: ModelConfig }
 export interface VaeValue { ref: VaeRef; config: ModelConfig }
 

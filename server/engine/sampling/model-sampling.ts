@@ -24,6 +24,18 @@ function linspace64(start: number, end: number, steps: number): Float64Array {
   return out;
 }
 
+/** The float64 sigma table before it is stored as float32 (zsnr rescales this one). */
+export function sdSigmas64(linearStart = 0.00085, linearEnd = 0.012, timesteps = 1000): Float64Array {
+  const roots = linspace64(Math.sqrt(linearStart), Math.sqrt(linearEnd), timesteps);
+  const sig = new Float64Array(timesteps);
+  let abar = 1;
+  for (let i = 0; i < timesteps; i++) {
+    abar *= 1 - roots[i] * roots[i];
+    sig[i] = Math.sqrt((1 - abar) / abar);
+  }
+  return sig;
+}
+
 export class DiscreteModelSampling {
   /** float32 sigmas, ascending (index = discrete timestep) */
   readonly sigmas: Float32Array;
@@ -36,14 +48,7 @@ export class DiscreteModelSampling {
 
   /** SD1.x/SDXL: linear schedule in sqrt space, 0.00085..0.012, 1000 steps (ComfyUI's "linear" beta_schedule). */
   static sd(linearStart = 0.00085, linearEnd = 0.012, timesteps = 1000): DiscreteModelSampling {
-    const roots = linspace64(Math.sqrt(linearStart), Math.sqrt(linearEnd), timesteps);
-    const sig = new Float64Array(timesteps);
-    let abar = 1;
-    for (let i = 0; i < timesteps; i++) {
-      abar *= 1 - roots[i] * roots[i];
-      sig[i] = Math.sqrt((1 - abar) / abar);
-    }
-    return new DiscreteModelSampling(sig);
+    return new DiscreteModelSampling(sdSigmas64(linearStart, linearEnd, timesteps));
   }
 
   get sigmaMin(): number { return this.sigmas[0]; }
