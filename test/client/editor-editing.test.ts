@@ -128,7 +128,7 @@ test('double-click on empty canvas opens the search box with fuzzy results', { s
   // the list refreshes as the query is typed (debounced): wait for it to settle on the full query
   const first = await h.page.waitForFunction(() => {
     const text = document.querySelector('.litesearchbox .lite-search-item')?.textContent ?? '';
-    return /TCD/.test(text) ? text : false;
+    return /TCD/.test(text) ? text : null;
   }, null, { timeout: 5_000 }).then((r) => r.jsonValue()).catch(() => h.page.evaluate(() => document.querySelector('.litesearchbox .lite-search-item')?.textContent));
   assert.match(first ?? '', /TCD/);
   await shot(h.page, '06-search');

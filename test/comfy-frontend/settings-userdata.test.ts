@@ -15,7 +15,7 @@ async function start(o: Parameters<typeof startStubServer>[0] = {}) { const s = 
 
 /** fetch with the body sent as is (no content type added unless given). */
 async function call(url: string, method: string, body?: string | Buffer, headers: Record<string, string> = {}) {
-  const r = await fetch(url, { method, body, headers });
+  const r = await fetch(url, { method, body: body as BodyInit | undefined, headers });
   const text = await r.text();
   let json: any;
   try { json = JSON.parse(text); } catch { json = undefined; }

@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { validatePrompt, dependentOutputs } from '../../server/executor/validate.js';
-import { uiToApi } from '../../server/workflow/convert.js';
+import { uiToApi, type UiLink, type UiNode, type UiWorkflow } from '../../server/workflow/convert.js';
 import { stubRegistry, type StubServices } from './stub-server.js';
 
 const registry = stubRegistry();
@@ -111,10 +111,10 @@ test('dependent outputs of failing nodes are found with a bounded number of link
 });
 
 /** UI workflow: a StubLoad, a chain of `n` Reroutes (every k-th also bypassed through a StubAdd), `n` consumers. */
-function rerouteWorkflow(shape: Shape, n: number) {
+function rerouteWorkflow(shape: Shape, n: number): UiWorkflow {
   const r = rng(shape.seed);
-  const nodes: Record<string, unknown>[] = [{ id: 1, type: 'StubLoad', inputs: [], outputs: [], widgets_values: [1] }];
-  const links: unknown[] = [];
+  const nodes: UiNode[] = [{ id: 1, type: 'StubLoad', inputs: [], outputs: [], widgets_values: [1] }];
+  const links: UiLink[] = [];
   let prev = 1, link = 1;
   const relays: number[] = [];
   for (let i = 0; i < n; i++) {

@@ -81,7 +81,7 @@ export class WsClient {
 export function uploadForm(name: string, bytes: Uint8Array, fields: Record<string, string> = {}): FormData {
   const fd = new FormData();
   for (const [k, v] of Object.entries(fields)) fd.append(k, v);
-  fd.append('image', new Blob([bytes]), name);
+  fd.append('image', new Blob([bytes as Uint8Array<ArrayBuffer>]), name);
   return fd;
 }
 
