@@ -8,6 +8,8 @@
  * Pure and dependency-free: no Node or DOM imports, so Vite bundles it into the client.
  */
 
+import { expandGroupNodes } from './group-nodes.js';
+
 /** One input of a node class, in the node's input order (the order widgets_values follows). */
 export interface SchemaInput {
   name: string;
@@ -97,13 +99,18 @@ function primitiveValue(wv: UiNode['widgets_values']): unknown {
 export function widgetValues(inputs: SchemaInput[], wv: UiNode['widgets_values']): Map<string, unknown> {
   const out = new Map<string, unknown>();
   if (Array.isArray(wv)) {
+    // ComfyUI's frontend saves every companion, whatever its value (older versions saved a seed's as `true`): when
+    // the array is long enough to hold them all, each is skipped by position; a shorter array (saved without them)
+    // skips only values that can only be a companion
+    const widgets = inputs.filter((x) => x.widget);
+    const companions = widgets.filter((x) => x.controlAfterGenerate).length + widgets.filter((x) => x.imageUpload).length;
+    const allPresent = companions > 0 && wv.length >= widgets.length + companions;
     let i = 0;
-    for (const input of inputs) {
-      if (!input.widget) continue;
+    for (const input of widgets) {
       if (i >= wv.length) break;
       out.set(input.name, wv[i++]);
-      if (input.controlAfterGenerate && typeof wv[i] === 'string' && CONTROL_VALUES.has(wv[i] as string)) i++;
-      if (input.imageUpload && (wv[i] === 'image' || wv[i] === 'upload' || wv[i] === null)) i++;
+      if (input.controlAfterGenerate && (allPresent || (typeof wv[i] === 'string' && CONTROL_VALUES.has(wv[i] as string)))) i++;
+      if (input.imageUpload && (allPresent || wv[i] === 'image' || wv[i] === 'upload' || wv[i] === null)) i++;
     }
   } else if (wv && typeof wv === 'object') {
     for (const input of inputs) if (input.widget && hasOwn(wv, input.name)) out.set(input.name, (wv as Record<string, unknown>)[input.name]);
@@ -121,7 +128,8 @@ function wrap(value: unknown): unknown {
  * @example const prompt = uiWorkflowToPrompt(wf, (t) => ({ inputs: [{ name: 'seed', widget: true, controlAfterGenerate: true }] }), { strict: false });
  *          // prompt['3'] -> { class_type: 'KSampler', inputs: { seed: 5, model: ['4', 0], ... }, _meta: { title: 'KSampler' } }
  */
-export function uiWorkflowToPrompt(wf: UiWorkflow, lookup: SchemaLookup, { strict, maxNodes }: ConvertOptions): ApiPromptOut {
+export function uiWorkflowToPrompt(workflow: UiWorkflow, lookup: SchemaLookup, { strict, maxNodes }: ConvertOptions): ApiPromptOut {
+  const wf = expandGroupNodes(workflow, lookup, strict);
   const count = Array.isArray(wf.nodes) ? wf.nodes.length : 0;
   if (strict && maxNodes !== undefined && count > maxNodes) {
     throw new WorkflowConversionError(`workflow has ${count} nodes; at most ${maxNodes} are accepted`, 'invalid_prompt', { node_count: count, max_nodes: maxNodes });

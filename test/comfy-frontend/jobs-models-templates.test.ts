@@ -134,6 +134,19 @@ other:
   assert.equal(m.resolve('loras', 'pack/style.safetensors'), join(models, 'loras', 'pack', 'style.safetensors'));
   assert.throws(() => m.resolve('checkpoints', '../../other-drive/extra.ckpt'), /must not contain/);
   assert.throws(() => parseExtraModelPaths('comfyui:\n  checkpoints\n', root), /expected "key: value"/);
+  // the library's preview images (beside the model, 404 when none) and safetensors metadata
+  writeFileSync(join(models, 'checkpoints', 'local.preview.png'), 'PNGDATA');
+  const pv = await api(s.url, 'GET', '/api/experiment/models/preview/checkpoints/0/local.webp');
+  assert.deepEqual([pv.status, pv.headers.get('content-type'), pv.text], [200, 'image/png', 'PNGDATA']);
+  const none = await api(s.url, 'GET', '/api/experiment/models/preview/checkpoints/0/linked.webp');
+  assert.deepEqual([none.status, none.json.error.type], [404, 'not_found']);
+  const header = Buffer.from(JSON.stringify({ __metadata__: { 'ss_network_dim': '8' }, w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  writeFileSync(join(models, 'loras', 'meta.safetensors'), Buffer.concat([len, header, Buffer.alloc(4)]));
+  assert.deepEqual((await api(s.url, 'GET', '/api/view_metadata/loras?filename=meta.safetensors')).json, { ss_network_dim: '8' });
+  assert.equal((await api(s.url, 'GET', '/api/view_metadata/loras?filename=..%2Fx.safetensors')).status, 400);
+  assert.equal((await api(s.url, 'GET', '/api/view_metadata/loras?filename=nope.safetensors')).status, 404);
 });
 
 test('template browser routes: index, logo index, search options, workflow JSON, thumbnails, /workflow_templates', async () => {
