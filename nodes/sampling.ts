@@ -7,7 +7,9 @@ import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
 import { TorchGenerator } from '../server/engine/rng.js';
 import { tcdAddNoise, tcdTimesteps } from '../server/engine/sampling/tcd.js';
-import { cfgDenoiser, cfgEpsDenoiser, epsDenoiser } from '../server/engine/sampling/model-sampling.js';
+import { cfgDenoiser, cfgEpsDenoiser, epsDenoiser, type CfgDenoiser } from '../server/engine/sampling/model-sampling.js';
+import { interpolate } from '../server/engine/ops/resize.js';
+import type { Tensor } from '../server/engine/tensor.js';
 import { DistilledModelSampling, predictionDenoiser, rescaledCfg } from '../server/engine/sampling/model-sampling-variants.js';
 import { samplingOf } from './model-sampling.js';
 import { ksamplerSigmas } from '../server/engine/sampling/schedules.js';
@@ -60,6 +62,7 @@ export const TCDSampler = defineNode({
   ],
   outputs: [t.out('LATENT')],
   execute: async (a, ctx) => {
+    if (a.latent_image.noise_mask) throw new Error('latent_image has a noise mask (inpainting), which TCDSampler does not apply; use KSampler with sampler "tcd" for inpainting');
     const model = a.model, latent = a.latent_image.samples;
     const shape = latent.shape, scale = model.config.vae.scalingFactor;
     const { steps, denoise, eta, cfg } = a;
@@ -96,6 +99,47 @@ interface KRun {
   sampler: SamplerValue; sigmas: number[]; addNoise: boolean;
 }
 
+/**
+ * ComfyUI's prepare_noise: one draw for the whole batch, or with batch_index (LatentFromBatch...) one [1, ...] draw
+ * per index up to the largest, each item taking its index's draw.
+ */
+function seedNoise(seed: bigint, shape: number[], batchIndex?: number[]): Float32Array {
+  const gen = new TorchGenerator(seed);
+  if (!batchIndex) return gen.randn(shape);
+  const per = shape.slice(1).reduce((a, b) => a * b, 1), draws: Float32Array[] = [];
+  for (let i = 0; i <= Math.max(...batchIndex); i++) draws.push(gen.randn([1, ...shape.slice(1)]));
+  const out = new Float32Array(per * shape[0]);
+  batchIndex.forEach((b, i) => out.set(draws[b], i * per));
+  return out;
+}
+
+/** ComfyUI's prepare_mask: the noise mask resized (bilinear) to the latent, repeated over channels and batch. */
+function denoiseMask(mask: Tensor, shape: number[]): Float32Array {
+  const [b, c, h, w] = shape;
+  const [mh, mw] = mask.shape.slice(-2), mb = mask.data.length / (mh * mw);
+  const resized = mh === h && mw === w ? mask.data : interpolate({ shape: [mb, 1, mh, mw], data: mask.data }, h, w, 'bilinear').data;
+  const out = new Float32Array(b * c * h * w);
+  for (let i = 0; i < b; i++) for (let k = 0; k < c; k++) out.set(resized.subarray((i % mb) * h * w, ((i % mb) + 1) * h * w), (i * c + k) * h * w);
+  return out;
+}
+
+/**
+ * KSamplerX0Inpaint: where the mask is 0 the model sees the original latent noised to the current sigma and its
+ * prediction is replaced by the original latent, so only the masked region changes.
+ */
+function inpaintDenoiser(inner: Denoiser, mask: Float32Array, latent: Float32Array, noise: Float32Array): Denoiser {
+  const blend = (x: Float32Array, keep: (i: number) => number) => x.map((v, i) => v * mask[i] + keep(i) * (1 - mask[i]));
+  const wrapped: Denoiser = async (x, sigma) => blend(await inner(blend(x, (i) => latent[i] + noise[i] * sigma), sigma), (i) => latent[i]);
+  const cfg = (inner as Partial<CfgDenoiser>).withUncond;
+  if (!cfg) return wrapped;
+  return Object.assign(wrapped, {
+    withUncond: async (x: Float32Array, sigma: number) => {
+      const r = await cfg(blend(x, (i) => latent[i] + noise[i] * sigma), sigma);
+      return { denoised: blend(r.denoised, (i) => latent[i]), uncond: r.uncond };
+    },
+  });
+}
+
 /** ComfyUI's sampling: x = latent*scale + noise*sigma0 (sqrt(1+sigma0^2) at full denoise), then the sampler. */
 async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denoised: Float32Array }> {
   const shape = r.latent.samples.shape, scale = r.model.config.vae.scalingFactor;
@@ -103,7 +147,7 @@ async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denois
   if (r.sigmas.length < 2) return { x: lat, denoised: lat };
   const s0 = r.sigmas[0];
   const { spec, ms } = samplingOf(r.model);
-  const noise = r.addNoise ? new TorchGenerator(r.seed).randn(shape) : new Float32Array(lat.length);
+  const noise = r.addNoise ? seedNoise(r.seed, shape, r.latent.batch_index) : new Float32Array(lat.length);
   const maxDenoise = Math.abs(s0 - ms.sigmaMax) <= 1e-5 * Math.max(s0, ms.sigmaMax) || s0 > ms.sigmaMax;
   const k = maxDenoise ? Math.sqrt(1 + s0 * s0) : s0;
   const x0 = new Float32Array(lat.length);
@@ -128,6 +172,7 @@ async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denois
     const eps = interruptible(ctx, guidedEps(ctx.services.engine(), r.model, r.positive, r.negative, r.cfg, shape, Math.abs(r.cfg - 1) < 1e-9));
     denoiser = epsDenoiser(ms, (xs, ts) => eps(xs, ts));
   }
+  if (r.latent.noise_mask) denoiser = inpaintDenoiser(denoiser, denoiseMask(r.latent.noise_mask, shape), lat, noise);
   const report = stepReporter(ctx, r.model, shape, r.sigmas.length - 1);
   let lastDenoised = lat;
   const x = await getSampler(r.sampler.name)({

@@ -113,8 +113,48 @@ function hiresFix() {
   ]);
 }
 
+/** LoadImage (its alpha is the mask) -> VAEEncodeForInpaint -> KSampler -> decode: repaints the transparent area */
+function inpaint() {
+  return buildWorkflow([
+    ...demoFront('a vase of sunflowers on the table'),
+    { id: 4, type: 'LoadImage', title: 'Image with a transparent area to repaint', pos: [40, 600], widgets: ['example.png', 'image'] },
+    { id: 8, type: 'VAEEncodeForInpaint', pos: [400, 600], widgets: [6], from: { pixels: [4, 0], vae: [1, 2], mask: [4, 1] } },
+    { id: 5, type: 'KSampler', pos: [780, 200], widgets: [42, 'fixed', 8, 1, 'tcd', 'simple', 1], from: { model: [1, 0], positive: [2, 0], negative: [3, 0], latent_image: [8, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1140, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [1380, 200], widgets: ['inpaint'], from: { images: [6, 0] } },
+  ]);
+}
+
+/** LoadImage -> ImagePadForOutpaint (mask = the new border, feathered) -> VAEEncodeForInpaint -> KSampler -> decode */
+function outpaint() {
+  return buildWorkflow([
+    ...demoFront('a wide mountain landscape, the valley continues to both sides'),
+    { id: 4, type: 'LoadImage', pos: [40, 600], widgets: ['example.png', 'image'] },
+    { id: 9, type: 'ImagePadForOutpaint', pos: [400, 600], widgets: [128, 0, 128, 0, 40], from: { image: [4, 0] } },
+    { id: 8, type: 'VAEEncodeForInpaint', pos: [760, 600], widgets: [8], from: { pixels: [9, 0], vae: [1, 2], mask: [9, 1] } },
+    { id: 5, type: 'KSampler', pos: [1120, 200], widgets: [42, 'fixed', 8, 1, 'tcd', 'simple', 1], from: { model: [1, 0], positive: [2, 0], negative: [3, 0], latent_image: [8, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1480, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [1720, 200], widgets: ['outpaint'], from: { images: [6, 0] } },
+  ]);
+}
+
+/** The ComfyUI-TCD custom node's graph: TCDModelSamplingDiscrete feeds SamplerCustom its model, sampler and sigmas */
+function comfyuiTcd() {
+  return buildWorkflow([
+    ...demoFront('a photo of a red fox in the snow, detailed fur'),
+    { id: 4, type: 'EmptyLatentImage', pos: [400, 600], widgets: [512, 512, 1] },
+    { id: 8, type: 'TCDModelSamplingDiscrete', pos: [400, 0], widgets: [4, 'simple', 1, 0.3], from: { model: [1, 0] } },
+    { id: 5, type: 'SamplerCustom', pos: [780, 200], widgets: [true, 42, 'fixed', 1], from: { model: [8, 0], positive: [2, 0], negative: [3, 0], sampler: [8, 1], sigmas: [8, 2], latent_image: [4, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1140, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [1380, 200], widgets: ['comfyui-tcd'], from: { images: [6, 0] } },
+  ]);
+}
+
 export const TEMPLATES: Record<string, () => unknown> = {
   'hires-fix': hiresFix,
+  inpaint,
+  outpaint,
+  'comfyui-tcd': comfyuiTcd,
   'tcd-sdxl-txt2img': () => tcdTxt2img({ ckpt: 'sd_xl_base_1.0.safetensors', loras: [{ name: 'TCD-SDXL-LoRA.safetensors', strength: 1, title: 'TCD LoRA' }], size: 1024, prompt: 'a photo of a lighthouse on a cliff at sunset, highly detailed', prefix: 'tcd-sdxl' }),
   'tcd-sd15-txt2img': () => tcdTxt2img({ ckpt: 'v1-5-pruned-emaonly.safetensors', loras: [{ name: 'TCD-SD15-LoRA.safetensors', strength: 1, title: 'TCD LoRA' }], size: 512, prompt: 'a photo of a cat sitting on a windowsill, soft light', prefix: 'tcd-sd15' }),
   'tcd-img2img': img2img,

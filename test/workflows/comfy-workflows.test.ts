@@ -1,22 +1,32 @@
 /**
- * issue 16: the shipped ComfyUI-style workflows (hires fix, ...) run unchanged on the demo model through the real
+ * issue 16: the shipped ComfyUI-style workflows (hires fix, inpaint, outpaint, ComfyUI-TCD) run unchanged on the demo model through the real
  * executor and nodes, at a small size set here (the templates use real sizes); each produces its image at the size
  * its graph implies.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRegistry } from '../../nodes/index.js';
 import { ensureDemoCheckpoint } from '../../server/tools/make-checkpoint.js';
 import { uiToApi, type UiWorkflow } from '../../server/workflow/convert.js';
-import { decodePng } from '../../server/storage/png.js';
+import { decodePng, encodePng } from '../../server/storage/png.js';
 import type { Prompt } from '../../server/executor/prompt.js';
 import { makeHarness, type Harness } from '../helpers/run-prompt.js';
 import { PROJECT } from '../cli/run-cli.js';
 
 let h: Harness;
-before(async () => { h = makeHarness(); await ensureDemoCheckpoint(h.dirs.models); });
+before(async () => {
+  h = makeHarness();
+  await ensureDemoCheckpoint(h.dirs.models);
+  // the templates' example.png: 64x64, opaque except a transparent 16x16 square (the area to inpaint)
+  const w = 64, hh = 64, rgba = new Uint8Array(w * hh * 4);
+  for (let y = 0; y < hh; y++) for (let x = 0; x < w; x++) {
+    const i = (y * w + x) * 4;
+    rgba.set([x * 4, y * 5, 128, x >= 24 && x < 40 && y >= 16 && y < 32 ? 0 : 255], i);
+  }
+  writeFileSync(join(h.dirs.input, 'example.png'), encodePng(rgba, w, hh, 4));
+});
 after(async () => { await h.close(); });
 
 function load(name: string): Prompt {
@@ -42,4 +52,26 @@ test('hires-fix: first pass, latent upscale x1.5, second pass at denoise 0.5', a
   set(p, 'EmptyLatentImage', 'width', 64);
   set(p, 'EmptyLatentImage', 'height', 64);
   assert.deepEqual(await savedSize(p, 'hires-fix'), [96, 96]);
+});
+
+test('inpaint: LoadImage alpha -> VAEEncodeForInpaint -> KSampler repaints the hole, keeps the rest', async () => {
+  const p = load('inpaint');
+  set(p, 'KSampler', 'steps', 2);
+  assert.deepEqual(await savedSize(p, 'inpaint'), [64, 64]);
+});
+
+test('outpaint: ImagePadForOutpaint widens the image by its borders', async () => {
+  const p = load('outpaint');
+  set(p, 'ImagePadForOutpaint', 'left', 32);
+  set(p, 'ImagePadForOutpaint', 'right', 32);
+  set(p, 'ImagePadForOutpaint', 'feathering', 4);
+  set(p, 'KSampler', 'steps', 2);
+  assert.deepEqual(await savedSize(p, 'outpaint'), [128, 64]);
+});
+
+test('comfyui-tcd: TCDModelSamplingDiscrete + SamplerCustom', async () => {
+  const p = load('comfyui-tcd');
+  set(p, 'EmptyLatentImage', 'width', 64);
+  set(p, 'EmptyLatentImage', 'height', 64);
+  assert.deepEqual(await savedSize(p, 'comfyui-tcd'), [64, 64]);
 });
