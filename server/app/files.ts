@@ -9,6 +9,7 @@ import { writeFileAtomic, TEMP_PREFIX } from '../storage/atomic-write.js';
 import { sniffImage, readImageHeader, maxImagePixels, ImageTooLargeError } from '../storage/image-sniff.js';
 import { pngVariant, wantsVariant, type ImageVariant } from '../storage/image-variants.js';
 import { VariantCache } from '../storage/variant-cache.js';
+import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 
 export interface FileDirs { output: string; input: string; temp: string }
 
@@ -20,7 +21,8 @@ function dirFor(dirs: FileDirs, type: unknown): string | null {
 }
 
 function sendPathError(res: Response, e: unknown): void {
-  if (e instanceof PathError) res.status(e.status).json(httpError(e.status === 403 ? 'forbidden' : 'bad_request', e.message));
+  if (isDiskFull(e)) res.status(507).json(httpError('insufficient_storage', DISK_FULL_MESSAGE));
+  else if (e instanceof PathError) res.status(e.status).json(httpError(e.status === 403 ? 'forbidden' : 'bad_request', e.message));
   else res.status(400).json(httpError('bad_request', (e as Error).message));
 }
 

@@ -16,6 +16,7 @@ import { MODEL_FOLDERS, type ModelFolders } from '../storage/model-folders.js';
 import { resolveInside } from '../storage/safe-path.js';
 import { viewHandler, uploadImageHandler, type FileDirs } from './files.js';
 import { promptBodyRefusal } from './limits.js';
+import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 import { writeJsonObject } from './stream-json.js';
 
 export interface RouteDeps<S> {
@@ -33,7 +34,11 @@ export interface RouteDeps<S> {
 }
 
 const asyncRoute = (fn: (req: Request, res: Response) => Promise<void> | void) => (req: Request, res: Response) => {
-  Promise.resolve(fn(req, res)).catch((e) => { if (!res.headersSent) res.status(500).json(httpError('internal_error', (e as Error).message)); });
+  Promise.resolve(fn(req, res)).catch((e) => {
+    if (res.headersSent) { res.destroy(); return; }
+    if (isDiskFull(e)) { res.status(507).json(promptError(errorItem('insufficient_storage', DISK_FULL_MESSAGE))); return; }
+    res.status(500).json(httpError('internal_error', (e as Error).message));
+  });
 };
 
 function intParam(v: unknown): number | undefined {

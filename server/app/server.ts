@@ -14,6 +14,7 @@ import { QueueStore } from '../queue/store.js';
 import { PromptQueue, type EventSink } from '../queue/prompt-queue.js';
 import { ModelFolders } from '../storage/model-folders.js';
 import { removeStalePartials } from '../storage/atomic-write.js';
+import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 import { WsHub } from './ws-hub.js';
 import { protocolRoutes, serverFeatures } from './routes.js';
 import { ProgressStates } from './progress-state.js';
@@ -146,6 +147,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     if (status === 413) { res.status(413).json(promptError(errorItem('request_too_large', `request body exceeds the limit (${err.message})`))); return; }
     if (err.type === 'entity.parse.failed') { res.status(400).json(promptError(errorItem('invalid_json', `malformed JSON body: ${err.message}`))); return; }
     if (status < 500) { res.status(status).json(httpError('bad_request', err.message)); return; }
+    if (isDiskFull(err)) { res.status(507).json(httpError('insufficient_storage', DISK_FULL_MESSAGE)); return; }
     res.status(status).json(httpError('internal_error', err.message));
   });
 

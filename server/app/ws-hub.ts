@@ -11,6 +11,7 @@ import { event, parseClientMessage, type ServerEvent } from '../../protocol/even
 import { encodePreviewFrame, encodePreviewFrameWithMetadata, type PreviewImage } from '../../protocol/preview.js';
 import type { EventSink } from '../queue/prompt-queue.js';
 import type { QueueStore } from '../queue/store.js';
+import { isDiskFull } from '../storage/disk-full.js';
 
 interface Client { id: string; sockets: Set<WebSocket>; previewMetadata: boolean }
 
@@ -77,7 +78,7 @@ export class WsHub implements EventSink {
       return;
     }
     // per-step events are not logged for replay: the next one supersedes them
-    const seq = ev.type === 'progress' || ev.type === 'progress_state' ? null : this.store.logEvent(clientId, promptId, ev.type, ev.data);
+    const seq = ev.type === 'progress' || ev.type === 'progress_state' ? null : this.logged(clientId, promptId, ev);
     const c = this.clients.get(clientId);
     if (!c) return;
     const frame = JSON.stringify(seq === null ? ev : { ...ev, seq });
@@ -95,6 +96,14 @@ export class WsHub implements EventSink {
     for (const ws of c.sockets) {
       if (ws.bufferedAmount > this.softLimit) { this.dropped++; continue; }
       this.writeRaw(ws, frame);
+    }
+  }
+
+  /** Logs an event for replay; on a full disk it is sent live only (no seq) rather than failing the prompt. */
+  private logged(clientId: string, promptId: string | null, ev: ServerEvent): number | null {
+    try { return this.store.logEvent(clientId, promptId, ev.type, ev.data); } catch (e) {
+      if (isDiskFull(e)) return null;
+      throw e;
     }
   }
 

@@ -24,7 +24,8 @@ export interface ChildServer {
   /** what the child wrote to stderr (an uncaught exception shows here) */
   stderr(): string;
   alive(): boolean;
-  stop(): Promise<void>;
+  /** SIGTERM and wait; the data folder is removed unless `keep` */
+  stop(o?: { keep?: boolean }): Promise<void>;
 }
 
 export async function spawnStubServer(o: { token?: string; slowDelayMs?: number; maxBodyBytes?: number; root?: string; real?: boolean } = {}): Promise<ChildServer> {
@@ -48,12 +49,12 @@ export async function spawnStubServer(o: { token?: string; slowDelayMs?: number;
     url, root, child,
     stderr: () => err,
     alive: () => child.exitCode === null && child.signalCode === null,
-    stop: async () => {
+    stop: async (so = {}) => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         await new Promise((r) => child.once('exit', r));
       }
-      rmSync(root, { recursive: true, force: true });
+      if (!so.keep) rmSync(root, { recursive: true, force: true });
     },
   };
 }
