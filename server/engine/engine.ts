@@ -58,7 +58,7 @@ import { SafetensorsFile } from './io/safetensors.js';
 import type { Tensor } from './tensor.js';
 import { fileIdentity } from './runtime/graph-cache.js';
 import type { ModelRef } from './types.js';
-import type { Call, ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerEnvProbe, WorkerInit } from './runtime/protocol.js';
+import type { Call, ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerInit } from './runtime/protocol.js';
 import { WorkerClient } from './runtime/worker-client.js';
 import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runtime/worker-port.js';
 import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gpu-pinning.js';
@@ -201,6 +201,9 @@ function withCudaOrt(settings: WorkerInit, isolation: WorkerIsolation): WorkerIs
   return { ...isolation, mode: 'process', ortPackage: pkg };
 }
 
+/** Each engine's worker client, for the test hooks in engine/testing.ts (kept off the Engine API). */
+export const workerClients = new WeakMap<Engine, WorkerClient>();
+
 /** A tensor copy in a fresh buffer the engine may transfer. */
 function own(t: Tensor): Tensor {
   return { shape: [...t.shape], data: t.data.slice() };
@@ -219,6 +222,7 @@ export class Engine {
     const explicitDevice = options.device ?? (process.env.TCD_DEVICE?.trim() ? this.settings.device : undefined);
     this.isolation = withCudaOrt(this.settings, pinWebGpu(this.settings.ep, explicitDevice, resolveEngineIsolation(options), log));
     this.client = new WorkerClient(this.settings, log, this.isolation);
+    workerClients.set(this, this.client);
   }
 
   /** Family and config of a checkpoint (or a VAE-only file), from its header only. Cached until the file changes. */
@@ -300,19 +304,6 @@ export class Engine {
   stats(): Promise<RuntimeStats> {
     return this.client.call<RuntimeStats>({ op: 'stats' });
   }
-
-  /** Test hook: make the worker exit, throw at its top level, or block its thread for `ms`. */
-  debugWorker(action: 'exit' | 'throw' | 'block', ms = 0): Promise<unknown> {
-    return this.client.call({ op: 'debug', action, ms });
-  }
-
-  /** Test hook: the worker's pid, isolation and environment variable `name` (null when unset). */
-  debugWorkerEnv(name: string): Promise<WorkerEnvProbe> {
-    return this.client.call<WorkerEnvProbe>({ op: 'debug', action: 'env', name });
-  }
-
-  /** Workers started so far (a crash makes the next call start another). */
-  get workerStarts(): number { return this.client.starts; }
 
   async close(): Promise<void> {
     await this.client.close();

@@ -15,6 +15,7 @@ import type { NodeServices } from '../../nodes/services.js';
 import { readPngText } from '../../server/storage/png.js';
 import { api, WsClient, waitHistory } from './protocol-client.js';
 import { demoPrompt, DEMO_CKPT } from './demo-prompt.js';
+import { debugWorker } from '../../server/engine/testing.js';
 
 let s: RunningServer<NodeServices>;
 let root: string;
@@ -116,7 +117,7 @@ test('the engine worker dying mid-run fails only that prompt; the next one runs 
   const r = await api(s.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 30, steps: 50, size: 384, prefix: 'crash' }), client_id: 'demo' });
   const next = await api(s.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 31, steps: 1, prefix: 'after-crash' }), client_id: 'demo' });
   await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === r.json.prompt_id, 60000);
-  await s.services.engine().debugWorker('exit').catch(() => {});
+  await debugWorker(s.services.engine(), 'exit').catch(() => {});
   const evs = await ws.untilDone(r.json.prompt_id, 60000);
   const err = evs.find((e) => e.type === 'execution_error');
   assert.ok(err, `execution_error expected, got ${evs.map((e) => e.type)}`);

@@ -11,6 +11,7 @@ import { Engine, resolveEngineOptions } from '../../../server/engine/engine.js';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { componentBytes, parameterCount, componentPrefixes } from '../../../server/engine/runtime/estimate.js';
 import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+import { workerStarts } from '../../../server/engine/testing.js';
 
 const skip = fixtureSkip();
 const MiB = 1024 * 1024;
@@ -96,7 +97,7 @@ describe('budget on sd1_tiny', { skip }, () => {
       await assert.rejects(unetCall(engine), new RegExp(`^ModelTooBigError: sd1 unet of sd1_tiny\\.safetensors needs ${need} MiB but the whole RAM budget is 10\\.0 MiB`));
       const out = await engine.vaeDecode(ref(), cases.readTensor('vae/z'));
       assert.deepEqual(out.shape, [1, 3, 64, 64]);
-      assert.equal(engine.workerStarts, 1);
+      assert.equal(workerStarts(engine), 1);
     } finally {
       await engine.close();
     }

@@ -15,6 +15,7 @@ import { ensureDemoCheckpoint } from '../../../server/tools/make-checkpoint.js';
 import { TorchGenerator } from '../../../server/engine/rng.js';
 import { tcdTimesteps } from '../../../server/engine/sampling/tcd.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
+import { debugWorker, debugWorkerEnv, workerStarts } from '../../../server/engine/testing.js';
 
 let dir: string, ckpt: string, engine: Engine, cond: { context: Tensor; pooled: Tensor };
 const shape = [1, 4, 16, 16];
@@ -82,16 +83,16 @@ test('options: process isolation by option or TCD_ENGINE_ISOLATION; env with a t
 });
 
 test('the child runs in its own process and sees the env it was given; the thread sees the server\'s', async () => {
-  const probe = await engine.debugWorkerEnv('TCD_PROBE');
+  const probe = await debugWorkerEnv(engine, 'TCD_PROBE');
   assert.equal(probe.isolation, 'process');
   assert.equal(probe.value, 'child only');
   assert.notEqual(probe.pid, process.pid);
   assert.ok(alive(probe.pid));
   assert.equal(process.env.TCD_PROBE, undefined);
-  assert.equal((await engine.debugWorkerEnv('TCD_ENGINE_WORKER_INIT')).value, null, 'the init is not left in the child\'s env');
+  assert.equal((await debugWorkerEnv(engine, 'TCD_ENGINE_WORKER_INIT')).value, null, 'the init is not left in the child\'s env');
   const thread = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'thread', log: () => {} });
   try {
-    assert.deepEqual(await thread.debugWorkerEnv('TCD_PROBE'), { pid: process.pid, isolation: 'thread', value: null });
+    assert.deepEqual(await debugWorkerEnv(thread, 'TCD_PROBE'), { pid: process.pid, isolation: 'thread', value: null });
   } finally {
     await thread.close();
   }
@@ -135,27 +136,27 @@ test('kill -9 of the child mid-call rejects that call naming its component; the 
   const logs: string[] = [];
   const e = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'process', log: (l) => logs.push(l) });
   try {
-    const { pid } = await e.debugWorkerEnv('PATH');
+    const { pid } = await debugWorkerEnv(e, 'PATH');
     const call = e.sampleTcd(loopRequest(8), { onStep: (p) => { if (p.step === 0) process.kill(pid, 'SIGKILL'); } });
     await assert.rejects(call, /^EngineWorkerCrashed: engine worker crashed while running the TCD sampling loop of tcd-studio-demo-sdxl\.safetensors: worker process was killed by SIGKILL/);
     assert.ok(logs.some((l) => /worker crashed .*1 call\(s\) failed, the next call starts a fresh worker/.test(l)), logs.join('\n'));
     assert.ok(!alive(pid), 'the killed child is reaped');
-    const probe = await e.debugWorkerEnv('PATH');
+    const probe = await debugWorkerEnv(e, 'PATH');
     assert.notEqual(probe.pid, pid);
-    assert.equal(e.workerStarts, 2);
+    assert.equal(workerStarts(e), 2);
     // the debug ops behave as with a thread: 'throw' and 'exit' end only the child, with the same messages
-    const crash = e.debugWorker('throw');
-    const queued = e.debugWorkerEnv('PATH');
+    const crash = debugWorker(e, 'throw');
+    const queued = debugWorkerEnv(e, 'PATH');
     await assert.rejects(queued, /engine worker crashed while running the debug: debug: uncaught error at the top level of the engine worker/);
     await assert.rejects(crash, /EngineWorkerCrashed/);
-    await assert.rejects(e.debugWorker('exit'), /engine worker crashed while running the debug: worker exited with code 7/);
+    await assert.rejects(debugWorker(e, 'exit'), /engine worker crashed while running the debug: worker exited with code 7/);
     const blockStart = performance.now();
     let ticks = 0;
     const timer = setInterval(() => ticks++, 10);
-    await e.debugWorker('block', 300);
+    await debugWorker(e, 'block', 300);
     clearInterval(timer);
     assert.ok(performance.now() - blockStart >= 290 && ticks >= 10, `${ticks} ticks while the child blocked`);
-    assert.equal(e.workerStarts, 4); // the first, and one after each of kill -9, 'throw' and 'exit'
+    assert.equal(workerStarts(e), 4); // the first, and one after each of kill -9, 'throw' and 'exit'
   } finally {
     await e.close();
   }
@@ -163,8 +164,8 @@ test('kill -9 of the child mid-call rejects that call naming its component; the 
 
 test('close() kills the child, even one blocked in a call, and leaves no process behind', async () => {
   const e = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'process', log: () => {} });
-  const { pid } = await e.debugWorkerEnv('PATH');
-  const blocked = assert.rejects(e.debugWorker('block', 60_000), /engine closed while running the debug/);
+  const { pid } = await debugWorkerEnv(e, 'PATH');
+  const blocked = assert.rejects(debugWorker(e, 'block', 60_000), /engine closed while running the debug/);
   const t0 = performance.now();
   await e.close();
   await blocked;
@@ -175,10 +176,12 @@ test('close() kills the child, even one blocked in a call, and leaves no process
 test('a server whose engine child is idle exits by itself (no close()), and the child goes with it', async () => {
   const script = join(dir, 'idle-exit.mts');
   const engineModule = fileURLToPath(new URL('../../../server/engine/engine.ts', import.meta.url));
+  const testingModule = fileURLToPath(new URL('../../../server/engine/testing.ts', import.meta.url));
   writeFileSync(script, [
     `import { Engine } from ${JSON.stringify(engineModule)};`,
+    `import { debugWorkerEnv } from ${JSON.stringify(testingModule)};`,
     `const e = new Engine({ cacheDir: ${JSON.stringify(join(dir, 'cache'))}, isolation: 'process', log: () => {} });`,
-    `console.log((await e.debugWorkerEnv('PATH')).pid);`,
+    `console.log((await debugWorkerEnv(e, 'PATH')).pid);`,
   ].join('\n'));
   const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';

@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { Engine, pinWebGpu } from '../../../server/engine/engine.js';
 import { findVulkanLayer, VULKAN_LAYER_NAME } from '../../../server/engine/runtime/gpu-pinning.js';
 import { deviceIsolation } from '../../../server/host.js';
+import { debugWorkerEnv } from '../../../server/engine/testing.js';
 
 const layer = findVulkanLayer(resolve('.'));
 const dir = mkdtempSync(join(tmpdir(), 'tcd-pin-'));
@@ -56,11 +57,11 @@ test('a WebGPU engine on GPU 1 in a child process starts its worker with the lay
   { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' }, async () => {
     const engine = new Engine({ ep: 'webgpu', device: 1, isolation: 'process', cacheDir: join(dir, 'c1'), log: quiet });
     try {
-      const probe = await engine.debugWorkerEnv('TCD_VULKAN_DEVICE');
+      const probe = await debugWorkerEnv(engine, 'TCD_VULKAN_DEVICE');
       assert.equal(probe.isolation, 'process');
       assert.notEqual(probe.pid, process.pid);
       assert.equal(probe.value, '1');
-      assert.equal((await engine.debugWorkerEnv('VK_ADD_LAYER_PATH')).value?.split(':')[0], layer);
+      assert.equal((await debugWorkerEnv(engine, 'VK_ADD_LAYER_PATH')).value?.split(':')[0], layer);
       assert.equal(process.env.TCD_VULKAN_DEVICE, undefined);
     } finally { await engine.close(); }
   });
@@ -70,7 +71,7 @@ test('TCD_DEVICE, which `worker --device N` exports before its engine starts, pi
     process.env.TCD_DEVICE = '1';
     const engine = new Engine({ ep: 'webgpu', isolation: 'process', cacheDir: join(dir, 'c5'), log: quiet });
     try {
-      assert.equal((await engine.debugWorkerEnv('TCD_VULKAN_DEVICE')).value, '1');
+      assert.equal((await debugWorkerEnv(engine, 'TCD_VULKAN_DEVICE')).value, '1');
     } finally { delete process.env.TCD_DEVICE; await engine.close(); }
   });
 
@@ -79,7 +80,7 @@ test('thread isolation pins this process once: its worker thread sees the layer,
     const engine = new Engine({ ep: 'webgpu', device: 1, cacheDir: join(dir, 'c2'), log: quiet });
     try {
       assert.equal(process.env.TCD_VULKAN_DEVICE, '1');
-      assert.equal((await engine.debugWorkerEnv('TCD_VULKAN_DEVICE')).value, '1');
+      assert.equal((await debugWorkerEnv(engine, 'TCD_VULKAN_DEVICE')).value, '1');
       assert.throws(() => new Engine({ ep: 'webgpu', device: 0, cacheDir: join(dir, 'c3'), log: quiet }), /one process runs on one GPU and this one is on GPU 1/);
       const same = new Engine({ ep: 'webgpu', device: 1, cacheDir: join(dir, 'c4'), log: quiet });
       await same.close();

@@ -17,6 +17,7 @@ import { cudaOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
 /** What keeps CUDA from loading for an engine here (the onnxruntime-node CUDA engines run with: cuda-ort.ts). */
 const cudaProblems = () => cudaProblemsHere(process.env, cudaOrtPackage(process.cwd()));
 import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+import { debugWorker, workerStarts } from '../../../server/engine/testing.js';
 
 const skip = fixtureSkip();
 
@@ -39,19 +40,19 @@ describe('engine worker', { skip }, () => {
     const engine = new Engine({ cacheDir, log: (l) => logs.push(l) });
     try {
       await decodeMatches(engine);
-      assert.equal(engine.workerStarts, 1);
+      assert.equal(workerStarts(engine), 1);
       // 'throw' never answers and throws at the worker's top level; the decode queued behind it is in flight
-      const crash = engine.debugWorker('throw');
+      const crash = debugWorker(engine, 'throw');
       const decode = engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z'));
       await assert.rejects(decode, /^EngineWorkerCrashed: engine worker crashed while running the vae decoder of sd1_tiny\.safetensors: debug: uncaught error at the top level of the engine worker/);
       await assert.rejects(crash, /EngineWorkerCrashed/);
       assert.ok(logs.some((l) => /worker crashed .*2 call\(s\) failed, the next call starts a fresh worker/.test(l)), logs.join('\n'));
       await decodeMatches(engine);
-      assert.equal(engine.workerStarts, 2);
+      assert.equal(workerStarts(engine), 2);
       // a worker that exits is the same story
-      await assert.rejects(engine.debugWorker('exit'), /engine worker crashed while running the debug: worker exited with code 7/);
+      await assert.rejects(debugWorker(engine, 'exit'), /engine worker crashed while running the debug: worker exited with code 7/);
       await decodeMatches(engine);
-      assert.equal(engine.workerStarts, 3);
+      assert.equal(workerStarts(engine), 3);
     } finally {
       await engine.close();
     }
