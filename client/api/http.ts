@@ -43,7 +43,13 @@ export class HttpApi {
       const token = getToken();
       if (token) headers.set('Authorization', `Bearer ${token}`);
       if (init.body && typeof init.body === 'string') headers.set('Content-Type', 'application/json');
-      const res = await fetch(this.url(path), { ...init, headers });
+      let res: Response;
+      try {
+        res = await fetch(this.url(path), { ...init, headers });
+      } catch {
+        // fetch() rejects with a bare "Failed to fetch": say what it means (the socket retries meanwhile).
+        throw new Error('server unreachable, retrying the connection');
+      }
       // Each retry waits for the user, so the bound only guards against a server that refuses every token.
       if (res.status !== 401 || !this.onUnauthorized || attempt > 20) return res;
       if (token) setToken(null); // a refused token is not kept
@@ -64,7 +70,7 @@ export class HttpApi {
   objectInfo(): Promise<ObjectInfo> { return this.json('/object_info'); }
 
   /** Queues a prompt; throws PromptRejected with node_errors on a 400. */
-  async queuePrompt(body: { client_id: string; prompt: ApiPrompt; extra_data: unknown }): Promise<{ prompt_id: string; number: number }> {
+  async queuePrompt(body: { client_id: string; prompt: ApiPrompt; extra_data: unknown; front?: boolean }): Promise<{ prompt_id: string; number: number }> {
     const res = await this.post('/prompt', body);
     const data = await res.json();
     if (res.status === 400) throw new PromptRejected(data as PromptError);
@@ -133,6 +139,27 @@ export class HttpApi {
 
   /** The model folders the server knows (GET /models). */
   async modelFolders(): Promise<string[]> { return this.json('/models'); }
+
+  /** Saves a workflow under the user's workflows/ folder (ComfyUI's POST /userdata/workflows%2FNAME.json). */
+  async saveUserWorkflow(name: string, wf: Workflow): Promise<void> {
+    const res = await this.request(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}?overwrite=true`, {
+      method: 'POST', body: JSON.stringify(wf), headers: { 'Content-Type': 'application/json' },
+    });
+    if (!res.ok) {
+      const body = await res.json().catch(() => null);
+      throw new Error(body?.error?.message ?? `HTTP ${res.status}`);
+    }
+  }
+
+  /** Names of the workflows saved on the server (GET /userdata?dir=workflows), without ".json". */
+  async userWorkflows(): Promise<string[]> {
+    const res = await this.request('/userdata?dir=workflows&recurse=true&split=false');
+    if (!res.ok) return [];
+    const files = await res.json() as string[];
+    return files.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
+  }
+
+  userWorkflow(name: string): Promise<Workflow> { return this.json(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}`); }
 
   workflow(name: string): Promise<Workflow> { return this.json(`/workflows/${encodeURIComponent(name)}`); }
 

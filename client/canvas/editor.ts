@@ -12,9 +12,11 @@ import { CONTROL_WIDGET, registerNodeTypes } from './node-types.js';
 import { runtime } from './runtime-state.js';
 import { adoptPrimitives } from './primitive-node.js';
 import { DomWidgetLayer, setDomWidgetLayer } from './dom-widgets.js';
+import { loaderFor } from '../graph/model-loaders.js';
 import { imageInputs, imageUploadInputs, setImage, uploadFile, uploadInto } from './image-inputs.js';
 
 const AUTOSAVE_KEY = 'tcd-studio.workflow';
+const MODIFIED_KEY = 'tcd-studio.workflow.modified';
 
 /** Drops the viewport from a snapshot: panning is not an undo step. */
 function snapshotOf(wf: Workflow): string {
@@ -33,8 +35,12 @@ export class Editor {
   readonly history = new UndoStack();
   /** Called after each recorded change (for React to refresh undo buttons, title, ...). */
   onChange: () => void = () => {};
-  /** Ctrl+Enter. */
-  onQueueShortcut: () => void = () => {};
+  /** Ctrl+Enter (Ctrl+Shift+Enter: to the front of the queue). */
+  onQueueShortcut: (front?: boolean) => void = () => {};
+  /** Ctrl+S: save on the server under the workflow's name. */
+  onSaveShortcut: () => void = () => {};
+  /** R: re-read model lists (ComfyUI's refresh). */
+  onRefreshShortcut: () => void = () => {};
   private restoring = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
@@ -46,6 +52,12 @@ export class Editor {
     this.canvas.show_info = false;
     this.canvas.render_canvas_border = false;
     this.canvas.onSearchBox = (_helper, str) => this.search(str);
+    // "Convert to Subgraph" deletes the selection and throws in this litegraph build: not offered.
+    const noSubgraph = <T extends { content?: string } | null>(opts: T[]) => opts.filter((o) => !o?.content?.startsWith('Convert to Subgraph'));
+    const canvasMenu = this.canvas.getCanvasMenuOptions.bind(this.canvas);
+    const nodeMenu = this.canvas.getNodeMenuOptions.bind(this.canvas);
+    this.canvas.getCanvasMenuOptions = () => noSubgraph(canvasMenu() as never[]);
+    this.canvas.getNodeMenuOptions = (node) => noSubgraph(nodeMenu(node) as never[]);
     const layer = new DomWidgetLayer(el.parentElement!, el, this.graph);
     setDomWidgetLayer(layer);
     this.canvas.onRender = () => layer.beginFrame();
@@ -87,8 +99,28 @@ export class Editor {
     return this.graph.serialize() as unknown as Workflow;
   }
 
-  /** Loads a UI workflow; unknown node types are kept (litegraph shows them as missing). */
-  load(wf: Workflow, opts: { keepHistory?: boolean } = {}): void {
+  /** The snapshot last saved or opened: the workflow is "modified" while the present one differs. */
+  private clean: string | null = null;
+
+  get modified(): boolean { return this.clean !== null && this.history.present !== this.clean; }
+
+  /** After saving (or opening): what is on the canvas now counts as unmodified. */
+  markClean(): void {
+    this.clean = this.history.present;
+    this.rememberModified();
+    this.onChange();
+  }
+
+  /** Kept across reloads as a flag: a reloaded graph serialises a little differently from the one saved. */
+  private rememberModified(): void {
+    try { localStorage.setItem(MODIFIED_KEY, this.modified ? '1' : '0'); } catch { /* private mode */ }
+  }
+
+  /**
+   * Loads a UI workflow; unknown node types are kept (litegraph shows them as missing). `resume`: the autosaved
+   * workflow of a previous visit, which keeps its modified state.
+   */
+  load(wf: Workflow, opts: { keepHistory?: boolean; resume?: boolean } = {}): void {
     this.restoring = true;
     try {
       this.graph.configure(structuredClone(wf) as never);
@@ -108,7 +140,21 @@ export class Editor {
     const snap = snapshotOf(this.serialize());
     if (opts.keepHistory) this.history.record(snap);
     else this.history.reset(snap);
+    if (opts.resume && localStorage.getItem(MODIFIED_KEY) === '1') this.clean = ''; // modified before the reload
+    else this.markClean();
     this.save();
+    // litegraph grows nodes to fit their widgets on the first draw: that settling is part of the loaded workflow,
+    // neither an undo step nor a modification.
+    const loaded = this.history.present;
+    setTimeout(() => {
+      if (this.history.present !== loaded) return; // the user already changed something
+      const settled = snapshotOf(this.serialize());
+      if (settled === loaded) return;
+      const wasClean = this.clean === loaded;
+      this.history.replacePresent(settled);
+      if (wasClean) this.markClean();
+      this.save();
+    }, 150);
     this.canvas.setDirty(true, true);
     this.onChange();
   }
@@ -148,6 +194,7 @@ export class Editor {
     if (this.restoring) return;
     const wf = this.serialize();
     const changed = this.history.record(snapshotOf(wf));
+    if (changed) this.rememberModified();
     this.save(wf); // also when only the viewport (extra.ds) moved
     if (changed) this.onChange();
   }
@@ -168,6 +215,7 @@ export class Editor {
     }
     this.canvas.ds.offset = offset as [number, number];
     this.canvas.ds.scale = scale;
+    this.rememberModified();
     this.save();
     this.canvas.setDirty(true, true);
     this.onChange();
@@ -284,6 +332,51 @@ export class Editor {
     this.onChange();
   }
 
+  /**
+   * Adds the loader node for a model file (dropped from the model library at a client point, or the view's centre).
+   * @example editor.addModelLoader('checkpoints', 'sd_xl_base_1.0.safetensors', [400, 300]);
+   */
+  addModelLoader(folder: string, file: string, at?: [number, number]): LGraphNode | null {
+    const loader = loaderFor(folder, file, this.objectInfo);
+    if (!loader) return null;
+    return this.addNode(loader.type, at, (node) => {
+      const w = node.widgets?.find((x) => x.name === loader.input);
+      if (w) w.value = file as never;
+    });
+  }
+
+  /** Adds a node of `type` at a client point, or at the view's centre; one undo step. */
+  addNode(type: string, at?: [number, number], init?: (node: LGraphNode) => void): LGraphNode | null {
+    const node = LiteGraph.createNode(type);
+    if (!node) return null;
+    init?.(node);
+    const [cx, cy] = this.canvas.ds.convertCanvasToOffset([this.el.clientWidth / 2, this.el.clientHeight / 2]);
+    const pos = at ? this.toGraph(at) : [cx - node.size[0] / 2, cy - node.size[1] / 2];
+    node.pos = [pos[0], pos[1]];
+    this.restoring = true;
+    try { this.graph.add(node); } finally { this.restoring = false; }
+    this.canvas.selectItems([node]);
+    this.checkpoint();
+    return node;
+  }
+
+  /** Fits the whole graph into the view (the `.` key), at most at 100%. */
+  fitView(): void {
+    const nodes = this.graph._nodes;
+    if (!nodes.length) return;
+    let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const n of nodes) {
+      x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT);
+      x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+    }
+    const pad = 40, w = this.el.clientWidth, h = this.el.clientHeight;
+    const scale = Math.min(1, (w - 2 * pad) / Math.max(1, x1 - x0), (h - 2 * pad) / Math.max(1, y1 - y0));
+    this.canvas.ds.scale = scale;
+    this.canvas.ds.offset = [(w / scale - (x1 - x0)) / 2 - x0, (h / scale - (y1 - y0)) / 2 - y0];
+    this.canvas.setDirty(true, true);
+    this.scheduleCheckpoint();
+  }
+
   /** Graph-space point of a client point. */
   toGraph([x, y]: [number, number]): [number, number] {
     const r = this.el.getBoundingClientRect();
@@ -314,8 +407,15 @@ export class Editor {
     const t = e.target as HTMLElement | null;
     const typing = t && (t.localName === 'input' || t.localName === 'textarea' || t.isContentEditable);
     const mod = e.ctrlKey || e.metaKey;
-    if (mod && e.key === 'Enter') { e.preventDefault(); this.onQueueShortcut(); return; }
-    if (typing || !mod) return;
+    if (mod && e.key === 'Enter') { e.preventDefault(); this.onQueueShortcut(e.shiftKey); return; }
+    if (mod && (e.key === 's' || e.key === 'S')) { e.preventDefault(); e.stopPropagation(); this.onSaveShortcut(); return; }
+    if (typing) return;
+    if (!mod && !e.altKey) {
+      if (e.key === 'r' || e.key === 'R') this.onRefreshShortcut();
+      else if (e.key === '.') this.fitView();
+      return;
+    }
+    if (!mod) return;
     const key = e.key.toLowerCase();
     if (key === 'z' && !e.shiftKey) { e.preventDefault(); this.undo(); }
     else if (key === 'y' || (key === 'z' && e.shiftKey)) { e.preventDefault(); this.redo(); }

@@ -29,12 +29,40 @@ function drawImages(node: LGraphNode, ctx: CanvasRenderingContext2D, imgs: HTMLI
   });
 }
 
-function drawError(node: LGraphNode, ctx: CanvasRenderingContext2D, message: string, inputs: Record<string, string>): void {
+/**
+ * Splits text into lines no wider than `width` (as `measure` says), breaking long tokens (paths, ids) too.
+ * @example wrapText('a very long message', 60, (t) => t.length * 6) // ['a very', 'long', 'message']
+ */
+export function wrapText(text: string, width: number, measure: (t: string) => number): string[] {
+  const lines: string[] = [];
+  for (const para of text.split('\n')) {
+    let line = '';
+    for (const word of para.split(/(\s+)/)) {
+      if (measure(line + word) <= width) { line += word; continue; }
+      if (line.trim()) lines.push(line.trimEnd());
+      line = word.trimStart();
+      while (measure(line) > width && line.length > 1) {
+        let cut = line.length - 1;
+        while (cut > 1 && measure(line.slice(0, cut)) > width) cut--;
+        lines.push(line.slice(0, cut));
+        line = line.slice(cut);
+      }
+    }
+    if (line.trim() || !lines.length) lines.push(line.trimEnd());
+  }
+  return lines;
+}
+
+function drawError(node: LGraphNode, ctx: CanvasRenderingContext2D, message: string, inputs: Record<string, string>, belowPreview: boolean): void {
   ctx.save();
   ctx.font = '12px sans-serif';
   ctx.fillStyle = '#ff6b6b';
-  const lines = [message, ...Object.entries(inputs).map(([k, v]) => `${k}: ${v}`)].filter(Boolean);
-  lines.slice(0, 6).forEach((line, i) => ctx.fillText(line.slice(0, 90), 0, node.size[1] + 18 + i * 15));
+  const texts = [message, ...Object.entries(inputs).map(([k, v]) => `${k}: ${v}`)].filter(Boolean);
+  // Wrapped to the node's width, below the node (and below a live preview panel there).
+  const lines = texts.flatMap((t) => wrapText(t, node.size[0] - 4, (x) => ctx.measureText(x).width)).slice(0, 12);
+  const [, py, , ph] = previewRect(node);
+  const below = belowPreview && py >= node.size[1] ? py + ph : node.size[1];
+  lines.forEach((line, i) => ctx.fillText(line, 2, below + 18 + i * 15));
   // Mark offending inputs next to their slot or widget.
   for (const name of Object.keys(inputs)) {
     const slot = node.inputs.findIndex((s) => s.name === name);
@@ -93,7 +121,7 @@ export function drawNodeExtras(node: LGraphNode, ctx: CanvasRenderingContext2D, 
   const preview = state.previews.get(id);
   if (preview) drawPreview(node, ctx, preview, state.progress.get(id));
   const err = state.errors.get(id);
-  if (err) drawError(node, ctx, err.message, err.inputs);
+  if (err) drawError(node, ctx, err.message, err.inputs, state.previews.has(id));
   if (node.mode === 2 || node.mode === 4) {
     ctx.save();
     ctx.fillStyle = node.mode === 4 ? 'rgba(160, 60, 200, 0.35)' : 'rgba(20, 20, 20, 0.55)';

@@ -7,6 +7,7 @@ import type { NodeInfo, ObjectInfo } from '../graph/types.js';
 import { describeInputs, SEED_CONTROLS, widgetValuesByName, type InputDescriptor } from '../graph/widget-spec.js';
 import { drawNodeExtras } from './node-draw.js';
 import { addTextareaWidget } from './dom-widgets.js';
+import { noteNodeClass, rerouteNodeClass } from './frontend-nodes.js';
 import { addUploadWidget, IMAGE_NODE_MIN, imageUploadInputs, syncInputImage } from './image-inputs.js';
 import { applyConverted, CONTROL_WIDGET, convertedWidgets, drawConvertedInputs, widgetInputMenu } from './widget-inputs.js';
 import { createPrimitiveFor, PRIMITIVE_TYPE, primitiveNodeClass } from './primitive-node.js';
@@ -69,6 +70,8 @@ export function registerNodeTypes(info: ObjectInfo, onEdit: (typing?: boolean) =
   const classes: [string, typeof LGraphNode, string][] = Object.entries(info).map(([type, nodeInfo]) =>
     [type, makeClass(type, nodeInfo, onEdit), nodeInfo.category ?? 'other']);
   if (!info[PRIMITIVE_TYPE]) classes.push([PRIMITIVE_TYPE, primitiveNodeClass(onEdit), 'utils']);
+  if (!info.Note) classes.push(['Note', noteNodeClass(onEdit), 'utils']);
+  if (!info.Reroute) classes.push(['Reroute', rerouteNodeClass(), 'utils']);
   for (const [type, cls, category] of classes) {
     LiteGraph.registerNodeType(type, cls);
     // registerNodeType derives `category` from a "path/Type" name (empty here): set it afterwards, as ComfyUI does,

@@ -20,19 +20,19 @@ export function defaultWorkflow(): Workflow {
     last_node_id: 9,
     last_link_id: 9,
     nodes: [
-      node(4, 'CheckpointLoaderSimple', [40, 200], [315, 100], [],
+      node(4, 'CheckpointLoaderSimple', [20, 220], [315, 100], [],
         [['MODEL', 'MODEL', [1]], ['CLIP', 'CLIP', [2, 3]], ['VAE', 'VAE', [8]]], [DEMO_CHECKPOINT], 0),
-      node(6, 'CLIPTextEncode', [400, 60], [420, 180], [['clip', 'CLIP', 2]],
+      node(6, 'CLIPTextEncode', [370, 40], [400, 180], [['clip', 'CLIP', 2]],
         [['CONDITIONING', 'CONDITIONING', [4]]], ['a photograph of a red fox in a snowy forest, soft morning light, detailed'], 1),
-      node(7, 'CLIPTextEncode', [400, 290], [420, 180], [['clip', 'CLIP', 3]],
+      node(7, 'CLIPTextEncode', [370, 270], [400, 180], [['clip', 'CLIP', 3]],
         [['CONDITIONING', 'CONDITIONING', [5]]], ['blurry, low quality'], 2),
-      node(5, 'EmptyLatentImage', [460, 520], [315, 110], [], [['LATENT', 'LATENT', [6]]], [512, 512, 1], 3),
-      node(3, 'TCDSampler', [880, 150], [315, 290],
+      node(5, 'EmptyLatentImage', [420, 500], [315, 110], [], [['LATENT', 'LATENT', [6]]], [512, 512, 1], 3),
+      node(3, 'TCDSampler', [805, 40], [315, 290],
         [['model', 'MODEL', 1], ['positive', 'CONDITIONING', 4], ['negative', 'CONDITIONING', 5], ['latent_image', 'LATENT', 6]],
         [['LATENT', 'LATENT', [7]]], [42, 'randomize', 4, 1, 0.3, 1, 50], 4),
-      node(8, 'VAEDecode', [1240, 150], [210, 50], [['samples', 'LATENT', 7], ['vae', 'VAE', 8]],
+      node(8, 'VAEDecode', [1155, 40], [210, 50], [['samples', 'LATENT', 7], ['vae', 'VAE', 8]],
         [['IMAGE', 'IMAGE', [9]]], [], 5),
-      node(9, 'SaveImage', [1490, 150], [360, 400], [['images', 'IMAGE', 9]], [], ['tcd-studio'], 6),
+      node(9, 'SaveImage', [1155, 130], [360, 400], [['images', 'IMAGE', 9]], [], ['tcd-studio'], 6),
     ],
     links: [
       [1, 4, 0, 3, 0, 'MODEL'],
@@ -47,7 +47,8 @@ export function defaultWorkflow(): Workflow {
     ],
     groups: [],
     config: {},
-    extra: { ds: { scale: 0.62, offset: [10, 30] } }, // the whole graph fits a 1280px-wide canvas
+    // Readable (80%) and the whole graph fits the canvas next to the side panel on a 1500px-wide window.
+    extra: { ds: { scale: 0.8, offset: [-8, 40] } },
     version: 0.4,
   };
 }

@@ -30,6 +30,9 @@ export class UndoStack {
     return true;
   }
 
+  /** Replaces the present state without an undo step (layout settling right after a load). */
+  replacePresent(snapshot: string): void { this.current = snapshot; }
+
   /** The state to restore, or null when there is nothing to undo. */
   undo(): string | null {
     const prev = this.past.pop();
@@ -47,6 +50,8 @@ export class UndoStack {
     return next;
   }
 
+  /** The snapshot of the present state (null before the first record). */
+  get present(): string | null { return this.current; }
   get canUndo(): boolean { return this.past.length > 0; }
   get canRedo(): boolean { return this.future.length > 0; }
 }

@@ -15,6 +15,9 @@ import { QueuePanel } from './QueuePanel.js';
 import { GalleryPanel } from './GalleryPanel.js';
 import { HistoryPanel } from './HistoryPanel.js';
 import { Lightbox } from './Lightbox.js';
+import { MODEL_MIME, ModelLibrary } from './ModelLibrary.js';
+import { NODE_MIME, NodeLibrary } from './NodeLibrary.js';
+import { SaveDialog } from './SaveDialog.js';
 import { MessagesPanel } from './MessagesPanel.js';
 import { TokenDialog } from './TokenDialog.js';
 
@@ -51,7 +54,8 @@ export function App() {
       const info = await api.objectInfo();
       if (cancelled || !canvasRef.current) return;
       const editor = new Editor(canvasRef.current, info);
-      editor.load(Editor.restore() ?? defaultWorkflow());
+      const resumed = Editor.restore();
+      editor.load(resumed ?? defaultWorkflow(), { resume: !!resumed });
       const socket = editorSocket(clientId());
       const s = new Session(api, socket, editor);
       imageInputs.upload = (f) => api.uploadImage(f);
@@ -59,7 +63,9 @@ export function App() {
       imageInputs.afterUpload = async () => editor.refreshLists(await api.objectInfo());
       imageInputs.onError = (m) => s.note('error', m);
       editor.onChange = rerender;
-      editor.onQueueShortcut = () => void s.queue();
+      editor.onQueueShortcut = (front) => void s.queue({ front });
+      editor.onRefreshShortcut = () => void s.refreshModels();
+      editor.onSaveShortcut = () => void s.save();
       s.subscribe(rerender);
       socket.connect();
       // Test hooks: browser tests assert graph state through these rather than pixels.
@@ -71,8 +77,18 @@ export function App() {
     return () => { cancelled = true; };
   }, []);
 
+  useEffect(() => { if (session) document.title = session.title(); });
+
   const onDrop = async (e: React.DragEvent) => {
     e.preventDefault();
+    const nodeType = e.dataTransfer.getData(NODE_MIME);
+    if (nodeType && session) { session.editor.addNode(nodeType, [e.clientX, e.clientY]); return; }
+    const model = e.dataTransfer.getData(MODEL_MIME);
+    if (model && session) {
+      const { folder, file } = JSON.parse(model) as { folder: string; file: string };
+      if (!session.editor.addModelLoader(folder, file, [e.clientX, e.clientY])) session.note('error', `no loader node for ${folder}/${file}`);
+      return;
+    }
     const file = e.dataTransfer.files?.[0];
     if (!file || !session) return;
     const err = await session.editor.dropFile(file, [e.clientX, e.clientY]);
@@ -86,16 +102,19 @@ export function App() {
         <div className="canvas-wrap" onDragOver={(e) => e.preventDefault()} onDrop={(e) => void onDrop(e)} data-testid="canvas-wrap">
           <canvas ref={canvasRef} data-testid="graph-canvas" />
         </div>
-        {session && (
+        {session?.sidePanel && (
           <aside className="side">
             <MessagesPanel session={session} />
             <QueuePanel session={session} />
             <HistoryPanel session={session} />
+            <ModelLibrary session={session} />
+            <NodeLibrary session={session} />
             <GalleryPanel session={session} />
           </aside>
         )}
       </main>
       {session && <Lightbox session={session} />}
+      {session?.askingName && <SaveDialog session={session} />}
       {askToken && <TokenDialog onSubmit={askToken.submit} refused={askToken.refused} />}
     </div>
   );

@@ -35,6 +35,8 @@ export function TemplatesDialog({ session, onClose }: { session: Session; onClos
   const [entries, setEntries] = useState<Entry[] | null>(null);
   const [catalog, setCatalog] = useState<CatalogModel[]>([]);
   const [version, setVersion] = useState(0);
+  const [saved, setSaved] = useState<string[]>([]);
+  useEffect(() => { void api.userWorkflows().then(setSaved); }, [api]);
 
   useEffect(() => {
     let live = true;
@@ -74,6 +76,20 @@ export function TemplatesDialog({ session, onClose }: { session: Session; onClos
     <div className="modal-backdrop" onClick={onClose}>
       <div className="modal templates" data-testid="templates-dialog" role="dialog" aria-label="Templates" onClick={(e) => e.stopPropagation()}>
         <h3>Templates <button className="link" onClick={onClose} aria-label="close">×</button></h3>
+        {saved.length > 0 && (
+          <>
+            <h4>Saved on the server</h4>
+            <ul>
+              {saved.map((n) => (
+                <li key={n} className="template saved" data-saved={n}>
+                  <div className="template-head"><strong>{n}</strong>
+                    <button className="primary" onClick={() => { void session.openSaved(n); onClose(); }}>Open</button></div>
+                </li>
+              ))}
+            </ul>
+            <h4>Templates</h4>
+          </>
+        )}
         {!entries && <div className="muted">loading…</div>}
         <ul>
           {entries?.map((e) => (

@@ -9,6 +9,9 @@ import { queueBody } from '../graph/to-api.js';
 import { historyItems, type HistoryItem } from '../graph/history.js';
 
 const NAME_KEY = 'tcd-studio.workflowName';
+const MINE_KEY = 'tcd-studio.myPrompts';
+const SAVED_KEY = 'tcd-studio.workflowSaved';
+const PANEL_KEY = 'tcd-studio.sidePanel';
 
 export interface GalleryImage { url: string; promptId: string; nodeId: string; filename: string }
 
@@ -26,8 +29,18 @@ export class Session {
   /** The image shown large (index into `gallery`), or null. */
   lightbox: number | null = null;
   private historyShownOnNodes = false;
+  /** Prompts queued from this tab (kept across reloads: the server may restart while the page reloads too). */
+  private readonly mine = new Set<string>(JSON.parse(sessionStorage.getItem(MINE_KEY) ?? '[]') as string[]);
+  private readonly restartNoted = new Set<string>();
   /** The open workflow's name (a template's, or the one it was saved under). */
   workflowName: string = localStorage.getItem(NAME_KEY) ?? 'Unsaved workflow';
+  /** The name is one the workflow was saved under on the server (Ctrl+S saves there without asking). */
+  savedOnServer = localStorage.getItem(SAVED_KEY) === '1';
+  /** The "save as" dialog is open. */
+  askingName = false;
+  /** How many times Queue queues the graph (seeds advance between them). */
+  batchCount = 1;
+  sidePanel = localStorage.getItem(PANEL_KEY) !== '0';
   private listeners = new Set<() => void>();
   private lastPreviewUrl: string | null = null;
   private executingPrompt: string | null = null;
@@ -37,7 +50,7 @@ export class Session {
     socket.onPreview = (p) => this.onPreview(p);
     socket.onState = (s) => {
       this.connection = s;
-      if (s === 'open') { void this.refreshQueue(); void this.refreshHistory(); }
+      if (s === 'open') { void this.refreshQueue(); void this.refreshHistory(); void this.refreshModels(); }
       this.emit();
     };
   }
@@ -54,28 +67,108 @@ export class Session {
     this.emit();
   }
 
-  setWorkflowName(name: string): void {
-    this.workflowName = name;
-    try { localStorage.setItem(NAME_KEY, name); } catch { /* private mode */ }
+  /** The model library: files per model folder (GET /models/FOLDER), refreshed by R or the Refresh button. */
+  models: Record<string, string[]> = {};
+
+  /** Re-reads the model folders and object_info, so library and combos list new files without a page reload. */
+  async refreshModels(): Promise<void> {
+    try {
+      const folders = await this.api.modelFolders();
+      const lists = await Promise.all(folders.map((f) => this.api.modelFiles(f)));
+      this.models = Object.fromEntries(folders.map((f, i) => [f, lists[i]]));
+      this.editor.refreshLists(await this.api.objectInfo());
+    } catch (e) {
+      this.note('error', `model lists: ${(e as Error).message}`);
+    }
     this.emit();
   }
 
-  clearMessages(): void { this.messages = []; this.emit(); }
+  private remember(promptId: string): void {
+    this.mine.add(promptId);
+    try { sessionStorage.setItem(MINE_KEY, JSON.stringify([...this.mine].slice(-200))); } catch { /* full */ }
+  }
 
-  /** Converts the open graph, queues it, then advances seeds (control_after_generate). */
-  async queue(): Promise<string | null> {
+  setWorkflowName(name: string, savedOnServer = false): void {
+    this.workflowName = name;
+    this.savedOnServer = savedOnServer;
+    try { localStorage.setItem(NAME_KEY, name); localStorage.setItem(SAVED_KEY, savedOnServer ? '1' : '0'); } catch { /* private mode */ }
+    this.emit();
+  }
+
+  /** Ctrl+S: saves on the server under the workflow's name, asking for one first when it has none there yet. */
+  async save(name?: string): Promise<boolean> {
+    const n = name ?? (this.savedOnServer ? this.workflowName : null);
+    if (!n) { this.askingName = true; this.emit(); return false; }
+    this.editor.checkpoint(); // a typing burst still pending is part of what gets saved
+    try {
+      await this.api.saveUserWorkflow(n, this.editor.serialize());
+    } catch (e) {
+      this.note('error', `Save failed: ${(e as Error).message}`);
+      return false;
+    }
+    this.askingName = false;
+    this.setWorkflowName(n, true);
+    this.editor.markClean();
+    return true;
+  }
+
+  cancelSave(): void { this.askingName = false; this.emit(); }
+
+  async openSaved(name: string): Promise<void> {
+    try {
+      this.editor.load(await this.api.userWorkflow(name), { keepHistory: true });
+      this.setWorkflowName(name, true);
+    } catch (e) { this.note('error', `${name}: ${(e as Error).message}`); }
+  }
+
+  setBatchCount(n: number): void { this.batchCount = Math.max(1, Math.min(100, Math.floor(n) || 1)); this.emit(); }
+
+  toggleSidePanel(): void {
+    this.sidePanel = !this.sidePanel;
+    try { localStorage.setItem(PANEL_KEY, this.sidePanel ? '1' : '0'); } catch { /* private mode */ }
+    this.emit();
+  }
+
+  /** The tab title: progress while a prompt runs, the workflow's name with * while modified. */
+  title(): string {
+    const p = runtime.running ? runtime.progress.get(runtime.running) : undefined;
+    const busy = runtime.running ? `[${p !== undefined ? Math.round(p * 100) : 0}%] ` : '';
+    return `${busy}${this.editor.modified ? '*' : ''}${this.workflowName} - tcd-studio`;
+  }
+
+  /** Clears the messages and the error marks on the nodes with them. */
+  clearMessages(): void {
+    this.messages = [];
+    runtime.errors.clear();
+    this.editor.canvas.setDirty(true, true);
+    this.emit();
+  }
+
+  /** Queues the graph `batchCount` times (Queue button, Ctrl+Enter); returns the last prompt id. */
+  async queue(opts: { front?: boolean } = {}): Promise<string | null> {
+    let id: string | null = null;
+    for (let i = 0; i < this.batchCount; i++) {
+      id = await this.queueOnce(opts);
+      if (!id) break;
+    }
+    return id;
+  }
+
+  /** Converts the open graph, queues it once, then advances seeds (control_after_generate). */
+  private async queueOnce(opts: { front?: boolean }): Promise<string | null> {
     const wf = this.editor.serialize();
     runtime.errors.clear();
     this.editor.canvas.setDirty(true, true);
     try {
-      const res = await this.api.queuePrompt(queueBody(wf, this.editor.objectInfo, this.socket.id));
+      const res = await this.api.queuePrompt({ ...queueBody(wf, this.editor.objectInfo, this.socket.id), ...(opts.front ? { front: true } : {}) });
       this.lastPromptId = res.prompt_id;
+      this.remember(res.prompt_id);
       this.editor.applySeedControls();
       void this.refreshQueue();
       return res.prompt_id;
     } catch (e) {
       if (e instanceof PromptRejected) this.showPromptErrors(e.body);
-      else this.note('error', (e as Error).message);
+      else this.note('error', `Queue failed: ${(e as Error).message}`);
       return null;
     }
   }
@@ -102,6 +195,12 @@ export class Session {
     try {
       this.history = historyItems(await this.api.history());
     } catch { return; }
+    for (const h of this.history) {
+      // A prompt the server lost to a crash or restart: said once, with its number.
+      if (h.status !== 'error' || !h.error || !/restart|crash/i.test(h.error) || this.restartNoted.has(h.promptId)) continue;
+      this.restartNoted.add(h.promptId);
+      if (this.mine.has(h.promptId)) this.note('error', `Prompt #${h.number} was stopped by a server restart: queue it again to re-run it.`);
+    }
     const fromHistory = this.history.flatMap((h) => h.images.map(({ nodeId, image }) =>
       ({ url: this.api.viewUrl(image), promptId: h.promptId, nodeId, filename: image.filename })));
     const known = new Set(fromHistory.map((g) => g.url));
@@ -131,6 +230,7 @@ export class Session {
     try {
       const res = await this.api.queuePrompt({ client_id: this.socket.id, prompt: item.prompt, extra_data: item.extraData });
       this.lastPromptId = res.prompt_id;
+      this.remember(res.prompt_id);
       void this.refreshQueue();
     } catch (e) {
       if (e instanceof PromptRejected) this.showPromptErrors(e.body);
@@ -203,6 +303,7 @@ export class Session {
         break;
       }
       case 'execution_error': {
+        if (data.exception_type === 'ServerRestart') { void this.refreshHistory(); break; } // labelled there
         const inputs: Record<string, string> = {};
         runtime.errors.set(String(data.node_id), { message: `${data.exception_type}: ${data.exception_message}`, inputs });
         this.note('error', `#${data.node_id} ${data.node_type}: ${data.exception_message}`);

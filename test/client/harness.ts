@@ -41,6 +41,8 @@ export interface Harness {
   browser: Browser;
   page: Page;
   log: string[];
+  /** Stops the server (SIGKILL: a crash) and, unless `down` is set, starts it again on the same port and folders. */
+  restartServer(opts?: { signal?: NodeJS.Signals; down?: boolean }): Promise<void>;
   /** fetch() of `${url}api${path}`, with the server's token when it has one. */
   api(path: string, init?: RequestInit): Promise<Response>;
   close(): Promise<void>;
@@ -69,25 +71,35 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   }
   const port = await freePort();
   const log: string[] = [];
-  const server = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY, 'serve', '--port', String(port), '--listen', '127.0.0.1',
-    '--data', dirs.data, '--models', dirs.models, '--output', dirs.output, ...(opts.token ? ['--token', opts.token] : [])], {
-    env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  server.stdout!.on('data', (b) => log.push(String(b)));
-  server.stderr!.on('data', (b) => log.push(String(b)));
   const url = `http://127.0.0.1:${port}/`;
   const token = opts.token ?? opts.env?.TCD_TOKEN;
   const auth: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (server.exitCode !== null) throw new Error(`server exited ${server.exitCode}:\n${log.join('')}`);
-    try {
-      const r = await fetch(`${url}api/system_stats`, { headers: auth });
-      if (r.status < 500) break;
-    } catch { /* not listening yet */ }
-    if (Date.now() > deadline) throw new Error(`server did not start:\n${log.join('')}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const launch = async (): Promise<ChildProcess> => {
+    const child = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY, 'serve', '--port', String(port), '--listen', '127.0.0.1',
+      '--data', dirs.data, '--models', dirs.models, '--output', dirs.output, ...(opts.token ? ['--token', opts.token] : [])], {
+      env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (b) => log.push(String(b)));
+    child.stderr!.on('data', (b) => log.push(String(b)));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}:\n${log.join('')}`);
+      try {
+        const r = await fetch(`${url}api/system_stats`, { headers: auth });
+        if (r.status < 500) break;
+      } catch { /* not listening yet */ }
+      if (Date.now() > deadline) throw new Error(`server did not start:\n${log.join('')}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return child;
+  };
+  let server = await launch();
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (server.exitCode !== null || server.signalCode !== null) return;
+    const exited = new Promise((r) => server.once('exit', r));
+    server.kill(signal);
+    await exited;
+  };
   if (!existsSync(DEMO_CACHE) && existsSync(demo)) {
     mkdirSync(dirname(DEMO_CACHE), { recursive: true });
     const tmp = `${DEMO_CACHE}.${process.pid}.tmp`;
@@ -104,12 +116,15 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   if (opts.waitForEditor !== false) await waitForEditor(page);
   mkdirSync(SCREENSHOTS, { recursive: true });
   return {
-    url, dirs, server, browser, page, log,
+    url, dirs, get server() { return server; }, browser, page, log,
+    async restartServer(o = {}) {
+      await stop(o.signal ?? 'SIGTERM');
+      if (!o.down) server = await launch();
+    },
     api: (path, init = {}) => fetch(`${url}api${path}`, { ...init, headers: { ...auth, ...(init.body ? { 'Content-Type': 'application/json' } : {}), ...(init.headers as Record<string, string>) } }),
     async close() {
       await browser.close().catch(() => {});
-      server.kill('SIGTERM');
-      await new Promise((r) => (server.exitCode !== null ? r(null) : server.once('exit', r)));
+      await stop();
       rmSync(root, { recursive: true, force: true });
     },
   };
