@@ -23,6 +23,7 @@ import { makeServices, resolveHostOptions } from './host.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import { checkRequestedProvider } from './engine/engine.js';
 import type { Registry } from './executor/node-definition.js';
+import type { ImageRef } from '../protocol/images.js';
 
 export interface LoadedWorkflow { prompt: Prompt; workflow?: unknown }
 
@@ -215,7 +216,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         },
       );
       let n = 0;
-      for (const out of Object.values(result.outputs)) for (const img of (out.images as { filename: string; subfolder: string; type: string }[] | undefined) ?? []) {
+      for (const out of Object.values(result.outputs)) for (const img of (out.images as ImageRef[] | undefined) ?? []) {
         if (img.type !== 'output') continue;
         images.push(join(o.outputDir, img.subfolder, img.filename)); n++;
       }

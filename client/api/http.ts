@@ -2,6 +2,7 @@
 // waits for the user to supply one (the UI registers `onUnauthorized`) and retries.
 import type { ApiPrompt, ObjectInfo, Workflow } from '../graph/types.js';
 import type { PromptErrorBody } from '../../protocol/errors.js';
+import type { ImageRef } from '../../protocol/images.js';
 import { getToken, setToken } from './token.js';
 import type { HistoryEntry } from '../graph/history.js';
 
@@ -18,7 +19,7 @@ export type QueueItem = [number, string, ApiPrompt, Record<string, unknown>, str
 export interface TemplateInfo { file: string; title: string; description: string }
 export interface CatalogModel { name: string; folder: string; filename: string; description: string; size: number | null; installed: boolean }
 
-export interface ImageRef { filename: string; subfolder: string; type: string }
+export type { ImageRef } from '../../protocol/images.js';
 
 /**
  * Thin client for the server's HTTP routes (ComfyUI's, under /api).

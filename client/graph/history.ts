@@ -1,8 +1,7 @@
 // GET /history entries (ComfyUI's shape) reduced to what the history sidebar shows: images, prompt text, seed,
 // time, status, and the UI workflow that made them. Framework-free and without I/O.
+import type { ImageRef } from '../../protocol/images.js';
 import type { ApiPrompt, Workflow } from './types.js';
-
-export interface ImageRef { filename: string; subfolder: string; type: string }
 
 /** One /history value: prompt = [number, prompt_id, api prompt, extra_data, outputs_to_execute]. */
 export interface HistoryEntry {

@@ -9,6 +9,7 @@
  *   client.close();
  */
 import { randomUUID } from 'node:crypto';
+import type { ImageRef } from '../../protocol/images.js';
 import { EventStream, type Preview, type ServerMessage } from './event-stream.js';
 
 export { EventStream, type Preview, type ServerMessage } from './event-stream.js';
@@ -27,7 +28,7 @@ export interface ClientOptions {
 /** A workflow as saved by the editor (`{nodes, links, ...}`) or an API-format prompt (`{"3": {class_type, inputs}}`). */
 export type Workflow = Record<string, unknown>;
 
-export interface ImageRef { filename: string; subfolder: string; type: string }
+export type { ImageRef } from '../../protocol/images.js';
 export interface OutputImage extends ImageRef { nodeId: string; bytes: Uint8Array }
 export interface Progress { promptId: string; node: string; value: number; max: number }
 
