@@ -7,6 +7,7 @@
 import type { CondBranch, Engine } from '../server/engine/engine.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import type { CondEntry, Conditioning, ModelValue } from './types.js';
+import { interpolate, roundHalfEven } from '../server/engine/ops/resize.js';
 
 export type EpsFn = (x: Float32Array, timestep: number) => Promise<Float32Array>;
 
@@ -58,6 +59,101 @@ export function guidedEps(engine: Engine, model: ModelValue, positive: Condition
     const [ep, en] = [await pos(x, t), await neg(x, t)];
     const out = new Float32Array(ep.length);
     for (let i = 0; i < out.length; i++) out[i] = en[i] + cfg * (ep[i] - en[i]);
+    return out;
+  };
+}
+
+/** Whether a conditioning needs per-entry regions (several entries, areas or masks): calc_cond_batch's work. */
+export function isRegional(cond: Conditioning | undefined): boolean {
+  return !!cond && (cond.length > 1 || cond.some((e) => e.area || e.mask));
+}
+
+/** One entry's region in latent cells and its weight map [B, C, h, w] over that region. */
+interface Region { h: number; w: number; y: number; x: number; mult: Float32Array }
+
+/** mask [B, H, W] -> [B, h, w] at the latent size (bilinear, as ComfyUI resizes conditioning masks) */
+function maskAt(mask: Tensor, h: number, w: number): Tensor {
+  const [mh, mw] = mask.shape.slice(-2), b = mask.data.length / (mh * mw);
+  if (mh === h && mw === w) return { shape: [b, h, w], data: mask.data };
+  return { shape: [b, h, w], data: interpolate({ shape: [b, 1, mh, mw], data: mask.data }, h, w, 'bilinear').data };
+}
+
+/**
+ * get_area_and_mult + resolve_areas_and_cond_masks: the entry's area (percentages resolved with Python rounding,
+ * "mask bounds" = the mask's bounding box, at least 8 cells), cut to the latent, and its weight: mask x mask
+ * strength, or strength with the area's inner edges faded over min(8, size / 4) cells.
+ */
+function regionOf(e: CondEntry, shape: number[], what: string): Region {
+  const [B, C, H, W] = shape;
+  let area: { h: number; w: number; y: number; x: number } | null = null;
+  if (e.area) {
+    area = e.area.unit === 'fraction'
+      ? { h: Math.max(1, roundHalfEven(e.area.h * H)), w: Math.max(1, roundHalfEven(e.area.w * W)), y: roundHalfEven(e.area.y * H), x: roundHalfEven(e.area.x * W) }
+      : { ...e.area };
+  }
+  const mask = e.mask ? maskAt(e.mask, H, W) : null;
+  if (mask && e.setAreaToBounds) {
+    let y0 = H, y1 = -1, x0 = W, x1 = -1;
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+      let v = 0;
+      for (let b = 0; b < mask.shape[0]; b++) v = Math.max(v, Math.abs(mask.data[(b * H + y) * W + x]));
+      if (v > 0) { y0 = Math.min(y0, y); y1 = Math.max(y1, y); x0 = Math.min(x0, x); x1 = Math.max(x1, x); }
+    }
+    area = y1 < 0 ? { h: 8, w: 8, y: 0, x: 0 } : { h: Math.max(8, y1 - y0 + 1), w: Math.max(8, x1 - x0 + 1), y: y0, x: x0 };
+  }
+  const r = area ?? { h: H, w: W, y: 0, x: 0 };
+  if (r.y >= H || r.x >= W) {
+    throw new Error(`${what} conditioning area at (${r.x * 8}, ${r.y * 8}) px lies outside the ${W * 8}x${H * 8} latent`);
+  }
+  const h = Math.min(H - r.y, r.h), w = Math.min(W - r.x, r.w);
+  const strength = e.strength ?? 1, mult = new Float32Array(B * C * h * w);
+  for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const m = mask ? mask.data[((b % mask.shape[0]) * H + y + r.y) * W + x + r.x] * (e.maskStrength ?? 1) : 1;
+    mult[((b * C + c) * h + y) * w + x] = m * strength;
+  }
+  if (!mask && area) {
+    // soft inner edges so overlapping areas blend (ComfyUI's fuzz)
+    const fade = (n: number, at: (t: number) => number[], size: number) => {
+      const rr = Math.min(8, Math.floor(size / 4));
+      for (let t = 0; t < rr; t++) for (const i of at(t)) mult[i] *= (1 / rr) * (t + 1);
+    };
+    const rows = (y: number) => { const out: number[] = []; for (let p = 0; p < B * C; p++) for (let x = 0; x < w; x++) out.push((p * h + y) * w + x); return out; };
+    const cols = (x: number) => { const out: number[] = []; for (let p = 0; p < B * C; p++) for (let y = 0; y < h; y++) out.push((p * h + y) * w + x); return out; };
+    if (r.y !== 0) fade(h, (t) => rows(t), h);
+    if (h + r.y < H) fade(h, (t) => rows(h - 1 - t), h);
+    if (r.x !== 0) fade(w, (t) => cols(t), w);
+    if (w + r.x < W) fade(w, (t) => cols(w - 1 - t), w);
+  }
+  return { h, w, y: r.y, x: r.x, mult };
+}
+
+/**
+ * calc_cond_batch for one conditioning: each entry's prediction on its region, weighted by its mult, summed and
+ * divided by the summed weights (1e-37 where nothing applies, which leaves 0 there, as ComfyUI).
+ */
+export function regionalDenoiser(engine: Engine, model: ModelValue, cond: Conditioning, shape: number[], what: string,
+  denoiserOf: (eps: EpsFn) => (x: Float32Array, sigma: number) => Promise<Float32Array>): (x: Float32Array, sigma: number) => Promise<Float32Array> {
+  const [B, C, H, W] = shape;
+  const parts = firstEntry(cond, what) && cond.map((e) => {
+    const region = regionOf(e, shape, what);
+    const sub = [B, C, region.h, region.w];
+    return { region, d: denoiserOf(branch(engine, model, [e], sub, what)) };
+  });
+  return async (x, sigma) => {
+    const out = new Float32Array(x.length), count = new Float32Array(x.length).fill(1e-37);
+    for (const { region: r, d } of parts) {
+      const crop = new Float32Array(B * C * r.h * r.w);
+      for (let p = 0; p < B * C; p++) for (let y = 0; y < r.h; y++) {
+        crop.set(x.subarray((p * H + y + r.y) * W + r.x, (p * H + y + r.y) * W + r.x + r.w), (p * r.h + y) * r.w);
+      }
+      const den = await d(crop, sigma);
+      for (let p = 0; p < B * C; p++) for (let y = 0; y < r.h; y++) for (let xx = 0; xx < r.w; xx++) {
+        const i = (p * r.h + y) * r.w + xx, o = (p * H + y + r.y) * W + r.x + xx;
+        out[o] += den[i] * r.mult[i];
+        count[o] += r.mult[i];
+      }
+    }
+    for (let i = 0; i < out.length; i++) out[i] /= count[i];
     return out;
   };
 }

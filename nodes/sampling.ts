@@ -14,7 +14,7 @@ import { DistilledModelSampling, predictionDenoiser, rescaledCfg } from '../serv
 import { samplingOf } from './model-sampling.js';
 import { ksamplerSigmas } from '../server/engine/sampling/schedules.js';
 import { CFG_PP_SAMPLERS, getSampler, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
-import { branch, condBranch, guidedEps, type EpsFn } from './guidance.js';
+import { branch, condBranch, guidedEps, isRegional, regionalDenoiser, type EpsFn } from './guidance.js';
 import type { Denoiser } from '../server/engine/sampling/noise.js';
 import { latentPreviewJpeg } from './latent-preview.js';
 import type { Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue } from './types.js';
@@ -63,6 +63,9 @@ export const TCDSampler = defineNode({
   outputs: [t.out('LATENT')],
   execute: async (a, ctx) => {
     if (a.latent_image.noise_mask) throw new Error('latent_image has a noise mask (inpainting), which TCDSampler does not apply; use KSampler with sampler "tcd" for inpainting');
+    for (const [name, c] of [['positive', a.positive], ['negative', a.negative]] as const) {
+      if (isRegional(c)) throw new Error(`${name} has several entries, areas or masks (regional prompts), which TCDSampler does not apply; use KSampler with sampler "tcd"`);
+    }
     const model = a.model, latent = a.latent_image.samples;
     const shape = latent.shape, scale = model.config.vae.scalingFactor;
     const { steps, denoise, eta, cfg } = a;
@@ -154,11 +157,16 @@ async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denois
   for (let i = 0; i < x0.length; i++) x0[i] = lat[i] + noise[i] * k;
   let denoiser: Denoiser;
   const cfgOne = Math.abs(r.cfg - 1) < 1e-9;
-  if (spec.prediction !== 'eps' || (r.model.rescaleCfg !== undefined && !cfgOne && !CFG_PP_SAMPLERS.has(r.sampler.name))) {
-    // patched or v-prediction models: each branch to denoised by its prediction type, cfg (or RescaleCFG) on those
+  const regional = isRegional(r.positive) || isRegional(r.negative);
+  if (spec.prediction !== 'eps' || regional || (r.model.rescaleCfg !== undefined && !cfgOne && !CFG_PP_SAMPLERS.has(r.sampler.name))) {
+    // patched or v-prediction models, areas/masks/several entries: each branch to denoised by its prediction type
+    // (per region, averaged by weight), then cfg (or RescaleCFG) on those
     const engine = ctx.services.engine();
-    const dc = predictionDenoiser(ms, spec.prediction, interruptible(ctx, branch(engine, r.model, r.positive, shape, 'positive')));
-    const du = cfgOne && !CFG_PP_SAMPLERS.has(r.sampler.name) ? dc : predictionDenoiser(ms, spec.prediction, interruptible(ctx, branch(engine, r.model, r.negative, shape, 'negative')));
+    const denOf = (eps: EpsFn) => predictionDenoiser(ms, spec.prediction, interruptible(ctx, eps));
+    const side = (cond: Conditioning, what: string) => (isRegional(cond)
+      ? regionalDenoiser(engine, r.model, cond, shape, what, denOf) : denOf(branch(engine, r.model, cond, shape, what)));
+    const dc = side(r.positive, 'positive');
+    const du = cfgOne && !CFG_PP_SAMPLERS.has(r.sampler.name) ? dc : side(r.negative, 'negative');
     const multiplier = r.model.rescaleCfg;
     denoiser = multiplier === undefined || cfgOne ? cfgDenoiser(dc, du, r.cfg)
       : async (x, sigma) => rescaledCfg(x, await dc(x, sigma), await du(x, sigma), sigma, r.cfg, multiplier, shape[0]);

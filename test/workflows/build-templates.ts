@@ -150,8 +150,26 @@ function comfyuiTcd() {
   ]);
 }
 
+/** A background prompt plus one prompt per half (ConditioningSetAreaPercentage), combined into one KSampler */
+function areaComposition() {
+  return buildWorkflow([
+    ...demoFront('a calm lake under a clear sky, landscape photo'),
+    { id: 10, type: 'CLIPTextEncode', title: 'Left half', pos: [400, 600], widgets: ['a snowy mountain'], from: { clip: [1, 1] } },
+    { id: 11, type: 'CLIPTextEncode', title: 'Right half', pos: [400, 840], widgets: ['a green forest'], from: { clip: [1, 1] } },
+    { id: 12, type: 'ConditioningSetAreaPercentage', pos: [760, 600], widgets: [0.5, 1, 0, 0, 1], from: { conditioning: [10, 0] } },
+    { id: 13, type: 'ConditioningSetAreaPercentage', pos: [760, 840], widgets: [0.5, 1, 0.5, 0, 1], from: { conditioning: [11, 0] } },
+    { id: 14, type: 'ConditioningCombine', pos: [1120, 600], widgets: [], from: { conditioning_1: [12, 0], conditioning_2: [13, 0] } },
+    { id: 15, type: 'ConditioningCombine', pos: [1120, 400], widgets: [], from: { conditioning_1: [2, 0], conditioning_2: [14, 0] } },
+    { id: 4, type: 'EmptyLatentImage', pos: [1120, 840], widgets: [1024, 512, 1] },
+    { id: 5, type: 'KSampler', pos: [1480, 200], widgets: [42, 'fixed', 8, 2, 'euler', 'normal', 1], from: { model: [1, 0], positive: [15, 0], negative: [3, 0], latent_image: [4, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1840, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [2080, 200], widgets: ['area-composition'], from: { images: [6, 0] } },
+  ]);
+}
+
 export const TEMPLATES: Record<string, () => unknown> = {
   'hires-fix': hiresFix,
+  'area-composition': areaComposition,
   inpaint,
   outpaint,
   'comfyui-tcd': comfyuiTcd,
