@@ -47,6 +47,8 @@ export interface ServerConfig<S> {
   /** websocket back-pressure: bytes queued for one socket above which previews are dropped / the socket is closed */
   wsSoftLimit?: number;
   wsHardLimit?: number;
+  /** a websocket silent this long gets a `status` keepalive (default 5000 ms) */
+  wsKeepaliveMs?: number;
   version?: string;
   registry: Registry<S>;
   makeServices(ctx: { models: ModelFolders; dirs: { output: string; input: string; temp: string } }): S;
@@ -86,7 +88,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   // the hub needs the queue for status, the queue needs the hub as its sink
   let queue: PromptQueue<S> | null = null;
   const hub = new WsHub(store, {
-    softLimit: cfg.wsSoftLimit, hardLimit: cfg.wsHardLimit,
+    softLimit: cfg.wsSoftLimit, hardLimit: cfg.wsHardLimit, keepaliveMs: cfg.wsKeepaliveMs,
     featureFlags: serverFeatures(cfg.maxUploadBytes ?? 100 * 1024 * 1024),
     queueRemaining: () => queue?.remaining() ?? 0,
     currentExecution: () => {

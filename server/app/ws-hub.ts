@@ -13,6 +13,9 @@ import type { EventSink } from '../queue/prompt-queue.js';
 import type { QueueStore } from '../queue/store.js';
 import { isDiskFull } from '../storage/disk-full.js';
 
+/** a socket silent this long gets a `status` message */
+const KEEPALIVE_MS = 5000;
+
 interface Client { id: string; sockets: Set<WebSocket>; previewMetadata: boolean }
 
 export interface WsHubOptions {
@@ -21,6 +24,8 @@ export interface WsHubOptions {
   /** bytes buffered above which the socket is closed */
   hardLimit?: number;
   queueRemaining: () => number;
+  /** a socket silent this long (ms) gets a `status` message; default 5000 */
+  keepaliveMs?: number;
   /** the server's answer to a client's `feature_flags` message (as GET /features) */
   featureFlags?: Record<string, unknown>;
   /** the node currently executing for a prompt owned by this client, sent on reconnect like ComfyUI */
@@ -38,6 +43,28 @@ export class WsHub implements EventSink {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
     this.softLimit = opts.softLimit ?? 4 << 20;
     this.hardLimit = opts.hardLimit ?? 64 << 20;
+    // Keepalive: ComfyUI client libraries (e.g. @saintno/comfyui-sdk, 10 s) take a silent socket for a dead one and
+    // fail the running prompt, while a model load can keep the server quiet longer. A socket that got nothing for
+    // KEEPALIVE_MS gets the current `status` (a message every ComfyUI client knows).
+    this.keepaliveMs = opts.keepaliveMs ?? KEEPALIVE_MS;
+    this.keepalive = setInterval(() => this.sendKeepalives(), this.keepaliveMs / 2);
+    this.keepalive.unref();
+  }
+
+  private readonly lastSent = new WeakMap<WebSocket, number>();
+  private readonly keepalive: ReturnType<typeof setInterval>;
+  private readonly keepaliveMs: number;
+
+  private sendKeepalives(): void {
+    const now = Date.now();
+    let frame: string | null = null;
+    for (const c of this.clients.values()) {
+      for (const ws of c.sockets) {
+        if (now - (this.lastSent.get(ws) ?? 0) < this.keepaliveMs) continue;
+        frame ??= JSON.stringify(event('status', { status: { exec_info: { queue_remaining: this.opts.queueRemaining() } } }));
+        this.writeRaw(ws, frame);
+      }
+    }
   }
 
   /** Called after the HTTP upgrade passed authentication. */
@@ -120,9 +147,11 @@ export class WsHub implements EventSink {
       return;
     }
     ws.send(frame);
+    this.lastSent.set(ws, Date.now());
   }
 
   close(): void {
+    clearInterval(this.keepalive);
     for (const c of this.clients.values()) for (const ws of c.sockets) ws.terminate();
     this.wss.close();
   }

@@ -62,6 +62,18 @@ test('feature_flags is answered with the server flags; progress_state follows ea
   ws.close();
 });
 
+test('a silent socket gets a status keepalive (client libraries drop sockets quiet for 10 s)', async () => {
+  const s = await startStubServer({ wsKeepaliveMs: 300, execute: false });
+  stubs.push(s);
+  const ws = await WsClient.connect(s.url, 'quiet');
+  const n0 = ws.messages.length;
+  await ws.waitFor((m) => m.type === 'status' && ws.messages.indexOf(m) >= n0, 5000);
+  const kept = ws.messages.slice(n0).filter((m) => m.type === 'status');
+  assert.ok(kept.length >= 1);
+  assert.deepEqual(Object.keys(kept[0].data.status.exec_info), ['queue_remaining']);
+  ws.close();
+});
+
 test('SaveImageWebsocket sends each image as a PNG frame [1][2][png] to the prompt\'s client only, every run, writing nothing', async () => {
   const root = mkdtempSync(join(tmpdir(), 'tcd-siw-'));
   const dirs = { data: join(root, 'data'), models: join(root, 'models'), output: join(root, 'out'), input: join(root, 'in'), temp: join(root, 'tmp') };
