@@ -3,7 +3,7 @@
 // exactly what is on screen, undo/redo cover text edits, the text survives a reload.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, emptyPoint, shot, startHarness, waitForEditor, type Harness } from './harness.js';
+import { browserSkip, emptyPoint, nodePoint, shot, startHarness, waitForEditor, type Harness } from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
@@ -92,4 +92,17 @@ test('the text survives a reload; a zoomed-out node keeps the textarea over its 
   assert.ok(box.x >= nx && box.y >= ny && box.x + box.width <= nx + nw + 1 && box.y + box.height <= ny + nh + 1,
     `textarea ${JSON.stringify(box)} inside node ${[nx, ny, nw, nh]}`);
   assert.ok(box.width > nw * 0.8, 'it spans the node');
+});
+
+test('a context menu opened over a prompt is drawn above its textarea', { skip }, async () => {
+  await h.page.mouse.click(...(await nodePoint(h.page, 6, 40, -15)), { button: 'right' });
+  const entry = h.page.locator('.litecontextmenu .litemenu-entry').nth(3);
+  await entry.waitFor();
+  const b = (await entry.boundingBox())!;
+  const top = await h.page.evaluate(([x, y]) => document.elementFromPoint(x, y)?.closest('.litecontextmenu') !== null, [b.x + b.width / 2, b.y + b.height / 2]);
+  const over = await h.page.evaluate(([x, y]) => { const r = document.querySelector('textarea.node-textarea[data-node="6"]')!.getBoundingClientRect();
+    return x >= r.left && x <= r.right && y >= r.top && y <= r.bottom; }, [b.x + b.width / 2, b.y + b.height / 2]);
+  assert.ok(over, 'the menu entry lies over the textarea');
+  assert.ok(top, 'and the menu is what the pointer hits');
+  await h.page.keyboard.press('Escape');
 });
