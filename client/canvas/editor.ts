@@ -13,7 +13,7 @@ import { runtime } from './runtime-state.js';
 import { adoptPrimitives } from './primitive-node.js';
 import { DomWidgetLayer, setDomWidgetLayer } from './dom-widgets.js';
 import { loaderFor } from '../graph/model-loaders.js';
-import { imageInputs, imageUploadInputs, setImage, uploadFile, uploadInto } from './image-inputs.js';
+import { dropFile, pasteImage } from './image-drop.js';
 
 const AUTOSAVE_KEY = 'tcd-studio.workflow';
 const MODIFIED_KEY = 'tcd-studio.workflow.modified';
@@ -70,7 +70,7 @@ export class Editor {
     document.addEventListener('pointerup', () => this.scheduleCheckpoint(), true);
     el.addEventListener('wheel', () => this.scheduleCheckpoint(), { passive: true });
     document.addEventListener('keydown', (e) => this.onKey(e), true);
-    document.addEventListener('paste', (e) => this.onPaste(e));
+    document.addEventListener('paste', (e) => pasteImage(this, e));
     this.resize();
     new ResizeObserver(() => this.resize()).observe(el.parentElement!);
   }
@@ -257,61 +257,8 @@ export class Editor {
     this.checkpoint();
   }
 
-  /**
-   * A file dropped at a client point (or pasted: no point): a PNG that carries a workflow opens it; any other image
-   * goes into the image input of the node under the point, else of the selected node, else of a new LoadImage.
-   * Returns an error message or null.
-   */
-  async dropFile(file: File, at?: [number, number]): Promise<string | null> {
-    const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
-    const png = head[0] === 0x89 && head[1] === 0x50;
-    if (!png && !file.type.startsWith('image/')) return this.loadFile(file);
-    if (png && workflowFromPng(new Uint8Array(await file.arrayBuffer()))) return this.loadFile(file);
-    const target = this.imageTarget(at);
-    if (target) {
-      if (await uploadInto(target.node, target.input, file)) this.checkpoint();
-      return null;
-    }
-    // Upload first, then add the node with its image: one undo step, never a node without its picture.
-    const type = this.objectInfo.LoadImage ? 'LoadImage' : Object.keys(this.objectInfo).find((t) => imageUploadInputs(this.objectInfo[t]).length);
-    if (!type) return `no node takes an image (${file.name})`;
-    const name = await uploadFile(file);
-    const node = name ? LiteGraph.createNode(type) : null;
-    if (!name || !node) return null;
-    const [cx, cy] = this.canvas.ds.convertCanvasToOffset([this.el.clientWidth / 2, this.el.clientHeight / 2]);
-    const pos = at ? this.toGraph(at) : [cx - node.size[0] / 2, cy - node.size[1] / 2];
-    node.pos = [pos[0], pos[1]];
-    this.restoring = true; // graph.add fires change callbacks: record once below
-    try { this.graph.add(node); } finally { this.restoring = false; }
-    setImage(node, imageUploadInputs(this.objectInfo[type])[0], name);
-    this.checkpoint();
-    return null;
-  }
-
-  /** The node under the point, else a selected one, that takes an image. */
-  private imageTarget(at?: [number, number]): { node: LGraphNode; input: string } | null {
-    const inputOf = (n: LGraphNode | null | undefined) => {
-      const info = n ? this.objectInfo[n.type ?? ''] : undefined;
-      return info ? imageUploadInputs(info)[0] : undefined;
-    };
-    const pos = at ? this.toGraph(at) : null;
-    const under = pos ? this.graph.getNodeOnPos(pos[0], pos[1]) : null;
-    for (const n of [under, ...this.selectedNodes()]) {
-      const input = inputOf(n);
-      if (n && input) return { node: n, input };
-    }
-    return null;
-  }
-
-  /** Ctrl+V with an image on the clipboard (outside text fields): the image becomes an input. */
-  private onPaste(e: ClipboardEvent): void {
-    const t = e.target as HTMLElement | null;
-    if (t && (t.localName === 'input' || t.localName === 'textarea' || t.isContentEditable)) return;
-    const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith('image/'));
-    if (!file) return;
-    e.preventDefault();
-    void this.dropFile(file).then((err) => { if (err) imageInputs.onError(err); });
-  }
+  /** A dropped file (a client point) or pasted image (no point): see image-drop.ts. Returns an error or null. */
+  dropFile(file: File, at?: [number, number]): Promise<string | null> { return dropFile(this, file, at); }
 
   /**
    * New lists from the server (uploads, models added): combos on the canvas offer them at once, and nodes added
