@@ -8,6 +8,7 @@ import * as sampling from './sampling.js';
 import * as modelSampling from './model-sampling.js';
 import * as image from './image.js';
 import * as inpaint from './inpaint.js';
+import * as modelMerging from './model-merging.js';
 import * as latentOps from './latent-ops.js';
 import * as imageOps from './image-ops.js';
 import * as conditioningOps from './conditioning-ops.js';
@@ -21,7 +22,7 @@ function isDefinition(v: unknown): v is Def {
 
 export function createRegistry(): Registry<NodeServices> {
   const reg: Registry<NodeServices> = new Map();
-  for (const family of [loaders, conditioning, conditioningOps, latent, latentOps, sampling, modelSampling, image, imageOps, inpaint, saveImageWebsocket]) {
+  for (const family of [loaders, conditioning, conditioningOps, latent, latentOps, sampling, modelSampling, image, imageOps, inpaint, modelMerging, saveImageWebsocket]) {
     for (const v of Object.values(family)) if (isDefinition(v)) {
       if (reg.has(v.id)) throw new Error(`two node definitions named ${v.id}`);
       reg.set(v.id, v);

@@ -167,8 +167,22 @@ function areaComposition() {
   ]);
 }
 
+/** Two checkpoints' UNets blended 50/50 (ModelMergeSimple); the demo model stands in for both */
+function modelMerge() {
+  return buildWorkflow([
+    ...demoFront('a portrait of an old sailor, oil painting'),
+    { id: 10, type: 'CheckpointLoaderSimple', title: 'Second model (replace with another checkpoint of the same family)', pos: [40, 500], widgets: [DEMO] },
+    { id: 11, type: 'ModelMergeSimple', pos: [400, 0], widgets: [0.5], from: { model1: [1, 0], model2: [10, 0] } },
+    { id: 4, type: 'EmptyLatentImage', pos: [400, 600], widgets: [512, 512, 1] },
+    { id: 5, type: 'KSampler', pos: [780, 200], widgets: [42, 'fixed', 4, 1, 'tcd', 'simple', 1], from: { model: [11, 0], positive: [2, 0], negative: [3, 0], latent_image: [4, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1140, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [1380, 200], widgets: ['model-merge'], from: { images: [6, 0] } },
+  ]);
+}
+
 export const TEMPLATES: Record<string, () => unknown> = {
   'hires-fix': hiresFix,
+  'model-merge': modelMerge,
   'area-composition': areaComposition,
   inpaint,
   outpaint,

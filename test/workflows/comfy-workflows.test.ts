@@ -1,7 +1,7 @@
 /**
- * issue 16: the shipped ComfyUI-style workflows (hires fix, area composition, inpaint, outpaint, ComfyUI-TCD) run
- * unchanged on the demo model through the real executor and nodes, at a small size set here (the templates use real
- * sizes); each produces its image at the size its graph implies.
+ * issue 16: the shipped ComfyUI-style workflows (hires fix, area composition, inpaint, outpaint, model merge,
+ * ComfyUI-TCD) run unchanged on the demo model through the real executor and nodes, at a small size set here (the
+ * templates use real sizes); each produces its image at the size its graph implies.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -82,4 +82,11 @@ test('area-composition: a background prompt and two half-image prompts in one KS
   set(p, 'EmptyLatentImage', 'height', 64);
   set(p, 'KSampler', 'steps', 2);
   assert.deepEqual(await savedSize(p, 'area-composition'), [128, 64]);
+});
+
+test('model-merge: ModelMergeSimple of two checkpoints feeds KSampler', async () => {
+  const p = load('model-merge');
+  set(p, 'EmptyLatentImage', 'width', 64);
+  set(p, 'EmptyLatentImage', 'height', 64);
+  assert.deepEqual(await savedSize(p, 'model-merge'), [64, 64]);
 });

@@ -15,7 +15,7 @@ import { validatePrompt } from '../../server/executor/validate.js';
 import { decodePng, encodePng, readPngText } from '../../server/storage/png.js';
 import { PROJECT, runCli, runFlags, tempDirs } from '../cli/run-cli.js';
 
-const NAMES = ['area-composition', 'comfyui-tcd', 'demo', 'hires-fix', 'inpaint', 'outpaint', 'tcd-img2img', 'tcd-lora-stack', 'tcd-sd15-txt2img', 'tcd-sdxl-txt2img'];
+const NAMES = ['area-composition', 'comfyui-tcd', 'demo', 'hires-fix', 'inpaint', 'model-merge', 'outpaint', 'tcd-img2img', 'tcd-lora-stack', 'tcd-sd15-txt2img', 'tcd-sdxl-txt2img'];
 const load = (name: string) => JSON.parse(readFileSync(join(PROJECT, 'workflows', `${name}.json`), 'utf8')) as UiWorkflow;
 
 let dirs: ReturnType<typeof tempDirs>;

@@ -4,6 +4,8 @@
  * Example (worker): const { context, pooled } = await runComponentCall(store, { op: 'encodeText', clip, text });
  */
 import type { ModelConfig } from '../model/config.js';
+import { mergedWeights } from '../model/merge.js';
+import { fileIdentity } from './graph-cache.js';
 import { buildTextEncoderGraph, encoderGraphOptions } from '../model/clip.js';
 import { runSession, toOrtFeeds } from '../onnx/session.js';
 import { deviceTensors } from './device-tensors.js';
@@ -51,7 +53,20 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
 }
 
 /** The UNet session of a model (LoRAs baked or fed as weight inputs, lora/session.ts). */
-export function unetSession(store: SessionStore, model: ModelRef): ReturnType<typeof sessionWithLoras> {
+export async function unetSession(store: SessionStore, model: ModelRef): ReturnType<typeof sessionWithLoras> {
+  if (model.merges?.length) {
+    if (model.loras.some((l) => l.strength !== 0)) throw new Error('a merged model with LoRAs is not supported yet: apply the LoRAs to the merge inputs instead');
+    const { file, config } = store.checkpoint(model.checkpoint);
+    const merges = model.merges.map((ref) => ({ ref, file: store.checkpoint(ref.path).file }));
+    // the merge inputs' identities make the graph key: a changed file or ratio is a new graph
+    const variant = `merge:${JSON.stringify(model.merges.map((m) => ({ ...m, id: fileIdentity(m.path) })))}`;
+    const session = await store.session({
+      checkpoint: model.checkpoint, component: 'unet', loras: [], variant,
+      weights: async () => mergedWeights(file, config, merges),
+      build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
+    });
+    return { session, weightFeeds: {} };
+  }
   return sessionWithLoras(store, {
     checkpoint: model.checkpoint, component: 'unet', loras: model.loras,
     build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),

@@ -1,0 +1,44 @@
+/**
+ * ComfyUI's model merging nodes (comfy_extras/nodes_model_merging.py), for the UNet: ModelMergeSimple
+ * (model1 * ratio + model2 * (1 - ratio)), ModelMergeAdd (model1 + model2), ModelMergeSubtract
+ * ((model1 - model2) * multiplier). The merge is a descriptor on MODEL; the engine merges weights when it builds
+ * the graph. model2 must be a plain checkpoint of the same family and UNet shape.
+ */
+import { defineNode, t } from './define.js';
+import type { MergeRef } from '../server/engine/types.js';
+import type { ModelValue } from './types.js';
+
+function merged(model1: ModelValue, model2: ModelValue, kind: MergeRef['kind'], ratio: number): ModelValue {
+  if (model2.ref.loras.length || model2.ref.merges?.length) throw new Error('model2 carries LoRAs or merges of its own, which merging does not apply yet: merge plain checkpoints');
+  if (model1.config.family !== model2.config.family || JSON.stringify(model1.config.unet) !== JSON.stringify(model2.config.unet)) {
+    throw new Error(`model2 (${model2.config.family.toUpperCase()}) does not have model1's (${model1.config.family.toUpperCase()}) UNet layout: merging needs the same family and sizes`);
+  }
+  return { ...model1, ref: { ...model1.ref, merges: [...(model1.ref.merges ?? []), { path: model2.ref.checkpoint, kind, ratio }] } };
+}
+
+const models = [t.socket('MODEL', 'model1'), t.socket('MODEL', 'model2')] as const;
+const category = 'advanced/model_merging', module = 'comfy_extras.nodes_model_merging';
+
+export const ModelMergeSimple = defineNode({
+  id: 'ModelMergeSimple', displayName: 'ModelMergeSimple', category, module,
+  description: 'UNet weights: model1 * ratio + model2 * (1 - ratio).',
+  inputs: [...models, t.float('ratio', { default: 1.0, min: 0, max: 1, step: 0.01 })],
+  outputs: [t.out('MODEL')],
+  execute: ({ model1, model2, ratio }) => ({ outputs: [merged(model1, model2, 'simple', ratio)] }),
+});
+
+export const ModelMergeAdd = defineNode({
+  id: 'ModelMergeAdd', displayName: 'ModelMergeAdd', category, module,
+  description: 'UNet weights: model1 + model2.',
+  inputs: [...models],
+  outputs: [t.out('MODEL')],
+  execute: ({ model1, model2 }) => ({ outputs: [merged(model1, model2, 'add', 1)] }),
+});
+
+export const ModelMergeSubtract = defineNode({
+  id: 'ModelMergeSubtract', displayName: 'ModelMergeSubtract', category, module,
+  description: 'UNet weights: (model1 - model2) * multiplier.',
+  inputs: [...models, t.float('multiplier', { default: 1.0, min: -10, max: 10, step: 0.01 })],
+  outputs: [t.out('MODEL')],
+  execute: ({ model1, model2, multiplier }) => ({ outputs: [merged(model1, model2, 'subtract', multiplier)] }),
+});
