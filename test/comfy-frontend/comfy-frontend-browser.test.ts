@@ -1,6 +1,6 @@
 /**
  * Issue 15: ComfyUI's own web frontend (1.45.0, built, unmodified: ../shared/comfyui-frontend/dist.tar.xz) served by
- * `serve --front-end-root` and driven in Chromium: the app starts, a second visit shows ComfyUI's default workflow,
+ * `serve --front-end-root` and driven in Chromium: the app starts (its template browser lists workflows/), a second visit shows ComfyUI's default workflow,
  * Run produces the image on Save Image (with live previews), Ctrl+S stores the workflow in userdata, the assets panel
  * and the job queue list the job, the model library lists the checkpoint, and no API route is missing (responses
  * recorded). ComfyUI's default graph names `v1-5-pruned-emaonly-fp16.safetensors`: the demo model is kept outside
@@ -109,6 +109,12 @@ test('ComfyUI\'s frontend: start, default workflow, Run -> image on Save Image, 
   await first.waitForFunction(() => !!(window as any).app?.graph, null, { timeout: 30_000 });
   for (let i = 0; i < 100 && (await (await fetch(`${url}/api/settings`)).json())['Comfy.TutorialCompleted'] !== true; i++) await first.waitForTimeout(100);
   assert.equal((await (await fetch(`${url}/api/settings/Comfy.TutorialCompleted`)).json()), true, 'settings are kept on the server');
+  // its template browser lists the workflows of workflows/ under tcd-studio, with thumbnails drawn from their graphs
+  await first.getByText('tcd-studio', { exact: true }).first().click();
+  await first.getByText('demo', { exact: true }).first().waitFor({ timeout: 20_000 });
+  // (the frontend fetches each thumbnail and shows it from a blob: URL)
+  await first.waitForFunction(() => [...document.images].some((i) => i.complete && i.naturalWidth === 256 && i.naturalHeight === 192), null, { timeout: 20_000 });
+  assert.ok(responses.some((r) => r.path === '/templates/demo-1.png' && r.status === 200), 'the demo thumbnail was fetched');
   await shot(first, 'comfy-fe-1-first-visit');
   await first.context().close();
 
