@@ -1,15 +1,15 @@
 /**
- * From node values to the sampler's model callback: batches the conditioning to the latent batch, adds SDXL's
+ * From node values to a sampling loop's conditioning: batches the conditioning to the latent batch, adds SDXL's
  * pooled embedding and time ids [H, W, crop_top, crop_left, target_H, target_W] (pixels; from the latent size
- * unless the conditioning sets them) and applies classifier-free guidance on eps:
- * eps = eps_neg + cfg * (eps_pos - eps_neg); with cfg <= 1 only the positive branch runs.
+ * unless the conditioning sets them), and resolves regional entries (areas, masks, strengths) to latent regions.
+ * Guidance itself runs in the engine worker's loops (runtime/ksampler-loop.ts, tcd-loop.ts).
  */
-import type { CondBranch, Engine } from '../server/engine/engine.js';
+import type { CondBranch } from '../server/engine/engine.js';
+import type { LoopCond } from '../server/engine/runtime/protocol.js';
+import type { Region } from '../server/engine/sampling/regional.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import type { CondEntry, Conditioning, ModelValue } from './types.js';
 import { interpolate, roundHalfEven } from '../server/engine/ops/resize.js';
-
-export type EpsFn = (x: Float32Array, timestep: number) => Promise<Float32Array>;
 
 function repeatBatch(t: Tensor, batch: number): Tensor {
   const per = t.data.length / t.shape[0];
@@ -40,36 +40,11 @@ export function condBranch(model: ModelValue, cond: Conditioning, shape: number[
   return { context, ...(extra ? { extra } : {}) };
 }
 
-/** The UNet call for one conditioning branch at a given latent shape [B, 4, h, w]. */
-export function branch(engine: Engine, model: ModelValue, cond: Conditioning, shape: number[], what: string): EpsFn {
-  const { context, extra } = condBranch(model, cond, shape, what);
-  const batch = shape[0];
-  return (x, timestep) => engine.unet(model.ref, { shape, data: x }, new Float32Array(batch).fill(timestep), context, extra).then((r) => r.data);
-}
-
-/**
- * eps with classifier-free guidance. `positiveOnly` says when the negative branch is skipped: diffusers (TCD) skips
- * it for cfg <= 1, ComfyUI's KSampler only for cfg == 1.
- */
-export function guidedEps(engine: Engine, model: ModelValue, positive: Conditioning, negative: Conditioning | undefined, cfg: number, shape: number[], positiveOnly = cfg <= 1): EpsFn {
-  const pos = branch(engine, model, positive, shape, 'positive');
-  if (positiveOnly || !negative) return pos;
-  const neg = branch(engine, model, negative, shape, 'negative');
-  return async (x, t) => {
-    const [ep, en] = [await pos(x, t), await neg(x, t)];
-    const out = new Float32Array(ep.length);
-    for (let i = 0; i < out.length; i++) out[i] = en[i] + cfg * (ep[i] - en[i]);
-    return out;
-  };
-}
-
 /** Whether a conditioning needs per-entry regions (several entries, areas or masks): calc_cond_batch's work. */
 export function isRegional(cond: Conditioning | undefined): boolean {
   return !!cond && (cond.length > 1 || cond.some((e) => e.area || e.mask));
 }
 
-/** One entry's region in latent cells and its weight map [B, C, h, w] over that region. */
-interface Region { h: number; w: number; y: number; x: number; mult: Float32Array }
 
 /** mask [B, H, W] -> [B, h, w] at the latent size (bilinear, as ComfyUI resizes conditioning masks) */
 function maskAt(mask: Tensor, h: number, w: number): Tensor {
@@ -83,7 +58,7 @@ function maskAt(mask: Tensor, h: number, w: number): Tensor {
  * "mask bounds" = the mask's bounding box, at least 8 cells), cut to the latent, and its weight: mask x mask
  * strength, or strength with the area's inner edges faded over min(8, size / 4) cells.
  */
-function regionOf(e: CondEntry, shape: number[], what: string): Region {
+export function regionOf(e: CondEntry, shape: number[], what: string): Region {
   const [B, C, H, W] = shape;
   let area: { h: number; w: number; y: number; x: number } | null = null;
   if (e.area) {
@@ -128,32 +103,14 @@ function regionOf(e: CondEntry, shape: number[], what: string): Region {
 }
 
 /**
- * calc_cond_batch for one conditioning: each entry's prediction on its region, weighted by its mult, summed and
- * divided by the summed weights (1e-37 where nothing applies, which leaves 0 there, as ComfyUI).
+ * One side of guidance as the worker's k-sampler loop takes it: one entry at the latent's shape, or, for regional
+ * conditioning (several entries, areas or masks), every entry at its region's shape with the region and its weights.
  */
-export function regionalDenoiser(engine: Engine, model: ModelValue, cond: Conditioning, shape: number[], what: string,
-  denoiserOf: (eps: EpsFn) => (x: Float32Array, sigma: number) => Promise<Float32Array>): (x: Float32Array, sigma: number) => Promise<Float32Array> {
-  const [B, C, H, W] = shape;
-  const parts = firstEntry(cond, what) && cond.map((e) => {
+export function loopConds(model: ModelValue, cond: Conditioning, shape: number[], what: string): LoopCond[] {
+  if (!isRegional(cond)) return [condBranch(model, cond, shape, what)];
+  const [B, C] = shape;
+  return cond.map((e) => {
     const region = regionOf(e, shape, what);
-    const sub = [B, C, region.h, region.w];
-    return { region, d: denoiserOf(branch(engine, model, [e], sub, what)) };
+    return { ...condBranch(model, [e], [B, C, region.h, region.w], what), region };
   });
-  return async (x, sigma) => {
-    const out = new Float32Array(x.length), count = new Float32Array(x.length).fill(1e-37);
-    for (const { region: r, d } of parts) {
-      const crop = new Float32Array(B * C * r.h * r.w);
-      for (let p = 0; p < B * C; p++) for (let y = 0; y < r.h; y++) {
-        crop.set(x.subarray((p * H + y + r.y) * W + r.x, (p * H + y + r.y) * W + r.x + r.w), (p * r.h + y) * r.w);
-      }
-      const den = await d(crop, sigma);
-      for (let p = 0; p < B * C; p++) for (let y = 0; y < r.h; y++) for (let xx = 0; xx < r.w; xx++) {
-        const i = (p * r.h + y) * r.w + xx, o = (p * H + y + r.y) * W + r.x + xx;
-        out[o] += den[i] * r.mult[i];
-        count[o] += r.mult[i];
-      }
-    }
-    for (let i = 0; i < out.length; i++) out[i] /= count[i];
-    return out;
-  };
 }

@@ -7,15 +7,12 @@ import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
 import { TorchGenerator } from '../server/engine/rng.js';
 import { tcdAddNoise, tcdTimesteps } from '../server/engine/sampling/tcd.js';
-import { cfgDenoiser, cfgEpsDenoiser, epsDenoiser, type CfgDenoiser } from '../server/engine/sampling/model-sampling.js';
 import { interpolate } from '../server/engine/ops/resize.js';
 import type { Tensor } from '../server/engine/tensor.js';
-import { DistilledModelSampling, predictionDenoiser, rescaledCfg } from '../server/engine/sampling/model-sampling-variants.js';
 import { samplingOf } from './model-sampling.js';
 import { ksamplerSigmas } from '../server/engine/sampling/schedules.js';
-import { CFG_PP_SAMPLERS, getSampler, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
-import { branch, condBranch, guidedEps, isRegional, regionalDenoiser, type EpsFn } from './guidance.js';
-import type { Denoiser } from '../server/engine/sampling/noise.js';
+import { CFG_PP_SAMPLERS, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
+import { condBranch, isRegional, loopConds } from './guidance.js';
 import { latentPreviewJpeg } from './latent-preview.js';
 import type { Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue } from './types.js';
 
@@ -25,20 +22,6 @@ function scaled(data: Float32Array, k: number): Float32Array {
   const out = new Float32Array(data.length);
   for (let i = 0; i < out.length; i++) out[i] = data[i] * k;
   return out;
-}
-
-/** Progress, preview and interruption for each sampler step. */
-function stepReporter(ctx: Ctx, model: ModelValue, shape: number[], total: number) {
-  return (i: number, x0: Float32Array) => {
-    ctx.checkInterrupted();
-    ctx.progress(i + 1, total);
-    if (ctx.services.previews) ctx.preview({ format: 'jpeg', bytes: latentPreviewJpeg(x0, shape, model.config.family) });
-  };
-}
-
-/** Checks for interruption before every UNet call, so an interrupt lands within one step. */
-function interruptible(ctx: Ctx, eps: EpsFn): EpsFn {
-  return (x, t) => { ctx.checkInterrupted(); return eps(x, t); };
 }
 
 const modelIn = t.socket('MODEL', 'model', { tooltip: 'The model used for denoising the input latent.' });
@@ -127,71 +110,34 @@ function denoiseMask(mask: Tensor, shape: number[]): Float32Array {
 }
 
 /**
- * KSamplerX0Inpaint: where the mask is 0 the model sees the original latent noised to the current sigma and its
- * prediction is replaced by the original latent, so only the masked region changes.
+ * ComfyUI's sampling around any registry sampler, run as one loop in the engine worker (Engine.sampleK ->
+ * engine/sampling/ksample.ts): x = latent*scale + noise*sigma0 (sqrt(1+sigma0^2) at full denoise), then the sampler,
+ * with every UNet call (CFG as one batched call, regional entries on their regions) in the worker. The node side
+ * prepares what ComfyUI prepares before sampling: noise (prepare_noise), the denoise mask, conditioning and regions.
  */
-function inpaintDenoiser(inner: Denoiser, mask: Float32Array, latent: Float32Array, noise: Float32Array): Denoiser {
-  const blend = (x: Float32Array, keep: (i: number) => number) => x.map((v, i) => v * mask[i] + keep(i) * (1 - mask[i]));
-  const wrapped: Denoiser = async (x, sigma) => blend(await inner(blend(x, (i) => latent[i] + noise[i] * sigma), sigma), (i) => latent[i]);
-  const cfg = (inner as Partial<CfgDenoiser>).withUncond;
-  if (!cfg) return wrapped;
-  return Object.assign(wrapped, {
-    withUncond: async (x: Float32Array, sigma: number) => {
-      const r = await cfg(blend(x, (i) => latent[i] + noise[i] * sigma), sigma);
-      return { denoised: blend(r.denoised, (i) => latent[i]), uncond: r.uncond };
-    },
-  });
-}
-
-/** ComfyUI's sampling: x = latent*scale + noise*sigma0 (sqrt(1+sigma0^2) at full denoise), then the sampler. */
 async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denoised: Float32Array }> {
   const shape = r.latent.samples.shape, scale = r.model.config.vae.scalingFactor;
   const lat = scaled(r.latent.samples.data, scale);
   if (r.sigmas.length < 2) return { x: lat, denoised: lat };
-  const s0 = r.sigmas[0];
-  const { spec, ms } = samplingOf(r.model);
+  // cfg 1 skips the negative side (except for the cfg_pp samplers): it need not be valid then
+  const needsNegative = Math.abs(r.cfg - 1) > 1e-9 || CFG_PP_SAMPLERS.has(r.sampler.name);
+  const positive = loopConds(r.model, r.positive, shape, 'positive');
+  const negative = needsNegative ? loopConds(r.model, r.negative, shape, 'negative') : [];
   const noise = r.addNoise ? seedNoise(r.seed, shape, r.latent.batch_index) : new Float32Array(lat.length);
-  const maxDenoise = Math.abs(s0 - ms.sigmaMax) <= 1e-5 * Math.max(s0, ms.sigmaMax) || s0 > ms.sigmaMax;
-  const k = maxDenoise ? Math.sqrt(1 + s0 * s0) : s0;
-  const x0 = new Float32Array(lat.length);
-  for (let i = 0; i < x0.length; i++) x0[i] = lat[i] + noise[i] * k;
-  let denoiser: Denoiser;
-  const cfgOne = Math.abs(r.cfg - 1) < 1e-9;
-  const regional = isRegional(r.positive) || isRegional(r.negative);
-  if (spec.prediction !== 'eps' || regional || (r.model.rescaleCfg !== undefined && !cfgOne && !CFG_PP_SAMPLERS.has(r.sampler.name))) {
-    // patched or v-prediction models, areas/masks/several entries: each branch to denoised by its prediction type
-    // (per region, averaged by weight), then cfg (or RescaleCFG) on those
-    const engine = ctx.services.engine();
-    const denOf = (eps: EpsFn) => predictionDenoiser(ms, spec.prediction, interruptible(ctx, eps));
-    const side = (cond: Conditioning, what: string) => (isRegional(cond)
-      ? regionalDenoiser(engine, r.model, cond, shape, what, denOf) : denOf(branch(engine, r.model, cond, shape, what)));
-    const dc = side(r.positive, 'positive');
-    const du = cfgOne && !CFG_PP_SAMPLERS.has(r.sampler.name) ? dc : side(r.negative, 'negative');
-    const multiplier = r.model.rescaleCfg;
-    denoiser = multiplier === undefined || cfgOne ? cfgDenoiser(dc, du, r.cfg)
-      : async (x, sigma) => rescaledCfg(x, await dc(x, sigma), await du(x, sigma), sigma, r.cfg, multiplier, shape[0]);
-  } else if (CFG_PP_SAMPLERS.has(r.sampler.name)) {
-    // CFG++ steps along the negative branch's prediction: cfg on the denoised with both branches, even at cfg 1 (as ComfyUI)
-    const engine = ctx.services.engine();
-    const pos = interruptible(ctx, branch(engine, r.model, r.positive, shape, 'positive'));
-    const neg = interruptible(ctx, branch(engine, r.model, r.negative, shape, 'negative'));
-    denoiser = cfgEpsDenoiser(ms, (xs, ts) => pos(xs, ts), (xs, ts) => neg(xs, ts), r.cfg);
-  } else {
-    const eps = interruptible(ctx, guidedEps(ctx.services.engine(), r.model, r.positive, r.negative, r.cfg, shape, Math.abs(r.cfg - 1) < 1e-9));
-    denoiser = epsDenoiser(ms, (xs, ts) => eps(xs, ts));
-  }
-  if (r.latent.noise_mask) denoiser = inpaintDenoiser(denoiser, denoiseMask(r.latent.noise_mask, shape), lat, noise);
-  const report = stepReporter(ctx, r.model, shape, r.sigmas.length - 1);
-  let lastDenoised = lat;
-  const x = await getSampler(r.sampler.name)({
-    denoiser, x: x0, sigmas: r.sigmas, shape,
-    // ancestral noise: a fresh generator seeded with the same seed, like ComfyUI's default noise sampler
-    // a distilled table (LCM/TCD patches) keeps the full one for the samplers' alpha lookups (ComfyUI's alphas_cumprod)
-    noise: new TorchGenerator(r.seed), modelSampling: ms instanceof DistilledModelSampling ? ms.base : ms,
-    ...(r.sampler.eta !== undefined ? { eta: r.sampler.eta } : {}),
-    onStep: ({ i, denoised }) => { lastDenoised = denoised; report(i, denoised); },
-  });
-  return { x, denoised: lastDenoised };
+  const mask = r.latent.noise_mask ? denoiseMask(r.latent.noise_mask, shape) : undefined;
+  ctx.checkInterrupted();
+  const result = await ctx.services.engine().sampleK({
+    model: r.model.ref, sampling: samplingOf(r.model).spec, ...(r.model.rescaleCfg !== undefined ? { rescaleCfg: r.model.rescaleCfg } : {}),
+    sampler: r.sampler.name, ...(r.sampler.eta !== undefined ? { eta: r.sampler.eta } : {}), sigmas: r.sigmas,
+    latent: { shape, data: lat }, noise, ...(mask ? { denoiseMask: mask } : {}), seed: r.seed.toString(), positive, negative, cfg: r.cfg,
+  }, {
+    previews: !!ctx.services.previews, signal: ctx.signal,
+    onStep: ({ step, total, preview }) => {
+      ctx.progress(step + 1, total);
+      if (preview) ctx.preview({ format: 'jpeg', bytes: latentPreviewJpeg(preview.data, shape, r.model.config.family) });
+    },
+  }).catch((e: unknown) => { ctx.checkInterrupted(); throw e; });
+  return { x: result.x.data, denoised: result.denoised.data };
 }
 
 const toLatent = (data: Float32Array, like: LatentValue, scale: number): LatentValue => ({ samples: { shape: [...like.samples.shape], data: scaled(data, 1 / scale) } });

@@ -58,7 +58,7 @@ import { SafetensorsFile } from './io/safetensors.js';
 import type { Tensor } from './tensor.js';
 import { fileIdentity } from './runtime/graph-cache.js';
 import type { ModelRef } from './types.js';
-import type { Call, ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerInit } from './runtime/protocol.js';
+import type { Call, ClipRef, CondBranch, EncodedText, KSamplerLoopCall, KSamplerLoopResult, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerInit } from './runtime/protocol.js';
 import { WorkerClient } from './runtime/worker-client.js';
 import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runtime/worker-port.js';
 import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gpu-pinning.js';
@@ -209,6 +209,11 @@ function own(t: Tensor): Tensor {
   return { shape: [...t.shape], data: t.data.slice() };
 }
 
+/** A conditioning branch in fresh buffers. */
+function ownBranch(b: CondBranch): CondBranch {
+  return { context: own(b.context), ...(b.extra ? { extra: { textEmbeds: own(b.extra.textEmbeds), timeIds: own(b.extra.timeIds) } } : {}) };
+}
+
 export class Engine {
   private client: WorkerClient;
   private inspected = new Map<string, { mtimeMs: number; result: { family: ModelFamily; config: ModelConfig } }>();
@@ -274,15 +279,33 @@ export class Engine {
    */
   sampleTcd(req: Omit<TcdLoopCall, 'op' | 'previews' | 'predictionType'> & { predictionType?: TcdLoopCall['predictionType'] },
     opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {}): Promise<Tensor> {
-    const branch = (b: CondBranch): CondBranch => ({
-      context: own(b.context), ...(b.extra ? { extra: { textEmbeds: own(b.extra.textEmbeds), timeIds: own(b.extra.timeIds) } } : {}),
-    });
+    const branch = ownBranch;
     const call: TcdLoopCall = {
       op: 'sampleTcd', model: { ...req.model, loras: [...req.model.loras] }, x: own(req.x), timesteps: [...req.timesteps], eta: req.eta,
       noises: req.noises.map((z) => z.slice()), positive: branch(req.positive), ...(req.negative ? { negative: branch(req.negative) } : {}),
       cfg: req.cfg, predictionType: req.predictionType ?? 'epsilon', previews: opts.previews ?? false,
     };
     return this.client.call<Tensor>(call, { onProgress: opts.onStep, signal: opts.signal });
+  }
+
+  /**
+   * A whole KSampler / SamplerCustom run in the worker (runtime/ksampler-loop.ts): ComfyUI's noise and sampler
+   * semantics (engine/sampling/ksample.ts) with every UNet call, and CFG as one batched call, inside the worker.
+   * onStep gets each step (and its denoised estimate when previews are asked for); aborting `signal` stops the loop
+   * before its next UNet call with an InterruptedError. Latents are model space.
+   * Example:
+   *   const { x } = await engine.sampleK({ model, sampling: { prediction: 'eps', zsnr: false }, sampler: 'euler', sigmas,
+   *     latent, noise: new TorchGenerator(42n).randn(latent.shape), seed: '42',
+   *     positive: [{ context }], negative: [{ context: neg }], cfg: 7 });
+   */
+  sampleK(req: Omit<KSamplerLoopCall, 'op' | 'previews'>,
+    opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {}): Promise<KSamplerLoopResult> {
+    const call: KSamplerLoopCall = {
+      ...req, op: 'sampleK', model: { ...req.model, loras: [...req.model.loras] }, sigmas: [...req.sigmas], latent: own(req.latent),
+      noise: req.noise.slice(), ...(req.denoiseMask ? { denoiseMask: req.denoiseMask.slice() } : {}),
+      positive: req.positive.map(ownBranch), negative: req.negative.map(ownBranch), previews: opts.previews ?? false,
+    };
+    return this.client.call<KSamplerLoopResult>(call, { onProgress: opts.onStep, signal: opts.signal });
   }
 
   /** Image [B, 3, 8H, 8W] in [-1, 1] (unclamped) from the decoder input z = latent / scaling_factor [B, 4, H, W]. */

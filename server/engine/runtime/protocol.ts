@@ -5,6 +5,8 @@
  * Example: { id: 7, call: { op: 'vaeDecode', vae: { checkpoint: '/models/sd15.safetensors' }, z } }
  */
 import type { Tensor } from '../tensor.js';
+import type { SamplingSpec } from '../sampling/model-sampling-variants.js';
+import type { Region } from '../sampling/regional.js';
 import type { LoraRef, ModelRef } from '../types.js';
 import type { ExecutionProvider } from './providers.js';
 
@@ -41,6 +43,53 @@ export interface TcdLoopCall {
   previews: boolean;
 }
 
+/**
+ * One entry of a conditioning list in a k-sampler loop: the UNet inputs of that entry, and for regional conditioning
+ * (several entries, areas, masks) its region of the latent with the weights (its context is then at the region's
+ * shape). Further per-entry extras (timestep range, ControlNet) belong here too; ksampler-loop.ts applies them.
+ */
+export interface LoopCond extends CondBranch { region?: Region }
+
+/**
+ * A whole KSampler / KSamplerAdvanced / SamplerCustom run inside the worker (ksampler-loop.ts): ComfyUI's wrapper
+ * (engine/sampling/ksample.ts) around any registry sampler, with the latent on the host side of the worker and the
+ * UNet's CFG branches in one batched call. Noise follows ComfyUI on a CPU: the caller sends the initial noise
+ * (prepare_noise: randn from a torch generator seeded with `seed`, batch_index aware; zeros without add_noise), the
+ * sampler's own noise is a fresh generator with the same seed. A denoise mask (inpainting) makes the loop
+ * KSamplerX0Inpaint. The result is the final sample and the last denoised estimate, model space.
+ */
+export interface KSamplerLoopCall {
+  op: 'sampleK';
+  model: ModelRef;
+  /** the model's sampling: sigma table (zsnr, distilled) and prediction type (ModelSamplingDiscrete & co.) */
+  sampling: SamplingSpec;
+  /** RescaleCFG's multiplier, when the model carries that patch */
+  rescaleCfg?: number;
+  /** a registry sampler name (registry.ts) */
+  sampler: string;
+  /** sampler extras (SamplerTCD's eta, ...) */
+  eta?: number;
+  sNoise?: number;
+  /** the schedule, already sliced (KSamplerAdvanced's start/end steps); fewer than 2 sigmas returns the latent */
+  sigmas: number[];
+  /** model-space latent [B, C, h, w] (ComfyUI's LATENT times the VAE scaling factor) */
+  latent: Tensor;
+  /** the initial noise, the latent's size (zeros when noise is not added) */
+  noise: Float32Array;
+  /** ComfyUI's denoise mask resized to the latent (1 = denoise, 0 = keep), the latent's size */
+  denoiseMask?: Float32Array;
+  /** the noise seed of the sampler's own noise, a decimal string (64-bit seeds do not fit a number) */
+  seed: string;
+  /** conditioning lists: one entry, or regional entries (each with its region) */
+  positive: LoopCond[];
+  negative: LoopCond[];
+  cfg: number;
+  /** send each step's denoised estimate back (latent previews) */
+  previews: boolean;
+}
+
+export interface KSamplerLoopResult { x: Tensor; denoised: Tensor }
+
 /** What a sampling loop reports after each step. */
 export interface StepProgress { step: number; total: number; preview?: Tensor }
 
@@ -48,6 +97,7 @@ export type Call =
   | { op: 'encodeText'; clip: ClipRef; text: string }
   | { op: 'unet'; model: ModelRef; x: Tensor; t: Float32Array; context: Tensor; extra?: UNetExtra }
   | TcdLoopCall
+  | KSamplerLoopCall
   | { op: 'vaeDecode'; vae: VaeRef; z: Tensor }
   | { op: 'vaeEncode'; vae: VaeRef; image: Tensor }
   | { op: 'free' }
@@ -125,6 +175,7 @@ export function describeCall(call: Call): string {
     case 'encodeText': return `text encoder of ${base(call.clip.checkpoint)}`;
     case 'unet': return `unet of ${base(call.model.checkpoint)}`;
     case 'sampleTcd': return `TCD sampling loop of ${base(call.model.checkpoint)}`;
+    case 'sampleK': return `${call.sampler} sampling loop of ${base(call.model.checkpoint)}`;
     case 'vaeDecode': return `vae decoder of ${base(call.vae.checkpoint)}`;
     case 'vaeEncode': return `vae encoder of ${base(call.vae.checkpoint)}`;
     default: return call.op;

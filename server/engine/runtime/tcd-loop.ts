@@ -9,14 +9,13 @@
  */
 import ort from 'onnxruntime-node';
 import { serializeModel } from '../onnx/serialize.js';
-import { toOrtFeeds } from '../onnx/session.js';
 import { buildTcdStepGraph, TCD_STEP_SCALARS } from '../sampling/tcd-step-graph.js';
 import { tcdStepScalars } from '../sampling/tcd.js';
 import type { Tensor } from '../tensor.js';
-import { unetSession } from './components.js';
+import { UNetBranches } from './unet-branches.js';
 import { deviceTensors } from './device-tensors.js';
 import type { CondBranch, StepProgress, TcdLoopCall } from './protocol.js';
-import { loopSessionOptions } from './providers.js';
+import { latentsOnHost, loopSessionOptions } from './providers.js';
 import type { SessionStore } from './session-store.js';
 
 const stepSessions = new Map<string, Promise<ort.InferenceSession>>();
@@ -40,7 +39,7 @@ export async function releaseLoopSessions(): Promise<void> {
 }
 
 /** Thrown when the caller cancelled the loop; the executor reports the prompt as interrupted. */
-class LoopCancelled extends Error {
+export class LoopCancelled extends Error {
   constructor() { super('Processing interrupted'); this.name = 'InterruptedError'; }
 }
 
@@ -56,19 +55,13 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
   const branches: CondBranch[] = call.negative ? [call.positive, call.negative] : [call.positive];
   if (config.unet.adm && branches.some((b) => !b.extra)) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
 
-  const { session: unet, weightFeeds } = await unetSession(store, call.model);
+  // conditioning goes up once; CFG is one batched UNet call where latents live on the host (unet-branches.ts)
+  const unet = await UNetBranches.open(store, call.model, branches);
   const step = await stepSession(store, branches.length === 2, call.predictionType);
   const dev = deviceTensors(store);
-  const capture = store.tuning.graphCapture && store.ep !== 'cpu';
+  const capture = store.tuning.graphCapture && !latentsOnHost(store.ep);
   const owned: ort.Tensor[] = []; // device copies made here, disposed at the end
   const up = async (t: Tensor) => { const d = await dev.upload(t); owned.push(d); return d; };
-  const weights = toOrtFeeds(weightFeeds);
-  const conds = [];
-  for (const b of branches) {
-    const feeds: Record<string, ort.Tensor> = { context: await up(b.context) };
-    if (config.unet.adm && b.extra) { feeds.text_embeds = await up(b.extra.textEmbeds); feeds.time_ids = await up(b.extra.timeIds); }
-    conds.push(feeds);
-  }
   const zeros = await up({ shape, data: new Float32Array(size) });
   let x = await dev.upload(call.x);
   try {
@@ -77,14 +70,8 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
       const last = i === n - 1;
       const t = call.timesteps[i];
       // graph capture replays recorded GPU work and takes only GPU-resident inputs: then t goes up as well
-      const tHost: Tensor = { shape: [batch], data: new Float32Array(batch).fill(t) };
-      const tFeed = capture ? await dev.upload(tHost) : new ort.Tensor('float32', tHost.data, [batch]);
-      const eps: ort.Tensor[] = [];
-      for (const c of conds) {
-        const t0 = performance.now();
-        eps.push((await unet.run({ ...weights, x, t: tFeed, ...c }, ['eps'])).eps);
-        store.recordRun('unet', performance.now() - t0);
-      }
+      const tFeed = capture ? await dev.upload({ shape: [batch], data: new Float32Array(batch).fill(t) }) : null;
+      const eps = await unet.eps(x, tFeed ?? t);
       const sc = tcdStepScalars(t, last ? null : call.timesteps[i + 1], call.eta);
       const noise = sc.noisy ? await dev.upload({ shape, data: call.noises[i] }) : zeros;
       const values = [sc.sqrtAlpha, sc.sqrtBeta, sc.sqrtAlphaS, sc.sqrtBetaS, sc.keep, sc.noiseScale, call.cfg];
@@ -96,7 +83,7 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
       const out = await step.run(feeds);
       store.recordRun('tcd_step', performance.now() - t0);
       for (const e of eps) dispose(e);
-      dispose(tFeed);
+      if (tFeed) dispose(tFeed);
       if (noise !== zeros) dispose(noise);
       dispose(x);
       if (last) {
@@ -118,6 +105,7 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
     throw e;
   } finally {
     for (const d of owned) dispose(d);
+    unet.close();
   }
 }
 

@@ -87,10 +87,11 @@ export class UNetBranches {
    * tensor (webgpu loops) or host data. The caller disposes GPU-buffer results (webgpu); host results are views.
    */
   async eps(x: Tensor | ort.Tensor, t: number | ort.Tensor): Promise<ort.Tensor[]> {
-    const host = 'dims' in x ? null : x; // an engine Tensor (host data) has shape, an ort.Tensor dims
+    // host data: an engine Tensor (it has shape), or an ort CPU tensor (dims); else a GPU buffer (webgpu loops)
+    const host = !('dims' in x) ? x : x.location === 'cpu' ? { shape: [...x.dims], data: x.data as Float32Array } : null;
     const batch = host ? host.shape[0] : (x as ort.Tensor).dims[0];
     if (this.batched) {
-      if (!host) throw new Error('a batched UNet call takes a host latent');
+      if (!host || typeof t !== 'number') throw new Error('a batched UNet call takes a host latent and a timestep number');
       const xs = concatBatch(Array.from({ length: this.branchCount }, () => host));
       const tFeed = typeof t === 'number' ? new ort.Tensor('float32', new Float32Array(xs.shape[0]).fill(t), [xs.shape[0]]) : t;
       const out = (await this.run({ x: new ort.Tensor('float32', xs.data, xs.shape), t: tFeed, ...this.conds[0] })).data as Float32Array;

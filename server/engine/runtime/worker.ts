@@ -10,6 +10,7 @@ import { transferablesOf } from './protocol.js';
 import { SessionStore } from './session-store.js';
 import { runComponentCall } from './components.js';
 import { releaseLoopSessions, runTcdLoop } from './tcd-loop.js';
+import { runKSamplerLoop } from './ksampler-loop.js';
 import { deviceTensors } from './device-tensors.js';
 import { clearLoraSessions } from '../lora/session.js';
 import { openWorkerPort } from './worker-port.js';
@@ -58,15 +59,18 @@ async function dispatch(req: Request): Promise<unknown> {
   switch (call.op) {
     case 'free': await s.free(); clearLoraSessions(); await releaseLoopSessions(); await deviceTensors(s).release(); return null;
     case 'stats': return s.stats();
-    case 'sampleTcd': {
-      const progress = (p: StepProgress) => new Promise<void>((resolve) => {
-        awaitingAck.set(req.id, resolve);
-        port.postMessage({ id: req.id, progress: p } satisfies Response, transferablesOf(p));
-      });
-      return runTcdLoop(s, call, progress, () => cancelled.has(req.id));
-    }
+    case 'sampleTcd': return runTcdLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
+    case 'sampleK': return runKSamplerLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
     default: return runComponentCall(s, call);
   }
+}
+
+/** A sampling loop's step report for call `id`: resolves when the main thread has acknowledged it. */
+function progressFor(id: number): (p: StepProgress) => Promise<void> {
+  return (p) => new Promise<void>((resolve) => {
+    awaitingAck.set(id, resolve);
+    port.postMessage({ id, progress: p } satisfies Response, transferablesOf(p));
+  });
 }
 
 function debug(action: 'exit' | 'throw' | 'block', ms: number): Promise<null> | null {

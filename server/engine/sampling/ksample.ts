@@ -1,5 +1,7 @@
 /**
- * What ComfyUI's KSampler / KSamplerAdvanced / SamplerCustom do around a sampler, for eps-prediction models
+ * The one KSampler wrapper: what ComfyUI's KSampler / KSamplerAdvanced / SamplerCustom do around a sampler, for
+ * eps-prediction models. The nodes reach it through Engine.sampleK, which runs it inside the engine worker
+ * (runtime/ksampler-loop.ts) with a denoiser over the worker's UNet
  * (rules as recorded in the fixtures' comfy_ksampler.json):
  *  - sigmas = ksamplerSigmas(scheduler, steps, denoise) (steps + 1 rule for dpm_2*, denoise < 1 truncation),
  *    or explicit sigmas; then KSamplerAdvanced's last_step / start_step slicing;
@@ -39,8 +41,8 @@ export interface KSampleOptions {
   /** explicit sigmas (SamplerCustom); overrides scheduler/steps/denoise */
   sigmas?: number[];
   cfg: number;
-  /** eps model with the positive conditioning */
-  cond: EpsModel;
+  /** eps model with the positive conditioning (needed unless `denoiser` is given) */
+  cond?: EpsModel;
   /** eps model with the negative conditioning (needed when cfg != 1, and always by the cfg_pp samplers) */
   uncond?: EpsModel;
   /** or a ready k-diffusion denoiser (then cond/uncond/cfg are not used) */
@@ -104,6 +106,7 @@ export async function ksample(o: KSampleOptions): Promise<Float32Array> {
   if (!denoiser) {
     // math.isclose(cfg, 1): the negative branch is skipped entirely, except for the cfg_pp samplers, which step along it
     const cfgPp = CFG_PP_SAMPLERS.has(o.sampler);
+    if (!o.cond) throw new Error('ksample: pass a cond eps model or a denoiser');
     if (Math.abs(o.cfg - 1) <= 1e-9 && !cfgPp) denoiser = epsDenoiser(ms, o.cond);
     else if (o.uncond) denoiser = cfgEpsDenoiser(ms, o.cond, o.uncond, o.cfg);
     else throw new Error(`ksample: ${cfgPp ? `${o.sampler} needs` : 'cfg != 1 needs'} an uncond model`);

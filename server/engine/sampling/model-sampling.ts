@@ -155,3 +155,4 @@ export function cfgDenoiser(dc: Denoiser, du: Denoiser, cfg: number): CfgDenoise
 export function cfgEpsDenoiser(ms: DiscreteModelSampling, cond: EpsModel, uncond: EpsModel, cfg: number): CfgDenoiser {
   return cfgDenoiser(epsDenoiser(ms, cond), epsDenoiser(ms, uncond), cfg);
 }
+

@@ -1,0 +1,118 @@
+/**
+ * The worker's k-sampler loop (Engine.sampleK): every KSampler / SamplerCustom sampler runs its whole loop in the
+ * engine worker, CFG as one batched UNet call. Compared with ksample on the main thread calling engine.unet once per
+ * branch and evaluation (the path it replaces), on the demo SDXL-shaped checkpoint on the CPU provider.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine } from '../../../server/engine/engine.js';
+import { ensureDemoCheckpoint } from '../../../server/tools/make-checkpoint.js';
+import { TorchGenerator } from '../../../server/engine/rng.js';
+import { ksample } from '../../../server/engine/sampling/ksample.js';
+import { DiscreteModelSampling } from '../../../server/engine/sampling/model-sampling.js';
+import { ksamplerSigmas } from '../../../server/engine/sampling/schedules.js';
+import type { Tensor } from '../../../server/engine/tensor.js';
+import type { CondBranch } from '../../../server/engine/engine.js';
+
+const ms = DiscreteModelSampling.sd();
+const shape = [1, 4, 16, 16];
+let dir: string, engine: Engine, ckpt: string, pos: CondBranch, neg: CondBranch, negLong: CondBranch;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tcd-kloop-'));
+  ckpt = await ensureDemoCheckpoint(join(dir, 'models'));
+  engine = new Engine({ cacheDir: join(dir, 'cache'), log: () => {} });
+  const clip = { checkpoint: ckpt, loras: [] };
+  const timeIds = { shape: [1, 6], data: Float32Array.of(128, 128, 0, 0, 128, 128) };
+  const p = await engine.encodeText(clip, 'a lighthouse at dusk');
+  const n = await engine.encodeText(clip, 'blurry');
+  // a prompt over 77 tokens: 154-token context, which cannot share a batched call with a 77-token one
+  const long = await engine.encodeText(clip, Array.from({ length: 40 }, () => 'red fox').join(' '));
+  pos = { context: p.context, extra: { textEmbeds: p.pooled!, timeIds } };
+  neg = { context: n.context, extra: { textEmbeds: n.pooled!, timeIds } };
+  negLong = { context: long.context, extra: { textEmbeds: long.pooled!, timeIds } };
+});
+after(async () => { await engine.close(); rmSync(dir, { recursive: true, force: true }); });
+
+const maxRelDiff = (a: Float32Array, b: Float32Array) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
+  return m;
+};
+
+/** The main-thread reference: ksample with one engine.unet call per branch and model evaluation. */
+async function jsKSample(sampler: string, sigmas: number[], cfg: number, seed: bigint, n: CondBranch): Promise<Float32Array> {
+  const model = { checkpoint: ckpt, loras: [] };
+  const eps = (b: CondBranch) => async (x: Float32Array, t: number) =>
+    (await engine.unet(model, { shape, data: x }, Float32Array.of(t), b.context, b.extra)).data;
+  return ksample({
+    sampler, sigmas, cfg, cond: eps(pos), uncond: eps(n), shape, latentImage: new Float32Array(4 * 16 * 16),
+    initialNoise: new TorchGenerator(seed).randn(shape), samplerNoise: new TorchGenerator(seed), modelSampling: ms,
+  });
+}
+
+const request = (sampler: string, sigmas: number[], cfg: number, seed: bigint, n: CondBranch = neg) => ({
+  model: { checkpoint: ckpt, loras: [] }, sampling: { prediction: 'eps' as const, zsnr: false }, sampler, sigmas, latent: { shape, data: new Float32Array(4 * 16 * 16) },
+  noise: new TorchGenerator(seed).randn(shape), seed: seed.toString(), positive: [pos], negative: [n], cfg,
+});
+
+const unetRuns = async () => (await engine.stats()).runTimings.filter((r) => r.component === 'unet').length;
+
+test('Engine.sampleK gives ksample\'s latent for plain, ancestral, multistep and cfg_pp samplers; CFG is one UNet call per evaluation', async () => {
+  const cases: [string, string, number, number, bigint][] = [
+    ['euler', 'normal', 4, 3, 7n], ['euler_ancestral', 'karras', 4, 2, 11n], ['dpmpp_2m', 'karras', 5, 1, 3n],
+    ['heun', 'simple', 3, 2.5, 5n], ['euler_cfg_pp', 'normal', 3, 1, 9n], ['dpmpp_2m_sde', 'exponential', 4, 4, 2n ** 40n + 1n],
+  ];
+  for (const [sampler, scheduler, steps, cfg, seed] of cases) {
+    const sigmas = ksamplerSigmas(ms, sampler, scheduler, steps, 1);
+    const ref = await jsKSample(sampler, sigmas, cfg, seed, neg);
+    const before = await unetRuns();
+    const out = await engine.sampleK(request(sampler, sigmas, cfg, seed));
+    const runs = (await unetRuns()) - before;
+    assert.deepEqual(out.x.shape, shape);
+    const d = maxRelDiff(out.x.data, ref);
+    assert.ok(d < 1e-4, `${sampler}: worker loop differs from main-thread ksample by ${d}`);
+    // one UNet run per model evaluation even with cfg (heun evaluates twice per step but not on the last one)
+    const evaluations = sampler === 'heun' ? 2 * steps - 1 : steps;
+    assert.equal(runs, evaluations, `${sampler}: ${runs} UNet runs for ${evaluations} evaluations`);
+  }
+});
+
+test('conditioning of different lengths (77 vs 154 tokens) runs one call per branch and gives the same latent', async () => {
+  const sigmas = ksamplerSigmas(ms, 'euler', 'normal', 3, 1);
+  const ref = await jsKSample('euler', sigmas, 2, 4n, negLong);
+  const before = await unetRuns();
+  const out = await engine.sampleK(request('euler', sigmas, 2, 4n, negLong));
+  assert.equal((await unetRuns()) - before, 6);
+  assert.ok(maxRelDiff(out.x.data, ref) < 1e-4);
+});
+
+test('progress once per step with the denoised estimate as preview; SamplerCustom\'s denoised is the last one', async () => {
+  const sigmas = ksamplerSigmas(ms, 'euler_ancestral', 'normal', 4, 1);
+  const seen: { step: number; total: number; preview?: Tensor }[] = [];
+  const out = await engine.sampleK(request('euler_ancestral', sigmas, 2, 1n), { onStep: (p) => seen.push(p), previews: true });
+  assert.deepEqual(seen.map((p) => [p.step, p.total]), [[0, 4], [1, 4], [2, 4], [3, 4]]);
+  assert.deepEqual(Array.from(seen[3].preview!.data), Array.from(out.denoised.data));
+  assert.notDeepEqual(Array.from(seen[0].preview!.data), Array.from(out.denoised.data));
+  const quiet: unknown[] = [];
+  await engine.sampleK(request('euler', sigmas, 2, 1n), { onStep: (p) => quiet.push(p.preview) });
+  assert.deepEqual(quiet, [undefined, undefined, undefined, undefined]);
+});
+
+test('an abort stops the loop before its next UNet call with InterruptedError; fewer than 2 sigmas return the latent', async () => {
+  const ac = new AbortController();
+  const steps: number[] = [];
+  const sigmas = ksamplerSigmas(ms, 'euler', 'normal', 10, 1);
+  await assert.rejects(
+    engine.sampleK(request('euler', sigmas, 2, 1n), { signal: ac.signal, onStep: (p) => { steps.push(p.step); if (p.step === 1) ac.abort(); } }),
+    (e: Error) => e.name === 'InterruptedError',
+  );
+  assert.ok(steps.length <= 3, `ran ${steps.length} steps after asking to stop at step 2`);
+  const latent = { shape, data: Float32Array.from({ length: 1024 }, (_, i) => i / 1024) };
+  const same = await engine.sampleK({ ...request('euler', [1.5], 2, 1n), latent });
+  assert.deepEqual(Array.from(same.x.data), Array.from(latent.data));
+  await assert.rejects(engine.sampleK({ ...request('euler', sigmas, 2, 1n), negative: [] }), /negative conditioning is empty/);
+});
