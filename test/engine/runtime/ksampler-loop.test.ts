@@ -116,3 +116,19 @@ test('an abort stops the loop before its next UNet call with InterruptedError; f
   assert.deepEqual(Array.from(same.x.data), Array.from(latent.data));
   await assert.rejects(engine.sampleK({ ...request('euler', sigmas, 2, 1n), negative: [] }), /negative conditioning is empty/);
 });
+
+test('a denoise mask (inpainting) keeps the latent where the mask is 0 and samples where it is 1', async () => {
+  const sigmas = ksamplerSigmas(ms, 'euler', 'normal', 4, 1);
+  const latent = { shape, data: Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i) * 0.5) };
+  const mask = Float32Array.from({ length: 1024 }, (_, i) => (i % 16 < 8 ? 1 : 0)); // left half of every row
+  const out = await engine.sampleK({ ...request('euler', sigmas, 2, 3n), latent, denoiseMask: mask });
+  const plain = await engine.sampleK({ ...request('euler', sigmas, 2, 3n), latent });
+  let keptDiff = 0, changed = 0;
+  for (let i = 0; i < 1024; i++) {
+    if (mask[i] === 0) keptDiff = Math.max(keptDiff, Math.abs(out.x.data[i] - latent.data[i]));
+    else if (Math.abs(out.x.data[i] - latent.data[i]) > 0.05) changed++;
+  }
+  assert.ok(keptDiff < 1e-4, `unmasked latent moved by ${keptDiff}`);
+  assert.ok(changed > 256, `only ${changed} of 512 masked values changed`);
+  assert.ok(maxRelDiff(out.x.data, plain.x.data) > 1e-2, 'the mask made no difference');
+});
