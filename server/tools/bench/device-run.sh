@@ -18,7 +18,22 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
-  cuda1|cuda2) # CUDA (issue 14): install through setup:cuda, fp16 fixture checks, SD1.5 512 and SDXL 1024 benches,
+  cuda2) # CUDA round 2: the worker k-sampler loop on CUDA (fixtures), steps without the profiler's overhead, SDXL cold
+    # start from a fresh process with graphs cached on disk (what a user's second start sees); < 400 s
+    export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
+    (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('== sdxl ckpt',JSON.stringify(r)))") &
+    ckpt=$!
+    tar xJf .device/cuda-ort-1.29.0.tar.xz
+    if ls /root/cuda-parts/part.* >/dev/null 2>&1; then cat /root/cuda-parts/part.* > /tmp/cuda-provider.tgz; fi
+    node dist/server/setup-cuda.js --tarball /tmp/cuda-provider.tgz; echo "== setup:cuda rc=$?"
+    t0=$SECONDS; timeout 90 node dist/server/tools/bench/fixture-check.js --fixtures .device/fixtures --ep cuda --out "$out/fixtures-cuda.json" > /dev/null
+    echo "== fixture-check rc=$? $((SECONDS - t0)) s: $(node -e "const r=require('$out/fixtures-cuda.json');console.log(r.ep,r.ortVersion,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+    bench sd15-cuda 120 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    wait $ckpt
+    bench sdxl-cuda 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 4
+    bench sdxl-cuda-cached 90 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    ;;
+  cuda1) # CUDA (issue 14): install through setup:cuda, fp16 fixture checks, SD1.5 512 and SDXL 1024 benches,
     # per-run ORT profiles (cold first call, node placement), cold start with graphs and JIT cache on disk; < 540 s.
     # Needs: the provider package's parts in /root/cuda-parts (../shared/device/cuda-provider.sh), the pinned
     # onnxruntime-node in .device/cuda-ort-1.29.0.tar.xz, fixtures (sd1_tiny*, pipelines, comfy_ksampler) in .device/fixtures
