@@ -13,6 +13,7 @@ import * as latentOps from './latent-ops.js';
 import * as imageOps from './image-ops.js';
 import * as conditioningOps from './conditioning-ops.js';
 import * as saveImageWebsocket from './save-image-websocket.js';
+import * as vaeDecodeTiled from './vae-decode-tiled.js';
 
 type Def = Registry<NodeServices> extends Map<string, infer D> ? D : never;
 
@@ -22,7 +23,7 @@ function isDefinition(v: unknown): v is Def {
 
 export function createRegistry(): Registry<NodeServices> {
   const reg: Registry<NodeServices> = new Map();
-  for (const family of [loaders, conditioning, conditioningOps, latent, latentOps, sampling, modelSampling, image, imageOps, inpaint, modelMerging, saveImageWebsocket]) {
+  for (const family of [loaders, conditioning, conditioningOps, latent, latentOps, sampling, modelSampling, image, imageOps, inpaint, modelMerging, saveImageWebsocket, vaeDecodeTiled]) {
     for (const v of Object.values(family)) if (isDefinition(v)) {
       if (reg.has(v.id)) throw new Error(`two node definitions named ${v.id}`);
       reg.set(v.id, v);

@@ -3,6 +3,7 @@ import { freemem, totalmem } from 'node:os';
 import { defineNode, t } from './define.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import type { LatentValue } from './types.js';
+import { admittedTile, decodeTiled } from './vae-decode-tiled.js';
 
 /** Bytes a latent and the decoded image need at the least (float32); refused before allocation when absurd. */
 export function latentMemoryEstimate(width: number, height: number, batch: number): number {
@@ -44,6 +45,13 @@ export const VAEDecode = defineNode({
   execute: async ({ samples, vae }, ctx) => {
     const lat = samples.samples;
     const [b, c, h, w] = lat.shape;
+    const engine = ctx.services.engine();
+    // too large to decode whole within the engine's memory: decode in tiles instead of failing
+    if (!engine.fits(vae.ref.checkpoint, 'vae_decode', h, w, 1)) {
+      const tile = admittedTile(engine, vae, 512);
+      ctx.log(`decoding ${w * 8}x${h * 8} in ${tile}px tiles: a whole decode would not fit in memory`);
+      return { outputs: [await decodeTiled(engine, vae, lat, tile, 64, (d, n) => ctx.progress(d, n), ctx.checkInterrupted)] };
+    }
     const per = c * h * w;
     let out: Float32Array | null = null;
     let H = 0, W = 0;

@@ -87,6 +87,11 @@ export function deviceIsolation(ep: string | undefined): 'thread' | 'process' | 
   return (ep ?? process.env.TCD_EP ?? '').trim().toLowerCase() === 'webgpu' ? 'process' : undefined;
 }
 
+/** `serve` runs its engine in a child process unless TCD_ENGINE_ISOLATION says thread. */
+export function serveIsolation(): 'thread' | 'process' {
+  return process.env.TCD_ENGINE_ISOLATION?.trim() === 'thread' ? 'thread' : 'process';
+}
+
 /** Start the full server (the `serve` command). Creates the demo checkpoint when models/checkpoints has none. */
 export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServices>> {
   const log = o.log ?? ((m: string) => console.log(m));
@@ -109,7 +114,8 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     version: packageVersion(),
     registry: createRegistry(),
     log,
-    makeServices: ({ models, dirs }) => (services = makeServices(models, dirs, { ep: r.ep, dataDir: r.dataDir, log }, o.previews !== false)),
+    // the engine runs in a child process with a memory limit by default: whatever slips past admission kills only it
+    makeServices: ({ models, dirs }) => (services = makeServices(models, dirs, { ep: r.ep, dataDir: r.dataDir, log, isolation: serveIsolation() }, o.previews !== false)),
     free: async (s) => { await s.engine().free(); },
     // farm (server/farm): prompts on Redis for worker processes, or one executor per local device
     queueBackend: o.queue ? (ctx) => new RedisPromptQueue(ctx, { url: o.queue! })

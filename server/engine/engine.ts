@@ -65,6 +65,7 @@ import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gp
 import { cudaProblemsHere, describeCudaProblems } from './runtime/cuda-check.js';
 import { cudaOrtPackage, mainOrtPackage } from './runtime/cuda-ort.js';
 import { ProviderUnusable } from './runtime/providers.js';
+import { admit, MemoryAdmissionError, type AdmissionOp } from './runtime/estimate.js';
 
 export type { LoraRef, ModelRef } from './types.js';
 export type { ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
@@ -138,6 +139,11 @@ export function resolveEngineIsolation(o: EngineOptions = {}): WorkerIsolation {
   const raw = o.isolation ?? (process.env.TCD_ENGINE_ISOLATION?.trim() || 'thread');
   if (raw !== 'thread' && raw !== 'process') throw new Error(`TCD_ENGINE_ISOLATION must be thread or process, got "${raw}"`);
   const isolation: WorkerIsolation = { mode: raw, ...(o.env ? { env: { ...o.env } } : {}) };
+  // a child engine gets a memory limit (default 85% of RAM): past it the parent stops the engine, not the kernel the server
+  if (raw === 'process') {
+    const mb = envNumber('TCD_ENGINE_MAX_RSS_MB');
+    isolation.maxRssBytes = mb !== undefined ? mb * MB : Math.floor(totalmem() * 0.85);
+  }
   checkIsolation(isolation);
   return isolation;
 }
@@ -230,6 +236,28 @@ export class Engine {
     workerClients.set(this, this.client);
   }
 
+  /**
+   * Memory admission (runtime/estimate.ts) for a call on `checkpoint` at latent [h, w] with `batch` images evaluated
+   * together: throws MemoryAdmissionError, naming the largest size that fits, when the activations cannot fit this
+   * engine's budget (CPU: the RAM budget, fp32; GPU: the VRAM budget, fp16 but fp32 for the SDXL VAE).
+   */
+  admit(checkpoint: string, op: AdmissionOp, latentH: number, latentW: number, batch: number): void {
+    const { config } = this.inspect(checkpoint);
+    const ep = (this.settings.ep ?? '').trim().toLowerCase();
+    const gpu = ep === 'webgpu' || ep === 'cuda';
+    const dtypeBytes = !gpu || (op !== 'unet' && config.family === 'sdxl') ? 4 : 2;
+    const budget = gpu ? this.settings.vramBudget : this.settings.ramBudget;
+    admit(config, { op, latentH, latentW, batch, dtypeBytes }, budget, gpu ? 'the GPU memory budget (TCD_VRAM_BUDGET_MB)' : 'the engine\'s memory budget (TCD_RAM_BUDGET_MB)');
+  }
+
+  /** True when `admit` would pass. */
+  fits(checkpoint: string, op: AdmissionOp, latentH: number, latentW: number, batch: number): boolean {
+    try { this.admit(checkpoint, op, latentH, latentW, batch); return true; } catch (e) {
+      if (e instanceof MemoryAdmissionError) return false;
+      throw e;
+    }
+  }
+
   /** Family and config of a checkpoint (or a VAE-only file), from its header only. Cached until the file changes. */
   inspect(checkpointPath: string): { family: ModelFamily; config: ModelConfig } {
     const mtimeMs = fileIdentity(checkpointPath).mtimeMs;
@@ -260,6 +288,7 @@ export class Engine {
     if (x.shape.length !== 4) throw new Error(`unet: x must be [B, C, H, W], got [${x.shape}]`);
     if (t.length !== batch) throw new Error(`unet: ${t.length} timesteps for a batch of ${batch}`);
     if (context.shape.length !== 3 || context.shape[0] !== batch) throw new Error(`unet: context must be [${batch}, tokens, channels], got [${context.shape}]`);
+    this.admit(model.checkpoint, 'unet', x.shape[2], x.shape[3], batch);
     const call: Call = {
       op: 'unet', model: { ...model, loras: [...model.loras] }, x: own(x), t: t.slice(), context: own(context),
       ...(extra ? { extra: { textEmbeds: own(extra.textEmbeds), timeIds: own(extra.timeIds) } } : {}),
@@ -279,6 +308,7 @@ export class Engine {
    */
   sampleTcd(req: Omit<TcdLoopCall, 'op' | 'previews' | 'predictionType'> & { predictionType?: TcdLoopCall['predictionType'] },
     opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {}): Promise<Tensor> {
+    this.admit(req.model.checkpoint, 'unet', req.x.shape[2], req.x.shape[3], req.x.shape[0] * (req.negative ? 2 : 1));
     const branch = ownBranch;
     const call: TcdLoopCall = {
       op: 'sampleTcd', model: { ...req.model, loras: [...req.model.loras] }, x: own(req.x), timesteps: [...req.timesteps], eta: req.eta,
@@ -300,6 +330,8 @@ export class Engine {
    */
   sampleK(req: Omit<KSamplerLoopCall, 'op' | 'previews'>,
     opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {}): Promise<KSamplerLoopResult> {
+    // CFG runs positive and negative as one batched call
+    this.admit(req.model.checkpoint, 'unet', req.latent.shape[2], req.latent.shape[3], req.latent.shape[0] * (req.negative.length ? 2 : 1));
     const call: KSamplerLoopCall = {
       ...req, op: 'sampleK', model: { ...req.model, loras: [...req.model.loras] }, sigmas: [...req.sigmas], latent: own(req.latent),
       noise: req.noise.slice(), ...(req.denoiseMask ? { denoiseMask: req.denoiseMask.slice() } : {}),
@@ -310,11 +342,15 @@ export class Engine {
 
   /** Image [B, 3, 8H, 8W] in [-1, 1] (unclamped) from the decoder input z = latent / scaling_factor [B, 4, H, W]. */
   vaeDecode(vae: VaeRef, latentScaledForDecoder: Tensor): Promise<Tensor> {
+    const [b, , h, w] = latentScaledForDecoder.shape;
+    this.admit(vae.checkpoint, 'vae_decode', h, w, b);
     return this.client.call<Tensor>({ op: 'vaeDecode', vae: { checkpoint: vae.checkpoint }, z: own(latentScaledForDecoder) });
   }
 
   /** Mean of the latent distribution [B, 4, H/8, W/8] (unscaled) for an image [B, 3, H, W] in [-1, 1]. */
   vaeEncode(vae: VaeRef, image: Tensor): Promise<Tensor> {
+    const [b, , h, w] = image.shape;
+    this.admit(vae.checkpoint, 'vae_encode', Math.ceil(h / 8), Math.ceil(w / 8), b);
     return this.client.call<Tensor>({ op: 'vaeEncode', vae: { checkpoint: vae.checkpoint }, image: own(image) });
   }
 

@@ -28,11 +28,11 @@ export interface ChildServer {
   stop(o?: { keep?: boolean }): Promise<void>;
 }
 
-export async function spawnStubServer(o: { token?: string; slowDelayMs?: number; maxBodyBytes?: number; root?: string; real?: boolean } = {}): Promise<ChildServer> {
+export async function spawnStubServer(o: { token?: string; slowDelayMs?: number; maxBodyBytes?: number; root?: string; real?: boolean; serve?: boolean; env?: Record<string, string> } = {}): Promise<ChildServer> {
   const root = o.root ?? mkdtempSync(join(tmpdir(), 'tcd-harden-'));
   const entry = fileURLToPath(new URL('./child-server.ts', import.meta.url));
   const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-    env: { ...process.env, TCD_CHILD_OPTS: JSON.stringify({ ...o, root }) }, stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...o.env, TCD_CHILD_OPTS: JSON.stringify({ ...o, root }) }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
   child.stderr!.on('data', (c) => { err += c; });

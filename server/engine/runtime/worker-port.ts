@@ -12,6 +12,7 @@
  * Example (worker): const { port, init } = openWorkerPort(); port.on('message', ...); port.postMessage(res);
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { deserialize, serialize } from 'node:v8';
@@ -27,6 +28,12 @@ export interface WorkerIsolation {
   env?: Record<string, string>;
   /** 'process' only: the onnxruntime-node package folder the child imports instead of the resolved one (cuda-ort.ts) */
   ortPackage?: string;
+  /**
+   * 'process' only: the child's memory limit. Its JS heap is capped with --max-old-space-size and the parent kills it
+   * when its resident size (native ONNX Runtime buffers included) passes this, so a runaway prompt costs only the
+   * engine, never the server (the kernel's OOM killer would pick the whole server otherwise).
+   */
+  maxRssBytes?: number;
 }
 
 /**
@@ -65,7 +72,7 @@ const isFatal = (m: unknown): m is FatalMessage => !!m && typeof m === 'object' 
 /** Starts the worker file in the given isolation. `file` is worker.ts (under tsx) or worker.js (dist/). */
 export function spawnWorkerHandle(file: URL, init: WorkerInit, isolation: WorkerIsolation = { mode: 'thread' }): WorkerHandle {
   checkIsolation(isolation);
-  if (isolation.mode === 'process') return new ProcessHandle(file, init, isolation.env ?? {}, isolation.ortPackage);
+  if (isolation.mode === 'process') return new ProcessHandle(file, init, isolation.env ?? {}, isolation.ortPackage, isolation.maxRssBytes);
   return new ThreadHandle(spawnThread(file, init));
 }
 
@@ -115,12 +122,15 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
   private exited: Promise<void>;
   private killing = false;
 
-  constructor(file: URL, init: WorkerInit, env: Record<string, string>, ortPackage?: string) {
+  private watchdog: NodeJS.Timeout | null = null;
+
+  constructor(file: URL, init: WorkerInit, env: Record<string, string>, ortPackage?: string, maxRssBytes?: number) {
     super();
     // Explicit execArgv: the parent's own flags (--test, --inspect, ...) must not leak into the worker. A .ts worker
     // needs tsx's loader, resolved from this module so it is found whatever the cwd.
     const execArgv = file.pathname.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
     if (ortPackage) execArgv.push('--import', ortRedirectImport(ortPackage)); // CUDA's pinned onnxruntime-node
+    if (maxRssBytes) execArgv.push(`--max-old-space-size=${Math.max(64, Math.floor(maxRssBytes / 2 ** 20))}`);
     this.child = fork(fileURLToPath(file), [], {
       execArgv,
       env: { ...process.env, ...env, [INIT_ENV]: serialize(init).toString('base64') },
@@ -129,7 +139,12 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
     });
     // 'close' rather than 'exit': it comes after the IPC channel is drained, so a fatal error sent just before the
     // child died has been seen (and a crash never outruns the results that preceded it).
-    this.exited = new Promise((resolve) => this.child.once('close', (code, signal) => { this.emit('exit', code, signal); resolve(); }));
+    this.exited = new Promise((resolve) => this.child.once('close', (code, signal) => {
+      if (this.watchdog) clearInterval(this.watchdog);
+      this.emit('exit', code, signal);
+      resolve();
+    }));
+    if (maxRssBytes) this.watchdog = this.watch(maxRssBytes);
     this.child.on('message', (m) => {
       if (!isFatal(m)) { this.emit('message', m); return; }
       const f = m.tcdEngineWorkerFatal;
@@ -143,6 +158,23 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
   }
 
   get pid(): number | undefined { return this.child.pid; }
+
+  /** Polls the child's resident size (Linux /proc) and kills it past `limit`, reporting why as an 'error'. */
+  private watch(limit: number): NodeJS.Timeout | null {
+    const pid = this.child.pid;
+    if (!pid || !existsSync(`/proc/${pid}/status`)) return null;
+    const t = setInterval(() => {
+      let rss = 0;
+      try { rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? 0) * 1024; } catch { return; }
+      if (rss <= limit || this.killing) return;
+      const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
+      this.emit('error', new Error(`the engine process used ${mib(rss)}, over its memory limit of ${mib(limit)} (TCD_ENGINE_MAX_RSS_MB): it was stopped`));
+      this.killing = true;
+      this.child.kill('SIGKILL');
+    }, 100);
+    t.unref();
+    return t;
+  }
 
   postMessage(msg: unknown): void {
     // structured clone copies the buffers; the transfer list of the thread has no meaning here
