@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { totalmem } from 'node:os';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -70,7 +71,13 @@ test('options: process isolation by option or TCD_ENGINE_ISOLATION; env with a t
   try {
     delete process.env.TCD_ENGINE_ISOLATION;
     assert.deepEqual(resolveEngineIsolation({}), { mode: 'thread' });
-    assert.deepEqual(resolveEngineIsolation({ isolation: 'process', env: { A: '1' } }), { mode: 'process', env: { A: '1' } });
+    const child = resolveEngineIsolation({ isolation: 'process', env: { A: '1' } });
+    assert.deepEqual({ mode: child.mode, env: child.env }, { mode: 'process', env: { A: '1' } });
+    assert.equal(child.maxRssBytes, Math.floor(totalmem() * 0.85), 'a child engine has a memory limit (issue 18)');
+    const savedRss = process.env.TCD_ENGINE_MAX_RSS_MB;
+    process.env.TCD_ENGINE_MAX_RSS_MB = '512';
+    assert.equal(resolveEngineIsolation({ isolation: 'process' }).maxRssBytes, 512 * 2 ** 20);
+    if (savedRss === undefined) delete process.env.TCD_ENGINE_MAX_RSS_MB; else process.env.TCD_ENGINE_MAX_RSS_MB = savedRss;
     assert.throws(() => new Engine({ env: { A: '1' } }), /env .* needs isolation 'process'/);
     process.env.TCD_ENGINE_ISOLATION = 'process';
     assert.equal(resolveEngineIsolation({}).mode, 'process');
