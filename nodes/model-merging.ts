@@ -1,12 +1,12 @@
 /**
- * ComfyUI's model merging nodes (comfy_extras/nodes_model_merging.py), for the UNet: ModelMergeSimple
- * (model1 * ratio + model2 * (1 - ratio)), ModelMergeAdd (model1 + model2), ModelMergeSubtract
- * ((model1 - model2) * multiplier). The merge is a descriptor on MODEL; the engine merges weights when it builds
- * the graph. model2 must be a plain checkpoint of the same family and UNet shape.
+ * ComfyUI's model merging nodes (comfy_extras/nodes_model_merging.py): ModelMergeSimple (UNet weights model1 * ratio
+ * + model2 * (1 - ratio)), ModelMergeAdd (model1 + model2), ModelMergeSubtract ((model1 - model2) * multiplier) and
+ * CLIPMergeSimple (the text encoders, like Simple). The merge is a descriptor on MODEL/CLIP; the engine merges the
+ * weights when it builds the graph. The second input must be a plain checkpoint of the same family and sizes.
  */
 import { defineNode, t } from './define.js';
 import type { MergeRef } from '../server/engine/types.js';
-import type { ModelValue } from './types.js';
+import type { ClipValue, ModelValue } from './types.js';
 
 function merged(model1: ModelValue, model2: ModelValue, kind: MergeRef['kind'], ratio: number): ModelValue {
   if (model2.ref.loras.length || model2.ref.merges?.length) throw new Error('model2 carries LoRAs or merges of its own, which merging does not apply yet: merge plain checkpoints');
@@ -41,4 +41,19 @@ export const ModelMergeSubtract = defineNode({
   inputs: [...models, t.float('multiplier', { default: 1.0, min: -10, max: 10, step: 0.01 })],
   outputs: [t.out('MODEL')],
   execute: ({ model1, model2, multiplier }) => ({ outputs: [merged(model1, model2, 'subtract', multiplier)] }),
+});
+
+export const CLIPMergeSimple = defineNode({
+  id: 'CLIPMergeSimple', displayName: 'CLIPMergeSimple', category, module,
+  description: 'Text-encoder weights: clip1 * ratio + clip2 * (1 - ratio) (position ids and logit scale kept).',
+  inputs: [t.socket('CLIP', 'clip1'), t.socket('CLIP', 'clip2'), t.float('ratio', { default: 1.0, min: 0, max: 1, step: 0.01 })],
+  outputs: [t.out('CLIP')],
+  execute: ({ clip1, clip2, ratio }) => {
+    if (clip2.ref.loras.length || clip2.ref.merges?.length) throw new Error('clip2 carries LoRAs or merges of its own, which merging does not apply yet: merge plain checkpoints');
+    if (JSON.stringify(clip1.config.textEncoders) !== JSON.stringify(clip2.config.textEncoders)) {
+      throw new Error(`clip2 (${clip2.config.family.toUpperCase()}) does not have clip1's (${clip1.config.family.toUpperCase()}) text encoders: merging needs the same family and sizes`);
+    }
+    const clip: ClipValue = { ...clip1, ref: { ...clip1.ref, merges: [...(clip1.ref.merges ?? []), { path: clip2.ref.checkpoint, kind: 'simple', ratio }] } };
+    return { outputs: [clip] };
+  },
 });

@@ -1,14 +1,13 @@
 /**
- * UNet weight merges (ComfyUI's ModelMergeSimple / Add / Subtract): a WeightSource over the base checkpoint whose
- * UNet tensors are combined, key by key and in order, with the same tensors of other checkpoints of the same
+ * Weight merges (ComfyUI's ModelMergeSimple / Add / Subtract for the UNet, CLIPMergeSimple for text encoders): a
+ * WeightSource over the base checkpoint whose component tensors are combined, key by key and in order, with the same tensors of other checkpoints of the same
  * family and shapes (ComfyUI's add_patches: w * strength_model + strength_patch * other).
  * Example:
- *   const w = mergedWeights(base, config, [{ file: other, ref: { path, kind: 'simple', ratio: 0.5 } }]);
+ *   const w = mergedWeights(base, [config.unet.prefix], [{ file: other, ref: { path, kind: 'simple', ratio: 0.5 } }]);
  */
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { safetensorsWeights, type WeightSource } from '../onnx/weights.js';
 import type { MergeRef } from '../types.js';
-import type { ModelConfig } from './config.js';
 
 const f = Math.fround;
 
@@ -19,13 +18,17 @@ function strengths(m: MergeRef): [number, number] {
   return [m.ratio, -m.ratio];
 }
 
-export function mergedWeights(base: SafetensorsFile, config: ModelConfig, merges: readonly { file: SafetensorsFile; ref: MergeRef }[]): WeightSource {
+/**
+ * The base checkpoint's weights with every tensor under `prefixes` merged (CLIPMergeSimple skips position_ids and
+ * logit_scale, as ComfyUI).
+ */
+export function mergedWeights(base: SafetensorsFile, prefixes: readonly string[], merges: readonly { file: SafetensorsFile; ref: MergeRef }[]): WeightSource {
   const src = safetensorsWeights(base);
   return {
     ...src,
     read: (name) => {
       const w = src.read(name);
-      if (!name.startsWith(config.unet.prefix)) return w;
+      if (!prefixes.some((p) => name.startsWith(p)) || name.endsWith('.position_ids') || name.endsWith('.logit_scale')) return w;
       for (const { file, ref } of merges) {
         if (!file.has(name)) continue; // ComfyUI patches only the keys both models have
         const other = file.readFloat32(name);

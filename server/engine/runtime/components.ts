@@ -14,9 +14,11 @@ import { sessionWithLoras } from '../lora/session.js';
 import { tokenizeWindows } from '../model/tokenizer.js';
 import { buildUNetGraph } from '../model/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../model/vae.js';
-import type { Component, ModelRef } from '../types.js';
+import type { Component, ComputeDtype, LoraRef, MergeRef, ModelRef } from '../types.js';
+import type { WeightSource } from '../onnx/weights.js';
+import { componentPrefixes } from './estimate.js';
 import type { Call, ClipRef, EncodedText } from './protocol.js';
-import type { SessionStore } from './session-store.js';
+import type { ComponentSpec, SessionStore } from './session-store.js';
 
 export async function runComponentCall(store: SessionStore, call: Call): Promise<unknown> {
   switch (call.op) {
@@ -53,19 +55,24 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
 }
 
 /** The UNet session of a model (LoRAs baked or fed as weight inputs, lora/session.ts). */
+/** A component of a merged model or CLIP: its weights merged when the graph is built (no LoRAs on top yet). */
+async function mergedSession(store: SessionStore, checkpoint: string, component: Component, loras: readonly LoraRef[], mergeRefs: readonly MergeRef[],
+  variant: string, build: ComponentSpec['build']): ReturnType<typeof sessionWithLoras> {
+  if (loras.some((l) => l.strength !== 0)) throw new Error('LoRAs on a merged model or CLIP are not supported yet: apply them to the merge inputs instead');
+  const { file, config } = store.checkpoint(checkpoint);
+  const merges = mergeRefs.map((ref) => ({ ref, file: store.checkpoint(ref.path).file }));
+  // the merge inputs' identities make the graph key: a changed file or ratio is a new graph
+  const key = `${variant}+merge:${JSON.stringify(mergeRefs.map((m) => ({ ...m, id: fileIdentity(m.path) })))}`;
+  const session = await store.session({
+    checkpoint, component, loras: [], variant: key, build,
+    weights: async () => mergedWeights(file, componentPrefixes(config, component), merges),
+  });
+  return { session, weightFeeds: {} };
+}
+
 export async function unetSession(store: SessionStore, model: ModelRef): ReturnType<typeof sessionWithLoras> {
   if (model.merges?.length) {
-    if (model.loras.some((l) => l.strength !== 0)) throw new Error('a merged model with LoRAs is not supported yet: apply the LoRAs to the merge inputs instead');
-    const { file, config } = store.checkpoint(model.checkpoint);
-    const merges = model.merges.map((ref) => ({ ref, file: store.checkpoint(ref.path).file }));
-    // the merge inputs' identities make the graph key: a changed file or ratio is a new graph
-    const variant = `merge:${JSON.stringify(model.merges.map((m) => ({ ...m, id: fileIdentity(m.path) })))}`;
-    const session = await store.session({
-      checkpoint: model.checkpoint, component: 'unet', loras: [], variant,
-      weights: async () => mergedWeights(file, config, merges),
-      build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
-    });
-    return { session, weightFeeds: {} };
+    return mergedSession(store, model.checkpoint, 'unet', model.loras, model.merges, '', (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }));
   }
   return sessionWithLoras(store, {
     checkpoint: model.checkpoint, component: 'unet', loras: model.loras,
@@ -97,11 +104,11 @@ async function encodeText(store: SessionStore, clip: ClipRef, text: string): Pro
     const component: Component = `text_encoder_${i}`;
     const sel = encoderGraphOptions(config, i, clipSkip);
     const wantPooled = sel.pooled;
-    const { session, weightFeeds } = await sessionWithLoras(store, {
-      checkpoint: clip.checkpoint, component, loras: clip.loras,
-      variant: `hidden-${sel.hiddenFromEnd}${sel.normHidden ? '-norm' : ''}${wantPooled ? '-pooled' : ''}`,
-      build: (w, _cfg, dtype) => buildTextEncoderGraph(enc, w, { dtype, ...sel }),
-    });
+    const variant = `hidden-${sel.hiddenFromEnd}${sel.normHidden ? '-norm' : ''}${wantPooled ? '-pooled' : ''}`;
+    const build = (w: WeightSource, _cfg: ModelConfig, dtype: ComputeDtype) => buildTextEncoderGraph(enc, w, { dtype, ...sel });
+    const { session, weightFeeds } = clip.merges?.length
+      ? await mergedSession(store, clip.checkpoint, component, clip.loras, clip.merges, variant, build)
+      : await sessionWithLoras(store, { checkpoint: clip.checkpoint, component, loras: clip.loras, variant, build });
     const { ids, weights } = tokenizeWindows(text, { padToken: enc.padToken });
     const weighted = weights.some((w) => w.some((x) => x !== 1));
     const windows = weighted ? [...ids, emptyWindow(enc.padToken, ids[0].length)] : ids;

@@ -7,11 +7,11 @@
 import type { Tensor } from '../tensor.js';
 import type { SamplingSpec } from '../sampling/model-sampling-variants.js';
 import type { Region } from '../sampling/regional.js';
-import type { LoraRef, ModelRef } from '../types.js';
+import type { LoraRef, MergeRef, ModelRef } from '../types.js';
 import type { ExecutionProvider } from './providers.js';
 
 /** Text encoder(s) of a checkpoint. clipSkip counts layers from the end: -1 = last (with final norm), -2 = penultimate. */
-export interface ClipRef { checkpoint: string; loras: LoraRef[]; clipSkip?: number }
+export interface ClipRef { checkpoint: string; loras: LoraRef[]; clipSkip?: number; merges?: MergeRef[] }
 
 export interface VaeRef { checkpoint: string }
 
