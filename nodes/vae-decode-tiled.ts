@@ -81,9 +81,13 @@ export async function decodeTiled(engine: Engine, vae: VaeValue, latent: Tensor,
 
 /** The largest square tile (pixels, multiple of 64, at most `preferred`) whose plain decode the engine admits. */
 export function admittedTile(engine: Engine, vae: VaeValue, preferred: number): number {
-  for (let tile = preferred; tile >= 64; tile -= 64) if (engine.fits(vae.ref.checkpoint, 'vae_decode', tile / 8, tile / 8, 1)) return tile;
+  for (let tile = preferred; tile >= 64; tile -= 64) {
+    if (engine.fits(vae.ref.checkpoint, 'vae_decode', tile / 8, tile / 8, 1)) return tile;
+  }
   return 64;
 }
+
+const VIDEO_ONLY = (what: string) => `Only used for video VAEs: Amount of frames to ${what}.`;
 
 export const VAEDecodeTiled = defineNode({
   id: 'VAEDecodeTiled', displayName: 'VAE Decode (Tiled)', category: '_for_testing',
@@ -92,15 +96,17 @@ export const VAEDecodeTiled = defineNode({
     t.socket('LATENT', 'samples'), t.socket('VAE', 'vae'),
     t.int('tile_size', { default: 512, min: 64, max: 4096, step: 32 }),
     t.int('overlap', { default: 64, min: 0, max: 4096, step: 32 }),
-    t.int('temporal_size', { default: 64, min: 8, max: 4096, step: 4, tooltip: 'Only used for video VAEs: Amount of frames to decode at a time.' }),
-    t.int('temporal_overlap', { default: 8, min: 4, max: 4096, step: 4, tooltip: 'Only used for video VAEs: Amount of frames to overlap.' }),
+    // ComfyUI's own tooltips, so the editor shows the same text
+    t.int('temporal_size', { default: 64, min: 8, max: 4096, step: 4, tooltip: VIDEO_ONLY('decode at a time') }),
+    t.int('temporal_overlap', { default: 8, min: 4, max: 4096, step: 4, tooltip: VIDEO_ONLY('overlap') }),
   ],
   outputs: [t.out('IMAGE')],
   execute: async ({ samples, vae, tile_size, overlap }, ctx) => {
     const engine = ctx.services.engine();
     // a tile the engine would refuse is shrunk to one it admits
     const tile = Math.min(tile_size, admittedTile(engine, vae, tile_size));
-    const image = await decodeTiled(engine, vae, samples.samples, tile, overlap, (d, n) => ctx.progress(d, n), ctx.checkInterrupted);
+    const progress = (d: number, n: number) => ctx.progress(d, n);
+    const image = await decodeTiled(engine, vae, samples.samples, tile, overlap, progress, ctx.checkInterrupted);
     return { outputs: [image] };
   },
 });

@@ -96,22 +96,30 @@ export function activationBytes(config: ModelConfig, r: AdmissionRequest): numbe
 }
 
 export class MemoryAdmissionError extends Error {
-  constructor(message: string, readonly needBytes: number, readonly budgetBytes: number, readonly largest: { width: number; height: number } | null) {
+  constructor(message: string, readonly needBytes: number, readonly budgetBytes: number,
+    readonly largest: { width: number; height: number } | null) {
     super(message);
     this.name = 'MemoryAdmissionError';
   }
 }
 
 const GiB = 1024 ** 3;
-const WHAT: Record<AdmissionOp, string> = { unet: 'the UNet', vae_decode: 'the VAE decode', vae_encode: 'the VAE encode' };
+const WHAT: Record<AdmissionOp, string> = {
+  unet: 'the UNet', vae_decode: 'the VAE decode', vae_encode: 'the VAE encode',
+};
 
 /**
  * The largest image (multiple of 64 px) of the same aspect ratio whose activations fit `budget`, or null when even
  * 64 px does not; found by bisection on the scale.
  */
-export function largestFitting(config: ModelConfig, r: AdmissionRequest, budget: number): { width: number; height: number } | null {
-  const size = (s: number) => ({ lh: Math.max(8, Math.floor((r.latentH * s) / 8) * 8), lw: Math.max(8, Math.floor((r.latentW * s) / 8) * 8) });
-  const fits = (s: number) => { const { lh, lw } = size(s); return activationBytes(config, { ...r, latentH: lh, latentW: lw }) <= budget; };
+export function largestFitting(config: ModelConfig, r: AdmissionRequest, budget: number):
+  { width: number; height: number } | null {
+  const side = (latent: number, s: number) => Math.max(8, Math.floor((latent * s) / 8) * 8);
+  const size = (s: number) => ({ lh: side(r.latentH, s), lw: side(r.latentW, s) });
+  const fits = (s: number) => {
+    const { lh, lw } = size(s);
+    return activationBytes(config, { ...r, latentH: lh, latentW: lw }) <= budget;
+  };
   if (!fits(8 / Math.max(r.latentH, r.latentW))) return null;
   let lo = 0, hi = 1;
   for (let i = 0; i < 40; i++) { const mid = (lo + hi) / 2; if (fits(mid)) lo = mid; else hi = mid; }
@@ -126,7 +134,8 @@ export function admit(config: ModelConfig, r: AdmissionRequest, budget: number, 
   if (need <= budget) return;
   const largest = largestFitting(config, r, budget);
   const size = `${r.latentW * 8}x${r.latentH * 8}`;
-  const fit = largest ? `the largest ${r.op === 'unet' && r.batch > 1 ? `batch-${r.batch} ` : ''}size that fits is ${largest.width}x${largest.height}`
+  const batch = r.batch > 1 ? ` (batch ${r.batch})` : '';
+  const fit = largest ? `the largest size that fits is ${largest.width}x${largest.height}${batch}`
     : 'nothing of this shape fits';
   const tiled = r.op === 'vae_decode' ? ' (VAEDecodeTiled decodes large images in tiles)' : '';
   throw new MemoryAdmissionError(
