@@ -7,7 +7,7 @@
  */
 import type { UNetConfig } from './config.js';
 import { attention, gelu, groupNorm, key, layerNorm, linear } from './blocks.js';
-import type { GraphBuilder, Value } from '../onnx/graph.js';
+import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
 
 /** ldm Normalize() in SpatialTransformer uses eps 1e-6 (the ResBlocks use 1e-5) */
 const TRANSFORMER_NORM_EPS = 1e-6;
@@ -41,12 +41,36 @@ function feedForward(g: GraphBuilder, p: string, x: Value): Value {
     const inner2 = g.weightShape(`${p}.net.0.proj.weight`)[0];
     const proj = linear(g, `${p}.net.0.proj`, x); // [B, T, 2 * inner]
     const [value, gate] = g.op.Split(proj, g.constInt64([inner2 / 2, inner2 / 2]), { axis: -1 }, 2); // [B, T, inner] each
-    return linear(g, `${p}.net.2`, g.op.Mul(value, gelu(g, gate)));
+    const act = g.fusedBlocks ? g.node('Gelu', [gate], {}, 1, 'com.microsoft')[0] : gelu(g, gate);
+    return linear(g, `${p}.net.2`, g.op.Mul(value, act));
+  });
+}
+
+/**
+ * com.microsoft SkipLayerNormalization: LayerNorm(x + skip) and the sum itself (output 3; the training outputs 1 and 2,
+ * mean and inverse std, stay unnamed).
+ */
+function skipLayerNorm(g: GraphBuilder, p: string, x: Value, skip: Value): { normed: Value; sum: Value } {
+  return g.scope(p, () => {
+    const outs = g.node('SkipLayerNormalization', [x, skip, g.weight(key(p, 'weight')), g.weight(key(p, 'bias'))], { epsilon: new FloatAttr(1e-5) }, 4, 'com.microsoft');
+    const node = g.nodes[g.nodes.length - 1];
+    node.outputs[1] = '';
+    node.outputs[2] = '';
+    return { normed: outs[0], sum: outs[3] };
   });
 }
 
 /** BasicTransformerBlock: x += attn1(norm1 x); x += attn2(norm2 x, context); x += ff(norm3 x). */
 function transformerBlock(g: GraphBuilder, p: string, x: Value, context: Value, split: { heads: number; headDim: number }): Value {
+  if (g.fusedBlocks) {
+    // the same block with each residual add folded into the next LayerNorm (two nodes fewer per block)
+    return g.scope(p, () => {
+      const n1 = layerNorm(g, `${p}.norm1`, x);
+      const s2 = skipLayerNorm(g, `${p}.norm2`, crossAttention(g, `${p}.attn1`, n1, n1, split), x);
+      const s3 = skipLayerNorm(g, `${p}.norm3`, crossAttention(g, `${p}.attn2`, s2.normed, context, split), s2.sum);
+      return g.op.Add(s3.sum, feedForward(g, `${p}.ff`, s3.normed));
+    });
+  }
   return g.scope(p, () => {
     const n1 = layerNorm(g, `${p}.norm1`, x);
     let h = g.op.Add(x, crossAttention(g, `${p}.attn1`, n1, n1, split));

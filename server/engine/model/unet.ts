@@ -29,6 +29,8 @@ export interface UNetBuildOptions {
   fp16Io?: boolean;
   /** fused com.microsoft MultiHeadAttention in the transformer blocks (GPU graphs; see GraphOptions) */
   fusedAttention?: boolean;
+  /** com.microsoft SkipLayerNormalization and Gelu in the transformer blocks (GraphOptions.fusedBlocks) */
+  fusedBlocks?: boolean;
   /** how linears multiply (GraphOptions.linear; GPU graphs only) */
   linear?: LinearForm;
   /** graph name stored in the model */
@@ -62,7 +64,7 @@ function resAndAttention(c: Ctx, p: string, x: Value, depth: number): Value {
 export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNetBuildOptions = {}): GraphBuilder {
   const levels = cfg.channelMult.length;
   if (cfg.transformerDepth.length !== levels) throw new Error(`transformerDepth has ${cfg.transformerDepth.length} levels, channelMult ${levels}`);
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fp16Io: opts.fp16Io, fusedAttention: opts.fusedAttention, linear: opts.linear, name: opts.name ?? 'unet' });
+  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fp16Io: opts.fp16Io, fusedAttention: opts.fusedAttention, linear: opts.linear, fusedBlocks: opts.fusedBlocks, name: opts.name ?? 'unet' });
   const p = cfg.prefix;
 
   const x = g.input('x', 'float32', ['B', cfg.inChannels, 'H', 'W']);

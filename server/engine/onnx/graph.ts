@@ -56,6 +56,12 @@ export interface GraphOptions {
    * the pre-transposed W, bias fused). The pre-transposed forms are GPU experiments (server/tools/bench/README.md).
    */
   linear?: LinearForm;
+  /**
+   * GPU graphs (an experiment for CUDA, whose warm steps are bound by launching one kernel per node): transformer
+   * blocks use com.microsoft SkipLayerNormalization (residual add + LayerNorm in one node) and com.microsoft Gelu
+   * (erf GELU in one node instead of five). The CPU EP implements both, so the form is checked against the fixtures.
+   */
+  fusedBlocks?: boolean;
 }
 
 export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
@@ -71,6 +77,7 @@ export class GraphBuilder {
   readonly opset: number;
   readonly fusedAttention: boolean;
   readonly linear: LinearForm;
+  readonly fusedBlocks: boolean;
   /** initializers that are not checkpoint tensors as stored but computed from one (name -> how) */
   readonly derivedWeights = new Map<string, DerivedWeight>();
   /** ONNX element type of float compute values (for Cast 'to' and constants) */
@@ -94,6 +101,7 @@ export class GraphBuilder {
     this.opset = opts.opset ?? 17;
     this.fusedAttention = opts.fusedAttention ?? false;
     this.linear = opts.linear ?? 'gemm-transb';
+    this.fusedBlocks = opts.fusedBlocks ?? false;
     this.floatType = this.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.op = new Ops(this);
   }

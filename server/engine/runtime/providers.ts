@@ -142,6 +142,8 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *                                 81.9 ms (matmul) / 81.0 (gemm, pre-transposed) vs 97.1 (gemm-transb, the CPU form)
  *   TCD_GPU_LORA=bake|inputs      LoRA on GPU: patched weights baked into a graph per LoRA set (SD1.5 512 step with a
  *                                 rank-64 LoRA ~82 ms, first call 41 s incl. the bake) or fed every run (2.0 s a step)
+ *   TCD_GPU_FUSED_BLOCKS=1        cuda: UNet transformer blocks with com.microsoft SkipLayerNormalization and Gelu
+ *                                 (6 nodes fewer per block; checked on the CPU EP, not yet measured on a GPU: off)
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', gpuTuningFromEnv(process.env))
@@ -157,6 +159,8 @@ export interface GpuTuning {
   vaeAttention: VaeAttentionForm;
   /** GPU index for providers that take one (CUDA deviceId) */
   deviceId?: number;
+  /** cuda: UNet transformer blocks with SkipLayerNormalization and Gelu (GraphOptions.fusedBlocks; an experiment) */
+  fusedBlocks?: boolean;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -192,6 +196,7 @@ export function gpuTuningFromEnv(env: Record<string, string | undefined>): GpuTu
   if (env.TCD_ORT_PROFILE_DIR) t.profileDir = env.TCD_ORT_PROFILE_DIR;
   t.linear = oneOf(env, 'TCD_GPU_LINEAR', ['gemm-transb', 'matmul', 'gemm'] as const) ?? t.linear;
   t.lora = oneOf(env, 'TCD_GPU_LORA', ['bake', 'inputs'] as const) ?? t.lora;
+  if (env.TCD_GPU_FUSED_BLOCKS) t.fusedBlocks = env.TCD_GPU_FUSED_BLOCKS === '1' || env.TCD_GPU_FUSED_BLOCKS === 'true';
   t.vaeAttention = oneOf(env, 'TCD_GPU_VAE_ATTENTION', ['fused', 'plain', 'fused-fp16', 'plain-fp16'] as const) ?? t.vaeAttention;
   return t;
 }
@@ -201,11 +206,13 @@ export function gpuTuningFromEnv(env: Record<string, string | undefined>): GpuTu
  * (when tuned on), the tuned linear form and VAE mid-block attention; CPU graphs stay the plain reference form the
  * fixtures were matched with. Part of the graph cache key.
  */
-export interface GraphTuning { fusedAttention: boolean; linear: LinearForm; midAttention?: VaeAttentionForm }
+export interface GraphTuning { fusedAttention: boolean; linear: LinearForm; midAttention?: VaeAttentionForm; fusedBlocks?: boolean }
 
 export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): GraphTuning {
   if (!isGpu(ep)) return { fusedAttention: false, linear: 'gemm-transb' };
-  return { fusedAttention: tuning.fusedAttention, linear: tuning.linear, midAttention: tuning.vaeAttention };
+  const base = { fusedAttention: tuning.fusedAttention, linear: tuning.linear, midAttention: tuning.vaeAttention };
+  // present only when on, so the graph keys of earlier builds stay valid; cuda only (webgpu lacks the kernels)
+  return ep === 'cuda' && tuning.fusedBlocks ? { ...base, fusedBlocks: true } : base;
 }
 
 /**

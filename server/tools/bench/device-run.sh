@@ -29,9 +29,11 @@ case $set in
     t0=$SECONDS; timeout 90 node dist/server/tools/bench/fixture-check.js --fixtures .device/fixtures --ep cuda --out "$out/fixtures-cuda.json" > /dev/null
     echo "== fixture-check rc=$? $((SECONDS - t0)) s: $(node -e "const r=require('$out/fixtures-cuda.json');console.log(r.ep,r.ortVersion,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
     bench sd15-cuda 120 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-fusedblocks 80 TCD_GPU_FUSED_BLOCKS=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     wait $ckpt
     bench sdxl-cuda 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 4
     bench sdxl-cuda-cached 90 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-fusedblocks $((410 - SECONDS)) TCD_GPU_FUSED_BLOCKS=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     ;;
   cuda1) # CUDA (issue 14): install through setup:cuda, fp16 fixture checks, SD1.5 512 and SDXL 1024 benches,
     # per-run ORT profiles (cold first call, node placement), cold start with graphs and JIT cache on disk; < 540 s.

@@ -71,3 +71,26 @@ test('plain builds (the CPU graphs) import only ai.onnx and use no contrib op', 
   assert.ok(ops.includes('Softmax'));
   ckpt.close();
 });
+
+for (const family of ['sd1', 'sdxl'] as const) {
+  test(`${family} UNet with fused blocks (SkipLayerNormalization, Gelu: the CUDA experiment) matches diffusers on the CPU EP`, { skip }, async () => {
+    const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
+    const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
+    const cfg = detectCheckpoint(ckpt).unet;
+    const feeds: Record<string, Tensor> = { x: cases.readTensor('unet/x'), t: cases.readTensor('unet/t'), context: cases.readTensor('unet/context') };
+    if (cfg.adm) { feeds.text_embeds = cases.readTensor('unet/text_embeds'); feeds.time_ids = cases.readTensor('unet/time_ids'); }
+    const ref = cases.readTensor('unet/out');
+    const plain = opsOf(serializeModel(buildUNetGraph(cfg, safetensorsWeights(ckpt), { fusedAttention: true }))).ops;
+    const bytes = serializeModel(buildUNetGraph(cfg, safetensorsWeights(ckpt), { fusedAttention: true, fusedBlocks: true }));
+    const { ops } = opsOf(bytes);
+    const blocks = ops.filter((o) => o === 'com.microsoft:Gelu').length;
+    assert.ok(blocks > 0);
+    assert.equal(ops.filter((o) => o === 'com.microsoft:SkipLayerNormalization').length, 2 * blocks);
+    assert.ok(!ops.includes('Erf'), 'no unfused GELU left');
+    assert.equal(plain.length - ops.length, 6 * blocks, 'six nodes fewer per transformer block');
+    const { eps } = await runSession(await createSession(bytes), feeds);
+    const diff = maxAbsDiff(eps.data, ref.data), tol = componentTolerance(ref.data);
+    assert.ok(diff <= tol, `fused blocks fp32: max |ours - ref| = ${diff} > ${tol}`);
+    ckpt.close(); cases.close();
+  });
+}

@@ -103,3 +103,12 @@ test('one engine per GPU: the engine device (option, else TCD_DEVICE) becomes th
     if (saved === undefined) delete process.env.TCD_DEVICE; else process.env.TCD_DEVICE = saved;
   }
 });
+
+test('TCD_GPU_FUSED_BLOCKS=1 asks cuda UNet graphs for fused blocks; off, the graph tuning (and its cache key) is as before', () => {
+  const on = gpuTuningFromEnv({ TCD_GPU_FUSED_BLOCKS: '1' });
+  assert.equal(on.fusedBlocks, true);
+  assert.equal(graphTuningFor('cuda', on).fusedBlocks, true);
+  assert.equal(graphTuningFor('webgpu', on).fusedBlocks, undefined);
+  assert.equal(graphTuningFor('cpu', on).fusedBlocks, undefined);
+  assert.deepEqual(Object.keys(graphTuningFor('cuda', gpuTuningFromEnv({}))), ['fusedAttention', 'linear', 'midAttention']);
+});
