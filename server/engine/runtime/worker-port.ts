@@ -130,7 +130,8 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
     // needs tsx's loader, resolved from this module so it is found whatever the cwd.
     const execArgv = file.pathname.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
     if (ortPackage) execArgv.push('--import', ortRedirectImport(ortPackage)); // CUDA's pinned onnxruntime-node
-    if (maxRssBytes) execArgv.push(`--max-old-space-size=${Math.max(64, Math.floor(maxRssBytes / 2 ** 20))}`);
+    // the JS heap gets the limit too, with a floor: tensors live off-heap, so the watchdog below is what usually acts
+    if (maxRssBytes) execArgv.push(`--max-old-space-size=${Math.max(256, Math.floor(maxRssBytes / 2 ** 20))}`);
     this.child = fork(fileURLToPath(file), [], {
       execArgv,
       env: { ...process.env, ...env, [INIT_ENV]: serialize(init).toString('base64') },
