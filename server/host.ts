@@ -1,14 +1,15 @@
 /**
  * The composition root: builds node services (engine, folders) and starts the server with the node registry.
- * Settings come from flags, then environment (TCD_PORT, TCD_LISTEN, TCD_MODELS, TCD_DATA, TCD_OUTPUT, TCD_INPUT,
- * TCD_TEMP, TCD_TOKEN, TCD_CORS, TCD_EP), then defaults relative to the working directory.
+ * It takes resolved settings (server/settings.ts: the command line reads flags and environment once); what is not
+ * given keeps its default, relative folders from the working directory.
  */
 import { resolve, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { createRegistry } from '../nodes/index.js';
 import type { NodeServices } from '../nodes/services.js';
-import { Engine, checkRequestedProvider } from './engine/engine.js';
+import { Engine, checkRequestedProvider, type EngineOptions } from './engine/engine.js';
+import { gpuTuningOf, settingsWith, type Settings } from './settings.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import { startServer, type RunningServer } from './app/server.js';
 import type { ModelFolders } from './storage/model-folders.js';
@@ -27,100 +28,65 @@ export function packageVersion(): string {
   try { return JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')).version; } catch { return '0.0.0'; }
 }
 
-export interface HostOptions {
-  port?: number;
-  listen?: string;
-  models?: string;
-  data?: string;
-  output?: string;
-  input?: string;
-  temp?: string;
-  token?: string;
-  cors?: string;
-  ep?: string;
-  previews?: boolean;
-  demo?: boolean;
-  log?: (m: string) => void;
-  /** farm: redis://HOST:PORT puts prompts on BullMQ for `tcd-studio worker` processes (server/farm) */
-  queue?: string;
-  /** embedded mode with several GPUs: one executor per device index (server/farm/multi-device.ts) */
-  devices?: string[];
-  /** extra_model_paths.yaml in ComfyUI's format (default: that file in the working folder, when present) */
-  extraModelPaths?: string;
-  /** a built ComfyUI frontend served at / instead of the editor (ComfyUI's --front-end-root) */
-  frontEndRoot?: string;
-}
+/** What `serve` takes: settings (server/settings.ts; unset ones keep their defaults, no environment is read). */
+export type HostOptions = Partial<Settings> & { log?: (m: string) => void };
 
-export function resolveHostOptions(o: HostOptions) {
-  const env = process.env;
-  const data = resolve(o.data ?? env.TCD_DATA ?? 'data');
+/** The engine options the settings give (folders, provider, budgets, GPU tuning). */
+export function engineOptions(s: Settings, log: (m: string) => void): EngineOptions {
   return {
-    port: o.port ?? (env.TCD_PORT ? Number(env.TCD_PORT) : 8188),
-    host: o.listen ?? env.TCD_LISTEN ?? '127.0.0.1',
-    modelsDir: resolve(o.models ?? env.TCD_MODELS ?? 'models'),
-    dataDir: data,
-    outputDir: resolve(o.output ?? env.TCD_OUTPUT ?? 'output'),
-    inputDir: resolve(o.input ?? env.TCD_INPUT ?? 'input'),
-    tempDir: resolve(o.temp ?? env.TCD_TEMP ?? 'temp'),
-    token: o.token ?? env.TCD_TOKEN ?? undefined,
-    corsOrigin: o.cors ?? env.TCD_CORS ?? undefined,
-    // auto: cuda when it loads, else webgpu, else cpu (the engine worker logs which and why)
-    ep: o.ep ?? env.TCD_EP ?? 'auto',
+    ep: s.ep, dataDir: s.data, log, device: s.device, isolation: s.isolation, maxRssMB: s.engineMaxRssMB, ramBudgetMB: s.ramBudgetMB,
+    vramBudgetMB: s.vramBudgetMB, graphCacheMB: s.graphCacheMB, tuning: gpuTuningOf(s),
   };
 }
 
-export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'],
-  engineOpts: { ep?: string; dataDir: string; log: (m: string) => void; device?: number; isolation?: 'thread' | 'process' }, previews = true): NodeServices {
+/** Node services with a lazily started engine. */
+export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'], engineOpts: EngineOptions, previews = true): NodeServices {
   let engine: Engine | null = null;
-  return {
-    dirs, models, previews,
-    engine: () => (engine ??= new Engine({ ep: engineOpts.ep, dataDir: engineOpts.dataDir, log: engineOpts.log, device: engineOpts.device, isolation: engineOpts.isolation })),
-  };
+  return { dirs, models, previews, engine: () => (engine ??= new Engine(engineOpts)) };
 }
 
 /**
  * One engine per local GPU (serve --devices): WebGPU picks its GPU per process (the Vulkan device-select layer reads
  * the process environment), so WebGPU engines run in child processes; CUDA takes a deviceId per session and keeps the
- * worker thread unless TCD_ENGINE_ISOLATION says otherwise.
+ * configured isolation (--isolation, default thread).
  */
-export function deviceIsolation(ep: string | undefined): 'thread' | 'process' | undefined {
-  return (ep ?? process.env.TCD_EP ?? '').trim().toLowerCase() === 'webgpu' ? 'process' : undefined;
-}
-
-/** `serve` runs its engine in a child process unless TCD_ENGINE_ISOLATION says thread. */
-export function serveIsolation(): 'thread' | 'process' {
-  return process.env.TCD_ENGINE_ISOLATION?.trim() === 'thread' ? 'thread' : 'process';
+export function deviceIsolation(ep: string | undefined, configured?: 'thread' | 'process'): 'thread' | 'process' | undefined {
+  return (ep ?? '').trim().toLowerCase() === 'webgpu' ? 'process' : configured;
 }
 
 /** Start the full server (the `serve` command). Creates the demo checkpoint when models/checkpoints has none. */
 export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServices>> {
   const log = o.log ?? ((m: string) => console.log(m));
-  const r = resolveHostOptions(o);
+  const r = settingsWith(o);
   checkRequestedProvider(r.ep); // --ep cuda on a machine without it: exit now, saying what is missing
-  if (o.demo !== false) {
-    const p = await ensureDemoCheckpoint(r.modelsDir);
+  const engine = engineOptions(r, log);
+  if (r.demo) {
+    const p = await ensureDemoCheckpoint(r.models);
     log(`demo model: ${p} (random weights: it draws noise-like images until you add a real checkpoint)`);
   }
-  const extra = loadExtraModelPaths(o.extraModelPaths ?? process.env.TCD_EXTRA_MODEL_PATHS);
+  const extra = loadExtraModelPaths(r.extraModelPaths);
   if (extra.file) log(`extra model folders from ${extra.file}: ${Object.entries(extra.paths).map(([k, v]) => `${k} (${v.length})`).join(', ') || 'none'}`);
   let services: NodeServices | null = null;
   const extraServices: NodeServices[] = [];
   const server = await startServer<NodeServices>({
-    ...r,
+    host: r.listen, port: r.port, modelsDir: r.models, dataDir: r.data, outputDir: r.output, inputDir: r.input,
+    tempDir: r.temp, token: r.token, corsOrigin: r.cors,
     workflowsDir: join(PROJECT_ROOT, 'workflows'),
     clientDir: join(PROJECT_ROOT, 'dist', 'client'),
-    frontEndRoot: o.frontEndRoot ? resolve(o.frontEndRoot) : undefined,
+    frontEndRoot: r.frontEndRoot, modelCatalog: r.catalog,
     extraModelPaths: extra.paths,
     version: packageVersion(),
     registry: createRegistry(),
     log,
     // the engine runs in a child process with a memory limit by default: whatever slips past admission kills only it
-    makeServices: ({ models, dirs }) => (services = makeServices(models, dirs, { ep: r.ep, dataDir: r.dataDir, log, isolation: serveIsolation() }, o.previews !== false)),
+    makeServices: ({ models, dirs }) => (services = makeServices(models, dirs, { ...engine, isolation: r.isolation ?? 'process' }, r.previews)),
     free: async (s) => { await s.engine().free(); },
     // farm (server/farm): prompts on Redis for worker processes, or one executor per local device
-    queueBackend: o.queue ? (ctx) => new RedisPromptQueue(ctx, { url: o.queue! })
-      : o.devices && o.devices.length > 1 ? (ctx) => new MultiDeviceQueue(ctx, o.devices!, (device) => {
-        const s = makeServices(services!.models, services!.dirs, { ep: r.ep, dataDir: r.dataDir, log: (m) => log(`[device ${device}] ${m}`), device: Number(device), isolation: deviceIsolation(r.ep) }, o.previews !== false);
+    queueBackend: r.queue ? (ctx) => new RedisPromptQueue(ctx, { url: r.queue! })
+      : r.devices && r.devices.length > 1 ? (ctx) => new MultiDeviceQueue(ctx, r.devices!, (device) => {
+        const s = makeServices(services!.models, services!.dirs, {
+          ...engine, log: (m) => log(`[device ${device}] ${m}`), device: Number(device), isolation: deviceIsolation(r.ep, r.isolation),
+        }, r.previews);
         extraServices.push(s);
         return new Executor(ctx.executor.registry, s);
       }) : undefined,

@@ -9,7 +9,6 @@
  * `tcd-studio convert` turns a UI-format workflow into API format.
  * Example: tcd-studio run workflows/demo.json --prompts prompts.csv --seeds 1-4
  */
-import { parseArgs } from 'node:util';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { createRegistry } from '../nodes/index.js';
@@ -19,7 +18,8 @@ import type { Prompt } from './executor/prompt.js';
 import { isUiWorkflow, uiToApi } from './workflow/convert.js';
 import { readPngText } from './storage/png.js';
 import { ModelFolders } from './storage/model-folders.js';
-import { makeServices, resolveHostOptions } from './host.js';
+import { engineOptions, makeServices } from './host.js';
+import type { Settings } from './settings.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import { checkRequestedProvider } from './engine/engine.js';
 import type { Registry } from './executor/node-definition.js';
@@ -151,23 +151,16 @@ function validationReason(v: Exclude<ReturnType<typeof validatePrompt>, ValidPro
     : `${v.body.error.message}${v.body.error.details ? `: ${v.body.error.details}` : ''}`;
 }
 
-export async function runCommand(argv: string[]): Promise<number> {
+export async function runCommand(s: Settings, positionals: string[]): Promise<number> {
   const fail = (m: string) => { console.error(`tcd-studio run: ${m.split('\n')[0]}`); return 1; };
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: {
-      models: { type: 'string' }, out: { type: 'string' }, data: { type: 'string' }, input: { type: 'string' }, temp: { type: 'string' },
-      set: { type: 'string', multiple: true }, seeds: { type: 'string' }, prompts: { type: 'string' }, ep: { type: 'string' }, 'no-demo': { type: 'boolean' },
-    } });
-  } catch (e) { console.error(`tcd-studio run: ${(e as Error).message}`); return 2; }
-  const { values, positionals } = parsed;
   if (positionals.length === 0) { console.error('run needs a workflow file (UI or API JSON, or a PNG made by SaveImage)'); return 2; }
-  const o = resolveHostOptions({ models: values.models, output: values.out, data: values.data, input: values.input, temp: values.temp, ep: values.ep });
-  try { checkRequestedProvider(o.ep); } catch (e) { console.error(`tcd-studio run: ${(e as Error).message}`); return 1; }
+  const values = { prompts: s.prompts, seeds: s.seeds, set: s.set };
+  try { checkRequestedProvider(s.ep); } catch (e) { console.error(`tcd-studio run: ${(e as Error).message}`); return 1; }
   const registry = createRegistry();
-  if (!values['no-demo']) await ensureDemoCheckpoint(o.modelsDir);
-  mkdirSync(o.outputDir, { recursive: true });
-  const services = makeServices(new ModelFolders(o.modelsDir), { output: o.outputDir, input: o.inputDir, temp: o.tempDir }, { ep: o.ep, dataDir: o.dataDir, log: (m) => process.stderr.write(`${m}\n`) }, false);
+  if (s.demo) await ensureDemoCheckpoint(s.models);
+  mkdirSync(s.output, { recursive: true });
+  const services = makeServices(new ModelFolders(s.models), { output: s.output, input: s.input, temp: s.temp },
+    engineOptions(s, (m) => process.stderr.write(`${m}\n`)), false);
 
   // every render is built and validated before any model loads, so a bad row fails fast
   const jobs: Job[] = [];
@@ -218,7 +211,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       let n = 0;
       for (const out of Object.values(result.outputs)) for (const img of (out.images as ImageRef[] | undefined) ?? []) {
         if (img.type !== 'output') continue;
-        images.push(join(o.outputDir, img.subfolder, img.filename)); n++;
+        images.push(join(s.output, img.subfolder, img.filename)); n++;
       }
       summary.push({ '#': i + 1, workflow: job.file, row: job.row, seed: job.seed, status: result.status, seconds: ((Date.now() - t0) / 1000).toFixed(2), 'nodes run': result.executed.length, images: n });
       if (result.status !== 'success') {
@@ -237,11 +230,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   return failed ? 1 : 0;
 }
 
-export async function convertCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { out: { type: 'string' } } });
+export async function convertCommand(s: Pick<Settings, 'convertOut'>, positionals: string[]): Promise<number> {
   if (positionals.length !== 1) { console.error('convert needs one workflow file'); return 2; }
   const { prompt } = loadWorkflowFile(resolve(positionals[0]), createRegistry());
   const text = JSON.stringify(prompt, null, 2);
-  if (values.out) writeFileSync(values.out, text + '\n'); else console.log(text);
+  if (s.convertOut) writeFileSync(s.convertOut, text + '\n'); else console.log(text);
   return 0;
 }

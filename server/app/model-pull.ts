@@ -13,7 +13,7 @@ import { findEntry, loadCatalog, type CatalogEntry } from '../models/catalog.js'
 import { pullModel } from '../models/pull.js';
 import { httpError } from '../../protocol/errors.js';
 
-export function modelPullRoutes(modelsDir: string, catalogFile = process.env.TCD_MODEL_CATALOG): Router {
+export function modelPullRoutes(modelsDir: string, catalogFile?: string): Router {
   const r = Router();
   const running = new Set<string>();
   const catalog = (): CatalogEntry[] => loadCatalog(catalogFile || undefined);

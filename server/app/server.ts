@@ -26,6 +26,8 @@ import {
 } from './security.js';
 
 export interface ServerConfig<S> {
+  /** model catalog file for POST /models/pull (default: the built-in catalog) */
+  modelCatalog?: string;
   host: string;
   port: number;
   dataDir: string;
@@ -126,7 +128,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   });
   app.use('/api', frontend.router);
   app.use('/', frontend.router);
-  const pull = modelPullRoutes(models.root);
+  const pull = modelPullRoutes(models.root, cfg.modelCatalog);
   app.use('/api', pull);
   app.use('/', pull);
   const routes = protocolRoutes({

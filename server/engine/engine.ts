@@ -11,18 +11,20 @@
  *   those (samplers keep using x and the context after a call). Outputs come back transferred, zero-copy.
  * - A worker that crashes (uncaught throw, exit, out of memory) rejects only the calls in flight, each with an error
  *   naming its component; the next call starts a fresh worker (runtime/worker-client.ts).
- * - Isolation (option isolation, env TCD_ENGINE_ISOLATION): the worker is a thread (default) or a child process
+ * - The engine reads no environment: every setting is an option (the command line resolves flags and TCD_*
+ *   variables once, server/settings.ts), and the worker gets them in its start message (WorkerInit).
+ * - Isolation (option isolation): the worker is a thread (default) or a child process
  *   (runtime/worker-port.ts) with extra environment variables (option env) and its own fate on a native crash; same
  *   protocol, but buffers are copied to and from a process instead of transferred.
- * - Execution provider: option `ep` or env TCD_EP = auto | cpu | webgpu | cuda (the library's default is cpu; the CLI's
+ * - Execution provider: option `ep` = auto | cpu | webgpu | cuda (the library's default is cpu; the CLI's
  *   is auto). auto: cuda when it loads, else webgpu, else cpu, logged in one line with the reasons. An explicit
  *   webgpu that is not in listSupportedBackends() or cannot create a session falls back to cpu with one log line; an
  *   explicit cuda that cannot load is an error (ProviderUnusable: the constructor checks its libraries, the worker
  *   its session), never a silent fallback. Compute dtype: fp32 on CPU; fp16 on webgpu/cuda except the SDXL VAE
  *   (fp32). Session options come from the pure sessionOptionsFor(ep, component, family) (runtime/providers.ts).
  * - Sessions are cached across calls and prompts, keyed by (checkpoint, component, variant, LoRAs, dtype, ep), in an
- *   LRU cache with a byte budget: RAM (option ramBudgetMB, env TCD_RAM_BUDGET_MB, default 75% of total RAM) for CPU
- *   sessions, VRAM (vramBudgetMB, TCD_VRAM_BUDGET_MB, default unlimited: Node cannot query VRAM) for GPU sessions.
+ *   LRU cache with a byte budget: RAM (option ramBudgetMB, default 75% of total RAM) for CPU
+ *   sessions, VRAM (vramBudgetMB, default unlimited: Node cannot query VRAM) for GPU sessions.
  *   A component's size is estimated before loading as parameter count x dtype bytes; a component larger than the
  *   whole budget fails with an error naming it and both sizes. free() unloads everything (POST /free).
  * - Graph bytes: components under externalDataMinMB (default 64) are serialised in memory with inline weights;
@@ -64,33 +66,38 @@ import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runt
 import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gpu-pinning.js';
 import { cudaProblemsHere, describeCudaProblems } from './runtime/cuda-check.js';
 import { cudaOrtPackage, mainOrtPackage } from './runtime/cuda-ort.js';
-import { ProviderUnusable } from './runtime/providers.js';
+import { DEFAULT_GPU_TUNING, ProviderUnusable, type GpuTuning } from './runtime/providers.js';
 import { admit, MemoryAdmissionError, type AdmissionOp } from './runtime/estimate.js';
 
 export type { LoraRef, ModelRef } from './types.js';
 export type { ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
 
 export interface EngineOptions {
-  /** auto | cpu | webgpu | cuda; default env TCD_EP, else cpu (the CLI defaults to auto) */
+  /** auto | cpu | webgpu | cuda; default cpu (the CLI defaults to auto) */
   ep?: string;
-  /** RAM budget for loaded models; default env TCD_RAM_BUDGET_MB, else 75% of total RAM */
+  /** RAM budget for loaded models; default 75% of total RAM */
   ramBudgetMB?: number;
-  /** VRAM budget for GPU sessions; default env TCD_VRAM_BUDGET_MB, else unlimited */
+  /** VRAM budget for GPU sessions; default unlimited */
   vramBudgetMB?: number;
-  /** default env TCD_DATA_DIR, else ./data */
+  /** default ./data */
   dataDir?: string;
+  /** memory limit of a 'process' engine in MB (the parent stops the child past it); default 85% of total RAM */
+  maxRssMB?: number;
+  /** disk budget of cacheDir in MiB (0 = no limit); default half the free disk, at least 8 GiB (graph-cache.ts) */
+  graphCacheMB?: number;
+  /** GPU tuning knobs (runtime/providers.ts); unset ones keep DEFAULT_GPU_TUNING */
+  tuning?: Partial<Omit<GpuTuning, 'deviceId'>>;
   /** where big graphs are written; default <dataDir>/onnx-cache */
   cacheDir?: string;
   /** components with more weight bytes than this use external-data files in cacheDir; default 64 */
   externalDataMinMB?: number;
   /** one line per event worth a log (provider choice, crashes); default console.log */
   log?: (line: string) => void;
-  /** GPU index (CUDA deviceId) for this engine; default env TCD_DEVICE, else 0. One engine per GPU for several GPUs. */
+  /** GPU index (CUDA deviceId) for this engine; default 0 (not pinned). One engine per GPU for several GPUs. */
   device?: number;
   /**
    * Where the worker runs: 'thread' (a worker thread of this process) or 'process' (a child Node process: its own
-   * environment variables, and a native crash in ONNX Runtime kills only the child). Default env
-   * TCD_ENGINE_ISOLATION, else 'thread'.
+   * environment variables, and a native crash in ONNX Runtime kills only the child). Default 'thread'.
    */
   isolation?: IsolationMode;
   /**
@@ -103,46 +110,33 @@ export interface EngineOptions {
 
 const MB = 1024 * 1024;
 
-function envNumber(name: string): number | undefined {
-  const v = process.env[name];
-  if (v === undefined || v.trim() === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number of megabytes, got "${v}"`);
-  return n;
-}
-
-function deviceFromEnv(): number {
-  const v = process.env.TCD_DEVICE;
-  if (v === undefined || v.trim() === '') return 0;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`TCD_DEVICE must be a GPU index (0, 1, ...), got "${v}"`);
-  return n;
-}
-
-/** The worker settings an EngineOptions resolves to (options first, then env, then defaults). */
+/** The worker settings an EngineOptions resolves to (options, then defaults; never the environment). */
 export function resolveEngineOptions(o: EngineOptions = {}): WorkerInit {
-  const dataDir = resolve(o.dataDir ?? process.env.TCD_DATA_DIR ?? 'data');
-  const ramMB = o.ramBudgetMB ?? envNumber('TCD_RAM_BUDGET_MB');
-  const vramMB = o.vramBudgetMB ?? envNumber('TCD_VRAM_BUDGET_MB');
+  const dataDir = resolve(o.dataDir ?? 'data');
   return {
-    ep: o.ep ?? process.env.TCD_EP,
-    ramBudget: ramMB !== undefined ? ramMB * MB : Math.floor(totalmem() * 0.75),
-    vramBudget: vramMB !== undefined ? vramMB * MB : Infinity,
+    ep: o.ep,
+    ramBudget: o.ramBudgetMB !== undefined ? o.ramBudgetMB * MB : Math.floor(totalmem() * 0.75),
+    vramBudget: o.vramBudgetMB !== undefined ? o.vramBudgetMB * MB : Infinity,
     cacheDir: resolve(o.cacheDir ?? join(dataDir, 'onnx-cache')),
     externalDataMinBytes: (o.externalDataMinMB ?? 64) * MB,
-    device: o.device ?? deviceFromEnv(),
+    device: o.device ?? 0,
+    tuning: { ...DEFAULT_GPU_TUNING, ...definedOnly(o.tuning ?? {}) },
+    ...(o.graphCacheMB !== undefined ? { graphCacheMB: o.graphCacheMB } : {}),
   };
 }
 
-/** The worker's isolation an EngineOptions resolves to (option, then env TCD_ENGINE_ISOLATION, then 'thread'). */
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** The worker's isolation an EngineOptions resolves to (option, else 'thread'). */
 export function resolveEngineIsolation(o: EngineOptions = {}): WorkerIsolation {
-  const raw = o.isolation ?? (process.env.TCD_ENGINE_ISOLATION?.trim() || 'thread');
-  if (raw !== 'thread' && raw !== 'process') throw new Error(`TCD_ENGINE_ISOLATION must be thread or process, got "${raw}"`);
+  const raw = o.isolation ?? 'thread';
+  if (raw !== 'thread' && raw !== 'process') throw new Error(`engine isolation must be thread or process, got "${raw}"`);
   const isolation: WorkerIsolation = { mode: raw, ...(o.env ? { env: { ...o.env } } : {}) };
   // a child engine gets a memory limit (default 85% of RAM): past it the parent stops the engine, not the kernel the server
   if (raw === 'process') {
-    const mb = envNumber('TCD_ENGINE_MAX_RSS_MB');
-    isolation.maxRssBytes = mb !== undefined ? mb * MB : Math.floor(totalmem() * 0.85);
+    isolation.maxRssBytes = o.maxRssMB !== undefined ? o.maxRssMB * MB : Math.floor(totalmem() * 0.85);
   }
   checkIsolation(isolation);
   return isolation;
@@ -159,7 +153,7 @@ function projectRoot(): string {
 let processWebGpuDevice: number | null = null;
 
 /**
- * GPU pinning for WebGPU engines given a device (option `device` or TCD_DEVICE): CUDA takes the index as deviceId,
+ * GPU pinning for WebGPU engines given a device (option `device`): CUDA takes the index as deviceId,
  * but WebGPU picks its adapter below ONNX Runtime, so the Vulkan device-select layer (runtime/gpu-pinning.ts) is
  * switched on through environment variables: in the child's env for isolation 'process', else in this process's
  * env (main thread, before the worker's first WebGPU session; one GPU per process). Without the built layer, GPU 0
@@ -230,8 +224,7 @@ export class Engine {
     this.settings = resolveEngineOptions(options);
     checkRequestedProvider(this.settings.ep);
     const log = options.log ?? ((l: string) => console.log(l));
-    const explicitDevice = options.device ?? (process.env.TCD_DEVICE?.trim() ? this.settings.device : undefined);
-    this.isolation = withCudaOrt(this.settings, pinWebGpu(this.settings.ep, explicitDevice, resolveEngineIsolation(options), log));
+    this.isolation = withCudaOrt(this.settings, pinWebGpu(this.settings.ep, options.device, resolveEngineIsolation(options), log));
     this.client = new WorkerClient(this.settings, log, this.isolation);
     workerClients.set(this, this.client);
   }

@@ -5,7 +5,8 @@
  * worker chooses among several queues; it keeps each job's lock alive while it runs, so a killed worker's prompt is
  * moved back to waiting by another worker's stalled check and run again, or failed after `maxStalledCount` stalls.
  * Example:
- *   const w = await FarmWorker.start({ queue: 'redis://127.0.0.1:6379', modelsDir, outputDir, inputDir, tempDir, dataDir, device: '1' });
+ *   const w = await FarmWorker.start({ queue: 'redis://127.0.0.1:6379', modelsDir, outputDir, inputDir, tempDir,
+ *     engine: { ep: 'cuda', dataDir, device: 1 } });
  *   ...; await w.close();
  */
 import { hostname } from 'node:os';
@@ -15,6 +16,7 @@ import { Redis } from 'ioredis';
 import { createRegistry } from '../../nodes/index.js';
 import type { NodeServices } from '../../nodes/services.js';
 import { Executor } from '../executor/execute.js';
+import type { EngineOptions } from '../engine/engine.js';
 import { validatePrompt } from '../executor/validate.js';
 import type { Prompt } from '../executor/prompt.js';
 import { event, type ServerEvent } from '../../protocol/events.js';
@@ -32,11 +34,9 @@ export interface FarmWorkerOptions {
   outputDir: string;
   tempDir: string;
   inputDir: string;
-  dataDir: string;
-  /** GPU index: exported as TCD_DEVICE and CUDA_VISIBLE_DEVICES before the engine starts */
-  device?: string;
+  /** the engine's options (data folder, provider, GPU index, budgets); its log is the worker's */
+  engine: EngineOptions;
   concurrency?: number;
-  ep?: string;
   previews?: boolean;
   id?: string;
   /** model affinity on (default) or plain oldest-first */
@@ -49,6 +49,8 @@ export interface FarmWorkerOptions {
   stalledIntervalMs?: number;
   maxStalledCount?: number;
   pollMs?: number;
+  /** log the queue order and every job taken */
+  trace?: boolean;
   log?: (m: string) => void;
 }
 
@@ -75,17 +77,13 @@ export class FarmWorker {
   private constructor(readonly o: FarmWorkerOptions) {
     this.id = o.id ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 6)}`;
     this.log = o.log ?? ((m) => console.log(`[worker ${this.id}] ${m}`));
-    if (o.device !== undefined) {
-      // the engine reads TCD_DEVICE as its CUDA deviceId (setting CUDA_VISIBLE_DEVICES too would renumber it to 0)
-      process.env.TCD_DEVICE = o.device;
-    }
     const r = redisOptions(o.queue);
     this.conn = new Redis(r);
     this.sub = new Redis(r);
     for (const c of [this.conn, this.sub]) c.on('error', (e) => this.log(`redis: ${e.message}`));
     this.publisher = new OutputPublisher({ output: o.outputDir, temp: o.tempDir }, this.id);
     this.services = makeServices(new ModelFolders(o.modelsDir), { output: this.publisher.staging.output, input: o.inputDir, temp: this.publisher.staging.temp },
-      { ep: o.ep, dataDir: o.dataDir, log: this.log }, o.previews !== false);
+      { ...o.engine, log: this.log }, o.previews !== false);
     this.executor = new Executor(createRegistry(), this.services);
   }
 
@@ -96,13 +94,13 @@ export class FarmWorker {
     await w.beat();
     w.heartbeat = setInterval(() => { w.beat().catch(() => {}); }, 1000);
     for (let i = 0; i < (o.concurrency ?? 1); i++) w.loops.push(w.slot());
-    w.log(`ready: device ${o.device ?? 'default'}, concurrency ${o.concurrency ?? 1}, checkpoints ${w.onDisk().join(', ') || 'none'}`);
+    w.log(`ready: device ${o.engine.device ?? 'default'}, concurrency ${o.concurrency ?? 1}, checkpoints ${w.onDisk().join(', ') || 'none'}`);
     return w;
   }
 
   state(): WorkerState {
     return {
-      id: this.id, host: hostname(), pid: process.pid, device: this.o.device ?? null, loaded: [...this.loaded], onDisk: this.onDisk(),
+      id: this.id, host: hostname(), pid: process.pid, device: this.o.engine.device === undefined ? null : String(this.o.engine.device), loaded: [...this.loaded], onDisk: this.onDisk(),
       running: [...this.running.keys()], concurrency: this.o.concurrency ?? 1, done: this.done, switches: this.switches, ts: Date.now(),
     };
   }
@@ -173,11 +171,11 @@ export class FarmWorker {
     const me = { id: this.id, loaded: this.loaded, onDisk: new Set(this.onDisk()) };
     const order = queueOrder(await this.heads(), me, others,
       { affinity: this.o.affinity !== false, maxWaitMs: this.o.maxWaitMs ?? 10000, orphanGraceMs: this.o.orphanGraceMs ?? 3000 }, Date.now());
-    if (process.env.TCD_FARM_TRACE) this.log(`order ${order.join(',')}`);
+    if (this.o.trace) this.log(`order ${order.join(',')}`);
     for (const name of order) {
       const bull = this.bull(name);
       const job = await bull.getNextJob(token, { block: false });
-      if (job && process.env.TCD_FARM_TRACE) this.log(`took ${job.id} (${(job.data as PromptJobData).number}) from ${name}`);
+      if (job && this.o.trace) this.log(`took ${job.id} (${(job.data as PromptJobData).number}) from ${name}`);
       if (job) return { job, bull };
     }
     return null;
@@ -279,7 +277,7 @@ export class FarmWorker {
     const base = { prompt_id: d.promptId, executed: [], traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now() };
     if (d.ckpt && !this.onDisk().includes(d.ckpt)) {
       return { ...base, node_id: '', node_type: 'CheckpointLoaderSimple', exception_type: 'ModelNotOnWorker',
-        exception_message: `worker ${this.id} (device ${this.o.device ?? 'default'}) has no checkpoint '${d.ckpt}' in ${this.o.modelsDir}/checkpoints, and no live worker of the farm has it; copy it into every worker's models folder (or share that folder) and queue the prompt again` };
+        exception_message: `worker ${this.id} (device ${this.o.engine.device ?? 'default'}) has no checkpoint '${d.ckpt}' in ${this.o.modelsDir}/checkpoints, and no live worker of the farm has it; copy it into every worker's models folder (or share that folder) and queue the prompt again` };
     }
     const v = validatePrompt(d.prompt, this.executor.registry, this.services, d.outputs.length ? d.outputs : undefined);
     if (v.ok) return null;

@@ -4,8 +4,7 @@
  * A progress bar on a terminal (a line per 10% otherwise); exit 1 with a one-line reason when a download fails.
  * Example: tcd-studio models pull sdxl-base tcd-sdxl-lora
  */
-import { parseArgs } from 'node:util';
-import { resolve } from 'node:path';
+import type { Settings } from '../settings.js';
 import { findEntry, loadCatalog } from './catalog.js';
 import { pullModel } from './pull.js';
 import { formatBytes, listText } from './list.js';
@@ -30,14 +29,10 @@ function progressPrinter(label: string) {
   };
 }
 
-export async function modelsCommand(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { models: { type: 'string' }, catalog: { type: 'string' }, 'skip-sha': { type: 'boolean' } } });
-  } catch (e) { console.error(`tcd-studio models: ${(e as Error).message}`); return 2; }
-  const { values, positionals } = parsed;
+export async function modelsCommand(s: Pick<Settings, 'models' | 'catalog' | 'skipSha'>, positionals: string[]): Promise<number> {
+  const values = { catalog: s.catalog, 'skip-sha': s.skipSha };
   const [sub, ...names] = positionals;
-  const modelsDir = resolve(values.models ?? process.env.TCD_MODELS ?? 'models');
+  const modelsDir = s.models;
   let catalog;
   try { catalog = loadCatalog(values.catalog); } catch (e) { console.error(`tcd-studio models: ${(e as Error).message}`); return 1; }
   if (sub === 'list') { console.log(listText(modelsDir, catalog)); return 0; }

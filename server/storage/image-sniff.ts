@@ -8,11 +8,14 @@ export type ImageKind = 'png' | 'jpeg' | 'webp' | 'gif' | 'bmp';
 
 export interface ImageHeader { kind: ImageKind; width: number; height: number }
 
-/** Largest image (width x height) any decoder here accepts; TCD_MAX_IMAGE_PIXELS overrides (default 32 Mi px). */
-export function maxImagePixels(): number {
-  const v = Number(process.env.TCD_MAX_IMAGE_PIXELS);
-  return Number.isFinite(v) && v > 0 ? v : 32 * 1024 * 1024;
-}
+const DEFAULT_MAX_IMAGE_PIXELS = 32 * 1024 * 1024;
+let maxPixels = DEFAULT_MAX_IMAGE_PIXELS;
+
+/** Largest image (width x height) any decoder here accepts (default 32 Mi px). */
+export function maxImagePixels(): number { return maxPixels; }
+
+/** Set once by the entry point from --max-image-pixels / TCD_MAX_IMAGE_PIXELS (server/settings.ts); undefined: default. */
+export function setMaxImagePixels(n: number | undefined): void { maxPixels = n ?? DEFAULT_MAX_IMAGE_PIXELS; }
 
 export class ImageTooLargeError extends Error {
   constructor(readonly width: number, readonly height: number, readonly budget: number) {

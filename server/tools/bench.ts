@@ -3,7 +3,7 @@
  *  [--lora FILE | --lora-rank R] [--out FILE]`: times a TCD text-to-image generation (model load, session creation, text encoding, each UNet
  * step, VAE decode, seconds per image, peak RAM and GPU memory) and prints the report as JSON on stdout (progress
  * goes to stderr). Without --checkpoint it uses a seeded random checkpoint of the arch's real size, written once to
- * <tmp>/tcd-bench/. GPU knobs for experiments: TCD_GPU_LAYOUT, TCD_GPU_ATTENTION, TCD_GPU_GRAPH_CAPTURE,
+ * <tmp>/tcd-bench/. GPU knobs for experiments (server/settings.ts): TCD_GPU_LAYOUT, TCD_GPU_ATTENTION, TCD_GPU_GRAPH_CAPTURE,
  * TCD_GPU_LINEAR, TCD_GPU_LORA, TCD_GPU_VAE_ATTENTION, TCD_ORT_PROFILE_DIR (server/engine/runtime/providers.ts).
  * --loop js runs the TCD loop in JS with one engine.unet call per step (latent round trips) instead of in the worker.
  * --lora-rank R runs the UNet with a seeded random kohya LoRA of rank R over every patchable UNet weight.
@@ -14,6 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { PRESETS, type PresetName } from './make-checkpoint.js';
 import { runBench } from './bench/run.js';
+import { gpuTuningOf, settingsFromEnv } from '../settings.js';
 
 const USAGE = 'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--loop worker|js] [--device N] [--out FILE]';
 
@@ -35,6 +36,7 @@ async function main(argv: string[]): Promise<number> {
     arch, size, steps: Number(values.steps), ep: values.ep!, checkpoint: values.checkpoint, images: Number(values.images),
     cacheDir: values['cache-dir'], lora: values.lora, loraRank: values['lora-rank'] ? Number(values['lora-rank']) : undefined,
     loop: values.loop as 'worker' | 'js', ...(values.device !== undefined ? { device: Number(values.device) } : {}),
+    tuning: gpuTuningOf(settingsFromEnv(process.env)), // the bench's one read of the TCD_GPU_* variables
   });
   const json = JSON.stringify(report, null, 2);
   if (values.out) writeFileSync(values.out, json + '\n');

@@ -38,7 +38,7 @@ after(() => rmSync(d.root, { recursive: true, force: true }));
 test('the saved workflow converts to what ComfyUI queues: reroute followed, primitive seed, bypass passes through, muted and Note dropped', async () => {
   assert.deepEqual(strip(uiToApi(saved(), createRegistry())), EXPECTED);
   const out = join(d.root, 'converted.json');
-  assert.equal(await convertCommand([SAVED, '--out', out]), 0);
+  assert.equal(await convertCommand({ convertOut: out }, [SAVED]), 0);
   assert.deepEqual(strip(JSON.parse(readFileSync(out, 'utf8'))), EXPECTED);
   // the PrimitiveNode, not the KSampler's own (hidden) widget value, decides the seed
   const wf = saved();

@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { api, WsClient } from '../server/protocol-client.js';
 import { startStubServer, chainPrompt, type StubServer } from '../executor/stub-server.js';
 import { tokenMatches } from '../../server/app/security.js';
-import { resolveHostOptions } from '../../server/host.js';
+import { parseCommandLine } from '../../server/settings.js';
 
 const TOKEN = 's3cret-token-for-tests';
 const servers: StubServer[] = [];
@@ -125,9 +125,8 @@ test('CORS headers only when enabled; an allowed origin may then call in', async
 });
 
 test('the server binds to loopback unless told otherwise', () => {
-  const saved = process.env.TCD_LISTEN;
-  delete process.env.TCD_LISTEN;
-  try { assert.equal(resolveHostOptions({}).host, '127.0.0.1'); } finally { if (saved !== undefined) process.env.TCD_LISTEN = saved; }
+  assert.equal(parseCommandLine('serve', [], {}).settings.listen, '127.0.0.1');
+  assert.equal(parseCommandLine('serve', [], { TCD_LISTEN: '0.0.0.0' }).settings.listen, '0.0.0.0');
 });
 
 test('a reachable websocket without token still works end to end when no token is configured', async () => {

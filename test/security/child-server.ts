@@ -9,6 +9,7 @@ import { startStubServer } from '../executor/stub-server.js';
 import { startServer } from '../../server/app/server.js';
 import { createRegistry } from '../../nodes/index.js';
 import { makeServices, serve } from '../../server/host.js';
+import { settingsFromEnv } from '../../server/settings.js';
 import type { NodeServices } from '../../nodes/services.js';
 
 interface ChildOptions { root: string; token?: string; slowDelayMs?: number; maxBodyBytes?: number; real?: boolean; serve?: boolean }
@@ -28,7 +29,7 @@ async function startReal() {
 /** The `serve` command's server: demo checkpoint, engine in a child process (its defaults are what is tested). */
 async function startServe() {
   const r = o.root;
-  return serve({ port: 0, models: join(r, 'models'), data: join(r, 'data'), output: join(r, 'output'), input: join(r, 'input'), temp: join(r, 'temp'), log: (m) => process.stderr.write(`${m}\n`) });
+  return serve({ ...settingsFromEnv(process.env), port: 0, models: join(r, 'models'), data: join(r, 'data'), output: join(r, 'output'), input: join(r, 'input'), temp: join(r, 'temp'), log: (m) => process.stderr.write(`${m}\n`) });
 }
 
 const s = o.serve ? await startServe() : o.real ? await startReal() : await startStubServer(o);

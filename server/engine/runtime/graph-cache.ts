@@ -5,7 +5,8 @@
  * The key addresses the content: a hash of everything the bytes depend on (builder source code, checkpoint and
  * LoRA files by path+size+mtime, component, variant, dtype); hashing a 7 GB checkpoint's bytes would cost more than
  * building its graph, so file identity stands in for file content.
- * The cache has a disk budget (TCD_GRAPH_CACHE_MB, see graphCacheBudgetBytes): after each new artifact, the least recently
+ * The cache has a disk budget (engine option graphCacheMB, see graphCacheBudgetBytes): after each new artifact, the
+ * least recently
  * used ones (directory mtime, refreshed on every reuse) are deleted until the total fits, sparing the new one and
  * those whose sessions are loaded (request.inUse).
  * Example:
@@ -72,7 +73,7 @@ export interface ArtifactRequest {
    * key) is remembered against `key`, and an artifact is kept while one of its owners is in `loaded()`.
    */
   inUse?: { owner: string; loaded: () => Iterable<string> };
-  /** disk budget in bytes (Infinity: none); default graphCacheBudgetBytes(cacheDir) (TCD_GRAPH_CACHE_MB) */
+  /** disk budget in bytes (Infinity: none); default graphCacheBudgetBytes(cacheDir) */
   budgetBytes?: number;
   /** one line per evicted artifact */
   log?: (line: string) => void;
@@ -119,7 +120,7 @@ export function graphArtifact(req: ArtifactRequest): GraphArtifact {
     touch(dir);
     return { kind: 'file', path: model, reused: true, evicted: [] };
   }
-  const budgetBytes = req.budgetBytes ?? graphCacheBudgetBytes(req.cacheDir); // a bad TCD_GRAPH_CACHE_MB fails before the write
+  const budgetBytes = req.budgetBytes ?? graphCacheBudgetBytes(req.cacheDir);
   mkdirSync(req.cacheDir, { recursive: true });
   // write into a private directory, then rename it into place: readers never see half-written files, and the
   // .bin location recorded inside model.onnx is relative, so it survives the rename
@@ -156,20 +157,17 @@ const ARTIFACT_DIR = /^[0-9a-f]{32}$/; // graphKey's output: nothing else in cac
 const defaultBudgets = new Map<string, number>();
 
 /**
- * The graph cache's disk budget in bytes. TCD_GRAPH_CACHE_MB (MiB; 0 = no limit, Infinity) when set; otherwise,
+ * The graph cache's disk budget in bytes. `megabytes` (MiB; 0 = no limit, Infinity; the engine's graphCacheMB option,
+ * from --graph-cache-mb / TCD_GRAPH_CACHE_MB) when given; otherwise,
  * fixed at first use per cacheDir: half of what the cache could grow into (free space on its filesystem plus what it
  * holds already, so an existing cache is not purged on the first write), but at least 8 GiB (one SDXL fp16 UNet
  * plus its VAE and text encoders).
- * Example: graphCacheBudgetBytes('/data/onnx-cache', { TCD_GRAPH_CACHE_MB: '20480' }) === 20 * 1024 ** 3
+ * Example: graphCacheBudgetBytes('/data/onnx-cache', 20480) === 20 * 1024 ** 3
  */
-export function graphCacheBudgetBytes(cacheDir: string, env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.TCD_GRAPH_CACHE_MB;
-  if (raw !== undefined && raw.trim() !== '') {
-    if (!/^\s*\d+(\.\d+)?\s*$/.test(raw)) {
-      throw new Error(`TCD_GRAPH_CACHE_MB must be a size in MiB (a non-negative number; 0 = no limit), got ${JSON.stringify(raw)}`);
-    }
-    const mb = Number(raw);
-    return mb === 0 ? Infinity : Math.round(mb * MiB);
+export function graphCacheBudgetBytes(cacheDir: string, megabytes?: number): number {
+  if (megabytes !== undefined) {
+    if (!(megabytes >= 0)) throw new Error(`graph cache budget must be a non-negative number of MiB, got ${megabytes}`);
+    return megabytes === 0 ? Infinity : Math.round(megabytes * MiB);
   }
   let budget = defaultBudgets.get(cacheDir);
   if (budget === undefined) {

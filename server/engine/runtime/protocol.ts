@@ -4,6 +4,7 @@
  * process gets structured-clone copies: see worker-port.ts).
  * Example: { id: 7, call: { op: 'vaeDecode', vae: { checkpoint: '/models/sd15.safetensors' }, z } }
  */
+import type { GpuTuning } from './providers.js';
 import type { Tensor } from '../tensor.js';
 import type { SamplingSpec } from '../sampling/model-sampling-variants.js';
 import type { Region } from '../sampling/regional.js';
@@ -153,9 +154,9 @@ export type Response =
   /** the worker has settled its execution provider (the probe session is done) */
   | { id: null; ready: true };
 
-/** Settings the worker starts with (a thread's workerData; a child process gets them through its environment). */
+/** Settings the worker starts with (a thread's workerData; a child process's first message). */
 export interface WorkerInit {
-  /** requested provider (option or TCD_EP); the worker settles on what actually works */
+  /** requested provider (EngineOptions.ep); the worker settles on what actually works */
   ep: string | undefined;
   ramBudget: number;
   vramBudget: number;
@@ -166,6 +167,10 @@ export interface WorkerInit {
   device?: number;
   /** the onnxruntime-node package the worker runs with when it is not the resolved one (CUDA's pin, cuda-ort.ts) */
   ortPackage?: string;
+  /** GPU tuning knobs (providers.ts); unset ones keep DEFAULT_GPU_TUNING */
+  tuning?: Partial<Omit<GpuTuning, 'deviceId'>>;
+  /** graph cache disk budget in MiB (0 = no limit); absent: graphCacheBudgetBytes' default */
+  graphCacheMB?: number;
 }
 
 /** "unet of sd15.safetensors": names a call in errors. */

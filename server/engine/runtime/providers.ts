@@ -1,7 +1,7 @@
 /**
  * Execution-provider choice and per-provider session settings. Pure functions: the worker calls them with what
  * onnxruntime-node reports, tests call them with made-up lists.
- * Example: const { ep, reason } = chooseProvider(process.env.TCD_EP, ort.listSupportedBackends());
+ * Example: const { ep, reason } = chooseProvider('webgpu', ort.listSupportedBackends());
  *          const opts = sessionOptionsFor(ep, 'unet', 'sdxl');
  */
 import type { InferenceSession } from 'onnxruntime-node';
@@ -27,7 +27,7 @@ export interface ProviderChoice {
 }
 
 /**
- * Picks the provider from a request (option or TCD_EP; undefined/'' = cpu) and the backends this
+ * Picks the provider from a request (EngineOptions.ep; undefined/'' = cpu) and the backends this
  * onnxruntime-node build lists. Unknown names and unlisted providers fall back to cpu with a reason.
  * A listed provider may still fail at session creation (cuda is listed with bundled=false when its
  * libraries were not installed); the worker handles that with `settleProvider`. 'auto' is settled there too
@@ -130,8 +130,9 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
 }
 
 /**
- * GPU tuning knobs, each measured on the H200 (see server/tools/bench/README.md for the figures). Defaults are what won;
- * the bench flips them through the environment to re-measure:
+ * GPU tuning knobs, each measured on the H200 (see server/tools/bench/README.md for the figures). Defaults are what
+ * won; the engine takes them as EngineOptions.tuning, which the command line and the bench fill from these settings
+ * (flags or variables, server/settings.ts):
  *   TCD_GPU_LAYOUT=NHWC|NCHW      layout of conv-heavy graphs on webgpu
  *   TCD_GPU_ATTENTION=fused|plain com.microsoft MultiHeadAttention vs MatMul/Softmax/MatMul in GPU graphs
  *   TCD_GPU_GRAPH_CAPTURE=1       ORT graph capture (webgpu/cuda)
@@ -146,7 +147,7 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *                                 (6 nodes fewer per block; checked on the CPU EP, not yet measured on a GPU: off)
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
- * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', gpuTuningFromEnv(process.env))
+ * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, layout: 'NCHW' })
  */
 export interface GpuTuning {
   layout: 'NHWC' | 'NCHW';
@@ -167,39 +168,6 @@ export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
   layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null,
   linear: 'matmul', lora: 'bake', vaeAttention: 'fused',
 };
-
-function oneOf<T extends string>(env: Record<string, string | undefined>, name: string, allowed: readonly T[]): T | undefined {
-  const v = env[name]?.trim().toLowerCase();
-  if (!v) return undefined;
-  if (!(allowed as readonly string[]).includes(v)) throw new Error(`${name} must be ${allowed.join(' or ')}, got "${env[name]}"`);
-  return v as T;
-}
-
-export function gpuTuningFromEnv(env: Record<string, string | undefined>): GpuTuning {
-  const t: GpuTuning = { ...DEFAULT_GPU_TUNING };
-  const layout = env.TCD_GPU_LAYOUT?.trim().toUpperCase();
-  if (layout) {
-    if (layout !== 'NHWC' && layout !== 'NCHW') throw new Error(`TCD_GPU_LAYOUT must be NHWC or NCHW, got "${env.TCD_GPU_LAYOUT}"`);
-    t.layout = layout;
-  }
-  const attn = env.TCD_GPU_ATTENTION?.trim().toLowerCase();
-  if (attn) {
-    if (attn !== 'fused' && attn !== 'plain') throw new Error(`TCD_GPU_ATTENTION must be fused or plain, got "${env.TCD_GPU_ATTENTION}"`);
-    t.fusedAttention = attn === 'fused';
-  }
-  if (env.TCD_GPU_GRAPH_CAPTURE) t.graphCapture = env.TCD_GPU_GRAPH_CAPTURE === '1' || env.TCD_GPU_GRAPH_CAPTURE === 'true';
-  const cache = env.TCD_GPU_BUFFER_CACHE?.trim().toLowerCase();
-  if (cache) {
-    if (cache !== 'bucket' && cache !== 'simple') throw new Error(`TCD_GPU_BUFFER_CACHE must be bucket or simple, got "${env.TCD_GPU_BUFFER_CACHE}"`);
-    t.bufferCache = cache;
-  }
-  if (env.TCD_ORT_PROFILE_DIR) t.profileDir = env.TCD_ORT_PROFILE_DIR;
-  t.linear = oneOf(env, 'TCD_GPU_LINEAR', ['gemm-transb', 'matmul', 'gemm'] as const) ?? t.linear;
-  t.lora = oneOf(env, 'TCD_GPU_LORA', ['bake', 'inputs'] as const) ?? t.lora;
-  if (env.TCD_GPU_FUSED_BLOCKS) t.fusedBlocks = env.TCD_GPU_FUSED_BLOCKS === '1' || env.TCD_GPU_FUSED_BLOCKS === 'true';
-  t.vaeAttention = oneOf(env, 'TCD_GPU_VAE_ATTENTION', ['fused', 'plain', 'fused-fp16', 'plain-fp16'] as const) ?? t.vaeAttention;
-  return t;
-}
 
 /**
  * The graph-shape choices a component is built with on a provider: GPU graphs take the fused attention operator
@@ -223,7 +191,7 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
  * - GPU providers list 'cpu' after themselves so nodes they lack run on the CPU instead of failing.
  * - webgpu: NHWC (tuning.layout) for the conv-heavy UNet and VAE (its conv kernels are written for NHWC), NCHW for
  *   the text encoders (no convs, avoids layout transposes); bucketed buffer cache for the dynamic shapes we run.
- * - cuda: the engine's device (EngineOptions.device / TCD_DEVICE, default 0), the only CUDA option onnxruntime-node
+ * - cuda: the engine's device (EngineOptions.device, default 0), the only CUDA option onnxruntime-node
  *   passes; the provider libraries come from `npm run setup:cuda` (docs/cuda.md).
  * - cpu: the memory arena and memory patterns pay off because the same shapes repeat every sampling step.
  * - tuning.profileDir turns on ORT profiling (one JSON per session); tuning.graphCapture ORT graph capture.

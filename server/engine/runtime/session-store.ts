@@ -16,13 +16,13 @@ import { serializeModel } from '../onnx/serialize.js';
 import type { WeightSource } from '../onnx/weights.js';
 import { weightSourceFor } from '../model/weights.js';
 import { componentBytes } from './estimate.js';
-import { artifactCached, builderCodeVersion, fileIdentity, graphArtifact, graphKey } from './graph-cache.js';
+import { artifactCached, builderCodeVersion, fileIdentity, graphArtifact, graphCacheBudgetBytes, graphKey } from './graph-cache.js';
 import { ModelCache } from './model-cache.js';
 import type { Component, ComputeDtype, LoraRef } from '../types.js';
 import type { RuntimeStats, WorkerInit } from './protocol.js';
 import {
   type ExecutionProvider, type GpuTuning, type GraphTuning, ProviderUnusable, computeDtypeFor,
-  describeChoice, gpuTuningFromEnv, graphTuningFor, isGpu, sessionOptionsFor, settleProvider,
+  describeChoice, DEFAULT_GPU_TUNING, graphTuningFor, isGpu, sessionOptionsFor, settleProvider,
 } from './providers.js';
 import { cudaProblemsHere, describeCudaProblems } from './cuda-check.js';
 
@@ -57,13 +57,13 @@ export class SessionStore {
   private graphsReused = 0;
   /** per load, in order (the bench reads them through stats) */
   readonly loadTimings: LoadTiming[] = [];
-  /** GPU knobs (layout, fused attention, graph capture, profiling) from TCD_GPU_* / TCD_ORT_PROFILE_DIR */
+  /** GPU knobs (layout, fused attention, graph capture, profiling) from the engine options (WorkerInit) */
   readonly tuning: GpuTuning;
 
   /** `strict`: the provider was asked for by name and must not fall back to the CPU (--ep cuda) */
   private constructor(private init: WorkerInit, public ep: ExecutionProvider, private log: (line: string) => void,
     private strict = false) {
-    this.tuning = { ...gpuTuningFromEnv(process.env), deviceId: init.device ?? 0 };
+    this.tuning = { ...DEFAULT_GPU_TUNING, ...init.tuning, deviceId: init.device ?? 0 };
     this.cache = new ModelCache<Loaded>({ ram: init.ramBudget, vram: init.vramBudget });
   }
 
@@ -146,6 +146,7 @@ export class SessionStore {
         ...request,
         build: () => spec.build(source ?? weightSourceFor(file, spec.component, spec.loras), config, dtype),
         inUse: { owner: key, loaded: () => this.cache.keys() }, log: this.log, // disk budget: spare loaded graphs
+        budgetBytes: graphCacheBudgetBytes(this.init.cacheDir, this.init.graphCacheMB),
       });
       if (artifact.kind === 'file' && artifact.reused) this.graphsReused++;
       else this.graphsBuilt++;

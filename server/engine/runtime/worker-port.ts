@@ -15,7 +15,6 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { deserialize, serialize } from 'node:v8';
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import type { WorkerInit } from './protocol.js';
 import { ortRedirectImport } from './cuda-ort.js';
@@ -63,8 +62,9 @@ export interface WorkerPort {
   on(event: 'message', fn: (msg: any) => void): void;
 }
 
-/** The env var that carries the WorkerInit to a child, v8-serialized in base64 (keeps Infinity and undefined). */
-const INIT_ENV = 'TCD_ENGINE_WORKER_INIT';
+/** A child's start message: the first message it receives carries its WorkerInit (structured clone keeps Infinity). */
+interface InitMessage { tcdEngineWorkerInit: WorkerInit }
+const isInit = (m: unknown): m is InitMessage => !!m && typeof m === 'object' && 'tcdEngineWorkerInit' in m;
 /** A transport-level message from the child: its uncaught error, sent just before it exits (a thread's 'error'). */
 interface FatalMessage { tcdEngineWorkerFatal: { name: string; message: string; stack?: string } }
 const isFatal = (m: unknown): m is FatalMessage => !!m && typeof m === 'object' && 'tcdEngineWorkerFatal' in m;
@@ -134,7 +134,7 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
     if (maxRssBytes) execArgv.push(`--max-old-space-size=${Math.max(256, Math.floor(maxRssBytes / 2 ** 20))}`);
     this.child = fork(fileURLToPath(file), [], {
       execArgv,
-      env: { ...process.env, ...env, [INIT_ENV]: serialize(init).toString('base64') },
+      env: { ...process.env, ...env },
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -151,6 +151,8 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
       const f = m.tcdEngineWorkerFatal;
       this.emit('error', Object.assign(new Error(f.message), { name: f.name, stack: f.stack }));
     });
+    // the start message goes first; the child reads its IPC channel from its first 'message' listener on, in order
+    this.child.send({ tcdEngineWorkerInit: init } satisfies InitMessage);
     // spawn failure, or a send to a child that is gone: the child ends (or never started), 'close' follows
     this.child.on('error', (e) => {
       this.emit('error', e);
@@ -195,19 +197,17 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
 
 /**
  * The worker's side: in a thread, parentPort and workerData; in a child process, process.send and the WorkerInit from
- * the environment. In a child, an uncaught error is reported to the parent before the process exits, and the child
- * exits when the parent goes away (no orphan keeps a GPU busy).
+ * its start message (calls that arrive meanwhile wait for the port's listener). In a child, an uncaught error is
+ * reported to the parent before the process exits, and the child exits when the parent goes away (no orphan keeps a
+ * GPU busy).
  */
-export function openWorkerPort(): { port: WorkerPort; init: WorkerInit; mode: IsolationMode } {
+export async function openWorkerPort(): Promise<{ port: WorkerPort; init: WorkerInit; mode: IsolationMode }> {
   if (parentPort) {
     const p = parentPort;
     return { port: { postMessage: (m, t) => { if (t) p.postMessage(m, t); else p.postMessage(m); }, on: (e, fn) => { p.on(e, fn); } }, init: workerData as WorkerInit, mode: 'thread' };
   }
   const send = process.send?.bind(process);
-  const encoded = process.env[INIT_ENV];
-  if (!send || encoded === undefined) throw new Error('engine worker must run in a worker thread or a child process started by WorkerClient');
-  delete process.env[INIT_ENV]; // not for the worker's own children
-  const init = deserialize(Buffer.from(encoded, 'base64')) as WorkerInit;
+  if (!send) throw new Error('engine worker must run in a worker thread or a child process started by WorkerClient');
   process.on('disconnect', () => process.exit(0));
   process.on('uncaughtException', (err) => {
     const e = err instanceof Error ? err : new Error(String(err));
@@ -218,5 +218,14 @@ export function openWorkerPort(): { port: WorkerPort; init: WorkerInit; mode: Is
       process.exit(1);
     }
   });
-  return { port: { postMessage: (m) => { if (process.connected) send(m as object); }, on: (e, fn) => { process.on(e, fn); } }, init, mode: 'process' };
+  const early: unknown[] = [];
+  const handlers: ((m: unknown) => void)[] = [];
+  const init = await new Promise<WorkerInit>((resolveInit) => {
+    process.on('message', (m) => {
+      if (isInit(m)) { resolveInit(m.tcdEngineWorkerInit); return; }
+      if (handlers.length) for (const h of handlers) h(m); else early.push(m);
+    });
+  });
+  const on = (_e: 'message', fn: (m: unknown) => void) => { handlers.push(fn); for (const m of early.splice(0)) fn(m); };
+  return { port: { postMessage: (m) => { if (process.connected) send(m as object); }, on }, init, mode: 'process' };
 }

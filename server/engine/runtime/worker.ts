@@ -15,7 +15,7 @@ import { deviceTensors } from './device-tensors.js';
 import { clearLoraSessions } from '../lora/session.js';
 import { openWorkerPort } from './worker-port.js';
 
-const { port, init, mode } = openWorkerPort();
+const { port, init, mode } = await openWorkerPort();
 const log = (line: string) => port.postMessage({ id: null, log: line } satisfies Response);
 const store = SessionStore.start(init, log);
 // tells the client when the provider probe is over: stopping a thread inside it (Dawn's start-up) aborts the process

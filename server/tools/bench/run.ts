@@ -12,7 +12,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Engine, type RuntimeStats } from '../../engine/engine.js';
+import { Engine, type EngineOptions, type RuntimeStats } from '../../engine/engine.js';
+import type { WorkerInit } from '../../engine/runtime/protocol.js';
 import { makeCheckpoint, presetConfig, type PresetName } from '../make-checkpoint.js';
 import { TorchGenerator } from '../../engine/rng.js';
 import { sampleTcd, tcdInitialLatent, tcdTimesteps } from '../../engine/sampling/tcd.js';
@@ -43,6 +44,8 @@ export interface BenchOptions {
   loop?: 'worker' | 'js';
   /** GPU index (CUDA deviceId; WebGPU through the Vulkan device-select layer) */
   device?: number;
+  /** GPU tuning knobs (bench.ts fills them from the TCD_GPU_* settings); recorded in the report */
+  tuning?: EngineOptions['tuning'];
   log?: (line: string) => void;
 }
 
@@ -64,7 +67,7 @@ export interface BenchReport {
   /** medians over the warm images; unetStepMs is the loop's time per step (loopMs / steps) */
   summary: { unetStepMs: number; unetStepInWorkerMs: number; textEncodeMs: number; vaeDecodeMs: number; secondsPerImage: number; modelLoadS: number; sessionCreateS: number };
   memory: { peakRssMiB: number; gpuBaselineMiB: number | null; gpuPeakMiB: number | null; gpuPeakAboveBaselineMiB: number | null };
-  node: string; tuning: Record<string, string | undefined>;
+  node: string; tuning: WorkerInit['tuning'];
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
@@ -99,7 +102,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const granularity = arch === 'sd15' ? 64 : 32;
   if (!Number.isInteger(size) || size <= 0 || size % granularity !== 0) throw new Error(`--size must be a positive multiple of ${granularity} for ${arch}, got ${size}`);
   const ckpt = o.checkpoint ? { path: resolve(o.checkpoint), createdS: null } : await benchCheckpoint(arch, log);
-  const engine = new Engine({ ep: o.ep, cacheDir: o.cacheDir ?? join(tmpdir(), 'tcd-bench', 'onnx-cache'), log, ...(o.device !== undefined ? { device: o.device } : {}) });
+  const engine = new Engine({ ep: o.ep, cacheDir: o.cacheDir ?? join(tmpdir(), 'tcd-bench', 'onnx-cache'), log, tuning: o.tuning,
+    ...(o.device !== undefined ? { device: o.device } : {}) });
   const gpu = await GpuMemoryProbe.start(250);
   try {
     const { config } = engine.inspect(ckpt.path);
@@ -180,7 +184,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         gpuPeakAboveBaselineMiB: mem.peakAboveBaselineMiB,
       },
       node: process.version,
-      tuning: Object.fromEntries(['TCD_GPU_LAYOUT', 'TCD_GPU_ATTENTION', 'TCD_GPU_GRAPH_CAPTURE', 'TCD_GPU_BUFFER_CACHE', 'TCD_ORT_PROFILE_DIR', 'TCD_GPU_LINEAR', 'TCD_GPU_LORA', 'TCD_GPU_VAE_ATTENTION'].map((k) => [k, process.env[k]])),
+      tuning: engine.settings.tuning,
     };
   } finally {
     await gpu.stop();

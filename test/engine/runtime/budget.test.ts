@@ -1,6 +1,6 @@
 /**
  * Memory budget on the tiny checkpoints: size estimates from the header, LRU eviction order with small budgets,
- * the too-big error, free(), options from the environment, and graphs reused from the on-disk cache.
+ * the too-big error, free(), options (never the environment), and graphs reused from the on-disk cache.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +8,9 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine, resolveEngineOptions } from '../../../server/engine/engine.js';
+import { DEFAULT_GPU_TUNING } from '../../../server/engine/runtime/providers.js';
+import { parseCommandLine } from '../../../server/settings.js';
+import { engineOptions } from '../../../server/host.js';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { componentBytes, parameterCount, componentPrefixes } from '../../../server/engine/runtime/estimate.js';
 import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
@@ -16,22 +19,27 @@ import { workerStarts } from '../../../server/engine/testing.js';
 const skip = fixtureSkip();
 const MiB = 1024 * 1024;
 
-test('engine options: explicit values, then TCD_* env, then defaults', () => {
+test('engine options: explicit values, then defaults; the engine reads no environment (the settings do)', () => {
   const saved = { ...process.env };
   try {
-    delete process.env.TCD_EP; delete process.env.TCD_DEVICE; delete process.env.TCD_RAM_BUDGET_MB; delete process.env.TCD_VRAM_BUDGET_MB; delete process.env.TCD_DATA_DIR;
+    Object.assign(process.env, { TCD_EP: 'webgpu', TCD_RAM_BUDGET_MB: '512', TCD_VRAM_BUDGET_MB: '8000', TCD_DATA: '/srv/tcd', TCD_DEVICE: '2' });
     const d = resolveEngineOptions();
-    assert.equal(d.ep, undefined);
-    assert.ok(d.ramBudget > 0 && d.ramBudget < (2 ** 53));
+    assert.equal(d.ep, undefined, 'TCD_EP in the environment does not reach an engine created without options');
+    assert.ok(d.ramBudget > 0 && d.ramBudget < (2 ** 53) && d.ramBudget !== 512 * MiB);
     assert.equal(d.vramBudget, Infinity);
     assert.match(d.cacheDir, /data\/onnx-cache$/);
     assert.equal(d.externalDataMinBytes, 64 * MiB);
-    process.env.TCD_EP = 'webgpu'; process.env.TCD_RAM_BUDGET_MB = '512'; process.env.TCD_VRAM_BUDGET_MB = '8000'; process.env.TCD_DATA_DIR = '/srv/tcd';
-    assert.deepEqual(resolveEngineOptions(), { ep: 'webgpu', ramBudget: 512 * MiB, vramBudget: 8000 * MiB, cacheDir: '/srv/tcd/onnx-cache', externalDataMinBytes: 64 * MiB, device: 0 });
-    assert.deepEqual(resolveEngineOptions({ ep: 'cpu', ramBudgetMB: 1, cacheDir: '/tmp/c', externalDataMinMB: 0 }),
-      { ep: 'cpu', ramBudget: MiB, vramBudget: 8000 * MiB, cacheDir: '/tmp/c', externalDataMinBytes: 0, device: 0 });
-    process.env.TCD_RAM_BUDGET_MB = 'lots';
-    assert.throws(() => resolveEngineOptions(), /TCD_RAM_BUDGET_MB must be a positive number of megabytes, got "lots"/);
+    assert.equal(d.device, 0);
+    // the command line's path: flags and environment -> settings -> engine options
+    const s = parseCommandLine('serve', ['--vram-budget-mb', '4000'], process.env).settings;
+    const r = resolveEngineOptions(engineOptions(s, () => {}));
+    assert.deepEqual({ ...r, tuning: undefined }, { ep: 'webgpu', ramBudget: 512 * MiB, vramBudget: 4000 * MiB, cacheDir: '/srv/tcd/onnx-cache',
+      externalDataMinBytes: 64 * MiB, device: 2, tuning: undefined });
+    assert.deepEqual(r.tuning, DEFAULT_GPU_TUNING);
+    assert.deepEqual({ ...resolveEngineOptions({ ep: 'cpu', ramBudgetMB: 1, cacheDir: '/tmp/c', externalDataMinMB: 0 }), tuning: undefined },
+      { ep: 'cpu', ramBudget: MiB, vramBudget: Infinity, cacheDir: '/tmp/c', externalDataMinBytes: 0, device: 0, tuning: undefined });
+    assert.throws(() => parseCommandLine('run', [], { TCD_RAM_BUDGET_MB: 'lots' }), /TCD_RAM_BUDGET_MB must be a positive number of megabytes, got "lots"/);
+    assert.equal(parseCommandLine('run', [], { TCD_DATA_DIR: '/old/name' }).settings.data, '/old/name', 'TCD_DATA_DIR: deprecated alias of TCD_DATA');
   } finally {
     process.env = saved;
   }

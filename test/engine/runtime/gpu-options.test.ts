@@ -1,12 +1,18 @@
 /**
  * GPU-specific session options and graph choices, checked without a GPU: what sessionOptionsFor produces for each
- * tuning knob, how the TCD_GPU_* environment is read, and which graph shape each provider gets.
+ * tuning knob, how the TCD_GPU_* settings reach the engine's tuning, and which graph shape each provider gets.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_GPU_TUNING, graphTuningFor, gpuTuningFromEnv, loopSessionOptions, sessionOptionsFor,
+  DEFAULT_GPU_TUNING, graphTuningFor, loopSessionOptions, sessionOptionsFor, type GpuTuning,
 } from '../../../server/engine/runtime/providers.js';
+import { resolveEngineOptions } from '../../../server/engine/engine.js';
+import { gpuTuningOf, settingsFromEnv } from '../../../server/settings.js';
+
+/** The engine's tuning for an environment, through the one path the command line uses (settings -> options). */
+const gpuTuningFromEnv = (env: Record<string, string>): GpuTuning =>
+  ({ ...DEFAULT_GPU_TUNING, ...resolveEngineOptions({ tuning: gpuTuningOf(settingsFromEnv(env)) }).tuning });
 
 const layoutOf = (o: ReturnType<typeof sessionOptionsFor>) => (o.executionProviders![0] as { preferredLayout?: string }).preferredLayout;
 
@@ -35,7 +41,7 @@ test('loop graphs: upload and the step leave results in GPU buffers, download br
   assert.equal(cpu.preferredOutputLocation, undefined);
 });
 
-test('TCD_GPU_* environment is parsed and validated', () => {
+test('TCD_GPU_* settings are parsed, validated and reach the engine\'s tuning', () => {
   assert.deepEqual(gpuTuningFromEnv({ TCD_GPU_LAYOUT: 'nchw', TCD_GPU_ATTENTION: 'plain', TCD_GPU_GRAPH_CAPTURE: '1', TCD_GPU_BUFFER_CACHE: 'simple', TCD_ORT_PROFILE_DIR: '/tmp/p' }),
     { ...DEFAULT_GPU_TUNING, layout: 'NCHW', fusedAttention: false, graphCapture: true, bufferCache: 'simple', profileDir: '/tmp/p' });
   assert.equal((sessionOptionsFor('webgpu', 'unet', 'sd1', gpuTuningFromEnv({ TCD_GPU_BUFFER_CACHE: 'simple' })).executionProviders![0] as { storageBufferCacheMode: string }).storageBufferCacheMode, 'simple');
@@ -88,20 +94,12 @@ test('cuda: device 0, cpu fallback, memory patterns off', () => {
   assert.equal(o.enableMemPattern, false);
 });
 
-test('one engine per GPU: the engine device (option, else TCD_DEVICE) becomes the CUDA deviceId', async () => {
+test('one engine per GPU: the engine device (option; TCD_DEVICE through the settings) becomes the CUDA deviceId', () => {
   const o = sessionOptionsFor('cuda', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, deviceId: 1 });
   assert.deepEqual(o.executionProviders, [{ name: 'cuda', deviceId: 1 }, 'cpu']);
-  const { resolveEngineOptions } = await import('../../../server/engine/engine.js');
   assert.equal(resolveEngineOptions({ device: 3 }).device, 3);
-  const saved = process.env.TCD_DEVICE;
-  try {
-    process.env.TCD_DEVICE = '2';
-    assert.equal(resolveEngineOptions({}).device, 2);
-    process.env.TCD_DEVICE = 'gpu0';
-    assert.throws(() => resolveEngineOptions({}), /TCD_DEVICE must be a GPU index/);
-  } finally {
-    if (saved === undefined) delete process.env.TCD_DEVICE; else process.env.TCD_DEVICE = saved;
-  }
+  assert.equal(resolveEngineOptions({ device: settingsFromEnv({ TCD_DEVICE: '2' }).device }).device, 2);
+  assert.throws(() => settingsFromEnv({ TCD_DEVICE: 'gpu0' }), /TCD_DEVICE must be an integer >= 0, got "gpu0"/);
 });
 
 test('TCD_GPU_FUSED_BLOCKS=1 asks cuda UNet graphs for fused blocks; off, the graph tuning (and its cache key) is as before', () => {

@@ -1,7 +1,7 @@
 /**
  * The graph cache's disk budget end to end: the real Engine on the CPU (worker, session store, graph cache) with
  * every component written to files (externalDataMinMB: 0) and a budget far below one artifact
- * (TCD_GRAPH_CACHE_MB, read in the worker). Graphs of loaded sessions survive; after free() they are unloaded and
+ * (the graphCacheMB option, which reaches the worker in its start message). Graphs of loaded sessions survive; after free() they are unloaded and
  * the next written graphs evict them, one log line each.
  */
 import { test } from 'node:test';
@@ -17,11 +17,10 @@ const artifacts = (dir: string) => readdirSync(dir).filter((n) => /^[0-9a-f]{32}
 
 test('Engine on the CPU with a tiny graph cache budget: loaded graphs kept, unloaded ones evicted', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tcd-gcb-engine-'));
-  const saved = process.env.TCD_GRAPH_CACHE_MB;
-  process.env.TCD_GRAPH_CACHE_MB = '0.01'; // ~10 KiB: every artifact is over budget on its own
   const lines: string[] = [];
   const cacheDir = join(dir, 'cache');
-  const engine = new Engine({ ep: 'cpu', cacheDir, externalDataMinMB: 0, log: (l) => lines.push(l) });
+  // ~10 KiB: every artifact is over budget on its own
+  const engine = new Engine({ ep: 'cpu', cacheDir, externalDataMinMB: 0, graphCacheMB: 0.01, log: (l) => lines.push(l) });
   try {
     const ckpt = await ensureDemoCheckpoint(join(dir, 'models'));
     const copy = join(dir, 'copy.safetensors'); // another file identity: other graph keys, same weights
@@ -43,7 +42,6 @@ test('Engine on the CPU with a tiny graph cache budget: loaded graphs kept, unlo
     assert.equal((await engine.stats()).graphsBuilt, 2 * first.length);
   } finally {
     await engine.close();
-    if (saved === undefined) delete process.env.TCD_GRAPH_CACHE_MB; else process.env.TCD_GRAPH_CACHE_MB = saved;
     rmSync(dir, { recursive: true, force: true });
   }
 });

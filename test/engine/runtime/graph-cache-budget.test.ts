@@ -4,6 +4,7 @@
  * means no limit; stale `*.tmp-*` leftovers are removed while fresh ones (writes in progress) are kept.
  * Artifacts are real: written by graphArtifact from a one-weight graph, about 0.25 MiB of external data each.
  */
+import { settingsFromEnv } from '../../../server/settings.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
@@ -99,7 +100,7 @@ test('loaded artifacts and the new one survive, even alone over budget', withDir
 }));
 
 test('budget 0 (TCD_GRAPH_CACHE_MB=0) means unlimited', withDir((cache) => {
-  const budget = graphCacheBudgetBytes(cache, { TCD_GRAPH_CACHE_MB: '0' });
+  const budget = graphCacheBudgetBytes(cache, settingsFromEnv({ TCD_GRAPH_CACHE_MB: '0' }).graphCacheMB);
   assert.equal(budget, Infinity);
   for (let i = 0; i < 5; i++) assert.deepEqual(write(cache, i, budget).art.evicted, []);
   assert.equal(readdirSync(cache).length, 5);
@@ -132,27 +133,17 @@ test('stale temporary directories are removed, fresh ones (writes in progress) k
 }));
 
 test('TCD_GRAPH_CACHE_MB: MiB, and clear errors for anything else; default at least 8 GiB', withDir((cache) => {
-  assert.equal(graphCacheBudgetBytes(cache, { TCD_GRAPH_CACHE_MB: '20480' }), 20 * 1024 ** 3);
-  assert.equal(graphCacheBudgetBytes(cache, { TCD_GRAPH_CACHE_MB: ' 1.5 ' }), 1.5 * MiB);
+  const mb = (raw: string) => settingsFromEnv({ TCD_GRAPH_CACHE_MB: raw }).graphCacheMB;
+  assert.equal(graphCacheBudgetBytes(cache, mb('20480')), 20 * 1024 ** 3);
+  assert.equal(graphCacheBudgetBytes(cache, mb(' 1.5 ')), 1.5 * MiB);
   for (const bad of ['-1', '10GB', 'lots', '1e3', 'NaN']) {
-    assert.throws(() => graphCacheBudgetBytes(cache, { TCD_GRAPH_CACHE_MB: bad }),
+    assert.throws(() => mb(bad),
       (e: Error) => e.message.includes('TCD_GRAPH_CACHE_MB') && e.message.includes(JSON.stringify(bad)) && /MiB/.test(e.message), bad);
   }
-  // the default budget comes from the environment: a bad value fails the write before anything is written
-  const saved = process.env.TCD_GRAPH_CACHE_MB;
-  process.env.TCD_GRAPH_CACHE_MB = '5 GB';
-  try {
-    let built = false;
-    assert.throws(() => graphArtifact({ cacheDir: cache, key: graphKey({ fake: 'bad' }), externalize: true, build: () => { built = true; return build(9); } }),
-      /TCD_GRAPH_CACHE_MB must be a size in MiB .* got "5 GB"/);
-    assert.equal(built, false);
-    assert.ok(!existsSync(join(cache, graphKey({ fake: 'bad' }))));
-  } finally {
-    if (saved === undefined) delete process.env.TCD_GRAPH_CACHE_MB; else process.env.TCD_GRAPH_CACHE_MB = saved;
-  }
-  const def = graphCacheBudgetBytes(cache, {});
+  assert.throws(() => graphCacheBudgetBytes(cache, -1), /non-negative number of MiB/);
+  const def = graphCacheBudgetBytes(cache);
   assert.ok(def >= 8 * 1024 ** 3, `default ${def}`);
-  assert.equal(graphCacheBudgetBytes(cache, {}), def, 'fixed at first use');
+  assert.equal(graphCacheBudgetBytes(cache), def, 'fixed at first use');
 }));
 
 test('enforceGraphCacheBudget on its own: keep set honoured, nothing to do under budget', withDir((cache) => {

@@ -3,6 +3,7 @@
  * crash isolation for a killed child, cancellation, and nothing left running after close(). Real processes, CPU
  * provider, the demo checkpoint.
  */
+import { settingsFromEnv } from '../../../server/settings.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { totalmem } from 'node:os';
@@ -66,27 +67,16 @@ function loopRequest(steps: number): Parameters<Engine['sampleTcd']>[0] & { x: T
   };
 }
 
-test('options: process isolation by option or TCD_ENGINE_ISOLATION; env with a thread is refused', () => {
-  const saved = process.env.TCD_ENGINE_ISOLATION;
-  try {
-    delete process.env.TCD_ENGINE_ISOLATION;
-    assert.deepEqual(resolveEngineIsolation({}), { mode: 'thread' });
-    const child = resolveEngineIsolation({ isolation: 'process', env: { A: '1' } });
-    assert.deepEqual({ mode: child.mode, env: child.env }, { mode: 'process', env: { A: '1' } });
-    assert.equal(child.maxRssBytes, Math.floor(totalmem() * 0.85), 'a child engine has a memory limit (issue 18)');
-    const savedRss = process.env.TCD_ENGINE_MAX_RSS_MB;
-    process.env.TCD_ENGINE_MAX_RSS_MB = '512';
-    assert.equal(resolveEngineIsolation({ isolation: 'process' }).maxRssBytes, 512 * 2 ** 20);
-    if (savedRss === undefined) delete process.env.TCD_ENGINE_MAX_RSS_MB; else process.env.TCD_ENGINE_MAX_RSS_MB = savedRss;
-    assert.throws(() => new Engine({ env: { A: '1' } }), /env .* needs isolation 'process'/);
-    process.env.TCD_ENGINE_ISOLATION = 'process';
-    assert.equal(resolveEngineIsolation({}).mode, 'process');
-    assert.equal(resolveEngineIsolation({ isolation: 'thread' }).mode, 'thread');
-    process.env.TCD_ENGINE_ISOLATION = 'fiber';
-    assert.throws(() => resolveEngineIsolation({}), /TCD_ENGINE_ISOLATION must be thread or process, got "fiber"/);
-  } finally {
-    if (saved === undefined) delete process.env.TCD_ENGINE_ISOLATION; else process.env.TCD_ENGINE_ISOLATION = saved;
-  }
+test('options: process isolation by option (TCD_ENGINE_ISOLATION through the settings); env with a thread is refused', () => {
+  assert.deepEqual(resolveEngineIsolation({}), { mode: 'thread' });
+  const child = resolveEngineIsolation({ isolation: 'process', env: { A: '1' } });
+  assert.deepEqual({ mode: child.mode, env: child.env }, { mode: 'process', env: { A: '1' } });
+  assert.equal(child.maxRssBytes, Math.floor(totalmem() * 0.85), 'a child engine has a memory limit (issue 18)');
+  const rss = settingsFromEnv({ TCD_ENGINE_MAX_RSS_MB: '512' }).engineMaxRssMB;
+  assert.equal(resolveEngineIsolation({ isolation: 'process', maxRssMB: rss }).maxRssBytes, 512 * 2 ** 20);
+  assert.throws(() => new Engine({ env: { A: '1' } }), /env .* needs isolation 'process'/);
+  assert.equal(resolveEngineIsolation({ isolation: settingsFromEnv({ TCD_ENGINE_ISOLATION: 'process' }).isolation }).mode, 'process');
+  assert.throws(() => settingsFromEnv({ TCD_ENGINE_ISOLATION: 'fiber' }), /TCD_ENGINE_ISOLATION must be thread or process, got "fiber"/);
 });
 
 test('the child runs in its own process and sees the env it was given; the thread sees the server\'s', async () => {
@@ -96,7 +86,7 @@ test('the child runs in its own process and sees the env it was given; the threa
   assert.notEqual(probe.pid, process.pid);
   assert.ok(alive(probe.pid));
   assert.equal(process.env.TCD_PROBE, undefined);
-  assert.equal((await debugWorkerEnv(engine, 'TCD_ENGINE_WORKER_INIT')).value, null, 'the init is not left in the child\'s env');
+  assert.equal((await debugWorkerEnv(engine, 'TCD_ENGINE_WORKER_INIT')).value, null, 'the init comes in the start message, not the env');
   const thread = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'thread', log: () => {} });
   try {
     assert.deepEqual(await debugWorkerEnv(thread, 'TCD_PROBE'), { pid: process.pid, isolation: 'thread', value: null });

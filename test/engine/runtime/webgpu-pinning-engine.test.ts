@@ -12,8 +12,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Engine, pinWebGpu } from '../../../server/engine/engine.js';
 import { findVulkanLayer, VULKAN_LAYER_NAME } from '../../../server/engine/runtime/gpu-pinning.js';
-import { deviceIsolation } from '../../../server/host.js';
+import { deviceIsolation, engineOptions } from '../../../server/host.js';
 import { debugWorkerEnv } from '../../../server/engine/testing.js';
+import { parseCommandLine } from '../../../server/settings.js';
 
 const layer = findVulkanLayer(resolve('.'));
 const dir = mkdtempSync(join(tmpdir(), 'tcd-pin-'));
@@ -46,11 +47,12 @@ test('without the built layer: GPU 1 is refused with how to build it, GPU 0 runs
   assert.match(logs[0], /webgpu runs on the default GPU/);
 });
 
-test('serve --devices runs WebGPU engines in child processes, CUDA/CPU ones in threads', () => {
+test('serve --devices runs WebGPU engines in child processes, CUDA/CPU ones as configured (default threads)', () => {
   assert.equal(deviceIsolation('webgpu'), 'process');
-  assert.equal(deviceIsolation('WebGPU '), 'process');
+  assert.equal(deviceIsolation('WebGPU ', 'thread'), 'process');
   assert.equal(deviceIsolation('cuda'), undefined);
   assert.equal(deviceIsolation('cpu'), undefined);
+  assert.equal(deviceIsolation('cuda', 'process'), 'process');
 });
 
 test('a WebGPU engine on GPU 1 in a child process starts its worker with the layer on (the parent env untouched)',
@@ -66,13 +68,14 @@ test('a WebGPU engine on GPU 1 in a child process starts its worker with the lay
     } finally { await engine.close(); }
   });
 
-test('TCD_DEVICE, which `worker --device N` exports before its engine starts, pins like the option',
+test('worker --device N (or TCD_DEVICE) reaches the engine as its device option and pins like it',
   { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' }, async () => {
-    process.env.TCD_DEVICE = '1';
-    const engine = new Engine({ ep: 'webgpu', isolation: 'process', cacheDir: join(dir, 'c5'), log: quiet });
+    const s = parseCommandLine('worker', ['--device', '1', '--ep', 'webgpu', '--isolation', 'process'], {});
+    const engine = new Engine({ ...engineOptions(s.settings, quiet), cacheDir: join(dir, 'c5') });
     try {
       assert.equal((await debugWorkerEnv(engine, 'TCD_VULKAN_DEVICE')).value, '1');
-    } finally { delete process.env.TCD_DEVICE; await engine.close(); }
+      assert.equal(process.env.TCD_DEVICE, undefined, 'nothing is written into this process\'s environment');
+    } finally { await engine.close(); }
   });
 
 test('thread isolation pins this process once: its worker thread sees the layer, a second GPU in the same process is refused',
