@@ -15,8 +15,8 @@ import { startServer, type RunningServer } from './app/server.js';
 import type { ModelFolders } from './storage/model-folders.js';
 import { loadExtraModelPaths } from './storage/extra-model-paths.js';
 import { Executor } from './executor/execute.js';
-import { RedisPromptQueue } from './farm/redis-queue.js';
-import { MultiDeviceQueue } from './farm/multi-device.js';
+import { RedisBackend } from './farm/redis-queue.js';
+import { MultiDeviceBackend } from './farm/multi-device.js';
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), existsUp());
 function existsUp(): string {
@@ -82,8 +82,8 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     makeServices: ({ models, dirs }) => (services = makeServices(models, dirs, { ...engine, isolation: r.isolation ?? 'process' }, r.previews)),
     free: async (s) => { await s.engine().free(); },
     // farm (server/farm): prompts on Redis for worker processes, or one executor per local device
-    queueBackend: r.queue ? (ctx) => new RedisPromptQueue(ctx, { url: r.queue! })
-      : r.devices && r.devices.length > 1 ? (ctx) => new MultiDeviceQueue(ctx, r.devices!, (device) => {
+    queueBackend: r.queue ? (ctx) => new RedisBackend(ctx, { url: r.queue! })
+      : r.devices && r.devices.length > 1 ? (ctx) => new MultiDeviceBackend(ctx, r.devices!, (device) => {
         const s = makeServices(services!.models, services!.dirs, {
           ...engine, log: (m) => log(`[device ${device}] ${m}`), device: Number(device), isolation: deviceIsolation(r.ep, r.isolation),
         }, r.previews);

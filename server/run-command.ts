@@ -13,6 +13,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { createRegistry } from '../nodes/index.js';
 import { Executor } from './executor/execute.js';
+import { runPrompt } from './queue/run-prompt.js';
 import { validatePrompt, type ValidPrompt } from './executor/validate.js';
 import type { Prompt } from './executor/prompt.js';
 import { isUiWorkflow, uiToApi } from './workflow/convert.js';
@@ -197,23 +198,25 @@ export async function runCommand(s: Settings, positionals: string[]): Promise<nu
       let node = '', step = 0, max = 1, reason = '';
       const draw = () => { if (tty) process.stderr.write(bar((i + step / max) / jobs.length, `${i + 1}/${jobs.length}${job.label ? ` ${job.label}` : ''} ${node}${max > 1 ? ` ${step}/${max}` : ''}`, cols)); };
       draw();
-      const result = await executor.run(
-        { promptId: `cli-${i}`, prompt: job.prompt, extraData: job.workflow ? { extra_pnginfo: { workflow: job.workflow } } : {}, outputs: job.valid.outputs, constants: job.valid.constants },
-        {
-          signal: new AbortController().signal, preview: () => {},
-          emit: (ev) => {
-            if (ev.type === 'executing' && ev.data.node) { node = job.prompt[ev.data.node].class_type; step = 0; max = 1; draw(); }
-            if (ev.type === 'progress') { step = ev.data.value; max = ev.data.max; draw(); }
-            if (ev.type === 'execution_error') reason = `node ${ev.data.node_id} (${ev.data.node_type}) failed: ${ev.data.exception_message}`;
-          },
+      const item = {
+        number: i, promptId: `cli-${i}`, prompt: job.prompt, clientId: null, outputs: job.valid.outputs,
+        extraData: job.workflow ? { extra_pnginfo: { workflow: job.workflow } } : {},
+      };
+      const result = await runPrompt(executor, item, {
+        signal: new AbortController().signal, preview: () => {},
+        emit: (ev) => {
+          if (ev.type === 'executing' && ev.data.node) { node = job.prompt[ev.data.node].class_type; step = 0; max = 1; draw(); }
+          if (ev.type === 'progress') { step = ev.data.value; max = ev.data.max; draw(); }
+          if (ev.type === 'execution_error') reason = `node ${ev.data.node_id} (${ev.data.node_type}) failed: ${ev.data.exception_message}`;
         },
-      );
+      }, { valid: job.valid }); // validated above, before any model loaded
       let n = 0;
-      for (const out of Object.values(result.outputs)) for (const img of (out.images as ImageRef[] | undefined) ?? []) {
+      for (const out of Object.values(result.entry.outputs)) for (const img of (out.images as ImageRef[] | undefined) ?? []) {
         if (img.type !== 'output') continue;
         images.push(join(s.output, img.subfolder, img.filename)); n++;
       }
-      summary.push({ '#': i + 1, workflow: job.file, row: job.row, seed: job.seed, status: result.status, seconds: ((Date.now() - t0) / 1000).toFixed(2), 'nodes run': result.executed.length, images: n });
+      summary.push({ '#': i + 1, workflow: job.file, row: job.row, seed: job.seed, status: result.status, seconds: ((Date.now() - t0) / 1000).toFixed(2),
+        'nodes run': result.result?.executed.length ?? 0, images: n });
       if (result.status !== 'success') {
         if (tty) process.stderr.write('\r'.padEnd(cols - 1) + '\r');
         fail(`${job.label ? `${job.label}: ` : ''}${reason || result.status}`);

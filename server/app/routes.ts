@@ -22,7 +22,7 @@ import { writeJsonObject } from './stream-json.js';
 export interface RouteDeps<S> {
   registry: Registry<S>;
   services: S;
-  queue: PromptQueue<S>;
+  queue: PromptQueue;
   models: ModelFolders;
   dirs: FileDirs;
   workflowsDir: string;
@@ -76,7 +76,7 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
         return;
       }
     }
-    if (body.prompt_id !== undefined && (typeof body.prompt_id !== 'string' || !/^[\w-]{1,128}$/.test(body.prompt_id) || d.queue.store.has(body.prompt_id))) {
+    if (body.prompt_id !== undefined && (typeof body.prompt_id !== 'string' || !/^[\w-]{1,128}$/.test(body.prompt_id) || d.queue.has(body.prompt_id))) {
       res.status(400).json(promptError(errorItem('invalid_prompt', 'prompt_id must be a new id of letters, digits, - and _'))); return;
     }
     const targets = Array.isArray(body.partial_execution_targets) ? body.partial_execution_targets.map(String) : undefined;
@@ -84,7 +84,7 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
     if (!v.ok) { res.status(400).json(v.body); return; }
     const clientId = typeof body.client_id === 'string' ? body.client_id : null;
     const number = typeof body.number === 'number' && Number.isFinite(body.number) ? body.number : undefined;
-    const out = d.queue.submit({ prompt, extraData, clientId, outputs: v.outputs, promptId: body.prompt_id, number, front: !!body.front });
+    const out = d.queue.submit({ prompt, extraData, clientId, outputs: v.outputs, promptId: body.prompt_id, number, front: !!body.front, valid: v });
     res.json({ ...out, node_errors: v.nodeErrors });
   }));
 
@@ -101,9 +101,7 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
   r.get('/queue', (_req, res) => { res.json(d.queue.snapshot()); });
   r.post('/queue', (req, res) => {
     const b = req.body ?? {};
-    if (b.clear === true) d.queue.store.clearPending();
-    if (Array.isArray(b.delete)) d.queue.store.deletePending(b.delete.map(String));
-    d.queue.broadcastStatus();
+    d.queue.removePending({ all: b.clear === true, ids: Array.isArray(b.delete) ? b.delete.map(String) : [] });
     res.status(200).end();
   });
   r.post('/interrupt', (req, res) => {
@@ -115,16 +113,16 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
   // streamed a page of rows at a time: the whole history as one string can exceed V8's string limit
   r.get('/history', asyncRoute(async (req, res) => {
     res.type('application/json');
-    await writeJsonObject(res, d.queue.store.historyPages(intParam(req.query.max_items), intParam(req.query.offset) ?? -1));
+    await writeJsonObject(res, d.queue.historyPages(intParam(req.query.max_items), intParam(req.query.offset) ?? -1));
   }));
   r.get('/history/:id', (req, res) => {
-    const e = d.queue.store.historyItem(req.params.id);
+    const e = d.queue.historyItem(req.params.id);
     res.json(e ? { [req.params.id]: e } : {});
   });
   r.post('/history', (req, res) => {
     const b = req.body ?? {};
-    if (b.clear === true) d.queue.store.clearHistory();
-    if (Array.isArray(b.delete)) d.queue.store.deleteHistory(b.delete.map(String));
+    if (b.clear === true) d.queue.clearHistory();
+    if (Array.isArray(b.delete)) d.queue.deleteHistory(b.delete.map(String));
     res.status(200).end();
   });
 

@@ -11,7 +11,8 @@ import { httpError, promptError, errorItem } from '../../protocol/errors.js';
 import { Executor } from '../executor/execute.js';
 import type { Registry } from '../executor/node-definition.js';
 import { QueueStore } from '../queue/store.js';
-import { PromptQueue, type EventSink } from '../queue/prompt-queue.js';
+import { PromptQueue, type QueueBackend, type QueueContext } from '../queue/prompt-queue.js';
+import { LocalRunner } from '../queue/local-runner.js';
 import { ModelFolders } from '../storage/model-folders.js';
 import { removeStalePartials } from '../storage/atomic-write.js';
 import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
@@ -60,17 +61,17 @@ export interface ServerConfig<S> {
   /** start executing queued prompts (default true) */
   execute?: boolean;
   /**
-   * Replaces the embedded queue (server/farm: prompts on Redis/BullMQ run by worker processes, or one executor per
-   * device). Same methods as PromptQueue; history and events still go through `store` and `sink`.
+   * Who runs the queued prompts instead of this process's executor (server/farm: Redis/BullMQ worker processes, or
+   * one executor per device). The queue, its history and events stay the same.
    */
-  queueBackend?(ctx: { store: QueueStore; executor: Executor<S>; sink: EventSink; log: (m: string) => void }): PromptQueue<S>;
+  queueBackend?(ctx: QueueContext & { executor: Executor<S> }): QueueBackend;
 }
 
 export interface RunningServer<S> {
   url: string;
   port: number;
   http: Server;
-  queue: PromptQueue<S>;
+  queue: PromptQueue;
   hub: WsHub;
   store: QueueStore;
   services: S;
@@ -88,7 +89,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   const executor = new Executor(cfg.registry, services);
   let currentNode: string | null = null;
   // the hub needs the queue for status, the queue needs the hub as its sink
-  let queue: PromptQueue<S> | null = null;
+  let queue: PromptQueue | null = null;
   const hub = new WsHub(store, {
     softLimit: cfg.wsSoftLimit, hardLimit: cfg.wsHardLimit, keepaliveMs: cfg.wsKeepaliveMs,
     featureFlags: serverFeatures(cfg.maxUploadBytes ?? 100 * 1024 * 1024),
@@ -96,7 +97,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     currentExecution: () => {
       const id = queue?.runningPromptId();
       if (!id || !queue) return null;
-      const item = store.running().find((i) => i.promptId === id);
+      const item = queue.running().find((i) => i.promptId === id);
       return { clientId: item?.clientId ?? null, promptId: id, node: currentNode };
     },
   });
@@ -112,7 +113,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     },
     preview: hub.preview.bind(hub),
   };
-  queue = cfg.queueBackend ? cfg.queueBackend({ store, executor, sink, log }) : new PromptQueue(store, executor, sink, log);
+  queue = new PromptQueue(store, sink, log, (ctx) => (cfg.queueBackend ? cfg.queueBackend({ ...ctx, executor }) : new LocalRunner(ctx, executor)));
   const lost = queue.recover();
   if (lost.length) log(`recovered after an unclean stop: ${lost.length} interrupted prompt(s) reported as failed`);
 
@@ -124,7 +125,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   app.use(jsonBody(cfg.maxBodyBytes ?? 10 * 1024 * 1024));
   const frontend = comfyFrontendRoutes({
     dataDir: cfg.dataDir, maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024, models, workflowsDir: cfg.workflowsDir,
-    jobs: () => queue!.store,
+    jobs: () => queue!,
   });
   app.use('/api', frontend.router);
   app.use('/', frontend.router);

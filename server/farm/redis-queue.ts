@@ -6,14 +6,13 @@
  * the websocket hub through Redis pub/sub; a once-a-second sync against BullMQ's job states catches what pub/sub
  * cannot promise (a result sent while the server was down, a prompt that failed after its stall retries).
  * Example:
- *   startServer({ ...cfg, queueBackend: (ctx) => new RedisPromptQueue(ctx, { url: 'redis://127.0.0.1:6379' }) });
+ *   startServer({ ...cfg, queueBackend: (ctx) => new RedisBackend(ctx, { url: 'redis://127.0.0.1:6379' }) });
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { event } from '../../protocol/events.js';
-import { PromptQueue, type EventSink } from '../queue/prompt-queue.js';
-import type { Executor } from '../executor/execute.js';
-import type { HistoryEntry, QueueItem, QueueStore } from '../queue/store.js';
+import type { QueueBackend, QueueContext } from '../queue/prompt-queue.js';
+import { historyEntry, type HistoryEntry, type QueueItem } from '../queue/store.js';
 import { KEYS, checkpointOf, queueNameFor, redisOptions, aliveWorkers, type ControlMessage, type FarmMessage, type PromptJobData, type WorkerState } from './protocol.js';
 
 export interface RedisQueueOptions {
@@ -24,7 +23,7 @@ export interface RedisQueueOptions {
   keepFinished?: number;
 }
 
-export class RedisPromptQueue<S> extends PromptQueue<S> {
+export class RedisBackend implements QueueBackend {
   private readonly conn: Redis;
   private readonly sub: Redis;
   private readonly queues = new Map<string, Queue>();
@@ -36,8 +35,13 @@ export class RedisPromptQueue<S> extends PromptQueue<S> {
   private syncing = false;
   private started = false;
 
-  constructor(ctx: { store: QueueStore; executor: Executor<S>; sink: EventSink; log: (m: string) => void }, readonly opts: RedisQueueOptions) {
-    super(ctx.store, ctx.executor, ctx.sink, ctx.log);
+  private readonly store: QueueContext['store'];
+  private readonly sink: QueueContext['sink'];
+  private readonly log: QueueContext['log'];
+  private readonly statusChanged: () => void;
+
+  constructor(ctx: QueueContext, readonly opts: RedisQueueOptions) {
+    ({ store: this.store, sink: this.sink, log: this.log, statusChanged: this.statusChanged } = ctx);
     const o = redisOptions(opts.url);
     this.conn = new Redis({ ...o, lazyConnect: true });
     this.sub = new Redis({ ...o, lazyConnect: true });
@@ -45,16 +49,18 @@ export class RedisPromptQueue<S> extends PromptQueue<S> {
   }
 
   /** Nothing is failed at start-up: workers may still be running what SQLite lists as running; sync() decides. */
-  override recover(): string[] { return []; }
+  recover(): string[] { return []; }
 
-  override submit(p: Parameters<PromptQueue<S>['submit']>[0]): { prompt_id: string; number: number } {
-    const r = super.submit(p);
-    const item = this.store.pending().find((i) => i.promptId === r.prompt_id);
-    if (item) this.push(item, !!p.front).catch((e) => this.log(`queue ${r.prompt_id} on redis failed (retried by sync): ${(e as Error).message}`));
-    return r;
+  submitted(item: QueueItem, o: { front: boolean }): void {
+    this.push(item, o.front).catch((e) => this.log(`queue ${item.promptId} on redis failed (retried by sync): ${(e as Error).message}`));
   }
 
-  override interrupt(promptId?: string): boolean {
+  /** Deleting or clearing pending prompts (POST /queue) removes them from SQLite; their jobs go on the next sync. */
+  removed(): void {
+    if (this.started) this.sync().catch(() => {});
+  }
+
+  interrupt(promptId?: string): boolean {
     if (promptId && !this.active.has(promptId)) return false;
     if (!promptId && this.active.size === 0) return false;
     const msg: ControlMessage = { k: 'interrupt', promptId: promptId ?? null };
@@ -62,15 +68,9 @@ export class RedisPromptQueue<S> extends PromptQueue<S> {
     return true;
   }
 
-  override runningPromptId(): string | null { return this.active.keys().next().value ?? null; }
+  runningPromptId(): string | null { return this.active.keys().next().value ?? null; }
 
-  /** Deleting or clearing pending prompts (POST /queue) removes them from SQLite; their jobs go on the next sync. */
-  override broadcastStatus(): void {
-    super.broadcastStatus();
-    if (this.started) this.sync().catch(() => {});
-  }
-
-  override start(): void {
+  start(): void {
     if (this.started) return;
     this.started = true;
     void (async () => {
@@ -83,7 +83,7 @@ export class RedisPromptQueue<S> extends PromptQueue<S> {
     })().catch((e) => this.log(`farm queue could not start on ${this.opts.url}: ${(e as Error).message}`));
   }
 
-  override async stop(): Promise<void> {
+  async stop(): Promise<void> {
     this.started = false;
     if (this.timer) clearInterval(this.timer);
     while (this.syncing) await new Promise((r) => setTimeout(r, 20));
@@ -131,10 +131,9 @@ export class RedisPromptQueue<S> extends PromptQueue<S> {
   private markRunning(promptId: string, worker: string): void {
     if (this.active.get(promptId) === worker) return;
     this.active.set(promptId, worker);
-    // the store has no "mark running by id"; this is the state column take() sets
-    this.store.db.prepare(`UPDATE queue SET state = 'running' WHERE prompt_id = ?`).run(promptId);
+    this.store.markRunning(promptId);
     this.log(`prompt ${promptId} started on worker ${worker}`);
-    super.broadcastStatus();
+    this.statusChanged();
   }
 
   private queued(promptId: string): QueueItem | undefined {
@@ -151,7 +150,7 @@ export class RedisPromptQueue<S> extends PromptQueue<S> {
     const clientId = (extra.client_id as string | null | undefined) ?? null;
     this.store.finish(item ?? { number, promptId, prompt, extraData: extra, outputs, clientId }, entry);
     this.sink.send(final ?? event('executing', { node: null, prompt_id: promptId }), clientId, promptId);
-    super.broadcastStatus();
+    this.statusChanged();
   }
 
   private failed(item: QueueItem, reason: string, attempts: number): void {
@@ -160,11 +159,7 @@ export class RedisPromptQueue<S> extends PromptQueue<S> {
       exception_message: `the farm could not run this prompt: ${reason} (started ${attempts} time(s); a worker was killed or stopped answering each time)`,
     };
     this.sink.send(event('execution_error', data), item.clientId, item.promptId);
-    const entry: HistoryEntry = {
-      prompt: [item.number, item.promptId, item.prompt, { ...item.extraData, client_id: item.clientId }, item.outputs],
-      outputs: {}, status: { status_str: 'error', completed: false, messages: [['execution_error', data]] }, meta: {},
-    };
-    this.finish(item.promptId, entry, null);
+    this.finish(item.promptId, historyEntry(item, {}, 'error', [['execution_error', data]]), null);
   }
 
   /** Push what is not on Redis yet, collect finished jobs, drop jobs whose prompt was deleted. */

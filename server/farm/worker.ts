@@ -17,9 +17,8 @@ import { createRegistry } from '../../nodes/index.js';
 import type { NodeServices } from '../../nodes/services.js';
 import { Executor } from '../executor/execute.js';
 import type { EngineOptions } from '../engine/engine.js';
-import { validatePrompt } from '../executor/validate.js';
-import type { Prompt } from '../executor/prompt.js';
-import { event, type ServerEvent } from '../../protocol/events.js';
+import { event, type ExecutionErrorData, type ServerEvent } from '../../protocol/events.js';
+import { runPrompt, type InvalidPrompt } from '../queue/run-prompt.js';
 import { historyEntry, type HistoryEntry } from '../queue/store.js';
 import { ModelFolders } from '../storage/model-folders.js';
 import { makeServices } from '../host.js';
@@ -214,17 +213,13 @@ export class FarmWorker {
     let final: ServerEvent | null = null;
     let entry: HistoryEntry;
     try {
-      const refused = this.refusal(d);
-      if (refused) {
-        send(event('execution_error', refused));
+      const missing = this.missingModel(d);
+      if (missing) {
+        send(event('execution_error', missing));
         final = event('executing', { node: null, prompt_id: d.promptId });
-        entry = historyEntry(d, {}, 'error', [['execution_error', refused]]);
+        entry = historyEntry(d, {}, 'error', [['execution_error', missing]]);
       } else {
-        const v = validatePrompt(d.prompt, this.executor.registry, this.services, d.outputs.length ? d.outputs : undefined);
-        if (!v.ok) throw new Error('validated above');
-        if (d.ckpt && d.ckpt !== this.lastCkpt) this.switches++;
-        this.lastCkpt = d.ckpt ?? this.lastCkpt;
-        const result = await this.executor.run({ promptId: d.promptId, prompt: d.prompt as Prompt, extraData: d.extraData, outputs: v.outputs, constants: v.constants }, {
+        const outcome = await runPrompt(this.executor, d, {
           signal: abort.signal, log: this.log,
           emit: (ev) => {
             if (ev.type === 'executed') this.publisher.publish(ev.data.output);
@@ -233,16 +228,20 @@ export class FarmWorker {
             send(ev);
           },
           preview: (img, nodeId) => this.publish({ k: 'preview', worker: this.id, clientId: d.clientId, promptId: d.promptId, nodeId, format: img.format, b64: Buffer.from(img.bytes).toString('base64') }),
-        });
-        if (result.status === 'interrupted' && this.handingBack) {
-          await job.moveToWait(token);
-          this.log(`prompt ${d.promptId} handed back to the queue (worker stopping)`);
-          return;
+        }, { describeInvalid: (v) => this.invalidHere(d, v) });
+        if (outcome.result) {
+          if (outcome.status === 'interrupted' && this.handingBack) {
+            await job.moveToWait(token);
+            this.log(`prompt ${d.promptId} handed back to the queue (worker stopping)`);
+            return;
+          }
+          if (d.ckpt && d.ckpt !== this.lastCkpt) this.switches++;
+          this.lastCkpt = d.ckpt ?? this.lastCkpt;
+          for (const ui of Object.values(outcome.result.outputs)) this.publisher.publish(ui);
+          if (d.ckpt) this.loaded = [...this.loaded.filter((c) => c !== d.ckpt), d.ckpt].slice(-(this.o.keepModels ?? 1));
+          await this.syncLoaded();
         }
-        for (const ui of Object.values(result.outputs)) this.publisher.publish(ui);
-        if (d.ckpt) this.loaded = [...this.loaded.filter((c) => c !== d.ckpt), d.ckpt].slice(-(this.o.keepModels ?? 1));
-        await this.syncLoaded();
-        entry = historyEntry(d, result.outputs, result.status === 'success' ? 'success' : 'error', result.messages);
+        entry = outcome.entry;
       }
       this.publish({ k: 'result', worker: this.id, promptId: d.promptId, entry, final });
       await job.moveToCompleted(entry, token, false);
@@ -272,17 +271,23 @@ export class FarmWorker {
     } catch { /* engine stats unavailable: keep the recency list */ }
   }
 
-  /** Why this worker cannot run the prompt (a model missing here), as the execution_error the client sees. */
-  private refusal(d: PromptJobData) {
-    const base = { prompt_id: d.promptId, executed: [], traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now() };
-    if (d.ckpt && !this.onDisk().includes(d.ckpt)) {
-      return { ...base, node_id: '', node_type: 'CheckpointLoaderSimple', exception_type: 'ModelNotOnWorker',
-        exception_message: `worker ${this.id} (device ${this.o.engine.device ?? 'default'}) has no checkpoint '${d.ckpt}' in ${this.o.modelsDir}/checkpoints, and no live worker of the farm has it; copy it into every worker's models folder (or share that folder) and queue the prompt again` };
-    }
-    const v = validatePrompt(d.prompt, this.executor.registry, this.services, d.outputs.length ? d.outputs : undefined);
-    if (v.ok) return null;
+  /** A checkpoint this worker does not have, as the execution_error the client sees (null: it has it). */
+  private missingModel(d: PromptJobData): ExecutionErrorData | null {
+    if (!d.ckpt || this.onDisk().includes(d.ckpt)) return null;
+    return {
+      prompt_id: d.promptId, executed: [], traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now(),
+      node_id: '', node_type: 'CheckpointLoaderSimple', exception_type: 'ModelNotOnWorker',
+      exception_message: `worker ${this.id} (device ${this.o.engine.device ?? 'default'}) has no checkpoint '${d.ckpt}' in ${this.o.modelsDir}/checkpoints, and no live worker of the farm has it; copy it into every worker's models folder (or share that folder) and queue the prompt again`,
+    };
+  }
+
+  /** A prompt that validated on the server but not here (other models or nodes on this worker). */
+  private invalidHere(d: PromptJobData, v: InvalidPrompt): ExecutionErrorData {
     const [nodeId, ne] = Object.entries(v.body.node_errors)[0] ?? ['', undefined];
-    return { ...base, node_id: nodeId, node_type: ne?.class_type ?? '', exception_type: 'InvalidOnWorker',
-      exception_message: `worker ${this.id} cannot run this prompt: ${v.body.error.message}${ne ? `: ${ne.errors.map((x) => `${x.message} (${x.details})`).join('; ')}` : ''}` };
+    return {
+      prompt_id: d.promptId, executed: [], traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now(),
+      node_id: nodeId, node_type: ne?.class_type ?? '', exception_type: 'InvalidOnWorker',
+      exception_message: `worker ${this.id} cannot run this prompt: ${v.body.error.message}${ne ? `: ${ne.errors.map((x) => `${x.message} (${x.details})`).join('; ')}` : ''}`,
+    };
   }
 }

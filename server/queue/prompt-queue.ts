@@ -1,15 +1,21 @@
 /**
- * The embedded queue: prompts persisted in SQLite, executed one at a time by the executor, events routed to the
- * submitting client. Interrupt targets a prompt id (or whatever runs), so it never hits the wrong prompt.
+ * The queue the HTTP routes and the websocket hub talk to: prompts, their order, history and status, persisted in
+ * SQLite (store.ts) before POST /prompt answers. Who runs the prompts is a QueueBackend behind one interface:
+ *   - the embedded runner (local-runner.ts): this process's executor takes them one at a time;
+ *   - one runner per local GPU (farm/multi-device.ts, `serve --devices 0,1`);
+ *   - Redis/BullMQ (farm/redis-queue.ts, `serve --queue redis://...`): worker processes run them.
+ * Routes never see the store; backends use it (take, finish, mark running) through their QueueContext.
+ * Example:
+ *   const queue = new PromptQueue(store, sink, log, (ctx) => new LocalRunner(ctx, executor));
+ *   queue.recover(); queue.start();
+ *   const { prompt_id } = queue.submit({ prompt, extraData: {}, clientId: null, outputs: v.outputs, valid: v });
  */
 import { randomUUID } from 'node:crypto';
 import { event, type ServerEvent } from '../../protocol/events.js';
 import type { PreviewImage } from '../../protocol/preview.js';
-import type { Executor } from '../executor/execute.js';
-import { validatePrompt } from '../executor/validate.js';
 import type { Prompt } from '../executor/prompt.js';
-import { historyEntry, type HistoryEntry, type QueueItem, type QueueStore } from './store.js';
-import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
+import type { ValidPrompt } from '../executor/validate.js';
+import type { HistoryEntry, QueueItem, QueueStore } from './store.js';
 
 export interface EventSink {
   /** an event for one client (null = everyone) */
@@ -17,155 +23,94 @@ export interface EventSink {
   preview(img: PreviewImage, meta: { node_id: string; prompt_id: string }, clientId: string | null): void;
 }
 
-export const CRASH_MESSAGE = 'tcd-studio stopped while this prompt was running (crash or restart); it did not complete. Queue it again to re-run it.';
+/** What a backend gets from its queue: the store it runs prompts from, where events go, and a status nudge. */
+export interface QueueContext {
+  store: QueueStore;
+  sink: EventSink;
+  log: (m: string) => void;
+  /** queue_remaining (or what runs) changed: tell the clients */
+  statusChanged(): void;
+}
 
-export class PromptQueue<S> {
-  private current: { item: QueueItem; abort: AbortController } | null = null;
-  private unfinished: { item: QueueItem; entry: HistoryEntry }[] = [];
-  private wake: (() => void) | null = null;
-  private stopped = false;
-  private loop: Promise<void> | null = null;
-  onIdle: (() => void) | null = null;
+/** Runs the prompts of a queue: locally, on several devices, or through a farm. */
+export interface QueueBackend {
+  /** after an unclean stop: settle prompts the store lists as running; returns the ids reported as failed */
+  recover(): string[];
+  /** a prompt was stored; `valid` is its validation when the submitter has it (run it without validating again) */
+  submitted(item: QueueItem, o: { front: boolean; valid?: ValidPrompt }): void;
+  /** pending prompts were deleted from the store */
+  removed(): void;
+  /** interrupt the running prompt; with an id, only that one. Returns whether something was interrupted. */
+  interrupt(promptId?: string): boolean;
+  /** a prompt running now (the first, when several run) */
+  runningPromptId(): string | null;
+  start(): void;
+  stop(): Promise<void>;
+}
 
-  constructor(readonly store: QueueStore, readonly executor: Executor<S>, readonly sink: EventSink, readonly log: (m: string) => void = () => {}) {}
+export interface SubmitRequest {
+  prompt: Prompt | Record<string, unknown>;
+  extraData: Record<string, unknown>;
+  clientId: string | null;
+  outputs: string[];
+  promptId?: string;
+  number?: number;
+  front?: boolean;
+  valid?: ValidPrompt;
+}
 
-  /**
-   * Moves a finished prompt to history; on a full disk it is kept here (still 'running' in the store) and stored by
-   * the loop once space returns, so the result is neither lost nor allowed to crash the loop.
-   */
-  private record(item: QueueItem, entry: HistoryEntry): void {
-    try { this.store.finish(item, entry); } catch (e) {
-      if (!isDiskFull(e)) throw e;
-      this.unfinished.push({ item, entry });
-      this.log(`prompt ${item.promptId} finished but ${DISK_FULL_MESSAGE}; its result is kept until space returns`);
-    }
+export class PromptQueue<B extends QueueBackend = QueueBackend> {
+  readonly backend: B;
+
+  constructor(private readonly store: QueueStore, private readonly sink: EventSink, log: (m: string) => void,
+    backend: (ctx: QueueContext) => B) {
+    this.backend = backend({ store, sink, log, statusChanged: () => this.broadcastStatus() });
   }
 
-  /** Stores held results; true when none is left. */
-  private flushUnfinished(): boolean {
-    while (this.unfinished.length) {
-      const { item, entry } = this.unfinished[0];
-      try { this.store.finish(item, entry); } catch (e) {
-        if (isDiskFull(e)) return false;
-        throw e;
-      }
-      this.unfinished.shift();
-    }
-    return true;
-  }
+  recover(): string[] { return this.backend.recover(); }
+  start(): void { this.backend.start(); }
+  stop(): Promise<void> { return this.backend.stop(); }
 
-  /** Prompts left running by a crash are reported as failed, with an event their client can replay. */
-  recover(): string[] {
-    const lost = this.store.running();
-    for (const item of lost) {
-      const data = { prompt_id: item.promptId, node_id: '', node_type: '', executed: [], exception_message: CRASH_MESSAGE, exception_type: 'ServerRestart', traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now() };
-      this.record(item, historyEntry(item, {}, 'error', [['execution_error', data]]));
-      this.sink.send(event('execution_error', data), item.clientId, item.promptId);
-      this.sink.send(event('executing', { node: null, prompt_id: item.promptId }), item.clientId, item.promptId);
-      this.log(`prompt ${item.promptId} was running when the server stopped: reported as failed`);
-    }
-    return lost.map((i) => i.promptId);
-  }
-
-  submit(p: { prompt: Prompt; extraData: Record<string, unknown>; clientId: string | null; outputs: string[]; promptId?: string; number?: number; front?: boolean }): { prompt_id: string; number: number } {
+  submit(p: SubmitRequest): { prompt_id: string; number: number } {
     const promptId = p.promptId ?? randomUUID();
     const number = p.number ?? this.store.nextNumber(!!p.front);
-    this.store.enqueue({ number, promptId, prompt: p.prompt, extraData: p.extraData, outputs: p.outputs, clientId: p.clientId });
+    const item: QueueItem = { number, promptId, prompt: p.prompt as Record<string, unknown>, extraData: p.extraData, outputs: p.outputs, clientId: p.clientId };
+    this.store.enqueue(item);
     this.broadcastStatus();
-    this.wake?.();
+    this.backend.submitted(item, { front: !!p.front, valid: p.valid });
     return { prompt_id: promptId, number };
   }
 
+  /** whether a prompt id is taken (queued or in history) */
+  has(promptId: string): boolean { return this.store.has(promptId); }
   remaining(): number { return this.store.pendingCount(); }
-
-  broadcastStatus(): void {
-    this.sink.send(event('status', { status: { exec_info: { queue_remaining: this.remaining() } } }), null, null);
-  }
+  pending(): QueueItem[] { return this.store.pending(); }
+  running(): QueueItem[] { return this.store.running(); }
 
   snapshot(): { queue_running: unknown[]; queue_pending: unknown[] } {
     const asRow = (i: QueueItem) => [i.number, i.promptId, i.prompt, { ...i.extraData, client_id: i.clientId }, i.outputs];
-    return { queue_running: this.store.running().map(asRow), queue_pending: this.store.pending().map(asRow) };
+    return { queue_running: this.running().map(asRow), queue_pending: this.pending().map(asRow) };
   }
 
-  /** Interrupt the running prompt; with an id, only if that prompt is the one running. */
-  interrupt(promptId?: string): boolean {
-    if (!this.current) return false;
-    if (promptId && this.current.item.promptId !== promptId) return false;
-    this.current.abort.abort();
-    return true;
-  }
-
-  runningPromptId(): string | null { return this.current?.item.promptId ?? null; }
-
-  start(): void {
-    if (this.loop) return;
-    this.stopped = false;
-    this.loop = this.run();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.current?.abort.abort();
-    this.wake?.();
-    await this.loop;
-    this.loop = null;
-  }
-
-  private async pause(ms: number): Promise<void> {
-    await new Promise<void>((r) => { this.wake = r; setTimeout(r, ms).unref(); });
-    this.wake = null;
-  }
-
-  private async run(): Promise<void> {
-    while (!this.stopped) {
-      let item: QueueItem | undefined;
-      try {
-        // results a full disk could not record come first; no new prompt starts until they are stored
-        if (!this.flushUnfinished()) { await this.pause(1000); continue; }
-        item = this.store.take();
-      } catch (e) {
-        // the loop never dies: a full disk (or any storage error) is waited out and retried
-        this.log(`queue paused: ${isDiskFull(e) ? DISK_FULL_MESSAGE : (e as Error).message}`);
-        await this.pause(1000);
-        continue;
-      }
-      if (!item) {
-        this.onIdle?.();
-        await this.pause(1000);
-        continue;
-      }
-      await this.execute(item);
-    }
-  }
-
-  private async execute(item: QueueItem): Promise<void> {
-    const abort = new AbortController();
-    this.current = { item, abort };
+  /** Deletes pending prompts, all or some (running ones stay: interrupt them), then tells the clients once. */
+  removePending(o: { all?: boolean; ids?: string[] }): number {
+    const n = (o.all ? this.store.clearPending() : 0) + (o.ids?.length ? this.store.deletePending(o.ids) : 0);
+    this.backend.removed();
     this.broadcastStatus();
-    const send = (ev: ServerEvent) => this.sink.send(ev, item.clientId, item.promptId);
-    try {
-      const v = validatePrompt(item.prompt, this.executor.registry, this.executor.services, item.outputs.length ? item.outputs : undefined);
-      if (!v.ok) {
-        const data = { prompt_id: item.promptId, node_id: Object.keys(v.body.node_errors)[0] ?? '', node_type: '', executed: [], exception_message: `${v.body.error.message}: ${v.body.error.details}`, exception_type: v.body.error.type, traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now() };
-        send(event('execution_error', data));
-        send(event('executing', { node: null, prompt_id: item.promptId }));
-        this.record(item, historyEntry(item, {}, 'error', [['execution_error', data]]));
-        return;
-      }
-      const result = await this.executor.run(
-        { promptId: item.promptId, prompt: item.prompt as Prompt, extraData: item.extraData, outputs: v.outputs, constants: v.constants },
-        { emit: send, preview: (img, nodeId) => this.sink.preview(img, { node_id: nodeId, prompt_id: item.promptId }, item.clientId), signal: abort.signal, log: this.log },
-      );
-      this.record(item, historyEntry(item, result.outputs, result.status === 'success' ? 'success' : 'error', result.messages));
-    } catch (e) {
-      // the executor reports node failures itself; this is a failure of the queue machinery
-      this.log(`prompt ${item.promptId} failed outside any node: ${(e as Error).stack}`);
-      try {
-        this.record(item, historyEntry(item, {}, 'error', [['execution_error', { prompt_id: item.promptId, exception_message: (e as Error).message }]]));
-      } catch (e2) { this.log(`prompt ${item.promptId}: its failure could not be recorded: ${(e2 as Error).message}`); }
-    } finally {
-      this.current = null;
-      this.broadcastStatus();
-    }
+    return n;
+  }
+
+  interrupt(promptId?: string): boolean { return this.backend.interrupt(promptId); }
+  runningPromptId(): string | null { return this.backend.runningPromptId(); }
+
+  history(maxItems?: number, offset = -1): Record<string, HistoryEntry> { return this.store.history(maxItems, offset); }
+  /** history() a page of [prompt_id, entry JSON] at a time (for streaming); call until it returns null */
+  historyPages(maxItems?: number, offset = -1): () => [string, string][] | null { return this.store.historyPages(maxItems, offset); }
+  historyItem(promptId: string): HistoryEntry | undefined { return this.store.historyItem(promptId); }
+  deleteHistory(ids: string[]): void { this.store.deleteHistory(ids); }
+  clearHistory(): void { this.store.clearHistory(); }
+
+  broadcastStatus(): void {
+    this.sink.send(event('status', { status: { exec_info: { queue_remaining: this.remaining() } } }), null, null);
   }
 }

@@ -112,6 +112,11 @@ export class QueueStore {
     })());
   }
 
+  /** Marks a prompt running that another process took (a farm worker), as take() does for this one. */
+  markRunning(promptId: string): void {
+    this.db.prepare(`UPDATE queue SET state = 'running' WHERE prompt_id = ?`).run(promptId);
+  }
+
   deletePending(ids: string[]): number {
     const st = this.db.prepare(`DELETE FROM queue WHERE prompt_id = ? AND state = 'pending'`);
     return this.db.transaction(() => ids.reduce((n, id) => n + st.run(id).changes, 0))();

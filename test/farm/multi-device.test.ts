@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { serve } from '../../server/host.js';
 import type { RunningServer } from '../../server/app/server.js';
 import type { NodeServices } from '../../nodes/services.js';
-import { MultiDeviceQueue } from '../../server/farm/multi-device.js';
+import { MultiDeviceBackend } from '../../server/farm/multi-device.js';
 import { api, WsClient, waitHistory } from '../server/protocol-client.js';
 import { farmDirs, removeDirs, demoPrompt, sleep, type FarmDirs } from './farm-harness.js';
 
@@ -19,8 +19,8 @@ before(async () => {
 after(async () => { await server.close(); removeDirs(d); });
 
 test('two devices run two prompts at once; interrupt by id stops only that one', async () => {
-  assert.ok(server.queue instanceof MultiDeviceQueue);
-  const q = server.queue as MultiDeviceQueue<NodeServices>;
+  assert.ok(server.queue.backend instanceof MultiDeviceBackend);
+  const q = server.queue.backend as MultiDeviceBackend<NodeServices>;
   const ws = await WsClient.connect(server.url, 'md');
   const a = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 1, steps: 12, size: 384 }), client_id: 'md' })).json.prompt_id;
   const b = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 2, steps: 12, size: 384 }), client_id: 'md' })).json.prompt_id;
