@@ -243,9 +243,16 @@ export class FarmWorker {
         }
         entry = outcome.entry;
       }
+      // completed in Redis and counted in the registry before the result is published, so a client that sees the
+      // prompt finished also sees the count; a run whose lock lapsed (the job was taken back by a stalled check and
+      // is run again elsewhere) still delivers its result but is not counted; the run that completes the job counts
+      let completed = true;
+      await job.moveToCompleted(entry, token, false).catch((e) => {
+        completed = false;
+        this.log(`prompt ${d.promptId}: lock lapsed, the job is run again elsewhere: ${(e as Error).message}`);
+      });
+      if (completed) { this.done++; await this.beat(); }
       this.publish({ k: 'result', worker: this.id, promptId: d.promptId, entry, final });
-      await job.moveToCompleted(entry, token, false);
-      this.done++;
     } catch (e) {
       this.log(`prompt ${d.promptId} failed outside any node: ${(e as Error).stack}`);
       await job.moveToFailed(e as Error, token, false).catch(() => {});

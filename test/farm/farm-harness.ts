@@ -95,6 +95,18 @@ export async function workerStates(redisUrl: string): Promise<WorkerState[]> {
   try { return aliveWorkers(await r.hgetall(KEYS.workers)); } finally { r.disconnect(); }
 }
 
+/**
+ * Prompts each registered worker counted as done, alive or not: on a loaded machine a worker's heartbeat can be older
+ * than the liveness TTL while its last published count is still the one to check.
+ */
+export async function doneCounts(redisUrl: string): Promise<Record<string, number>> {
+  const r = new Redis(redisUrl);
+  try {
+    const all = await r.hgetall(KEYS.workers);
+    return Object.fromEntries(Object.values(all).map((v) => JSON.parse(v) as WorkerState).map((w) => [w.id, w.done]));
+  } finally { r.disconnect(); }
+}
+
 export async function stopWorker(p: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return;
   await new Promise<void>((r) => { p.once('exit', () => r()); p.kill(signal); });
