@@ -14,9 +14,13 @@ import { decodePreviewFrame, type PreviewFrame } from './preview.js';
 /** The part of the WebSocket interface used here; the browser's and the ws package's both have it. */
 export interface WebSocketLike {
   binaryType: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   onopen: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   onmessage: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   onclose: ((ev: any) => void) | null;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   onerror: ((ev: any) => void) | null;
   send(data: string): void;
   close(): void;
@@ -136,8 +140,8 @@ export class EventSocket {
       if (!greeted && reject) { reject(new Error('websocket closed before the server greeted')); reject = undefined; }
       if (this.ws !== null || this.closing || !(this.greetedOnce || this.o.retryFirst)) return;
       this.onState('reconnecting');
-      const t: any = setTimeout(() => { if (!this.closing && this.ws === null) this.attempt(resolve, reject); }, this.delay);
-      t?.unref?.(); // a Node process may exit while the server is away
+      const t: unknown = setTimeout(() => { if (!this.closing && this.ws === null) this.attempt(resolve, reject); }, this.delay);
+      (t as { unref?: () => void } | undefined)?.unref?.(); // a Node process may exit while the server is away
       this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
     };
   }

@@ -29,6 +29,7 @@ import type { ImageRef } from '../protocol/images.js';
 export interface LoadedWorkflow { prompt: Prompt; workflow?: unknown }
 
 /** Read a workflow file in any accepted form: UI or API JSON, `{prompt: ...}`, or a PNG with tEXt chunks. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
 export function loadWorkflowFile(path: string, registry: Registry<any>): LoadedWorkflow {
   const bytes = readFileSync(path);
   let doc: unknown;
@@ -57,6 +58,7 @@ function nodesNamed(prompt: Prompt, key: string): string[] {
  * Set one input from text. A STRING input keeps the text as it is (a prompt "42" stays a string); other inputs take
  * the text as JSON when it parses (numbers, booleans, links) and as a string otherwise.
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
 export function setInput(prompt: Prompt, nodeKey: string, input: string, raw: string, registry?: Registry<any>): void {
   const ids = nodesNamed(prompt, nodeKey);
   if (ids.length === 0) throw new Error(`no node with id, title or class "${nodeKey}"`);
@@ -69,6 +71,7 @@ export function setInput(prompt: Prompt, nodeKey: string, input: string, raw: st
 }
 
 /** Apply `NODE.INPUT=VALUE` (see setInput). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
 export function applySet(prompt: Prompt, assignment: string, registry?: Registry<any>): void {
   const m = /^([^=]+)\.([^.=]+)=(.*)$/s.exec(assignment);
   if (!m) throw new Error(`--set ${assignment}: expected NODE.INPUT=VALUE`);

@@ -7,6 +7,7 @@ export type { ConnectionState, EventSocket } from '../../protocol/event-socket.j
 export type { PreviewFrame as Preview } from '../../protocol/preview.js';
 
 /** The editor reads events loosely: a server may send event types this build does not know. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
 export interface SocketEvent { type: string; data: any; seq?: number }
 
 /** A per-tab client id: kept in sessionStorage so a reload keeps receiving its prompts' events. */

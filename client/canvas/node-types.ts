@@ -105,6 +105,7 @@ function makeClass(type: string, info: NodeInfo, onEdit: (typing?: boolean) => v
       };
     }
 
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
     override onConfigure(data: any): void {
       ensureWidgetSlots(this, described);
       // Re-apply widget values by name: tolerant of files saved without the seed's control value.

@@ -25,6 +25,7 @@ export function primitiveNodeClass(onEdit: () => void): typeof LGraphNode {
       this.addOutput(ANY_NAME, '*');
     }
 
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
     override onConfigure(data: any): void {
       // Already adopted while litegraph replayed the links: configure() has applied the values itself.
       if (Array.isArray(data.widgets_values) && !this.widgets?.length) this.pendingValues = data.widgets_values;

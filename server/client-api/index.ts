@@ -55,6 +55,7 @@ export interface RunResult {
 
 /** An HTTP error from the server, with its JSON body (for POST /prompt: `{error, node_errors}`). */
 export class TcdApiError extends Error {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   constructor(message: string, readonly status: number, readonly body: any) { super(message); this.name = 'TcdApiError'; }
 }
 
@@ -77,13 +78,16 @@ export class TcdClient {
   }
 
   /** One HTTP request with the token; JSON in and out. Throws TcdApiError on a non-2xx answer. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   async request(method: string, path: string, body?: unknown): Promise<any> {
     const res = await this.fetch(path, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
     const text = await res.text();
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
     let json: any = undefined;
     try { json = text ? JSON.parse(text) : undefined; } catch { json = text; }
     if (!res.ok) {
       const msg = json?.error?.message ?? (typeof json === 'string' ? json : res.statusText);
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
       const node = json?.node_errors && Object.entries(json.node_errors as Record<string, any>)[0];
       throw new TcdApiError(`${method} ${path}: ${res.status} ${msg}${node ? ` (node ${node[0]} ${node[1].class_type}: ${node[1].errors?.[0]?.message} ${node[1].errors?.[0]?.details ?? ''})` : ''}`.trim(), res.status, json);
     }
@@ -153,6 +157,7 @@ export class TcdClient {
   }
 
   /** The history entry of a prompt, or undefined while it has none. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   async history(promptId: string): Promise<any | undefined> {
     return (await this.request('GET', `/history/${encodeURIComponent(promptId)}`))?.[promptId];
   }

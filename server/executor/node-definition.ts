@@ -30,6 +30,7 @@ export interface InputSpec {
   type: string;
   options: InputOptions;
   /** COMBO choices: a list, or a function evaluated when object_info is asked and when validating */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   choices?: string[] | ((services: any) => string[]);
   optional?: boolean;
 }

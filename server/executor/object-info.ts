@@ -8,6 +8,7 @@ function inputEntry(spec: InputSpec, services: unknown): unknown[] {
   return Object.keys(opts).length ? [spec.type, opts] : [spec.type];
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
 export function objectInfoFor(def: NodeDefinition<any>, services?: unknown): Record<string, unknown> {
   const required: Record<string, unknown> = {};
   const optional: Record<string, unknown> = {};
@@ -37,6 +38,7 @@ export function objectInfoFor(def: NodeDefinition<any>, services?: unknown): Rec
 }
 
 /** Every node's entry; a node whose info cannot be built (e.g. its combo list throws) is left out, like ComfyUI. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
 export function objectInfo(registry: Map<string, NodeDefinition<any>>, services?: unknown, log?: (m: string) => void): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [id, def] of registry) {

@@ -88,14 +88,17 @@ export class QueueStore {
       .run(item.promptId, item.number, JSON.stringify(item.prompt), JSON.stringify(item.extraData), JSON.stringify(item.outputs), item.clientId, Date.now());
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   private rowToItem(r: any): QueueItem {
     return { number: r.number, promptId: r.prompt_id, prompt: JSON.parse(r.prompt), extraData: JSON.parse(r.extra_data), outputs: JSON.parse(r.outputs), clientId: r.client_id };
   }
 
   pending(): QueueItem[] {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
     return (this.db.prepare(`SELECT * FROM queue WHERE state = 'pending' ORDER BY number, created`).all() as any[]).map((r) => this.rowToItem(r));
   }
   running(): QueueItem[] {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
     return (this.db.prepare(`SELECT * FROM queue WHERE state = 'running' ORDER BY number`).all() as any[]).map((r) => this.rowToItem(r));
   }
   pendingCount(): number { return (this.db.prepare(`SELECT COUNT(*) AS c FROM queue`).get() as { c: number }).c; }
@@ -107,6 +110,7 @@ export class QueueStore {
     return this.relaxed(() => this.db.transaction(() => {
       const r = this.db.prepare(`SELECT * FROM queue WHERE state = 'pending' ORDER BY number, created LIMIT 1`).get();
       if (!r) return undefined;
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
       this.db.prepare(`UPDATE queue SET state = 'running' WHERE prompt_id = ?`).run((r as any).prompt_id);
       return this.rowToItem(r);
     })());
@@ -191,6 +195,7 @@ export class QueueStore {
     return seq;
   }
   eventsSince(clientId: string, since: number): LoggedEvent[] {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
     return (this.db.prepare(`SELECT seq, client_id, type, data FROM events WHERE client_id = ? AND seq > ? ORDER BY seq`).all(clientId, since) as any[])
       .map((r) => ({ seq: r.seq, clientId: r.client_id, type: r.type, data: JSON.parse(r.data) }));
   }

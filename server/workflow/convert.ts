@@ -19,6 +19,7 @@ export function isUiWorkflow(v: unknown): v is UiWorkflow {
  * are followed by a frontend-only companion value.
  * @example schemaFromDefinition(registry.get('KSampler')!).inputs[1] // { name: 'seed', widget: true, controlAfterGenerate: true, ... }
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
 export function schemaFromDefinition(def: NodeDefinition<any>): ClassSchema {
   return {
     displayName: def.displayName,

@@ -9,7 +9,7 @@ import { commonUpscale, interpolate } from '../../server/engine/ops/resize.js';
 import { objectInfoFor } from '../../server/executor/object-info.js';
 import type { Tensor } from '../../server/engine/tensor.js';
 import type { CondEntry, LatentValue } from '../../nodes/types.js';
-import { T, assertTensor, registry, runNode } from './model-free-helpers.js';
+import { T, registry, runNode } from './model-free-helpers.js';
 
 const row = (values: number[]) => T([1, 1, 1, values.length], values);
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, statSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnStubServer, rawRequest, quick, queueWitness, assertAliveAndWhole } from './child-harness.js';
-import { api, uploadForm, WsClient } from '../server/protocol-client.js';
+import { uploadForm, WsClient } from '../server/protocol-client.js';
 import { encodePng } from '../../server/storage/png.js';
 import { chainPrompt } from '../executor/stub-server.js';
 
