@@ -16,9 +16,10 @@ const gpuTuningFromEnv = (env: Record<string, string>): GpuTuning =>
 
 const layoutOf = (o: ReturnType<typeof sessionOptionsFor>) => (o.executionProviders![0] as { preferredLayout?: string }).preferredLayout;
 
-test('defaults: the measured winners (NHWC, fused attention, MatMul linears, baked LoRAs), no graph capture, no profiling', () => {
+test('defaults: the measured winners (NHWC, fused attention, MatMul linears, baked LoRAs, fused CUDA blocks), no graph capture, no profiling', () => {
   assert.deepEqual(DEFAULT_GPU_TUNING, {
     layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null, linear: 'matmul', lora: 'bake', vaeAttention: 'fused',
+    fusedBlocks: true,
   });
   assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
   const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
@@ -81,7 +82,7 @@ test('profiling writes one file per provider, family and component under the pro
 test('fused attention, MatMul linears and VAE attention forms go to GPU providers only; the CPU keeps the reference graph', () => {
   const gpu = { fusedAttention: true, linear: 'matmul', midAttention: 'fused' };
   assert.deepEqual(graphTuningFor('webgpu'), gpu);
-  assert.deepEqual(graphTuningFor('cuda'), gpu);
+  assert.deepEqual(graphTuningFor('cuda'), { ...gpu, fusedBlocks: true });
   assert.deepEqual(graphTuningFor('cpu'), { fusedAttention: false, linear: 'gemm-transb' });
   assert.deepEqual(graphTuningFor('cpu', { ...DEFAULT_GPU_TUNING, linear: 'gemm', vaeAttention: 'plain-fp16' }), { fusedAttention: false, linear: 'gemm-transb' });
   assert.deepEqual(graphTuningFor('webgpu', { ...DEFAULT_GPU_TUNING, fusedAttention: false, linear: 'gemm-transb', vaeAttention: 'plain' }),
@@ -102,11 +103,12 @@ test('one engine per GPU: the engine device (option; TCD_DEVICE through the sett
   assert.throws(() => settingsFromEnv({ TCD_DEVICE: 'gpu0' }), /TCD_DEVICE must be an integer >= 0, got "gpu0"/);
 });
 
-test('TCD_GPU_FUSED_BLOCKS=1 asks cuda UNet graphs for fused blocks; off, the graph tuning (and its cache key) is as before', () => {
-  const on = gpuTuningFromEnv({ TCD_GPU_FUSED_BLOCKS: '1' });
+test('cuda UNet graphs get fused blocks by default (TCD_GPU_FUSED_BLOCKS=0 turns them off); other providers never', () => {
+  const on = gpuTuningFromEnv({});
   assert.equal(on.fusedBlocks, true);
   assert.equal(graphTuningFor('cuda', on).fusedBlocks, true);
   assert.equal(graphTuningFor('webgpu', on).fusedBlocks, undefined);
   assert.equal(graphTuningFor('cpu', on).fusedBlocks, undefined);
-  assert.deepEqual(Object.keys(graphTuningFor('cuda', gpuTuningFromEnv({}))), ['fusedAttention', 'linear', 'midAttention']);
+  // off, the graph tuning (and so the graph cache key) is what it was before the option existed
+  assert.deepEqual(Object.keys(graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_FUSED_BLOCKS: '0' }))), ['fusedAttention', 'linear', 'midAttention']);
 });
