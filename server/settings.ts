@@ -173,8 +173,8 @@ export const SETTINGS = {
   gpuVaeAttention: optional({ flag: 'gpu-vae-attention', env: 'TCD_GPU_VAE_ATTENTION', meta: 'fused|plain|fused-fp16|plain-fp16',
     parse: oneOf(['fused', 'plain', 'fused-fp16', 'plain-fp16'] as const), commands: HOSTS, group: 'gpu tuning',
     defaultDoc: 'fused', help: 'form of the VAE mid-block attention' }),
-  gpuFusedBlocks: flagSwitch({ flag: 'gpu-fused-blocks', env: 'TCD_GPU_FUSED_BLOCKS', default: false, whenSet: true,
-    commands: HOSTS, group: 'gpu tuning', help: 'cuda: UNet transformer blocks with SkipLayerNormalization and Gelu (an experiment)' }),
+  gpuFusedBlocks: flagSwitch({ flag: 'gpu-fused-blocks', env: 'TCD_GPU_FUSED_BLOCKS', default: true, whenSet: true,
+    commands: HOSTS, group: 'gpu tuning', help: 'cuda: UNet transformer blocks with SkipLayerNormalization and Gelu (0 turns it off)' }),
   ortProfileDir: optional({ flag: 'ort-profile-dir', env: 'TCD_ORT_PROFILE_DIR', meta: 'DIR', parse: dir, commands: HOSTS,
     group: 'gpu tuning', help: 'write an ONNX Runtime profile (JSON) per session here' }),
   // farm
@@ -232,7 +232,8 @@ export function gpuTuningOf(s: Settings) {
   return {
     layout: s.gpuLayout, fusedAttention: s.gpuAttention === undefined ? undefined : s.gpuAttention === 'fused',
     graphCapture: s.gpuGraphCapture, bufferCache: s.gpuBufferCache, profileDir: s.ortProfileDir, linear: s.gpuLinear,
-    lora: s.gpuLora, vaeAttention: s.gpuVaeAttention, fusedBlocks: s.gpuFusedBlocks || undefined, // off: no key (graph tuning and cache keys as before)
+    // off, graphTuningFor adds no key (graph tuning and cache keys as before the option)
+    lora: s.gpuLora, vaeAttention: s.gpuVaeAttention, fusedBlocks: s.gpuFusedBlocks,
   };
 }
 
