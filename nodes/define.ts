@@ -11,7 +11,14 @@
  *     execute: ({ width, height }) => ({ outputs: [...] }),   // width: number
  *   });
  */
-import type { InputOptions, InputSpec, NodeContext, NodeDefinition, NodeResult, OutputSpec } from '../server/executor/node-definition.js';
+import type {
+  InputOptions,
+  InputSpec,
+  NodeContext,
+  NodeDefinition,
+  NodeResult,
+  OutputSpec,
+} from '../server/executor/node-definition.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import type { NodeServices } from './services.js';
 import type { ClipValue, Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue, VaeValue } from './types.js';
@@ -20,33 +27,58 @@ type Opts = Omit<InputOptions, 'default'>;
 
 /** What each socket type carries between nodes. Types not listed here arrive as unknown. */
 export interface SocketValues {
-  MODEL: ModelValue; CLIP: ClipValue; VAE: VaeValue; CONDITIONING: Conditioning; LATENT: LatentValue;
-  IMAGE: Tensor; MASK: Tensor; SAMPLER: SamplerValue; SIGMAS: SigmasValue;
+  MODEL: ModelValue;
+  CLIP: ClipValue;
+  VAE: VaeValue;
+  CONDITIONING: Conditioning;
+  LATENT: LatentValue;
+  IMAGE: Tensor;
+  MASK: Tensor;
+  SAMPLER: SamplerValue;
+  SIGMAS: SigmasValue;
 }
 type SocketValue<T extends string> = T extends keyof SocketValues ? SocketValues[T] : unknown;
 
 /** An input spec that remembers its name and the type of value the node function receives (phantom field). */
-export interface TypedInput<N extends string = string, V = unknown> extends InputSpec { name: N; readonly __value?: V }
+export interface TypedInput<N extends string = string, V = unknown> extends InputSpec {
+  name: N;
+  readonly __value?: V;
+}
 
 const spec = <N extends string, V>(s: InputSpec & { name: N }): TypedInput<N, V> => s;
 
 export const t = {
-  int: <N extends string>(name: N, o: Opts & { default?: number } = {}) => spec<N, number>({ name, type: 'INT', options: { step: 1, ...o } }),
-  float: <N extends string>(name: N, o: Opts & { default?: number } = {}) => spec<N, number>({ name, type: 'FLOAT', options: o }),
-  string: <N extends string>(name: N, o: Opts & { default?: string } = {}) => spec<N, string>({ name, type: 'STRING', options: o }),
-  boolean: <N extends string>(name: N, o: Opts & { default?: boolean } = {}) => spec<N, boolean>({ name, type: 'BOOLEAN', options: o }),
+  int: <N extends string>(name: N, o: Opts & { default?: number } = {}) =>
+    spec<N, number>({ name, type: 'INT', options: { step: 1, ...o } }),
+  float: <N extends string>(name: N, o: Opts & { default?: number } = {}) =>
+    spec<N, number>({ name, type: 'FLOAT', options: o }),
+  string: <N extends string>(name: N, o: Opts & { default?: string } = {}) =>
+    spec<N, string>({ name, type: 'STRING', options: o }),
+  boolean: <N extends string>(name: N, o: Opts & { default?: boolean } = {}) =>
+    spec<N, boolean>({ name, type: 'BOOLEAN', options: o }),
   /** a fixed list types the value as its members; a list computed from the services (file names) as string */
-  combo: <N extends string, const C extends string = string>(name: N, choices: readonly C[] | ((services: NodeServices) => string[]), o: Opts & { default?: C } = {}) =>
-    spec<N, C>({ name, type: 'COMBO', options: o, choices: typeof choices === 'function' ? choices : [...choices] }),
+  combo: <N extends string, const C extends string = string>(
+    name: N,
+    choices: readonly C[] | ((services: NodeServices) => string[]),
+    o: Opts & { default?: C } = {},
+  ) => spec<N, C>({ name, type: 'COMBO', options: o, choices: typeof choices === 'function' ? choices : [...choices] }),
   /** a socket input of a non-widget type (MODEL, CLIP, VAE, CONDITIONING, LATENT, IMAGE, MASK, SAMPLER, SIGMAS ...) */
-  socket: <T extends string, N extends string>(type: T, name: N, o: Opts = {}) => spec<N, SocketValue<T>>({ name, type, options: o }),
-  optional: <N extends string, V>(s: TypedInput<N, V>): TypedInput<N, V | undefined> & { optional: true } => ({ ...s, optional: true }),
+  socket: <T extends string, N extends string>(type: T, name: N, o: Opts = {}) =>
+    spec<N, SocketValue<T>>({ name, type, options: o }),
+  optional: <N extends string, V>(s: TypedInput<N, V>): TypedInput<N, V | undefined> & { optional: true } => ({
+    ...s,
+    optional: true,
+  }),
   out: (type: string, name: string = type, tooltip?: string): OutputSpec => ({ type, name, tooltip }),
 };
 
 /** The node function's argument object for a list of typed inputs. */
 export type ArgsOf<I extends readonly TypedInput[]> = {
-  [S in I[number] as S['name']]: S extends TypedInput<string, infer V> ? (S extends { optional: true } ? V | undefined : V) : never;
+  [S in I[number] as S['name']]: S extends TypedInput<string, infer V>
+    ? S extends { optional: true }
+      ? V | undefined
+      : V
+    : never;
 };
 
 /**
@@ -60,12 +92,21 @@ export function seedValue(v: number | string | bigint): bigint {
 }
 
 /** The seed input every sampler shares: INT 0..2^64-1 with control_after_generate; beyond 2^53 a decimal string. */
-export const seedInput = <N extends string = 'seed'>(name: N = 'seed' as N, tooltip = 'The random seed used for creating the noise.') =>
-  spec<N, number | string>({ name, type: 'INT', options: { step: 1, default: 0, min: 0, max: 0xffffffffffffffff, control_after_generate: true, tooltip } });
+export const seedInput = <N extends string = 'seed'>(
+  name: N = 'seed' as N,
+  tooltip = 'The random seed used for creating the noise.',
+) =>
+  spec<N, number | string>({
+    name,
+    type: 'INT',
+    options: { step: 1, default: 0, min: 0, max: 0xffffffffffffffff, control_after_generate: true, tooltip },
+  });
 
 type Services = NodeServices;
-interface Def<I extends readonly TypedInput[]> extends
-  Omit<NodeDefinition<Services>, 'displayName' | 'description' | 'outputNode' | 'inputs' | 'execute' | 'validate' | 'fingerprint'> {
+interface Def<I extends readonly TypedInput[]> extends Omit<
+  NodeDefinition<Services>,
+  'displayName' | 'description' | 'outputNode' | 'inputs' | 'execute' | 'validate' | 'fingerprint'
+> {
   displayName?: string;
   description?: string;
   outputNode?: boolean;
@@ -77,5 +118,11 @@ interface Def<I extends readonly TypedInput[]> extends
 
 export function defineNode<const I extends readonly TypedInput[]>(def: Def<I>): NodeDefinition<Services> {
   // the executor passes validated values keyed by input name, which is exactly ArgsOf<I>
-  return { displayName: def.id, description: '', outputNode: false, ...def, inputs: [...def.inputs] } as unknown as NodeDefinition<Services>;
+  return {
+    displayName: def.id,
+    description: '',
+    outputNode: false,
+    ...def,
+    inputs: [...def.inputs],
+  } as unknown as NodeDefinition<Services>;
 }

@@ -14,7 +14,8 @@ import { interpolate, roundHalfEven } from '../server/engine/ops/resize.js';
 function repeatBatch(t: Tensor, batch: number): Tensor {
   const per = t.data.length / t.shape[0];
   const data = new Float32Array(per * batch);
-  for (let b = 0; b < batch; b++) data.set(t.data.subarray((b % t.shape[0]) * per, ((b % t.shape[0]) + 1) * per), b * per);
+  for (let b = 0; b < batch; b++)
+    data.set(t.data.subarray((b % t.shape[0]) * per, ((b % t.shape[0]) + 1) * per), b * per);
   return { shape: [batch, ...t.shape.slice(1)], data };
 }
 
@@ -30,8 +31,12 @@ export function condBranch(model: ModelValue, cond: Conditioning, shape: number[
   const context = repeatBatch(e.context, batch);
   let extra: { textEmbeds: Tensor; timeIds: Tensor } | undefined;
   if (model.config.unet.adm) {
-    if (!e.pooled) throw new Error(`${what} conditioning has no pooled output, which this SDXL-family model needs (was it encoded with this checkpoint's CLIP?)`);
-    const H = e.height ?? h * 8, W = e.width ?? w * 8;
+    if (!e.pooled)
+      throw new Error(
+        `${what} conditioning has no pooled output, which this SDXL-family model needs (was it encoded with this checkpoint's CLIP?)`,
+      );
+    const H = e.height ?? h * 8,
+      W = e.width ?? w * 8;
     const ids = [H, W, e.cropH ?? 0, e.cropW ?? 0, e.targetHeight ?? h * 8, e.targetWidth ?? w * 8];
     const timeIds = new Float32Array(batch * 6);
     for (let b = 0; b < batch; b++) timeIds.set(ids, b * 6);
@@ -45,10 +50,10 @@ export function isRegional(cond: Conditioning | undefined): boolean {
   return !!cond && (cond.length > 1 || cond.some((e) => e.area || e.mask));
 }
 
-
 /** mask [B, H, W] -> [B, h, w] at the latent size (bilinear, as ComfyUI resizes conditioning masks) */
 function maskAt(mask: Tensor, h: number, w: number): Tensor {
-  const [mh, mw] = mask.shape.slice(-2), b = mask.data.length / (mh * mw);
+  const [mh, mw] = mask.shape.slice(-2),
+    b = mask.data.length / (mh * mw);
   if (mh === h && mw === w) return { shape: [b, h, w], data: mask.data };
   return { shape: [b, h, w], data: interpolate({ shape: [b, 1, mh, mw], data: mask.data }, h, w, 'bilinear').data };
 }
@@ -62,38 +67,69 @@ export function regionOf(e: CondEntry, shape: number[], what: string): Region {
   const [B, C, H, W] = shape;
   let area: { h: number; w: number; y: number; x: number } | null = null;
   if (e.area) {
-    area = e.area.unit === 'fraction'
-      ? { h: Math.max(1, roundHalfEven(e.area.h * H)), w: Math.max(1, roundHalfEven(e.area.w * W)), y: roundHalfEven(e.area.y * H), x: roundHalfEven(e.area.x * W) }
-      : { ...e.area };
+    area =
+      e.area.unit === 'fraction'
+        ? {
+            h: Math.max(1, roundHalfEven(e.area.h * H)),
+            w: Math.max(1, roundHalfEven(e.area.w * W)),
+            y: roundHalfEven(e.area.y * H),
+            x: roundHalfEven(e.area.x * W),
+          }
+        : { ...e.area };
   }
   const mask = e.mask ? maskAt(e.mask, H, W) : null;
   if (mask && e.setAreaToBounds) {
-    let y0 = H, y1 = -1, x0 = W, x1 = -1;
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-      let v = 0;
-      for (let b = 0; b < mask.shape[0]; b++) v = Math.max(v, Math.abs(mask.data[(b * H + y) * W + x]));
-      if (v > 0) { y0 = Math.min(y0, y); y1 = Math.max(y1, y); x0 = Math.min(x0, x); x1 = Math.max(x1, x); }
-    }
-    area = y1 < 0 ? { h: 8, w: 8, y: 0, x: 0 } : { h: Math.max(8, y1 - y0 + 1), w: Math.max(8, x1 - x0 + 1), y: y0, x: x0 };
+    let y0 = H,
+      y1 = -1,
+      x0 = W,
+      x1 = -1;
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++) {
+        let v = 0;
+        for (let b = 0; b < mask.shape[0]; b++) v = Math.max(v, Math.abs(mask.data[(b * H + y) * W + x]));
+        if (v > 0) {
+          y0 = Math.min(y0, y);
+          y1 = Math.max(y1, y);
+          x0 = Math.min(x0, x);
+          x1 = Math.max(x1, x);
+        }
+      }
+    area =
+      y1 < 0 ? { h: 8, w: 8, y: 0, x: 0 } : { h: Math.max(8, y1 - y0 + 1), w: Math.max(8, x1 - x0 + 1), y: y0, x: x0 };
   }
   const r = area ?? { h: H, w: W, y: 0, x: 0 };
   if (r.y >= H || r.x >= W) {
-    throw new Error(`${what} conditioning area at (${r.x * 8}, ${r.y * 8}) px lies outside the ${W * 8}x${H * 8} latent`);
+    throw new Error(
+      `${what} conditioning area at (${r.x * 8}, ${r.y * 8}) px lies outside the ${W * 8}x${H * 8} latent`,
+    );
   }
-  const h = Math.min(H - r.y, r.h), w = Math.min(W - r.x, r.w);
-  const strength = e.strength ?? 1, mult = new Float32Array(B * C * h * w);
-  for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const m = mask ? mask.data[((b % mask.shape[0]) * H + y + r.y) * W + x + r.x] * (e.maskStrength ?? 1) : 1;
-    mult[((b * C + c) * h + y) * w + x] = m * strength;
-  }
+  const h = Math.min(H - r.y, r.h),
+    w = Math.min(W - r.x, r.w);
+  const strength = e.strength ?? 1,
+    mult = new Float32Array(B * C * h * w);
+  for (let b = 0; b < B; b++)
+    for (let c = 0; c < C; c++)
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++) {
+          const m = mask ? mask.data[((b % mask.shape[0]) * H + y + r.y) * W + x + r.x] * (e.maskStrength ?? 1) : 1;
+          mult[((b * C + c) * h + y) * w + x] = m * strength;
+        }
   if (!mask && area) {
     // soft inner edges so overlapping areas blend (ComfyUI's fuzz)
     const fade = (n: number, at: (t: number) => number[], size: number) => {
       const rr = Math.min(8, Math.floor(size / 4));
       for (let t = 0; t < rr; t++) for (const i of at(t)) mult[i] *= (1 / rr) * (t + 1);
     };
-    const rows = (y: number) => { const out: number[] = []; for (let p = 0; p < B * C; p++) for (let x = 0; x < w; x++) out.push((p * h + y) * w + x); return out; };
-    const cols = (x: number) => { const out: number[] = []; for (let p = 0; p < B * C; p++) for (let y = 0; y < h; y++) out.push((p * h + y) * w + x); return out; };
+    const rows = (y: number) => {
+      const out: number[] = [];
+      for (let p = 0; p < B * C; p++) for (let x = 0; x < w; x++) out.push((p * h + y) * w + x);
+      return out;
+    };
+    const cols = (x: number) => {
+      const out: number[] = [];
+      for (let p = 0; p < B * C; p++) for (let y = 0; y < h; y++) out.push((p * h + y) * w + x);
+      return out;
+    };
     if (r.y !== 0) fade(h, (t) => rows(t), h);
     if (h + r.y < H) fade(h, (t) => rows(h - 1 - t), h);
     if (r.x !== 0) fade(w, (t) => cols(t), w);

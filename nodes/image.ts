@@ -11,12 +11,18 @@ import { resolveInside } from '../server/storage/safe-path.js';
 import { checkImageBudget } from '../server/storage/image-sniff.js';
 
 /** float [H,W,C] slice of batch item b to 8-bit, rounding like PIL's clip(i*255) */
-export function imageToBytes(img: Tensor, b: number): { pixels: Uint8Array; width: number; height: number; channels: 3 | 4 } {
+export function imageToBytes(
+  img: Tensor,
+  b: number,
+): { pixels: Uint8Array; width: number; height: number; channels: 3 | 4 } {
   const [, h, w, c] = img.shape;
   const n = h * w * c;
   const px = new Uint8Array(n);
   const src = img.data.subarray(b * n, (b + 1) * n);
-  for (let i = 0; i < n; i++) { const v = Math.round(src[i] * 255); px[i] = v < 0 ? 0 : v > 255 ? 255 : v; }
+  for (let i = 0; i < n; i++) {
+    const v = Math.round(src[i] * 255);
+    px[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+  }
   return { pixels: px, width: w, height: h, channels: c === 4 ? 4 : 3 };
 }
 
@@ -25,11 +31,20 @@ function nextCounter(dir: string, stem: string): number {
   if (!existsSync(dir)) return 1;
   let max = 0;
   const re = new RegExp(`^${stem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_(\\d{5,})_\\.png$`);
-  for (const f of readdirSync(dir)) { const m = re.exec(f); if (m) max = Math.max(max, Number(m[1])); }
+  for (const f of readdirSync(dir)) {
+    const m = re.exec(f);
+    if (m) max = Math.max(max, Number(m[1]));
+  }
   return max + 1;
 }
 
-function saveImages(images: Tensor, prefix: string, baseDir: string, type: 'output' | 'temp', text: Record<string, string>) {
+function saveImages(
+  images: Tensor,
+  prefix: string,
+  baseDir: string,
+  type: 'output' | 'temp',
+  text: Record<string, string>,
+) {
   const sub = dirname(prefix) === '.' ? '' : dirname(prefix);
   const stem = prefix.slice(sub ? sub.length + 1 : 0) || 'ComfyUI';
   const dir = resolveInside(baseDir, sub);
@@ -53,45 +68,81 @@ function pngText(prompt: unknown, extra: Record<string, unknown>): Record<string
 }
 
 export const SaveImage = defineNode({
-  id: 'SaveImage', displayName: 'Save Image', category: 'image', outputNode: true,
+  id: 'SaveImage',
+  displayName: 'Save Image',
+  category: 'image',
+  outputNode: true,
   description: 'Saves the input images to the output folder as PNG with the prompt and workflow embedded.',
-  inputs: [t.socket('IMAGE', 'images', { tooltip: 'The images to save.' }), t.string('filename_prefix', { default: 'ComfyUI', tooltip: 'Prefix of the file name; may include a subfolder.' })],
+  inputs: [
+    t.socket('IMAGE', 'images', { tooltip: 'The images to save.' }),
+    t.string('filename_prefix', { default: 'ComfyUI', tooltip: 'Prefix of the file name; may include a subfolder.' }),
+  ],
   hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' },
   outputs: [],
   execute: ({ images, filename_prefix }, ctx) => ({
     outputs: [],
-    ui: { images: saveImages(images, filename_prefix, ctx.services.dirs.output, 'output', pngText(ctx.prompt, ctx.extraData)) },
+    ui: {
+      images: saveImages(
+        images,
+        filename_prefix,
+        ctx.services.dirs.output,
+        'output',
+        pngText(ctx.prompt, ctx.extraData),
+      ),
+    },
   }),
 });
 
 let previewCounter = 0;
 export const PreviewImage = defineNode({
-  id: 'PreviewImage', displayName: 'Preview Image', category: 'image', outputNode: true,
+  id: 'PreviewImage',
+  displayName: 'Preview Image',
+  category: 'image',
+  outputNode: true,
   description: 'Shows the images in the editor (saved to the temp folder).',
   inputs: [t.socket('IMAGE', 'images')],
   hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' },
   outputs: [],
   execute: ({ images }, ctx) => ({
     outputs: [],
-    ui: { images: saveImages(images, `ComfyUI_temp_${process.pid}_${(previewCounter++).toString(36)}`, ctx.services.dirs.temp, 'temp', {}) },
+    ui: {
+      images: saveImages(
+        images,
+        `ComfyUI_temp_${process.pid}_${(previewCounter++).toString(36)}`,
+        ctx.services.dirs.temp,
+        'temp',
+        {},
+      ),
+    },
   }),
 });
 
 /** Decode PNG or JPEG bytes to IMAGE [1,H,W,3] and MASK [1,H,W] (1 - alpha, ComfyUI's convention). */
 export function decodeImage(bytes: Uint8Array, name: string): { image: Tensor; mask: Tensor } {
-  let width: number, height: number, rgba: Uint8Array, hasAlpha = false;
+  let width: number,
+    height: number,
+    rgba: Uint8Array,
+    hasAlpha = false;
   try {
     const kind = checkImageBudget(bytes).kind; // declared size checked before any pixel buffer is allocated
-    if (kind === 'png') { ({ width, height, rgba } = decodePng(bytes)); hasAlpha = true; }
-    else if (kind === 'jpeg') { const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 }); width = j.width; height = j.height; rgba = j.data; }
-    else throw new Error(`not a PNG or JPEG image`);
+    if (kind === 'png') {
+      ({ width, height, rgba } = decodePng(bytes));
+      hasAlpha = true;
+    } else if (kind === 'jpeg') {
+      const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 });
+      width = j.width;
+      height = j.height;
+      rgba = j.data;
+    } else throw new Error(`not a PNG or JPEG image`);
   } catch (e) {
     throw new Error(`cannot decode image ${name}: ${(e as Error).message}`);
   }
   const image = new Float32Array(width * height * 3);
   const mask = new Float32Array(width * height);
   for (let i = 0; i < width * height; i++) {
-    image[i * 3] = rgba[i * 4] / 255; image[i * 3 + 1] = rgba[i * 4 + 1] / 255; image[i * 3 + 2] = rgba[i * 4 + 2] / 255;
+    image[i * 3] = rgba[i * 4] / 255;
+    image[i * 3 + 1] = rgba[i * 4 + 1] / 255;
+    image[i * 3 + 2] = rgba[i * 4 + 2] / 255;
     mask[i] = hasAlpha ? 1 - rgba[i * 4 + 3] / 255 : 0;
   }
   return { image: { shape: [1, height, width, 3], data: image }, mask: { shape: [1, height, width], data: mask } };
@@ -99,11 +150,15 @@ export function decodeImage(bytes: Uint8Array, name: string): { image: Tensor; m
 
 function inputImages(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => /\.(png|jpe?g|webp)$/i.test(f)).sort();
+  return readdirSync(dir)
+    .filter((f) => /\.(png|jpe?g|webp)$/i.test(f))
+    .sort();
 }
 
 export const LoadImage = defineNode({
-  id: 'LoadImage', displayName: 'Load Image', category: 'image',
+  id: 'LoadImage',
+  displayName: 'Load Image',
+  category: 'image',
   description: 'Loads a PNG or JPEG from the input folder; its alpha channel becomes the MASK.',
   inputs: [t.combo('image', (s) => inputImages(s.dirs.input), { image_upload: true })],
   outputs: [t.out('IMAGE'), t.out('MASK')],

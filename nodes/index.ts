@@ -23,11 +23,26 @@ function isDefinition(v: unknown): v is Def {
 
 export function createRegistry(): Registry<NodeServices> {
   const reg: Registry<NodeServices> = new Map();
-  for (const family of [loaders, conditioning, conditioningOps, latent, latentOps, sampling, modelSampling, image, imageOps, inpaint, modelMerging, saveImageWebsocket, vaeDecodeTiled]) {
-    for (const v of Object.values(family)) if (isDefinition(v)) {
-      if (reg.has(v.id)) throw new Error(`two node definitions named ${v.id}`);
-      reg.set(v.id, v);
-    }
+  for (const family of [
+    loaders,
+    conditioning,
+    conditioningOps,
+    latent,
+    latentOps,
+    sampling,
+    modelSampling,
+    image,
+    imageOps,
+    inpaint,
+    modelMerging,
+    saveImageWebsocket,
+    vaeDecodeTiled,
+  ]) {
+    for (const v of Object.values(family))
+      if (isDefinition(v)) {
+        if (reg.has(v.id)) throw new Error(`two node definitions named ${v.id}`);
+        reg.set(v.id, v);
+      }
   }
   return reg;
 }

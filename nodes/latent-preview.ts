@@ -6,12 +6,33 @@ import jpeg from 'jpeg-js';
 import type { ModelFamily } from '../server/engine/model/config.js';
 
 const FACTORS: Record<ModelFamily, { m: number[][]; bias: number[] }> = {
-  sd1: { m: [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]], bias: [0, 0, 0] },
-  sdxl: { m: [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]], bias: [0.1084, -0.0175, -0.0011] },
+  sd1: {
+    m: [
+      [0.3512, 0.2297, 0.3227],
+      [0.325, 0.4974, 0.235],
+      [-0.2829, 0.1762, 0.2721],
+      [-0.212, -0.2616, -0.7177],
+    ],
+    bias: [0, 0, 0],
+  },
+  sdxl: {
+    m: [
+      [0.3651, 0.4232, 0.4341],
+      [-0.2533, -0.0042, 0.1068],
+      [0.1076, 0.1111, -0.0362],
+      [-0.3165, -0.2492, -0.2188],
+    ],
+    bias: [0.1084, -0.0175, -0.0011],
+  },
 };
 
 /** JPEG of the first batch item of a model-space latent [B, 4, h, w]. */
-export function latentPreviewJpeg(latent: Float32Array, shape: number[], family: ModelFamily, quality = 80): Uint8Array {
+export function latentPreviewJpeg(
+  latent: Float32Array,
+  shape: number[],
+  family: ModelFamily,
+  quality = 80,
+): Uint8Array {
   const [, c, h, w] = shape;
   const { m, bias } = FACTORS[family];
   const rgba = new Uint8Array(h * w * 4);

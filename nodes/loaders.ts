@@ -7,12 +7,22 @@ import { defineNode, t } from './define.js';
 import type { ClipValue, ModelValue, VaeValue } from './types.js';
 
 export const CheckpointLoaderSimple = defineNode({
-  id: 'CheckpointLoaderSimple', displayName: 'Load Checkpoint', category: 'loaders',
-  description: 'Loads an SD1.5 or SDXL single-file checkpoint from models/checkpoints: its UNet, text encoders and VAE.',
+  id: 'CheckpointLoaderSimple',
+  displayName: 'Load Checkpoint',
+  category: 'loaders',
+  description:
+    'Loads an SD1.5 or SDXL single-file checkpoint from models/checkpoints: its UNet, text encoders and VAE.',
   inputs: [t.combo('ckpt_name', (s) => s.models.list('checkpoints'), { tooltip: 'The checkpoint (model) to load.' })],
-  outputs: [t.out('MODEL', 'MODEL', 'The model used for denoising latents.'), t.out('CLIP', 'CLIP', 'The text encoders.'), t.out('VAE', 'VAE', 'The VAE, between images and latents.')],
+  outputs: [
+    t.out('MODEL', 'MODEL', 'The model used for denoising latents.'),
+    t.out('CLIP', 'CLIP', 'The text encoders.'),
+    t.out('VAE', 'VAE', 'The VAE, between images and latents.'),
+  ],
   // a replaced file re-runs the loader
-  fingerprint: ({ ckpt_name }, s) => { const st = statSync(s.models.resolve('checkpoints', ckpt_name)); return `${st.size}:${st.mtimeMs}`; },
+  fingerprint: ({ ckpt_name }, s) => {
+    const st = statSync(s.models.resolve('checkpoints', ckpt_name));
+    return `${st.size}:${st.mtimeMs}`;
+  },
   execute: ({ ckpt_name }, ctx) => {
     const path = ctx.services.models.resolve('checkpoints', ckpt_name);
     const { config } = ctx.services.engine().inspect(path);
@@ -32,15 +42,23 @@ function vaeFileProblem(path: string): string | undefined {
     return undefined;
   } catch (e) {
     return (e as Error).message;
-  } finally { file?.close(); }
+  } finally {
+    file?.close();
+  }
 }
 
 export const VAELoader = defineNode({
-  id: 'VAELoader', displayName: 'Load VAE', category: 'loaders',
-  description: 'Loads a separate VAE (models/vae, single-file layout), e.g. SDXL\'s fp16-fix VAE, to decode and encode with instead of the checkpoint\'s.',
+  id: 'VAELoader',
+  displayName: 'Load VAE',
+  category: 'loaders',
+  description:
+    "Loads a separate VAE (models/vae, single-file layout), e.g. SDXL's fp16-fix VAE, to decode and encode with instead of the checkpoint's.",
   inputs: [t.combo('vae_name', (s) => s.models.list('vae'))],
   outputs: [t.out('VAE')],
-  fingerprint: ({ vae_name }, s) => { const st = statSync(s.models.resolve('vae', vae_name)); return `${st.size}:${st.mtimeMs}`; },
+  fingerprint: ({ vae_name }, s) => {
+    const st = statSync(s.models.resolve('vae', vae_name));
+    return `${st.size}:${st.mtimeMs}`;
+  },
   validate: ({ vae_name }, s) => {
     const problem = vaeFileProblem(s.models.resolve('vae', vae_name));
     return problem ? `vae_name: ${problem}` : true;
@@ -53,9 +71,14 @@ export const VAELoader = defineNode({
   },
 });
 
-const strength = (name: string, tooltip: string) => t.float(name, { default: 1.0, min: -100, max: 100, step: 0.01, tooltip });
+const strength = (name: string, tooltip: string) =>
+  t.float(name, { default: 1.0, min: -100, max: 100, step: 0.01, tooltip });
 
-function withLora<T extends { ref: { loras: { path: string; strength: number }[] } }>(v: T, path: string, s: number): T {
+function withLora<T extends { ref: { loras: { path: string; strength: number }[] } }>(
+  v: T,
+  path: string,
+  s: number,
+): T {
   if (s === 0) return v; // strength 0 leaves the model untouched
   return { ...v, ref: { ...v.ref, loras: [...v.ref.loras, { path, strength: s }] } };
 }
@@ -65,21 +88,33 @@ function withLora<T extends { ref: { loras: { path: string; strength: number }[]
  * the loader; keys that patch nothing are logged one per line ("lora key not loaded: ...", as ComfyUI does) and
  * summarised in the node's UI output. Text-encoder weights the CLIP's clip skip never reads count as not loaded.
  */
-function loraReport(checkpoint: string, config: ModelValue['config'], path: string, applies: { model: boolean; clip: boolean }, log: (m: string) => void, clipSkip?: number): string {
+function loraReport(
+  checkpoint: string,
+  config: ModelValue['config'],
+  path: string,
+  applies: { model: boolean; clip: boolean },
+  log: (m: string) => void,
+  clipSkip?: number,
+): string {
   const r = inspectLora(checkpoint, config, path, clipSkip ?? config.defaultClipSkip);
   for (const k of r.unmatched) log(`lora key not loaded: ${k}`);
   const parts = [`${r.lora}: ${applies.model ? r.unet : 0} UNet modules`];
   if (applies.clip) parts.push(`${r.textEncoders} text-encoder modules`);
   else if (r.textEncoders > 0) parts.push(`${r.textEncoders} text-encoder modules not applied (model only)`);
-  parts.push(`${r.unmatched.length} keys not loaded${r.unmatched.length ? ` (${r.unmatched.slice(0, 5).join(', ')}${r.unmatched.length > 5 ? ', ...' : ''})` : ''}`);
+  parts.push(
+    `${r.unmatched.length} keys not loaded${r.unmatched.length ? ` (${r.unmatched.slice(0, 5).join(', ')}${r.unmatched.length > 5 ? ', ...' : ''})` : ''}`,
+  );
   const line = parts.join(', ');
   log(line);
   return line;
 }
 
 export const LoraLoader = defineNode({
-  id: 'LoraLoader', displayName: 'Load LoRA', category: 'loaders',
-  description: 'Applies a LoRA (kohya, diffusers or PEFT format) to the model and text encoders. Chain several to stack them.',
+  id: 'LoraLoader',
+  displayName: 'Load LoRA',
+  category: 'loaders',
+  description:
+    'Applies a LoRA (kohya, diffusers or PEFT format) to the model and text encoders. Chain several to stack them.',
   inputs: [
     t.socket('MODEL', 'model', { tooltip: 'The diffusion model the LoRA will be applied to.' }),
     t.socket('CLIP', 'clip', { tooltip: 'The CLIP model the LoRA will be applied to.' }),
@@ -90,16 +125,34 @@ export const LoraLoader = defineNode({
   outputs: [t.out('MODEL'), t.out('CLIP')],
   execute: ({ model, clip, lora_name, strength_model, strength_clip }, ctx) => {
     const path = ctx.services.models.resolve('loras', lora_name);
-    const m = model, c = clip, sm = strength_model, sc = strength_clip;
+    const m = model,
+      c = clip,
+      sm = strength_model,
+      sc = strength_clip;
     const text: string[] = [];
-    if (sm !== 0) text.push(loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: sc !== 0 && c.ref.checkpoint === m.ref.checkpoint }, (l) => ctx.log(l), c.ref.clipSkip));
-    if (sc !== 0 && (sm === 0 || c.ref.checkpoint !== m.ref.checkpoint)) text.push(loraReport(c.ref.checkpoint, c.config, path, { model: false, clip: true }, (l) => ctx.log(l), c.ref.clipSkip));
+    if (sm !== 0)
+      text.push(
+        loraReport(
+          m.ref.checkpoint,
+          m.config,
+          path,
+          { model: true, clip: sc !== 0 && c.ref.checkpoint === m.ref.checkpoint },
+          (l) => ctx.log(l),
+          c.ref.clipSkip,
+        ),
+      );
+    if (sc !== 0 && (sm === 0 || c.ref.checkpoint !== m.ref.checkpoint))
+      text.push(
+        loraReport(c.ref.checkpoint, c.config, path, { model: false, clip: true }, (l) => ctx.log(l), c.ref.clipSkip),
+      );
     return { outputs: [withLora(m, path, sm), withLora(c, path, sc)], ...(text.length ? { ui: { text } } : {}) };
   },
 });
 
 export const LoraLoaderModelOnly = defineNode({
-  id: 'LoraLoaderModelOnly', displayName: 'Load LoRA (model only)', category: 'loaders',
+  id: 'LoraLoaderModelOnly',
+  displayName: 'Load LoRA (model only)',
+  category: 'loaders',
   description: 'Applies a LoRA to the diffusion model only (TCD LoRAs need nothing else).',
   inputs: [
     t.socket('MODEL', 'model'),
@@ -109,14 +162,18 @@ export const LoraLoaderModelOnly = defineNode({
   outputs: [t.out('MODEL')],
   execute: ({ model, lora_name, strength_model }, ctx) => {
     const path = ctx.services.models.resolve('loras', lora_name);
-    const m = model, sm = strength_model;
-    const text = sm !== 0 ? [loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: false }, (l) => ctx.log(l))] : [];
+    const m = model,
+      sm = strength_model;
+    const text =
+      sm !== 0 ? [loraReport(m.ref.checkpoint, m.config, path, { model: true, clip: false }, (l) => ctx.log(l))] : [];
     return { outputs: [withLora(m, path, sm)], ...(text.length ? { ui: { text } } : {}) };
   },
 });
 
 export const CLIPSetLastLayer = defineNode({
-  id: 'CLIPSetLastLayer', displayName: 'CLIP Set Last Layer', category: 'conditioning',
+  id: 'CLIPSetLastLayer',
+  displayName: 'CLIP Set Last Layer',
+  category: 'conditioning',
   description: 'Uses the hidden state of an earlier text-encoder layer (-1 = last, -2 = penultimate, "clip skip").',
   inputs: [t.socket('CLIP', 'clip'), t.int('stop_at_clip_layer', { default: -1, min: -24, max: -1, step: 1 })],
   outputs: [t.out('CLIP')],

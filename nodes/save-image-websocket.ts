@@ -10,7 +10,10 @@ import { encodePng } from '../server/storage/png.js';
 import { imageToBytes } from './image.js';
 
 export const SaveImageWebsocket = defineNode({
-  id: 'SaveImageWebsocket', displayName: 'Save Image (Websocket)', category: 'api node/image', outputNode: true,
+  id: 'SaveImageWebsocket',
+  displayName: 'Save Image (Websocket)',
+  category: 'api node/image',
+  outputNode: true,
   description: 'Sends the images to the client that queued the prompt, as PNG websocket frames; nothing is written.',
   inputs: [t.socket('IMAGE', 'images', { tooltip: 'The images to send.' })],
   outputs: [],

@@ -11,9 +11,20 @@ import type { SamplingSpec } from '../server/engine/sampling/model-sampling-vari
  * sampling: ModelSamplingDiscrete / TCDModelSamplingDiscrete's patch (prediction type, zsnr, distilled 50-step
  * table); absent = the checkpoint's own (eps or v_prediction, plain table). rescaleCfg: RescaleCFG's multiplier.
  */
-export interface ModelValue { ref: ModelRef; config: ModelConfig; sampling?: SamplingSpec; rescaleCfg?: number }
-export interface ClipValue { ref: ClipRef; config: ModelConfig }
-export interface VaeValue { ref: VaeRef; config: ModelConfig }
+export interface ModelValue {
+  ref: ModelRef;
+  config: ModelConfig;
+  sampling?: SamplingSpec;
+  rescaleCfg?: number;
+}
+export interface ClipValue {
+  ref: ClipRef;
+  config: ModelConfig;
+}
+export interface VaeValue {
+  ref: VaeRef;
+  config: ModelConfig;
+}
 
 /** One conditioning entry: context [1, S, C], pooled [1, P] (SDXL) and optional SDXL size hints in pixels. */
 export interface CondEntry {
@@ -44,8 +55,15 @@ export type Conditioning = CondEntry[];
  * where a sampler may change the latent (1) and where it keeps it (0); batch_index: which seeds' noise each item
  * takes (LatentFromBatch and friends).
  */
-export interface LatentValue { samples: Tensor; noise_mask?: Tensor; batch_index?: number[] }
+export interface LatentValue {
+  samples: Tensor;
+  noise_mask?: Tensor;
+  batch_index?: number[];
+}
 
 /** SIGMAS for SamplerCustom: a plain schedule. SAMPLER: a name plus options. */
-export interface SamplerValue { name: string; eta?: number }
+export interface SamplerValue {
+  name: string;
+  eta?: number;
+}
 export type SigmasValue = number[];

@@ -33,15 +33,26 @@ function ramp(i: number, len: number, start: number, size: number, overlap: numb
  * Decode `latent` [B, 4, h, w] tile by tile. `tilePx` and `overlapPx` are in image pixels (multiples of 8 are used);
  * `onTile` reports progress. Returns IMAGE [B, 8h, 8w, 3] in 0..1.
  */
-export async function decodeTiled(engine: Engine, vae: VaeValue, latent: Tensor, tilePx: number, overlapPx: number,
-  onTile?: (done: number, total: number) => void, checkInterrupted?: () => void): Promise<Tensor> {
+export async function decodeTiled(
+  engine: Engine,
+  vae: VaeValue,
+  latent: Tensor,
+  tilePx: number,
+  overlapPx: number,
+  onTile?: (done: number, total: number) => void,
+  checkInterrupted?: () => void,
+): Promise<Tensor> {
   const [b, c, h, w] = latent.shape;
   let overlap = overlapPx;
   if (tilePx < overlap * 4) overlap = Math.floor(tilePx / 4);
-  const T = Math.max(8, Math.floor(tilePx / 8)), O = Math.floor(overlap / 8);
-  const th = Math.min(T, h), tw = Math.min(T, w);
-  const ys = tileStarts(h, th, O), xs = tileStarts(w, tw, O);
-  const H = h * 8, W = w * 8;
+  const T = Math.max(8, Math.floor(tilePx / 8)),
+    O = Math.floor(overlap / 8);
+  const th = Math.min(T, h),
+    tw = Math.min(T, w);
+  const ys = tileStarts(h, th, O),
+    xs = tileStarts(w, tw, O);
+  const H = h * 8,
+    W = w * 8;
   const out = new Float32Array(b * H * W * 3);
   const weight = new Float32Array(H * W);
   const total = b * ys.length * xs.length;
@@ -49,32 +60,35 @@ export async function decodeTiled(engine: Engine, vae: VaeValue, latent: Tensor,
   for (let n = 0; n < b; n++) {
     const acc = new Float32Array(H * W * 3);
     weight.fill(0);
-    for (const y0 of ys) for (const x0 of xs) {
-      checkInterrupted?.();
-      const crop = new Float32Array(c * th * tw);
-      for (let ch = 0; ch < c; ch++) for (let y = 0; y < th; y++) {
-        const src = ((n * c + ch) * h + y0 + y) * w + x0;
-        crop.set(latent.data.subarray(src, src + tw), (ch * th + y) * tw);
-      }
-      const img = await engine.vaeDecode(vae.ref, { shape: [1, c, th, tw], data: crop });
-      const [, , ph, pw] = img.shape;
-      for (let y = 0; y < ph; y++) {
-        const wy = ramp(y, ph, y0 * 8, H, O * 8);
-        for (let x = 0; x < pw; x++) {
-          const wt = wy * ramp(x, pw, x0 * 8, W, O * 8);
-          const p = (y0 * 8 + y) * W + x0 * 8 + x;
-          weight[p] += wt;
-          for (let ch = 0; ch < 3; ch++) acc[p * 3 + ch] += wt * img.data[ch * ph * pw + y * pw + x];
+    for (const y0 of ys)
+      for (const x0 of xs) {
+        checkInterrupted?.();
+        const crop = new Float32Array(c * th * tw);
+        for (let ch = 0; ch < c; ch++)
+          for (let y = 0; y < th; y++) {
+            const src = ((n * c + ch) * h + y0 + y) * w + x0;
+            crop.set(latent.data.subarray(src, src + tw), (ch * th + y) * tw);
+          }
+        const img = await engine.vaeDecode(vae.ref, { shape: [1, c, th, tw], data: crop });
+        const [, , ph, pw] = img.shape;
+        for (let y = 0; y < ph; y++) {
+          const wy = ramp(y, ph, y0 * 8, H, O * 8);
+          for (let x = 0; x < pw; x++) {
+            const wt = wy * ramp(x, pw, x0 * 8, W, O * 8);
+            const p = (y0 * 8 + y) * W + x0 * 8 + x;
+            weight[p] += wt;
+            for (let ch = 0; ch < 3; ch++) acc[p * 3 + ch] += wt * img.data[ch * ph * pw + y * pw + x];
+          }
         }
+        onTile?.(++done, total);
       }
-      onTile?.(++done, total);
-    }
     // [-1, 1] -> [0, 1], clamped, like VAEDecode
     const base = n * H * W * 3;
-    for (let p = 0; p < H * W; p++) for (let ch = 0; ch < 3; ch++) {
-      const v = (acc[p * 3 + ch] / weight[p] + 1) / 2;
-      out[base + p * 3 + ch] = v < 0 ? 0 : v > 1 ? 1 : v;
-    }
+    for (let p = 0; p < H * W; p++)
+      for (let ch = 0; ch < 3; ch++) {
+        const v = (acc[p * 3 + ch] / weight[p] + 1) / 2;
+        out[base + p * 3 + ch] = v < 0 ? 0 : v > 1 ? 1 : v;
+      }
   }
   return { shape: [b, H, W, 3], data: out };
 }
@@ -90,10 +104,13 @@ export function admittedTile(engine: Engine, vae: VaeValue, preferred: number): 
 const VIDEO_ONLY = (what: string) => `Only used for video VAEs: Amount of frames to ${what}.`;
 
 export const VAEDecodeTiled = defineNode({
-  id: 'VAEDecodeTiled', displayName: 'VAE Decode (Tiled)', category: '_for_testing',
+  id: 'VAEDecodeTiled',
+  displayName: 'VAE Decode (Tiled)',
+  category: '_for_testing',
   description: 'Decodes latents in overlapping tiles, so large images fit in memory.',
   inputs: [
-    t.socket('LATENT', 'samples'), t.socket('VAE', 'vae'),
+    t.socket('LATENT', 'samples'),
+    t.socket('VAE', 'vae'),
     t.int('tile_size', { default: 512, min: 64, max: 4096, step: 32 }),
     t.int('overlap', { default: 64, min: 0, max: 4096, step: 32 }),
     // ComfyUI's own tooltips, so the editor shows the same text

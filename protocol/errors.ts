@@ -4,11 +4,21 @@
  */
 
 export const VALIDATION_ERROR_TYPES = [
-  'invalid_prompt', 'prompt_no_outputs', 'required_input_missing', 'bad_linked_input', 'return_type_mismatch',
-  'invalid_input_type', 'value_smaller_than_min', 'value_bigger_than_max', 'value_not_in_list',
-  'custom_validation_failed', 'exception_during_validation', 'prompt_outputs_failed_validation',
+  'invalid_prompt',
+  'prompt_no_outputs',
+  'required_input_missing',
+  'bad_linked_input',
+  'return_type_mismatch',
+  'invalid_input_type',
+  'value_smaller_than_min',
+  'value_bigger_than_max',
+  'value_not_in_list',
+  'custom_validation_failed',
+  'exception_during_validation',
+  'prompt_outputs_failed_validation',
 ] as const;
-export type ValidationErrorType = (typeof VALIDATION_ERROR_TYPES)[number] | 'no_prompt' | 'unknown_node_type' | 'dependency_cycle';
+export type ValidationErrorType =
+  (typeof VALIDATION_ERROR_TYPES)[number] | 'no_prompt' | 'unknown_node_type' | 'dependency_cycle';
 
 export interface ErrorItem {
   type: string;
@@ -30,7 +40,12 @@ export interface PromptErrorBody {
   node_errors: Record<string, NodeErrors>;
 }
 
-export function errorItem(type: ValidationErrorType | string, message: string, details = '', extra: ErrorItem['extra_info'] = {}): ErrorItem {
+export function errorItem(
+  type: ValidationErrorType | string,
+  message: string,
+  details = '',
+  extra: ErrorItem['extra_info'] = {},
+): ErrorItem {
   return { type, message, details, extra_info: extra };
 }
 
@@ -39,6 +54,10 @@ export function promptError(error: ErrorItem, nodeErrors: Record<string, NodeErr
 }
 
 /** A generic 4xx body for routes other than /prompt (same outer shape, so clients parse one thing). */
-export function httpError(type: string, message: string, details = ''): { error: ErrorItem; node_errors: Record<string, never> } {
+export function httpError(
+  type: string,
+  message: string,
+  details = '',
+): { error: ErrorItem; node_errors: Record<string, never> } {
   return { error: errorItem(type, message, details), node_errors: {} };
 }

@@ -63,25 +63,37 @@ export class EventSocket {
   private greetedOnce = false;
   private opening: Promise<void> | null = null;
 
-  constructor(private readonly o: EventSocketOptions) { this.delay = o.reconnectDelayMs ?? 500; }
+  constructor(private readonly o: EventSocketOptions) {
+    this.delay = o.reconnectDelayMs ?? 500;
+  }
 
-  get id(): string { return this.o.clientId; }
+  get id(): string {
+    return this.o.clientId;
+  }
 
   /** The live socket (null while disconnected), for tests and advanced uses. */
-  get socket(): WebSocketLike | null { return this.ws; }
+  get socket(): WebSocketLike | null {
+    return this.ws;
+  }
 
   /** Opens the socket (once) and resolves after the server's `status` greeting. */
   open(): Promise<void> {
     this.closing = false;
-    return (this.opening ??= new Promise<void>((resolve, reject) => this.attempt(resolve, reject))
-      .catch((e) => { this.opening = null; throw e; }));
+    return (this.opening ??= new Promise<void>((resolve, reject) => this.attempt(resolve, reject)).catch((e) => {
+      this.opening = null;
+      throw e;
+    }));
   }
 
   /** open() without waiting; failures are retried when `retryFirst` is set, otherwise ignored. */
-  connect(): void { void this.open().catch(() => {}); }
+  connect(): void {
+    void this.open().catch(() => {});
+  }
 
   /** Drops the connection on purpose (tests use it to prove catch-up); it reconnects unless close() was called. */
-  drop(): void { this.ws?.close(); }
+  drop(): void {
+    this.ws?.close();
+  }
 
   close(): void {
     this.closing = true;
@@ -112,7 +124,8 @@ export class EventSocket {
     };
     ws.onerror = (ev) => {
       if (greeted) return;
-      const err = ev?.error instanceof Error ? ev.error : new Error(`websocket error${ev?.message ? `: ${ev.message}` : ''}`);
+      const err =
+        ev?.error instanceof Error ? ev.error : new Error(`websocket error${ev?.message ? `: ${ev.message}` : ''}`);
       reject?.(err);
       reject = undefined;
     };
@@ -131,16 +144,24 @@ export class EventSocket {
         this.greetedOnce = true;
         resolve?.();
         resolve = undefined;
-        if (again) { this.reconnects++; this.onReconnect(); }
+        if (again) {
+          this.reconnects++;
+          this.onReconnect();
+        }
       }
       this.onEvent(msg);
     };
     ws.onclose = () => {
       if (this.ws === ws) this.ws = null;
-      if (!greeted && reject) { reject(new Error('websocket closed before the server greeted')); reject = undefined; }
+      if (!greeted && reject) {
+        reject(new Error('websocket closed before the server greeted'));
+        reject = undefined;
+      }
       if (this.ws !== null || this.closing || !(this.greetedOnce || this.o.retryFirst)) return;
       this.onState('reconnecting');
-      const t: unknown = setTimeout(() => { if (!this.closing && this.ws === null) this.attempt(resolve, reject); }, this.delay);
+      const t: unknown = setTimeout(() => {
+        if (!this.closing && this.ws === null) this.attempt(resolve, reject);
+      }, this.delay);
       (t as { unref?: () => void } | undefined)?.unref?.(); // a Node process may exit while the server is away
       this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
     };
@@ -149,7 +170,11 @@ export class EventSocket {
   /** Parses a text frame and drops what a replay sent twice; null for a frame to skip. */
   private accept(raw: string): ServerMessage | null {
     let msg: ServerMessage;
-    try { msg = JSON.parse(raw); } catch { return null; }
+    try {
+      msg = JSON.parse(raw);
+    } catch {
+      return null;
+    }
     if (typeof msg.seq === 'number') {
       if (msg.type === 'status') {
         // The greeting's seq is the server's current position: a baseline on first connect, never a reason to

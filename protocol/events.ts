@@ -7,7 +7,10 @@
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
-export interface StatusData { status: { exec_info: { queue_remaining: number } }; sid?: string }
+export interface StatusData {
+  status: { exec_info: { queue_remaining: number } };
+  sid?: string;
+}
 
 export type ServerEvent =
   | { type: 'status'; data: StatusData }
@@ -15,10 +18,16 @@ export type ServerEvent =
   | { type: 'execution_cached'; data: { nodes: string[]; prompt_id: string; timestamp: number } }
   | { type: 'executing'; data: { node: string | null; display_node?: string; prompt_id: string } }
   | { type: 'progress'; data: { value: number; max: number; prompt_id: string; node: string } }
-  | { type: 'executed'; data: { node: string; display_node: string; output: Record<string, unknown>; prompt_id: string } }
+  | {
+      type: 'executed';
+      data: { node: string; display_node: string; output: Record<string, unknown>; prompt_id: string };
+    }
   | { type: 'execution_success'; data: { prompt_id: string; timestamp: number } }
   | { type: 'execution_error'; data: ExecutionErrorData }
-  | { type: 'execution_interrupted'; data: { prompt_id: string; node_id: string; node_type: string; executed: string[]; timestamp: number } }
+  | {
+      type: 'execution_interrupted';
+      data: { prompt_id: string; node_id: string; node_type: string; executed: string[]; timestamp: number };
+    }
   | { type: 'progress_state'; data: { prompt_id: string; nodes: Record<string, NodeProgressState> } }
   | { type: 'feature_flags'; data: Record<string, unknown> };
 
@@ -59,7 +68,10 @@ export function event<T extends EventType>(type: T, data: EventData<T>): ServerE
 export type ServerMessage = ServerEvent & { seq?: number };
 
 /** What a client announces in its first message (ComfyUI's feature_flags). */
-export interface FeatureFlags { supports_preview_metadata?: boolean; [flag: string]: unknown }
+export interface FeatureFlags {
+  supports_preview_metadata?: boolean;
+  [flag: string]: unknown;
+}
 
 /** Text frames a client sends to the server. */
 export type ClientMessage = { type: 'feature_flags'; data: FeatureFlags };
@@ -69,6 +81,8 @@ export function parseClientMessage(raw: string): ClientMessage | null {
   try {
     const msg = JSON.parse(raw);
     if (msg?.type === 'feature_flags' && msg.data && typeof msg.data === 'object') return msg as ClientMessage;
-  } catch { /* malformed: not a message */ }
+  } catch {
+    /* malformed: not a message */
+  }
   return null;
 }

@@ -13,10 +13,18 @@ export const BINARY_PREVIEW_WITH_METADATA = 4;
 const PREVIEW_JPEG = 1;
 const PREVIEW_PNG = 2;
 
-export interface PreviewImage { format: 'jpeg' | 'png'; bytes: Uint8Array }
+export interface PreviewImage {
+  format: 'jpeg' | 'png';
+  bytes: Uint8Array;
+}
 
 /** A decoded preview frame; the ids are there when the frame carried metadata (type 4). */
-export interface PreviewFrame { mime: 'image/jpeg' | 'image/png'; bytes: Uint8Array; promptId?: string; nodeId?: string }
+export interface PreviewFrame {
+  mime: 'image/jpeg' | 'image/png';
+  bytes: Uint8Array;
+  promptId?: string;
+  nodeId?: string;
+}
 
 function frame(kind: number, word: number, parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(8 + parts.reduce((n, p) => n + p.length, 0));
@@ -24,7 +32,10 @@ function frame(kind: number, word: number, parts: Uint8Array[]): Uint8Array {
   view.setUint32(0, kind);
   view.setUint32(4, word);
   let at = 8;
-  for (const p of parts) { out.set(p, at); at += p.length; }
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 
@@ -36,11 +47,20 @@ export function encodePreviewFrame(img: PreviewImage): Uint8Array {
 }
 
 /** Frame type 4: the image with the node and prompt it belongs to. */
-export function encodePreviewFrameWithMetadata(img: PreviewImage, meta: { node_id: string; prompt_id: string }): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify({
-    node_id: meta.node_id, prompt_id: meta.prompt_id, display_node_id: meta.node_id, parent_node_id: null,
-    real_node_id: meta.node_id, image_type: mimeOf(img.format),
-  }));
+export function encodePreviewFrameWithMetadata(
+  img: PreviewImage,
+  meta: { node_id: string; prompt_id: string },
+): Uint8Array {
+  const json = new TextEncoder().encode(
+    JSON.stringify({
+      node_id: meta.node_id,
+      prompt_id: meta.prompt_id,
+      display_node_id: meta.node_id,
+      parent_node_id: null,
+      real_node_id: meta.node_id,
+      image_type: mimeOf(img.format),
+    }),
+  );
   return frame(BINARY_PREVIEW_WITH_METADATA, json.length, [json, img.bytes]);
 }
 
@@ -58,8 +78,12 @@ export function decodePreviewFrame(data: ArrayBuffer | Uint8Array): PreviewFrame
   try {
     const meta = JSON.parse(new TextDecoder().decode(buf.subarray(8, 8 + n)));
     return {
-      mime: meta.image_type === 'image/png' ? 'image/png' : 'image/jpeg', bytes: buf.slice(8 + n),
-      promptId: meta.prompt_id, nodeId: meta.node_id,
+      mime: meta.image_type === 'image/png' ? 'image/png' : 'image/jpeg',
+      bytes: buf.slice(8 + n),
+      promptId: meta.prompt_id,
+      nodeId: meta.node_id,
     };
-  } catch { return null; }
+  } catch {
+    return null;
+  }
 }

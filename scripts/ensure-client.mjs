@@ -22,6 +22,9 @@ if (built >= sources) {
   console.log('client build is up to date');
 } else {
   console.log(built ? 'client sources changed: rebuilding the editor' : 'building the editor (first run)');
-  const r = spawnSync('npx', ['vite', 'build', '--config', 'client/vite.config.ts'], { stdio: 'inherit', shell: process.platform === 'win32' });
+  const r = spawnSync('npx', ['vite', 'build', '--config', 'client/vite.config.ts'], {
+    stdio: 'inherit',
+    shell: process.platform === 'win32',
+  });
   process.exit(r.status ?? 1);
 }

@@ -25,7 +25,11 @@ function existsUp(): string {
 }
 
 export function packageVersion(): string {
-  try { return JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')).version; } catch { return '0.0.0'; }
+  try {
+    return JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')).version;
+  } catch {
+    return '0.0.0';
+  }
 }
 
 /** What `serve` takes: settings (server/settings.ts; unset ones keep their defaults, no environment is read). */
@@ -34,13 +38,26 @@ export type HostOptions = Partial<Settings> & { log?: (m: string) => void };
 /** The engine options the settings give (folders, provider, budgets, GPU tuning). */
 export function engineOptions(s: Settings, log: (m: string) => void): EngineOptions {
   return {
-    ep: s.ep, dataDir: s.data, log, device: s.device, isolation: s.isolation, maxRssMB: s.engineMaxRssMB, ramBudgetMB: s.ramBudgetMB,
-    vramBudgetMB: s.vramBudgetMB, graphCacheMB: s.graphCacheMB, tuning: gpuTuningOf(s),
+    ep: s.ep,
+    dataDir: s.data,
+    log,
+    device: s.device,
+    isolation: s.isolation,
+    maxRssMB: s.engineMaxRssMB,
+    ramBudgetMB: s.ramBudgetMB,
+    vramBudgetMB: s.vramBudgetMB,
+    graphCacheMB: s.graphCacheMB,
+    tuning: gpuTuningOf(s),
   };
 }
 
 /** Node services with a lazily started engine. */
-export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'], engineOpts: EngineOptions, previews = true): NodeServices {
+export function makeServices(
+  models: ModelFolders,
+  dirs: NodeServices['dirs'],
+  engineOpts: EngineOptions,
+  previews = true,
+): NodeServices {
   let engine: Engine | null = null;
   return { dirs, models, previews, engine: () => (engine ??= new Engine(engineOpts)) };
 }
@@ -50,7 +67,10 @@ export function makeServices(models: ModelFolders, dirs: NodeServices['dirs'], e
  * the process environment), so WebGPU engines run in child processes; CUDA takes a deviceId per session and keeps the
  * configured isolation (--isolation, default thread).
  */
-export function deviceIsolation(ep: string | undefined, configured?: 'thread' | 'process'): 'thread' | 'process' | undefined {
+export function deviceIsolation(
+  ep: string | undefined,
+  configured?: 'thread' | 'process',
+): 'thread' | 'process' | undefined {
   return (ep ?? '').trim().toLowerCase() === 'webgpu' ? 'process' : configured;
 }
 
@@ -65,33 +85,67 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     log(`demo model: ${p} (random weights: it draws noise-like images until you add a real checkpoint)`);
   }
   const extra = loadExtraModelPaths(r.extraModelPaths);
-  if (extra.file) log(`extra model folders from ${extra.file}: ${Object.entries(extra.paths).map(([k, v]) => `${k} (${v.length})`).join(', ') || 'none'}`);
+  if (extra.file)
+    log(
+      `extra model folders from ${extra.file}: ${
+        Object.entries(extra.paths)
+          .map(([k, v]) => `${k} (${v.length})`)
+          .join(', ') || 'none'
+      }`,
+    );
   let services: NodeServices | null = null;
   const extraServices: NodeServices[] = [];
   const server = await startServer<NodeServices>({
-    host: r.listen, port: r.port, modelsDir: r.models, dataDir: r.data, outputDir: r.output, inputDir: r.input,
-    tempDir: r.temp, token: r.token, corsOrigin: r.cors,
+    host: r.listen,
+    port: r.port,
+    modelsDir: r.models,
+    dataDir: r.data,
+    outputDir: r.output,
+    inputDir: r.input,
+    tempDir: r.temp,
+    token: r.token,
+    corsOrigin: r.cors,
     workflowsDir: join(PROJECT_ROOT, 'workflows'),
     clientDir: join(PROJECT_ROOT, 'dist', 'client'),
-    frontEndRoot: r.frontEndRoot, modelCatalog: r.catalog,
+    frontEndRoot: r.frontEndRoot,
+    modelCatalog: r.catalog,
     extraModelPaths: extra.paths,
     version: packageVersion(),
     registry: createRegistry(),
     log,
     // the engine runs in a child process with a memory limit by default: whatever slips past admission kills only it
-    makeServices: ({ models, dirs }) => (services = makeServices(models, dirs, { ...engine, isolation: r.isolation ?? 'process' }, r.previews)),
-    free: async (s) => { await s.engine().free(); },
+    makeServices: ({ models, dirs }) =>
+      (services = makeServices(models, dirs, { ...engine, isolation: r.isolation ?? 'process' }, r.previews)),
+    free: async (s) => {
+      await s.engine().free();
+    },
     // farm (server/farm): prompts on Redis for worker processes, or one executor per local device
-    queueBackend: r.queue ? (ctx) => new RedisBackend(ctx, { url: r.queue! })
-      : r.devices && r.devices.length > 1 ? (ctx) => new MultiDeviceBackend(ctx, r.devices!, (device) => {
-        const s = makeServices(services!.models, services!.dirs, {
-          ...engine, log: (m) => log(`[device ${device}] ${m}`), device: Number(device), isolation: deviceIsolation(r.ep, r.isolation),
-        }, r.previews);
-        extraServices.push(s);
-        return new Executor(ctx.executor.registry, s);
-      }) : undefined,
+    queueBackend: r.queue
+      ? (ctx) => new RedisBackend(ctx, { url: r.queue! })
+      : r.devices && r.devices.length > 1
+        ? (ctx) =>
+            new MultiDeviceBackend(ctx, r.devices!, (device) => {
+              const s = makeServices(
+                services!.models,
+                services!.dirs,
+                {
+                  ...engine,
+                  log: (m) => log(`[device ${device}] ${m}`),
+                  device: Number(device),
+                  isolation: deviceIsolation(r.ep, r.isolation),
+                },
+                r.previews,
+              );
+              extraServices.push(s);
+              return new Executor(ctx.executor.registry, s);
+            })
+        : undefined,
   });
   const close = server.close;
-  server.close = async () => { await close(); await services?.engine().close(); for (const s of extraServices) await s.engine().close(); };
+  server.close = async () => {
+    await close();
+    await services?.engine().close();
+    for (const s of extraServices) await s.engine().close();
+  };
   return server;
 }

@@ -20,6 +20,7 @@ export function parsePreviewMethod(v: string | undefined): PreviewMethod {
 /** Whether samplers send preview frames, and a note for the log when the method is substituted. */
 export function previewSetting(method: PreviewMethod): { previews: boolean; note?: string } {
   if (method === 'none') return { previews: false };
-  if (method === 'taesd') return { previews: true, note: 'preview method taesd: no TAESD decoder is bundled, previews use latent2rgb' };
+  if (method === 'taesd')
+    return { previews: true, note: 'preview method taesd: no TAESD decoder is bundled, previews use latent2rgb' };
   return { previews: true };
 }

@@ -13,12 +13,27 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CUDA_ORT_VERSION, cudaProblemsHere, describeCudaProblems, ortLibDir, ortVersion } from './engine/runtime/cuda-check.js';
+import {
+  CUDA_ORT_VERSION,
+  cudaProblemsHere,
+  describeCudaProblems,
+  ortLibDir,
+  ortVersion,
+} from './engine/runtime/cuda-check.js';
 import { CUDA_ORT_HOME, cudaOrtPackage, mainOrtPackage, pinnedOrtPackage } from './engine/runtime/cuda-ort.js';
 
 export const PROVIDER_PACKAGE = 'com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9';
@@ -48,8 +63,14 @@ function fail(message: string): never {
 function packed(spec: string, file: string | undefined, work: string): string {
   if (file) return file;
   console.log(`setup:cuda: fetching ${spec} with npm pack`);
-  const name = execFileSync('npm', ['pack', '--silent', spec], { cwd: work, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
-    .trim().split('\n').pop()!;
+  const name = execFileSync('npm', ['pack', '--silent', spec], {
+    cwd: work,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+    .trim()
+    .split('\n')
+    .pop()!;
   return join(work, name);
 }
 
@@ -71,8 +92,15 @@ function cudaOrt(work: string, o: { ortTarball?: string; commonTarball?: string 
   if (existing) return existing;
   if (!mainOrtPackage()) fail('onnxruntime-node is not installed: run `npm install` first');
   const modules = join(PROJECT_ROOT, CUDA_ORT_HOME, 'node_modules');
-  console.log(`setup:cuda: the project's onnxruntime-node is ${ortVersion()}; CUDA engines get a pinned ${CUDA_ORT_VERSION} in ${modules}`);
-  unpackPackage(packed(`onnxruntime-common@${CUDA_ORT_VERSION}`, o.commonTarball, work), modules, 'onnxruntime-common', work);
+  console.log(
+    `setup:cuda: the project's onnxruntime-node is ${ortVersion()}; CUDA engines get a pinned ${CUDA_ORT_VERSION} in ${modules}`,
+  );
+  unpackPackage(
+    packed(`onnxruntime-common@${CUDA_ORT_VERSION}`, o.commonTarball, work),
+    modules,
+    'onnxruntime-common',
+    work,
+  );
   unpackPackage(packed(`onnxruntime-node@${CUDA_ORT_VERSION}`, o.ortTarball, work), modules, 'onnxruntime-node', work);
   const pkg = pinnedOrtPackage(PROJECT_ROOT);
   if (ortVersion(pkg) !== CUDA_ORT_VERSION) fail(`${pkg} is not onnxruntime-node ${CUDA_ORT_VERSION}`);
@@ -80,7 +108,8 @@ function cudaOrt(work: string, o: { ortTarball?: string; commonTarball?: string 
 }
 
 async function install(o: { tarball?: string; ortTarball?: string; commonTarball?: string }): Promise<void> {
-  if (process.platform !== 'linux' || process.arch !== 'x64') fail(`the CUDA provider is built for linux x64, this is ${process.platform} ${process.arch}`);
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    fail(`the CUDA provider is built for linux x64, this is ${process.platform} ${process.arch}`);
   const work = mkdtempSync(join(tmpdir(), 'tcd-cuda-'));
   try {
     // the provider first: a tarball that fails its checksum installs nothing at all
@@ -99,16 +128,27 @@ async function install(o: { tarball?: string; ortTarball?: string; commonTarball
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: {
-    tarball: { type: 'string' }, 'ort-tarball': { type: 'string' }, 'ort-common-tarball': { type: 'string' }, check: { type: 'boolean' },
-  } });
+  const { values } = parseArgs({
+    options: {
+      tarball: { type: 'string' },
+      'ort-tarball': { type: 'string' },
+      'ort-common-tarball': { type: 'string' },
+      check: { type: 'boolean' },
+    },
+  });
   if (!values.check) {
-    await install({ tarball: values.tarball, ortTarball: values['ort-tarball'], commonTarball: values['ort-common-tarball'] });
+    await install({
+      tarball: values.tarball,
+      ortTarball: values['ort-tarball'],
+      commonTarball: values['ort-common-tarball'],
+    });
   }
   const problems = cudaProblemsHere(process.env, cudaOrtPackage(PROJECT_ROOT) ?? mainOrtPackage());
   if (problems.length === 0) {
-    console.log('setup:cuda: driver, CUDA 13 and cuDNN 9 libraries found; start with `npm start` (--ep auto picks cuda) '
-      + 'or `npm start -- --ep cuda`');
+    console.log(
+      'setup:cuda: driver, CUDA 13 and cuDNN 9 libraries found; start with `npm start` (--ep auto picks cuda) ' +
+        'or `npm start -- --ep cuda`',
+    );
     return;
   }
   console.error(`setup:cuda: the CUDA provider cannot load yet:\n${describeCudaProblems(problems)}`);

@@ -10,14 +10,27 @@ import type { HistoryEntry } from '../graph/history.js';
 export type PromptError = PromptErrorBody;
 
 export class PromptRejected extends Error {
-  constructor(readonly body: PromptError) { super(body.error?.message ?? 'prompt rejected'); }
+  constructor(readonly body: PromptError) {
+    super(body.error?.message ?? 'prompt rejected');
+  }
 }
 
 /** [number, prompt_id, prompt, extra_data, outputs_to_execute] */
 export type QueueItem = [number, string, ApiPrompt, Record<string, unknown>, string[]];
 
-export interface TemplateInfo { file: string; title: string; description: string }
-export interface CatalogModel { name: string; folder: string; filename: string; description: string; size: number | null; installed: boolean }
+export interface TemplateInfo {
+  file: string;
+  title: string;
+  description: string;
+}
+export interface CatalogModel {
+  name: string;
+  folder: string;
+  filename: string;
+  description: string;
+  size: number | null;
+  installed: boolean;
+}
 
 export type { ImageRef } from '../../protocol/images.js';
 
@@ -68,10 +81,17 @@ export class HttpApi {
     return this.request(path, { method: 'POST', body: JSON.stringify(body) });
   }
 
-  objectInfo(): Promise<ObjectInfo> { return this.json('/object_info'); }
+  objectInfo(): Promise<ObjectInfo> {
+    return this.json('/object_info');
+  }
 
   /** Queues a prompt; throws PromptRejected with node_errors on a 400. */
-  async queuePrompt(body: { client_id: string; prompt: ApiPrompt; extra_data: unknown; front?: boolean }): Promise<{ prompt_id: string; number: number }> {
+  async queuePrompt(body: {
+    client_id: string;
+    prompt: ApiPrompt;
+    extra_data: unknown;
+    front?: boolean;
+  }): Promise<{ prompt_id: string; number: number }> {
     const res = await this.post('/prompt', body);
     const data = await res.json();
     if (res.status === 400) throw new PromptRejected(data as PromptError);
@@ -90,12 +110,22 @@ export class HttpApi {
   }
 
   /** GET /history, newest entries last (ComfyUI's order); `maxItems` keeps the newest ones. */
-  history(maxItems = 64): Promise<Record<string, HistoryEntry>> { return this.json(`/history?max_items=${maxItems}`); }
-  async deleteHistory(ids: string[]): Promise<void> { await this.post('/history', { delete: ids }); }
+  history(maxItems = 64): Promise<Record<string, HistoryEntry>> {
+    return this.json(`/history?max_items=${maxItems}`);
+  }
+  async deleteHistory(ids: string[]): Promise<void> {
+    await this.post('/history', { delete: ids });
+  }
 
-  queue(): Promise<{ queue_running: QueueItem[]; queue_pending: QueueItem[] }> { return this.json('/queue'); }
-  async cancel(promptId: string): Promise<void> { await this.post('/queue', { delete: [promptId] }); }
-  async interrupt(promptId?: string): Promise<void> { await this.post('/interrupt', promptId ? { prompt_id: promptId } : {}); }
+  queue(): Promise<{ queue_running: QueueItem[]; queue_pending: QueueItem[] }> {
+    return this.json('/queue');
+  }
+  async cancel(promptId: string): Promise<void> {
+    await this.post('/queue', { delete: [promptId] });
+  }
+  async interrupt(promptId?: string): Promise<void> {
+    await this.post('/interrupt', promptId ? { prompt_id: promptId } : {});
+  }
 
   /** Names of ready workflows (templates); [] when the server has none. */
   async workflows(): Promise<string[]> {
@@ -110,11 +140,20 @@ export class HttpApi {
     const res = await this.request('/templates/index.json');
     const mods = res.ok ? await res.json().catch(() => []) : [];
     const out: TemplateInfo[] = [];
-    for (const m of Array.isArray(mods) ? mods : []) for (const t of m.templates ?? []) {
-      out.push({ file: `${t.name}.json`, title: String(t.title ?? t.name), description: String(t.description ?? '') });
-    }
+    for (const m of Array.isArray(mods) ? mods : [])
+      for (const t of m.templates ?? []) {
+        out.push({
+          file: `${t.name}.json`,
+          title: String(t.title ?? t.name),
+          description: String(t.description ?? ''),
+        });
+      }
     if (out.length) return out;
-    return (await this.workflows()).map((file) => ({ file, title: file.replace(/\.json$/, '').replace(/[-_]/g, ' '), description: '' }));
+    return (await this.workflows()).map((file) => ({
+      file,
+      title: file.replace(/\.json$/, '').replace(/[-_]/g, ' '),
+      description: '',
+    }));
   }
 
   /** Models `models pull` knows (GET /model_catalog); [] when the server has no pull route. */
@@ -139,12 +178,16 @@ export class HttpApi {
   }
 
   /** The model folders the server knows (GET /models). */
-  async modelFolders(): Promise<string[]> { return this.json('/models'); }
+  async modelFolders(): Promise<string[]> {
+    return this.json('/models');
+  }
 
   /** Saves a workflow under the user's workflows/ folder (ComfyUI's POST /userdata/workflows%2FNAME.json). */
   async saveUserWorkflow(name: string, wf: Workflow): Promise<void> {
     const res = await this.request(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}?overwrite=true`, {
-      method: 'POST', body: JSON.stringify(wf), headers: { 'Content-Type': 'application/json' },
+      method: 'POST',
+      body: JSON.stringify(wf),
+      headers: { 'Content-Type': 'application/json' },
     });
     if (!res.ok) {
       const body = await res.json().catch(() => null);
@@ -156,17 +199,28 @@ export class HttpApi {
   async userWorkflows(): Promise<string[]> {
     const res = await this.request('/userdata?dir=workflows&recurse=true&split=false');
     if (!res.ok) return [];
-    const files = await res.json() as string[];
-    return files.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
+    const files = (await res.json()) as string[];
+    return files
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => f.slice(0, -5))
+      .sort();
   }
 
-  userWorkflow(name: string): Promise<Workflow> { return this.json(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}`); }
+  userWorkflow(name: string): Promise<Workflow> {
+    return this.json(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}`);
+  }
 
-  workflow(name: string): Promise<Workflow> { return this.json(`/workflows/${encodeURIComponent(name)}`); }
+  workflow(name: string): Promise<Workflow> {
+    return this.json(`/workflows/${encodeURIComponent(name)}`);
+  }
 
   /** URL for an output image; carries the token as a query parameter since <img> cannot send headers. */
   viewUrl(img: ImageRef, preview = false): string {
-    const q = new URLSearchParams({ filename: img.filename, subfolder: img.subfolder ?? '', type: img.type ?? 'output' });
+    const q = new URLSearchParams({
+      filename: img.filename,
+      subfolder: img.subfolder ?? '',
+      type: img.type ?? 'output',
+    });
     if (preview) q.set('preview', 'webp;90');
     const token = getToken();
     if (token) q.set('token', token);

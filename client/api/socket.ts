@@ -7,8 +7,12 @@ export type { ConnectionState, EventSocket } from '../../protocol/event-socket.j
 export type { PreviewFrame as Preview } from '../../protocol/preview.js';
 
 /** The editor reads events loosely: a server may send event types this build does not know. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
-export interface SocketEvent { type: string; data: any; seq?: number }
+export interface SocketEvent {
+  type: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
+  data: any;
+  seq?: number;
+}
 
 /** A per-tab client id: kept in sessionStorage so a reload keeps receiving its prompts' events. */
 export function clientId(): string {
@@ -28,7 +32,11 @@ export function clientId(): string {
 export function editorSocket(id: string, base = new URL('./', location.href).pathname): EventSocket {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
   return new EventSocket({
-    url: `${proto}://${location.host}${base}ws`, clientId: id, token: getToken, connect: (url) => new WebSocket(url),
-    featureFlags: { supports_preview_metadata: true }, retryFirst: true,
+    url: `${proto}://${location.host}${base}ws`,
+    clientId: id,
+    token: getToken,
+    connect: (url) => new WebSocket(url),
+    featureFlags: { supports_preview_metadata: true },
+    retryFirst: true,
   });
 }

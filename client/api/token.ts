@@ -2,7 +2,11 @@
 const KEY = 'tcd-studio.token';
 
 export function getToken(): string | null {
-  try { return localStorage.getItem(KEY); } catch { return null; }
+  try {
+    return localStorage.getItem(KEY);
+  } catch {
+    return null;
+  }
 }
 
 export function setToken(token: string | null): void {

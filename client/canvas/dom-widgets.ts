@@ -12,9 +12,15 @@ export class DomWidgetLayer {
   private readonly live = new Map<HTMLTextAreaElement, LGraphNode>();
   private drawn = new Set<HTMLTextAreaElement>();
 
-  constructor(readonly container: HTMLElement, readonly canvasEl: HTMLCanvasElement, readonly graph: LGraph) {}
+  constructor(
+    readonly container: HTMLElement,
+    readonly canvasEl: HTMLCanvasElement,
+    readonly graph: LGraph,
+  ) {}
 
-  beginFrame(): void { this.drawn = new Set(); }
+  beginFrame(): void {
+    this.drawn = new Set();
+  }
 
   endFrame(): void {
     for (const [el, node] of this.live) {
@@ -29,7 +35,12 @@ export class DomWidgetLayer {
   }
 
   /** Puts `el` over the node-local rectangle (x, y, w, h) of the node being drawn with `ctx`. */
-  place(el: HTMLTextAreaElement, node: LGraphNode, ctx: CanvasRenderingContext2D, rect: [number, number, number, number]): void {
+  place(
+    el: HTMLTextAreaElement,
+    node: LGraphNode,
+    ctx: CanvasRenderingContext2D,
+    rect: [number, number, number, number],
+  ): void {
     if (!el.isConnected) this.container.appendChild(el);
     this.live.set(el, node);
     this.drawn.add(el);
@@ -50,14 +61,21 @@ export class DomWidgetLayer {
 let layer: DomWidgetLayer | null = null;
 
 /** The editor sets the layer once its canvas exists. */
-export function setDomWidgetLayer(l: DomWidgetLayer | null): void { layer = l; }
+export function setDomWidgetLayer(l: DomWidgetLayer | null): void {
+  layer = l;
+}
 
 /**
  * Adds a textarea widget for a multiline STRING input. `onEdit(true)` runs after each keystroke (the editor
  * records typing bursts as one undo step), so the graph always holds what the textarea shows.
  * @example addTextareaWidget(node, 'text', 'a red fox', (typing) => editor.scheduleCheckpoint(typing ? 400 : 30));
  */
-export function addTextareaWidget(node: LGraphNode, name: string, initial: string, onEdit: (typing: boolean) => void): void {
+export function addTextareaWidget(
+  node: LGraphNode,
+  name: string,
+  initial: string,
+  onEdit: (typing: boolean) => void,
+): void {
   const el = document.createElement('textarea');
   el.className = 'node-textarea';
   el.spellcheck = false;
@@ -71,7 +89,9 @@ export function addTextareaWidget(node: LGraphNode, name: string, initial: strin
     y: 0,
     options: { multiline: true },
     element: el,
-    get value() { return value; },
+    get value() {
+      return value;
+    },
     // Loading, undo and paste set the value from outside: the textarea follows.
     set value(v: unknown) {
       value = v == null ? '' : String(v);

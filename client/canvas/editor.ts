@@ -44,7 +44,10 @@ export class Editor {
   private restoring = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(readonly el: HTMLCanvasElement, public objectInfo: ObjectInfo) {
+  constructor(
+    readonly el: HTMLCanvasElement,
+    public objectInfo: ObjectInfo,
+  ) {
     registerNodeTypes(objectInfo, this.onWidgetEdit);
     LiteGraph.release_link_on_empty_shows_menu = true;
     this.canvas = new LGraphCanvas(el, this.graph, { autoresize: false } as never);
@@ -53,7 +56,8 @@ export class Editor {
     this.canvas.render_canvas_border = false;
     this.canvas.onSearchBox = (_helper, str) => this.search(str);
     // "Convert to Subgraph" deletes the selection and throws in this litegraph build: not offered.
-    const noSubgraph = <T extends { content?: string } | null>(opts: T[]) => opts.filter((o) => !o?.content?.startsWith('Convert to Subgraph'));
+    const noSubgraph = <T extends { content?: string } | null>(opts: T[]) =>
+      opts.filter((o) => !o?.content?.startsWith('Convert to Subgraph'));
     const canvasMenu = this.canvas.getCanvasMenuOptions.bind(this.canvas);
     const nodeMenu = this.canvas.getNodeMenuOptions.bind(this.canvas);
     this.canvas.getCanvasMenuOptions = () => noSubgraph(canvasMenu() as never[]);
@@ -102,7 +106,9 @@ export class Editor {
   /** The snapshot last saved or opened: the workflow is "modified" while the present one differs. */
   private clean: string | null = null;
 
-  get modified(): boolean { return this.clean !== null && this.history.present !== this.clean; }
+  get modified(): boolean {
+    return this.clean !== null && this.history.present !== this.clean;
+  }
 
   /** After saving (or opening): what is on the canvas now counts as unmodified. */
   markClean(): void {
@@ -113,7 +119,11 @@ export class Editor {
 
   /** Kept across reloads as a flag: a reloaded graph serialises a little differently from the one saved. */
   private rememberModified(): void {
-    try { localStorage.setItem(MODIFIED_KEY, this.modified ? '1' : '0'); } catch { /* private mode */ }
+    try {
+      localStorage.setItem(MODIFIED_KEY, this.modified ? '1' : '0');
+    } catch {
+      /* private mode */
+    }
   }
 
   /**
@@ -140,7 +150,8 @@ export class Editor {
     const snap = snapshotOf(this.serialize());
     if (opts.keepHistory) this.history.record(snap);
     else this.history.reset(snap);
-    if (opts.resume && localStorage.getItem(MODIFIED_KEY) === '1') this.clean = ''; // modified before the reload
+    if (opts.resume && localStorage.getItem(MODIFIED_KEY) === '1')
+      this.clean = ''; // modified before the reload
     else this.markClean();
     this.save();
     // litegraph grows nodes to fit their widgets on the first draw: that settling is part of the loaded workflow,
@@ -175,7 +186,11 @@ export class Editor {
     const text = JSON.stringify(wf);
     if (text === this.lastSaved) return;
     this.lastSaved = text;
-    try { localStorage.setItem(AUTOSAVE_KEY, text); } catch { /* quota: keep working */ }
+    try {
+      localStorage.setItem(AUTOSAVE_KEY, text);
+    } catch {
+      /* quota: keep working */
+    }
   }
 
   /** Widget callbacks: a typing burst in a textarea becomes one undo step, other edits one step each. */
@@ -199,13 +214,20 @@ export class Editor {
     if (changed) this.onChange();
   }
 
-  undo(): void { this.landPending(); this.restoreSnapshot(this.history.undo()); }
-  redo(): void { this.landPending(); this.restoreSnapshot(this.history.redo()); }
+  undo(): void {
+    this.landPending();
+    this.restoreSnapshot(this.history.undo());
+  }
+  redo(): void {
+    this.landPending();
+    this.restoreSnapshot(this.history.redo());
+  }
 
   private restoreSnapshot(snap: string | null): void {
     if (snap === null) return;
     const wf = JSON.parse(snap) as Workflow;
-    const offset = [...this.canvas.ds.offset], scale = this.canvas.ds.scale;
+    const offset = [...this.canvas.ds.offset],
+      scale = this.canvas.ds.scale;
     this.restoring = true;
     try {
       this.graph.configure(wf as never);
@@ -258,7 +280,9 @@ export class Editor {
   }
 
   /** A dropped file (a client point) or pasted image (no point): see image-drop.ts. Returns an error or null. */
-  dropFile(file: File, at?: [number, number]): Promise<string | null> { return dropFile(this, file, at); }
+  dropFile(file: File, at?: [number, number]): Promise<string | null> {
+    return dropFile(this, file, at);
+  }
 
   /**
    * New lists from the server (uploads, models added): combos on the canvas offer them at once, and nodes added
@@ -301,7 +325,11 @@ export class Editor {
     const pos = at ? this.toGraph(at) : [cx - node.size[0] / 2, cy - node.size[1] / 2];
     node.pos = [pos[0], pos[1]];
     this.restoring = true;
-    try { this.graph.add(node); } finally { this.restoring = false; }
+    try {
+      this.graph.add(node);
+    } finally {
+      this.restoring = false;
+    }
     this.canvas.selectItems([node]);
     this.checkpoint();
     return node;
@@ -313,10 +341,14 @@ export class Editor {
     if (!nodes.length) return;
     let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
     for (const n of nodes) {
-      x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT);
-      x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+      x0 = Math.min(x0, n.pos[0]);
+      y0 = Math.min(y0, n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT);
+      x1 = Math.max(x1, n.pos[0] + n.size[0]);
+      y1 = Math.max(y1, n.pos[1] + n.size[1]);
     }
-    const pad = 40, w = this.el.clientWidth, h = this.el.clientHeight;
+    const pad = 40,
+      w = this.el.clientWidth,
+      h = this.el.clientHeight;
     const scale = Math.min(1, (w - 2 * pad) / Math.max(1, x1 - x0), (h - 2 * pad) / Math.max(1, y1 - y0));
     this.canvas.ds.scale = scale;
     this.canvas.ds.offset = [(w / scale - (x1 - x0)) / 2 - x0, (h / scale - (y1 - y0)) / 2 - y0];
@@ -342,7 +374,8 @@ export class Editor {
         return null;
       }
       const data = JSON.parse(new TextDecoder().decode(bytes));
-      if (!data || !Array.isArray(data.nodes)) return `${file.name} is not a UI-format workflow (API-format prompts cannot be opened)`;
+      if (!data || !Array.isArray(data.nodes))
+        return `${file.name} is not a UI-format workflow (API-format prompts cannot be opened)`;
       this.load(data as Workflow, { keepHistory: true });
       return null;
     } catch (e) {
@@ -354,8 +387,17 @@ export class Editor {
     const t = e.target as HTMLElement | null;
     const typing = t && (t.localName === 'input' || t.localName === 'textarea' || t.isContentEditable);
     const mod = e.ctrlKey || e.metaKey;
-    if (mod && e.key === 'Enter') { e.preventDefault(); this.onQueueShortcut(e.shiftKey); return; }
-    if (mod && (e.key === 's' || e.key === 'S')) { e.preventDefault(); e.stopPropagation(); this.onSaveShortcut(); return; }
+    if (mod && e.key === 'Enter') {
+      e.preventDefault();
+      this.onQueueShortcut(e.shiftKey);
+      return;
+    }
+    if (mod && (e.key === 's' || e.key === 'S')) {
+      e.preventDefault();
+      e.stopPropagation();
+      this.onSaveShortcut();
+      return;
+    }
     if (typing) return;
     if (!mod && !e.altKey) {
       if (e.key === 'r' || e.key === 'R') this.onRefreshShortcut();
@@ -364,13 +406,24 @@ export class Editor {
     }
     if (!mod) return;
     const key = e.key.toLowerCase();
-    if (key === 'z' && !e.shiftKey) { e.preventDefault(); this.undo(); }
-    else if (key === 'y' || (key === 'z' && e.shiftKey)) { e.preventDefault(); this.redo(); }
-    else if (key === 'm') { e.preventDefault(); this.toggleMode(MODE_NEVER); }
-    else if (key === 'b') { e.preventDefault(); this.toggleMode(MODE_BYPASS); }
-    else if (t !== this.el && key === 'c') { this.canvas.copyToClipboard(); }
-    else if (t !== this.el && key === 'v') { this.canvas.pasteFromClipboard({ connectInputs: e.shiftKey }); this.checkpoint(); }
-    else return;
+    if (key === 'z' && !e.shiftKey) {
+      e.preventDefault();
+      this.undo();
+    } else if (key === 'y' || (key === 'z' && e.shiftKey)) {
+      e.preventDefault();
+      this.redo();
+    } else if (key === 'm') {
+      e.preventDefault();
+      this.toggleMode(MODE_NEVER);
+    } else if (key === 'b') {
+      e.preventDefault();
+      this.toggleMode(MODE_BYPASS);
+    } else if (t !== this.el && key === 'c') {
+      this.canvas.copyToClipboard();
+    } else if (t !== this.el && key === 'v') {
+      this.canvas.pasteFromClipboard({ connectInputs: e.shiftKey });
+      this.checkpoint();
+    } else return;
     e.stopPropagation();
   }
 

@@ -50,5 +50,7 @@ export function pasteImage(editor: Editor, e: ClipboardEvent): void {
   const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith('image/'));
   if (!file) return;
   e.preventDefault();
-  void dropFile(editor, file).then((err) => { if (err) imageInputs.onError(err); });
+  void dropFile(editor, file).then((err) => {
+    if (err) imageInputs.onError(err);
+  });
 }

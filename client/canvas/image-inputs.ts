@@ -22,7 +22,9 @@ export const imageInputs = {
 /** Names of a node class's inputs that take an uploaded image. */
 export function imageUploadInputs(info: NodeInfo): string[] {
   const specs = { ...(info.input.required ?? {}), ...(info.input.optional ?? {}) };
-  return Object.entries(specs).filter(([, s]) => s?.[1]?.image_upload === true).map(([name]) => name);
+  return Object.entries(specs)
+    .filter(([, s]) => s?.[1]?.image_upload === true)
+    .map(([name]) => name);
 }
 
 let picker: HTMLInputElement | null = null;
@@ -93,7 +95,10 @@ export function syncInputImage(node: LGraphNode, input: string): void {
   const name = node.widgets?.find((w) => w.name === input)?.value;
   const url = typeof name === 'string' && name ? imageInputs.viewUrl(name) : null;
   const shown = runtime.images.get(id);
-  if (!url) { if (shown) runtime.images.delete(id); return; }
+  if (!url) {
+    if (shown) runtime.images.delete(id);
+    return;
+  }
   if (shown?.length === 1 && shown[0].dataset.src === url) return;
   // Workflows saved by other tools size LoadImage for its widgets only: make room for the picture.
   if (node.size[1] < IMAGE_NODE_MIN[1]) node.setSize([Math.max(node.size[0], IMAGE_NODE_MIN[0]), IMAGE_NODE_MIN[1]]);

@@ -19,10 +19,12 @@ function drawImages(node: LGraphNode, ctx: CanvasRenderingContext2D, imgs: HTMLI
   // Grid of equal cells; each image is fitted inside its cell keeping its aspect ratio.
   const cols = Math.ceil(Math.sqrt(ready.length));
   const rows = Math.ceil(ready.length / cols);
-  const cw = w / cols, ch = h / rows;
+  const cw = w / cols,
+    ch = h / rows;
   ready.forEach((img, i) => {
     const s = Math.min(cw / img.naturalWidth, ch / img.naturalHeight);
-    const dw = img.naturalWidth * s, dh = img.naturalHeight * s;
+    const dw = img.naturalWidth * s,
+      dh = img.naturalHeight * s;
     const x = (i % cols) * cw + (cw - dw) / 2;
     const y = top + Math.floor(i / cols) * ch + (ch - dh) / 2;
     ctx.drawImage(img, x, y, dw, dh);
@@ -38,7 +40,10 @@ export function wrapText(text: string, width: number, measure: (t: string) => nu
   for (const para of text.split('\n')) {
     let line = '';
     for (const word of para.split(/(\s+)/)) {
-      if (measure(line + word) <= width) { line += word; continue; }
+      if (measure(line + word) <= width) {
+        line += word;
+        continue;
+      }
       if (line.trim()) lines.push(line.trimEnd());
       line = word.trimStart();
       while (measure(line) > width && line.length > 1) {
@@ -53,7 +58,13 @@ export function wrapText(text: string, width: number, measure: (t: string) => nu
   return lines;
 }
 
-function drawError(node: LGraphNode, ctx: CanvasRenderingContext2D, message: string, inputs: Record<string, string>, belowPreview: boolean): void {
+function drawError(
+  node: LGraphNode,
+  ctx: CanvasRenderingContext2D,
+  message: string,
+  inputs: Record<string, string>,
+  belowPreview: boolean,
+): void {
   ctx.save();
   ctx.font = '12px sans-serif';
   ctx.fillStyle = '#ff6b6b';
@@ -67,7 +78,11 @@ function drawError(node: LGraphNode, ctx: CanvasRenderingContext2D, message: str
   for (const name of Object.keys(inputs)) {
     const slot = node.inputs.findIndex((s) => s.name === name);
     const widget = node.widgets?.find((w) => w.name === name);
-    const y = widget ? (widget.y ?? 0) + LiteGraph.NODE_WIDGET_HEIGHT / 2 : slot >= 0 ? (slot + 0.5) * LiteGraph.NODE_SLOT_HEIGHT : null;
+    const y = widget
+      ? (widget.y ?? 0) + LiteGraph.NODE_WIDGET_HEIGHT / 2
+      : slot >= 0
+        ? (slot + 0.5) * LiteGraph.NODE_SLOT_HEIGHT
+        : null;
     if (y === null) continue;
     ctx.beginPath();
     ctx.arc(-10, y, 5, 0, Math.PI * 2);
@@ -92,7 +107,12 @@ export function previewRect(node: LGraphNode): [number, number, number, number] 
   return [0, node.size[1] + 8, side, side];
 }
 
-function drawPreview(node: LGraphNode, ctx: CanvasRenderingContext2D, img: HTMLImageElement, progress: number | undefined): void {
+function drawPreview(
+  node: LGraphNode,
+  ctx: CanvasRenderingContext2D,
+  img: HTMLImageElement,
+  progress: number | undefined,
+): void {
   const [x, y, w, h] = previewRect(node);
   ctx.save();
   ctx.fillStyle = '#111';
@@ -104,7 +124,8 @@ function drawPreview(node: LGraphNode, ctx: CanvasRenderingContext2D, img: HTMLI
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = 'high';
   const s = Math.min(w / img.naturalWidth, (h - 18) / img.naturalHeight);
-  const dw = img.naturalWidth * s, dh = img.naturalHeight * s;
+  const dw = img.naturalWidth * s,
+    dh = img.naturalHeight * s;
   ctx.drawImage(img, x + (w - dw) / 2, y + 18 + (h - 18 - dh) / 2, dw, dh);
   ctx.fillStyle = '#cfc';
   ctx.font = '12px sans-serif';

@@ -9,7 +9,13 @@ import { drawNodeExtras } from './node-draw.js';
 import { addTextareaWidget } from './dom-widgets.js';
 import { noteNodeClass, rerouteNodeClass } from './frontend-nodes.js';
 import { addUploadWidget, IMAGE_NODE_MIN, imageUploadInputs, syncInputImage } from './image-inputs.js';
-import { applyConverted, CONTROL_WIDGET, convertedWidgets, drawConvertedInputs, widgetInputMenu } from './widget-inputs.js';
+import {
+  applyConverted,
+  CONTROL_WIDGET,
+  convertedWidgets,
+  drawConvertedInputs,
+  widgetInputMenu,
+} from './widget-inputs.js';
 import { createPrimitiveFor, PRIMITIVE_TYPE, primitiveNodeClass } from './primitive-node.js';
 
 export { CONTROL_WIDGET };
@@ -24,15 +30,21 @@ function addWidgetFor(node: LGraphNode, d: InputDescriptor, onEdit: (typing?: bo
   switch (w.kind) {
     case 'number': {
       const precision = w.integer ? 0 : decimals(w.round ?? w.step);
-      node.addWidget('number', d.name, w.default as number, (v: number) => {
-        // Snap to the spec's grid, as ComfyUI does, so values the server validates stay in range.
-        const widget = node.widgets!.find((x) => x.name === d.name)!;
-        const step = w.integer ? (w.step ?? 1) : 0;
-        let value = w.integer ? Math.round(v) : Number(v.toFixed(Math.max(precision, 2)));
-        if (step > 1) value = Math.round((value - (w.min ?? 0)) / step) * step + (w.min ?? 0);
-        widget.value = value;
-        onEdit();
-      }, { min: w.min, max: w.max, step2: w.step, precision });
+      node.addWidget(
+        'number',
+        d.name,
+        w.default as number,
+        (v: number) => {
+          // Snap to the spec's grid, as ComfyUI does, so values the server validates stay in range.
+          const widget = node.widgets!.find((x) => x.name === d.name)!;
+          const step = w.integer ? (w.step ?? 1) : 0;
+          let value = w.integer ? Math.round(v) : Number(v.toFixed(Math.max(precision, 2)));
+          if (step > 1) value = Math.round((value - (w.min ?? 0)) / step) * step + (w.min ?? 0);
+          widget.value = value;
+          onEdit();
+        },
+        { min: w.min, max: w.max, step2: w.step, precision },
+      );
       if (w.controlAfterGenerate) {
         node.addWidget('combo', CONTROL_WIDGET, 'randomize', () => onEdit(), { values: [...SEED_CONTROLS] });
       }
@@ -67,8 +79,11 @@ function ensureWidgetSlots(node: LGraphNode, described: InputDescriptor[]): void
  */
 export function registerNodeTypes(info: ObjectInfo, onEdit: (typing?: boolean) => void): void {
   LiteGraph.clearRegisteredTypes();
-  const classes: [string, typeof LGraphNode, string][] = Object.entries(info).map(([type, nodeInfo]) =>
-    [type, makeClass(type, nodeInfo, onEdit), nodeInfo.category ?? 'other']);
+  const classes: [string, typeof LGraphNode, string][] = Object.entries(info).map(([type, nodeInfo]) => [
+    type,
+    makeClass(type, nodeInfo, onEdit),
+    nodeInfo.category ?? 'other',
+  ]);
   if (!info[PRIMITIVE_TYPE]) classes.push([PRIMITIVE_TYPE, primitiveNodeClass(onEdit), 'utils']);
   if (!info.Note) classes.push(['Note', noteNodeClass(onEdit), 'utils']);
   if (!info.Reroute) classes.push(['Reroute', rerouteNodeClass(), 'utils']);
@@ -97,8 +112,10 @@ function makeClass(type: string, info: NodeInfo, onEdit: (typing?: boolean) => v
       }
       info.output.forEach((t, i) => this.addOutput(info.output_name?.[i] ?? t, t));
       this.size = this.computeSize();
-      if (type === 'SaveImage' || type === 'PreviewImage') this.size = [Math.max(this.size[0], 320), Math.max(this.size[1], 340)];
-      if (imageInputsOf.length) this.size = [Math.max(this.size[0], IMAGE_NODE_MIN[0]), Math.max(this.size[1], IMAGE_NODE_MIN[1])];
+      if (type === 'SaveImage' || type === 'PreviewImage')
+        this.size = [Math.max(this.size[0], 320), Math.max(this.size[1], 340)];
+      if (imageInputsOf.length)
+        this.size = [Math.max(this.size[0], IMAGE_NODE_MIN[0]), Math.max(this.size[1], IMAGE_NODE_MIN[1])];
       // Highlight strokes drawn by litegraph around the node body.
       this.strokeStyles.running = function (this: LGraphNode) {
         return rt().running === String(this.id) ? { color: '#2ecc40', lineWidth: 3, padding: 6 } : undefined;
@@ -131,7 +148,8 @@ function makeClass(type: string, info: NodeInfo, onEdit: (typing?: boolean) => v
     // Double-click on a converted input: a Primitive node to drive it (ComfyUI's shortcut).
     override onInputDblClick(index: number): void {
       const name = this.inputs[index]?.widget?.name;
-      if (name && convertedWidgets(this).includes(name) && this.inputs[index].link == null) createPrimitiveFor(this, name);
+      if (name && convertedWidgets(this).includes(name) && this.inputs[index].link == null)
+        createPrimitiveFor(this, name);
     }
 
     // Runs before litegraph draws the node's outline and progress bar, so both reflect the current state.

@@ -38,7 +38,12 @@ export function primitiveNodeClass(onEdit: () => void): typeof LGraphNode {
       return t === '*' || t === input.type;
     }
 
-    override onConnectionsChange(type: number, _index: number, connected: boolean, link: LLink | null | undefined): void {
+    override onConnectionsChange(
+      type: number,
+      _index: number,
+      connected: boolean,
+      link: LLink | null | undefined,
+    ): void {
       if (type !== LiteGraph.OUTPUT || !this.graph) return;
       if (connected && link) this.adopt(link);
       else if (!this.outputs[0].links?.length) this.reset();
@@ -56,11 +61,16 @@ export function primitiveNodeClass(onEdit: () => void): typeof LGraphNode {
       const values = this.pendingValues ?? [source.value];
       this.pendingValues = null;
       if (source.type === 'customtext') addTextareaWidget(this, 'value', String(values[0] ?? ''), () => onEdit());
-      else this.addWidget(source.type as never, 'value', values[0] as never, () => onEdit(), { ...(source.options as object) } as never);
+      else
+        this.addWidget(source.type as never, 'value', values[0] as never, () => onEdit(), {
+          ...(source.options as object),
+        } as never);
       const sourceIndex = target.widgets!.indexOf(source);
       const control = target.widgets![sourceIndex + 1];
       if (control?.name === CONTROL_WIDGET) {
-        this.addWidget('combo', CONTROL_WIDGET, (values[1] ?? control.value) as never, () => onEdit(), { ...(control.options as object) } as never);
+        this.addWidget('combo', CONTROL_WIDGET, (values[1] ?? control.value) as never, () => onEdit(), {
+          ...(control.options as object),
+        } as never);
       }
       // The target shows a socket for this input from now on (ComfyUI's converted widget).
       setConverted(target, input.widget!.name, true);

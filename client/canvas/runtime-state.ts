@@ -1,7 +1,10 @@
 // What the canvas shows about execution, keyed by node id. Lives outside the litegraph nodes because undo and
 // loading recreate node objects; drawing code looks the node up here each frame.
 
-export interface NodeError { message: string; inputs: Record<string, string> }
+export interface NodeError {
+  message: string;
+  inputs: Record<string, string>;
+}
 
 export class RuntimeState {
   running: string | null = null;

@@ -69,7 +69,12 @@ export function widgetInputMenu(node: LGraphNode): Menu[] {
     items.push({
       content: 'Convert Widget to Input',
       has_submenu: true,
-      submenu: { options: open.map((name) => ({ content: `Convert ${name} to input`, callback: () => setConverted(node, name, true) })) },
+      submenu: {
+        options: open.map((name) => ({
+          content: `Convert ${name} to input`,
+          callback: () => setConverted(node, name, true),
+        })),
+      },
     });
   }
   for (const name of converted) {

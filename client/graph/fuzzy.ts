@@ -9,7 +9,10 @@ export function fuzzyScore(query: string, text: string): number | null {
   const q = query.toLowerCase().replace(/\s+/g, '');
   const t = text.toLowerCase();
   if (!q) return 0;
-  let score = 0, ti = 0, run = 0, first = -1;
+  let score = 0,
+    ti = 0,
+    run = 0,
+    first = -1;
   for (const ch of q) {
     const found = t.indexOf(ch, ti);
     if (found < 0) return null;
@@ -18,7 +21,8 @@ export function fuzzyScore(query: string, text: string): number | null {
     score += run * 2;
     // Word starts: beginning, after a separator, or an upper-case letter in camel case.
     const prev = text[found - 1];
-    if (found === 0 || prev === ' ' || prev === '_' || prev === '-' || (text[found] >= 'A' && text[found] <= 'Z')) score += 3;
+    if (found === 0 || prev === ' ' || prev === '_' || prev === '-' || (text[found] >= 'A' && text[found] <= 'Z'))
+      score += 3;
     ti = found + 1;
   }
   if (t.includes(q)) score += 10;

@@ -34,7 +34,8 @@ function firstText(prompt: ApiPrompt): string {
   // The node feeding a sampler's `positive` input comes first when there is one.
   for (const n of Object.values(prompt)) {
     const pos = n.inputs?.positive;
-    if (Array.isArray(pos) && typeof prompt[String(pos[0])]?.inputs?.text === 'string') return prompt[String(pos[0])].inputs.text as string;
+    if (Array.isArray(pos) && typeof prompt[String(pos[0])]?.inputs?.text === 'string')
+      return prompt[String(pos[0])].inputs.text as string;
   }
   for (const id of ids) {
     const n = prompt[id];
@@ -63,15 +64,24 @@ export function historyItems(history: Record<string, HistoryEntry>): HistoryItem
     const err = messages.find((m) => m[0] === 'execution_error')?.[1];
     const times = messages.map((m) => Number(m[1]?.timestamp)).filter((t) => Number.isFinite(t));
     const images: HistoryItem['images'] = [];
-    for (const [nodeId, o] of Object.entries(e.outputs ?? {})) for (const image of o.images ?? []) images.push({ nodeId, image });
+    for (const [nodeId, o] of Object.entries(e.outputs ?? {}))
+      for (const image of o.images ?? []) images.push({ nodeId, image });
     const pnginfo = (extra as { extra_pnginfo?: { workflow?: Workflow } }).extra_pnginfo;
     out.push({
-      promptId, number: Number(number) || 0,
-      status: kinds.includes('execution_interrupted') ? 'interrupted' : e.status?.status_str === 'error' || err ? 'error' : 'success',
+      promptId,
+      number: Number(number) || 0,
+      status: kinds.includes('execution_interrupted')
+        ? 'interrupted'
+        : e.status?.status_str === 'error' || err
+          ? 'error'
+          : 'success',
       time: times.length ? Math.max(...times) : null,
-      text: firstText(prompt), seed: seedOf(prompt), images,
+      text: firstText(prompt),
+      seed: seedOf(prompt),
+      images,
       workflow: pnginfo?.workflow && Array.isArray(pnginfo.workflow.nodes) ? pnginfo.workflow : null,
-      prompt, extraData: extra as Record<string, unknown>,
+      prompt,
+      extraData: extra as Record<string, unknown>,
       error: err ? String(err.exception_message ?? 'failed') : null,
     });
   }

@@ -4,7 +4,12 @@ import type { ObjectInfo, Workflow } from './types.js';
 import { MODE_BYPASS, MODE_NEVER } from './types.js';
 import { describeInputs, widgetValuesByName } from './widget-spec.js';
 
-export interface MissingModel { nodeId: string; nodeType: string; input: string; file: string }
+export interface MissingModel {
+  nodeId: string;
+  nodeType: string;
+  input: string;
+  file: string;
+}
 
 /**
  * @example missingModels(await api.workflow('tcd-img2img.json'), info)
@@ -41,7 +46,9 @@ export function describeWorkflow(wf: Workflow): string {
   if (Array.isArray(latent)) parts.push(`${latent[0]}×${latent[1]}`);
   const sampler = has(/Sampler/)[0];
   if (sampler) {
-    const steps = Array.isArray(sampler.widgets_values) ? sampler.widgets_values.find((v, i) => i > 0 && Number.isInteger(v) && (v as number) < 200) : undefined;
+    const steps = Array.isArray(sampler.widgets_values)
+      ? sampler.widgets_values.find((v, i) => i > 0 && Number.isInteger(v) && (v as number) < 200)
+      : undefined;
     parts.push(`${sampler.title ?? sampler.type}${steps !== undefined ? `, ${steps} steps` : ''}`);
   }
   const loras = has(/Lora/).length;

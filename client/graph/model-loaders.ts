@@ -24,8 +24,10 @@ export function loaderFor(folder: string, file: string, info: ObjectInfo): { typ
   const fileInput = (type: string, needFile: boolean) => {
     const cls = info[type];
     if (!cls) return undefined;
-    return describeInputs(cls).find((d) => d.widget?.kind === 'combo' && /_name$/.test(d.name)
-      && (!needFile || (d.widget.options ?? []).includes(file)))?.name;
+    return describeInputs(cls).find(
+      (d) =>
+        d.widget?.kind === 'combo' && /_name$/.test(d.name) && (!needFile || (d.widget.options ?? []).includes(file)),
+    )?.name;
   };
   for (const type of PREFERRED[folder] ?? []) {
     const input = fileInput(type, false);

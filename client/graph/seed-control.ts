@@ -16,9 +16,13 @@ export function nextSeed(
   const max = Math.min(range.max ?? Number.MAX_SAFE_INTEGER, 1125899906842624);
   const step = range.step ?? 1;
   switch (control) {
-    case 'fixed': return value;
-    case 'increment': return Math.min(max, value + step);
-    case 'decrement': return Math.max(min, value - step);
-    case 'randomize': return Math.floor(random() * (max - min + 1)) + min;
+    case 'fixed':
+      return value;
+    case 'increment':
+      return Math.min(max, value + step);
+    case 'decrement':
+      return Math.max(min, value - step);
+    case 'randomize':
+      return Math.floor(random() * (max - min + 1)) + min;
   }
 }

@@ -25,7 +25,8 @@ function classSchema(info: NodeInfo): ClassSchema {
 export function schemaFromObjectInfo(objectInfo: ObjectInfo): SchemaLookup {
   const schemas = new Map<string, ClassSchema>();
   return (type) => {
-    if (!schemas.has(type) && Object.prototype.hasOwnProperty.call(objectInfo, type)) schemas.set(type, classSchema(objectInfo[type]));
+    if (!schemas.has(type) && Object.prototype.hasOwnProperty.call(objectInfo, type))
+      schemas.set(type, classSchema(objectInfo[type]));
     return schemas.get(type);
   };
 }

@@ -31,7 +31,9 @@ export class UndoStack {
   }
 
   /** Replaces the present state without an undo step (layout settling right after a load). */
-  replacePresent(snapshot: string): void { this.current = snapshot; }
+  replacePresent(snapshot: string): void {
+    this.current = snapshot;
+  }
 
   /** The state to restore, or null when there is nothing to undo. */
   undo(): string | null {
@@ -51,7 +53,13 @@ export class UndoStack {
   }
 
   /** The snapshot of the present state (null before the first record). */
-  get present(): string | null { return this.current; }
-  get canUndo(): boolean { return this.past.length > 0; }
-  get canRedo(): boolean { return this.future.length > 0; }
+  get present(): string | null {
+    return this.current;
+  }
+  get canUndo(): boolean {
+    return this.past.length > 0;
+  }
+  get canRedo(): boolean {
+    return this.future.length > 0;
+  }
 }

@@ -39,28 +39,44 @@ function describe(name: string, spec: InputSpec, optional: boolean): InputDescri
   if (Array.isArray(type) || type === 'COMBO') {
     const options = (Array.isArray(type) ? type : (opts.options as (string | number)[] | undefined)) ?? [];
     return {
-      name, type: 'COMBO', optional,
-      widget: { kind: 'combo', options: [...options], default: opts.default ?? options[0] ?? '', imageUpload: opts.image_upload === true },
+      name,
+      type: 'COMBO',
+      optional,
+      widget: {
+        kind: 'combo',
+        options: [...options],
+        default: opts.default ?? options[0] ?? '',
+        imageUpload: opts.image_upload === true,
+      },
     };
   }
   const t = type as string;
   if (!WIDGET_TYPES.has(t) || opts.forceInput === true) return { name, type: t, optional };
   if (t === 'BOOLEAN') return { name, type: t, optional, widget: { kind: 'toggle', default: opts.default ?? false } };
   if (t === 'STRING') {
-    return { name, type: t, optional, widget: { kind: 'text', default: opts.default ?? '', multiline: opts.multiline === true } };
+    return {
+      name,
+      type: t,
+      optional,
+      widget: { kind: 'text', default: opts.default ?? '', multiline: opts.multiline === true },
+    };
   }
   const integer = t === 'INT';
   const seedLike = name === 'seed' || name === 'noise_seed';
   return {
-    name, type: t, optional,
+    name,
+    type: t,
+    optional,
     widget: {
-      kind: 'number', integer,
+      kind: 'number',
+      integer,
       default: opts.default ?? 0,
       min: opts.min as number | undefined,
       max: opts.max as number | undefined,
       step: (opts.step as number | undefined) ?? (integer ? 1 : 0.01),
       round: opts.round as number | undefined,
-      controlAfterGenerate: integer && (opts.control_after_generate === true || (seedLike && opts.control_after_generate !== false)),
+      controlAfterGenerate:
+        integer && (opts.control_after_generate === true || (seedLike && opts.control_after_generate !== false)),
     },
   };
 }
@@ -108,7 +124,11 @@ export function widgetValuesByName(
     if (d.widget.controlAfterGenerate && SEED_CONTROLS.includes(widgetsValues[i] as SeedControl)) {
       controls[d.name] = widgetsValues[i++] as SeedControl;
     }
-    if (d.widget.imageUpload && (widgetsValues[i] === 'image' || widgetsValues[i] === 'upload' || widgetsValues[i] === null)) i++;
+    if (
+      d.widget.imageUpload &&
+      (widgetsValues[i] === 'image' || widgetsValues[i] === 'upload' || widgetsValues[i] === null)
+    )
+      i++;
   }
   return { values, controls };
 }

@@ -22,7 +22,9 @@ import { MessagesPanel } from './MessagesPanel.js';
 import { TokenDialog } from './TokenDialog.js';
 
 declare global {
-  interface Window { __tcd?: Record<string, unknown> }
+  interface Window {
+    __tcd?: Record<string, unknown>;
+  }
 }
 
 export function App() {
@@ -37,19 +39,20 @@ export function App() {
     const api = new HttpApi();
     // Concurrent 401s share one dialog: every waiting request resumes once a token was entered.
     let waiting: (() => void)[] = [];
-    api.onUnauthorized = (refused) => new Promise<void>((resolve) => {
-      waiting.push(resolve);
-      setAskToken({
-        refused: refused !== null,
-        submit: (token: string) => {
-          setToken(token);
-          setAskToken(null);
-          const resume = waiting;
-          waiting = [];
-          for (const r of resume) r();
-        },
+    api.onUnauthorized = (refused) =>
+      new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        setAskToken({
+          refused: refused !== null,
+          submit: (token: string) => {
+            setToken(token);
+            setAskToken(null);
+            const resume = waiting;
+            waiting = [];
+            for (const r of resume) r();
+          },
+        });
       });
-    });
     (async () => {
       const info = await api.objectInfo();
       if (cancelled || !canvasRef.current) return;
@@ -69,24 +72,44 @@ export function App() {
       s.subscribe(rerender);
       socket.connect();
       // Test hooks: browser tests assert graph state through these rather than pixels.
-      window.__tcd = { app: s, session: s, editor, graph: editor.graph, canvas: editor.canvas, runtime, socket, api,
+      window.__tcd = {
+        app: s,
+        session: s,
+        editor,
+        graph: editor.graph,
+        canvas: editor.canvas,
+        runtime,
+        socket,
+        api,
         toPrompt: () => workflowToPrompt(editor.serialize(), editor.objectInfo),
-        previewRect: (id: number) => { const n = editor.nodeById(id); return n ? previewRect(n) : null; } };
+        previewRect: (id: number) => {
+          const n = editor.nodeById(id);
+          return n ? previewRect(n) : null;
+        },
+      };
       setSession(s);
     })().catch((e) => setBootError(String(e?.message ?? e)));
-    return () => { cancelled = true; };
+    return () => {
+      cancelled = true;
+    };
   }, []);
 
-  useEffect(() => { if (session) document.title = session.title(); });
+  useEffect(() => {
+    if (session) document.title = session.title();
+  });
 
   const onDrop = async (e: React.DragEvent) => {
     e.preventDefault();
     const nodeType = e.dataTransfer.getData(NODE_MIME);
-    if (nodeType && session) { session.editor.addNode(nodeType, [e.clientX, e.clientY]); return; }
+    if (nodeType && session) {
+      session.editor.addNode(nodeType, [e.clientX, e.clientY]);
+      return;
+    }
     const model = e.dataTransfer.getData(MODEL_MIME);
     if (model && session) {
       const { folder, file } = JSON.parse(model) as { folder: string; file: string };
-      if (!session.editor.addModelLoader(folder, file, [e.clientX, e.clientY])) session.note('error', `no loader node for ${folder}/${file}`);
+      if (!session.editor.addModelLoader(folder, file, [e.clientX, e.clientY]))
+        session.note('error', `no loader node for ${folder}/${file}`);
       return;
     }
     const file = e.dataTransfer.files?.[0];
@@ -97,9 +120,21 @@ export function App() {
 
   return (
     <div className="app">
-      {session ? <Toolbar session={session} /> : <header className="toolbar"><strong className="brand">tcd-studio</strong><span className="muted">{bootError ?? 'loading node definitions…'}</span></header>}
+      {session ? (
+        <Toolbar session={session} />
+      ) : (
+        <header className="toolbar">
+          <strong className="brand">tcd-studio</strong>
+          <span className="muted">{bootError ?? 'loading node definitions…'}</span>
+        </header>
+      )}
       <main className="body">
-        <div className="canvas-wrap" onDragOver={(e) => e.preventDefault()} onDrop={(e) => void onDrop(e)} data-testid="canvas-wrap">
+        <div
+          className="canvas-wrap"
+          onDragOver={(e) => e.preventDefault()}
+          onDrop={(e) => void onDrop(e)}
+          data-testid="canvas-wrap"
+        >
           <canvas ref={canvasRef} data-testid="graph-canvas" />
         </div>
         {session?.sidePanel && (

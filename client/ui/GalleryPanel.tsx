@@ -4,7 +4,9 @@ import type { Session } from './session.js';
 export function GalleryPanel({ session }: { session: Session }) {
   return (
     <section className="panel gallery" data-testid="gallery">
-      <h4>Gallery <span className="muted">({session.gallery.length})</span></h4>
+      <h4>
+        Gallery <span className="muted">({session.gallery.length})</span>
+      </h4>
       <div className="thumbs">
         {session.gallery.map((img) => (
           <button key={img.url} className="thumb" title={img.filename} onClick={() => session.openLightbox(img.url)}>

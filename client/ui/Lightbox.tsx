@@ -21,14 +21,28 @@ export function Lightbox({ session }: { session: Session }) {
   const img = session.gallery[i];
   return (
     <div className="modal-backdrop" onClick={() => session.closeLightbox()}>
-      <div className="lightbox" data-testid="lightbox" role="dialog" aria-label="image" onClick={(e) => e.stopPropagation()}>
-        <button className="nav" onClick={() => session.stepLightbox(-1)} aria-label="previous">‹</button>
+      <div
+        className="lightbox"
+        data-testid="lightbox"
+        role="dialog"
+        aria-label="image"
+        onClick={(e) => e.stopPropagation()}
+      >
+        <button className="nav" onClick={() => session.stepLightbox(-1)} aria-label="previous">
+          ‹
+        </button>
         <figure>
           <img src={img.url} alt={img.filename} />
-          <figcaption>{img.filename} · {i + 1} / {session.gallery.length}</figcaption>
+          <figcaption>
+            {img.filename} · {i + 1} / {session.gallery.length}
+          </figcaption>
         </figure>
-        <button className="nav" onClick={() => session.stepLightbox(1)} aria-label="next">›</button>
-        <button className="close" onClick={() => session.closeLightbox()} aria-label="close" autoFocus>×</button>
+        <button className="nav" onClick={() => session.stepLightbox(1)} aria-label="next">
+          ›
+        </button>
+        <button className="close" onClick={() => session.closeLightbox()} aria-label="close" autoFocus>
+          ×
+        </button>
       </div>
     </div>
   );

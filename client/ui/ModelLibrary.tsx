@@ -13,19 +13,49 @@ export function ModelLibrary({ session }: { session: Session }) {
   const q = filter.trim().toLowerCase();
   return (
     <section className="panel models" data-testid="model-library">
-      <h4>Models <button className="link" onClick={() => void session.refreshModels()} title="R">Refresh</button></h4>
-      <input className="filter" placeholder="filter models" value={filter} onChange={(e) => setFilter(e.target.value)} aria-label="filter models" />
+      <h4>
+        Models{' '}
+        <button className="link" onClick={() => void session.refreshModels()} title="R">
+          Refresh
+        </button>
+      </h4>
+      <input
+        className="filter"
+        placeholder="filter models"
+        value={filter}
+        onChange={(e) => setFilter(e.target.value)}
+        aria-label="filter models"
+      />
       {folders.map(([folder, files]) => (
         <details key={folder} open data-folder={folder}>
-          <summary>{folder} <span className="muted">({files.length})</span></summary>
+          <summary>
+            {folder} <span className="muted">({files.length})</span>
+          </summary>
           <ul>
-            {files.filter((f) => !q || f.toLowerCase().includes(q)).map((file) => (
-              <li key={file} className="model-file" draggable tabIndex={0} data-file={file} title="drag onto the canvas, or Enter"
-                onDragStart={(e) => { e.dataTransfer.setData(MODEL_MIME, JSON.stringify({ folder, file })); e.dataTransfer.effectAllowed = 'copy'; }}
-                onKeyDown={(e) => { if (e.key === 'Enter') { e.preventDefault(); session.editor.addModelLoader(folder, file); } }}>
-                {file}
-              </li>
-            ))}
+            {files
+              .filter((f) => !q || f.toLowerCase().includes(q))
+              .map((file) => (
+                <li
+                  key={file}
+                  className="model-file"
+                  draggable
+                  tabIndex={0}
+                  data-file={file}
+                  title="drag onto the canvas, or Enter"
+                  onDragStart={(e) => {
+                    e.dataTransfer.setData(MODEL_MIME, JSON.stringify({ folder, file }));
+                    e.dataTransfer.effectAllowed = 'copy';
+                  }}
+                  onKeyDown={(e) => {
+                    if (e.key === 'Enter') {
+                      e.preventDefault();
+                      session.editor.addModelLoader(folder, file);
+                    }
+                  }}
+                >
+                  {file}
+                </li>
+              ))}
             {files.length === 0 && <li className="muted">empty: put files in models/{folder}/</li>}
           </ul>
         </details>

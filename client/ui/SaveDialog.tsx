@@ -8,14 +8,38 @@ export function SaveDialog({ session }: { session: Session }) {
   const valid = /^[\w .()-]{1,100}$/.test(name.trim()) && !name.trim().startsWith('.');
   return (
     <div className="modal-backdrop" onClick={() => session.cancelSave()}>
-      <form className="modal" data-testid="save-dialog" onClick={(e) => e.stopPropagation()}
-        onKeyDown={(e) => { if (e.key === 'Escape') { e.stopPropagation(); session.cancelSave(); } }}
-        onSubmit={(e) => { e.preventDefault(); if (valid) void session.save(name.trim()); }}>
+      <form
+        className="modal"
+        data-testid="save-dialog"
+        onClick={(e) => e.stopPropagation()}
+        onKeyDown={(e) => {
+          if (e.key === 'Escape') {
+            e.stopPropagation();
+            session.cancelSave();
+          }
+        }}
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (valid) void session.save(name.trim());
+        }}
+      >
         <h3>Save workflow on the server</h3>
-        <input autoFocus value={name} onChange={(e) => setName(e.target.value)} placeholder="name" aria-label="workflow name" />
+        <input
+          autoFocus
+          value={name}
+          onChange={(e) => setName(e.target.value)}
+          placeholder="name"
+          aria-label="workflow name"
+        />
         {!valid && name && <p className="error">letters, digits, spaces and . ( ) - _ only</p>}
-        <div className="row"><button type="submit" className="primary" disabled={!valid}>Save</button>
-          <button type="button" onClick={() => session.cancelSave()}>Cancel</button></div>
+        <div className="row">
+          <button type="submit" className="primary" disabled={!valid}>
+            Save
+          </button>
+          <button type="button" onClick={() => session.cancelSave()}>
+            Cancel
+          </button>
+        </div>
       </form>
     </div>
   );

@@ -7,24 +7,51 @@ import type { Workflow } from '../graph/types.js';
 import { defaultWorkflow } from '../graph/default-workflow.js';
 import type { Session } from './session.js';
 
-interface Entry extends TemplateInfo { workflow: Workflow | null; missing: MissingModel[] }
+interface Entry extends TemplateInfo {
+  workflow: Workflow | null;
+  missing: MissingModel[];
+}
 
-function MissingRow({ m, catalog, onPull }: { m: MissingModel; catalog: CatalogModel[]; onPull: (name: string) => Promise<void> }) {
+function MissingRow({
+  m,
+  catalog,
+  onPull,
+}: {
+  m: MissingModel;
+  catalog: CatalogModel[];
+  onPull: (name: string) => Promise<void>;
+}) {
   const [state, setState] = useState<'idle' | 'pulling' | string>('idle');
   const entry = catalog.find((c) => c.filename === m.file || c.name === m.file);
   const pull = async () => {
     setState('pulling');
-    try { await onPull(entry!.name); setState('idle'); } catch (e) { setState(`failed: ${(e as Error).message}`); }
+    try {
+      await onPull(entry!.name);
+      setState('idle');
+    } catch (e) {
+      setState(`failed: ${(e as Error).message}`);
+    }
   };
   return (
     <li className="missing-model" data-file={m.file}>
-      <code>{m.file}</code> <span className="muted">({m.input} of #{m.nodeId})</span>
+      <code>{m.file}</code>{' '}
+      <span className="muted">
+        ({m.input} of #{m.nodeId})
+      </span>
       {entry ? (
         <>
-          {' '}<button onClick={() => void pull()} disabled={state === 'pulling'}>{state === 'pulling' ? 'Pulling…' : 'Pull'}</button>
-          <span className="muted"> or run <code>tcd-studio models pull {entry.name}</code></span>
+          {' '}
+          <button onClick={() => void pull()} disabled={state === 'pulling'}>
+            {state === 'pulling' ? 'Pulling…' : 'Pull'}
+          </button>
+          <span className="muted">
+            {' '}
+            or run <code>tcd-studio models pull {entry.name}</code>
+          </span>
         </>
-      ) : <span className="muted"> not in the catalog: put it in models/ yourself</span>}
+      ) : (
+        <span className="muted"> not in the catalog: put it in models/ yourself</span>
+      )}
       {state.startsWith('failed') && <div className="error">{state}</div>}
     </li>
   );
@@ -36,26 +63,50 @@ export function TemplatesDialog({ session, onClose }: { session: Session; onClos
   const [catalog, setCatalog] = useState<CatalogModel[]>([]);
   const [version, setVersion] = useState(0);
   const [saved, setSaved] = useState<string[]>([]);
-  useEffect(() => { void api.userWorkflows().then(setSaved); }, [api]);
+  useEffect(() => {
+    void api.userWorkflows().then(setSaved);
+  }, [api]);
 
   useEffect(() => {
     let live = true;
     (async () => {
       const [index, cat] = await Promise.all([api.templateIndex(), api.modelCatalog()]);
-      const list = await Promise.all(index.map(async (t) => {
-        const workflow = await api.workflow(t.file).catch(() => null);
-        // The server's index falls back to a generic line when a workflow carries no Note: say what it does instead.
-        const description = t.description && t.description !== 'tcd-studio workflow' ? t.description : workflow ? describeWorkflow(workflow) : '';
-        return { ...t, description, workflow, missing: workflow ? missingModels(workflow, editor.objectInfo) : [] };
-      }));
-      const builtIn = { file: 'default.json', title: 'Default: TCD text to image', description: 'The graph a fresh editor opens with, on the demo model.', workflow: defaultWorkflow() };
-      if (live) { setEntries([{ ...builtIn, missing: missingModels(builtIn.workflow, editor.objectInfo) }, ...list]); setCatalog(cat); }
+      const list = await Promise.all(
+        index.map(async (t) => {
+          const workflow = await api.workflow(t.file).catch(() => null);
+          // The server's index falls back to a generic line when a workflow carries no Note: say what it does instead.
+          const description =
+            t.description && t.description !== 'tcd-studio workflow'
+              ? t.description
+              : workflow
+                ? describeWorkflow(workflow)
+                : '';
+          return { ...t, description, workflow, missing: workflow ? missingModels(workflow, editor.objectInfo) : [] };
+        }),
+      );
+      const builtIn = {
+        file: 'default.json',
+        title: 'Default: TCD text to image',
+        description: 'The graph a fresh editor opens with, on the demo model.',
+        workflow: defaultWorkflow(),
+      };
+      if (live) {
+        setEntries([{ ...builtIn, missing: missingModels(builtIn.workflow, editor.objectInfo) }, ...list]);
+        setCatalog(cat);
+      }
     })().catch((e) => session.note('error', `templates: ${(e as Error).message}`));
-    return () => { live = false; };
+    return () => {
+      live = false;
+    };
   }, [api, editor, session, version]);
 
   useEffect(() => {
-    const onKey = (e: KeyboardEvent) => { if (e.key === 'Escape') { e.stopPropagation(); onClose(); } };
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === 'Escape') {
+        e.stopPropagation();
+        onClose();
+      }
+    };
     document.addEventListener('keydown', onKey, true);
     return () => document.removeEventListener('keydown', onKey, true);
   }, [onClose]);
@@ -74,16 +125,37 @@ export function TemplatesDialog({ session, onClose }: { session: Session; onClos
 
   return (
     <div className="modal-backdrop" onClick={onClose}>
-      <div className="modal templates" data-testid="templates-dialog" role="dialog" aria-label="Templates" onClick={(e) => e.stopPropagation()}>
-        <h3>Templates <button className="link" onClick={onClose} aria-label="close">×</button></h3>
+      <div
+        className="modal templates"
+        data-testid="templates-dialog"
+        role="dialog"
+        aria-label="Templates"
+        onClick={(e) => e.stopPropagation()}
+      >
+        <h3>
+          Templates{' '}
+          <button className="link" onClick={onClose} aria-label="close">
+            ×
+          </button>
+        </h3>
         {saved.length > 0 && (
           <>
             <h4>Saved on the server</h4>
             <ul>
               {saved.map((n) => (
                 <li key={n} className="template saved" data-saved={n}>
-                  <div className="template-head"><strong>{n}</strong>
-                    <button className="primary" onClick={() => { void session.openSaved(n); onClose(); }}>Open</button></div>
+                  <div className="template-head">
+                    <strong>{n}</strong>
+                    <button
+                      className="primary"
+                      onClick={() => {
+                        void session.openSaved(n);
+                        onClose();
+                      }}
+                    >
+                      Open
+                    </button>
+                  </div>
                 </li>
               ))}
             </ul>
@@ -96,13 +168,19 @@ export function TemplatesDialog({ session, onClose }: { session: Session; onClos
             <li key={e.file} className="template" data-template={e.file}>
               <div className="template-head">
                 <strong>{e.title}</strong>
-                <button className="primary" onClick={() => open(e)} disabled={!e.workflow}>Open</button>
+                <button className="primary" onClick={() => open(e)} disabled={!e.workflow}>
+                  Open
+                </button>
               </div>
               <div className="muted">{e.description}</div>
               {e.missing.length > 0 && (
                 <div className="missing">
                   Missing models:
-                  <ul>{e.missing.map((m) => <MissingRow key={m.nodeId + m.input} m={m} catalog={catalog} onPull={pull} />)}</ul>
+                  <ul>
+                    {e.missing.map((m) => (
+                      <MissingRow key={m.nodeId + m.input} m={m} catalog={catalog} onPull={pull} />
+                    ))}
+                  </ul>
                 </div>
               )}
               {e.workflow && !e.missing.length && <div className="ready">all models installed</div>}

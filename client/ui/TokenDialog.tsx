@@ -6,11 +6,32 @@ export function TokenDialog({ onSubmit, refused }: { onSubmit: (token: string) =
   const [value, setValue] = useState('');
   return (
     <div className="modal-backdrop">
-      <form className="modal" data-testid="token-dialog" onSubmit={(e) => { e.preventDefault(); if (value.trim()) { onSubmit(value.trim()); setValue(''); } }}>
+      <form
+        className="modal"
+        data-testid="token-dialog"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (value.trim()) {
+            onSubmit(value.trim());
+            setValue('');
+          }
+        }}
+      >
         <h3>Access token required</h3>
         <p>This server requires a token. It is stored in this browser only.</p>
-        {refused && <p className="error" data-testid="token-error">The server refused that token. Check it and try again.</p>}
-        <input autoFocus type="password" value={value} onChange={(e) => setValue(e.target.value)} placeholder="token" name="token" />
+        {refused && (
+          <p className="error" data-testid="token-error">
+            The server refused that token. Check it and try again.
+          </p>
+        )}
+        <input
+          autoFocus
+          type="password"
+          value={value}
+          onChange={(e) => setValue(e.target.value)}
+          placeholder="token"
+          name="token"
+        />
         <button type="submit">Connect</button>
       </form>
     </div>

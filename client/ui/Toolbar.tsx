@@ -20,36 +20,86 @@ export function Toolbar({ session }: { session: Session }) {
   return (
     <header className="toolbar">
       <strong className="brand">tcd-studio</strong>
-      <button className="primary" data-testid="queue-button" onClick={() => void session.queue()} title="Ctrl+Enter">Queue</button>
-      <input type="number" min={1} max={100} value={session.batchCount} className="batch" data-testid="batch-count"
-        aria-label="batch count" title="batch count" onChange={(e) => session.setBatchCount(Number(e.target.value))} />
-      <button onClick={() => void session.queue({ front: true })} data-testid="queue-front" title="Ctrl+Shift+Enter">Queue (front)</button>
-      <button onClick={() => void session.interrupt()} data-testid="interrupt-button">Interrupt</button>
+      <button className="primary" data-testid="queue-button" onClick={() => void session.queue()} title="Ctrl+Enter">
+        Queue
+      </button>
+      <input
+        type="number"
+        min={1}
+        max={100}
+        value={session.batchCount}
+        className="batch"
+        data-testid="batch-count"
+        aria-label="batch count"
+        title="batch count"
+        onChange={(e) => session.setBatchCount(Number(e.target.value))}
+      />
+      <button onClick={() => void session.queue({ front: true })} data-testid="queue-front" title="Ctrl+Shift+Enter">
+        Queue (front)
+      </button>
+      <button onClick={() => void session.interrupt()} data-testid="interrupt-button">
+        Interrupt
+      </button>
       <span className="sep" />
-      <button onClick={() => editor.undo()} disabled={!editor.history.canUndo} title="Ctrl+Z">Undo</button>
-      <button onClick={() => editor.redo()} disabled={!editor.history.canRedo} title="Ctrl+Y">Redo</button>
+      <button onClick={() => editor.undo()} disabled={!editor.history.canUndo} title="Ctrl+Z">
+        Undo
+      </button>
+      <button onClick={() => editor.redo()} disabled={!editor.history.canRedo} title="Ctrl+Y">
+        Redo
+      </button>
       <span className="sep" />
       <span className="wf-name" data-testid="workflow-name" title={editor.modified ? 'modified since saved' : 'saved'}>
-        {session.workflowName}{editor.modified && <span className="unsaved" data-testid="unsaved" aria-label="modified"> ●</span>}
+        {session.workflowName}
+        {editor.modified && (
+          <span className="unsaved" data-testid="unsaved" aria-label="modified">
+            {' '}
+            ●
+          </span>
+        )}
       </span>
-      <button onClick={() => void session.save()} title="Ctrl+S: save on the server" data-testid="save-button">Save</button>
+      <button onClick={() => void session.save()} title="Ctrl+S: save on the server" data-testid="save-button">
+        Save
+      </button>
       <button onClick={() => fileRef.current?.click()}>Open file</button>
-      <input ref={fileRef} type="file" accept=".json,.png,application/json,image/png" hidden data-testid="file-input"
+      <input
+        ref={fileRef}
+        type="file"
+        accept=".json,.png,application/json,image/png"
+        hidden
+        data-testid="file-input"
         onChange={async (e) => {
           const f = e.target.files?.[0];
-          if (f) { const err = await editor.loadFile(f); if (err) session.note('error', err); }
+          if (f) {
+            const err = await editor.loadFile(f);
+            if (err) session.note('error', err);
+          }
           e.target.value = '';
-        }} />
-      <button onClick={() => download(`${session.workflowName}.json`, JSON.stringify(editor.serialize(), null, 2))}>Export</button>
-      <button onClick={() => setShowTemplates(true)} data-testid="templates">Templates…</button>
+        }}
+      />
+      <button onClick={() => download(`${session.workflowName}.json`, JSON.stringify(editor.serialize(), null, 2))}>
+        Export
+      </button>
+      <button onClick={() => setShowTemplates(true)} data-testid="templates">
+        Templates…
+      </button>
       {showTemplates && <TemplatesDialog session={session} onClose={() => setShowTemplates(false)} />}
       <span className="grow" />
       <span className="muted">queue: {session.queueRemaining}</span>
       <span className={`conn ${session.connection}`} data-testid="connection" title="server connection">
-        {session.connection === 'open' ? '● connected' : session.connection === 'connecting' ? '○ connecting' : '◌ server unreachable, retrying…'}
+        {session.connection === 'open'
+          ? '● connected'
+          : session.connection === 'connecting'
+            ? '○ connecting'
+            : '◌ server unreachable, retrying…'}
       </span>
-      <button onClick={() => session.toggleSidePanel()} aria-pressed={session.sidePanel} data-testid="panel-toggle"
-        title="show or hide the side panel">{session.sidePanel ? 'Hide panel ▸' : '◂ Show panel'}</button>
+      <button
+        onClick={() => session.toggleSidePanel()}
+        aria-pressed={session.sidePanel}
+        data-testid="panel-toggle"
+        title="show or hide the side panel"
+      >
+        {session.sidePanel ? 'Hide panel ▸' : '◂ Show panel'}
+      </button>
     </header>
   );
 }

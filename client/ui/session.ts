@@ -13,7 +13,12 @@ const MINE_KEY = 'tcd-studio.myPrompts';
 const SAVED_KEY = 'tcd-studio.workflowSaved';
 const PANEL_KEY = 'tcd-studio.sidePanel';
 
-export interface GalleryImage { url: string; promptId: string; nodeId: string; filename: string }
+export interface GalleryImage {
+  url: string;
+  promptId: string;
+  nodeId: string;
+  filename: string;
+}
 
 export class Session {
   connection: ConnectionState = 'connecting';
@@ -45,12 +50,20 @@ export class Session {
   private lastPreviewUrl: string | null = null;
   private executingPrompt: string | null = null;
 
-  constructor(readonly api: HttpApi, readonly socket: EventSocket, readonly editor: Editor) {
+  constructor(
+    readonly api: HttpApi,
+    readonly socket: EventSocket,
+    readonly editor: Editor,
+  ) {
     socket.onEvent = (e) => this.onEvent(e);
     socket.onPreview = (p) => this.onPreview(p);
     socket.onState = (s) => {
       this.connection = s;
-      if (s === 'open') { void this.refreshQueue(); void this.refreshHistory(); void this.refreshModels(); }
+      if (s === 'open') {
+        void this.refreshQueue();
+        void this.refreshHistory();
+        void this.refreshModels();
+      }
       this.emit();
     };
   }
@@ -60,7 +73,9 @@ export class Session {
     return () => this.listeners.delete(fn);
   }
 
-  private emit(): void { for (const fn of this.listeners) fn(); }
+  private emit(): void {
+    for (const fn of this.listeners) fn();
+  }
 
   note(kind: 'error' | 'info', text: string): void {
     this.messages = [...this.messages.slice(-9), { kind, text }];
@@ -85,20 +100,33 @@ export class Session {
 
   private remember(promptId: string): void {
     this.mine.add(promptId);
-    try { sessionStorage.setItem(MINE_KEY, JSON.stringify([...this.mine].slice(-200))); } catch { /* full */ }
+    try {
+      sessionStorage.setItem(MINE_KEY, JSON.stringify([...this.mine].slice(-200)));
+    } catch {
+      /* full */
+    }
   }
 
   setWorkflowName(name: string, savedOnServer = false): void {
     this.workflowName = name;
     this.savedOnServer = savedOnServer;
-    try { localStorage.setItem(NAME_KEY, name); localStorage.setItem(SAVED_KEY, savedOnServer ? '1' : '0'); } catch { /* private mode */ }
+    try {
+      localStorage.setItem(NAME_KEY, name);
+      localStorage.setItem(SAVED_KEY, savedOnServer ? '1' : '0');
+    } catch {
+      /* private mode */
+    }
     this.emit();
   }
 
   /** Ctrl+S: saves on the server under the workflow's name, asking for one first when it has none there yet. */
   async save(name?: string): Promise<boolean> {
     const n = name ?? (this.savedOnServer ? this.workflowName : null);
-    if (!n) { this.askingName = true; this.emit(); return false; }
+    if (!n) {
+      this.askingName = true;
+      this.emit();
+      return false;
+    }
     this.editor.checkpoint(); // a typing burst still pending is part of what gets saved
     try {
       await this.api.saveUserWorkflow(n, this.editor.serialize());
@@ -112,20 +140,32 @@ export class Session {
     return true;
   }
 
-  cancelSave(): void { this.askingName = false; this.emit(); }
+  cancelSave(): void {
+    this.askingName = false;
+    this.emit();
+  }
 
   async openSaved(name: string): Promise<void> {
     try {
       this.editor.load(await this.api.userWorkflow(name), { keepHistory: true });
       this.setWorkflowName(name, true);
-    } catch (e) { this.note('error', `${name}: ${(e as Error).message}`); }
+    } catch (e) {
+      this.note('error', `${name}: ${(e as Error).message}`);
+    }
   }
 
-  setBatchCount(n: number): void { this.batchCount = Math.max(1, Math.min(100, Math.floor(n) || 1)); this.emit(); }
+  setBatchCount(n: number): void {
+    this.batchCount = Math.max(1, Math.min(100, Math.floor(n) || 1));
+    this.emit();
+  }
 
   toggleSidePanel(): void {
     this.sidePanel = !this.sidePanel;
-    try { localStorage.setItem(PANEL_KEY, this.sidePanel ? '1' : '0'); } catch { /* private mode */ }
+    try {
+      localStorage.setItem(PANEL_KEY, this.sidePanel ? '1' : '0');
+    } catch {
+      /* private mode */
+    }
     this.emit();
   }
 
@@ -160,7 +200,10 @@ export class Session {
     runtime.errors.clear();
     this.editor.canvas.setDirty(true, true);
     try {
-      const res = await this.api.queuePrompt({ ...queueBody(wf, this.editor.objectInfo, this.socket.id), ...(opts.front ? { front: true } : {}) });
+      const res = await this.api.queuePrompt({
+        ...queueBody(wf, this.editor.objectInfo, this.socket.id),
+        ...(opts.front ? { front: true } : {}),
+      });
       this.lastPromptId = res.prompt_id;
       this.remember(res.prompt_id);
       this.editor.applySeedControls();
@@ -185,7 +228,13 @@ export class Session {
         if (name) inputs[name] = text;
         lines.push(`#${id} ${ne.class_type ?? ''} ${name ? `${name}: ` : ''}${text}`);
       }
-      runtime.errors.set(id, { message: (ne.errors ?? []).filter((e) => !e.extra_info?.input_name).map((e) => e.message).join('; '), inputs });
+      runtime.errors.set(id, {
+        message: (ne.errors ?? [])
+          .filter((e) => !e.extra_info?.input_name)
+          .map((e) => e.message)
+          .join('; '),
+        inputs,
+      });
     }
     this.editor.canvas.setDirty(true, true);
     this.note('error', lines.join('\n'));
@@ -194,15 +243,25 @@ export class Session {
   async refreshHistory(): Promise<void> {
     try {
       this.history = historyItems(await this.api.history());
-    } catch { return; }
+    } catch {
+      return;
+    }
     for (const h of this.history) {
       // A prompt the server lost to a crash or restart: said once, with its number.
-      if (h.status !== 'error' || !h.error || !/restart|crash/i.test(h.error) || this.restartNoted.has(h.promptId)) continue;
+      if (h.status !== 'error' || !h.error || !/restart|crash/i.test(h.error) || this.restartNoted.has(h.promptId))
+        continue;
       this.restartNoted.add(h.promptId);
-      if (this.mine.has(h.promptId)) this.note('error', `Prompt #${h.number} was stopped by a server restart: queue it again to re-run it.`);
+      if (this.mine.has(h.promptId))
+        this.note('error', `Prompt #${h.number} was stopped by a server restart: queue it again to re-run it.`);
     }
-    const fromHistory = this.history.flatMap((h) => h.images.map(({ nodeId, image }) =>
-      ({ url: this.api.viewUrl(image), promptId: h.promptId, nodeId, filename: image.filename })));
+    const fromHistory = this.history.flatMap((h) =>
+      h.images.map(({ nodeId, image }) => ({
+        url: this.api.viewUrl(image),
+        promptId: h.promptId,
+        nodeId,
+        filename: image.filename,
+      })),
+    );
     const known = new Set(fromHistory.map((g) => g.url));
     const live = this.gallery.filter((g) => !known.has(g.url) && this.history.every((h) => h.promptId !== g.promptId));
     // A cached re-run lists the same file again: one gallery entry per image.
@@ -213,8 +272,10 @@ export class Session {
       this.historyShownOnNodes = true;
       const newest = this.history.find((h) => h.images.length);
       const byNode = new Map<string, string[]>();
-      for (const { nodeId, image } of newest?.images ?? []) byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), this.api.viewUrl(image)]);
-      for (const [id, urls] of byNode) if (this.editor.nodeById(id) && !runtime.images.has(id)) runtime.setImages(id, urls);
+      for (const { nodeId, image } of newest?.images ?? [])
+        byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), this.api.viewUrl(image)]);
+      for (const [id, urls] of byNode)
+        if (this.editor.nodeById(id) && !runtime.images.has(id)) runtime.setImages(id, urls);
     }
     this.emit();
   }
@@ -228,7 +289,11 @@ export class Session {
   /** Queues a history item's prompt again, exactly as it ran. */
   async rerun(item: HistoryItem): Promise<void> {
     try {
-      const res = await this.api.queuePrompt({ client_id: this.socket.id, prompt: item.prompt, extra_data: item.extraData });
+      const res = await this.api.queuePrompt({
+        client_id: this.socket.id,
+        prompt: item.prompt,
+        extra_data: item.extraData,
+      });
       this.lastPromptId = res.prompt_id;
       this.remember(res.prompt_id);
       void this.refreshQueue();
@@ -244,8 +309,17 @@ export class Session {
     await this.refreshHistory();
   }
 
-  openLightbox(url: string): void { this.lightbox = Math.max(0, this.gallery.findIndex((g) => g.url === url)); this.emit(); }
-  closeLightbox(): void { this.lightbox = null; this.emit(); }
+  openLightbox(url: string): void {
+    this.lightbox = Math.max(
+      0,
+      this.gallery.findIndex((g) => g.url === url),
+    );
+    this.emit();
+  }
+  closeLightbox(): void {
+    this.lightbox = null;
+    this.emit();
+  }
   /** Arrows in the lightbox: -1 newer, +1 older; wraps around. */
   stepLightbox(delta: number): void {
     if (this.lightbox === null || !this.gallery.length) return;
@@ -259,7 +333,9 @@ export class Session {
       this.queueRunning = q.queue_running ?? [];
       this.queuePending = q.queue_pending ?? [];
       this.emit();
-    } catch { /* offline: the indicator already says so */ }
+    } catch {
+      /* offline: the indicator already says so */
+    }
   }
 
   async cancel(promptId: string): Promise<void> {
@@ -288,7 +364,11 @@ export class Session {
       case 'executing':
         if (runtime.running) runtime.progress.delete(runtime.running);
         runtime.running = data.node ?? null;
-        if (data.node == null) { runtime.progress.clear(); void this.refreshQueue(); void this.refreshHistory(); }
+        if (data.node == null) {
+          runtime.progress.clear();
+          void this.refreshQueue();
+          void this.refreshHistory();
+        }
         break;
       case 'progress':
         runtime.progress.set(String(data.node ?? runtime.running), data.value / Math.max(1, data.max));
@@ -296,16 +376,30 @@ export class Session {
       case 'executed': {
         const images = (data.output?.images ?? []) as ImageRef[];
         const nodeId = String(data.display_node ?? data.node);
-        runtime.setImages(nodeId, images.map((i) => this.api.viewUrl(i)));
-        const fresh = images.map((i) => ({ url: this.api.viewUrl(i), promptId: data.prompt_id, nodeId, filename: i.filename }));
+        runtime.setImages(
+          nodeId,
+          images.map((i) => this.api.viewUrl(i)),
+        );
+        const fresh = images.map((i) => ({
+          url: this.api.viewUrl(i),
+          promptId: data.prompt_id,
+          nodeId,
+          filename: i.filename,
+        }));
         const seen = new Set(fresh.map((g) => g.url));
         this.gallery = [...fresh.reverse(), ...this.gallery.filter((g) => !seen.has(g.url))].slice(0, 200);
         break;
       }
       case 'execution_error': {
-        if (data.exception_type === 'ServerRestart') { void this.refreshHistory(); break; } // labelled there
+        if (data.exception_type === 'ServerRestart') {
+          void this.refreshHistory();
+          break;
+        } // labelled there
         const inputs: Record<string, string> = {};
-        runtime.errors.set(String(data.node_id), { message: `${data.exception_type}: ${data.exception_message}`, inputs });
+        runtime.errors.set(String(data.node_id), {
+          message: `${data.exception_type}: ${data.exception_message}`,
+          inputs,
+        });
         this.note('error', `#${data.node_id} ${data.node_type}: ${data.exception_message}`);
         void this.refreshHistory();
         break;

@@ -8,10 +8,20 @@
  * sockets not linked inside (per node, then the converted widgets of all nodes), its outputs every inner output not
  * used only inside. Reroutes used only inside take no slots. Pure: no Node or DOM imports.
  */
-import { WorkflowConversionError, type ClassSchema, type SchemaLookup, type UiLink, type UiNode, type UiWorkflow } from './ui-to-api.js';
+import {
+  WorkflowConversionError,
+  type ClassSchema,
+  type SchemaLookup,
+  type UiLink,
+  type UiNode,
+  type UiWorkflow,
+} from './ui-to-api.js';
 
 type GroupLink = [number, number, number, number, unknown?, string?];
-interface SlotConfig { name?: string; visible?: boolean }
+interface SlotConfig {
+  name?: string;
+  visible?: boolean;
+}
 interface GroupDef {
   nodes: UiNode[];
   links?: GroupLink[];
@@ -22,11 +32,35 @@ interface GroupDef {
 const GROUP_TYPE = /^workflow[/>](.+)$/;
 const SEEDS = new Set(['seed', 'noise_seed']);
 
-export function isGroupNodeType(type: string): boolean { return GROUP_TYPE.test(type); }
+export function isGroupNodeType(type: string): boolean {
+  return GROUP_TYPE.test(type);
+}
 
-function linkParts(l: UiLink): { id: number; origin: string; slot: number; target: string; tslot: number; type: string } {
-  if (Array.isArray(l)) return { id: Number(l[0]), origin: String(l[1]), slot: Number(l[2]), target: String(l[3]), tslot: Number(l[4]), type: String(l[5]) };
-  return { id: Number(l.id), origin: String(l.origin_id), slot: Number(l.origin_slot), target: String(l.target_id), tslot: Number(l.target_slot), type: String(l.type) };
+function linkParts(l: UiLink): {
+  id: number;
+  origin: string;
+  slot: number;
+  target: string;
+  tslot: number;
+  type: string;
+} {
+  if (Array.isArray(l))
+    return {
+      id: Number(l[0]),
+      origin: String(l[1]),
+      slot: Number(l[2]),
+      target: String(l[3]),
+      tslot: Number(l[4]),
+      type: String(l[5]),
+    };
+  return {
+    id: Number(l.id),
+    origin: String(l.origin_id),
+    slot: Number(l.origin_slot),
+    target: String(l.target_id),
+    tslot: Number(l.target_slot),
+    type: String(l.type),
+  };
 }
 
 /** One instance expanded: its inner nodes, the links between them, and where its outputs come from. */
@@ -56,7 +90,7 @@ function expandOne(g: UiNode, def: GroupDef, lookup: SchemaLookup, nextLinkId: (
   inner.forEach((n, i) => {
     if (n.type === 'PrimitiveNode') {
       if (!counted(n, i)) return;
-      innerValues[i] = w < wv.length ? [wv[w]] : n.widgets_values as unknown[] | undefined;
+      innerValues[i] = w < wv.length ? [wv[w]] : (n.widgets_values as unknown[] | undefined);
       w += 2; // value + its control_after_generate
       return;
     }
@@ -107,7 +141,8 @@ function expandOne(g: UiNode, def: GroupDef, lookup: SchemaLookup, nextLinkId: (
   const id = (i: number) => `${g.id}:${i}`;
   const newLinks: UiLink[] = [];
   const nodes: UiNode[] = inner.map((n, i) => {
-    if (!n || typeof n.type !== 'string') throw new WorkflowConversionError(`group node ${g.type} holds a node without a type`);
+    if (!n || typeof n.type !== 'string')
+      throw new WorkflowConversionError(`group node ${g.type} holds a node without a type`);
     const inputs = (n.inputs ?? []).map((x, s) => {
       const internal = linksTo.get(`${i}:${s}`);
       if (internal) {
@@ -116,14 +151,16 @@ function expandOne(g: UiNode, def: GroupDef, lookup: SchemaLookup, nextLinkId: (
         return { ...x, link: lid };
       }
       const slot = inputSlot.get(`${i}:${s}`);
-      return { ...x, link: slot === undefined ? null : g.inputs?.[slot]?.link ?? null };
+      return { ...x, link: slot === undefined ? null : (g.inputs?.[slot]?.link ?? null) };
     });
     const mode = g.mode === 2 || g.mode === 4 ? g.mode : n.mode;
     return { ...n, id: id(i), mode, order: g.order, inputs, widgets_values: innerValues[i] ?? n.widgets_values };
   });
   if (strict && w < wv.length - 1) {
     // more widget values than the group's nodes take: the definition does not match this server's node classes
-    throw new WorkflowConversionError(`group node ${g.type} (node id ${g.id}) has ${wv.length} widget values, its nodes take ${w}`);
+    throw new WorkflowConversionError(
+      `group node ${g.type} (node id ${g.id}) has ${wv.length} widget values, its nodes take ${w}`,
+    );
   }
   return { nodes, newLinks, outputs };
 }
@@ -133,7 +170,7 @@ function expandOne(g: UiNode, def: GroupDef, lookup: SchemaLookup, nextLinkId: (
  * changed. Without group nodes the workflow itself is returned.
  */
 export function expandGroupNodes(wf: UiWorkflow, lookup: SchemaLookup, strict: boolean): UiWorkflow {
-  const defs = ((wf.extra as { groupNodes?: Record<string, GroupDef> } | undefined)?.groupNodes) ?? {};
+  const defs = (wf.extra as { groupNodes?: Record<string, GroupDef> } | undefined)?.groupNodes ?? {};
   let nodes = Array.isArray(wf.nodes) ? wf.nodes : [];
   if (!nodes.some((n) => n && typeof n.type === 'string' && isGroupNodeType(n.type))) return wf;
   let links = (Array.isArray(wf.links) ? wf.links : []).filter(Boolean);
@@ -144,10 +181,18 @@ export function expandGroupNodes(wf: UiWorkflow, lookup: SchemaLookup, strict: b
     const rewire = new Map<string, [string, number]>(); // "instance:slot" -> inner producer
     for (const n of nodes) {
       const m = n && typeof n.type === 'string' ? GROUP_TYPE.exec(n.type) : null;
-      if (!m) { out.push(n); continue; }
+      if (!m) {
+        out.push(n);
+        continue;
+      }
       const def = Object.prototype.hasOwnProperty.call(defs, m[1]) ? defs[m[1]] : undefined;
       if (!def || !Array.isArray(def.nodes)) {
-        if (strict) throw new WorkflowConversionError(`group node ${n.type} (node id ${n.id}) is not defined in the workflow's extra.groupNodes`, 'invalid_prompt', { node_id: String(n.id), class_type: n.type });
+        if (strict)
+          throw new WorkflowConversionError(
+            `group node ${n.type} (node id ${n.id}) is not defined in the workflow's extra.groupNodes`,
+            'invalid_prompt',
+            { node_id: String(n.id), class_type: n.type },
+          );
         continue;
       }
       const e = expandOne(n, def, lookup, nextLinkId, strict);

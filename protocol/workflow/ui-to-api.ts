@@ -22,7 +22,10 @@ export interface SchemaInput {
 }
 
 /** What conversion needs to know about a node class. */
-export interface ClassSchema { displayName?: string; inputs: SchemaInput[] }
+export interface ClassSchema {
+  displayName?: string;
+  inputs: SchemaInput[];
+}
 
 /** Looks a node class up by its type; undefined when the class is unknown. */
 export type SchemaLookup = (classType: string) => ClassSchema | undefined;
@@ -38,14 +41,38 @@ export interface UiNode {
   widgets_values?: unknown[] | Record<string, unknown>;
   properties?: Record<string, unknown>;
 }
-export type UiLink = [number, number | string, number, number | string, number, string] | { id: number; origin_id: number | string; origin_slot: number; target_id: number | string; target_slot: number; type: string };
-export interface UiWorkflow { nodes: UiNode[]; links: UiLink[]; [k: string]: unknown }
+export type UiLink =
+  | [number, number | string, number, number | string, number, string]
+  | {
+      id: number;
+      origin_id: number | string;
+      origin_slot: number;
+      target_id: number | string;
+      target_slot: number;
+      type: string;
+    };
+export interface UiWorkflow {
+  nodes: UiNode[];
+  links: UiLink[];
+  [k: string]: unknown;
+}
 
-export interface ApiPromptNode { class_type: string; inputs: Record<string, unknown>; _meta: { title: string } }
+export interface ApiPromptNode {
+  class_type: string;
+  inputs: Record<string, unknown>;
+  _meta: { title: string };
+}
 export type ApiPromptOut = Record<string, ApiPromptNode>;
 
 export class WorkflowConversionError extends Error {
-  constructor(message: string, readonly type = 'invalid_prompt', readonly extra: Record<string, unknown> = {}) { super(message); this.name = 'WorkflowConversionError'; }
+  constructor(
+    message: string,
+    readonly type = 'invalid_prompt',
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'WorkflowConversionError';
+  }
 }
 
 export interface ConvertOptions {
@@ -67,7 +94,11 @@ const FRONTEND_ONLY = new Set(['Reroute', 'Note', 'MarkdownNote', ...PRIMITIVES]
 const CONTROL_VALUES = new Set(['fixed', 'increment', 'decrement', 'randomize']);
 
 type UiInput = NonNullable<UiNode['inputs']>[number];
-interface LinkInfo { originId: string; originSlot: number; type: string }
+interface LinkInfo {
+  originId: string;
+  originSlot: number;
+  type: string;
+}
 /** What an input receives: a link into the prompt, a literal (from a primitive), or nothing. */
 type Resolved = { link: [string, number] } | { value: unknown } | null;
 
@@ -78,7 +109,8 @@ function readLink(l: UiLink): [number, LinkInfo] {
 
 /** ComfyUI's loose type match: '*' or empty on either side, or comma-separated unions that overlap. */
 function typesMatch(a: unknown, b: unknown): boolean {
-  const x = String(a ?? ''), y = String(b ?? '');
+  const x = String(a ?? ''),
+    y = String(b ?? '');
   if (x === '*' || y === '*' || x === '' || y === '') return true;
   const ys = y.split(',');
   return x.split(',').some((t) => ys.includes(t));
@@ -103,17 +135,23 @@ export function widgetValues(inputs: SchemaInput[], wv: UiNode['widgets_values']
     // the array is long enough to hold them all, each is skipped by position; a shorter array (saved without them)
     // skips only values that can only be a companion
     const widgets = inputs.filter((x) => x.widget);
-    const companions = widgets.filter((x) => x.controlAfterGenerate).length + widgets.filter((x) => x.imageUpload).length;
+    const companions =
+      widgets.filter((x) => x.controlAfterGenerate).length + widgets.filter((x) => x.imageUpload).length;
     const allPresent = companions > 0 && wv.length >= widgets.length + companions;
     let i = 0;
     for (const input of widgets) {
       if (i >= wv.length) break;
       out.set(input.name, wv[i++]);
-      if (input.controlAfterGenerate && (allPresent || (typeof wv[i] === 'string' && CONTROL_VALUES.has(wv[i] as string)))) i++;
+      if (
+        input.controlAfterGenerate &&
+        (allPresent || (typeof wv[i] === 'string' && CONTROL_VALUES.has(wv[i] as string)))
+      )
+        i++;
       if (input.imageUpload && (allPresent || wv[i] === 'image' || wv[i] === 'upload' || wv[i] === null)) i++;
     }
   } else if (wv && typeof wv === 'object') {
-    for (const input of inputs) if (input.widget && hasOwn(wv, input.name)) out.set(input.name, (wv as Record<string, unknown>)[input.name]);
+    for (const input of inputs)
+      if (input.widget && hasOwn(wv, input.name)) out.set(input.name, (wv as Record<string, unknown>)[input.name]);
   }
   return out;
 }
@@ -128,23 +166,44 @@ function wrap(value: unknown): unknown {
  * @example const prompt = uiWorkflowToPrompt(wf, (t) => ({ inputs: [{ name: 'seed', widget: true, controlAfterGenerate: true }] }), { strict: false });
  *          // prompt['3'] -> { class_type: 'KSampler', inputs: { seed: 5, model: ['4', 0], ... }, _meta: { title: 'KSampler' } }
  */
-export function uiWorkflowToPrompt(workflow: UiWorkflow, lookup: SchemaLookup, { strict, maxNodes }: ConvertOptions): ApiPromptOut {
+export function uiWorkflowToPrompt(
+  workflow: UiWorkflow,
+  lookup: SchemaLookup,
+  { strict, maxNodes }: ConvertOptions,
+): ApiPromptOut {
   const wf = expandGroupNodes(workflow, lookup, strict);
   const count = Array.isArray(wf.nodes) ? wf.nodes.length : 0;
   if (strict && maxNodes !== undefined && count > maxNodes) {
-    throw new WorkflowConversionError(`workflow has ${count} nodes; at most ${maxNodes} are accepted`, 'invalid_prompt', { node_count: count, max_nodes: maxNodes });
+    throw new WorkflowConversionError(
+      `workflow has ${count} nodes; at most ${maxNodes} are accepted`,
+      'invalid_prompt',
+      { node_count: count, max_nodes: maxNodes },
+    );
   }
   const nodes = new Map<string, UiNode>();
   for (const raw of Array.isArray(wf.nodes) ? wf.nodes : []) {
-    const bad = !raw || typeof raw !== 'object' || raw.id === undefined || raw.id === null || typeof raw.type !== 'string'
-      ? 'workflow has a node without id or type' : String(raw.id) === '__proto__' ? 'node id __proto__ is reserved' : '';
-    if (bad) { if (strict) throw new WorkflowConversionError(bad); continue; }
+    const bad =
+      !raw || typeof raw !== 'object' || raw.id === undefined || raw.id === null || typeof raw.type !== 'string'
+        ? 'workflow has a node without id or type'
+        : String(raw.id) === '__proto__'
+          ? 'node id __proto__ is reserved'
+          : '';
+    if (bad) {
+      if (strict) throw new WorkflowConversionError(bad);
+      continue;
+    }
     // a hand-written or damaged workflow may hold anything here: keep only well-formed input slots
-    const inputs = Array.isArray(raw.inputs) ? raw.inputs.filter((i) => !!i && typeof i === 'object' && typeof i.name === 'string') : [];
+    const inputs = Array.isArray(raw.inputs)
+      ? raw.inputs.filter((i) => !!i && typeof i === 'object' && typeof i.name === 'string')
+      : [];
     nodes.set(String(raw.id), { ...raw, inputs });
   }
   const links = new Map<number, LinkInfo>();
-  for (const l of Array.isArray(wf.links) ? wf.links : []) if (l) { const [id, info] = readLink(l); links.set(id, info); }
+  for (const l of Array.isArray(wf.links) ? wf.links : [])
+    if (l) {
+      const [id, info] = readLink(l);
+      links.set(id, info);
+    }
 
   // Follows a link back to a real producer, through reroutes and bypassed nodes. A link resolves the same wherever
   // it is met, so results are memoized (a Reroute chain feeding many inputs is walked once), the walk is a loop
@@ -156,24 +215,50 @@ export function uiWorkflowToPrompt(workflow: UiWorkflow, lookup: SchemaLookup, {
     const onPath = new Set<number>();
     let result: Resolved = null;
     for (let cur: unknown = linkId; ;) {
-      if (cur == null) { result = null; break; }
+      if (cur == null) {
+        result = null;
+        break;
+      }
       const id = Number(cur);
-      if (memo.has(id)) { result = memo.get(id)!; break; }
+      if (memo.has(id)) {
+        result = memo.get(id)!;
+        break;
+      }
       const l = links.get(id);
-      if (!l) { result = null; break; }
+      if (!l) {
+        result = null;
+        break;
+      }
       const origin = nodes.get(l.originId);
       if (!origin) {
-        if (strict) throw new WorkflowConversionError(`link ${cur} comes from node ${l.originId}, which is not in the workflow`, 'bad_linked_input', { node_id: l.originId });
-        result = null; break;
+        if (strict)
+          throw new WorkflowConversionError(
+            `link ${cur} comes from node ${l.originId}, which is not in the workflow`,
+            'bad_linked_input',
+            { node_id: l.originId },
+          );
+        result = null;
+        break;
       }
       if (onPath.has(id)) {
-        if (strict) throw new WorkflowConversionError('workflow links form a loop through reroute or bypassed nodes', 'dependency_cycle');
-        result = null; break;
+        if (strict)
+          throw new WorkflowConversionError(
+            'workflow links form a loop through reroute or bypassed nodes',
+            'dependency_cycle',
+          );
+        result = null;
+        break;
       }
       onPath.add(id);
       path.push(id);
-      if (origin.mode === MODE_MUTED) { result = null; break; }
-      if (origin.type === 'Reroute') { cur = origin.inputs?.[0]?.link; continue; }
+      if (origin.mode === MODE_MUTED) {
+        result = null;
+        break;
+      }
+      if (origin.type === 'Reroute') {
+        cur = origin.inputs?.[0]?.link;
+        continue;
+      }
       if (PRIMITIVES.has(origin.type)) {
         const value = primitiveValue(origin.widgets_values);
         result = value === undefined ? null : { value };
@@ -183,8 +268,14 @@ export function uiWorkflowToPrompt(workflow: UiWorkflow, lookup: SchemaLookup, {
         // the same slot index when its type fits, else the first linked input of a matching type (ComfyUI's rule)
         const ins = origin.inputs ?? [];
         const same = ins[l.originSlot];
-        const pick = same && same.link != null && typesMatch(same.type, l.type) ? same : ins.find((i) => i.link != null && typesMatch(i.type, l.type));
-        if (!pick) { result = null; break; }
+        const pick =
+          same && same.link != null && typesMatch(same.type, l.type)
+            ? same
+            : ins.find((i) => i.link != null && typesMatch(i.type, l.type));
+        if (!pick) {
+          result = null;
+          break;
+        }
         cur = pick.link;
         continue;
       }
@@ -200,10 +291,16 @@ export function uiWorkflowToPrompt(workflow: UiWorkflow, lookup: SchemaLookup, {
   for (const n of ordered) {
     if (n.mode === MODE_MUTED || n.mode === MODE_BYPASS || FRONTEND_ONLY.has(n.type)) continue;
     const schema = lookup(n.type);
-    if (!schema && strict) throw new WorkflowConversionError(`Node type ${n.type} (node id ${n.id}) is not known to this server`, 'invalid_prompt', { node_id: String(n.id), class_type: n.type });
+    if (!schema && strict)
+      throw new WorkflowConversionError(
+        `Node type ${n.type} (node id ${n.id}) is not known to this server`,
+        'invalid_prompt',
+        { node_id: String(n.id), class_type: n.type },
+      );
     const slots = n.inputs ?? [];
     // first slot per name and per converted-widget name, so each schema input finds its slot in O(1)
-    const byName = new Map<string, number>(), byWidget = new Map<string, number>();
+    const byName = new Map<string, number>(),
+      byWidget = new Map<string, number>();
     slots.forEach((s, i) => {
       if (!byName.has(s.name)) byName.set(s.name, i);
       const w = s.widget?.name;
@@ -222,7 +319,8 @@ export function uiWorkflowToPrompt(workflow: UiWorkflow, lookup: SchemaLookup, {
         if (r && 'link' in r) inputs[input.name] = r.link;
         else if (r) inputs[input.name] = wrap(r.value);
         // nothing linked, or linked from a muted node: the widget's own value, as ComfyUI's frontend sends it
-        else if (input.widget && values.get(input.name) !== undefined) inputs[input.name] = wrap(values.get(input.name));
+        else if (input.widget && values.get(input.name) !== undefined)
+          inputs[input.name] = wrap(values.get(input.name));
       }
     }
     if (!strict) {

@@ -11,9 +11,21 @@ import { pngVariant, wantsVariant, type ImageVariant } from '../storage/image-va
 import { VariantCache } from '../storage/variant-cache.js';
 import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 
-export interface FileDirs { output: string; input: string; temp: string }
+export interface FileDirs {
+  output: string;
+  input: string;
+  temp: string;
+}
 
-const MIME: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp', '.gif': 'image/gif', '.json': 'application/json', '.txt': 'text/plain' };
+const MIME: Record<string, string> = {
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+  '.json': 'application/json',
+  '.txt': 'text/plain',
+};
 
 function dirFor(dirs: FileDirs, type: unknown): string | null {
   const t = typeof type === 'string' && type ? type : 'output';
@@ -22,19 +34,34 @@ function dirFor(dirs: FileDirs, type: unknown): string | null {
 
 function sendPathError(res: Response, e: unknown): void {
   if (isDiskFull(e)) res.status(507).json(httpError('insufficient_storage', DISK_FULL_MESSAGE));
-  else if (e instanceof PathError) res.status(e.status).json(httpError(e.status === 403 ? 'forbidden' : 'bad_request', e.message));
+  else if (e instanceof PathError)
+    res.status(e.status).json(httpError(e.status === 403 ? 'forbidden' : 'bad_request', e.message));
   else res.status(400).json(httpError('bad_request', (e as Error).message));
 }
 
 export function viewHandler(dirs: FileDirs, variants = new VariantCache<ImageVariant>()) {
   return (req: Request, res: Response): void => {
     const { filename, subfolder, type } = req.query;
-    if (typeof filename !== 'string' || !filename) { res.status(400).json(httpError('bad_request', 'filename is required')); return; }
+    if (typeof filename !== 'string' || !filename) {
+      res.status(400).json(httpError('bad_request', 'filename is required'));
+      return;
+    }
     const base = dirFor(dirs, type);
-    if (!base) { res.status(400).json(httpError('bad_request', `unknown type ${JSON.stringify(type)} (output, input or temp)`)); return; }
+    if (!base) {
+      res.status(400).json(httpError('bad_request', `unknown type ${JSON.stringify(type)} (output, input or temp)`));
+      return;
+    }
     let path: string;
-    try { path = resolveInside(base, typeof subfolder === 'string' ? subfolder : '', filename); } catch (e) { sendPathError(res, e); return; }
-    if (!existsSync(path) || !statSync(path).isFile()) { res.status(404).json(httpError('not_found', `no such file: ${filename}`)); return; }
+    try {
+      path = resolveInside(base, typeof subfolder === 'string' ? subfolder : '', filename);
+    } catch (e) {
+      sendPathError(res, e);
+      return;
+    }
+    if (!existsSync(path) || !statSync(path).isFile()) {
+      res.status(404).json(httpError('not_found', `no such file: ${filename}`));
+      return;
+    }
     let bytes: Buffer = readFileSync(path);
     let contentType = MIME[extname(path).toLowerCase()] ?? 'application/octet-stream';
     if (sniffImage(bytes) === 'png' && wantsVariant(req.query.channel, req.query.preview)) {
@@ -42,11 +69,22 @@ export function viewHandler(dirs: FileDirs, variants = new VariantCache<ImageVar
       const key = VariantCache.key(path, st.size, st.mtimeMs, [req.query.channel, req.query.preview]);
       try {
         const v = variants.get(key) ?? pngVariant(bytes, req.query.channel, req.query.preview);
-        if (v) { variants.set(key, v); bytes = v.bytes; contentType = v.contentType; }
+        if (v) {
+          variants.set(key, v);
+          bytes = v.bytes;
+          contentType = v.contentType;
+        }
       } catch (e) {
         // a declared size over the pixel budget is refused from the header alone, before any decoding
         const status = e instanceof ImageTooLargeError ? 413 : 400;
-        res.status(status).json(httpError(status === 413 ? 'image_too_large' : 'bad_request', `cannot make a preview of ${filename}: ${(e as Error).message}`));
+        res
+          .status(status)
+          .json(
+            httpError(
+              status === 413 ? 'image_too_large' : 'bad_request',
+              `cannot make a preview of ${filename}: ${(e as Error).message}`,
+            ),
+          );
         return;
       }
     }
@@ -60,33 +98,59 @@ export function viewHandler(dirs: FileDirs, variants = new VariantCache<ImageVar
 }
 
 /** A refused upload: the status and message of the 4xx answer. */
-class UploadRefusal extends Error { constructor(readonly status: number, readonly type: string, message: string) { super(message); } }
+class UploadRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export function uploadImageHandler(dirs: FileDirs, maxBytes: number) {
   return (req: Request, res: Response): void => {
     let bb: busboy.Busboy;
     try {
       // defParamCharset: browsers send the file name as raw UTF-8 in Content-Disposition, busboy assumes Latin-1
-      bb = busboy({ headers: req.headers, defParamCharset: 'utf8', limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 4096 } });
-    } catch (e) { res.status(400).json(httpError('bad_request', `expected multipart/form-data: ${(e as Error).message}`)); return; }
+      bb = busboy({
+        headers: req.headers,
+        defParamCharset: 'utf8',
+        limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 4096 },
+      });
+    } catch (e) {
+      res.status(400).json(httpError('bad_request', `expected multipart/form-data: ${(e as Error).message}`));
+      return;
+    }
     const fields: Record<string, string> = {};
     let file: { name: string; chunks: Buffer[]; truncated: boolean } | null = null;
     let refusal: UploadRefusal | null = null;
-    bb.on('field', (k, v) => { fields[k] = v; });
+    bb.on('field', (k, v) => {
+      fields[k] = v;
+    });
     bb.on('file', (field, stream, info) => {
-      if (field !== 'image') { stream.resume(); return; }
+      if (field !== 'image') {
+        stream.resume();
+        return;
+      }
       const f = { name: info.filename ?? 'upload.png', chunks: [] as Buffer[], truncated: false };
       // the name is checked before a byte is kept, so a refused upload never reaches the disk
-      try { checkNewFileName(f.name, TEMP_PREFIX); } catch (e) {
+      try {
+        checkNewFileName(f.name, TEMP_PREFIX);
+      } catch (e) {
         refusal = new UploadRefusal(400, 'bad_request', (e as Error).message);
         stream.resume();
         return;
       }
       file = f;
       stream.on('data', (c: Buffer) => f.chunks.push(c));
-      stream.on('limit', () => { f.truncated = true; });
+      stream.on('limit', () => {
+        f.truncated = true;
+      });
     });
-    bb.on('error', (e) => { if (!res.headersSent) res.status(400).json(httpError('bad_request', (e as Error).message)); });
+    bb.on('error', (e) => {
+      if (!res.headersSent) res.status(400).json(httpError('bad_request', (e as Error).message));
+    });
     bb.on('close', () => {
       if (res.headersSent) return;
       try {
@@ -102,23 +166,35 @@ export function uploadImageHandler(dirs: FileDirs, maxBytes: number) {
   };
 }
 
-function saveUpload(dirs: FileDirs, f: { name: string; chunks: Buffer[]; truncated: boolean } | null, fields: Record<string, string>, maxBytes: number) {
+function saveUpload(
+  dirs: FileDirs,
+  f: { name: string; chunks: Buffer[]; truncated: boolean } | null,
+  fields: Record<string, string>,
+  maxBytes: number,
+) {
   if (!f) throw new UploadRefusal(400, 'bad_request', 'no "image" file in the form');
   if (f.truncated) throw new UploadRefusal(413, 'too_large', `upload exceeds ${maxBytes} bytes`);
   const bytes = Buffer.concat(f.chunks);
   const head = readImageHeader(bytes);
   if (!head) throw new UploadRefusal(400, 'not_an_image', `${f.name} is not a PNG, JPEG, WEBP, GIF or BMP image`);
   const budget = maxImagePixels();
-  if (head.width * head.height > budget) throw new UploadRefusal(413, 'image_too_large', `${f.name}: ${new ImageTooLargeError(head.width, head.height, budget).message}`);
+  if (head.width * head.height > budget)
+    throw new UploadRefusal(
+      413,
+      'image_too_large',
+      `${f.name}: ${new ImageTooLargeError(head.width, head.height, budget).message}`,
+    );
   const base = dirFor(dirs, fields.type || 'input');
   if (!base) throw new UploadRefusal(400, 'bad_request', `unknown type ${fields.type}`);
   const subfolder = fields.subfolder ?? '';
   let name = f.name;
   let path = resolveInside(base, subfolder, name);
   const overwrite = fields.overwrite === 'true' || fields.overwrite === '1';
-  if (existsSync(path) && statSync(path).isDirectory()) throw new UploadRefusal(400, 'bad_request', `${name} is a folder`);
+  if (existsSync(path) && statSync(path).isDirectory())
+    throw new UploadRefusal(400, 'bad_request', `${name} is a folder`);
   if (!overwrite) {
-    const ext = extname(f.name), stem = f.name.slice(0, f.name.length - ext.length);
+    const ext = extname(f.name),
+      stem = f.name.slice(0, f.name.length - ext.length);
     for (let i = 1; existsSync(path); i++) {
       if (statSync(path).isFile() && readFileSync(path).equals(bytes)) break; // identical bytes: reuse the existing file
       name = `${stem} (${i})${ext}`;

@@ -37,14 +37,23 @@ export function crossSiteBodyRefusal(req: IncomingMessage, corsOrigin?: string):
   }
   if (corsOrigin && (corsOrigin === '*' || corsOrigin === origin)) return null;
   let host: string;
-  try { host = new URL(origin).host; } catch { return 'malformed Origin header'; }
-  return host === req.headers.host ? null : `cross-origin ${req.method} from ${origin} with a simple content type refused`;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    return 'malformed Origin header';
+  }
+  return host === req.headers.host
+    ? null
+    : `cross-origin ${req.method} from ${origin} with a simple content type refused`;
 }
 
 export function crossSiteBodyGuard(corsOrigin?: string) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const refused = crossSiteBodyRefusal(req, corsOrigin);
-    if (refused) { res.status(403).json(httpError('forbidden_origin', refused)); return; }
+    if (refused) {
+      res.status(403).json(httpError('forbidden_origin', refused));
+      return;
+    }
     next();
   };
 }

@@ -11,7 +11,10 @@ export const REQUEST_LIMITS = {
   extraDataBytes: 4 * 1024 * 1024,
 };
 
-export interface LimitRefusal { status: 400 | 413; body: PromptErrorBody }
+export interface LimitRefusal {
+  status: 400 | 413;
+  body: PromptErrorBody;
+}
 
 /** Checks client_id and extra_data of a POST /prompt body; null when within limits. */
 export function promptBodyRefusal(body: { client_id?: unknown; extra_data?: unknown }): LimitRefusal | null {

@@ -19,19 +19,44 @@ export function modelPullRoutes(modelsDir: string, catalogFile?: string): Router
   const catalog = (): CatalogEntry[] => loadCatalog(catalogFile || undefined);
 
   r.get('/model_catalog', (_req: Request, res: Response) => {
-    res.json(catalog().map((e) => ({ name: e.name, folder: e.folder, filename: e.filename, description: e.description,
-      size: e.size, installed: existsSync(join(modelsDir, e.folder, e.filename)) })));
+    res.json(
+      catalog().map((e) => ({
+        name: e.name,
+        folder: e.folder,
+        filename: e.filename,
+        description: e.description,
+        size: e.size,
+        installed: existsSync(join(modelsDir, e.folder, e.filename)),
+      })),
+    );
   });
 
   r.post('/models/pull', (req: Request, res: Response) => {
     const name = req.body?.name;
-    if (typeof name !== 'string' || !name) { res.status(400).json(httpError('bad_request', 'body must be {"name": "<catalog name or filename>"}')); return; }
+    if (typeof name !== 'string' || !name) {
+      res.status(400).json(httpError('bad_request', 'body must be {"name": "<catalog name or filename>"}'));
+      return;
+    }
     const entry = findEntry(name, catalog());
-    if (!entry) { res.status(404).json(httpError('not_found', `no catalog entry "${name}"`)); return; }
-    if (running.has(entry.name)) { res.status(409).json(httpError('conflict', `${entry.name} is already being downloaded`)); return; }
+    if (!entry) {
+      res.status(404).json(httpError('not_found', `no catalog entry "${name}"`));
+      return;
+    }
+    if (running.has(entry.name)) {
+      res.status(409).json(httpError('conflict', `${entry.name} is already being downloaded`));
+      return;
+    }
     running.add(entry.name);
     pullModel(entry, modelsDir)
-      .then((p) => res.json({ name: entry.name, folder: entry.folder, filename: entry.filename, bytes: p.bytes, already_installed: p.alreadyInstalled }))
+      .then((p) =>
+        res.json({
+          name: entry.name,
+          folder: entry.folder,
+          filename: entry.filename,
+          bytes: p.bytes,
+          already_installed: p.alreadyInstalled,
+        }),
+      )
       .catch((e) => res.status(502).json(httpError('download_failed', `${entry.name}: ${(e as Error).message}`)))
       .finally(() => running.delete(entry.name));
   });

@@ -14,21 +14,42 @@ export class ProgressStates {
     const d = ev.data as { prompt_id?: string };
     const promptId = d.prompt_id;
     if (!promptId) return null;
-    if (ev.type === 'execution_start') { this.prompts.set(promptId, new Map()); return null; }
+    if (ev.type === 'execution_start') {
+      this.prompts.set(promptId, new Map());
+      return null;
+    }
     const nodes = this.prompts.get(promptId);
     if (!nodes) return null;
     const entry = (id: string): NodeProgressState => {
       let n = nodes.get(id);
       if (!n) {
-        n = { value: 0, max: 1, state: 'pending', node_id: id, prompt_id: promptId, display_node_id: id, parent_node_id: null, real_node_id: id };
+        n = {
+          value: 0,
+          max: 1,
+          state: 'pending',
+          node_id: id,
+          prompt_id: promptId,
+          display_node_id: id,
+          parent_node_id: null,
+          real_node_id: id,
+        };
         nodes.set(id, n);
       }
       return n;
     };
-    const finishRunning = () => { for (const n of nodes.values()) if (n.state === 'running') { n.state = 'finished'; n.value = n.max; } };
+    const finishRunning = () => {
+      for (const n of nodes.values())
+        if (n.state === 'running') {
+          n.state = 'finished';
+          n.value = n.max;
+        }
+    };
     switch (ev.type) {
       case 'executing':
-        if (ev.data.node === null) { this.prompts.delete(promptId); return null; }
+        if (ev.data.node === null) {
+          this.prompts.delete(promptId);
+          return null;
+        }
         finishRunning(); // the executor runs one node at a time: a new node means the last one is done
         Object.assign(entry(ev.data.node), { state: 'running' });
         break;
@@ -40,9 +61,14 @@ export class ProgressStates {
         Object.assign(n, { state: 'finished', value: n.max });
         break;
       }
-      case 'execution_success': finishRunning(); break;
-      case 'execution_error': entry(ev.data.node_id).state = 'error'; break;
-      default: return null;
+      case 'execution_success':
+        finishRunning();
+        break;
+      case 'execution_error':
+        entry(ev.data.node_id).state = 'error';
+        break;
+      default:
+        return null;
     }
     const snapshot: Record<string, NodeProgressState> = {};
     for (const [id, n] of nodes) snapshot[id] = { ...n };

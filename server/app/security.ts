@@ -15,7 +15,9 @@ export interface SecurityOptions {
   loopbackBound?: boolean;
 }
 
-function digest(s: string): Buffer { return createHash('sha256').update(s).digest(); }
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
 
 export function tokenMatches(expected: string, given: string | undefined | null): boolean {
   if (!given) return false;
@@ -27,7 +29,11 @@ export function tokenMatches(expected: string, given: string | undefined | null)
  * instead of letting `new URL` throw out of a handler.
  */
 export function requestUrl(req: IncomingMessage): URL | null {
-  try { return new URL(req.url ?? '/', 'http://x'); } catch { return null; }
+  try {
+    return new URL(req.url ?? '/', 'http://x');
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -39,13 +45,22 @@ export function tokenFrom(req: IncomingMessage): string | undefined {
   if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
   const q = requestUrl(req)?.searchParams.get('token');
   if (q) return q;
-  const cookie = req.headers.cookie?.split(';').map((s) => s.trim()).find((s) => s.startsWith('tcd_token='));
+  const cookie = req.headers.cookie
+    ?.split(';')
+    .map((s) => s.trim())
+    .find((s) => s.startsWith('tcd_token='));
   if (!cookie) return undefined;
-  try { return decodeURIComponent(cookie.slice('tcd_token='.length)); } catch { return undefined; }
+  try {
+    return decodeURIComponent(cookie.slice('tcd_token='.length));
+  } catch {
+    return undefined;
+  }
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-function hostName(h: string): string { return h.startsWith('[') ? h.slice(0, h.indexOf(']') + 1) : h.split(':')[0].toLowerCase(); }
+function hostName(h: string): string {
+  return h.startsWith('[') ? h.slice(0, h.indexOf(']') + 1) : h.split(':')[0].toLowerCase();
+}
 
 /** True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackAddress(host: string): boolean {
@@ -69,7 +84,11 @@ export function originRefusal(req: IncomingMessage, corsOrigin?: string): string
   if (!origin || !host) return null;
   if (corsOrigin && (corsOrigin === '*' || corsOrigin === origin)) return null;
   let o: URL;
-  try { o = new URL(origin); } catch { return `malformed Origin header`; }
+  try {
+    o = new URL(origin);
+  } catch {
+    return `malformed Origin header`;
+  }
   if (!LOOPBACK.has(hostName(host))) return null;
   if (o.host !== host) return `cross-origin request from ${origin} to loopback host ${host} refused`;
   return null;
@@ -81,14 +100,35 @@ export function securityMiddleware(opts: SecurityOptions) {
       res.setHeader('Access-Control-Allow-Origin', opts.corsOrigin);
       res.setHeader('Access-Control-Allow-Methods', 'GET, POST, DELETE, OPTIONS');
       res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Authorization');
-      if (req.method === 'OPTIONS') { res.status(204).end(); return; }
+      if (req.method === 'OPTIONS') {
+        res.status(204).end();
+        return;
+      }
     }
     const refused = hostRefusal(req, opts.loopbackBound) ?? originRefusal(req, opts.corsOrigin);
-    if (refused) { res.status(403).json(httpError('forbidden_origin', refused)); return; }
+    if (refused) {
+      res.status(403).json(httpError('forbidden_origin', refused));
+      return;
+    }
     if (opts.token && !tokenMatches(opts.token, tokenFrom(req))) {
       // the editor's static files stay reachable so it can ask for the token
-      const open = req.method === 'GET' && (req.path === '/' || req.path.startsWith('/assets/') || req.path === '/index.html' || req.path === '/favicon.ico');
-      if (!open) { res.status(401).json(httpError('unauthorized', 'this server requires an access token (Authorization: Bearer TOKEN or ?token=TOKEN)')); return; }
+      const open =
+        req.method === 'GET' &&
+        (req.path === '/' ||
+          req.path.startsWith('/assets/') ||
+          req.path === '/index.html' ||
+          req.path === '/favicon.ico');
+      if (!open) {
+        res
+          .status(401)
+          .json(
+            httpError(
+              'unauthorized',
+              'this server requires an access token (Authorization: Bearer TOKEN or ?token=TOKEN)',
+            ),
+          );
+        return;
+      }
     }
     next();
   };

@@ -23,7 +23,13 @@ import { comfyFrontendRoutes } from './comfy-frontend/index.js';
 import { modelPullRoutes } from './model-pull.js';
 import { crossSiteBodyGuard, jsonBody } from './json-body.js';
 import {
-  securityMiddleware, originRefusal, hostRefusal, isLoopbackAddress, tokenFrom, tokenMatches, requestUrl,
+  securityMiddleware,
+  originRefusal,
+  hostRefusal,
+  isLoopbackAddress,
+  tokenFrom,
+  tokenMatches,
+  requestUrl,
 } from './security.js';
 
 export interface ServerConfig<S> {
@@ -80,7 +86,8 @@ export interface RunningServer<S> {
 
 export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServer<S>> {
   const log = cfg.log ?? ((m: string) => console.log(m));
-  for (const d of [cfg.dataDir, cfg.outputDir, cfg.inputDir, cfg.tempDir, cfg.modelsDir]) mkdirSync(d, { recursive: true });
+  for (const d of [cfg.dataDir, cfg.outputDir, cfg.inputDir, cfg.tempDir, cfg.modelsDir])
+    mkdirSync(d, { recursive: true });
   for (const d of [cfg.outputDir, cfg.inputDir, cfg.tempDir]) removeStalePartials(d);
   const models = new ModelFolders(cfg.modelsDir, cfg.extraModelPaths);
   const dirs = { output: cfg.outputDir, input: cfg.inputDir, temp: cfg.tempDir };
@@ -91,7 +98,9 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   // the hub needs the queue for status, the queue needs the hub as its sink
   let queue: PromptQueue | null = null;
   const hub = new WsHub(store, {
-    softLimit: cfg.wsSoftLimit, hardLimit: cfg.wsHardLimit, keepaliveMs: cfg.wsKeepaliveMs,
+    softLimit: cfg.wsSoftLimit,
+    hardLimit: cfg.wsHardLimit,
+    keepaliveMs: cfg.wsKeepaliveMs,
     featureFlags: serverFeatures(cfg.maxUploadBytes ?? 100 * 1024 * 1024),
     queueRemaining: () => queue?.remaining() ?? 0,
     currentExecution: () => {
@@ -113,7 +122,9 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     },
     preview: hub.preview.bind(hub),
   };
-  queue = new PromptQueue(store, sink, log, (ctx) => (cfg.queueBackend ? cfg.queueBackend({ ...ctx, executor }) : new LocalRunner(ctx, executor)));
+  queue = new PromptQueue(store, sink, log, (ctx) =>
+    cfg.queueBackend ? cfg.queueBackend({ ...ctx, executor }) : new LocalRunner(ctx, executor),
+  );
   const lost = queue.recover();
   if (lost.length) log(`recovered after an unclean stop: ${lost.length} interrupted prompt(s) reported as failed`);
 
@@ -124,7 +135,10 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   app.use(crossSiteBodyGuard(cfg.corsOrigin));
   app.use(jsonBody(cfg.maxBodyBytes ?? 10 * 1024 * 1024));
   const frontend = comfyFrontendRoutes({
-    dataDir: cfg.dataDir, maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024, models, workflowsDir: cfg.workflowsDir,
+    dataDir: cfg.dataDir,
+    maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024,
+    models,
+    workflowsDir: cfg.workflowsDir,
     jobs: () => queue!,
   });
   app.use('/api', frontend.router);
@@ -133,10 +147,20 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   app.use('/api', pull);
   app.use('/', pull);
   const routes = protocolRoutes({
-    registry: cfg.registry, services, queue, models, dirs, workflowsDir: cfg.workflowsDir,
-    maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024, version: cfg.version ?? '0.0.0',
+    registry: cfg.registry,
+    services,
+    queue,
+    models,
+    dirs,
+    workflowsDir: cfg.workflowsDir,
+    maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024,
+    version: cfg.version ?? '0.0.0',
     // like ComfyUI, freeing memory also drops the cached node outputs (a loaded image or latent can be gigabytes)
-    free: (o) => { if (o.free_memory || o.unload_models) executor.cache.clear(); return cfg.free?.(services, o); }, devices: () => cfg.devices?.() ?? [{ name: 'cpu', type: 'cpu', index: 0, vram_total: 0, vram_free: 0 }],
+    free: (o) => {
+      if (o.free_memory || o.unload_models) executor.cache.clear();
+      return cfg.free?.(services, o);
+    },
+    devices: () => cfg.devices?.() ?? [{ name: 'cpu', type: 'cpu', index: 0, vram_total: 0, vram_free: 0 }],
   });
   app.use('/api', routes);
   app.use('/', routes);
@@ -145,14 +169,30 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   else if (cfg.frontEndRoot) log(`warning: --front-end-root ${cfg.frontEndRoot} has no index.html`);
   // ComfyUI's plain-text 404: its frontend reads many answers with res.json() unchecked, so a JSON error object
   // for an unknown route would be taken as data
-  app.use((_req: Request, res: Response) => { res.status(404).type('text/plain').send('404: Not Found'); });
+  app.use((_req: Request, res: Response) => {
+    res.status(404).type('text/plain').send('404: Not Found');
+  });
   // body-parser errors: malformed JSON (400), too large (413), too deep, ...
   app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
     const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
-    if (status === 413) { res.status(413).json(promptError(errorItem('request_too_large', `request body exceeds the limit (${err.message})`))); return; }
-    if (err.type === 'entity.parse.failed') { res.status(400).json(promptError(errorItem('invalid_json', `malformed JSON body: ${err.message}`))); return; }
-    if (status < 500) { res.status(status).json(httpError('bad_request', err.message)); return; }
-    if (isDiskFull(err)) { res.status(507).json(httpError('insufficient_storage', DISK_FULL_MESSAGE)); return; }
+    if (status === 413) {
+      res
+        .status(413)
+        .json(promptError(errorItem('request_too_large', `request body exceeds the limit (${err.message})`)));
+      return;
+    }
+    if (err.type === 'entity.parse.failed') {
+      res.status(400).json(promptError(errorItem('invalid_json', `malformed JSON body: ${err.message}`)));
+      return;
+    }
+    if (status < 500) {
+      res.status(status).json(httpError('bad_request', err.message));
+      return;
+    }
+    if (isDiskFull(err)) {
+      res.status(507).json(httpError('insufficient_storage', DISK_FULL_MESSAGE));
+      return;
+    }
     res.status(status).json(httpError('internal_error', err.message));
   });
 
@@ -164,7 +204,9 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
   http.on('upgrade', (req, socket: Duplex, head) => {
     // after 'upgrade' node no longer listens for socket errors: a reset before ws takes over must not be uncaught
     socket.on('error', () => socket.destroy());
-    const refuse = (code: number, msg: string) => { socket.end(`HTTP/1.1 ${code} ${msg}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`); };
+    const refuse = (code: number, msg: string) => {
+      socket.end(`HTTP/1.1 ${code} ${msg}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
     try {
       const url = requestUrl(req);
       if (!url) return refuse(400, 'Bad Request');
@@ -178,14 +220,26 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
       refuse(400, 'Bad Request');
     }
   });
-  await new Promise<void>((resolve, reject) => { http.once('error', reject); http.listen(cfg.port, cfg.host, () => resolve()); });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(cfg.port, cfg.host, () => resolve());
+  });
   const addr = http.address();
   const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
-  if (!loopbackBound && !cfg.token) log(`warning: listening on ${cfg.host} without an access token: anyone who can reach this port can queue prompts and read every image; set a token (--token or TCD_TOKEN)`);
+  if (!loopbackBound && !cfg.token)
+    log(
+      `warning: listening on ${cfg.host} without an access token: anyone who can reach this port can queue prompts and read every image; set a token (--token or TCD_TOKEN)`,
+    );
   if (cfg.execute !== false) queue.start();
   const url = `http://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${port}`;
   return {
-    url, port, http, queue, hub, store, services,
+    url,
+    port,
+    http,
+    queue,
+    hub,
+    store,
+    services,
     close: async () => {
       await queue!.stop();
       hub.close();

@@ -12,7 +12,11 @@ export async function writeJsonObject(res: Response, pages: () => Iterable<[stri
     for (const [k, v] of page) {
       const ok = res.write(`${first ? '' : ', '}${JSON.stringify(k)}: ${v}`);
       first = false;
-      if (!ok) await new Promise<void>((r) => { res.once('drain', r); res.once('close', r); });
+      if (!ok)
+        await new Promise<void>((r) => {
+          res.once('drain', r);
+          res.once('close', r);
+        });
       if (res.destroyed) return;
     }
   }

@@ -16,7 +16,11 @@ import { isDiskFull } from '../storage/disk-full.js';
 /** a socket silent this long gets a `status` message */
 const KEEPALIVE_MS = 5000;
 
-interface Client { id: string; sockets: Set<WebSocket>; previewMetadata: boolean }
+interface Client {
+  id: string;
+  sockets: Set<WebSocket>;
+  previewMetadata: boolean;
+}
 
 export interface WsHubOptions {
   /** bytes buffered for one socket above which previews are skipped */
@@ -39,7 +43,10 @@ export class WsHub implements EventSink {
   private readonly hardLimit: number;
   dropped = 0;
 
-  constructor(private readonly store: QueueStore, private readonly opts: WsHubOptions) {
+  constructor(
+    private readonly store: QueueStore,
+    private readonly opts: WsHubOptions,
+  ) {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
     this.softLimit = opts.softLimit ?? 4 << 20;
     this.hardLimit = opts.hardLimit ?? 64 << 20;
@@ -61,7 +68,9 @@ export class WsHub implements EventSink {
     for (const c of this.clients.values()) {
       for (const ws of c.sockets) {
         if (now - (this.lastSent.get(ws) ?? 0) < this.keepaliveMs) continue;
-        frame ??= JSON.stringify(event('status', { status: { exec_info: { queue_remaining: this.opts.queueRemaining() } } }));
+        frame ??= JSON.stringify(
+          event('status', { status: { exec_info: { queue_remaining: this.opts.queueRemaining() } } }),
+        );
         this.writeRaw(ws, frame);
       }
     }
@@ -86,15 +95,23 @@ export class WsHub implements EventSink {
         this.write(ws, event('feature_flags', this.opts.featureFlags ?? {}));
       }
     });
-    ws.on('close', () => { client.sockets.delete(ws); if (client.sockets.size === 0) this.clients.delete(id); });
+    ws.on('close', () => {
+      client.sockets.delete(ws);
+      if (client.sockets.size === 0) this.clients.delete(id);
+    });
     ws.on('error', () => ws.terminate());
-    this.write(ws, { ...event('status', { status: { exec_info: { queue_remaining: this.opts.queueRemaining() } }, sid: id }), seq: this.store.lastSeq() });
+    this.write(ws, {
+      ...event('status', { status: { exec_info: { queue_remaining: this.opts.queueRemaining() } }, sid: id }),
+      seq: this.store.lastSeq(),
+    });
     const since = url.searchParams.get('since');
     if (since !== null && /^\d+$/.test(since)) {
-      for (const e of this.store.eventsSince(id, Number(since))) this.write(ws, { type: e.type, data: e.data, seq: e.seq });
+      for (const e of this.store.eventsSince(id, Number(since)))
+        this.write(ws, { type: e.type, data: e.data, seq: e.seq });
     }
     const cur = this.opts.currentExecution();
-    if (cur && cur.clientId === id && cur.node) this.write(ws, event('executing', { node: cur.node, display_node: cur.node, prompt_id: cur.promptId }));
+    if (cur && cur.clientId === id && cur.node)
+      this.write(ws, event('executing', { node: cur.node, display_node: cur.node, prompt_id: cur.promptId }));
   }
 
   send(ev: ServerEvent, clientId: string | null, promptId: string | null): void {
@@ -111,7 +128,10 @@ export class WsHub implements EventSink {
     const frame = JSON.stringify(seq === null ? ev : { ...ev, seq });
     for (const ws of c.sockets) {
       // a progress_state snapshot is superseded by the next one: a slow reader may miss some, like previews
-      if (ev.type === 'progress_state' && ws.bufferedAmount > this.softLimit) { this.dropped++; continue; }
+      if (ev.type === 'progress_state' && ws.bufferedAmount > this.softLimit) {
+        this.dropped++;
+        continue;
+      }
       this.writeRaw(ws, frame);
     }
   }
@@ -121,22 +141,33 @@ export class WsHub implements EventSink {
     if (!c) return;
     const frame = c.previewMetadata ? encodePreviewFrameWithMetadata(img, meta) : encodePreviewFrame(img);
     for (const ws of c.sockets) {
-      if (ws.bufferedAmount > this.softLimit) { this.dropped++; continue; }
+      if (ws.bufferedAmount > this.softLimit) {
+        this.dropped++;
+        continue;
+      }
       this.writeRaw(ws, frame);
     }
   }
 
   /** Logs an event for replay; on a full disk it is sent live only (no seq) rather than failing the prompt. */
   private logged(clientId: string, promptId: string | null, ev: ServerEvent): number | null {
-    try { return this.store.logEvent(clientId, promptId, ev.type, ev.data); } catch (e) {
+    try {
+      return this.store.logEvent(clientId, promptId, ev.type, ev.data);
+    } catch (e) {
       if (isDiskFull(e)) return null;
       throw e;
     }
   }
 
-  clientCount(): number { let n = 0; for (const c of this.clients.values()) n += c.sockets.size; return n; }
+  clientCount(): number {
+    let n = 0;
+    for (const c of this.clients.values()) n += c.sockets.size;
+    return n;
+  }
 
-  private write(ws: WebSocket, msg: unknown): void { this.writeRaw(ws, JSON.stringify(msg)); }
+  private write(ws: WebSocket, msg: unknown): void {
+    this.writeRaw(ws, JSON.stringify(msg));
+  }
 
   private writeRaw(ws: WebSocket, frame: string | Uint8Array): void {
     if (ws.readyState !== WebSocket.OPEN) return;

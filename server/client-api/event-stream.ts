@@ -33,8 +33,11 @@ function openWs(url: string): WebSocket {
 export class EventStream extends EventSocket {
   constructor(o: EventStreamOptions) {
     super({
-      url: `${o.url.replace(/^http/, 'ws').replace(/\/+$/, '')}/ws`, clientId: o.clientId, token: o.token,
-      reconnectDelayMs: o.reconnectDelayMs ?? 200, connect: openWs,
+      url: `${o.url.replace(/^http/, 'ws').replace(/\/+$/, '')}/ws`,
+      clientId: o.clientId,
+      token: o.token,
+      reconnectDelayMs: o.reconnectDelayMs ?? 200,
+      connect: openWs,
     });
   }
 }

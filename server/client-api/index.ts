@@ -29,8 +29,16 @@ export interface ClientOptions {
 export type Workflow = Record<string, unknown>;
 
 export type { ImageRef } from '../../protocol/images.js';
-export interface OutputImage extends ImageRef { nodeId: string; bytes: Uint8Array }
-export interface Progress { promptId: string; node: string; value: number; max: number }
+export interface OutputImage extends ImageRef {
+  nodeId: string;
+  bytes: Uint8Array;
+}
+export interface Progress {
+  promptId: string;
+  node: string;
+  value: number;
+  max: number;
+}
 
 export interface RunOptions {
   onProgress?: (p: Progress) => void;
@@ -55,11 +63,23 @@ export interface RunResult {
 
 /** An HTTP error from the server, with its JSON body (for POST /prompt: `{error, node_errors}`). */
 export class TcdApiError extends Error {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
-  constructor(message: string, readonly status: number, readonly body: any) { super(message); this.name = 'TcdApiError'; }
+  constructor(
+    message: string,
+    readonly status: number,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
+    readonly body: any,
+  ) {
+    super(message);
+    this.name = 'TcdApiError';
+  }
 }
 
-interface Tracker { events: ServerMessage[]; done: boolean; wake: () => void; opts?: RunOptions }
+interface Tracker {
+  events: ServerMessage[];
+  done: boolean;
+  wake: () => void;
+  opts?: RunOptions;
+}
 
 export class TcdClient {
   readonly url: string;
@@ -70,26 +90,56 @@ export class TcdClient {
   constructor(private readonly o: ClientOptions) {
     this.url = o.url.replace(/\/+$/, '');
     this.clientId = o.clientId ?? randomUUID().replace(/-/g, '');
-    this.stream = new EventStream({ url: this.url, clientId: this.clientId, token: o.token, reconnectDelayMs: o.reconnectDelayMs });
+    this.stream = new EventStream({
+      url: this.url,
+      clientId: this.clientId,
+      token: o.token,
+      reconnectDelayMs: o.reconnectDelayMs,
+    });
     this.stream.onEvent = (m) => this.dispatch(m);
-    this.stream.onPreview = (p) => { for (const [id, t] of this.trackers) if (!p.promptId || p.promptId === id) t.opts?.onPreview?.(p); };
+    this.stream.onPreview = (p) => {
+      for (const [id, t] of this.trackers) if (!p.promptId || p.promptId === id) t.opts?.onPreview?.(p);
+    };
     // events may have been trimmed from the server's log: history is the source of truth for what finished
-    this.stream.onReconnect = () => { for (const [id, t] of this.trackers) if (!t.done) void this.history(id).then((h) => { if (h && !t.done) { t.done = true; t.wake(); } }, () => {}); };
+    this.stream.onReconnect = () => {
+      for (const [id, t] of this.trackers)
+        if (!t.done)
+          void this.history(id).then(
+            (h) => {
+              if (h && !t.done) {
+                t.done = true;
+                t.wake();
+              }
+            },
+            () => {},
+          );
+    };
   }
 
   /** One HTTP request with the token; JSON in and out. Throws TcdApiError on a non-2xx answer. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   async request(method: string, path: string, body?: unknown): Promise<any> {
-    const res = await this.fetch(path, { method, ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
+    const res = await this.fetch(path, {
+      method,
+      ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+    });
     const text = await res.text();
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
     let json: any = undefined;
-    try { json = text ? JSON.parse(text) : undefined; } catch { json = text; }
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = text;
+    }
     if (!res.ok) {
       const msg = json?.error?.message ?? (typeof json === 'string' ? json : res.statusText);
       // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
       const node = json?.node_errors && Object.entries(json.node_errors as Record<string, any>)[0];
-      throw new TcdApiError(`${method} ${path}: ${res.status} ${msg}${node ? ` (node ${node[0]} ${node[1].class_type}: ${node[1].errors?.[0]?.message} ${node[1].errors?.[0]?.details ?? ''})` : ''}`.trim(), res.status, json);
+      throw new TcdApiError(
+        `${method} ${path}: ${res.status} ${msg}${node ? ` (node ${node[0]} ${node[1].class_type}: ${node[1].errors?.[0]?.message} ${node[1].errors?.[0]?.details ?? ''})` : ''}`.trim(),
+        res.status,
+        json,
+      );
     }
     return json;
   }
@@ -97,27 +147,43 @@ export class TcdClient {
   private async fetch(path: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (this.o.token) headers.set('authorization', `Bearer ${this.o.token}`);
-    try { return await fetch(this.url + path, { ...init, headers }); } catch (e) {
+    try {
+      return await fetch(this.url + path, { ...init, headers });
+    } catch (e) {
       const cause = (e as { cause?: { code?: string } }).cause?.code;
       throw new Error(`cannot reach ${this.url}${cause ? ` (${cause})` : ''}: is tcd-studio serve running?`);
     }
   }
 
   /** Opens the websocket (done by queue() and run() too). */
-  connect(): Promise<void> { return this.stream.open(); }
+  connect(): Promise<void> {
+    return this.stream.open();
+  }
 
   /**
    * Queue a workflow (UI or API format); events for it are recorded from now on. Resolves to its prompt id.
    * Throws TcdApiError with `{error, node_errors}` when the server rejects it.
    */
-  async queue(workflow: Workflow, opts: { front?: boolean; extraData?: Record<string, unknown> } = {}): Promise<{ promptId: string; number: number }> {
+  async queue(
+    workflow: Workflow,
+    opts: { front?: boolean; extraData?: Record<string, unknown> } = {},
+  ): Promise<{ promptId: string; number: number }> {
     await this.connect();
     const promptId = randomUUID();
     this.track(promptId);
     try {
-      const r = await this.request('POST', '/prompt', { prompt: workflow, client_id: this.clientId, prompt_id: promptId, front: opts.front, extra_data: opts.extraData });
+      const r = await this.request('POST', '/prompt', {
+        prompt: workflow,
+        client_id: this.clientId,
+        prompt_id: promptId,
+        front: opts.front,
+        extra_data: opts.extraData,
+      });
       return { promptId: r.prompt_id, number: r.number };
-    } catch (e) { this.trackers.delete(promptId); throw e; }
+    } catch (e) {
+      this.trackers.delete(promptId);
+      throw e;
+    }
   }
 
   /** Wait for a queued prompt to finish (`executing {node: null}`), then return its status and images. */
@@ -125,19 +191,35 @@ export class TcdClient {
     const t = this.track(promptId);
     t.opts = opts;
     for (const m of t.events) this.notify(m, opts);
-    const onAbort = () => { void this.interrupt(promptId).catch(() => {}); };
+    const onAbort = () => {
+      void this.interrupt(promptId).catch(() => {});
+    };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      while (!t.done) await new Promise<void>((r) => { t.wake = r; });
-    } finally { opts.signal?.removeEventListener('abort', onAbort); this.trackers.delete(promptId); }
+      while (!t.done)
+        await new Promise<void>((r) => {
+          t.wake = r;
+        });
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      this.trackers.delete(promptId);
+    }
     const h = await this.history(promptId);
     const outputs = (h?.outputs ?? {}) as Record<string, Record<string, unknown>>;
-    const status = h?.status?.status_str === 'success' ? 'success' : (h?.status?.messages ?? []).some((m: [string]) => m[0] === 'execution_interrupted') ? 'interrupted' : 'error';
-    const err = (h?.status?.messages ?? []).find((m: [string]) => m[0] === 'execution_error')?.[1] ?? t.events.find((m) => m.type === 'execution_error')?.data;
+    const status =
+      h?.status?.status_str === 'success'
+        ? 'success'
+        : (h?.status?.messages ?? []).some((m: [string]) => m[0] === 'execution_interrupted')
+          ? 'interrupted'
+          : 'error';
+    const err =
+      (h?.status?.messages ?? []).find((m: [string]) => m[0] === 'execution_error')?.[1] ??
+      t.events.find((m) => m.type === 'execution_error')?.data;
     const images: OutputImage[] = [];
-    for (const [nodeId, out] of Object.entries(outputs)) for (const ref of (out.images as ImageRef[] | undefined) ?? []) {
-      images.push({ nodeId, ...ref, bytes: opts.fetchImages === false ? new Uint8Array() : await this.view(ref) });
-    }
+    for (const [nodeId, out] of Object.entries(outputs))
+      for (const ref of (out.images as ImageRef[] | undefined) ?? []) {
+        images.push({ nodeId, ...ref, bytes: opts.fetchImages === false ? new Uint8Array() : await this.view(ref) });
+      }
     if (opts.signal?.aborted && status !== 'success') throw new Error(`prompt ${promptId} was interrupted`);
     return { promptId, status, images, outputs, ...(err ? { error: err } : {}) };
   }
@@ -150,7 +232,11 @@ export class TcdClient {
 
   /** The bytes of an output, input or temp image (GET /view). */
   async view(ref: ImageRef): Promise<Uint8Array> {
-    const q = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder ?? '', type: ref.type ?? 'output' });
+    const q = new URLSearchParams({
+      filename: ref.filename,
+      subfolder: ref.subfolder ?? '',
+      type: ref.type ?? 'output',
+    });
     const res = await this.fetch(`/view?${q}`);
     if (!res.ok) throw new TcdApiError(`GET /view ${ref.filename}: ${res.status}`, res.status, await res.text());
     return new Uint8Array(await res.arrayBuffer());
@@ -163,16 +249,25 @@ export class TcdClient {
   }
 
   /** Interrupt this prompt if it is running (others are left alone). */
-  async interrupt(promptId?: string): Promise<void> { await this.request('POST', '/interrupt', promptId ? { prompt_id: promptId } : {}); }
+  async interrupt(promptId?: string): Promise<void> {
+    await this.request('POST', '/interrupt', promptId ? { prompt_id: promptId } : {});
+  }
 
   /** Convert a UI-format workflow to an API-format prompt on the server. */
-  async convert(workflow: Workflow): Promise<Record<string, unknown>> { return (await this.request('POST', '/workflow/convert', { workflow })).prompt; }
+  async convert(workflow: Workflow): Promise<Record<string, unknown>> {
+    return (await this.request('POST', '/workflow/convert', { workflow })).prompt;
+  }
 
-  close(): void { this.stream.close(); }
+  close(): void {
+    this.stream.close();
+  }
 
   private track(promptId: string): Tracker {
     let t = this.trackers.get(promptId);
-    if (!t) { t = { events: [], done: false, wake: () => {} }; this.trackers.set(promptId, t); }
+    if (!t) {
+      t = { events: [], done: false, wake: () => {} };
+      this.trackers.set(promptId, t);
+    }
     return t;
   }
 
@@ -182,11 +277,15 @@ export class TcdClient {
     if (!t || t.done) return;
     t.events.push(m);
     if (t.opts) this.notify(m, t.opts);
-    if (m.type === 'executing' && m.data.node === null) { t.done = true; t.wake(); }
+    if (m.type === 'executing' && m.data.node === null) {
+      t.done = true;
+      t.wake();
+    }
   }
 
   private notify(m: ServerMessage, opts: RunOptions): void {
     opts.onEvent?.(m);
-    if (m.type === 'progress') opts.onProgress?.({ promptId: m.data.prompt_id, node: m.data.node, value: m.data.value, max: m.data.max });
+    if (m.type === 'progress')
+      opts.onProgress?.({ promptId: m.data.prompt_id, node: m.data.node, value: m.data.value, max: m.data.max });
   }
 }

@@ -60,7 +60,20 @@ import { SafetensorsFile } from './io/safetensors.js';
 import type { Tensor } from './tensor.js';
 import { fileIdentity } from './runtime/graph-cache.js';
 import type { ModelRef } from './types.js';
-import type { Call, ClipRef, CondBranch, EncodedText, KSamplerLoopCall, KSamplerLoopResult, RuntimeStats, StepProgress, TcdLoopCall, UNetExtra, VaeRef, WorkerInit } from './runtime/protocol.js';
+import type {
+  Call,
+  ClipRef,
+  CondBranch,
+  EncodedText,
+  KSamplerLoopCall,
+  KSamplerLoopResult,
+  RuntimeStats,
+  StepProgress,
+  TcdLoopCall,
+  UNetExtra,
+  VaeRef,
+  WorkerInit,
+} from './runtime/protocol.js';
 import { WorkerClient } from './runtime/worker-client.js';
 import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runtime/worker-port.js';
 import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gpu-pinning.js';
@@ -70,7 +83,15 @@ import { DEFAULT_GPU_TUNING, ProviderUnusable, type GpuTuning } from './runtime/
 import { admit, MemoryAdmissionError, type AdmissionOp } from './runtime/estimate.js';
 
 export type { LoraRef, ModelRef } from './types.js';
-export type { ClipRef, CondBranch, EncodedText, RuntimeStats, StepProgress, UNetExtra, VaeRef } from './runtime/protocol.js';
+export type {
+  ClipRef,
+  CondBranch,
+  EncodedText,
+  RuntimeStats,
+  StepProgress,
+  UNetExtra,
+  VaeRef,
+} from './runtime/protocol.js';
 
 export interface EngineOptions {
   /** auto | cpu | webgpu | cuda; default cpu (the CLI defaults to auto) */
@@ -132,7 +153,8 @@ function definedOnly<T extends object>(o: T): Partial<T> {
 /** The worker's isolation an EngineOptions resolves to (option, else 'thread'). */
 export function resolveEngineIsolation(o: EngineOptions = {}): WorkerIsolation {
   const raw = o.isolation ?? 'thread';
-  if (raw !== 'thread' && raw !== 'process') throw new Error(`engine isolation must be thread or process, got "${raw}"`);
+  if (raw !== 'thread' && raw !== 'process')
+    throw new Error(`engine isolation must be thread or process, got "${raw}"`);
   const isolation: WorkerIsolation = { mode: raw, ...(o.env ? { env: { ...o.env } } : {}) };
   // a child engine gets a memory limit (default 85% of RAM): past it the parent stops the engine, not the kernel the server
   if (raw === 'process') {
@@ -159,18 +181,28 @@ let processWebGpuDevice: number | null = null;
  * env (main thread, before the worker's first WebGPU session; one GPU per process). Without the built layer, GPU 0
  * runs on Dawn's default adapter (logged) and any other GPU is an error rather than a silent wrong GPU.
  */
-export function pinWebGpu(ep: string | undefined, device: number | undefined, isolation: WorkerIsolation, log: (l: string) => void,
-  layerDir: string | null = findVulkanLayer(projectRoot())): WorkerIsolation {
+export function pinWebGpu(
+  ep: string | undefined,
+  device: number | undefined,
+  isolation: WorkerIsolation,
+  log: (l: string) => void,
+  layerDir: string | null = findVulkanLayer(projectRoot()),
+): WorkerIsolation {
   if ((ep ?? '').trim().toLowerCase() !== 'webgpu' || device === undefined) return isolation;
   const base = isolation.mode === 'process' ? { ...process.env, ...isolation.env } : process.env;
   const pin = webgpuPinningEnv(device, layerDir, { base });
   if ('error' in pin) {
-    if (device === 0) { log(`engine: webgpu runs on the default GPU: ${pin.error}`); return isolation; }
+    if (device === 0) {
+      log(`engine: webgpu runs on the default GPU: ${pin.error}`);
+      return isolation;
+    }
     throw new Error(`cannot run WebGPU on GPU ${device}: ${pin.error}`);
   }
   if (isolation.mode === 'process') return { ...isolation, env: { ...isolation.env, ...pin.env } };
   if (processWebGpuDevice !== null && processWebGpuDevice !== device) {
-    throw new Error(`WebGPU in one process runs on one GPU and this one is on GPU ${processWebGpuDevice}: run GPU ${device} with isolation 'process' (serve --devices does) or in its own worker process`);
+    throw new Error(
+      `WebGPU in one process runs on one GPU and this one is on GPU ${processWebGpuDevice}: run GPU ${device} with isolation 'process' (serve --devices does) or in its own worker process`,
+    );
   }
   applyPinningEnv(pin.env);
   processWebGpuDevice = device;
@@ -181,7 +213,10 @@ export function pinWebGpu(ep: string | undefined, device: number | undefined, is
  * Throws ProviderUnusable when `ep` names cuda and its libraries are missing (what, and how to get them), so
  * `--ep cuda` fails at start instead of at the first prompt. Other requests pass (auto and webgpu settle in the worker).
  */
-export function checkRequestedProvider(ep: string | undefined, env: Record<string, string | undefined> = process.env): void {
+export function checkRequestedProvider(
+  ep: string | undefined,
+  env: Record<string, string | undefined> = process.env,
+): void {
   if ((ep ?? '').trim().toLowerCase() !== 'cuda') return;
   const problems = cudaProblemsHere(env, cudaOrtPackage(projectRoot()));
   if (problems.length) throw new ProviderUnusable('cuda', `\n${describeCudaProblems(problems)}`);
@@ -211,7 +246,10 @@ function own(t: Tensor): Tensor {
 
 /** A conditioning branch in fresh buffers. */
 function ownBranch(b: CondBranch): CondBranch {
-  return { context: own(b.context), ...(b.extra ? { extra: { textEmbeds: own(b.extra.textEmbeds), timeIds: own(b.extra.timeIds) } } : {}) };
+  return {
+    context: own(b.context),
+    ...(b.extra ? { extra: { textEmbeds: own(b.extra.textEmbeds), timeIds: own(b.extra.timeIds) } } : {}),
+  };
 }
 
 export class Engine {
@@ -224,7 +262,10 @@ export class Engine {
     this.settings = resolveEngineOptions(options);
     checkRequestedProvider(this.settings.ep);
     const log = options.log ?? ((l: string) => console.log(l));
-    this.isolation = withCudaOrt(this.settings, pinWebGpu(this.settings.ep, options.device, resolveEngineIsolation(options), log));
+    this.isolation = withCudaOrt(
+      this.settings,
+      pinWebGpu(this.settings.ep, options.device, resolveEngineIsolation(options), log),
+    );
     this.client = new WorkerClient(this.settings, log, this.isolation);
     workerClients.set(this, this.client);
   }
@@ -240,12 +281,20 @@ export class Engine {
     const gpu = ep === 'webgpu' || ep === 'cuda';
     const dtypeBytes = !gpu || (op !== 'unet' && config.family === 'sdxl') ? 4 : 2;
     const budget = gpu ? this.settings.vramBudget : this.settings.ramBudget;
-    admit(config, { op, latentH, latentW, batch, dtypeBytes }, budget, gpu ? 'the GPU memory budget (TCD_VRAM_BUDGET_MB)' : 'the engine\'s memory budget (TCD_RAM_BUDGET_MB)');
+    admit(
+      config,
+      { op, latentH, latentW, batch, dtypeBytes },
+      budget,
+      gpu ? 'the GPU memory budget (TCD_VRAM_BUDGET_MB)' : "the engine's memory budget (TCD_RAM_BUDGET_MB)",
+    );
   }
 
   /** True when `admit` would pass. */
   fits(checkpoint: string, op: AdmissionOp, latentH: number, latentW: number, batch: number): boolean {
-    try { this.admit(checkpoint, op, latentH, latentW, batch); return true; } catch (e) {
+    try {
+      this.admit(checkpoint, op, latentH, latentW, batch);
+      return true;
+    } catch (e) {
       if (e instanceof MemoryAdmissionError) return false;
       throw e;
     }
@@ -280,10 +329,15 @@ export class Engine {
     const batch = x.shape[0];
     if (x.shape.length !== 4) throw new Error(`unet: x must be [B, C, H, W], got [${x.shape}]`);
     if (t.length !== batch) throw new Error(`unet: ${t.length} timesteps for a batch of ${batch}`);
-    if (context.shape.length !== 3 || context.shape[0] !== batch) throw new Error(`unet: context must be [${batch}, tokens, channels], got [${context.shape}]`);
+    if (context.shape.length !== 3 || context.shape[0] !== batch)
+      throw new Error(`unet: context must be [${batch}, tokens, channels], got [${context.shape}]`);
     this.admit(model.checkpoint, 'unet', x.shape[2], x.shape[3], batch);
     const call: Call = {
-      op: 'unet', model: { ...model, loras: [...model.loras] }, x: own(x), t: t.slice(), context: own(context),
+      op: 'unet',
+      model: { ...model, loras: [...model.loras] },
+      x: own(x),
+      t: t.slice(),
+      context: own(context),
       ...(extra ? { extra: { textEmbeds: own(extra.textEmbeds), timeIds: own(extra.timeIds) } } : {}),
     };
     return this.client.call<Tensor>(call);
@@ -299,14 +353,24 @@ export class Engine {
    *   const noises = timesteps.slice(1).map(() => gen.randn(shape));
    *   const latent = await engine.sampleTcd({ model, x: { shape, data: x }, timesteps, eta: 0.3, noises, positive: { context }, cfg: 1 });
    */
-  sampleTcd(req: Omit<TcdLoopCall, 'op' | 'previews' | 'predictionType'> & { predictionType?: TcdLoopCall['predictionType'] },
-    opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {}): Promise<Tensor> {
+  sampleTcd(
+    req: Omit<TcdLoopCall, 'op' | 'previews' | 'predictionType'> & { predictionType?: TcdLoopCall['predictionType'] },
+    opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {},
+  ): Promise<Tensor> {
     this.admit(req.model.checkpoint, 'unet', req.x.shape[2], req.x.shape[3], req.x.shape[0] * (req.negative ? 2 : 1));
     const branch = ownBranch;
     const call: TcdLoopCall = {
-      op: 'sampleTcd', model: { ...req.model, loras: [...req.model.loras] }, x: own(req.x), timesteps: [...req.timesteps], eta: req.eta,
-      noises: req.noises.map((z) => z.slice()), positive: branch(req.positive), ...(req.negative ? { negative: branch(req.negative) } : {}),
-      cfg: req.cfg, predictionType: req.predictionType ?? 'epsilon', previews: opts.previews ?? false,
+      op: 'sampleTcd',
+      model: { ...req.model, loras: [...req.model.loras] },
+      x: own(req.x),
+      timesteps: [...req.timesteps],
+      eta: req.eta,
+      noises: req.noises.map((z) => z.slice()),
+      positive: branch(req.positive),
+      ...(req.negative ? { negative: branch(req.negative) } : {}),
+      cfg: req.cfg,
+      predictionType: req.predictionType ?? 'epsilon',
+      previews: opts.previews ?? false,
     };
     return this.client.call<Tensor>(call, { onProgress: opts.onStep, signal: opts.signal });
   }
@@ -321,14 +385,29 @@ export class Engine {
    *     latent, noise: new TorchGenerator(42n).randn(latent.shape), seed: '42',
    *     positive: [{ context }], negative: [{ context: neg }], cfg: 7 });
    */
-  sampleK(req: Omit<KSamplerLoopCall, 'op' | 'previews'>,
-    opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {}): Promise<KSamplerLoopResult> {
+  sampleK(
+    req: Omit<KSamplerLoopCall, 'op' | 'previews'>,
+    opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {},
+  ): Promise<KSamplerLoopResult> {
     // CFG runs positive and negative as one batched call
-    this.admit(req.model.checkpoint, 'unet', req.latent.shape[2], req.latent.shape[3], req.latent.shape[0] * (req.negative.length ? 2 : 1));
+    this.admit(
+      req.model.checkpoint,
+      'unet',
+      req.latent.shape[2],
+      req.latent.shape[3],
+      req.latent.shape[0] * (req.negative.length ? 2 : 1),
+    );
     const call: KSamplerLoopCall = {
-      ...req, op: 'sampleK', model: { ...req.model, loras: [...req.model.loras] }, sigmas: [...req.sigmas], latent: own(req.latent),
-      noise: req.noise.slice(), ...(req.denoiseMask ? { denoiseMask: req.denoiseMask.slice() } : {}),
-      positive: req.positive.map(ownBranch), negative: req.negative.map(ownBranch), previews: opts.previews ?? false,
+      ...req,
+      op: 'sampleK',
+      model: { ...req.model, loras: [...req.model.loras] },
+      sigmas: [...req.sigmas],
+      latent: own(req.latent),
+      noise: req.noise.slice(),
+      ...(req.denoiseMask ? { denoiseMask: req.denoiseMask.slice() } : {}),
+      positive: req.positive.map(ownBranch),
+      negative: req.negative.map(ownBranch),
+      previews: opts.previews ?? false,
     };
     return this.client.call<KSamplerLoopResult>(call, { onProgress: opts.onStep, signal: opts.signal });
   }
@@ -337,7 +416,11 @@ export class Engine {
   vaeDecode(vae: VaeRef, latentScaledForDecoder: Tensor): Promise<Tensor> {
     const [b, , h, w] = latentScaledForDecoder.shape;
     this.admit(vae.checkpoint, 'vae_decode', h, w, b);
-    return this.client.call<Tensor>({ op: 'vaeDecode', vae: { checkpoint: vae.checkpoint }, z: own(latentScaledForDecoder) });
+    return this.client.call<Tensor>({
+      op: 'vaeDecode',
+      vae: { checkpoint: vae.checkpoint },
+      z: own(latentScaledForDecoder),
+    });
   }
 
   /** Mean of the latent distribution [B, 4, H/8, W/8] (unscaled) for an image [B, 3, H, W] in [-1, 1]. */

@@ -34,7 +34,8 @@ const TWO_POW_64 = 1n << 64n;
 
 /** Normalises a torch seed (uint64, or a negative int64 that torch wraps) to a bigint in [0, 2^64). */
 export function normaliseSeed(seed: number | bigint): bigint {
-  if (typeof seed === 'number' && (!Number.isInteger(seed) || !Number.isFinite(seed))) throw new Error(`seed must be an integer, got ${seed}`);
+  if (typeof seed === 'number' && (!Number.isInteger(seed) || !Number.isFinite(seed)))
+    throw new Error(`seed must be an integer, got ${seed}`);
   let s = BigInt(seed);
   if (s < 0n && s >= -(1n << 63n)) s += TWO_POW_64;
   if (s < 0n || s >= TWO_POW_64) throw new Error(`seed ${seed} is outside the uint64 range torch accepts`);
@@ -160,13 +161,19 @@ export interface CudaDeviceShape {
   maxThreadsPerMultiProcessor: number;
 }
 
-const PHILOX_M0 = 0xd2511f53, PHILOX_M1 = 0xcd9e8d57, PHILOX_W0 = 0x9e3779b9, PHILOX_W1 = 0xbb67ae85;
+const PHILOX_M0 = 0xd2511f53,
+  PHILOX_M1 = 0xcd9e8d57,
+  PHILOX_W0 = 0x9e3779b9,
+  PHILOX_W1 = 0xbb67ae85;
 const TWO_POW_32_INV = 2.3283064e-10; // curand's CURAND_2POW32_INV (float)
 const TWO_POW_32_INV_2PI = 2.3283064e-10 * 6.2831855; // CURAND_2POW32_INV_2PI (float)
 
 /** high 32 bits of a * b for uint32 a, b (the low half is Math.imul) */
 function mulHi(a: number, b: number): number {
-  const aHi = a >>> 16, aLo = a & 0xffff, bHi = b >>> 16, bLo = b & 0xffff;
+  const aHi = a >>> 16,
+    aLo = a & 0xffff,
+    bHi = b >>> 16,
+    bLo = b & 0xffff;
   const mid = aHi * bLo + ((aLo * bLo) >>> 16); // < 2^32, exact
   return (aHi * bHi + Math.floor(mid / 65536) + Math.floor(((mid & 0xffff) + aLo * bHi) / 65536)) >>> 0;
 }
@@ -174,12 +181,21 @@ function mulHi(a: number, b: number): number {
 /** Philox4x32-10 block cipher: counter (4 words) and key (2 words) -> 4 random words */
 function philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number, out: Uint32Array): void {
   for (let round = 0; round < 10; round++) {
-    const hi0 = mulHi(PHILOX_M0, c0), lo0 = Math.imul(PHILOX_M0, c0) >>> 0;
-    const hi1 = mulHi(PHILOX_M1, c2), lo1 = Math.imul(PHILOX_M1, c2) >>> 0;
-    c0 = (hi1 ^ c1 ^ k0) >>> 0; c1 = lo1; c2 = (hi0 ^ c3 ^ k1) >>> 0; c3 = lo0;
-    k0 = (k0 + PHILOX_W0) >>> 0; k1 = (k1 + PHILOX_W1) >>> 0;
+    const hi0 = mulHi(PHILOX_M0, c0),
+      lo0 = Math.imul(PHILOX_M0, c0) >>> 0;
+    const hi1 = mulHi(PHILOX_M1, c2),
+      lo1 = Math.imul(PHILOX_M1, c2) >>> 0;
+    c0 = (hi1 ^ c1 ^ k0) >>> 0;
+    c1 = lo1;
+    c2 = (hi0 ^ c3 ^ k1) >>> 0;
+    c3 = lo0;
+    k0 = (k0 + PHILOX_W0) >>> 0;
+    k1 = (k1 + PHILOX_W1) >>> 0;
   }
-  out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
 }
 
 /**
@@ -194,7 +210,10 @@ export class CudaTorchGenerator implements NoiseSource {
   /** philox offset per thread, in 32-bit outputs (torch's philox_offset_per_thread) */
   private offset = 0;
 
-  constructor(seed: number | bigint, private readonly device: CudaDeviceShape = { multiProcessorCount: 132, maxThreadsPerMultiProcessor: 2048 }) {
+  constructor(
+    seed: number | bigint,
+    private readonly device: CudaDeviceShape = { multiProcessorCount: 132, maxThreadsPerMultiProcessor: 2048 },
+  ) {
     this.seed = normaliseSeed(seed);
   }
 
@@ -202,11 +221,13 @@ export class CudaTorchGenerator implements NoiseSource {
     const n = shape.reduce((a, b) => a * b, 1);
     const out = new Float32Array(n);
     if (n === 0) return out;
-    const blockSize = 256, unroll = 4;
+    const blockSize = 256,
+      unroll = 4;
     const maxBlocks = this.device.multiProcessorCount * Math.floor(this.device.maxThreadsPerMultiProcessor / blockSize);
     const threads = Math.min(maxBlocks, Math.ceil(n / blockSize)) * blockSize;
     const perThread = Math.floor((n - 1) / (threads * unroll)) + 1; // curand_normal4 calls per thread
-    const k0 = Number(this.seed & 0xffffffffn), k1 = Number(this.seed >> 32n);
+    const k0 = Number(this.seed & 0xffffffffn),
+      k1 = Number(this.seed >> 32n);
     const base = this.offset / 4; // torch offsets are multiples of 4: whole Philox counters
     const words = new Uint32Array(4);
     for (let t = 0; t < Math.min(threads, n); t++) {
@@ -219,7 +240,8 @@ export class CudaTorchGenerator implements NoiseSource {
           const u = Math.fround(words[2 * pair] * TWO_POW_32_INV + TWO_POW_32_INV / 2);
           const v = Math.fround(words[2 * pair + 1] * TWO_POW_32_INV_2PI + TWO_POW_32_INV_2PI / 2);
           const r = Math.fround(Math.sqrt(Math.fround(-2 * Math.fround(Math.log(u)))));
-          const i0 = t + threads * (call * unroll + 2 * pair), i1 = i0 + threads;
+          const i0 = t + threads * (call * unroll + 2 * pair),
+            i1 = i0 + threads;
           if (i0 < n) out[i0] = r * Math.sin(v);
           if (i1 < n) out[i1] = r * Math.cos(v);
         }

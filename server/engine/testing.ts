@@ -26,4 +26,6 @@ export function debugWorkerEnv(engine: Engine, name: string): Promise<WorkerEnvP
 }
 
 /** Workers started so far (a crash makes the next call start another). */
-export function workerStarts(engine: Engine): number { return clientOf(engine).starts; }
+export function workerStarts(engine: Engine): number {
+  return clientOf(engine).starts;
+}

@@ -9,13 +9,24 @@ export type Component = 'unet' | 'vae_decoder' | 'vae_encoder' | `text_encoder_$
 /** The float type a graph computes in. */
 export type ComputeDtype = 'float32' | 'float16';
 
-export interface LoraRef { path: string; strength: number }
+export interface LoraRef {
+  path: string;
+  strength: number;
+}
 
 /**
  * A UNet weight merge with another checkpoint (ComfyUI's ModelMerge* nodes), applied in order:
  * simple: w * ratio + other * (1 - ratio); add: w + other; subtract: (w - other) * ratio.
  */
-export interface MergeRef { path: string; kind: 'simple' | 'add' | 'subtract'; ratio: number }
+export interface MergeRef {
+  path: string;
+  kind: 'simple' | 'add' | 'subtract';
+  ratio: number;
+}
 
 /** A diffusion model: a checkpoint (absolute path) plus the LoRAs patched into its UNet (or weight merges). */
-export interface ModelRef { checkpoint: string; loras: LoraRef[]; merges?: MergeRef[] }
+export interface ModelRef {
+  checkpoint: string;
+  loras: LoraRef[];
+  merges?: MergeRef[];
+}

@@ -6,7 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 
-export interface CachedOutput { outputs: unknown[]; ui?: Record<string, unknown> }
+export interface CachedOutput {
+  outputs: unknown[];
+  ui?: Record<string, unknown>;
+}
 
 export class OutputCache {
   private entries = new Map<string, CachedOutput>();
@@ -14,13 +17,25 @@ export class OutputCache {
 
   get(sig: string): CachedOutput | undefined {
     const e = this.entries.get(sig);
-    if (e) { this.entries.delete(sig); this.entries.set(sig, e); }
+    if (e) {
+      this.entries.delete(sig);
+      this.entries.set(sig, e);
+    }
     return e;
   }
-  has(sig: string): boolean { return this.entries.has(sig); }
-  set(sig: string, value: CachedOutput): void { this.entries.delete(sig); this.entries.set(sig, value); }
-  get size(): number { return this.entries.size; }
-  clear(): void { this.entries.clear(); }
+  has(sig: string): boolean {
+    return this.entries.has(sig);
+  }
+  set(sig: string, value: CachedOutput): void {
+    this.entries.delete(sig);
+    this.entries.set(sig, value);
+  }
+  get size(): number {
+    return this.entries.size;
+  }
+  clear(): void {
+    this.entries.clear();
+  }
 
   /** Drop least-recently-used entries down to the limit, keeping those in `keep`. */
   trim(keep: Set<string>): void {
@@ -35,7 +50,10 @@ export class OutputCache {
 export function stableStringify(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'undefined';
   if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
-  return `{${Object.keys(v as object).sort().map((k) => `${JSON.stringify(k)}:${stableStringify((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  return `{${Object.keys(v as object)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableStringify((v as Record<string, unknown>)[k])}`)
+    .join(',')}}`;
 }
 
 export function signatureOf(parts: unknown): string {

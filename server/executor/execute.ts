@@ -36,14 +36,21 @@ export interface RunHooks {
 
 export class Executor<S> {
   readonly cache: OutputCache;
-  constructor(readonly registry: Registry<S>, readonly services: S, cache?: OutputCache) {
+  constructor(
+    readonly registry: Registry<S>,
+    readonly services: S,
+    cache?: OutputCache,
+  ) {
     this.cache = cache ?? new OutputCache();
   }
 
   async run(job: PromptJob, hooks: RunHooks): Promise<RunResult> {
     const { prompt, promptId } = job;
     const messages: [string, unknown][] = [];
-    const record = (ev: ServerEvent, keep: boolean) => { if (keep) messages.push([ev.type, ev.data]); hooks.emit(ev); };
+    const record = (ev: ServerEvent, keep: boolean) => {
+      if (keep) messages.push([ev.type, ev.data]);
+      hooks.emit(ev);
+    };
     const outputs: Record<string, Record<string, unknown>> = {};
     const executed: string[] = [];
     record(event('execution_start', { prompt_id: promptId, timestamp: Date.now() }), true);
@@ -58,9 +65,13 @@ export class Executor<S> {
         const def = this.registry.get(node.class_type)!;
         const constants = job.constants.get(id) ?? {};
         const links: Record<string, string> = {};
-        for (const [name, v] of Object.entries(node.inputs ?? {})) if (isLink(v)) links[name] = `${sigs.get(String(v[0]))}:${v[1]}`;
+        for (const [name, v] of Object.entries(node.inputs ?? {}))
+          if (isLink(v)) links[name] = `${sigs.get(String(v[0]))}:${v[1]}`;
         let fp: string | undefined;
-        if (def.fingerprint) { currentNode = id; fp = await def.fingerprint(constants, this.services); }
+        if (def.fingerprint) {
+          currentNode = id;
+          fp = await def.fingerprint(constants, this.services);
+        }
         sigs.set(id, signatureOf([node.class_type, constants, links, fp ?? null]));
       }
       const cachedIds = order.filter((id) => this.cache.has(sigs.get(id)!));
@@ -84,16 +95,25 @@ export class Executor<S> {
         if (hooks.signal.aborted) throw new InterruptedError();
         hooks.emit(event('executing', { node: id, display_node: id, prompt_id: promptId }));
         const args: Record<string, unknown> = { ...(job.constants.get(id) ?? {}) };
-        for (const [name, v] of Object.entries(node.inputs ?? {})) if (isLink(v)) args[name] = values.get(String(v[0]))![v[1]];
+        for (const [name, v] of Object.entries(node.inputs ?? {}))
+          if (isLink(v)) args[name] = values.get(String(v[0]))![v[1]];
         const ctx: NodeContext<S> = {
-          nodeId: id, promptId, prompt, extraData: job.extraData, services: this.services, signal: hooks.signal,
+          nodeId: id,
+          promptId,
+          prompt,
+          extraData: job.extraData,
+          services: this.services,
+          signal: hooks.signal,
           progress: (value, max) => hooks.emit(event('progress', { value, max, prompt_id: promptId, node: id })),
           preview: (img) => hooks.preview(img, id),
-          checkInterrupted: () => { if (hooks.signal.aborted) throw new InterruptedError(); },
+          checkInterrupted: () => {
+            if (hooks.signal.aborted) throw new InterruptedError();
+          },
           log: (m) => hooks.log?.(`[${node.class_type} #${id}] ${m}`),
         };
         const result = await def.execute(args, ctx);
-        if (!result || !Array.isArray(result.outputs)) throw new Error(`node ${node.class_type} returned no outputs array`);
+        if (!result || !Array.isArray(result.outputs))
+          throw new Error(`node ${node.class_type} returned no outputs array`);
         values.set(id, result.outputs);
         this.cache.set(sig, { outputs: result.outputs, ui: result.ui });
         executed.push(id);
@@ -108,17 +128,40 @@ export class Executor<S> {
     } catch (err) {
       const node = prompt[currentNode];
       if (err instanceof InterruptedError || hooks.signal.aborted) {
-        record(event('execution_interrupted', { prompt_id: promptId, node_id: currentNode, node_type: node?.class_type ?? '', executed, timestamp: Date.now() }), true);
+        record(
+          event('execution_interrupted', {
+            prompt_id: promptId,
+            node_id: currentNode,
+            node_type: node?.class_type ?? '',
+            executed,
+            timestamp: Date.now(),
+          }),
+          true,
+        );
         return { status: 'interrupted', outputs, messages, executed };
       }
       const e = err instanceof Error ? err : new Error(String(err));
       const current_inputs: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(node?.inputs ?? {})) current_inputs[k] = isLink(v) ? `<output ${v[1]} of node ${v[0]}>` : v;
-      record(event('execution_error', {
-        prompt_id: promptId, node_id: currentNode, node_type: node?.class_type ?? '', executed,
-        exception_message: e.message, exception_type: e.name, traceback: (e.stack ?? '').split('\n').slice(1, 12).map((l) => l.trim()),
-        current_inputs, current_outputs: {}, timestamp: Date.now(),
-      }), true);
+      for (const [k, v] of Object.entries(node?.inputs ?? {}))
+        current_inputs[k] = isLink(v) ? `<output ${v[1]} of node ${v[0]}>` : v;
+      record(
+        event('execution_error', {
+          prompt_id: promptId,
+          node_id: currentNode,
+          node_type: node?.class_type ?? '',
+          executed,
+          exception_message: e.message,
+          exception_type: e.name,
+          traceback: (e.stack ?? '')
+            .split('\n')
+            .slice(1, 12)
+            .map((l) => l.trim()),
+          current_inputs,
+          current_outputs: {},
+          timestamp: Date.now(),
+        }),
+        true,
+      );
       return { status: 'error', outputs, messages, executed };
     } finally {
       hooks.emit(event('executing', { node: null, prompt_id: promptId }));

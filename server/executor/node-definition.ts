@@ -35,7 +35,12 @@ export interface InputSpec {
   optional?: boolean;
 }
 
-export interface OutputSpec { type: string; name: string; isList?: boolean; tooltip?: string }
+export interface OutputSpec {
+  type: string;
+  name: string;
+  isList?: boolean;
+  tooltip?: string;
+}
 
 /** What a running node can do besides computing: report progress, send previews, notice interruption. */
 export interface NodeContext<S = unknown> {
@@ -85,7 +90,7 @@ export function isWidgetType(type: string): type is WidgetKind {
 
 export function comboChoices(spec: InputSpec, services?: unknown): string[] {
   const c = spec.choices;
-  return typeof c === 'function' ? c(services) : c ?? [];
+  return typeof c === 'function' ? c(services) : (c ?? []);
 }
 
 /** ComfyUI's type match: equal, '*' on either side, or comma-separated unions that overlap. */
@@ -97,7 +102,10 @@ export function typesMatch(outputType: string, inputType: string): boolean {
 }
 
 export class InterruptedError extends Error {
-  constructor() { super('Processing interrupted'); this.name = 'InterruptedError'; }
+  constructor() {
+    super('Processing interrupted');
+    this.name = 'InterruptedError';
+  }
 }
 
 export type Registry<S = unknown> = Map<string, NodeDefinition<S>>;

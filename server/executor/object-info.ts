@@ -38,11 +38,19 @@ export function objectInfoFor(def: NodeDefinition<any>, services?: unknown): Rec
 }
 
 /** Every node's entry; a node whose info cannot be built (e.g. its combo list throws) is left out, like ComfyUI. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
-export function objectInfo(registry: Map<string, NodeDefinition<any>>, services?: unknown, log?: (m: string) => void): Record<string, unknown> {
+export function objectInfo(
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
+  registry: Map<string, NodeDefinition<any>>,
+  services?: unknown,
+  log?: (m: string) => void,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [id, def] of registry) {
-    try { out[id] = objectInfoFor(def, services); } catch (e) { log?.(`object_info: left out ${id}: ${(e as Error).message}`); }
+    try {
+      out[id] = objectInfoFor(def, services);
+    } catch (e) {
+      log?.(`object_info: left out ${id}: ${(e as Error).message}`);
+    }
   }
   return out;
 }

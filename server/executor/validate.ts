@@ -3,8 +3,21 @@
  * exist, required inputs are present, links point at existing outputs of a matching type, constants convert to
  * their widget type and respect min/max/choices, custom validators pass, and there is no dependency cycle.
  */
-import { errorItem, promptError, type ErrorItem, type NodeErrors, type PromptErrorBody } from '../../protocol/errors.js';
-import { comboChoices, isWidgetType, typesMatch, type InputSpec, type NodeDefinition, type Registry } from './node-definition.js';
+import {
+  errorItem,
+  promptError,
+  type ErrorItem,
+  type NodeErrors,
+  type PromptErrorBody,
+} from '../../protocol/errors.js';
+import {
+  comboChoices,
+  isWidgetType,
+  typesMatch,
+  type InputSpec,
+  type NodeDefinition,
+  type Registry,
+} from './node-definition.js';
 import { isLink, unwrapLiteral, type Prompt } from './prompt.js';
 
 export interface ValidPrompt {
@@ -33,7 +46,11 @@ function echoed(v: unknown): unknown {
   if (typeof v === 'string') return v.length > ECHO_LIMIT ? `${v.slice(0, ECHO_LIMIT)}... (${v.length} characters)` : v;
   if (v === null || typeof v !== 'object') return v;
   let text: string;
-  try { text = JSON.stringify(v); } catch { return '(a value too deeply nested to show)'; }
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    return '(a value too deeply nested to show)';
+  }
   return text.length > ECHO_LIMIT ? `${text.slice(0, ECHO_LIMIT)}... (${text.length} characters of JSON)` : v;
 }
 
@@ -46,30 +63,66 @@ export type ChoiceCache = Map<InputSpec, { set: Set<string>; list: string[] } | 
 function choicesOf(spec: InputSpec, services: unknown, cache?: ChoiceCache): { set: Set<string>; list: string[] } {
   let c = cache?.get(spec);
   if (!c) {
-    try { const list = comboChoices(spec, services); c = { set: new Set(list.map(String)), list }; } catch (e) { c = e as Error; }
+    try {
+      const list = comboChoices(spec, services);
+      c = { set: new Set(list.map(String)), list };
+    } catch (e) {
+      c = e as Error;
+    }
     cache?.set(spec, c);
   }
   if (c instanceof Error) throw c;
   return c;
 }
 
-export function convertConstant(spec: InputSpec, raw: unknown, services?: unknown, cache?: ChoiceCache): { value: unknown } | { error: ErrorItem } {
+export function convertConstant(
+  spec: InputSpec,
+  raw: unknown,
+  services?: unknown,
+  cache?: ChoiceCache,
+): { value: unknown } | { error: ErrorItem } {
   const v = unwrapLiteral(raw);
   const shown = echoed(v);
   const extra = { input_name: spec.name, input_config: [spec.type, spec.options], received_value: shown };
-  const bad = () => ({ error: errorItem('invalid_input_type', `Failed to convert an input value to a ${spec.type} value`, `${spec.name}, ${JSON.stringify(shown)}`, extra) });
+  const bad = () => ({
+    error: errorItem(
+      'invalid_input_type',
+      `Failed to convert an input value to a ${spec.type} value`,
+      `${spec.name}, ${JSON.stringify(shown)}`,
+      extra,
+    ),
+  });
   let value: unknown = v;
   switch (spec.type) {
-    case 'INT': case 'FLOAT': {
+    case 'INT':
+    case 'FLOAT': {
       // integers beyond 2^53 (64-bit seeds) stay exact as decimal strings; range checks use BigInt
       if (spec.type === 'INT' && typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) && !Number.isSafeInteger(Number(v))) {
         const big = BigInt(v.trim());
         const { min, max } = spec.options;
-        if (min !== undefined && big < BigInt(Math.trunc(min))) return { error: errorItem('value_smaller_than_min', `Value ${big} smaller than min of ${min}`, `${spec.name}`, extra) };
-        if (max !== undefined && big > maxBig(max)) return { error: errorItem('value_bigger_than_max', `Value ${big} bigger than max of ${max}`, `${spec.name}`, extra) };
+        if (min !== undefined && big < BigInt(Math.trunc(min)))
+          return {
+            error: errorItem(
+              'value_smaller_than_min',
+              `Value ${big} smaller than min of ${min}`,
+              `${spec.name}`,
+              extra,
+            ),
+          };
+        if (max !== undefined && big > maxBig(max))
+          return {
+            error: errorItem('value_bigger_than_max', `Value ${big} bigger than max of ${max}`, `${spec.name}`, extra),
+          };
         return { value: big.toString() };
       }
-      const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : typeof v === 'boolean' ? Number(v) : NaN;
+      const n =
+        typeof v === 'number'
+          ? v
+          : typeof v === 'string' && v.trim() !== ''
+            ? Number(v)
+            : typeof v === 'boolean'
+              ? Number(v)
+              : NaN;
       if (!Number.isFinite(n)) return bad();
       value = spec.type === 'INT' ? Math.trunc(n) : n;
       break;
@@ -77,7 +130,15 @@ export function convertConstant(spec: InputSpec, raw: unknown, services?: unknow
     case 'STRING':
       if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') return bad();
       value = String(v);
-      if ((value as string).length > MAX_STRING) return { error: errorItem('invalid_input_type', `Input value is too long (${(value as string).length} characters, at most ${MAX_STRING})`, spec.name, extra) };
+      if ((value as string).length > MAX_STRING)
+        return {
+          error: errorItem(
+            'invalid_input_type',
+            `Input value is too long (${(value as string).length} characters, at most ${MAX_STRING})`,
+            spec.name,
+            extra,
+          ),
+        };
       break;
     case 'BOOLEAN':
       if (typeof v === 'boolean') value = v;
@@ -88,18 +149,38 @@ export function convertConstant(spec: InputSpec, raw: unknown, services?: unknow
       const { set, list } = choicesOf(spec, services, cache);
       if (typeof v !== 'string' && typeof v !== 'number') return bad();
       if (!set.has(String(v))) {
-        return { error: errorItem('value_not_in_list', 'Value not in list', `${spec.name}: '${String(shown)}' not in ${JSON.stringify(list.length > 20 ? [...list.slice(0, 20), '...'] : list)}`, extra) };
+        return {
+          error: errorItem(
+            'value_not_in_list',
+            'Value not in list',
+            `${spec.name}: '${String(shown)}' not in ${JSON.stringify(list.length > 20 ? [...list.slice(0, 20), '...'] : list)}`,
+            extra,
+          ),
+        };
       }
       value = String(v);
       break;
     }
     default:
-      return { error: errorItem('invalid_input_type', `Input '${spec.name}' of type ${spec.type} must be linked to another node's output`, `${spec.name}, ${JSON.stringify(shown)?.slice(0, 100)}`, extra) };
+      return {
+        error: errorItem(
+          'invalid_input_type',
+          `Input '${spec.name}' of type ${spec.type} must be linked to another node's output`,
+          `${spec.name}, ${JSON.stringify(shown)?.slice(0, 100)}`,
+          extra,
+        ),
+      };
   }
   if (typeof value === 'number') {
     const { min, max } = spec.options;
-    if (min !== undefined && value < min) return { error: errorItem('value_smaller_than_min', `Value ${value} smaller than min of ${min}`, `${spec.name}`, extra) };
-    if (max !== undefined && value > max) return { error: errorItem('value_bigger_than_max', `Value ${value} bigger than max of ${max}`, `${spec.name}`, extra) };
+    if (min !== undefined && value < min)
+      return {
+        error: errorItem('value_smaller_than_min', `Value ${value} smaller than min of ${min}`, `${spec.name}`, extra),
+      };
+    if (max !== undefined && value > max)
+      return {
+        error: errorItem('value_bigger_than_max', `Value ${value} bigger than max of ${max}`, `${spec.name}`, extra),
+      };
   }
   return { value };
 }
@@ -109,38 +190,101 @@ export const MAX_PROMPT_NODES = 20_000;
 /** dependent_outputs lists at most this many outputs per failing node (keeps the 400 body linear in the prompt). */
 export const MAX_DEPENDENT_OUTPUTS = 64;
 
-export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, services: S, targets?: string[]): ValidationResult {
+export function validatePrompt<S>(
+  prompt: unknown,
+  registry: Registry<S>,
+  services: S,
+  targets?: string[],
+): ValidationResult {
   if (!prompt || typeof prompt !== 'object' || Array.isArray(prompt)) {
-    return { ok: false, body: promptError(errorItem('invalid_prompt', 'Invalid prompt: the prompt must be an object of nodes keyed by id', '', {})) };
+    return {
+      ok: false,
+      body: promptError(
+        errorItem('invalid_prompt', 'Invalid prompt: the prompt must be an object of nodes keyed by id', '', {}),
+      ),
+    };
   }
   const p = prompt as Prompt;
   const count = Object.keys(p).length;
   if (count > MAX_PROMPT_NODES) {
-    return { ok: false, body: promptError(errorItem('invalid_prompt', `Prompt has ${count} nodes; at most ${MAX_PROMPT_NODES} are accepted`, '', { node_count: count, max_nodes: MAX_PROMPT_NODES })) };
+    return {
+      ok: false,
+      body: promptError(
+        errorItem('invalid_prompt', `Prompt has ${count} nodes; at most ${MAX_PROMPT_NODES} are accepted`, '', {
+          node_count: count,
+          max_nodes: MAX_PROMPT_NODES,
+        }),
+      ),
+    };
   }
   for (const [id, node] of Object.entries(p)) {
     // a key that is special to plain JS objects would silently vanish from outputs/history maps downstream
-    if (id === '__proto__') return { ok: false, body: promptError(errorItem('invalid_prompt', 'Node id __proto__ is reserved', `Node ID '#${id}'`, { node_id: id })) };
+    if (id === '__proto__')
+      return {
+        ok: false,
+        body: promptError(
+          errorItem('invalid_prompt', 'Node id __proto__ is reserved', `Node ID '#${id}'`, { node_id: id }),
+        ),
+      };
     if (!node || typeof node !== 'object' || typeof (node as { class_type?: unknown }).class_type !== 'string') {
-      return { ok: false, body: promptError(errorItem('invalid_prompt', `Cannot execute because node ${id} is missing the class_type property.`, `Node ID '#${id}'`, { node_id: id })) };
+      return {
+        ok: false,
+        body: promptError(
+          errorItem(
+            'invalid_prompt',
+            `Cannot execute because node ${id} is missing the class_type property.`,
+            `Node ID '#${id}'`,
+            { node_id: id },
+          ),
+        ),
+      };
     }
     if (!registry.has(node.class_type)) {
-      return { ok: false, body: promptError(errorItem('invalid_prompt', `Cannot execute because node ${node.class_type} does not exist.`, `Node ID '#${id}'`, { node_id: id, class_type: node.class_type })) };
+      return {
+        ok: false,
+        body: promptError(
+          errorItem(
+            'invalid_prompt',
+            `Cannot execute because node ${node.class_type} does not exist.`,
+            `Node ID '#${id}'`,
+            { node_id: id, class_type: node.class_type },
+          ),
+        ),
+      };
     }
-    if (node.inputs !== undefined && (typeof node.inputs !== 'object' || node.inputs === null || Array.isArray(node.inputs))) {
-      return { ok: false, body: promptError(errorItem('invalid_prompt', `Node ${id} (${node.class_type}) has inputs that are not an object.`, `Node ID '#${id}'`, { node_id: id })) };
+    if (
+      node.inputs !== undefined &&
+      (typeof node.inputs !== 'object' || node.inputs === null || Array.isArray(node.inputs))
+    ) {
+      return {
+        ok: false,
+        body: promptError(
+          errorItem(
+            'invalid_prompt',
+            `Node ${id} (${node.class_type}) has inputs that are not an object.`,
+            `Node ID '#${id}'`,
+            { node_id: id },
+          ),
+        ),
+      };
     }
   }
   let outputs = Object.keys(p).filter((id) => registry.get(p[id].class_type)!.outputNode);
-  if (targets && targets.length) { const wanted = new Set(targets); outputs = outputs.filter((id) => wanted.has(id)); }
-  if (outputs.length === 0) return { ok: false, body: promptError(errorItem('prompt_no_outputs', 'Prompt has no outputs', '', {})) };
+  if (targets && targets.length) {
+    const wanted = new Set(targets);
+    outputs = outputs.filter((id) => wanted.has(id));
+  }
+  if (outputs.length === 0)
+    return { ok: false, body: promptError(errorItem('prompt_no_outputs', 'Prompt has no outputs', '', {})) };
 
   const constants = new Map<string, Record<string, unknown>>();
   const state = new Map<string, 'visiting' | 'ok' | 'failed'>();
   const errorsByNode = new Map<string, ErrorItem[]>();
   const sourcesOf = new Map<string, string[]>();
   const choiceCache: ChoiceCache = new Map();
-  const addError = (id: string, e: ErrorItem) => { (errorsByNode.get(id) ?? errorsByNode.set(id, []).get(id)!).push(e); };
+  const addError = (id: string, e: ErrorItem) => {
+    (errorsByNode.get(id) ?? errorsByNode.set(id, []).get(id)!).push(e);
+  };
 
   /** Own checks of one node (classes, inputs, links, constants); the linked sources it depends on. */
   const checkOwn = (id: string): { valid: boolean; values: Record<string, unknown>; sources: string[] } => {
@@ -153,31 +297,96 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
     for (const spec of def.inputs) {
       const raw = inputs[spec.name];
       if (raw === undefined || raw === null) {
-        if (!spec.optional) { addError(id, errorItem('required_input_missing', 'Required input is missing', spec.name, { input_name: spec.name })); valid = false; }
+        if (!spec.optional) {
+          addError(
+            id,
+            errorItem('required_input_missing', 'Required input is missing', spec.name, { input_name: spec.name }),
+          );
+          valid = false;
+        }
         continue;
       }
       if (isLink(raw)) {
-        const src = String(raw[0]), idx = raw[1];
+        const src = String(raw[0]),
+          idx = raw[1];
         const srcNode = Object.hasOwn(p, src) ? p[src] : undefined;
-        if (!srcNode) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} does not exist`, spec.name, { input_name: spec.name, received_value: echoed(raw) })); valid = false; continue; }
+        if (!srcNode) {
+          addError(
+            id,
+            errorItem('bad_linked_input', `Bad linked input: node ${src} does not exist`, spec.name, {
+              input_name: spec.name,
+              received_value: echoed(raw),
+            }),
+          );
+          valid = false;
+          continue;
+        }
         const srcDef = registry.get(srcNode.class_type)!;
-        if (idx < 0 || idx >= srcDef.outputs.length) { addError(id, errorItem('bad_linked_input', `Bad linked input: node ${src} (${srcNode.class_type}) has no output ${idx}`, spec.name, { input_name: spec.name, received_value: echoed(raw) })); valid = false; continue; }
+        if (idx < 0 || idx >= srcDef.outputs.length) {
+          addError(
+            id,
+            errorItem(
+              'bad_linked_input',
+              `Bad linked input: node ${src} (${srcNode.class_type}) has no output ${idx}`,
+              spec.name,
+              { input_name: spec.name, received_value: echoed(raw) },
+            ),
+          );
+          valid = false;
+          continue;
+        }
         const outType = srcDef.outputs[idx].type;
         const inType = spec.type === 'COMBO' ? 'COMBO' : spec.type;
         if (!typesMatch(outType, inType) && !(spec.type === 'COMBO' && outType === 'STRING')) {
-          addError(id, errorItem('return_type_mismatch', 'Return type mismatch between linked nodes', `${spec.name}, received_type(${outType}) mismatch input_type(${spec.type})`, { input_name: spec.name, input_config: [spec.type, spec.options], received_type: outType, linked_node: raw }));
-          valid = false; continue;
+          addError(
+            id,
+            errorItem(
+              'return_type_mismatch',
+              'Return type mismatch between linked nodes',
+              `${spec.name}, received_type(${outType}) mismatch input_type(${spec.type})`,
+              {
+                input_name: spec.name,
+                input_config: [spec.type, spec.options],
+                received_type: outType,
+                linked_node: raw,
+              },
+            ),
+          );
+          valid = false;
+          continue;
         }
         sources.push(src);
         continue;
       }
       if (!isWidgetType(spec.type)) {
-        addError(id, errorItem('bad_linked_input', 'Bad linked input, must be a length-2 list of [string, int]', spec.name, { input_name: spec.name, input_config: [spec.type, spec.options], received_value: echoed(raw) }));
-        valid = false; continue;
+        addError(
+          id,
+          errorItem('bad_linked_input', 'Bad linked input, must be a length-2 list of [string, int]', spec.name, {
+            input_name: spec.name,
+            input_config: [spec.type, spec.options],
+            received_value: echoed(raw),
+          }),
+        );
+        valid = false;
+        continue;
       }
       let res;
-      try { res = convertConstant(spec, raw, services, choiceCache); } catch (e) { res = { error: errorItem('exception_during_validation', `Exception when validating inner node: ${(e as Error).message}`, spec.name, { input_name: spec.name }) }; }
-      if ('error' in res) { addError(id, res.error); valid = false; } else values[spec.name] = res.value;
+      try {
+        res = convertConstant(spec, raw, services, choiceCache);
+      } catch (e) {
+        res = {
+          error: errorItem(
+            'exception_during_validation',
+            `Exception when validating inner node: ${(e as Error).message}`,
+            spec.name,
+            { input_name: spec.name },
+          ),
+        };
+      }
+      if ('error' in res) {
+        addError(id, res.error);
+        valid = false;
+      } else values[spec.name] = res.value;
     }
     return { valid, values, sources };
   };
@@ -189,9 +398,15 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
     if (valid && def.validate) {
       try {
         const r = def.validate(own.values, services);
-        if (typeof r === 'string') { addError(id, errorItem('custom_validation_failed', 'Custom validation failed for node', `${r}`, {})); valid = false; }
+        if (typeof r === 'string') {
+          addError(id, errorItem('custom_validation_failed', 'Custom validation failed for node', `${r}`, {}));
+          valid = false;
+        }
       } catch (e) {
-        addError(id, errorItem('exception_during_validation', 'Exception when validating node', (e as Error).message, {}));
+        addError(
+          id,
+          errorItem('exception_during_validation', 'Exception when validating node', (e as Error).message, {}),
+        );
         valid = false;
       }
     }
@@ -205,13 +420,29 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
     const stack: { id: string; own?: ReturnType<typeof checkOwn> }[] = [{ id: root }];
     while (stack.length) {
       const frame = stack[stack.length - 1];
-      if (frame.own) { stack.pop(); finish(frame.id, frame.own); continue; }
+      if (frame.own) {
+        stack.pop();
+        finish(frame.id, frame.own);
+        continue;
+      }
       const st = state.get(frame.id);
-      if (st === 'ok' || st === 'failed') { stack.pop(); continue; }
+      if (st === 'ok' || st === 'failed') {
+        stack.pop();
+        continue;
+      }
       if (st === 'visiting') {
         // only ancestors of the frames above are 'visiting': this is a cycle
-        addError(frame.id, errorItem('dependency_cycle', 'Dependency cycle detected', `Node ${frame.id} depends on itself through its inputs`, { node_id: frame.id }));
-        stack.pop(); continue;
+        addError(
+          frame.id,
+          errorItem(
+            'dependency_cycle',
+            'Dependency cycle detected',
+            `Node ${frame.id} depends on itself through its inputs`,
+            { node_id: frame.id },
+          ),
+        );
+        stack.pop();
+        continue;
       }
       state.set(frame.id, 'visiting');
       frame.own = checkOwn(frame.id);
@@ -233,8 +464,21 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
   }
   if (good.length === 0) {
     const first = Object.values(nodeErrors)[0]?.errors[0];
-    const details = Object.entries(nodeErrors).map(([nid, ne]) => ne.errors.map((e) => `${e.message}: ${e.details} (node ${nid} ${ne.class_type})`).join('\n')).join('\n');
-    return { ok: false, body: promptError(errorItem('prompt_outputs_failed_validation', 'Prompt outputs failed validation', details || (first?.message ?? ''), {}), nodeErrors) };
+    const details = Object.entries(nodeErrors)
+      .map(([nid, ne]) => ne.errors.map((e) => `${e.message}: ${e.details} (node ${nid} ${ne.class_type})`).join('\n'))
+      .join('\n');
+    return {
+      ok: false,
+      body: promptError(
+        errorItem(
+          'prompt_outputs_failed_validation',
+          'Prompt outputs failed validation',
+          details || (first?.message ?? ''),
+          {},
+        ),
+        nodeErrors,
+      ),
+    };
   }
   return { ok: true, outputs: good, constants, nodeErrors };
 }
@@ -243,7 +487,11 @@ export function validatePrompt<S>(prompt: unknown, registry: Registry<S>, servic
  * For every node reachable from `outputs` through `sources`, the outputs that depend on it (itself included), in
  * `outputs` order, at most `cap` each. Linear: nodes are visited consumers-first and each link merges one capped list.
  */
-export function dependentOutputs(outputs: string[], sources: (id: string) => string[], cap: number): Map<string, string[]> {
+export function dependentOutputs(
+  outputs: string[],
+  sources: (id: string) => string[],
+  cap: number,
+): Map<string, string[]> {
   const rank = new Map(outputs.map((o, i) => [o, i]));
   // post-order (sources before consumers); reversed, every consumer comes before its sources
   const order: string[] = [];
@@ -256,7 +504,10 @@ export function dependentOutputs(outputs: string[], sources: (id: string) => str
       const f = stack[stack.length - 1];
       if (f.next < f.links.length) {
         const src = f.links[f.next++];
-        if (!seen.has(src)) { seen.add(src); stack.push({ id: src, next: 0, links: sources(src) }); }
+        if (!seen.has(src)) {
+          seen.add(src);
+          stack.push({ id: src, next: 0, links: sources(src) });
+        }
         continue;
       }
       stack.pop();
@@ -274,17 +525,30 @@ export function dependentOutputs(outputs: string[], sources: (id: string) => str
     }
   }
   const out = new Map<string, string[]>();
-  for (const [id, ranks] of deps) out.set(id, ranks.map((r) => outputs[r]));
+  for (const [id, ranks] of deps)
+    out.set(
+      id,
+      ranks.map((r) => outputs[r]),
+    );
   return out;
 }
 
 /** The union of two ascending lists, ascending, cut at `cap`. */
 function mergeCapped(a: number[], b: number[], cap: number): number[] {
   const out: number[] = [];
-  let i = 0, j = 0;
+  let i = 0,
+    j = 0;
   while (out.length < cap && (i < a.length || j < b.length)) {
-    const x = i < a.length ? a[i] : Infinity, y = j < b.length ? b[j] : Infinity;
-    if (x <= y) { out.push(x); i++; if (x === y) j++; } else { out.push(y); j++; }
+    const x = i < a.length ? a[i] : Infinity,
+      y = j < b.length ? b[j] : Infinity;
+    if (x <= y) {
+      out.push(x);
+      i++;
+      if (x === y) j++;
+    } else {
+      out.push(y);
+      j++;
+    }
   }
   return out;
 }
@@ -302,7 +566,10 @@ export function executionOrder(p: Prompt, outputs: string[]): string[] {
       const f = stack[stack.length - 1];
       if (f.next < f.links.length) {
         const src = f.links[f.next++];
-        if (!done.has(src)) { done.add(src); stack.push({ id: src, links: linksOf(p, src), next: 0 }); }
+        if (!done.has(src)) {
+          done.add(src);
+          stack.push({ id: src, links: linksOf(p, src), next: 0 });
+        }
         continue;
       }
       stack.pop();
@@ -313,5 +580,7 @@ export function executionOrder(p: Prompt, outputs: string[]): string[] {
 }
 
 function linksOf(p: Prompt, id: string): string[] {
-  return Object.values(p[id].inputs ?? {}).filter(isLink).map((v) => String(v[0]));
+  return Object.values(p[id].inputs ?? {})
+    .filter(isLink)
+    .map((v) => String(v[0]));
 }

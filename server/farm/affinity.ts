@@ -8,7 +8,12 @@
 import type { WorkerState } from './protocol.js';
 
 /** A non-empty queue: its checkpoint ('' = none), when its oldest waiting prompt was queued and that prompt's queue number. */
-export interface QueueHead { name: string; ckpt: string; oldest: number; number?: number }
+export interface QueueHead {
+  name: string;
+  ckpt: string;
+  oldest: number;
+  number?: number;
+}
 
 export interface AffinityOptions {
   /** false: oldest prompt first whatever the worker holds (what the gain is measured against) */
@@ -19,10 +24,20 @@ export interface AffinityOptions {
   orphanGraceMs: number;
 }
 
-export interface Me { id: string; loaded: string[]; onDisk: Set<string> }
+export interface Me {
+  id: string;
+  loaded: string[];
+  onDisk: Set<string>;
+}
 
 /** Queue names to try, best first; queues this worker must not take are left out. */
-export function queueOrder(heads: QueueHead[], me: Me, others: WorkerState[], o: AffinityOptions, now: number): string[] {
+export function queueOrder(
+  heads: QueueHead[],
+  me: Me,
+  others: WorkerState[],
+  o: AffinityOptions,
+  now: number,
+): string[] {
   const onAnyDisk = new Set<string>(me.onDisk);
   for (const w of others) for (const c of w.onDisk) onAnyDisk.add(c);
   const runnable = heads.filter((h) => {
@@ -35,7 +50,8 @@ export function queueOrder(heads: QueueHead[], me: Me, others: WorkerState[], o:
   if (!o.affinity) return runnable.sort(oldestFirst).map((h) => h.name);
 
   const idleHolders = new Set<string>();
-  for (const w of others) if (w.id !== me.id && w.running.length < w.concurrency) for (const c of w.loaded) idleHolders.add(c);
+  for (const w of others)
+    if (w.id !== me.id && w.running.length < w.concurrency) for (const c of w.loaded) idleHolders.add(c);
   const rank = (h: QueueHead): number => {
     if (now - h.oldest >= o.maxWaitMs) return 0; // starving: fairness beats affinity
     if (!h.ckpt || me.loaded.includes(h.ckpt)) return 1; // no model switch here

@@ -16,19 +16,28 @@ export class MultiDeviceBackend<S> implements QueueBackend {
   constructor(ctx: QueueContext, devices: string[], executorFor: (device: string) => Executor<S>) {
     const validated = new Map<string, ValidPrompt>(); // whichever lane takes a prompt finds its validation
     this.lanes = devices.map((device) => ({
-      device, runner: new LocalRunner({ ...ctx, log: (m) => ctx.log(`[device ${device}] ${m}`) }, executorFor(device), validated),
+      device,
+      runner: new LocalRunner(
+        { ...ctx, log: (m) => ctx.log(`[device ${device}] ${m}`) },
+        executorFor(device),
+        validated,
+      ),
     }));
   }
 
   /** one runner reports what a crash left running (they share the store) */
-  recover(): string[] { return this.lanes[0].runner.recover(); }
+  recover(): string[] {
+    return this.lanes[0].runner.recover();
+  }
 
   /** An idle lane is woken at once (the others poll every second). */
   submitted(item: QueueItem, o: { front: boolean; valid?: ValidPrompt }): void {
     (this.lanes.find((l) => l.runner.idle()) ?? this.lanes[0]).runner.submitted(item, o);
   }
 
-  removed(): void { this.lanes[0].runner.removed(); }
+  removed(): void {
+    this.lanes[0].runner.removed();
+  }
 
   interrupt(promptId?: string): boolean {
     let hit = false;
@@ -37,7 +46,10 @@ export class MultiDeviceBackend<S> implements QueueBackend {
   }
 
   runningPromptId(): string | null {
-    for (const l of this.lanes) { const id = l.runner.runningPromptId(); if (id) return id; }
+    for (const l of this.lanes) {
+      const id = l.runner.runningPromptId();
+      if (id) return id;
+    }
     return null;
   }
 
@@ -46,6 +58,10 @@ export class MultiDeviceBackend<S> implements QueueBackend {
     return Object.fromEntries(this.lanes.map((l) => [l.device, l.runner.runningPromptId()]));
   }
 
-  start(): void { for (const l of this.lanes) l.runner.start(); }
-  async stop(): Promise<void> { await Promise.all(this.lanes.map((l) => l.runner.stop())); }
+  start(): void {
+    for (const l of this.lanes) l.runner.start();
+  }
+  async stop(): Promise<void> {
+    await Promise.all(this.lanes.map((l) => l.runner.stop()));
+  }
 }

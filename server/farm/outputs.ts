@@ -10,17 +10,27 @@
 import { copyFileSync, constants, existsSync, linkSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-interface ImageRef { filename: string; subfolder?: string; type?: string }
+interface ImageRef {
+  filename: string;
+  subfolder?: string;
+  type?: string;
+}
 
 export class OutputPublisher {
   readonly staging: { output: string; temp: string };
   /** refs already rewritten (the executor's cache re-sends the same objects for cached nodes) */
   private published = new WeakSet<object>();
 
-  constructor(readonly shared: { output: string; temp: string }, workerId: string) {
+  constructor(
+    readonly shared: { output: string; temp: string },
+    workerId: string,
+  ) {
     const safe = workerId.replace(/[^\w.-]/g, '_');
     // inside the shared folders, so publishing is a hard link on the same file system
-    this.staging = { output: join(shared.output, '.farm-staging', safe), temp: join(shared.temp, '.farm-staging', safe) };
+    this.staging = {
+      output: join(shared.output, '.farm-staging', safe),
+      temp: join(shared.temp, '.farm-staging', safe),
+    };
     for (const d of Object.values(this.staging)) mkdirSync(d, { recursive: true });
   }
 
@@ -48,13 +58,22 @@ export class OutputPublisher {
     let counter = 0;
     if (m) {
       const re = new RegExp(`^${m[1].replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}_(\\d{5,})_\\.`);
-      for (const f of readdirSync(dir)) { const x = re.exec(f); if (x) counter = Math.max(counter, Number(x[1])); }
+      for (const f of readdirSync(dir)) {
+        const x = re.exec(f);
+        if (x) counter = Math.max(counter, Number(x[1]));
+      }
     }
     for (let tries = 0; tries < 10000; tries++) {
-      const candidate = m ? `${m[1]}_${String(counter + 1 + tries).padStart(5, '0')}_${m[3]}` : tries === 0 ? name : name.replace(/(\.[\w]+)?$/, `-${tries}$1`);
+      const candidate = m
+        ? `${m[1]}_${String(counter + 1 + tries).padStart(5, '0')}_${m[3]}`
+        : tries === 0
+          ? name
+          : name.replace(/(\.[\w]+)?$/, `-${tries}$1`);
       const dest = join(dir, candidate);
       try {
-        try { linkSync(src, dest); } catch (e) {
+        try {
+          linkSync(src, dest);
+        } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EXDEV' && (e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
           copyFileSync(src, dest, constants.COPYFILE_EXCL);
         }

@@ -43,11 +43,14 @@ export function checkpointOf(prompt: Record<string, unknown>): string | null {
 /** ioredis options from `redis://[user:pass@]host:port[/db]`. BullMQ needs maxRetriesPerRequest null. */
 export function redisOptions(url: string): RedisOptions {
   const u = new URL(url);
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`--queue expects redis://HOST:PORT, got ${url}`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new Error(`--queue expects redis://HOST:PORT, got ${url}`);
   const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0;
   if (!Number.isInteger(db) || db < 0) throw new Error(`--queue ${url}: database must be a number`);
   return {
-    host: u.hostname || '127.0.0.1', port: u.port ? Number(u.port) : 6379, db,
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    db,
     username: u.username ? decodeURIComponent(u.username) : undefined,
     password: u.password ? decodeURIComponent(u.password) : undefined,
     tls: u.protocol === 'rediss:' ? {} : undefined,
@@ -83,7 +86,15 @@ export interface WorkerState {
 /** Worker -> server, in order on one channel, so `result` always follows the prompt's events. */
 export type FarmMessage =
   | { k: 'event'; worker: string; clientId: string | null; promptId: string; ev: ServerEvent }
-  | { k: 'preview'; worker: string; clientId: string | null; promptId: string; nodeId: string; format: 'jpeg' | 'png'; b64: string }
+  | {
+      k: 'preview';
+      worker: string;
+      clientId: string | null;
+      promptId: string;
+      nodeId: string;
+      format: 'jpeg' | 'png';
+      b64: string;
+    }
   | { k: 'started'; worker: string; promptId: string; attempt: number }
   | { k: 'result'; worker: string; promptId: string; entry: HistoryEntry; final: ServerEvent | null };
 
@@ -96,7 +107,12 @@ export const WORKER_TTL_MS = 5000;
 export function aliveWorkers(all: Record<string, string>, now = Date.now()): WorkerState[] {
   const out: WorkerState[] = [];
   for (const v of Object.values(all)) {
-    try { const w = JSON.parse(v) as WorkerState; if (now - w.ts < WORKER_TTL_MS) out.push(w); } catch { /* foreign value */ }
+    try {
+      const w = JSON.parse(v) as WorkerState;
+      if (now - w.ts < WORKER_TTL_MS) out.push(w);
+    } catch {
+      /* foreign value */
+    }
   }
   return out;
 }

@@ -13,7 +13,17 @@ import { Redis } from 'ioredis';
 import { event } from '../../protocol/events.js';
 import type { QueueBackend, QueueContext } from '../queue/prompt-queue.js';
 import { historyEntry, type HistoryEntry, type QueueItem } from '../queue/store.js';
-import { KEYS, checkpointOf, queueNameFor, redisOptions, aliveWorkers, type ControlMessage, type FarmMessage, type PromptJobData, type WorkerState } from './protocol.js';
+import {
+  KEYS,
+  checkpointOf,
+  queueNameFor,
+  redisOptions,
+  aliveWorkers,
+  type ControlMessage,
+  type FarmMessage,
+  type PromptJobData,
+  type WorkerState,
+} from './protocol.js';
 
 export interface RedisQueueOptions {
   url: string;
@@ -40,7 +50,10 @@ export class RedisBackend implements QueueBackend {
   private readonly log: QueueContext['log'];
   private readonly statusChanged: () => void;
 
-  constructor(ctx: QueueContext, readonly opts: RedisQueueOptions) {
+  constructor(
+    ctx: QueueContext,
+    readonly opts: RedisQueueOptions,
+  ) {
     ({ store: this.store, sink: this.sink, log: this.log, statusChanged: this.statusChanged } = ctx);
     const o = redisOptions(opts.url);
     this.conn = new Redis({ ...o, lazyConnect: true });
@@ -49,10 +62,14 @@ export class RedisBackend implements QueueBackend {
   }
 
   /** Nothing is failed at start-up: workers may still be running what SQLite lists as running; sync() decides. */
-  recover(): string[] { return []; }
+  recover(): string[] {
+    return [];
+  }
 
   submitted(item: QueueItem, o: { front: boolean }): void {
-    this.push(item, o.front).catch((e) => this.log(`queue ${item.promptId} on redis failed (retried by sync): ${(e as Error).message}`));
+    this.push(item, o.front).catch((e) =>
+      this.log(`queue ${item.promptId} on redis failed (retried by sync): ${(e as Error).message}`),
+    );
   }
 
   /** Deleting or clearing pending prompts (POST /queue) removes them from SQLite; their jobs go on the next sync. */
@@ -64,11 +81,15 @@ export class RedisBackend implements QueueBackend {
     if (promptId && !this.active.has(promptId)) return false;
     if (!promptId && this.active.size === 0) return false;
     const msg: ControlMessage = { k: 'interrupt', promptId: promptId ?? null };
-    this.conn.publish(KEYS.control, JSON.stringify(msg)).catch((e) => this.log(`interrupt not sent: ${(e as Error).message}`));
+    this.conn
+      .publish(KEYS.control, JSON.stringify(msg))
+      .catch((e) => this.log(`interrupt not sent: ${(e as Error).message}`));
     return true;
   }
 
-  runningPromptId(): string | null { return this.active.keys().next().value ?? null; }
+  runningPromptId(): string | null {
+    return this.active.keys().next().value ?? null;
+  }
 
   start(): void {
     if (this.started) return;
@@ -79,7 +100,9 @@ export class RedisBackend implements QueueBackend {
       await this.sub.subscribe(KEYS.events);
       this.sub.on('message', (_ch, raw) => this.onMessage(raw));
       await this.sync();
-      this.timer = setInterval(() => { this.sync().catch((e) => this.log(`farm sync: ${(e as Error).message}`)); }, this.opts.syncMs ?? 1000);
+      this.timer = setInterval(() => {
+        this.sync().catch((e) => this.log(`farm sync: ${(e as Error).message}`));
+      }, this.opts.syncMs ?? 1000);
     })().catch((e) => this.log(`farm queue could not start on ${this.opts.url}: ${(e as Error).message}`));
   }
 
@@ -93,11 +116,16 @@ export class RedisBackend implements QueueBackend {
   }
 
   /** Workers alive now (for /system_stats and tests). */
-  async workers(): Promise<WorkerState[]> { return aliveWorkers(await this.conn.hgetall(KEYS.workers)); }
+  async workers(): Promise<WorkerState[]> {
+    return aliveWorkers(await this.conn.hgetall(KEYS.workers));
+  }
 
   private queue(name: string): Queue {
     let q = this.queues.get(name);
-    if (!q) { q = new Queue(name, { connection: this.conn }); this.queues.set(name, q); }
+    if (!q) {
+      q = new Queue(name, { connection: this.conn });
+      this.queues.set(name, q);
+    }
     return q;
   }
 
@@ -115,15 +143,29 @@ export class RedisBackend implements QueueBackend {
     await this.conn.hset(KEYS.queues, name, ckpt ?? '');
     const data: PromptJobData = { ...item, ckpt, submitted: Date.now() };
     const keep = this.opts.keepFinished ?? 1000;
-    await this.queue(name).add('prompt', data, { jobId: item.promptId, lifo: front, removeOnComplete: { count: keep }, removeOnFail: { count: keep } });
+    await this.queue(name).add('prompt', data, {
+      jobId: item.promptId,
+      lifo: front,
+      removeOnComplete: { count: keep },
+      removeOnFail: { count: keep },
+    });
     this.pushed.add(item.promptId);
   }
 
   private onMessage(raw: string): void {
     let m: FarmMessage;
-    try { m = JSON.parse(raw); } catch { return; }
+    try {
+      m = JSON.parse(raw);
+    } catch {
+      return;
+    }
     if (m.k === 'event') this.sink.send(m.ev, m.clientId, m.promptId);
-    else if (m.k === 'preview') this.sink.preview({ format: m.format, bytes: Buffer.from(m.b64, 'base64') }, { node_id: m.nodeId, prompt_id: m.promptId }, m.clientId);
+    else if (m.k === 'preview')
+      this.sink.preview(
+        { format: m.format, bytes: Buffer.from(m.b64, 'base64') },
+        { node_id: m.nodeId, prompt_id: m.promptId },
+        m.clientId,
+      );
     else if (m.k === 'started') this.markRunning(m.promptId, m.worker);
     else if (m.k === 'result') this.finish(m.promptId, m.entry, m.final);
   }
@@ -137,7 +179,10 @@ export class RedisBackend implements QueueBackend {
   }
 
   private queued(promptId: string): QueueItem | undefined {
-    return this.store.running().find((i) => i.promptId === promptId) ?? this.store.pending().find((i) => i.promptId === promptId);
+    return (
+      this.store.running().find((i) => i.promptId === promptId) ??
+      this.store.pending().find((i) => i.promptId === promptId)
+    );
   }
 
   /** History first, then the prompt's last event, so a client that reads history on `executing null` finds it. */
@@ -155,7 +200,15 @@ export class RedisBackend implements QueueBackend {
 
   private failed(item: QueueItem, reason: string, attempts: number): void {
     const data = {
-      prompt_id: item.promptId, node_id: '', node_type: '', executed: [], exception_type: 'WorkerLost', traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now(),
+      prompt_id: item.promptId,
+      node_id: '',
+      node_type: '',
+      executed: [],
+      exception_type: 'WorkerLost',
+      traceback: [],
+      current_inputs: {},
+      current_outputs: {},
+      timestamp: Date.now(),
       exception_message: `the farm could not run this prompt: ${reason} (started ${attempts} time(s); a worker was killed or stopped answering each time)`,
     };
     this.sink.send(event('execution_error', data), item.clientId, item.promptId);
@@ -172,19 +225,27 @@ export class RedisBackend implements QueueBackend {
       for (const item of items) {
         const q = this.queue(queueNameFor(checkpointOf(item.prompt)));
         const job = await q.getJob(item.promptId);
-        if (!job) { await this.push(item); continue; }
+        if (!job) {
+          await this.push(item);
+          continue;
+        }
         this.pushed.add(item.promptId);
         const state = await job.getState();
         if (state === 'completed') this.finish(item.promptId, job.returnvalue as HistoryEntry, null);
-        else if (state === 'failed') this.failed(item, job.failedReason ?? 'failed', job.attemptsStarted ?? job.attemptsMade);
-        else if (state === 'active' && !this.active.has(item.promptId)) this.markRunning(item.promptId, job.processedBy ?? '?');
+        else if (state === 'failed')
+          this.failed(item, job.failedReason ?? 'failed', job.attemptsStarted ?? job.attemptsMade);
+        else if (state === 'active' && !this.active.has(item.promptId))
+          this.markRunning(item.promptId, job.processedBy ?? '?');
       }
       for (const id of [...this.pushed]) {
         if (ids.has(id)) continue;
         this.pushed.delete(id);
         for (const q of this.queues.values()) {
           const job = await q.getJob(id);
-          if (job && (await job.getState()) !== 'active') { await job.remove().catch(() => {}); this.log(`prompt ${id} deleted from the queue: job removed`); }
+          if (job && (await job.getState()) !== 'active') {
+            await job.remove().catch(() => {});
+            this.log(`prompt ${id} deleted from the queue: job removed`);
+          }
         }
       }
     } finally {

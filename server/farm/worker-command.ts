@@ -7,14 +7,32 @@ import { engineOptions } from '../host.js';
 import { FarmWorker } from './worker.js';
 
 export async function workerCommand(s: Settings): Promise<number> {
-  if (!s.queue) { console.error('worker needs --queue redis://HOST:PORT'); return 2; }
+  if (!s.queue) {
+    console.error('worker needs --queue redis://HOST:PORT');
+    return 2;
+  }
   const w = await FarmWorker.start({
-    queue: s.queue, modelsDir: s.models, outputDir: s.output, inputDir: s.input, tempDir: s.temp,
-    engine: engineOptions(s, () => {}), concurrency: s.concurrency, id: s.workerId, affinity: s.affinity,
-    lockMs: s.lockMs, stalledIntervalMs: s.stalledMs, maxStalledCount: s.maxStalled, keepModels: s.keepModels,
-    previews: s.previews, maxWaitMs: s.maxWaitMs, trace: s.farmTrace,
+    queue: s.queue,
+    modelsDir: s.models,
+    outputDir: s.output,
+    inputDir: s.input,
+    tempDir: s.temp,
+    engine: engineOptions(s, () => {}),
+    concurrency: s.concurrency,
+    id: s.workerId,
+    affinity: s.affinity,
+    lockMs: s.lockMs,
+    stalledIntervalMs: s.stalledMs,
+    maxStalledCount: s.maxStalled,
+    keepModels: s.keepModels,
+    previews: s.previews,
+    maxWaitMs: s.maxWaitMs,
+    trace: s.farmTrace,
   });
-  const stop = async () => { await w.close(true); process.exit(0); };
+  const stop = async () => {
+    await w.close(true);
+    process.exit(0);
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   return new Promise<number>(() => {});

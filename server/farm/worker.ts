@@ -24,7 +24,15 @@ import { ModelFolders } from '../storage/model-folders.js';
 import { makeServices } from '../host.js';
 import { queueOrder, type QueueHead } from './affinity.js';
 import { OutputPublisher } from './outputs.js';
-import { KEYS, aliveWorkers, redisOptions, type ControlMessage, type FarmMessage, type PromptJobData, type WorkerState } from './protocol.js';
+import {
+  KEYS,
+  aliveWorkers,
+  redisOptions,
+  type ControlMessage,
+  type FarmMessage,
+  type PromptJobData,
+  type WorkerState,
+} from './protocol.js';
 
 export interface FarmWorkerOptions {
   queue: string;
@@ -81,8 +89,12 @@ export class FarmWorker {
     this.sub = new Redis(r);
     for (const c of [this.conn, this.sub]) c.on('error', (e) => this.log(`redis: ${e.message}`));
     this.publisher = new OutputPublisher({ output: o.outputDir, temp: o.tempDir }, this.id);
-    this.services = makeServices(new ModelFolders(o.modelsDir), { output: this.publisher.staging.output, input: o.inputDir, temp: this.publisher.staging.temp },
-      { ...o.engine, log: this.log }, o.previews !== false);
+    this.services = makeServices(
+      new ModelFolders(o.modelsDir),
+      { output: this.publisher.staging.output, input: o.inputDir, temp: this.publisher.staging.temp },
+      { ...o.engine, log: this.log },
+      o.previews !== false,
+    );
     this.executor = new Executor(createRegistry(), this.services);
   }
 
@@ -91,16 +103,29 @@ export class FarmWorker {
     await w.sub.subscribe(KEYS.control);
     w.sub.on('message', (_c, raw) => w.onControl(raw));
     await w.beat();
-    w.heartbeat = setInterval(() => { w.beat().catch(() => {}); }, 1000);
+    w.heartbeat = setInterval(() => {
+      w.beat().catch(() => {});
+    }, 1000);
     for (let i = 0; i < (o.concurrency ?? 1); i++) w.loops.push(w.slot());
-    w.log(`ready: device ${o.engine.device ?? 'default'}, concurrency ${o.concurrency ?? 1}, checkpoints ${w.onDisk().join(', ') || 'none'}`);
+    w.log(
+      `ready: device ${o.engine.device ?? 'default'}, concurrency ${o.concurrency ?? 1}, checkpoints ${w.onDisk().join(', ') || 'none'}`,
+    );
     return w;
   }
 
   state(): WorkerState {
     return {
-      id: this.id, host: hostname(), pid: process.pid, device: this.o.engine.device === undefined ? null : String(this.o.engine.device), loaded: [...this.loaded], onDisk: this.onDisk(),
-      running: [...this.running.keys()], concurrency: this.o.concurrency ?? 1, done: this.done, switches: this.switches, ts: Date.now(),
+      id: this.id,
+      host: hostname(),
+      pid: process.pid,
+      device: this.o.engine.device === undefined ? null : String(this.o.engine.device),
+      loaded: [...this.loaded],
+      onDisk: this.onDisk(),
+      running: [...this.running.keys()],
+      concurrency: this.o.concurrency ?? 1,
+      done: this.done,
+      switches: this.switches,
+      ts: Date.now(),
     };
   }
 
@@ -110,7 +135,10 @@ export class FarmWorker {
    */
   async close(handBack = false): Promise<void> {
     this.closing = true;
-    if (handBack) { this.handingBack = true; for (const a of this.running.values()) a.abort(); }
+    if (handBack) {
+      this.handingBack = true;
+      for (const a of this.running.values()) a.abort();
+    }
     await Promise.all(this.loops);
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.conn.hdel(KEYS.workers, this.id).catch(() => {});
@@ -121,15 +149,27 @@ export class FarmWorker {
     await this.services.engine().close();
   }
 
-  private onDisk(): string[] { return this.services.models.list('checkpoints'); }
+  private onDisk(): string[] {
+    return this.services.models.list('checkpoints');
+  }
 
-  private async beat(): Promise<void> { await this.conn.hset(KEYS.workers, this.id, JSON.stringify(this.state())); }
+  private async beat(): Promise<void> {
+    await this.conn.hset(KEYS.workers, this.id, JSON.stringify(this.state()));
+  }
 
   private onControl(raw: string): void {
     let m: ControlMessage;
-    try { m = JSON.parse(raw); } catch { return; }
+    try {
+      m = JSON.parse(raw);
+    } catch {
+      return;
+    }
     if (m.k !== 'interrupt') return;
-    for (const [id, a] of this.running) if (m.promptId === null || m.promptId === id) { a.abort(); this.log(`interrupt ${id}`); }
+    for (const [id, a] of this.running)
+      if (m.promptId === null || m.promptId === id) {
+        a.abort();
+        this.log(`interrupt ${id}`);
+      }
   }
 
   private bull(name: string): Worker {
@@ -137,8 +177,12 @@ export class FarmWorker {
     if (!w) {
       w = new Worker(name, null, {
         // ioredis' and BullMQ's RedisOptions types differ only in retryStrategy's signature
-        connection: redisOptions(this.o.queue) as never, autorun: false, name: this.id,
-        lockDuration: this.o.lockMs ?? 30000, stalledInterval: this.o.stalledIntervalMs ?? 15000, maxStalledCount: this.o.maxStalledCount ?? 1,
+        connection: redisOptions(this.o.queue) as never,
+        autorun: false,
+        name: this.id,
+        lockDuration: this.o.lockMs ?? 30000,
+        stalledInterval: this.o.stalledIntervalMs ?? 15000,
+        maxStalledCount: this.o.maxStalledCount ?? 1,
       });
       w.on('error', (e) => this.log(`bullmq ${name}: ${e.message}`));
       void w.startStalledCheckTimer();
@@ -149,7 +193,10 @@ export class FarmWorker {
 
   private getter(name: string): Queue {
     let q = this.getters.get(name);
-    if (!q) { q = new Queue(name, { connection: this.conn }); this.getters.set(name, q); }
+    if (!q) {
+      q = new Queue(name, { connection: this.conn });
+      this.getters.set(name, q);
+    }
     return q;
   }
 
@@ -160,7 +207,13 @@ export class FarmWorker {
     for (const [name, ckpt] of Object.entries(names)) {
       this.bull(name); // every worker runs the stalled check of every queue
       const [oldest] = await this.getter(name).getJobs(['wait'], -1, -1);
-      if (oldest) out.push({ name, ckpt, oldest: (oldest.data as PromptJobData).submitted ?? oldest.timestamp, number: (oldest.data as PromptJobData).number });
+      if (oldest)
+        out.push({
+          name,
+          ckpt,
+          oldest: (oldest.data as PromptJobData).submitted ?? oldest.timestamp,
+          number: (oldest.data as PromptJobData).number,
+        });
     }
     return out;
   }
@@ -168,8 +221,17 @@ export class FarmWorker {
   private async next(token: string): Promise<{ job: Job; bull: Worker } | null> {
     const others = aliveWorkers(await this.conn.hgetall(KEYS.workers)).filter((w) => w.id !== this.id);
     const me = { id: this.id, loaded: this.loaded, onDisk: new Set(this.onDisk()) };
-    const order = queueOrder(await this.heads(), me, others,
-      { affinity: this.o.affinity !== false, maxWaitMs: this.o.maxWaitMs ?? 10000, orphanGraceMs: this.o.orphanGraceMs ?? 3000 }, Date.now());
+    const order = queueOrder(
+      await this.heads(),
+      me,
+      others,
+      {
+        affinity: this.o.affinity !== false,
+        maxWaitMs: this.o.maxWaitMs ?? 10000,
+        orphanGraceMs: this.o.orphanGraceMs ?? 3000,
+      },
+      Date.now(),
+    );
     if (this.o.trace) this.log(`order ${order.join(',')}`);
     for (const name of order) {
       const bull = this.bull(name);
@@ -184,8 +246,15 @@ export class FarmWorker {
     while (!this.closing) {
       const token = randomUUID();
       let got: { job: Job; bull: Worker } | null = null;
-      try { got = await this.next(token); } catch (e) { this.log(`fetch: ${(e as Error).message}`); }
-      if (!got) { await new Promise((r) => setTimeout(r, this.o.pollMs ?? 200)); continue; }
+      try {
+        got = await this.next(token);
+      } catch (e) {
+        this.log(`fetch: ${(e as Error).message}`);
+      }
+      if (!got) {
+        await new Promise((r) => setTimeout(r, this.o.pollMs ?? 200));
+        continue;
+      }
       await this.process(got.job, token);
     }
   }
@@ -200,16 +269,24 @@ export class FarmWorker {
       // the stalled check marked it (stalled more than maxStalledCount); BullMQ's own processJob fails such jobs
       // unrun, and manual fetching must do the same; the server reports the failure to the client
       this.log(`prompt ${d.promptId} not run: ${job.deferredFailure}`);
-      await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false).catch((e) => this.log(`fail ${d.promptId}: ${(e as Error).message}`));
+      await job
+        .moveToFailed(new UnrecoverableError(job.deferredFailure), token, false)
+        .catch((e) => this.log(`fail ${d.promptId}: ${(e as Error).message}`));
       return;
     }
     const lockMs = this.o.lockMs ?? 30000;
-    const renew = setInterval(() => { job.extendLock(token, lockMs).catch((e) => this.log(`lock ${d.promptId}: ${(e as Error).message}`)); }, Math.max(200, lockMs / 3));
+    const renew = setInterval(
+      () => {
+        job.extendLock(token, lockMs).catch((e) => this.log(`lock ${d.promptId}: ${(e as Error).message}`));
+      },
+      Math.max(200, lockMs / 3),
+    );
     const abort = new AbortController();
     this.running.set(d.promptId, abort);
     void this.beat();
     this.publish({ k: 'started', worker: this.id, promptId: d.promptId, attempt: job.attemptsStarted ?? 1 });
-    const send = (ev: ServerEvent) => this.publish({ k: 'event', worker: this.id, clientId: d.clientId, promptId: d.promptId, ev });
+    const send = (ev: ServerEvent) =>
+      this.publish({ k: 'event', worker: this.id, clientId: d.clientId, promptId: d.promptId, ev });
     let final: ServerEvent | null = null;
     let entry: HistoryEntry;
     try {
@@ -219,16 +296,34 @@ export class FarmWorker {
         final = event('executing', { node: null, prompt_id: d.promptId });
         entry = historyEntry(d, {}, 'error', [['execution_error', missing]]);
       } else {
-        const outcome = await runPrompt(this.executor, d, {
-          signal: abort.signal, log: this.log,
-          emit: (ev) => {
-            if (ev.type === 'executed') this.publisher.publish(ev.data.output);
-            if (ev.type === 'executing' && ev.data.node === null) { final = ev; return; } // sent after the result
-            if (ev.type === 'execution_interrupted' && this.handingBack) return; // not the user's interrupt
-            send(ev);
+        const outcome = await runPrompt(
+          this.executor,
+          d,
+          {
+            signal: abort.signal,
+            log: this.log,
+            emit: (ev) => {
+              if (ev.type === 'executed') this.publisher.publish(ev.data.output);
+              if (ev.type === 'executing' && ev.data.node === null) {
+                final = ev;
+                return;
+              } // sent after the result
+              if (ev.type === 'execution_interrupted' && this.handingBack) return; // not the user's interrupt
+              send(ev);
+            },
+            preview: (img, nodeId) =>
+              this.publish({
+                k: 'preview',
+                worker: this.id,
+                clientId: d.clientId,
+                promptId: d.promptId,
+                nodeId,
+                format: img.format,
+                b64: Buffer.from(img.bytes).toString('base64'),
+              }),
           },
-          preview: (img, nodeId) => this.publish({ k: 'preview', worker: this.id, clientId: d.clientId, promptId: d.promptId, nodeId, format: img.format, b64: Buffer.from(img.bytes).toString('base64') }),
-        }, { describeInvalid: (v) => this.invalidHere(d, v) });
+          { describeInvalid: (v) => this.invalidHere(d, v) },
+        );
         if (outcome.result) {
           if (outcome.status === 'interrupted' && this.handingBack) {
             await job.moveToWait(token);
@@ -238,7 +333,8 @@ export class FarmWorker {
           if (d.ckpt && d.ckpt !== this.lastCkpt) this.switches++;
           this.lastCkpt = d.ckpt ?? this.lastCkpt;
           for (const ui of Object.values(outcome.result.outputs)) this.publisher.publish(ui);
-          if (d.ckpt) this.loaded = [...this.loaded.filter((c) => c !== d.ckpt), d.ckpt].slice(-(this.o.keepModels ?? 1));
+          if (d.ckpt)
+            this.loaded = [...this.loaded.filter((c) => c !== d.ckpt), d.ckpt].slice(-(this.o.keepModels ?? 1));
           await this.syncLoaded();
         }
         entry = outcome.entry;
@@ -251,7 +347,10 @@ export class FarmWorker {
         completed = false;
         this.log(`prompt ${d.promptId}: lock lapsed, the job is run again elsewhere: ${(e as Error).message}`);
       });
-      if (completed) { this.done++; await this.beat(); }
+      if (completed) {
+        this.done++;
+        await this.beat();
+      }
       this.publish({ k: 'result', worker: this.id, promptId: d.promptId, entry, final });
     } catch (e) {
       this.log(`prompt ${d.promptId} failed outside any node: ${(e as Error).stack}`);
@@ -275,15 +374,24 @@ export class FarmWorker {
       }
       // the most recently used stays last, as the affinity ranking expects
       this.loaded = [...held.filter((c) => !this.loaded.includes(c)), ...this.loaded.filter((c) => held.includes(c))];
-    } catch { /* engine stats unavailable: keep the recency list */ }
+    } catch {
+      /* engine stats unavailable: keep the recency list */
+    }
   }
 
   /** A checkpoint this worker does not have, as the execution_error the client sees (null: it has it). */
   private missingModel(d: PromptJobData): ExecutionErrorData | null {
     if (!d.ckpt || this.onDisk().includes(d.ckpt)) return null;
     return {
-      prompt_id: d.promptId, executed: [], traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now(),
-      node_id: '', node_type: 'CheckpointLoaderSimple', exception_type: 'ModelNotOnWorker',
+      prompt_id: d.promptId,
+      executed: [],
+      traceback: [],
+      current_inputs: {},
+      current_outputs: {},
+      timestamp: Date.now(),
+      node_id: '',
+      node_type: 'CheckpointLoaderSimple',
+      exception_type: 'ModelNotOnWorker',
       exception_message: `worker ${this.id} (device ${this.o.engine.device ?? 'default'}) has no checkpoint '${d.ckpt}' in ${this.o.modelsDir}/checkpoints, and no live worker of the farm has it; copy it into every worker's models folder (or share that folder) and queue the prompt again`,
     };
   }
@@ -292,8 +400,15 @@ export class FarmWorker {
   private invalidHere(d: PromptJobData, v: InvalidPrompt): ExecutionErrorData {
     const [nodeId, ne] = Object.entries(v.body.node_errors)[0] ?? ['', undefined];
     return {
-      prompt_id: d.promptId, executed: [], traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now(),
-      node_id: nodeId, node_type: ne?.class_type ?? '', exception_type: 'InvalidOnWorker',
+      prompt_id: d.promptId,
+      executed: [],
+      traceback: [],
+      current_inputs: {},
+      current_outputs: {},
+      timestamp: Date.now(),
+      node_id: nodeId,
+      node_type: ne?.class_type ?? '',
+      exception_type: 'InvalidOnWorker',
       exception_message: `worker ${this.id} cannot run this prompt: ${v.body.error.message}${ne ? `: ${ne.errors.map((x) => `${x.message} (${x.details})`).join('; ')}` : ''}`,
     };
   }

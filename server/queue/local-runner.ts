@@ -13,7 +13,8 @@ import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 import { runPrompt } from './run-prompt.js';
 import type { QueueBackend, QueueContext } from './prompt-queue.js';
 
-export const CRASH_MESSAGE = 'tcd-studio stopped while this prompt was running (crash or restart); it did not complete. Queue it again to re-run it.';
+export const CRASH_MESSAGE =
+  'tcd-studio stopped while this prompt was running (crash or restart); it did not complete. Queue it again to re-run it.';
 
 export class LocalRunner<S> implements QueueBackend {
   private current: { item: QueueItem; abort: AbortController } | null = null;
@@ -23,15 +24,27 @@ export class LocalRunner<S> implements QueueBackend {
   private loop: Promise<void> | null = null;
 
   /** `validated`: validations from submit, by prompt id (shared by the runners of one store) */
-  constructor(private readonly ctx: QueueContext, readonly executor: Executor<S>, private readonly validated = new Map<string, ValidPrompt>()) {}
+  constructor(
+    private readonly ctx: QueueContext,
+    readonly executor: Executor<S>,
+    private readonly validated = new Map<string, ValidPrompt>(),
+  ) {}
 
   /** Prompts left running by a crash are reported as failed, with an event their client can replay. */
   recover(): string[] {
     const lost = this.ctx.store.running();
     for (const item of lost) {
       const data = {
-        prompt_id: item.promptId, node_id: '', node_type: '', executed: [], exception_message: CRASH_MESSAGE, exception_type: 'ServerRestart',
-        traceback: [], current_inputs: {}, current_outputs: {}, timestamp: Date.now(),
+        prompt_id: item.promptId,
+        node_id: '',
+        node_type: '',
+        executed: [],
+        exception_message: CRASH_MESSAGE,
+        exception_type: 'ServerRestart',
+        traceback: [],
+        current_inputs: {},
+        current_outputs: {},
+        timestamp: Date.now(),
       };
       this.record(item, historyEntry(item, {}, 'error', [['execution_error', data]]));
       this.ctx.sink.send(event('execution_error', data), item.clientId, item.promptId);
@@ -46,7 +59,9 @@ export class LocalRunner<S> implements QueueBackend {
    * the loop once space returns, so the result is neither lost nor allowed to crash the loop.
    */
   private record(item: QueueItem, entry: HistoryEntry): void {
-    try { this.ctx.store.finish(item, entry); } catch (e) {
+    try {
+      this.ctx.store.finish(item, entry);
+    } catch (e) {
       if (!isDiskFull(e)) throw e;
       this.unfinished.push({ item, entry });
       this.ctx.log(`prompt ${item.promptId} finished but ${DISK_FULL_MESSAGE}; its result is kept until space returns`);
@@ -57,7 +72,9 @@ export class LocalRunner<S> implements QueueBackend {
   private flushUnfinished(): boolean {
     while (this.unfinished.length) {
       const { item, entry } = this.unfinished[0];
-      try { this.ctx.store.finish(item, entry); } catch (e) {
+      try {
+        this.ctx.store.finish(item, entry);
+      } catch (e) {
         if (isDiskFull(e)) return false;
         throw e;
       }
@@ -83,8 +100,12 @@ export class LocalRunner<S> implements QueueBackend {
     return true;
   }
 
-  runningPromptId(): string | null { return this.current?.item.promptId ?? null; }
-  idle(): boolean { return this.current === null; }
+  runningPromptId(): string | null {
+    return this.current?.item.promptId ?? null;
+  }
+  idle(): boolean {
+    return this.current === null;
+  }
 
   start(): void {
     if (this.loop) return;
@@ -101,7 +122,10 @@ export class LocalRunner<S> implements QueueBackend {
   }
 
   private async pause(ms: number): Promise<void> {
-    await new Promise<void>((r) => { this.wake = r; setTimeout(r, ms).unref(); });
+    await new Promise<void>((r) => {
+      this.wake = r;
+      setTimeout(r, ms).unref();
+    });
     this.wake = null;
   }
 
@@ -110,7 +134,10 @@ export class LocalRunner<S> implements QueueBackend {
       let item: QueueItem | undefined;
       try {
         // results a full disk could not record come first; no new prompt starts until they are stored
-        if (!this.flushUnfinished()) { await this.pause(1000); continue; }
+        if (!this.flushUnfinished()) {
+          await this.pause(1000);
+          continue;
+        }
         item = this.ctx.store.take();
       } catch (e) {
         // the loop never dies: a full disk (or any storage error) is waited out and retried
@@ -133,18 +160,32 @@ export class LocalRunner<S> implements QueueBackend {
     const valid = this.validated.get(item.promptId);
     this.validated.delete(item.promptId);
     try {
-      const { entry } = await runPrompt(this.executor, item, {
-        emit: (ev) => this.ctx.sink.send(ev, item.clientId, item.promptId),
-        preview: (img, nodeId) => this.ctx.sink.preview(img, { node_id: nodeId, prompt_id: item.promptId }, item.clientId),
-        signal: abort.signal, log: this.ctx.log,
-      }, { valid });
+      const { entry } = await runPrompt(
+        this.executor,
+        item,
+        {
+          emit: (ev) => this.ctx.sink.send(ev, item.clientId, item.promptId),
+          preview: (img, nodeId) =>
+            this.ctx.sink.preview(img, { node_id: nodeId, prompt_id: item.promptId }, item.clientId),
+          signal: abort.signal,
+          log: this.ctx.log,
+        },
+        { valid },
+      );
       this.record(item, entry);
     } catch (e) {
       // the executor reports node failures itself; this is a failure of the queue machinery
       this.ctx.log(`prompt ${item.promptId} failed outside any node: ${(e as Error).stack}`);
       try {
-        this.record(item, historyEntry(item, {}, 'error', [['execution_error', { prompt_id: item.promptId, exception_message: (e as Error).message }]]));
-      } catch (e2) { this.ctx.log(`prompt ${item.promptId}: its failure could not be recorded: ${(e2 as Error).message}`); }
+        this.record(
+          item,
+          historyEntry(item, {}, 'error', [
+            ['execution_error', { prompt_id: item.promptId, exception_message: (e as Error).message }],
+          ]),
+        );
+      } catch (e2) {
+        this.ctx.log(`prompt ${item.promptId}: its failure could not be recorded: ${(e2 as Error).message}`);
+      }
     } finally {
       this.current = null;
       this.ctx.statusChanged();

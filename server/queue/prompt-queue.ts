@@ -62,19 +62,36 @@ export interface SubmitRequest {
 export class PromptQueue<B extends QueueBackend = QueueBackend> {
   readonly backend: B;
 
-  constructor(private readonly store: QueueStore, private readonly sink: EventSink, log: (m: string) => void,
-    backend: (ctx: QueueContext) => B) {
+  constructor(
+    private readonly store: QueueStore,
+    private readonly sink: EventSink,
+    log: (m: string) => void,
+    backend: (ctx: QueueContext) => B,
+  ) {
     this.backend = backend({ store, sink, log, statusChanged: () => this.broadcastStatus() });
   }
 
-  recover(): string[] { return this.backend.recover(); }
-  start(): void { this.backend.start(); }
-  stop(): Promise<void> { return this.backend.stop(); }
+  recover(): string[] {
+    return this.backend.recover();
+  }
+  start(): void {
+    this.backend.start();
+  }
+  stop(): Promise<void> {
+    return this.backend.stop();
+  }
 
   submit(p: SubmitRequest): { prompt_id: string; number: number } {
     const promptId = p.promptId ?? randomUUID();
     const number = p.number ?? this.store.nextNumber(!!p.front);
-    const item: QueueItem = { number, promptId, prompt: p.prompt as Record<string, unknown>, extraData: p.extraData, outputs: p.outputs, clientId: p.clientId };
+    const item: QueueItem = {
+      number,
+      promptId,
+      prompt: p.prompt as Record<string, unknown>,
+      extraData: p.extraData,
+      outputs: p.outputs,
+      clientId: p.clientId,
+    };
     this.store.enqueue(item);
     this.broadcastStatus();
     this.backend.submitted(item, { front: !!p.front, valid: p.valid });
@@ -82,13 +99,27 @@ export class PromptQueue<B extends QueueBackend = QueueBackend> {
   }
 
   /** whether a prompt id is taken (queued or in history) */
-  has(promptId: string): boolean { return this.store.has(promptId); }
-  remaining(): number { return this.store.pendingCount(); }
-  pending(): QueueItem[] { return this.store.pending(); }
-  running(): QueueItem[] { return this.store.running(); }
+  has(promptId: string): boolean {
+    return this.store.has(promptId);
+  }
+  remaining(): number {
+    return this.store.pendingCount();
+  }
+  pending(): QueueItem[] {
+    return this.store.pending();
+  }
+  running(): QueueItem[] {
+    return this.store.running();
+  }
 
   snapshot(): { queue_running: unknown[]; queue_pending: unknown[] } {
-    const asRow = (i: QueueItem) => [i.number, i.promptId, i.prompt, { ...i.extraData, client_id: i.clientId }, i.outputs];
+    const asRow = (i: QueueItem) => [
+      i.number,
+      i.promptId,
+      i.prompt,
+      { ...i.extraData, client_id: i.clientId },
+      i.outputs,
+    ];
     return { queue_running: this.running().map(asRow), queue_pending: this.pending().map(asRow) };
   }
 
@@ -100,15 +131,29 @@ export class PromptQueue<B extends QueueBackend = QueueBackend> {
     return n;
   }
 
-  interrupt(promptId?: string): boolean { return this.backend.interrupt(promptId); }
-  runningPromptId(): string | null { return this.backend.runningPromptId(); }
+  interrupt(promptId?: string): boolean {
+    return this.backend.interrupt(promptId);
+  }
+  runningPromptId(): string | null {
+    return this.backend.runningPromptId();
+  }
 
-  history(maxItems?: number, offset = -1): Record<string, HistoryEntry> { return this.store.history(maxItems, offset); }
+  history(maxItems?: number, offset = -1): Record<string, HistoryEntry> {
+    return this.store.history(maxItems, offset);
+  }
   /** history() a page of [prompt_id, entry JSON] at a time (for streaming); call until it returns null */
-  historyPages(maxItems?: number, offset = -1): () => [string, string][] | null { return this.store.historyPages(maxItems, offset); }
-  historyItem(promptId: string): HistoryEntry | undefined { return this.store.historyItem(promptId); }
-  deleteHistory(ids: string[]): void { this.store.deleteHistory(ids); }
-  clearHistory(): void { this.store.clearHistory(); }
+  historyPages(maxItems?: number, offset = -1): () => [string, string][] | null {
+    return this.store.historyPages(maxItems, offset);
+  }
+  historyItem(promptId: string): HistoryEntry | undefined {
+    return this.store.historyItem(promptId);
+  }
+  deleteHistory(ids: string[]): void {
+    this.store.deleteHistory(ids);
+  }
+  clearHistory(): void {
+    this.store.clearHistory();
+  }
 
   broadcastStatus(): void {
     this.sink.send(event('status', { status: { exec_info: { queue_remaining: this.remaining() } } }), null, null);

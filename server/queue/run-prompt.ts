@@ -33,14 +33,28 @@ export interface PromptOutcome {
 /** The execution_error of a prompt that failed validation when it came to run. */
 export function invalidPromptError(v: InvalidPrompt, item: QueueItem): ExecutionErrorData {
   return {
-    prompt_id: item.promptId, node_id: Object.keys(v.body.node_errors)[0] ?? '', node_type: '', executed: [],
-    exception_message: `${v.body.error.message}: ${v.body.error.details}`, exception_type: v.body.error.type, traceback: [],
-    current_inputs: {}, current_outputs: {}, timestamp: Date.now(),
+    prompt_id: item.promptId,
+    node_id: Object.keys(v.body.node_errors)[0] ?? '',
+    node_type: '',
+    executed: [],
+    exception_message: `${v.body.error.message}: ${v.body.error.details}`,
+    exception_type: v.body.error.type,
+    traceback: [],
+    current_inputs: {},
+    current_outputs: {},
+    timestamp: Date.now(),
   };
 }
 
-export async function runPrompt<S>(executor: Executor<S>, item: QueueItem, hooks: RunHooks, o: RunPromptOptions = {}): Promise<PromptOutcome> {
-  const v = o.valid ?? validatePrompt(item.prompt, executor.registry, executor.services, item.outputs.length ? item.outputs : undefined);
+export async function runPrompt<S>(
+  executor: Executor<S>,
+  item: QueueItem,
+  hooks: RunHooks,
+  o: RunPromptOptions = {},
+): Promise<PromptOutcome> {
+  const v =
+    o.valid ??
+    validatePrompt(item.prompt, executor.registry, executor.services, item.outputs.length ? item.outputs : undefined);
   if (!v.ok) {
     const data = (o.describeInvalid ?? invalidPromptError)(v, item);
     hooks.emit(event('execution_error', data));
@@ -48,7 +62,13 @@ export async function runPrompt<S>(executor: Executor<S>, item: QueueItem, hooks
     return { status: 'error', result: null, entry: historyEntry(item, {}, 'error', [['execution_error', data]]) };
   }
   const result = await executor.run(
-    { promptId: item.promptId, prompt: item.prompt as Prompt, extraData: item.extraData, outputs: v.outputs, constants: v.constants },
+    {
+      promptId: item.promptId,
+      prompt: item.prompt as Prompt,
+      extraData: item.extraData,
+      outputs: v.outputs,
+      constants: v.constants,
+    },
     hooks,
   );
   const entry = historyEntry(item, result.outputs, result.status === 'success' ? 'success' : 'error', result.messages);

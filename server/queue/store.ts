@@ -27,12 +27,20 @@ export interface HistoryEntry {
  * The history entry of a finished queue item, in ComfyUI's /history shape (the embedded queue and farm workers both
  * write it). Example: historyEntry(item, result.outputs, 'success', result.messages)
  */
-export function historyEntry(item: QueueItem, outputs: HistoryEntry['outputs'], status: 'success' | 'error', messages: [string, unknown][]): HistoryEntry {
+export function historyEntry(
+  item: QueueItem,
+  outputs: HistoryEntry['outputs'],
+  status: 'success' | 'error',
+  messages: [string, unknown][],
+): HistoryEntry {
   const meta: HistoryEntry['meta'] = {};
-  for (const id of Object.keys(outputs)) meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
+  for (const id of Object.keys(outputs))
+    meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
   return {
     prompt: [item.number, item.promptId, item.prompt, { ...item.extraData, client_id: item.clientId }, item.outputs],
-    outputs, status: { status_str: status, completed: status === 'success', messages }, meta,
+    outputs,
+    status: { status_str: status, completed: status === 'success', messages },
+    meta,
   };
 }
 
@@ -45,7 +53,10 @@ export function boundedEntryJson(entry: HistoryEntry, max = MAX_HISTORY_ENTRY_BY
   if (json.length <= max) return json;
   const [n, id, prompt, extra, outputs] = entry.prompt;
   const note = `dropped: the history entry exceeded ${max} bytes`;
-  const slim: HistoryEntry = { ...entry, prompt: [n, id, prompt, { client_id: extra.client_id ?? null, extra_data: note }, outputs] };
+  const slim: HistoryEntry = {
+    ...entry,
+    prompt: [n, id, prompt, { client_id: extra.client_id ?? null, extra_data: note }, outputs],
+  };
   json = JSON.stringify(slim);
   if (json.length <= max) return json;
   const outs: HistoryEntry['outputs'] = {};
@@ -54,11 +65,19 @@ export function boundedEntryJson(entry: HistoryEntry, max = MAX_HISTORY_ENTRY_BY
   return json;
 }
 
-export interface LoggedEvent { seq: number; clientId: string | null; type: string; data: unknown }
+export interface LoggedEvent {
+  seq: number;
+  clientId: string | null;
+  type: string;
+  data: unknown;
+}
 
 export class QueueStore {
   readonly db: Database.Database;
-  constructor(dataDir: string, private readonly eventsKept = 20000) {
+  constructor(
+    dataDir: string,
+    private readonly eventsKept = 20000,
+  ) {
     mkdirSync(dataDir, { recursive: true });
     this.db = new Database(join(dataDir, 'tcd-studio.sqlite'));
     this.db.pragma('journal_mode = WAL');
@@ -77,43 +96,82 @@ export class QueueStore {
     const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'counter'`).get() as { value: string } | undefined;
     const n = row ? Number(row.value) + 1 : 0;
     // the enqueue that follows commits with fsync, which makes this earlier WAL frame durable too
-    this.relaxed(() => this.db.prepare(`INSERT INTO meta(key, value) VALUES ('counter', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(n)));
+    this.relaxed(() =>
+      this.db
+        .prepare(
+          `INSERT INTO meta(key, value) VALUES ('counter', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
+        )
+        .run(String(n)),
+    );
     if (!front) return n;
-    const min = this.db.prepare(`SELECT MIN(number) AS m FROM queue WHERE state = 'pending'`).get() as { m: number | null };
+    const min = this.db.prepare(`SELECT MIN(number) AS m FROM queue WHERE state = 'pending'`).get() as {
+      m: number | null;
+    };
     return Math.min(min.m ?? 0, 0) - 1;
   }
 
   enqueue(item: QueueItem): void {
-    this.db.prepare(`INSERT INTO queue(prompt_id, number, prompt, extra_data, outputs, client_id, state, created) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`)
-      .run(item.promptId, item.number, JSON.stringify(item.prompt), JSON.stringify(item.extraData), JSON.stringify(item.outputs), item.clientId, Date.now());
+    this.db
+      .prepare(
+        `INSERT INTO queue(prompt_id, number, prompt, extra_data, outputs, client_id, state, created) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`,
+      )
+      .run(
+        item.promptId,
+        item.number,
+        JSON.stringify(item.prompt),
+        JSON.stringify(item.extraData),
+        JSON.stringify(item.outputs),
+        item.clientId,
+        Date.now(),
+      );
   }
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   private rowToItem(r: any): QueueItem {
-    return { number: r.number, promptId: r.prompt_id, prompt: JSON.parse(r.prompt), extraData: JSON.parse(r.extra_data), outputs: JSON.parse(r.outputs), clientId: r.client_id };
+    return {
+      number: r.number,
+      promptId: r.prompt_id,
+      prompt: JSON.parse(r.prompt),
+      extraData: JSON.parse(r.extra_data),
+      outputs: JSON.parse(r.outputs),
+      clientId: r.client_id,
+    };
   }
 
   pending(): QueueItem[] {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
-    return (this.db.prepare(`SELECT * FROM queue WHERE state = 'pending' ORDER BY number, created`).all() as any[]).map((r) => this.rowToItem(r));
+    return (this.db.prepare(`SELECT * FROM queue WHERE state = 'pending' ORDER BY number, created`).all() as any[]).map(
+      (r) => this.rowToItem(r),
+    );
   }
   running(): QueueItem[] {
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
-    return (this.db.prepare(`SELECT * FROM queue WHERE state = 'running' ORDER BY number`).all() as any[]).map((r) => this.rowToItem(r));
+    return (this.db.prepare(`SELECT * FROM queue WHERE state = 'running' ORDER BY number`).all() as any[]).map((r) =>
+      this.rowToItem(r),
+    );
   }
-  pendingCount(): number { return (this.db.prepare(`SELECT COUNT(*) AS c FROM queue`).get() as { c: number }).c; }
-  has(promptId: string): boolean { return !!this.db.prepare(`SELECT 1 FROM queue WHERE prompt_id = ?`).get(promptId) || !!this.db.prepare(`SELECT 1 FROM history WHERE prompt_id = ?`).get(promptId); }
+  pendingCount(): number {
+    return (this.db.prepare(`SELECT COUNT(*) AS c FROM queue`).get() as { c: number }).c;
+  }
+  has(promptId: string): boolean {
+    return (
+      !!this.db.prepare(`SELECT 1 FROM queue WHERE prompt_id = ?`).get(promptId) ||
+      !!this.db.prepare(`SELECT 1 FROM history WHERE prompt_id = ?`).get(promptId)
+    );
+  }
 
   /** Atomically take the next pending prompt and mark it running. */
   take(): QueueItem | undefined {
     // a 'running' mark lost to a power cut only means the prompt runs again: no fsync needed
-    return this.relaxed(() => this.db.transaction(() => {
-      const r = this.db.prepare(`SELECT * FROM queue WHERE state = 'pending' ORDER BY number, created LIMIT 1`).get();
-      if (!r) return undefined;
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
-      this.db.prepare(`UPDATE queue SET state = 'running' WHERE prompt_id = ?`).run((r as any).prompt_id);
-      return this.rowToItem(r);
-    })());
+    return this.relaxed(() =>
+      this.db.transaction(() => {
+        const r = this.db.prepare(`SELECT * FROM queue WHERE state = 'pending' ORDER BY number, created LIMIT 1`).get();
+        if (!r) return undefined;
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
+        this.db.prepare(`UPDATE queue SET state = 'running' WHERE prompt_id = ?`).run((r as any).prompt_id);
+        return this.rowToItem(r);
+      })(),
+    );
   }
 
   /** Marks a prompt running that another process took (a farm worker), as take() does for this one. */
@@ -125,14 +183,18 @@ export class QueueStore {
     const st = this.db.prepare(`DELETE FROM queue WHERE prompt_id = ? AND state = 'pending'`);
     return this.db.transaction(() => ids.reduce((n, id) => n + st.run(id).changes, 0))();
   }
-  clearPending(): number { return this.db.prepare(`DELETE FROM queue WHERE state = 'pending'`).run().changes; }
+  clearPending(): number {
+    return this.db.prepare(`DELETE FROM queue WHERE state = 'pending'`).run().changes;
+  }
 
   /** Move a finished prompt from the queue to history in one transaction. */
   finish(item: QueueItem, entry: HistoryEntry): void {
     const json = boundedEntryJson(entry);
     this.db.transaction(() => {
       this.db.prepare(`DELETE FROM queue WHERE prompt_id = ?`).run(item.promptId);
-      this.db.prepare(`INSERT OR REPLACE INTO history(prompt_id, number, entry, completed) VALUES (?, ?, ?, ?)`).run(item.promptId, item.number, json, Date.now());
+      this.db
+        .prepare(`INSERT OR REPLACE INTO history(prompt_id, number, entry, completed) VALUES (?, ?, ?, ?)`)
+        .run(item.promptId, item.number, json, Date.now());
     })();
   }
 
@@ -157,8 +219,11 @@ export class QueueStore {
       const count = (this.db.prepare(`SELECT COUNT(*) AS c FROM history`).get() as { c: number }).c;
       offset = limit < 0 ? 0 : Math.max(0, count - limit);
     }
-    const st = this.db.prepare(`SELECT prompt_id, entry FROM history ORDER BY completed ASC, number ASC LIMIT ? OFFSET ?`);
-    let pos = offset, left = limit < 0 ? Infinity : limit;
+    const st = this.db.prepare(
+      `SELECT prompt_id, entry FROM history ORDER BY completed ASC, number ASC LIMIT ? OFFSET ?`,
+    );
+    let pos = offset,
+      left = limit < 0 ? Infinity : limit;
     return () => {
       if (left <= 0) return null;
       const rows = st.all(Math.min(pageSize, left), pos) as { prompt_id: string; entry: string }[];
@@ -169,11 +234,17 @@ export class QueueStore {
     };
   }
   historyItem(promptId: string): HistoryEntry | undefined {
-    const r = this.db.prepare(`SELECT entry FROM history WHERE prompt_id = ?`).get(promptId) as { entry: string } | undefined;
+    const r = this.db.prepare(`SELECT entry FROM history WHERE prompt_id = ?`).get(promptId) as
+      { entry: string } | undefined;
     return r ? JSON.parse(r.entry) : undefined;
   }
-  deleteHistory(ids: string[]): void { const st = this.db.prepare(`DELETE FROM history WHERE prompt_id = ?`); this.db.transaction(() => ids.forEach((id) => st.run(id)))(); }
-  clearHistory(): void { this.db.prepare(`DELETE FROM history`).run(); }
+  deleteHistory(ids: string[]): void {
+    const st = this.db.prepare(`DELETE FROM history WHERE prompt_id = ?`);
+    this.db.transaction(() => ids.forEach((id) => st.run(id)))();
+  }
+  clearHistory(): void {
+    this.db.prepare(`DELETE FROM history`).run();
+  }
 
   /**
    * Runs `fn` with synchronous=NORMAL: in WAL mode its commit survives a process crash (kill -9) but skips the fsync
@@ -181,7 +252,11 @@ export class QueueStore {
    */
   private relaxed<T>(fn: () => T): T {
     this.db.pragma('synchronous = NORMAL');
-    try { return fn(); } finally { this.db.pragma('synchronous = FULL'); }
+    try {
+      return fn();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
   }
 
   logEvent(clientId: string | null, promptId: string | null, type: string, data: unknown): number {
@@ -189,17 +264,28 @@ export class QueueStore {
   }
 
   private logEventNow(clientId: string | null, promptId: string | null, type: string, data: unknown): number {
-    const r = this.db.prepare(`INSERT INTO events(client_id, prompt_id, type, data, ts) VALUES (?, ?, ?, ?, ?)`).run(clientId, promptId, type, JSON.stringify(data), Date.now());
+    const r = this.db
+      .prepare(`INSERT INTO events(client_id, prompt_id, type, data, ts) VALUES (?, ?, ?, ?, ?)`)
+      .run(clientId, promptId, type, JSON.stringify(data), Date.now());
     const seq = Number(r.lastInsertRowid);
     if (seq % 1000 === 0) this.db.prepare(`DELETE FROM events WHERE seq <= ?`).run(seq - this.eventsKept);
     return seq;
   }
   eventsSince(clientId: string, since: number): LoggedEvent[] {
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
-    return (this.db.prepare(`SELECT seq, client_id, type, data FROM events WHERE client_id = ? AND seq > ? ORDER BY seq`).all(clientId, since) as any[])
-      .map((r) => ({ seq: r.seq, clientId: r.client_id, type: r.type, data: JSON.parse(r.data) }));
+    return (
+      (
+        this.db
+          .prepare(`SELECT seq, client_id, type, data FROM events WHERE client_id = ? AND seq > ? ORDER BY seq`)
+          // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
+          .all(clientId, since) as any[]
+      ).map((r) => ({ seq: r.seq, clientId: r.client_id, type: r.type, data: JSON.parse(r.data) }))
+    );
   }
-  lastSeq(): number { return (this.db.prepare(`SELECT COALESCE(MAX(seq), 0) AS s FROM events`).get() as { s: number }).s; }
+  lastSeq(): number {
+    return (this.db.prepare(`SELECT COALESCE(MAX(seq), 0) AS s FROM events`).get() as { s: number }).s;
+  }
 
-  close(): void { this.db.close(); }
+  close(): void {
+    this.db.close();
+  }
 }

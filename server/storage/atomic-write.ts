@@ -1,5 +1,15 @@
 /** Write a file so readers never see half of it: temp file in the same folder, fsync, rename. */
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, readdirSync, existsSync, statSync } from 'node:fs';
+import {
+  openSync,
+  writeSync,
+  fsyncSync,
+  closeSync,
+  renameSync,
+  unlinkSync,
+  readdirSync,
+  existsSync,
+  statSync,
+} from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -7,7 +17,8 @@ export const TEMP_PREFIX = '.tcd-partial-';
 
 export function writeFileAtomic(path: string, data: Uint8Array): void {
   // renaming onto a folder fails after the temp file exists, leaving it behind: refuse before writing anything
-  if (existsSync(path) && statSync(path).isDirectory()) throw Object.assign(new Error(`${basename(path)} is a folder`), { code: 'EISDIR' });
+  if (existsSync(path) && statSync(path).isDirectory())
+    throw Object.assign(new Error(`${basename(path)} is a folder`), { code: 'EISDIR' });
   const tmp = join(dirname(path), `${TEMP_PREFIX}${randomBytes(6).toString('hex')}-${basename(path)}`);
   const fd = openSync(tmp, 'w');
   try {
@@ -16,12 +27,22 @@ export function writeFileAtomic(path: string, data: Uint8Array): void {
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
-    try { unlinkSync(tmp); } catch { /* already gone */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
     throw e;
   }
   closeSync(fd);
-  try { renameSync(tmp, path); } catch (e) {
-    try { unlinkSync(tmp); } catch { /* already gone */ }
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
     throw e;
   }
 }
@@ -30,7 +51,17 @@ export function writeFileAtomic(path: string, data: Uint8Array): void {
 export function removeStalePartials(dir: string): number {
   let n = 0;
   try {
-    for (const name of readdirSync(dir)) if (name.startsWith(TEMP_PREFIX)) { try { unlinkSync(join(dir, name)); n++; } catch { /* race */ } }
-  } catch { /* folder missing */ }
+    for (const name of readdirSync(dir))
+      if (name.startsWith(TEMP_PREFIX)) {
+        try {
+          unlinkSync(join(dir, name));
+          n++;
+        } catch {
+          /* race */
+        }
+      }
+  } catch {
+    /* folder missing */
+  }
   return n;
 }

@@ -7,4 +7,4 @@ export function isDiskFull(e: unknown): boolean {
   return code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT';
 }
 
-export const DISK_FULL_MESSAGE = 'the server\'s data disk is full: nothing new can be stored until space is freed';
+export const DISK_FULL_MESSAGE = "the server's data disk is full: nothing new can be stored until space is freed";

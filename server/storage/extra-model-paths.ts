@@ -35,10 +35,12 @@ function parseSections(text: string, file: string): Record<string, Section> {
     if (!line.trim()) continue;
     const indent = line.length - line.trimStart().length;
     const m = /^([^:]+):\s*(.*)$/.exec(line.trim());
-    if (!m) throw new ExtraModelPathsError(`${file}:${i + 1}: expected "key: value", got ${JSON.stringify(line.trim())}`);
+    if (!m)
+      throw new ExtraModelPathsError(`${file}:${i + 1}: expected "key: value", got ${JSON.stringify(line.trim())}`);
     const [, key, value] = m;
     if (indent === 0) {
-      if (value) throw new ExtraModelPathsError(`${file}:${i + 1}: a top-level key names a section; "${key}" has a value`);
+      if (value)
+        throw new ExtraModelPathsError(`${file}:${i + 1}: a top-level key names a section; "${key}" has a value`);
       section = out[unquote(key)] = {};
       continue;
     }
@@ -64,13 +66,21 @@ function expand(p: string, base: string): string {
 }
 
 /** folder name -> absolute folders, in file order. */
-export function parseExtraModelPaths(text: string, fileDir: string, file = 'extra_model_paths.yaml'): Record<string, string[]> {
+export function parseExtraModelPaths(
+  text: string,
+  fileDir: string,
+  file = 'extra_model_paths.yaml',
+): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const section of Object.values(parseSections(text, file))) {
     const base = section.base_path ? expand(section.base_path, fileDir) : fileDir;
     for (const [key, value] of Object.entries(section)) {
       if (key === 'base_path' || key === 'is_default') continue;
-      for (const p of value.split('\n').map((s) => unquote(s)).filter(Boolean)) (out[key] ??= []).push(expand(p, base));
+      for (const p of value
+        .split('\n')
+        .map((s) => unquote(s))
+        .filter(Boolean))
+        (out[key] ??= []).push(expand(p, base));
     }
   }
   return out;
@@ -84,10 +94,17 @@ export function readExtraModelPaths(file: string): Record<string, string[]> {
  * The extra folders for a server or CLI run: the given file (an error if unreadable), else extra_model_paths.yaml in
  * the working folder when there is one (ComfyUI reads it from its own folder), else none.
  */
-export function loadExtraModelPaths(file: string | undefined, cwd = process.cwd()): { file: string | null; paths: Record<string, string[]> } {
+export function loadExtraModelPaths(
+  file: string | undefined,
+  cwd = process.cwd(),
+): { file: string | null; paths: Record<string, string[]> } {
   const f = file ? resolve(file) : resolve(cwd, 'extra_model_paths.yaml');
   if (!file) {
-    try { readFileSync(f); } catch { return { file: null, paths: {} }; }
+    try {
+      readFileSync(f);
+    } catch {
+      return { file: null, paths: {} };
+    }
   }
   return { file: f, paths: readExtraModelPaths(f) };
 }

@@ -6,19 +6,31 @@
  */
 export type ImageKind = 'png' | 'jpeg' | 'webp' | 'gif' | 'bmp';
 
-export interface ImageHeader { kind: ImageKind; width: number; height: number }
+export interface ImageHeader {
+  kind: ImageKind;
+  width: number;
+  height: number;
+}
 
 const DEFAULT_MAX_IMAGE_PIXELS = 32 * 1024 * 1024;
 let maxPixels = DEFAULT_MAX_IMAGE_PIXELS;
 
 /** Largest image (width x height) any decoder here accepts (default 32 Mi px). */
-export function maxImagePixels(): number { return maxPixels; }
+export function maxImagePixels(): number {
+  return maxPixels;
+}
 
 /** Set once by the entry point from --max-image-pixels / TCD_MAX_IMAGE_PIXELS (server/settings.ts); undefined: default. */
-export function setMaxImagePixels(n: number | undefined): void { maxPixels = n ?? DEFAULT_MAX_IMAGE_PIXELS; }
+export function setMaxImagePixels(n: number | undefined): void {
+  maxPixels = n ?? DEFAULT_MAX_IMAGE_PIXELS;
+}
 
 export class ImageTooLargeError extends Error {
-  constructor(readonly width: number, readonly height: number, readonly budget: number) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    readonly budget: number,
+  ) {
     const mpx = (n: number) => `${(n / 1e6).toFixed(1)} Mpx`;
     super(`image is ${width}x${height} (${mpx(width * height)}); the limit is ${mpx(budget)}`);
     this.name = 'ImageTooLargeError';
@@ -32,7 +44,9 @@ export function readImageHeader(b: Uint8Array): ImageHeader | null {
   return head && head.width > 0 && head.height > 0 ? head : null;
 }
 
-export function sniffImage(b: Uint8Array): ImageKind | null { return readImageHeader(b)?.kind ?? null; }
+export function sniffImage(b: Uint8Array): ImageKind | null {
+  return readImageHeader(b)?.kind ?? null;
+}
 
 /** The header, after checking its size against the pixel budget; throws for non-images and oversized images. */
 export function checkImageBudget(b: Uint8Array, budget = maxImagePixels()): ImageHeader {
@@ -54,7 +68,8 @@ function png(b: Uint8Array): ImageHeader | null {
   if (b.length < 33 || sig.some((v, i) => b[i] !== v)) return null;
   // the first chunk must be a 13-byte IHDR with a valid bit depth / colour type pair
   if (u32be(b, 8) !== 13 || ascii(b, 12, 4) !== 'IHDR') return null;
-  const depth = b[24], colour = b[25];
+  const depth = b[24],
+    colour = b[25];
   const depths: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
   if (!depths[colour]?.includes(depth)) return null;
   return { kind: 'png', width: u32be(b, 16), height: u32be(b, 20) };
@@ -67,8 +82,14 @@ function jpeg(b: Uint8Array): ImageHeader | null {
   while (o + 4 <= b.length) {
     if (b[o] !== 0xff) return null;
     const m = b[o + 1];
-    if (m === 0xff) { o++; continue; } // fill byte
-    if (m === 0xd8 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) { o += 2; continue; } // markers without a length
+    if (m === 0xff) {
+      o++;
+      continue;
+    } // fill byte
+    if (m === 0xd8 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+      o += 2;
+      continue;
+    } // markers without a length
     if (m === 0xd9 || m === 0xda) return null; // end of image or scan data before any frame header
     const len = u16be(b, o + 2);
     if (len < 2) return null;
@@ -106,13 +127,15 @@ function webp(b: Uint8Array): ImageHeader | null {
 
 function bmp(b: Uint8Array): ImageHeader | null {
   if (b.length < 26 || b[0] !== 0x42 || b[1] !== 0x4d) return null;
-  const dataOffset = i32le(b, 10), dib = i32le(b, 14);
+  const dataOffset = i32le(b, 10),
+    dib = i32le(b, 14);
   if (![12, 40, 52, 56, 64, 108, 124].includes(dib) || b.length < 14 + dib) return null;
   if (dataOffset < 14 + dib || dataOffset > b.length) return null;
   const core = dib === 12;
   const width = core ? u16le(b, 18) : i32le(b, 18);
   const height = Math.abs(core ? u16le(b, 20) : i32le(b, 22)); // negative height: rows stored top-down
-  const planes = u16le(b, core ? 22 : 26), bpp = u16le(b, core ? 24 : 28);
+  const planes = u16le(b, core ? 22 : 26),
+    bpp = u16le(b, core ? 24 : 28);
   if (planes !== 1 || ![1, 4, 8, 16, 24, 32].includes(bpp)) return null;
   return { kind: 'bmp', width, height };
 }

@@ -7,7 +7,10 @@ import jpeg from 'jpeg-js';
 import { decodePng, encodePng } from './png.js';
 import { checkImageBudget } from './image-sniff.js';
 
-export interface ImageVariant { bytes: Buffer; contentType: string }
+export interface ImageVariant {
+  bytes: Buffer;
+  contentType: string;
+}
 
 export function parsePreview(v: unknown): { quality: number } | null {
   if (typeof v !== 'string') return null;
@@ -31,13 +34,22 @@ export function pngVariant(png: Uint8Array, channel: unknown, preview: unknown):
   const { width, height, rgba } = decodePng(png);
   const px = new Uint8Array(rgba);
   if (ch === 'a') {
-    for (let i = 0; i < width * height; i++) { px[i * 4] = 0; px[i * 4 + 1] = 0; px[i * 4 + 2] = 0; }
+    for (let i = 0; i < width * height; i++) {
+      px[i * 4] = 0;
+      px[i * 4 + 1] = 0;
+      px[i * 4 + 2] = 0;
+    }
     return { bytes: encodePng(px, width, height, 4), contentType: 'image/png' };
   }
-  if (pv) return { bytes: Buffer.from(jpeg.encode({ data: px, width, height }, pv.quality).data), contentType: 'image/jpeg' };
+  if (pv)
+    return { bytes: Buffer.from(jpeg.encode({ data: px, width, height }, pv.quality).data), contentType: 'image/jpeg' };
   if (ch === 'rgb') {
     const rgb = new Uint8Array(width * height * 3);
-    for (let i = 0; i < width * height; i++) { rgb[i * 3] = px[i * 4]; rgb[i * 3 + 1] = px[i * 4 + 1]; rgb[i * 3 + 2] = px[i * 4 + 2]; }
+    for (let i = 0; i < width * height; i++) {
+      rgb[i * 3] = px[i * 4];
+      rgb[i * 3 + 1] = px[i * 4 + 1];
+      rgb[i * 3 + 2] = px[i * 4 + 2];
+    }
     return { bytes: encodePng(rgb, width, height, 3), contentType: 'image/png' };
   }
   return null;

@@ -12,16 +12,38 @@ import { join, relative, resolve, sep } from 'node:path';
 import { checkRelativeName, PathError } from './safe-path.js';
 
 export const MODEL_EXTENSIONS = ['.safetensors', '.sft', '.ckpt', '.pt', '.pth', '.bin'];
-export const MODEL_FOLDERS = ['checkpoints', 'loras', 'vae', 'text_encoders', 'clip', 'unet', 'diffusion_models', 'embeddings', 'upscale_models', 'controlnet', 'clip_vision'];
+export const MODEL_FOLDERS = [
+  'checkpoints',
+  'loras',
+  'vae',
+  'text_encoders',
+  'clip',
+  'unet',
+  'diffusion_models',
+  'embeddings',
+  'upscale_models',
+  'controlnet',
+  'clip_vision',
+];
 
 /** One listed model file: its name, which of the folder's roots holds it, size and mtime (ms). */
-export interface ModelFile { name: string; pathIndex: number; size: number; modified: number }
+export interface ModelFile {
+  name: string;
+  pathIndex: number;
+  size: number;
+  modified: number;
+}
 
 export class ModelFolders {
   /** @param extra more folders per kind (extra_model_paths.yaml), searched after models/<folder> */
-  constructor(readonly root: string, private readonly extra: Record<string, string[]> = {}) {}
+  constructor(
+    readonly root: string,
+    private readonly extra: Record<string, string[]> = {},
+  ) {}
 
-  has(folder: string): boolean { return MODEL_FOLDERS.includes(folder); }
+  has(folder: string): boolean {
+    return MODEL_FOLDERS.includes(folder);
+  }
 
   /** The folders searched for one kind, in order: models/<folder>, then the extra ones. */
   roots(folder: string): string[] {
@@ -37,16 +59,28 @@ export class ModelFolders {
       const visited = new Set<string>(); // real folders already walked: a link loop ends here
       const walk = (d: string, depth: number) => {
         let real: string;
-        try { real = realpathSync(d); } catch { return; }
+        try {
+          real = realpathSync(d);
+        } catch {
+          return;
+        }
         if (depth > 8 || visited.has(real)) return;
         visited.add(real);
         let names: string[];
-        try { names = readdirSync(d); } catch { return; }
+        try {
+          names = readdirSync(d);
+        } catch {
+          return;
+        }
         for (const name of names) {
           if (name.startsWith('.')) continue;
           const p = join(d, name);
           let st;
-          try { st = statSync(p); } catch { continue; } // a dangling link
+          try {
+            st = statSync(p);
+          } catch {
+            continue;
+          } // a dangling link
           if (st.isDirectory()) walk(p, depth + 1);
           else if (st.isFile() && MODEL_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e))) {
             const rel = relative(dir, p).split(sep).join('/');
@@ -59,7 +93,9 @@ export class ModelFolders {
     return [...seen.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  list(folder: string): string[] { return this.files(folder).map((f) => f.name); }
+  list(folder: string): string[] {
+    return this.files(folder).map((f) => f.name);
+  }
 
   /** Absolute path of <folder>/<name> in the first root holding it; refuses traversal and absolute names. */
   resolve(folder: string, name: string): string {
@@ -68,13 +104,15 @@ export class ModelFolders {
       checkRelativeName(name);
       if (!name) throw new PathError('empty name', 400);
     } catch (e) {
-      if (e instanceof PathError) throw new PathError(`refused model name ${folder}/${JSON.stringify(name)}: ${e.message}`, e.status);
+      if (e instanceof PathError)
+        throw new PathError(`refused model name ${folder}/${JSON.stringify(name)}: ${e.message}`, e.status);
       throw e;
     }
     for (const dir of this.roots(folder)) {
       const p = resolve(dir, name);
       // lexically inside its root (links inside are followed on purpose, see above)
-      if (!p.startsWith(resolve(dir) + sep)) throw new PathError(`refused model name ${folder}/${JSON.stringify(name)}: path escapes its folder`, 403);
+      if (!p.startsWith(resolve(dir) + sep))
+        throw new PathError(`refused model name ${folder}/${JSON.stringify(name)}: path escapes its folder`, 403);
       if (existsSync(p) && statSync(p).isFile()) return p;
     }
     throw new Error(`model file not found: ${folder}/${name} (looked in ${this.roots(folder).join(', ')})`);

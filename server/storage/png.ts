@@ -15,7 +15,14 @@ function chunk(type: string, data: Uint8Array): Buffer {
 }
 
 /** Encode 8-bit RGB (channels 3) or RGBA (4) pixels, row-major, with optional tEXt entries. */
-export function encodePng(pixels: Uint8Array, width: number, height: number, channels: 3 | 4, text: Record<string, string> = {}, level = 6): Buffer {
+export function encodePng(
+  pixels: Uint8Array,
+  width: number,
+  height: number,
+  channels: 3 | 4,
+  text: Record<string, string> = {},
+  level = 6,
+): Buffer {
   const stride = width * channels;
   const raw = Buffer.alloc((stride + 1) * height);
   for (let y = 0; y < height; y++) {
@@ -25,14 +32,23 @@ export function encodePng(pixels: Uint8Array, width: number, height: number, cha
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; ihdr[9] = channels === 4 ? 6 : 2; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+  ihdr[8] = 8;
+  ihdr[9] = channels === 4 ? 6 : 2;
+  ihdr[10] = 0;
+  ihdr[11] = 0;
+  ihdr[12] = 0;
   // like PIL: tEXt when the value is latin-1, else uncompressed UTF-8 iTXt
-  const texts = Object.entries(text).map(([k, v]) => /^[\x00-\xff]*$/.test(v)
-    ? chunk('tEXt', Buffer.concat([Buffer.from(k, 'latin1'), Buffer.from([0]), Buffer.from(v, 'latin1')]))
-    : chunk('iTXt', Buffer.concat([Buffer.from(k, 'latin1'), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(v, 'utf8')])));
+  const texts = Object.entries(text).map(([k, v]) =>
+    /^[\x00-\xff]*$/.test(v)
+      ? chunk('tEXt', Buffer.concat([Buffer.from(k, 'latin1'), Buffer.from([0]), Buffer.from(v, 'latin1')]))
+      : chunk('iTXt', Buffer.concat([Buffer.from(k, 'latin1'), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(v, 'utf8')])),
+  );
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr), ...texts, chunk('IDAT', deflateSync(raw, { level })), chunk('IEND', new Uint8Array(0)),
+    chunk('IHDR', ihdr),
+    ...texts,
+    chunk('IDAT', deflateSync(raw, { level })),
+    chunk('IEND', new Uint8Array(0)),
   ]);
 }
 
@@ -66,5 +82,9 @@ export function readPngText(buf: Uint8Array): Record<string, string> {
 /** Decode a PNG to RGBA 8-bit. */
 export function decodePng(buf: Uint8Array): { width: number; height: number; rgba: Uint8Array } {
   const png = PNG.sync.read(Buffer.from(buf));
-  return { width: png.width, height: png.height, rgba: new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.length) };
+  return {
+    width: png.width,
+    height: png.height,
+    rgba: new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.length),
+  };
 }

@@ -7,18 +7,30 @@ import { realpathSync, existsSync } from 'node:fs';
 import { isAbsolute, join, resolve, sep } from 'node:path';
 
 export class PathError extends Error {
-  constructor(message: string, readonly status: 400 | 403 | 404) { super(message); this.name = 'PathError'; }
+  constructor(
+    message: string,
+    readonly status: 400 | 403 | 404,
+  ) {
+    super(message);
+    this.name = 'PathError';
+  }
 }
 
 /** Refuse names that are syntactically unsafe (400). */
 export function checkRelativeName(name: string, what = 'file name'): void {
   if (typeof name !== 'string') throw new PathError(`${what} must be a string`, 400);
   let decoded = name;
-  try { decoded = decodeURIComponent(name); } catch { /* keep as is: literal % is allowed */ }
+  try {
+    decoded = decodeURIComponent(name);
+  } catch {
+    /* keep as is: literal % is allowed */
+  }
   for (const n of [name, decoded]) {
     if (n.includes('\0')) throw new PathError(`${what} contains a NUL byte`, 400);
-    if (isAbsolute(n) || n.startsWith('/') || n.startsWith('\\') || /^[a-zA-Z]:/.test(n)) throw new PathError(`${what} must be relative: ${JSON.stringify(name)}`, 400);
-    if (n.split(/[\\/]+/).some((seg) => seg === '..')) throw new PathError(`${what} must not contain '..': ${JSON.stringify(name)}`, 400);
+    if (isAbsolute(n) || n.startsWith('/') || n.startsWith('\\') || /^[a-zA-Z]:/.test(n))
+      throw new PathError(`${what} must be relative: ${JSON.stringify(name)}`, 400);
+    if (n.split(/[\\/]+/).some((seg) => seg === '..'))
+      throw new PathError(`${what} must not contain '..': ${JSON.stringify(name)}`, 400);
   }
 }
 
@@ -31,9 +43,11 @@ export function checkNewFileName(name: unknown, reservedPrefix: string): string 
   if (typeof name !== 'string' || name === '') throw new PathError('file name is empty', 400);
   if (name === '.' || name === '..') throw new PathError(`file name ${JSON.stringify(name)} names a folder`, 400);
   if (/[\/]/.test(name)) throw new PathError(`file name must not contain folders: ${JSON.stringify(name)}`, 400);
-  if (/[\x00-\x1f\x7f]/.test(name)) throw new PathError(`file name contains a control character: ${JSON.stringify(name)}`, 400);
+  if (/[\x00-\x1f\x7f]/.test(name))
+    throw new PathError(`file name contains a control character: ${JSON.stringify(name)}`, 400);
   if (Buffer.byteLength(name, 'utf8') > 255) throw new PathError('file name is longer than 255 bytes', 400);
-  if (name.startsWith(reservedPrefix)) throw new PathError(`file names starting with ${reservedPrefix} are reserved`, 400);
+  if (name.startsWith(reservedPrefix))
+    throw new PathError(`file names starting with ${reservedPrefix} are reserved`, 400);
   checkRelativeName(name);
   return name;
 }
@@ -52,7 +66,8 @@ export function resolveInside(base: string, ...parts: string[]): string {
   let probe = target;
   while (!existsSync(probe) && probe !== baseAbs) probe = resolve(probe, '..');
   const realProbe = existsSync(probe) ? realpathSync(probe) : probe;
-  if (realProbe !== realBase && !realProbe.startsWith(realBase + sep)) throw new PathError('path escapes its folder (symlink)', 403);
+  if (realProbe !== realBase && !realProbe.startsWith(realBase + sep))
+    throw new PathError('path escapes its folder (symlink)', 403);
   return target;
 }
 

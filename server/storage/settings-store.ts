@@ -20,8 +20,10 @@ export class SettingsStore {
   }
 
   all(user: string): Record<string, unknown> {
-    const rows = this.db.prepare(`SELECT id, value FROM settings WHERE user = ? ORDER BY id`).all(user) as
-      { id: string; value: string }[];
+    const rows = this.db.prepare(`SELECT id, value FROM settings WHERE user = ? ORDER BY id`).all(user) as {
+      id: string;
+      value: string;
+    }[];
     const out: Record<string, unknown> = {};
     for (const r of rows) out[r.id] = JSON.parse(r.value);
     return out;
@@ -47,5 +49,7 @@ export class SettingsStore {
     })();
   }
 
-  close(): void { this.db.close(); }
+  close(): void {
+    this.db.close();
+  }
 }

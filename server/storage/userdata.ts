@@ -10,17 +10,25 @@ import { PathError, resolveInside } from './safe-path.js';
 import { writeFileAtomic, TEMP_PREFIX } from './atomic-write.js';
 
 /** ComfyUI's file info: size in bytes, modified in seconds since the epoch (a float, as os.path.getmtime). */
-export interface UserFileInfo { path: string; size: number; modified: number }
+export interface UserFileInfo {
+  path: string;
+  size: number;
+  modified: number;
+}
 
 export class UserDataExists extends Error {
-  constructor(path: string) { super(`${path} already exists`); this.name = 'UserDataExists'; }
+  constructor(path: string) {
+    super(`${path} already exists`);
+    this.name = 'UserDataExists';
+  }
 }
 
 export class UserData {
   constructor(readonly root: string) {}
 
   private userDir(user: string): string {
-    if (!/^[\w.-]{1,64}$/.test(user) || user.startsWith('.')) throw new PathError(`invalid user ${JSON.stringify(user)}`, 400);
+    if (!/^[\w.-]{1,64}$/.test(user) || user.startsWith('.'))
+      throw new PathError(`invalid user ${JSON.stringify(user)}`, 400);
     const d = join(this.root, user);
     mkdirSync(d, { recursive: true });
     return d;
@@ -36,7 +44,11 @@ export class UserData {
     const p = resolveInside(base, rel);
     for (let probe = p; probe !== base && probe.startsWith(base + sep); probe = dirname(probe)) {
       let st;
-      try { st = lstatSync(probe); } catch { continue; }
+      try {
+        st = lstatSync(probe);
+      } catch {
+        continue;
+      }
       if (st.isSymbolicLink()) throw new PathError(`${relative(base, probe)} is a symbolic link: refused`, 403);
     }
     return p;
@@ -44,7 +56,11 @@ export class UserData {
 
   info(user: string, path: string): UserFileInfo {
     const st = statSync(path);
-    return { path: relative(this.userDir(user), path).split(sep).join('/'), size: st.size, modified: st.mtimeMs / 1000 };
+    return {
+      path: relative(this.userDir(user), path).split(sep).join('/'),
+      size: st.size,
+      modified: st.mtimeMs / 1000,
+    };
   }
 
   /** Files under `dir` (paths relative to `dir`, forward slashes, sorted); null when `dir` is not a folder. */
@@ -58,7 +74,9 @@ export class UserData {
         const p = join(d, name);
         const st = lstatSync(p);
         if (st.isSymbolicLink()) continue;
-        if (st.isDirectory()) { if (recurse && depth < 32) walk(p, depth + 1); } else if (st.isFile()) {
+        if (st.isDirectory()) {
+          if (recurse && depth < 32) walk(p, depth + 1);
+        } else if (st.isFile()) {
           out.push({ rel: relative(root, p).split(sep).join('/'), abs: p });
         }
       }

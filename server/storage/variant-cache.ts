@@ -16,14 +16,21 @@ export class VariantCache<V extends { bytes: Uint8Array }> {
 
   get(key: string): V | undefined {
     const v = this.entries.get(key);
-    if (v) { this.entries.delete(key); this.entries.set(key, v); this.hits++; }
+    if (v) {
+      this.entries.delete(key);
+      this.entries.set(key, v);
+      this.hits++;
+    }
     return v;
   }
 
   set(key: string, v: V): void {
     if (v.bytes.length > this.maxBytes / 4) return; // one huge variant would evict everything else
     const old = this.entries.get(key);
-    if (old) { this.bytes -= old.bytes.length; this.entries.delete(key); }
+    if (old) {
+      this.bytes -= old.bytes.length;
+      this.entries.delete(key);
+    }
     this.entries.set(key, v);
     this.bytes += v.bytes.length;
     for (const [k, e] of this.entries) {
@@ -33,6 +40,11 @@ export class VariantCache<V extends { bytes: Uint8Array }> {
     }
   }
 
-  get totalBytes(): number { return this.bytes; }
-  clear(): void { this.entries.clear(); this.bytes = 0; }
+  get totalBytes(): number {
+    return this.bytes;
+  }
+  clear(): void {
+    this.entries.clear();
+    this.bytes = 0;
+  }
 }

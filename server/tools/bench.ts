@@ -16,26 +16,54 @@ import { PRESETS, type PresetName } from './make-checkpoint.js';
 import { runBench } from './bench/run.js';
 import { gpuTuningOf, settingsFromEnv } from '../settings.js';
 
-const USAGE = 'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--loop worker|js] [--device N] [--out FILE]';
+const USAGE =
+  'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--loop worker|js] [--device N] [--out FILE]';
 
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      arch: { type: 'string' }, size: { type: 'string' }, steps: { type: 'string', default: '4' }, ep: { type: 'string', default: 'cpu' },
-      checkpoint: { type: 'string' }, images: { type: 'string', default: '2' }, out: { type: 'string' }, 'cache-dir': { type: 'string' }, lora: { type: 'string' }, 'lora-rank': { type: 'string' }, loop: { type: 'string', default: 'worker' }, device: { type: 'string' },
+      arch: { type: 'string' },
+      size: { type: 'string' },
+      steps: { type: 'string', default: '4' },
+      ep: { type: 'string', default: 'cpu' },
+      checkpoint: { type: 'string' },
+      images: { type: 'string', default: '2' },
+      out: { type: 'string' },
+      'cache-dir': { type: 'string' },
+      lora: { type: 'string' },
+      'lora-rank': { type: 'string' },
+      loop: { type: 'string', default: 'worker' },
+      device: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
-  if (values.help) { console.log(USAGE); return 0; }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
   const arch = values.arch as PresetName | undefined;
-  if (!arch || !PRESETS.includes(arch)) { console.error(`--arch must be one of ${PRESETS.join(', ')}\n${USAGE}`); return 2; }
+  if (!arch || !PRESETS.includes(arch)) {
+    console.error(`--arch must be one of ${PRESETS.join(', ')}\n${USAGE}`);
+    return 2;
+  }
   const size = Number(values.size ?? (arch === 'sdxl' ? 1024 : 512));
-  if (values.loop !== 'worker' && values.loop !== 'js') { console.error(`--loop must be worker or js, got ${values.loop}\n${USAGE}`); return 2; }
+  if (values.loop !== 'worker' && values.loop !== 'js') {
+    console.error(`--loop must be worker or js, got ${values.loop}\n${USAGE}`);
+    return 2;
+  }
   const report = await runBench({
-    arch, size, steps: Number(values.steps), ep: values.ep!, checkpoint: values.checkpoint, images: Number(values.images),
-    cacheDir: values['cache-dir'], lora: values.lora, loraRank: values['lora-rank'] ? Number(values['lora-rank']) : undefined,
-    loop: values.loop as 'worker' | 'js', ...(values.device !== undefined ? { device: Number(values.device) } : {}),
+    arch,
+    size,
+    steps: Number(values.steps),
+    ep: values.ep!,
+    checkpoint: values.checkpoint,
+    images: Number(values.images),
+    cacheDir: values['cache-dir'],
+    lora: values.lora,
+    loraRank: values['lora-rank'] ? Number(values['lora-rank']) : undefined,
+    loop: values.loop as 'worker' | 'js',
+    ...(values.device !== undefined ? { device: Number(values.device) } : {}),
     tuning: gpuTuningOf(settingsFromEnv(process.env)), // the bench's one read of the TCD_GPU_* variables
   });
   const json = JSON.stringify(report, null, 2);
@@ -44,7 +72,12 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => {
-  console.error(e instanceof Error ? e.stack ?? e.message : String(e));
-  process.exitCode = 1;
-});
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    process.exitCode = 1;
+  },
+);

@@ -20,28 +20,94 @@ export const DEMO_CHECKPOINT_NAME = 'tcd-studio-demo-sdxl.safetensors';
 export const DEMO_SEED = 20240507;
 
 function hfClip(prefix: string, width: number, layers: number, intermediate = 4 * width): TextEncoderConfig {
-  return { prefix, naming: 'hf', width, layers, heads: width / 64, intermediate, vocab: 49408, maxPositions: 77, activation: 'quick_gelu', projectionDim: null, padToken: 49407, layerNormEps: 1e-5 };
+  return {
+    prefix,
+    naming: 'hf',
+    width,
+    layers,
+    heads: width / 64,
+    intermediate,
+    vocab: 49408,
+    maxPositions: 77,
+    activation: 'quick_gelu',
+    projectionDim: null,
+    padToken: 49407,
+    layerNormEps: 1e-5,
+  };
 }
-function openClip(prefix: string, width: number, layers: number, projectionDim: number, intermediate = 4 * width): TextEncoderConfig {
-  return { prefix, naming: 'openclip', width, layers, heads: width / 64, intermediate, vocab: 49408, maxPositions: 77, activation: 'gelu', projectionDim, padToken: 0, layerNormEps: 1e-5 };
+function openClip(
+  prefix: string,
+  width: number,
+  layers: number,
+  projectionDim: number,
+  intermediate = 4 * width,
+): TextEncoderConfig {
+  return {
+    prefix,
+    naming: 'openclip',
+    width,
+    layers,
+    heads: width / 64,
+    intermediate,
+    vocab: 49408,
+    maxPositions: 77,
+    activation: 'gelu',
+    projectionDim,
+    padToken: 0,
+    layerNormEps: 1e-5,
+  };
 }
 const vae = (baseChannels: number, channelMult: number[], numResBlocks: number, scalingFactor: number) => ({
-  encoderPrefix: 'first_stage_model.encoder.', decoderPrefix: 'first_stage_model.decoder.', prefix: 'first_stage_model.',
-  latentChannels: 4, baseChannels, channelMult, numResBlocks, scalingFactor, normGroups: 32,
+  encoderPrefix: 'first_stage_model.encoder.',
+  decoderPrefix: 'first_stage_model.decoder.',
+  prefix: 'first_stage_model.',
+  latentChannels: 4,
+  baseChannels,
+  channelMult,
+  numResBlocks,
+  scalingFactor,
+  normGroups: 32,
 });
 
 /** SDXL-family config from a few sizes: SGM key layout, 64 channels per head, linear proj, ADM = pooled + 6 time ids. */
-function sdxlFamily(o: { l: [number, number]; g: [number, number, number]; mc: number; mult: number[]; depth: number[]; mid: number; res: number; timeIds: number; vae: ReturnType<typeof vae> }): ModelConfig {
+function sdxlFamily(o: {
+  l: [number, number];
+  g: [number, number, number];
+  mc: number;
+  mult: number[];
+  depth: number[];
+  mid: number;
+  res: number;
+  timeIds: number;
+  vae: ReturnType<typeof vae>;
+}): ModelConfig {
   const [gWidth, gLayers, proj] = o.g;
   return {
     family: 'sdxl',
-    textEncoders: [hfClip('conditioner.embedders.0.transformer.', o.l[0], o.l[1]), openClip('conditioner.embedders.1.model.', gWidth, gLayers, proj)],
+    textEncoders: [
+      hfClip('conditioner.embedders.0.transformer.', o.l[0], o.l[1]),
+      openClip('conditioner.embedders.1.model.', gWidth, gLayers, proj),
+    ],
     unet: {
-      prefix: 'model.diffusion_model.', inChannels: 4, outChannels: 4, modelChannels: o.mc, channelMult: o.mult, numResBlocks: o.res,
-      transformerDepth: o.depth, transformerDepthMiddle: o.mid, contextDim: o.l[0] + gWidth, numHeads: null, headChannels: 64,
-      linearProjection: true, timeEmbedDim: 4 * o.mc, adm: { inChannels: proj + 6 * o.timeIds, pooledChannels: proj, timeIdChannels: o.timeIds }, normGroups: 32,
+      prefix: 'model.diffusion_model.',
+      inChannels: 4,
+      outChannels: 4,
+      modelChannels: o.mc,
+      channelMult: o.mult,
+      numResBlocks: o.res,
+      transformerDepth: o.depth,
+      transformerDepthMiddle: o.mid,
+      contextDim: o.l[0] + gWidth,
+      numHeads: null,
+      headChannels: 64,
+      linearProjection: true,
+      timeEmbedDim: 4 * o.mc,
+      adm: { inChannels: proj + 6 * o.timeIds, pooledChannels: proj, timeIdChannels: o.timeIds },
+      normGroups: 32,
     },
-    vae: o.vae, defaultClipSkip: -2, predictionType: 'epsilon',
+    vae: o.vae,
+    defaultClipSkip: -2,
+    predictionType: 'epsilon',
   };
 }
 
@@ -51,21 +117,59 @@ function sdxlFamily(o: { l: [number, number]; g: [number, number, number]; mc: n
  */
 export function presetConfig(name: PresetName): ModelConfig {
   switch (name) {
-    case 'sd15': return {
-      family: 'sd1',
-      textEncoders: [hfClip('cond_stage_model.transformer.', 768, 12)],
-      unet: {
-        prefix: 'model.diffusion_model.', inChannels: 4, outChannels: 4, modelChannels: 320, channelMult: [1, 2, 4, 4], numResBlocks: 2,
-        transformerDepth: [1, 1, 1, 0], transformerDepthMiddle: 1, contextDim: 768, numHeads: 8, headChannels: null,
-        linearProjection: false, timeEmbedDim: 1280, adm: null, normGroups: 32,
-      },
-      vae: vae(128, [1, 2, 4, 4], 2, 0.18215), defaultClipSkip: -1, predictionType: 'epsilon',
-    };
-    case 'sdxl': return sdxlFamily({ l: [768, 12], g: [1280, 32, 1280], mc: 320, mult: [1, 2, 4], depth: [0, 2, 10], mid: 10, res: 2, timeIds: 256, vae: vae(128, [1, 2, 4, 4], 2, 0.13025) });
+    case 'sd15':
+      return {
+        family: 'sd1',
+        textEncoders: [hfClip('cond_stage_model.transformer.', 768, 12)],
+        unet: {
+          prefix: 'model.diffusion_model.',
+          inChannels: 4,
+          outChannels: 4,
+          modelChannels: 320,
+          channelMult: [1, 2, 4, 4],
+          numResBlocks: 2,
+          transformerDepth: [1, 1, 1, 0],
+          transformerDepthMiddle: 1,
+          contextDim: 768,
+          numHeads: 8,
+          headChannels: null,
+          linearProjection: false,
+          timeEmbedDim: 1280,
+          adm: null,
+          normGroups: 32,
+        },
+        vae: vae(128, [1, 2, 4, 4], 2, 0.18215),
+        defaultClipSkip: -1,
+        predictionType: 'epsilon',
+      };
+    case 'sdxl':
+      return sdxlFamily({
+        l: [768, 12],
+        g: [1280, 32, 1280],
+        mc: 320,
+        mult: [1, 2, 4],
+        depth: [0, 2, 10],
+        mid: 10,
+        res: 2,
+        timeIds: 256,
+        vae: vae(128, [1, 2, 4, 4], 2, 0.13025),
+      });
     // attention only at levels with >= 64 channels (64 channels per head); one VAE res block per level keeps the
     // 512x512 decode cheap while keeping every block type of the real model
-    case 'demo': return sdxlFamily({ l: [64, 2], g: [128, 2, 128], mc: 32, mult: [1, 2, 2], depth: [0, 1, 1], mid: 1, res: 2, timeIds: 32, vae: vae(32, [1, 1, 2, 2], 1, 0.13025) });
-    default: throw new Error(`unknown preset "${name as string}" (expected one of ${PRESETS.join(', ')})`);
+    case 'demo':
+      return sdxlFamily({
+        l: [64, 2],
+        g: [128, 2, 128],
+        mc: 32,
+        mult: [1, 2, 2],
+        depth: [0, 1, 1],
+        mid: 1,
+        res: 2,
+        timeIds: 32,
+        vae: vae(32, [1, 1, 2, 2], 1, 0.13025),
+      });
+    default:
+      throw new Error(`unknown preset "${name as string}" (expected one of ${PRESETS.join(', ')})`);
   }
 }
 
@@ -84,7 +188,8 @@ function streamSeed(seed: number, name: string): Uint32Array {
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
   h = Math.imul(h ^ Math.floor(seed / 2 ** 32), 0x01000193);
   const s = new Uint32Array(4);
-  for (let i = 0; i < 4; i++) { // splitmix32 expands the hash into the xoshiro state
+  for (let i = 0; i < 4; i++) {
+    // splitmix32 expands the hash into the xoshiro state
     h = (h + 0x9e3779b9) | 0;
     let z = h;
     z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
@@ -101,17 +206,30 @@ function streamSeed(seed: number, name: string): Uint32Array {
  */
 export function fillNormal(out: Float32Array, std: number, seed: number, name: string): void {
   const st = streamSeed(seed, name);
-  let a = st[0], b = st[1], c = st[2], d = st[3];
+  let a = st[0],
+    b = st[1],
+    c = st[2],
+    d = st[3];
   const INV31 = 2 ** -31;
   for (let i = 0; i < out.length;) {
     // two uniforms in [-1, 1)
     let r = Math.imul(rotl(Math.imul(b, 5), 7), 9);
     let t = b << 9;
-    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = rotl(d, 11);
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
+    d = rotl(d, 11);
     const x = r * INV31; // r is a signed 32-bit int here
     r = Math.imul(rotl(Math.imul(b, 5), 7), 9);
     t = b << 9;
-    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = rotl(d, 11);
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
+    d = rotl(d, 11);
     const y = r * INV31;
     const s = x * x + y * y;
     if (s >= 1 || s === 0) continue;
@@ -120,7 +238,9 @@ export function fillNormal(out: Float32Array, std: number, seed: number, name: s
     if (i < out.length) out[i++] = y * f;
   }
 }
-function rotl(x: number, k: number): number { return (x << k) | (x >>> (32 - k)); }
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
 
 export interface MakeCheckpointOptions {
   config: ModelConfig;
@@ -132,17 +252,22 @@ export interface MakeCheckpointOptions {
 }
 
 /** Writes the random checkpoint (atomically); resolves to its size in bytes and tensor count. */
-export async function makeCheckpoint(opts: MakeCheckpointOptions): Promise<{ path: string; bytes: number; tensors: number; params: number }> {
+export async function makeCheckpoint(
+  opts: MakeCheckpointOptions,
+): Promise<{ path: string; bytes: number; tensors: number; params: number }> {
   const { config, out, seed } = opts;
   const dtype = opts.dtype ?? 'F16';
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`make-checkpoint: seed must be a non-negative integer, got ${seed}`);
+  if (!Number.isSafeInteger(seed) || seed < 0)
+    throw new Error(`make-checkpoint: seed must be a non-negative integer, got ${seed}`);
   const keys = checkpointKeys(config);
   const width = dtype === 'F32' ? 4 : 2;
   const numel = (s: number[]) => s.reduce((x, y) => x * y, 1);
   const params = keys.reduce((s, k) => s + numel(k.shape), 0);
   let done = 0;
   const entries = keys.map((k) => ({
-    name: k.name, dtype, shape: k.shape,
+    name: k.name,
+    dtype,
+    shape: k.shape,
     data: () => {
       const v = new Float32Array(numel(k.shape));
       const rule = initRule(k);
@@ -153,7 +278,12 @@ export async function makeCheckpoint(opts: MakeCheckpointOptions): Promise<{ pat
       return v;
     },
   }));
-  const metadata = { format: 'pt', 'tcd_studio.generator': 'make-checkpoint', 'tcd_studio.family': config.family, 'tcd_studio.seed': String(seed) };
+  const metadata = {
+    format: 'pt',
+    'tcd_studio.generator': 'make-checkpoint',
+    'tcd_studio.family': config.family,
+    'tcd_studio.seed': String(seed),
+  };
   const bytes = await writeSafetensors(out, entries, metadata);
   return { path: out, bytes, tensors: keys.length, params };
 }
@@ -184,32 +314,51 @@ function isDemoCheckpoint(path: string): boolean {
   try {
     const f = SafetensorsFile.open(path);
     try {
-      return f.metadata['tcd_studio.seed'] === String(DEMO_SEED) && isDeepStrictEqual(detectCheckpoint(f), presetConfig('demo'));
-    } finally { f.close(); }
+      return (
+        f.metadata['tcd_studio.seed'] === String(DEMO_SEED) &&
+        isDeepStrictEqual(detectCheckpoint(f), presetConfig('demo'))
+      );
+    } finally {
+      f.close();
+    }
   } catch {
     return false;
   }
 }
 
 /** `tcd-studio make-checkpoint --arch sdxl --out x.safetensors [--seed N] [--dtype F16]`, progress on stderr. */
-export async function makeCheckpointCommand(args: { arch: string; out: string; seed?: number; dtype?: string }): Promise<string> {
-  if (!PRESETS.includes(args.arch as PresetName)) throw new Error(`make-checkpoint: unknown --arch "${args.arch}" (expected ${PRESETS.join(', ')})`);
+export async function makeCheckpointCommand(args: {
+  arch: string;
+  out: string;
+  seed?: number;
+  dtype?: string;
+}): Promise<string> {
+  if (!PRESETS.includes(args.arch as PresetName))
+    throw new Error(`make-checkpoint: unknown --arch "${args.arch}" (expected ${PRESETS.join(', ')})`);
   const dtype = (args.dtype ?? 'F16').toUpperCase();
-  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16') throw new Error(`make-checkpoint: unknown --dtype "${args.dtype}" (expected F32, F16 or BF16)`);
+  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16')
+    throw new Error(`make-checkpoint: unknown --dtype "${args.dtype}" (expected F32, F16 or BF16)`);
   const t0 = Date.now();
   let lastPct = -1;
   const res = await makeCheckpoint({
-    config: presetConfig(args.arch as PresetName), out: args.out, seed: args.seed ?? 0, dtype,
+    config: presetConfig(args.arch as PresetName),
+    out: args.out,
+    seed: args.seed ?? 0,
+    dtype,
     onProgress: (done, total) => {
       const pct = Math.floor((100 * done) / total);
       // a terminal gets one updating line; a log gets a line every 10%
       const tty = process.stderr.isTTY;
       if (pct >= lastPct + (tty ? 1 : 10) || done === total) {
         lastPct = pct;
-        process.stderr.write(`${tty ? '\r' : ''}make-checkpoint ${args.arch}: ${pct}% (${(done / 2 ** 20).toFixed(0)} / ${(total / 2 ** 20).toFixed(0)} MiB)${tty ? '' : '\n'}`);
+        process.stderr.write(
+          `${tty ? '\r' : ''}make-checkpoint ${args.arch}: ${pct}% (${(done / 2 ** 20).toFixed(0)} / ${(total / 2 ** 20).toFixed(0)} MiB)${tty ? '' : '\n'}`,
+        );
       }
     },
   });
-  process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}wrote ${res.path}: ${res.tensors} tensors, ${(res.params / 1e6).toFixed(1)}M parameters, ${(res.bytes / 2 ** 20).toFixed(1)} MiB ${dtype} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(
+    `${process.stderr.isTTY ? '\n' : ''}wrote ${res.path}: ${res.tensors} tensors, ${(res.params / 1e6).toFixed(1)}M parameters, ${(res.bytes / 2 ** 20).toFixed(1)} MiB ${dtype} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`,
+  );
   return res.path;
 }

@@ -8,10 +8,19 @@ import type { Prompt } from '../executor/prompt.js';
 import { MAX_PROMPT_NODES } from '../executor/validate.js';
 import { uiWorkflowToPrompt, type ClassSchema, type UiWorkflow } from '../../protocol/workflow/ui-to-api.js';
 
-export { WorkflowConversionError, MODE_MUTED, MODE_BYPASS, type UiNode, type UiLink, type UiWorkflow } from '../../protocol/workflow/ui-to-api.js';
+export {
+  WorkflowConversionError,
+  MODE_MUTED,
+  MODE_BYPASS,
+  type UiNode,
+  type UiLink,
+  type UiWorkflow,
+} from '../../protocol/workflow/ui-to-api.js';
 
 export function isUiWorkflow(v: unknown): v is UiWorkflow {
-  return !!v && typeof v === 'object' && Array.isArray((v as UiWorkflow).nodes) && Array.isArray((v as UiWorkflow).links);
+  return (
+    !!v && typeof v === 'object' && Array.isArray((v as UiWorkflow).nodes) && Array.isArray((v as UiWorkflow).links)
+  );
 }
 
 /**
@@ -35,9 +44,13 @@ export function schemaFromDefinition(def: NodeDefinition<any>): ClassSchema {
 /** Converts strictly: unknown classes, links from missing nodes and loops throw WorkflowConversionError. */
 export function uiToApi<S>(wf: UiWorkflow, registry: Registry<S>): Prompt {
   const schemas = new Map<string, ClassSchema>();
-  return uiWorkflowToPrompt(wf, (type) => {
-    const def = registry.get(type);
-    if (def && !schemas.has(type)) schemas.set(type, schemaFromDefinition(def));
-    return schemas.get(type);
-  }, { strict: true, maxNodes: MAX_PROMPT_NODES });
+  return uiWorkflowToPrompt(
+    wf,
+    (type) => {
+      const def = registry.get(type);
+      if (def && !schemas.has(type)) schemas.set(type, schemaFromDefinition(def));
+      return schemas.get(type);
+    },
+    { strict: true, maxNodes: MAX_PROMPT_NODES },
+  );
 }

@@ -21,18 +21,39 @@ const saved = (): UiWorkflow => JSON.parse(readFileSync(SAVED, 'utf8'));
 
 /** What ComfyUI's frontend queues for the saved workflow (graphToPrompt), class and inputs per node. */
 const EXPECTED = {
-  3: { class_type: 'KSampler', inputs: { seed: 1234, steps: 4, cfg: 1, sampler_name: 'euler', scheduler: 'normal', denoise: 1, model: ['4', 0], positive: ['6', 0], negative: ['7', 0], latent_image: ['5', 0] } },
+  3: {
+    class_type: 'KSampler',
+    inputs: {
+      seed: 1234,
+      steps: 4,
+      cfg: 1,
+      sampler_name: 'euler',
+      scheduler: 'normal',
+      denoise: 1,
+      model: ['4', 0],
+      positive: ['6', 0],
+      negative: ['7', 0],
+      latent_image: ['5', 0],
+    },
+  },
   4: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'tcd-studio-demo-sdxl.safetensors' } },
   5: { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } },
-  6: { class_type: 'CLIPTextEncode', inputs: { text: 'beautiful scenery nature glass bottle landscape, , purple galaxy bottle,', clip: ['4', 1] } },
+  6: {
+    class_type: 'CLIPTextEncode',
+    inputs: { text: 'beautiful scenery nature glass bottle landscape, , purple galaxy bottle,', clip: ['4', 1] },
+  },
   7: { class_type: 'CLIPTextEncode', inputs: { text: 'text, watermark', clip: ['4', 1] } },
   8: { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } },
   9: { class_type: 'SaveImage', inputs: { images: ['8', 0], filename_prefix: 'ComfyUI' } },
 };
-const strip = (p: Record<string, { class_type: string; inputs: unknown }>) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, { class_type: v.class_type, inputs: v.inputs }]));
+const strip = (p: Record<string, { class_type: string; inputs: unknown }>) =>
+  Object.fromEntries(Object.entries(p).map(([k, v]) => [k, { class_type: v.class_type, inputs: v.inputs }]));
 
 let d: ReturnType<typeof tempDirs>;
-before(async () => { d = tempDirs('tcd-formats-'); await ensureDemoCheckpoint(d.models); });
+before(async () => {
+  d = tempDirs('tcd-formats-');
+  await ensureDemoCheckpoint(d.models);
+});
 after(() => rmSync(d.root, { recursive: true, force: true }));
 
 test('the saved workflow converts to what ComfyUI queues: reroute followed, primitive seed, bypass passes through, muted and Note dropped', async () => {
@@ -98,9 +119,24 @@ test('an unknown node type is reported by name and node id: CLI exit 1 with one 
 });
 
 test('POST /prompt answers 400 naming the unknown node type and id, for UI and API format', async () => {
-  const server = await serve({ port: 0, listen: '127.0.0.1', models: d.models, data: join(d.root, 'data-http'), output: d.output, input: d.input, temp: d.temp, demo: false, log: () => {} });
+  const server = await serve({
+    port: 0,
+    listen: '127.0.0.1',
+    models: d.models,
+    data: join(d.root, 'data-http'),
+    output: d.output,
+    input: d.input,
+    temp: d.temp,
+    demo: false,
+    log: () => {},
+  });
   try {
-    const post = (prompt: unknown) => fetch(`${server.url}/prompt`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt }) });
+    const post = (prompt: unknown) =>
+      fetch(`${server.url}/prompt`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt }),
+      });
     const ui = await post(withUnknownNode(0));
     assert.equal(ui.status, 400);
     const uiBody = await ui.json();
@@ -111,5 +147,7 @@ test('POST /prompt answers 400 naming the unknown node type and id, for UI and A
     const apiBody = await api.json();
     assert.match(apiBody.error.message, /ImpactWildcardEncode/);
     assert.equal(apiBody.error.extra_info.node_id, '15');
-  } finally { await server.close(); }
+  } finally {
+    await server.close();
+  }
 });

@@ -19,16 +19,32 @@ let d: ReturnType<typeof tempDirs>;
 let server: Awaited<ReturnType<typeof serve>>;
 before(async () => {
   d = tempDirs('tcd-client-');
-  server = await serve({ port: 0, listen: '127.0.0.1', models: d.models, data: d.data, output: d.output, input: d.input, temp: d.temp, token: TOKEN, log: () => {} });
+  server = await serve({
+    port: 0,
+    listen: '127.0.0.1',
+    models: d.models,
+    data: d.data,
+    output: d.output,
+    input: d.input,
+    temp: d.temp,
+    token: TOKEN,
+    log: () => {},
+  });
 });
-after(async () => { await server.close(); rmSync(d.root, { recursive: true, force: true }); });
+after(async () => {
+  await server.close();
+  rmSync(d.root, { recursive: true, force: true });
+});
 
 /** workflows/demo.json at a small size with a given seed and step count (widgets: seed, control, steps, ...). */
 function demo(seed: number, steps = 4, size = 64) {
   const wf = JSON.parse(readFileSync(join(PROJECT, 'workflows', 'demo.json'), 'utf8'));
   for (const n of wf.nodes) {
     if (n.type === 'EmptyLatentImage') n.widgets_values = [size, size, 1];
-    if (n.type === 'TCDSampler') { n.widgets_values[0] = seed; n.widgets_values[2] = steps; }
+    if (n.type === 'TCDSampler') {
+      n.widgets_values[0] = seed;
+      n.widgets_values[2] = steps;
+    }
   }
   return wf;
 }
@@ -54,8 +70,13 @@ test('run(): UI format, progress per step, images with bytes and names, events i
     const types = logged.map((e) => e.type);
     assert.equal(types[0], 'execution_start');
     assert.deepEqual(types.slice(-2), ['execution_success', 'executing']);
-    assert.ok(logged.every((e) => typeof e.seq === 'number'), 'logged events carry seq');
-  } finally { client.close(); }
+    assert.ok(
+      logged.every((e) => typeof e.seq === 'number'),
+      'logged events carry seq',
+    );
+  } finally {
+    client.close();
+  }
 });
 
 test('API format through queue() + wait(); convert() gives the same prompt the server runs', async () => {
@@ -68,7 +89,9 @@ test('API format through queue() + wait(); convert() gives the same prompt the s
     assert.equal(r.status, 'success');
     assert.equal(r.images.length, 1);
     assert.ok(r.images[0].bytes.length > 100);
-  } finally { client.close(); }
+  } finally {
+    client.close();
+  }
 });
 
 test('a rejected prompt throws TcdApiError with node_errors; a wrong token is refused on HTTP and websocket', async () => {
@@ -83,7 +106,9 @@ test('a rejected prompt throws TcdApiError with node_errors; a wrong token is re
       assert.match(e.message, /node 5 TCDSampler/);
       return true;
     });
-  } finally { client.close(); }
+  } finally {
+    client.close();
+  }
   const wrong = new TcdClient({ url: server.url, token: 'nope' });
   await assert.rejects(wrong.connect(), /websocket refused: the server needs an access token/);
   await assert.rejects(wrong.request('GET', '/queue'), (e: unknown) => e instanceof TcdApiError && e.status === 401);
@@ -97,22 +122,45 @@ async function relay(target: number) {
   let blocked = false;
   const srv = createServer((c) => {
     const up = connect(target, '127.0.0.1');
-    all.add(c); c.on('close', () => all.delete(c));
-    c.pipe(up); up.pipe(c);
+    all.add(c);
+    c.on('close', () => all.delete(c));
+    c.pipe(up);
+    up.pipe(c);
     c.once('data', (chunk) => {
       if (!/upgrade: websocket/i.test(chunk.toString('latin1'))) return;
-      if (blocked) { c.destroy(); up.destroy(); return; }
-      ws.add(c); c.on('close', () => ws.delete(c));
+      if (blocked) {
+        c.destroy();
+        up.destroy();
+        return;
+      }
+      ws.add(c);
+      c.on('close', () => ws.delete(c));
     });
-    const end = () => { c.destroy(); up.destroy(); };
-    c.on('error', end); up.on('error', end); c.on('close', end); up.on('close', end);
+    const end = () => {
+      c.destroy();
+      up.destroy();
+    };
+    c.on('error', end);
+    up.on('error', end);
+    c.on('close', end);
+    up.on('close', end);
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(srv.address() as { port: number }).port}`,
-    cut: () => { const n = ws.size; for (const s of ws) s.destroy(); return n; },
-    block: (b: boolean) => { blocked = b; },
-    close: () => new Promise<void>((r) => { for (const s of all) s.destroy(); srv.close(() => r()); }),
+    cut: () => {
+      const n = ws.size;
+      for (const s of ws) s.destroy();
+      return n;
+    },
+    block: (b: boolean) => {
+      blocked = b;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of all) s.destroy();
+        srv.close(() => r());
+      }),
   };
 }
 
@@ -124,14 +172,23 @@ test('the websocket drops mid-run and stays down until the prompt is done: the r
     let cut = 0;
     // reconnection is refused until the server's history has the prompt: its end can only arrive by replay
     const unblockWhenDone = async (id: string) => {
-      while (!(await (await fetch(`${server.url}/history/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json())[id]) await new Promise((w) => setTimeout(w, 50));
+      while (
+        !(await (await fetch(`${server.url}/history/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json())[
+          id
+        ]
+      )
+        await new Promise((w) => setTimeout(w, 50));
       r.block(false);
     };
     const res = await client.run(demo(4, 8, 128), {
       onEvent: (m) => {
         events.push(m);
         // cut as soon as the prompt starts: every sampler step falls in the outage, however fast the steps run
-        if (m.type === 'execution_start' && cut === 0) { r.block(true); cut = r.cut(); void unblockWhenDone(m.data.prompt_id); }
+        if (m.type === 'execution_start' && cut === 0) {
+          r.block(true);
+          cut = r.cut();
+          void unblockWhenDone(m.data.prompt_id);
+        }
       },
     });
     // progress is not logged, so steps sent while the socket was down never arrive: proof it really was down
@@ -142,12 +199,23 @@ test('the websocket drops mid-run and stays down until the prompt is done: the r
     assert.equal(res.images.length, 1);
     const logged = events.filter((e) => typeof e.seq === 'number');
     const seqs = logged.map((e) => e.seq!);
-    assert.deepEqual(seqs, [...new Set(seqs)].sort((a, b) => a - b), 'each logged event once, in order');
+    assert.deepEqual(
+      seqs,
+      [...new Set(seqs)].sort((a, b) => a - b),
+      'each logged event once, in order',
+    );
     const history = await client.history(res.promptId);
     const expected = (history.status.messages as [string][]).map((m) => m[0]);
     // every event the server logged for the prompt reached the client (history messages are the logged ones)
-    for (const t of expected) assert.ok(logged.some((e) => e.type === t), `missing ${t}`);
+    for (const t of expected)
+      assert.ok(
+        logged.some((e) => e.type === t),
+        `missing ${t}`,
+      );
     assert.equal(logged.filter((e) => e.type === 'executed').length, 1);
     assert.equal(events.at(-1)!.type, 'executing');
-  } finally { client.close(); await r.close(); }
+  } finally {
+    client.close();
+    await r.close();
+  }
 });

@@ -9,10 +9,15 @@ import { ensureClient } from './harness.js';
 const DIST = 'dist/client';
 
 /** Absolute URLs that are identifiers or message text, never fetched: SVG/MathML/XLink/XML namespaces, React's error-decoder link. */
-const INERT = [/^http:\/\/www\.w3\.org\/(2000\/svg|1999\/xlink|XML\/1998\/namespace|1998\/Math\/MathML|1999\/xhtml)$/, /^https:\/\/react\.dev\/errors\/$/];
+const INERT = [
+  /^http:\/\/www\.w3\.org\/(2000\/svg|1999\/xlink|XML\/1998\/namespace|1998\/Math\/MathML|1999\/xhtml)$/,
+  /^https:\/\/react\.dev\/errors\/$/,
+];
 
 function files(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [join(dir, e.name)]));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(join(dir, e.name)) : [join(dir, e.name)],
+  );
 }
 
 ensureClient();
@@ -35,7 +40,10 @@ test('index.html and the CSS load only relative URLs', () => {
       ...[...text.matchAll(/@import\s+["']([^"']+)["']/gi)].map((m) => m[1]),
     ];
     for (const r of refs) assert.ok(!/^(https?:)?\/\//i.test(r), `${relative(DIST, f)} references ${r}`);
-    assert.ok(!/https?:\/\//i.test(text.replace(/\/\*[\s\S]*?\*\//g, '')), `${relative(DIST, f)} holds an absolute URL outside comments`);
+    assert.ok(
+      !/https?:\/\//i.test(text.replace(/\/\*[\s\S]*?\*\//g, '')),
+      `${relative(DIST, f)} holds an absolute URL outside comments`,
+    );
   }
 });
 
@@ -44,9 +52,13 @@ test('the JS imports, fetches and links nothing from another host; other absolut
     // Licence banners and comments are allowed to name URLs.
     const text = readFileSync(f, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
     const loads = [
-      /\bimport\s*\(\s*["'`](https?:)?\/\//i, /\bfrom\s*["'](https?:)?\/\//i, /\bimport\s*["'](https?:)?\/\//i,
-      /\bfetch\s*\(\s*["'`](https?:)?\/\//i, /new\s+(?:URL|WebSocket|Worker|EventSource)\s*\(\s*["'`](https?:|wss?:)?\/\//i,
-      /\b(?:src|href)\s*=\s*["'`](https?:)?\/\//i, /importScripts\s*\(/,
+      /\bimport\s*\(\s*["'`](https?:)?\/\//i,
+      /\bfrom\s*["'](https?:)?\/\//i,
+      /\bimport\s*["'](https?:)?\/\//i,
+      /\bfetch\s*\(\s*["'`](https?:)?\/\//i,
+      /new\s+(?:URL|WebSocket|Worker|EventSource)\s*\(\s*["'`](https?:|wss?:)?\/\//i,
+      /\b(?:src|href)\s*=\s*["'`](https?:)?\/\//i,
+      /importScripts\s*\(/,
     ];
     for (const re of loads) assert.equal(text.match(re)?.[0], undefined, `${relative(DIST, f)}: ${re}`);
     const urls = [...new Set([...text.matchAll(/https?:\/\/[^\s"'`)\\<>]+/g)].map((m) => m[0]))];

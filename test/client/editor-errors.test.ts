@@ -10,8 +10,12 @@ if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 
-before(async () => { if (!skip) h = await startHarness(); });
-after(async () => { await h?.close(); });
+before(async () => {
+  if (!skip) h = await startHarness();
+});
+after(async () => {
+  await h?.close();
+});
 
 /** Red error-text pixels (#ff6b6b) drawn below node `id`: inside its width, and to the right of it. */
 const RED_PIXELS = (id: number) => `(() => {
@@ -52,20 +56,24 @@ test('clearing the messages clears the error marks on the nodes', { skip }, asyn
   assert.equal((await ev<{ inside: number }>(RED_PIXELS(1))).inside, 0, 'no error text left on the canvas');
 });
 
-test('with the server down, Queue says the server is unreachable and the indicator that it retries', { skip }, async () => {
-  await openTemplate(h.page, 'default.json');
-  await h.restartServer({ down: true });
-  await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: 10_000 });
-  assert.equal(await h.page.textContent('[data-testid=connection]'), '◌ server unreachable, retrying…');
-  await h.page.click('[data-testid=queue-button]');
-  const msg = h.page.locator('[data-testid=messages] pre.error').last();
-  await msg.waitFor();
-  assert.equal(await msg.textContent(), 'Queue failed: server unreachable, retrying the connection');
-  assert.doesNotMatch(await h.page.locator('[data-testid=messages]').textContent() ?? '', /Failed to fetch/);
-  await h.restartServer();
-  await h.page.waitForSelector('[data-testid=connection].open', { timeout: 20_000 });
-  await h.page.locator('[data-testid=messages]').getByRole('button', { name: 'clear' }).click();
-});
+test(
+  'with the server down, Queue says the server is unreachable and the indicator that it retries',
+  { skip },
+  async () => {
+    await openTemplate(h.page, 'default.json');
+    await h.restartServer({ down: true });
+    await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: 10_000 });
+    assert.equal(await h.page.textContent('[data-testid=connection]'), '◌ server unreachable, retrying…');
+    await h.page.click('[data-testid=queue-button]');
+    const msg = h.page.locator('[data-testid=messages] pre.error').last();
+    await msg.waitFor();
+    assert.equal(await msg.textContent(), 'Queue failed: server unreachable, retrying the connection');
+    assert.doesNotMatch((await h.page.locator('[data-testid=messages]').textContent()) ?? '', /Failed to fetch/);
+    await h.restartServer();
+    await h.page.waitForSelector('[data-testid=connection].open', { timeout: 20_000 });
+    await h.page.locator('[data-testid=messages]').getByRole('button', { name: 'clear' }).click();
+  },
+);
 
 test('a prompt stopped by a server restart is reported with its number', { skip }, async () => {
   await h.page.click('[data-testid=queue-button]');
@@ -74,9 +82,12 @@ test('a prompt stopped by a server restart is reported with its number', { skip 
   await h.restartServer({ signal: 'SIGKILL' });
   const msg = h.page.locator('[data-testid=messages] pre.error', { hasText: 'server restart' });
   await msg.waitFor({ timeout: 30_000 });
-  const entry = (await (await h.api(`/history/${queued}`)).json() as Record<string, { prompt: [number] }>)[queued];
-  assert.equal(await msg.textContent(), `Prompt #${entry.prompt[0]} was stopped by a server restart: queue it again to re-run it.`);
+  const entry = ((await (await h.api(`/history/${queued}`)).json()) as Record<string, { prompt: [number] }>)[queued];
+  assert.equal(
+    await msg.textContent(),
+    `Prompt #${entry.prompt[0]} was stopped by a server restart: queue it again to re-run it.`,
+  );
   const item = h.page.locator(`[data-testid=history-panel] li[data-prompt-id="${queued}"]`);
-  assert.match(await item.textContent() ?? '', new RegExp(`#${entry.prompt[0]} .*error`));
+  assert.match((await item.textContent()) ?? '', new RegExp(`#${entry.prompt[0]} .*error`));
   await shot(h.page, 'p6-restart');
 });

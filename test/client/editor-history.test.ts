@@ -11,8 +11,12 @@ let h: Harness;
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 const RUN = 45_000;
 
-before(async () => { if (!skip) h = await startHarness(); });
-after(async () => { await h?.close(); });
+before(async () => {
+  if (!skip) h = await startHarness();
+});
+after(async () => {
+  await h?.close();
+});
 
 const items = () => h.page.locator('[data-testid=history-panel] li.history-item');
 type Hist = Record<string, { prompt: [number, string, Record<string, { inputs: Record<string, unknown> }>] }>;
@@ -25,22 +29,30 @@ async function typePrompt(text: string): Promise<void> {
   await h.page.keyboard.type(text);
 }
 
-test('two runs appear in the history sidebar with thumbnail, prompt text, seed, time and status', { skip }, async () => {
-  await typePrompt('first fox');
-  await h.page.click('[data-testid=queue-button]');
-  await items().first().locator('img').waitFor({ timeout: RUN });
-  await typePrompt('second fox');
-  await h.page.click('[data-testid=queue-button]');
-  await h.page.waitForFunction(() => document.querySelectorAll('[data-testid=history-panel] li.history-item img').length === 2, null, { timeout: RUN });
-  const hist = await serverHistory();
-  const seeds = Object.values(hist).map((e) => e.prompt[2]['3'].inputs.seed as number);
-  const texts = await items().locator('.history-text').allTextContents();
-  assert.deepEqual(texts, ['second fox', 'first fox'], 'newest first');
-  const meta = await items().first().locator('.muted').first().textContent();
-  assert.match(meta ?? '', new RegExp(`seed ${seeds[1]} · \\d\\d:\\d\\d:\\d\\d · success`));
-  assert.equal(await h.page.locator('[data-testid=gallery] img').count(), 2);
-  await shot(h.page, 'p3-history');
-});
+test(
+  'two runs appear in the history sidebar with thumbnail, prompt text, seed, time and status',
+  { skip },
+  async () => {
+    await typePrompt('first fox');
+    await h.page.click('[data-testid=queue-button]');
+    await items().first().locator('img').waitFor({ timeout: RUN });
+    await typePrompt('second fox');
+    await h.page.click('[data-testid=queue-button]');
+    await h.page.waitForFunction(
+      () => document.querySelectorAll('[data-testid=history-panel] li.history-item img').length === 2,
+      null,
+      { timeout: RUN },
+    );
+    const hist = await serverHistory();
+    const seeds = Object.values(hist).map((e) => e.prompt[2]['3'].inputs.seed as number);
+    const texts = await items().locator('.history-text').allTextContents();
+    assert.deepEqual(texts, ['second fox', 'first fox'], 'newest first');
+    const meta = await items().first().locator('.muted').first().textContent();
+    assert.match(meta ?? '', new RegExp(`seed ${seeds[1]} · \\d\\d:\\d\\d:\\d\\d · success`));
+    assert.equal(await h.page.locator('[data-testid=gallery] img').count(), 2);
+    await shot(h.page, 'p3-history');
+  },
+);
 
 test('a thumbnail opens the lightbox; arrows step through the images; Escape closes it', { skip }, async () => {
   const urls = await ev<string[]>(`window.__tcd.session.gallery.map((g) => g.url)`);
@@ -48,7 +60,9 @@ test('a thumbnail opens the lightbox; arrows step through the images; Escape clo
   const big = h.page.locator('[data-testid=lightbox] img');
   await big.waitFor();
   assert.equal(await big.getAttribute('src'), urls[1]);
-  await h.page.waitForFunction(() => (document.querySelector('[data-testid=lightbox] img') as HTMLImageElement).naturalWidth === 512);
+  await h.page.waitForFunction(
+    () => (document.querySelector('[data-testid=lightbox] img') as HTMLImageElement).naturalWidth === 512,
+  );
   await shot(h.page, 'p3-lightbox');
   await h.page.keyboard.press('ArrowRight');
   assert.equal(await big.getAttribute('src'), urls[0], 'wraps around');
@@ -68,12 +82,18 @@ test('Load opens the workflow that made an entry; Re-run queues it again; Delete
   const firstId = await items().nth(1).getAttribute('data-prompt-id');
   const firstSeed = (await serverHistory())[firstId!].prompt[2]['3'].inputs.seed;
   await items().nth(1).getByRole('button', { name: 'Re-run' }).click();
-  await h.page.waitForFunction(() => document.querySelectorAll('[data-testid=history-panel] li.history-item').length === 3, null, { timeout: RUN });
+  await h.page.waitForFunction(
+    () => document.querySelectorAll('[data-testid=history-panel] li.history-item').length === 3,
+    null,
+    { timeout: RUN },
+  );
   const newest = (await serverHistory())[(await items().first().getAttribute('data-prompt-id'))!];
   assert.equal(newest.prompt[2]['6'].inputs.text, 'first fox');
   assert.equal(newest.prompt[2]['3'].inputs.seed, firstSeed, 'the same prompt, seed included');
   await items().nth(1).getByRole('button', { name: 'Delete' }).click();
-  await h.page.waitForFunction(() => document.querySelectorAll('[data-testid=history-panel] li.history-item').length === 2);
+  await h.page.waitForFunction(
+    () => document.querySelectorAll('[data-testid=history-panel] li.history-item').length === 2,
+  );
   const left = await serverHistory();
   assert.equal(Object.keys(left).length, 2);
   assert.ok(firstId! in left, 'the first run is still there');
@@ -82,14 +102,26 @@ test('Load opens the workflow that made an entry; Re-run queues it again; Delete
 test('after a reload the newest output is back on SaveImage and the gallery lists the history', { skip }, async () => {
   await h.page.reload();
   await waitForEditor(h.page);
-  await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.[0]?.naturalWidth === 512, null, { timeout: 10_000 });
+  await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.[0]?.naturalWidth === 512, null, {
+    timeout: 10_000,
+  });
   const hist = await serverHistory();
-  const newestFile = (Object.values(hist).at(-1) as unknown as { outputs: Record<string, { images: { filename: string }[] }> }).outputs['9'].images[0].filename;
+  const newestFile = (
+    Object.values(hist).at(-1) as unknown as { outputs: Record<string, { images: { filename: string }[] }> }
+  ).outputs['9'].images[0].filename;
   const src = await ev<string>(`window.__tcd.runtime.images.get('9')[0].src`);
   assert.equal(new URL(src).searchParams.get('filename'), newestFile);
   // one gallery entry per distinct file (a cached re-run lists the same file again)
-  const distinct = new Set(Object.values(hist).flatMap((e) => Object.values((e as unknown as { outputs: Record<string, { images: { filename: string }[] }> }).outputs)
-    .flatMap((o) => o.images.map((i) => i.filename))));
-  await h.page.waitForFunction((n) => document.querySelectorAll('[data-testid=gallery] img').length === n, distinct.size);
+  const distinct = new Set(
+    Object.values(hist).flatMap((e) =>
+      Object.values((e as unknown as { outputs: Record<string, { images: { filename: string }[] }> }).outputs).flatMap(
+        (o) => o.images.map((i) => i.filename),
+      ),
+    ),
+  );
+  await h.page.waitForFunction(
+    (n) => document.querySelectorAll('[data-testid=gallery] img').length === n,
+    distinct.size,
+  );
   assert.equal(await items().count(), 2);
 });

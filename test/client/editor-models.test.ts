@@ -13,17 +13,25 @@ let h: Harness;
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 const DEMO = 'tcd-studio-demo-sdxl.safetensors';
 
-before(async () => { if (!skip) h = await startHarness(); });
-after(async () => { await h?.close(); });
+before(async () => {
+  if (!skip) h = await startHarness();
+});
+after(async () => {
+  await h?.close();
+});
 
-const files = (folder: string) => h.page.locator(`[data-testid=model-library] details[data-folder="${folder}"] li.model-file`);
+const files = (folder: string) =>
+  h.page.locator(`[data-testid=model-library] details[data-folder="${folder}"] li.model-file`);
 const fileNames = (folder: string) => files(folder).evaluateAll((ls) => ls.map((l) => (l as HTMLElement).dataset.file));
 
 test('the library lists the checkpoints and an (empty) LoRA folder', { skip }, async () => {
   await files('checkpoints').first().waitFor();
   assert.deepEqual(await fileNames('checkpoints'), [DEMO]);
   assert.deepEqual(await fileNames('loras'), []);
-  assert.match(await h.page.locator('[data-testid=model-library] details[data-folder="loras"]').textContent() ?? '', /empty/);
+  assert.match(
+    (await h.page.locator('[data-testid=model-library] details[data-folder="loras"]').textContent()) ?? '',
+    /empty/,
+  );
 });
 
 test('R on the canvas and the Refresh button list new files in the library and in the combos', { skip }, async () => {
@@ -37,38 +45,55 @@ test('R on the canvas and the Refresh button list new files in the library and i
   assert.deepEqual(loraOptions, ['watercolor.safetensors']);
   copyFileSync(join(h.dirs.models, 'checkpoints', DEMO), join(h.dirs.models, 'checkpoints', 'second.safetensors'));
   await h.page.getByRole('button', { name: 'Refresh' }).click();
-  await h.page.waitForFunction(() => document.querySelectorAll('[data-testid=model-library] details[data-folder="checkpoints"] li.model-file').length === 2);
+  await h.page.waitForFunction(
+    () =>
+      document.querySelectorAll('[data-testid=model-library] details[data-folder="checkpoints"] li.model-file')
+        .length === 2,
+  );
   // the checkpoint combo already on the canvas offers it
   const ckptOptions = await ev<string[]>(`window.__tcd.editor.nodeById(4).widgets[0].options.values`);
   assert.deepEqual(ckptOptions.sort(), ['second.safetensors', DEMO].sort());
   await shot(h.page, 'p5-models');
 });
 
-test('dragging a model onto the canvas adds its loader node there; Enter on a model adds one too', { skip }, async () => {
-  const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
-  const src = (await files('loras').first().boundingBox())!;
-  const to = await emptyPoint(h.page, 90);
-  await h.page.mouse.move(src.x + 20, src.y + src.height / 2);
-  await h.page.mouse.down();
-  await h.page.mouse.move(src.x - 100, src.y + 20, { steps: 5 });
-  await h.page.mouse.move(to[0], to[1], { steps: 10 });
-  await h.page.mouse.up();
-  await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 1, n0);
-  const added = await ev<{ type: string; lora: string; pos: number[] }>(`(() => { const ns = window.__tcd.graph._nodes, n = ns[ns.length - 1];
+test(
+  'dragging a model onto the canvas adds its loader node there; Enter on a model adds one too',
+  { skip },
+  async () => {
+    const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
+    const src = (await files('loras').first().boundingBox())!;
+    const to = await emptyPoint(h.page, 90);
+    await h.page.mouse.move(src.x + 20, src.y + src.height / 2);
+    await h.page.mouse.down();
+    await h.page.mouse.move(src.x - 100, src.y + 20, { steps: 5 });
+    await h.page.mouse.move(to[0], to[1], { steps: 10 });
+    await h.page.mouse.up();
+    await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 1, n0);
+    const added = await ev<{
+      type: string;
+      lora: string;
+      pos: number[];
+    }>(`(() => { const ns = window.__tcd.graph._nodes, n = ns[ns.length - 1];
     return { type: n.type, lora: n.widgets.find((w) => w.name === 'lora_name').value, pos: [...n.pos] }; })()`);
-  assert.equal(added.type, 'LoraLoader');
-  assert.equal(added.lora, 'watercolor.safetensors');
-  const expected = await ev<number[]>(`window.__tcd.editor.toGraph(${JSON.stringify(to)})`);
-  assert.ok(Math.abs(added.pos[0] - expected[0]) < 2 && Math.abs(added.pos[1] - expected[1]) < 2, `${added.pos} vs ${expected}`);
-  // keyboard: focus the checkpoint entry and press Enter
-  await files('checkpoints').filter({ hasText: 'second.safetensors' }).focus();
-  await h.page.keyboard.press('Enter');
-  await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 2, n0);
-  const ckpt = await ev<[string, string]>(`(() => { const ns = window.__tcd.graph._nodes, n = ns[ns.length - 1]; return [n.type, n.widgets[0].value]; })()`);
-  assert.deepEqual(ckpt, ['CheckpointLoaderSimple', 'second.safetensors']);
-  // each addition is one undo step
-  await h.page.mouse.click(...(await emptyPoint(h.page)));
-  await h.page.keyboard.press('Control+z');
-  await h.page.keyboard.press('Control+z');
-  assert.equal(await ev<number>(`window.__tcd.graph._nodes.length`), n0);
-});
+    assert.equal(added.type, 'LoraLoader');
+    assert.equal(added.lora, 'watercolor.safetensors');
+    const expected = await ev<number[]>(`window.__tcd.editor.toGraph(${JSON.stringify(to)})`);
+    assert.ok(
+      Math.abs(added.pos[0] - expected[0]) < 2 && Math.abs(added.pos[1] - expected[1]) < 2,
+      `${added.pos} vs ${expected}`,
+    );
+    // keyboard: focus the checkpoint entry and press Enter
+    await files('checkpoints').filter({ hasText: 'second.safetensors' }).focus();
+    await h.page.keyboard.press('Enter');
+    await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 2, n0);
+    const ckpt = await ev<[string, string]>(
+      `(() => { const ns = window.__tcd.graph._nodes, n = ns[ns.length - 1]; return [n.type, n.widgets[0].value]; })()`,
+    );
+    assert.deepEqual(ckpt, ['CheckpointLoaderSimple', 'second.safetensors']);
+    // each addition is one undo step
+    await h.page.mouse.click(...(await emptyPoint(h.page)));
+    await h.page.keyboard.press('Control+z');
+    await h.page.keyboard.press('Control+z');
+    assert.equal(await ev<number>(`window.__tcd.graph._nodes.length`), n0);
+  },
+);

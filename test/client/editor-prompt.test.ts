@@ -9,11 +9,16 @@ const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-const widgetText = (id: number) => ev<string>(`window.__tcd.editor.nodeById(${id}).widgets.find((w) => w.name === 'text').value`);
+const widgetText = (id: number) =>
+  ev<string>(`window.__tcd.editor.nodeById(${id}).widgets.find((w) => w.name === 'text').value`);
 const area = (id: number) => h.page.locator(`textarea.node-textarea[data-node="${id}"]`);
 
-before(async () => { if (!skip) h = await startHarness(); });
-after(async () => { await h?.close(); });
+before(async () => {
+  if (!skip) h = await startHarness();
+});
+after(async () => {
+  await h?.close();
+});
 
 async function clickInto(id: number): Promise<void> {
   const box = await area(id).boundingBox();
@@ -21,24 +26,28 @@ async function clickInto(id: number): Promise<void> {
   await h.page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
 }
 
-test('the prompt is a textarea in the node; each keystroke is in the graph; Enter is a newline; Escape keeps it', { skip }, async () => {
-  assert.equal(await area(6).inputValue(), await widgetText(6));
-  await clickInto(6);
-  await h.page.keyboard.press('Control+a');
-  await h.page.keyboard.type('a lighthouse');
-  // no blur, no confirm: the graph already holds the text
-  assert.equal(await widgetText(6), 'a lighthouse');
-  await h.page.keyboard.press('Enter');
-  await h.page.keyboard.type('at dusk');
-  assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
-  await h.page.keyboard.press('Escape');
-  assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
-  // clicking away keeps it too
-  await h.page.mouse.click(...(await emptyPoint(h.page)));
-  assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
-  assert.equal(await area(6).inputValue(), 'a lighthouse\nat dusk');
-  await shot(h.page, 'p1-prompt-typed');
-});
+test(
+  'the prompt is a textarea in the node; each keystroke is in the graph; Enter is a newline; Escape keeps it',
+  { skip },
+  async () => {
+    assert.equal(await area(6).inputValue(), await widgetText(6));
+    await clickInto(6);
+    await h.page.keyboard.press('Control+a');
+    await h.page.keyboard.type('a lighthouse');
+    // no blur, no confirm: the graph already holds the text
+    assert.equal(await widgetText(6), 'a lighthouse');
+    await h.page.keyboard.press('Enter');
+    await h.page.keyboard.type('at dusk');
+    assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
+    await h.page.keyboard.press('Escape');
+    assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
+    // clicking away keeps it too
+    await h.page.mouse.click(...(await emptyPoint(h.page)));
+    assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
+    assert.equal(await area(6).inputValue(), 'a lighthouse\nat dusk');
+    await shot(h.page, 'p1-prompt-typed');
+  },
+);
 
 test('Ctrl+Enter inside the textarea queues exactly the text on screen', { skip }, async () => {
   await clickInto(7);
@@ -53,8 +62,13 @@ test('Ctrl+Enter inside the textarea queues exactly the text on screen', { skip 
   assert.equal(await area(7).inputValue(), 'ugly, smeared');
   assert.equal(await ev<string>(`document.activeElement.dataset.node`), '7');
   // the server ran what was sent
-  await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.length > 0, null, { timeout: 45_000 });
-  const hist = await (await h.api('/history')).json() as Record<string, { prompt: [number, string, Record<string, { inputs: { text: string } }>] }>;
+  await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.length > 0, null, {
+    timeout: 45_000,
+  });
+  const hist = (await (await h.api('/history')).json()) as Record<
+    string,
+    { prompt: [number, string, Record<string, { inputs: { text: string } }>] }
+  >;
   const texts = Object.values(hist).map((e) => e.prompt[2]['7'].inputs.text);
   assert.deepEqual(texts, ['ugly, smeared']);
 });
@@ -78,8 +92,11 @@ test('undo and redo cover text edits (toolbar and Ctrl+Z / Ctrl+Y on the canvas)
 });
 
 test('the text survives a reload; a zoomed-out node keeps the textarea over its widget', { skip }, async () => {
-  await h.page.waitForFunction(() => JSON.parse(localStorage.getItem('tcd-studio.workflow') ?? '{}').nodes
-    ?.find((n: { id: number }) => n.id === 6)?.widgets_values?.[0] === 'a lighthouse\nat dusk, storm');
+  await h.page.waitForFunction(
+    () =>
+      JSON.parse(localStorage.getItem('tcd-studio.workflow') ?? '{}').nodes?.find((n: { id: number }) => n.id === 6)
+        ?.widgets_values?.[0] === 'a lighthouse\nat dusk, storm',
+  );
   await h.page.reload();
   await waitForEditor(h.page);
   await area(6).waitFor();
@@ -89,8 +106,10 @@ test('the text survives a reload; a zoomed-out node keeps the textarea over its 
     const a = e.toClient([n.pos[0], n.pos[1]]), b = e.toClient([n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
     return [a[0], a[1], b[0] - a[0], b[1] - a[1]]; })()`);
   const box = (await area(6).boundingBox())!;
-  assert.ok(box.x >= nx && box.y >= ny && box.x + box.width <= nx + nw + 1 && box.y + box.height <= ny + nh + 1,
-    `textarea ${JSON.stringify(box)} inside node ${[nx, ny, nw, nh]}`);
+  assert.ok(
+    box.x >= nx && box.y >= ny && box.x + box.width <= nx + nw + 1 && box.y + box.height <= ny + nh + 1,
+    `textarea ${JSON.stringify(box)} inside node ${[nx, ny, nw, nh]}`,
+  );
   assert.ok(box.width > nw * 0.8, 'it spans the node');
 });
 
@@ -99,9 +118,17 @@ test('a context menu opened over a prompt is drawn above its textarea', { skip }
   const entry = h.page.locator('.litecontextmenu .litemenu-entry').nth(3);
   await entry.waitFor();
   const b = (await entry.boundingBox())!;
-  const top = await h.page.evaluate(([x, y]) => document.elementFromPoint(x, y)?.closest('.litecontextmenu') !== null, [b.x + b.width / 2, b.y + b.height / 2]);
-  const over = await h.page.evaluate(([x, y]) => { const r = document.querySelector('textarea.node-textarea[data-node="6"]')!.getBoundingClientRect();
-    return x >= r.left && x <= r.right && y >= r.top && y <= r.bottom; }, [b.x + b.width / 2, b.y + b.height / 2]);
+  const top = await h.page.evaluate(
+    ([x, y]) => document.elementFromPoint(x, y)?.closest('.litecontextmenu') !== null,
+    [b.x + b.width / 2, b.y + b.height / 2],
+  );
+  const over = await h.page.evaluate(
+    ([x, y]) => {
+      const r = document.querySelector('textarea.node-textarea[data-node="6"]')!.getBoundingClientRect();
+      return x >= r.left && x <= r.right && y >= r.top && y <= r.bottom;
+    },
+    [b.x + b.width / 2, b.y + b.height / 2],
+  );
   assert.ok(over, 'the menu entry lies over the textarea');
   assert.ok(top, 'and the menu is what the pointer hits');
   await h.page.keyboard.press('Escape');

@@ -4,7 +4,19 @@
 // "Convert to Subgraph" in the menus.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, drag, emptyPoint, menuEntries, nodePoint, openTemplate, shot, slotPoint, startHarness, waitForEditor, type Harness } from './harness.js';
+import {
+  browserSkip,
+  drag,
+  emptyPoint,
+  menuEntries,
+  nodePoint,
+  openTemplate,
+  shot,
+  slotPoint,
+  startHarness,
+  waitForEditor,
+  type Harness,
+} from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
@@ -12,8 +24,12 @@ let h: Harness;
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 const RUN = 60_000;
 
-before(async () => { if (!skip) h = await startHarness(); });
-after(async () => { await h?.close(); });
+before(async () => {
+  if (!skip) h = await startHarness();
+});
+after(async () => {
+  await h?.close();
+});
 
 /** Screen rectangle of all nodes (title bars included) and of the canvas. */
 const BOUNDS = `(() => { const e = window.__tcd.editor, ns = window.__tcd.graph._nodes;
@@ -23,7 +39,8 @@ const BOUNDS = `(() => { const e = window.__tcd.editor, ns = window.__tcd.graph.
   const r = e.el.getBoundingClientRect();
   return { nodes: [x0, y0, x1, y1], canvas: [r.left, r.top, r.right, r.bottom], scale: window.__tcd.canvas.ds.scale }; })()`;
 type Bounds = { nodes: number[]; canvas: number[]; scale: number };
-const inside = (b: Bounds) => b.nodes[0] >= b.canvas[0] && b.nodes[1] >= b.canvas[1] && b.nodes[2] <= b.canvas[2] && b.nodes[3] <= b.canvas[3];
+const inside = (b: Bounds) =>
+  b.nodes[0] >= b.canvas[0] && b.nodes[1] >= b.canvas[1] && b.nodes[2] <= b.canvas[2] && b.nodes[3] <= b.canvas[3];
 
 test('the default graph opens at a readable zoom, whole; "." fits it again after panning away', { skip }, async () => {
   const b = await ev<Bounds>(BOUNDS);
@@ -51,41 +68,59 @@ test('the side panel collapses and comes back (mouse and keyboard); the canvas t
   await h.page.waitForFunction((w) => (window as any).__tcd.editor.el.clientWidth === w, w0);
 });
 
-test('node library: the category tree lists object_info; search + Enter adds a node; drag adds it at the drop point', { skip }, async () => {
-  const info = await (await h.api('/object_info')).json() as Record<string, { category: string; display_name: string }>;
-  await h.page.locator('[data-testid=node-library] details[data-category="latent"] > summary').click();
-  const latent = await h.page.locator('[data-testid=node-library] details[data-category="latent"] > ul > li.library-node')
-    .evaluateAll((ls) => ls.map((l) => (l as HTMLElement).dataset.type).sort());
-  assert.deepEqual(latent, Object.keys(info).filter((t) => info[t].category === 'latent').sort());
-  const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
-  await h.page.fill('[data-testid=node-library] input', 'empty latent');
-  await h.page.locator('[data-testid=node-library] .results li').first().waitFor();
-  await h.page.keyboard.press('Tab');
-  assert.equal(await ev<string>(`document.activeElement.dataset.type`), 'EmptyLatentImage');
-  await h.page.keyboard.press('Enter');
-  await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 1, n0);
-  // drag "Note" from the library onto the canvas
-  await h.page.fill('[data-testid=node-library] input', 'note');
-  const item = h.page.locator('[data-testid=node-library] .results li[data-type="Note"]');
-  const box = (await item.boundingBox())!;
-  const to = await emptyPoint(h.page, 100);
-  await h.page.mouse.move(box.x + 10, box.y + box.height / 2);
-  await h.page.mouse.down();
-  await h.page.mouse.move(box.x - 100, box.y, { steps: 5 });
-  await h.page.mouse.move(to[0], to[1], { steps: 10 });
-  await h.page.mouse.up();
-  await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 2, n0);
-  const note = await ev<{ type: string; id: number }>(`(() => { const ns = window.__tcd.graph._nodes, n = ns[ns.length - 1]; return { type: n.type, id: n.id }; })()`);
-  assert.equal(note.type, 'Note');
-  await h.page.fill('[data-testid=node-library] input', '');
-  // the note takes text like a prompt
-  const area = h.page.locator(`textarea.node-textarea[data-node="${note.id}"]`);
-  const ab = (await area.boundingBox())!;
-  await h.page.mouse.click(ab.x + 20, ab.y + 20);
-  await h.page.keyboard.type('remember: TCD wants cfg 1');
-  assert.equal(await ev<string>(`window.__tcd.editor.nodeById(${note.id}).widgets[0].value`), 'remember: TCD wants cfg 1');
-  await shot(h.page, 'p7-library-note');
-});
+test(
+  'node library: the category tree lists object_info; search + Enter adds a node; drag adds it at the drop point',
+  { skip },
+  async () => {
+    const info = (await (await h.api('/object_info')).json()) as Record<
+      string,
+      { category: string; display_name: string }
+    >;
+    await h.page.locator('[data-testid=node-library] details[data-category="latent"] > summary').click();
+    const latent = await h.page
+      .locator('[data-testid=node-library] details[data-category="latent"] > ul > li.library-node')
+      .evaluateAll((ls) => ls.map((l) => (l as HTMLElement).dataset.type).sort());
+    assert.deepEqual(
+      latent,
+      Object.keys(info)
+        .filter((t) => info[t].category === 'latent')
+        .sort(),
+    );
+    const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
+    await h.page.fill('[data-testid=node-library] input', 'empty latent');
+    await h.page.locator('[data-testid=node-library] .results li').first().waitFor();
+    await h.page.keyboard.press('Tab');
+    assert.equal(await ev<string>(`document.activeElement.dataset.type`), 'EmptyLatentImage');
+    await h.page.keyboard.press('Enter');
+    await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 1, n0);
+    // drag "Note" from the library onto the canvas
+    await h.page.fill('[data-testid=node-library] input', 'note');
+    const item = h.page.locator('[data-testid=node-library] .results li[data-type="Note"]');
+    const box = (await item.boundingBox())!;
+    const to = await emptyPoint(h.page, 100);
+    await h.page.mouse.move(box.x + 10, box.y + box.height / 2);
+    await h.page.mouse.down();
+    await h.page.mouse.move(box.x - 100, box.y, { steps: 5 });
+    await h.page.mouse.move(to[0], to[1], { steps: 10 });
+    await h.page.mouse.up();
+    await h.page.waitForFunction((n) => (window as any).__tcd.graph._nodes.length === n + 2, n0);
+    const note = await ev<{ type: string; id: number }>(
+      `(() => { const ns = window.__tcd.graph._nodes, n = ns[ns.length - 1]; return { type: n.type, id: n.id }; })()`,
+    );
+    assert.equal(note.type, 'Note');
+    await h.page.fill('[data-testid=node-library] input', '');
+    // the note takes text like a prompt
+    const area = h.page.locator(`textarea.node-textarea[data-node="${note.id}"]`);
+    const ab = (await area.boundingBox())!;
+    await h.page.mouse.click(ab.x + 20, ab.y + 20);
+    await h.page.keyboard.type('remember: TCD wants cfg 1');
+    assert.equal(
+      await ev<string>(`window.__tcd.editor.nodeById(${note.id}).widgets[0].value`),
+      'remember: TCD wants cfg 1',
+    );
+    await shot(h.page, 'p7-library-note');
+  },
+);
 
 test('a Reroute carries a link; Note and Reroute never reach the server', { skip }, async () => {
   await h.page.fill('[data-testid=node-library] input', 'reroute');
@@ -94,58 +129,86 @@ test('a Reroute carries a link; Note and Reroute never reach the server', { skip
   const reroute = await ev<number>(`(() => { const ns = window.__tcd.graph._nodes; return ns[ns.length - 1].id; })()`);
   // move it to empty space, then VAE -> reroute -> VAEDecode.vae
   const at = await emptyPoint(h.page, 80);
-  await h.page.evaluate(([id, p]) => { const t = (window as any).__tcd; t.editor.nodeById(id).pos = t.editor.toGraph(p); t.canvas.setDirty(true, true); }, [reroute, at] as const);
+  await h.page.evaluate(
+    ([id, p]) => {
+      const t = (window as any).__tcd;
+      t.editor.nodeById(id).pos = t.editor.toGraph(p);
+      t.canvas.setDirty(true, true);
+    },
+    [reroute, at] as const,
+  );
   await drag(h.page, await slotPoint(h.page, 4, 'output', 2), await slotPoint(h.page, reroute, 'input', 0));
   await drag(h.page, await slotPoint(h.page, reroute, 'output', 0), await slotPoint(h.page, 8, 'input', 1));
-  const origin = await ev<number>(`(() => { const t = window.__tcd, l = t.graph._links.get(t.editor.nodeById(8).inputs[1].link); return l.origin_id; })()`);
+  const origin = await ev<number>(
+    `(() => { const t = window.__tcd, l = t.graph._links.get(t.editor.nodeById(8).inputs[1].link); return l.origin_id; })()`,
+  );
   assert.equal(origin, reroute, 'VAEDecode.vae comes from the reroute');
-  const prompt = await ev<Record<string, { class_type: string; inputs: Record<string, unknown> }>>(`window.__tcd.toPrompt()`);
+  const prompt =
+    await ev<Record<string, { class_type: string; inputs: Record<string, unknown> }>>(`window.__tcd.toPrompt()`);
   assert.deepEqual(prompt['8'].inputs.vae, ['4', 2], 'resolved through the reroute');
   assert.ok(!Object.values(prompt).some((n) => n.class_type === 'Note' || n.class_type === 'Reroute'));
 });
 
-test('the workflow has a name and an unsaved marker; Ctrl+S saves it on the server under a name', { skip }, async () => {
-  assert.match(await h.page.textContent('[data-testid=workflow-name]') ?? '', /Unsaved workflow/);
-  assert.equal(await h.page.locator('[data-testid=unsaved]').count(), 1, 'edited above: modified');
-  await h.page.mouse.click(...(await emptyPoint(h.page)));
-  await h.page.keyboard.press('Control+s');
-  await h.page.locator('[data-testid=save-dialog]').waitFor();
-  await h.page.keyboard.type('my fox');
-  await h.page.keyboard.press('Enter');
-  await h.page.locator('[data-testid=save-dialog]').waitFor({ state: 'detached' });
-  await h.page.locator('[data-testid=unsaved]').waitFor({ state: 'detached' });
-  assert.match(await h.page.textContent('[data-testid=workflow-name]') ?? '', /^my fox$/);
-  const onServer = await (await h.api(`/userdata/${encodeURIComponent('workflows/my fox.json')}`)).json() as { nodes: { type: string }[] };
-  assert.equal(onServer.nodes.length, await ev<number>(`window.__tcd.graph._nodes.length`));
-  // an edit marks it again; Ctrl+S inside a prompt saves under the same name without asking
-  const box = (await h.page.locator('textarea.node-textarea[data-node="6"]').boundingBox())!;
-  await h.page.mouse.click(box.x + 20, box.y + 20);
-  await h.page.keyboard.press('Control+a');
-  await h.page.keyboard.type('a saved fox');
-  await h.page.locator('[data-testid=unsaved]').waitFor();
-  await h.page.keyboard.press('Control+s');
-  await h.page.locator('[data-testid=unsaved]').waitFor({ state: 'detached' });
-  assert.equal(await h.page.locator('[data-testid=save-dialog]').count(), 0);
-  const again = await (await h.api(`/userdata/${encodeURIComponent('workflows/my fox.json')}`)).json() as { nodes: { id: number; widgets_values: unknown[] }[] };
-  assert.equal(again.nodes.find((n) => n.id === 6)!.widgets_values[0], 'a saved fox');
-  // name and saved state survive a reload; the saved workflow opens from the Templates dialog
-  await h.page.reload();
-  await waitForEditor(h.page);
-  assert.match(await h.page.textContent('[data-testid=workflow-name]') ?? '', /^my fox$/);
-  await openTemplate(h.page, 'default.json');
-  await h.page.click('[data-testid=templates]');
-  await h.page.locator('[data-testid=templates-dialog] li.saved[data-saved="my fox"]').getByRole('button', { name: 'Open' }).click();
-  await h.page.waitForFunction(() => (window as any).__tcd.editor.nodeById(6)?.widgets[0].value === 'a saved fox');
-  assert.match(await h.page.textContent('[data-testid=workflow-name]') ?? '', /^my fox$/);
-  assert.equal(await h.page.locator('[data-testid=unsaved]').count(), 0);
-  assert.equal(await h.page.title(), 'my fox - tcd-studio');
-});
+test(
+  'the workflow has a name and an unsaved marker; Ctrl+S saves it on the server under a name',
+  { skip },
+  async () => {
+    assert.match((await h.page.textContent('[data-testid=workflow-name]')) ?? '', /Unsaved workflow/);
+    assert.equal(await h.page.locator('[data-testid=unsaved]').count(), 1, 'edited above: modified');
+    await h.page.mouse.click(...(await emptyPoint(h.page)));
+    await h.page.keyboard.press('Control+s');
+    await h.page.locator('[data-testid=save-dialog]').waitFor();
+    await h.page.keyboard.type('my fox');
+    await h.page.keyboard.press('Enter');
+    await h.page.locator('[data-testid=save-dialog]').waitFor({ state: 'detached' });
+    await h.page.locator('[data-testid=unsaved]').waitFor({ state: 'detached' });
+    assert.match((await h.page.textContent('[data-testid=workflow-name]')) ?? '', /^my fox$/);
+    const onServer = (await (await h.api(`/userdata/${encodeURIComponent('workflows/my fox.json')}`)).json()) as {
+      nodes: { type: string }[];
+    };
+    assert.equal(onServer.nodes.length, await ev<number>(`window.__tcd.graph._nodes.length`));
+    // an edit marks it again; Ctrl+S inside a prompt saves under the same name without asking
+    const box = (await h.page.locator('textarea.node-textarea[data-node="6"]').boundingBox())!;
+    await h.page.mouse.click(box.x + 20, box.y + 20);
+    await h.page.keyboard.press('Control+a');
+    await h.page.keyboard.type('a saved fox');
+    await h.page.locator('[data-testid=unsaved]').waitFor();
+    await h.page.keyboard.press('Control+s');
+    await h.page.locator('[data-testid=unsaved]').waitFor({ state: 'detached' });
+    assert.equal(await h.page.locator('[data-testid=save-dialog]').count(), 0);
+    const again = (await (await h.api(`/userdata/${encodeURIComponent('workflows/my fox.json')}`)).json()) as {
+      nodes: { id: number; widgets_values: unknown[] }[];
+    };
+    assert.equal(again.nodes.find((n) => n.id === 6)!.widgets_values[0], 'a saved fox');
+    // name and saved state survive a reload; the saved workflow opens from the Templates dialog
+    await h.page.reload();
+    await waitForEditor(h.page);
+    assert.match((await h.page.textContent('[data-testid=workflow-name]')) ?? '', /^my fox$/);
+    await openTemplate(h.page, 'default.json');
+    await h.page.click('[data-testid=templates]');
+    await h.page
+      .locator('[data-testid=templates-dialog] li.saved[data-saved="my fox"]')
+      .getByRole('button', { name: 'Open' })
+      .click();
+    await h.page.waitForFunction(() => (window as any).__tcd.editor.nodeById(6)?.widgets[0].value === 'a saved fox');
+    assert.match((await h.page.textContent('[data-testid=workflow-name]')) ?? '', /^my fox$/);
+    assert.equal(await h.page.locator('[data-testid=unsaved]').count(), 0);
+    assert.equal(await h.page.title(), 'my fox - tcd-studio');
+  },
+);
 
 test('batch count queues N prompts; Queue (front) jumps the line; the tab title shows progress', { skip }, async () => {
   // every prompt id the server knows (queued, running, done)
   const ids = async () => {
-    const q = await (await h.api('/queue')).json() as { queue_running: [number, string][]; queue_pending: [number, string][] };
-    return new Set([...q.queue_running, ...q.queue_pending].map((i) => i[1]).concat(Object.keys(await (await h.api('/history')).json())));
+    const q = (await (await h.api('/queue')).json()) as {
+      queue_running: [number, string][];
+      queue_pending: [number, string][];
+    };
+    return new Set(
+      [...q.queue_running, ...q.queue_pending]
+        .map((i) => i[1])
+        .concat(Object.keys(await (await h.api('/history')).json())),
+    );
   };
   const waitNew = async (known: Set<string>, n: number) => {
     for (let i = 0; ; i++) {
@@ -168,13 +231,23 @@ test('batch count queues N prompts; Queue (front) jumps the line; the tab title 
     assert.ok(i < RUN / 250, 'four runs finished');
     await new Promise((r) => setTimeout(r, 250));
   }
-  type E = { prompt: [number, string, Record<string, { inputs: { seed?: number } }>]; status: { messages: [string, { timestamp: number }][] } };
-  const hist = await (await h.api('/history')).json() as Record<string, E>;
+  type E = {
+    prompt: [number, string, Record<string, { inputs: { seed?: number } }>];
+    status: { messages: [string, { timestamp: number }][] };
+  };
+  const hist = (await (await h.api('/history')).json()) as Record<string, E>;
   const done = (id: string) => Math.max(...hist[id].status.messages.map((m) => m[1].timestamp));
   assert.equal(batch.length, 3);
   assert.ok(hist[front] && batch.every((b) => hist[b]), JSON.stringify({ keys: Object.keys(hist), batch, front }));
-  assert.ok(batch.some((b) => done(front) < done(b)), 'the front prompt ran before a batch prompt queued earlier');
-  const seeds = new Set(Object.values(hist).slice(-4).map((e) => e.prompt[2]['3'].inputs.seed));
+  assert.ok(
+    batch.some((b) => done(front) < done(b)),
+    'the front prompt ran before a batch prompt queued earlier',
+  );
+  const seeds = new Set(
+    Object.values(hist)
+      .slice(-4)
+      .map((e) => e.prompt[2]['3'].inputs.seed),
+  );
   assert.equal(seeds.size, 4, 'each queued prompt got its own seed (randomize)');
   await h.page.waitForFunction(() => !/^\[/.test(document.title));
   // randomize moved the seed after queueing: the workflow is modified

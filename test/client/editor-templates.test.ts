@@ -21,18 +21,43 @@ before(async () => {
   // Serves the demo checkpoint as "sdxl.safetensors"; everything else is 404.
   files = createServer((req, res) => {
     if (req.url === '/sdxl.safetensors') res.end(readFileSync(join(h.dirs.models, 'checkpoints', DEMO)));
-    else { res.statusCode = 404; res.end('not here'); }
+    else {
+      res.statusCode = 404;
+      res.end('not here');
+    }
   });
   await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
   const port = (files.address() as { port: number }).port;
   const catalog = join(mkdtempSync(join(tmpdir(), 'tcd-catalog-')), 'catalog.json');
-  writeFileSync(catalog, JSON.stringify([
-    { name: 'sdxl-base', folder: 'checkpoints', filename: 'sd_xl_base_1.0.safetensors', url: `http://127.0.0.1:${port}/sdxl.safetensors`, size: null, sha256: null, description: 'test copy' },
-    { name: 'tcd-sdxl-lora', folder: 'loras', filename: 'TCD-SDXL-LoRA.safetensors', url: `http://127.0.0.1:${port}/gone.safetensors`, size: null, sha256: null, description: 'absent' },
-  ]));
+  writeFileSync(
+    catalog,
+    JSON.stringify([
+      {
+        name: 'sdxl-base',
+        folder: 'checkpoints',
+        filename: 'sd_xl_base_1.0.safetensors',
+        url: `http://127.0.0.1:${port}/sdxl.safetensors`,
+        size: null,
+        sha256: null,
+        description: 'test copy',
+      },
+      {
+        name: 'tcd-sdxl-lora',
+        folder: 'loras',
+        filename: 'TCD-SDXL-LoRA.safetensors',
+        url: `http://127.0.0.1:${port}/gone.safetensors`,
+        size: null,
+        sha256: null,
+        description: 'absent',
+      },
+    ]),
+  );
   h = await startHarness({ env: { TCD_MODEL_CATALOG: catalog } });
 });
-after(async () => { await h?.close(); files?.close(); });
+after(async () => {
+  await h?.close();
+  files?.close();
+});
 
 const card = (file: string) => h.page.locator(`[data-testid=templates-dialog] li.template[data-template="${file}"]`);
 
@@ -41,10 +66,15 @@ test('the dialog shows titles, descriptions and the missing models of each templ
   await card('tcd-sdxl-txt2img.json').waitFor();
   const title = await card('tcd-sdxl-txt2img.json').locator('strong').textContent();
   assert.equal(title, 'tcd sdxl txt2img');
-  assert.ok(((await card('tcd-sdxl-txt2img.json').locator('.muted').first().textContent()) ?? '').length > 0, 'a description');
-  const missing = await card('tcd-sdxl-txt2img.json').locator('li.missing-model').evaluateAll((ls) => ls.map((l) => (l as HTMLElement).dataset.file));
+  assert.ok(
+    ((await card('tcd-sdxl-txt2img.json').locator('.muted').first().textContent()) ?? '').length > 0,
+    'a description',
+  );
+  const missing = await card('tcd-sdxl-txt2img.json')
+    .locator('li.missing-model')
+    .evaluateAll((ls) => ls.map((l) => (l as HTMLElement).dataset.file));
   assert.deepEqual(missing, ['sd_xl_base_1.0.safetensors', 'TCD-SDXL-LoRA.safetensors']);
-  assert.match(await card('tcd-sdxl-txt2img.json').textContent() ?? '', /tcd-studio models pull sdxl-base/);
+  assert.match((await card('tcd-sdxl-txt2img.json').textContent()) ?? '', /tcd-studio models pull sdxl-base/);
   assert.equal(await card('demo.json').locator('.ready').textContent(), 'all models installed');
   await shot(h.page, 'p4-templates-missing');
 });
@@ -62,14 +92,16 @@ test('Pull downloads a missing model on the server; the template and the combos 
   const lora = card('tcd-sdxl-txt2img.json').locator('li.missing-model[data-file="TCD-SDXL-LoRA.safetensors"]');
   await lora.getByRole('button', { name: 'Pull' }).click();
   await lora.locator('.error').waitFor({ timeout: 30_000 });
-  assert.match(await lora.locator('.error').textContent() ?? '', /failed: tcd-sdxl-lora: .*404/);
+  assert.match((await lora.locator('.error').textContent()) ?? '', /failed: tcd-sdxl-lora: .*404/);
   await shot(h.page, 'p4-pulled');
 });
 
 test('opening the template loads it with the pulled checkpoint selectable', { skip }, async () => {
   await h.page.keyboard.press('Escape');
   await openTemplate(h.page, 'tcd-sdxl-txt2img.json');
-  await h.page.waitForFunction(() => (window as any).__tcd.editor.nodeById(1)?.widgets[0].value === 'sd_xl_base_1.0.safetensors');
+  await h.page.waitForFunction(
+    () => (window as any).__tcd.editor.nodeById(1)?.widgets[0].value === 'sd_xl_base_1.0.safetensors',
+  );
   const options = await ev<string[]>(`window.__tcd.editor.nodeById(1).widgets[0].options.values`);
   assert.ok(options.includes('sd_xl_base_1.0.safetensors'));
   assert.equal(await ev<string>(`window.__tcd.session.workflowName`), 'tcd-sdxl-txt2img');
@@ -78,6 +110,9 @@ test('opening the template loads it with the pulled checkpoint selectable', { sk
 test('POST /models/pull refuses unknown names and bad bodies', { skip }, async () => {
   assert.equal((await h.api('/models/pull', { method: 'POST', body: JSON.stringify({ name: 'nope' }) })).status, 404);
   assert.equal((await h.api('/models/pull', { method: 'POST', body: JSON.stringify({}) })).status, 400);
-  const cat = await (await h.api('/model_catalog')).json() as { name: string; installed: boolean }[];
-  assert.deepEqual(cat.filter((c) => c.installed).map((c) => c.name), ['sdxl-base']);
+  const cat = (await (await h.api('/model_catalog')).json()) as { name: string; installed: boolean }[];
+  assert.deepEqual(
+    cat.filter((c) => c.installed).map((c) => c.name),
+    ['sdxl-base'],
+  );
 });

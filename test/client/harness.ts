@@ -58,7 +58,9 @@ export function ensureClient(): void {
  * Starts server + browser and opens the editor.
  * @example const h = await startHarness(); await h.page.click('[data-testid=queue-button]'); await h.close();
  */
-export async function startHarness(opts: { env?: Record<string, string>; waitForEditor?: boolean; token?: string } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { env?: Record<string, string>; waitForEditor?: boolean; token?: string } = {},
+): Promise<Harness> {
   ensureClient();
   const root = mkdtempSync(join(tmpdir(), 'tcd-client-test-'));
   const dirs = { root, data: join(root, 'data'), models: join(root, 'models'), output: join(root, 'output') };
@@ -75,10 +77,30 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   const token = opts.token ?? opts.env?.TCD_TOKEN;
   const auth: Record<string, string> = token ? { Authorization: `Bearer ${token}` } : {};
   const launch = async (): Promise<ChildProcess> => {
-    const child = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY, 'serve', '--port', String(port), '--listen', '127.0.0.1',
-      '--data', dirs.data, '--models', dirs.models, '--output', dirs.output, ...(opts.token ? ['--token', opts.token] : [])], {
-      env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        SERVER_ENTRY,
+        'serve',
+        '--port',
+        String(port),
+        '--listen',
+        '127.0.0.1',
+        '--data',
+        dirs.data,
+        '--models',
+        dirs.models,
+        '--output',
+        dirs.output,
+        ...(opts.token ? ['--token', opts.token] : []),
+      ],
+      {
+        env: { ...process.env, ...opts.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     child.stdout!.on('data', (b) => log.push(String(b)));
     child.stderr!.on('data', (b) => log.push(String(b)));
     const deadline = Date.now() + 60_000;
@@ -87,7 +109,9 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
       try {
         const r = await fetch(`${url}api/system_stats`, { headers: auth });
         if (r.status < 500) break;
-      } catch { /* not listening yet */ }
+      } catch {
+        /* not listening yet */
+      }
       if (Date.now() > deadline) throw new Error(`server did not start:\n${log.join('')}`);
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -108,7 +132,15 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   }
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   const page = await browser.newPage({ viewport: { width: 1500, height: 850 } });
   page.on('pageerror', (e) => log.push(`pageerror: ${e.message}\n`));
@@ -116,12 +148,27 @@ export async function startHarness(opts: { env?: Record<string, string>; waitFor
   if (opts.waitForEditor !== false) await waitForEditor(page);
   mkdirSync(SCREENSHOTS, { recursive: true });
   return {
-    url, dirs, get server() { return server; }, browser, page, log,
+    url,
+    dirs,
+    get server() {
+      return server;
+    },
+    browser,
+    page,
+    log,
     async restartServer(o = {}) {
       await stop(o.signal ?? 'SIGTERM');
       if (!o.down) server = await launch();
     },
-    api: (path, init = {}) => fetch(`${url}api${path}`, { ...init, headers: { ...auth, ...(init.body ? { 'Content-Type': 'application/json' } : {}), ...(init.headers as Record<string, string>) } }),
+    api: (path, init = {}) =>
+      fetch(`${url}api${path}`, {
+        ...init,
+        headers: {
+          ...auth,
+          ...(init.body ? { 'Content-Type': 'application/json' } : {}),
+          ...(init.headers as Record<string, string>),
+        },
+      }),
     async close() {
       await browser.close().catch(() => {});
       await stop();
@@ -141,21 +188,32 @@ export async function shot(page: Page, name: string): Promise<void> {
 
 /** Client coordinates of a node-relative point (graph space offset from the node's top-left). */
 export async function nodePoint(page: Page, nodeId: number, dx: number, dy: number): Promise<[number, number]> {
-  return page.evaluate(([id, x, y]) => {
-    const ed = (window as any).__tcd.editor;
-    const n = ed.nodeById(id);
-    return ed.toClient([n.pos[0] + x, n.pos[1] + y]);
-  }, [nodeId, dx, dy] as const);
+  return page.evaluate(
+    ([id, x, y]) => {
+      const ed = (window as any).__tcd.editor;
+      const n = ed.nodeById(id);
+      return ed.toClient([n.pos[0] + x, n.pos[1] + y]);
+    },
+    [nodeId, dx, dy] as const,
+  );
 }
 
 /** Client coordinates of a slot's connection dot. */
-export async function slotPoint(page: Page, nodeId: number, kind: 'input' | 'output', slot: number): Promise<[number, number]> {
-  return page.evaluate(([id, k, s]) => {
-    const ed = (window as any).__tcd.editor;
-    const n = ed.nodeById(id);
-    const p = k === 'input' ? n.getInputPos(s) : n.getOutputPos(s);
-    return ed.toClient([p[0], p[1]]);
-  }, [nodeId, kind, slot] as const);
+export async function slotPoint(
+  page: Page,
+  nodeId: number,
+  kind: 'input' | 'output',
+  slot: number,
+): Promise<[number, number]> {
+  return page.evaluate(
+    ([id, k, s]) => {
+      const ed = (window as any).__tcd.editor;
+      const n = ed.nodeById(id);
+      const p = k === 'input' ? n.getInputPos(s) : n.getOutputPos(s);
+      return ed.toClient([p[0], p[1]]);
+    },
+    [nodeId, kind, slot] as const,
+  );
 }
 
 export async function drag(page: Page, from: [number, number], to: [number, number]): Promise<void> {
@@ -192,7 +250,11 @@ export async function emptyPoint(page: Page, margin = 60): Promise<[number, numb
 
 /** Clicks the context-menu entry whose text is `text` (litegraph's DOM menus), waiting for it to appear. */
 export async function menuClick(page: Page, text: string): Promise<void> {
-  const entry = page.locator('.litecontextmenu .litemenu-entry', { hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }).last();
+  const entry = page
+    .locator('.litecontextmenu .litemenu-entry', {
+      hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`),
+    })
+    .last();
   await entry.waitFor({ timeout: 5_000 });
   await entry.click();
 }

@@ -10,7 +10,9 @@ try {
   await h.page.keyboard.press('Control+a');
   await h.page.keyboard.type('a photograph of a red fox in a snowy forest, soft morning light, detailed');
   await h.page.click('[data-testid=queue-button]');
-  await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.[0]?.naturalWidth > 0, null, { timeout: 60_000 });
+  await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.[0]?.naturalWidth > 0, null, {
+    timeout: 60_000,
+  });
   await h.page.locator('[data-testid=history-panel] li.history-item img').first().waitFor();
   await h.page.locator('[data-testid=node-library] details[data-category="sampling"] > summary').click();
   await h.page.mouse.click(5, 300); // focus away from the textarea

@@ -10,19 +10,35 @@ import { join } from 'node:path';
 import { startStubServer, chainPrompt, type StubServer } from '../executor/stub-server.js';
 
 const servers: StubServer[] = [];
-after(async () => { for (const s of servers) await s.stop(); });
-async function start(o: Parameters<typeof startStubServer>[0] = {}) { const s = await startStubServer({ execute: false, ...o }); servers.push(s); return s; }
+after(async () => {
+  for (const s of servers) await s.stop();
+});
+async function start(o: Parameters<typeof startStubServer>[0] = {}) {
+  const s = await startStubServer({ execute: false, ...o });
+  servers.push(s);
+  return s;
+}
 
 /** fetch with the body sent as is (no content type added unless given). */
 async function call(url: string, method: string, body?: string | Buffer, headers: Record<string, string> = {}) {
   const r = await fetch(url, { method, body: body as BodyInit | undefined, headers });
   const text = await r.text();
   let json: any;
-  try { json = JSON.parse(text); } catch { json = undefined; }
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
   return { status: r.status, text, json, type: r.headers.get('content-type') ?? '' };
 }
 
-function raw(url: string, method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: string }> {
+function raw(
+  url: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<{ status: number; body: string }> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const req = request({ host: u.hostname, port: u.port, method, path, headers }, (res) => {
@@ -61,10 +77,35 @@ test('settings: per id and whole, posted without a JSON content type, kept acros
   assert.deepEqual((await call(`${s.url}/api/settings`, 'GET')).json, {});
   assert.equal((await call(`${s.url}/api/settings/Comfy.TutorialCompleted`, 'GET')).text, 'null');
   // ComfyUI's frontend posts JSON.stringify(value) with fetch's default text/plain type
-  assert.equal((await call(`${s.url}/api/settings/Comfy.TutorialCompleted`, 'POST', 'true', { 'content-type': 'text/plain;charset=UTF-8' })).status, 200);
-  assert.equal((await call(`${s.url}/api/settings`, 'POST', JSON.stringify({ 'Comfy.Locale': 'en', 'Comfy.Sidebar.Size': 'small', n: 3.5, o: { a: [1] } }))).status, 200);
-  assert.equal((await call(`${s.url}/api/settings/Comfy.Locale`, 'POST', '"fr"', { 'content-type': 'application/json' })).status, 200);
-  const want = { 'Comfy.Locale': 'fr', 'Comfy.Sidebar.Size': 'small', 'Comfy.TutorialCompleted': true, n: 3.5, o: { a: [1] } };
+  assert.equal(
+    (
+      await call(`${s.url}/api/settings/Comfy.TutorialCompleted`, 'POST', 'true', {
+        'content-type': 'text/plain;charset=UTF-8',
+      })
+    ).status,
+    200,
+  );
+  assert.equal(
+    (
+      await call(
+        `${s.url}/api/settings`,
+        'POST',
+        JSON.stringify({ 'Comfy.Locale': 'en', 'Comfy.Sidebar.Size': 'small', n: 3.5, o: { a: [1] } }),
+      )
+    ).status,
+    200,
+  );
+  assert.equal(
+    (await call(`${s.url}/api/settings/Comfy.Locale`, 'POST', '"fr"', { 'content-type': 'application/json' })).status,
+    200,
+  );
+  const want = {
+    'Comfy.Locale': 'fr',
+    'Comfy.Sidebar.Size': 'small',
+    'Comfy.TutorialCompleted': true,
+    n: 3.5,
+    o: { a: [1] },
+  };
   assert.deepEqual((await call(`${s.url}/api/settings`, 'GET')).json, want);
   assert.deepEqual((await call(`${s.url}/api/settings/o`, 'GET')).json, { a: [1] });
   // bad input: not an object for the whole-settings route, malformed JSON whatever the type
@@ -81,9 +122,14 @@ test('settings: per id and whole, posted without a JSON content type, kept acros
 test('userdata: save (409 unless overwrite), list with dir/recurse/split/full_info, get, move, delete', async () => {
   const s = await start();
   const u = (p: string, q = '') => `${s.url}/api/userdata/${encodeURIComponent(p)}${q}`;
-  assert.equal((await call(`${s.url}/api/userdata?dir=workflows&recurse=true&split=false&full_info=true`, 'GET')).status, 404);
+  assert.equal(
+    (await call(`${s.url}/api/userdata?dir=workflows&recurse=true&split=false&full_info=true`, 'GET')).status,
+    404,
+  );
   const wf = JSON.stringify({ nodes: [], links: [], version: 0.4 });
-  const first = await call(u('workflows/a b.json', '?overwrite=false&full_info=true'), 'POST', wf, { 'content-type': 'text/plain' });
+  const first = await call(u('workflows/a b.json', '?overwrite=false&full_info=true'), 'POST', wf, {
+    'content-type': 'text/plain',
+  });
   assert.equal(first.status, 200);
   assert.equal(first.json.path, 'workflows/a b.json');
   assert.equal(first.json.size, Buffer.byteLength(wf));
@@ -97,15 +143,35 @@ test('userdata: save (409 unless overwrite), list with dir/recurse/split/full_in
   await call(u('workflows/sub/c.json'), 'POST', '[]');
   await call(u('user.css'), 'POST', 'body{}');
   const full = (await call(`${s.url}/api/userdata?dir=workflows&recurse=true&split=false&full_info=true`, 'GET')).json;
-  assert.deepEqual(full.map((f: any) => [f.path, f.size]), [['a b.json', 7], ['sub/c.json', 2]]);
+  assert.deepEqual(
+    full.map((f: any) => [f.path, f.size]),
+    [
+      ['a b.json', 7],
+      ['sub/c.json', 2],
+    ],
+  );
   assert.deepEqual((await call(`${s.url}/userdata?dir=workflows`, 'GET')).json, ['a b.json']);
-  assert.deepEqual((await call(`${s.url}/userdata?dir=workflows&recurse=true&split=true`, 'GET')).json, [['a b.json', 'a b.json'], ['sub/c.json', 'sub', 'c.json']]);
+  assert.deepEqual((await call(`${s.url}/userdata?dir=workflows&recurse=true&split=true`, 'GET')).json, [
+    ['a b.json', 'a b.json'],
+    ['sub/c.json', 'sub', 'c.json'],
+  ]);
   assert.equal((await call(`${s.url}/api/userdata`, 'GET')).status, 400, 'dir is required');
   const got = await call(u('workflows/a b.json'), 'GET');
   assert.deepEqual([got.status, got.json], [200, { v: 2 }]);
   // move: 409 onto an existing file unless overwrite, 404 for a missing source
-  assert.equal((await call(`${u('workflows/sub/c.json')}/move/${encodeURIComponent('workflows/a b.json')}?overwrite=false`, 'POST')).status, 409);
-  const mv = await call(`${u('workflows/sub/c.json')}/move/${encodeURIComponent('workflows/d.json')}?full_info=true`, 'POST');
+  assert.equal(
+    (
+      await call(
+        `${u('workflows/sub/c.json')}/move/${encodeURIComponent('workflows/a b.json')}?overwrite=false`,
+        'POST',
+      )
+    ).status,
+    409,
+  );
+  const mv = await call(
+    `${u('workflows/sub/c.json')}/move/${encodeURIComponent('workflows/d.json')}?full_info=true`,
+    'POST',
+  );
   assert.equal(mv.status, 200);
   assert.equal(mv.json.path, 'workflows/d.json');
   assert.equal((await call(u('workflows/sub/c.json'), 'GET')).status, 404);
@@ -125,7 +191,13 @@ test('userdata paths never leave the user folder: traversal, absolute paths, lin
   symlinkSync(outside, join(base, 'linkdir'));
   symlinkSync(join(outside, 'secret.json'), join(base, 'link.json'));
   const u = (p: string) => `${s.url}/api/userdata/${encodeURIComponent(p)}`;
-  for (const p of ['../outside/secret.json', '../../data/tcd-studio.sqlite', 'a/../../x.json', '..\\x.json', '%2e%2e/x']) {
+  for (const p of [
+    '../outside/secret.json',
+    '../../data/tcd-studio.sqlite',
+    'a/../../x.json',
+    '..\\x.json',
+    '%2e%2e/x',
+  ]) {
     for (const m of ['GET', 'POST', 'DELETE']) {
       const r = await call(u(p), m, m === 'POST' ? '{}' : undefined);
       assert.equal(r.status, 400, `${m} ${p}`);
@@ -141,7 +213,11 @@ test('userdata paths never leave the user folder: traversal, absolute paths, lin
   assert.equal((await call(`${u('ok.json')}/move/${encodeURIComponent('../escaped.json')}`, 'POST')).status, 400);
   assert.equal((await call(`${s.url}/api/userdata?dir=linkdir`, 'GET')).status, 403);
   assert.equal((await call(`${s.url}/api/userdata?dir=..`, 'GET')).status, 400);
-  assert.equal(readFileSync(join(outside, 'secret.json'), 'utf8'), '{"secret":1}', 'the file behind the link is untouched');
+  assert.equal(
+    readFileSync(join(outside, 'secret.json'), 'utf8'),
+    '{"secret":1}',
+    'the file behind the link is untouched',
+  );
   const big = await call(u('big.json'), 'POST', 'x'.repeat(2048));
   assert.equal(big.status, 413);
   assert.equal(big.json.error.type, 'request_too_large');
@@ -152,7 +228,12 @@ test('userdata paths never leave the user folder: traversal, absolute paths, lin
 test('POST /prompt parses JSON whatever the content type; malformed JSON is 400 whatever the type', async () => {
   const s = await start();
   const body = JSON.stringify({ prompt: chainPrompt(), client_id: 'sdk' });
-  for (const type of [undefined, 'text/plain;charset=UTF-8', 'application/x-www-form-urlencoded', 'application/octet-stream']) {
+  for (const type of [
+    undefined,
+    'text/plain;charset=UTF-8',
+    'application/x-www-form-urlencoded',
+    'application/octet-stream',
+  ]) {
     const r = await call(`${s.url}/prompt`, 'POST', body, type ? { 'content-type': type } : {});
     assert.equal(r.status, 200, `${type}: ${r.text}`);
     assert.match(r.json.prompt_id, /^[\w-]+$/);
@@ -175,11 +256,35 @@ test('a cross-origin simple request is refused even off loopback; same origin an
   }
   const noType = await raw(url, 'POST', '/api/settings/x', { host, origin: 'http://evil.example' }, '1');
   assert.equal(noType.status, 403);
-  const fetchMeta = await raw(url, 'POST', '/prompt', { host, 'sec-fetch-site': 'cross-site', 'content-type': 'text/plain' }, body);
+  const fetchMeta = await raw(
+    url,
+    'POST',
+    '/prompt',
+    { host, 'sec-fetch-site': 'cross-site', 'content-type': 'text/plain' },
+    body,
+  );
   assert.equal(fetchMeta.status, 403);
   assert.equal(s.store.pending().length, 0);
-  assert.equal((await raw(url, 'POST', '/prompt', { host, origin: `http://${host}`, 'content-type': 'text/plain' }, body)).status, 200);
+  assert.equal(
+    (await raw(url, 'POST', '/prompt', { host, origin: `http://${host}`, 'content-type': 'text/plain' }, body)).status,
+    200,
+  );
   // application/json cannot be sent cross-origin without a preflight the server never grants
-  assert.equal((await raw(url, 'POST', '/prompt', { host, origin: 'http://evil.example', 'content-type': 'application/json' }, body)).status, 200);
-  assert.equal((await raw(url, 'POST', '/prompt', { host, 'content-type': 'text/plain' }, body)).status, 200, 'scripts without Origin');
+  assert.equal(
+    (
+      await raw(
+        url,
+        'POST',
+        '/prompt',
+        { host, origin: 'http://evil.example', 'content-type': 'application/json' },
+        body,
+      )
+    ).status,
+    200,
+  );
+  assert.equal(
+    (await raw(url, 'POST', '/prompt', { host, 'content-type': 'text/plain' }, body)).status,
+    200,
+    'scripts without Origin',
+  );
 });

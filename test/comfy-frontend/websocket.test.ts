@@ -18,12 +18,31 @@ import { decodePng, encodePng } from '../../server/storage/png.js';
 import { parsePreviewMethod, previewSetting } from '../../server/preview-method.js';
 
 /** Every text message type ComfyUI's frontend 1.45 handles (its api.ts switch); anything else makes it throw. */
-const COMFY_TYPES = new Set(['status', 'executing', 'execution_start', 'execution_error', 'execution_interrupted', 'execution_cached',
-  'execution_success', 'progress', 'progress_state', 'executed', 'graphChanged', 'promptQueued', 'logs', 'b_preview', 'notification', 'feature_flags']);
+const COMFY_TYPES = new Set([
+  'status',
+  'executing',
+  'execution_start',
+  'execution_error',
+  'execution_interrupted',
+  'execution_cached',
+  'execution_success',
+  'progress',
+  'progress_state',
+  'executed',
+  'graphChanged',
+  'promptQueued',
+  'logs',
+  'b_preview',
+  'notification',
+  'feature_flags',
+]);
 
 const stubs: StubServer[] = [];
 const stops: (() => Promise<void>)[] = [];
-after(async () => { for (const s of stubs) await s.stop(); for (const f of stops) await f(); });
+after(async () => {
+  for (const s of stubs) await s.stop();
+  for (const f of stops) await f();
+});
 
 test('feature_flags is answered with the server flags; progress_state follows each node; only ComfyUI message types', async () => {
   const s = await startStubServer({ maxUploadBytes: 12345, slowDelayMs: 5 });
@@ -34,14 +53,24 @@ test('feature_flags is answered with the server flags; progress_state follows ea
   assert.equal(flags.data.supports_preview_metadata, true);
   assert.equal(flags.data.max_upload_size, 12345);
   assert.deepEqual(flags.data, (await api(s.url, 'GET', '/features')).json, 'the same flags as GET /features');
-  const id = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ steps: 3 }), client_id: 'ff' })).json.prompt_id;
+  const id = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ steps: 3 }), client_id: 'ff' })).json
+    .prompt_id;
   const events = await ws.untilDone(id);
   const states = events.filter((m) => m.type === 'progress_state').map((m) => m.data);
   assert.ok(states.length >= 6, `${states.length} progress_state events`);
   for (const st of states) {
     assert.equal(st.prompt_id, id);
     for (const [nid, n] of Object.entries(st.nodes) as [string, any][]) {
-      assert.deepEqual(Object.keys(n).sort(), ['display_node_id', 'max', 'node_id', 'parent_node_id', 'prompt_id', 'real_node_id', 'state', 'value']);
+      assert.deepEqual(Object.keys(n).sort(), [
+        'display_node_id',
+        'max',
+        'node_id',
+        'parent_node_id',
+        'prompt_id',
+        'real_node_id',
+        'state',
+        'value',
+      ]);
       assert.equal(n.node_id, nid);
     }
   }
@@ -54,11 +83,21 @@ test('feature_flags is answered with the server flags; progress_state follows ea
   // order: running before finished for each node
   const firstFinished = states.findIndex((st) => st.nodes['3']?.state === 'finished');
   assert.ok(firstFinished > states.findIndex((st) => st.nodes['3']?.state === 'running'));
-  const failing = (await api(s.url, 'POST', '/prompt', { prompt: { '1': { class_type: 'StubLoad', inputs: { value: 1 } }, '2': { class_type: 'StubThrow', inputs: { x: ['1', 0] } }, '3': { class_type: 'StubSave', inputs: { x: ['2', 0], filename_prefix: 'f' } } }, client_id: 'ff' })).json.prompt_id;
+  const failing = (
+    await api(s.url, 'POST', '/prompt', {
+      prompt: {
+        '1': { class_type: 'StubLoad', inputs: { value: 1 } },
+        '2': { class_type: 'StubThrow', inputs: { x: ['1', 0] } },
+        '3': { class_type: 'StubSave', inputs: { x: ['2', 0], filename_prefix: 'f' } },
+      },
+      client_id: 'ff',
+    })
+  ).json.prompt_id;
   const failEvents = await ws.untilDone(failing);
   const failStates = failEvents.filter((m) => m.type === 'progress_state');
   assert.equal(failStates[failStates.length - 1].data.nodes['2'].state, 'error');
-  for (const m of ws.messages) assert.ok(COMFY_TYPES.has(m.type), `message type ${m.type} is not one ComfyUI's frontend knows`);
+  for (const m of ws.messages)
+    assert.ok(COMFY_TYPES.has(m.type), `message type ${m.type} is not one ComfyUI's frontend knows`);
   ws.close();
 });
 
@@ -74,20 +113,40 @@ test('a silent socket gets a status keepalive (client libraries drop sockets qui
   ws.close();
 });
 
-test('SaveImageWebsocket sends each image as a PNG frame [1][2][png] to the prompt\'s client only, every run, writing nothing', async () => {
+test("SaveImageWebsocket sends each image as a PNG frame [1][2][png] to the prompt's client only, every run, writing nothing", async () => {
   const root = mkdtempSync(join(tmpdir(), 'tcd-siw-'));
-  const dirs = { data: join(root, 'data'), models: join(root, 'models'), output: join(root, 'out'), input: join(root, 'in'), temp: join(root, 'tmp') };
+  const dirs = {
+    data: join(root, 'data'),
+    models: join(root, 'models'),
+    output: join(root, 'out'),
+    input: join(root, 'in'),
+    temp: join(root, 'tmp'),
+  };
   const s: RunningServer<NodeServices> = await startServer<NodeServices>({
-    host: '127.0.0.1', port: 0, dataDir: dirs.data, modelsDir: dirs.models, outputDir: dirs.output, inputDir: dirs.input, tempDir: dirs.temp,
-    workflowsDir: join(root, 'wf'), registry: createRegistry(), log: () => {},
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: dirs.data,
+    modelsDir: dirs.models,
+    outputDir: dirs.output,
+    inputDir: dirs.input,
+    tempDir: dirs.temp,
+    workflowsDir: join(root, 'wf'),
+    registry: createRegistry(),
+    log: () => {},
     makeServices: ({ models, dirs: d }) => makeServices(models, d, { dataDir: dirs.data, log: () => {} }, false),
   });
-  stops.push(async () => { await s.close(); rmSync(root, { recursive: true, force: true }); });
+  stops.push(async () => {
+    await s.close();
+    rmSync(root, { recursive: true, force: true });
+  });
   const px = new Uint8Array(6 * 4 * 3).map((_, i) => (i * 37) % 256);
   writeFileSync(join(dirs.input, 'pic.png'), encodePng(px, 6, 4, 3));
   const mine = await WsClient.connect(s.url, 'mine');
   const other = await WsClient.connect(s.url, 'other');
-  const prompt = { '1': { class_type: 'LoadImage', inputs: { image: 'pic.png' } }, '2': { class_type: 'SaveImageWebsocket', inputs: { images: ['1', 0] } } };
+  const prompt = {
+    '1': { class_type: 'LoadImage', inputs: { image: 'pic.png' } },
+    '2': { class_type: 'SaveImageWebsocket', inputs: { images: ['1', 0] } },
+  };
   assert.ok((await api(s.url, 'GET', '/object_info/SaveImageWebsocket')).json.SaveImageWebsocket.output_node);
   for (let run = 1; run <= 2; run++) {
     const r = await api(s.url, 'POST', '/prompt', { prompt, client_id: 'mine' });

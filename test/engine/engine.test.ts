@@ -22,7 +22,8 @@ function row(t: Tensor, i: number): Tensor {
 
 function assertClose(ours: Tensor, ref: Tensor, what: string): void {
   assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
-  const d = maxAbsDiff(ours.data, ref.data), tol = componentTolerance(ref.data);
+  const d = maxAbsDiff(ours.data, ref.data),
+    tol = componentTolerance(ref.data);
   assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
 }
 
@@ -32,8 +33,12 @@ function layerNorm(t: Tensor, w: Float32Array, b: Float32Array, eps = 1e-5): Ten
   const out = new Float32Array(t.data.length);
   for (let r = 0; r < t.data.length / C; r++) {
     const x = t.data.subarray(r * C, (r + 1) * C);
-    let mean = 0; for (const v of x) mean += v; mean /= C;
-    let vr = 0; for (const v of x) vr += (v - mean) ** 2; vr /= C;
+    let mean = 0;
+    for (const v of x) mean += v;
+    mean /= C;
+    let vr = 0;
+    for (const v of x) vr += (v - mean) ** 2;
+    vr /= C;
     for (let c = 0; c < C; c++) out[r * C + c] = ((x[c] - mean) / Math.sqrt(vr + eps)) * w[c] + b[c];
   }
   return { shape: t.shape, data: out };
@@ -48,7 +53,11 @@ describe('Engine on sd1_tiny', { skip }, () => {
     cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
     ckpt = fixturePath('sd1_tiny.safetensors');
   });
-  after(async () => { await engine.close(); cases.close(); rmSync(cacheDir, { recursive: true, force: true }); });
+  after(async () => {
+    await engine.close();
+    cases.close();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
 
   test('inspect reads the family and config from the header', () => {
     const { family, config } = engine.inspect(ckpt);
@@ -66,10 +75,14 @@ describe('Engine on sd1_tiny', { skip }, () => {
     }
   });
 
-  test('clip skip -2 is ComfyUI\'s: final layer norm applied to hidden_states[-2] (text/penultimate)', async () => {
+  test("clip skip -2 is ComfyUI's: final layer norm applied to hidden_states[-2] (text/penultimate)", async () => {
     const f = SafetensorsFile.open(ckpt);
     const p = `${engine.inspect(ckpt).config.textEncoders[0].prefix}final_layer_norm.`;
-    const ref = layerNorm(row(cases.readTensor('text/penultimate'), 0), f.readFloat32(`${p}weight`), f.readFloat32(`${p}bias`));
+    const ref = layerNorm(
+      row(cases.readTensor('text/penultimate'), 0),
+      f.readFloat32(`${p}weight`),
+      f.readFloat32(`${p}bias`),
+    );
     f.close();
     const { context } = await engine.encodeText({ checkpoint: ckpt, loras: [], clipSkip: -2 }, prompts[0]);
     assertClose(context, ref, 'clip skip -2');
@@ -91,19 +104,28 @@ describe('Engine on sd1_tiny', { skip }, () => {
     const weighted = await engine.encodeText(ref, 'a (cat:1.5) hat');
     const plain = await engine.encodeText(ref, 'a cat hat'); // same token ids, all weights 1
     const empty = await engine.encodeText(ref, ''); // [BOS, EOS, EOS...] = the empty window (CLIP-L pads with EOS)
-    const C = 128, cat = 2; // position 0 is BOS, 1 'a', 2 'cat'
+    const C = 128,
+      cat = 2; // position 0 is BOS, 1 'a', 2 'cat'
     for (let j = 0; j < 77; j++) {
       for (let c = 0; c < C; c++) {
         const i = j * C + c;
-        const want = j === cat ? empty.context.data[i] + 1.5 * (plain.context.data[i] - empty.context.data[i]) : plain.context.data[i];
-        assert.ok(Math.abs(weighted.context.data[i] - want) <= 1e-5, `token ${j} channel ${c}: ${weighted.context.data[i]} vs ${want}`);
+        const want =
+          j === cat
+            ? empty.context.data[i] + 1.5 * (plain.context.data[i] - empty.context.data[i])
+            : plain.context.data[i];
+        assert.ok(
+          Math.abs(weighted.context.data[i] - want) <= 1e-5,
+          `token ${j} channel ${c}: ${weighted.context.data[i]} vs ${want}`,
+        );
       }
     }
     assert.ok(maxAbsDiff(weighted.context.data, plain.context.data) > 1e-3); // the weight did something
   });
 
-  test('unet equals unet/out; the caller\'s arrays stay usable', async () => {
-    const x = cases.readTensor('unet/x'), t = cases.readFloat32('unet/t'), context = cases.readTensor('unet/context');
+  test("unet equals unet/out; the caller's arrays stay usable", async () => {
+    const x = cases.readTensor('unet/x'),
+      t = cases.readFloat32('unet/t'),
+      context = cases.readTensor('unet/context');
     const out = await engine.unet({ checkpoint: ckpt, loras: [] }, x, t, context);
     assertClose(out, cases.readTensor('unet/out'), 'unet');
     assert.equal(x.data.length, 2 * 4 * 8 * 8); // not detached by the transfer
@@ -111,13 +133,27 @@ describe('Engine on sd1_tiny', { skip }, () => {
   });
 
   test('vaeDecode equals vae/decoded (input already divided by scaling_factor); vaeEncode equals vae/encoded_mean', async () => {
-    assertClose(await engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z')), cases.readTensor('vae/decoded'), 'vae decode');
-    assertClose(await engine.vaeEncode({ checkpoint: ckpt }, cases.readTensor('vae/image')), cases.readTensor('vae/encoded_mean'), 'vae encode');
+    assertClose(
+      await engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z')),
+      cases.readTensor('vae/decoded'),
+      'vae decode',
+    );
+    assertClose(
+      await engine.vaeEncode({ checkpoint: ckpt }, cases.readTensor('vae/image')),
+      cases.readTensor('vae/encoded_mean'),
+      'vae encode',
+    );
   });
 
   test('sessions are reused across calls and prompts', async () => {
     const s = await engine.stats();
-    assert.deepEqual(s.loaded.map((k) => JSON.parse(k).component).sort(), ['text_encoder_0', 'text_encoder_0', 'unet', 'vae_decoder', 'vae_encoder']);
+    assert.deepEqual(s.loaded.map((k) => JSON.parse(k).component).sort(), [
+      'text_encoder_0',
+      'text_encoder_0',
+      'unet',
+      'vae_decoder',
+      'vae_encoder',
+    ]);
     assert.equal(s.graphsBuilt, 5); // clip skip -1 and -2 are two graphs; nothing was built twice
     assert.equal(s.evictions.length, 0);
   });
@@ -132,11 +168,16 @@ describe('Engine on sdxl_tiny', { skip }, () => {
     cases = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
     ckpt = fixturePath('sdxl_tiny.safetensors');
   });
-  after(async () => { await engine.close(); cases.close(); rmSync(cacheDir, { recursive: true, force: true }); });
+  after(async () => {
+    await engine.close();
+    cases.close();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
 
   test('encodeText equals text/context and text/pooled (default clip skip -2 of both encoders)', async () => {
     assert.equal(engine.inspect(ckpt).config.defaultClipSkip, -2);
-    const refContext = cases.readTensor('text/context'), refPooled = cases.readTensor('text/pooled');
+    const refContext = cases.readTensor('text/context'),
+      refPooled = cases.readTensor('text/pooled');
     for (let i = 0; i < prompts.length; i++) {
       const { context, pooled } = await engine.encodeText({ checkpoint: ckpt, loras: [] }, prompts[i]);
       assertClose(context, row(refContext, i), `context ${i}`);
@@ -155,13 +196,26 @@ describe('Engine on sdxl_tiny', { skip }, () => {
   });
 
   test('unet with text_embeds and time_ids equals unet/out', async () => {
-    const out = await engine.unet({ checkpoint: ckpt, loras: [] }, cases.readTensor('unet/x'), cases.readFloat32('unet/t'), cases.readTensor('unet/context'),
-      { textEmbeds: cases.readTensor('unet/text_embeds'), timeIds: cases.readTensor('unet/time_ids') });
+    const out = await engine.unet(
+      { checkpoint: ckpt, loras: [] },
+      cases.readTensor('unet/x'),
+      cases.readFloat32('unet/t'),
+      cases.readTensor('unet/context'),
+      { textEmbeds: cases.readTensor('unet/text_embeds'), timeIds: cases.readTensor('unet/time_ids') },
+    );
     assertClose(out, cases.readTensor('unet/out'), 'sdxl unet');
   });
 
   test('vaeDecode equals vae/decoded; vaeEncode equals vae/encoded_mean', async () => {
-    assertClose(await engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z')), cases.readTensor('vae/decoded'), 'vae decode');
-    assertClose(await engine.vaeEncode({ checkpoint: ckpt }, cases.readTensor('vae/image')), cases.readTensor('vae/encoded_mean'), 'vae encode');
+    assertClose(
+      await engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z')),
+      cases.readTensor('vae/decoded'),
+      'vae decode',
+    );
+    assertClose(
+      await engine.vaeEncode({ checkpoint: ckpt }, cases.readTensor('vae/image')),
+      cases.readTensor('vae/encoded_mean'),
+      'vae encode',
+    );
   });
 });

@@ -2,7 +2,11 @@
 import { keySourceOf, type KeySource } from '../../server/engine/model/detect.js';
 import { fixtureJson } from '../helpers/fixtures.js';
 
-export interface RealArchitecture { params: number; unet_params: number; keys: Record<string, number[]> }
+export interface RealArchitecture {
+  params: number;
+  unet_params: number;
+  keys: Record<string, number[]>;
+}
 
 export function realArchitecture(model: 'sd15' | 'sdxl'): RealArchitecture {
   return fixtureJson<Record<string, RealArchitecture>>('real_architectures.json')[model];

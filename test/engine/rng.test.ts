@@ -82,8 +82,12 @@ test('randn of 1x4x128x128 takes milliseconds and looks standard normal', () => 
   const t0 = performance.now();
   const x = g.randn([1, 4, 128, 128]);
   const ms = performance.now() - t0;
-  let mean = 0, sq = 0;
-  for (const v of x) { mean += v; sq += v * v; }
+  let mean = 0,
+    sq = 0;
+  for (const v of x) {
+    mean += v;
+    sq += v * v;
+  }
   mean /= x.length;
   const std = Math.sqrt(sq / x.length - mean * mean);
   assert.ok(Math.abs(mean) < 0.01 && Math.abs(std - 1) < 0.01, `mean ${mean} std ${std}`);
@@ -91,24 +95,31 @@ test('randn of 1x4x128x128 takes milliseconds and looks standard normal', () => 
   console.log(`randn 1x4x128x128: ${ms.toFixed(2)} ms`);
 });
 
-test('CudaTorchGenerator matches torch.randn on a CUDA generator (Philox), fresh and consecutive draws', { skip: fixtureSkip() }, () => {
-  // The GPU evaluates Box-Muller with __sincosf, an approximate intrinsic: near zero crossings our exact sin/cos
-  // differ from it by up to ~7e-6 on this fixture, still inside the 1e-5 bound.
-  const f = SafetensorsFile.open(fixturePath('torch_randn_cuda.safetensors'));
-  const seqs = new Map<string, CudaTorchGenerator>();
-  const keys = f.keys().sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
-  assert.ok(keys.some((k) => k.startsWith('seed4294967303/')), 'seed >= 2^32 case present (CUDA keys use all 64 bits)');
-  for (const key of keys) {
-    const group = key.split('/')[0];
-    let gen: CudaTorchGenerator;
-    if (group.startsWith('seed')) gen = new CudaTorchGenerator(BigInt(group.slice(4)));
-    else {
-      if (!seqs.has(group)) seqs.set(group, new CudaTorchGenerator(BigInt(group.slice(3))));
-      gen = seqs.get(group)!;
+test(
+  'CudaTorchGenerator matches torch.randn on a CUDA generator (Philox), fresh and consecutive draws',
+  { skip: fixtureSkip() },
+  () => {
+    // The GPU evaluates Box-Muller with __sincosf, an approximate intrinsic: near zero crossings our exact sin/cos
+    // differ from it by up to ~7e-6 on this fixture, still inside the 1e-5 bound.
+    const f = SafetensorsFile.open(fixturePath('torch_randn_cuda.safetensors'));
+    const seqs = new Map<string, CudaTorchGenerator>();
+    const keys = f.keys().sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    assert.ok(
+      keys.some((k) => k.startsWith('seed4294967303/')),
+      'seed >= 2^32 case present (CUDA keys use all 64 bits)',
+    );
+    for (const key of keys) {
+      const group = key.split('/')[0];
+      let gen: CudaTorchGenerator;
+      if (group.startsWith('seed')) gen = new CudaTorchGenerator(BigInt(group.slice(4)));
+      else {
+        if (!seqs.has(group)) seqs.set(group, new CudaTorchGenerator(BigInt(group.slice(3))));
+        gen = seqs.get(group)!;
+      }
+      const d = maxAbsDiff(gen.randn(f.info(key).shape), f.readFloat32(key));
+      assert.ok(d <= TOL, `${key}: max |ours - torch cuda| = ${d}`);
     }
-    const d = maxAbsDiff(gen.randn(f.info(key).shape), f.readFloat32(key));
-    assert.ok(d <= TOL, `${key}: max |ours - torch cuda| = ${d}`);
-  }
-  // unlike the CPU generator, the CUDA one keys Philox with all 64 seed bits
-  assert.notDeepEqual(new CudaTorchGenerator(7).randn([16]), new CudaTorchGenerator((1n << 32n) + 7n).randn([16]));
-});
+    // unlike the CPU generator, the CUDA one keys Philox with all 64 seed bits
+    assert.notDeepEqual(new CudaTorchGenerator(7).randn([16]), new CudaTorchGenerator((1n << 32n) + 7n).randn([16]));
+  },
+);

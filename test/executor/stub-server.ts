@@ -14,27 +14,63 @@ import type { NodeDefinition, Registry, InputSpec } from '../../server/executor/
 import { encodePng } from '../../server/storage/png.js';
 import { writeFileAtomic } from '../../server/storage/atomic-write.js';
 
-export interface StubServices { runs: Map<string, number>; dirs: { output: string; input: string; temp: string }; slowDelayMs: number }
+export interface StubServices {
+  runs: Map<string, number>;
+  dirs: { output: string; input: string; temp: string };
+  slowDelayMs: number;
+}
 
-const int = (name: string, o: Record<string, unknown> = {}): InputSpec => ({ name, type: 'INT', options: { default: 0, min: 0, max: 1000, step: 1, ...o } });
+const int = (name: string, o: Record<string, unknown> = {}): InputSpec => ({
+  name,
+  type: 'INT',
+  options: { default: 0, min: 0, max: 1000, step: 1, ...o },
+});
 const socket = (type: string, name: string): InputSpec => ({ name, type, options: {} });
 
-function def(d: Partial<NodeDefinition<StubServices>> & Pick<NodeDefinition<StubServices>, 'id' | 'inputs' | 'outputs' | 'execute'>): NodeDefinition<StubServices> {
+function def(
+  d: Partial<NodeDefinition<StubServices>> &
+    Pick<NodeDefinition<StubServices>, 'id' | 'inputs' | 'outputs' | 'execute'>,
+): NodeDefinition<StubServices> {
   const execute = d.execute;
   return {
-    displayName: d.id, category: 'test', description: '', outputNode: false, ...d,
-    execute: (args, ctx) => { ctx.services.runs.set(d.id, (ctx.services.runs.get(d.id) ?? 0) + 1); return execute(args, ctx); },
+    displayName: d.id,
+    category: 'test',
+    description: '',
+    outputNode: false,
+    ...d,
+    execute: (args, ctx) => {
+      ctx.services.runs.set(d.id, (ctx.services.runs.get(d.id) ?? 0) + 1);
+      return execute(args, ctx);
+    },
   };
 }
 
 export function stubRegistry(): Registry<StubServices> {
   const nodes: NodeDefinition<StubServices>[] = [
     // a "loader": no inputs that change, a constant
-    def({ id: 'StubLoad', inputs: [int('value')], outputs: [{ type: 'NUMBER', name: 'NUMBER' }, { type: 'TEXT', name: 'TEXT' }], execute: ({ value }) => ({ outputs: [Number(value), `v${value}`] }) }),
-    def({ id: 'StubAdd', inputs: [socket('NUMBER', 'a'), int('b', { min: -1000 })], outputs: [{ type: 'NUMBER', name: 'NUMBER' }], execute: ({ a, b }) => ({ outputs: [Number(a) + Number(b)] }) }),
+    def({
+      id: 'StubLoad',
+      inputs: [int('value')],
+      outputs: [
+        { type: 'NUMBER', name: 'NUMBER' },
+        { type: 'TEXT', name: 'TEXT' },
+      ],
+      execute: ({ value }) => ({ outputs: [Number(value), `v${value}`] }),
+    }),
+    def({
+      id: 'StubAdd',
+      inputs: [socket('NUMBER', 'a'), int('b', { min: -1000 })],
+      outputs: [{ type: 'NUMBER', name: 'NUMBER' }],
+      execute: ({ a, b }) => ({ outputs: [Number(a) + Number(b)] }),
+    }),
     // a "sampler": slow, progress per step, interruptible
     def({
-      id: 'StubSlow', inputs: [socket('NUMBER', 'x'), int('seed', { max: 0xffffffffffffffff, control_after_generate: true }), int('steps', { default: 3, min: 1, max: 100000 })],
+      id: 'StubSlow',
+      inputs: [
+        socket('NUMBER', 'x'),
+        int('seed', { max: 0xffffffffffffffff, control_after_generate: true }),
+        int('steps', { default: 3, min: 1, max: 100000 }),
+      ],
       outputs: [{ type: 'NUMBER', name: 'NUMBER' }],
       execute: async ({ x, seed, steps }, ctx) => {
         for (let i = 0; i < Number(steps); i++) {
@@ -45,21 +81,36 @@ export function stubRegistry(): Registry<StubServices> {
         return { outputs: [Number(x) + Number(seed)] };
       },
     }),
-    def({ id: 'StubThrow', inputs: [socket('NUMBER', 'x')], outputs: [{ type: 'NUMBER', name: 'NUMBER' }], execute: () => { throw new RangeError('stub failure on purpose'); } }),
+    def({
+      id: 'StubThrow',
+      inputs: [socket('NUMBER', 'x')],
+      outputs: [{ type: 'NUMBER', name: 'NUMBER' }],
+      execute: () => {
+        throw new RangeError('stub failure on purpose');
+      },
+    }),
     // an output node writing a real PNG (value encoded in its pixels)
     def({
-      id: 'StubSave', outputNode: true, inputs: [socket('NUMBER', 'x'), { name: 'filename_prefix', type: 'STRING', options: { default: 'stub' } }],
+      id: 'StubSave',
+      outputNode: true,
+      inputs: [socket('NUMBER', 'x'), { name: 'filename_prefix', type: 'STRING', options: { default: 'stub' } }],
       outputs: [],
       execute: ({ x, filename_prefix }, ctx) => {
         const v = Number(x) & 255;
         const name = `${filename_prefix}_${ctx.promptId.slice(0, 8)}_${ctx.nodeId}.png`;
-        writeFileAtomic(join(ctx.services.dirs.output, name), encodePng(new Uint8Array([v, v, v, v, v, v, v, v, v, v, v, v]), 2, 2, 3, { prompt: JSON.stringify(ctx.prompt) }));
+        writeFileAtomic(
+          join(ctx.services.dirs.output, name),
+          encodePng(new Uint8Array([v, v, v, v, v, v, v, v, v, v, v, v]), 2, 2, 3, {
+            prompt: JSON.stringify(ctx.prompt),
+          }),
+        );
         return { outputs: [], ui: { images: [{ filename: name, subfolder: '', type: 'output' }], value: [Number(x)] } };
       },
     }),
     // every validation feature
     def({
-      id: 'StubCheck', inputs: [
+      id: 'StubCheck',
+      inputs: [
         socket('NUMBER', 'x'),
         { name: 'f', type: 'FLOAT', options: { default: 0.5, min: 0, max: 1, step: 0.01 } },
         { name: 'mode', type: 'COMBO', options: {}, choices: ['fast', 'slow'] },
@@ -74,10 +125,29 @@ export function stubRegistry(): Registry<StubServices> {
       },
       execute: ({ x }) => ({ outputs: [x] }),
     }),
-    def({ id: 'StubBadCombo', inputs: [{ name: 'pick', type: 'COMBO', options: {}, choices: () => { throw new Error('choice list unavailable'); } }], outputs: [{ type: 'NUMBER', name: 'NUMBER' }], execute: () => ({ outputs: [0] }) }),
+    def({
+      id: 'StubBadCombo',
+      inputs: [
+        {
+          name: 'pick',
+          type: 'COMBO',
+          options: {},
+          choices: () => {
+            throw new Error('choice list unavailable');
+          },
+        },
+      ],
+      outputs: [{ type: 'NUMBER', name: 'NUMBER' }],
+      execute: () => ({ outputs: [0] }),
+    }),
     // a chatty node: `count` previews of `kb` KiB and one progress event each (for websocket back-pressure)
     def({
-      id: 'StubPreview', inputs: [socket('NUMBER', 'x'), int('count', { default: 10, max: 1000000 }), int('kb', { default: 1, max: 4096 })],
+      id: 'StubPreview',
+      inputs: [
+        socket('NUMBER', 'x'),
+        int('count', { default: 10, max: 1000000 }),
+        int('kb', { default: 1, max: 4096 }),
+      ],
       outputs: [{ type: 'NUMBER', name: 'NUMBER' }],
       execute: async ({ x, count, kb }, ctx) => {
         const jpeg = new Uint8Array(Math.max(3, Number(kb) * 1024)).fill(0xab);
@@ -91,27 +161,47 @@ export function stubRegistry(): Registry<StubServices> {
         return { outputs: [x] };
       },
     }),
-    def({ id: 'StubAny', inputs: [socket('*', 'anything')], outputs: [{ type: 'NUMBER,TEXT', name: 'EITHER' }], execute: ({ anything }) => ({ outputs: [anything] }) }),
+    def({
+      id: 'StubAny',
+      inputs: [socket('*', 'anything')],
+      outputs: [{ type: 'NUMBER,TEXT', name: 'EITHER' }],
+      execute: ({ anything }) => ({ outputs: [anything] }),
+    }),
   ];
   return new Map(nodes.map((n) => [n.id, n]));
 }
 
-export interface StubServer extends RunningServer<StubServices> { root: string; stop(opts?: { keep?: boolean }): Promise<void> }
+export interface StubServer extends RunningServer<StubServices> {
+  root: string;
+  stop(opts?: { keep?: boolean }): Promise<void>;
+}
 
 /** Start the real server on an ephemeral loopback port with the stub registry, in a fresh temp folder. */
-export async function startStubServer(over: Partial<ServerConfig<StubServices>> & { root?: string; slowDelayMs?: number } = {}): Promise<StubServer> {
+export async function startStubServer(
+  over: Partial<ServerConfig<StubServices>> & { root?: string; slowDelayMs?: number } = {},
+): Promise<StubServer> {
   const root = over.root ?? mkdtempSync(join(tmpdir(), 'tcd-stub-'));
   const cfg: ServerConfig<StubServices> = {
-    host: '127.0.0.1', port: 0, dataDir: join(root, 'data'), modelsDir: join(root, 'models'), outputDir: join(root, 'output'),
-    inputDir: join(root, 'input'), tempDir: join(root, 'temp'), workflowsDir: join(root, 'workflows'),
-    registry: stubRegistry(), log: () => {},
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: join(root, 'data'),
+    modelsDir: join(root, 'models'),
+    outputDir: join(root, 'output'),
+    inputDir: join(root, 'input'),
+    tempDir: join(root, 'temp'),
+    workflowsDir: join(root, 'workflows'),
+    registry: stubRegistry(),
+    log: () => {},
     makeServices: ({ dirs }) => ({ runs: new Map(), dirs, slowDelayMs: over.slowDelayMs ?? 20 }),
     ...over,
   };
   const s = await startServer(cfg);
   return Object.assign(s, {
     root,
-    stop: async (o: { keep?: boolean } = {}) => { await s.close(); if (!o.keep) rmSync(root, { recursive: true, force: true }); },
+    stop: async (o: { keep?: boolean } = {}) => {
+      await s.close();
+      if (!o.keep) rmSync(root, { recursive: true, force: true });
+    },
   });
 }
 

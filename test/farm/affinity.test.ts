@@ -7,8 +7,19 @@ import type { WorkerState } from '../../server/farm/protocol.js';
 const now = 100000;
 const o = { affinity: true, maxWaitMs: 10000, orphanGraceMs: 3000 };
 const head = (name: string, ckpt: string, age: number): QueueHead => ({ name, ckpt, oldest: now - age });
-const other = (id: string, loaded: string[], onDisk: string[], busy = false): WorkerState =>
-  ({ id, host: 'h', pid: 1, device: null, loaded, onDisk, running: busy ? ['p'] : [], concurrency: 1, done: 0, switches: 0, ts: now });
+const other = (id: string, loaded: string[], onDisk: string[], busy = false): WorkerState => ({
+  id,
+  host: 'h',
+  pid: 1,
+  device: null,
+  loaded,
+  onDisk,
+  running: busy ? ['p'] : [],
+  concurrency: 1,
+  done: 0,
+  switches: 0,
+  ts: now,
+});
 const me = (loaded: string[], onDisk = ['a', 'b', 'c']) => ({ id: 'me', loaded, onDisk: new Set(onDisk) });
 
 test('the checkpoint this worker holds comes first, even when younger', () => {
@@ -16,7 +27,10 @@ test('the checkpoint this worker holds comes first, even when younger', () => {
 });
 
 test('without affinity the oldest prompt comes first', () => {
-  assert.deepEqual(queueOrder([head('qa', 'a', 5000), head('qb', 'b', 1000)], me(['b']), [], { ...o, affinity: false }, now), ['qa', 'qb']);
+  assert.deepEqual(
+    queueOrder([head('qa', 'a', 5000), head('qb', 'b', 1000)], me(['b']), [], { ...o, affinity: false }, now),
+    ['qa', 'qb'],
+  );
 });
 
 test('a checkpoint an idle worker holds is left to it; a busy holder does not block', () => {

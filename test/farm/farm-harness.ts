@@ -16,28 +16,60 @@ import type { RunningServer } from '../../server/app/server.js';
 import type { NodeServices } from '../../nodes/services.js';
 
 export function redisSkip(): string | false {
-  return spawnSync('redis-server', ['--version']).status === 0 ? false : 'redis-server is not installed (apt-get install -y redis-server)';
+  return spawnSync('redis-server', ['--version']).status === 0
+    ? false
+    : 'redis-server is not installed (apt-get install -y redis-server)';
 }
 
 export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); });
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
     s.on('error', rej);
   });
 }
 
 export class RedisProcess {
   proc: ChildProcess | null = null;
-  constructor(readonly port: number, readonly dir: string) {}
-  get url(): string { return `redis://127.0.0.1:${this.port}`; }
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+  ) {}
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
   async start(): Promise<void> {
-    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--save', '', '--protected-mode', 'no'], { stdio: 'ignore' });
+    this.proc = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        this.dir,
+        '--appendonly',
+        'yes',
+        '--save',
+        '',
+        '--protected-mode',
+        'no',
+      ],
+      { stdio: 'ignore' },
+    );
     const deadline = Date.now() + 10000;
     for (;;) {
       const r = new Redis({ port: this.port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       r.on('error', () => {});
-      try { await r.connect(); await r.ping(); r.disconnect(); break; } catch {
+      try {
+        await r.connect();
+        await r.ping();
+        r.disconnect();
+        break;
+      } catch {
         r.disconnect();
         if (this.proc.exitCode !== null || Date.now() > deadline) throw new Error('redis-server did not start');
         await sleep(100);
@@ -48,18 +80,35 @@ export class RedisProcess {
   async stop(): Promise<void> {
     const p = this.proc;
     if (!p || p.exitCode !== null) return;
-    await new Promise<void>((r) => { p.once('exit', () => r()); p.kill('SIGTERM'); });
+    await new Promise<void>((r) => {
+      p.once('exit', () => r());
+      p.kill('SIGTERM');
+    });
   }
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export interface FarmDirs { root: string; models: string; output: string; input: string; temp: string; data: string }
+export interface FarmDirs {
+  root: string;
+  models: string;
+  output: string;
+  input: string;
+  temp: string;
+  data: string;
+}
 
 /** Shared folders plus the demo checkpoint. */
 export async function farmDirs(): Promise<FarmDirs> {
   const root = mkdtempSync(join(tmpdir(), 'tcd-farm-'));
-  const d = { root, models: join(root, 'models'), output: join(root, 'output'), input: join(root, 'input'), temp: join(root, 'temp'), data: join(root, 'data') };
+  const d = {
+    root,
+    models: join(root, 'models'),
+    output: join(root, 'output'),
+    input: join(root, 'input'),
+    temp: join(root, 'temp'),
+    data: join(root, 'data'),
+  };
   for (const p of Object.values(d)) mkdirSync(p, { recursive: true });
   await ensureDemoCheckpoint(d.models);
   return d;
@@ -74,13 +123,52 @@ export function workerModels(d: FarmDirs, name: string, ckpts: string[] = [DEMO_
 }
 
 /** `tcd-studio worker` as a child process; resolves once it advertises itself in Redis. */
-export async function spawnWorker(redisUrl: string, d: FarmDirs, id: string, extra: string[] = [], models = workerModels(d, id), o: { dataName?: string; env?: Record<string, string> } = {}): Promise<ChildProcess> {
+export async function spawnWorker(
+  redisUrl: string,
+  d: FarmDirs,
+  id: string,
+  extra: string[] = [],
+  models = workerModels(d, id),
+  o: { dataName?: string; env?: Record<string, string> } = {},
+): Promise<ChildProcess> {
   const cli = resolve('server/cli.ts');
-  const p = spawn(process.execPath, ['--import', 'tsx', cli, 'worker', '--queue', redisUrl, '--id', id, '--models', models, '--output', d.output,
-    '--input', d.input, '--temp', d.temp, '--data', join(d.data, o.dataName ?? id), '--ep', 'cpu', '--lock-ms', '3000', '--stalled-ms', '1000', ...extra],
-  { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
-  p.stdout!.on('data', (b) => { if (process.env.FARM_DEBUG) process.stderr.write(`[${id}] ${b}`); });
-  p.stderr!.on('data', (b) => { if (process.env.FARM_DEBUG) process.stderr.write(`[${id}!] ${b}`); });
+  const p = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      cli,
+      'worker',
+      '--queue',
+      redisUrl,
+      '--id',
+      id,
+      '--models',
+      models,
+      '--output',
+      d.output,
+      '--input',
+      d.input,
+      '--temp',
+      d.temp,
+      '--data',
+      join(d.data, o.dataName ?? id),
+      '--ep',
+      'cpu',
+      '--lock-ms',
+      '3000',
+      '--stalled-ms',
+      '1000',
+      ...extra,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } },
+  );
+  p.stdout!.on('data', (b) => {
+    if (process.env.FARM_DEBUG) process.stderr.write(`[${id}] ${b}`);
+  });
+  p.stderr!.on('data', (b) => {
+    if (process.env.FARM_DEBUG) process.stderr.write(`[${id}!] ${b}`);
+  });
   const deadline = Date.now() + 60000;
   while (!(await workerStates(redisUrl)).some((w) => w.id === id)) {
     if (p.exitCode !== null) throw new Error(`worker ${id} exited with ${p.exitCode}`);
@@ -92,7 +180,11 @@ export async function spawnWorker(redisUrl: string, d: FarmDirs, id: string, ext
 
 export async function workerStates(redisUrl: string): Promise<WorkerState[]> {
   const r = new Redis(redisUrl);
-  try { return aliveWorkers(await r.hgetall(KEYS.workers)); } finally { r.disconnect(); }
+  try {
+    return aliveWorkers(await r.hgetall(KEYS.workers));
+  } finally {
+    r.disconnect();
+  }
 }
 
 /**
@@ -103,39 +195,81 @@ export async function doneCounts(redisUrl: string): Promise<Record<string, numbe
   const r = new Redis(redisUrl);
   try {
     const all = await r.hgetall(KEYS.workers);
-    return Object.fromEntries(Object.values(all).map((v) => JSON.parse(v) as WorkerState).map((w) => [w.id, w.done]));
-  } finally { r.disconnect(); }
+    return Object.fromEntries(
+      Object.values(all)
+        .map((v) => JSON.parse(v) as WorkerState)
+        .map((w) => [w.id, w.done]),
+    );
+  } finally {
+    r.disconnect();
+  }
 }
 
 export async function stopWorker(p: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return;
-  await new Promise<void>((r) => { p.once('exit', () => r()); p.kill(signal); });
+  await new Promise<void>((r) => {
+    p.once('exit', () => r());
+    p.kill(signal);
+  });
 }
 
-export function removeDirs(d: FarmDirs): void { rmSync(d.root, { recursive: true, force: true }); }
+export function removeDirs(d: FarmDirs): void {
+  rmSync(d.root, { recursive: true, force: true });
+}
 
 /** A redis-server on a free port (data in d.data) and the API server in this process queueing on it. */
-export async function startFarmServer(d: FarmDirs): Promise<{ redis: RedisProcess; server: RunningServer<NodeServices> }> {
+export async function startFarmServer(
+  d: FarmDirs,
+): Promise<{ redis: RedisProcess; server: RunningServer<NodeServices> }> {
   const redis = new RedisProcess(await freePort(), d.data);
   await redis.start();
-  const server = await serve({ port: 0, listen: '127.0.0.1', models: d.models, data: d.data, output: d.output, input: d.input, temp: d.temp, queue: redis.url, log: () => {} });
+  const server = await serve({
+    port: 0,
+    listen: '127.0.0.1',
+    models: d.models,
+    data: d.data,
+    output: d.output,
+    input: d.input,
+    temp: d.temp,
+    queue: redis.url,
+    log: () => {},
+  });
   return { redis, server };
 }
 
 /** Stops what startFarmServer started and removes the folders. */
-export async function stopFarmServer(f: { redis: RedisProcess; server: RunningServer<NodeServices> }, d: FarmDirs): Promise<void> {
+export async function stopFarmServer(
+  f: { redis: RedisProcess; server: RunningServer<NodeServices> },
+  d: FarmDirs,
+): Promise<void> {
   await f.server.close();
   await f.redis.stop();
   removeDirs(d);
 }
 
 /** The 64x64, 4-step demo prompt. */
-export function demoPrompt(o: { seed?: number; steps?: number; size?: number; prefix?: string; ckpt?: string; text?: string } = {}) {
+export function demoPrompt(
+  o: { seed?: number; steps?: number; size?: number; prefix?: string; ckpt?: string; text?: string } = {},
+) {
   return {
     ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: o.ckpt ?? DEMO_CHECKPOINT_NAME } },
     pos: { class_type: 'CLIPTextEncode', inputs: { text: o.text ?? 'a lighthouse', clip: ['ckpt', 1] } },
     empty: { class_type: 'EmptyLatentImage', inputs: { width: o.size ?? 64, height: o.size ?? 64, batch_size: 1 } },
-    tcd: { class_type: 'TCDSampler', inputs: { model: ['ckpt', 0], positive: ['pos', 0], negative: ['pos', 0], latent_image: ['empty', 0], seed: o.seed ?? 1, steps: o.steps ?? 4, cfg: 1, eta: 0.3, denoise: 1, original_inference_steps: 50 } },
+    tcd: {
+      class_type: 'TCDSampler',
+      inputs: {
+        model: ['ckpt', 0],
+        positive: ['pos', 0],
+        negative: ['pos', 0],
+        latent_image: ['empty', 0],
+        seed: o.seed ?? 1,
+        steps: o.steps ?? 4,
+        cfg: 1,
+        eta: 0.3,
+        denoise: 1,
+        original_inference_steps: 50,
+      },
+    },
     decode: { class_type: 'VAEDecode', inputs: { samples: ['tcd', 0], vae: ['ckpt', 2] } },
     save: { class_type: 'SaveImage', inputs: { images: ['decode', 0], filename_prefix: o.prefix ?? 'farm' } },
   };

@@ -14,16 +14,33 @@ import { farmDirs, removeDirs, demoPrompt, sleep, type FarmDirs } from './farm-h
 let d: FarmDirs, server: RunningServer<NodeServices>;
 before(async () => {
   d = await farmDirs();
-  server = await serve({ port: 0, listen: '127.0.0.1', models: d.models, data: d.data, output: d.output, input: d.input, temp: d.temp, devices: ['0', '1'], log: () => {} });
+  server = await serve({
+    port: 0,
+    listen: '127.0.0.1',
+    models: d.models,
+    data: d.data,
+    output: d.output,
+    input: d.input,
+    temp: d.temp,
+    devices: ['0', '1'],
+    log: () => {},
+  });
 });
-after(async () => { await server.close(); removeDirs(d); });
+after(async () => {
+  await server.close();
+  removeDirs(d);
+});
 
 test('two devices run two prompts at once; interrupt by id stops only that one', async () => {
   assert.ok(server.queue.backend instanceof MultiDeviceBackend);
   const q = server.queue.backend as MultiDeviceBackend<NodeServices>;
   const ws = await WsClient.connect(server.url, 'md');
-  const a = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 1, steps: 12, size: 384 }), client_id: 'md' })).json.prompt_id;
-  const b = (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 2, steps: 12, size: 384 }), client_id: 'md' })).json.prompt_id;
+  const a = (
+    await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 1, steps: 12, size: 384 }), client_id: 'md' })
+  ).json.prompt_id;
+  const b = (
+    await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 2, steps: 12, size: 384 }), client_id: 'md' })
+  ).json.prompt_id;
   let both = false;
   for (let t = 0; t < 600 && !both; t++) {
     const running = Object.values(q.runningByDevice());

@@ -20,7 +20,16 @@ import { FarmWorker } from '../../server/farm/worker.js';
 import { ModelFolders } from '../../server/storage/model-folders.js';
 import { makeServices } from '../../server/host.js';
 import type { ServerEvent } from '../../protocol/events.js';
-import { RedisProcess, demoPrompt, farmDirs, freePort, redisSkip, removeDirs, sleep, type FarmDirs } from './farm-harness.js';
+import {
+  RedisProcess,
+  demoPrompt,
+  farmDirs,
+  freePort,
+  redisSkip,
+  removeDirs,
+  sleep,
+  type FarmDirs,
+} from './farm-harness.js';
 
 /** A backend under test: `open` gives a queue on a data folder that does not run prompts until `run`. */
 interface Backend {
@@ -29,23 +38,42 @@ interface Backend {
 }
 
 const events: { ev: ServerEvent; clientId: string | null }[] = [];
-const sink: EventSink = { send: (ev, clientId) => { events.push({ ev, clientId }); }, preview: () => {} };
+const sink: EventSink = {
+  send: (ev, clientId) => {
+    events.push({ ev, clientId });
+  },
+  preview: () => {},
+};
 const quiet = () => {};
 
 function servicesFor(d: FarmDirs, dataDir: string) {
-  return makeServices(new ModelFolders(d.models), { output: d.output, input: d.input, temp: d.temp }, { ep: 'cpu', dataDir, log: quiet }, false);
+  return makeServices(
+    new ModelFolders(d.models),
+    { output: d.output, input: d.input, temp: d.temp },
+    { ep: 'cpu', dataDir, log: quiet },
+    false,
+  );
 }
 
 const local = (d: FarmDirs): Backend => ({
   async open(dataDir) {
     const store = new QueueStore(dataDir);
     const services = servicesFor(d, dataDir);
-    const queue = new PromptQueue(store, sink, quiet, (ctx) => new LocalRunner(ctx, new Executor(createRegistry(), services)));
+    const queue = new PromptQueue(
+      store,
+      sink,
+      quiet,
+      (ctx) => new LocalRunner(ctx, new Executor(createRegistry(), services)),
+    );
     queue.recover();
     return {
       queue,
       run: async () => queue.start(),
-      close: async () => { await queue.stop(); store.close(); await services.engine().close(); },
+      close: async () => {
+        await queue.stop();
+        store.close();
+        await services.engine().close();
+      },
     };
   },
 });
@@ -54,7 +82,12 @@ function farm(d: FarmDirs, redis: () => RedisProcess): Backend {
   return {
     async open(dataDir) {
       const store = new QueueStore(dataDir);
-      const queue = new PromptQueue(store, sink, quiet, (ctx) => new RedisBackend(ctx, { url: redis().url, syncMs: 200 }));
+      const queue = new PromptQueue(
+        store,
+        sink,
+        quiet,
+        (ctx) => new RedisBackend(ctx, { url: redis().url, syncMs: 200 }),
+      );
       queue.recover();
       queue.start(); // connected and syncing; no worker yet, so nothing runs
       let worker: FarmWorker | null = null;
@@ -62,11 +95,25 @@ function farm(d: FarmDirs, redis: () => RedisProcess): Backend {
         queue,
         run: async () => {
           worker = await FarmWorker.start({
-            queue: redis().url, modelsDir: d.models, outputDir: d.output, inputDir: d.input, tempDir: d.temp, id: 'contract',
-            engine: { ep: 'cpu', dataDir: join(dataDir, 'worker') }, lockMs: 3000, stalledIntervalMs: 1000, pollMs: 50, previews: false, log: quiet,
+            queue: redis().url,
+            modelsDir: d.models,
+            outputDir: d.output,
+            inputDir: d.input,
+            tempDir: d.temp,
+            id: 'contract',
+            engine: { ep: 'cpu', dataDir: join(dataDir, 'worker') },
+            lockMs: 3000,
+            stalledIntervalMs: 1000,
+            pollMs: 50,
+            previews: false,
+            log: quiet,
           });
         },
-        close: async () => { await worker?.close(); await queue.stop(); store.close(); },
+        close: async () => {
+          await worker?.close();
+          await queue.stop();
+          store.close();
+        },
       };
     },
   };
@@ -86,8 +133,14 @@ function contract(name: string, make: (d: FarmDirs) => Backend, skip: string | f
   describe(`queue contract: ${name}`, { skip }, () => {
     let d: FarmDirs;
     let backend: Backend;
-    before(async () => { d = await farmDirs(); backend = make(d); });
-    after(async () => { await backend?.dispose?.(); if (d) removeDirs(d); });
+    before(async () => {
+      d = await farmDirs();
+      backend = make(d);
+    });
+    after(async () => {
+      await backend?.dispose?.();
+      if (d) removeDirs(d);
+    });
 
     test('enqueue in order, cancel, restart with prompts pending, run them in order into history, interrupt by id', async () => {
       const dataDir = join(d.data, name);
@@ -97,16 +150,28 @@ function contract(name: string, make: (d: FarmDirs) => Backend, skip: string | f
         const prompt = demoPrompt({ seed, prefix: `${name}-${seed}`, steps: o.steps, size: o.size });
         const v = validatePrompt(prompt, registry, servicesFor(d, dataDir));
         assert.ok(v.ok);
-        return queue.submit({ prompt, extraData: {}, clientId: `c-${name}`, outputs: v.outputs, front: o.front, valid: v }).prompt_id;
+        return queue.submit({
+          prompt,
+          extraData: {},
+          clientId: `c-${name}`,
+          outputs: v.outputs,
+          front: o.front,
+          valid: v,
+        }).prompt_id;
       };
       const pendingIds = (q: PromptQueue) => q.pending().map((i) => i.promptId);
 
       let h = await backend.open(dataDir);
-      const a = submit(h.queue, 1), b = submit(h.queue, 2), c = submit(h.queue, 3);
+      const a = submit(h.queue, 1),
+        b = submit(h.queue, 2),
+        c = submit(h.queue, 3);
       const first = submit(h.queue, 4, { front: true });
       assert.deepEqual(pendingIds(h.queue), [first, a, b, c], 'front goes first, the rest in submission order');
       assert.equal(h.queue.remaining(), 4);
-      assert.deepEqual((h.queue.snapshot().queue_pending as unknown[][]).map((r) => r[1]), [first, a, b, c]);
+      assert.deepEqual(
+        (h.queue.snapshot().queue_pending as unknown[][]).map((r) => r[1]),
+        [first, a, b, c],
+      );
       assert.equal(h.queue.removePending({ ids: [b] }), 1);
       assert.deepEqual(pendingIds(h.queue), [first, a, c]);
       assert.equal(h.queue.has(b), false);
@@ -117,7 +182,10 @@ function contract(name: string, make: (d: FarmDirs) => Backend, skip: string | f
       h = await backend.open(dataDir); // restart: what was pending still is, in order
       assert.deepEqual(pendingIds(h.queue), [first, a, c]);
       await h.run();
-      const hist = await until('three prompts in history', () => { const x = h.queue.history(); return Object.keys(x).length === 3 && x; });
+      const hist = await until('three prompts in history', () => {
+        const x = h.queue.history();
+        return Object.keys(x).length === 3 && x;
+      });
       assert.deepEqual(Object.keys(hist), [first, a, c], 'completed in queue order');
       for (const id of [first, a, c]) {
         assert.equal(hist[id].status.status_str, 'success', JSON.stringify(hist[id].status.messages));
@@ -126,7 +194,12 @@ function contract(name: string, make: (d: FarmDirs) => Backend, skip: string | f
       }
       assert.equal(h.queue.historyItem(b), undefined, 'the cancelled prompt never ran');
       assert.equal(h.queue.remaining(), 0);
-      assert.ok(events.some(({ ev, clientId }) => ev.type === 'executing' && ev.data.node === null && ev.data.prompt_id === a && clientId === `c-${name}`));
+      assert.ok(
+        events.some(
+          ({ ev, clientId }) =>
+            ev.type === 'executing' && ev.data.node === null && ev.data.prompt_id === a && clientId === `c-${name}`,
+        ),
+      );
 
       const long = submit(h.queue, 5, { steps: 40, size: 256 });
       await until('the long prompt running', () => h.queue.runningPromptId() === long);
@@ -134,7 +207,10 @@ function contract(name: string, make: (d: FarmDirs) => Backend, skip: string | f
       assert.equal(h.queue.interrupt(long), true);
       const e = await until('the interrupted prompt in history', () => h.queue.historyItem(long));
       assert.equal(e.status.status_str, 'error');
-      assert.ok(e.status.messages.some(([type]) => type === 'execution_interrupted'), JSON.stringify(e.status.messages));
+      assert.ok(
+        e.status.messages.some(([type]) => type === 'execution_interrupted'),
+        JSON.stringify(e.status.messages),
+      );
       h.queue.deleteHistory([a]);
       assert.deepEqual(Object.keys(h.queue.history()), [first, c, long]);
       h.queue.clearHistory();
@@ -147,13 +223,21 @@ function contract(name: string, make: (d: FarmDirs) => Backend, skip: string | f
 contract('sqlite', local);
 
 let redis: RedisProcess | null = null;
-contract('redis', (d) => ({
-  ...farm(d, () => redis!),
-  dispose: async () => { await redis?.stop(); },
-}), redisSkip());
+contract(
+  'redis',
+  (d) => ({
+    ...farm(d, () => redis!),
+    dispose: async () => {
+      await redis?.stop();
+    },
+  }),
+  redisSkip(),
+);
 before(async () => {
   if (redisSkip()) return;
   redis = new RedisProcess(await freePort(), mkdtempSync(join(tmpdir(), 'tcd-contract-redis-')));
   await redis.start();
 });
-after(async () => { await redis?.stop(); });
+after(async () => {
+  await redis?.stop();
+});

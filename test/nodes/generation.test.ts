@@ -17,17 +17,45 @@ import type { Tensor } from '../../server/engine/tensor.js';
 import { defineNode, t } from '../../nodes/define.js';
 
 let h: Harness;
-before(async () => { h = makeHarness(undefined, { previews: true }); await ensureDemoCheckpoint(h.dirs.models); });
-after(async () => { await h.close(); });
+before(async () => {
+  h = makeHarness(undefined, { previews: true });
+  await ensureDemoCheckpoint(h.dirs.models);
+});
+after(async () => {
+  await h.close();
+});
 
-function txt2img(o: { seed?: number; steps?: number; cfg?: number; negativeClip?: [string, number]; size?: number; prefix?: string } = {}): Prompt {
+function txt2img(
+  o: {
+    seed?: number;
+    steps?: number;
+    cfg?: number;
+    negativeClip?: [string, number];
+    size?: number;
+    prefix?: string;
+  } = {},
+): Prompt {
   const size = o.size ?? 64;
   return {
     ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: DEMO_CHECKPOINT_NAME } },
     pos: { class_type: 'CLIPTextEncode', inputs: { text: 'a lighthouse', clip: ['ckpt', 1] } },
     neg: { class_type: 'CLIPTextEncode', inputs: { text: 'blurry', clip: o.negativeClip ?? ['ckpt', 1] } },
     empty: { class_type: 'EmptyLatentImage', inputs: { width: size, height: size, batch_size: 1 } },
-    tcd: { class_type: 'TCDSampler', inputs: { model: ['ckpt', 0], positive: ['pos', 0], negative: ['neg', 0], latent_image: ['empty', 0], seed: o.seed ?? 1, steps: o.steps ?? 4, cfg: o.cfg ?? 1, eta: 0.3, denoise: 1, original_inference_steps: 50 } },
+    tcd: {
+      class_type: 'TCDSampler',
+      inputs: {
+        model: ['ckpt', 0],
+        positive: ['pos', 0],
+        negative: ['neg', 0],
+        latent_image: ['empty', 0],
+        seed: o.seed ?? 1,
+        steps: o.steps ?? 4,
+        cfg: o.cfg ?? 1,
+        eta: 0.3,
+        denoise: 1,
+        original_inference_steps: 50,
+      },
+    },
     decode: { class_type: 'VAEDecode', inputs: { samples: ['tcd', 0], vae: ['ckpt', 2] } },
     save: { class_type: 'SaveImage', inputs: { images: ['decode', 0], filename_prefix: o.prefix ?? 'gen' } },
   };
@@ -35,8 +63,14 @@ function txt2img(o: { seed?: number; steps?: number; cfg?: number; negativeClip?
 
 test('the sampler reports progress per step and sends a JPEG preview per step', async () => {
   const r = await h.run(txt2img({ steps: 3, seed: 11 }));
-  const progress = r.events.filter((e) => e.type === 'progress' && e.data.node === 'tcd').map((e) => (e.data as { value: number; max: number }));
-  assert.deepEqual(progress, [{ value: 1, max: 3, prompt_id: progress[0] && (r.events[0].data as { prompt_id: string }).prompt_id, node: 'tcd' }, { value: 2, max: 3, prompt_id: (r.events[0].data as { prompt_id: string }).prompt_id, node: 'tcd' }, { value: 3, max: 3, prompt_id: (r.events[0].data as { prompt_id: string }).prompt_id, node: 'tcd' }]);
+  const progress = r.events
+    .filter((e) => e.type === 'progress' && e.data.node === 'tcd')
+    .map((e) => e.data as { value: number; max: number });
+  assert.deepEqual(progress, [
+    { value: 1, max: 3, prompt_id: progress[0] && (r.events[0].data as { prompt_id: string }).prompt_id, node: 'tcd' },
+    { value: 2, max: 3, prompt_id: (r.events[0].data as { prompt_id: string }).prompt_id, node: 'tcd' },
+    { value: 3, max: 3, prompt_id: (r.events[0].data as { prompt_id: string }).prompt_id, node: 'tcd' },
+  ]);
   assert.equal(r.previews.length, 3);
   const decoded = jpeg.decode(r.previews[0]);
   assert.deepEqual([decoded.width, decoded.height], [8, 8]); // latent size: 64 / 8
@@ -54,8 +88,25 @@ test('a changed seed re-runs only the sampler, the decoder and the save; loaders
 
 test('cfg = 1 never runs the negative branch; cfg > 1 does', async () => {
   // a negative conditioning that breaks the UNet (context 7 channels wide) shows whether the branch runs
-  h.executor.registry.set('BrokenConditioning', defineNode({ id: 'BrokenConditioning', category: 'testing', inputs: [], outputs: [t.out('CONDITIONING')],
-    execute: () => ({ outputs: [[{ context: { shape: [1, 77, 7], data: new Float32Array(77 * 7) }, pooled: { shape: [1, 1], data: new Float32Array(1) } }]] }) }));
+  h.executor.registry.set(
+    'BrokenConditioning',
+    defineNode({
+      id: 'BrokenConditioning',
+      category: 'testing',
+      inputs: [],
+      outputs: [t.out('CONDITIONING')],
+      execute: () => ({
+        outputs: [
+          [
+            {
+              context: { shape: [1, 77, 7], data: new Float32Array(77 * 7) },
+              pooled: { shape: [1, 1], data: new Float32Array(1) },
+            },
+          ],
+        ],
+      }),
+    }),
+  );
   const prompt = (cfg: number): Prompt => {
     const p = txt2img({ cfg, seed: 5 });
     p.broken = { class_type: 'BrokenConditioning', inputs: {} };
@@ -73,7 +124,15 @@ test('cfg = 1 never runs the negative branch; cfg > 1 does', async () => {
 test('interrupting stops the sampler within one step', async () => {
   const ac = new AbortController();
   let steps = 0;
-  const r = await h.run(txt2img({ steps: 30, seed: 7, size: 128 }), { signal: ac.signal, onEvent: (e) => { if (e.type === 'progress' && e.data.node === 'tcd') { steps++; if (steps === 2) ac.abort(); } } });
+  const r = await h.run(txt2img({ steps: 30, seed: 7, size: 128 }), {
+    signal: ac.signal,
+    onEvent: (e) => {
+      if (e.type === 'progress' && e.data.node === 'tcd') {
+        steps++;
+        if (steps === 2) ac.abort();
+      }
+    },
+  });
   assert.equal(r.status, 'interrupted');
   assert.ok(steps <= 3, `ran ${steps} steps after asking to stop at 2`);
   const ev = r.events.find((e) => e.type === 'execution_interrupted')!.data as { node_id: string };
@@ -81,12 +140,43 @@ test('interrupting stops the sampler within one step', async () => {
 });
 
 test('KSampler with a cfg_pp sampler runs both UNet branches even at cfg 1, as ComfyUI does, and differs from its base sampler', async () => {
-  h.executor.registry.set('BrokenConditioning', defineNode({ id: 'BrokenConditioning', category: 'testing', inputs: [], outputs: [t.out('CONDITIONING')],
-    execute: () => ({ outputs: [[{ context: { shape: [1, 77, 7], data: new Float32Array(77 * 7) }, pooled: { shape: [1, 1], data: new Float32Array(1) } }]] }) }));
+  h.executor.registry.set(
+    'BrokenConditioning',
+    defineNode({
+      id: 'BrokenConditioning',
+      category: 'testing',
+      inputs: [],
+      outputs: [t.out('CONDITIONING')],
+      execute: () => ({
+        outputs: [
+          [
+            {
+              context: { shape: [1, 77, 7], data: new Float32Array(77 * 7) },
+              pooled: { shape: [1, 1], data: new Float32Array(1) },
+            },
+          ],
+        ],
+      }),
+    }),
+  );
   const ks = (sampler: string, negative: [string, number]): Prompt => {
     const p = txt2img({ seed: 9 });
     delete (p as Record<string, unknown>).tcd;
-    p.ks = { class_type: 'KSampler', inputs: { model: ['ckpt', 0], seed: 9, steps: 3, cfg: 1, sampler_name: sampler, scheduler: 'karras', positive: ['pos', 0], negative, latent_image: ['empty', 0], denoise: 1 } };
+    p.ks = {
+      class_type: 'KSampler',
+      inputs: {
+        model: ['ckpt', 0],
+        seed: 9,
+        steps: 3,
+        cfg: 1,
+        sampler_name: sampler,
+        scheduler: 'karras',
+        positive: ['pos', 0],
+        negative,
+        latent_image: ['empty', 0],
+        denoise: 1,
+      },
+    };
     p.broken = { class_type: 'BrokenConditioning', inputs: {} };
     p.decode.inputs.samples = ['ks', 0];
     p.cap = { class_type: 'CaptureLATENT', inputs: { value: ['ks', 0] } };
@@ -102,13 +192,16 @@ test('KSampler with a cfg_pp sampler runs both UNet branches even at cfg 1, as C
   assert.equal(r.status, 'success');
   const pp = (h.captured.get('cap') as { samples: Tensor }).samples.data;
   assert.ok(pp.every(Number.isFinite));
-  assert.ok(pp.some((v, i) => Math.abs(v - base[i]) > 1e-4), 'cfg++ steps along the negative prediction, so it differs from euler');
+  assert.ok(
+    pp.some((v, i) => Math.abs(v - base[i]) > 1e-4),
+    'cfg++ steps along the negative prediction, so it differs from euler',
+  );
 });
 
 test('SaveImage writes PNGs with prompt and workflow tEXt chunks and no partial files', async () => {
   const workflow = { nodes: [], links: [], version: 0.4, note: 'ünïcode ok' };
   const r = await h.run(txt2img({ seed: 21, prefix: 'meta/check' }), { extraData: { extra_pnginfo: { workflow } } });
-  const images = (r.outputs.save.images as { filename: string; subfolder: string; type: string }[]);
+  const images = r.outputs.save.images as { filename: string; subfolder: string; type: string }[];
   assert.equal(images.length, 1);
   assert.deepEqual(images[0], { filename: 'check_00001_.png', subfolder: 'meta', type: 'output' });
   const bytes = readFileSync(join(h.dirs.output, 'meta', 'check_00001_.png'));
@@ -119,11 +212,20 @@ test('SaveImage writes PNGs with prompt and workflow tEXt chunks and no partial 
 });
 
 test('LoadImage reads PNG with alpha as MASK (1 - alpha) and JPEG; img2img with denoise < 1 starts from the image', async () => {
-  const w = 64, hgt = 64;
+  const w = 64,
+    hgt = 64;
   const rgba = new Uint8Array(w * hgt * 4);
-  for (let i = 0; i < w * hgt; i++) { rgba[i * 4] = 200; rgba[i * 4 + 1] = 100; rgba[i * 4 + 2] = 50; rgba[i * 4 + 3] = i < w * hgt / 2 ? 255 : 0; }
+  for (let i = 0; i < w * hgt; i++) {
+    rgba[i * 4] = 200;
+    rgba[i * 4 + 1] = 100;
+    rgba[i * 4 + 2] = 50;
+    rgba[i * 4 + 3] = i < (w * hgt) / 2 ? 255 : 0;
+  }
   writeFileSync(join(h.dirs.input, 'half.png'), encodePng(rgba, w, hgt, 4));
-  writeFileSync(join(h.dirs.input, 'solid.jpg'), jpeg.encode({ data: rgba.map((v, i) => (i % 4 === 3 ? 255 : v)), width: w, height: hgt }, 95).data);
+  writeFileSync(
+    join(h.dirs.input, 'solid.jpg'),
+    jpeg.encode({ data: rgba.map((v, i) => (i % 4 === 3 ? 255 : v)), width: w, height: hgt }, 95).data,
+  );
   const r = await h.run({
     png: { class_type: 'LoadImage', inputs: { image: 'half.png' } },
     jpg: { class_type: 'LoadImage', inputs: { image: 'solid.jpg' } },
@@ -147,17 +249,33 @@ test('LoadImage reads PNG with alpha as MASK (1 - alpha) and JPEG; img2img with 
     pos: { class_type: 'CLIPTextEncode', inputs: { text: 'x', clip: ['ckpt', 1] } },
     img: { class_type: 'LoadImage', inputs: { image: 'half.png' } },
     enc: { class_type: 'VAEEncode', inputs: { pixels: ['img', 0], vae: ['ckpt', 2] } },
-    tcd: { class_type: 'TCDSampler', inputs: { model: ['ckpt', 0], positive: ['pos', 0], negative: ['pos', 0], latent_image: ['enc', 0], seed: 3, steps: 4, cfg: 1, eta: 0.3, denoise, original_inference_steps: 50 } },
+    tcd: {
+      class_type: 'TCDSampler',
+      inputs: {
+        model: ['ckpt', 0],
+        positive: ['pos', 0],
+        negative: ['pos', 0],
+        latent_image: ['enc', 0],
+        seed: 3,
+        steps: 4,
+        cfg: 1,
+        eta: 0.3,
+        denoise,
+        original_inference_steps: 50,
+      },
+    },
     lat: { class_type: 'CaptureLATENT', inputs: { value: ['tcd', 0] } },
     encOut: { class_type: 'CaptureLATENT', inputs: { value: ['enc', 0] } },
   });
   const distance = async (denoise: number) => {
     await h.run(img2img(denoise));
-    const a = (h.captured.get('lat') as { samples: Tensor }).samples.data, b = (h.captured.get('encOut') as { samples: Tensor }).samples.data;
+    const a = (h.captured.get('lat') as { samples: Tensor }).samples.data,
+      b = (h.captured.get('encOut') as { samples: Tensor }).samples.data;
     let d = 0;
     for (let i = 0; i < a.length; i++) d += (a[i] - b[i]) ** 2;
     return Math.sqrt(d / a.length);
   };
-  const low = await distance(0.1), full = await distance(1.0);
+  const low = await distance(0.1),
+    full = await distance(1.0);
   assert.ok(low < full, `denoise 0.1 should stay closer to the input latent (${low}) than denoise 1 (${full})`);
 });

@@ -14,46 +14,100 @@ import { maxAbs, maxAbsDiff } from '../helpers/fixtures.js';
 const close = (a: Float32Array, b: Float32Array) => maxAbsDiff(a, b) <= 2e-5 * Math.max(1, maxAbs(b));
 
 let h: Harness;
-before(async () => { h = makeHarness(); await ensureDemoCheckpoint(h.dirs.models); });
-after(async () => { await h.close(); });
+before(async () => {
+  h = makeHarness();
+  await ensureDemoCheckpoint(h.dirs.models);
+});
+after(async () => {
+  await h.close();
+});
 
 async function sample(cond: Record<string, unknown>, positive: unknown[], o: { allowErrors?: boolean } = {}) {
-  const r = await h.run({
-    ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: DEMO_CHECKPOINT_NAME } },
-    pos: { class_type: 'CLIPTextEncode', inputs: { text: 'a red fox', clip: ['ckpt', 1] } },
-    other: { class_type: 'CLIPTextEncode', inputs: { text: 'a blue lake', clip: ['ckpt', 1] } },
-    neg: { class_type: 'CLIPTextEncode', inputs: { text: 'blurry', clip: ['ckpt', 1] } },
-    empty: { class_type: 'EmptyLatentImage', inputs: { width: 128, height: 64, batch_size: 1 } },
-    ones: { class_type: 'EmptyImage', inputs: { width: 128, height: 64, batch_size: 1, color: 0xffffff } },
-    ...cond,
-    ks: { class_type: 'KSampler', inputs: { model: ['ckpt', 0], seed: 11, steps: 2, cfg: 2.5, sampler_name: 'euler', scheduler: 'normal', positive, negative: ['neg', 0], latent_image: ['empty', 0], denoise: 1 } },
-    out: { class_type: 'CaptureLATENT', inputs: { value: ['ks', 0] } },
-  }, o);
+  const r = await h.run(
+    {
+      ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: DEMO_CHECKPOINT_NAME } },
+      pos: { class_type: 'CLIPTextEncode', inputs: { text: 'a red fox', clip: ['ckpt', 1] } },
+      other: { class_type: 'CLIPTextEncode', inputs: { text: 'a blue lake', clip: ['ckpt', 1] } },
+      neg: { class_type: 'CLIPTextEncode', inputs: { text: 'blurry', clip: ['ckpt', 1] } },
+      empty: { class_type: 'EmptyLatentImage', inputs: { width: 128, height: 64, batch_size: 1 } },
+      ones: { class_type: 'EmptyImage', inputs: { width: 128, height: 64, batch_size: 1, color: 0xffffff } },
+      ...cond,
+      ks: {
+        class_type: 'KSampler',
+        inputs: {
+          model: ['ckpt', 0],
+          seed: 11,
+          steps: 2,
+          cfg: 2.5,
+          sampler_name: 'euler',
+          scheduler: 'normal',
+          positive,
+          negative: ['neg', 0],
+          latent_image: ['empty', 0],
+          denoise: 1,
+        },
+      },
+      out: { class_type: 'CaptureLATENT', inputs: { value: ['ks', 0] } },
+    },
+    o,
+  );
   return { r, x: o.allowErrors ? null : (h.captured.get('out') as LatentValue).samples.data };
 }
 
 test('a prompt combined with itself and a full-latent area equal the plain prompt (up to float rounding)', async () => {
   const { x: plain } = await sample({}, ['pos', 0]);
-  const { x: twice } = await sample({ c: { class_type: 'ConditioningCombine', inputs: { conditioning_1: ['pos', 0], conditioning_2: ['pos', 0] } } }, ['c', 0]);
+  const { x: twice } = await sample(
+    { c: { class_type: 'ConditioningCombine', inputs: { conditioning_1: ['pos', 0], conditioning_2: ['pos', 0] } } },
+    ['c', 0],
+  );
   assert.ok(close(twice!, plain!), `combine ${maxAbsDiff(plain!, twice!)}`);
-  const { x: full } = await sample({ a: { class_type: 'ConditioningSetArea', inputs: { conditioning: ['pos', 0], width: 128, height: 64, x: 0, y: 0, strength: 1 } } }, ['a', 0]);
+  const { x: full } = await sample(
+    {
+      a: {
+        class_type: 'ConditioningSetArea',
+        inputs: { conditioning: ['pos', 0], width: 128, height: 64, x: 0, y: 0, strength: 1 },
+      },
+    },
+    ['a', 0],
+  );
   assert.ok(close(full!, plain!), `full area ${maxAbsDiff(plain!, full!)}`);
 });
 
 test('areas: two prompts on the two halves differ from either prompt alone', async () => {
   const { x: plain } = await sample({}, ['pos', 0]);
-  const { x: composed } = await sample({
-    l: { class_type: 'ConditioningSetAreaPercentage', inputs: { conditioning: ['pos', 0], width: 0.5, height: 1, x: 0, y: 0, strength: 1 } },
-    r: { class_type: 'ConditioningSetAreaPercentage', inputs: { conditioning: ['other', 0], width: 0.5, height: 1, x: 0.5, y: 0, strength: 1 } },
-    c: { class_type: 'ConditioningCombine', inputs: { conditioning_1: ['l', 0], conditioning_2: ['r', 0] } },
-  }, ['c', 0]);
+  const { x: composed } = await sample(
+    {
+      l: {
+        class_type: 'ConditioningSetAreaPercentage',
+        inputs: { conditioning: ['pos', 0], width: 0.5, height: 1, x: 0, y: 0, strength: 1 },
+      },
+      r: {
+        class_type: 'ConditioningSetAreaPercentage',
+        inputs: { conditioning: ['other', 0], width: 0.5, height: 1, x: 0.5, y: 0, strength: 1 },
+      },
+      c: { class_type: 'ConditioningCombine', inputs: { conditioning_1: ['l', 0], conditioning_2: ['r', 0] } },
+    },
+    ['c', 0],
+  );
   assert.ok(composed!.every(Number.isFinite));
   assert.ok(maxAbsDiff(plain!, composed!) > 1e-3);
 });
 
 test('an area outside the latent fails naming the sampler and its input', async () => {
-  const { r } = await sample({ a: { class_type: 'ConditioningSetArea', inputs: { conditioning: ['pos', 0], width: 64, height: 64, x: 256, y: 0, strength: 1 } } }, ['a', 0], { allowErrors: true });
-  const err = r.events.find((e) => e.type === 'execution_error')?.data as { node_id: string; exception_message: string };
+  const { r } = await sample(
+    {
+      a: {
+        class_type: 'ConditioningSetArea',
+        inputs: { conditioning: ['pos', 0], width: 64, height: 64, x: 256, y: 0, strength: 1 },
+      },
+    },
+    ['a', 0],
+    { allowErrors: true },
+  );
+  const err = r.events.find((e) => e.type === 'execution_error')?.data as {
+    node_id: string;
+    exception_message: string;
+  };
   assert.equal(err.node_id, 'ks');
   assert.match(err.exception_message, /positive conditioning area at \(256, 0\) px lies outside the 128x64 latent/);
 });

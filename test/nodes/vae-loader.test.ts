@@ -23,14 +23,34 @@ describe('VAELoader', { skip: fixtureSkip() }, () => {
     mkdirSync(dir, { recursive: true });
     const src = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
     const vaeKeys = src.keys().filter((k) => k.startsWith('first_stage_model.'));
-    await writeSafetensors(join(dir, 'tiny_vae.safetensors'), vaeKeys.map((k) => ({ name: k.slice('first_stage_model.'.length), dtype: 'F32' as const, shape: src.shape(k), data: () => src.readFloat32(k) })));
+    await writeSafetensors(
+      join(dir, 'tiny_vae.safetensors'),
+      vaeKeys.map((k) => ({
+        name: k.slice('first_stage_model.'.length),
+        dtype: 'F32' as const,
+        shape: src.shape(k),
+        data: () => src.readFloat32(k),
+      })),
+    );
     await writeSafetensors(join(dir, 'diffusers_vae.safetensors'), [
-      { name: 'encoder.down_blocks.0.resnets.0.conv1.weight', dtype: 'F32', shape: [4, 4, 3, 3], data: () => new Float32Array(144) },
-      { name: 'decoder.up_blocks.0.resnets.0.conv1.weight', dtype: 'F32', shape: [4, 4, 3, 3], data: () => new Float32Array(144) },
+      {
+        name: 'encoder.down_blocks.0.resnets.0.conv1.weight',
+        dtype: 'F32',
+        shape: [4, 4, 3, 3],
+        data: () => new Float32Array(144),
+      },
+      {
+        name: 'decoder.up_blocks.0.resnets.0.conv1.weight',
+        dtype: 'F32',
+        shape: [4, 4, 3, 3],
+        data: () => new Float32Array(144),
+      },
     ]);
     src.close();
   });
-  after(async () => { await h.close(); });
+  after(async () => {
+    await h.close();
+  });
 
   const prompt = (vae: unknown[]) => ({
     ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'sd1_tiny.safetensors' } },
@@ -42,18 +62,27 @@ describe('VAELoader', { skip: fixtureSkip() }, () => {
     outImage: { class_type: 'CaptureIMAGE', inputs: { value: ['dec', 0] } },
   });
 
-  test('a VAE-only file encodes and decodes exactly as the checkpoint\'s own VAE', async () => {
+  test("a VAE-only file encodes and decodes exactly as the checkpoint's own VAE", async () => {
     await h.run(prompt(['ckpt', 2]));
-    const lat = (h.captured.get('outLatent') as LatentValue).samples, img = h.captured.get('outImage') as Tensor;
+    const lat = (h.captured.get('outLatent') as LatentValue).samples,
+      img = h.captured.get('outImage') as Tensor;
     await h.run(prompt(['vaefile', 0]));
-    const lat2 = (h.captured.get('outLatent') as LatentValue).samples, img2 = h.captured.get('outImage') as Tensor;
+    const lat2 = (h.captured.get('outLatent') as LatentValue).samples,
+      img2 = h.captured.get('outImage') as Tensor;
     assert.deepEqual(lat2.shape, [1, 4, 3, 4]);
     assert.deepEqual([...lat2.data], [...lat.data]);
     assert.deepEqual([...img2.data], [...img.data]);
   });
 
   test('a diffusers-layout VAE is a 400 naming VAELoader and vae_name', async () => {
-    const p = { ...prompt(['vaefile', 0]), vaefile: { class_type: 'VAELoader', inputs: { vae_name: 'diffusers_vae.safetensors' } } };
-    await assert.rejects(h.run(p), (e: Error) => /"class_type":"VAELoader"/.test(e.message) && /diffusers' layout/.test(e.message) && /vae_name/.test(e.message));
+    const p = {
+      ...prompt(['vaefile', 0]),
+      vaefile: { class_type: 'VAELoader', inputs: { vae_name: 'diffusers_vae.safetensors' } },
+    };
+    await assert.rejects(
+      h.run(p),
+      (e: Error) =>
+        /"class_type":"VAELoader"/.test(e.message) && /diffusers' layout/.test(e.message) && /vae_name/.test(e.message),
+    );
   });
 });

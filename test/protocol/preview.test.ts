@@ -4,9 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  decodePreviewFrame, encodePreviewFrame, encodePreviewFrameWithMetadata,
-} from '../../protocol/preview.js';
+import { decodePreviewFrame, encodePreviewFrame, encodePreviewFrameWithMetadata } from '../../protocol/preview.js';
 
 const image = new Uint8Array([0xff, 0xd8, 0xff, 0x00, 0x42]);
 
@@ -26,13 +24,25 @@ test('type 4 frame: [u32 BE 4][u32 BE json length][json][bytes], ids and mime de
   assert.equal(view.getUint32(0), 4);
   const n = view.getUint32(4);
   const meta = JSON.parse(new TextDecoder().decode(f.subarray(8, 8 + n)));
-  assert.deepEqual(meta, { node_id: '9', prompt_id: 'p1', display_node_id: '9', parent_node_id: null, real_node_id: '9', image_type: 'image/png' });
+  assert.deepEqual(meta, {
+    node_id: '9',
+    prompt_id: 'p1',
+    display_node_id: '9',
+    parent_node_id: null,
+    real_node_id: '9',
+    image_type: 'image/png',
+  });
   assert.deepEqual([...f.subarray(8 + n)], [...image]);
   assert.deepEqual(decodePreviewFrame(f), { mime: 'image/png', bytes: image, promptId: 'p1', nodeId: '9' });
   // a frame inside a larger buffer (as ws hands out pooled Buffers) decodes from its own offset
   const pooled = new Uint8Array(f.length + 3);
   pooled.set(f, 3);
-  assert.deepEqual(decodePreviewFrame(pooled.subarray(3)), { mime: 'image/png', bytes: image, promptId: 'p1', nodeId: '9' });
+  assert.deepEqual(decodePreviewFrame(pooled.subarray(3)), {
+    mime: 'image/png',
+    bytes: image,
+    promptId: 'p1',
+    nodeId: '9',
+  });
 });
 
 test('unknown frame types, short frames and broken metadata decode to null', () => {

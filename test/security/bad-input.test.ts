@@ -20,13 +20,25 @@ const LIMIT = 256 * 1024;
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'tcd-bad-'));
   s = await startServer<NodeServices>({
-    host: '127.0.0.1', port: 0, dataDir: join(root, 'data'), modelsDir: join(root, 'models'), outputDir: join(root, 'out'),
-    inputDir: join(root, 'in'), tempDir: join(root, 'tmp'), workflowsDir: join(root, 'wf'), registry: createRegistry(), log: () => {},
-    maxBodyBytes: LIMIT, execute: false,
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: join(root, 'data'),
+    modelsDir: join(root, 'models'),
+    outputDir: join(root, 'out'),
+    inputDir: join(root, 'in'),
+    tempDir: join(root, 'tmp'),
+    workflowsDir: join(root, 'wf'),
+    registry: createRegistry(),
+    log: () => {},
+    maxBodyBytes: LIMIT,
+    execute: false,
     makeServices: ({ models, dirs }) => makeServices(models, dirs, { dataDir: join(root, 'data'), log: () => {} }),
   });
 });
-after(async () => { await s.close(); rmSync(root, { recursive: true, force: true }); });
+after(async () => {
+  await s.close();
+  rmSync(root, { recursive: true, force: true });
+});
 
 /** POST raw text as JSON; expects a 4xx with the error shape, then checks the server still answers. */
 async function refused(body: string | unknown, status = 400): Promise<any> {
@@ -45,17 +57,28 @@ const latent = (inputs: Record<string, unknown>) => ({
     '4': { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'none.safetensors' } },
   },
 });
-const latentError = async (inputs: Record<string, unknown>) => (await refused(latent(inputs))).node_errors['5']?.errors.map((e: any) => e.type) ?? [];
+const latentError = async (inputs: Record<string, unknown>) =>
+  (await refused(latent(inputs))).node_errors['5']?.errors.map((e: any) => e.type) ?? [];
 
 test('malformed JSON: 400 invalid_json', async () => {
-  for (const body of ['{', '{"prompt": {"1": }', '{"prompt": NaN}', '{"prompt": Infinity}', '\u0000\u0001', '{"a":1}}']) {
+  for (const body of [
+    '{',
+    '{"prompt": {"1": }',
+    '{"prompt": NaN}',
+    '{"prompt": Infinity}',
+    '\u0000\u0001',
+    '{"a":1}}',
+  ]) {
     const b = await refused(body);
     assert.equal(b.error.type, 'invalid_json', body);
   }
 });
 
 test('a body over the size limit: 413 request_too_large', async () => {
-  const b = await refused({ prompt: { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'x'.repeat(LIMIT) } } } }, 413);
+  const b = await refused(
+    { prompt: { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'x'.repeat(LIMIT) } } } },
+    413,
+  );
   assert.equal(b.error.type, 'request_too_large');
 });
 
@@ -66,16 +89,43 @@ test('a non-JSON content type is not parsed as a prompt', async () => {
 });
 
 test('unknown node classes, cycles, links to missing nodes or outputs', async () => {
-  assert.equal((await refused({ prompt: { '1': { class_type: 'rm -rf /', inputs: {} } } })).error.type, 'invalid_prompt');
-  assert.equal((await refused({ prompt: { '1': { class_type: '__proto__', inputs: {} } } })).error.type, 'invalid_prompt');
-  assert.equal((await refused({ prompt: { '1': { class_type: 'constructor', inputs: {} } } })).error.type, 'invalid_prompt');
-  const cyc = await refused({ prompt: { '8': { class_type: 'VAEDecode', inputs: { samples: ['5', 0], vae: ['8', 0] } }, '5': { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } }, '9': { class_type: 'SaveImage', inputs: { images: ['8', 0], filename_prefix: 'x' } } } });
+  assert.equal(
+    (await refused({ prompt: { '1': { class_type: 'rm -rf /', inputs: {} } } })).error.type,
+    'invalid_prompt',
+  );
+  assert.equal(
+    (await refused({ prompt: { '1': { class_type: '__proto__', inputs: {} } } })).error.type,
+    'invalid_prompt',
+  );
+  assert.equal(
+    (await refused({ prompt: { '1': { class_type: 'constructor', inputs: {} } } })).error.type,
+    'invalid_prompt',
+  );
+  const cyc = await refused({
+    prompt: {
+      '8': { class_type: 'VAEDecode', inputs: { samples: ['5', 0], vae: ['8', 0] } },
+      '5': { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } },
+      '9': { class_type: 'SaveImage', inputs: { images: ['8', 0], filename_prefix: 'x' } },
+    },
+  });
   assert.equal(cyc.error.type, 'prompt_outputs_failed_validation');
-  const miss = await refused({ prompt: { '9': { class_type: 'SaveImage', inputs: { images: ['404', 0], filename_prefix: 'x' } } } });
+  const miss = await refused({
+    prompt: { '9': { class_type: 'SaveImage', inputs: { images: ['404', 0], filename_prefix: 'x' } } },
+  });
   assert.equal(miss.node_errors['9'].errors[0].type, 'bad_linked_input');
-  const out = await refused({ prompt: { '5': { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } }, '9': { class_type: 'SaveImage', inputs: { images: ['5', 3], filename_prefix: 'x' } } } });
+  const out = await refused({
+    prompt: {
+      '5': { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } },
+      '9': { class_type: 'SaveImage', inputs: { images: ['5', 3], filename_prefix: 'x' } },
+    },
+  });
   assert.equal(out.node_errors['9'].errors[0].type, 'bad_linked_input');
-  const typ = await refused({ prompt: { '5': { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } }, '9': { class_type: 'SaveImage', inputs: { images: ['5', 0], filename_prefix: 'x' } } } });
+  const typ = await refused({
+    prompt: {
+      '5': { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } },
+      '9': { class_type: 'SaveImage', inputs: { images: ['5', 0], filename_prefix: 'x' } },
+    },
+  });
   assert.equal(typ.node_errors['9'].errors[0].type, 'return_type_mismatch');
 });
 
@@ -86,7 +136,9 @@ test('wrong types, NaN/Infinity, strings where numbers belong', async () => {
   assert.ok((await latentError({ height: { $gt: 1 } })).includes('invalid_input_type'));
   assert.ok((await latentError({ batch_size: true, width: null })).includes('required_input_missing'));
   // 1e999 is valid JSON that parses to Infinity
-  const r = await refused('{"prompt":{"5":{"class_type":"EmptyLatentImage","inputs":{"width":1e999,"height":64,"batch_size":1}},"9":{"class_type":"SaveImage","inputs":{"images":["8",0],"filename_prefix":"x"}},"8":{"class_type":"VAEDecode","inputs":{"samples":["5",0],"vae":["4",2]}},"4":{"class_type":"CheckpointLoaderSimple","inputs":{"ckpt_name":"n"}}}}');
+  const r = await refused(
+    '{"prompt":{"5":{"class_type":"EmptyLatentImage","inputs":{"width":1e999,"height":64,"batch_size":1}},"9":{"class_type":"SaveImage","inputs":{"images":["8",0],"filename_prefix":"x"}},"8":{"class_type":"VAEDecode","inputs":{"samples":["5",0],"vae":["4",2]}},"4":{"class_type":"CheckpointLoaderSimple","inputs":{"ckpt_name":"n"}}}}',
+  );
   assert.ok(r.node_errors['5'].errors.some((e: any) => e.type === 'invalid_input_type'));
 });
 
@@ -107,22 +159,51 @@ test('negative and absurd sizes are refused; 16384x16384 batch 4096 by a memory 
 /** A second server with the default 10 MB body limit, so large prompts reach the validator. */
 async function withDefaultLimit(fn: (url: string) => Promise<void>): Promise<void> {
   const big = await startServer<NodeServices>({
-    host: '127.0.0.1', port: 0, dataDir: join(root, 'data2'), modelsDir: join(root, 'models'), outputDir: join(root, 'out'),
-    inputDir: join(root, 'in'), tempDir: join(root, 'tmp'), workflowsDir: join(root, 'wf'), registry: createRegistry(), log: () => {}, execute: false,
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: join(root, 'data2'),
+    modelsDir: join(root, 'models'),
+    outputDir: join(root, 'out'),
+    inputDir: join(root, 'in'),
+    tempDir: join(root, 'tmp'),
+    workflowsDir: join(root, 'wf'),
+    registry: createRegistry(),
+    log: () => {},
+    execute: false,
     makeServices: ({ models, dirs }) => makeServices(models, dirs, { dataDir: join(root, 'data2'), log: () => {} }),
   });
-  try { await fn(big.url); } finally { await big.close(); }
+  try {
+    await fn(big.url);
+  } finally {
+    await big.close();
+  }
 }
 
 test('huge prompt text: over the body limit 413, under it but over the text limit a clear invalid_input_type', async () => {
-  const big = await api(s.url, 'POST', '/prompt', { prompt: { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'a '.repeat(LIMIT), clip: ['2', 1] } } } });
+  const big = await api(s.url, 'POST', '/prompt', {
+    prompt: { '1': { class_type: 'CLIPTextEncode', inputs: { text: 'a '.repeat(LIMIT), clip: ['2', 1] } } },
+  });
   assert.equal(big.status, 413);
   assertErrorShape(big.json);
   await withDefaultLimit(async (url) => {
     const p = latent({}).prompt as Record<string, unknown>;
     p['6'] = { class_type: 'CLIPTextEncode', inputs: { text: 'a cat, '.repeat(300000), clip: ['4', 1] } };
     p['9'] = { class_type: 'SaveImage', inputs: { images: ['8', 0], filename_prefix: 'x' } };
-    p['3'] = { class_type: 'KSampler', inputs: { model: ['4', 0], seed: 1, steps: 1, cfg: 1, sampler_name: 'euler', scheduler: 'normal', positive: ['6', 0], negative: ['6', 0], latent_image: ['5', 0], denoise: 1 } };
+    p['3'] = {
+      class_type: 'KSampler',
+      inputs: {
+        model: ['4', 0],
+        seed: 1,
+        steps: 1,
+        cfg: 1,
+        sampler_name: 'euler',
+        scheduler: 'normal',
+        positive: ['6', 0],
+        negative: ['6', 0],
+        latent_image: ['5', 0],
+        denoise: 1,
+      },
+    };
     (p['8'] as { inputs: Record<string, unknown> }).inputs.samples = ['3', 0];
     const r = await api(url, 'POST', '/prompt', { prompt: p });
     assert.equal(r.status, 400);
@@ -138,8 +219,15 @@ test('deeply nested JSON anywhere in the body is refused with 400 and does not c
   for (const depth of [2000, 60000]) {
     const deep = '['.repeat(depth) + ']'.repeat(depth);
     const deepObj = '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
-    const wrap = (inner: string) => `{"prompt":{"5":{"class_type":"EmptyLatentImage","inputs":{"width":64,"height":64,"batch_size":1}},"1":{"class_type":"CLIPTextEncode","inputs":{"text":{"__value__":${inner}},"clip":["4",1]}},"4":{"class_type":"CheckpointLoaderSimple","inputs":{"ckpt_name":"n"}},"9":{"class_type":"SaveImage","inputs":{"images":["8",0],"filename_prefix":"x"}},"8":{"class_type":"VAEDecode","inputs":{"samples":["5",0],"vae":["4",2]}}}}`;
-    for (const body of [wrap(deep), wrap(deepObj), `{"prompt":${deep}}`, `{"prompt":{"1":{"class_type":"SaveImage","inputs":{}}},"extra_data":${deepObj}}`, deepObj]) {
+    const wrap = (inner: string) =>
+      `{"prompt":{"5":{"class_type":"EmptyLatentImage","inputs":{"width":64,"height":64,"batch_size":1}},"1":{"class_type":"CLIPTextEncode","inputs":{"text":{"__value__":${inner}},"clip":["4",1]}},"4":{"class_type":"CheckpointLoaderSimple","inputs":{"ckpt_name":"n"}},"9":{"class_type":"SaveImage","inputs":{"images":["8",0],"filename_prefix":"x"}},"8":{"class_type":"VAEDecode","inputs":{"samples":["5",0],"vae":["4",2]}}}}`;
+    for (const body of [
+      wrap(deep),
+      wrap(deepObj),
+      `{"prompt":${deep}}`,
+      `{"prompt":{"1":{"class_type":"SaveImage","inputs":{}}},"extra_data":${deepObj}}`,
+      deepObj,
+    ]) {
       const r = await api(s.url, 'POST', '/prompt', body);
       assert.ok(r.status >= 400 && r.status < 500, `depth ${depth}: ${r.status} ${r.text.slice(0, 200)}`);
       assertErrorShape(r.json);
@@ -153,34 +241,56 @@ test('a very long chain of nodes is answered (validated or refused), never a cra
   writeFileSync(join(root, 'models', 'checkpoints', 'listed.safetensors'), '');
   // the default body limit (10 MB) so that long prompts reach the validator
   const big = await startServer<NodeServices>({
-    host: '127.0.0.1', port: 0, dataDir: join(root, 'data2'), modelsDir: join(root, 'models'), outputDir: join(root, 'out'),
-    inputDir: join(root, 'in'), tempDir: join(root, 'tmp'), workflowsDir: join(root, 'wf'), registry: createRegistry(), log: () => {}, execute: false,
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: join(root, 'data2'),
+    modelsDir: join(root, 'models'),
+    outputDir: join(root, 'out'),
+    inputDir: join(root, 'in'),
+    tempDir: join(root, 'tmp'),
+    workflowsDir: join(root, 'wf'),
+    registry: createRegistry(),
+    log: () => {},
+    execute: false,
     makeServices: ({ models, dirs }) => makeServices(models, dirs, { dataDir: join(root, 'data2'), log: () => {} }),
   });
   try {
-  for (const [n, ckpt] of [[3000, 'listed.safetensors'], [30000, 'listed.safetensors'], [30000, 'missing.safetensors']] as const) {
-    // IMAGE -> VAEEncode -> VAEDecode -> IMAGE ... n times, all sharing one VAE
-    const prompt: Record<string, unknown> = {
-      c: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: ckpt } },
-      l: { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } },
-      d0: { class_type: 'VAEDecode', inputs: { samples: ['l', 0], vae: ['c', 2] } },
-    };
-    for (let i = 1; i <= n; i++) {
-      prompt[`e${i}`] = { class_type: 'VAEEncode', inputs: { pixels: [`d${i - 1}`, 0], vae: ['c', 2] } };
-      prompt[`d${i}`] = { class_type: 'VAEDecode', inputs: { samples: [`e${i}`, 0], vae: ['c', 2] } };
+    for (const [n, ckpt] of [
+      [3000, 'listed.safetensors'],
+      [30000, 'listed.safetensors'],
+      [30000, 'missing.safetensors'],
+    ] as const) {
+      // IMAGE -> VAEEncode -> VAEDecode -> IMAGE ... n times, all sharing one VAE
+      const prompt: Record<string, unknown> = {
+        c: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: ckpt } },
+        l: { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } },
+        d0: { class_type: 'VAEDecode', inputs: { samples: ['l', 0], vae: ['c', 2] } },
+      };
+      for (let i = 1; i <= n; i++) {
+        prompt[`e${i}`] = { class_type: 'VAEEncode', inputs: { pixels: [`d${i - 1}`, 0], vae: ['c', 2] } };
+        prompt[`d${i}`] = { class_type: 'VAEDecode', inputs: { samples: [`e${i}`, 0], vae: ['c', 2] } };
+      }
+      prompt['9'] = { class_type: 'SaveImage', inputs: { images: [`d${n}`, 0], filename_prefix: 'x' } };
+      const r = await api(big.url, 'POST', '/prompt', { prompt });
+      assert.ok(r.status === 200 || r.status === 400, `${n}: ${r.status} ${r.text.slice(0, 300)}`);
+      if (r.status === 400) assertErrorShape(r.json);
+      if (ckpt === 'missing.safetensors') assert.equal(r.status, 400);
+      assert.equal((await api(big.url, 'GET', '/prompt')).status, 200);
     }
-    prompt['9'] = { class_type: 'SaveImage', inputs: { images: [`d${n}`, 0], filename_prefix: 'x' } };
-    const r = await api(big.url, 'POST', '/prompt', { prompt });
-    assert.ok(r.status === 200 || r.status === 400, `${n}: ${r.status} ${r.text.slice(0, 300)}`);
-    if (r.status === 400) assertErrorShape(r.json);
-    if (ckpt === 'missing.safetensors') assert.equal(r.status, 400);
-    assert.equal((await api(big.url, 'GET', '/prompt')).status, 200);
+  } finally {
+    await big.close();
   }
-  } finally { await big.close(); }
 });
 
 test('bad bodies on other routes are answered with 4xx', async () => {
-  for (const [p, body] of [['/queue', '{x'], ['/history', '[1,2'], ['/interrupt', 'nope'], ['/workflow/convert', '{"nodes":5}'], ['/workflow/convert', '{"nodes":[{"id":1}],"links":[]}'], ['/free', '"']] as const) {
+  for (const [p, body] of [
+    ['/queue', '{x'],
+    ['/history', '[1,2'],
+    ['/interrupt', 'nope'],
+    ['/workflow/convert', '{"nodes":5}'],
+    ['/workflow/convert', '{"nodes":[{"id":1}],"links":[]}'],
+    ['/free', '"'],
+  ] as const) {
     const r = await api(s.url, 'POST', p, body);
     assert.ok(r.status >= 400 && r.status < 500, `${p} ${body}: ${r.status}`);
     assertErrorShape(r.json);

@@ -9,8 +9,12 @@ import { spawnStubServer, quick, queueWitness, assertAliveAndWhole, type ChildSe
 import { MAX_PROMPT_NODES, MAX_DEPENDENT_OUTPUTS } from '../../server/executor/validate.js';
 
 let s: ChildServer;
-before(async () => { s = await spawnStubServer(); });
-after(async () => { await s.stop(); });
+before(async () => {
+  s = await spawnStubServer();
+});
+after(async () => {
+  await s.stop();
+});
 
 /** A chain of `n` StubAdd nodes over a failing StubLoad, with a StubSave output on every chain node. */
 function failingChain(n: number): Record<string, unknown> {
@@ -47,17 +51,37 @@ test('finding 4: every chain node failing (6,000 error nodes) still answers with
 
 /** UI workflow: StubLoad -> `reroutes` Reroutes -> `consumers` StubAdd nodes all fed by the last Reroute. */
 function rerouteWorkflow(reroutes: number, consumers: number) {
-  const nodes: unknown[] = [{ id: 1, type: 'StubLoad', inputs: [], outputs: [{ name: 'NUMBER', type: 'NUMBER', links: [1] }], widgets_values: [1] }];
+  const nodes: unknown[] = [
+    {
+      id: 1,
+      type: 'StubLoad',
+      inputs: [],
+      outputs: [{ name: 'NUMBER', type: 'NUMBER', links: [1] }],
+      widgets_values: [1],
+    },
+  ];
   const links: unknown[] = [[1, 1, 0, 2, 0, 'NUMBER']];
   for (let i = 0; i < reroutes; i++) {
     const id = 2 + i;
-    nodes.push({ id, type: 'Reroute', inputs: [{ name: '', type: '*', link: 1 + i }], outputs: [{ name: '', type: 'NUMBER', links: [2 + i] }] });
+    nodes.push({
+      id,
+      type: 'Reroute',
+      inputs: [{ name: '', type: '*', link: 1 + i }],
+      outputs: [{ name: '', type: 'NUMBER', links: [2 + i] }],
+    });
     if (i < reroutes - 1) links.push([2 + i, id, 0, id + 1, 0, 'NUMBER']);
   }
   const last = 1 + reroutes;
   for (let j = 0; j < consumers; j++) {
-    const id = 10_000_000 + j, link = 5_000_000 + j;
-    nodes.push({ id, type: 'StubAdd', inputs: [{ name: 'a', type: 'NUMBER', link }], outputs: [], widgets_values: [2] });
+    const id = 10_000_000 + j,
+      link = 5_000_000 + j;
+    nodes.push({
+      id,
+      type: 'StubAdd',
+      inputs: [{ name: 'a', type: 'NUMBER', link }],
+      outputs: [],
+      widgets_values: [2],
+    });
     links.push([link, last, 0, id, 0, 'NUMBER']);
   }
   return { nodes, links, version: 0.4 };

@@ -26,21 +26,34 @@ function chunk(type: string, data: Buffer): Buffer {
 /** A valid 1-bit greyscale PNG of `side` x `side` pixels, all black: a few hundred KiB that decode to gigabytes. */
 function bombPng(side: number): Buffer {
   const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(side, 0); ihdr.writeUInt32BE(side, 4); ihdr[8] = 1; ihdr[9] = 0;
+  ihdr.writeUInt32BE(side, 0);
+  ihdr.writeUInt32BE(side, 4);
+  ihdr[8] = 1;
+  ihdr[9] = 0;
   const raw = Buffer.alloc(side * (1 + Math.ceil(side / 8)));
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw, { level: 9 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 let s: ChildServer;
 const bomb = bombPng(10000);
 const small = encodePng(new Uint8Array(8 * 8 * 3).fill(90), 8, 8, 3);
-const loadAndPreview = (image: string) => ({ '1': { class_type: 'LoadImage', inputs: { image } }, '2': { class_type: 'PreviewImage', inputs: { images: ['1', 0] } } });
+const loadAndPreview = (image: string) => ({
+  '1': { class_type: 'LoadImage', inputs: { image } },
+  '2': { class_type: 'PreviewImage', inputs: { images: ['1', 0] } },
+});
 
 before(async () => {
   s = await spawnStubServer({ real: true });
   writeFileSync(join(s.root, 'input', 'small.png'), small);
 });
-after(async () => { await s.stop(); });
+after(async () => {
+  await s.stop();
+});
 
 /** Queue a small LoadImage -> PreviewImage prompt (the one that must not be lost). */
 async function witness(): Promise<string> {

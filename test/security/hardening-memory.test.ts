@@ -14,8 +14,12 @@ import { api, waitHistory, WsClient } from '../server/protocol-client.js';
 import { demoPrompt } from '../server/demo-prompt.js';
 
 let s: ChildServer;
-before(async () => { s = await spawnStubServer({ serve: true, env: { TCD_RAM_BUDGET_MB: '200', TCD_EP: 'cpu' } }); });
-after(async () => { await s.stop(); });
+before(async () => {
+  s = await spawnStubServer({ serve: true, env: { TCD_RAM_BUDGET_MB: '200', TCD_EP: 'cpu' } });
+});
+after(async () => {
+  await s.stop();
+});
 
 async function run(prompt: unknown, timeoutMs = 180000): Promise<{ id: string; h: any }> {
   const r = await api(s.url, 'POST', '/prompt', { prompt, client_id: 'mem' });
@@ -25,7 +29,11 @@ async function run(prompt: unknown, timeoutMs = 180000): Promise<{ id: string; h
 const errorOf = (h: any) => h.status.messages.find((m: [string, unknown]) => m[0] === 'execution_error')?.[1];
 async function pngSize(h: any, node: string): Promise<[number, number, Buffer]> {
   const img = h.outputs[node].images[0];
-  const v = await api(s.url, 'GET', `/view?filename=${encodeURIComponent(img.filename)}&type=${img.type}&subfolder=${img.subfolder}`);
+  const v = await api(
+    s.url,
+    'GET',
+    `/view?filename=${encodeURIComponent(img.filename)}&type=${img.type}&subfolder=${img.subfolder}`,
+  );
   const png = PNG.sync.read(v.bytes);
   return [png.width, png.height, png.data];
 }
@@ -39,7 +47,9 @@ test('finding 3: a 4096x4096 prompt is refused by memory admission, naming the l
   const err = errorOf(h);
   assert.equal(err.node_type, 'TCDSampler');
   assert.equal(err.exception_type, 'MemoryAdmissionError');
-  const m = /4096x4096 needs about ([\d.]+) GiB .* allows 0\.2 GiB; the largest size that fits is (\d+)x(\d+)/.exec(err.exception_message);
+  const m = /4096x4096 needs about ([\d.]+) GiB .* allows 0\.2 GiB; the largest size that fits is (\d+)x(\d+)/.exec(
+    err.exception_message,
+  );
   assert.ok(m, err.exception_message);
   assert.ok(Number(m[1]) > 10, 'the attention over 65,536 tokens is counted');
   assert.equal(m[2], m[3], 'same aspect ratio');
@@ -63,17 +73,29 @@ test('finding 3: a decode too large for the budget is tiled automatically and th
     let zeros = 0;
     for (let i = 0; i < px.length; i += 4) if (px[i] === 0 && px[i + 1] === 0 && px[i + 2] === 0) zeros++;
     assert.ok(zeros < (w * hgt) / 100, `${zeros} black pixels`);
-  } finally { ws.close(); }
+  } finally {
+    ws.close();
+  }
 });
 
-test('VAEDecodeTiled: ComfyUI\'s inputs; one tile covering the latent equals VAEDecode exactly', async () => {
+test("VAEDecodeTiled: ComfyUI's inputs; one tile covering the latent equals VAEDecode exactly", async () => {
   const info = (await quick(s.url, 'GET', '/object_info/VAEDecodeTiled')).json.VAEDecodeTiled;
-  assert.deepEqual(Object.keys(info.input.required), ['samples', 'vae', 'tile_size', 'overlap', 'temporal_size', 'temporal_overlap']);
+  assert.deepEqual(Object.keys(info.input.required), [
+    'samples',
+    'vae',
+    'tile_size',
+    'overlap',
+    'temporal_size',
+    'temporal_overlap',
+  ]);
   assert.deepEqual(info.input.required.tile_size, ['INT', { default: 512, min: 64, max: 4096, step: 32 }]);
   assert.deepEqual(info.input.required.overlap, ['INT', { default: 64, min: 0, max: 4096, step: 32 }]);
   assert.deepEqual(info.output, ['IMAGE']);
   const p: Record<string, any> = demoPrompt({ seed: 7, prefix: 'plain' });
-  p['10'] = { class_type: 'VAEDecodeTiled', inputs: { samples: ['3', 0], vae: ['4', 2], tile_size: 512, overlap: 64, temporal_size: 64, temporal_overlap: 8 } };
+  p['10'] = {
+    class_type: 'VAEDecodeTiled',
+    inputs: { samples: ['3', 0], vae: ['4', 2], tile_size: 512, overlap: 64, temporal_size: 64, temporal_overlap: 8 },
+  };
   p['11'] = { class_type: 'SaveImage', inputs: { images: ['10', 0], filename_prefix: 'tiled1' } };
   const { h } = await run(p);
   assert.equal(h.status.status_str, 'success', JSON.stringify(errorOf(h)));
@@ -95,5 +117,7 @@ test('finding 3: the engine runs in a child process; past its memory limit only 
     const again = await api(small.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 9, prefix: 'limit' }) });
     assert.match(errorOf(await waitHistory(small.url, again.json.prompt_id, 120000)).exception_message, /memory limit/);
     assert.ok(small.alive());
-  } finally { await small.stop(); }
+  } finally {
+    await small.stop();
+  }
 });

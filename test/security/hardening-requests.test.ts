@@ -27,11 +27,16 @@ test('finding 1: a websocket upgrade to an unparsable URL gets 400 and the serve
       assert.match(reply, /^HTTP\/1\.1 4\d\d /, `${path}: ${JSON.stringify(reply.slice(0, 80))}`);
     }
     // a plain HTTP request to the same URL is refused too, not answered with 500
-    assert.match(await rawRequest(s.url, `GET //[ HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 4\d\d /);
+    assert.match(
+      await rawRequest(s.url, `GET //[ HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n\r\n`),
+      /^HTTP\/1\.1 4\d\d /,
+    );
     await assertAliveAndWhole(s, witness);
     const ws = await WsClient.connect(s.url, 'after-attack');
     ws.close();
-  } finally { await s.stop(); }
+  } finally {
+    await s.stop();
+  }
 });
 
 test('finding 2: a malformed tcd_token cookie is refused with 401, never a crash or a 500', async () => {
@@ -49,7 +54,9 @@ test('finding 2: a malformed tcd_token cookie is refused with 401, never a crash
     // the editor's own page stays reachable so it can ask for the token again (404 here: the stub has no editor)
     assert.notEqual((await quick(s.url, 'GET', '/', undefined, { cookie: bad })).status, 500);
     await assertAliveAndWhole(s, witness, auth);
-  } finally { await s.stop(); }
+  } finally {
+    await s.stop();
+  }
 });
 
 function dbBytes(root: string): number {
@@ -62,11 +69,25 @@ test('finding 7: oversized client_id and extra_data are refused with 4xx and do 
   try {
     const witness = await queueWitness(s.url);
     const before = dbBytes(s.root);
-    const longId = await quick(s.url, 'POST', '/prompt', { prompt: chainPrompt(), client_id: 'c'.repeat(4 << 20) }, {}, 6000);
+    const longId = await quick(
+      s.url,
+      'POST',
+      '/prompt',
+      { prompt: chainPrompt(), client_id: 'c'.repeat(4 << 20) },
+      {},
+      6000,
+    );
     assert.equal(longId.status, 400, longId.text.slice(0, 200));
     assert.equal(longId.json.error.type, 'invalid_prompt');
     assert.match(longId.json.error.message, /client_id/);
-    const bigExtra = await quick(s.url, 'POST', '/prompt', { prompt: chainPrompt(), extra_data: { junk: 'x'.repeat(8 << 20) } }, {}, 6000);
+    const bigExtra = await quick(
+      s.url,
+      'POST',
+      '/prompt',
+      { prompt: chainPrompt(), extra_data: { junk: 'x'.repeat(8 << 20) } },
+      {},
+      6000,
+    );
     assert.equal(bigExtra.status, 413, bigExtra.text.slice(0, 200));
     assert.match(bigExtra.json.error.message, /extra_data/);
     await assertAliveAndWhole(s, witness);
@@ -76,14 +97,17 @@ test('finding 7: oversized client_id and extra_data are refused with 4xx and do 
     assert.equal(h.status, 200);
     assert.ok(h.json[witness]);
     assert.deepEqual(Object.keys((await quick(s.url, 'GET', '/history?max_items=1')).json), [witness]);
-  } finally { await s.stop(); }
+  } finally {
+    await s.stop();
+  }
 });
 
 test('finding 8: an upload named "." (or "..", "", a folder) is refused before anything is written', async () => {
   const s = await spawnStubServer();
   try {
     const witness = await queueWitness(s.url);
-    const listing = () => readdirSync(s.root).sort().join(',') + '|' + readdirSync(join(s.root, 'input')).sort().join(',');
+    const listing = () =>
+      readdirSync(s.root).sort().join(',') + '|' + readdirSync(join(s.root, 'input')).sort().join(',');
     mkdirSync(join(s.root, 'input', 'folder'), { recursive: true });
     const before = listing();
     for (const name of ['.', '..', 'folder', 'x\u0001.png']) {
@@ -94,14 +118,22 @@ test('finding 8: an upload named "." (or "..", "", a folder) is refused before a
     }
     assert.equal(listing(), before, 'no file left in input/ or its parent');
     await assertAliveAndWhole(s, witness);
-  } finally { await s.stop(); }
+  } finally {
+    await s.stop();
+  }
 });
 
 /** A 1x1 24-bit BMP with a real header. */
 function bmp1x1(): Buffer {
   const b = Buffer.alloc(58);
-  b.write('BM', 0, 'latin1'); b.writeUInt32LE(58, 2); b.writeUInt32LE(54, 10);
-  b.writeUInt32LE(40, 14); b.writeInt32LE(1, 18); b.writeInt32LE(1, 22); b.writeUInt16LE(1, 26); b.writeUInt16LE(24, 28);
+  b.write('BM', 0, 'latin1');
+  b.writeUInt32LE(58, 2);
+  b.writeUInt32LE(54, 10);
+  b.writeUInt32LE(40, 14);
+  b.writeInt32LE(1, 18);
+  b.writeInt32LE(1, 22);
+  b.writeUInt16LE(1, 26);
+  b.writeUInt16LE(24, 28);
   b.writeUInt32LE(4, 34);
   return b;
 }
@@ -116,7 +148,12 @@ test('finding 9: UTF-8 names end to end, reserved temp names refused, images rec
     const v = await quick(s.url, 'GET', `/view?filename=${encodeURIComponent(outName)}&type=output`);
     assert.equal(v.status, 200, v.text);
     const cd = v.headers.get('content-disposition')!;
-    assert.ok(cd.includes(`filename*=UTF-8''${encodeURIComponent(outName).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`), cd);
+    assert.ok(
+      cd.includes(
+        `filename*=UTF-8''${encodeURIComponent(outName).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)}`,
+      ),
+      cd,
+    );
     assert.ok(/^[\x20-\x7e]*$/.test(cd), `header is plain ASCII: ${cd}`);
     // an upload name outside ASCII arrives unchanged
     const upName = 'café 画像.png';
@@ -130,7 +167,10 @@ test('finding 9: UTF-8 names end to end, reserved temp names refused, images rec
     assert.equal(partial.status, 400, partial.text);
     assert.ok(!readdirSync(join(s.root, 'input')).some((n) => n.startsWith('.tcd-partial-')));
     // "BM" followed by anything is not a BMP; neither is a PNG signature without its header chunk
-    for (const bytes of [Buffer.from('BM<script>alert(1)</script>'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3])]) {
+    for (const bytes of [
+      Buffer.from('BM<script>alert(1)</script>'),
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]),
+    ]) {
       const r = await quick(s.url, 'POST', '/upload/image', uploadForm('fake.png', bytes));
       assert.equal(r.status, 400, r.text);
       assert.equal(r.json.error.type, 'not_an_image');
@@ -138,5 +178,7 @@ test('finding 9: UTF-8 names end to end, reserved temp names refused, images rec
     assert.equal((await quick(s.url, 'POST', '/upload/image', uploadForm('real.bmp', bmp1x1()))).status, 200);
     assert.ok(!existsSync(join(s.root, 'input', 'fake.png')));
     await assertAliveAndWhole(s, witness);
-  } finally { await s.stop(); }
+  } finally {
+    await s.stop();
+  }
 });

@@ -13,14 +13,27 @@ test('PNG, JPEG, GIF, WEBP and BMP headers give kind and size; truncated or fake
   const gif = Buffer.concat([Buffer.from('GIF89a'), Buffer.from([3, 0, 2, 0, 0, 0, 0])]);
   assert.deepEqual(readImageHeader(gif), { kind: 'gif', width: 3, height: 2 });
   const vp8l = Buffer.alloc(30);
-  vp8l.write('RIFF', 0); vp8l.write('WEBPVP8L', 8); vp8l[20] = 0x2f;
+  vp8l.write('RIFF', 0);
+  vp8l.write('WEBPVP8L', 8);
+  vp8l[20] = 0x2f;
   vp8l.writeUInt32LE((640 - 1) | ((480 - 1) << 14), 21);
   assert.deepEqual(readImageHeader(vp8l), { kind: 'webp', width: 640, height: 480 });
   const bmp = Buffer.alloc(58);
-  bmp.write('BM', 0); bmp.writeUInt32LE(54, 10); bmp.writeUInt32LE(40, 14); bmp.writeInt32LE(3, 18); bmp.writeInt32LE(-2, 22);
-  bmp.writeUInt16LE(1, 26); bmp.writeUInt16LE(24, 28);
+  bmp.write('BM', 0);
+  bmp.writeUInt32LE(54, 10);
+  bmp.writeUInt32LE(40, 14);
+  bmp.writeInt32LE(3, 18);
+  bmp.writeInt32LE(-2, 22);
+  bmp.writeUInt16LE(1, 26);
+  bmp.writeUInt16LE(24, 28);
   assert.deepEqual(readImageHeader(bmp), { kind: 'bmp', width: 3, height: 2 });
-  for (const fake of [Buffer.from('BM hello'), png.subarray(0, 20), jpg.subarray(0, 4), Buffer.from('GIF89a'), Buffer.alloc(0)]) {
+  for (const fake of [
+    Buffer.from('BM hello'),
+    png.subarray(0, 20),
+    jpg.subarray(0, 4),
+    Buffer.from('GIF89a'),
+    Buffer.alloc(0),
+  ]) {
     assert.equal(readImageHeader(fake), null, fake.toString('latin1'));
   }
 });
@@ -28,7 +41,8 @@ test('PNG, JPEG, GIF, WEBP and BMP headers give kind and size; truncated or fake
 test('the pixel budget is checked from the header alone', () => {
   const png = encodePng(new Uint8Array(4 * 4 * 3), 4, 4, 3);
   const bomb = Buffer.from(png);
-  bomb.writeUInt32BE(10000, 16); bomb.writeUInt32BE(10000, 20); // IHDR now declares 10000x10000
+  bomb.writeUInt32BE(10000, 16);
+  bomb.writeUInt32BE(10000, 20); // IHDR now declares 10000x10000
   assert.equal(checkImageBudget(png, 16).width, 4);
   assert.throws(() => checkImageBudget(png, 15), ImageTooLargeError);
   assert.throws(() => checkImageBudget(bomb), /10000x10000/);

@@ -27,8 +27,9 @@ before(async () => {
   symlinkSync(join(s.root, 'secret.txt'), join(join(s.root, 'output'), 'escape-file.png'));
   symlinkSync(s.root, join(s.root, 'input', 'escape-dir'));
 });
-after(async () => { await s.stop(); });
-
+after(async () => {
+  await s.stop();
+});
 
 const view = (q: string) => api(s.url, 'GET', `/view?${q}`);
 
@@ -42,12 +43,24 @@ test('/view serves files inside the folders', async () => {
 
 test('/view refuses traversal in every spelling and never returns the secret', async () => {
   const names = [
-    'filename=../secret.txt', 'filename=..%2Fsecret.txt', 'filename=%2E%2E%2Fsecret.txt', 'filename=..%252Fsecret.txt',
-    'filename=..%5Csecret.txt', `filename=${encodeURIComponent(join(s.root, 'secret.txt'))}`, 'filename=/etc/passwd',
-    'filename=secret.txt&subfolder=..', 'filename=secret.txt&subfolder=..%2F', 'filename=secret.txt&subfolder=sub%2F..%2F..',
-    'filename=secret.txt&subfolder=%2Ftmp', 'filename=ok.png%00.txt', 'filename=ok.png&subfolder=sub%00',
-    'filename=secret.txt&subfolder=escape-dir', 'filename=escape-file.png', 'filename=C:%5Cwindows%5Cwin.ini',
-    'filename=secret.txt&type=input&subfolder=escape-dir', 'filename[]=a&filename[]=b',
+    'filename=../secret.txt',
+    'filename=..%2Fsecret.txt',
+    'filename=%2E%2E%2Fsecret.txt',
+    'filename=..%252Fsecret.txt',
+    'filename=..%5Csecret.txt',
+    `filename=${encodeURIComponent(join(s.root, 'secret.txt'))}`,
+    'filename=/etc/passwd',
+    'filename=secret.txt&subfolder=..',
+    'filename=secret.txt&subfolder=..%2F',
+    'filename=secret.txt&subfolder=sub%2F..%2F..',
+    'filename=secret.txt&subfolder=%2Ftmp',
+    'filename=ok.png%00.txt',
+    'filename=ok.png&subfolder=sub%00',
+    'filename=secret.txt&subfolder=escape-dir',
+    'filename=escape-file.png',
+    'filename=C:%5Cwindows%5Cwin.ini',
+    'filename=secret.txt&type=input&subfolder=escape-dir',
+    'filename[]=a&filename[]=b',
   ];
   for (const q of names) {
     const r = await view(q);
@@ -60,7 +73,10 @@ test('/view refuses traversal in every spelling and never returns the secret', a
 });
 
 test('/view sends files so a browser cannot run them; /workflows refuses traversal', async () => {
-  const polyglot = Buffer.concat([Buffer.from(PNG.subarray(0, 33)), Buffer.from('<html><script>alert(1)</script></html>')]);
+  const polyglot = Buffer.concat([
+    Buffer.from(PNG.subarray(0, 33)),
+    Buffer.from('<html><script>alert(1)</script></html>'),
+  ]);
   const up = await api(s.url, 'POST', '/upload/image', uploadForm('page.html', polyglot));
   assert.equal(up.status, 200, 'it starts with a whole PNG header, so it is accepted');
   const v = await view(`filename=${up.json.name}&type=input`);
@@ -78,7 +94,8 @@ test('/view sends files so a browser cannot run them; /workflows refuses travers
 });
 
 test('/upload/image stores images, renames clashes, reuses identical bytes, overwrites on request', async () => {
-  const up = (name: string, bytes: Uint8Array, fields: Record<string, string> = {}) => api(s.url, 'POST', '/upload/image', uploadForm(name, bytes, fields));
+  const up = (name: string, bytes: Uint8Array, fields: Record<string, string> = {}) =>
+    api(s.url, 'POST', '/upload/image', uploadForm(name, bytes, fields));
   const a = await up('pic.png', PNG);
   assert.equal(a.status, 200);
   assert.deepEqual(a.json, { name: 'pic.png', subfolder: '', type: 'input' });
@@ -94,21 +111,46 @@ test('/upload/image stores images, renames clashes, reuses identical bytes, over
 });
 
 test('/upload/image refuses non-images, oversized files, traversal in name or subfolder, symlinked folders', async () => {
-  const up = (name: string, bytes: Uint8Array, fields: Record<string, string> = {}) => api(s.url, 'POST', '/upload/image', uploadForm(name, bytes, fields));
+  const up = (name: string, bytes: Uint8Array, fields: Record<string, string> = {}) =>
+    api(s.url, 'POST', '/upload/image', uploadForm(name, bytes, fields));
   const html = await up('evil.png', Buffer.from('<html><script>alert(1)</script></html>'));
   assert.equal(html.status, 400);
   assert.equal(html.json.error.type, 'not_an_image');
   assert.equal((await up('big.png', Buffer.concat([Buffer.from(PNG), Buffer.alloc(70 * 1024)]))).status, 413);
-  for (const [name, fields] of [['../x.png', {}], ['..\\x.png', {}], ['/tmp/x.png', {}], ['a/b.png', {}], ['x\u0000.png', {}],
-    ['x.png', { subfolder: '../..' }], ['x.png', { subfolder: '/tmp' }], ['x.png', { subfolder: '%2e%2e' }], ['x.png', { type: 'models' }]] as [string, Record<string, string>][]) {
+  for (const [name, fields] of [
+    ['../x.png', {}],
+    ['..\\x.png', {}],
+    ['/tmp/x.png', {}],
+    ['a/b.png', {}],
+    ['x\u0000.png', {}],
+    ['x.png', { subfolder: '../..' }],
+    ['x.png', { subfolder: '/tmp' }],
+    ['x.png', { subfolder: '%2e%2e' }],
+    ['x.png', { type: 'models' }],
+  ] as [string, Record<string, string>][]) {
     const r = await up(name, PNG, fields);
     // multipart file names are reduced to their last segment (like ComfyUI): then it must land in input/ itself
-    if (r.status === 200) assert.ok(!Object.keys(fields).length && !/[\\/]|\.\./.test(r.json.name) && existsSync(join(s.root, 'input', r.json.name)), `${name}: ${r.text}`);
+    if (r.status === 200)
+      assert.ok(
+        !Object.keys(fields).length &&
+          !/[\\/]|\.\./.test(r.json.name) &&
+          existsSync(join(s.root, 'input', r.json.name)),
+        `${name}: ${r.text}`,
+      );
     else assert.ok(r.status === 400 || r.status === 403, `${name} ${JSON.stringify(fields)}: ${r.status}`);
   }
   assert.equal((await up('x.png', PNG, { subfolder: 'escape-dir' })).status, 403);
   assert.ok(!existsSync(join(s.root, 'x.png')));
-  const noFile = await api(s.url, 'POST', '/upload/image', (() => { const f = new FormData(); f.append('overwrite', 'true'); return f; })());
+  const noFile = await api(
+    s.url,
+    'POST',
+    '/upload/image',
+    (() => {
+      const f = new FormData();
+      f.append('overwrite', 'true');
+      return f;
+    })(),
+  );
   assert.equal(noFile.status, 400);
   assert.equal((await api(s.url, 'POST', '/upload/image', { image: 'x' })).status, 400, 'not multipart');
 });
@@ -121,7 +163,14 @@ test('model names: traversal, absolute and NUL are refused, the error names the 
   symlinkSync(join(s.root, 'outside.safetensors'), join(root, 'checkpoints', 'linked-out.safetensors'));
   const m = new ModelFolders(root);
   assert.equal(m.resolve('checkpoints', 'nested/a.safetensors'), join(root, 'checkpoints', 'nested', 'a.safetensors'));
-  for (const bad of ['../outside.safetensors', '..%2Foutside.safetensors', join(s.root, 'outside.safetensors'), 'nested/../../../outside.safetensors', 'a\u0000.safetensors', 'nested\\..\\..\\x']) {
+  for (const bad of [
+    '../outside.safetensors',
+    '..%2Foutside.safetensors',
+    join(s.root, 'outside.safetensors'),
+    'nested/../../../outside.safetensors',
+    'a\u0000.safetensors',
+    'nested\\..\\..\\x',
+  ]) {
     assert.throws(() => m.resolve('checkpoints', bad), /must|NUL|escapes/, bad);
   }
   assert.throws(() => m.resolve('checkpoints', '../outside.safetensors'), /outside\.safetensors/);
@@ -139,7 +188,13 @@ test('partial files a crash left in output/, input/, temp/ are removed at start-
   writeFileSync(join(root, 'output', `${TEMP_PREFIX}abc-ComfyUI_00001_.png`), 'half');
   writeFileSync(join(root, 'temp', `${TEMP_PREFIX}abc-x.png`), 'half');
   const s3 = await startStubServer({ root, execute: false });
-  assert.deepEqual(readdirSync(join(root, 'output')).filter((n) => n.startsWith(TEMP_PREFIX)), []);
-  assert.deepEqual(readdirSync(join(root, 'temp')).filter((n) => n.startsWith(TEMP_PREFIX)), []);
+  assert.deepEqual(
+    readdirSync(join(root, 'output')).filter((n) => n.startsWith(TEMP_PREFIX)),
+    [],
+  );
+  assert.deepEqual(
+    readdirSync(join(root, 'temp')).filter((n) => n.startsWith(TEMP_PREFIX)),
+    [],
+  );
   await s3.stop();
 });

@@ -5,7 +5,17 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, copyFileSync, openSync, ftruncateSync, closeSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import {
+  mkdtempSync,
+  rmSync,
+  copyFileSync,
+  openSync,
+  ftruncateSync,
+  closeSync,
+  statSync,
+  writeFileSync,
+  mkdirSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
@@ -23,24 +33,43 @@ let ws: WsClient;
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'tcd-demo-'));
-  s = await serve({ port: 0, models: join(root, 'models'), data: join(root, 'data'), output: join(root, 'output'), input: join(root, 'input'), temp: join(root, 'temp'), log: () => {} });
+  s = await serve({
+    port: 0,
+    models: join(root, 'models'),
+    data: join(root, 'data'),
+    output: join(root, 'output'),
+    input: join(root, 'input'),
+    temp: join(root, 'temp'),
+    log: () => {},
+  });
   ws = await WsClient.connect(s.url, 'demo');
   ws.ws.send(JSON.stringify({ type: 'feature_flags', data: { supports_preview_metadata: true } }));
 });
-after(async () => { ws.close(); await s.close(); rmSync(root, { recursive: true, force: true }); });
+after(async () => {
+  ws.close();
+  await s.close();
+  rmSync(root, { recursive: true, force: true });
+});
 
 async function run(prompt: unknown, extra: Record<string, unknown> = {}) {
   const r = await api(s.url, 'POST', '/prompt', { prompt, client_id: 'demo', ...extra });
   assert.equal(r.status, 200, r.text);
   return { id: r.json.prompt_id as string, events: await ws.untilDone(r.json.prompt_id, 120000) };
 }
-const executedNodes = (evs: { type: string; data: any }[]) => evs.filter((e) => e.type === 'executing' && e.data.node).map((e) => e.data.node);
+const executedNodes = (evs: { type: string; data: any }[]) =>
+  evs.filter((e) => e.type === 'executing' && e.data.node).map((e) => e.data.node);
 
 test('a new seed re-runs the sampler, decoder and saver only; loaders and text encoders come from the cache', async () => {
   const first = await run(demoPrompt({ seed: 1, prefix: 'cache' }));
-  assert.ok(first.events.some((e) => e.type === 'execution_success'), JSON.stringify(first.events.find((e) => e.type === 'execution_error')?.data));
+  assert.ok(
+    first.events.some((e) => e.type === 'execution_success'),
+    JSON.stringify(first.events.find((e) => e.type === 'execution_error')?.data),
+  );
   assert.deepEqual(executedNodes(first.events).sort(), ['3', '4', '5', '6', '7', '8', '9']);
-  assert.deepEqual(first.events.filter((e) => e.type === 'progress' && e.data.node === '3').map((e) => e.data.value), [1, 2]);
+  assert.deepEqual(
+    first.events.filter((e) => e.type === 'progress' && e.data.node === '3').map((e) => e.data.value),
+    [1, 2],
+  );
   const metaPreviews = ws.binary.filter((b) => b.readUInt32BE(0) === 4);
   assert.ok(metaPreviews.length >= 2, 'one preview with metadata per step');
   const json = JSON.parse(metaPreviews[0].subarray(8, 8 + metaPreviews[0].readUInt32BE(4)).toString());
@@ -67,25 +96,90 @@ test('a new seed re-runs the sampler, decoder and saver only; loaders and text e
 
 /** The demo graph in UI format, with a bypassed LoRA loader between checkpoint and sampler and a muted SaveImage. */
 function uiWorkflow() {
-  const n = (id: number, type: string, mode: number, inputs: [string, string, number | null][], outputs: [string, string][], widgets: unknown[]) => ({
-    id, type, mode, pos: [0, 0], size: [200, 100], flags: {}, order: id, properties: {},
-    inputs: inputs.map(([name, type, link]) => ({ name, type, link })), outputs: outputs.map(([name, type], i) => ({ name, type, links: [], slot_index: i })), widgets_values: widgets,
+  const n = (
+    id: number,
+    type: string,
+    mode: number,
+    inputs: [string, string, number | null][],
+    outputs: [string, string][],
+    widgets: unknown[],
+  ) => ({
+    id,
+    type,
+    mode,
+    pos: [0, 0],
+    size: [200, 100],
+    flags: {},
+    order: id,
+    properties: {},
+    inputs: inputs.map(([name, type, link]) => ({ name, type, link })),
+    outputs: outputs.map(([name, type], i) => ({ name, type, links: [], slot_index: i })),
+    widgets_values: widgets,
   });
   return {
-    last_node_id: 10, last_link_id: 12, version: 0.4, groups: [], config: {}, extra: { ds: { scale: 1, offset: [0, 0] } },
+    last_node_id: 10,
+    last_link_id: 12,
+    version: 0.4,
+    groups: [],
+    config: {},
+    extra: { ds: { scale: 1, offset: [0, 0] } },
     nodes: [
-      n(1, 'CheckpointLoaderSimple', 0, [], [['MODEL', 'MODEL'], ['CLIP', 'CLIP'], ['VAE', 'VAE']], [DEMO_CKPT]),
+      n(
+        1,
+        'CheckpointLoaderSimple',
+        0,
+        [],
+        [
+          ['MODEL', 'MODEL'],
+          ['CLIP', 'CLIP'],
+          ['VAE', 'VAE'],
+        ],
+        [DEMO_CKPT],
+      ),
       n(2, 'CLIPTextEncode', 0, [['clip', 'CLIP', 2]], [['CONDITIONING', 'CONDITIONING']], ['a red boat']),
       n(3, 'CLIPTextEncode', 0, [['clip', 'CLIP', 3]], [['CONDITIONING', 'CONDITIONING']], ['']),
       n(4, 'EmptyLatentImage', 0, [], [['LATENT', 'LATENT']], [64, 64, 1]),
       n(10, 'LoraLoaderModelOnly', 4, [['model', 'MODEL', 1]], [['MODEL', 'MODEL']], ['no-such-lora.safetensors', 1]),
-      n(5, 'TCDSampler', 0, [['model', 'MODEL', 10], ['positive', 'CONDITIONING', 4], ['negative', 'CONDITIONING', 5], ['latent_image', 'LATENT', 6]], [['LATENT', 'LATENT']], [7, 'fixed', 1, 1, 0.3, 1, 50]),
-      n(6, 'VAEDecode', 0, [['samples', 'LATENT', 7], ['vae', 'VAE', 8]], [['IMAGE', 'IMAGE']], []),
+      n(
+        5,
+        'TCDSampler',
+        0,
+        [
+          ['model', 'MODEL', 10],
+          ['positive', 'CONDITIONING', 4],
+          ['negative', 'CONDITIONING', 5],
+          ['latent_image', 'LATENT', 6],
+        ],
+        [['LATENT', 'LATENT']],
+        [7, 'fixed', 1, 1, 0.3, 1, 50],
+      ),
+      n(
+        6,
+        'VAEDecode',
+        0,
+        [
+          ['samples', 'LATENT', 7],
+          ['vae', 'VAE', 8],
+        ],
+        [['IMAGE', 'IMAGE']],
+        [],
+      ),
       n(7, 'SaveImage', 0, [['images', 'IMAGE', 9]], [], ['ui']),
       n(8, 'SaveImage', 2, [['images', 'IMAGE', 11]], [], ['muted']),
     ],
-    links: [[1, 1, 0, 10, 0, 'MODEL'], [10, 10, 0, 5, 0, 'MODEL'], [2, 1, 1, 2, 0, 'CLIP'], [3, 1, 1, 3, 0, 'CLIP'], [4, 2, 0, 5, 1, 'CONDITIONING'], [5, 3, 0, 5, 2, 'CONDITIONING'],
-      [6, 4, 0, 5, 3, 'LATENT'], [7, 5, 0, 6, 0, 'LATENT'], [8, 1, 2, 6, 1, 'VAE'], [9, 6, 0, 7, 0, 'IMAGE'], [11, 6, 0, 8, 0, 'IMAGE']],
+    links: [
+      [1, 1, 0, 10, 0, 'MODEL'],
+      [10, 10, 0, 5, 0, 'MODEL'],
+      [2, 1, 1, 2, 0, 'CLIP'],
+      [3, 1, 1, 3, 0, 'CLIP'],
+      [4, 2, 0, 5, 1, 'CONDITIONING'],
+      [5, 3, 0, 5, 2, 'CONDITIONING'],
+      [6, 4, 0, 5, 3, 'LATENT'],
+      [7, 5, 0, 6, 0, 'LATENT'],
+      [8, 1, 2, 6, 1, 'VAE'],
+      [9, 6, 0, 7, 0, 'IMAGE'],
+      [11, 6, 0, 8, 0, 'IMAGE'],
+    ],
   };
 }
 
@@ -99,10 +193,17 @@ test('POST /prompt accepts a UI-format workflow: muted node dropped, bypassed no
   assert.equal(p['5'].inputs.seed, 7);
   assert.equal(p['5'].inputs.steps, 1, 'control_after_generate slot skipped');
   assert.equal(p['7'].inputs.filename_prefix, 'ui');
-  assert.equal((await api(s.url, 'POST', '/api/workflow/convert', wf)).status, 200, 'the bare workflow as body works too');
+  assert.equal(
+    (await api(s.url, 'POST', '/api/workflow/convert', wf)).status,
+    200,
+    'the bare workflow as body works too',
+  );
 
   const { id, events } = await run(wf);
-  assert.ok(events.some((e) => e.type === 'execution_success'), JSON.stringify(events.find((e) => e.type === 'execution_error')?.data));
+  assert.ok(
+    events.some((e) => e.type === 'execution_success'),
+    JSON.stringify(events.find((e) => e.type === 'execution_error')?.data),
+  );
   const h = await waitHistory(s.url, id);
   assert.deepEqual(Object.keys(h.outputs), ['7']);
   assert.deepEqual(h.prompt[2], p, 'history holds the converted API prompt');
@@ -114,8 +215,14 @@ test('POST /prompt accepts a UI-format workflow: muted node dropped, bypassed no
 });
 
 test('the engine worker dying mid-run fails only that prompt; the next one runs on a fresh worker', async () => {
-  const r = await api(s.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 30, steps: 50, size: 384, prefix: 'crash' }), client_id: 'demo' });
-  const next = await api(s.url, 'POST', '/prompt', { prompt: demoPrompt({ seed: 31, steps: 1, prefix: 'after-crash' }), client_id: 'demo' });
+  const r = await api(s.url, 'POST', '/prompt', {
+    prompt: demoPrompt({ seed: 30, steps: 50, size: 384, prefix: 'crash' }),
+    client_id: 'demo',
+  });
+  const next = await api(s.url, 'POST', '/prompt', {
+    prompt: demoPrompt({ seed: 31, steps: 1, prefix: 'after-crash' }),
+    client_id: 'demo',
+  });
   await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === r.json.prompt_id, 60000);
   await debugWorker(s.services.engine(), 'exit').catch(() => {});
   const evs = await ws.untilDone(r.json.prompt_id, 60000);
@@ -124,7 +231,10 @@ test('the engine worker dying mid-run fails only that prompt; the next one runs 
   assert.equal(err!.data.node_id, '3');
   assert.match(err!.data.exception_message, /worker/);
   const after = await ws.untilDone(next.json.prompt_id, 120000);
-  assert.ok(after.some((e) => e.type === 'execution_success'), JSON.stringify(after.find((e) => e.type === 'execution_error')?.data));
+  assert.ok(
+    after.some((e) => e.type === 'execution_success'),
+    JSON.stringify(after.find((e) => e.type === 'execution_error')?.data),
+  );
 });
 
 test('a truncated checkpoint, a corrupt LoRA and a corrupt input image give errors that name the file', async () => {
@@ -139,20 +249,34 @@ test('a truncated checkpoint, a corrupt LoRA and a corrupt input image give erro
   assert.match(e1!.data.exception_message, /broken\.safetensors/);
 
   mkdirSync(join(root, 'models', 'loras'), { recursive: true });
-  writeFileSync(join(root, 'models', 'loras', 'garbage.safetensors'), Buffer.from('\x10\x00\x00\x00\x00\x00\x00\x00{"a":'));
+  writeFileSync(
+    join(root, 'models', 'loras', 'garbage.safetensors'),
+    Buffer.from('\x10\x00\x00\x00\x00\x00\x00\x00{"a":'),
+  );
   const lp = demoPrompt({ prefix: 'lora', seed: 40, steps: 1 }) as Record<string, any>;
-  lp['10'] = { class_type: 'LoraLoaderModelOnly', inputs: { model: ['4', 0], lora_name: 'garbage.safetensors', strength_model: 1 } };
+  lp['10'] = {
+    class_type: 'LoraLoaderModelOnly',
+    inputs: { model: ['4', 0], lora_name: 'garbage.safetensors', strength_model: 1 },
+  };
   lp['3'].inputs.model = ['10', 0];
   const lora = await run(lp);
   const e2 = lora.events.find((e) => e.type === 'execution_error');
   assert.ok(e2, 'execution_error for a corrupt LoRA');
   assert.match(e2!.data.exception_message, /garbage\.safetensors/);
 
-  writeFileSync(join(root, 'input', 'bad.png'), Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('not really a png')]));
-  const img = await run({ '1': { class_type: 'LoadImage', inputs: { image: 'bad.png' } }, '2': { class_type: 'SaveImage', inputs: { images: ['1', 0], filename_prefix: 'bad' } } });
+  writeFileSync(
+    join(root, 'input', 'bad.png'),
+    Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('not really a png')]),
+  );
+  const img = await run({
+    '1': { class_type: 'LoadImage', inputs: { image: 'bad.png' } },
+    '2': { class_type: 'SaveImage', inputs: { images: ['1', 0], filename_prefix: 'bad' } },
+  });
   const e3 = img.events.find((e) => e.type === 'execution_error');
   assert.ok(e3);
   assert.match(e3!.data.exception_message, /bad\.png/);
   // and the server still works
-  assert.ok((await run(demoPrompt({ seed: 41, steps: 1, prefix: 'still' }))).events.some((e) => e.type === 'execution_success'));
+  assert.ok(
+    (await run(demoPrompt({ seed: 41, steps: 1, prefix: 'still' }))).events.some((e) => e.type === 'execution_success'),
+  );
 });

@@ -10,8 +10,12 @@ import { api, WsClient, waitHistory, sleep } from './protocol-client.js';
 import { startStubServer, chainPrompt, type StubServer } from '../executor/stub-server.js';
 
 let s: StubServer;
-before(async () => { s = await startStubServer(); });
-after(async () => { await s.stop(); });
+before(async () => {
+  s = await startStubServer();
+});
+after(async () => {
+  await s.stop();
+});
 
 const num = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
 
@@ -33,15 +37,35 @@ test('a prompt runs with ComfyUI event order and shapes, then history and /view'
   assert.ok(evs.some((e) => e.type === 'progress_state'));
   const types = evs.map((e) => e.type).filter((t) => t !== 'progress_state');
   assert.deepEqual(types, [
-    'execution_start', 'execution_cached',
-    'executing', 'executing', 'executing', 'progress', 'progress', 'progress', 'executing', 'executed',
-    'execution_success', 'executing',
+    'execution_start',
+    'execution_cached',
+    'executing',
+    'executing',
+    'executing',
+    'progress',
+    'progress',
+    'progress',
+    'executing',
+    'executed',
+    'execution_success',
+    'executing',
   ]);
   assert.ok(num(evs[0].data.timestamp) && evs[0].data.timestamp > 1e12, 'timestamps in ms');
   assert.deepEqual(evs[1].data.nodes, []);
-  assert.deepEqual(evs.filter((e) => e.type === 'executing').map((e) => e.data.node), ['1', '2', '3', '4', null]);
-  for (const e of evs.filter((e) => e.type === 'executing' && e.data.node)) assert.equal(e.data.display_node, e.data.node);
-  assert.deepEqual(evs.filter((e) => e.type === 'progress').map((e) => [e.data.value, e.data.max, e.data.node]), [[1, 3, '3'], [2, 3, '3'], [3, 3, '3']]);
+  assert.deepEqual(
+    evs.filter((e) => e.type === 'executing').map((e) => e.data.node),
+    ['1', '2', '3', '4', null],
+  );
+  for (const e of evs.filter((e) => e.type === 'executing' && e.data.node))
+    assert.equal(e.data.display_node, e.data.node);
+  assert.deepEqual(
+    evs.filter((e) => e.type === 'progress').map((e) => [e.data.value, e.data.max, e.data.node]),
+    [
+      [1, 3, '3'],
+      [2, 3, '3'],
+      [3, 3, '3'],
+    ],
+  );
   const executed = evs.find((e) => e.type === 'executed')!;
   assert.equal(executed.data.node, '4');
   assert.equal(executed.data.display_node, '4');
@@ -50,7 +74,10 @@ test('a prompt runs with ComfyUI event order and shapes, then history and /view'
   assert.equal(img.type, 'output');
   // seq on logged events, increasing
   const seqs = evs.filter((e) => e.type !== 'progress' && e.type !== 'progress_state').map((e) => e.seq!);
-  assert.ok(seqs.every((q, i) => i === 0 || q > seqs[i - 1]), `seq increases: ${seqs}`);
+  assert.ok(
+    seqs.every((q, i) => i === 0 || q > seqs[i - 1]),
+    `seq increases: ${seqs}`,
+  );
   // a status broadcast happened after the queue changed
   assert.ok(ws.messages.filter((m) => m.type === 'status').length >= 2);
 
@@ -63,7 +90,10 @@ test('a prompt runs with ComfyUI event order and shapes, then history and /view'
   assert.deepEqual(e.outputs['4'].images, [img]);
   assert.equal(e.status.status_str, 'success');
   assert.equal(e.status.completed, true);
-  assert.deepEqual(e.status.messages.map((m: [string, unknown]) => m[0]), ['execution_start', 'execution_cached', 'execution_success']);
+  assert.deepEqual(
+    e.status.messages.map((m: [string, unknown]) => m[0]),
+    ['execution_start', 'execution_cached', 'execution_success'],
+  );
   assert.deepEqual(e.meta['4'], { node_id: '4', display_node: '4', parent_node: null, real_node_id: '4' });
   assert.deepEqual((await api(s.url, 'GET', '/history/nope')).json, {});
 
@@ -80,7 +110,9 @@ test('a new seed re-runs the slow node and what follows, never the loader; reuse
   const ws = await WsClient.connect(s.url, 'cache');
   const runs = () => Object.fromEntries(s.services.runs);
   const q = async (seed: number, b = 2) => {
-    const id = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed, b, prefix: 'cache' }), client_id: 'cache' })).json.prompt_id;
+    const id = (
+      await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed, b, prefix: 'cache' }), client_id: 'cache' })
+    ).json.prompt_id;
     return ws.untilDone(id);
   };
   await q(100);
@@ -88,7 +120,10 @@ test('a new seed re-runs the slow node and what follows, never the loader; reuse
   const evs = await q(101);
   const after = runs();
   assert.deepEqual(evs.find((e) => e.type === 'execution_cached')!.data.nodes, ['1', '2']);
-  assert.deepEqual(evs.filter((e) => e.type === 'executing' && e.data.node).map((e) => e.data.node), ['3', '4']);
+  assert.deepEqual(
+    evs.filter((e) => e.type === 'executing' && e.data.node).map((e) => e.data.node),
+    ['3', '4'],
+  );
   assert.equal(after.StubLoad, before.StubLoad);
   assert.equal(after.StubAdd, before.StubAdd);
   assert.equal(after.StubSlow, before.StubSlow + 1);
@@ -106,12 +141,20 @@ test('a new seed re-runs the slow node and what follows, never the loader; reuse
 
 test('POST /interrupt with another prompt_id leaves the running prompt alone; with its id it stops it', async () => {
   const ws = await WsClient.connect(s.url, 'intr');
-  const id = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 7, steps: 40, prefix: 'intr' }), client_id: 'intr' })).json.prompt_id;
+  const id = (
+    await api(s.url, 'POST', '/prompt', {
+      prompt: chainPrompt({ seed: 7, steps: 40, prefix: 'intr' }),
+      client_id: 'intr',
+    })
+  ).json.prompt_id;
   await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === id);
   assert.equal((await api(s.url, 'POST', '/interrupt', { prompt_id: 'some-other-prompt' })).status, 200);
   const p0 = ws.forPrompt(id).filter((e) => e.type === 'progress').length;
   await sleep(150);
-  assert.ok(ws.forPrompt(id).filter((e) => e.type === 'progress').length > p0, 'still progressing after a foreign interrupt');
+  assert.ok(
+    ws.forPrompt(id).filter((e) => e.type === 'progress').length > p0,
+    'still progressing after a foreign interrupt',
+  );
   assert.equal((await api(s.url, 'POST', '/interrupt', { prompt_id: id })).status, 200);
   const evs = await ws.untilDone(id);
   const intr = evs.find((e) => e.type === 'execution_interrupted')!;
@@ -127,7 +170,12 @@ test('POST /interrupt with another prompt_id leaves the running prompt alone; wi
   assert.equal(h.status.status_str, 'error');
   assert.ok(h.status.messages.some((m: [string]) => m[0] === 'execution_interrupted'));
   // POST /interrupt without a body interrupts whatever runs
-  const id2 = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 8, steps: 40, prefix: 'intr' }), client_id: 'intr' })).json.prompt_id;
+  const id2 = (
+    await api(s.url, 'POST', '/prompt', {
+      prompt: chainPrompt({ seed: 8, steps: 40, prefix: 'intr' }),
+      client_id: 'intr',
+    })
+  ).json.prompt_id;
   await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === id2);
   await api(s.url, 'POST', '/interrupt');
   assert.ok((await ws.untilDone(id2)).some((e) => e.type === 'execution_interrupted'));
@@ -136,33 +184,60 @@ test('POST /interrupt with another prompt_id leaves the running prompt alone; wi
 
 test('a node that throws fails only its prompt, with execution_error in ComfyUI shape', async () => {
   const ws = await WsClient.connect(s.url, 'err');
-  const prompt = { '1': { class_type: 'StubLoad', inputs: { value: 9 } }, '2': { class_type: 'StubThrow', inputs: { x: ['1', 0] } }, '3': { class_type: 'StubSave', inputs: { x: ['2', 0], filename_prefix: 'err' } } };
+  const prompt = {
+    '1': { class_type: 'StubLoad', inputs: { value: 9 } },
+    '2': { class_type: 'StubThrow', inputs: { x: ['1', 0] } },
+    '3': { class_type: 'StubSave', inputs: { x: ['2', 0], filename_prefix: 'err' } },
+  };
   const bad = (await api(s.url, 'POST', '/prompt', { prompt, client_id: 'err' })).json.prompt_id;
-  const good = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 9, prefix: 'after' }), client_id: 'err' })).json.prompt_id;
+  const good = (
+    await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 9, prefix: 'after' }), client_id: 'err' })
+  ).json.prompt_id;
   const evs = await ws.untilDone(bad);
   const err = evs.find((e) => e.type === 'execution_error')!;
-  for (const k of ['prompt_id', 'node_id', 'node_type', 'executed', 'exception_message', 'exception_type', 'traceback', 'current_inputs', 'current_outputs', 'timestamp']) assert.ok(k in err.data, k);
+  for (const k of [
+    'prompt_id',
+    'node_id',
+    'node_type',
+    'executed',
+    'exception_message',
+    'exception_type',
+    'traceback',
+    'current_inputs',
+    'current_outputs',
+    'timestamp',
+  ])
+    assert.ok(k in err.data, k);
   assert.equal(err.data.node_id, '2');
   assert.equal(err.data.node_type, 'StubThrow');
   assert.equal(err.data.exception_message, 'stub failure on purpose');
   assert.equal(err.data.exception_type, 'RangeError');
   assert.deepEqual(err.data.executed, ['1']);
   assert.ok(!evs.some((e) => e.type === 'execution_success'));
-  assert.ok((await ws.untilDone(good)).some((e) => e.type === 'execution_success'), 'the next prompt still runs');
+  assert.ok(
+    (await ws.untilDone(good)).some((e) => e.type === 'execution_success'),
+    'the next prompt still runs',
+  );
   assert.equal((await waitHistory(s.url, bad)).status.status_str, 'error');
   ws.close();
 });
 
 test('events missed while disconnected are replayed with ?since=seq, in order, only for that client', async () => {
   const ws = await WsClient.connect(s.url, 'replay');
-  const id1 = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 11, prefix: 'rp' }), client_id: 'replay' })).json.prompt_id;
+  const id1 = (
+    await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 11, prefix: 'rp' }), client_id: 'replay' })
+  ).json.prompt_id;
   const seen = await ws.untilDone(id1);
   const lastSeq = seen.at(-1)!.seq!;
   ws.close();
   await sleep(50);
   // while nobody listens: one prompt for this client, one for another client
-  const id2 = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 12, prefix: 'rp' }), client_id: 'replay' })).json.prompt_id;
-  const other = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 13, prefix: 'rp' }), client_id: 'someone-else' })).json.prompt_id;
+  const id2 = (
+    await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 12, prefix: 'rp' }), client_id: 'replay' })
+  ).json.prompt_id;
+  const other = (
+    await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 13, prefix: 'rp' }), client_id: 'someone-else' })
+  ).json.prompt_id;
   await waitHistory(s.url, id2);
   await waitHistory(s.url, other);
   const back = await WsClient.connect(s.url, 'replay', { since: lastSeq });
@@ -171,7 +246,10 @@ test('events missed while disconnected are replayed with ?since=seq, in order, o
   assert.ok(replayed.every((m) => m.seq! > lastSeq));
   assert.ok(!back.messages.some((m) => m.data?.prompt_id === other), 'no events of another client');
   assert.ok(!back.messages.some((m) => m.data?.prompt_id === id1), 'nothing already seen');
-  assert.deepEqual(replayed.map((m) => m.type), ['execution_start', 'execution_cached', 'executing', 'executing', 'executed', 'execution_success', 'executing']);
+  assert.deepEqual(
+    replayed.map((m) => m.type),
+    ['execution_start', 'execution_cached', 'executing', 'executing', 'executed', 'execution_success', 'executing'],
+  );
   assert.ok(replayed.every((m, i) => i === 0 || m.seq! > replayed[i - 1].seq!));
   back.close();
 });
@@ -191,14 +269,33 @@ test('GET /history honours max_items and offset', async () => {
 });
 
 test('every route answers at /X and at /api/X', async () => {
-  const gets = ['/prompt', '/queue', '/history', '/object_info', '/object_info/StubLoad', '/system_stats', '/features', '/models', '/models/checkpoints', '/embeddings', '/workflows'];
+  const gets = [
+    '/prompt',
+    '/queue',
+    '/history',
+    '/object_info',
+    '/object_info/StubLoad',
+    '/system_stats',
+    '/features',
+    '/models',
+    '/models/checkpoints',
+    '/embeddings',
+    '/workflows',
+  ];
   for (const p of gets) {
-    const a = await api(s.url, 'GET', p), b = await api(s.url, 'GET', `/api${p}`);
+    const a = await api(s.url, 'GET', p),
+      b = await api(s.url, 'GET', `/api${p}`);
     assert.equal(a.status, 200, p);
     assert.equal(b.status, 200, `/api${p}`);
     if (p !== '/system_stats') assert.deepEqual(a.json, b.json, p);
   }
-  const posts: [string, unknown][] = [['/queue', { clear: true }], ['/interrupt', {}], ['/history', { delete: ['nothing'] }], ['/free', { unload_models: true }], ['/workflow/convert', { nodes: [], links: [] }]];
+  const posts: [string, unknown][] = [
+    ['/queue', { clear: true }],
+    ['/interrupt', {}],
+    ['/history', { delete: ['nothing'] }],
+    ['/free', { unload_models: true }],
+    ['/workflow/convert', { nodes: [], links: [] }],
+  ];
   for (const [p, body] of posts) {
     assert.equal((await api(s.url, 'POST', p, body)).status, 200, p);
     assert.equal((await api(s.url, 'POST', `/api${p}`, body)).status, 200, `/api${p}`);
@@ -229,13 +326,25 @@ test('every route answers at /X and at /api/X', async () => {
 
 test('GET /queue lists pending items as [number, id, prompt, extra_data, outputs]; POST /queue deletes pending ones', async () => {
   const ws = await WsClient.connect(s.url, 'q');
-  const blocker = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 500, steps: 30, prefix: 'q' }), client_id: 'q' })).json.prompt_id;
+  const blocker = (
+    await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 500, steps: 30, prefix: 'q' }), client_id: 'q' })
+  ).json.prompt_id;
   await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === blocker);
-  const p1 = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 501, prefix: 'q' }), client_id: 'q' })).json.prompt_id;
-  const p2 = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 502, prefix: 'q' }), client_id: 'q', extra_data: { note: 1 } })).json.prompt_id;
+  const p1 = (await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 501, prefix: 'q' }), client_id: 'q' }))
+    .json.prompt_id;
+  const p2 = (
+    await api(s.url, 'POST', '/prompt', {
+      prompt: chainPrompt({ seed: 502, prefix: 'q' }),
+      client_id: 'q',
+      extra_data: { note: 1 },
+    })
+  ).json.prompt_id;
   const q = (await api(s.url, 'GET', '/queue')).json;
   assert.equal(q.queue_running[0][1], blocker);
-  assert.deepEqual(q.queue_pending.map((i: unknown[]) => i[1]), [p1, p2]);
+  assert.deepEqual(
+    q.queue_pending.map((i: unknown[]) => i[1]),
+    [p1, p2],
+  );
   const item = q.queue_pending[1];
   assert.equal(typeof item[0], 'number');
   assert.equal(item[2]['3'].class_type, 'StubSlow');
@@ -243,7 +352,10 @@ test('GET /queue lists pending items as [number, id, prompt, extra_data, outputs
   assert.deepEqual(item[4], ['4']);
   assert.equal((await api(s.url, 'GET', '/prompt')).json.exec_info.queue_remaining, 3);
   await api(s.url, 'POST', '/queue', { delete: [p1] });
-  assert.deepEqual((await api(s.url, 'GET', '/queue')).json.queue_pending.map((i: unknown[]) => i[1]), [p2]);
+  assert.deepEqual(
+    (await api(s.url, 'GET', '/queue')).json.queue_pending.map((i: unknown[]) => i[1]),
+    [p2],
+  );
   await api(s.url, 'POST', '/interrupt', { prompt_id: blocker });
   await ws.untilDone(p2);
   assert.deepEqual((await api(s.url, 'GET', `/history/${p1}`)).json, {}, 'deleted prompt never ran');

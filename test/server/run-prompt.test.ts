@@ -21,14 +21,33 @@ let dirs: ReturnType<typeof tempDirs>, services: NodeServices, executor: Executo
 before(async () => {
   dirs = tempDirs('tcd-run-prompt-');
   await ensureDemoCheckpoint(dirs.models);
-  services = makeServices(new ModelFolders(dirs.models), { output: dirs.output, input: dirs.input, temp: dirs.temp }, { ep: 'cpu', dataDir: dirs.data, log: () => {} }, false);
+  services = makeServices(
+    new ModelFolders(dirs.models),
+    { output: dirs.output, input: dirs.input, temp: dirs.temp },
+    { ep: 'cpu', dataDir: dirs.data, log: () => {} },
+    false,
+  );
   executor = new Executor(createRegistry(), services);
 });
-after(async () => { await services.engine().close(); });
+after(async () => {
+  await services.engine().close();
+});
 
-const item = (prompt: Record<string, unknown>, id: string, outputs: string[] = []): QueueItem =>
-  ({ number: 7, promptId: id, prompt, extraData: { note: 'x' }, outputs, clientId: 'c1' });
-const hooks = (events: ServerEvent[]) => ({ emit: (e: ServerEvent) => { events.push(e); }, preview: () => {}, signal: new AbortController().signal });
+const item = (prompt: Record<string, unknown>, id: string, outputs: string[] = []): QueueItem => ({
+  number: 7,
+  promptId: id,
+  prompt,
+  extraData: { note: 'x' },
+  outputs,
+  clientId: 'c1',
+});
+const hooks = (events: ServerEvent[]) => ({
+  emit: (e: ServerEvent) => {
+    events.push(e);
+  },
+  preview: () => {},
+  signal: new AbortController().signal,
+});
 
 test('a valid prompt runs and yields its history entry', async () => {
   const events: ServerEvent[] = [];
@@ -51,8 +70,16 @@ test('an invalid prompt runs nothing: execution_error and executing null, an err
   const r = await runPrompt(executor, item(demoPrompt({ ckpt: 'missing.safetensors' }), 'bad-1'), hooks(events));
   assert.equal(r.status, 'error');
   assert.equal(r.result, null);
-  assert.deepEqual(events.map((e) => e.type), ['execution_error', 'executing']);
-  const err = events[0].data as { node_id: string; exception_message: string; exception_type: string; prompt_id: string };
+  assert.deepEqual(
+    events.map((e) => e.type),
+    ['execution_error', 'executing'],
+  );
+  const err = events[0].data as {
+    node_id: string;
+    exception_message: string;
+    exception_type: string;
+    prompt_id: string;
+  };
   assert.equal(err.prompt_id, 'bad-1');
   assert.equal(err.node_id, '4', 'names the node whose input failed');
   assert.match(err.exception_message, /Prompt outputs failed validation/);
@@ -60,15 +87,38 @@ test('an invalid prompt runs nothing: execution_error and executing null, an err
   assert.deepEqual(r.entry.status.messages, [['execution_error', err]]);
   // a caller may word the error its own way (the farm worker names itself)
   const mine = await runPrompt(executor, item(demoPrompt({ ckpt: 'missing.safetensors' }), 'bad-2'), hooks([]), {
-    describeInvalid: (v, it) => ({ prompt_id: it.promptId, node_id: '', node_type: '', executed: [], exception_message: `here: ${v.body.error.type}`,
-      exception_type: 'Mine', traceback: [], current_inputs: {}, current_outputs: {}, timestamp: 0 }),
+    describeInvalid: (v, it) => ({
+      prompt_id: it.promptId,
+      node_id: '',
+      node_type: '',
+      executed: [],
+      exception_message: `here: ${v.body.error.type}`,
+      exception_type: 'Mine',
+      traceback: [],
+      current_inputs: {},
+      current_outputs: {},
+      timestamp: 0,
+    }),
   });
-  assert.deepEqual(mine.entry.status.messages[0][1], { prompt_id: 'bad-2', node_id: '', node_type: '', executed: [], exception_message: 'here: prompt_outputs_failed_validation',
-    exception_type: 'Mine', traceback: [], current_inputs: {}, current_outputs: {}, timestamp: 0 });
+  assert.deepEqual(mine.entry.status.messages[0][1], {
+    prompt_id: 'bad-2',
+    node_id: '',
+    node_type: '',
+    executed: [],
+    exception_message: 'here: prompt_outputs_failed_validation',
+    exception_type: 'Mine',
+    traceback: [],
+    current_inputs: {},
+    current_outputs: {},
+    timestamp: 0,
+  });
 });
 
-test('with the caller\'s validation it does not validate again: that validation\'s outputs are what run', async () => {
-  const prompt = { ...demoPrompt({ prefix: 'one' }), '10': { class_type: 'SaveImage', inputs: { images: ['8', 0], filename_prefix: 'two' } } };
+test("with the caller's validation it does not validate again: that validation's outputs are what run", async () => {
+  const prompt = {
+    ...demoPrompt({ prefix: 'one' }),
+    '10': { class_type: 'SaveImage', inputs: { images: ['8', 0], filename_prefix: 'two' } },
+  };
   const v = validatePrompt(prompt, executor.registry, services, ['10']);
   assert.ok(v.ok);
   // item.outputs [] would mean "every output" if runPrompt validated the item itself

@@ -8,14 +8,22 @@ import { startStubServer, type StubServer } from '../executor/stub-server.js';
 import { encodePng, decodePng } from '../../server/storage/png.js';
 
 let s: StubServer;
-const W = 16, H = 8;
+const W = 16,
+  H = 8;
 before(async () => {
   s = await startStubServer();
   const px = new Uint8Array(W * H * 4);
-  for (let i = 0; i < W * H; i++) { px[i * 4] = 200; px[i * 4 + 1] = 40; px[i * 4 + 2] = 90; px[i * 4 + 3] = i % 2 ? 255 : 64; }
+  for (let i = 0; i < W * H; i++) {
+    px[i * 4] = 200;
+    px[i * 4 + 1] = 40;
+    px[i * 4 + 2] = 90;
+    px[i * 4 + 3] = i % 2 ? 255 : 64;
+  }
   writeFileSync(join(s.services.dirs.output, 'a.png'), encodePng(px, W, H, 4));
 });
-after(async () => { await s.stop(); });
+after(async () => {
+  await s.stop();
+});
 
 const get = (q: string) => fetch(`${s.url}/view?filename=a.png&type=output${q}`);
 

@@ -15,7 +15,16 @@ test('bench: demo arch at 64x64, 2 steps on cpu', async () => {
   try {
     const checkpoint = join(dir, 'demo.safetensors');
     await makeCheckpoint({ config: presetConfig('demo'), out: checkpoint, seed: 3, dtype: 'F16' });
-    const r = await runBench({ arch: 'demo', size: 64, steps: 2, ep: 'cpu', checkpoint, images: 2, cacheDir: join(dir, 'cache'), log: () => {} });
+    const r = await runBench({
+      arch: 'demo',
+      size: 64,
+      steps: 2,
+      ep: 'cpu',
+      checkpoint,
+      images: 2,
+      cacheDir: join(dir, 'cache'),
+      log: () => {},
+    });
     assert.equal(r.ep, 'cpu');
     assert.equal(r.images.length, 2);
     for (const im of r.images) {
@@ -23,7 +32,10 @@ test('bench: demo arch at 64x64, 2 steps on cpu', async () => {
       assert.equal(im.unetStepInWorkerMs.length, 2);
       // the loop runs in the worker: all its session.run time lies inside the time from the call to its last step
       const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-      assert.ok(sum(im.unetStepInWorkerMs) <= sum(im.unetStepMs) + 0.5, `session.run time exceeds the loop's: ${JSON.stringify(im)}`);
+      assert.ok(
+        sum(im.unetStepInWorkerMs) <= sum(im.unetStepMs) + 0.5,
+        `session.run time exceeds the loop's: ${JSON.stringify(im)}`,
+      );
       assert.ok(im.loopMs >= sum(im.unetStepMs) - 0.5 && im.loopMs <= im.totalMs, JSON.stringify(im));
       assert.ok(im.totalMs >= im.textEncodeMs + im.vaeDecodeMs + im.unetStepMs.reduce((a, b) => a + b, 0) - 1);
     }
@@ -32,7 +44,10 @@ test('bench: demo arch at 64x64, 2 steps on cpu', async () => {
     assert.ok(r.summary.secondsPerImage > 0 && Number.isFinite(r.summary.unetStepMs));
     assert.ok(r.memory.peakRssMiB > 50);
     assert.equal(typeof JSON.stringify(r), 'string');
-    await assert.rejects(runBench({ arch: 'sd15', size: 100, steps: 1, ep: 'cpu', checkpoint, log: () => {} }), /multiple of 64/);
+    await assert.rejects(
+      runBench({ arch: 'sd15', size: 100, steps: 1, ep: 'cpu', checkpoint, log: () => {} }),
+      /multiple of 64/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,9 +7,21 @@ import { createRegistry } from '../../nodes/index.js';
 function workflow(primitiveMode: number): UiWorkflow {
   return {
     nodes: [
-      { id: 1, type: 'PrimitiveNode', mode: primitiveMode, outputs: [{ name: 'INT', type: 'INT', links: [1] }], widgets_values: [777, 'fixed'] },
+      {
+        id: 1,
+        type: 'PrimitiveNode',
+        mode: primitiveMode,
+        outputs: [{ name: 'INT', type: 'INT', links: [1] }],
+        widgets_values: [777, 'fixed'],
+      },
       { id: 2, type: 'SamplerTCD', mode: 0, inputs: [], widgets_values: [0.3] },
-      { id: 3, type: 'KSampler', mode: 0, inputs: [{ name: 'seed', type: 'INT', link: 1, widget: { name: 'seed' } }], widgets_values: [42, 'randomize', 4, 1, 'tcd', 'normal', 1] },
+      {
+        id: 3,
+        type: 'KSampler',
+        mode: 0,
+        inputs: [{ name: 'seed', type: 'INT', link: 1, widget: { name: 'seed' } }],
+        widgets_values: [42, 'randomize', 4, 1, 'tcd', 'normal', 1],
+      },
     ],
     links: [[1, 1, 0, 3, 0, 'INT']],
   };

@@ -12,19 +12,32 @@ const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v =
 export function frontendRoutes(settings: SettingsStore): Router {
   const r = Router();
   // the frontend calls .filter on this: it must be an array, never an error object
-  r.get('/extensions', (_req, res) => { res.json([]); });
-  r.get('/i18n', (_req, res) => { res.json({}); });
-  r.get('/global_subgraphs', (_req, res) => { res.json({}); });
+  r.get('/extensions', (_req, res) => {
+    res.json([]);
+  });
+  r.get('/i18n', (_req, res) => {
+    res.json({});
+  });
+  r.get('/global_subgraphs', (_req, res) => {
+    res.json({});
+  });
   // single-user mode: settings and user data live on the server, nothing to migrate from browser storage
-  r.get('/users', (_req, res) => { res.json({ storage: 'server', migrated: true }); });
+  r.get('/users', (_req, res) => {
+    res.json({ storage: 'server', migrated: true });
+  });
 
-  r.get('/settings', (_req, res) => { res.json(settings.all(DEFAULT_USER)); });
+  r.get('/settings', (_req, res) => {
+    res.json(settings.all(DEFAULT_USER));
+  });
   r.get('/settings/:id', (req: Request, res: Response) => {
     const v = settings.get(DEFAULT_USER, String(req.params.id));
     res.json(v === undefined ? null : v);
   });
   r.post('/settings', (req: Request, res: Response) => {
-    if (!isObject(req.body)) { res.status(400).json(httpError('bad_request', 'expected a JSON object {id: value}')); return; }
+    if (!isObject(req.body)) {
+      res.status(400).json(httpError('bad_request', 'expected a JSON object {id: value}'));
+      return;
+    }
     settings.set(DEFAULT_USER, req.body);
     res.status(200).end();
   });

@@ -43,7 +43,10 @@ function workflowId(extra: Record<string, unknown>): string | null {
 
 function fromQueue(item: QueueItem, status: JobStatus): Job {
   return {
-    id: item.promptId, status, priority: item.number, create_time: num(item.extraData.create_time) ?? 0,
+    id: item.promptId,
+    status,
+    priority: item.number,
+    create_time: num(item.extraData.create_time) ?? 0,
     workflow_id: workflowId(item.extraData),
   };
 }
@@ -54,7 +57,8 @@ function outputItems(outputs: HistoryEntry['outputs']): Record<string, unknown>[
   for (const [nodeId, out] of Object.entries(outputs)) {
     for (const [mediaType, list] of Object.entries(out ?? {})) {
       if (!Array.isArray(list)) continue;
-      for (const it of list) if (it && typeof it === 'object' && 'filename' in it) items.push({ ...it, nodeId, mediaType });
+      for (const it of list)
+        if (it && typeof it === 'object' && 'filename' in it) items.push({ ...it, nodeId, mediaType });
     }
   }
   return items;
@@ -70,26 +74,36 @@ function fromHistory(id: string, e: HistoryEntry): Job {
   const extra = (e.prompt[3] ?? {}) as Record<string, unknown>;
   const start = num(msg('execution_start')?.timestamp);
   return {
-    id, status, priority: e.prompt[0], create_time: num(extra.create_time) ?? start ?? 0,
-    execution_start_time: start ?? null, execution_end_time: num(end?.timestamp) ?? null,
+    id,
+    status,
+    priority: e.prompt[0],
+    create_time: num(extra.create_time) ?? start ?? 0,
+    execution_start_time: start ?? null,
+    execution_end_time: num(end?.timestamp) ?? null,
     // a saved output before a temp preview, as ComfyUI picks the first output it finds
     preview_output: items.find((i) => i.type === 'output') ?? items[0] ?? null,
     outputs_count: items.length,
-    execution_error: err ? { traceback: [], current_inputs: {}, current_outputs: {}, node_id: '', node_type: '', ...err } : null,
+    execution_error: err
+      ? { traceback: [], current_inputs: {}, current_outputs: {}, node_id: '', node_type: '', ...err }
+      : null,
     workflow_id: workflowId(extra),
   };
 }
 
 /** Every job the server knows, unsorted. */
 export function allJobs(src: JobSource): Job[] {
-  const jobs = [...src.running().map((i) => fromQueue(i, 'in_progress')), ...src.pending().map((i) => fromQueue(i, 'pending'))];
+  const jobs = [
+    ...src.running().map((i) => fromQueue(i, 'in_progress')),
+    ...src.pending().map((i) => fromQueue(i, 'pending')),
+  ];
   for (const [id, e] of Object.entries(src.history())) jobs.push(fromHistory(id, e));
   return jobs;
 }
 
 function parseIntParam(v: unknown, dflt: number | undefined, min: number): number | undefined | Error {
   if (v === undefined) return dflt;
-  if (typeof v !== 'string' || !/^\d{1,9}$/.test(v) || Number(v) < min) return new Error(`expected an integer >= ${min}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !/^\d{1,9}$/.test(v) || Number(v) < min)
+    return new Error(`expected an integer >= ${min}, got ${JSON.stringify(v)}`);
   return Number(v);
 }
 
@@ -97,32 +111,73 @@ export function jobsRoutes(src: () => JobSource): Router {
   const r = Router();
   r.get('/jobs', (req: Request, res: Response) => {
     const statusParam = typeof req.query.status === 'string' ? req.query.status : '';
-    const wanted = statusParam ? statusParam.split(',').map((s) => s.trim()).filter(Boolean) : [...JOB_STATUSES];
+    const wanted = statusParam
+      ? statusParam
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : [...JOB_STATUSES];
     const bad = wanted.filter((s) => !(JOB_STATUSES as readonly string[]).includes(s));
-    if (bad.length) { res.status(400).json(httpError('bad_request', `unknown job status ${bad.join(', ')} (${JOB_STATUSES.join(', ')})`)); return; }
+    if (bad.length) {
+      res
+        .status(400)
+        .json(httpError('bad_request', `unknown job status ${bad.join(', ')} (${JOB_STATUSES.join(', ')})`));
+      return;
+    }
     const limit = parseIntParam(req.query.limit, undefined, 1);
     const offset = parseIntParam(req.query.offset, 0, 0);
-    if (limit instanceof Error || offset instanceof Error) { res.status(400).json(httpError('bad_request', `limit/offset: ${((limit instanceof Error ? limit : offset) as Error).message}`)); return; }
+    if (limit instanceof Error || offset instanceof Error) {
+      res
+        .status(400)
+        .json(
+          httpError('bad_request', `limit/offset: ${((limit instanceof Error ? limit : offset) as Error).message}`),
+        );
+      return;
+    }
     const order = req.query.sort_order === 'asc' ? 1 : -1;
     if (req.query.sort_order !== undefined && req.query.sort_order !== 'asc' && req.query.sort_order !== 'desc') {
-      res.status(400).json(httpError('bad_request', 'sort_order must be asc or desc')); return;
+      res.status(400).json(httpError('bad_request', 'sort_order must be asc or desc'));
+      return;
     }
-    const jobs = allJobs(src()).filter((j) => wanted.includes(j.status))
+    const jobs = allJobs(src())
+      .filter((j) => wanted.includes(j.status))
       .sort((a, b) => order * (a.create_time - b.create_time || a.priority - b.priority));
     const page = jobs.slice(offset!, limit === undefined ? undefined : offset! + limit);
-    res.json({ jobs: page, pagination: { offset, limit: limit ?? jobs.length, total: jobs.length, has_more: offset! + page.length < jobs.length } });
+    res.json({
+      jobs: page,
+      pagination: {
+        offset,
+        limit: limit ?? jobs.length,
+        total: jobs.length,
+        has_more: offset! + page.length < jobs.length,
+      },
+    });
   });
   r.get('/jobs/:id', (req: Request, res: Response) => {
     const id = String(req.params.id);
     const s = src();
     const e = s.historyItem(id);
     if (e) {
-      res.json({ ...fromHistory(id, e), outputs: e.outputs, workflow: { prompt: e.prompt[2], extra_data: e.prompt[3] } });
+      res.json({
+        ...fromHistory(id, e),
+        outputs: e.outputs,
+        workflow: { prompt: e.prompt[2], extra_data: e.prompt[3] },
+      });
       return;
     }
-    for (const [items, status] of [[s.running(), 'in_progress'], [s.pending(), 'pending']] as const) {
+    for (const [items, status] of [
+      [s.running(), 'in_progress'],
+      [s.pending(), 'pending'],
+    ] as const) {
       const item = items.find((i) => i.promptId === id);
-      if (item) { res.json({ ...fromQueue(item, status), outputs: {}, workflow: { prompt: item.prompt, extra_data: item.extraData } }); return; }
+      if (item) {
+        res.json({
+          ...fromQueue(item, status),
+          outputs: {},
+          workflow: { prompt: item.prompt, extra_data: item.extraData },
+        });
+        return;
+      }
     }
     res.status(404).json(httpError('not_found', `no job ${id}`));
   });

@@ -21,7 +21,8 @@ const strictFlag = (v: unknown) => typeof v === 'string' && v.toLowerCase() === 
 
 function fail(res: Response, e: unknown): void {
   if (e instanceof UserDataExists) res.status(409).json(httpError('conflict', e.message));
-  else if (e instanceof PathError) res.status(e.status).json(httpError(e.status === 403 ? 'forbidden' : 'bad_request', e.message));
+  else if (e instanceof PathError)
+    res.status(e.status).json(httpError(e.status === 403 ? 'forbidden' : 'bad_request', e.message));
   else throw e;
 }
 
@@ -29,38 +30,65 @@ function fail(res: Response, e: unknown): void {
 export function userdataRoutes(store: UserData, maxBytes: number): Router {
   const r = Router();
   const raw = express.raw({ type: () => true, limit: maxBytes });
-  const answer = (res: Response, info: UserFileInfo, full: boolean) => { res.json(full ? info : info.path); };
+  const answer = (res: Response, info: UserFileInfo, full: boolean) => {
+    res.json(full ? info : info.path);
+  };
 
   r.get('/userdata', (req: Request, res: Response) => {
     const dir = req.query.dir;
-    if (typeof dir !== 'string' || !dir) { res.status(400).json(httpError('bad_request', 'dir is required')); return; }
+    if (typeof dir !== 'string' || !dir) {
+      res.status(400).json(httpError('bad_request', 'dir is required'));
+      return;
+    }
     try {
       const files = store.list(DEFAULT_USER, dir, strictFlag(req.query.recurse));
-      if (!files) { res.status(404).json(httpError('not_found', `no folder ${dir}`)); return; }
+      if (!files) {
+        res.status(404).json(httpError('not_found', `no folder ${dir}`));
+        return;
+      }
       if (strictFlag(req.query.full_info)) {
         res.json(files.map((f) => ({ ...store.info(DEFAULT_USER, f.abs), path: f.rel })));
       } else if (strictFlag(req.query.split)) {
         res.json(files.map((f) => [f.rel, ...f.rel.split('/')]));
       } else res.json(files.map((f) => f.rel));
-    } catch (e) { fail(res, e); }
+    } catch (e) {
+      fail(res, e);
+    }
   });
 
   r.post('/userdata/:file/move/:dest', (req: Request, res: Response) => {
     try {
-      const info = store.move(DEFAULT_USER, String(req.params.file), String(req.params.dest), flag(req.query.overwrite, true));
-      if (!info) { res.status(404).json(httpError('not_found', `no file ${req.params.file}`)); return; }
+      const info = store.move(
+        DEFAULT_USER,
+        String(req.params.file),
+        String(req.params.dest),
+        flag(req.query.overwrite, true),
+      );
+      if (!info) {
+        res.status(404).json(httpError('not_found', `no file ${req.params.file}`));
+        return;
+      }
       answer(res, info, strictFlag(req.query.full_info));
-    } catch (e) { fail(res, e); }
+    } catch (e) {
+      fail(res, e);
+    }
   });
 
   r.get('/userdata/:file', (req: Request, res: Response) => {
     try {
       const bytes = store.read(DEFAULT_USER, String(req.params.file));
-      if (!bytes) { res.status(404).json(httpError('not_found', `no file ${req.params.file}`)); return; }
-      res.type(String(req.params.file).toLowerCase().endsWith('.json') ? 'application/json' : 'application/octet-stream');
+      if (!bytes) {
+        res.status(404).json(httpError('not_found', `no file ${req.params.file}`));
+        return;
+      }
+      res.type(
+        String(req.params.file).toLowerCase().endsWith('.json') ? 'application/json' : 'application/octet-stream',
+      );
       res.setHeader('X-Content-Type-Options', 'nosniff');
       res.send(bytes);
-    } catch (e) { fail(res, e); }
+    } catch (e) {
+      fail(res, e);
+    }
   });
 
   r.post('/userdata/:file', raw, (req: Request, res: Response) => {
@@ -68,16 +96,21 @@ export function userdataRoutes(store: UserData, maxBytes: number): Router {
     try {
       const info = store.write(DEFAULT_USER, String(req.params.file), body, flag(req.query.overwrite, true));
       answer(res, info, strictFlag(req.query.full_info));
-    } catch (e) { fail(res, e); }
+    } catch (e) {
+      fail(res, e);
+    }
   });
 
   r.delete('/userdata/:file', (req: Request, res: Response) => {
     try {
       if (!store.delete(DEFAULT_USER, String(req.params.file))) {
-        res.status(404).json(httpError('not_found', `no file ${req.params.file}`)); return;
+        res.status(404).json(httpError('not_found', `no file ${req.params.file}`));
+        return;
       }
       res.status(204).end();
-    } catch (e) { fail(res, e); }
+    } catch (e) {
+      fail(res, e);
+    }
   });
   return r;
 }

@@ -25,14 +25,20 @@ export interface TensorEntry {
 export const writerSettings = { chunkValues: 1 << 24 };
 
 /** Header JSON bytes, padded with spaces to a multiple of 8 so the data section starts aligned (as safetensors does). */
-function safetensorsHeader(entries: readonly Omit<TensorEntry, 'data'>[], metadata?: Record<string, string>): { header: Buffer; dataBytes: number } {
+function safetensorsHeader(
+  entries: readonly Omit<TensorEntry, 'data'>[],
+  metadata?: Record<string, string>,
+): { header: Buffer; dataBytes: number } {
   const obj: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) obj['__metadata__'] = metadata;
   let off = 0;
   for (const e of entries) {
-    if (e.name === '__metadata__' || e.name in obj) throw new Error(`safetensors writer: duplicate or reserved tensor name "${e.name}"`);
-    if (!(e.dtype in DTYPE_BYTES) || !['F32', 'F16', 'BF16'].includes(e.dtype)) throw new Error(`safetensors writer: tensor "${e.name}" has unsupported dtype ${e.dtype}`);
-    if (!e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new Error(`safetensors writer: tensor "${e.name}" has invalid shape [${e.shape}]`);
+    if (e.name === '__metadata__' || e.name in obj)
+      throw new Error(`safetensors writer: duplicate or reserved tensor name "${e.name}"`);
+    if (!(e.dtype in DTYPE_BYTES) || !['F32', 'F16', 'BF16'].includes(e.dtype))
+      throw new Error(`safetensors writer: tensor "${e.name}" has unsupported dtype ${e.dtype}`);
+    if (!e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new Error(`safetensors writer: tensor "${e.name}" has invalid shape [${e.shape}]`);
     const bytes = e.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[e.dtype];
     obj[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [off, off + bytes] };
     off += bytes;
@@ -46,7 +52,11 @@ function safetensorsHeader(entries: readonly Omit<TensorEntry, 'data'>[], metada
 }
 
 /** Writes a safetensors file atomically (temp file + rename); resolves to the total byte size. */
-export async function writeSafetensors(path: string, entries: readonly TensorEntry[], metadata?: Record<string, string>): Promise<number> {
+export async function writeSafetensors(
+  path: string,
+  entries: readonly TensorEntry[],
+  metadata?: Record<string, string>,
+): Promise<number> {
   const { header, dataBytes } = safetensorsHeader(entries, metadata);
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
   const fh = await open(tmp, 'w');
@@ -58,17 +68,26 @@ export async function writeSafetensors(path: string, entries: readonly TensorEnt
     // overlap. A failed write is parked in writeError (no unhandled rejection) and rethrown at the next wait.
     let inFlight: Promise<void> = Promise.resolve();
     let writeError: unknown = null;
-    const waitWrite = async () => { await inFlight; if (writeError) throw writeError; };
+    const waitWrite = async () => {
+      await inFlight;
+      if (writeError) throw writeError;
+    };
     try {
       for (const e of entries) {
         const n = e.shape.reduce((a, b) => a * b, 1);
         const values = await e.data();
-        if (values.length !== n) throw new SafetensorsError(path, `tensor "${e.name}": data() gave ${values.length} values, shape [${e.shape}] needs ${n}`);
+        if (values.length !== n)
+          throw new SafetensorsError(
+            path,
+            `tensor "${e.name}": data() gave ${values.length} values, shape [${e.shape}] needs ${n}`,
+          );
         const chunk = writerSettings.chunkValues;
         for (let start = 0; start < n; start += chunk) {
           const bytes = encodeValues(values.subarray(start, Math.min(n, start + chunk)), e.dtype);
           await waitWrite();
-          inFlight = writeAll(fh, bytes, pos).catch((err: unknown) => { writeError = err; });
+          inFlight = writeAll(fh, bytes, pos).catch((err: unknown) => {
+            writeError = err;
+          });
           pos += bytes.length;
         }
       }
@@ -76,7 +95,8 @@ export async function writeSafetensors(path: string, entries: readonly TensorEnt
       await inFlight; // never close the file under a pending write
     }
     await waitWrite();
-    if (pos !== header.length + dataBytes) throw new SafetensorsError(path, `internal: wrote ${pos} bytes, header promised ${header.length + dataBytes}`);
+    if (pos !== header.length + dataBytes)
+      throw new SafetensorsError(path, `internal: wrote ${pos} bytes, header promised ${header.length + dataBytes}`);
     await fh.sync();
     ok = true;
     return pos;
@@ -129,12 +149,12 @@ function halfFromFloatBits(u: number): number {
     const half = 1 << (shift - 1);
     const rest = m & ((1 << shift) - 1);
     let r = m >>> shift;
-    if (rest > half || (rest === half && (r & 1))) r++;
+    if (rest > half || (rest === half && r & 1)) r++;
     return sign | r; // a carry into bit 10 correctly yields the smallest normal
   }
   let r = (e << 10) | (mant >>> 13);
   const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (r & 1))) r++; // may carry into the exponent, up to Inf: correct
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r++; // may carry into the exponent, up to Inf: correct
   return sign | r;
 }
 
@@ -142,7 +162,10 @@ function halfFromFloatBits(u: number): number {
 function floatsToBf16(u: Uint32Array, out: Uint16Array): void {
   for (let i = 0; i < u.length; i++) {
     const x = u[i];
-    if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) { out[i] = (x >>> 16) | 0x40; continue; }
+    if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) {
+      out[i] = (x >>> 16) | 0x40;
+      continue;
+    }
     out[i] = ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
   }
 }

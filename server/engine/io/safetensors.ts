@@ -10,7 +10,18 @@ import { basename } from 'node:path';
 import type { Tensor } from '../tensor.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-export const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+export const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export interface TensorInfo {
@@ -23,13 +34,21 @@ export interface TensorInfo {
 }
 
 export class SafetensorsError extends Error {
-  constructor(readonly file: string, what: string) {
+  constructor(
+    readonly file: string,
+    what: string,
+  ) {
     super(`${basename(file)}: ${what}`);
     this.name = 'SafetensorsError';
   }
 }
 
-function parseHeaderEntries(path: string, header: Record<string, unknown>, dataStart: number, size: number): TensorInfo[] {
+function parseHeaderEntries(
+  path: string,
+  header: Record<string, unknown>,
+  dataStart: number,
+  size: number,
+): TensorInfo[] {
   const out: TensorInfo[] = [];
   for (const [name, v] of Object.entries(header)) {
     if (name === '__metadata__') continue;
@@ -37,24 +56,40 @@ function parseHeaderEntries(path: string, header: Record<string, unknown>, dataS
     if (!info || typeof info !== 'object' || typeof info.dtype !== 'string' || !(info.dtype in DTYPE_BYTES)) {
       throw new SafetensorsError(path, `tensor "${name}" has an unsupported or missing dtype (${String(info?.dtype)})`);
     }
-    const shape = info.shape, offs = info.data_offsets;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new SafetensorsError(path, `tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && d >= 0) || offs[1] < offs[0]) {
+    const shape = info.shape,
+      offs = info.data_offsets;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new SafetensorsError(path, `tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
+    if (
+      !Array.isArray(offs) ||
+      offs.length !== 2 ||
+      !offs.every((d) => Number.isSafeInteger(d) && d >= 0) ||
+      offs[1] < offs[0]
+    ) {
       throw new SafetensorsError(path, `tensor "${name}" has invalid data_offsets ${JSON.stringify(offs)}`);
     }
     const dtype = info.dtype as SafetensorsDtype;
     const bytes = (shape as number[]).reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
     if (offs[1] - offs[0] !== bytes) {
-      throw new SafetensorsError(path, `tensor "${name}" has bad data_offsets [${offs[0]}, ${offs[1]}]: ${offs[1] - offs[0]} bytes, its shape [${shape}] and dtype ${dtype} need ${bytes}`);
+      throw new SafetensorsError(
+        path,
+        `tensor "${name}" has bad data_offsets [${offs[0]}, ${offs[1]}]: ${offs[1] - offs[0]} bytes, its shape [${shape}] and dtype ${dtype} need ${bytes}`,
+      );
     }
-    const begin = dataStart + offs[0], end = dataStart + offs[1];
-    if (end > size) throw new SafetensorsError(path, `file is truncated: tensor "${name}" ends at byte ${end} but the file has ${size} bytes`);
+    const begin = dataStart + offs[0],
+      end = dataStart + offs[1];
+    if (end > size)
+      throw new SafetensorsError(
+        path,
+        `file is truncated: tensor "${name}" ends at byte ${end} but the file has ${size} bytes`,
+      );
     out.push({ name, dtype, shape: shape as number[], begin, end });
   }
   // the format requires non-overlapping byte ranges; overlap means a corrupt or hand-edited header
   const sorted = [...out].sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1], cur = sorted[i];
+    const prev = sorted[i - 1],
+      cur = sorted[i];
     if (cur.begin < prev.end && cur.end > cur.begin) {
       throw new SafetensorsError(path, `bad data_offsets: tensors "${prev.name}" and "${cur.name}" overlap`);
     }
@@ -67,7 +102,13 @@ export class SafetensorsFile {
   static readChunkBytes = 1 << 30;
   readonly tensors = new Map<string, TensorInfo>();
   readonly metadata: Record<string, string>;
-  private constructor(readonly path: string, private fd: number, readonly size: number, header: Record<string, unknown>, readonly dataStart: number) {
+  private constructor(
+    readonly path: string,
+    private fd: number,
+    readonly size: number,
+    header: Record<string, unknown>,
+    readonly dataStart: number,
+  ) {
     const meta = header['__metadata__'];
     this.metadata = (meta && typeof meta === 'object' ? meta : {}) as Record<string, string>;
     for (const t of parseHeaderEntries(path, header, dataStart, size)) this.tensors.set(t.name, t);
@@ -75,20 +116,34 @@ export class SafetensorsFile {
 
   static open(path: string): SafetensorsFile {
     let fd: number;
-    try { fd = openSync(path, 'r'); } catch (e) { throw new SafetensorsError(path, `cannot open: ${(e as Error).message}`); }
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      throw new SafetensorsError(path, `cannot open: ${(e as Error).message}`);
+    }
     try {
       const size = fstatSync(fd).size;
       if (size < 8) throw new SafetensorsError(path, `file is truncated (${size} bytes, not even a header length)`);
       const lenBuf = Buffer.alloc(8);
       readSync(fd, lenBuf, 0, 8, 0);
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
-      if (headerLen > MAX_HEADER || headerLen < 2) throw new SafetensorsError(path, `not a safetensors file (header length ${headerLen})`);
-      if (8 + headerLen > size) throw new SafetensorsError(path, `file is truncated inside its header (header needs ${8 + headerLen} bytes, file has ${size})`);
+      if (headerLen > MAX_HEADER || headerLen < 2)
+        throw new SafetensorsError(path, `not a safetensors file (header length ${headerLen})`);
+      if (8 + headerLen > size)
+        throw new SafetensorsError(
+          path,
+          `file is truncated inside its header (header needs ${8 + headerLen} bytes, file has ${size})`,
+        );
       const hb = Buffer.alloc(headerLen);
       readSync(fd, hb, 0, headerLen, 8);
       let header: unknown;
-      try { header = JSON.parse(hb.toString('utf8')); } catch { throw new SafetensorsError(path, 'header is not valid JSON (corrupt or not a safetensors file)'); }
-      if (!header || typeof header !== 'object' || Array.isArray(header)) throw new SafetensorsError(path, 'header is not a JSON object');
+      try {
+        header = JSON.parse(hb.toString('utf8'));
+      } catch {
+        throw new SafetensorsError(path, 'header is not valid JSON (corrupt or not a safetensors file)');
+      }
+      if (!header || typeof header !== 'object' || Array.isArray(header))
+        throw new SafetensorsError(path, 'header is not a JSON object');
       return new SafetensorsFile(path, fd, size, header as Record<string, unknown>, 8 + headerLen);
     } catch (e) {
       closeSync(fd);
@@ -96,15 +151,21 @@ export class SafetensorsFile {
     }
   }
 
-  keys(): string[] { return [...this.tensors.keys()]; }
-  has(name: string): boolean { return this.tensors.has(name); }
+  keys(): string[] {
+    return [...this.tensors.keys()];
+  }
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
     if (!t) throw new SafetensorsError(this.path, `has no tensor "${name}"`);
     return t;
   }
   /** Shape of one tensor (a copy); lets a SafetensorsFile serve as a key/shape source for detection. */
-  shape(name: string): number[] { return [...this.info(name).shape]; }
+  shape(name: string): number[] {
+    return [...this.info(name).shape];
+  }
 
   /** Raw bytes of one tensor, in a fresh ArrayBuffer starting at offset 0 (so typed views over it are aligned). */
   readBytes(name: string): Buffer {
@@ -115,7 +176,8 @@ export class SafetensorsFile {
     for (let off = 0; off < n;) {
       const len = Math.min(SafetensorsFile.readChunkBytes, n - off);
       const got = readSync(this.fd, buf, off, len, t.begin + off);
-      if (got <= 0) throw new SafetensorsError(this.path, `short read in tensor "${name}" at byte ${t.begin + off} (file shrank?)`);
+      if (got <= 0)
+        throw new SafetensorsError(this.path, `short read in tensor "${name}" at byte ${t.begin + off} (file shrank?)`);
       off += got;
     }
     return buf;
@@ -132,7 +194,10 @@ export class SafetensorsFile {
   }
 
   close(): void {
-    if (this.fd >= 0) { closeSync(this.fd); this.fd = -1; }
+    if (this.fd >= 0) {
+      closeSync(this.fd);
+      this.fd = -1;
+    }
   }
 }
 
@@ -168,19 +233,56 @@ function toFloat32(buf: Uint8Array, dtype: SafetensorsDtype, file = '?', name = 
   if (!width) throw new SafetensorsError(file, `tensor "${name}": cannot convert dtype ${dtype as string}`);
   const n = buf.length / width;
   const a = alignedBytes(buf, width);
-  const ab = a.buffer, o = a.byteOffset;
+  const ab = a.buffer,
+    o = a.byteOffset;
   // F32 from a fresh aligned buffer needs no conversion: return the view itself
-  if (dtype === 'F32') return a === buf && o === 0 && ab.byteLength === buf.length ? new Float32Array(ab as ArrayBuffer, 0, n) : new Float32Array(ab.slice(o, o + buf.length) as ArrayBuffer);
+  if (dtype === 'F32')
+    return a === buf && o === 0 && ab.byteLength === buf.length
+      ? new Float32Array(ab as ArrayBuffer, 0, n)
+      : new Float32Array(ab.slice(o, o + buf.length) as ArrayBuffer);
   const out = new Float32Array(n);
   switch (dtype) {
-    case 'F64': { const v = new Float64Array(ab, o, n); for (let i = 0; i < n; i++) out[i] = v[i]; break; }
-    case 'F16': { const v = new Uint16Array(ab, o, n); const tab = getHalfTable(); for (let i = 0; i < n; i++) out[i] = tab[v[i]]; break; }
-    case 'BF16': { const v = new Uint16Array(ab, o, n); const u = new Uint32Array(out.buffer); for (let i = 0; i < n; i++) u[i] = v[i] << 16; break; }
-    case 'I64': { const v = new BigInt64Array(ab, o, n); for (let i = 0; i < n; i++) out[i] = Number(v[i]); break; }
-    case 'I32': { const v = new Int32Array(ab, o, n); for (let i = 0; i < n; i++) out[i] = v[i]; break; }
-    case 'I16': { const v = new Int16Array(ab, o, n); for (let i = 0; i < n; i++) out[i] = v[i]; break; }
-    case 'I8': { const v = new Int8Array(ab, o, n); for (let i = 0; i < n; i++) out[i] = v[i]; break; }
-    case 'U8': case 'BOOL': for (let i = 0; i < n; i++) out[i] = a[i]; break;
+    case 'F64': {
+      const v = new Float64Array(ab, o, n);
+      for (let i = 0; i < n; i++) out[i] = v[i];
+      break;
+    }
+    case 'F16': {
+      const v = new Uint16Array(ab, o, n);
+      const tab = getHalfTable();
+      for (let i = 0; i < n; i++) out[i] = tab[v[i]];
+      break;
+    }
+    case 'BF16': {
+      const v = new Uint16Array(ab, o, n);
+      const u = new Uint32Array(out.buffer);
+      for (let i = 0; i < n; i++) u[i] = v[i] << 16;
+      break;
+    }
+    case 'I64': {
+      const v = new BigInt64Array(ab, o, n);
+      for (let i = 0; i < n; i++) out[i] = Number(v[i]);
+      break;
+    }
+    case 'I32': {
+      const v = new Int32Array(ab, o, n);
+      for (let i = 0; i < n; i++) out[i] = v[i];
+      break;
+    }
+    case 'I16': {
+      const v = new Int16Array(ab, o, n);
+      for (let i = 0; i < n; i++) out[i] = v[i];
+      break;
+    }
+    case 'I8': {
+      const v = new Int8Array(ab, o, n);
+      for (let i = 0; i < n; i++) out[i] = v[i];
+      break;
+    }
+    case 'U8':
+    case 'BOOL':
+      for (let i = 0; i < n; i++) out[i] = a[i];
+      break;
   }
   return out;
 }

@@ -47,10 +47,17 @@ const SUFFIXES: [string, 'down' | 'up' | 'alpha', LoraFormat | null][] = [
   ['.alpha', 'alpha', null],
 ];
 
-interface Parts { down?: string; up?: string; alpha?: string; format?: LoraFormat }
+interface Parts {
+  down?: string;
+  up?: string;
+  alpha?: string;
+  format?: LoraFormat;
+}
 
 /** Splits a file key into (module, part); null when the key is not a LoRA pair member. */
-function splitLoraKey(key: string): { module: string; part: 'down' | 'up' | 'alpha'; format: LoraFormat | null } | null {
+function splitLoraKey(
+  key: string,
+): { module: string; part: 'down' | 'up' | 'alpha'; format: LoraFormat | null } | null {
   for (const [suffix, part, format] of SUFFIXES) {
     if (key.endsWith(suffix)) {
       const module = key.slice(0, -suffix.length).replace(/^base_model\.model\./, '');
@@ -66,7 +73,10 @@ export function groupLoraKeys(keys: readonly string[]): { groups: Map<string, Pa
   const loose: string[] = [];
   for (const key of keys) {
     const s = splitLoraKey(key);
-    if (!s) { loose.push(key); continue; }
+    if (!s) {
+      loose.push(key);
+      continue;
+    }
     const g = groups.get(s.module) ?? {};
     g[s.part] = key;
     if (s.format) g.format = s.format;
@@ -87,11 +97,21 @@ function readLoraFile(path: string): LoraFile {
         unparsed.push(...[g.down, g.up, g.alpha].filter((k): k is string => !!k));
         continue;
       }
-      const down = file.readTensor(g.down), up = file.readTensor(g.up);
+      const down = file.readTensor(g.down),
+        up = file.readTensor(g.up);
       const rank = down.shape[0];
-      if (up.shape[1] !== rank) throw new Error(`LoRA ${path}: module ${name} has down rank ${rank} but up [${up.shape}]`);
+      if (up.shape[1] !== rank)
+        throw new Error(`LoRA ${path}: module ${name} has down rank ${rank} but up [${up.shape}]`);
       const alpha = g.alpha ? file.readFloat32(g.alpha)[0] : null;
-      modules.set(name, { name, format: g.format ?? 'kohya', down, up, alpha, rank, keys: [g.down, g.up, ...(g.alpha ? [g.alpha] : [])] });
+      modules.set(name, {
+        name,
+        format: g.format ?? 'kohya',
+        down,
+        up,
+        alpha,
+        rank,
+        keys: [g.down, g.up, ...(g.alpha ? [g.alpha] : [])],
+      });
     }
     return { path, modules, unparsed };
   } finally {

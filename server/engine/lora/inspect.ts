@@ -28,7 +28,12 @@ export interface LoraReport {
 
 const memo = new Map<string, LoraReport>();
 
-export function inspectLora(checkpointPath: string, config: ModelConfig, loraPath: string, clipSkip = config.defaultClipSkip): LoraReport {
+export function inspectLora(
+  checkpointPath: string,
+  config: ModelConfig,
+  loraPath: string,
+  clipSkip = config.defaultClipSkip,
+): LoraReport {
   const id = JSON.stringify([fileIdentity(checkpointPath), fileIdentity(loraPath), clipSkip]);
   const hit = memo.get(id);
   if (hit) return hit;
@@ -39,15 +44,26 @@ export function inspectLora(checkpointPath: string, config: ModelConfig, loraPat
     const modules: ModuleHeader[] = [];
     const unparsed = [...loose];
     for (const [name, g] of groups) {
-      if (!g.down || !g.up) { unparsed.push(...[g.down, g.up, g.alpha].filter((k): k is string => !!k)); continue; }
-      modules.push({ name, keys: [g.down, g.up, ...(g.alpha ? [g.alpha] : [])], down: lora.info(g.down).shape, up: lora.info(g.up).shape });
+      if (!g.down || !g.up) {
+        unparsed.push(...[g.down, g.up, g.alpha].filter((k): k is string => !!k));
+        continue;
+      }
+      modules.push({
+        name,
+        keys: [g.down, g.up, ...(g.alpha ? [g.alpha] : [])],
+        down: lora.info(g.down).shape,
+        up: lora.info(g.up).shape,
+      });
     }
     const shapeOf = (k: string) => (ckpt.has(k) ? ckpt.info(k).shape : undefined);
     const map = loraKeyMap(config, shapeOf, ckpt.keys());
     const m = matchLora(basename(loraPath), modules, unparsed, config, map, shapeOf);
     // text-encoder weights the encoding at this clip skip never reads (ComfyUI skips those patches silently)
-    const reads = config.textEncoders.map((enc, i) => (key: string) => textEncoderReadsKey(enc, encoderGraphOptions(config, i, clipSkip), key));
-    const unread = (t: LoraTarget) => t.component !== 'unet' && !reads[Number(t.component.slice('text_encoder_'.length))](t.key);
+    const reads = config.textEncoders.map(
+      (enc, i) => (key: string) => textEncoderReadsKey(enc, encoderGraphOptions(config, i, clipSkip), key),
+    );
+    const unread = (t: LoraTarget) =>
+      t.component !== 'unet' && !reads[Number(t.component.slice('text_encoder_'.length))](t.key);
     const unmatched = [...m.unmatched];
     for (const x of m.matched) if (unread(x.target)) unmatched.push(...modules.find((h) => h.name === x.module)!.keys);
     const used = m.matched.filter((x) => !unread(x.target));

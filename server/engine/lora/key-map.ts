@@ -25,16 +25,25 @@ export interface LoraTarget {
 }
 
 /** LDM block prefix -> diffusers block prefix, with how names inside the block translate. */
-interface BlockPair { ldm: string; diffusers: string; kind: 'resnet' | 'attention' | 'plain' }
+interface BlockPair {
+  ldm: string;
+  diffusers: string;
+  kind: 'resnet' | 'attention' | 'plain';
+}
 
 const RESNET_PARTS: Record<string, string> = {
-  'in_layers.0': 'norm1', 'in_layers.2': 'conv1', 'emb_layers.1': 'time_emb_proj',
-  'out_layers.0': 'norm2', 'out_layers.3': 'conv2', skip_connection: 'conv_shortcut',
+  'in_layers.0': 'norm1',
+  'in_layers.2': 'conv1',
+  'emb_layers.1': 'time_emb_proj',
+  'out_layers.0': 'norm2',
+  'out_layers.3': 'conv2',
+  skip_connection: 'conv_shortcut',
 };
 
 /** The UNet's block correspondence (diffusers' convert_ldm_unet_checkpoint index arithmetic, both directions). */
 function unetBlockPairs(u: UNetConfig): BlockPair[] {
-  const levels = u.channelMult.length, nres = u.numResBlocks;
+  const levels = u.channelMult.length,
+    nres = u.numResBlocks;
   const attn = (level: number) => u.transformerDepth[level] > 0;
   const pairs: BlockPair[] = [
     { ldm: 'input_blocks.0.0', diffusers: 'conv_in', kind: 'plain' },
@@ -49,10 +58,19 @@ function unetBlockPairs(u: UNetConfig): BlockPair[] {
     for (let j = 0; j < nres; j++) {
       const ib = 1 + level * (nres + 1) + j;
       pairs.push({ ldm: `input_blocks.${ib}.0`, diffusers: `down_blocks.${level}.resnets.${j}`, kind: 'resnet' });
-      if (attn(level)) pairs.push({ ldm: `input_blocks.${ib}.1`, diffusers: `down_blocks.${level}.attentions.${j}`, kind: 'attention' });
+      if (attn(level))
+        pairs.push({
+          ldm: `input_blocks.${ib}.1`,
+          diffusers: `down_blocks.${level}.attentions.${j}`,
+          kind: 'attention',
+        });
     }
     if (level < levels - 1) {
-      pairs.push({ ldm: `input_blocks.${(level + 1) * (nres + 1)}.0.op`, diffusers: `down_blocks.${level}.downsamplers.0.conv`, kind: 'plain' });
+      pairs.push({
+        ldm: `input_blocks.${(level + 1) * (nres + 1)}.0.op`,
+        diffusers: `down_blocks.${level}.downsamplers.0.conv`,
+        kind: 'plain',
+      });
     }
   }
   const midAttn = u.transformerDepthMiddle > 0;
@@ -64,11 +82,16 @@ function unetBlockPairs(u: UNetConfig): BlockPair[] {
     for (let j = 0; j <= nres; j++) {
       const ob = i * (nres + 1) + j;
       pairs.push({ ldm: `output_blocks.${ob}.0`, diffusers: `up_blocks.${i}.resnets.${j}`, kind: 'resnet' });
-      if (attn(level)) pairs.push({ ldm: `output_blocks.${ob}.1`, diffusers: `up_blocks.${i}.attentions.${j}`, kind: 'attention' });
+      if (attn(level))
+        pairs.push({ ldm: `output_blocks.${ob}.1`, diffusers: `up_blocks.${i}.attentions.${j}`, kind: 'attention' });
     }
     if (i < levels - 1) {
       const ob = i * (nres + 1) + nres;
-      pairs.push({ ldm: `output_blocks.${ob}.${attn(level) ? 2 : 1}.conv`, diffusers: `up_blocks.${i}.upsamplers.0.conv`, kind: 'plain' });
+      pairs.push({
+        ldm: `output_blocks.${ob}.${attn(level) ? 2 : 1}.conv`,
+        diffusers: `up_blocks.${i}.upsamplers.0.conv`,
+        kind: 'plain',
+      });
     }
   }
   return pairs;
@@ -97,9 +120,15 @@ function patchable(shape: readonly number[] | undefined): boolean {
 /**
  * Alias -> target for every patchable weight of the checkpoint. `shapeOf` returns a key's shape, undefined when absent.
  */
-export function loraKeyMap(config: ModelConfig, shapeOf: (key: string) => readonly number[] | undefined, keys: Iterable<string>): Map<string, LoraTarget> {
+export function loraKeyMap(
+  config: ModelConfig,
+  shapeOf: (key: string) => readonly number[] | undefined,
+  keys: Iterable<string>,
+): Map<string, LoraTarget> {
   const map = new Map<string, LoraTarget>();
-  const add = (alias: string, t: LoraTarget) => { if (!map.has(alias)) map.set(alias, t); };
+  const add = (alias: string, t: LoraTarget) => {
+    if (!map.has(alias)) map.set(alias, t);
+  };
   const u = config.unet;
   const pairs = unetBlockPairs(u);
   for (const key of keys) {
@@ -119,20 +148,36 @@ export function loraKeyMap(config: ModelConfig, shapeOf: (key: string) => readon
   return map;
 }
 
-function addTextEncoder(add: (a: string, t: LoraTarget) => void, config: ModelConfig, enc: TextEncoderConfig, index: number, shapeOf: (key: string) => readonly number[] | undefined): void {
+function addTextEncoder(
+  add: (a: string, t: LoraTarget) => void,
+  config: ModelConfig,
+  enc: TextEncoderConfig,
+  index: number,
+  shapeOf: (key: string) => readonly number[] | undefined,
+): void {
   const component: Component = `text_encoder_${index}`;
   const kohya = config.textEncoders.length === 1 ? ['lora_te_'] : [`lora_te${index + 1}_`];
   const diffusers = index === 0 ? 'text_encoder.' : `text_encoder_${index + 1}.`;
   /** hf: module path inside text_model, e.g. 'encoder.layers.0.self_attn.q_proj' */
   const addAll = (hf: string, t: LoraTarget) => {
-    for (const k of kohya) { add(`${k}${under(`text_model.${hf}`)}`, t); add(`${k}${under(hf)}`, t); }
+    for (const k of kohya) {
+      add(`${k}${under(`text_model.${hf}`)}`, t);
+      add(`${k}${under(hf)}`, t);
+    }
     add(`${diffusers}text_model.${hf}`, t);
     add(`${diffusers}${hf}`, t);
   };
   for (let layer = 0; layer < enc.layers; layer++) {
     const hfLayer = `encoder.layers.${layer}`;
     if (enc.naming === 'hf') {
-      for (const m of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.out_proj', 'mlp.fc1', 'mlp.fc2']) {
+      for (const m of [
+        'self_attn.q_proj',
+        'self_attn.k_proj',
+        'self_attn.v_proj',
+        'self_attn.out_proj',
+        'mlp.fc1',
+        'mlp.fc2',
+      ]) {
         const key = `${enc.prefix}${hfLayer}.${m}.weight`;
         if (patchable(shapeOf(key))) addAll(`${hfLayer}.${m}`, { component, key });
       }
@@ -141,10 +186,17 @@ function addTextEncoder(add: (a: string, t: LoraTarget) => void, config: ModelCo
     const block = `${enc.prefix}transformer.resblocks.${layer}.`;
     const inProj = `${block}attn.in_proj_weight`;
     if (patchable(shapeOf(inProj))) {
-      ['q_proj', 'k_proj', 'v_proj'].forEach((m, j) => addAll(`${hfLayer}.self_attn.${m}`, { component, key: inProj, rows: [j * enc.width, (j + 1) * enc.width] }));
+      ['q_proj', 'k_proj', 'v_proj'].forEach((m, j) =>
+        addAll(`${hfLayer}.self_attn.${m}`, { component, key: inProj, rows: [j * enc.width, (j + 1) * enc.width] }),
+      );
     }
-    const named: [string, string][] = [['self_attn.out_proj', 'attn.out_proj.weight'], ['mlp.fc1', 'mlp.c_fc.weight'], ['mlp.fc2', 'mlp.c_proj.weight']];
-    for (const [hf, oc] of named) if (patchable(shapeOf(`${block}${oc}`))) addAll(`${hfLayer}.${hf}`, { component, key: `${block}${oc}` });
+    const named: [string, string][] = [
+      ['self_attn.out_proj', 'attn.out_proj.weight'],
+      ['mlp.fc1', 'mlp.c_fc.weight'],
+      ['mlp.fc2', 'mlp.c_proj.weight'],
+    ];
+    for (const [hf, oc] of named)
+      if (patchable(shapeOf(`${block}${oc}`))) addAll(`${hfLayer}.${hf}`, { component, key: `${block}${oc}` });
   }
 }
 

@@ -10,7 +10,12 @@ import type { ModelConfig, ModelFamily } from '../model/config.js';
 import type { LoraTarget } from './key-map.js';
 
 /** A LoRA module as seen from its header: name, file keys and tensor shapes. */
-export interface ModuleHeader { name: string; keys: string[]; down: readonly number[]; up: readonly number[] }
+export interface ModuleHeader {
+  name: string;
+  keys: string[];
+  down: readonly number[];
+  up: readonly number[];
+}
 
 export interface LoraMatch {
   matched: { module: string; target: LoraTarget }[];
@@ -19,7 +24,10 @@ export interface LoraMatch {
 }
 
 export class LoraMismatchError extends Error {
-  constructor(message: string) { super(message); this.name = 'LoraMismatchError'; }
+  constructor(message: string) {
+    super(message);
+    this.name = 'LoraMismatchError';
+  }
 }
 
 /** Elements of the patched region: the whole weight, or its row slice. */
@@ -29,8 +37,12 @@ function targetNumel(t: LoraTarget, shape: readonly number[]): number {
 }
 
 /** What family a LoRA was trained for, from its names and cross-attention width; null when it cannot tell. */
-function inferLoraFamily(modules: readonly ModuleHeader[]): { family: ModelFamily | null; contextWidth: number | null } {
-  let family: ModelFamily | null = null, contextWidth: number | null = null;
+function inferLoraFamily(modules: readonly ModuleHeader[]): {
+  family: ModelFamily | null;
+  contextWidth: number | null;
+} {
+  let family: ModelFamily | null = null,
+    contextWidth: number | null = null;
   for (const m of modules) {
     if (/^lora_te[12]_|^text_encoder_2\.|label_emb|add_embedding/.test(m.name)) family = 'sdxl';
     else if (family === null && /^lora_te_/.test(m.name)) family = 'sd1';
@@ -46,15 +58,22 @@ function inferLoraFamily(modules: readonly ModuleHeader[]): { family: ModelFamil
  * when nothing matches at all, with the family the LoRA looks made for.
  */
 export function matchLora(
-  name: string, modules: readonly ModuleHeader[], unparsed: readonly string[], config: ModelConfig,
-  keyMap: Map<string, LoraTarget>, shapeOf: (key: string) => readonly number[] | undefined,
+  name: string,
+  modules: readonly ModuleHeader[],
+  unparsed: readonly string[],
+  config: ModelConfig,
+  keyMap: Map<string, LoraTarget>,
+  shapeOf: (key: string) => readonly number[] | undefined,
 ): LoraMatch {
   const matched: LoraMatch['matched'] = [];
   const unmatched = [...unparsed];
   const misfits: string[] = [];
   for (const m of modules) {
     const target = keyMap.get(m.name);
-    if (!target) { unmatched.push(...m.keys); continue; }
+    if (!target) {
+      unmatched.push(...m.keys);
+      continue;
+    }
     const shape = shapeOf(target.key)!;
     const numel = m.up[0] * m.down.slice(1).reduce((a, b) => a * b, 1);
     const rowsWanted = target.rows ? target.rows[1] - target.rows[0] : shape[0];
@@ -67,13 +86,18 @@ export function matchLora(
   if (misfits.length > 0 || (matched.length === 0 && modules.length > 0)) {
     const { family, contextWidth } = inferLoraFamily(modules);
     const ctx = config.unet.contextDim;
-    const why = family && family !== config.family
-      ? `it is a LoRA for ${family.toUpperCase()} models, not ${config.family.toUpperCase()}`
-      : contextWidth !== null && contextWidth !== ctx
-        ? `it was made for a model with cross-attention width ${contextWidth}, this ${config.family.toUpperCase()} checkpoint has ${ctx} (another model family)`
-        : misfits.length > 0 ? 'its layer shapes do not fit this checkpoint (another model family or size)' : 'none of its modules match this checkpoint';
+    const why =
+      family && family !== config.family
+        ? `it is a LoRA for ${family.toUpperCase()} models, not ${config.family.toUpperCase()}`
+        : contextWidth !== null && contextWidth !== ctx
+          ? `it was made for a model with cross-attention width ${contextWidth}, this ${config.family.toUpperCase()} checkpoint has ${ctx} (another model family)`
+          : misfits.length > 0
+            ? 'its layer shapes do not fit this checkpoint (another model family or size)'
+            : 'none of its modules match this checkpoint';
     const detail = misfits.length > 0 ? ` First misfits: ${misfits.slice(0, 3).join('; ')}.` : '';
-    throw new LoraMismatchError(`LoRA "${name}" does not fit this ${config.family.toUpperCase()} checkpoint: ${why}.${detail}`);
+    throw new LoraMismatchError(
+      `LoRA "${name}" does not fit this ${config.family.toUpperCase()} checkpoint: ${why}.${detail}`,
+    );
   }
   return { matched, unmatched };
 }

@@ -14,12 +14,23 @@ import { type LoraTarget, loraKeyMap } from './key-map.js';
 import { type LoraMatch, matchLora } from './match.js';
 
 /** What a checkpoint offers the matcher: its keys and their shapes (a SafetensorsFile fits). */
-export interface CheckpointKeys { keys(): string[]; has(key: string): boolean; shape(key: string): number[] }
+export interface CheckpointKeys {
+  keys(): string[];
+  has(key: string): boolean;
+  shape(key: string): number[];
+}
 
-export interface LoraUse { path: string; strength: number }
+export interface LoraUse {
+  path: string;
+  strength: number;
+}
 
 /** One module's contribution to one weight. */
-export interface PatchTerm { module: LoraModule; target: LoraTarget; factor: number }
+export interface PatchTerm {
+  module: LoraModule;
+  target: LoraTarget;
+  factor: number;
+}
 
 const keyMaps = new WeakMap<object, Map<string, LoraTarget>>();
 /** The alias map of a checkpoint, memoised per checkpoint object. */
@@ -34,15 +45,27 @@ export function keyMapFor(ckpt: CheckpointKeys, config: ModelConfig): Map<string
 
 /** Matches one parsed LoRA against the checkpoint (throws LoraMismatchError for another family). */
 export function matchLoraFile(lora: LoraFile, ckpt: CheckpointKeys, config: ModelConfig): LoraMatch {
-  const modules = [...lora.modules.values()].map((m) => ({ name: m.name, keys: m.keys, down: m.down.shape, up: m.up.shape }));
-  return matchLora(basename(lora.path), modules, lora.unparsed, config, keyMapFor(ckpt, config), (k) => (ckpt.has(k) ? ckpt.shape(k) : undefined));
+  const modules = [...lora.modules.values()].map((m) => ({
+    name: m.name,
+    keys: m.keys,
+    down: m.down.shape,
+    up: m.up.shape,
+  }));
+  return matchLora(basename(lora.path), modules, lora.unparsed, config, keyMapFor(ckpt, config), (k) =>
+    ckpt.has(k) ? ckpt.shape(k) : undefined,
+  );
 }
 
 /**
  * checkpoint key -> the terms patching it, for one component and a LoRA list (in order). Unmatched keys are
  * returned per LoRA for reporting.
  */
-export function planLoras(ckpt: CheckpointKeys, config: ModelConfig, loras: readonly LoraUse[], component: Component): { plan: Map<string, PatchTerm[]>; unmatched: Map<string, string[]> } {
+export function planLoras(
+  ckpt: CheckpointKeys,
+  config: ModelConfig,
+  loras: readonly LoraUse[],
+  component: Component,
+): { plan: Map<string, PatchTerm[]>; unmatched: Map<string, string[]> } {
   const plan = new Map<string, PatchTerm[]>();
   const unmatched = new Map<string, string[]>();
   for (const use of loras) {
@@ -76,7 +99,9 @@ export function applyTerms(terms: readonly PatchTerm[], base: Float32Array, shap
     for (const t of terms) {
       const [r0, r1] = rowsOf(t);
       if (row < r0 || row >= r1) continue;
-      const rank = t.module.rank, up = t.module.up.data, down = t.module.down.data;
+      const rank = t.module.rank,
+        up = t.module.up.data,
+        down = t.module.down.data;
       const o = row - r0;
       // delta[o, c] = factor * sum_k up[o, k] * down[k, c]; down.flatten(1) is [rank, cols]
       for (let k = 0; k < rank; k++) {

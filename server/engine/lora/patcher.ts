@@ -21,19 +21,27 @@ function patcherSession(): Promise<ort.InferenceSession> {
     const down = g.input('down', 'float32', ['R', 'N']);
     const [y] = g.node('Gemm', [up, down, w], { alpha: 1, beta: 1 });
     g.output(y, 'out');
-    patcher = ort.InferenceSession.create(serializeModel(g), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    patcher = ort.InferenceSession.create(serializeModel(g), {
+      executionProviders: ['cpu'],
+      graphOptimizationLevel: 'all',
+    });
   }
   return patcher;
 }
 
 /** base + every term's delta, as a new Float32Array, computed by ORT in float32 (base is only read). */
-export async function patchWithOrt(terms: readonly PatchTerm[], base: Float32Array, shape: readonly number[]): Promise<Float32Array> {
+export async function patchWithOrt(
+  terms: readonly PatchTerm[],
+  base: Float32Array,
+  shape: readonly number[],
+): Promise<Float32Array> {
   const session = await patcherSession();
   const cols = shape.slice(1).reduce((a, b) => a * b, 1); // W viewed as [rows, in * kh * kw]
   let out: Float32Array | null = null; // our own copy once the first term is applied
   for (const t of terms) {
     const [r0, r1] = t.target.rows ?? [0, shape[0]];
-    const rows = r1 - r0, rank = t.module.rank;
+    const rows = r1 - r0,
+      rank = t.module.rank;
     const current = out ?? base;
     const upScaled = t.module.up.data.map((v) => v * t.factor); // [rows, rank], small
     const res = await session.run({

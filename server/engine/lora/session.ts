@@ -33,19 +33,29 @@ const F32_SUFFIX = ':f32';
  * set's cost (milliseconds, weights patched, multiply-adds of the deltas, keys skipped as unread).
  */
 export const loraStats = {
-  baseReads: 0, patchSets: 0, lastPatchMs: 0, lastPatchedValues: 0, lastPatchMacs: 0,
+  baseReads: 0,
+  patchSets: 0,
+  lastPatchMs: 0,
+  lastPatchedValues: 0,
+  lastPatchMacs: 0,
   /** checkpoint keys the last patch set would patch but the graph does not read (skipped) */
   lastSkippedKeys: [] as string[],
 };
 
-interface BaseWeights { id: string; tensors: Map<string, Float32Array> }
+interface BaseWeights {
+  id: string;
+  tensors: Map<string, Float32Array>;
+}
 /** per (checkpoint, component): original float32 tensors of the patchable keys, read once */
 const baseWeights = new Map<string, BaseWeights>();
 /** per (checkpoint, component): the feeds of the LoRA set used last (a sampling loop reuses them every step) */
 const lastFeeds = new Map<string, { set: string; feeds: Record<string, Tensor> }>();
 
 /** Drops the cached base tensors and feeds (POST /free). */
-export function clearLoraSessions(): void { baseWeights.clear(); lastFeeds.clear(); }
+export function clearLoraSessions(): void {
+  baseWeights.clear();
+  lastFeeds.clear();
+}
 
 /**
  * Turns the patchable initializers of a built graph into float32 graph inputs named like the checkpoint key
@@ -63,7 +73,14 @@ export function exposeWeights(g: GraphBuilder, patchable: ReadonlySet<string>): 
     } else {
       g.inputs.push({ name: `${key}${F32_SUFFIX}`, elemType: DataType.FLOAT, shape });
       v = `lora_cast/${key}`;
-      prelude.push({ opType: 'Cast', name: v, inputs: [`${key}${F32_SUFFIX}`], outputs: [key], attrs: { to: g.floatType }, domain: '' });
+      prelude.push({
+        opType: 'Cast',
+        name: v,
+        inputs: [`${key}${F32_SUFFIX}`],
+        outputs: [key],
+        attrs: { to: g.floatType },
+        domain: '',
+      });
       v = key;
     }
     exposed.set(key, v);
@@ -74,12 +91,29 @@ export function exposeWeights(g: GraphBuilder, patchable: ReadonlySet<string>): 
     const source = derived?.source ?? name;
     if (!patchable.has(source)) continue;
     g.weightInits.delete(name);
-    if (!derived) { expose(name, shape); continue; }
+    if (!derived) {
+      expose(name, shape);
+      continue;
+    }
     // a weight the graph reads pre-transposed (GraphOptions.linear): feed the stored form, transpose in the graph
     const stored = expose(source, g.weightShape(source));
     const flat = g.constInt64([shape[1], shape[0]], [2], 'lora_shape'); // [out, in]
-    prelude.push({ opType: 'Reshape', name: `lora_reshape/${name}`, inputs: [stored, flat.name], outputs: [`lora_reshape/${name}`], attrs: {}, domain: '' });
-    prelude.push({ opType: 'Transpose', name: `lora_transpose/${name}`, inputs: [`lora_reshape/${name}`], outputs: [name], attrs: { perm: [1, 0] }, domain: '' });
+    prelude.push({
+      opType: 'Reshape',
+      name: `lora_reshape/${name}`,
+      inputs: [stored, flat.name],
+      outputs: [`lora_reshape/${name}`],
+      attrs: {},
+      domain: '',
+    });
+    prelude.push({
+      opType: 'Transpose',
+      name: `lora_transpose/${name}`,
+      inputs: [`lora_reshape/${name}`],
+      outputs: [name],
+      attrs: { perm: [1, 0] },
+      domain: '',
+    });
   }
   g.nodes.unshift(...prelude);
   return g;
@@ -89,7 +123,10 @@ export function exposeWeights(g: GraphBuilder, patchable: ReadonlySet<string>): 
  * The session for `spec` and the weight feeds its LoRA set needs ({} without LoRAs: the plain session).
  * Strength-0 entries are ignored, so they give exactly the LoRA-free model.
  */
-export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec): Promise<{ session: ort.InferenceSession; weightFeeds: Record<string, Tensor> }> {
+export async function sessionWithLoras(
+  store: SessionStore,
+  spec: ComponentSpec,
+): Promise<{ session: ort.InferenceSession; weightFeeds: Record<string, Tensor> }> {
   const active = spec.loras.filter((l) => l.strength !== 0);
   if (active.length === 0) return { session: await store.session({ ...spec, loras: [] }), weightFeeds: {} };
   const { file, config } = store.checkpoint(spec.checkpoint);
@@ -97,10 +134,17 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
   const id = `${spec.checkpoint}|${file.size}|${spec.component}`;
   // identity of the open file object: store.checkpoint() re-opens a checkpoint that changed on disk
   let base = baseWeights.get(id);
-  if (!base || base.id !== fileId(file)) { base = { id: fileId(file), tensors: new Map() }; baseWeights.set(id, base); }
+  if (!base || base.id !== fileId(file)) {
+    base = { id: fileId(file), tensors: new Map() };
+    baseWeights.set(id, base);
+  }
   const baseOf = (key: string) => {
     let w = base!.tensors.get(key);
-    if (!w) { w = file.readFloat32(key); loraStats.baseReads++; base!.tensors.set(key, w); }
+    if (!w) {
+      w = file.readFloat32(key);
+      loraStats.baseReads++;
+      base!.tensors.set(key, w);
+    }
     return w;
   };
 
@@ -108,7 +152,9 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
     // GPU: feeding ~1e9 weights per run means a host->GPU copy of them every step; bake them into a graph per LoRA
     // set instead (built from the cached originals + patches; a cached artifact skips the patching altogether)
     const session = await store.session({
-      ...spec, loras: active, variant: `${spec.variant ?? ''}+lora-baked`,
+      ...spec,
+      loras: active,
+      variant: `${spec.variant ?? ''}+lora-baked`,
       weights: async () => {
         const patched = await patchTensors(file, config, spec.component, active, [...patchable], baseOf, true);
         const stored = safetensorsWeights(file);
@@ -119,15 +165,27 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
   }
 
   const session = await store.session({
-    ...spec, loras: [], variant: `${spec.variant ?? ''}+lora-inputs`,
+    ...spec,
+    loras: [],
+    variant: `${spec.variant ?? ''}+lora-inputs`,
     build: (w, cfg, dtype) => exposeWeights(spec.build(w, cfg, dtype), patchable),
   });
   const setKey = JSON.stringify([fileId(file), active]);
   const last = lastFeeds.get(id);
   if (last && last.set === setKey) return { session, weightFeeds: last.feeds };
 
-  const inputs = session.inputNames.filter((n) => patchable.has(n.endsWith(F32_SUFFIX) ? n.slice(0, -F32_SUFFIX.length) : n));
-  const tensors = await patchTensors(file, config, spec.component, active, inputs.map((n) => (n.endsWith(F32_SUFFIX) ? n.slice(0, -F32_SUFFIX.length) : n)), baseOf, false);
+  const inputs = session.inputNames.filter((n) =>
+    patchable.has(n.endsWith(F32_SUFFIX) ? n.slice(0, -F32_SUFFIX.length) : n),
+  );
+  const tensors = await patchTensors(
+    file,
+    config,
+    spec.component,
+    active,
+    inputs.map((n) => (n.endsWith(F32_SUFFIX) ? n.slice(0, -F32_SUFFIX.length) : n)),
+    baseOf,
+    false,
+  );
   const feeds: Record<string, Tensor> = {};
   for (const input of inputs) {
     const key = input.endsWith(F32_SUFFIX) ? input.slice(0, -F32_SUFFIX.length) : input;
@@ -143,14 +201,22 @@ export async function sessionWithLoras(store: SessionStore, spec: ComponentSpec)
  * graph that stops early (a clip skip; SDXL's CLIP-L never runs its last layer) does not read those weights, and the
  * LoRA loader nodes report them as not loaded (inspectLora with the clip skip). Updates loraStats.
  */
-async function patchTensors(file: SafetensorsFile, config: ModelConfig, component: Component, active: readonly LoraRef[],
-  keys: readonly string[], baseOf: (key: string) => Float32Array, onlyPatched: boolean): Promise<Map<string, Float32Array>> {
+async function patchTensors(
+  file: SafetensorsFile,
+  config: ModelConfig,
+  component: Component,
+  active: readonly LoraRef[],
+  keys: readonly string[],
+  baseOf: (key: string) => Float32Array,
+  onlyPatched: boolean,
+): Promise<Map<string, Float32Array>> {
   const t0 = performance.now();
   const { plan } = planLoras(file, config, active, component);
   const wanted = new Set(keys);
   loraStats.lastSkippedKeys = [...plan.keys()].filter((key) => !wanted.has(key));
   const out = new Map<string, Float32Array>();
-  let values = 0, macs = 0;
+  let values = 0,
+    macs = 0;
   for (const key of keys) {
     const terms = plan.get(key);
     if (!terms && onlyPatched) continue;
@@ -170,6 +236,9 @@ const fileIds = new WeakMap<object, string>();
 let nextFileId = 0;
 function fileId(file: object): string {
   let s = fileIds.get(file);
-  if (!s) { s = `f${nextFileId++}`; fileIds.set(file, s); }
+  if (!s) {
+    s = `f${nextFileId++}`;
+    fileIds.set(file, s);
+  }
   return s;
 }

@@ -18,7 +18,9 @@ function moduleName(p: string): string {
 
 /** torch.nn.Linear: x [..., in] -> [..., out]. Accepts a weight stored as [out, in] or as a 1x1 conv [out, in, 1, 1]. */
 export function linear(g: GraphBuilder, p: string, x: Value): Value {
-  return g.scope(moduleName(p), () => linearKeys(g, key(p, 'weight'), g.hasWeight(key(p, 'bias')) ? key(p, 'bias') : null, x));
+  return g.scope(moduleName(p), () =>
+    linearKeys(g, key(p, 'weight'), g.hasWeight(key(p, 'bias')) ? key(p, 'bias') : null, x),
+  );
 }
 
 /** Linear from explicit tensor names (OpenCLIP's fused attn.in_proj_weight / in_proj_bias). */
@@ -57,7 +59,8 @@ export function conv2d(g: GraphBuilder, p: string, x: Value, opts: ConvOptions =
     const shape = g.weightShape(key(p, 'weight'));
     let w = g.weight(key(p, 'weight'));
     if (shape.length === 2) w = g.op.Reshape(w, g.constInt64([shape[0], shape[1], 1, 1])); // [out, in, 1, 1]
-    const kh = shape.length === 4 ? shape[2] : 1, kw = shape.length === 4 ? shape[3] : 1;
+    const kh = shape.length === 4 ? shape[2] : 1,
+      kw = shape.length === 4 ? shape[3] : 1;
     const pad = opts.padding ?? 0;
     const [t, l, b, r] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad;
     const s = opts.stride ?? 1;
@@ -66,7 +69,10 @@ export function conv2d(g: GraphBuilder, p: string, x: Value, opts: ConvOptions =
   });
 }
 
-export interface NormOptions { groups: number; eps?: number }
+export interface NormOptions {
+  groups: number;
+  eps?: number;
+}
 
 /**
  * torch.nn.GroupNorm on [B, C, ...]: reshape to [B, G, -1], InstanceNormalization (per-group mean/var, no affine),
@@ -96,7 +102,8 @@ function affineChannels(g: GraphBuilder, p: string, x: Value, channels: number):
 /** torch.nn.LayerNorm over the last axis. */
 export function layerNorm(g: GraphBuilder, p: string, x: Value, eps = 1e-5): Value {
   return g.scope(moduleName(p), () =>
-    g.op.LayerNormalization(x, g.weight(key(p, 'weight')), g.weight(key(p, 'bias')), { axis: -1, epsilon: eps }));
+    g.op.LayerNormalization(x, g.weight(key(p, 'weight')), g.weight(key(p, 'bias')), { axis: -1, epsilon: eps }),
+  );
 }
 
 export function silu(g: GraphBuilder, x: Value): Value {
@@ -118,7 +125,11 @@ export function activation(g: GraphBuilder, name: 'gelu' | 'quick_gelu' | 'silu'
   return name === 'gelu' ? gelu(g, x) : name === 'quick_gelu' ? quickGelu(g, x) : silu(g, x);
 }
 
-export interface AttentionOptions { heads: number; headDim: number; causal?: boolean }
+export interface AttentionOptions {
+  heads: number;
+  headDim: number;
+  causal?: boolean;
+}
 
 /**
  * Multi-head scaled dot-product attention: q [B, Tq, heads*headDim], k/v [B, Tk, heads*headDim] -> [B, Tq, heads*headDim].
@@ -129,7 +140,13 @@ export function attention(g: GraphBuilder, q: Value, k: Value, v: Value, opts: A
     const { heads, headDim } = opts;
     if (g.fusedAttention && !opts.causal) {
       // onnxruntime's fused kernel takes [B, T, heads*headDim] as is and splits heads itself
-      return g.node('MultiHeadAttention', [q, k, v], { num_heads: heads, scale: new FloatAttr(headDim ** -0.5) }, 1, 'com.microsoft')[0]; // [B, Tq, C]
+      return g.node(
+        'MultiHeadAttention',
+        [q, k, v],
+        { num_heads: heads, scale: new FloatAttr(headDim ** -0.5) },
+        1,
+        'com.microsoft',
+      )[0]; // [B, Tq, C]
     }
     const split = g.constInt64([0, 0, heads, headDim]);
     // scale q and k by d^-1/4 each before the product so fp16 scores cannot overflow
@@ -148,18 +165,27 @@ export function attention(g: GraphBuilder, q: Value, k: Value, v: Value, opts: A
 /** [T, T] with -inf above the diagonal, 0 elsewhere; T from x [B, T, C]. */
 function causalMask(g: GraphBuilder, x: Value): Value {
   const t = g.op.Shape(x, { start: 1, end: 2 }); // [T]
-  const full = g.op.ConstantOfShape(g.op.Concat([t, t], { axis: 0 }), { value: g.tensorAttr([-Infinity], 'float', [1]) });
+  const full = g.op.ConstantOfShape(g.op.Concat([t, t], { axis: 0 }), {
+    value: g.tensorAttr([-Infinity], 'float', [1]),
+  });
   return g.op.Trilu(full, g.constInt64([1], []), { upper: 1 });
 }
 
 /** nearest-neighbour x2 upsampling on [B, C, H, W] (torch F.interpolate(scale_factor=2, mode='nearest')) */
 export function upsampleNearest2x(g: GraphBuilder, x: Value): Value {
   const scales = g.constFloat32([1, 1, 2, 2]);
-  return g.op.Resize(x, scales, { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
+  return g.op.Resize(x, scales, {
+    mode: 'nearest',
+    coordinate_transformation_mode: 'asymmetric',
+    nearest_mode: 'floor',
+  });
 }
 
 export interface ResnetNames {
-  norm1: string; conv1: string; norm2: string; conv2: string;
+  norm1: string;
+  conv1: string;
+  norm2: string;
+  conv2: string;
   /** 1x1 conv on the skip path when channels change (absent weights = identity skip) */
   shortcut?: string;
   /** Linear projecting the time embedding (UNet only) */

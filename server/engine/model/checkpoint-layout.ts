@@ -13,14 +13,22 @@ export interface KeyShape {
 
 class KeyList {
   readonly keys: KeyShape[] = [];
-  add(name: string, shape: number[]): void { this.keys.push({ name, shape }); }
+  add(name: string, shape: number[]): void {
+    this.keys.push({ name, shape });
+  }
   /** weight + bias of a norm layer or any bias-carrying layer */
-  norm(p: string, ch: number): void { this.add(`${p}.weight`, [ch]); this.add(`${p}.bias`, [ch]); }
+  norm(p: string, ch: number): void {
+    this.add(`${p}.weight`, [ch]);
+    this.add(`${p}.bias`, [ch]);
+  }
   linear(p: string, out: number, inp: number, bias = true): void {
     this.add(`${p}.weight`, [out, inp]);
     if (bias) this.add(`${p}.bias`, [out]);
   }
-  conv(p: string, out: number, inp: number, k: number): void { this.add(`${p}.weight`, [out, inp, k, k]); this.add(`${p}.bias`, [out]); }
+  conv(p: string, out: number, inp: number, k: number): void {
+    this.add(`${p}.weight`, [out, inp, k, k]);
+    this.add(`${p}.bias`, [out]);
+  }
 }
 
 export function checkpointKeys(config: ModelConfig): KeyShape[] {
@@ -37,7 +45,8 @@ export function checkpointKeys(config: ModelConfig): KeyShape[] {
 
 /** transformers CLIPTextModel names (prefix ends before 'embeddings.') */
 function hfClipKeys(k: KeyList, te: TextEncoderConfig): void {
-  const p = te.prefix, w = te.width;
+  const p = te.prefix,
+    w = te.width;
   k.add(`${p}embeddings.token_embedding.weight`, [te.vocab, w]);
   k.add(`${p}embeddings.position_embedding.weight`, [te.maxPositions, w]);
   for (let i = 0; i < te.layers; i++) {
@@ -53,7 +62,8 @@ function hfClipKeys(k: KeyList, te: TextEncoderConfig): void {
 
 /** open_clip TextTransformer names: fused attention in_proj, mlp.c_fc/c_proj, ln_final, text_projection [width, proj] */
 function openClipKeys(k: KeyList, te: TextEncoderConfig): void {
-  const p = te.prefix, w = te.width;
+  const p = te.prefix,
+    w = te.width;
   k.add(`${p}token_embedding.weight`, [te.vocab, w]);
   k.add(`${p}positional_embedding`, [te.maxPositions, w]);
   for (let i = 0; i < te.layers; i++) {
@@ -87,7 +97,10 @@ function spatialTransformer(k: KeyList, p: string, ch: number, depth: number, u:
   proj(`${p}.proj_in`);
   for (let d = 0; d < depth; d++) {
     const b = `${p}.transformer_blocks.${d}`;
-    for (const [attn, kv] of [['attn1', ch], ['attn2', u.contextDim]] as const) {
+    for (const [attn, kv] of [
+      ['attn1', ch],
+      ['attn2', u.contextDim],
+    ] as const) {
       k.linear(`${b}.${attn}.to_q`, ch, ch, false);
       k.linear(`${b}.${attn}.to_k`, ch, kv, false);
       k.linear(`${b}.${attn}.to_v`, ch, kv, false);
@@ -103,7 +116,10 @@ function spatialTransformer(k: KeyList, p: string, ch: number, depth: number, u:
 }
 
 function unetKeys(k: KeyList, u: UNetConfig): void {
-  const p = u.prefix, mc = u.modelChannels, temb = u.timeEmbedDim, levels = u.channelMult.length;
+  const p = u.prefix,
+    mc = u.modelChannels,
+    temb = u.timeEmbedDim,
+    levels = u.channelMult.length;
   k.linear(`${p}time_embed.0`, temb, mc);
   k.linear(`${p}time_embed.2`, temb, temb);
   if (u.adm) {
@@ -112,13 +128,15 @@ function unetKeys(k: KeyList, u: UNetConfig): void {
   }
   k.conv(`${p}input_blocks.0.0`, mc, u.inChannels, 3);
   const skips = [mc];
-  let ch = mc, block = 1;
+  let ch = mc,
+    block = 1;
   for (let level = 0; level < levels; level++) {
     const out = mc * u.channelMult[level];
     for (let r = 0; r < u.numResBlocks; r++, block++) {
       unetResBlock(k, `${p}input_blocks.${block}.0`, ch, out, temb);
       ch = out;
-      if (u.transformerDepth[level] > 0) spatialTransformer(k, `${p}input_blocks.${block}.1`, ch, u.transformerDepth[level], u);
+      if (u.transformerDepth[level] > 0)
+        spatialTransformer(k, `${p}input_blocks.${block}.1`, ch, u.transformerDepth[level], u);
       skips.push(ch);
     }
     if (level < levels - 1) {
@@ -142,7 +160,8 @@ function unetKeys(k: KeyList, u: UNetConfig): void {
       unetResBlock(k, `${p}output_blocks.${block}.0`, ch + skip, out, temb);
       ch = out;
       let sub = 1;
-      if (u.transformerDepth[level] > 0) spatialTransformer(k, `${p}output_blocks.${block}.${sub++}`, ch, u.transformerDepth[level], u);
+      if (u.transformerDepth[level] > 0)
+        spatialTransformer(k, `${p}output_blocks.${block}.${sub++}`, ch, u.transformerDepth[level], u);
       if (level > 0 && r === u.numResBlocks) k.conv(`${p}output_blocks.${block}.${sub}.conv`, ch, ch, 3);
     }
   }
@@ -167,13 +186,19 @@ function vaeMid(k: KeyList, p: string, ch: number): void {
 }
 
 function vaeKeys(k: KeyList, v: VaeConfig): void {
-  const levels = v.channelMult.length, base = v.baseChannels, z = v.latentChannels;
-  const e = v.encoderPrefix, d = v.decoderPrefix;
+  const levels = v.channelMult.length,
+    base = v.baseChannels,
+    z = v.latentChannels;
+  const e = v.encoderPrefix,
+    d = v.decoderPrefix;
   k.conv(`${e}conv_in`, base, 3, 3);
   let ch = base;
   for (let level = 0; level < levels; level++) {
     const out = base * v.channelMult[level];
-    for (let b = 0; b < v.numResBlocks; b++) { vaeResBlock(k, `${e}down.${level}.block.${b}`, ch, out); ch = out; }
+    for (let b = 0; b < v.numResBlocks; b++) {
+      vaeResBlock(k, `${e}down.${level}.block.${b}`, ch, out);
+      ch = out;
+    }
     if (level < levels - 1) k.conv(`${e}down.${level}.downsample.conv`, ch, ch, 3);
   }
   vaeMid(k, e, ch);
@@ -186,7 +211,10 @@ function vaeKeys(k: KeyList, v: VaeConfig): void {
   vaeMid(k, d, ch);
   for (let level = levels - 1; level >= 0; level--) {
     const out = base * v.channelMult[level];
-    for (let b = 0; b <= v.numResBlocks; b++) { vaeResBlock(k, `${d}up.${level}.block.${b}`, ch, out); ch = out; }
+    for (let b = 0; b <= v.numResBlocks; b++) {
+      vaeResBlock(k, `${d}up.${level}.block.${b}`, ch, out);
+      ch = out;
+    }
     if (level > 0) k.conv(`${d}up.${level}.upsample.conv`, ch, ch, 3);
   }
   k.norm(`${d}norm_out`, ch);

@@ -37,10 +37,30 @@ export interface TextEncoderGraphOptions {
 function layerNames(cfg: TextEncoderConfig, i: number) {
   if (cfg.naming === 'hf') {
     const p = `${cfg.prefix}encoder.layers.${i}.`;
-    return { p, ln1: `${p}layer_norm1`, ln2: `${p}layer_norm2`, out: `${p}self_attn.out_proj`, fc1: `${p}mlp.fc1`, fc2: `${p}mlp.fc2`, q: `${p}self_attn.q_proj`, k: `${p}self_attn.k_proj`, v: `${p}self_attn.v_proj` };
+    return {
+      p,
+      ln1: `${p}layer_norm1`,
+      ln2: `${p}layer_norm2`,
+      out: `${p}self_attn.out_proj`,
+      fc1: `${p}mlp.fc1`,
+      fc2: `${p}mlp.fc2`,
+      q: `${p}self_attn.q_proj`,
+      k: `${p}self_attn.k_proj`,
+      v: `${p}self_attn.v_proj`,
+    };
   }
   const p = `${cfg.prefix}transformer.resblocks.${i}.`;
-  return { p, ln1: `${p}ln_1`, ln2: `${p}ln_2`, out: `${p}attn.out_proj`, fc1: `${p}mlp.c_fc`, fc2: `${p}mlp.c_proj`, q: '', k: '', v: '' };
+  return {
+    p,
+    ln1: `${p}ln_1`,
+    ln2: `${p}ln_2`,
+    out: `${p}attn.out_proj`,
+    fc1: `${p}mlp.c_fc`,
+    fc2: `${p}mlp.c_proj`,
+    q: '',
+    k: '',
+    v: '',
+  };
 }
 
 function encoderLayer(g: GraphBuilder, cfg: TextEncoderConfig, i: number, x: Value): Value {
@@ -56,7 +76,11 @@ function encoderLayer(g: GraphBuilder, cfg: TextEncoderConfig, i: number, x: Val
     }
     const a = attention(g, q, k, v, { heads: cfg.heads, headDim: cfg.width / cfg.heads, causal: true });
     const x1 = g.op.Add(x, linear(g, n.out, a));
-    const m = linear(g, n.fc2, activation(g, cfg.activation, linear(g, n.fc1, layerNorm(g, n.ln2, x1, cfg.layerNormEps))));
+    const m = linear(
+      g,
+      n.fc2,
+      activation(g, cfg.activation, linear(g, n.fc1, layerNorm(g, n.ln2, x1, cfg.layerNormEps))),
+    );
     return g.op.Add(x1, m);
   });
 }
@@ -93,18 +117,37 @@ export function textEncoderReadsKey(cfg: TextEncoderConfig, opts: TextEncoderGra
  * than the encoder means its last state. pooled (SDXL's ADM input) comes from the last encoder with a projection;
  * single-encoder models have none.
  */
-export function encoderGraphOptions(config: ModelConfig, index: number, clipSkip: number): TextEncoderGraphOptions & { pooled: boolean } {
-  if (!Number.isInteger(clipSkip) || clipSkip >= 0) throw new Error(`clipSkip counts layers from the end and must be -1, -2, ...; got ${clipSkip}`);
+export function encoderGraphOptions(
+  config: ModelConfig,
+  index: number,
+  clipSkip: number,
+): TextEncoderGraphOptions & { pooled: boolean } {
+  if (!Number.isInteger(clipSkip) || clipSkip >= 0)
+    throw new Error(`clipSkip counts layers from the end and must be -1, -2, ...; got ${clipSkip}`);
   const enc = config.textEncoders[index];
-  const sel = -clipSkip > enc.layers ? { hiddenFromEnd: 1, normHidden: true } : { hiddenFromEnd: -clipSkip, normHidden: config.family === 'sd1' };
+  const sel =
+    -clipSkip > enc.layers
+      ? { hiddenFromEnd: 1, normHidden: true }
+      : { hiddenFromEnd: -clipSkip, normHidden: config.family === 'sd1' };
   let pooledFrom = -1;
-  if (config.textEncoders.length > 1) config.textEncoders.forEach((e, i) => { if (e.projectionDim !== null) pooledFrom = i; });
+  if (config.textEncoders.length > 1)
+    config.textEncoders.forEach((e, i) => {
+      if (e.projectionDim !== null) pooledFrom = i;
+    });
   return { ...sel, last: false, pooled: index === pooledFrom };
 }
 
 /** Builds the encoder graph; see the module comment for its inputs and outputs. */
-export function buildTextEncoderGraph(cfg: TextEncoderConfig, weights: WeightSource, opts: TextEncoderGraphOptions = {}): GraphBuilder {
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', name: cfg.naming === 'hf' ? 'clip_text' : 'openclip_text' });
+export function buildTextEncoderGraph(
+  cfg: TextEncoderConfig,
+  weights: WeightSource,
+  opts: TextEncoderGraphOptions = {},
+): GraphBuilder {
+  const g = new GraphBuilder({
+    weights,
+    dtype: opts.dtype ?? 'float32',
+    name: cfg.naming === 'hf' ? 'clip_text' : 'openclip_text',
+  });
   const hf = cfg.naming === 'hf';
   const ids = g.input('ids', opts.idsType ?? 'int64', ['B', 'T']);
   const k = opts.hiddenFromEnd ?? 2;

@@ -29,7 +29,10 @@ export class UnsupportedCheckpointError extends Error {
 }
 
 /** What the shapes cannot say, per family (ldm/sgm configs of the released models). */
-const FAMILY_RULES: Record<ModelFamily, { unetHeads: number | null; unetHeadChannels: number | null; vaeScale: number; clipSkip: number }> = {
+const FAMILY_RULES: Record<
+  ModelFamily,
+  { unetHeads: number | null; unetHeadChannels: number | null; vaeScale: number; clipSkip: number }
+> = {
   sd1: { unetHeads: 8, unetHeadChannels: null, vaeScale: 0.18215, clipSkip: -1 },
   sdxl: { unetHeads: null, unetHeadChannels: 64, vaeScale: 0.13025, clipSkip: -2 },
 };
@@ -52,10 +55,18 @@ export function keySourceOf(entries: readonly { name: string; shape: number[] }[
 /** Key lookups with errors that say which tensor a detection step needed. */
 class Keys {
   readonly set: Set<string>;
-  constructor(readonly src: KeySource, readonly label: string) { this.set = new Set(src.keys()); }
-  has(name: string): boolean { return this.set.has(name); }
+  constructor(
+    readonly src: KeySource,
+    readonly label: string,
+  ) {
+    this.set = new Set(src.keys());
+  }
+  has(name: string): boolean {
+    return this.set.has(name);
+  }
   shape(name: string): number[] {
-    if (!this.set.has(name)) throw new UnsupportedCheckpointError(`${this.label}: expected tensor "${name}" is missing`);
+    if (!this.set.has(name))
+      throw new UnsupportedCheckpointError(`${this.label}: expected tensor "${name}" is missing`);
     return this.src.shape(name);
   }
   anyWithPrefix(prefix: string): boolean {
@@ -70,11 +81,13 @@ class Keys {
       const m = /^(\d+)\./.exec(k.slice(prefix.length));
       if (m) seen.add(Number(m[1]));
     }
-    for (let i = 0; i < seen.size; i++) if (!seen.has(i)) throw new UnsupportedCheckpointError(`${this.label}: ${prefix}N has a gap at N=${i}`);
+    for (let i = 0; i < seen.size; i++)
+      if (!seen.has(i)) throw new UnsupportedCheckpointError(`${this.label}: ${prefix}N has a gap at N=${i}`);
     return seen.size;
   }
   div(a: number, b: number, what: string): number {
-    if (b <= 0 || a % b !== 0) throw new UnsupportedCheckpointError(`${this.label}: ${what} (${a}/${b}) is not a whole number`);
+    if (b <= 0 || a % b !== 0)
+      throw new UnsupportedCheckpointError(`${this.label}: ${what} (${a}/${b}) is not a whole number`);
     return a / b;
   }
 }
@@ -89,29 +102,48 @@ export function detectCheckpoint(source: KeySource): ModelConfig {
     for (let i = 0, n = k.count('conditioner.embedders.'); i < n; i++) {
       const p = `conditioner.embedders.${i}.`;
       const te = hfClip(k, `${p}transformer.`) ?? openClip(k, `${p}model.`);
-      if (!te) throw new UnsupportedCheckpointError(`${k.label}: conditioner.embedders.${i} is neither a CLIP-L (transformer.*) nor an OpenCLIP (model.*) text encoder`);
+      if (!te)
+        throw new UnsupportedCheckpointError(
+          `${k.label}: conditioner.embedders.${i} is neither a CLIP-L (transformer.*) nor an OpenCLIP (model.*) text encoder`,
+        );
       textEncoders.push(te);
     }
     const names = textEncoders.map((t) => t.naming).join(',');
-    if (names !== 'hf,openclip') throw new UnsupportedCheckpointError(`${k.label}: SGM checkpoint with text encoders [${names}], SDXL base has [CLIP-L, OpenCLIP-G] (a refiner?)`);
+    if (names !== 'hf,openclip')
+      throw new UnsupportedCheckpointError(
+        `${k.label}: SGM checkpoint with text encoders [${names}], SDXL base has [CLIP-L, OpenCLIP-G] (a refiner?)`,
+      );
   } else if (k.anyWithPrefix('cond_stage_model.transformer.')) {
     family = 'sd1';
     const te = hfClip(k, 'cond_stage_model.transformer.');
-    if (!te) throw new UnsupportedCheckpointError(`${k.label}: cond_stage_model.transformer.* is not a CLIP text model`);
+    if (!te)
+      throw new UnsupportedCheckpointError(`${k.label}: cond_stage_model.transformer.* is not a CLIP text model`);
     textEncoders = [te];
   } else if (k.anyWithPrefix('cond_stage_model.model.')) {
-    throw new UnsupportedCheckpointError(`${k.label}: looks like SD2.x (OpenCLIP-H text encoder under cond_stage_model.model.*), which is not supported`);
+    throw new UnsupportedCheckpointError(
+      `${k.label}: looks like SD2.x (OpenCLIP-H text encoder under cond_stage_model.model.*), which is not supported`,
+    );
   } else {
-    throw new UnsupportedCheckpointError(`${k.label}: no known text encoder keys (cond_stage_model.transformer.* or conditioner.embedders.*); not an SD1.x/SDXL single-file checkpoint`);
+    throw new UnsupportedCheckpointError(
+      `${k.label}: no known text encoder keys (cond_stage_model.transformer.* or conditioner.embedders.*); not an SD1.x/SDXL single-file checkpoint`,
+    );
   }
-  if (!k.anyWithPrefix('model.diffusion_model.')) throw new UnsupportedCheckpointError(`${k.label}: no UNet keys (model.diffusion_model.*)`);
-  if (!k.anyWithPrefix('first_stage_model.')) throw new UnsupportedCheckpointError(`${k.label}: no VAE keys (first_stage_model.*)`);
+  if (!k.anyWithPrefix('model.diffusion_model.'))
+    throw new UnsupportedCheckpointError(`${k.label}: no UNet keys (model.diffusion_model.*)`);
+  if (!k.anyWithPrefix('first_stage_model.'))
+    throw new UnsupportedCheckpointError(`${k.label}: no VAE keys (first_stage_model.*)`);
   const rules = FAMILY_RULES[family];
   const pooled = textEncoders.find((t) => t.projectionDim !== null)?.projectionDim ?? null;
   const unet = detectUNet(k, 'model.diffusion_model.', rules, pooled);
-  if ((family === 'sdxl') !== (unet.adm !== null)) throw new UnsupportedCheckpointError(`${k.label}: ${family} text encoders with${unet.adm ? '' : 'out'} a label_emb (ADM) UNet input`);
+  if ((family === 'sdxl') !== (unet.adm !== null))
+    throw new UnsupportedCheckpointError(
+      `${k.label}: ${family} text encoders with${unet.adm ? '' : 'out'} a label_emb (ADM) UNet input`,
+    );
   const context = textEncoders.reduce((s, t) => s + t.width, 0);
-  if (unet.contextDim !== context) throw new UnsupportedCheckpointError(`${k.label}: UNet context width ${unet.contextDim} does not match the text encoders' ${context}`);
+  if (unet.contextDim !== context)
+    throw new UnsupportedCheckpointError(
+      `${k.label}: UNet context width ${unet.contextDim} does not match the text encoders' ${context}`,
+    );
   return {
     family,
     textEncoders,
@@ -123,7 +155,10 @@ export function detectCheckpoint(source: KeySource): ModelConfig {
 }
 
 export class UnsupportedVaeError extends Error {
-  constructor(what: string) { super(what); this.name = 'UnsupportedVaeError'; }
+  constructor(what: string) {
+    super(what);
+    this.name = 'UnsupportedVaeError';
+  }
 }
 
 /**
@@ -135,13 +170,19 @@ export function detectVaeFile(source: KeySource): VaeConfig | null {
   const k = new Keys(source, source.path ? source.path.split(/[\\/]/).pop()! : 'vae');
   if (k.anyWithPrefix('model.diffusion_model.')) return null; // a full checkpoint
   for (const p of ['', 'first_stage_model.', 'vae.']) {
-    if (k.has(`${p}decoder.conv_in.weight`) && k.has(`${p}encoder.conv_in.weight`) && k.has(`${p}post_quant_conv.weight`)) {
+    if (
+      k.has(`${p}decoder.conv_in.weight`) &&
+      k.has(`${p}encoder.conv_in.weight`) &&
+      k.has(`${p}post_quant_conv.weight`)
+    ) {
       if (k.anyWithPrefix(`${p}decoder.up_blocks.`)) break;
       return detectVae(k, p, FAMILY_RULES.sd1.vaeScale);
     }
   }
   if (k.anyWithPrefix('decoder.up_blocks.') || k.anyWithPrefix('encoder.down_blocks.')) {
-    throw new UnsupportedVaeError(`${k.label}: a VAE in diffusers' layout (encoder.down_blocks.*); use the single-file (LDM) version of this VAE`);
+    throw new UnsupportedVaeError(
+      `${k.label}: a VAE in diffusers' layout (encoder.down_blocks.*); use the single-file (LDM) version of this VAE`,
+    );
   }
   if (k.anyWithPrefix('decoder.layers.') || k.anyWithPrefix('encoder.layers.') || k.has('1.conv.0.weight')) {
     throw new UnsupportedVaeError(`${k.label}: a TAESD preview VAE, which tcd-studio does not run`);
@@ -156,8 +197,14 @@ export function detectVaeFile(source: KeySource): VaeConfig | null {
  */
 export function vaeOnlyConfig(label: string, vae: VaeConfig): ModelConfig {
   return {
-    family: 'sdxl', textEncoders: [], vae, defaultClipSkip: -1, predictionType: 'epsilon',
-    get unet(): UNetConfig { throw new UnsupportedCheckpointError(`${label} is a VAE file: it has no UNet`); },
+    family: 'sdxl',
+    textEncoders: [],
+    vae,
+    defaultClipSkip: -1,
+    predictionType: 'epsilon',
+    get unet(): UNetConfig {
+      throw new UnsupportedCheckpointError(`${label} is a VAE file: it has no UNet`);
+    },
   };
 }
 
@@ -183,7 +230,9 @@ function hfClip(k: Keys, base: string): TextEncoderConfig | null {
   if (!prefix) return null;
   const [vocab, width] = k.shape(`${prefix}embeddings.token_embedding.weight`);
   return {
-    prefix, naming: 'hf', width,
+    prefix,
+    naming: 'hf',
+    width,
     layers: k.count(`${prefix}encoder.layers.`),
     heads: k.div(width, CLIP_HEAD_CHANNELS, `${prefix} width / 64 channels per head`),
     intermediate: k.shape(`${prefix}encoder.layers.0.mlp.fc1.weight`)[0],
@@ -202,7 +251,9 @@ function openClip(k: Keys, prefix: string): TextEncoderConfig | null {
   const [vocab, width] = k.shape(`${prefix}token_embedding.weight`);
   const proj = `${prefix}text_projection`;
   return {
-    prefix, naming: 'openclip', width,
+    prefix,
+    naming: 'openclip',
+    width,
     layers: k.count(`${prefix}transformer.resblocks.`),
     heads: k.div(width, CLIP_HEAD_CHANNELS, `${prefix} width / 64 channels per head`),
     intermediate: k.shape(`${prefix}transformer.resblocks.0.mlp.c_fc.weight`)[0],
@@ -226,24 +277,45 @@ function detectUNet(k: Keys, p: string, rules: (typeof FAMILY_RULES)[ModelFamily
   }
   const numResBlocks = levels[0].length;
   if (numResBlocks === 0 || levels.some((l) => l.length !== numResBlocks)) {
-    throw new UnsupportedCheckpointError(`${k.label}: UNet levels have unequal res-block counts [${levels.map((l) => l.length)}]`);
+    throw new UnsupportedCheckpointError(
+      `${k.label}: UNet levels have unequal res-block counts [${levels.map((l) => l.length)}]`,
+    );
   }
-  const channelMult = levels.map((l, level) => k.div(k.shape(`${p}input_blocks.${l[0]}.0.out_layers.3.weight`)[0], modelChannels, `UNet level ${level} channel multiplier`));
+  const channelMult = levels.map((l, level) =>
+    k.div(
+      k.shape(`${p}input_blocks.${l[0]}.0.out_layers.3.weight`)[0],
+      modelChannels,
+      `UNet level ${level} channel multiplier`,
+    ),
+  );
   const transformerDepth = levels.map((l) => k.count(`${p}input_blocks.${l[0]}.1.transformer_blocks.`));
   const transformerDepthMiddle = k.count(`${p}middle_block.1.transformer_blocks.`);
   const attn = [...k.set].find((n) => n.startsWith(p) && n.endsWith('.attn2.to_k.weight'));
   const projIn = [...k.set].find((n) => n.startsWith(p) && n.endsWith('.proj_in.weight'));
-  if (!attn || !projIn) throw new UnsupportedCheckpointError(`${k.label}: UNet has no cross-attention (attn2.to_k / proj_in)`);
+  if (!attn || !projIn)
+    throw new UnsupportedCheckpointError(`${k.label}: UNet has no cross-attention (attn2.to_k / proj_in)`);
   let adm: UNetConfig['adm'] = null;
   if (k.has(`${p}label_emb.0.0.weight`)) {
     const admIn = k.shape(`${p}label_emb.0.0.weight`)[1];
-    if (pooled === null) throw new UnsupportedCheckpointError(`${k.label}: UNet has label_emb but no text encoder has a text_projection (pooled output)`);
-    adm = { inChannels: admIn, pooledChannels: pooled, timeIdChannels: k.div(admIn - pooled, 6, 'label_emb time-id channels') };
+    if (pooled === null)
+      throw new UnsupportedCheckpointError(
+        `${k.label}: UNet has label_emb but no text encoder has a text_projection (pooled output)`,
+      );
+    adm = {
+      inChannels: admIn,
+      pooledChannels: pooled,
+      timeIdChannels: k.div(admIn - pooled, 6, 'label_emb time-id channels'),
+    };
   }
   return {
-    prefix: p, inChannels,
+    prefix: p,
+    inChannels,
     outChannels: k.shape(`${p}out.2.weight`)[0],
-    modelChannels, channelMult, numResBlocks, transformerDepth, transformerDepthMiddle,
+    modelChannels,
+    channelMult,
+    numResBlocks,
+    transformerDepth,
+    transformerDepthMiddle,
     contextDim: k.shape(attn)[1],
     numHeads: rules.unetHeads,
     headChannels: rules.unetHeadChannels,
@@ -255,15 +327,22 @@ function detectUNet(k: Keys, p: string, rules: (typeof FAMILY_RULES)[ModelFamily
 }
 
 function detectVae(k: Keys, p: string, scalingFactor: number): VaeConfig {
-  const e = `${p}encoder.`, d = `${p}decoder.`;
+  const e = `${p}encoder.`,
+    d = `${p}decoder.`;
   const baseChannels = k.shape(`${e}conv_in.weight`)[0];
   const nLevels = k.count(`${e}down.`);
   const channelMult: number[] = [];
-  for (let l = 0; l < nLevels; l++) channelMult.push(k.div(k.shape(`${e}down.${l}.block.0.conv2.weight`)[0], baseChannels, `VAE level ${l} channel multiplier`));
+  for (let l = 0; l < nLevels; l++)
+    channelMult.push(
+      k.div(k.shape(`${e}down.${l}.block.0.conv2.weight`)[0], baseChannels, `VAE level ${l} channel multiplier`),
+    );
   return {
-    encoderPrefix: e, decoderPrefix: d, prefix: p,
+    encoderPrefix: e,
+    decoderPrefix: d,
+    prefix: p,
     latentChannels: k.shape(`${p}post_quant_conv.weight`)[0],
-    baseChannels, channelMult,
+    baseChannels,
+    channelMult,
     numResBlocks: k.count(`${e}down.0.block.`),
     scalingFactor,
     normGroups: NORM_GROUPS,

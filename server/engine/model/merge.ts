@@ -22,17 +22,23 @@ function strengths(m: MergeRef): [number, number] {
  * The base checkpoint's weights with every tensor under `prefixes` merged (CLIPMergeSimple skips position_ids and
  * logit_scale, as ComfyUI).
  */
-export function mergedWeights(base: SafetensorsFile, prefixes: readonly string[], merges: readonly { file: SafetensorsFile; ref: MergeRef }[]): WeightSource {
+export function mergedWeights(
+  base: SafetensorsFile,
+  prefixes: readonly string[],
+  merges: readonly { file: SafetensorsFile; ref: MergeRef }[],
+): WeightSource {
   const src = safetensorsWeights(base);
   return {
     ...src,
     read: (name) => {
       const w = src.read(name);
-      if (!prefixes.some((p) => name.startsWith(p)) || name.endsWith('.position_ids') || name.endsWith('.logit_scale')) return w;
+      if (!prefixes.some((p) => name.startsWith(p)) || name.endsWith('.position_ids') || name.endsWith('.logit_scale'))
+        return w;
       for (const { file, ref } of merges) {
         if (!file.has(name)) continue; // ComfyUI patches only the keys both models have
         const other = file.readFloat32(name);
-        if (other.length !== w.length) throw new Error(`merging ${ref.path}: ${name} has ${other.length} values, the model ${w.length}`);
+        if (other.length !== w.length)
+          throw new Error(`merging ${ref.path}: ${name} has ${other.length} values, the model ${w.length}`);
         const [sm, sp] = strengths(ref);
         for (let i = 0; i < w.length; i++) w[i] = f(f(w[i] * sm) + f(other[i] * sp));
       }

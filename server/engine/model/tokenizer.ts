@@ -56,10 +56,21 @@ function loadVocabulary(): Vocabulary {
   const byteToChar = bytesToUnicode();
   // vocabulary order: printable bytes (code points < 256) first, then the remapped 256+ ones (Python dict order)
   const base = [...byteToChar].sort((a, b) => a.codePointAt(0)! - b.codePointAt(0)!);
-  const tokens = [...base, ...base.map((c) => c + '</w>'), ...merges.map((m) => m.replace(' ', '')), '<|startoftext|>', '<|endoftext|>'];
+  const tokens = [
+    ...base,
+    ...base.map((c) => c + '</w>'),
+    ...merges.map((m) => m.replace(' ', '')),
+    '<|startoftext|>',
+    '<|endoftext|>',
+  ];
   const encoder = new Map(tokens.map((t, i) => [t, i] as [string, number]));
   const mergeRanks = new Map(merges.map((m, i) => [m, i] as [string, number]));
-  vocabulary = { encoder, mergeRanks, byteToChar, entities: loadEntities(join(pkgDir, 'deps/deno.land/x/html_entities@v1.0/lib/html5-entities.js')) };
+  vocabulary = {
+    encoder,
+    mergeRanks,
+    byteToChar,
+    entities: loadEntities(join(pkgDir, 'deps/deno.land/x/html_entities@v1.0/lib/html5-entities.js')),
+  };
   return vocabulary;
 }
 
@@ -67,7 +78,8 @@ function loadVocabulary(): Vocabulary {
 function loadEntities(path: string): Map<string, string> {
   const text = readFileSync(path, 'utf8');
   const map = new Map<string, string>();
-  for (const m of text.matchAll(/\["(\w+)", \[([\d, ]+)\]\]/g)) map.set(m[1], String.fromCodePoint(...m[2].split(',').map(Number)));
+  for (const m of text.matchAll(/\["(\w+)", \[([\d, ]+)\]\]/g))
+    map.set(m[1], String.fromCodePoint(...m[2].split(',').map(Number)));
   map.set('NewLine', '\n'); // the one HTML5 name the package table lacks
   return map;
 }
@@ -76,21 +88,32 @@ function loadEntities(path: string): Map<string, string> {
 // Text cleaning: Python's html.unescape, the typed-text parts of ftfy.fix_text, whitespace collapse.
 
 /** names HTML5 also accepts without the trailing ';' (the Latin-1 set plus AMP/LT/GT/QUOT/COPY/REG) */
-const LEGACY_ENTITIES = new Set(('AElig AMP Aacute Acirc Agrave Aring Atilde Auml COPY Ccedil ETH Eacute Ecirc Egrave Euml GT Iacute ' +
-  'Icirc Igrave Iuml LT Ntilde Oacute Ocirc Ograve Oslash Otilde Ouml QUOT REG THORN Uacute Ucirc Ugrave Uuml Yacute aacute ' +
-  'acirc acute aelig agrave amp aring atilde auml brvbar ccedil cedil cent copy curren deg divide eacute ecirc egrave eth ' +
-  'euml frac12 frac14 frac34 gt iacute icirc iexcl igrave iquest iuml laquo lt macr micro middot nbsp not ntilde oacute ' +
-  'ocirc ograve ordf ordm oslash otilde ouml para plusmn pound quot raquo reg sect shy sup1 sup2 sup3 szlig thorn times ' +
-  'uacute ucirc ugrave uml uuml yacute yen yuml').split(' '));
+const LEGACY_ENTITIES = new Set(
+  (
+    'AElig AMP Aacute Acirc Agrave Aring Atilde Auml COPY Ccedil ETH Eacute Ecirc Egrave Euml GT Iacute ' +
+    'Icirc Igrave Iuml LT Ntilde Oacute Ocirc Ograve Oslash Otilde Ouml QUOT REG THORN Uacute Ucirc Ugrave Uuml Yacute aacute ' +
+    'acirc acute aelig agrave amp aring atilde auml brvbar ccedil cedil cent copy curren deg divide eacute ecirc egrave eth ' +
+    'euml frac12 frac14 frac34 gt iacute icirc iexcl igrave iquest iuml laquo lt macr micro middot nbsp not ntilde oacute ' +
+    'ocirc ograve ordf ordm oslash otilde ouml para plusmn pound quot raquo reg sect shy sup1 sup2 sup3 szlig thorn times ' +
+    'uacute ucirc ugrave uml uuml yacute yen yuml'
+  ).split(' '),
+);
 
 // Windows-1252 meaning of bytes 0x80..0x9f (undefined ones stay themselves), used by html.unescape and ftfy;
 // spelled out because Node's TextDecoder lacks windows-1252 in some ICU builds
-const CP1252_C1 = '\u20ac\x81\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\x8d\u017d\x8f' +
+const CP1252_C1 =
+  '\u20ac\x81\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\x8d\u017d\x8f' +
   '\x90\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\x9d\u017e\u0178';
 
 function isInvalidCodepoint(n: number): boolean {
-  return (n >= 0x1 && n <= 0x8) || n === 0xb || (n >= 0xe && n <= 0x1f) || (n >= 0x7f && n <= 0x9f) ||
-    (n >= 0xfdd0 && n <= 0xfdef) || (n & 0xfffe) === 0xfffe;
+  return (
+    (n >= 0x1 && n <= 0x8) ||
+    n === 0xb ||
+    (n >= 0xe && n <= 0x1f) ||
+    (n >= 0x7f && n <= 0x9f) ||
+    (n >= 0xfdd0 && n <= 0xfdef) ||
+    (n & 0xfffe) === 0xfffe
+  );
 }
 
 /** Python's html.unescape: numeric references (with its Windows-1252 fix-ups) and named ones (longest prefix) */
@@ -165,17 +188,24 @@ function bpeWord(token: string, v: Vocabulary): number[] {
   const chars = [...token];
   let word = [...chars.slice(0, -1), chars[chars.length - 1] + '</w>'];
   while (word.length > 1) {
-    let best = -1, bestRank = Infinity;
+    let best = -1,
+      bestRank = Infinity;
     for (let i = 0; i + 1 < word.length; i++) {
       const r = v.mergeRanks.get(word[i] + ' ' + word[i + 1]);
-      if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
+      if (r !== undefined && r < bestRank) {
+        bestRank = r;
+        best = i;
+      }
     }
     if (best < 0) break;
-    const first = word[best], second = word[best + 1];
+    const first = word[best],
+      second = word[best + 1];
     const merged: string[] = [];
     for (let i = 0; i < word.length;) {
-      if (i + 1 < word.length && word[i] === first && word[i + 1] === second) { merged.push(first + second); i += 2; }
-      else merged.push(word[i++]);
+      if (i + 1 < word.length && word[i] === first && word[i + 1] === second) {
+        merged.push(first + second);
+        i += 2;
+      } else merged.push(word[i++]);
     }
     word = merged;
   }
@@ -220,8 +250,10 @@ function splitParentheses(s: string): string[] {
       depth++;
     } else if (ch === ')') {
       depth--;
-      if (depth === 0) { result.push(current + ')'); current = ''; }
-      else current += ch;
+      if (depth === 0) {
+        result.push(current + ')');
+        current = '';
+      } else current += ch;
     } else current += ch;
   }
   if (current) result.push(current);
@@ -247,7 +279,10 @@ function segmentWeights(s: string, weight: number): Array<[string, number]> {
       const colon = part.lastIndexOf(':');
       if (colon > 0) {
         const parsed = parsePythonFloat(part.slice(colon + 1));
-        if (parsed !== null) { w = parsed; part = part.slice(0, colon); }
+        if (parsed !== null) {
+          w = parsed;
+          part = part.slice(0, colon);
+        }
       }
       out.push(...segmentWeights(part, w));
     } else out.push([part, weight]);

@@ -15,18 +15,26 @@ const TRANSFORMER_NORM_EPS = 1e-6;
 /** Head split from the config rule: a fixed head count (SD1) or fixed channels per head (SDXL). */
 function headsFor(cfg: UNetConfig, channels: number): { heads: number; headDim: number } {
   if (cfg.numHeads !== null) {
-    if (channels % cfg.numHeads !== 0) throw new Error(`${channels} attention channels do not split into ${cfg.numHeads} heads`);
+    if (channels % cfg.numHeads !== 0)
+      throw new Error(`${channels} attention channels do not split into ${cfg.numHeads} heads`);
     return { heads: cfg.numHeads, headDim: channels / cfg.numHeads };
   }
   if (cfg.headChannels !== null) {
-    if (channels % cfg.headChannels !== 0) throw new Error(`${channels} attention channels do not split into heads of ${cfg.headChannels}`);
+    if (channels % cfg.headChannels !== 0)
+      throw new Error(`${channels} attention channels do not split into heads of ${cfg.headChannels}`);
     return { heads: channels / cfg.headChannels, headDim: cfg.headChannels };
   }
   throw new Error('UNetConfig sets neither numHeads nor headChannels');
 }
 
 /** CrossAttention: to_q on x, to_k/to_v on ctx (= x for self-attention), to_out.0 after the heads merge. */
-function crossAttention(g: GraphBuilder, p: string, x: Value, ctx: Value, split: { heads: number; headDim: number }): Value {
+function crossAttention(
+  g: GraphBuilder,
+  p: string,
+  x: Value,
+  ctx: Value,
+  split: { heads: number; headDim: number },
+): Value {
   return g.scope(p, () => {
     const q = linear(g, `${p}.to_q`, x); // [B, T, C]
     const k = linear(g, `${p}.to_k`, ctx); // [B, S, C]
@@ -52,7 +60,13 @@ function feedForward(g: GraphBuilder, p: string, x: Value): Value {
  */
 function skipLayerNorm(g: GraphBuilder, p: string, x: Value, skip: Value): { normed: Value; sum: Value } {
   return g.scope(p, () => {
-    const outs = g.node('SkipLayerNormalization', [x, skip, g.weight(key(p, 'weight')), g.weight(key(p, 'bias'))], { epsilon: new FloatAttr(1e-5) }, 4, 'com.microsoft');
+    const outs = g.node(
+      'SkipLayerNormalization',
+      [x, skip, g.weight(key(p, 'weight')), g.weight(key(p, 'bias'))],
+      { epsilon: new FloatAttr(1e-5) },
+      4,
+      'com.microsoft',
+    );
     const node = g.nodes[g.nodes.length - 1];
     node.outputs[1] = '';
     node.outputs[2] = '';
@@ -61,7 +75,13 @@ function skipLayerNorm(g: GraphBuilder, p: string, x: Value, skip: Value): { nor
 }
 
 /** BasicTransformerBlock: x += attn1(norm1 x); x += attn2(norm2 x, context); x += ff(norm3 x). */
-function transformerBlock(g: GraphBuilder, p: string, x: Value, context: Value, split: { heads: number; headDim: number }): Value {
+function transformerBlock(
+  g: GraphBuilder,
+  p: string,
+  x: Value,
+  context: Value,
+  split: { heads: number; headDim: number },
+): Value {
   if (g.fusedBlocks) {
     // the same block with each residual add folded into the next LayerNorm (two nodes fewer per block)
     return g.scope(p, () => {
@@ -83,7 +103,14 @@ function transformerBlock(g: GraphBuilder, p: string, x: Value, context: Value, 
  * SpatialTransformer at module path `p`: x [B, C, H, W], context [B, S, contextDim] -> [B, C, H, W].
  * `depth` = number of transformer_blocks.
  */
-export function spatialTransformer(g: GraphBuilder, cfg: UNetConfig, p: string, x: Value, context: Value, depth: number): Value {
+export function spatialTransformer(
+  g: GraphBuilder,
+  cfg: UNetConfig,
+  p: string,
+  x: Value,
+  context: Value,
+  depth: number,
+): Value {
   return g.scope(p, () => {
     const channels = g.weightShape(key(p, 'norm.weight'))[0];
     const split = headsFor(cfg, channels);

@@ -41,14 +41,28 @@ export interface UNetBuildOptions {
 const RES_NORM_EPS = 1e-5;
 
 /** Everything the per-block builders need. */
-interface Ctx { g: GraphBuilder; cfg: UNetConfig; emb: Value; context: Value }
+interface Ctx {
+  g: GraphBuilder;
+  cfg: UNetConfig;
+  emb: Value;
+  context: Value;
+}
 
 /** ldm ResBlock at module path p: in_layers (GN, SiLU, conv), emb_layers (SiLU, Linear), out_layers, skip. */
 function resBlock(c: Ctx, p: string, x: Value): Value {
-  return resnetBlock(c.g, {
-    norm1: `${p}.in_layers.0`, conv1: `${p}.in_layers.2`, embProj: `${p}.emb_layers.1`,
-    norm2: `${p}.out_layers.0`, conv2: `${p}.out_layers.3`, shortcut: `${p}.skip_connection`,
-  }, x, { groups: c.cfg.normGroups, eps: RES_NORM_EPS, temb: c.emb });
+  return resnetBlock(
+    c.g,
+    {
+      norm1: `${p}.in_layers.0`,
+      conv1: `${p}.in_layers.2`,
+      embProj: `${p}.emb_layers.1`,
+      norm2: `${p}.out_layers.0`,
+      conv2: `${p}.out_layers.3`,
+      shortcut: `${p}.skip_connection`,
+    },
+    x,
+    { groups: c.cfg.normGroups, eps: RES_NORM_EPS, temb: c.emb },
+  );
 }
 
 /** ResBlock, then a SpatialTransformer at `${p}.1` when the level has attention. */
@@ -63,8 +77,17 @@ function resAndAttention(c: Ctx, p: string, x: Value, depth: number): Value {
  */
 export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNetBuildOptions = {}): GraphBuilder {
   const levels = cfg.channelMult.length;
-  if (cfg.transformerDepth.length !== levels) throw new Error(`transformerDepth has ${cfg.transformerDepth.length} levels, channelMult ${levels}`);
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fp16Io: opts.fp16Io, fusedAttention: opts.fusedAttention, linear: opts.linear, fusedBlocks: opts.fusedBlocks, name: opts.name ?? 'unet' });
+  if (cfg.transformerDepth.length !== levels)
+    throw new Error(`transformerDepth has ${cfg.transformerDepth.length} levels, channelMult ${levels}`);
+  const g = new GraphBuilder({
+    weights,
+    dtype: opts.dtype ?? 'float32',
+    fp16Io: opts.fp16Io,
+    fusedAttention: opts.fusedAttention,
+    linear: opts.linear,
+    fusedBlocks: opts.fusedBlocks,
+    name: opts.name ?? 'unet',
+  });
   const p = cfg.prefix;
 
   const x = g.input('x', 'float32', ['B', cfg.inChannels, 'H', 'W']);
@@ -96,7 +119,8 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
   // middle_block: ResBlock, SpatialTransformer (when depth > 0), ResBlock
   let mid = 0;
   h = resBlock(c, `${p}middle_block.${mid++}`, h);
-  if (cfg.transformerDepthMiddle > 0) h = spatialTransformer(g, cfg, `${p}middle_block.${mid++}`, h, context, cfg.transformerDepthMiddle);
+  if (cfg.transformerDepthMiddle > 0)
+    h = spatialTransformer(g, cfg, `${p}middle_block.${mid++}`, h, context, cfg.transformerDepthMiddle);
   h = resBlock(c, `${p}middle_block.${mid++}`, h);
 
   // output_blocks: per level (deepest first) numResBlocks + 1 x (concat skip, ResBlock [+ attention]),
@@ -118,7 +142,12 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
   if (skips.length !== 0) throw new Error(`UNet left ${skips.length} skips unused: config and block layout disagree`);
 
   // out: GroupNorm, SiLU, conv 3x3
-  const out = conv2d(g, `${p}out.2`, silu(g, groupNorm(g, `${p}out.0`, h, { groups: cfg.normGroups, eps: RES_NORM_EPS })), { padding: 1 });
+  const out = conv2d(
+    g,
+    `${p}out.2`,
+    silu(g, groupNorm(g, `${p}out.0`, h, { groups: cfg.normGroups, eps: RES_NORM_EPS })),
+    { padding: 1 },
+  );
   g.output(out, 'eps', 'float32', ['B', cfg.outChannels, 'H', 'W']);
   return g;
 }

@@ -36,7 +36,20 @@ export type VaeAttentionForm = 'fused' | 'plain' | 'fused-fp16' | 'plain-fp16';
 const VAE_EPS = 1e-6; // ldm Normalize(): GroupNorm(32, eps=1e-6)
 
 function vaeResnet(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value): Value {
-  return g.scope(p, () => resnetBlock(g, { norm1: `${p}.norm1`, conv1: `${p}.conv1`, norm2: `${p}.norm2`, conv2: `${p}.conv2`, shortcut: `${p}.nin_shortcut` }, x, { groups: cfg.normGroups, eps: VAE_EPS }));
+  return g.scope(p, () =>
+    resnetBlock(
+      g,
+      {
+        norm1: `${p}.norm1`,
+        conv1: `${p}.conv1`,
+        norm2: `${p}.norm2`,
+        conv2: `${p}.conv2`,
+        shortcut: `${p}.nin_shortcut`,
+      },
+      x,
+      { groups: cfg.normGroups, eps: VAE_EPS },
+    ),
+  );
 }
 
 /** ldm AttnBlock: single-head self-attention over H*W positions; q/k/v/proj_out stored as 1x1 convs or linears. */
@@ -46,7 +59,8 @@ function vaeAttention(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value, form
     const h = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps: VAE_EPS });
     const tokens = g.op.Transpose(g.op.Reshape(h, g.constInt64([0, C, -1])), { perm: [0, 2, 1] }); // [B, HW, C]
     const [q, k, v] = ['q', 'k', 'v'].map((n) => linear(g, `${p}.${n}`, tokens));
-    const attended = form === undefined ? attention(g, q, k, v, { heads: 1, headDim: C }) : singleHeadAttention(g, q, k, v, C, form);
+    const attended =
+      form === undefined ? attention(g, q, k, v, { heads: 1, headDim: C }) : singleHeadAttention(g, q, k, v, C, form);
     const a = linear(g, `${p}.proj_out`, attended); // [B, HW, C]
     const back = g.op.Reshape(g.op.Transpose(a, { perm: [0, 2, 1] }), g.op.Shape(x)); // [B, C, H, W]
     return g.op.Add(x, back);
@@ -80,7 +94,13 @@ function midBlock(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value, form?: V
 
 /** Decoder graph: `latent` (already / scalingFactor) -> `image` in [-1, 1]. */
 export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts: VaeGraphOptions = {}): GraphBuilder {
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fusedAttention: opts.fusedAttention, linear: opts.linear, name: 'vae_decoder' });
+  const g = new GraphBuilder({
+    weights,
+    dtype: opts.dtype ?? 'float32',
+    fusedAttention: opts.fusedAttention,
+    linear: opts.linear,
+    name: 'vae_decoder',
+  });
   const p = cfg.decoderPrefix;
   let x = g.input('latent', 'float32', ['B', cfg.latentChannels, 'h', 'w']);
   x = conv2d(g, `${cfg.prefix}post_quant_conv`, x);
@@ -97,14 +117,21 @@ export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts
 
 /** Encoder graph: `image` in [-1, 1] -> `mean` of the latent distribution (unscaled). */
 export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, opts: VaeGraphOptions = {}): GraphBuilder {
-  const g = new GraphBuilder({ weights, dtype: opts.dtype ?? 'float32', fusedAttention: opts.fusedAttention, linear: opts.linear, name: 'vae_encoder' });
+  const g = new GraphBuilder({
+    weights,
+    dtype: opts.dtype ?? 'float32',
+    fusedAttention: opts.fusedAttention,
+    linear: opts.linear,
+    name: 'vae_encoder',
+  });
   const p = cfg.encoderPrefix;
   let x = g.input('image', 'float32', ['B', 3, 'H', 'W']);
   x = conv2d(g, `${p}conv_in`, x, { padding: 1 });
   for (let i = 0; i < cfg.channelMult.length; i++) {
     for (let j = 0; j < cfg.numResBlocks; j++) x = vaeResnet(g, cfg, `${p}down.${i}.block.${j}`, x);
     // ldm Downsample pads (0, 1, 0, 1) (right and bottom only), then a stride-2 conv without padding
-    if (i !== cfg.channelMult.length - 1) x = conv2d(g, `${p}down.${i}.downsample.conv`, x, { stride: 2, padding: [0, 0, 1, 1] });
+    if (i !== cfg.channelMult.length - 1)
+      x = conv2d(g, `${p}down.${i}.downsample.conv`, x, { stride: 2, padding: [0, 0, 1, 1] });
   }
   x = midBlock(g, cfg, p, x, opts.midAttention);
   x = silu(g, groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps: VAE_EPS }));

@@ -28,11 +28,18 @@ const configs = new WeakMap<SafetensorsFile, ModelConfig>();
 /** The checkpoint's detected config, memoised per open file. */
 function configOf(file: SafetensorsFile): ModelConfig {
   let c = configs.get(file);
-  if (!c) { c = detectCheckpoint(file); configs.set(file, c); }
+  if (!c) {
+    c = detectCheckpoint(file);
+    configs.set(file, c);
+  }
   return c;
 }
 
-export function weightSourceFor(checkpoint: SafetensorsFile, component: Component, loras: readonly LoraRef[]): PatchedWeightSource {
+export function weightSourceFor(
+  checkpoint: SafetensorsFile,
+  component: Component,
+  loras: readonly LoraRef[],
+): PatchedWeightSource {
   const base = safetensorsWeights(checkpoint);
   const active = loras.filter((l) => l.strength !== 0);
   if (active.length === 0) return { ...base, patchedKeys: [], unmatched: new Map() };

@@ -17,14 +17,34 @@ import { floatToHalfArray } from './half.js';
 
 export type Dim = number | string;
 export type IoType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool';
-const IO_TYPE: Record<IoType, DataTypeId> = { float32: DataType.FLOAT, float16: DataType.FLOAT16, int64: DataType.INT64, int32: DataType.INT32, bool: DataType.BOOL };
+const IO_TYPE: Record<IoType, DataTypeId> = {
+  float32: DataType.FLOAT,
+  float16: DataType.FLOAT16,
+  int64: DataType.INT64,
+  int32: DataType.INT32,
+  bool: DataType.BOOL,
+};
 
 /** Marks a number attribute as FLOAT when its name is not in FLOAT_ATTRS. */
-export class FloatAttr { constructor(readonly value: number | number[]) {} }
+export class FloatAttr {
+  constructor(readonly value: number | number[]) {}
+}
 export type AttrValue = number | number[] | string | string[] | FloatAttr | InlineTensor;
 export type Attrs = Record<string, AttrValue | undefined>;
 /** attribute names that ONNX defines as float; every other numeric attribute is written as int */
-const FLOAT_ATTRS = new Set(['epsilon', 'alpha', 'beta', 'gamma', 'momentum', 'cubic_coeff_a', 'extrapolation_value', 'lambd', 'bias', 'scale', 'value_float']);
+const FLOAT_ATTRS = new Set([
+  'epsilon',
+  'alpha',
+  'beta',
+  'gamma',
+  'momentum',
+  'cubic_coeff_a',
+  'extrapolation_value',
+  'lambd',
+  'bias',
+  'scale',
+  'value_float',
+]);
 
 /** A named value in the graph; ops take and return these. */
 export class Value {
@@ -32,9 +52,26 @@ export class Value {
 }
 
 /** An inline tensor (constant initializer or tensor attribute), already in its stored byte layout. */
-export interface InlineTensor { kind: 'tensor'; name: string; dataType: DataTypeId; dims: number[]; raw: Uint8Array }
-export interface NodeDef { opType: string; name: string; inputs: string[]; outputs: string[]; attrs: Attrs; domain: string }
-export interface IoDef { name: string; elemType: DataTypeId; shape: Dim[] | null }
+export interface InlineTensor {
+  kind: 'tensor';
+  name: string;
+  dataType: DataTypeId;
+  dims: number[];
+  raw: Uint8Array;
+}
+export interface NodeDef {
+  opType: string;
+  name: string;
+  inputs: string[];
+  outputs: string[];
+  attrs: Attrs;
+  domain: string;
+}
+export interface IoDef {
+  name: string;
+  elemType: DataTypeId;
+  shape: Dim[] | null;
+}
 
 export interface GraphOptions {
   weights?: WeightSource;
@@ -67,7 +104,10 @@ export interface GraphOptions {
 export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
 
 /** An initializer computed at serialisation time from a checkpoint tensor (e.g. a transposed copy). */
-export interface DerivedWeight { source: string; transform: 'transpose2d' }
+export interface DerivedWeight {
+  source: string;
+  transform: 'transpose2d';
+}
 
 export class GraphBuilder {
   readonly weights: WeightSource | undefined;
@@ -109,7 +149,11 @@ export class GraphBuilder {
   /** Runs fn with value/node names prefixed by `name` (a module path such as 'model.diffusion_model.input_blocks.1.0'). */
   scope<T>(name: string, fn: () => T): T {
     this.scopes.push(name.replace(/\.$/, ''));
-    try { return fn(); } finally { this.scopes.pop(); }
+    try {
+      return fn();
+    } finally {
+      this.scopes.pop();
+    }
   }
 
   /** A fresh unique name under the current scope. */
@@ -141,14 +185,26 @@ export class GraphBuilder {
     if (this.names.has(name)) throw new Error(`graph output "${name}" clashes with an existing value`);
     this.names.add(name);
     const op = isFloat && elemType !== this.floatType ? 'Cast' : 'Identity';
-    this.nodes.push({ opType: op, name: `output/${name}`, inputs: [v.name], outputs: [name], attrs: op === 'Cast' ? { to: elemType } : {}, domain: '' });
+    this.nodes.push({
+      opType: op,
+      name: `output/${name}`,
+      inputs: [v.name],
+      outputs: [name],
+      attrs: op === 'Cast' ? { to: elemType } : {},
+      domain: '',
+    });
     this.outputs.push({ name, elemType, shape });
   }
 
   hasWeight(key: string): boolean {
     if (!this.weights) return false;
     if (this.weights.has) return this.weights.has(key);
-    try { this.weights.shape(key); return true; } catch { return false; }
+    try {
+      this.weights.shape(key);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   weightShape(key: string): number[] {
@@ -193,7 +249,8 @@ export class GraphBuilder {
   /** A float constant in the compute dtype. */
   constFloat(data: ArrayLike<number>, dims: number[] = [data.length], hint = 'const'): Value {
     const f32 = Float32Array.from(data);
-    const raw = this.floatType === DataType.FLOAT16 ? new Uint8Array(floatToHalfArray(f32).buffer) : new Uint8Array(f32.buffer);
+    const raw =
+      this.floatType === DataType.FLOAT16 ? new Uint8Array(floatToHalfArray(f32).buffer) : new Uint8Array(f32.buffer);
     return this.addConstant(hint, this.floatType, dims, raw);
   }
 
@@ -216,10 +273,17 @@ export class GraphBuilder {
   /** A tensor for node attributes (e.g. ConstantOfShape's value): float in compute dtype unless int64 asked. */
   tensorAttr(data: ArrayLike<number>, type: 'float' | 'int64' = 'float', dims: number[] = [data.length]): InlineTensor {
     if (type === 'int64') {
-      return { kind: 'tensor', name: '', dataType: DataType.INT64, dims, raw: new Uint8Array(BigInt64Array.from(Array.from(data, (x) => BigInt(x))).buffer) };
+      return {
+        kind: 'tensor',
+        name: '',
+        dataType: DataType.INT64,
+        dims,
+        raw: new Uint8Array(BigInt64Array.from(Array.from(data, (x) => BigInt(x))).buffer),
+      };
     }
     const f32 = Float32Array.from(data);
-    const raw = this.floatType === DataType.FLOAT16 ? new Uint8Array(floatToHalfArray(f32).buffer) : new Uint8Array(f32.buffer);
+    const raw =
+      this.floatType === DataType.FLOAT16 ? new Uint8Array(floatToHalfArray(f32).buffer) : new Uint8Array(f32.buffer);
     return { kind: 'tensor', name: '', dataType: this.floatType, dims, raw };
   }
 

@@ -21,12 +21,12 @@ export function floatToHalf(x: number): number {
     const half = mant >>> shift;
     const rem = mant & ((1 << shift) - 1);
     const mid = 1 << (shift - 1);
-    return sign | (half + (rem > mid || (rem === mid && (half & 1)) ? 1 : 0));
+    return sign | (half + (rem > mid || (rem === mid && half & 1) ? 1 : 0));
   }
   const half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
   // rounding may carry into the exponent, which is the correct result (up to inf)
-  return sign | (half + (rem > 0x1000 || (rem === 0x1000 && (half & 1)) ? 1 : 0));
+  return sign | (half + (rem > 0x1000 || (rem === 0x1000 && half & 1) ? 1 : 0));
 }
 
 export function floatToHalfArray(src: ArrayLike<number>): Uint16Array {

@@ -24,16 +24,28 @@ const schema = {
           nested: {
             Dimension: {
               oneofs: { value: { oneof: ['dimValue', 'dimParam'] } },
-              fields: { dimValue: { type: 'int64', id: 1 }, dimParam: { type: 'string', id: 2 }, denotation: { type: 'string', id: 3 } },
+              fields: {
+                dimValue: { type: 'int64', id: 1 },
+                dimParam: { type: 'string', id: 2 },
+                denotation: { type: 'string', id: 3 },
+              },
             },
           },
         },
         TypeProto: {
           oneofs: { value: { oneof: ['tensorType'] } },
           fields: { tensorType: { type: 'Tensor', id: 1 }, denotation: { type: 'string', id: 6 } },
-          nested: { Tensor: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'TensorShapeProto', id: 2 } } } },
+          nested: {
+            Tensor: { fields: { elemType: { type: 'int32', id: 1 }, shape: { type: 'TensorShapeProto', id: 2 } } },
+          },
         },
-        ValueInfoProto: { fields: { name: { type: 'string', id: 1 }, type: { type: 'TypeProto', id: 2 }, docString: { type: 'string', id: 3 } } },
+        ValueInfoProto: {
+          fields: {
+            name: { type: 'string', id: 1 },
+            type: { type: 'TypeProto', id: 2 },
+            docString: { type: 'string', id: 3 },
+          },
+        },
         TensorProto: {
           fields: {
             dims: { rule: 'repeated', type: 'int64', id: 1 },
@@ -115,4 +127,8 @@ export const onnxProto = {
 };
 
 /** Field tags (field number << 3 | wire type 2) used when the serialiser writes initializers itself. */
-export const TAG = { MODEL_GRAPH: (7 << 3) | 2, GRAPH_INITIALIZER: (5 << 3) | 2, TENSOR_RAW_DATA: (9 << 3) | 2 } as const;
+export const TAG = {
+  MODEL_GRAPH: (7 << 3) | 2,
+  GRAPH_INITIALIZER: (5 << 3) | 2,
+  TENSOR_RAW_DATA: (9 << 3) | 2,
+} as const;

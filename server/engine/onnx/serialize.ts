@@ -26,12 +26,18 @@ export interface WriteOptions {
 
 function varintLen(n: number): number {
   let len = 1;
-  while (n >= 128) { n = Math.floor(n / 128); len++; }
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    len++;
+  }
   return len;
 }
 function varint(n: number): Uint8Array {
   const out: number[] = [];
-  while (n >= 128) { out.push((n % 128) | 128); n = Math.floor(n / 128); }
+  while (n >= 128) {
+    out.push((n % 128) | 128);
+    n = Math.floor(n / 128);
+  }
   out.push(n);
   return Uint8Array.from(out);
 }
@@ -39,11 +45,14 @@ function varint(n: number): Uint8Array {
 function attributeProto(name: string, v: Attrs[string]): Record<string, unknown> | null {
   if (v === undefined) return null;
   if (typeof v === 'string') return { name, type: AttributeType.STRING, s: Buffer.from(v, 'utf8') };
-  if (Array.isArray(v) && v.length > 0 && typeof v[0] === 'string') return { name, type: AttributeType.STRINGS, strings: (v as string[]).map((s) => Buffer.from(s, 'utf8')) };
+  if (Array.isArray(v) && v.length > 0 && typeof v[0] === 'string')
+    return { name, type: AttributeType.STRINGS, strings: (v as string[]).map((s) => Buffer.from(s, 'utf8')) };
   if (typeof v === 'object' && 'kind' in v) return { name, type: AttributeType.TENSOR, t: tensorProto(v) };
   if (isFloatAttr(name, v)) {
     const x = typeof v === 'object' && 'value' in v ? v.value : v;
-    return Array.isArray(x) ? { name, type: AttributeType.FLOATS, floats: x } : { name, type: AttributeType.FLOAT, f: x };
+    return Array.isArray(x)
+      ? { name, type: AttributeType.FLOATS, floats: x }
+      : { name, type: AttributeType.FLOAT, f: x };
   }
   return Array.isArray(v) ? { name, type: AttributeType.INTS, ints: v } : { name, type: AttributeType.INT, i: v };
 }
@@ -63,14 +72,25 @@ function encodeSkeleton(g: GraphBuilder): { head: Uint8Array; graph: Uint8Array 
   const graph = {
     name: g.name,
     node: g.nodes.map((n) => ({
-      name: n.name, opType: n.opType, domain: n.domain, input: n.inputs, output: n.outputs,
-      attribute: Object.entries(n.attrs).map(([k, v]) => attributeProto(k, v)).filter((a) => a !== null),
+      name: n.name,
+      opType: n.opType,
+      domain: n.domain,
+      input: n.inputs,
+      output: n.outputs,
+      attribute: Object.entries(n.attrs)
+        .map(([k, v]) => attributeProto(k, v))
+        .filter((a) => a !== null),
     })),
     initializer: g.constants.map(tensorProto),
     input: g.inputs.map(valueInfo),
     output: g.outputs.map(valueInfo),
   };
-  const model = { irVersion: IR_VERSION, producerName: 'tcd-studio', producerVersion: '0.1', opsetImport: opsetImports(g) };
+  const model = {
+    irVersion: IR_VERSION,
+    producerName: 'tcd-studio',
+    producerVersion: '0.1',
+    opsetImport: opsetImports(g),
+  };
   return {
     head: onnxProto.ModelProto.encode(onnxProto.ModelProto.fromObject(model)).finish(),
     graph: onnxProto.GraphProto.encode(onnxProto.GraphProto.fromObject(graph)).finish(),
@@ -84,7 +104,14 @@ function opsetImports(g: GraphBuilder): { domain: string; version: number }[] {
   return imports;
 }
 
-interface WeightPlan { name: string; shape: number[]; bytes: number; meta: Uint8Array; inlineLen: number; offset: number }
+interface WeightPlan {
+  name: string;
+  shape: number[];
+  bytes: number;
+  meta: Uint8Array;
+  inlineLen: number;
+  offset: number;
+}
 
 function planWeights(g: GraphBuilder, external: string | null): WeightPlan[] {
   const elem = g.dtype === 'float16' ? 2 : 4;
@@ -96,7 +123,11 @@ function planWeights(g: GraphBuilder, external: string | null): WeightPlan[] {
       const align = bytes >= EXTERNAL_ALIGN ? EXTERNAL_ALIGN : SMALL_ALIGN;
       offset = Math.ceil(offset / align) * align;
       msg.dataLocation = 1;
-      msg.externalData = [{ key: 'location', value: external }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(bytes) }];
+      msg.externalData = [
+        { key: 'location', value: external },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(bytes) },
+      ];
     }
     const meta = onnxProto.TensorProto.encode(onnxProto.TensorProto.fromObject(msg)).finish();
     const inlineLen = external ? meta.length : meta.length + 1 + varintLen(bytes) + bytes;
@@ -109,12 +140,18 @@ function planWeights(g: GraphBuilder, external: string | null): WeightPlan[] {
 /** Reads one weight and returns its bytes in the compute dtype. */
 function weightBytes(g: GraphBuilder, p: WeightPlan): Uint8Array {
   const data = g.readWeight(p.name);
-  if (data.length !== numel(p.shape)) throw new Error(`weight "${p.name}" has ${data.length} values, shape [${p.shape}] needs ${numel(p.shape)}`);
+  if (data.length !== numel(p.shape))
+    throw new Error(`weight "${p.name}" has ${data.length} values, shape [${p.shape}] needs ${numel(p.shape)}`);
   if (g.dtype === 'float16') return new Uint8Array(floatToHalfArray(data).buffer);
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-interface Layout { head: Uint8Array; graph: Uint8Array; graphLen: number; total: number }
+interface Layout {
+  head: Uint8Array;
+  graph: Uint8Array;
+  graphLen: number;
+  total: number;
+}
 function layout(g: GraphBuilder, plans: WeightPlan[]): Layout {
   const { head, graph } = encodeSkeleton(g);
   let graphLen = graph.length;
@@ -123,7 +160,14 @@ function layout(g: GraphBuilder, plans: WeightPlan[]): Layout {
 }
 
 /** Streams the model: write() gets the bytes in order; weights are read lazily, one at a time. */
-function emitModel(g: GraphBuilder, plans: WeightPlan[], l: Layout, external: boolean, write: (b: Uint8Array) => void, writeExternal?: (b: Uint8Array, offset: number) => void): void {
+function emitModel(
+  g: GraphBuilder,
+  plans: WeightPlan[],
+  l: Layout,
+  external: boolean,
+  write: (b: Uint8Array) => void,
+  writeExternal?: (b: Uint8Array, offset: number) => void,
+): void {
   const { head, graph, graphLen } = l;
   write(head);
   write(Uint8Array.of(TAG.MODEL_GRAPH));
@@ -135,7 +179,11 @@ function emitModel(g: GraphBuilder, plans: WeightPlan[], l: Layout, external: bo
     write(p.meta);
     const raw = weightBytes(g, p);
     if (external) writeExternal!(raw, p.offset);
-    else { write(Uint8Array.of(TAG.TENSOR_RAW_DATA)); write(varint(p.bytes)); write(raw); }
+    else {
+      write(Uint8Array.of(TAG.TENSOR_RAW_DATA));
+      write(varint(p.bytes));
+      write(raw);
+    }
   }
 }
 
@@ -144,26 +192,46 @@ export function serializeModel(g: GraphBuilder): Uint8Array {
   const plans = planWeights(g, null);
   const l = layout(g, plans);
   const total = l.total;
-  if (total > 2 ** 31 - 1) throw new Error(`model is ${total} bytes, over protobuf's 2 GB limit: use writeModel with externalData`);
+  if (total > 2 ** 31 - 1)
+    throw new Error(`model is ${total} bytes, over protobuf's 2 GB limit: use writeModel with externalData`);
   const out = new Uint8Array(total);
   let pos = 0;
-  emitModel(g, plans, l, false, (b) => { out.set(b, pos); pos += b.length; });
+  emitModel(g, plans, l, false, (b) => {
+    out.set(b, pos);
+    pos += b.length;
+  });
   if (pos !== total) throw new Error(`serialiser size mismatch (${pos} of ${total})`);
   return out;
 }
 
 /** Writes the model to `path` (and `path + '.bin'` with external data). Load it with InferenceSession.create(path). */
-export function writeModel(g: GraphBuilder, path: string, opts: WriteOptions = {}): { modelPath: string; dataPath: string | null } {
+export function writeModel(
+  g: GraphBuilder,
+  path: string,
+  opts: WriteOptions = {},
+): { modelPath: string; dataPath: string | null } {
   const elem = g.dtype === 'float16' ? 2 : 4;
   let weightTotal = 0;
   for (const s of g.weightInits.values()) weightTotal += numel(s) * elem;
-  const external = opts.externalData === 'auto' || opts.externalData === undefined ? weightTotal > 2 ** 30 : opts.externalData;
+  const external =
+    opts.externalData === 'auto' || opts.externalData === undefined ? weightTotal > 2 ** 30 : opts.externalData;
   const dataPath = external ? `${path}.bin` : null;
   const plans = planWeights(g, external ? basename(dataPath!) : null);
   const fd = openSync(path, 'w');
   const dfd = dataPath ? openSync(dataPath, 'w') : -1;
   try {
-    emitModel(g, plans, layout(g, plans), external, (b) => { writeSync(fd, b); }, (b, off) => { writeSync(dfd, b, 0, b.length, off); });
+    emitModel(
+      g,
+      plans,
+      layout(g, plans),
+      external,
+      (b) => {
+        writeSync(fd, b);
+      },
+      (b, off) => {
+        writeSync(dfd, b, 0, b.length, off);
+      },
+    );
   } finally {
     closeSync(fd);
     if (dfd >= 0) closeSync(dfd);

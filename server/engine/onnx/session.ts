@@ -9,7 +9,10 @@ import ort from 'onnxruntime-node';
 import type { Tensor } from '../tensor.js';
 
 export type Session = ort.InferenceSession;
-export interface SessionOptions { executionProviders?: string[]; intraOpNumThreads?: number }
+export interface SessionOptions {
+  executionProviders?: string[];
+  intraOpNumThreads?: number;
+}
 
 /** Feeds: float32 Tensors, or int64 ids as { shape, ids: BigInt64Array | number[] }. */
 export type Feed = Tensor | { shape: number[]; ids: BigInt64Array | number[] | Int32Array; type?: 'int64' | 'int32' };
@@ -33,7 +36,10 @@ export function toOrtFeeds(feeds: Record<string, Feed | ort.Tensor>): Record<str
 function toOrt(f: Feed): ort.Tensor {
   if ('data' in f) return new ort.Tensor('float32', f.data, f.shape);
   if (f.type === 'int32') return new ort.Tensor('int32', Int32Array.from(f.ids as ArrayLike<number>), f.shape);
-  const ids = f.ids instanceof BigInt64Array ? f.ids : BigInt64Array.from(Array.from(f.ids as ArrayLike<number>, (x) => BigInt(x)));
+  const ids =
+    f.ids instanceof BigInt64Array
+      ? f.ids
+      : BigInt64Array.from(Array.from(f.ids as ArrayLike<number>, (x) => BigInt(x)));
   return new ort.Tensor('int64', ids, f.shape);
 }
 
@@ -57,7 +63,10 @@ export async function runSession(s: Session, feeds: Record<string, Feed>): Promi
 function halfBitsToFloat(bits: Uint16Array): Float32Array {
   const out = new Float32Array(bits.length);
   for (let i = 0; i < bits.length; i++) {
-    const h = bits[i], s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    const h = bits[i],
+      s = h & 0x8000 ? -1 : 1,
+      e = (h >> 10) & 0x1f,
+      m = h & 0x3ff;
     out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
   }
   return out;

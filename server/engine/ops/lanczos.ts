@@ -23,52 +23,76 @@ function coefficients(inSize: number, outSize: number): { bounds: Int32Array; kk
   const filterscale = Math.max(scale, 1);
   const support = SUPPORT * filterscale;
   const ksize = Math.ceil(support) * 2 + 1;
-  const bounds = new Int32Array(outSize * 2), kk = new Int32Array(outSize * ksize);
+  const bounds = new Int32Array(outSize * 2),
+    kk = new Int32Array(outSize * ksize);
   const pre = new Float64Array(ksize);
   for (let xx = 0; xx < outSize; xx++) {
-    const center = (xx + 0.5) * scale, ss = 1 / filterscale;
+    const center = (xx + 0.5) * scale,
+      ss = 1 / filterscale;
     let xmin = Math.trunc(center - support + 0.5);
     if (xmin < 0) xmin = 0;
     let xmax = Math.trunc(center + support + 0.5);
     if (xmax > inSize) xmax = inSize;
     xmax -= xmin;
     let ww = 0;
-    for (let x = 0; x < xmax; x++) { const w = lanczosKernel((x + xmin - center + 0.5) * ss); pre[x] = w; ww += w; }
+    for (let x = 0; x < xmax; x++) {
+      const w = lanczosKernel((x + xmin - center + 0.5) * ss);
+      pre[x] = w;
+      ww += w;
+    }
     for (let x = 0; x < xmax; x++) {
       const v = ww !== 0 ? pre[x] / ww : pre[x];
-      kk[xx * ksize + x] = v < 0 ? Math.trunc(-0.5 + v * (1 << PRECISION_BITS)) : Math.trunc(0.5 + v * (1 << PRECISION_BITS));
+      kk[xx * ksize + x] =
+        v < 0 ? Math.trunc(-0.5 + v * (1 << PRECISION_BITS)) : Math.trunc(0.5 + v * (1 << PRECISION_BITS));
     }
-    bounds[xx * 2] = xmin; bounds[xx * 2 + 1] = xmax;
+    bounds[xx * 2] = xmin;
+    bounds[xx * 2 + 1] = xmax;
   }
   return { bounds, kk, ksize };
 }
 
-const clip8 = (ss: number) => { const v = Math.floor(ss / 2 ** PRECISION_BITS); return v < 0 ? 0 : v > 255 ? 255 : v; };
+const clip8 = (ss: number) => {
+  const v = Math.floor(ss / 2 ** PRECISION_BITS);
+  return v < 0 ? 0 : v > 255 ? 255 : v;
+};
 
 /** One 8-bit plane [h][w] resized to [oh][ow]. */
 function resizePlane(src: Uint8Array, w: number, h: number, ow: number, oh: number): Uint8Array {
-  const needH = ow !== w, needV = oh !== h;
-  const hc = coefficients(w, ow), vc = coefficients(h, oh);
-  let plane = src, pw = w, ph = h;
+  const needH = ow !== w,
+    needV = oh !== h;
+  const hc = coefficients(w, ow),
+    vc = coefficients(h, oh);
+  let plane = src,
+    pw = w,
+    ph = h;
   let vBounds = vc.bounds;
   if (needH) {
     // only the rows the vertical pass reads, as Pillow does (the bounds shift by the first row)
     const first = needV ? vc.bounds[0] : 0;
     const last = needV ? vc.bounds[oh * 2 - 2] + vc.bounds[oh * 2 - 1] : h;
-    const rows = last - first, tmp = new Uint8Array(ow * rows);
-    for (let y = 0; y < rows; y++) for (let xx = 0; xx < ow; xx++) {
-      const xmin = hc.bounds[xx * 2], xmax = hc.bounds[xx * 2 + 1];
-      let ss = 1 << (PRECISION_BITS - 1);
-      for (let x = 0; x < xmax; x++) ss += src[(y + first) * w + x + xmin] * hc.kk[xx * hc.ksize + x];
-      tmp[y * ow + xx] = clip8(ss);
+    const rows = last - first,
+      tmp = new Uint8Array(ow * rows);
+    for (let y = 0; y < rows; y++)
+      for (let xx = 0; xx < ow; xx++) {
+        const xmin = hc.bounds[xx * 2],
+          xmax = hc.bounds[xx * 2 + 1];
+        let ss = 1 << (PRECISION_BITS - 1);
+        for (let x = 0; x < xmax; x++) ss += src[(y + first) * w + x + xmin] * hc.kk[xx * hc.ksize + x];
+        tmp[y * ow + xx] = clip8(ss);
+      }
+    if (needV) {
+      vBounds = vc.bounds.slice();
+      for (let i = 0; i < oh; i++) vBounds[i * 2] -= first;
     }
-    if (needV) { vBounds = vc.bounds.slice(); for (let i = 0; i < oh; i++) vBounds[i * 2] -= first; }
-    plane = tmp; pw = ow; ph = rows;
+    plane = tmp;
+    pw = ow;
+    ph = rows;
   }
   if (!needV) return plane;
   const out = new Uint8Array(ow * oh);
   for (let yy = 0; yy < oh; yy++) {
-    const ymin = vBounds[yy * 2], ymax = vBounds[yy * 2 + 1];
+    const ymin = vBounds[yy * 2],
+      ymax = vBounds[yy * 2 + 1];
     for (let xx = 0; xx < pw; xx++) {
       let ss = 1 << (PRECISION_BITS - 1);
       for (let y = 0; y < ymax; y++) ss += plane[(y + ymin) * pw + xx] * vc.kk[yy * vc.ksize + y];
@@ -80,7 +104,8 @@ function resizePlane(src: Uint8Array, w: number, h: number, ow: number, oh: numb
 }
 
 export function lanczos(x: Tensor, width: number, height: number): Tensor {
-  const [n, c, h, w] = x.shape, out = new Float32Array(n * c * height * width);
+  const [n, c, h, w] = x.shape,
+    out = new Float32Array(n * c * height * width);
   const plane = new Uint8Array(h * w);
   for (let p = 0; p < n * c; p++) {
     for (let i = 0; i < h * w; i++) {

@@ -22,49 +22,80 @@ import type { ComponentSpec, SessionStore } from './session-store.js';
 
 export async function runComponentCall(store: SessionStore, call: Call): Promise<unknown> {
   switch (call.op) {
-    case 'encodeText': return encodeText(store, call.clip, call.text);
+    case 'encodeText':
+      return encodeText(store, call.clip, call.text);
     case 'unet': {
       const { session, weightFeeds } = await unetSession(store, call.model);
       const { config } = store.checkpoint(call.model.checkpoint);
-      if (config.unet.adm && !call.extra) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
-      const feeds: Record<string, Tensor> = { ...weightFeeds, x: call.x, t: { shape: [call.t.length], data: call.t }, context: call.context };
-      if (config.unet.adm && call.extra) { feeds.text_embeds = call.extra.textEmbeds; feeds.time_ids = call.extra.timeIds; }
+      if (config.unet.adm && !call.extra)
+        throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
+      const feeds: Record<string, Tensor> = {
+        ...weightFeeds,
+        x: call.x,
+        t: { shape: [call.t.length], data: call.t },
+        context: call.context,
+      };
+      if (config.unet.adm && call.extra) {
+        feeds.text_embeds = call.extra.textEmbeds;
+        feeds.time_ids = call.extra.timeIds;
+      }
       const t0 = performance.now();
       const eps = (await session.run(toOrtFeeds(feeds), ['eps'])).eps;
       store.recordRun('unet', performance.now() - t0);
       // on GPU providers the UNet leaves eps in a GPU buffer (for the TCD loop); a single call brings it back
       const dev = deviceTensors(store);
-      try { return await dev.download(eps); } finally { if (eps.location !== 'cpu') eps.dispose(); }
+      try {
+        return await dev.download(eps);
+      } finally {
+        if (eps.location !== 'cpu') eps.dispose();
+      }
     }
     case 'vaeDecode': {
       const session = await store.session({
-        checkpoint: call.vae.checkpoint, component: 'vae_decoder', loras: [],
+        checkpoint: call.vae.checkpoint,
+        component: 'vae_decoder',
+        loras: [],
         build: (w, cfg, dtype) => buildVaeDecoderGraph(cfg.vae, w, { dtype, ...store.graphTuning }),
       });
       return (await timedRun(store, 'vae_decoder', session, { latent: call.z })).image;
     }
     case 'vaeEncode': {
       const session = await store.session({
-        checkpoint: call.vae.checkpoint, component: 'vae_encoder', loras: [],
+        checkpoint: call.vae.checkpoint,
+        component: 'vae_encoder',
+        loras: [],
         build: (w, cfg, dtype) => buildVaeEncoderGraph(cfg.vae, w, { dtype, ...store.graphTuning }),
       });
       return (await timedRun(store, 'vae_encoder', session, { image: call.image })).mean;
     }
-    default: throw new Error(`not a component call: ${call.op}`);
+    default:
+      throw new Error(`not a component call: ${call.op}`);
   }
 }
 
 /** The UNet session of a model (LoRAs baked or fed as weight inputs, lora/session.ts). */
 /** A component of a merged model or CLIP: its weights merged when the graph is built (no LoRAs on top yet). */
-async function mergedSession(store: SessionStore, checkpoint: string, component: Component, loras: readonly LoraRef[], mergeRefs: readonly MergeRef[],
-  variant: string, build: ComponentSpec['build']): ReturnType<typeof sessionWithLoras> {
-  if (loras.some((l) => l.strength !== 0)) throw new Error('LoRAs on a merged model or CLIP are not supported yet: apply them to the merge inputs instead');
+async function mergedSession(
+  store: SessionStore,
+  checkpoint: string,
+  component: Component,
+  loras: readonly LoraRef[],
+  mergeRefs: readonly MergeRef[],
+  variant: string,
+  build: ComponentSpec['build'],
+): ReturnType<typeof sessionWithLoras> {
+  if (loras.some((l) => l.strength !== 0))
+    throw new Error('LoRAs on a merged model or CLIP are not supported yet: apply them to the merge inputs instead');
   const { file, config } = store.checkpoint(checkpoint);
   const merges = mergeRefs.map((ref) => ({ ref, file: store.checkpoint(ref.path).file }));
   // the merge inputs' identities make the graph key: a changed file or ratio is a new graph
   const key = `${variant}+merge:${JSON.stringify(mergeRefs.map((m) => ({ ...m, id: fileIdentity(m.path) })))}`;
   const session = await store.session({
-    checkpoint, component, loras: [], variant: key, build,
+    checkpoint,
+    component,
+    loras: [],
+    variant: key,
+    build,
     weights: async () => mergedWeights(file, componentPrefixes(config, component), merges),
   });
   return { session, weightFeeds: {} };
@@ -72,16 +103,25 @@ async function mergedSession(store: SessionStore, checkpoint: string, component:
 
 export async function unetSession(store: SessionStore, model: ModelRef): ReturnType<typeof sessionWithLoras> {
   if (model.merges?.length) {
-    return mergedSession(store, model.checkpoint, 'unet', model.loras, model.merges, '', (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }));
+    return mergedSession(store, model.checkpoint, 'unet', model.loras, model.merges, '', (w, cfg, dtype) =>
+      buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
+    );
   }
   return sessionWithLoras(store, {
-    checkpoint: model.checkpoint, component: 'unet', loras: model.loras,
+    checkpoint: model.checkpoint,
+    component: 'unet',
+    loras: model.loras,
     build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
   });
 }
 
 /** runSession, with its duration recorded in the store (stats().runTimings; the bench reads them). */
-async function timedRun(store: SessionStore, component: Component, session: Parameters<typeof runSession>[0], feeds: Parameters<typeof runSession>[1]) {
+async function timedRun(
+  store: SessionStore,
+  component: Component,
+  session: Parameters<typeof runSession>[0],
+  feeds: Parameters<typeof runSession>[1],
+) {
   const t0 = performance.now();
   const out = await runSession(session, feeds);
   store.recordRun(component, performance.now() - t0);
@@ -105,7 +145,8 @@ async function encodeText(store: SessionStore, clip: ClipRef, text: string): Pro
     const sel = encoderGraphOptions(config, i, clipSkip);
     const wantPooled = sel.pooled;
     const variant = `hidden-${sel.hiddenFromEnd}${sel.normHidden ? '-norm' : ''}${wantPooled ? '-pooled' : ''}`;
-    const build = (w: WeightSource, _cfg: ModelConfig, dtype: ComputeDtype) => buildTextEncoderGraph(enc, w, { dtype, ...sel });
+    const build = (w: WeightSource, _cfg: ModelConfig, dtype: ComputeDtype) =>
+      buildTextEncoderGraph(enc, w, { dtype, ...sel });
     const { session, weightFeeds } = clip.merges?.length
       ? await mergedSession(store, clip.checkpoint, component, clip.loras, clip.merges, variant, build)
       : await sessionWithLoras(store, { checkpoint: clip.checkpoint, component, loras: clip.loras, variant, build });
@@ -114,7 +155,10 @@ async function encodeText(store: SessionStore, clip: ClipRef, text: string): Pro
     const windows = weighted ? [...ids, emptyWindow(enc.padToken, ids[0].length)] : ids;
     const batch = new Int32Array(windows.length * windows[0].length);
     windows.forEach((w, k) => batch.set(w, k * w.length));
-    const out = await timedRun(store, component, session, { ...weightFeeds, ids: { shape: [windows.length, windows[0].length], ids: batch } });
+    const out = await timedRun(store, component, session, {
+      ...weightFeeds,
+      ids: { shape: [windows.length, windows[0].length], ids: batch },
+    });
     const hidden = out.hidden; // [windows (+1), 77, C]
     if (weighted) applyEmphasis(hidden, weights);
     parts.push(joinWindows(hidden, ids.length)); // [1, 77 * windows, C]
@@ -153,7 +197,8 @@ function joinWindows(hidden: Tensor, count: number): Tensor {
 function concatChannels(parts: Tensor[]): Tensor {
   if (parts.length === 1) return parts[0];
   const S = parts[0].shape[1];
-  if (parts.some((p) => p.shape[1] !== S)) throw new Error(`text encoders produced different lengths: ${parts.map((p) => p.shape[1]).join(' vs ')}`);
+  if (parts.some((p) => p.shape[1] !== S))
+    throw new Error(`text encoders produced different lengths: ${parts.map((p) => p.shape[1]).join(' vs ')}`);
   const C = parts.reduce((a, p) => a + p.shape[2], 0);
   const out = new Float32Array(S * C);
   for (let s = 0; s < S; s++) {

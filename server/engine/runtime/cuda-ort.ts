@@ -47,8 +47,9 @@ export function cudaOrtPackage(root: string, main: string | null = mainOrtPackag
  */
 export function ortRedirectImport(pkgDir: string): string {
   const entry = pathToFileURL(createRequire(join(pkgDir, 'package.json')).resolve(pkgDir)).href;
-  const hooks = `export async function resolve(s, c, next) { return s === 'onnxruntime-node' ? { url: ${JSON.stringify(entry)}, `
-    + 'shortCircuit: true } : next(s, c); }';
+  const hooks =
+    `export async function resolve(s, c, next) { return s === 'onnxruntime-node' ? { url: ${JSON.stringify(entry)}, ` +
+    'shortCircuit: true } : next(s, c); }';
   const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
   return `data:text/javascript,${encodeURIComponent(register)}`;
 }

@@ -16,7 +16,10 @@ import { serializeModel } from '../onnx/serialize.js';
 import type { Tensor } from '../tensor.js';
 import { type ExecutionProvider, type GpuTuning, latentsOnHost, loopSessionOptions } from './providers.js';
 
-interface StoreLike { ep: ExecutionProvider; tuning: Readonly<GpuTuning> }
+interface StoreLike {
+  ep: ExecutionProvider;
+  tuning: Readonly<GpuTuning>;
+}
 
 /** Identity over float32 tensors of one rank (a graph input has a fixed rank; its dims stay symbolic). */
 function identityGraph(name: string, rank: number): Uint8Array {
@@ -44,7 +47,10 @@ export class DeviceTensors {
     const key = `${this.store.ep}:${kind}:${rank}`;
     let s = this.sessions.get(key);
     if (!s) {
-      s = ort.InferenceSession.create(identityGraph(`${kind}_f32_rank${rank}`, rank), loopSessionOptions(this.store.ep, kind, this.store.tuning));
+      s = ort.InferenceSession.create(
+        identityGraph(`${kind}_f32_rank${rank}`, rank),
+        loopSessionOptions(this.store.ep, kind, this.store.tuning),
+      );
       this.sessions.set(key, s);
       s.catch(() => this.sessions.delete(key));
     }
@@ -77,6 +83,9 @@ const perStore = new WeakMap<object, DeviceTensors>();
 /** The worker's DeviceTensors for a session store (one set of copy sessions per store and provider). */
 export function deviceTensors(store: StoreLike): DeviceTensors {
   let d = perStore.get(store);
-  if (!d) { d = new DeviceTensors(store); perStore.set(store, d); }
+  if (!d) {
+    d = new DeviceTensors(store);
+    perStore.set(store, d);
+  }
   return d;
 }

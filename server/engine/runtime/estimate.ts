@@ -31,9 +31,17 @@ function dtypeBytes(dtype: ComputeDtype): number {
   return dtype === 'float16' ? 2 : 4;
 }
 
-export function componentBytes(file: SafetensorsFile, config: ModelConfig, component: Component, dtype: ComputeDtype): number {
+export function componentBytes(
+  file: SafetensorsFile,
+  config: ModelConfig,
+  component: Component,
+  dtype: ComputeDtype,
+): number {
   const n = parameterCount(file, componentPrefixes(config, component));
-  if (n === 0) throw new Error(`${file.path} has no weights for the ${component} (looked under ${componentPrefixes(config, component).join(', ')})`);
+  if (n === 0)
+    throw new Error(
+      `${file.path} has no weights for the ${component} (looked under ${componentPrefixes(config, component).join(', ')})`,
+    );
   return n * dtypeBytes(dtype);
 }
 
@@ -63,7 +71,8 @@ const attentionBytes = (tokens: number, heads: number, d: number) => 2 * heads *
 const convBytes = (channels: number, pixels: number, d: number) => 4 * channels * pixels * d;
 
 function unetPeak(u: UNetConfig, h: number, w: number, batch: number, d: number): number {
-  let peak = 0, skips = 0;
+  let peak = 0,
+    skips = 0;
   const levels = u.channelMult.length;
   for (let i = 0; i < levels; i++) {
     const ch = u.modelChannels * u.channelMult[i];
@@ -96,8 +105,12 @@ export function activationBytes(config: ModelConfig, r: AdmissionRequest): numbe
 }
 
 export class MemoryAdmissionError extends Error {
-  constructor(message: string, readonly needBytes: number, readonly budgetBytes: number,
-    readonly largest: { width: number; height: number } | null) {
+  constructor(
+    message: string,
+    readonly needBytes: number,
+    readonly budgetBytes: number,
+    readonly largest: { width: number; height: number } | null,
+  ) {
     super(message);
     this.name = 'MemoryAdmissionError';
   }
@@ -105,15 +118,20 @@ export class MemoryAdmissionError extends Error {
 
 const GiB = 1024 ** 3;
 const WHAT: Record<AdmissionOp, string> = {
-  unet: 'the UNet', vae_decode: 'the VAE decode', vae_encode: 'the VAE encode',
+  unet: 'the UNet',
+  vae_decode: 'the VAE decode',
+  vae_encode: 'the VAE encode',
 };
 
 /**
  * The largest image (multiple of 64 px) of the same aspect ratio whose activations fit `budget`, or null when even
  * 64 px does not; found by bisection on the scale.
  */
-export function largestFitting(config: ModelConfig, r: AdmissionRequest, budget: number):
-  { width: number; height: number } | null {
+export function largestFitting(
+  config: ModelConfig,
+  r: AdmissionRequest,
+  budget: number,
+): { width: number; height: number } | null {
   const side = (latent: number, s: number) => Math.max(8, Math.floor((latent * s) / 8) * 8);
   const size = (s: number) => ({ lh: side(r.latentH, s), lw: side(r.latentW, s) });
   const fits = (s: number) => {
@@ -121,8 +139,13 @@ export function largestFitting(config: ModelConfig, r: AdmissionRequest, budget:
     return activationBytes(config, { ...r, latentH: lh, latentW: lw }) <= budget;
   };
   if (!fits(8 / Math.max(r.latentH, r.latentW))) return null;
-  let lo = 0, hi = 1;
-  for (let i = 0; i < 40; i++) { const mid = (lo + hi) / 2; if (fits(mid)) lo = mid; else hi = mid; }
+  let lo = 0,
+    hi = 1;
+  for (let i = 0; i < 40; i++) {
+    const mid = (lo + hi) / 2;
+    if (fits(mid)) lo = mid;
+    else hi = mid;
+  }
   const { lh, lw } = size(lo);
   return { width: lw * 8, height: lh * 8 };
 }
@@ -135,10 +158,15 @@ export function admit(config: ModelConfig, r: AdmissionRequest, budget: number, 
   const largest = largestFitting(config, r, budget);
   const size = `${r.latentW * 8}x${r.latentH * 8}`;
   const batch = r.batch > 1 ? ` (batch ${r.batch})` : '';
-  const fit = largest ? `the largest size that fits is ${largest.width}x${largest.height}${batch}`
+  const fit = largest
+    ? `the largest size that fits is ${largest.width}x${largest.height}${batch}`
     : 'nothing of this shape fits';
   const tiled = r.op === 'vae_decode' ? ' (VAEDecodeTiled decodes large images in tiles)' : '';
   throw new MemoryAdmissionError(
     `${size} needs about ${(need / GiB).toFixed(1)} GiB of working memory in ${WHAT[r.op]} but ${where} allows ` +
-    `${(budget / GiB).toFixed(1)} GiB; ${fit}${tiled}`, need, budget, largest);
+      `${(budget / GiB).toFixed(1)} GiB; ${fit}${tiled}`,
+    need,
+    budget,
+    largest,
+  );
 }

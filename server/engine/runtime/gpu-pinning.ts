@@ -55,11 +55,15 @@ export interface PinningOptions {
 export function webgpuPinningEnv(device: number, layerDir: string | null, opts: PinningOptions = {}): PinningEnv {
   const platform = opts.platform ?? process.platform;
   if (!Number.isInteger(device) || device < 0) return { error: `GPU index must be an integer >= 0, got ${device}` };
-  if (platform !== 'linux') return { error: `WebGPU GPU pinning uses a Vulkan layer built for Linux; this is ${platform}` };
+  if (platform !== 'linux')
+    return { error: `WebGPU GPU pinning uses a Vulkan layer built for Linux; this is ${platform}` };
   if (layerDir === null || layerDir === '') {
-    return { error: `the Vulkan device-select layer is not built (run scripts/build-vulkan-layer.sh); WebGPU would use Dawn's default GPU instead of GPU ${device}` };
+    return {
+      error: `the Vulkan device-select layer is not built (run scripts/build-vulkan-layer.sh); WebGPU would use Dawn's default GPU instead of GPU ${device}`,
+    };
   }
-  if (layerDir.includes(':')) return { error: `Vulkan layer directory "${layerDir}" contains ':', the loader's path separator` };
+  if (layerDir.includes(':'))
+    return { error: `Vulkan layer directory "${layerDir}" contains ':', the loader's path separator` };
   const base = opts.base ?? {};
   return {
     env: {
@@ -67,7 +71,6 @@ export function webgpuPinningEnv(device: number, layerDir: string | null, opts: 
       VK_LOADER_LAYERS_ENABLE: joinUnique(splitList(base.VK_LOADER_LAYERS_ENABLE, ','), VULKAN_LAYER_NAME, ','),
       TCD_VULKAN_DEVICE: String(device),
       NODEVICE_SELECT: '1',
-    
     },
   };
 }
@@ -87,13 +90,18 @@ export function findVulkanLayer(projectRoot: string): string | null {
  */
 export function applyPinningEnv(env: Record<string, string>, target: NodeJS.ProcessEnv = process.env): void {
   if (target === process.env && !isMainThread) {
-    throw new Error('WebGPU GPU pinning must set the environment on the main thread: process.env writes in a worker thread do not reach the Vulkan loader');
+    throw new Error(
+      'WebGPU GPU pinning must set the environment on the main thread: process.env writes in a worker thread do not reach the Vulkan loader',
+    );
   }
   for (const [k, v] of Object.entries(env)) target[k] = v;
 }
 
 function splitList(v: string | undefined, sep: string): string[] {
-  return (v ?? '').split(sep).map((s) => s.trim()).filter(Boolean);
+  return (v ?? '')
+    .split(sep)
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** `first` then the items of `rest` (a sep-separated string or list), without repeats or empty items. */

@@ -14,7 +14,17 @@
  *   await ort.InferenceSession.create(art.kind === 'file' ? art.path : art.bytes, opts);
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, statfsSync, utimesSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  statfsSync,
+  utimesSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GraphBuilder } from '../onnx/graph.js';
@@ -25,7 +35,11 @@ export type GraphArtifact =
   /** evicted: artifacts deleted to keep the cache under its disk budget after this one was written */
   | { kind: 'file'; path: string; reused: boolean; evicted: Evicted[] };
 
-export interface FileIdentity { path: string; size: number; mtimeMs: number }
+export interface FileIdentity {
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
 
 export function fileIdentity(path: string): FileIdentity {
   const s = statSync(path);
@@ -56,10 +70,18 @@ export function builderCodeVersion(): string {
 export function graphKey(parts: unknown): string {
   const stable = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(stable);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, stable((v as Record<string, unknown>)[k])]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(
+        Object.keys(v)
+          .sort()
+          .map((k) => [k, stable((v as Record<string, unknown>)[k])]),
+      );
     return v;
   };
-  return createHash('sha256').update(JSON.stringify(stable(parts))).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(JSON.stringify(stable(parts)))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 export interface ArtifactRequest {
@@ -103,7 +125,9 @@ function touch(dir: string): void {
   try {
     const now = new Date();
     utimesSync(dir, now, now);
-  } catch { /* a read-only or vanished cache entry: recency is advisory */ }
+  } catch {
+    /* a read-only or vanished cache entry: recency is advisory */
+  }
 }
 
 /** Whether graphArtifact would reuse a file written earlier (in-memory artifacts are always rebuilt). */
@@ -138,7 +162,10 @@ export function graphArtifact(req: ArtifactRequest): GraphArtifact {
   }
   touch(dir);
   const evicted = enforceGraphCacheBudget({
-    cacheDir: req.cacheDir, budgetBytes, keep: keptKeys(req), log: req.log,
+    cacheDir: req.cacheDir,
+    budgetBytes,
+    keep: keptKeys(req),
+    log: req.log,
   });
   return { kind: 'file', path: model, reused: false, evicted };
 }
@@ -146,7 +173,11 @@ export function graphArtifact(req: ArtifactRequest): GraphArtifact {
 // ---- disk budget -------------------------------------------------------------------------------------------------
 
 /** An artifact deleted to make room. */
-export interface Evicted { key: string; bytes: number; lastUsed: Date }
+export interface Evicted {
+  key: string;
+  bytes: number;
+  lastUsed: Date;
+}
 
 const MiB = 1024 ** 2;
 const DEFAULT_FLOOR = 8 * 1024 ** 3;
@@ -175,14 +206,24 @@ export function graphCacheBudgetBytes(cacheDir: string, megabytes?: number): num
     try {
       const fs = statfsSync(existsSync(cacheDir) ? cacheDir : dirname(cacheDir));
       free = Number(fs.bavail) * Number(fs.bsize);
-    } catch { /* no statfs here (or no such parent): the floor applies */ }
-    budget = Math.max(DEFAULT_FLOOR, Math.floor((free + cacheEntries(cacheDir).reduce((n, e) => n + (e.tmp ? 0 : e.bytes), 0)) / 2));
+    } catch {
+      /* no statfs here (or no such parent): the floor applies */
+    }
+    budget = Math.max(
+      DEFAULT_FLOOR,
+      Math.floor((free + cacheEntries(cacheDir).reduce((n, e) => n + (e.tmp ? 0 : e.bytes), 0)) / 2),
+    );
     defaultBudgets.set(cacheDir, budget);
   }
   return budget;
 }
 
-interface CacheEntry { name: string; tmp: boolean; bytes: number; mtimeMs: number }
+interface CacheEntry {
+  name: string;
+  tmp: boolean;
+  bytes: number;
+  mtimeMs: number;
+}
 
 /** Sum of file sizes under `path` and the newest mtime of it and anything in it. */
 function measure(path: string): { bytes: number; newestMs: number } {
@@ -195,7 +236,9 @@ function measure(path: string): { bytes: number; newestMs: number } {
       const m = measure(join(path, name));
       bytes += m.bytes;
       newestMs = Math.max(newestMs, m.newestMs);
-    } catch { /* removed meanwhile */ }
+    } catch {
+      /* removed meanwhile */
+    }
   }
   return { bytes, newestMs };
 }
@@ -213,14 +256,19 @@ function cacheEntries(cacheDir: string): CacheEntry[] {
       const m = measure(path);
       // a writer's progress shows in its files (the .bin grows), not in the directory's own mtime
       out.push({ name, tmp, bytes: m.bytes, mtimeMs: tmp ? m.newestMs : statSync(path).mtimeMs });
-    } catch { /* removed meanwhile */ }
+    } catch {
+      /* removed meanwhile */
+    }
   }
   return out;
 }
 
 /** Deletes a cache directory: renamed out of the way first, so no reader ever sees a half-deleted artifact. */
 function remove(cacheDir: string, name: string): void {
-  const doomed = join(cacheDir, `${name.split('.tmp-')[0]}.tmp-evict-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const doomed = join(
+    cacheDir,
+    `${name.split('.tmp-')[0]}.tmp-evict-${process.pid}-${Math.random().toString(36).slice(2)}`,
+  );
   renameSync(join(cacheDir, name), doomed);
   rmSync(doomed, { recursive: true, force: true });
 }
@@ -247,8 +295,12 @@ export function enforceGraphCacheBudget(req: BudgetRequest): Evicted[] {
     if (!e.tmp || now - e.mtimeMs < STALE_TMP_MS) continue;
     try {
       rmSync(join(req.cacheDir, e.name), { recursive: true, force: true });
-      req.log?.(`graph cache: removed ${e.name}, a temporary directory untouched for ${Math.round((now - e.mtimeMs) / 60000)} min`);
-    } catch { /* another process got there first */ }
+      req.log?.(
+        `graph cache: removed ${e.name}, a temporary directory untouched for ${Math.round((now - e.mtimeMs) / 60000)} min`,
+      );
+    } catch {
+      /* another process got there first */
+    }
   }
   const artifacts = entries.filter((e) => !e.tmp).sort((a, b) => a.mtimeMs - b.mtimeMs);
   let total = artifacts.reduce((n, e) => n + e.bytes, 0);
@@ -258,12 +310,16 @@ export function enforceGraphCacheBudget(req: BudgetRequest): Evicted[] {
     if (req.keep.has(e.name)) continue;
     try {
       remove(req.cacheDir, e.name);
-    } catch { continue; /* another process evicted or is replacing it */ }
+    } catch {
+      continue; /* another process evicted or is replacing it */
+    }
     total -= e.bytes;
     owners.delete(e.name);
     evicted.push({ key: e.name, bytes: e.bytes, lastUsed: new Date(e.mtimeMs) });
-    req.log?.(`graph cache: evicted ${e.name} (${(e.bytes / MiB).toFixed(1)} MiB, last used ${new Date(e.mtimeMs).toISOString()}); `
-      + `cache now ${(total / MiB).toFixed(1)} MiB of ${Number.isFinite(req.budgetBytes) ? `${(req.budgetBytes / MiB).toFixed(1)} MiB` : 'unlimited'}`);
+    req.log?.(
+      `graph cache: evicted ${e.name} (${(e.bytes / MiB).toFixed(1)} MiB, last used ${new Date(e.mtimeMs).toISOString()}); ` +
+        `cache now ${(total / MiB).toFixed(1)} MiB of ${Number.isFinite(req.budgetBytes) ? `${(req.budgetBytes / MiB).toFixed(1)} MiB` : 'unlimited'}`,
+    );
   }
   return evicted;
 }

@@ -13,7 +13,12 @@ import { ksample } from '../sampling/ksample.js';
 import { guidedDenoiser } from '../sampling/guided-denoiser.js';
 import { inpaintDenoiser } from '../sampling/inpaint.js';
 import { cfgDenoiser, scaleInput, type DiscreteModelSampling } from '../sampling/model-sampling.js';
-import { DistilledModelSampling, denoisedFrom, modelSamplingFor, rescaledCfg } from '../sampling/model-sampling-variants.js';
+import {
+  DistilledModelSampling,
+  denoisedFrom,
+  modelSamplingFor,
+  rescaledCfg,
+} from '../sampling/model-sampling-variants.js';
 import type { Denoiser } from '../sampling/noise.js';
 import { regionalDenoiser } from '../sampling/regional.js';
 import { CFG_PP_SAMPLERS } from '../sampling/registry.js';
@@ -34,19 +39,29 @@ function nonEmpty(list: LoopCond[], what: string): LoopCond[] {
   return list;
 }
 
-export async function runKSamplerLoop(store: SessionStore, call: KSamplerLoopCall, progress: (p: StepProgress) => Promise<void>,
-  isCancelled: () => boolean): Promise<KSamplerLoopResult> {
+export async function runKSamplerLoop(
+  store: SessionStore,
+  call: KSamplerLoopCall,
+  progress: (p: StepProgress) => Promise<void>,
+  isCancelled: () => boolean,
+): Promise<KSamplerLoopResult> {
   const shape = [...call.latent.shape];
   const latent = call.latent.data;
   if (call.sigmas.length < 2) return { x: { shape, data: latent.slice() }, denoised: { shape, data: latent.slice() } };
-  if (call.noise.length !== latent.length) throw new Error(`sampleK: the initial noise has ${call.noise.length} values, the latent ${latent.length}`);
-  if (call.denoiseMask && call.denoiseMask.length !== latent.length) throw new Error('sampleK: the denoise mask must have the latent\'s size');
+  if (call.noise.length !== latent.length)
+    throw new Error(`sampleK: the initial noise has ${call.noise.length} values, the latent ${latent.length}`);
+  if (call.denoiseMask && call.denoiseMask.length !== latent.length)
+    throw new Error("sampleK: the denoise mask must have the latent's size");
   const seed = BigInt(call.seed);
   const ms = modelSamplingFor(call.sampling);
   const positive = nonEmpty(call.positive, 'positive');
   const negative = needsNegative(call) ? nonEmpty(call.negative, 'negative') : null;
   const opened: UNetBranches[] = [];
-  const open = async (conds: LoopCond[]) => { const u = await UNetBranches.open(store, call.model, conds); opened.push(u); return u; };
+  const open = async (conds: LoopCond[]) => {
+    const u = await UNetBranches.open(store, call.model, conds);
+    opened.push(u);
+    return u;
+  };
   const checked = (u: UNetBranches, at: number[]) => async (xScaled: Float32Array, t: number) => {
     if (isCancelled()) throw new LoopCancelled();
     return u.epsHost({ shape: at, data: xScaled }, t);
@@ -58,8 +73,13 @@ export async function runKSamplerLoop(store: SessionStore, call: KSamplerLoopCal
       // one entry per side: both sides in one batched UNet call
       const unet = await open(negative ? [positive[0], negative[0]] : [positive[0]]);
       guided = guidedDenoiser({
-        ms, prediction: call.sampling.prediction, eps: checked(unet, shape), cfg: call.cfg, branches: negative ? 2 : 1,
-        batch: shape[0], ...(call.rescaleCfg !== undefined ? { rescaleCfg: call.rescaleCfg } : {}),
+        ms,
+        prediction: call.sampling.prediction,
+        eps: checked(unet, shape),
+        cfg: call.cfg,
+        branches: negative ? 2 : 1,
+        batch: shape[0],
+        ...(call.rescaleCfg !== undefined ? { rescaleCfg: call.rescaleCfg } : {}),
       });
     } else {
       guided = await regionalGuidance(call, ms, shape, positive, negative, async (c) => {
@@ -69,13 +89,19 @@ export async function runKSamplerLoop(store: SessionStore, call: KSamplerLoopCal
     }
     let lastDenoised = latent;
     const x = await ksample({
-      sampler: call.sampler, sigmas: call.sigmas, cfg: call.cfg, shape, latentImage: latent,
+      sampler: call.sampler,
+      sigmas: call.sigmas,
+      cfg: call.cfg,
+      shape,
+      latentImage: latent,
       denoiser: call.denoiseMask ? inpaintDenoiser(guided, call.denoiseMask, latent, call.noise) : guided,
       initialNoise: call.noise,
       // ancestral noise: a fresh generator seeded with the same seed, like ComfyUI's default noise sampler on a CPU;
       // a distilled table (LCM/TCD patches) keeps the full one for the samplers' alpha lookups (ComfyUI's alphas_cumprod)
-      samplerNoise: new TorchGenerator(seed), modelSampling: ms instanceof DistilledModelSampling ? ms.base : ms,
-      ...(call.eta !== undefined ? { eta: call.eta } : {}), ...(call.sNoise !== undefined ? { sNoise: call.sNoise } : {}),
+      samplerNoise: new TorchGenerator(seed),
+      modelSampling: ms instanceof DistilledModelSampling ? ms.base : ms,
+      ...(call.eta !== undefined ? { eta: call.eta } : {}),
+      ...(call.sNoise !== undefined ? { sNoise: call.sNoise } : {}),
       onStep: async ({ i, total, denoised }) => {
         lastDenoised = denoised;
         // the sampler keeps using its arrays (multistep history): previews travel as copies
@@ -83,7 +109,10 @@ export async function runKSamplerLoop(store: SessionStore, call: KSamplerLoopCal
       },
     });
     const result: Tensor = { shape, data: x === latent ? x.slice() : x };
-    return { x: result, denoised: { shape, data: lastDenoised === latent || lastDenoised === x ? lastDenoised.slice() : lastDenoised } };
+    return {
+      x: result,
+      denoised: { shape, data: lastDenoised === latent || lastDenoised === x ? lastDenoised.slice() : lastDenoised },
+    };
   } finally {
     for (const u of opened) u.close();
   }
@@ -93,14 +122,24 @@ export async function runKSamplerLoop(store: SessionStore, call: KSamplerLoopCal
  * Regional guidance: each side averages its entries' denoised predictions over their regions (calc_cond_batch), then
  * cfg (or RescaleCFG) combines the sides. One UNet call per entry (the regions differ in shape).
  */
-async function regionalGuidance(call: KSamplerLoopCall, ms: DiscreteModelSampling, shape: number[], positive: LoopCond[],
-  negative: LoopCond[] | null, epsOf: (c: LoopCond) => Promise<(xScaled: Float32Array, t: number) => Promise<Float32Array[]>>): Promise<Denoiser> {
+async function regionalGuidance(
+  call: KSamplerLoopCall,
+  ms: DiscreteModelSampling,
+  shape: number[],
+  positive: LoopCond[],
+  negative: LoopCond[] | null,
+  epsOf: (c: LoopCond) => Promise<(xScaled: Float32Array, t: number) => Promise<Float32Array[]>>,
+): Promise<Denoiser> {
   const side = async (conds: LoopCond[]): Promise<Denoiser> => {
     const parts = [];
     for (const c of conds) {
       const eps = await epsOf(c);
-      const d: Denoiser = async (x, sigma) => denoisedFrom(call.sampling.prediction, ms, x, (await eps(scaleInput(x, sigma), ms.timestep(sigma)))[0], sigma);
-      parts.push({ region: c.region ?? { h: shape[2], w: shape[3], y: 0, x: 0, mult: new Float32Array(latentSize(shape)).fill(1) }, d });
+      const d: Denoiser = async (x, sigma) =>
+        denoisedFrom(call.sampling.prediction, ms, x, (await eps(scaleInput(x, sigma), ms.timestep(sigma)))[0], sigma);
+      parts.push({
+        region: c.region ?? { h: shape[2], w: shape[3], y: 0, x: 0, mult: new Float32Array(latentSize(shape)).fill(1) },
+        d,
+      });
     }
     return regionalDenoiser(parts, shape);
   };
@@ -108,7 +147,8 @@ async function regionalGuidance(call: KSamplerLoopCall, ms: DiscreteModelSamplin
   const du = negative ? await side(negative) : dc;
   const multiplier = call.rescaleCfg;
   if (multiplier === undefined || Math.abs(call.cfg - 1) <= 1e-9) return cfgDenoiser(dc, du, call.cfg);
-  return async (x, sigma) => rescaledCfg(x, await dc(x, sigma), await du(x, sigma), sigma, call.cfg, multiplier, shape[0]);
+  return async (x, sigma) =>
+    rescaledCfg(x, await dc(x, sigma), await du(x, sigma), sigma, call.cfg, multiplier, shape[0]);
 }
 
 const latentSize = (shape: number[]) => shape.reduce((a, b) => a * b, 1);

@@ -8,19 +8,36 @@
  */
 
 export type MemoryPool = 'ram' | 'vram';
-export interface Cost { pool: MemoryPool; bytes: number }
-export interface Disposable { dispose(): unknown }
+export interface Cost {
+  pool: MemoryPool;
+  bytes: number;
+}
+export interface Disposable {
+  dispose(): unknown;
+}
 export type Budget = Record<MemoryPool, number>;
 
 export class ModelTooBigError extends Error {
-  constructor(readonly model: string, readonly needed: number, readonly budget: number, readonly pool: MemoryPool) {
-    super(`${model} needs ${formatBytes(needed)} but the whole ${pool === 'ram' ? 'RAM' : 'VRAM'} budget is ${formatBytes(budget)}` +
-      ` (raise ${pool === 'ram' ? 'TCD_RAM_BUDGET_MB' : 'TCD_VRAM_BUDGET_MB'} or the engine's ${pool}BudgetMB option)`);
+  constructor(
+    readonly model: string,
+    readonly needed: number,
+    readonly budget: number,
+    readonly pool: MemoryPool,
+  ) {
+    super(
+      `${model} needs ${formatBytes(needed)} but the whole ${pool === 'ram' ? 'RAM' : 'VRAM'} budget is ${formatBytes(budget)}` +
+        ` (raise ${pool === 'ram' ? 'TCD_RAM_BUDGET_MB' : 'TCD_VRAM_BUDGET_MB'} or the engine's ${pool}BudgetMB option)`,
+    );
     this.name = 'ModelTooBigError';
   }
 }
 
-interface Entry<V> { key: string; name: string; cost: Cost; value: V }
+interface Entry<V> {
+  key: string;
+  name: string;
+  cost: Cost;
+  value: V;
+}
 
 export class ModelCache<V extends Disposable> {
   /** Map iteration order is insertion order; a hit re-inserts, so the first entry is the least recently used. */
@@ -29,7 +46,10 @@ export class ModelCache<V extends Disposable> {
   /** names of evicted models, oldest first (kept short; tests and logs read it) */
   readonly evictions: string[] = [];
 
-  constructor(readonly budget: Budget, private onEvict?: (name: string, cost: Cost) => void) {}
+  constructor(
+    readonly budget: Budget,
+    private onEvict?: (name: string, cost: Cost) => void,
+  ) {}
 
   used(pool: MemoryPool): number {
     let n = 0;
@@ -38,8 +58,12 @@ export class ModelCache<V extends Disposable> {
   }
 
   /** keys from least to most recently used */
-  keys(): string[] { return [...this.entries.keys()]; }
-  has(key: string): boolean { return this.entries.has(key); }
+  keys(): string[] {
+    return [...this.entries.keys()];
+  }
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
 
   /** Returns the cached value (marking it most recent) or loads it, evicting the least recently used first. */
   async acquire(key: string, cost: Cost, name: string, load: () => Promise<V>): Promise<V> {

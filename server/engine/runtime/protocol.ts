@@ -12,14 +12,27 @@ import type { LoraRef, MergeRef, ModelRef } from '../types.js';
 import type { ExecutionProvider } from './providers.js';
 
 /** Text encoder(s) of a checkpoint. clipSkip counts layers from the end: -1 = last (with final norm), -2 = penultimate. */
-export interface ClipRef { checkpoint: string; loras: LoraRef[]; clipSkip?: number; merges?: MergeRef[] }
+export interface ClipRef {
+  checkpoint: string;
+  loras: LoraRef[];
+  clipSkip?: number;
+  merges?: MergeRef[];
+}
 
-export interface VaeRef { checkpoint: string }
+export interface VaeRef {
+  checkpoint: string;
+}
 
-export interface UNetExtra { textEmbeds: Tensor; timeIds: Tensor }
+export interface UNetExtra {
+  textEmbeds: Tensor;
+  timeIds: Tensor;
+}
 
 /** One conditioning branch of a sampling loop: the UNet's context (and SDXL's pooled embeds and time ids). */
-export interface CondBranch { context: Tensor; extra?: UNetExtra }
+export interface CondBranch {
+  context: Tensor;
+  extra?: UNetExtra;
+}
 
 /**
  * A whole TCD denoising loop run inside the worker (tcd-loop.ts), so latents and conditioning stay where the UNet
@@ -49,7 +62,9 @@ export interface TcdLoopCall {
  * (several entries, areas, masks) its region of the latent with the weights (its context is then at the region's
  * shape). Further per-entry extras (timestep range, ControlNet) belong here too; ksampler-loop.ts applies them.
  */
-export interface LoopCond extends CondBranch { region?: Region }
+export interface LoopCond extends CondBranch {
+  region?: Region;
+}
 
 /**
  * A whole KSampler / KSamplerAdvanced / SamplerCustom run inside the worker (ksampler-loop.ts): ComfyUI's wrapper
@@ -89,10 +104,17 @@ export interface KSamplerLoopCall {
   previews: boolean;
 }
 
-export interface KSamplerLoopResult { x: Tensor; denoised: Tensor }
+export interface KSamplerLoopResult {
+  x: Tensor;
+  denoised: Tensor;
+}
 
 /** What a sampling loop reports after each step. */
-export interface StepProgress { step: number; total: number; preview?: Tensor }
+export interface StepProgress {
+  step: number;
+  total: number;
+  preview?: Tensor;
+}
 
 export type Call =
   | { op: 'encodeText'; clip: ClipRef; text: string }
@@ -109,9 +131,16 @@ export type Call =
   | { op: 'debug'; action: 'env'; name: string };
 
 /** What { op: 'debug', action: 'env' } returns: where the worker runs and what it sees. */
-export interface WorkerEnvProbe { pid: number; isolation: 'thread' | 'process'; value: string | null }
+export interface WorkerEnvProbe {
+  pid: number;
+  isolation: 'thread' | 'process';
+  value: string | null;
+}
 
-export interface EncodedText { context: Tensor; pooled: Tensor | null }
+export interface EncodedText {
+  context: Tensor;
+  pooled: Tensor | null;
+}
 
 export interface RuntimeStats {
   ep: ExecutionProvider;
@@ -133,16 +162,23 @@ export interface RuntimeStats {
   runTimings: { component: string; ms: number }[];
 }
 
-export interface Request { id: number; call: Call }
+export interface Request {
+  id: number;
+  call: Call;
+}
 
 /** Asks the worker to stop the call `cancel` at its next step boundary (handled at once, not queued). */
-export interface CancelRequest { cancel: number }
+export interface CancelRequest {
+  cancel: number;
+}
 
 /**
  * The main thread got the last progress of call `ack`. A loop starts its next step only after the previous step's
  * ack, so it never runs ahead of what the caller has seen (progress stays live, an interrupt lands within a step).
  */
-export interface ProgressAck { ack: number }
+export interface ProgressAck {
+  ack: number;
+}
 
 export type WorkerMessage = Request | CancelRequest | ProgressAck;
 
@@ -177,13 +213,20 @@ export interface WorkerInit {
 export function describeCall(call: Call): string {
   const base = (p: string) => p.split(/[\\/]/).pop() ?? p;
   switch (call.op) {
-    case 'encodeText': return `text encoder of ${base(call.clip.checkpoint)}`;
-    case 'unet': return `unet of ${base(call.model.checkpoint)}`;
-    case 'sampleTcd': return `TCD sampling loop of ${base(call.model.checkpoint)}`;
-    case 'sampleK': return `${call.sampler} sampling loop of ${base(call.model.checkpoint)}`;
-    case 'vaeDecode': return `vae decoder of ${base(call.vae.checkpoint)}`;
-    case 'vaeEncode': return `vae encoder of ${base(call.vae.checkpoint)}`;
-    default: return call.op;
+    case 'encodeText':
+      return `text encoder of ${base(call.clip.checkpoint)}`;
+    case 'unet':
+      return `unet of ${base(call.model.checkpoint)}`;
+    case 'sampleTcd':
+      return `TCD sampling loop of ${base(call.model.checkpoint)}`;
+    case 'sampleK':
+      return `${call.sampler} sampling loop of ${base(call.model.checkpoint)}`;
+    case 'vaeDecode':
+      return `vae decoder of ${base(call.vae.checkpoint)}`;
+    case 'vaeEncode':
+      return `vae encoder of ${base(call.vae.checkpoint)}`;
+    default:
+      return call.op;
   }
 }
 

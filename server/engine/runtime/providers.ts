@@ -13,7 +13,10 @@ import type { VaeAttentionForm } from '../model/vae.js';
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cuda'];
 
-export interface BackendInfo { name: string; bundled: boolean }
+export interface BackendInfo {
+  name: string;
+  bundled: boolean;
+}
 
 /** What the user asks for: one provider, or 'auto' (cuda when it loads, else webgpu, else cpu). */
 export type ProviderRequest = ExecutionProvider | 'auto';
@@ -82,14 +85,16 @@ export async function settleProvider(request: string | undefined, m: ProviderPro
   const first = chooseProvider(request, m.supported);
   const cudaWhyNot = async (): Promise<string | null> => {
     if (!m.supported.some((b) => b.name === 'cuda')) return 'not in this onnxruntime-node build';
-    return m.cudaMissing() ?? await m.probe('cuda');
+    return m.cudaMissing() ?? (await m.probe('cuda'));
   };
   if (first.requested === 'auto') {
     const passed: string[] = [];
     const cuda = await cudaWhyNot();
     if (cuda === null) return { ep: 'cuda', requested: 'auto', reason: 'CUDA provider loads' };
     passed.push(`cuda: ${cuda}`);
-    const webgpu = m.supported.some((b) => b.name === 'webgpu') ? await m.probe('webgpu') : 'not in this onnxruntime-node build';
+    const webgpu = m.supported.some((b) => b.name === 'webgpu')
+      ? await m.probe('webgpu')
+      : 'not in this onnxruntime-node build';
     if (webgpu === null) return { ep: 'webgpu', requested: 'auto', reason: passed.join('; ') };
     passed.push(`webgpu: ${webgpu}`);
     return { ep: 'cpu', requested: 'auto', reason: passed.join('; ') };
@@ -166,8 +171,15 @@ export interface GpuTuning {
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
-  layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null,
-  linear: 'matmul', lora: 'bake', vaeAttention: 'fused', fusedBlocks: true,
+  layout: 'NHWC',
+  fusedAttention: true,
+  graphCapture: false,
+  bufferCache: 'bucket',
+  profileDir: null,
+  linear: 'matmul',
+  lora: 'bake',
+  vaeAttention: 'fused',
+  fusedBlocks: true,
 };
 
 /**
@@ -175,7 +187,12 @@ export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
  * (when tuned on), the tuned linear form and VAE mid-block attention; CPU graphs stay the plain reference form the
  * fixtures were matched with. Part of the graph cache key.
  */
-export interface GraphTuning { fusedAttention: boolean; linear: LinearForm; midAttention?: VaeAttentionForm; fusedBlocks?: boolean }
+export interface GraphTuning {
+  fusedAttention: boolean;
+  linear: LinearForm;
+  midAttention?: VaeAttentionForm;
+  fusedBlocks?: boolean;
+}
 
 export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): GraphTuning {
   if (!isGpu(ep)) return { fusedAttention: false, linear: 'gemm-transb' };
@@ -197,24 +214,40 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
  * - cpu: the memory arena and memory patterns pay off because the same shapes repeat every sampling step.
  * - tuning.profileDir turns on ORT profiling (one JSON per session); tuning.graphCapture ORT graph capture.
  */
-export function sessionOptionsFor(ep: ExecutionProvider, component: Component, family: ModelFamily,
-  tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): InferenceSession.SessionOptions {
+export function sessionOptionsFor(
+  ep: ExecutionProvider,
+  component: Component,
+  family: ModelFamily,
+  tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING,
+): InferenceSession.SessionOptions {
   const convHeavy = component === 'unet' || component.startsWith('vae_');
   const common = {
     graphOptimizationLevel: 'all' as const,
     executionMode: 'sequential' as const,
     logSeverityLevel: 3 as const, // errors only: ORT's warnings about unused initializers are noise here
     logId: `${family}:${component}`,
-    ...(tuning.profileDir ? { enableProfiling: true, profileFilePrefix: `${tuning.profileDir}/${ep}-${family}-${component}` } : {}),
+    ...(tuning.profileDir
+      ? { enableProfiling: true, profileFilePrefix: `${tuning.profileDir}/${ep}-${family}-${component}` }
+      : {}),
   };
   switch (ep) {
     case 'cpu':
-      return { ...common, executionProviders: [{ name: 'cpu', useArena: true }], enableCpuMemArena: true, enableMemPattern: true };
+      return {
+        ...common,
+        executionProviders: [{ name: 'cpu', useArena: true }],
+        enableCpuMemArena: true,
+        enableMemPattern: true,
+      };
     case 'webgpu':
       return {
         ...common,
         executionProviders: [
-          { name: 'webgpu', preferredLayout: convHeavy ? tuning.layout : 'NCHW', storageBufferCacheMode: tuning.bufferCache, validationMode: 'basic' },
+          {
+            name: 'webgpu',
+            preferredLayout: convHeavy ? tuning.layout : 'NCHW',
+            storageBufferCacheMode: tuning.bufferCache,
+            validationMode: 'basic',
+          },
           'cpu',
         ],
         enableMemPattern: false, // shapes vary between calls (batch, resolution, prompt length)
@@ -225,7 +258,9 @@ export function sessionOptionsFor(ep: ExecutionProvider, component: Component, f
       // onnxruntime-node takes only deviceId for CUDA, and binds GPU outputs only for WebGPU: a 'gpu-buffer'
       // output location fails every CUDA run ("Failed to find allocator"), so outputs come back to the CPU
       return {
-        ...common, executionProviders: [{ name: 'cuda', deviceId: tuning.deviceId ?? 0 }, 'cpu'], enableMemPattern: false,
+        ...common,
+        executionProviders: [{ name: 'cuda', deviceId: tuning.deviceId ?? 0 }, 'cpu'],
+        enableMemPattern: false,
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
   }
@@ -244,16 +279,30 @@ export type LoopGraph = 'upload' | 'download' | 'step';
  * are single Identity nodes, kept as they are (no graph optimisation).
  * Example: loopSessionOptions('webgpu', 'step') // preferredOutputLocation 'gpu-buffer'
  */
-export function loopSessionOptions(ep: ExecutionProvider, graph: LoopGraph, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): InferenceSession.SessionOptions {
+export function loopSessionOptions(
+  ep: ExecutionProvider,
+  graph: LoopGraph,
+  tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING,
+): InferenceSession.SessionOptions {
   if (latentsOnHost(ep)) ep = 'cpu'; // the loop's small graphs run where its latents are
   const common = {
-    graphOptimizationLevel: graph === 'step' ? 'all' as const : 'disabled' as const,
+    graphOptimizationLevel: graph === 'step' ? ('all' as const) : ('disabled' as const),
     executionMode: 'sequential' as const,
     logSeverityLevel: 3 as const,
     logId: `loop:${graph}`,
   };
   if (ep === 'cpu') return { ...common, executionProviders: ['cpu'] };
-  const location = graph === 'download' ? 'cpu' as const : 'gpu-buffer' as const;
-  const provider = { name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: tuning.bufferCache, validationMode: 'basic' };
-  return { ...common, executionProviders: [provider, 'cpu'], enableMemPattern: false, preferredOutputLocation: location };
+  const location = graph === 'download' ? ('cpu' as const) : ('gpu-buffer' as const);
+  const provider = {
+    name: 'webgpu',
+    preferredLayout: 'NCHW',
+    storageBufferCacheMode: tuning.bufferCache,
+    validationMode: 'basic',
+  };
+  return {
+    ...common,
+    executionProviders: [provider, 'cpu'],
+    enableMemPattern: false,
+    preferredOutputLocation: location,
+  };
 }

@@ -16,13 +16,29 @@ import { serializeModel } from '../onnx/serialize.js';
 import type { WeightSource } from '../onnx/weights.js';
 import { weightSourceFor } from '../model/weights.js';
 import { componentBytes } from './estimate.js';
-import { artifactCached, builderCodeVersion, fileIdentity, graphArtifact, graphCacheBudgetBytes, graphKey } from './graph-cache.js';
+import {
+  artifactCached,
+  builderCodeVersion,
+  fileIdentity,
+  graphArtifact,
+  graphCacheBudgetBytes,
+  graphKey,
+} from './graph-cache.js';
 import { ModelCache } from './model-cache.js';
 import type { Component, ComputeDtype, LoraRef } from '../types.js';
 import type { RuntimeStats, WorkerInit } from './protocol.js';
 import {
-  type ExecutionProvider, type GpuTuning, type GraphTuning, ProviderUnusable, computeDtypeFor,
-  describeChoice, DEFAULT_GPU_TUNING, graphTuningFor, isGpu, sessionOptionsFor, settleProvider,
+  type ExecutionProvider,
+  type GpuTuning,
+  type GraphTuning,
+  ProviderUnusable,
+  computeDtypeFor,
+  describeChoice,
+  DEFAULT_GPU_TUNING,
+  graphTuningFor,
+  isGpu,
+  sessionOptionsFor,
+  settleProvider,
 } from './providers.js';
 import { cudaProblemsHere, describeCudaProblems } from './cuda-check.js';
 
@@ -41,10 +57,18 @@ export interface ComponentSpec {
   weights?: () => Promise<WeightSource>;
 }
 
-interface Loaded { session: ort.InferenceSession; dispose(): Promise<void> }
+interface Loaded {
+  session: ort.InferenceSession;
+  dispose(): Promise<void>;
+}
 
 /** How long one component took to become a session: graph (build + serialise, or reuse) and session creation. */
-export interface LoadTiming { name: string; graphMs: number; sessionMs: number; reused: boolean }
+export interface LoadTiming {
+  name: string;
+  graphMs: number;
+  sessionMs: number;
+  reused: boolean;
+}
 
 /** Thrown inside a load when a GPU provider failed; the store switches to CPU and retries once. */
 class ProviderFailed extends Error {}
@@ -61,8 +85,12 @@ export class SessionStore {
   readonly tuning: GpuTuning;
 
   /** `strict`: the provider was asked for by name and must not fall back to the CPU (--ep cuda) */
-  private constructor(private init: WorkerInit, public ep: ExecutionProvider, private log: (line: string) => void,
-    private strict = false) {
+  private constructor(
+    private init: WorkerInit,
+    public ep: ExecutionProvider,
+    private log: (line: string) => void,
+    private strict = false,
+  ) {
     this.tuning = { ...DEFAULT_GPU_TUNING, ...init.tuning, deviceId: init.device ?? 0 };
     this.cache = new ModelCache<Loaded>({ ram: init.ramBudget, vram: init.vramBudget });
   }
@@ -74,7 +102,10 @@ export class SessionStore {
   static async start(init: WorkerInit, log: (line: string) => void): Promise<SessionStore> {
     const choice = await settleProvider(init.ep, {
       supported: ort.listSupportedBackends(),
-      cudaMissing: () => { const p = cudaProblemsHere(process.env, init.ortPackage); return p.length ? describeCudaProblems(p).replace(/\n/g, '; ') : null; },
+      cudaMissing: () => {
+        const p = cudaProblemsHere(process.env, init.ortPackage);
+        return p.length ? describeCudaProblems(p).replace(/\n/g, '; ') : null;
+      },
       probe,
     });
     if (choice.ep !== 'cpu' || choice.reason !== null) log(describeChoice(choice));
@@ -128,14 +159,27 @@ export class SessionStore {
     const loras = spec.loras.map((l) => ({ path: l.path, strength: l.strength }));
     // the text encoders are built the same on every provider: GPU graph knobs do not make them new graphs
     const graph = spec.component.startsWith('text_encoder') ? {} : this.graphTuning;
-    const key = JSON.stringify({ checkpoint: spec.checkpoint, component: spec.component, variant, loras, dtype, ep, graph });
+    const key = JSON.stringify({
+      checkpoint: spec.checkpoint,
+      component: spec.component,
+      variant,
+      loras,
+      dtype,
+      ep,
+      graph,
+    });
     const name = `${config.family} ${spec.component.replace(/_/g, ' ')}${variant ? ` (${variant})` : ''} of ${basename(spec.checkpoint)}`;
     return this.cache.acquire(key, { pool: isGpu(ep) ? 'vram' : 'ram', bytes }, name, async () => {
       const t0 = performance.now();
       const request = {
         cacheDir: this.init.cacheDir,
         key: graphKey({
-          code: builderCodeVersion(), checkpoint: fileIdentity(spec.checkpoint), component: spec.component, variant, dtype, graph,
+          code: builderCodeVersion(),
+          checkpoint: fileIdentity(spec.checkpoint),
+          component: spec.component,
+          variant,
+          dtype,
+          graph,
           loras: spec.loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
         }),
         externalize: bytes >= this.init.externalDataMinBytes,
@@ -145,7 +189,8 @@ export class SessionStore {
       const artifact = graphArtifact({
         ...request,
         build: () => spec.build(source ?? weightSourceFor(file, spec.component, spec.loras), config, dtype),
-        inUse: { owner: key, loaded: () => this.cache.keys() }, log: this.log, // disk budget: spare loaded graphs
+        inUse: { owner: key, loaded: () => this.cache.keys() },
+        log: this.log, // disk budget: spare loaded graphs
         budgetBytes: graphCacheBudgetBytes(this.init.cacheDir, this.init.graphCacheMB),
       });
       if (artifact.kind === 'file' && artifact.reused) this.graphsReused++;
@@ -154,14 +199,20 @@ export class SessionStore {
       let session: ort.InferenceSession;
       try {
         const options = sessionOptionsFor(ep, spec.component, config.family, this.tuning);
-        session = artifact.kind === 'file'
-          ? await ort.InferenceSession.create(artifact.path, options)
-          : await ort.InferenceSession.create(artifact.bytes, options);
+        session =
+          artifact.kind === 'file'
+            ? await ort.InferenceSession.create(artifact.path, options)
+            : await ort.InferenceSession.create(artifact.bytes, options);
       } catch (e) {
         if (ep !== 'cpu') throw new ProviderFailed(`creating the ${name} session failed: ${(e as Error).message}`);
         throw e;
       }
-      this.loadTimings.push({ name, graphMs: t1 - t0, sessionMs: performance.now() - t1, reused: artifact.kind === 'file' && artifact.reused });
+      this.loadTimings.push({
+        name,
+        graphMs: t1 - t0,
+        sessionMs: performance.now() - t1,
+        reused: artifact.kind === 'file' && artifact.reused,
+      });
       const profiling = this.tuning.profileDir !== null;
       return {
         session,
@@ -182,11 +233,18 @@ export class SessionStore {
 
   stats(): RuntimeStats {
     return {
-      ep: this.ep, ortVersion: ort.env.versions.node ?? ort.env.versions.common, loaded: this.cache.keys(), evictions: [...this.cache.evictions],
-      ramUsed: this.cache.used('ram'), vramUsed: this.cache.used('vram'),
-      ramBudget: this.init.ramBudget, vramBudget: this.init.vramBudget,
-      graphsBuilt: this.graphsBuilt, graphsReused: this.graphsReused,
-      loadTimings: [...this.loadTimings], runTimings: [...this.runTimings],
+      ep: this.ep,
+      ortVersion: ort.env.versions.node ?? ort.env.versions.common,
+      loaded: this.cache.keys(),
+      evictions: [...this.cache.evictions],
+      ramUsed: this.cache.used('ram'),
+      vramUsed: this.cache.used('vram'),
+      ramBudget: this.init.ramBudget,
+      vramBudget: this.init.vramBudget,
+      graphsBuilt: this.graphsBuilt,
+      graphsReused: this.graphsReused,
+      loadTimings: [...this.loadTimings],
+      runTimings: [...this.runTimings],
     };
   }
 

@@ -20,11 +20,18 @@ import type { SessionStore } from './session-store.js';
 
 const stepSessions = new Map<string, Promise<ort.InferenceSession>>();
 
-function stepSession(store: SessionStore, guided: boolean, predictionType: TcdLoopCall['predictionType']): Promise<ort.InferenceSession> {
+function stepSession(
+  store: SessionStore,
+  guided: boolean,
+  predictionType: TcdLoopCall['predictionType'],
+): Promise<ort.InferenceSession> {
   const key = `${store.ep}:${predictionType}:${guided}`;
   let s = stepSessions.get(key);
   if (!s) {
-    s = ort.InferenceSession.create(serializeModel(buildTcdStepGraph({ guided, predictionType })), loopSessionOptions(store.ep, 'step', store.tuning));
+    s = ort.InferenceSession.create(
+      serializeModel(buildTcdStepGraph({ guided, predictionType })),
+      loopSessionOptions(store.ep, 'step', store.tuning),
+    );
     stepSessions.set(key, s);
     s.catch(() => stepSessions.delete(key));
   }
@@ -40,20 +47,35 @@ export async function releaseLoopSessions(): Promise<void> {
 
 /** Thrown when the caller cancelled the loop; the executor reports the prompt as interrupted. */
 export class LoopCancelled extends Error {
-  constructor() { super('Processing interrupted'); this.name = 'InterruptedError'; }
+  constructor() {
+    super('Processing interrupted');
+    this.name = 'InterruptedError';
+  }
 }
 
 const scalar = (v: number) => new ort.Tensor('float32', Float32Array.of(v), [1]);
 
-export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progress: (p: StepProgress) => Promise<void>, isCancelled: () => boolean): Promise<Tensor> {
+export async function runTcdLoop(
+  store: SessionStore,
+  call: TcdLoopCall,
+  progress: (p: StepProgress) => Promise<void>,
+  isCancelled: () => boolean,
+): Promise<Tensor> {
   const n = call.timesteps.length;
-  const shape = call.x.shape, size = call.x.data.length, batch = shape[0];
+  const shape = call.x.shape,
+    size = call.x.data.length,
+    batch = shape[0];
   const noisySteps = call.eta > 0 ? n - 1 : 0;
-  if (call.noises.length !== noisySteps) throw new Error(`sampleTcd: ${noisySteps} noise draws needed (eta ${call.eta}, ${n} steps), got ${call.noises.length}`);
-  if (call.noises.some((z) => z.length !== size)) throw new Error('sampleTcd: every noise draw must have the latent\'s size');
+  if (call.noises.length !== noisySteps)
+    throw new Error(
+      `sampleTcd: ${noisySteps} noise draws needed (eta ${call.eta}, ${n} steps), got ${call.noises.length}`,
+    );
+  if (call.noises.some((z) => z.length !== size))
+    throw new Error("sampleTcd: every noise draw must have the latent's size");
   const { config } = store.checkpoint(call.model.checkpoint);
   const branches: CondBranch[] = call.negative ? [call.positive, call.negative] : [call.positive];
-  if (config.unet.adm && branches.some((b) => !b.extra)) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
+  if (config.unet.adm && branches.some((b) => !b.extra))
+    throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
 
   // conditioning goes up once; CFG is one batched UNet call where latents live on the host (unet-branches.ts)
   const unet = await UNetBranches.open(store, call.model, branches);
@@ -61,7 +83,11 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
   const dev = deviceTensors(store);
   const capture = store.tuning.graphCapture && !latentsOnHost(store.ep);
   const owned: ort.Tensor[] = []; // device copies made here, disposed at the end
-  const up = async (t: Tensor) => { const d = await dev.upload(t); owned.push(d); return d; };
+  const up = async (t: Tensor) => {
+    const d = await dev.upload(t);
+    owned.push(d);
+    return d;
+  };
   const zeros = await up({ shape, data: new Float32Array(size) });
   let x = await dev.upload(call.x);
   try {
@@ -77,7 +103,9 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
       const values = [sc.sqrtAlpha, sc.sqrtBeta, sc.sqrtAlphaS, sc.sqrtBetaS, sc.keep, sc.noiseScale, call.cfg];
       const feeds: Record<string, ort.Tensor> = { x, pos: eps[0], noise };
       if (eps.length === 2) feeds.neg = eps[1];
-      TCD_STEP_SCALARS.forEach((name, k) => { feeds[name] = scalar(values[k]); });
+      TCD_STEP_SCALARS.forEach((name, k) => {
+        feeds[name] = scalar(values[k]);
+      });
       const t0 = performance.now();
       // every output is fetched (GPU outputs are bound together); pns comes down only for previews and the end
       const out = await step.run(feeds);
@@ -90,7 +118,11 @@ export async function runTcdLoop(store: SessionStore, call: TcdLoopCall, progres
         dispose(out.prev);
         const result = await dev.download(out.pns);
         dispose(out.pns);
-        await progress({ step: i, total: n, ...(call.previews ? { preview: { shape: [...shape], data: result.data.slice() } } : {}) });
+        await progress({
+          step: i,
+          total: n,
+          ...(call.previews ? { preview: { shape: [...shape], data: result.data.slice() } } : {}),
+        });
         return { shape: [...shape], data: result.data };
       }
       x = out.prev;

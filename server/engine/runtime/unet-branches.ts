@@ -25,23 +25,35 @@ export function concatBatch(parts: readonly Tensor[]): Tensor {
   const tail = parts[0].shape.slice(1);
   const data = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
   let off = 0;
-  for (const p of parts) { data.set(p.data, off); off += p.data.length; }
+  for (const p of parts) {
+    data.set(p.data, off);
+    off += p.data.length;
+  }
   return { shape: [parts.reduce((n, p) => n + p.shape[0], 0), ...tail], data };
 }
 
-const sameShape = (a: Tensor, b: Tensor) => a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+const sameShape = (a: Tensor, b: Tensor) =>
+  a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
 
 /** Whether branches can share one batched UNet call: same context (and SDXL extras) shapes. */
 export function batchable(branches: readonly CondBranch[]): boolean {
   if (branches.length < 2) return false;
   const [a] = branches;
-  return branches.every((b) => sameShape(b.context, a.context) && !!b.extra === !!a.extra
-    && (!b.extra || (sameShape(b.extra.textEmbeds, a.extra!.textEmbeds) && sameShape(b.extra.timeIds, a.extra!.timeIds))));
+  return branches.every(
+    (b) =>
+      sameShape(b.context, a.context) &&
+      !!b.extra === !!a.extra &&
+      (!b.extra ||
+        (sameShape(b.extra.textEmbeds, a.extra!.textEmbeds) && sameShape(b.extra.timeIds, a.extra!.timeIds))),
+  );
 }
 
 function condFeeds(b: { context: Tensor; extra?: CondBranch['extra'] }, adm: boolean): Record<string, Tensor> {
   const f: Record<string, Tensor> = { context: b.context };
-  if (adm && b.extra) { f.text_embeds = b.extra.textEmbeds; f.time_ids = b.extra.timeIds; }
+  if (adm && b.extra) {
+    f.text_embeds = b.extra.textEmbeds;
+    f.time_ids = b.extra.timeIds;
+  }
   return f;
 }
 
@@ -61,17 +73,34 @@ export class UNetBranches {
   static async open(store: SessionStore, model: ModelRef, branches: readonly CondBranch[]): Promise<UNetBranches> {
     const { config } = store.checkpoint(model.checkpoint);
     const adm = !!config.unet.adm;
-    if (adm && branches.some((b) => !b.extra)) throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
+    if (adm && branches.some((b) => !b.extra))
+      throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
     const { session, weightFeeds } = await unetSession(store, model);
     const dev = deviceTensors(store);
     const owned: ort.Tensor[] = [];
-    const up = async (t: Tensor) => { const d = await dev.upload(t); owned.push(d); return d; };
+    const up = async (t: Tensor) => {
+      const d = await dev.upload(t);
+      owned.push(d);
+      return d;
+    };
     const batched = latentsOnHost(store.ep) && batchable(branches);
     const groups = batched
-      ? [condFeeds({
-        context: concatBatch(branches.map((b) => b.context)),
-        ...(adm ? { extra: { textEmbeds: concatBatch(branches.map((b) => b.extra!.textEmbeds)), timeIds: concatBatch(branches.map((b) => b.extra!.timeIds)) } } : {}),
-      }, adm)]
+      ? [
+          condFeeds(
+            {
+              context: concatBatch(branches.map((b) => b.context)),
+              ...(adm
+                ? {
+                    extra: {
+                      textEmbeds: concatBatch(branches.map((b) => b.extra!.textEmbeds)),
+                      timeIds: concatBatch(branches.map((b) => b.extra!.timeIds)),
+                    },
+                  }
+                : {}),
+            },
+            adm,
+          ),
+        ]
       : branches.map((b) => condFeeds(b, adm));
     const conds: Record<string, ort.Tensor>[] = [];
     for (const g of groups) {
@@ -88,17 +117,27 @@ export class UNetBranches {
    */
   async eps(x: Tensor | ort.Tensor, t: number | ort.Tensor): Promise<ort.Tensor[]> {
     // host data: an engine Tensor (it has shape), or an ort CPU tensor (dims); else a GPU buffer (webgpu loops)
-    const host = !('dims' in x) ? x : x.location === 'cpu' ? { shape: [...x.dims], data: x.data as Float32Array } : null;
+    const host = !('dims' in x)
+      ? x
+      : x.location === 'cpu'
+        ? { shape: [...x.dims], data: x.data as Float32Array }
+        : null;
     const batch = host ? host.shape[0] : (x as ort.Tensor).dims[0];
     if (this.batched) {
-      if (!host || typeof t !== 'number') throw new Error('a batched UNet call takes a host latent and a timestep number');
+      if (!host || typeof t !== 'number')
+        throw new Error('a batched UNet call takes a host latent and a timestep number');
       const xs = concatBatch(Array.from({ length: this.branchCount }, () => host));
-      const tFeed = typeof t === 'number' ? new ort.Tensor('float32', new Float32Array(xs.shape[0]).fill(t), [xs.shape[0]]) : t;
-      const out = (await this.run({ x: new ort.Tensor('float32', xs.data, xs.shape), t: tFeed, ...this.conds[0] })).data as Float32Array;
+      const tFeed =
+        typeof t === 'number' ? new ort.Tensor('float32', new Float32Array(xs.shape[0]).fill(t), [xs.shape[0]]) : t;
+      const out = (await this.run({ x: new ort.Tensor('float32', xs.data, xs.shape), t: tFeed, ...this.conds[0] }))
+        .data as Float32Array;
       const per = host.data.length;
-      return Array.from({ length: this.branchCount }, (_, k) => new ort.Tensor('float32', out.subarray(k * per, (k + 1) * per), host.shape));
+      return Array.from(
+        { length: this.branchCount },
+        (_, k) => new ort.Tensor('float32', out.subarray(k * per, (k + 1) * per), host.shape),
+      );
     }
-    const xFeed = host ? new ort.Tensor('float32', host.data, host.shape) : x as ort.Tensor;
+    const xFeed = host ? new ort.Tensor('float32', host.data, host.shape) : (x as ort.Tensor);
     const tFeed = typeof t === 'number' ? new ort.Tensor('float32', new Float32Array(batch).fill(t), [batch]) : t;
     const eps: ort.Tensor[] = [];
     for (const c of this.conds) eps.push(await this.run({ x: xFeed, t: tFeed, ...c }));
@@ -110,7 +149,11 @@ export class UNetBranches {
     const dev = deviceTensors(this.store);
     const out: Float32Array[] = [];
     for (const e of await this.eps(x, t)) {
-      try { out.push((await dev.download(e)).data); } finally { if (e.location === 'gpu-buffer') e.dispose(); }
+      try {
+        out.push((await dev.download(e)).data);
+      } finally {
+        if (e.location === 'gpu-buffer') e.dispose();
+      }
     }
     return out;
   }

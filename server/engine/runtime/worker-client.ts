@@ -9,7 +9,17 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Call, type CancelRequest, type ProgressAck, type Request, type Response, type StepProgress, type WorkerInit, describeCall, transferablesOf } from './protocol.js';
+import {
+  type Call,
+  type CancelRequest,
+  type ProgressAck,
+  type Request,
+  type Response,
+  type StepProgress,
+  type WorkerInit,
+  describeCall,
+  transferablesOf,
+} from './protocol.js';
 import { type WorkerHandle, type WorkerIsolation, checkIsolation, spawnWorkerHandle } from './worker-port.js';
 
 export class EngineWorkerCrashed extends Error {
@@ -19,10 +29,18 @@ export class EngineWorkerCrashed extends Error {
   }
 }
 
-interface Pending { call: Call; resolve: (v: unknown) => void; reject: (e: Error) => void; onProgress?: (p: StepProgress) => void }
+interface Pending {
+  call: Call;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  onProgress?: (p: StepProgress) => void;
+}
 
 /** Per-call extras: progress reports (sampling loops) and cancellation (the worker stops at its next step). */
-export interface CallOptions { onProgress?: (p: StepProgress) => void; signal?: AbortSignal }
+export interface CallOptions {
+  onProgress?: (p: StepProgress) => void;
+  signal?: AbortSignal;
+}
 
 /**
  * The worker's file: worker.ts beside this module under tsx, worker.js in dist/. Prefers the sibling with this
@@ -32,7 +50,8 @@ export function resolveWorkerFile(moduleUrl: string = import.meta.url): URL {
   const ownExt = moduleUrl.endsWith('.ts') ? '.ts' : '.js';
   const candidates = [ownExt, ownExt === '.ts' ? '.js' : '.ts'].map((ext) => new URL(`./worker${ext}`, moduleUrl));
   const found = candidates.find((u) => existsSync(fileURLToPath(u)));
-  if (!found) throw new Error(`engine worker not found beside ${fileURLToPath(moduleUrl)} (looked for worker.ts and worker.js)`);
+  if (!found)
+    throw new Error(`engine worker not found beside ${fileURLToPath(moduleUrl)} (looked for worker.ts and worker.js)`);
   return found;
 }
 
@@ -43,8 +62,11 @@ export class WorkerClient {
   /** how many workers were started so far (a crash makes the next call start one more) */
   starts = 0;
 
-  constructor(private init: WorkerInit, private log: (line: string) => void = console.log,
-    private isolation: WorkerIsolation = { mode: 'thread' }) {
+  constructor(
+    private init: WorkerInit,
+    private log: (line: string) => void = console.log,
+    private isolation: WorkerIsolation = { mode: 'thread' },
+  ) {
     checkIsolation(isolation); // at construction rather than at the first call
   }
 
@@ -68,20 +90,31 @@ export class WorkerClient {
     });
     const signal = opts.signal;
     if (signal) {
-      const cancel = () => { if (this.worker === worker && this.pending.has(id)) worker.postMessage({ cancel: id } satisfies CancelRequest); };
+      const cancel = () => {
+        if (this.worker === worker && this.pending.has(id)) worker.postMessage({ cancel: id } satisfies CancelRequest);
+      };
       if (signal.aborted) cancel();
       else {
         signal.addEventListener('abort', cancel, { once: true });
-        void promise.then(() => signal.removeEventListener('abort', cancel), () => signal.removeEventListener('abort', cancel));
+        void promise.then(
+          () => signal.removeEventListener('abort', cancel),
+          () => signal.removeEventListener('abort', cancel),
+        );
       }
     }
     return promise;
   }
 
-  get running(): boolean { return this.worker !== null; }
-  get inFlight(): number { return this.pending.size; }
+  get running(): boolean {
+    return this.worker !== null;
+  }
+  get inFlight(): number {
+    return this.pending.size;
+  }
   /** the worker child's pid in 'process' isolation while one runs; undefined otherwise */
-  get pid(): number | undefined { return this.worker?.pid; }
+  get pid(): number | undefined {
+    return this.worker?.pid;
+  }
 
   private start(): WorkerHandle {
     const file = resolveWorkerFile();
@@ -99,7 +132,11 @@ export class WorkerClient {
       if (!p) return;
       if ('progress' in msg) {
         w.postMessage({ ack: msg.id } satisfies ProgressAck); // on receipt: the loop goes on while the handler runs
-        try { p.onProgress?.(msg.progress); } catch (e) { this.log(`engine: a progress handler threw: ${(e as Error).message}`); }
+        try {
+          p.onProgress?.(msg.progress);
+        } catch (e) {
+          this.log(`engine: a progress handler threw: ${(e as Error).message}`);
+        }
         return;
       }
       this.pending.delete(msg.id);
@@ -108,7 +145,10 @@ export class WorkerClient {
       else p.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, stack: msg.error.stack }));
     });
     w.on('error', (err) => this.crashed(w, err.message));
-    w.on('exit', (code, signal) => { this.settled.get(w)?.(); this.crashed(w, signal ? `worker process was killed by ${signal}` : `worker exited with code ${code}`); });
+    w.on('exit', (code, signal) => {
+      this.settled.get(w)?.();
+      this.crashed(w, signal ? `worker process was killed by ${signal}` : `worker exited with code ${code}`);
+    });
     return w;
   }
 
@@ -119,7 +159,10 @@ export class WorkerClient {
     const calls = [...this.pending.values()];
     this.pending.clear();
     for (const p of calls) p.reject(new EngineWorkerCrashed(describeCall(p.call), reason));
-    if (calls.length) this.log(`engine: worker crashed (${reason}); ${calls.length} call(s) failed, the next call starts a fresh worker`);
+    if (calls.length)
+      this.log(
+        `engine: worker crashed (${reason}); ${calls.length} call(s) failed, the next call starts a fresh worker`,
+      );
     void w.terminate();
   }
 
@@ -142,7 +185,12 @@ export class WorkerClient {
     if (this.isolation.mode === 'thread') {
       w.ref();
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.ready.get(w), new Promise<void>((r) => { timer = setTimeout(r, 10000); })]);
+      await Promise.race([
+        this.ready.get(w),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, 10000);
+        }),
+      ]);
       clearTimeout(timer);
     }
     await w.terminate();

@@ -63,16 +63,25 @@ export interface WorkerPort {
 }
 
 /** A child's start message: the first message it receives carries its WorkerInit (structured clone keeps Infinity). */
-interface InitMessage { tcdEngineWorkerInit: WorkerInit }
+interface InitMessage {
+  tcdEngineWorkerInit: WorkerInit;
+}
 const isInit = (m: unknown): m is InitMessage => !!m && typeof m === 'object' && 'tcdEngineWorkerInit' in m;
 /** A transport-level message from the child: its uncaught error, sent just before it exits (a thread's 'error'). */
-interface FatalMessage { tcdEngineWorkerFatal: { name: string; message: string; stack?: string } }
+interface FatalMessage {
+  tcdEngineWorkerFatal: { name: string; message: string; stack?: string };
+}
 const isFatal = (m: unknown): m is FatalMessage => !!m && typeof m === 'object' && 'tcdEngineWorkerFatal' in m;
 
 /** Starts the worker file in the given isolation. `file` is worker.ts (under tsx) or worker.js (dist/). */
-export function spawnWorkerHandle(file: URL, init: WorkerInit, isolation: WorkerIsolation = { mode: 'thread' }): WorkerHandle {
+export function spawnWorkerHandle(
+  file: URL,
+  init: WorkerInit,
+  isolation: WorkerIsolation = { mode: 'thread' },
+): WorkerHandle {
   checkIsolation(isolation);
-  if (isolation.mode === 'process') return new ProcessHandle(file, init, isolation.env ?? {}, isolation.ortPackage, isolation.maxRssBytes);
+  if (isolation.mode === 'process')
+    return new ProcessHandle(file, init, isolation.env ?? {}, isolation.ortPackage, isolation.maxRssBytes);
   return new ThreadHandle(spawnThread(file, init));
 }
 
@@ -82,10 +91,12 @@ export function checkIsolation(isolation: WorkerIsolation): void {
     throw new Error(`engine: isolation must be 'thread' or 'process', got "${String(isolation.mode)}"`);
   }
   if (isolation.mode === 'thread' && isolation.ortPackage) {
-    throw new Error('engine: a pinned onnxruntime-node (ortPackage) needs isolation \'process\'');
+    throw new Error("engine: a pinned onnxruntime-node (ortPackage) needs isolation 'process'");
   }
   if (isolation.mode === 'thread' && isolation.env && Object.keys(isolation.env).length) {
-    throw new Error('engine: env (extra environment variables for the worker) needs isolation \'process\'; a worker thread shares the server\'s environment');
+    throw new Error(
+      "engine: env (extra environment variables for the worker) needs isolation 'process'; a worker thread shares the server's environment",
+    );
   }
 }
 
@@ -110,10 +121,18 @@ class ThreadHandle extends EventEmitter implements WorkerHandle {
     w.on('error', (e) => this.emit('error', e instanceof Error ? e : new Error(String(e))));
     w.on('exit', (code) => this.emit('exit', code, null));
   }
-  postMessage(msg: unknown, transfer?: ArrayBuffer[]): void { this.w.postMessage(msg, transfer); }
-  async terminate(): Promise<void> { await this.w.terminate(); }
-  ref(): void { this.w.ref(); }
-  unref(): void { this.w.unref(); }
+  postMessage(msg: unknown, transfer?: ArrayBuffer[]): void {
+    this.w.postMessage(msg, transfer);
+  }
+  async terminate(): Promise<void> {
+    await this.w.terminate();
+  }
+  ref(): void {
+    this.w.ref();
+  }
+  unref(): void {
+    this.w.unref();
+  }
 }
 
 class ProcessHandle extends EventEmitter implements WorkerHandle {
@@ -140,14 +159,19 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
     });
     // 'close' rather than 'exit': it comes after the IPC channel is drained, so a fatal error sent just before the
     // child died has been seen (and a crash never outruns the results that preceded it).
-    this.exited = new Promise((resolve) => this.child.once('close', (code, signal) => {
-      if (this.watchdog) clearInterval(this.watchdog);
-      this.emit('exit', code, signal);
-      resolve();
-    }));
+    this.exited = new Promise((resolve) =>
+      this.child.once('close', (code, signal) => {
+        if (this.watchdog) clearInterval(this.watchdog);
+        this.emit('exit', code, signal);
+        resolve();
+      }),
+    );
     if (maxRssBytes) this.watchdog = this.watch(maxRssBytes);
     this.child.on('message', (m) => {
-      if (!isFatal(m)) { this.emit('message', m); return; }
+      if (!isFatal(m)) {
+        this.emit('message', m);
+        return;
+      }
       const f = m.tcdEngineWorkerFatal;
       this.emit('error', Object.assign(new Error(f.message), { name: f.name, stack: f.stack }));
     });
@@ -156,11 +180,16 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
     // spawn failure, or a send to a child that is gone: the child ends (or never started), 'close' follows
     this.child.on('error', (e) => {
       this.emit('error', e);
-      if (!this.killing) { this.killing = true; this.child.kill('SIGKILL'); } // once: a failing kill reports here too
+      if (!this.killing) {
+        this.killing = true;
+        this.child.kill('SIGKILL');
+      } // once: a failing kill reports here too
     });
   }
 
-  get pid(): number | undefined { return this.child.pid; }
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
 
   /** Polls the child's resident size (Linux /proc) and kills it past `limit`, reporting why as an 'error'. */
   private watch(limit: number): NodeJS.Timeout | null {
@@ -168,10 +197,19 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
     if (!pid || !existsSync(`/proc/${pid}/status`)) return null;
     const t = setInterval(() => {
       let rss = 0;
-      try { rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? 0) * 1024; } catch { return; }
+      try {
+        rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? 0) * 1024;
+      } catch {
+        return;
+      }
       if (rss <= limit || this.killing) return;
       const mib = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
-      this.emit('error', new Error(`the engine process used ${mib(rss)}, over its memory limit of ${mib(limit)} (TCD_ENGINE_MAX_RSS_MB): it was stopped`));
+      this.emit(
+        'error',
+        new Error(
+          `the engine process used ${mib(rss)}, over its memory limit of ${mib(limit)} (TCD_ENGINE_MAX_RSS_MB): it was stopped`,
+        ),
+      );
       this.killing = true;
       this.child.kill('SIGKILL');
     }, 100);
@@ -186,13 +224,22 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
 
   async terminate(): Promise<void> {
     // SIGKILL, like Worker.terminate: it also ends a child stuck in native code; libuv reaps it (no zombie)
-    if (this.child.exitCode === null && this.child.signalCode === null && !this.killing) { this.killing = true; this.child.kill('SIGKILL'); }
+    if (this.child.exitCode === null && this.child.signalCode === null && !this.killing) {
+      this.killing = true;
+      this.child.kill('SIGKILL');
+    }
     this.ref(); // an idle (unref'd) child would let the loop end before its exit is seen
     await this.exited;
   }
 
-  ref(): void { this.child.ref(); this.child.channel?.ref(); }
-  unref(): void { this.child.unref(); this.child.channel?.unref(); }
+  ref(): void {
+    this.child.ref();
+    this.child.channel?.ref();
+  }
+  unref(): void {
+    this.child.unref();
+    this.child.channel?.unref();
+  }
 }
 
 /**
@@ -204,7 +251,19 @@ class ProcessHandle extends EventEmitter implements WorkerHandle {
 export async function openWorkerPort(): Promise<{ port: WorkerPort; init: WorkerInit; mode: IsolationMode }> {
   if (parentPort) {
     const p = parentPort;
-    return { port: { postMessage: (m, t) => { if (t) p.postMessage(m, t); else p.postMessage(m); }, on: (e, fn) => { p.on(e, fn); } }, init: workerData as WorkerInit, mode: 'thread' };
+    return {
+      port: {
+        postMessage: (m, t) => {
+          if (t) p.postMessage(m, t);
+          else p.postMessage(m);
+        },
+        on: (e, fn) => {
+          p.on(e, fn);
+        },
+      },
+      init: workerData as WorkerInit,
+      mode: 'thread',
+    };
   }
   const send = process.send?.bind(process);
   if (!send) throw new Error('engine worker must run in a worker thread or a child process started by WorkerClient');
@@ -222,10 +281,26 @@ export async function openWorkerPort(): Promise<{ port: WorkerPort; init: Worker
   const handlers: ((m: unknown) => void)[] = [];
   const init = await new Promise<WorkerInit>((resolveInit) => {
     process.on('message', (m) => {
-      if (isInit(m)) { resolveInit(m.tcdEngineWorkerInit); return; }
-      if (handlers.length) for (const h of handlers) h(m); else early.push(m);
+      if (isInit(m)) {
+        resolveInit(m.tcdEngineWorkerInit);
+        return;
+      }
+      if (handlers.length) for (const h of handlers) h(m);
+      else early.push(m);
     });
   });
-  const on = (_e: 'message', fn: (m: unknown) => void) => { handlers.push(fn); for (const m of early.splice(0)) fn(m); };
-  return { port: { postMessage: (m) => { if (process.connected) send(m as object); }, on }, init, mode: 'process' };
+  const on = (_e: 'message', fn: (m: unknown) => void) => {
+    handlers.push(fn);
+    for (const m of early.splice(0)) fn(m);
+  };
+  return {
+    port: {
+      postMessage: (m) => {
+        if (process.connected) send(m as object);
+      },
+      on,
+    },
+    init,
+    mode: 'process',
+  };
 }

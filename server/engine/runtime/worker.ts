@@ -19,7 +19,10 @@ const { port, init, mode } = await openWorkerPort();
 const log = (line: string) => port.postMessage({ id: null, log: line } satisfies Response);
 const store = SessionStore.start(init, log);
 // tells the client when the provider probe is over: stopping a thread inside it (Dawn's start-up) aborts the process
-void store.then(() => port.postMessage({ id: null, ready: true } satisfies Response), () => port.postMessage({ id: null, ready: true } satisfies Response));
+void store.then(
+  () => port.postMessage({ id: null, ready: true } satisfies Response),
+  () => port.postMessage({ id: null, ready: true } satisfies Response),
+);
 
 let queue: Promise<void> = Promise.resolve();
 /** calls asked to stop; a cancel is handled as it arrives (not queued), and loops check it between steps */
@@ -27,10 +30,20 @@ const cancelled = new Set<number>();
 /** per call: resolves when the main thread acknowledges the progress last sent */
 const awaitingAck = new Map<number, () => void>();
 port.on('message', (msg: WorkerMessage) => {
-  if ('cancel' in msg) { cancelled.add(msg.cancel); return; }
-  if ('ack' in msg) { awaitingAck.get(msg.ack)?.(); awaitingAck.delete(msg.ack); return; }
+  if ('cancel' in msg) {
+    cancelled.add(msg.cancel);
+    return;
+  }
+  if ('ack' in msg) {
+    awaitingAck.get(msg.ack)?.();
+    awaitingAck.delete(msg.ack);
+    return;
+  }
   // the exit hook acts on arrival, like a real crash, even while a sampling loop holds the queue
-  if (msg.call.op === 'debug' && msg.call.action === 'exit') { void handle(msg); return; }
+  if (msg.call.op === 'debug' && msg.call.action === 'exit') {
+    void handle(msg);
+    return;
+  }
   queue = queue.then(() => handle(msg));
 });
 
@@ -52,32 +65,47 @@ async function handle(req: Request): Promise<void> {
 async function dispatch(req: Request): Promise<unknown> {
   const call: Call = req.call;
   if (call.op === 'debug') {
-    if (call.action === 'env') return { pid: process.pid, isolation: mode, value: process.env[call.name] ?? null } satisfies WorkerEnvProbe;
+    if (call.action === 'env')
+      return { pid: process.pid, isolation: mode, value: process.env[call.name] ?? null } satisfies WorkerEnvProbe;
     return debug(call.action, call.ms ?? 0);
   }
   const s = await store;
   switch (call.op) {
-    case 'free': await s.free(); clearLoraSessions(); await releaseLoopSessions(); await deviceTensors(s).release(); return null;
-    case 'stats': return s.stats();
-    case 'sampleTcd': return runTcdLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
-    case 'sampleK': return runKSamplerLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
-    default: return runComponentCall(s, call);
+    case 'free':
+      await s.free();
+      clearLoraSessions();
+      await releaseLoopSessions();
+      await deviceTensors(s).release();
+      return null;
+    case 'stats':
+      return s.stats();
+    case 'sampleTcd':
+      return runTcdLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
+    case 'sampleK':
+      return runKSamplerLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
+    default:
+      return runComponentCall(s, call);
   }
 }
 
 /** A sampling loop's step report for call `id`: resolves when the main thread has acknowledged it. */
 function progressFor(id: number): (p: StepProgress) => Promise<void> {
-  return (p) => new Promise<void>((resolve) => {
-    awaitingAck.set(id, resolve);
-    port.postMessage({ id, progress: p } satisfies Response, transferablesOf(p));
-  });
+  return (p) =>
+    new Promise<void>((resolve) => {
+      awaitingAck.set(id, resolve);
+      port.postMessage({ id, progress: p } satisfies Response, transferablesOf(p));
+    });
 }
 
 function debug(action: 'exit' | 'throw' | 'block', ms: number): Promise<null> | null {
   if (action === 'exit') process.exit(7); // ends only the worker: its thread, or its child process
   if (action === 'throw') {
     // the call never answers: the uncaught error takes the worker down while the call is in flight
-    return new Promise<null>(() => setImmediate(() => { throw new Error('debug: uncaught error at the top level of the engine worker'); }));
+    return new Promise<null>(() =>
+      setImmediate(() => {
+        throw new Error('debug: uncaught error at the top level of the engine worker');
+      }),
+    );
   }
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); // holds the worker like a long session.run
   return null;

@@ -40,7 +40,8 @@ export function guidedDenoiser(o: GuidedDenoiserOptions): Denoiser | CfgDenoiser
   const rescale = o.rescaleCfg;
   const both: UncondDenoise = async (x, sigma) => {
     const [c, u] = await all(x, sigma);
-    const denoised = rescale !== undefined && !cfgOne ? rescaledCfg(x, c, u, sigma, o.cfg, rescale, o.batch) : cfgCombine(c, u, o.cfg);
+    const denoised =
+      rescale !== undefined && !cfgOne ? rescaledCfg(x, c, u, sigma, o.cfg, rescale, o.batch) : cfgCombine(c, u, o.cfg);
     return { denoised, uncond: u };
   };
   const plain: Denoiser = cfgOne ? first : async (x, sigma) => (await both(x, sigma)).denoised;

@@ -26,15 +26,19 @@ const MAX_ORDER = 3;
 
 /** beta_d, beta_min of deis.py edm2t: the VP schedule through EDM's (sigma_min, sigma_max) = (0.002, 80). */
 function vpFit(): { betaD: number; betaMin: number } {
-  const epsS = f(1e-3), sMin = f(0.002), sMax = 80;
-  const lMin = f(Math.log(f(f(sMin * sMin) + 1))), lMax = f(Math.log(f(sMax * sMax + 1)));
+  const epsS = f(1e-3),
+    sMin = f(0.002),
+    sMax = 80;
+  const lMin = f(Math.log(f(f(sMin * sMin) + 1))),
+    lMax = f(Math.log(f(sMax * sMax + 1)));
   const betaD = f(f(2 * f(f(lMin / epsS) - lMax)) / f(1e-3 - 1));
   return { betaD, betaMin: f(lMax - f(0.5 * betaD)) };
 }
 
 /** VP time of a sigma (edm2t's vp_sigma_inv). */
 function vpTime(sigma: number, betaD: number, betaMin: number): number {
-  const s = f(sigma), logTerm = f(f(2 * betaD) * f(Math.log(f(f(s * s) + 1))));
+  const s = f(sigma),
+    logTerm = f(f(2 * betaD) * f(Math.log(f(f(s * s) + 1))));
   return f(f(f(Math.sqrt(f(f(betaMin * betaMin) + logTerm))) - betaMin) / betaD);
 }
 
@@ -45,14 +49,23 @@ function vpTime(sigma: number, betaD: number, betaMin: number): number {
  */
 export function deisCoefficients(sigmas: ArrayLike<number>, maxOrder = MAX_ORDER): (number[] | null)[] {
   const { betaD, betaMin } = vpFit();
-  const beta0 = betaMin, beta1 = f(betaD + betaMin);
+  const beta0 = betaMin,
+    beta1 = f(betaD + betaMin);
   const t = Array.from(sigmas, (s) => vpTime(s, betaD, betaMin));
   const out: (number[] | null)[] = [];
   for (let i = 0; i < t.length - 1; i++) {
     const order = Math.min(i + 1, maxOrder);
-    if (order === 1) { out.push([]); continue; }
-    if (!(sigmas[i + 1] > 0)) { out.push(null); continue; }
-    const a = t[i], b = t[i + 1], N = QUADRATURE_POINTS;
+    if (order === 1) {
+      out.push([]);
+      continue;
+    }
+    if (!(sigmas[i + 1] > 0)) {
+      out.push(null);
+      continue;
+    }
+    const a = t[i],
+      b = t[i + 1],
+      N = QUADRATURE_POINTS;
     const prev = Array.from({ length: order }, (_, k) => t[i - k]);
     const sums = new Array<number>(order).fill(0);
     const step = (b - a) / (N - 1);
@@ -85,9 +98,16 @@ export const sampleDeis: KSamplerFn = async (a) => {
     await report(i, x, den);
     const d = toD(x, den, sigmas[i]);
     const c = coeffs[i];
-    if (!c || c.length === 0) x = lincomb([[x, 1], [d, sigmas[i + 1] - sigmas[i]]]);
+    if (!c || c.length === 0)
+      x = lincomb([
+        [x, 1],
+        [d, sigmas[i + 1] - sigmas[i]],
+      ]);
     else {
-      const terms: [Float32Array, number][] = [[x, 1], [d, c[0]]];
+      const terms: [Float32Array, number][] = [
+        [x, 1],
+        [d, c[0]],
+      ];
       for (let k = 1; k < c.length; k++) terms.push([history[history.length - k], c[k]]);
       x = lincomb(terms);
     }

@@ -35,20 +35,27 @@ export const sampleTcdK: KSamplerFn = async (a) => {
   if (!(gamma >= 0 && gamma <= 1)) throw new Error('gamma must be less than or equal to 1.0');
   let x = a.x;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const den = await D(x, s);
     await report(i, x, den);
     // x0 + sigma_s * eps = den + (sigma_s / s) * (x - den)
     if (sn === 0) {
       const ss = ms.sigmas[0];
       const k = 1 / Math.sqrt(1 + ss * ss);
-      x = lincomb([[den, k * (1 - ss / s)], [x, (k * ss) / s]]);
+      x = lincomb([
+        [den, k * (1 - ss / s)],
+        [x, (k * ss) / s],
+      ]);
       continue;
     }
     const t = ms.timestep(sn);
     const ts = Math.floor(Math.fround(Math.fround(1 - gamma) * t));
     const ss = gamma === 0 ? sn : Math.min(sn, ms.sigmas[ts]);
-    const terms: [Float32Array, number][] = [[den, 1 - ss / s], [x, ss / s]];
+    const terms: [Float32Array, number][] = [
+      [den, 1 - ss / s],
+      [x, ss / s],
+    ];
     if (gamma > 0) terms.push([draw(), Math.sqrt(Math.max(0, sn * sn - ss * ss))]);
     x = lincomb(terms);
   }

@@ -23,7 +23,11 @@ const f = Math.fround;
 function vpAt(sigma: number): { alpha: number; std: number; lambda: number } {
   const logAlpha = f(0.5 * f(Math.log(f(1 / f(f(sigma * sigma) + 1)))));
   const oneMinus = f(1 - f(Math.exp(f(2 * logAlpha))));
-  return { alpha: f(Math.exp(logAlpha)), std: f(Math.sqrt(oneMinus)), lambda: f(logAlpha - f(0.5 * f(Math.log(oneMinus)))) };
+  return {
+    alpha: f(Math.exp(logAlpha)),
+    std: f(Math.sqrt(oneMinus)),
+    lambda: f(logAlpha - f(0.5 * f(Math.log(oneMinus)))),
+  };
 }
 
 /** Solves A y = b (n <= 3) by Gaussian elimination with partial pivoting, in float64. */
@@ -57,7 +61,8 @@ function bhCoefficients(rks: number[], hh: number, order: number, variant: 'bh1'
   const bH = variant === 'bh1' ? hh : f(Math.expm1(hh));
   // b_i = h phi_{i+1}(h) * i! / B(h), by the phi recurrence, in float64 (as ComfyUI does it), stored as float32
   const bH64 = variant === 'bh1' ? hh : Math.expm1(hh);
-  let hPhiK = Math.expm1(hh) / hh - 1, fact = 1;
+  let hPhiK = Math.expm1(hh) / hh - 1,
+    fact = 1;
   const b: number[] = [];
   for (let i = 1; i <= order; i++) {
     b.push(f((hPhiK * fact) / bH64));
@@ -67,7 +72,15 @@ function bhCoefficients(rks: number[], hh: number, order: number, variant: 'bh1'
   const all = [...rks, 1];
   // R[i][k] = rks[k]^i (torch.pow in float32)
   const R = Array.from({ length: order }, (_, i) => all.map((r) => (i === 0 ? 1 : i === 1 ? r : f(r ** i))));
-  const rhosP = order === 2 ? [0.5] : order > 2 ? solve(R.slice(0, -1).map((row) => row.slice(0, -1)), b.slice(0, -1)).map(f) : [];
+  const rhosP =
+    order === 2
+      ? [0.5]
+      : order > 2
+        ? solve(
+            R.slice(0, -1).map((row) => row.slice(0, -1)),
+            b.slice(0, -1),
+          ).map(f)
+        : [];
   const rhosC = order === 1 ? [0.5] : solve(R, b).map(f);
   return { hPhi1, bH, rhosP, rhosC };
 }
@@ -86,7 +99,8 @@ export function uniPcSampler(variant: 'bh1' | 'bh2'): KSamplerFn {
     const ts = Array.from(a.sigmas, f);
     if (ts.length === 0) return a.x;
     if (ts[ts.length - 1] === 0) ts[ts.length - 1] = f(0.001);
-    const n = a.x.length, steps = ts.length - 1;
+    const n = a.x.length,
+      steps = ts.length - 1;
     const order = Math.min(3, ts.length - 2);
 
     // data prediction in VP scale: the denoiser sees x_vp * sqrt(sigma^2 + 1), eps goes back through std/alpha
@@ -101,11 +115,21 @@ export function uniPcSampler(variant: 'bh1' | 'bh2'): KSamplerFn {
     };
 
     /** One multistep_uni_pc_bh_update from tPrev[-1] to t; returns the new x and (with the corrector) model(x_pred, t). */
-    const update = async (x: Float32Array, models: Float32Array[], tPrev: number[], t: number, ord: number, corrector: boolean) => {
+    const update = async (
+      x: Float32Array,
+      models: Float32Array[],
+      tPrev: number[],
+      t: number,
+      ord: number,
+      corrector: boolean,
+    ) => {
       const last = models.length - 1;
-      const p0 = vpAt(tPrev[last]), vt = vpAt(t), m0 = models[last];
+      const p0 = vpAt(tPrev[last]),
+        vt = vpAt(t),
+        m0 = models[last];
       const h = f(vt.lambda - p0.lambda);
-      const rks: number[] = [], d1s: Float32Array[] = [];
+      const rks: number[] = [],
+        d1s: Float32Array[] = [];
       for (let i = 1; i < ord; i++) {
         const rk = f(f(vpAt(tPrev[last - i]).lambda - p0.lambda) / h);
         rks.push(rk);
@@ -113,7 +137,9 @@ export function uniPcSampler(variant: 'bh1' | 'bh2'): KSamplerFn {
         d1s.push(Float32Array.from(mi, (v, j) => f(f(v - m0[j]) / rk)));
       }
       const { hPhi1, bH, rhosP, rhosC } = bhCoefficients(rks, -h, ord, variant);
-      const cx = f(vt.std / p0.std), cm = f(vt.alpha * hPhi1), cb = f(vt.alpha * bH);
+      const cx = f(vt.std / p0.std),
+        cm = f(vt.alpha * hPhi1),
+        cb = f(vt.alpha * bH);
       const base = Float32Array.from(x, (v, i) => f(f(cx * v) - f(cm * m0[i])));
       const pred = d1s.length ? weighted(d1s, rhosP, n) : null;
       const xPred = pred ? Float32Array.from(base, (v, i) => f(v - f(cb * pred[i]))) : base;
@@ -127,7 +153,8 @@ export function uniPcSampler(variant: 'bh1' | 'bh2'): KSamplerFn {
 
     const s0 = f(Math.sqrt(f(1 + f(ts[0] * ts[0]))));
     let x = Float32Array.from(a.x, (v) => f(v / s0));
-    const models: Float32Array[] = [], tPrev: number[] = [];
+    const models: Float32Array[] = [],
+      tPrev: number[] = [];
     let tNow = ts[0];
     for (let stepIndex = 0; stepIndex < steps; stepIndex++) {
       if (stepIndex === 0) {
@@ -146,7 +173,10 @@ export function uniPcSampler(variant: 'bh1' | 'bh2'): KSamplerFn {
         for (let step = stepIndex; step <= lastStep; step++) {
           const r = await update(x, models, tPrev, ts[step], Math.min(order, steps + 1 - step), step !== steps);
           x = r.x;
-          for (let i = 0; i < order - 1; i++) { tPrev[i] = tPrev[i + 1]; models[i] = models[i + 1]; }
+          for (let i = 0; i < order - 1; i++) {
+            tPrev[i] = tPrev[i + 1];
+            models[i] = models[i + 1];
+          }
           tPrev[tPrev.length - 1] = ts[step];
           if (step < steps) models[models.length - 1] = r.model!;
           tNow = ts[step];
@@ -155,7 +185,13 @@ export function uniPcSampler(variant: 'bh1' | 'bh2'): KSamplerFn {
       if (a.onStep) {
         // report x in k-diffusion scale (x_vp / alpha) at the sigma it has reached
         const alpha = vpAt(tNow).alpha;
-        await a.onStep({ i: stepIndex, total: steps, x: Float32Array.from(x, (v) => v / alpha), denoised: models[models.length - 1], sigma: tNow });
+        await a.onStep({
+          i: stepIndex,
+          total: steps,
+          x: Float32Array.from(x, (v) => v / alpha),
+          denoised: models[models.length - 1],
+          sigma: tNow,
+        });
       }
     }
     const alphaEnd = vpAt(ts[ts.length - 1]).alpha;

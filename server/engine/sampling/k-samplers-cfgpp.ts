@@ -24,7 +24,8 @@ const f = Math.fround;
  */
 function ancestralStepF32(sigmaFrom: number, sigmaTo: number, eta: number): { down: number; up: number } {
   if (!eta) return { down: sigmaTo, up: 0 };
-  const from2 = f(sigmaFrom * sigmaFrom), to2 = f(sigmaTo * sigmaTo);
+  const from2 = f(sigmaFrom * sigmaFrom),
+    to2 = f(sigmaTo * sigmaTo);
   const up = Math.min(sigmaTo, f(eta * f(Math.sqrt(f(f(to2 * f(from2 - to2)) / from2)))));
   return { down: f(Math.sqrt(f(to2 - f(up * up)))), up };
 }
@@ -53,12 +54,20 @@ export const sampleEulerAncestralCfgPp: KSamplerFn = async (a) => {
   const eta = a.eta ?? 1;
   let x = a.x;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const { denoised, uncond } = await W(x, s);
     await report(i, x, denoised);
-    if (sn === 0) { x = denoised; continue; }
+    if (sn === 0) {
+      x = denoised;
+      continue;
+    }
     const { down, up } = ancestralStep(s, sn, eta);
-    const terms: [Float32Array, number][] = [[denoised, 1], [x, down / s], [uncond, -down / s]];
+    const terms: [Float32Array, number][] = [
+      [denoised, 1],
+      [x, down / s],
+      [uncond, -down / s],
+    ];
     if (eta > 0 && sNoise > 0) terms.push([draw(), sNoise * up]);
     x = lincomb(terms);
   }
@@ -79,21 +88,36 @@ export const sampleDpmpp2sAncestralCfgPp: KSamplerFn = async (a) => {
   const eta = a.eta ?? 1;
   let x = a.x;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const { denoised, uncond } = await W(x, s);
     const { down, up } = ancestralStepF32(s, sn, eta);
     await report(i, x, denoised);
     if (down === 0) {
-      x = lincomb([[x, 1], [toD(x, uncond, s), -s]]);
+      x = lincomb([
+        [x, 1],
+        [toD(x, uncond, s), -s],
+      ]);
     } else {
-      const t = -Math.log(s), tNext = -Math.log(down);
+      const t = -Math.log(s),
+        tNext = -Math.log(down);
       const h = tNext - t;
       const sMid = Math.exp(-(t + h / 2));
-      const x2 = lincomb([[x, sMid / s], [uncond, -Math.expm1(-h / 2)]]);
+      const x2 = lincomb([
+        [x, sMid / s],
+        [uncond, -Math.expm1(-h / 2)],
+      ]);
       const { uncond: uncond2 } = await W(x2, sMid);
-      x = lincomb([[x, Math.exp(-tNext) / s], [uncond2, -Math.expm1(-h)]]);
+      x = lincomb([
+        [x, Math.exp(-tNext) / s],
+        [uncond2, -Math.expm1(-h)],
+      ]);
     }
-    const terms: [Float32Array, number][] = [[x, 1], [denoised, 1], [uncond, -1]];
+    const terms: [Float32Array, number][] = [
+      [x, 1],
+      [denoised, 1],
+      [uncond, -1],
+    ];
     if (sn > 0) terms.push([draw(), sNoise * up]);
     x = lincomb(terms);
   }
@@ -110,17 +134,31 @@ export const sampleDpmpp2mCfgPp: KSamplerFn = async (a) => {
   let x = a.x;
   let oldUncond: Float32Array | null = null;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const { denoised, uncond } = await W(x, s);
     await report(i, x, denoised);
-    if (sn === 0) x = denoised; // e^-h = 0: ComfyUI's expression reduces to denoised exactly
+    if (sn === 0)
+      x = denoised; // e^-h = 0: ComfyUI's expression reduces to denoised exactly
     else {
-      const t = -Math.log(s), h = -Math.log(sn) - t, e = Math.exp(-h);
-      if (!oldUncond) x = lincomb([[denoised, 1], [uncond, -e], [x, e]]);
+      const t = -Math.log(s),
+        h = -Math.log(sn) - t,
+        e = Math.exp(-h);
+      if (!oldUncond)
+        x = lincomb([
+          [denoised, 1],
+          [uncond, -e],
+          [x, e],
+        ]);
       else {
         const r = (t + Math.log(sigmas[i - 1])) / h;
         const c = Math.expm1(-h) / (2 * r);
-        x = lincomb([[denoised, 1 - c], [oldUncond, c], [uncond, -e], [x, e]]);
+        x = lincomb([
+          [denoised, 1 - c],
+          [oldUncond, c],
+          [uncond, -e],
+          [x, e],
+        ]);
       }
     }
     oldUncond = uncond;
@@ -139,14 +177,25 @@ export const sampleResMultistepCfgPp: KSamplerFn = async (a) => {
   let x = a.x;
   let old: Float32Array | null = null;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const { denoised, uncond } = await W(x, s);
     await report(i, x, denoised);
-    if (sn === 0 || !old) x = lincomb([[denoised, 1], [x, sn / s], [uncond, -sn / s]]);
+    if (sn === 0 || !old)
+      x = lincomb([
+        [denoised, 1],
+        [x, sn / s],
+        [uncond, -sn / s],
+      ]);
     else {
       const { h, b1, b2 } = resMultistepCoefficients(sigmas[i - 1], s, sn);
       const e = Math.exp(-h);
-      x = lincomb([[x, e], [denoised, e], [uncond, -e + h * b1], [old, h * b2]]);
+      x = lincomb([
+        [x, e],
+        [denoised, e],
+        [uncond, -e + h * b1],
+        [old, h * b2],
+      ]);
     }
     old = uncond;
   }
@@ -164,13 +213,17 @@ export const sampleGradientEstimationCfgPp: KSamplerFn = async (a) => {
   let x = a.x;
   let oldD: Float32Array | null = null;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const { denoised, uncond } = await W(x, s);
     await report(i, x, denoised);
     const d = toD(x, uncond, s);
     if (sn === 0) x = denoised;
     else {
-      const terms: [Float32Array, number][] = [[denoised, 1], [d, sn]];
+      const terms: [Float32Array, number][] = [
+        [denoised, 1],
+        [d, sn],
+      ];
       if (i >= 1 && oldD) terms.push([d, (geGamma - 1) * (sn - s)], [oldD, -(geGamma - 1) * (sn - s)]);
       x = lincomb(terms);
     }

@@ -22,8 +22,9 @@ function ipndmVWeights(order: number, t: number[], i: number): number[] {
     return [(2 + hn / h1) / 2 + temp1, -(hn / h1) / 2 - (1 + h1 / h2) * temp1, (temp1 * h1) / h2];
   }
   const h3 = t[i - 2] - t[i - 3];
-  const temp2 = ((1 - hn / (3 * (hn + h1))) / 2 + ((1 - hn / (2 * (hn + h1))) * hn) / (6 * (hn + h1 + h2)))
-    * ((hn * (hn + h1) * (hn + h1 + h2)) / (h1 * (h1 + h2) * (h1 + h2 + h3)));
+  const temp2 =
+    ((1 - hn / (3 * (hn + h1))) / 2 + ((1 - hn / (2 * (hn + h1))) * hn) / (6 * (hn + h1 + h2))) *
+    ((hn * (hn + h1) * (hn + h1 + h2)) / (h1 * (h1 + h2) * (h1 + h2 + h3)));
   const r = (h1 * (h1 + h2)) / (h2 * (h2 + h3));
   return [
     (2 + hn / h1) / 2 + temp1 + temp2,
@@ -45,10 +46,17 @@ export const sampleIpndmV: KSamplerFn = async (a) => {
     const order = Math.min(4, i + 1);
     const h = sigmas[i + 1] - sigmas[i];
     if (sigmas[i + 1] === 0) x = den;
-    else if (order === 1) x = lincomb([[x, 1], [d, h]]);
+    else if (order === 1)
+      x = lincomb([
+        [x, 1],
+        [d, h],
+      ]);
     else {
       const w = ipndmVWeights(order, sigmas, i);
-      const terms: [Float32Array, number][] = [[x, 1], [d, h * w[0]]];
+      const terms: [Float32Array, number][] = [
+        [x, 1],
+        [d, h * w[0]],
+      ];
       for (let k = 1; k < order; k++) terms.push([history[history.length - k], h * w[k]]);
       x = lincomb(terms);
     }
@@ -63,8 +71,14 @@ export const sampleIpndmV: KSamplerFn = async (a) => {
  * sigma_down is this step's sigma): h in lambda = -log sigma, and the weights b1 (this prediction) and b2 (the
  * previous one), NaN read as 0 as ComfyUI does. Shared by res_multistep and res_multistep_cfg_pp.
  */
-export function resMultistepCoefficients(sigmaPrev: number, sigma: number, sigmaNext: number): { h: number; b1: number; b2: number } {
-  const t = -Math.log(sigma), tNext = -Math.log(sigmaNext), tPrev = -Math.log(sigmaPrev);
+export function resMultistepCoefficients(
+  sigmaPrev: number,
+  sigma: number,
+  sigmaNext: number,
+): { h: number; b1: number; b2: number } {
+  const t = -Math.log(sigma),
+    tNext = -Math.log(sigmaNext),
+    tPrev = -Math.log(sigmaPrev);
   const h = tNext - t;
   const c2 = (tPrev - t) / h;
   const phi1 = Math.expm1(-h) / -h;
@@ -83,13 +97,22 @@ export const sampleResMultistep: KSamplerFn = async (a) => {
   let x = a.x;
   let old: Float32Array | null = null;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const den = await D(x, s);
     await report(i, x, den);
-    if (sn === 0 || !old) x = lincomb([[x, 1], [toD(x, den, s), sn - s]]);
+    if (sn === 0 || !old)
+      x = lincomb([
+        [x, 1],
+        [toD(x, den, s), sn - s],
+      ]);
     else {
       const { h, b1, b2 } = resMultistepCoefficients(sigmas[i - 1], s, sn);
-      x = lincomb([[x, Math.exp(-h)], [den, h * b1], [old, h * b2]]);
+      x = lincomb([
+        [x, Math.exp(-h)],
+        [den, h * b1],
+        [old, h * b2],
+      ]);
     }
     old = den;
   }
@@ -108,8 +131,17 @@ export const sampleGradientEstimation: KSamplerFn = async (a) => {
     const d = toD(x, den, sigmas[i]);
     const dt = sigmas[i + 1] - sigmas[i];
     if (sigmas[i + 1] === 0) x = den;
-    else if (i >= 1 && oldD) x = lincomb([[x, 1], [d, dt + (geGamma - 1) * dt], [oldD, -(geGamma - 1) * dt]]);
-    else x = lincomb([[x, 1], [d, dt]]);
+    else if (i >= 1 && oldD)
+      x = lincomb([
+        [x, 1],
+        [d, dt + (geGamma - 1) * dt],
+        [oldD, -(geGamma - 1) * dt],
+      ]);
+    else
+      x = lincomb([
+        [x, 1],
+        [d, dt],
+      ]);
     oldD = d;
   }
   return x;
@@ -125,19 +157,34 @@ export const sampleExpHeun2X0: KSamplerFn = async (a) => {
   const { sigmas, report, D } = prepare(a);
   let x = a.x;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const den = await D(x, s);
     await report(i, x, den);
-    if (sn === 0) { x = den; continue; }
-    const lamS = -Math.log(s), lamT = -Math.log(sn);
+    if (sn === 0) {
+      x = den;
+      continue;
+    }
+    const lamS = -Math.log(s),
+      lamT = -Math.log(sn);
     const h = lamT - lamS;
     // ComfyUI goes through lambda and back: sigma_s1 = exp(-lambda_t), alpha = sigma * exp(lambda)
-    const sigmaS1 = Math.exp(-lamT), alphaS1 = sigmaS1 * Math.exp(lamT), alphaT = sn * Math.exp(lamT);
+    const sigmaS1 = Math.exp(-lamT),
+      alphaS1 = sigmaS1 * Math.exp(lamT),
+      alphaT = sn * Math.exp(lamT);
     const em1 = Math.expm1(-h);
-    const x2 = lincomb([[x, sigmaS1 / s], [den, -alphaS1 * em1]]);
+    const x2 = lincomb([
+      [x, sigmaS1 / s],
+      [den, -alphaS1 * em1],
+    ]);
     const den2 = await D(x2, sigmaS1);
-    const b2 = (em1 + h) / -h, b1 = em1 - b2;
-    x = lincomb([[x, sn / s], [den, -alphaT * b1], [den2, -alphaT * b2]]);
+    const b2 = (em1 + h) / -h,
+      b1 = em1 - b2;
+    x = lincomb([
+      [x, sn / s],
+      [den, -alphaT * b1],
+      [den2, -alphaT * b2],
+    ]);
   }
   return x;
 };

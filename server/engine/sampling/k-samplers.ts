@@ -60,7 +60,10 @@ export const sampleEuler: KSamplerFn = async (a) => {
   for (let i = 0; i < sigmas.length - 1; i++) {
     const den = await D(x, sigmas[i]);
     await report(i, x, den);
-    x = lincomb([[x, 1], [toD(x, den, sigmas[i]), sigmas[i + 1] - sigmas[i]]]);
+    x = lincomb([
+      [x, 1],
+      [toD(x, den, sigmas[i]), sigmas[i + 1] - sigmas[i]],
+    ]);
   }
   return x;
 };
@@ -74,8 +77,15 @@ export const sampleEulerAncestral: KSamplerFn = async (a) => {
     const den = await D(x, sigmas[i]);
     const { down, up } = ancestralStep(sigmas[i], sigmas[i + 1], eta);
     await report(i, x, den);
-    if (down === 0) { x = den; continue; }
-    x = lincomb([[x, 1], [toD(x, den, sigmas[i]), down - sigmas[i]], [draw(), sNoise * up]]);
+    if (down === 0) {
+      x = den;
+      continue;
+    }
+    x = lincomb([
+      [x, 1],
+      [toD(x, den, sigmas[i]), down - sigmas[i]],
+      [draw(), sNoise * up],
+    ]);
   }
   return x;
 };
@@ -85,15 +95,29 @@ export const sampleHeun: KSamplerFn = async (a) => {
   const { sigmas, report, D } = prepare(a);
   let x = a.x;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const den = await D(x, s);
     const d = toD(x, den, s);
     await report(i, x, den);
     const dt = sn - s;
-    if (sn === 0) { x = lincomb([[x, 1], [d, dt]]); continue; }
-    const x2 = lincomb([[x, 1], [d, dt]]);
+    if (sn === 0) {
+      x = lincomb([
+        [x, 1],
+        [d, dt],
+      ]);
+      continue;
+    }
+    const x2 = lincomb([
+      [x, 1],
+      [d, dt],
+    ]);
     const d2 = toD(x2, await D(x2, sn), sn);
-    x = lincomb([[x, 1], [d, dt / 2], [d2, dt / 2]]);
+    x = lincomb([
+      [x, 1],
+      [d, dt / 2],
+      [d2, dt / 2],
+    ]);
   }
   return x;
 };
@@ -107,15 +131,28 @@ export const sampleDpm2: KSamplerFn = async (a) => {
   const { sigmas, report, D } = prepare(a);
   let x = a.x;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const den = await D(x, s);
     const d = toD(x, den, s);
     await report(i, x, den);
-    if (sn === 0) { x = lincomb([[x, 1], [d, sn - s]]); continue; }
+    if (sn === 0) {
+      x = lincomb([
+        [x, 1],
+        [d, sn - s],
+      ]);
+      continue;
+    }
     const mid = logMid(s, sn);
-    const x2 = lincomb([[x, 1], [d, mid - s]]);
+    const x2 = lincomb([
+      [x, 1],
+      [d, mid - s],
+    ]);
     const d2 = toD(x2, await D(x2, mid), mid);
-    x = lincomb([[x, 1], [d2, sn - s]]);
+    x = lincomb([
+      [x, 1],
+      [d2, sn - s],
+    ]);
   }
   return x;
 };
@@ -131,11 +168,24 @@ export const sampleDpm2Ancestral: KSamplerFn = async (a) => {
     const { down, up } = ancestralStep(s, sigmas[i + 1], eta);
     await report(i, x, den);
     const d = toD(x, den, s);
-    if (down === 0) { x = lincomb([[x, 1], [d, down - s]]); continue; }
+    if (down === 0) {
+      x = lincomb([
+        [x, 1],
+        [d, down - s],
+      ]);
+      continue;
+    }
     const mid = logMid(s, down);
-    const x2 = lincomb([[x, 1], [d, mid - s]]);
+    const x2 = lincomb([
+      [x, 1],
+      [d, mid - s],
+    ]);
     const d2 = toD(x2, await D(x2, mid), mid);
-    x = lincomb([[x, 1], [d2, down - s], [draw(), sNoise * up]]);
+    x = lincomb([
+      [x, 1],
+      [d2, down - s],
+      [draw(), sNoise * up],
+    ]);
   }
   return x;
 };
@@ -144,7 +194,8 @@ export const sampleDpm2Ancestral: KSamplerFn = async (a) => {
 function lmsCoeff(order: number, t: number[], i: number, j: number): number {
   const nodes = [-0.8611363115940526, -0.3399810435848563, 0.3399810435848563, 0.8611363115940526];
   const weights = [0.3478548451374538, 0.6521451548625461, 0.6521451548625461, 0.3478548451374538];
-  const a = t[i], b = t[i + 1];
+  const a = t[i],
+    b = t[i + 1];
   let sum = 0;
   for (let q = 0; q < 4; q++) {
     const tau = 0.5 * (b - a) * nodes[q] + 0.5 * (a + b);
@@ -166,7 +217,10 @@ export const sampleLms: KSamplerFn = async (a) => {
     ds.push(toD(x, den, sigmas[i]));
     if (ds.length > order) ds.shift();
     await report(i, x, den);
-    if (sigmas[i + 1] === 0) { x = den; continue; }
+    if (sigmas[i + 1] === 0) {
+      x = den;
+      continue;
+    }
     const cur = Math.min(i + 1, order);
     const terms: [Float32Array, number][] = [[x, 1]];
     for (let j = 0; j < cur; j++) terms.push([ds[ds.length - 1 - j], lmsCoeff(cur, sigmas, i, j)]);
@@ -181,7 +235,8 @@ export const sampleIpndm: KSamplerFn = async (a) => {
   const buf: Float32Array[] = [];
   let x = a.x;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const t = sigmas[i], tn = sigmas[i + 1];
+    const t = sigmas[i],
+      tn = sigmas[i + 1];
     const den = await D(x, t);
     await report(i, x, den);
     const d = toD(x, den, t);
@@ -190,10 +245,32 @@ export const sampleIpndm: KSamplerFn = async (a) => {
     const b = (k: number) => buf[buf.length - k];
     const xIn = x;
     if (tn === 0) x = den;
-    else if (order === 1) x = lincomb([[xIn, 1], [d, h]]);
-    else if (order === 2) x = lincomb([[xIn, 1], [d, (h * 3) / 2], [b(1), -h / 2]]);
-    else if (order === 3) x = lincomb([[xIn, 1], [d, (h * 23) / 12], [b(1), (-h * 16) / 12], [b(2), (h * 5) / 12]]);
-    else x = lincomb([[xIn, 1], [d, (h * 55) / 24], [b(1), (-h * 59) / 24], [b(2), (h * 37) / 24], [b(3), (-h * 9) / 24]]);
+    else if (order === 1)
+      x = lincomb([
+        [xIn, 1],
+        [d, h],
+      ]);
+    else if (order === 2)
+      x = lincomb([
+        [xIn, 1],
+        [d, (h * 3) / 2],
+        [b(1), -h / 2],
+      ]);
+    else if (order === 3)
+      x = lincomb([
+        [xIn, 1],
+        [d, (h * 23) / 12],
+        [b(1), (-h * 16) / 12],
+        [b(2), (h * 5) / 12],
+      ]);
+    else
+      x = lincomb([
+        [xIn, 1],
+        [d, (h * 55) / 24],
+        [b(1), (-h * 59) / 24],
+        [b(2), (h * 37) / 24],
+        [b(3), (-h * 9) / 24],
+      ]);
     buf.push(d);
     if (buf.length > 3) buf.shift();
   }
@@ -206,24 +283,50 @@ export const sampleHeunpp2: KSamplerFn = async (a) => {
   const sEnd = sigmas[sigmas.length - 1];
   let x = a.x;
   for (let i = 0; i < sigmas.length - 1; i++) {
-    const s = sigmas[i], sn = sigmas[i + 1];
+    const s = sigmas[i],
+      sn = sigmas[i + 1];
     const den = await D(x, s);
     const d = toD(x, den, s);
     await report(i, x, den);
     const dt = sn - s;
-    if (sn === sEnd) { x = lincomb([[x, 1], [d, dt]]); continue; }
-    const x2 = lincomb([[x, 1], [d, dt]]);
+    if (sn === sEnd) {
+      x = lincomb([
+        [x, 1],
+        [d, dt],
+      ]);
+      continue;
+    }
+    const x2 = lincomb([
+      [x, 1],
+      [d, dt],
+    ]);
     const d2 = toD(x2, await D(x2, sn), sn);
     if (sigmas[i + 2] === sEnd) {
-      const w2 = sn / (2 * sigmas[0]), w1 = 1 - w2;
-      x = lincomb([[x, 1], [d, dt * w1], [d2, dt * w2]]);
+      const w2 = sn / (2 * sigmas[0]),
+        w1 = 1 - w2;
+      x = lincomb([
+        [x, 1],
+        [d, dt * w1],
+        [d2, dt * w2],
+      ]);
       continue;
     }
     const sn2 = sigmas[i + 2];
-    const x3 = lincomb([[x2, 1], [d2, sn2 - sn]]);
+    const x3 = lincomb([
+      [x2, 1],
+      [d2, sn2 - sn],
+    ]);
     const d3 = toD(x3, await D(x3, sn2), sn2);
-    const w = 3 * sigmas[0], w2 = sn / w, w3 = sn2 / w, w1 = 1 - w2 - w3;
-    x = lincomb([[x, 1], [d, dt * w1], [d2, dt * w2], [d3, dt * w3]]);
+    const w = 3 * sigmas[0],
+      w2 = sn / w,
+      w3 = sn2 / w,
+      w1 = 1 - w2 - w3;
+    x = lincomb([
+      [x, 1],
+      [d, dt * w1],
+      [d2, dt * w2],
+      [d3, dt * w3],
+    ]);
   }
   return x;
 };

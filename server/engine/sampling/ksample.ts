@@ -66,7 +66,12 @@ export interface KSampleOptions {
 }
 
 /** KSampler.sample's sigma slicing for KSamplerAdvanced (null = return the latent unchanged). */
-export function sliceSigmas(sigmas: number[], startStep?: number, lastStep?: number, forceFullDenoise = false): number[] | null {
+export function sliceSigmas(
+  sigmas: number[],
+  startStep?: number,
+  lastStep?: number,
+  forceFullDenoise = false,
+): number[] | null {
   let s = sigmas;
   if (lastStep !== undefined && lastStep < s.length - 1) {
     s = s.slice(0, lastStep + 1);
@@ -89,9 +94,17 @@ export function isMaxDenoise(ms: DiscreteModelSampling, sigma0: number): boolean
  * EPS.noise_scaling: the sampler's starting x.
  * Example: initialSample(ms, 14.6146, noise, zeros) // noise * sqrt(1 + 14.6146^2)
  */
-export function initialSample(ms: DiscreteModelSampling, sigma0: number, noise: Float32Array, latent: Float32Array): Float32Array {
+export function initialSample(
+  ms: DiscreteModelSampling,
+  sigma0: number,
+  noise: Float32Array,
+  latent: Float32Array,
+): Float32Array {
   const k = isMaxDenoise(ms, sigma0) ? Math.sqrt(1 + sigma0 * sigma0) : sigma0;
-  return lincomb([[noise, k], [latent, 1]]);
+  return lincomb([
+    [noise, k],
+    [latent, 1],
+  ]);
 }
 
 /** Runs one KSampler: returns the model-space latent. */
@@ -113,6 +126,14 @@ export async function ksample(o: KSampleOptions): Promise<Float32Array> {
   }
   const x = initialSample(ms, sigmas[0], o.initialNoise, o.latentImage);
   return getSampler(o.sampler)({
-    denoiser, x, sigmas, noise: o.samplerNoise, shape: o.shape, onStep: o.onStep, eta: o.eta, sNoise: o.sNoise, modelSampling: ms,
+    denoiser,
+    x,
+    sigmas,
+    noise: o.samplerNoise,
+    shape: o.shape,
+    onStep: o.onStep,
+    eta: o.eta,
+    sNoise: o.sNoise,
+    modelSampling: ms,
   });
 }

@@ -17,7 +17,10 @@ const f = Math.fround;
 /** torch.linspace in float64 (two-sided fill). */
 function linspace64(start: number, end: number, steps: number): Float64Array {
   const out = new Float64Array(steps);
-  if (steps === 1) { out[0] = start; return out; }
+  if (steps === 1) {
+    out[0] = start;
+    return out;
+  }
   const step = (end - start) / (steps - 1);
   const half = Math.floor(steps / 2);
   for (let i = 0; i < steps; i++) out[i] = i < half ? start + step * i : end - step * (steps - i - 1);
@@ -51,17 +54,27 @@ export class DiscreteModelSampling {
     return new DiscreteModelSampling(sdSigmas64(linearStart, linearEnd, timesteps));
   }
 
-  get sigmaMin(): number { return this.sigmas[0]; }
-  get sigmaMax(): number { return this.sigmas[this.sigmas.length - 1]; }
-  get numTimesteps(): number { return this.sigmas.length; }
+  get sigmaMin(): number {
+    return this.sigmas[0];
+  }
+  get sigmaMax(): number {
+    return this.sigmas[this.sigmas.length - 1];
+  }
+  get numTimesteps(): number {
+    return this.sigmas.length;
+  }
 
   /** timestep(sigma): the index whose log sigma is nearest (argmin |log sigma - log sigma_t|, first on ties). */
   timestep(sigma: number): number {
     const ls = f(Math.log(f(sigma)));
-    let best = 0, bestD = Infinity;
+    let best = 0,
+      bestD = Infinity;
     for (let t = 0; t < this.logSigmas.length; t++) {
       const d = Math.abs(f(ls - this.logSigmas[t]));
-      if (d < bestD) { bestD = d; best = t; }
+      if (d < bestD) {
+        bestD = d;
+        best = t;
+      }
     }
     return best;
   }
@@ -69,7 +82,9 @@ export class DiscreteModelSampling {
   /** sigma(t) for a fractional timestep: log-linear interpolation of the table, in float32 like torch. */
   sigma(timestep: number): number {
     const t = Math.min(Math.max(f(timestep), 0), this.sigmas.length - 1);
-    const lo = Math.floor(t), hi = Math.ceil(t), w = f(t - lo);
+    const lo = Math.floor(t),
+      hi = Math.ceil(t),
+      w = f(t - lo);
     const ls = f(f(f(1 - w) * this.logSigmas[lo]) + f(w * this.logSigmas[hi]));
     return f(Math.exp(ls));
   }
@@ -125,7 +140,10 @@ export function epsDenoiser(ms: DiscreteModelSampling, model: EpsModel): Denoise
 }
 
 /** Both predictions of one cfg model call: the cfg-combined denoised and the unconditional branch's denoised. */
-export type UncondDenoise = (x: Float32Array, sigma: number) => Promise<{ denoised: Float32Array; uncond: Float32Array }>;
+export type UncondDenoise = (
+  x: Float32Array,
+  sigma: number,
+) => Promise<{ denoised: Float32Array; uncond: Float32Array }>;
 
 /**
  * A cfg denoiser that can also report the unconditional prediction (what ComfyUI's post-cfg hook hands the cfg_pp
@@ -140,10 +158,12 @@ export type CfgDenoiser = Denoiser & { withUncond: UncondDenoise };
  */
 export function cfgDenoiser(dc: Denoiser, du: Denoiser, cfg: number): CfgDenoiser {
   const withUncond: UncondDenoise = async (x, sigma) => {
-    const c = await dc(x, sigma), u = await du(x, sigma);
+    const c = await dc(x, sigma),
+      u = await du(x, sigma);
     return { denoised: cfgCombine(c, u, cfg), uncond: u };
   };
-  const plain: Denoiser = Math.abs(cfg - 1) <= 1e-9 ? (x, sigma) => dc(x, sigma) : async (x, sigma) => (await withUncond(x, sigma)).denoised;
+  const plain: Denoiser =
+    Math.abs(cfg - 1) <= 1e-9 ? (x, sigma) => dc(x, sigma) : async (x, sigma) => (await withUncond(x, sigma)).denoised;
   return Object.assign(plain, { withUncond });
 }
 
@@ -155,4 +175,3 @@ export function cfgDenoiser(dc: Denoiser, du: Denoiser, cfg: number): CfgDenoise
 export function cfgEpsDenoiser(ms: DiscreteModelSampling, cond: EpsModel, uncond: EpsModel, cfg: number): CfgDenoiser {
   return cfgDenoiser(epsDenoiser(ms, cond), epsDenoiser(ms, uncond), cfg);
 }
-

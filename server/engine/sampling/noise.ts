@@ -34,9 +34,11 @@ export class QueuedNoise implements NoiseSource {
   constructor(private readonly draws: Float32Array[]) {}
   randn(shape: number[]): Float32Array {
     const n = shape.reduce((a, b) => a * b, 1);
-    if (this.next >= this.draws.length) throw new Error(`QueuedNoise: draw ${this.next} requested but only ${this.draws.length} recorded`);
+    if (this.next >= this.draws.length)
+      throw new Error(`QueuedNoise: draw ${this.next} requested but only ${this.draws.length} recorded`);
     const d = this.draws[this.next++];
-    if (d.length !== n) throw new Error(`QueuedNoise: draw ${this.next - 1} has ${d.length} values, shape [${shape}] needs ${n}`);
+    if (d.length !== n)
+      throw new Error(`QueuedNoise: draw ${this.next - 1} has ${d.length} values, shape [${shape}] needs ${n}`);
     return d;
   }
   /** how many draws were consumed so far */

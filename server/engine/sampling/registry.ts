@@ -4,18 +4,40 @@
  * Example: const fn = getSampler('dpmpp_2m'); const out = await fn({ denoiser, x, sigmas });
  */
 import {
-  sampleDpm2, sampleDpm2Ancestral, sampleEuler, sampleEulerAncestral, sampleHeun, sampleHeunpp2, sampleIpndm, sampleLms,
+  sampleDpm2,
+  sampleDpm2Ancestral,
+  sampleEuler,
+  sampleEulerAncestral,
+  sampleHeun,
+  sampleHeunpp2,
+  sampleIpndm,
+  sampleLms,
   type KSamplerFn,
 } from './k-samplers.js';
 import {
-  sampleDdpm, sampleDpmpp2m, sampleDpmpp2mSde, sampleDpmpp2sAncestral, sampleDpmpp3mSde, sampleDpmppSde, sampleLcm,
+  sampleDdpm,
+  sampleDpmpp2m,
+  sampleDpmpp2mSde,
+  sampleDpmpp2sAncestral,
+  sampleDpmpp3mSde,
+  sampleDpmppSde,
+  sampleLcm,
 } from './k-samplers-dpmpp.js';
 import { sampleTcdK } from './k-sampler-tcd.js';
 import { sampleUniPc, sampleUniPcBh2 } from './k-sampler-unipc.js';
 import { sampleDeis } from './k-sampler-deis.js';
-import { sampleExpHeun2X0, sampleGradientEstimation, sampleIpndmV, sampleResMultistep } from './k-samplers-multistep.js';
 import {
-  sampleDpmpp2mCfgPp, sampleDpmpp2sAncestralCfgPp, sampleEulerAncestralCfgPp, sampleEulerCfgPp, sampleGradientEstimationCfgPp,
+  sampleExpHeun2X0,
+  sampleGradientEstimation,
+  sampleIpndmV,
+  sampleResMultistep,
+} from './k-samplers-multistep.js';
+import {
+  sampleDpmpp2mCfgPp,
+  sampleDpmpp2sAncestralCfgPp,
+  sampleEulerAncestralCfgPp,
+  sampleEulerCfgPp,
+  sampleGradientEstimationCfgPp,
   sampleResMultistepCfgPp,
 } from './k-samplers-cfgpp.js';
 export { SCHEDULER_NAMES } from './schedules.js';
@@ -62,11 +84,41 @@ const SAMPLERS: Record<string, KSamplerFn> = {
 
 /** ComfyUI's SAMPLER_NAMES order, restricted to what is implemented, then 'tcd'. */
 export const SAMPLER_NAMES: readonly string[] = [
-  'euler', 'euler_cfg_pp', 'euler_ancestral', 'euler_ancestral_cfg_pp', 'heun', 'heunpp2', 'exp_heun_2_x0', 'dpm_2',
-  'dpm_2_ancestral', 'lms', 'dpmpp_2s_ancestral', 'dpmpp_2s_ancestral_cfg_pp', 'dpmpp_sde', 'dpmpp_sde_gpu', 'dpmpp_2m',
-  'dpmpp_2m_cfg_pp', 'dpmpp_2m_sde', 'dpmpp_2m_sde_gpu', 'dpmpp_2m_sde_heun', 'dpmpp_2m_sde_heun_gpu', 'dpmpp_3m_sde',
-  'dpmpp_3m_sde_gpu', 'ddpm', 'lcm', 'ipndm', 'ipndm_v', 'deis', 'res_multistep', 'res_multistep_cfg_pp',
-  'gradient_estimation', 'gradient_estimation_cfg_pp', 'ddim', 'uni_pc', 'uni_pc_bh2', 'tcd',
+  'euler',
+  'euler_cfg_pp',
+  'euler_ancestral',
+  'euler_ancestral_cfg_pp',
+  'heun',
+  'heunpp2',
+  'exp_heun_2_x0',
+  'dpm_2',
+  'dpm_2_ancestral',
+  'lms',
+  'dpmpp_2s_ancestral',
+  'dpmpp_2s_ancestral_cfg_pp',
+  'dpmpp_sde',
+  'dpmpp_sde_gpu',
+  'dpmpp_2m',
+  'dpmpp_2m_cfg_pp',
+  'dpmpp_2m_sde',
+  'dpmpp_2m_sde_gpu',
+  'dpmpp_2m_sde_heun',
+  'dpmpp_2m_sde_heun_gpu',
+  'dpmpp_3m_sde',
+  'dpmpp_3m_sde_gpu',
+  'ddpm',
+  'lcm',
+  'ipndm',
+  'ipndm_v',
+  'deis',
+  'res_multistep',
+  'res_multistep_cfg_pp',
+  'gradient_estimation',
+  'gradient_estimation_cfg_pp',
+  'ddim',
+  'uni_pc',
+  'uni_pc_bh2',
+  'tcd',
 ];
 
 /**
@@ -74,19 +126,43 @@ export const SAMPLER_NAMES: readonly string[] = [
  * `withUncond` (cfgDenoiser / cfgEpsDenoiser) that runs the negative branch even at cfg 1, as ComfyUI does.
  */
 export const CFG_PP_SAMPLERS = new Set([
-  'euler_cfg_pp', 'euler_ancestral_cfg_pp', 'dpmpp_2s_ancestral_cfg_pp', 'dpmpp_2m_cfg_pp', 'res_multistep_cfg_pp',
+  'euler_cfg_pp',
+  'euler_ancestral_cfg_pp',
+  'dpmpp_2s_ancestral_cfg_pp',
+  'dpmpp_2m_cfg_pp',
+  'res_multistep_cfg_pp',
   'gradient_estimation_cfg_pp',
 ]);
 
 /** Samplers that draw noise (need a noise source; ComfyUI seeds it with the KSampler seed). */
 export const NOISY_SAMPLERS = new Set([
-  'euler_ancestral', 'euler_ancestral_cfg_pp', 'dpmpp_2s_ancestral_cfg_pp', 'dpm_2_ancestral', 'dpmpp_2s_ancestral', 'dpmpp_sde', 'dpmpp_sde_gpu', 'dpmpp_2m_sde', 'dpmpp_2m_sde_gpu',
-  'dpmpp_2m_sde_heun', 'dpmpp_2m_sde_heun_gpu', 'dpmpp_3m_sde', 'dpmpp_3m_sde_gpu', 'ddpm', 'lcm', 'tcd',
+  'euler_ancestral',
+  'euler_ancestral_cfg_pp',
+  'dpmpp_2s_ancestral_cfg_pp',
+  'dpm_2_ancestral',
+  'dpmpp_2s_ancestral',
+  'dpmpp_sde',
+  'dpmpp_sde_gpu',
+  'dpmpp_2m_sde',
+  'dpmpp_2m_sde_gpu',
+  'dpmpp_2m_sde_heun',
+  'dpmpp_2m_sde_heun_gpu',
+  'dpmpp_3m_sde',
+  'dpmpp_3m_sde_gpu',
+  'ddpm',
+  'lcm',
+  'tcd',
 ]);
 
 /** Samplers whose ComfyUI noise comes from a torchsde Brownian tree, which we replace by independent Gaussian draws. */
 export const BROWNIAN_SAMPLERS = new Set([
-  'dpmpp_sde', 'dpmpp_sde_gpu', 'dpmpp_2m_sde', 'dpmpp_2m_sde_gpu', 'dpmpp_2m_sde_heun', 'dpmpp_2m_sde_heun_gpu', 'dpmpp_3m_sde',
+  'dpmpp_sde',
+  'dpmpp_sde_gpu',
+  'dpmpp_2m_sde',
+  'dpmpp_2m_sde_gpu',
+  'dpmpp_2m_sde_heun',
+  'dpmpp_2m_sde_heun_gpu',
+  'dpmpp_3m_sde',
   'dpmpp_3m_sde_gpu',
 ]);
 

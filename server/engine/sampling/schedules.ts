@@ -13,14 +13,25 @@ import { betaPpf } from './beta-dist.js';
 
 const f = Math.fround;
 
-export const SCHEDULER_NAMES = ['simple', 'sgm_uniform', 'karras', 'exponential', 'ddim_uniform', 'beta', 'normal', 'linear_quadratic', 'kl_optimal'] as const;
+export const SCHEDULER_NAMES = [
+  'simple',
+  'sgm_uniform',
+  'karras',
+  'exponential',
+  'ddim_uniform',
+  'beta',
+  'normal',
+  'linear_quadratic',
+  'kl_optimal',
+] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 /** torch.linspace(start, end, steps) in the default float32 dtype. */
 function linspaceF32(start: number, end: number, steps: number): number[] {
   if (steps <= 0) return [];
   if (steps === 1) return [f(start)];
-  const s = f(start), e = f(end);
+  const s = f(start),
+    e = f(end);
   const step = f((e - s) / (steps - 1));
   const half = Math.floor(steps / 2);
   return Array.from({ length: steps }, (_, i) => f(i < half ? s + step * i : e - step * (steps - i - 1)));
@@ -28,7 +39,8 @@ function linspaceF32(start: number, end: number, steps: number): number[] {
 
 /** k-diffusion get_sigmas_karras (rho = 7), float32. */
 export function karrasSigmas(n: number, sigmaMin: number, sigmaMax: number, rho = 7): number[] {
-  const minInv = sigmaMin ** (1 / rho), maxInv = sigmaMax ** (1 / rho);
+  const minInv = sigmaMin ** (1 / rho),
+    maxInv = sigmaMax ** (1 / rho);
   const ramp = linspaceF32(0, 1, n);
   return [...ramp.map((r) => f(f(f(maxInv) + f(r * f(minInv - maxInv))) ** rho)), 0];
 }
@@ -41,7 +53,8 @@ export function exponentialSigmas(n: number, sigmaMin: number, sigmaMax: number)
 /** ComfyUI kl_optimal_scheduler (tan of interpolated atan); n = 1 gives NaN exactly as ComfyUI does (0/0). */
 export function klOptimalSigmas(n: number, sigmaMin: number, sigmaMax: number): number[] {
   const out: number[] = [];
-  const aMin = Math.atan(sigmaMin), aMax = Math.atan(sigmaMax);
+  const aMin = Math.atan(sigmaMin),
+    aMax = Math.atan(sigmaMax);
   for (let i = 0; i < n; i++) {
     const adj = f(i / (n - 1));
     out.push(f(Math.tan(f(f(adj * f(aMin)) + f(f(1 - adj) * f(aMax))))));
@@ -51,13 +64,17 @@ export function klOptimalSigmas(n: number, sigmaMin: number, sigmaMax: number): 
 
 /** normal (and sgm_uniform): sigma(t) at t = linspace(timestep(sigma_max), timestep(sigma_min), ...). */
 export function normalSigmas(ms: DiscreteModelSampling, steps: number, sgm = false): number[] {
-  const start = ms.timestep(ms.sigmaMax), end = ms.timestep(ms.sigmaMin);
+  const start = ms.timestep(ms.sigmaMax),
+    end = ms.timestep(ms.sigmaMin);
   let appendZero = true;
   let ts: number[];
   if (sgm) ts = linspaceF32(start, end, steps + 1).slice(0, -1);
   else {
     // models whose smallest sigma is ~0 get one more step instead of an appended zero
-    if (Math.abs(ms.sigma(end)) <= 1e-5) { steps += 1; appendZero = false; }
+    if (Math.abs(ms.sigma(end)) <= 1e-5) {
+      steps += 1;
+      appendZero = false;
+    }
     ts = linspaceF32(start, end, steps);
   }
   const sigs = ts.map((t) => ms.sigma(t));
@@ -66,7 +83,8 @@ export function normalSigmas(ms: DiscreteModelSampling, steps: number, sgm = fal
 
 /** simple: every len/steps-th table entry from the top. */
 export function simpleSigmas(ms: DiscreteModelSampling, steps: number): number[] {
-  const n = ms.sigmas.length, ss = n / steps;
+  const n = ms.sigmas.length,
+    ss = n / steps;
   const out: number[] = [];
   for (let x = 0; x < steps; x++) out.push(ms.sigmas[n - 1 - Math.trunc(x * ss)]);
   return [...out, 0];
@@ -76,7 +94,10 @@ export function simpleSigmas(ms: DiscreteModelSampling, steps: number): number[]
 export function ddimUniformSigmas(ms: DiscreteModelSampling, steps: number): number[] {
   const n = ms.sigmas.length;
   let sigs: number[];
-  if (Math.abs(ms.sigmas[1]) <= 1e-5) { steps += 1; sigs = []; } else sigs = [0];
+  if (Math.abs(ms.sigmas[1]) <= 1e-5) {
+    steps += 1;
+    sigs = [];
+  } else sigs = [0];
   const ss = Math.max(Math.floor(n / steps), 1);
   for (let x = 1; x < n; x += ss) sigs.push(ms.sigmas[x]);
   return sigs.reverse();
@@ -101,7 +122,12 @@ function roundHalfEven(v: number): number {
 }
 
 /** linear_quadratic (Mochi): linear then quadratic in 1 - sigma/sigma_max, scaled by sigma_max. */
-export function linearQuadraticSigmas(ms: DiscreteModelSampling, steps: number, thresholdNoise = 0.025, linearSteps?: number): number[] {
+export function linearQuadraticSigmas(
+  ms: DiscreteModelSampling,
+  steps: number,
+  thresholdNoise = 0.025,
+  linearSteps?: number,
+): number[] {
   let sched: number[];
   if (steps === 1) sched = [1, 0];
   else {
@@ -122,16 +148,26 @@ export function linearQuadraticSigmas(ms: DiscreteModelSampling, steps: number, 
 /** ComfyUI calculate_sigmas(model_sampling, scheduler, steps). */
 export function calculateSigmas(ms: DiscreteModelSampling, scheduler: string, steps: number): number[] {
   switch (scheduler as SchedulerName) {
-    case 'simple': return simpleSigmas(ms, steps);
-    case 'sgm_uniform': return normalSigmas(ms, steps, true);
-    case 'karras': return karrasSigmas(steps, ms.sigmaMin, ms.sigmaMax);
-    case 'exponential': return exponentialSigmas(steps, ms.sigmaMin, ms.sigmaMax);
-    case 'ddim_uniform': return ddimUniformSigmas(ms, steps);
-    case 'beta': return betaSigmas(ms, steps);
-    case 'normal': return normalSigmas(ms, steps);
-    case 'linear_quadratic': return linearQuadraticSigmas(ms, steps);
-    case 'kl_optimal': return klOptimalSigmas(steps, ms.sigmaMin, ms.sigmaMax);
-    default: throw new Error(`error invalid scheduler ${scheduler}`);
+    case 'simple':
+      return simpleSigmas(ms, steps);
+    case 'sgm_uniform':
+      return normalSigmas(ms, steps, true);
+    case 'karras':
+      return karrasSigmas(steps, ms.sigmaMin, ms.sigmaMax);
+    case 'exponential':
+      return exponentialSigmas(steps, ms.sigmaMin, ms.sigmaMax);
+    case 'ddim_uniform':
+      return ddimUniformSigmas(ms, steps);
+    case 'beta':
+      return betaSigmas(ms, steps);
+    case 'normal':
+      return normalSigmas(ms, steps);
+    case 'linear_quadratic':
+      return linearQuadraticSigmas(ms, steps);
+    case 'kl_optimal':
+      return klOptimalSigmas(steps, ms.sigmaMin, ms.sigmaMax);
+    default:
+      throw new Error(`error invalid scheduler ${scheduler}`);
   }
 }
 
@@ -142,7 +178,13 @@ export const DISCARD_PENULTIMATE_SIGMA_SAMPLERS = new Set(['dpm_2', 'dpm_2_ances
  * KSampler.set_steps: the steps + 1 rule for dpm_2/dpm_2_ancestral/uni_pc, and for denoise < 1 the last steps + 1
  * sigmas of a schedule of int(steps / denoise) steps (denoise <= 0: no sigmas at all).
  */
-export function ksamplerSigmas(ms: DiscreteModelSampling, sampler: string, scheduler: string, steps: number, denoise = 1): number[] {
+export function ksamplerSigmas(
+  ms: DiscreteModelSampling,
+  sampler: string,
+  scheduler: string,
+  steps: number,
+  denoise = 1,
+): number[] {
   const calc = (n: number) => {
     if (DISCARD_PENULTIMATE_SIGMA_SAMPLERS.has(sampler)) {
       const s = calculateSigmas(ms, scheduler, n + 1);

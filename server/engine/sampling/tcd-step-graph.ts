@@ -19,7 +19,15 @@ export interface TcdStepGraphOptions {
   predictionType: 'epsilon' | 'v_prediction';
 }
 
-export const TCD_STEP_SCALARS = ['sqrt_alpha', 'sqrt_beta', 'sqrt_alpha_s', 'sqrt_beta_s', 'keep', 'noise_scale', 'cfg'] as const;
+export const TCD_STEP_SCALARS = [
+  'sqrt_alpha',
+  'sqrt_beta',
+  'sqrt_alpha_s',
+  'sqrt_beta_s',
+  'keep',
+  'noise_scale',
+  'cfg',
+] as const;
 
 export function buildTcdStepGraph(o: TcdStepGraphOptions): GraphBuilder {
   const g = new GraphBuilder({ name: `tcd_step_${o.predictionType}${o.guided ? '_cfg' : ''}` });
@@ -28,8 +36,16 @@ export function buildTcdStepGraph(o: TcdStepGraphOptions): GraphBuilder {
   const pos = g.input('pos', 'float32', latent);
   const neg = o.guided ? g.input('neg', 'float32', latent) : null;
   const noise = g.input('noise', 'float32', latent);
-  const s = Object.fromEntries(TCD_STEP_SCALARS.map((name) => [name, g.input(name, 'float32', [1])])) as Record<(typeof TCD_STEP_SCALARS)[number], ReturnType<GraphBuilder['input']>>;
-  const { Add, Sub, Mul, Div } = { Add: g.op.Add.bind(g.op), Sub: g.op.Sub.bind(g.op), Mul: g.op.Mul.bind(g.op), Div: g.op.Div.bind(g.op) };
+  const s = Object.fromEntries(TCD_STEP_SCALARS.map((name) => [name, g.input(name, 'float32', [1])])) as Record<
+    (typeof TCD_STEP_SCALARS)[number],
+    ReturnType<GraphBuilder['input']>
+  >;
+  const { Add, Sub, Mul, Div } = {
+    Add: g.op.Add.bind(g.op),
+    Sub: g.op.Sub.bind(g.op),
+    Mul: g.op.Mul.bind(g.op),
+    Div: g.op.Div.bind(g.op),
+  };
   const mo = neg ? Add(neg, Mul(s.cfg, Sub(pos, neg))) : pos;
   let x0, eps;
   if (o.predictionType === 'epsilon') {

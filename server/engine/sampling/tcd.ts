@@ -26,8 +26,12 @@ function pyFloat(v: number): string {
 /** torch.linspace(start, end, steps, dtype=float32) on the CPU: float32 step, filled from both ends (halfway split). */
 export function torchLinspaceF32(start: number, end: number, steps: number): Float32Array {
   const out = new Float32Array(steps);
-  if (steps === 1) { out[0] = start; return out; }
-  const s = f(start), e = f(end);
+  if (steps === 1) {
+    out[0] = start;
+    return out;
+  }
+  const s = f(start),
+    e = f(end);
   // float32 step; each element rounded once (bit-exact against torch's alphas_cumprod in the fixtures)
   const step = f((e - s) / (steps - 1));
   const halfway = Math.floor(steps / 2);
@@ -39,7 +43,11 @@ export function torchLinspaceF32(start: number, end: number, steps: number): Flo
  * alphas_cumprod of the scaled_linear schedule as torch computes it in float32:
  * betas = linspace(sqrt(b0), sqrt(b1), n, float32) ** 2; cumprod(1 - betas) (torch accumulates the CPU cumprod in double).
  */
-export function scaledLinearAlphasCumprod(numTrainTimesteps = 1000, betaStart = 0.00085, betaEnd = 0.012): Float32Array {
+export function scaledLinearAlphasCumprod(
+  numTrainTimesteps = 1000,
+  betaStart = 0.00085,
+  betaEnd = 0.012,
+): Float32Array {
   const roots = torchLinspaceF32(Math.sqrt(betaStart), Math.sqrt(betaEnd), numTrainTimesteps);
   const out = new Float32Array(numTrainTimesteps);
   let acc = 1;
@@ -62,22 +70,38 @@ export const TCD_ORIGINAL_STEPS = 50;
  * reversed and sampled at floor(linspace(0, len, steps, endpoint=False)). Throws diffusers' errors.
  * Example: tcdTimesteps(4) -> [999, 759, 499, 259]; tcdTimesteps(4, 0.5) -> [499, 379, 259, 139]
  */
-export function tcdTimesteps(steps: number, strength = 1.0, originalSteps = TCD_ORIGINAL_STEPS, numTrainTimesteps = TCD_TRAIN_TIMESTEPS): number[] {
-  if (!Number.isInteger(steps) || steps < 1) throw new Error(`num_inference_steps must be a positive integer, got ${steps}`);
+export function tcdTimesteps(
+  steps: number,
+  strength = 1.0,
+  originalSteps = TCD_ORIGINAL_STEPS,
+  numTrainTimesteps = TCD_TRAIN_TIMESTEPS,
+): number[] {
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new Error(`num_inference_steps must be a positive integer, got ${steps}`);
   if (originalSteps > numTrainTimesteps) {
-    throw new Error(`\`original_steps\`: ${originalSteps} cannot be larger than \`self.config.train_timesteps\`: ${numTrainTimesteps}`);
+    throw new Error(
+      `\`original_steps\`: ${originalSteps} cannot be larger than \`self.config.train_timesteps\`: ${numTrainTimesteps}`,
+    );
   }
   const k = Math.floor(numTrainTimesteps / originalSteps);
   const count = Math.trunc(originalSteps * strength); // python int() truncates
   const origin: number[] = [];
   for (let i = 1; i <= count; i++) origin.push(i * k - 1);
-  if (steps > numTrainTimesteps) throw new Error(`\`num_inference_steps\`: ${steps} cannot be larger than \`self.config.train_timesteps\`: ${numTrainTimesteps}`);
+  if (steps > numTrainTimesteps)
+    throw new Error(
+      `\`num_inference_steps\`: ${steps} cannot be larger than \`self.config.train_timesteps\`: ${numTrainTimesteps}`,
+    );
   const skipping = Math.floor(origin.length / steps);
   if (skipping < 1) {
-    throw new Error(`The combination of \`original_steps x strength\`: ${originalSteps} x ${pyFloat(strength)} is smaller than \`num_inference_steps\`: ${steps}. ` +
-      `Make sure to either reduce \`num_inference_steps\` to a value smaller than ${count} or increase \`strength\` to a value higher than ${pyFloat(steps / originalSteps)}.`);
+    throw new Error(
+      `The combination of \`original_steps x strength\`: ${originalSteps} x ${pyFloat(strength)} is smaller than \`num_inference_steps\`: ${steps}. ` +
+        `Make sure to either reduce \`num_inference_steps\` to a value smaller than ${count} or increase \`strength\` to a value higher than ${pyFloat(steps / originalSteps)}.`,
+    );
   }
-  if (steps > originalSteps) throw new Error(`\`num_inference_steps\`: ${steps} cannot be larger than \`original_inference_steps\`: ${originalSteps}`);
+  if (steps > originalSteps)
+    throw new Error(
+      `\`num_inference_steps\`: ${steps} cannot be larger than \`original_inference_steps\`: ${originalSteps}`,
+    );
   origin.reverse();
   // np.linspace(0, len, steps, endpoint=False) = i * (len / steps), then floor
   const step = origin.length / steps;
@@ -105,22 +129,40 @@ export interface TcdStepArgs {
  * factors of prev_sample = keep * pred_noised_sample + noiseScale * noise (keep 1, noiseScale 0 when no noise).
  * Example: tcdStepScalars(999, 759, 0.3) // { sqrtAlpha: 0.0683, ..., keep: 0.98.., noiseScale: 0.18.. }
  */
-export function tcdStepScalars(timestep: number, prevTimestep: number | null, eta: number, ac: Float32Array = TCD_ALPHAS_CUMPROD): {
-  sqrtAlpha: number; sqrtBeta: number; sqrtAlphaS: number; sqrtBetaS: number; keep: number; noiseScale: number; noisy: boolean;
+export function tcdStepScalars(
+  timestep: number,
+  prevTimestep: number | null,
+  eta: number,
+  ac: Float32Array = TCD_ALPHAS_CUMPROD,
+): {
+  sqrtAlpha: number;
+  sqrtBeta: number;
+  sqrtAlphaS: number;
+  sqrtBetaS: number;
+  keep: number;
+  noiseScale: number;
+  noisy: boolean;
 } {
   if (!(eta >= 0 && eta <= 1)) throw new Error('gamma must be less than or equal to 1.0');
   const last = prevTimestep === null;
   const prevT = last ? 0 : prevTimestep;
   // torch: (1 - eta) * long tensor is a float32 product, then floor
   const timestepS = Math.floor(f(f(1 - eta) * f(prevT)));
-  const alphaT = ac[timestep], betaT = f(1 - alphaT);
+  const alphaT = ac[timestep],
+    betaT = f(1 - alphaT);
   const alphaPrev = ac[prevT];
-  const alphaS = ac[timestepS], betaS = f(1 - alphaS);
+  const alphaS = ac[timestepS],
+    betaS = f(1 - alphaS);
   const noisy = eta > 0 && !last;
   const r = alphaPrev / alphaS;
   return {
-    sqrtAlpha: Math.sqrt(alphaT), sqrtBeta: Math.sqrt(betaT), sqrtAlphaS: Math.sqrt(alphaS), sqrtBetaS: Math.sqrt(betaS),
-    keep: noisy ? Math.sqrt(r) : 1, noiseScale: noisy ? Math.sqrt(1 - r) : 0, noisy,
+    sqrtAlpha: Math.sqrt(alphaT),
+    sqrtBeta: Math.sqrt(betaT),
+    sqrtAlphaS: Math.sqrt(alphaS),
+    sqrtBetaS: Math.sqrt(betaS),
+    keep: noisy ? Math.sqrt(r) : 1,
+    noiseScale: noisy ? Math.sqrt(1 - r) : 0,
+    noisy,
   };
 }
 
@@ -130,21 +172,36 @@ export function tcdStepScalars(timestep: number, prevTimestep: number | null, et
  */
 export function tcdStep(a: TcdStepArgs): { prevSample: Float32Array; predNoisedSample: Float32Array } {
   const sc = tcdStepScalars(a.timestep, a.prevTimestep, a.eta, a.alphasCumprod);
-  const sqA = sc.sqrtAlpha, sqB = sc.sqrtBeta, sqAs = sc.sqrtAlphaS, sqBs = sc.sqrtBetaS;
-  const n = a.sample.length, mo = a.modelOutput, x = a.sample;
+  const sqA = sc.sqrtAlpha,
+    sqB = sc.sqrtBeta,
+    sqAs = sc.sqrtAlphaS,
+    sqBs = sc.sqrtBetaS;
+  const n = a.sample.length,
+    mo = a.modelOutput,
+    x = a.sample;
   if (mo.length !== n) throw new Error(`tcdStep: model output has ${mo.length} values, sample has ${n}`);
   const pns = new Float32Array(n);
   const kind = a.predictionType ?? 'epsilon';
   for (let i = 0; i < n; i++) {
     let x0: number, eps: number;
-    if (kind === 'epsilon') { x0 = (x[i] - sqB * mo[i]) / sqA; eps = mo[i]; }
-    else if (kind === 'sample') { x0 = mo[i]; eps = (x[i] - sqA * x0) / sqB; }
-    else if (kind === 'v_prediction') { x0 = sqA * x[i] - sqB * mo[i]; eps = sqA * mo[i] + sqB * x[i]; }
-    else throw new Error(`prediction_type given as ${String(kind)} must be one of \`epsilon\`, \`sample\` or \`v_prediction\` for \`TCDScheduler\`.`);
+    if (kind === 'epsilon') {
+      x0 = (x[i] - sqB * mo[i]) / sqA;
+      eps = mo[i];
+    } else if (kind === 'sample') {
+      x0 = mo[i];
+      eps = (x[i] - sqA * x0) / sqB;
+    } else if (kind === 'v_prediction') {
+      x0 = sqA * x[i] - sqB * mo[i];
+      eps = sqA * mo[i] + sqB * x[i];
+    } else
+      throw new Error(
+        `prediction_type given as ${String(kind)} must be one of \`epsilon\`, \`sample\` or \`v_prediction\` for \`TCDScheduler\`.`,
+      );
     pns[i] = sqAs * x0 + sqBs * eps;
   }
   if (sc.noisy) {
-    if (!a.noise || a.noise.length !== n) throw new Error('tcdStep: eta > 0 before the last step needs noise of the sample size');
+    if (!a.noise || a.noise.length !== n)
+      throw new Error('tcdStep: eta > 0 before the last step needs noise of the sample size');
     const prev = new Float32Array(n);
     for (let i = 0; i < n; i++) prev[i] = sc.keep * pns[i] + sc.noiseScale * a.noise[i];
     return { prevSample: prev, predNoisedSample: pns };
@@ -153,9 +210,15 @@ export function tcdStep(a: TcdStepArgs): { prevSample: Float32Array; predNoisedS
 }
 
 /** scheduler.add_noise: sqrt(abar_t) * latent + sqrt(1 - abar_t) * noise (img2img start at timesteps[0]). */
-export function tcdAddNoise(latent: Float32Array, noise: Float32Array, timestep: number, alphasCumprod: Float32Array = TCD_ALPHAS_CUMPROD): Float32Array {
+export function tcdAddNoise(
+  latent: Float32Array,
+  noise: Float32Array,
+  timestep: number,
+  alphasCumprod: Float32Array = TCD_ALPHAS_CUMPROD,
+): Float32Array {
   const a = alphasCumprod[timestep];
-  const ca = Math.sqrt(a), cb = Math.sqrt(f(1 - a));
+  const ca = Math.sqrt(a),
+    cb = Math.sqrt(f(1 - a));
   const out = new Float32Array(latent.length);
   for (let i = 0; i < out.length; i++) out[i] = ca * latent[i] + cb * noise[i];
   return out;
@@ -178,7 +241,13 @@ export interface SampleTcdOptions {
   /** latent shape used for noise draws; defaults to [x.length] */
   shape?: number[];
   predictionType?: PredictionType;
-  onStep?: (info: { i: number; total: number; timestep: number; x: Float32Array; predNoisedSample: Float32Array }) => void | Promise<void>;
+  onStep?: (info: {
+    i: number;
+    total: number;
+    timestep: number;
+    x: Float32Array;
+    predNoisedSample: Float32Array;
+  }) => void | Promise<void>;
 }
 
 /**
@@ -197,7 +266,15 @@ export async function sampleTcd(o: SampleTcdOptions): Promise<Float32Array> {
       if (!o.noise) throw new Error('sampleTcd: eta > 0 needs a noise source');
       noise = o.noise.randn(o.shape ?? [x.length]);
     }
-    const r = tcdStep({ modelOutput, timestep: t, prevTimestep: last ? null : o.timesteps[i + 1], sample: x, eta: o.eta, noise, predictionType: o.predictionType });
+    const r = tcdStep({
+      modelOutput,
+      timestep: t,
+      prevTimestep: last ? null : o.timesteps[i + 1],
+      sample: x,
+      eta: o.eta,
+      noise,
+      predictionType: o.predictionType,
+    });
     x = r.prevSample;
     if (o.onStep) await o.onStep({ i, total: n, timestep: t, x, predNoisedSample: r.predNoisedSample });
   }

@@ -22,41 +22,59 @@ import { validatePrompt } from '../../executor/validate.js';
 import { makeServices } from '../../host.js';
 import { ModelFolders } from '../../storage/model-folders.js';
 
-const maxAbs = (a: ArrayLike<number>) => { let m = 0; for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i])); return m; };
+const maxAbs = (a: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+};
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) return Infinity;
   let m = 0;
-  for (let i = 0; i < a.length; i++) { const d = Math.abs(a[i] - b[i]); if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d; }
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
   return m;
 }
 
 /** The fixtures' pixel rule on [B,H,W,3] in 0..1 against [B,3,H,W] in [-1,1]. */
 function pixels(ours: Float32Array, ref: Float32Array, shape: number[]) {
   const [b, , h, w] = shape;
-  let over2 = 0, maxDiff = 0;
-  for (let i = 0; i < b; i++) for (let c = 0; c < 3; c++) for (let p = 0; p < h * w; p++) {
-    const r = Math.min(1, Math.max(0, (ref[(i * 3 + c) * h * w + p] + 1) / 2)) * 255;
-    const g = Math.round(Math.min(1, Math.max(0, ours[(i * h * w + p) * 3 + c])) * 255);
-    const d = Math.abs(g - r);
-    if (d > 2) over2++;
-    maxDiff = Math.max(maxDiff, d);
-  }
+  let over2 = 0,
+    maxDiff = 0;
+  for (let i = 0; i < b; i++)
+    for (let c = 0; c < 3; c++)
+      for (let p = 0; p < h * w; p++) {
+        const r = Math.min(1, Math.max(0, (ref[(i * 3 + c) * h * w + p] + 1) / 2)) * 255;
+        const g = Math.round(Math.min(1, Math.max(0, ours[(i * h * w + p) * 3 + c])) * 255);
+        const d = Math.abs(g - r);
+        if (d > 2) over2++;
+        maxDiff = Math.max(maxDiff, d);
+      }
   const fractionOver2 = over2 / (b * 3 * h * w);
   return { fractionOver2, maxDiff, pass: fractionOver2 <= 0.001 && maxDiff <= 4 };
 }
 
-interface Check { name: string; maxDiff: number; tolerance?: number; pass: boolean; [k: string]: unknown }
+interface Check {
+  name: string;
+  maxDiff: number;
+  tolerance?: number;
+  pass: boolean;
+  [k: string]: unknown;
+}
 
 async function components(engine: Engine, fixtures: string): Promise<Check[]> {
   const ckpt = join(fixtures, 'sd1_tiny.safetensors');
   const cases = SafetensorsFile.open(join(fixtures, 'sd1_tiny_cases.safetensors'));
   const out: Check[] = [];
   const check = (name: string, got: ArrayLike<number>, ref: Float32Array) => {
-    const d = maxAbsDiff(got, ref), tol = 1e-4 * Math.max(1, maxAbs(ref));
+    const d = maxAbsDiff(got, ref),
+      tol = 1e-4 * Math.max(1, maxAbs(ref));
     out.push({ name, maxDiff: d, tolerance: tol, relToMax: d / Math.max(1e-12, maxAbs(ref)), pass: d <= tol });
   };
   try {
-    const x = cases.readTensor('unet/x'), ctx = cases.readTensor('unet/context');
+    const x = cases.readTensor('unet/x'),
+      ctx = cases.readTensor('unet/context');
     const eps = await engine.unet({ checkpoint: ckpt, loras: [] }, x, cases.readFloat32('unet/t'), ctx);
     check('sd1 unet eps', eps.data, cases.readFloat32('unet/out'));
     const dec = await engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z'));
@@ -67,20 +85,52 @@ async function components(engine: Engine, fixtures: string): Promise<Check[]> {
   return out;
 }
 
-interface Run { checkpoint: string; prompt: string; negative: string; width: number; height: number; steps: number; seed: number; batch_size: number; cfg: number }
+interface Run {
+  checkpoint: string;
+  prompt: string;
+  negative: string;
+  width: number;
+  height: number;
+  steps: number;
+  seed: number;
+  batch_size: number;
+  cfg: number;
+}
 
 async function pipelines(ep: string, fixtures: string): Promise<Check[]> {
   const root = mkdtempSync(join(tmpdir(), 'tcd-fixture-check-'));
-  const dirs = { models: join(root, 'models'), output: join(root, 'output'), input: join(root, 'input'), temp: join(root, 'temp'), data: join(root, 'data') };
+  const dirs = {
+    models: join(root, 'models'),
+    output: join(root, 'output'),
+    input: join(root, 'input'),
+    temp: join(root, 'temp'),
+    data: join(root, 'data'),
+  };
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
   symlinkSync(fixtures, join(dirs.models, 'checkpoints'));
   symlinkSync(fixtures, join(dirs.models, 'loras'));
   const captured = new Map<string, unknown>();
   const registry = createRegistry();
-  registry.set('CaptureIMAGE', defineNode({ id: 'CaptureIMAGE', category: 'testing', outputNode: true, inputs: [t.socket('IMAGE', 'value')],
-    outputs: [], execute: ({ value }, ctx) => { captured.set(ctx.nodeId, value); return { outputs: [] }; } }));
-  const services = makeServices(new ModelFolders(dirs.models), { output: dirs.output, input: dirs.input, temp: dirs.temp },
-    { ep, dataDir: dirs.data, log: (l) => console.error(l) }, false);
+  registry.set(
+    'CaptureIMAGE',
+    defineNode({
+      id: 'CaptureIMAGE',
+      category: 'testing',
+      outputNode: true,
+      inputs: [t.socket('IMAGE', 'value')],
+      outputs: [],
+      execute: ({ value }, ctx) => {
+        captured.set(ctx.nodeId, value);
+        return { outputs: [] };
+      },
+    }),
+  );
+  const services = makeServices(
+    new ModelFolders(dirs.models),
+    { output: dirs.output, input: dirs.input, temp: dirs.temp },
+    { ep, dataDir: dirs.data, log: (l) => console.error(l) },
+    false,
+  );
   const executor = new Executor(registry, services);
   const out: Check[] = [];
   let n = 0;
@@ -97,31 +147,72 @@ async function pipelines(ep: string, fixtures: string): Promise<Check[]> {
     const v = validatePrompt(prompt, registry, services);
     if (!v.ok) throw new Error(`${name}: prompt invalid: ${JSON.stringify(v.body)}`);
     const t0 = performance.now();
-    const res = await executor.run({ promptId: `p${n++}`, prompt, extraData: {}, outputs: v.outputs, constants: v.constants },
-      { emit: () => {}, preview: () => {}, signal: new AbortController().signal });
+    const res = await executor.run(
+      { promptId: `p${n++}`, prompt, extraData: {}, outputs: v.outputs, constants: v.constants },
+      { emit: () => {}, preview: () => {}, signal: new AbortController().signal },
+    );
     const img = captured.get('image_out') as Tensor | undefined;
-    if (res.status !== 'success' || !img) { out.push({ name, maxDiff: Infinity, pass: false, status: res.status }); return; }
+    if (res.status !== 'success' || !img) {
+      out.push({ name, maxDiff: Infinity, pass: false, status: res.status });
+      return;
+    }
     const p = pixels(img.data, refImage.data, refImage.shape);
     out.push({ name, ...p, ms: Math.round(performance.now() - t0) });
   };
   try {
     const manifest = JSON.parse(readFileSync(join(fixtures, 'manifest.json'), 'utf8'));
     const refs = SafetensorsFile.open(join(fixtures, 'pipelines.safetensors'));
-    for (const [name, r] of Object.entries(manifest.cases.pipelines.runs as Record<string, Run & { eta: number; lora?: string }>)) {
+    for (const [name, r] of Object.entries(
+      manifest.cases.pipelines.runs as Record<string, Run & { eta: number; lora?: string }>,
+    )) {
       if (!existsSync(join(fixtures, r.checkpoint)) || r.lora) continue;
-      await run(`pipeline ${name}`, r, { class_type: 'TCDSampler', inputs: {
-        model: ['ckpt', 0], positive: ['pos', 0], negative: ['neg', 0], latent_image: ['empty', 0], seed: r.seed, steps: r.steps,
-        cfg: r.cfg, eta: r.eta, denoise: 1, original_inference_steps: 50,
-      } }, refs.readTensor(`${name}/image`));
+      await run(
+        `pipeline ${name}`,
+        r,
+        {
+          class_type: 'TCDSampler',
+          inputs: {
+            model: ['ckpt', 0],
+            positive: ['pos', 0],
+            negative: ['neg', 0],
+            latent_image: ['empty', 0],
+            seed: r.seed,
+            steps: r.steps,
+            cfg: r.cfg,
+            eta: r.eta,
+            denoise: 1,
+            original_inference_steps: 50,
+          },
+        },
+        refs.readTensor(`${name}/image`),
+      );
     }
     refs.close();
     const ks = JSON.parse(readFileSync(join(fixtures, 'comfy_ksampler.json'), 'utf8'));
     const ksRefs = SafetensorsFile.open(join(fixtures, 'comfy_ksampler.safetensors'));
-    for (const [name, r] of Object.entries(ks.runs as Record<string, Run & { sampler_name: string; scheduler: string; denoise: number }>)) {
-      await run(`KSampler ${name}`, r, { class_type: 'KSampler', inputs: {
-        model: ['ckpt', 0], seed: r.seed, steps: r.steps, cfg: r.cfg, sampler_name: r.sampler_name, scheduler: r.scheduler,
-        positive: ['pos', 0], negative: ['neg', 0], latent_image: ['empty', 0], denoise: r.denoise,
-      } }, ksRefs.readTensor(`${name}/image`));
+    for (const [name, r] of Object.entries(
+      ks.runs as Record<string, Run & { sampler_name: string; scheduler: string; denoise: number }>,
+    )) {
+      await run(
+        `KSampler ${name}`,
+        r,
+        {
+          class_type: 'KSampler',
+          inputs: {
+            model: ['ckpt', 0],
+            seed: r.seed,
+            steps: r.steps,
+            cfg: r.cfg,
+            sampler_name: r.sampler_name,
+            scheduler: r.scheduler,
+            positive: ['pos', 0],
+            negative: ['neg', 0],
+            latent_image: ['empty', 0],
+            denoise: r.denoise,
+          },
+        },
+        ksRefs.readTensor(`${name}/image`),
+      );
     }
     ksRefs.close();
   } finally {
@@ -132,7 +223,9 @@ async function pipelines(ep: string, fixtures: string): Promise<Check[]> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { fixtures: { type: 'string' }, ep: { type: 'string', default: 'cuda' }, out: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { fixtures: { type: 'string' }, ep: { type: 'string', default: 'cuda' }, out: { type: 'string' } },
+  });
   if (!values.fixtures) throw new Error('usage: fixture-check --fixtures DIR --ep cuda|webgpu|cpu [--out FILE]');
   const fixtures = resolve(values.fixtures);
   const cacheDir = mkdtempSync(join(tmpdir(), 'tcd-fixture-cache-'));
@@ -152,4 +245,10 @@ async function main(): Promise<void> {
   console.log(text);
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -11,11 +11,19 @@ import { execFile } from 'node:child_process';
 
 function readUsedMiB(): Promise<number | null> {
   return new Promise((resolve) => {
-    execFile('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-i', '0'], { timeout: 5000 }, (err, stdout) => {
-      if (err) { resolve(null); return; }
-      const v = Number(String(stdout).trim().split('\n')[0]);
-      resolve(Number.isFinite(v) ? v : null);
-    });
+    execFile(
+      'nvidia-smi',
+      ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-i', '0'],
+      { timeout: 5000 },
+      (err, stdout) => {
+        if (err) {
+          resolve(null);
+          return;
+        }
+        const v = Number(String(stdout).trim().split('\n')[0]);
+        resolve(Number.isFinite(v) ? v : null);
+      },
+    );
   });
 }
 
@@ -24,13 +32,17 @@ export class GpuMemoryProbe {
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> = Promise.resolve();
 
-  private constructor(readonly baselineMiB: number | null) { this.peak = baselineMiB; }
+  private constructor(readonly baselineMiB: number | null) {
+    this.peak = baselineMiB;
+  }
 
   /** Starts sampling every `intervalMs` (no sampling when nvidia-smi is absent). */
   static async start(intervalMs = 250): Promise<GpuMemoryProbe> {
     const probe = new GpuMemoryProbe(await readUsedMiB());
     if (probe.baselineMiB !== null) {
-      probe.timer = setInterval(() => { probe.inFlight = probe.sample(); }, intervalMs);
+      probe.timer = setInterval(() => {
+        probe.inFlight = probe.sample();
+      }, intervalMs);
       probe.timer.unref();
     }
     return probe;

@@ -22,11 +22,17 @@ export function ioGraph(channels: number): GraphBuilder {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: {
-    ep: { type: 'string', default: 'webgpu' }, latent: { type: 'string', default: '64' }, context: { type: 'string', default: '77x768' },
-    runs: { type: 'string', default: '20' },
-  } });
-  const side = Number(values.latent), [S, C] = values.context!.split('x').map(Number), runs = Number(values.runs);
+  const { values } = parseArgs({
+    options: {
+      ep: { type: 'string', default: 'webgpu' },
+      latent: { type: 'string', default: '64' },
+      context: { type: 'string', default: '77x768' },
+      runs: { type: 'string', default: '20' },
+    },
+  });
+  const side = Number(values.latent),
+    [S, C] = values.context!.split('x').map(Number),
+    runs = Number(values.runs);
   const ep = values.ep as ExecutionProvider;
   const session = await ort.InferenceSession.create(serializeModel(ioGraph(4)), sessionOptionsFor(ep, 'unet', 'sd1'));
   const feeds = {
@@ -40,10 +46,22 @@ async function main(): Promise<void> {
     times.push(performance.now() - t0);
   }
   const warm = times.slice(1).sort((a, b) => a - b);
-  console.log(JSON.stringify({ ep, latent: [1, 4, side, side], context: [1, S, C], coldMs: times[0], medianMs: warm[Math.floor(warm.length / 2)], minMs: warm[0] }));
+  console.log(
+    JSON.stringify({
+      ep,
+      latent: [1, 4, side, side],
+      context: [1, S, C],
+      coldMs: times[0],
+      medianMs: warm[Math.floor(warm.length / 2)],
+      minMs: warm[0],
+    }),
+  );
   await session.release();
 }
 
 if (process.argv[1] && /io-overhead\.(js|ts)$/.test(process.argv[1])) {
-  main().catch((e: unknown) => { console.error(e); process.exitCode = 1; });
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
 }

@@ -12,7 +12,12 @@ import { writeSafetensors, type TensorEntry } from '../../engine/io/safetensors-
 import { loraKeyMap } from '../../engine/lora/key-map.js';
 import { fillNormal, presetConfig, type PresetName } from '../make-checkpoint.js';
 
-export interface RandomLoraOptions { arch: PresetName; rank: number; out: string; seed?: number }
+export interface RandomLoraOptions {
+  arch: PresetName;
+  rank: number;
+  out: string;
+  seed?: number;
+}
 
 export async function makeRandomLora(o: RandomLoraOptions): Promise<{ path: string; modules: number; params: number }> {
   const config = presetConfig(o.arch);
@@ -34,14 +39,32 @@ export async function makeRandomLora(o: RandomLoraOptions): Promise<{ path: stri
     const rank = Math.min(o.rank, out, fanIn);
     const downShape = [rank, inn, ...kernel];
     const upShape = shape.length === 4 ? [out, rank, 1, 1] : [out, rank];
-    const random = (n: number, std: number, part: string) => () => { const a = new Float32Array(n); fillNormal(a, std, seed, `${name}.${part}`); return a; };
+    const random = (n: number, std: number, part: string) => () => {
+      const a = new Float32Array(n);
+      fillNormal(a, std, seed, `${name}.${part}`);
+      return a;
+    };
     entries.push(
-      { name: `${name}.lora_down.weight`, dtype: 'F16', shape: downShape, data: random(rank * fanIn, 1 / Math.sqrt(fanIn), 'down') },
-      { name: `${name}.lora_up.weight`, dtype: 'F16', shape: upShape, data: random(out * rank, 0.01 / Math.sqrt(rank), 'up') },
+      {
+        name: `${name}.lora_down.weight`,
+        dtype: 'F16',
+        shape: downShape,
+        data: random(rank * fanIn, 1 / Math.sqrt(fanIn), 'down'),
+      },
+      {
+        name: `${name}.lora_up.weight`,
+        dtype: 'F16',
+        shape: upShape,
+        data: random(out * rank, 0.01 / Math.sqrt(rank), 'up'),
+      },
       { name: `${name}.alpha`, dtype: 'F32', shape: [], data: () => Float32Array.of(rank) },
     );
     params += rank * (fanIn + out);
   }
-  await writeSafetensors(o.out, entries, { ss_network_dim: String(o.rank), ss_network_alpha: String(o.rank), tcd_bench: 'random' });
+  await writeSafetensors(o.out, entries, {
+    ss_network_dim: String(o.rank),
+    ss_network_alpha: String(o.rank),
+    tcd_bench: 'random',
+  });
   return { path: o.out, modules: done.size, params };
 }

@@ -7,7 +7,13 @@
  */
 import { readFileSync } from 'node:fs';
 
-interface Ev { cat?: string; name?: string; ts?: number; dur?: number; args?: Record<string, unknown> }
+interface Ev {
+  cat?: string;
+  name?: string;
+  ts?: number;
+  dur?: number;
+  args?: Record<string, unknown>;
+}
 
 const ms = (us: number) => Math.round(us / 100) / 10;
 
@@ -16,11 +22,17 @@ function opsOf(nodes: Ev[], top: number) {
   for (const e of nodes) {
     const k = `${String(e.args?.op_name ?? '?')}@${String(e.args?.provider ?? '?')}`;
     const r = byOp.get(k) ?? { us: 0, count: 0 };
-    r.us += e.dur ?? 0; r.count++;
+    r.us += e.dur ?? 0;
+    r.count++;
     byOp.set(k, r);
   }
-  const ops = [...byOp.entries()].sort((a, b) => b[1].us - a[1].us).slice(0, top).map(([op, r]) => ({ op, ms: ms(r.us), count: r.count }));
-  const slowest = [...nodes].sort((a, b) => (b.dur ?? 0) - (a.dur ?? 0)).slice(0, top)
+  const ops = [...byOp.entries()]
+    .sort((a, b) => b[1].us - a[1].us)
+    .slice(0, top)
+    .map(([op, r]) => ({ op, ms: ms(r.us), count: r.count }));
+  const slowest = [...nodes]
+    .sort((a, b) => (b.dur ?? 0) - (a.dur ?? 0))
+    .slice(0, top)
     .map((e) => ({ node: (e.name ?? '').replace(/_kernel_time$/, ''), op: e.args?.op_name, ms: ms(e.dur ?? 0) }));
   return { totalMs: ms(nodes.reduce((a, e) => a + (e.dur ?? 0), 0)), ops, slowest };
 }
@@ -32,12 +44,15 @@ export function profileRuns(events: Ev[], top = 15) {
   const inRun = (r: Ev) => nodes.filter((n) => (n.ts ?? 0) >= (r.ts ?? 0) && (n.ts ?? 0) <= (r.ts ?? 0) + (r.dur ?? 0));
   const placement: Record<string, Record<string, number>> = {};
   for (const n of runs.length ? inRun(runs[runs.length - 1]) : nodes) {
-    const p = String(n.args?.provider ?? '?'), op = String(n.args?.op_name ?? '?');
+    const p = String(n.args?.provider ?? '?'),
+      op = String(n.args?.op_name ?? '?');
     placement[p] ??= {};
     placement[p][op] = (placement[p][op] ?? 0) + 1;
   }
   return {
-    startup: session.filter((e) => e.name !== 'model_run' && e.name !== 'SequentialExecutor::Execute').map((e) => ({ name: e.name, ms: ms(e.dur ?? 0) })),
+    startup: session
+      .filter((e) => e.name !== 'model_run' && e.name !== 'SequentialExecutor::Execute')
+      .map((e) => ({ name: e.name, ms: ms(e.dur ?? 0) })),
     runsMs: runs.map((r) => ms(r.dur ?? 0)),
     placement,
     first: runs.length ? opsOf(inRun(runs[0]), top) : null,

@@ -6,27 +6,49 @@
  */
 import { readFileSync } from 'node:fs';
 
-interface ProfileEvent { cat?: string; name?: string; dur?: number; args?: Record<string, unknown> }
+interface ProfileEvent {
+  cat?: string;
+  name?: string;
+  dur?: number;
+  args?: Record<string, unknown>;
+}
 
-export interface OpTotal { cat: string; op: string; provider: string; us: number; count: number }
+export interface OpTotal {
+  cat: string;
+  op: string;
+  provider: string;
+  us: number;
+  count: number;
+}
 
 /** Aggregates one profile's events; `top` rows per category. */
-export function summariseProfile(events: ProfileEvent[], top = 40): { totalsByCat: Record<string, number>; ops: OpTotal[]; samples: ProfileEvent[] } {
+export function summariseProfile(
+  events: ProfileEvent[],
+  top = 40,
+): { totalsByCat: Record<string, number>; ops: OpTotal[]; samples: ProfileEvent[] } {
   const samples: ProfileEvent[] = [];
   const seen = new Map<string, number>();
   const rows = new Map<string, OpTotal>();
   const totalsByCat: Record<string, number> = {};
   for (const e of events) {
     if (typeof e.dur !== 'number' || !e.cat || e.cat === 'Session') continue;
-    if ((seen.get(e.cat) ?? 0) < 3) { samples.push(e); seen.set(e.cat, (seen.get(e.cat) ?? 0) + 1); }
+    if ((seen.get(e.cat) ?? 0) < 3) {
+      samples.push(e);
+      seen.set(e.cat, (seen.get(e.cat) ?? 0) + 1);
+    }
     // Node events carry op_name; GPU kernel events are named after the node ('scope/path/OpType_12'), so the op type is
     // the last path segment without its counter
-    const last = (e.name ?? '?').replace(/_kernel_time$/, '').split('/').pop() ?? '?';
+    const last =
+      (e.name ?? '?')
+        .replace(/_kernel_time$/, '')
+        .split('/')
+        .pop() ?? '?';
     const op = String(e.args?.op_name ?? last.replace(/_\d+$/, '').replace(/^(.*?)(&.*)?$/, '$1'));
     const provider = String(e.args?.provider ?? '');
     const k = `${e.cat}|${op}|${provider}`;
     const r = rows.get(k) ?? { cat: e.cat, op, provider, us: 0, count: 0 };
-    r.us += e.dur; r.count++;
+    r.us += e.dur;
+    r.count++;
     rows.set(k, r);
     totalsByCat[e.cat] = (totalsByCat[e.cat] ?? 0) + e.dur;
   }

@@ -54,27 +54,60 @@ export interface BenchOptions {
  * per step as the main thread sees it (worker loop: between progress reports, which on a GPU run ahead of the GPU
  * and bunch up at the end; js loop: around each engine.unet call).
  */
-export interface PhaseTimes { textEncodeMs: number; loopMs: number; unetStepMs: number[]; unetStepInWorkerMs: number[]; vaeDecodeMs: number; totalMs: number }
+export interface PhaseTimes {
+  textEncodeMs: number;
+  loopMs: number;
+  unetStepMs: number[];
+  unetStepInWorkerMs: number[];
+  vaeDecodeMs: number;
+  totalMs: number;
+}
 
 export interface BenchReport {
-  arch: PresetName; size: number; steps: number; epRequested: string; ep: string; loop: 'worker' | 'js';
-  checkpoint: string; checkpointCreatedS: number | null;
+  arch: PresetName;
+  size: number;
+  steps: number;
+  epRequested: string;
+  ep: string;
+  loop: 'worker' | 'js';
+  checkpoint: string;
+  checkpointCreatedS: number | null;
   lora: { path: string; createdS: number | null } | null;
   /** per component: graph build + serialise (or cache reuse) and session creation, from the worker */
   loads: RuntimeStats['loadTimings'];
   cold: { textEncodeMs: number; unetFirstCallMs: number; vaeDecodeMs: number };
   images: PhaseTimes[];
   /** medians over the warm images; unetStepMs is the loop's time per step (loopMs / steps) */
-  summary: { unetStepMs: number; unetStepInWorkerMs: number; textEncodeMs: number; vaeDecodeMs: number; secondsPerImage: number; modelLoadS: number; sessionCreateS: number };
-  memory: { peakRssMiB: number; gpuBaselineMiB: number | null; gpuPeakMiB: number | null; gpuPeakAboveBaselineMiB: number | null };
-  node: string; tuning: WorkerInit['tuning'];
+  summary: {
+    unetStepMs: number;
+    unetStepInWorkerMs: number;
+    textEncodeMs: number;
+    vaeDecodeMs: number;
+    secondsPerImage: number;
+    modelLoadS: number;
+    sessionCreateS: number;
+  };
+  memory: {
+    peakRssMiB: number;
+    gpuBaselineMiB: number | null;
+    gpuPeakMiB: number | null;
+    gpuPeakAboveBaselineMiB: number | null;
+  };
+  node: string;
+  tuning: WorkerInit['tuning'];
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+};
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 /** The default checkpoint: <tmp>/tcd-bench/<arch>.safetensors, created once per machine (seed 1, F16). */
-export async function benchCheckpoint(arch: PresetName, log: (l: string) => void): Promise<{ path: string; createdS: number | null }> {
+export async function benchCheckpoint(
+  arch: PresetName,
+  log: (l: string) => void,
+): Promise<{ path: string; createdS: number | null }> {
   const dir = join(tmpdir(), 'tcd-bench');
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${arch}.safetensors`);
@@ -86,12 +119,18 @@ export async function benchCheckpoint(arch: PresetName, log: (l: string) => void
 }
 
 /** <tmp>/tcd-bench/<arch>-lora<rank>.safetensors: a random kohya LoRA over the UNet (make-lora.ts), made once. */
-async function benchLora(arch: PresetName, rank: number, log: (l: string) => void): Promise<{ path: string; createdS: number | null }> {
+async function benchLora(
+  arch: PresetName,
+  rank: number,
+  log: (l: string) => void,
+): Promise<{ path: string; createdS: number | null }> {
   const path = join(tmpdir(), 'tcd-bench', `${arch}-lora${rank}.safetensors`);
   if (existsSync(path)) return { path, createdS: null };
   const t0 = performance.now();
   const made = await makeRandomLora({ arch, rank, out: path });
-  log(`bench: wrote a random rank-${rank} LoRA (${made.modules} UNet modules, ${(made.params / 1e6).toFixed(1)}M params) to ${path}`);
+  log(
+    `bench: wrote a random rank-${rank} LoRA (${made.modules} UNet modules, ${(made.params / 1e6).toFixed(1)}M params) to ${path}`,
+  );
   return { path, createdS: round((performance.now() - t0) / 1000, 2) };
 }
 
@@ -100,30 +139,48 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const { arch, size, steps } = o;
   const loop = o.loop ?? 'worker';
   const granularity = arch === 'sd15' ? 64 : 32;
-  if (!Number.isInteger(size) || size <= 0 || size % granularity !== 0) throw new Error(`--size must be a positive multiple of ${granularity} for ${arch}, got ${size}`);
+  if (!Number.isInteger(size) || size <= 0 || size % granularity !== 0)
+    throw new Error(`--size must be a positive multiple of ${granularity} for ${arch}, got ${size}`);
   const ckpt = o.checkpoint ? { path: resolve(o.checkpoint), createdS: null } : await benchCheckpoint(arch, log);
-  const engine = new Engine({ ep: o.ep, cacheDir: o.cacheDir ?? join(tmpdir(), 'tcd-bench', 'onnx-cache'), log, tuning: o.tuning,
-    ...(o.device !== undefined ? { device: o.device } : {}) });
+  const engine = new Engine({
+    ep: o.ep,
+    cacheDir: o.cacheDir ?? join(tmpdir(), 'tcd-bench', 'onnx-cache'),
+    log,
+    tuning: o.tuning,
+    ...(o.device !== undefined ? { device: o.device } : {}),
+  });
   const gpu = await GpuMemoryProbe.start(250);
   try {
     const { config } = engine.inspect(ckpt.path);
-    const lora = o.lora ? { path: resolve(o.lora), createdS: null } : o.loraRank ? await benchLora(arch, o.loraRank, log) : null;
+    const lora = o.lora
+      ? { path: resolve(o.lora), createdS: null }
+      : o.loraRank
+        ? await benchLora(arch, o.loraRank, log)
+        : null;
     const model = { checkpoint: ckpt.path, loras: lora ? [{ path: lora.path, strength: 1 }] : [] };
     const clip = { checkpoint: ckpt.path, loras: [] };
     const prompt = o.prompt ?? 'a photograph of an astronaut riding a horse, highly detailed';
     const latentShape = [1, config.unet.inChannels, size / 8, size / 8];
     const timesteps = tcdTimesteps(steps);
-    const clock = async <T>(fn: () => Promise<T>): Promise<[T, number]> => { const t0 = performance.now(); const v = await fn(); return [v, performance.now() - t0]; };
-    const extraFor = (pooled: Tensor | null) => config.unet.adm && pooled
-      ? { textEmbeds: pooled, timeIds: { shape: [1, 6], data: Float32Array.of(size, size, 0, 0, size, size) } }
-      : undefined;
-    const workerUnetRuns = async () => (await engine.stats()).runTimings.filter((r) => r.component === 'unet').map((r) => r.ms);
+    const clock = async <T>(fn: () => Promise<T>): Promise<[T, number]> => {
+      const t0 = performance.now();
+      const v = await fn();
+      return [v, performance.now() - t0];
+    };
+    const extraFor = (pooled: Tensor | null) =>
+      config.unet.adm && pooled
+        ? { textEmbeds: pooled, timeIds: { shape: [1, 6], data: Float32Array.of(size, size, 0, 0, size, size) } }
+        : undefined;
+    const workerUnetRuns = async () =>
+      (await engine.stats()).runTimings.filter((r) => r.component === 'unet').map((r) => r.ms);
 
     // cold: each component loads on first use
     log(`bench: ${arch} ${size}x${size}, ${steps} steps, ep ${o.ep}: loading`);
     const [text, textCold] = await clock(() => engine.encodeText(clip, prompt));
     const x0: Tensor = { shape: latentShape, data: tcdInitialLatent(new TorchGenerator(0), latentShape) };
-    const [, unetCold] = await clock(() => engine.unet(model, x0, Float32Array.of(timesteps[0]), text.context, extraFor(text.pooled)));
+    const [, unetCold] = await clock(() =>
+      engine.unet(model, x0, Float32Array.of(timesteps[0]), text.context, extraFor(text.pooled)),
+    );
     const [, vaeCold] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, x0));
 
     const images: PhaseTimes[] = [];
@@ -141,14 +198,43 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         const noises = timesteps.slice(1).map(() => gen.randn(latentShape));
         let last = performance.now();
         const extra = extraFor(cond.pooled);
-        latent = (await engine.sampleTcd({
-          model, x: { shape: latentShape, data: x }, timesteps, eta: 0.3, noises, cfg: 1, positive: { context: cond.context, ...(extra ? { extra } : {}) },
-        }, { onStep: () => { const now = performance.now(); stepMs.push(now - last); last = now; } })).data;
+        latent = (
+          await engine.sampleTcd(
+            {
+              model,
+              x: { shape: latentShape, data: x },
+              timesteps,
+              eta: 0.3,
+              noises,
+              cfg: 1,
+              positive: { context: cond.context, ...(extra ? { extra } : {}) },
+            },
+            {
+              onStep: () => {
+                const now = performance.now();
+                stepMs.push(now - last);
+                last = now;
+              },
+            },
+          )
+        ).data;
       } else {
         latent = await sampleTcd({
-          x, timesteps, eta: 0.3, noise: gen, shape: latentShape,
+          x,
+          timesteps,
+          eta: 0.3,
+          noise: gen,
+          shape: latentShape,
           denoise: async (xs, t) => {
-            const [eps, ms] = await clock(() => engine.unet(model, { shape: latentShape, data: xs }, Float32Array.of(t), cond.context, extraFor(cond.pooled)));
+            const [eps, ms] = await clock(() =>
+              engine.unet(
+                model,
+                { shape: latentShape, data: xs },
+                Float32Array.of(t),
+                cond.context,
+                extraFor(cond.pooled),
+              ),
+            );
             stepMs.push(ms);
             return eps.data;
           },
@@ -158,29 +244,51 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const z = { shape: latentShape, data: latent.map((v) => v / config.vae.scalingFactor) };
       const [image, vaeMs] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, z));
       const totalMs = performance.now() - t0;
-      if (!image.data.every(Number.isFinite)) throw new Error('bench: the decoded image has non-finite values (fp16 overflow?)');
+      if (!image.data.every(Number.isFinite))
+        throw new Error('bench: the decoded image has non-finite values (fp16 overflow?)');
       const inWorker = (await workerUnetRuns()).slice(before);
-      images.push({ textEncodeMs: round(textMs), loopMs: round(loopMs), unetStepMs: stepMs.map((v) => round(v)), unetStepInWorkerMs: inWorker.map((v) => round(v)), vaeDecodeMs: round(vaeMs), totalMs: round(totalMs) });
-      log(`bench: image ${i + 1}: ${round(totalMs / 1000, 2)} s (loop ${round(loopMs)} ms = ${round(loopMs / steps)} ms/step; reports ${stepMs.map((v) => round(v)).join(', ')} ms)`);
+      images.push({
+        textEncodeMs: round(textMs),
+        loopMs: round(loopMs),
+        unetStepMs: stepMs.map((v) => round(v)),
+        unetStepInWorkerMs: inWorker.map((v) => round(v)),
+        vaeDecodeMs: round(vaeMs),
+        totalMs: round(totalMs),
+      });
+      log(
+        `bench: image ${i + 1}: ${round(totalMs / 1000, 2)} s (loop ${round(loopMs)} ms = ${round(loopMs / steps)} ms/step; reports ${stepMs.map((v) => round(v)).join(', ')} ms)`,
+      );
     }
 
     const stats = await engine.stats();
     const mem = await gpu.stop();
     const allInWorker = images.flatMap((im) => im.unetStepInWorkerMs);
     return {
-      arch, size, steps, epRequested: o.ep, ep: stats.ep, loop, checkpoint: ckpt.path, checkpointCreatedS: ckpt.createdS, lora,
+      arch,
+      size,
+      steps,
+      epRequested: o.ep,
+      ep: stats.ep,
+      loop,
+      checkpoint: ckpt.path,
+      checkpointCreatedS: ckpt.createdS,
+      lora,
       loads: stats.loadTimings.map((l) => ({ ...l, graphMs: round(l.graphMs), sessionMs: round(l.sessionMs) })),
       cold: { textEncodeMs: round(textCold), unetFirstCallMs: round(unetCold), vaeDecodeMs: round(vaeCold) },
       images,
       summary: {
-        unetStepMs: round(median(images.map((im) => im.loopMs / steps)), 2), unetStepInWorkerMs: round(median(allInWorker), 2),
-        textEncodeMs: round(median(images.map((im) => im.textEncodeMs))), vaeDecodeMs: round(median(images.map((im) => im.vaeDecodeMs))),
+        unetStepMs: round(median(images.map((im) => im.loopMs / steps)), 2),
+        unetStepInWorkerMs: round(median(allInWorker), 2),
+        textEncodeMs: round(median(images.map((im) => im.textEncodeMs))),
+        vaeDecodeMs: round(median(images.map((im) => im.vaeDecodeMs))),
         secondsPerImage: round(median(images.map((im) => im.totalMs)) / 1000, 3),
         modelLoadS: round(stats.loadTimings.reduce((a, l) => a + l.graphMs, 0) / 1000, 2),
         sessionCreateS: round(stats.loadTimings.reduce((a, l) => a + l.sessionMs, 0) / 1000, 2),
       },
       memory: {
-        peakRssMiB: round(process.resourceUsage().maxRSS / 1024), gpuBaselineMiB: mem.baselineMiB, gpuPeakMiB: mem.peakMiB,
+        peakRssMiB: round(process.resourceUsage().maxRSS / 1024),
+        gpuBaselineMiB: mem.baselineMiB,
+        gpuPeakMiB: mem.peakMiB,
         gpuPeakAboveBaselineMiB: mem.peakAboveBaselineMiB,
       },
       node: process.version,

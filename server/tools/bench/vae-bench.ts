@@ -17,24 +17,40 @@ import type { WeightSource } from '../../engine/onnx/weights.js';
 import { DEFAULT_GPU_TUNING, type ExecutionProvider, sessionOptionsFor } from '../../engine/runtime/providers.js';
 import { buildVaeDecoderGraph, type VaeAttentionForm } from '../../engine/model/vae.js';
 
-export interface VaeForm { dtype: 'float32' | 'float16'; attention: VaeAttentionForm; linear: LinearForm }
+export interface VaeForm {
+  dtype: 'float32' | 'float16';
+  attention: VaeAttentionForm;
+  linear: LinearForm;
+}
 
 export function parseForm(s: string): VaeForm {
   const [d, attention = 'fused', linear = 'gemm-transb'] = s.split(':');
   if (d !== 'fp32' && d !== 'fp16') throw new Error(`form "${s}": dtype must be fp32 or fp16`);
-  if (!['fused', 'plain', 'fused-fp16', 'plain-fp16'].includes(attention)) throw new Error(`form "${s}": bad attention "${attention}"`);
+  if (!['fused', 'plain', 'fused-fp16', 'plain-fp16'].includes(attention))
+    throw new Error(`form "${s}": bad attention "${attention}"`);
   if (!['gemm-transb', 'matmul', 'gemm'].includes(linear)) throw new Error(`form "${s}": bad linear "${linear}"`);
-  return { dtype: d === 'fp32' ? 'float32' : 'float16', attention: attention as VaeAttentionForm, linear: linear as LinearForm };
+  return {
+    dtype: d === 'fp32' ? 'float32' : 'float16',
+    attention: attention as VaeAttentionForm,
+    linear: linear as LinearForm,
+  };
 }
 
 /** Seeded random weights of a preset, generated on read (nothing held in memory). */
 export function randomWeights(arch: PresetName, seed = 1): WeightSource {
   const shapes = new Map(checkpointKeys(presetConfig(arch)).map((k) => [k.name, k.shape]));
-  const shape = (n: string) => { const s = shapes.get(n); if (!s) throw new Error(`no key ${n}`); return [...s]; };
+  const shape = (n: string) => {
+    const s = shapes.get(n);
+    if (!s) throw new Error(`no key ${n}`);
+    return [...s];
+  };
   return {
-    shape, has: (n) => shapes.has(n),
+    shape,
+    has: (n) => shapes.has(n),
     read: (n) => {
-      const s = shape(n), a = new Float32Array(s.reduce((x, y) => x * y, 1)), rule = initRule({ name: n, shape: s });
+      const s = shape(n),
+        a = new Float32Array(s.reduce((x, y) => x * y, 1)),
+        rule = initRule({ name: n, shape: s });
       if (rule.kind === 'ones') a.fill(1);
       else if (rule.kind === 'normal') fillNormal(a, rule.std, seed, n);
       return a;
@@ -43,11 +59,18 @@ export function randomWeights(arch: PresetName, seed = 1): WeightSource {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: {
-    arch: { type: 'string', default: 'sdxl' }, size: { type: 'string', default: '1024' }, ep: { type: 'string', default: 'webgpu' },
-    runs: { type: 'string', default: '3' }, forms: { type: 'string', default: 'fp32:fused,fp32:plain,fp32:fused-fp16,fp32:plain-fp16' },
-  } });
-  const arch = values.arch as PresetName, size = Number(values.size), ep = values.ep as ExecutionProvider;
+  const { values } = parseArgs({
+    options: {
+      arch: { type: 'string', default: 'sdxl' },
+      size: { type: 'string', default: '1024' },
+      ep: { type: 'string', default: 'webgpu' },
+      runs: { type: 'string', default: '3' },
+      forms: { type: 'string', default: 'fp32:fused,fp32:plain,fp32:fused-fp16,fp32:plain-fp16' },
+    },
+  });
+  const arch = values.arch as PresetName,
+    size = Number(values.size),
+    ep = values.ep as ExecutionProvider;
   const cfg = presetConfig(arch);
   const weights = randomWeights(arch);
   const latent = new Float32Array(cfg.vae.latentChannels * (size / 8) ** 2);
@@ -57,9 +80,19 @@ async function main(): Promise<void> {
     const form = parseForm(spec);
     const t0 = performance.now();
     try {
-      const bytes = serializeModel(buildVaeDecoderGraph(cfg.vae, weights, { dtype: form.dtype, fusedAttention: true, linear: form.linear, midAttention: form.attention }));
+      const bytes = serializeModel(
+        buildVaeDecoderGraph(cfg.vae, weights, {
+          dtype: form.dtype,
+          fusedAttention: true,
+          linear: form.linear,
+          midAttention: form.attention,
+        }),
+      );
       const t1 = performance.now();
-      const session = await ort.InferenceSession.create(bytes, sessionOptionsFor(ep, 'vae_decoder', cfg.family, DEFAULT_GPU_TUNING));
+      const session = await ort.InferenceSession.create(
+        bytes,
+        sessionOptionsFor(ep, 'vae_decoder', cfg.family, DEFAULT_GPU_TUNING),
+      );
       const t2 = performance.now();
       const feeds = { latent: new ort.Tensor('float32', latent, [1, cfg.vae.latentChannels, size / 8, size / 8]) };
       const times: number[] = [];
@@ -73,7 +106,15 @@ async function main(): Promise<void> {
       }
       await session.release();
       const warm = times.slice(1).sort((a, b) => a - b);
-      const r = { form: spec, buildMs: Math.round(t1 - t0), sessionMs: Math.round(t2 - t1), coldMs: Math.round(times[0]), warmMs: warm.map((v) => Math.round(v * 10) / 10), medianMs: Math.round(warm[Math.floor((warm.length - 1) / 2)] * 10) / 10, finite };
+      const r = {
+        form: spec,
+        buildMs: Math.round(t1 - t0),
+        sessionMs: Math.round(t2 - t1),
+        coldMs: Math.round(times[0]),
+        warmMs: warm.map((v) => Math.round(v * 10) / 10),
+        medianMs: Math.round(warm[Math.floor((warm.length - 1) / 2)] * 10) / 10,
+        finite,
+      };
       console.error(`vae-bench: ${JSON.stringify(r)}`);
       results.push(r);
     } catch (e) {
@@ -85,5 +126,8 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[1] && /vae-bench\.(js|ts)$/.test(process.argv[1])) {
-  main().catch((e: unknown) => { console.error(e); process.exitCode = 1; });
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
 }

@@ -11,14 +11,25 @@ test('default workflow converts to the API prompt ComfyUI would send', () => {
   assert.deepEqual(p['3'], {
     class_type: 'TCDSampler',
     inputs: {
-      model: ['4', 0], positive: ['6', 0], negative: ['7', 0], latent_image: ['5', 0],
-      seed: 42, steps: 4, cfg: 1, eta: 0.3, denoise: 1, original_inference_steps: 50,
+      model: ['4', 0],
+      positive: ['6', 0],
+      negative: ['7', 0],
+      latent_image: ['5', 0],
+      seed: 42,
+      steps: 4,
+      cfg: 1,
+      eta: 0.3,
+      denoise: 1,
+      original_inference_steps: 50,
     },
     _meta: { title: 'TCDSampler' },
   });
   assert.deepEqual(p['4'].inputs, { ckpt_name: 'tcd-studio-demo-sdxl.safetensors' });
   assert.deepEqual(p['5'].inputs, { width: 512, height: 512, batch_size: 1 });
-  assert.deepEqual(p['6'].inputs, { text: (defaultWorkflow().nodes[1].widgets_values as unknown[])[0], clip: ['4', 1] });
+  assert.deepEqual(p['6'].inputs, {
+    text: (defaultWorkflow().nodes[1].widgets_values as unknown[])[0],
+    clip: ['4', 1],
+  });
   assert.deepEqual(p['8'].inputs, { samples: ['3', 0], vae: ['4', 2] });
   assert.deepEqual(p['9'].inputs, { images: ['8', 0], filename_prefix: 'tcd-studio' });
 });
@@ -36,13 +47,27 @@ test('a seed saved without its control value still maps the following widgets', 
 function withLora(mode: number): Workflow {
   const wf = defaultWorkflow();
   wf.nodes.push({
-    id: 10, type: 'LoraLoader', pos: [0, 0], mode,
-    inputs: [{ name: 'model', type: 'MODEL', link: 1 }, { name: 'clip', type: 'CLIP', link: 10 }],
-    outputs: [{ name: 'MODEL', type: 'MODEL', links: [11] }, { name: 'CLIP', type: 'CLIP', links: [12] }],
+    id: 10,
+    type: 'LoraLoader',
+    pos: [0, 0],
+    mode,
+    inputs: [
+      { name: 'model', type: 'MODEL', link: 1 },
+      { name: 'clip', type: 'CLIP', link: 10 },
+    ],
+    outputs: [
+      { name: 'MODEL', type: 'MODEL', links: [11] },
+      { name: 'CLIP', type: 'CLIP', links: [12] },
+    ],
     widgets_values: ['a.safetensors', 0.5, 0.7],
   });
   wf.links = wf.links.filter((l) => l[0] !== 1 && l[0] !== 2);
-  wf.links.push([1, 4, 0, 10, 0, 'MODEL'], [10, 4, 1, 10, 1, 'CLIP'], [11, 10, 0, 3, 0, 'MODEL'], [12, 10, 1, 6, 0, 'CLIP']);
+  wf.links.push(
+    [1, 4, 0, 10, 0, 'MODEL'],
+    [10, 4, 1, 10, 1, 'CLIP'],
+    [11, 10, 0, 3, 0, 'MODEL'],
+    [12, 10, 1, 6, 0, 'CLIP'],
+  );
   wf.nodes.find((n) => n.id === 3)!.inputs![0].link = 11;
   wf.nodes.find((n) => n.id === 6)!.inputs![0].link = 12;
   return wf;
@@ -50,7 +75,13 @@ function withLora(mode: number): Workflow {
 
 test('active LoRA node sits in the chain', () => {
   const p = workflowToPrompt(withLora(0), OBJECT_INFO);
-  assert.deepEqual(p['10'].inputs, { model: ['4', 0], clip: ['4', 1], lora_name: 'a.safetensors', strength_model: 0.5, strength_clip: 0.7 });
+  assert.deepEqual(p['10'].inputs, {
+    model: ['4', 0],
+    clip: ['4', 1],
+    lora_name: 'a.safetensors',
+    strength_model: 0.5,
+    strength_clip: 0.7,
+  });
   assert.deepEqual(p['3'].inputs.model, ['10', 0]);
   assert.deepEqual(p['6'].inputs.clip, ['10', 1]);
 });
@@ -71,8 +102,15 @@ test('muted node (mode 2) vanishes and its consumers lose the link', () => {
 
 test('a widget converted to a socket takes the link, not the widget value', () => {
   const wf = defaultWorkflow();
-  wf.nodes.push({ id: 11, type: 'PrimitiveNode', pos: [0, 0], mode: 0, inputs: [],
-    outputs: [{ name: 'INT', type: 'INT', links: [20] }], widgets_values: [1234, 'fixed'] });
+  wf.nodes.push({
+    id: 11,
+    type: 'PrimitiveNode',
+    pos: [0, 0],
+    mode: 0,
+    inputs: [],
+    outputs: [{ name: 'INT', type: 'INT', links: [20] }],
+    widgets_values: [1234, 'fixed'],
+  });
   wf.nodes.find((n) => n.id === 3)!.inputs!.push({ name: 'seed', type: 'INT', link: 20, widget: { name: 'seed' } });
   wf.links.push([20, 11, 0, 3, 4, 'INT']);
   const p = workflowToPrompt(wf, OBJECT_INFO);

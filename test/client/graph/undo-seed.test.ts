@@ -34,14 +34,28 @@ test('seed controls', () => {
   assert.equal(nextSeed(5, 'increment'), 6);
   assert.equal(nextSeed(0, 'decrement'), 0);
   assert.equal(nextSeed(5, 'decrement'), 4);
-  assert.equal(nextSeed(5, 'randomize', { min: 10, max: 19 }, () => 0.999), 19);
-  assert.equal(nextSeed(5, 'randomize', { min: 10, max: 19 }, () => 0), 10);
+  assert.equal(
+    nextSeed(5, 'randomize', { min: 10, max: 19 }, () => 0.999),
+    19,
+  );
+  assert.equal(
+    nextSeed(5, 'randomize', { min: 10, max: 19 }, () => 0),
+    10,
+  );
 });
 
 import { fuzzySearch, fuzzyScore } from '../../../client/graph/fuzzy.js';
 
 test('fuzzy search ranks subsequence matches', () => {
-  const names = ['KSampler', 'KSamplerAdvanced', 'CLIPTextEncode', 'CheckpointLoaderSimple', 'VAEDecode', 'TCDSampler', 'SaveImage'];
+  const names = [
+    'KSampler',
+    'KSamplerAdvanced',
+    'CLIPTextEncode',
+    'CheckpointLoaderSimple',
+    'VAEDecode',
+    'TCDSampler',
+    'SaveImage',
+  ];
   assert.equal(fuzzyScore('xyz', 'KSampler'), null);
   assert.deepEqual(fuzzySearch('ksamp', names, (n) => [n]).slice(0, 2), ['KSampler', 'KSamplerAdvanced']);
   assert.equal(fuzzySearch('clptxt', names, (n) => [n])[0], 'CLIPTextEncode');

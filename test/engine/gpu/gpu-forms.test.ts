@@ -29,16 +29,21 @@ import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../
 const skip = fixtureSkip();
 
 function ops(bytes: Uint8Array): string[] {
-  const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(bytes), { longs: Number }) as { graph: { node: { opType: string }[] } };
+  const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(bytes), { longs: Number }) as {
+    graph: { node: { opType: string }[] };
+  };
   return m.graph.node.map((n) => n.opType);
 }
 function initNames(bytes: Uint8Array): string[] {
-  const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(bytes), { longs: Number }) as { graph: { initializer: { name: string }[] } };
+  const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(bytes), { longs: Number }) as {
+    graph: { initializer: { name: string }[] };
+  };
   return m.graph.initializer.map((i) => i.name);
 }
 function assertClose(ours: Tensor, ref: Tensor, what: string, scale = 1): void {
   assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
-  const d = maxAbsDiff(ours.data, ref.data), tol = componentTolerance(ref.data) * scale;
+  const d = maxAbsDiff(ours.data, ref.data),
+    tol = componentTolerance(ref.data) * scale;
   assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
 }
 
@@ -48,75 +53,140 @@ test('transpose2d', () => {
 });
 
 for (const family of ['sd1', 'sdxl'] as const) {
-  test(`${family} UNet with linears as MatMul / Gemm by pre-transposed weights matches diffusers`, { skip }, async () => {
-    const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-    const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-    const cfg = detectCheckpoint(ckpt).unet;
-    const feeds: Record<string, Tensor> = { x: cases.readTensor('unet/x'), t: cases.readTensor('unet/t'), context: cases.readTensor('unet/context') };
-    if (cfg.adm) { feeds.text_embeds = cases.readTensor('unet/text_embeds'); feeds.time_ids = cases.readTensor('unet/time_ids'); }
-    for (const linear of ['matmul', 'gemm'] as const) {
-      const bytes = serializeModel(buildUNetGraph(cfg, safetensorsWeights(ckpt), { fusedAttention: true, linear }));
-      const o = ops(bytes), inits = initNames(bytes);
-      if (linear === 'matmul') assert.ok(!o.includes('Gemm'), 'no Gemm left');
-      else assert.ok(o.includes('Gemm'));
-      assert.ok(inits.some((n) => n.endsWith('.to_q.weight:T')), 'attention weights stored transposed');
-      assert.ok(!inits.some((n) => n.endsWith('.to_q.weight')), 'and not as stored');
-      const { eps } = await runSession(await createSession(bytes), feeds);
-      assertClose(eps, cases.readTensor('unet/out'), `${family} ${linear}`, 0.2);
-    }
-    ckpt.close(); cases.close();
-  });
+  test(
+    `${family} UNet with linears as MatMul / Gemm by pre-transposed weights matches diffusers`,
+    { skip },
+    async () => {
+      const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
+      const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
+      const cfg = detectCheckpoint(ckpt).unet;
+      const feeds: Record<string, Tensor> = {
+        x: cases.readTensor('unet/x'),
+        t: cases.readTensor('unet/t'),
+        context: cases.readTensor('unet/context'),
+      };
+      if (cfg.adm) {
+        feeds.text_embeds = cases.readTensor('unet/text_embeds');
+        feeds.time_ids = cases.readTensor('unet/time_ids');
+      }
+      for (const linear of ['matmul', 'gemm'] as const) {
+        const bytes = serializeModel(buildUNetGraph(cfg, safetensorsWeights(ckpt), { fusedAttention: true, linear }));
+        const o = ops(bytes),
+          inits = initNames(bytes);
+        if (linear === 'matmul') assert.ok(!o.includes('Gemm'), 'no Gemm left');
+        else assert.ok(o.includes('Gemm'));
+        assert.ok(
+          inits.some((n) => n.endsWith('.to_q.weight:T')),
+          'attention weights stored transposed',
+        );
+        assert.ok(!inits.some((n) => n.endsWith('.to_q.weight')), 'and not as stored');
+        const { eps } = await runSession(await createSession(bytes), feeds);
+        assertClose(eps, cases.readTensor('unet/out'), `${family} ${linear}`, 0.2);
+      }
+      ckpt.close();
+      cases.close();
+    },
+  );
 }
 
-test('sd1 VAE decoder: every mid-block attention form matches diffusers (fp16 forms within fp16 error)', { skip }, async () => {
-  const ckpt = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
-  const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
-  const ref = cases.readTensor('vae/decoded');
-  for (const midAttention of ['fused', 'plain', 'fused-fp16', 'plain-fp16'] as const) {
-    const bytes = serializeModel(buildVaeDecoderGraph(detectCheckpoint(ckpt).vae, safetensorsWeights(ckpt), { fusedAttention: true, midAttention, linear: 'matmul' }));
-    const o = ops(bytes);
-    assert.equal(o.includes('MultiHeadAttention'), midAttention.startsWith('fused'), midAttention);
-    assert.equal(o.filter((n) => n === 'Cast').length - ops(serializeModel(buildVaeDecoderGraph(detectCheckpoint(ckpt).vae, safetensorsWeights(ckpt)))).filter((n) => n === 'Cast').length,
-      midAttention.endsWith('fp16') ? 4 : 0, `${midAttention}: q/k/v cast down, output cast back`);
-    const { image } = await runSession(await createSession(bytes), { latent: cases.readTensor('vae/z') });
-    assertClose(image, ref, `VAE ${midAttention}`, midAttention.endsWith('fp16') ? 4 : 1);
-  }
-  ckpt.close(); cases.close();
-});
+test(
+  'sd1 VAE decoder: every mid-block attention form matches diffusers (fp16 forms within fp16 error)',
+  { skip },
+  async () => {
+    const ckpt = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
+    const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
+    const ref = cases.readTensor('vae/decoded');
+    for (const midAttention of ['fused', 'plain', 'fused-fp16', 'plain-fp16'] as const) {
+      const bytes = serializeModel(
+        buildVaeDecoderGraph(detectCheckpoint(ckpt).vae, safetensorsWeights(ckpt), {
+          fusedAttention: true,
+          midAttention,
+          linear: 'matmul',
+        }),
+      );
+      const o = ops(bytes);
+      assert.equal(o.includes('MultiHeadAttention'), midAttention.startsWith('fused'), midAttention);
+      assert.equal(
+        o.filter((n) => n === 'Cast').length -
+          ops(serializeModel(buildVaeDecoderGraph(detectCheckpoint(ckpt).vae, safetensorsWeights(ckpt)))).filter(
+            (n) => n === 'Cast',
+          ).length,
+        midAttention.endsWith('fp16') ? 4 : 0,
+        `${midAttention}: q/k/v cast down, output cast back`,
+      );
+      const { image } = await runSession(await createSession(bytes), { latent: cases.readTensor('vae/z') });
+      assertClose(image, ref, `VAE ${midAttention}`, midAttention.endsWith('fp16') ? 4 : 1);
+    }
+    ckpt.close();
+    cases.close();
+  },
+);
 
-test('LoRA-ready fp32 UNet with pre-transposed linears: fed the stored weights, it equals the plain graph', { skip }, async () => {
-  const file = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
-  const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
-  const config = detectCheckpoint(file);
-  const patchable = new Set(patchableKeys(keyMapFor(file, config), 'unet'));
-  const bytes = serializeModel(exposeWeights(buildUNetGraph(config.unet, safetensorsWeights(file), { linear: 'matmul' }), patchable));
-  const session = await createSession(bytes);
-  assert.ok(!initNames(bytes).some((n) => n.endsWith(':T')), 'no transposed patchable weight left as an initializer');
-  assert.equal(session.inputNames.filter((n) => patchable.has(n)).length, patchable.size, 'each patchable weight is one input, stored layout');
-  const feeds: Record<string, Tensor> = { x: cases.readTensor('unet/x'), t: cases.readTensor('unet/t'), context: cases.readTensor('unet/context') };
-  for (const k of patchable) feeds[k] = { shape: file.shape(k), data: file.readFloat32(k) };
-  assertClose((await runSession(session, feeds)).eps, cases.readTensor('unet/out'), 'exposed matmul graph', 0.2);
-  file.close(); cases.close();
-});
+test(
+  'LoRA-ready fp32 UNet with pre-transposed linears: fed the stored weights, it equals the plain graph',
+  { skip },
+  async () => {
+    const file = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
+    const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
+    const config = detectCheckpoint(file);
+    const patchable = new Set(patchableKeys(keyMapFor(file, config), 'unet'));
+    const bytes = serializeModel(
+      exposeWeights(buildUNetGraph(config.unet, safetensorsWeights(file), { linear: 'matmul' }), patchable),
+    );
+    const session = await createSession(bytes);
+    assert.ok(!initNames(bytes).some((n) => n.endsWith(':T')), 'no transposed patchable weight left as an initializer');
+    assert.equal(
+      session.inputNames.filter((n) => patchable.has(n)).length,
+      patchable.size,
+      'each patchable weight is one input, stored layout',
+    );
+    const feeds: Record<string, Tensor> = {
+      x: cases.readTensor('unet/x'),
+      t: cases.readTensor('unet/t'),
+      context: cases.readTensor('unet/context'),
+    };
+    for (const k of patchable) feeds[k] = { shape: file.shape(k), data: file.readFloat32(k) };
+    assertClose((await runSession(session, feeds)).eps, cases.readTensor('unet/out'), 'exposed matmul graph', 0.2);
+    file.close();
+    cases.close();
+  },
+);
 
 describe('LoRA baked into the graph (the GPU mode), forced on the CPU EP', { skip }, () => {
   let store: SessionStore, cacheDir: string;
   before(async () => {
     cacheDir = mkdtempSync(join(tmpdir(), 'tcd-lora-bake-'));
-    store = await SessionStore.start({ ep: 'cpu', ramBudget: 4 * 1024 ** 3, vramBudget: Infinity, cacheDir, externalDataMinBytes: 1024 ** 3 }, () => {});
+    store = await SessionStore.start(
+      { ep: 'cpu', ramBudget: 4 * 1024 ** 3, vramBudget: Infinity, cacheDir, externalDataMinBytes: 1024 ** 3 },
+      () => {},
+    );
     store.loraModeOverride = 'bake';
   });
-  after(async () => { await store.free(); rmSync(cacheDir, { recursive: true, force: true }); });
+  after(async () => {
+    await store.free();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
 
   test('sdxl_tiny kohya at 1.0 and 0.5 match the references; a strength change builds a graph, reads no tensor twice', async () => {
     const ckpt = fixturePath('sdxl_tiny.safetensors');
     const cases = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
-    const x = cases.readTensor('unet/x'), t = cases.readFloat32('unet/t'), context = cases.readTensor('unet/context');
+    const x = cases.readTensor('unet/x'),
+      t = cases.readFloat32('unet/t'),
+      context = cases.readTensor('unet/context');
     const extra = { textEmbeds: cases.readTensor('unet/text_embeds'), timeIds: cases.readTensor('unet/time_ids') };
     const lora = fixturePath('sdxl_tiny_lora_kohya.safetensors');
-    const unet = (strength: number) => runComponentCall(store, { op: 'unet', model: { checkpoint: ckpt, loras: strength ? [{ path: lora, strength }] : [] }, x, t, context, extra }) as Promise<Tensor>;
+    const unet = (strength: number) =>
+      runComponentCall(store, {
+        op: 'unet',
+        model: { checkpoint: ckpt, loras: strength ? [{ path: lora, strength }] : [] },
+        x,
+        t,
+        context,
+        extra,
+      }) as Promise<Tensor>;
     assertClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), 'baked 1.0');
-    const built = store.stats().graphsBuilt, reads = loraStats.baseReads;
+    const built = store.stats().graphsBuilt,
+      reads = loraStats.baseReads;
     assert.ok(reads > 0);
     assertClose(await unet(0.5), cases.readTensor('lora/unet_out@0.5'), 'baked 0.5');
     assert.equal(store.stats().graphsBuilt, built + 1, 'a strength change is a new baked graph');

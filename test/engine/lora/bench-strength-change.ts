@@ -26,11 +26,16 @@ const chosen = all.filter((_, i) => i % stride === 0);
 function fill(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);
   let s = seed >>> 0;
-  for (let i = 0; i < n; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; a[i] = s / 2 ** 32 - 0.5; }
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 2 ** 32 - 0.5;
+  }
   return a;
 }
 
-let values = 0, macs = 0, ms = 0;
+let values = 0,
+  macs = 0,
+  ms = 0;
 for (const [i, key] of chosen.entries()) {
   const shape = keys[key];
   const cols = shape.slice(1).reduce((a, b) => a * b, 1);
@@ -39,7 +44,15 @@ for (const [i, key] of chosen.entries()) {
   const term: PatchTerm = {
     target: { component: 'unet', key },
     factor: 0.5,
-    module: { name: key, format: 'kohya', rank: r, alpha: null, keys: [], up: { shape: [shape[0], r], data: fill(shape[0] * r, i + 1) }, down: { shape: [r, cols], data: fill(r * cols, i + 2) } },
+    module: {
+      name: key,
+      format: 'kohya',
+      rank: r,
+      alpha: null,
+      keys: [],
+      up: { shape: [shape[0], r], data: fill(shape[0] * r, i + 1) },
+      down: { shape: [r, cols], data: fill(r * cols, i + 2) },
+    },
   };
   const t0 = performance.now();
   await patchWithOrt([term], base, shape);
@@ -47,5 +60,9 @@ for (const [i, key] of chosen.entries()) {
   values += base.length;
   macs += shape[0] * r * cols;
 }
-console.log(`${model} UNet, ${chosen.length}/${all.length} patchable weights (${(values / 1e9).toFixed(3)}e9 values), rank ${rank}, ${cpus().length} CPUs:`);
-console.log(`strength change = ${(ms / 1000).toFixed(2)} s patch compute (${(macs / 1e9).toFixed(1)} GMAC, ${(values / (ms / 1000) / 1e9).toFixed(2)}e9 weights/s)`);
+console.log(
+  `${model} UNet, ${chosen.length}/${all.length} patchable weights (${(values / 1e9).toFixed(3)}e9 values), rank ${rank}, ${cpus().length} CPUs:`,
+);
+console.log(
+  `strength change = ${(ms / 1000).toFixed(2)} s patch compute (${(macs / 1e9).toFixed(1)} GMAC, ${(values / (ms / 1000) / 1e9).toFixed(2)}e9 weights/s)`,
+);

@@ -21,7 +21,8 @@ const skip = fixtureSkip();
 
 function assertClose(ours: Tensor, ref: Tensor, what: string): void {
   assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
-  const d = maxAbsDiff(ours.data, ref.data), tol = componentTolerance(ref.data);
+  const d = maxAbsDiff(ours.data, ref.data),
+    tol = componentTolerance(ref.data);
   assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
 }
 
@@ -29,7 +30,10 @@ function assertClose(ours: Tensor, ref: Tensor, what: string): void {
 function countReads(file: SafetensorsFile): { n: number } {
   const counter = { n: 0 };
   const orig = file.readBytes.bind(file);
-  file.readBytes = (name: string) => { counter.n++; return orig(name); };
+  file.readBytes = (name: string) => {
+    counter.n++;
+    return orig(name);
+  };
   return counter;
 }
 
@@ -37,25 +41,54 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
   let store: SessionStore, cacheDir: string;
   before(async () => {
     cacheDir = mkdtempSync(join(tmpdir(), 'tcd-lora-'));
-    store = await SessionStore.start({ ep: 'cpu', ramBudget: 4 * 1024 ** 3, vramBudget: Infinity, cacheDir, externalDataMinBytes: 1024 ** 3 }, () => {});
+    store = await SessionStore.start(
+      { ep: 'cpu', ramBudget: 4 * 1024 ** 3, vramBudget: Infinity, cacheDir, externalDataMinBytes: 1024 ** 3 },
+      () => {},
+    );
   });
-  after(async () => { await store.free(); rmSync(cacheDir, { recursive: true, force: true }); });
+  after(async () => {
+    await store.free();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
 
   test('sd1_tiny + sd1_tiny_lora_kohya: unet at 0.8 = lora/unet_out, text at 0.6 = lora/text_last', async () => {
-    const ckpt = fixturePath('sd1_tiny.safetensors'), lora = fixturePath('sd1_tiny_lora_kohya.safetensors');
+    const ckpt = fixturePath('sd1_tiny.safetensors'),
+      lora = fixturePath('sd1_tiny_lora_kohya.safetensors');
     const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
-    const x = cases.readTensor('unet/x'), t = cases.readFloat32('unet/t'), context = cases.readTensor('unet/context');
-    const eps = await runComponentCall(store, { op: 'unet', model: { checkpoint: ckpt, loras: [{ path: lora, strength: 0.8 }] }, x, t, context }) as Tensor;
+    const x = cases.readTensor('unet/x'),
+      t = cases.readFloat32('unet/t'),
+      context = cases.readTensor('unet/context');
+    const eps = (await runComponentCall(store, {
+      op: 'unet',
+      model: { checkpoint: ckpt, loras: [{ path: lora, strength: 0.8 }] },
+      x,
+      t,
+      context,
+    })) as Tensor;
     assertClose(eps, cases.readTensor('lora/unet_out'), 'sd1 unet lora 0.8');
     const prompts: string[] = fixtureJson('manifest.json').cases.sd1_tiny.prompts;
     const ref = cases.readTensor('lora/text_last');
     const n = ref.data.length / ref.shape[0];
     for (let i = 0; i < prompts.length; i++) {
-      const { context: c } = await runComponentCall(store, { op: 'encodeText', clip: { checkpoint: ckpt, loras: [{ path: lora, strength: 0.6 }], clipSkip: -1 }, text: prompts[i] }) as { context: Tensor };
-      assertClose(c, { shape: [1, 77, ref.shape[2]], data: ref.data.slice(i * n, (i + 1) * n) }, `sd1 text lora 0.6, prompt ${i}`);
+      const { context: c } = (await runComponentCall(store, {
+        op: 'encodeText',
+        clip: { checkpoint: ckpt, loras: [{ path: lora, strength: 0.6 }], clipSkip: -1 },
+        text: prompts[i],
+      })) as { context: Tensor };
+      assertClose(
+        c,
+        { shape: [1, 77, ref.shape[2]], data: ref.data.slice(i * n, (i + 1) * n) },
+        `sd1 text lora 0.6, prompt ${i}`,
+      );
     }
     // the LoRA-free model after LoRA runs: unchanged
-    const base = await runComponentCall(store, { op: 'unet', model: { checkpoint: ckpt, loras: [] }, x, t, context }) as Tensor;
+    const base = (await runComponentCall(store, {
+      op: 'unet',
+      model: { checkpoint: ckpt, loras: [] },
+      x,
+      t,
+      context,
+    })) as Tensor;
     assertClose(base, cases.readTensor('unet/out'), 'sd1 unet without LoRA after LoRA runs');
     cases.close();
   });
@@ -63,9 +96,19 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
   test('sdxl_tiny: kohya/diffusers/PEFT at 1.0 and 0.5 match; strength changes and swaps read no checkpoint bytes', async () => {
     const ckpt = fixturePath('sdxl_tiny.safetensors');
     const cases = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
-    const x = cases.readTensor('unet/x'), t = cases.readFloat32('unet/t'), context = cases.readTensor('unet/context');
+    const x = cases.readTensor('unet/x'),
+      t = cases.readFloat32('unet/t'),
+      context = cases.readTensor('unet/context');
     const extra = { textEmbeds: cases.readTensor('unet/text_embeds'), timeIds: cases.readTensor('unet/time_ids') };
-    const unet = (loras: LoraRef[]) => runComponentCall(store, { op: 'unet', model: { checkpoint: ckpt, loras }, x, t, context, extra }) as Promise<Tensor>;
+    const unet = (loras: LoraRef[]) =>
+      runComponentCall(store, {
+        op: 'unet',
+        model: { checkpoint: ckpt, loras },
+        x,
+        t,
+        context,
+        extra,
+      }) as Promise<Tensor>;
     const file = (fmt: string) => fixturePath(`sdxl_tiny_lora_${fmt}.safetensors`);
 
     assertClose(await unet([]), cases.readTensor('unet/out'), 'sdxl base');
@@ -79,7 +122,9 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
         const eps = await unet([{ path: file(fmt), strength: s }]);
         const ms = performance.now() - t0;
         assertClose(eps, cases.readTensor(`lora/unet_out@${s.toFixed(1)}`), `${fmt} ${s}`);
-        console.log(`# sdxl_tiny switch to ${fmt} @ ${s}: patch ${loraStats.lastPatchMs.toFixed(1)} ms (${loraStats.lastPatchedValues} weights), call ${ms.toFixed(1)} ms`);
+        console.log(
+          `# sdxl_tiny switch to ${fmt} @ ${s}: patch ${loraStats.lastPatchMs.toFixed(1)} ms (${loraStats.lastPatchedValues} weights), call ${ms.toFixed(1)} ms`,
+        );
       }
     }
     assert.equal(reads.n, 0, 'no checkpoint tensor was read for strength changes and format swaps');
@@ -94,7 +139,7 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
 });
 
 describe('LoRA-ready graphs in fp16 (the GPU compute dtype), on the CPU EP', { skip }, () => {
-  test('exposed fp16 weights (float32 inputs + Cast) give the plain fp16 graph\'s output when fed the base weights', async () => {
+  test("exposed fp16 weights (float32 inputs + Cast) give the plain fp16 graph's output when fed the base weights", async () => {
     const { buildTextEncoderGraph } = await import('../../../server/engine/model/clip.js');
     const { detectCheckpoint } = await import('../../../server/engine/model/detect.js');
     const { exposeWeights } = await import('../../../server/engine/lora/session.js');
@@ -113,10 +158,23 @@ describe('LoRA-ready graphs in fp16 (the GPU compute dtype), on the CPU EP', { s
     const ready = await createSession(serializeModel(g));
     const exposed = ready.inputNames.filter((n) => n.endsWith(':f32'));
     assert.equal(exposed.length, patchable.size, 'every patchable weight is a float32 input');
-    const ids = { shape: [1, 77], ids: Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i === 1 ? 320 : i === 2 ? 49407 : 0)) };
-    const feeds = Object.fromEntries(exposed.map((n) => { const k = n.slice(0, -4); return [n, { shape: file.shape(k), data: file.readFloat32(k) }]; }));
-    const a = await runSession(plain, { ids }), b = await runSession(ready, { ...feeds, ids });
-    assert.ok(maxAbsDiff(a.hidden.data, b.hidden.data) <= 1e-3 * Math.max(1, ...[...a.hidden.data].slice(0, 1000).map(Math.abs)), `hidden ${maxAbsDiff(a.hidden.data, b.hidden.data)}`);
+    const ids = {
+      shape: [1, 77],
+      ids: Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i === 1 ? 320 : i === 2 ? 49407 : 0)),
+    };
+    const feeds = Object.fromEntries(
+      exposed.map((n) => {
+        const k = n.slice(0, -4);
+        return [n, { shape: file.shape(k), data: file.readFloat32(k) }];
+      }),
+    );
+    const a = await runSession(plain, { ids }),
+      b = await runSession(ready, { ...feeds, ids });
+    assert.ok(
+      maxAbsDiff(a.hidden.data, b.hidden.data) <=
+        1e-3 * Math.max(1, ...[...a.hidden.data].slice(0, 1000).map(Math.abs)),
+      `hidden ${maxAbsDiff(a.hidden.data, b.hidden.data)}`,
+    );
     assert.ok(maxAbsDiff(a.pooled.data, b.pooled.data) <= 1e-3, `pooled ${maxAbsDiff(a.pooled.data, b.pooled.data)}`);
     file.close();
   });

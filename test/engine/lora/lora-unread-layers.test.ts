@@ -22,7 +22,10 @@ const skip = fixtureSkip();
 function values(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
   let s = seed >>> 0;
-  for (let i = 0; i < n; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; out[i] = s / 2 ** 32 - 0.5; }
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 32 - 0.5;
+  }
   return out;
 }
 
@@ -31,8 +34,18 @@ function te1Modules(layers: number[], width: number, hidden: number): TensorEntr
   return layers.flatMap((l, i) => {
     const m = `lora_te1_text_model_encoder_layers_${l}_mlp_fc1`;
     return [
-      { name: `${m}.lora_down.weight`, dtype: 'F32' as const, shape: [4, width], data: () => values(4 * width, 11 + i) },
-      { name: `${m}.lora_up.weight`, dtype: 'F32' as const, shape: [hidden, 4], data: () => values(hidden * 4, 23 + i) },
+      {
+        name: `${m}.lora_down.weight`,
+        dtype: 'F32' as const,
+        shape: [4, width],
+        data: () => values(4 * width, 11 + i),
+      },
+      {
+        name: `${m}.lora_up.weight`,
+        dtype: 'F32' as const,
+        shape: [hidden, 4],
+        data: () => values(hidden * 4, 23 + i),
+      },
       { name: `${m}.alpha`, dtype: 'F32' as const, shape: [], data: () => Float32Array.of(4) },
     ];
   });
@@ -52,24 +65,48 @@ describe('LoRA patches of text-encoder weights the encoding does not read', { sk
     await writeSafetensors(join(lo, 'te1_0.safetensors'), te1Modules([0], width, hidden));
     // the SD1 fixture LoRA, and the same without its layer-2 (last layer) text-encoder modules
     const src = SafetensorsFile.open(fixturePath('sd1_tiny_lora_kohya.safetensors'));
-    const entry = (name: string): TensorEntry => ({ name, dtype: 'F32', shape: src.shape(name), data: () => src.readFloat32(name) });
+    const entry = (name: string): TensorEntry => ({
+      name,
+      dtype: 'F32',
+      shape: src.shape(name),
+      data: () => src.readFloat32(name),
+    });
     await writeSafetensors(join(lo, 'sd1_all.safetensors'), src.keys().map(entry));
-    await writeSafetensors(join(lo, 'sd1_no_last.safetensors'), src.keys().filter((k) => !k.startsWith('lora_te_encoder_layers_2_')).map(entry));
+    await writeSafetensors(
+      join(lo, 'sd1_no_last.safetensors'),
+      src
+        .keys()
+        .filter((k) => !k.startsWith('lora_te_encoder_layers_2_'))
+        .map(entry),
+    );
     src.close();
   });
-  after(async () => { await h.close(); });
+  after(async () => {
+    await h.close();
+  });
 
   const prompt = (ckpt: string, lora: string, text: string, clipSkip?: number) => ({
     ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: ckpt } },
-    ...(clipSkip ? { skip: { class_type: 'CLIPSetLastLayer', inputs: { clip: ['ckpt', 1], stop_at_clip_layer: clipSkip } } } : {}),
-    lora: { class_type: 'LoraLoader', inputs: { model: ['ckpt', 0], clip: [clipSkip ? 'skip' : 'ckpt', clipSkip ? 0 : 1], lora_name: lora, strength_model: 1, strength_clip: 1 } },
+    ...(clipSkip
+      ? { skip: { class_type: 'CLIPSetLastLayer', inputs: { clip: ['ckpt', 1], stop_at_clip_layer: clipSkip } } }
+      : {}),
+    lora: {
+      class_type: 'LoraLoader',
+      inputs: {
+        model: ['ckpt', 0],
+        clip: [clipSkip ? 'skip' : 'ckpt', clipSkip ? 0 : 1],
+        lora_name: lora,
+        strength_model: 1,
+        strength_clip: 1,
+      },
+    },
     pos: { class_type: 'CLIPTextEncode', inputs: { text, clip: ['lora', 1] } },
     out: { class_type: 'CaptureCONDITIONING', inputs: { value: ['pos', 0] } },
   });
   async function encode(p: ReturnType<typeof prompt>): Promise<{ context: Tensor; report: string }> {
     const r = await h.run(p);
     const executed = r.events.find((e) => e.type === 'executed' && (e.data as { node: string }).node === 'lora');
-    const report = ((executed?.data as { output: { text: string[] } }).output.text).join('\n');
+    const report = (executed?.data as { output: { text: string[] } }).output.text.join('\n');
     return { context: (h.captured.get('out') as CondEntry[])[0].context, report };
   }
 
@@ -78,7 +115,10 @@ describe('LoRA patches of text-encoder weights the encoding does not read', { sk
     const both = await encode(prompt('sdxl_tiny.safetensors', 'te1_0_and_last.safetensors', text));
     const first = await encode(prompt('sdxl_tiny.safetensors', 'te1_0.safetensors', text));
     assert.equal(maxAbsDiff(both.context.data, first.context.data), 0, 'the skipped layer changes nothing');
-    assert.match(both.report, /1 text-encoder modules, 3 keys not loaded \(lora_te1_text_model_encoder_layers_2_mlp_fc1\./);
+    assert.match(
+      both.report,
+      /1 text-encoder modules, 3 keys not loaded \(lora_te1_text_model_encoder_layers_2_mlp_fc1\./,
+    );
     assert.match(first.report, /1 text-encoder modules, 0 keys not loaded/);
   });
 
@@ -91,7 +131,10 @@ describe('LoRA patches of text-encoder weights the encoding does not read', { sk
     assert.match(all.report, /12 text-encoder modules, 18 keys not loaded \(lora_te_encoder_layers_2_/);
     const atLast = await encode(prompt('sd1_tiny.safetensors', 'sd1_all.safetensors', text, -1));
     const noLastAtLast = await encode(prompt('sd1_tiny.safetensors', 'sd1_no_last.safetensors', text, -1));
-    assert.ok(maxAbsDiff(atLast.context.data, noLastAtLast.context.data) > 1e-4, 'at -1 the last layer\'s patches apply');
+    assert.ok(
+      maxAbsDiff(atLast.context.data, noLastAtLast.context.data) > 1e-4,
+      "at -1 the last layer's patches apply",
+    );
     assert.match(atLast.report, /18 text-encoder modules, 0 keys not loaded/);
   });
 });

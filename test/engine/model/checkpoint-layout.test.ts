@@ -33,8 +33,14 @@ for (const model of ['sd15', 'sdxl'] as const) {
     assertSameKeys(keys, src, model);
     const arch = realArchitecture(model);
     assert.equal(keys.length, Object.keys(arch.keys).length);
-    assert.equal(keys.reduce((s, k) => s + numel(k.shape), 0), arch.params);
-    assert.equal(keys.filter((k) => k.name.startsWith('model.diffusion_model.')).reduce((s, k) => s + numel(k.shape), 0), arch.unet_params);
+    assert.equal(
+      keys.reduce((s, k) => s + numel(k.shape), 0),
+      arch.params,
+    );
+    assert.equal(
+      keys.filter((k) => k.name.startsWith('model.diffusion_model.')).reduce((s, k) => s + numel(k.shape), 0),
+      arch.unet_params,
+    );
     assert.deepEqual(detectCheckpoint(keySourceOf(keys)), cfg);
   });
 }
@@ -47,7 +53,9 @@ for (const name of ['sd1_tiny', 'sdxl_tiny']) {
       const keys = checkpointKeys(cfg);
       assertSameKeys(keys, f, name);
       assert.deepEqual(detectCheckpoint(keySourceOf(keys)), cfg);
-    } finally { f.close(); }
+    } finally {
+      f.close();
+    }
   });
 }
 
@@ -65,10 +73,20 @@ test('layout follows the config: shapes change with the hyper-parameters, and de
   const keys = checkpointKeys(variant);
   assert.deepEqual(detectCheckpoint(keySourceOf(keys)), variant);
   const shape = new Map(keys.map((k) => [k.name, k.shape]));
-  assert.deepEqual(shape.get('model.diffusion_model.input_blocks.3.0.op.weight'), undefined, 'level 0 now has 3 res blocks');
+  assert.deepEqual(
+    shape.get('model.diffusion_model.input_blocks.3.0.op.weight'),
+    undefined,
+    'level 0 now has 3 res blocks',
+  );
   assert.deepEqual(shape.get('model.diffusion_model.input_blocks.4.0.op.weight'), [320, 320, 3, 3]);
   assert.deepEqual(shape.get('model.diffusion_model.input_blocks.5.1.proj_in.weight'), [640, 640, 1, 1]);
-  assert.deepEqual(shape.get('model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_k.weight'), [640, 1792]);
+  assert.deepEqual(
+    shape.get('model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_k.weight'),
+    [640, 1792],
+  );
   assert.ok(!shape.has('first_stage_model.encoder.down.0.block.1.conv1.weight'));
-  assert.ok(shape.has('first_stage_model.decoder.up.0.block.1.conv1.weight'), 'decoder has numResBlocks + 1 blocks per level');
+  assert.ok(
+    shape.has('first_stage_model.decoder.up.0.block.1.conv1.weight'),
+    'decoder has numResBlocks + 1 blocks per level',
+  );
 });

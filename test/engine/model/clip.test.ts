@@ -14,7 +14,8 @@ import { fixturePath, fixtureSkip, maxAbsDiff, componentTolerance } from '../../
 const skip = fixtureSkip();
 
 function near(name: string, got: Float32Array, ref: Float32Array): void {
-  const d = maxAbsDiff(got, ref), tol = componentTolerance(ref);
+  const d = maxAbsDiff(got, ref),
+    tol = componentTolerance(ref);
   assert.ok(d <= tol, `${name}: max |diff| ${d} > tolerance ${tol}`);
 }
 
@@ -31,11 +32,15 @@ test('SD1 CLIP-L: last hidden state (final norm) and penultimate hidden state', 
   near('text/penultimate', out.hidden.data, cases.readFloat32('text/penultimate'));
   // int32 ids give the same graph result
   const g32 = buildTextEncoderGraph(cfg, safetensorsWeights(ckpt), { idsType: 'int32', hiddenFromEnd: 2 });
-  const o32 = await runSession(await createSession(serializeModel(g32)), { ids: { shape: ids.shape, ids: Int32Array.from(ids.data), type: 'int32' } });
+  const o32 = await runSession(await createSession(serializeModel(g32)), {
+    ids: { shape: ids.shape, ids: Int32Array.from(ids.data), type: 'int32' },
+  });
   assert.equal(maxAbsDiff(o32.last.data, out.last.data), 0);
   // a hidden-only graph (no final layers) still gives the penultimate state
   const gh = buildTextEncoderGraph(cfg, safetensorsWeights(ckpt), { hiddenFromEnd: 2, last: false });
-  const oh = await runSession(await createSession(serializeModel(gh)), { ids: { shape: ids.shape, ids: Array.from(ids.data) } });
+  const oh = await runSession(await createSession(serializeModel(gh)), {
+    ids: { shape: ids.shape, ids: Array.from(ids.data) },
+  });
   near('hidden-only penultimate', oh.hidden.data, cases.readFloat32('text/penultimate'));
   assert.equal(oh.last, undefined);
 });
@@ -44,12 +49,19 @@ test('SDXL: concat(CLIP-L, OpenCLIP-G penultimate) context and OpenCLIP pooled p
   const ckpt = SafetensorsFile.open(fixturePath('sdxl_tiny.safetensors'));
   const cases = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
   const [cl, cg] = detectCheckpoint(ckpt).textEncoders;
-  const idsL = cases.readTensor('text/ids_l'), idsG = cases.readTensor('text/ids_g');
-  const sl = await createSession(serializeModel(buildTextEncoderGraph(cl, safetensorsWeights(ckpt), { hiddenFromEnd: 2, last: false })));
-  const sg = await createSession(serializeModel(buildTextEncoderGraph(cg, safetensorsWeights(ckpt), { hiddenFromEnd: 2, last: false })));
+  const idsL = cases.readTensor('text/ids_l'),
+    idsG = cases.readTensor('text/ids_g');
+  const sl = await createSession(
+    serializeModel(buildTextEncoderGraph(cl, safetensorsWeights(ckpt), { hiddenFromEnd: 2, last: false })),
+  );
+  const sg = await createSession(
+    serializeModel(buildTextEncoderGraph(cg, safetensorsWeights(ckpt), { hiddenFromEnd: 2, last: false })),
+  );
   const ol = await runSession(sl, { ids: { shape: idsL.shape, ids: Array.from(idsL.data) } });
   const og = await runSession(sg, { ids: { shape: idsG.shape, ids: Array.from(idsG.data) } });
-  const [B, T] = idsL.shape, CL = cl.width, CG = cg.width;
+  const [B, T] = idsL.shape,
+    CL = cl.width,
+    CG = cg.width;
   const context = new Float32Array(B * T * (CL + CG));
   for (let r = 0; r < B * T; r++) {
     context.set(ol.hidden.data.subarray(r * CL, (r + 1) * CL), r * (CL + CG));

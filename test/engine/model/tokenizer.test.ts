@@ -5,7 +5,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tokenize, tokenizeWindows, parseWeights, htmlUnescape, cleanText, BOS_TOKEN, EOS_TOKEN } from '../../../server/engine/model/tokenizer.js';
+import {
+  tokenize,
+  tokenizeWindows,
+  parseWeights,
+  htmlUnescape,
+  cleanText,
+  BOS_TOKEN,
+  EOS_TOKEN,
+} from '../../../server/engine/model/tokenizer.js';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { fixtureJson, fixturePath, fixtureSkip } from '../../helpers/fixtures.js';
 
@@ -33,21 +41,31 @@ test('SD1 windows equal the text/ids tensor of sd1_tiny_cases (pad = EOS)', { sk
     const w = tokenizeWindows(p, { padToken: EOS_TOKEN });
     assert.equal(w.ids.length, 1);
     assert.deepEqual([...w.ids[0]], [...ids.slice(b * 77, (b + 1) * 77)], JSON.stringify(p));
-    assert.ok(w.weights[0].every((x) => x === 1), 'plain text has weight 1 everywhere');
+    assert.ok(
+      w.weights[0].every((x) => x === 1),
+      'plain text has weight 1 everywhere',
+    );
   });
 });
 
-test('SDXL windows equal text/ids_l (pad = EOS) and text/ids_g (pad = 0) of sdxl_tiny_cases', { skip: fixtureSkip() }, () => {
-  const prompts: string[] = fixtureJson('manifest.json').cases.sdxl_tiny.prompts;
-  const f = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
-  for (const [key, pad] of [['text/ids_l', EOS_TOKEN], ['text/ids_g', 0]] as const) {
-    const ids = f.readFloat32(key);
-    prompts.forEach((p, b) => {
-      const w = tokenizeWindows(p, { padToken: pad });
-      assert.deepEqual([...w.ids[0]], [...ids.slice(b * 77, (b + 1) * 77)], `${key} ${JSON.stringify(p)}`);
-    });
-  }
-});
+test(
+  'SDXL windows equal text/ids_l (pad = EOS) and text/ids_g (pad = 0) of sdxl_tiny_cases',
+  { skip: fixtureSkip() },
+  () => {
+    const prompts: string[] = fixtureJson('manifest.json').cases.sdxl_tiny.prompts;
+    const f = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
+    for (const [key, pad] of [
+      ['text/ids_l', EOS_TOKEN],
+      ['text/ids_g', 0],
+    ] as const) {
+      const ids = f.readFloat32(key);
+      prompts.forEach((p, b) => {
+        const w = tokenizeWindows(p, { padToken: pad });
+        assert.deepEqual([...w.ids[0]], [...ids.slice(b * 77, (b + 1) * 77)], `${key} ${JSON.stringify(p)}`);
+      });
+    }
+  },
+);
 
 test('long prompts split into several 77-token windows, never truncated', { skip: fixtureSkip() }, () => {
   const prompt = FOX.repeat(14);
@@ -63,7 +81,10 @@ test('long prompts split into several 77-token windows, never truncated', { skip
   assert.deepEqual([...w.ids[1].slice(11)], new Array(66).fill(0), 'second window is padded with the pad token');
   // 200 tokens -> 75 + 75 + 50
   const big = tokenizeWindows('cat '.repeat(200), { padToken: EOS_TOKEN });
-  assert.deepEqual(big.ids.map((ids) => content(ids).length), [75, 75, 50]);
+  assert.deepEqual(
+    big.ids.map((ids) => content(ids).length),
+    [75, 75, 50],
+  );
   // exactly 75 tokens still fit in one window
   assert.equal(tokenizeWindows('cat '.repeat(75), { padToken: 0 }).ids.length, 1);
   assert.equal(tokenizeWindows('cat '.repeat(76), { padToken: 0 }).ids.length, 2);
@@ -90,12 +111,27 @@ test('empty prompt gives one window of BOS, EOS and padding', () => {
 });
 
 test('ComfyUI emphasis syntax: weights, nesting, escapes, brackets, odd inputs', () => {
-  assert.deepEqual(parseWeights('a (red:1.5) fox'), [['a ', 1], ['red', 1.5], [' fox', 1]]);
+  assert.deepEqual(parseWeights('a (red:1.5) fox'), [
+    ['a ', 1],
+    ['red', 1.5],
+    [' fox', 1],
+  ]);
   assert.deepEqual(parseWeights('(cat)'), [['cat', 1.1]]);
   assert.deepEqual(parseWeights('((cat))'), [['cat', 1.1 * 1.1]]);
-  assert.deepEqual(parseWeights('(a (b) c)'), [['a ', 1.1], ['b', 1.1 * 1.1], [' c', 1.1]]);
-  assert.deepEqual(parseWeights('(cat:0.5) ((dog:1.3))'), [['cat', 0.5], [' ', 1], ['dog', 1.3]]);
-  assert.deepEqual(parseWeights('\\(not weighted\\) (x)'), [['(not weighted) ', 1], ['x', 1.1]]);
+  assert.deepEqual(parseWeights('(a (b) c)'), [
+    ['a ', 1.1],
+    ['b', 1.1 * 1.1],
+    [' c', 1.1],
+  ]);
+  assert.deepEqual(parseWeights('(cat:0.5) ((dog:1.3))'), [
+    ['cat', 0.5],
+    [' ', 1],
+    ['dog', 1.3],
+  ]);
+  assert.deepEqual(parseWeights('\\(not weighted\\) (x)'), [
+    ['(not weighted) ', 1],
+    ['x', 1.1],
+  ]);
   assert.deepEqual(parseWeights('[text]'), [['[text]', 1]]);
   assert.deepEqual(parseWeights('(a:b:1.2)'), [['a:b', 1.2]]); // last colon wins
   assert.deepEqual(parseWeights('(a:xyz)'), [['a:xyz', 1.1]]); // not a number: default emphasis
@@ -117,10 +153,26 @@ test('window weights follow the segments; BOS/EOS/padding weigh 1', () => {
 test("html.unescape matches Python's html.unescape", () => {
   // expected values printed by CPython 3.11 html.unescape
   const cases: Array<[string, string]> = [
-    ['&amp', '&'], ['&copy2024', '\u00a92024'], ['&ampx', '&x'], ['&notin;', '\u2209'], ['&notit;', '\u00acit;'],
-    ['&#128512;', '\ud83d\ude00'], ['&#x1F600', '\ud83d\ude00'], ['&#150;', '\u2013'], ['&#0;', '\ufffd'],
-    ['&#xD800;', '\ufffd'], ['&#1;', ''], ['&AMP;', '&'], ['&Amp;', '&Amp;'], ['&NewLine;', '\n'], ['&frac12;x', '\u00bdx'],
-    ['&lt;&gt', '<>'], ['&#39', "'"], ['&unknownentity;', '&unknownentity;'], ['& amp;', '& amp;'], ['&amp;amp;', '&amp;'],
+    ['&amp', '&'],
+    ['&copy2024', '\u00a92024'],
+    ['&ampx', '&x'],
+    ['&notin;', '\u2209'],
+    ['&notit;', '\u00acit;'],
+    ['&#128512;', '\ud83d\ude00'],
+    ['&#x1F600', '\ud83d\ude00'],
+    ['&#150;', '\u2013'],
+    ['&#0;', '\ufffd'],
+    ['&#xD800;', '\ufffd'],
+    ['&#1;', ''],
+    ['&AMP;', '&'],
+    ['&Amp;', '&Amp;'],
+    ['&NewLine;', '\n'],
+    ['&frac12;x', '\u00bdx'],
+    ['&lt;&gt', '<>'],
+    ['&#39', "'"],
+    ['&unknownentity;', '&unknownentity;'],
+    ['& amp;', '& amp;'],
+    ['&amp;amp;', '&amp;'],
   ];
   for (const [input, expected] of cases) assert.equal(htmlUnescape(input), expected, input);
 });
@@ -137,7 +189,8 @@ test('text cleaning: curly quotes, full-width forms, NFC, ligatures, control cha
 
 test('tokenizing is fast once the vocabulary is loaded', () => {
   tokenize('warm up');
-  const prompt = 'a highly detailed cinematic portrait of an astronaut, volumetric lighting, octane render, 8k, ' +
+  const prompt =
+    'a highly detailed cinematic portrait of an astronaut, volumetric lighting, octane render, 8k, ' +
     'trending on artstation, by greg rutkowski and alphonse mucha, (masterpiece:1.2), bokeh';
   const t0 = performance.now();
   for (let i = 0; i < 100; i++) tokenizeWindows(prompt + ' ' + i, { padToken: 0 });

@@ -14,7 +14,14 @@ import { onnxProto, DataType } from '../../../server/engine/onnx/schema.js';
 import { buildUNetGraph, type UNetBuildOptions } from '../../../server/engine/model/unet.js';
 import { sinusoidFrequencies } from '../../../server/engine/model/unet-embed.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
-import { componentTolerance, fixtureJson, fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
+import {
+  componentTolerance,
+  fixtureJson,
+  fixturePath,
+  fixtureSkip,
+  maxAbs,
+  maxAbsDiff,
+} from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 
@@ -23,7 +30,9 @@ function load(family: 'sd1' | 'sdxl') {
   const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
   const cfg = detectCheckpoint(ckpt).unet;
   const feeds: Record<string, Tensor> = {
-    x: cases.readTensor('unet/x'), t: cases.readTensor('unet/t'), context: cases.readTensor('unet/context'),
+    x: cases.readTensor('unet/x'),
+    t: cases.readTensor('unet/t'),
+    context: cases.readTensor('unet/context'),
   };
   if (cfg.adm) {
     feeds.text_embeds = cases.readTensor('unet/text_embeds');
@@ -62,35 +71,53 @@ for (const family of ['sd1', 'sdxl'] as const) {
     const b = await build(family);
     const { out, ms } = await timedRun(b.session, b.feeds);
     const { ms: ms2 } = await timedRun(b.session, b.feeds);
-    const diff = maxAbsDiff(out.eps.data, b.ref.data), tol = componentTolerance(b.ref.data);
-    t.diagnostic(`${family}: build+serialize ${b.buildMs.toFixed(0)} ms (${(b.bytes.length / 1e6).toFixed(1)} MB), ` +
-      `session ${b.sessionMs.toFixed(0)} ms, run ${ms.toFixed(0)} ms (2nd ${ms2.toFixed(0)} ms), ` +
-      `x ${JSON.stringify(b.feeds.x.shape)}, max diff ${diff.toExponential(2)} (tol ${tol.toExponential(2)}, max|ref| ${maxAbs(b.ref.data).toFixed(3)})`);
+    const diff = maxAbsDiff(out.eps.data, b.ref.data),
+      tol = componentTolerance(b.ref.data);
+    t.diagnostic(
+      `${family}: build+serialize ${b.buildMs.toFixed(0)} ms (${(b.bytes.length / 1e6).toFixed(1)} MB), ` +
+        `session ${b.sessionMs.toFixed(0)} ms, run ${ms.toFixed(0)} ms (2nd ${ms2.toFixed(0)} ms), ` +
+        `x ${JSON.stringify(b.feeds.x.shape)}, max diff ${diff.toExponential(2)} (tol ${tol.toExponential(2)}, max|ref| ${maxAbs(b.ref.data).toFixed(3)})`,
+    );
     assert.deepEqual(out.eps.shape, b.ref.shape);
     assert.ok(diff <= tol, `max |ours - ref| = ${diff} > ${tol}`);
     // the float32 graph lands near 1e-5; tol / 5 also catches eps-sized slips (a transformer GroupNorm eps of 1e-5
     // instead of 1e-6 gives 1.9e-4 on sd1, just inside tol)
     assert.ok(diff <= tol / 5, `max |ours - ref| = ${diff} > tol / 5 = ${tol / 5}`);
     // every UNet tensor of the checkpoint is used, under its own name
-    const unetKeys = b.ckpt.keys().filter((k) => k.startsWith(b.cfg.prefix)).sort();
+    const unetKeys = b.ckpt
+      .keys()
+      .filter((k) => k.startsWith(b.cfg.prefix))
+      .sort();
     assert.deepEqual([...b.g.weightInits.keys()].sort(), unetKeys);
   });
 
-  test(`${family} UNet fp16 build: fp16 weights, float32 I/O, runs on the CPU EP near the reference`, { skip }, async (t) => {
-    const b = await build(family, { dtype: 'float16' });
-    const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(b.bytes), { longs: Number }) as any;
-    const inits = m.graph.initializer as { name: string; dataType: number }[];
-    const weightInits = inits.filter((i) => b.g.weightInits.has(i.name));
-    assert.equal(weightInits.length, b.g.weightInits.size);
-    for (const i of weightInits) assert.equal(i.dataType, DataType.FLOAT16, i.name);
-    const io = [...m.graph.input, ...m.graph.output] as { name: string; type: { tensorType: { elemType: number } } }[];
-    assert.deepEqual(io.map((v) => v.name), [...Object.keys(b.feeds), 'eps']);
-    for (const v of io) assert.equal(v.type.tensorType.elemType, DataType.FLOAT, v.name);
-    const { out, ms } = await timedRun(b.session, b.feeds);
-    const diff = maxAbsDiff(out.eps.data, b.ref.data);
-    t.diagnostic(`${family} fp16 on CPU: build+serialize ${b.buildMs.toFixed(0)} ms (${(b.bytes.length / 1e6).toFixed(1)} MB), run ${ms.toFixed(0)} ms, max diff ${diff.toExponential(2)}`);
-    assert.ok(diff < 1e-2 * Math.max(1, maxAbs(b.ref.data)), `fp16 max diff ${diff}`);
-  });
+  test(
+    `${family} UNet fp16 build: fp16 weights, float32 I/O, runs on the CPU EP near the reference`,
+    { skip },
+    async (t) => {
+      const b = await build(family, { dtype: 'float16' });
+      const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(b.bytes), { longs: Number }) as any;
+      const inits = m.graph.initializer as { name: string; dataType: number }[];
+      const weightInits = inits.filter((i) => b.g.weightInits.has(i.name));
+      assert.equal(weightInits.length, b.g.weightInits.size);
+      for (const i of weightInits) assert.equal(i.dataType, DataType.FLOAT16, i.name);
+      const io = [...m.graph.input, ...m.graph.output] as {
+        name: string;
+        type: { tensorType: { elemType: number } };
+      }[];
+      assert.deepEqual(
+        io.map((v) => v.name),
+        [...Object.keys(b.feeds), 'eps'],
+      );
+      for (const v of io) assert.equal(v.type.tensorType.elemType, DataType.FLOAT, v.name);
+      const { out, ms } = await timedRun(b.session, b.feeds);
+      const diff = maxAbsDiff(out.eps.data, b.ref.data);
+      t.diagnostic(
+        `${family} fp16 on CPU: build+serialize ${b.buildMs.toFixed(0)} ms (${(b.bytes.length / 1e6).toFixed(1)} MB), run ${ms.toFixed(0)} ms, max diff ${diff.toExponential(2)}`,
+      );
+      assert.ok(diff < 1e-2 * Math.max(1, maxAbs(b.ref.data)), `fp16 max diff ${diff}`);
+    },
+  );
 }
 
 test('dynamic context length: a context repeated twice (S = 154) gives the same eps as S = 77', { skip }, async () => {
@@ -105,7 +132,8 @@ test('dynamic context length: a context repeated twice (S = 154) gives the same 
   }
   const out = await runSession(b.session, { ...b.feeds, context: { shape: [B, 2 * S, C], data: doubled } });
   assert.deepEqual(out.eps.shape, b.ref.shape);
-  const diff = maxAbsDiff(out.eps.data, b.ref.data), tol = componentTolerance(b.ref.data);
+  const diff = maxAbsDiff(out.eps.data, b.ref.data),
+    tol = componentTolerance(b.ref.data);
   assert.ok(diff <= tol, `S=154 diff ${diff} > ${tol}`);
 });
 
@@ -119,18 +147,34 @@ test('dynamic batch: the second sample alone gives the batch result for it', { s
   assert.ok(maxAbsDiff(out.eps.data, ref.data) <= componentTolerance(ref.data));
 });
 
-test('real SD1.5 and SDXL key layouts: the graph uses exactly the UNet keys (shapes only, no weights read)', { skip }, () => {
-  const real = fixtureJson<Record<string, { keys: Record<string, number[]> }>>('real_architectures.json');
-  for (const [name, arch] of Object.entries(real)) {
-    const src = keySourceOf(Object.entries(arch.keys).map(([k, shape]) => ({ name: k, shape })));
-    const cfg = detectCheckpoint(src).unet;
-    const weights = { shape: (k: string) => src.shape(k), has: (k: string) => k in arch.keys, read: (): Float32Array => { throw new Error('no data'); } };
-    const g = buildUNetGraph(cfg, weights);
-    const unetKeys = Object.keys(arch.keys).filter((k) => k.startsWith(cfg.prefix)).sort();
-    assert.deepEqual([...g.weightInits.keys()].sort(), unetKeys, name);
-    assert.deepEqual(g.inputs.map((i) => i.name), cfg.adm ? ['x', 't', 'context', 'text_embeds', 'time_ids'] : ['x', 't', 'context'], name);
-  }
-});
+test(
+  'real SD1.5 and SDXL key layouts: the graph uses exactly the UNet keys (shapes only, no weights read)',
+  { skip },
+  () => {
+    const real = fixtureJson<Record<string, { keys: Record<string, number[]> }>>('real_architectures.json');
+    for (const [name, arch] of Object.entries(real)) {
+      const src = keySourceOf(Object.entries(arch.keys).map(([k, shape]) => ({ name: k, shape })));
+      const cfg = detectCheckpoint(src).unet;
+      const weights = {
+        shape: (k: string) => src.shape(k),
+        has: (k: string) => k in arch.keys,
+        read: (): Float32Array => {
+          throw new Error('no data');
+        },
+      };
+      const g = buildUNetGraph(cfg, weights);
+      const unetKeys = Object.keys(arch.keys)
+        .filter((k) => k.startsWith(cfg.prefix))
+        .sort();
+      assert.deepEqual([...g.weightInits.keys()].sort(), unetKeys, name);
+      assert.deepEqual(
+        g.inputs.map((i) => i.name),
+        cfg.adm ? ['x', 't', 'context', 'text_embeds', 'time_ids'] : ['x', 't', 'context'],
+        name,
+      );
+    }
+  },
+);
 
 test('sinusoid frequencies follow exp(-ln(10000) i / half)', () => {
   const f = sinusoidFrequencies(8);

@@ -19,7 +19,8 @@ import { fixturePath, fixtureSkip, maxAbsDiff, componentTolerance } from '../../
 const skip = fixtureSkip();
 
 function near(name: string, got: Float32Array, ref: Float32Array): number {
-  const d = maxAbsDiff(got, ref), tol = componentTolerance(ref);
+  const d = maxAbsDiff(got, ref),
+    tol = componentTolerance(ref);
   assert.ok(d <= tol, `${name}: max |diff| ${d} > tolerance ${tol}`);
   return d;
 }
@@ -41,41 +42,60 @@ for (const family of ['sd1', 'sdxl']) {
   });
 }
 
-test('VAE attention weights stored as 2-D linears (diffusers-converted checkpoints) give the same decode', { skip }, async () => {
-  const ckpt = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
-  const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
-  const cfg = detectCheckpoint(ckpt).vae;
-  const base = safetensorsWeights(ckpt);
-  const isAttn = (n: string) => /attn_1\.(q|k|v|proj_out)\.weight$/.test(n);
-  const flat = { ...base, shape: (n: string) => (isAttn(n) ? base.shape(n).slice(0, 2) : base.shape(n)) };
-  const dec = await createSession(serializeModel(buildVaeDecoderGraph(cfg, flat)));
-  const { image } = await runSession(dec, { latent: cases.readTensor('vae/z') });
-  near('vae/decoded (2-D attention weights)', image.data, cases.readFloat32('vae/decoded'));
-});
+test(
+  'VAE attention weights stored as 2-D linears (diffusers-converted checkpoints) give the same decode',
+  { skip },
+  async () => {
+    const ckpt = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
+    const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
+    const cfg = detectCheckpoint(ckpt).vae;
+    const base = safetensorsWeights(ckpt);
+    const isAttn = (n: string) => /attn_1\.(q|k|v|proj_out)\.weight$/.test(n);
+    const flat = { ...base, shape: (n: string) => (isAttn(n) ? base.shape(n).slice(0, 2) : base.shape(n)) };
+    const dec = await createSession(serializeModel(buildVaeDecoderGraph(cfg, flat)));
+    const { image } = await runSession(dec, { latent: cases.readTensor('vae/z') });
+    near('vae/decoded (2-D attention weights)', image.data, cases.readFloat32('vae/decoded'));
+  },
+);
 
-test('VAE decoder: external-data model equals inline; fp16 build has fp16 weights and float32 I/O', { skip }, async () => {
-  const ckpt = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
-  const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
-  const cfg = detectCheckpoint(ckpt).vae;
-  const latent = cases.readTensor('vae/z');
-  const inline = await runSession(await createSession(serializeModel(buildVaeDecoderGraph(cfg, safetensorsWeights(ckpt)))), { latent });
-  const dir = mkdtempSync(join(tmpdir(), 'tcd-vae-'));
-  try {
-    const { modelPath } = writeModel(buildVaeDecoderGraph(cfg, safetensorsWeights(ckpt)), join(dir, 'vae_decoder.onnx'), { externalData: true });
-    const ext = await runSession(await createSession(modelPath), { latent });
-    assert.equal(maxAbsDiff(ext.image.data, inline.image.data), 0);
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+test(
+  'VAE decoder: external-data model equals inline; fp16 build has fp16 weights and float32 I/O',
+  { skip },
+  async () => {
+    const ckpt = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
+    const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
+    const cfg = detectCheckpoint(ckpt).vae;
+    const latent = cases.readTensor('vae/z');
+    const inline = await runSession(
+      await createSession(serializeModel(buildVaeDecoderGraph(cfg, safetensorsWeights(ckpt)))),
+      { latent },
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'tcd-vae-'));
+    try {
+      const { modelPath } = writeModel(
+        buildVaeDecoderGraph(cfg, safetensorsWeights(ckpt)),
+        join(dir, 'vae_decoder.onnx'),
+        { externalData: true },
+      );
+      const ext = await runSession(await createSession(modelPath), { latent });
+      assert.equal(maxAbsDiff(ext.image.data, inline.image.data), 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
 
-  const g16 = buildVaeDecoderGraph(cfg, safetensorsWeights(ckpt), { dtype: 'float16' });
-  const bytes = serializeModel(g16);
-  const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(bytes), { longs: Number }) as any;
-  const weightInits = (m.graph.initializer as { name: string; dataType: number }[]).filter((i) => g16.weightInits.has(i.name));
-  assert.equal(weightInits.length, g16.weightInits.size);
-  assert.ok(weightInits.every((i) => i.dataType === DataType.FLOAT16));
-  assert.equal(m.graph.input[0].type.tensorType.elemType, DataType.FLOAT);
-  assert.equal(m.graph.output[0].type.tensorType.elemType, DataType.FLOAT);
-  // ORT's CPU EP runs this graph in fp16 (falling back where it lacks fp16 kernels): close to fp32, not equal
-  const o16 = await runSession(await createSession(bytes), { latent });
-  const d = maxAbsDiff(o16.image.data, inline.image.data);
-  assert.ok(d > 0 && d < 0.05, `fp16 vs fp32 decode max diff ${d}`);
-});
+    const g16 = buildVaeDecoderGraph(cfg, safetensorsWeights(ckpt), { dtype: 'float16' });
+    const bytes = serializeModel(g16);
+    const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(bytes), { longs: Number }) as any;
+    const weightInits = (m.graph.initializer as { name: string; dataType: number }[]).filter((i) =>
+      g16.weightInits.has(i.name),
+    );
+    assert.equal(weightInits.length, g16.weightInits.size);
+    assert.ok(weightInits.every((i) => i.dataType === DataType.FLOAT16));
+    assert.equal(m.graph.input[0].type.tensorType.elemType, DataType.FLOAT);
+    assert.equal(m.graph.output[0].type.tensorType.elemType, DataType.FLOAT);
+    // ORT's CPU EP runs this graph in fp16 (falling back where it lacks fp16 kernels): close to fp32, not equal
+    const o16 = await runSession(await createSession(bytes), { latent });
+    const d = maxAbsDiff(o16.image.data, inline.image.data);
+    assert.ok(d > 0 && d < 0.05, `fp16 vs fp32 decode max diff ${d}`);
+  },
+);

@@ -17,19 +17,27 @@ import { createSession, runSession } from '../../../server/engine/onnx/session.j
 import type { WeightSource } from '../../../server/engine/onnx/weights.js';
 import { fixtureJson, fixtureSkip } from '../../helpers/fixtures.js';
 
-const skip = fixtureSkip() || (process.env.TCD_REAL_SIZE ? false : 'skipped: set TCD_REAL_SIZE=1 for the real-size build');
+const skip =
+  fixtureSkip() || (process.env.TCD_REAL_SIZE ? false : 'skipped: set TCD_REAL_SIZE=1 for the real-size build');
 
 /** Deterministic random weights of the real shapes: norms' weights 1, everything else small. */
 function randomWeights(shapes: Record<string, number[]>): WeightSource {
   return {
-    shape: (n) => { const s = shapes[n]; if (!s) throw new Error(`no ${n}`); return [...s]; },
+    shape: (n) => {
+      const s = shapes[n];
+      if (!s) throw new Error(`no ${n}`);
+      return [...s];
+    },
     has: (n) => n in shapes,
     read: (n) => {
       const size = shapes[n].reduce((a, b) => a * b, 1);
       const out = new Float32Array(size);
       if (/(norm|ln_|layer_norm)[^.]*\.weight$/.test(n)) return out.fill(1);
       let s = 0x9e3779b9 ^ n.length;
-      for (let i = 0; i < size; i++) { s = (s * 1664525 + 1013904223) >>> 0; out[i] = (s / 2 ** 32 - 0.5) * 0.04; }
+      for (let i = 0; i < size; i++) {
+        s = (s * 1664525 + 1013904223) >>> 0;
+        out[i] = (s / 2 ** 32 - 0.5) * 0.04;
+      }
       return out;
     },
   };
@@ -37,7 +45,10 @@ function randomWeights(shapes: Record<string, number[]>): WeightSource {
 
 function realModel(family: 'sd15' | 'sdxl') {
   const keys = fixtureJson<Record<string, { keys: Record<string, number[]> }>>('real_architectures.json')[family].keys;
-  return { cfg: detectCheckpoint(keySourceOf(Object.entries(keys).map(([name, shape]) => ({ name, shape })))), weights: randomWeights(keys) };
+  return {
+    cfg: detectCheckpoint(keySourceOf(Object.entries(keys).map(([name, shape]) => ({ name, shape })))),
+    weights: randomWeights(keys),
+  };
 }
 
 test('SDXL OpenCLIP-G at real size: > 2 GB of weights through external data', { skip, timeout: 600_000 }, async () => {
@@ -58,23 +69,33 @@ test('SDXL OpenCLIP-G at real size: > 2 GB of weights through external data', { 
     const ids = [49406, 320, 1125, 49407, ...new Array(73).fill(0)];
     t = Date.now();
     const out = await runSession(s, { ids: { shape: [1, 77], ids } });
-    console.log(`openclip-g: write ${writeS}s, data ${statSync(dataPath).size} B, load ${loadS}s, run ${(Date.now() - t) / 1000}s, rss ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB`);
+    console.log(
+      `openclip-g: write ${writeS}s, data ${statSync(dataPath).size} B, load ${loadS}s, run ${(Date.now() - t) / 1000}s, rss ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB`,
+    );
     assert.deepEqual(out.hidden.shape, [1, 77, te.width]);
     assert.deepEqual(out.pooled.shape, [1, te.projectionDim]);
     assert.ok(out.pooled.data.every(Number.isFinite) && out.hidden.data.every(Number.isFinite));
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('SD1.5 VAE decoder at real size, external data, 64x64 latent', { skip, timeout: 600_000 }, async () => {
   const { cfg, weights } = realModel('sd15');
   const dir = mkdtempSync(join(tmpdir(), 'tcd-real-'));
   try {
-    const { modelPath } = writeModel(buildVaeDecoderGraph(cfg.vae, weights), join(dir, 'vae.onnx'), { externalData: true });
+    const { modelPath } = writeModel(buildVaeDecoderGraph(cfg.vae, weights), join(dir, 'vae.onnx'), {
+      externalData: true,
+    });
     const s = await createSession(modelPath);
     const t = Date.now();
-    const { image } = await runSession(s, { latent: { shape: [1, 4, 16, 16], data: new Float32Array(1024).fill(0.5) } });
+    const { image } = await runSession(s, {
+      latent: { shape: [1, 4, 16, 16], data: new Float32Array(1024).fill(0.5) },
+    });
     console.log(`sd15 vae decode 128x128: ${(Date.now() - t) / 1000}s`);
     assert.deepEqual(image.shape, [1, 3, 128, 128]);
     assert.ok(image.data.every(Number.isFinite));
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -22,10 +22,16 @@ const MiB = 1024 * 1024;
 test('engine options: explicit values, then defaults; the engine reads no environment (the settings do)', () => {
   const saved = { ...process.env };
   try {
-    Object.assign(process.env, { TCD_EP: 'webgpu', TCD_RAM_BUDGET_MB: '512', TCD_VRAM_BUDGET_MB: '8000', TCD_DATA: '/srv/tcd', TCD_DEVICE: '2' });
+    Object.assign(process.env, {
+      TCD_EP: 'webgpu',
+      TCD_RAM_BUDGET_MB: '512',
+      TCD_VRAM_BUDGET_MB: '8000',
+      TCD_DATA: '/srv/tcd',
+      TCD_DEVICE: '2',
+    });
     const d = resolveEngineOptions();
     assert.equal(d.ep, undefined, 'TCD_EP in the environment does not reach an engine created without options');
-    assert.ok(d.ramBudget > 0 && d.ramBudget < (2 ** 53) && d.ramBudget !== 512 * MiB);
+    assert.ok(d.ramBudget > 0 && d.ramBudget < 2 ** 53 && d.ramBudget !== 512 * MiB);
     assert.equal(d.vramBudget, Infinity);
     assert.match(d.cacheDir, /data\/onnx-cache$/);
     assert.equal(d.externalDataMinBytes, 64 * MiB);
@@ -33,13 +39,43 @@ test('engine options: explicit values, then defaults; the engine reads no enviro
     // the command line's path: flags and environment -> settings -> engine options
     const s = parseCommandLine('serve', ['--vram-budget-mb', '4000'], process.env).settings;
     const r = resolveEngineOptions(engineOptions(s, () => {}));
-    assert.deepEqual({ ...r, tuning: undefined }, { ep: 'webgpu', ramBudget: 512 * MiB, vramBudget: 4000 * MiB, cacheDir: '/srv/tcd/onnx-cache',
-      externalDataMinBytes: 64 * MiB, device: 2, tuning: undefined });
+    assert.deepEqual(
+      { ...r, tuning: undefined },
+      {
+        ep: 'webgpu',
+        ramBudget: 512 * MiB,
+        vramBudget: 4000 * MiB,
+        cacheDir: '/srv/tcd/onnx-cache',
+        externalDataMinBytes: 64 * MiB,
+        device: 2,
+        tuning: undefined,
+      },
+    );
     assert.deepEqual(r.tuning, DEFAULT_GPU_TUNING);
-    assert.deepEqual({ ...resolveEngineOptions({ ep: 'cpu', ramBudgetMB: 1, cacheDir: '/tmp/c', externalDataMinMB: 0 }), tuning: undefined },
-      { ep: 'cpu', ramBudget: MiB, vramBudget: Infinity, cacheDir: '/tmp/c', externalDataMinBytes: 0, device: 0, tuning: undefined });
-    assert.throws(() => parseCommandLine('run', [], { TCD_RAM_BUDGET_MB: 'lots' }), /TCD_RAM_BUDGET_MB must be a positive number of megabytes, got "lots"/);
-    assert.equal(parseCommandLine('run', [], { TCD_DATA_DIR: '/old/name' }).settings.data, '/old/name', 'TCD_DATA_DIR: deprecated alias of TCD_DATA');
+    assert.deepEqual(
+      {
+        ...resolveEngineOptions({ ep: 'cpu', ramBudgetMB: 1, cacheDir: '/tmp/c', externalDataMinMB: 0 }),
+        tuning: undefined,
+      },
+      {
+        ep: 'cpu',
+        ramBudget: MiB,
+        vramBudget: Infinity,
+        cacheDir: '/tmp/c',
+        externalDataMinBytes: 0,
+        device: 0,
+        tuning: undefined,
+      },
+    );
+    assert.throws(
+      () => parseCommandLine('run', [], { TCD_RAM_BUDGET_MB: 'lots' }),
+      /TCD_RAM_BUDGET_MB must be a positive number of megabytes, got "lots"/,
+    );
+    assert.equal(
+      parseCommandLine('run', [], { TCD_DATA_DIR: '/old/name' }).settings.data,
+      '/old/name',
+      'TCD_DATA_DIR: deprecated alias of TCD_DATA',
+    );
   } finally {
     process.env = saved;
   }
@@ -54,19 +90,35 @@ describe('budget on sd1_tiny', { skip }, () => {
     cacheDir = mkdtempSync(join(tmpdir(), 'tcd-budget-'));
     const file = SafetensorsFile.open(ckpt);
     const { config } = new Engine({ log: () => {} }).inspect(ckpt);
-    for (const c of ['text_encoder_0', 'unet', 'vae_decoder', 'vae_encoder'] as const) size[c] = componentBytes(file, config, c, 'float32');
+    for (const c of ['text_encoder_0', 'unet', 'vae_decoder', 'vae_encoder'] as const)
+      size[c] = componentBytes(file, config, c, 'float32');
     // fp16 halves it; prefixes cover every tensor of the checkpoint exactly once
     assert.equal(componentBytes(file, config, 'unet', 'float16') * 2, size.unet);
-    const all = (['text_encoder_0', 'unet', 'vae_decoder', 'vae_encoder'] as const).flatMap((c) => componentPrefixes(config, c));
+    const all = (['text_encoder_0', 'unet', 'vae_decoder', 'vae_encoder'] as const).flatMap((c) =>
+      componentPrefixes(config, c),
+    );
     const unclaimed = file.keys().filter((k) => !all.some((p) => k.startsWith(p)));
-    assert.deepEqual(unclaimed.filter((k) => !/logit_scale|alphas|betas|posterior|sqrt|log_one_minus|model_ema/.test(k)), []);
-    assert.equal(parameterCount(file, all), file.keys().filter((k) => !unclaimed.includes(k)).reduce((n, k) => n + file.info(k).shape.reduce((a, b) => a * b, 1), 0));
+    assert.deepEqual(
+      unclaimed.filter((k) => !/logit_scale|alphas|betas|posterior|sqrt|log_one_minus|model_ema/.test(k)),
+      [],
+    );
+    assert.equal(
+      parameterCount(file, all),
+      file
+        .keys()
+        .filter((k) => !unclaimed.includes(k))
+        .reduce((n, k) => n + file.info(k).shape.reduce((a, b) => a * b, 1), 0),
+    );
     file.close();
   });
-  after(() => { cases.close(); rmSync(cacheDir, { recursive: true, force: true }); });
+  after(() => {
+    cases.close();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
 
   const ref = () => ({ checkpoint: ckpt, loras: [] });
-  const unetCall = (e: Engine) => e.unet(ref(), cases.readTensor('unet/x'), cases.readFloat32('unet/t'), cases.readTensor('unet/context'));
+  const unetCall = (e: Engine) =>
+    e.unet(ref(), cases.readTensor('unet/x'), cases.readFloat32('unet/t'), cases.readTensor('unet/context'));
   const components = (keys: string[]) => keys.map((k) => JSON.parse(k).component);
 
   test('least recently used components are evicted first, a hit refreshes recency, results stay right', async () => {
@@ -87,7 +139,10 @@ describe('budget on sd1_tiny', { skip }, () => {
       const again = await engine.encodeText(ref(), prompt); // needs room: vae decoder, then unet, go
       s = await engine.stats();
       assert.deepEqual(components(s.loaded), ['vae_encoder', 'text_encoder_0']);
-      assert.deepEqual(s.evictions.slice(1), ['sd1 vae decoder of sd1_tiny.safetensors', 'sd1 unet of sd1_tiny.safetensors']);
+      assert.deepEqual(s.evictions.slice(1), [
+        'sd1 vae decoder of sd1_tiny.safetensors',
+        'sd1 unet of sd1_tiny.safetensors',
+      ]);
       assert.ok(s.ramUsed <= s.ramBudget);
       assert.equal(s.ramUsed, size.vae_encoder + size.text_encoder_0);
       assert.deepEqual(again.context.data, first.context.data);
@@ -102,7 +157,12 @@ describe('budget on sd1_tiny', { skip }, () => {
     const engine = new Engine({ ramBudgetMB: 10, cacheDir, log: () => {} });
     try {
       const need = (size.unet / MiB).toFixed(1);
-      await assert.rejects(unetCall(engine), new RegExp(`^ModelTooBigError: sd1 unet of sd1_tiny\\.safetensors needs ${need} MiB but the whole RAM budget is 10\\.0 MiB`));
+      await assert.rejects(
+        unetCall(engine),
+        new RegExp(
+          `^ModelTooBigError: sd1 unet of sd1_tiny\\.safetensors needs ${need} MiB but the whole RAM budget is 10\\.0 MiB`,
+        ),
+      );
       const out = await engine.vaeDecode(ref(), cases.readTensor('vae/z'));
       assert.deepEqual(out.shape, [1, 3, 64, 64]);
       assert.equal(workerStarts(engine), 1);

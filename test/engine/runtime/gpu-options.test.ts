@@ -5,20 +5,34 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  DEFAULT_GPU_TUNING, graphTuningFor, loopSessionOptions, sessionOptionsFor, type GpuTuning,
+  DEFAULT_GPU_TUNING,
+  graphTuningFor,
+  loopSessionOptions,
+  sessionOptionsFor,
+  type GpuTuning,
 } from '../../../server/engine/runtime/providers.js';
 import { resolveEngineOptions } from '../../../server/engine/engine.js';
 import { gpuTuningOf, settingsFromEnv } from '../../../server/settings.js';
 
 /** The engine's tuning for an environment, through the one path the command line uses (settings -> options). */
-const gpuTuningFromEnv = (env: Record<string, string>): GpuTuning =>
-  ({ ...DEFAULT_GPU_TUNING, ...resolveEngineOptions({ tuning: gpuTuningOf(settingsFromEnv(env)) }).tuning });
+const gpuTuningFromEnv = (env: Record<string, string>): GpuTuning => ({
+  ...DEFAULT_GPU_TUNING,
+  ...resolveEngineOptions({ tuning: gpuTuningOf(settingsFromEnv(env)) }).tuning,
+});
 
-const layoutOf = (o: ReturnType<typeof sessionOptionsFor>) => (o.executionProviders![0] as { preferredLayout?: string }).preferredLayout;
+const layoutOf = (o: ReturnType<typeof sessionOptionsFor>) =>
+  (o.executionProviders![0] as { preferredLayout?: string }).preferredLayout;
 
 test('defaults: the measured winners (NHWC, fused attention, MatMul linears, baked LoRAs, fused CUDA blocks), no graph capture, no profiling', () => {
   assert.deepEqual(DEFAULT_GPU_TUNING, {
-    layout: 'NHWC', fusedAttention: true, graphCapture: false, bufferCache: 'bucket', profileDir: null, linear: 'matmul', lora: 'bake', vaeAttention: 'fused',
+    layout: 'NHWC',
+    fusedAttention: true,
+    graphCapture: false,
+    bufferCache: 'bucket',
+    profileDir: null,
+    linear: 'matmul',
+    lora: 'bake',
+    vaeAttention: 'fused',
     fusedBlocks: true,
   });
   assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
@@ -32,25 +46,58 @@ test('loop graphs: upload and the step leave results in GPU buffers, download br
   assert.equal(loopSessionOptions('webgpu', 'upload').preferredOutputLocation, 'gpu-buffer');
   assert.equal(loopSessionOptions('webgpu', 'download').preferredOutputLocation, 'cpu');
   assert.equal(loopSessionOptions('webgpu', 'step').preferredOutputLocation, 'gpu-buffer');
-  assert.deepEqual(loopSessionOptions('webgpu', 'step').executionProviders,
-    [{ name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu']);
+  assert.deepEqual(loopSessionOptions('webgpu', 'step').executionProviders, [
+    { name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' },
+    'cpu',
+  ]);
   assert.equal(loopSessionOptions('webgpu', 'upload').graphOptimizationLevel, 'disabled'); // the Identity must stay a copy
   // on cuda the loop keeps latents on the host: its small graphs run on the CPU, outputs in CPU memory
-  assert.deepEqual(loopSessionOptions('cuda', 'step', { ...DEFAULT_GPU_TUNING, deviceId: 1 }), loopSessionOptions('cpu', 'step'));
+  assert.deepEqual(
+    loopSessionOptions('cuda', 'step', { ...DEFAULT_GPU_TUNING, deviceId: 1 }),
+    loopSessionOptions('cpu', 'step'),
+  );
   const cpu = loopSessionOptions('cpu', 'step');
   assert.deepEqual(cpu.executionProviders, ['cpu']);
   assert.equal(cpu.preferredOutputLocation, undefined);
 });
 
-test('TCD_GPU_* settings are parsed, validated and reach the engine\'s tuning', () => {
-  assert.deepEqual(gpuTuningFromEnv({ TCD_GPU_LAYOUT: 'nchw', TCD_GPU_ATTENTION: 'plain', TCD_GPU_GRAPH_CAPTURE: '1', TCD_GPU_BUFFER_CACHE: 'simple', TCD_ORT_PROFILE_DIR: '/tmp/p' }),
-    { ...DEFAULT_GPU_TUNING, layout: 'NCHW', fusedAttention: false, graphCapture: true, bufferCache: 'simple', profileDir: '/tmp/p' });
-  assert.equal((sessionOptionsFor('webgpu', 'unet', 'sd1', gpuTuningFromEnv({ TCD_GPU_BUFFER_CACHE: 'simple' })).executionProviders![0] as { storageBufferCacheMode: string }).storageBufferCacheMode, 'simple');
+test("TCD_GPU_* settings are parsed, validated and reach the engine's tuning", () => {
+  assert.deepEqual(
+    gpuTuningFromEnv({
+      TCD_GPU_LAYOUT: 'nchw',
+      TCD_GPU_ATTENTION: 'plain',
+      TCD_GPU_GRAPH_CAPTURE: '1',
+      TCD_GPU_BUFFER_CACHE: 'simple',
+      TCD_ORT_PROFILE_DIR: '/tmp/p',
+    }),
+    {
+      ...DEFAULT_GPU_TUNING,
+      layout: 'NCHW',
+      fusedAttention: false,
+      graphCapture: true,
+      bufferCache: 'simple',
+      profileDir: '/tmp/p',
+    },
+  );
+  assert.equal(
+    (
+      sessionOptionsFor('webgpu', 'unet', 'sd1', gpuTuningFromEnv({ TCD_GPU_BUFFER_CACHE: 'simple' }))
+        .executionProviders![0] as { storageBufferCacheMode: string }
+    ).storageBufferCacheMode,
+    'simple',
+  );
   assert.throws(() => gpuTuningFromEnv({ TCD_GPU_LAYOUT: 'NWHC' }), /TCD_GPU_LAYOUT must be NHWC or NCHW/);
   assert.throws(() => gpuTuningFromEnv({ TCD_GPU_ATTENTION: 'flash' }), /TCD_GPU_ATTENTION must be fused or plain/);
-  const t = gpuTuningFromEnv({ TCD_GPU_LINEAR: 'Gemm-TransB', TCD_GPU_LORA: 'inputs', TCD_GPU_VAE_ATTENTION: 'plain-fp16' });
+  const t = gpuTuningFromEnv({
+    TCD_GPU_LINEAR: 'Gemm-TransB',
+    TCD_GPU_LORA: 'inputs',
+    TCD_GPU_VAE_ATTENTION: 'plain-fp16',
+  });
   assert.deepEqual([t.linear, t.lora, t.vaeAttention], ['gemm-transb', 'inputs', 'plain-fp16']);
-  assert.throws(() => gpuTuningFromEnv({ TCD_GPU_LINEAR: 'conv' }), /TCD_GPU_LINEAR must be gemm-transb or matmul or gemm/);
+  assert.throws(
+    () => gpuTuningFromEnv({ TCD_GPU_LINEAR: 'conv' }),
+    /TCD_GPU_LINEAR must be gemm-transb or matmul or gemm/,
+  );
   assert.throws(() => gpuTuningFromEnv({ TCD_GPU_LORA: 'merge' }), /TCD_GPU_LORA must be bake or inputs/);
   assert.throws(() => gpuTuningFromEnv({ TCD_GPU_VAE_ATTENTION: 'flash' }), /TCD_GPU_VAE_ATTENTION must be/);
 });
@@ -76,7 +123,10 @@ test('profiling writes one file per provider, family and component under the pro
   const o = sessionOptionsFor('webgpu', 'vae_decoder', 'sdxl', { ...DEFAULT_GPU_TUNING, profileDir: '/tmp/prof' });
   assert.equal(o.enableProfiling, true);
   assert.equal(o.profileFilePrefix, '/tmp/prof/webgpu-sdxl-vae_decoder');
-  assert.equal(sessionOptionsFor('cpu', 'unet', 'sd1', { ...DEFAULT_GPU_TUNING, profileDir: '/tmp/prof' }).profileFilePrefix, '/tmp/prof/cpu-sd1-unet');
+  assert.equal(
+    sessionOptionsFor('cpu', 'unet', 'sd1', { ...DEFAULT_GPU_TUNING, profileDir: '/tmp/prof' }).profileFilePrefix,
+    '/tmp/prof/cpu-sd1-unet',
+  );
 });
 
 test('fused attention, MatMul linears and VAE attention forms go to GPU providers only; the CPU keeps the reference graph', () => {
@@ -84,9 +134,19 @@ test('fused attention, MatMul linears and VAE attention forms go to GPU provider
   assert.deepEqual(graphTuningFor('webgpu'), gpu);
   assert.deepEqual(graphTuningFor('cuda'), { ...gpu, fusedBlocks: true });
   assert.deepEqual(graphTuningFor('cpu'), { fusedAttention: false, linear: 'gemm-transb' });
-  assert.deepEqual(graphTuningFor('cpu', { ...DEFAULT_GPU_TUNING, linear: 'gemm', vaeAttention: 'plain-fp16' }), { fusedAttention: false, linear: 'gemm-transb' });
-  assert.deepEqual(graphTuningFor('webgpu', { ...DEFAULT_GPU_TUNING, fusedAttention: false, linear: 'gemm-transb', vaeAttention: 'plain' }),
-    { fusedAttention: false, linear: 'gemm-transb', midAttention: 'plain' });
+  assert.deepEqual(graphTuningFor('cpu', { ...DEFAULT_GPU_TUNING, linear: 'gemm', vaeAttention: 'plain-fp16' }), {
+    fusedAttention: false,
+    linear: 'gemm-transb',
+  });
+  assert.deepEqual(
+    graphTuningFor('webgpu', {
+      ...DEFAULT_GPU_TUNING,
+      fusedAttention: false,
+      linear: 'gemm-transb',
+      vaeAttention: 'plain',
+    }),
+    { fusedAttention: false, linear: 'gemm-transb', midAttention: 'plain' },
+  );
 });
 
 test('cuda: device 0, cpu fallback, memory patterns off', () => {
@@ -110,5 +170,9 @@ test('cuda UNet graphs get fused blocks by default (TCD_GPU_FUSED_BLOCKS=0 turns
   assert.equal(graphTuningFor('webgpu', on).fusedBlocks, undefined);
   assert.equal(graphTuningFor('cpu', on).fusedBlocks, undefined);
   // off, the graph tuning (and so the graph cache key) is what it was before the option existed
-  assert.deepEqual(Object.keys(graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_FUSED_BLOCKS: '0' }))), ['fusedAttention', 'linear', 'midAttention']);
+  assert.deepEqual(Object.keys(graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_FUSED_BLOCKS: '0' }))), [
+    'fusedAttention',
+    'linear',
+    'midAttention',
+  ]);
 });

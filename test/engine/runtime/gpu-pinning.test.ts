@@ -14,7 +14,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  VULKAN_LAYER_LIBRARY, VULKAN_LAYER_MANIFEST, VULKAN_LAYER_NAME, applyPinningEnv, findVulkanLayer, webgpuPinningEnv,
+  VULKAN_LAYER_LIBRARY,
+  VULKAN_LAYER_MANIFEST,
+  VULKAN_LAYER_NAME,
+  applyPinningEnv,
+  findVulkanLayer,
+  webgpuPinningEnv,
 } from '../../../server/engine/runtime/gpu-pinning.js';
 import { GraphBuilder } from '../../../server/engine/onnx/graph.js';
 import { serializeModel } from '../../../server/engine/onnx/serialize.js';
@@ -88,7 +93,8 @@ function lavapipeIcd(): string | null {
 function nativeSkip(): false | string {
   if (process.platform !== 'linux') return `skipped: the layer is Linux-only (this is ${process.platform})`;
   if (spawnSync('gcc', ['--version']).status !== 0) return 'skipped: gcc not found (apt-get install -y gcc)';
-  if (!existsSync('/usr/include/vulkan/vk_layer.h')) return 'skipped: Vulkan headers not found (apt-get install -y libvulkan-dev)';
+  if (!existsSync('/usr/include/vulkan/vk_layer.h'))
+    return 'skipped: Vulkan headers not found (apt-get install -y libvulkan-dev)';
   if (!lavapipeIcd()) return 'skipped: lavapipe Vulkan driver not found (apt-get install -y mesa-vulkan-drivers)';
   return false;
 }
@@ -111,14 +117,31 @@ before(() => {
   twoIcds = `${join(work, 'lvp-a.json')}:${join(work, 'lvp-b.json')}`;
 });
 
-after(() => { if (work) rmSync(work, { recursive: true, force: true }); });
+after(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
 
-interface Listing { devices: number; names: string[]; groups: number; groupSizes: number[]; listed: boolean; created: number; stdout: string; stderr: string }
+interface Listing {
+  devices: number;
+  names: string[];
+  groups: number;
+  groupSizes: number[];
+  listed: boolean;
+  created: number;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs list_devices under `env` (on top of this process's env minus any Vulkan variables from outside). */
 function listDevices(env: Record<string, string>, args: string[] = []): Listing {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(VK_|TCD_VULKAN|NODEVICE_SELECT)/.test(k)));
-  const r = spawnSync(join(layerDir, 'list_devices'), args, { env: { ...clean, ...env }, encoding: 'utf8', timeout: 20_000 });
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^(VK_|TCD_VULKAN|NODEVICE_SELECT)/.test(k)),
+  );
+  const r = spawnSync(join(layerDir, 'list_devices'), args, {
+    env: { ...clean, ...env },
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
   assert.equal(r.status, 0, `list_devices exited ${r.status} (signal ${r.signal}):\n${r.stdout}${r.stderr}`);
   const lines = r.stdout.split('\n');
   const num = (re: RegExp) => Number(lines.find((l) => re.test(l))?.match(re)?.[1] ?? NaN);
@@ -140,22 +163,29 @@ function pinned(device: number, extra: Record<string, string> = {}): Record<stri
   return { ...r.env, TCD_VULKAN_DEVICE_DEBUG: '1', ...extra };
 }
 
-test('layer on lavapipe (driver-order fallback: llvmpipe has no VK_EXT_pci_bus_info): TCD_VULKAN_DEVICE=0 lists exactly llvmpipe', { skip }, () => {
-  const l = listDevices(pinned(0, { VK_DRIVER_FILES: icd }));
-  assert.equal(l.devices, 1, l.stdout);
-  assert.match(l.names[0], /^llvmpipe/);
-  assert.equal(l.groups, 1);
-  assert.deepEqual(l.groupSizes, [1]);
-  assert.match(l.stdout, /^incomplete 1$/m, 'a short array gets VK_INCOMPLETE');
-  assert.equal(l.created, 1, 'vkCreateDevice through the layer works');
-  assert.match(l.stderr, /VK_LAYER_TCD_device_select: device 0 of 1 \(driver order\): llvmpipe/);
-});
+test(
+  'layer on lavapipe (driver-order fallback: llvmpipe has no VK_EXT_pci_bus_info): TCD_VULKAN_DEVICE=0 lists exactly llvmpipe',
+  { skip },
+  () => {
+    const l = listDevices(pinned(0, { VK_DRIVER_FILES: icd }));
+    assert.equal(l.devices, 1, l.stdout);
+    assert.match(l.names[0], /^llvmpipe/);
+    assert.equal(l.groups, 1);
+    assert.deepEqual(l.groupSizes, [1]);
+    assert.match(l.stdout, /^incomplete 1$/m, 'a short array gets VK_INCOMPLETE');
+    assert.equal(l.created, 1, 'vkCreateDevice through the layer works');
+    assert.match(l.stderr, /VK_LAYER_TCD_device_select: device 0 of 1 \(driver order\): llvmpipe/);
+  },
+);
 
 test('layer on lavapipe: TCD_VULKAN_DEVICE=1 with one device lists none and says why on stderr', { skip }, () => {
   const l = listDevices(pinned(1, { VK_DRIVER_FILES: icd }));
   assert.equal(l.devices, 0, l.stdout);
   assert.equal(l.groups, 0);
-  assert.match(l.stderr, /TCD_VULKAN_DEVICE=1 but this host has 1 Vulkan physical device \(valid: 0\.\.0\); exposing none/);
+  assert.match(
+    l.stderr,
+    /TCD_VULKAN_DEVICE=1 but this host has 1 Vulkan physical device \(valid: 0\.\.0\); exposing none/,
+  );
   assert.equal(l.stderr.match(/exposing none/g)?.length, 1, 'one line, not one per enumeration');
 });
 
@@ -170,24 +200,28 @@ test('layer on lavapipe: unset TCD_VULKAN_DEVICE passes through (same listing as
   assert.match(loaded.stderr, /Insert instance layer "VK_LAYER_TCD_device_select"/, 'the loader did load the layer');
 });
 
-test('layer on two lavapipe devices (driver order): index 1 gives one device and one group of one, core and KHR entry points', { skip }, () => {
-  for (const args of [[], ['--khr']]) {
-    const l = listDevices(pinned(1, { VK_DRIVER_FILES: twoIcds }), args);
-    assert.equal(l.devices, 1, l.stdout);
-    assert.equal(l.groups, 1, l.stdout);
-    assert.deepEqual(l.groupSizes, [1]);
-    assert.ok(l.listed, `the group holds the device enumerate returned:\n${l.stdout}`);
-    assert.equal(l.created, 1);
-    assert.match(l.stderr, /device 1 of 2 \(driver order\)/);
-  }
-  const out = listDevices(pinned(2, { VK_DRIVER_FILES: twoIcds }), ['--khr']);
-  assert.equal(out.devices, 0);
-  assert.equal(out.groups, 0);
-  assert.match(out.stderr, /TCD_VULKAN_DEVICE=2 but this host has 2 Vulkan physical devices \(valid: 0\.\.1\)/);
-  const bad = listDevices({ ...pinned(0, { VK_DRIVER_FILES: twoIcds }), TCD_VULKAN_DEVICE: 'gpu1' });
-  assert.equal(bad.devices, 0);
-  assert.match(bad.stderr, /TCD_VULKAN_DEVICE="gpu1" is not a device index/);
-});
+test(
+  'layer on two lavapipe devices (driver order): index 1 gives one device and one group of one, core and KHR entry points',
+  { skip },
+  () => {
+    for (const args of [[], ['--khr']]) {
+      const l = listDevices(pinned(1, { VK_DRIVER_FILES: twoIcds }), args);
+      assert.equal(l.devices, 1, l.stdout);
+      assert.equal(l.groups, 1, l.stdout);
+      assert.deepEqual(l.groupSizes, [1]);
+      assert.ok(l.listed, `the group holds the device enumerate returned:\n${l.stdout}`);
+      assert.equal(l.created, 1);
+      assert.match(l.stderr, /device 1 of 2 \(driver order\)/);
+    }
+    const out = listDevices(pinned(2, { VK_DRIVER_FILES: twoIcds }), ['--khr']);
+    assert.equal(out.devices, 0);
+    assert.equal(out.groups, 0);
+    assert.match(out.stderr, /TCD_VULKAN_DEVICE=2 but this host has 2 Vulkan physical devices \(valid: 0\.\.1\)/);
+    const bad = listDevices({ ...pinned(0, { VK_DRIVER_FILES: twoIcds }), TCD_VULKAN_DEVICE: 'gpu1' });
+    assert.equal(bad.devices, 0);
+    assert.match(bad.stderr, /TCD_VULKAN_DEVICE="gpu1" is not a device index/);
+  },
+);
 
 test('onnxruntime-node WebGPU goes through the layer when the env is set before it starts', { skip }, (t) => {
   // Dawn rejects lavapipe as an adapter (it lacks shaderUniform*ArrayDynamicIndexing), so no WebGPU session can run
@@ -202,11 +236,21 @@ test('onnxruntime-node WebGPU goes through the layer when the env is set before 
     if (!ort.listSupportedBackends().some((b) => b.name === 'webgpu')) { console.log('NO_WEBGPU'); process.exit(0); }
     try { await ort.InferenceSession.create(${JSON.stringify(model)}, { executionProviders: ['webgpu'] }); console.log('SESSION_OK'); }
     catch (e) { console.log('SESSION_ERR ' + String(e.message ?? e).split('\\n')[0]); }`;
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(VK_|TCD_VULKAN|NODEVICE_SELECT)/.test(k)));
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^(VK_|TCD_VULKAN|NODEVICE_SELECT)/.test(k)),
+  );
   const run = (env: Record<string, string>) =>
-    spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: projectRoot, env: { ...clean, ...env }, encoding: 'utf8', timeout: 60_000 });
+    spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: projectRoot,
+      env: { ...clean, ...env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
   const inRange = run(pinned(0, { VK_DRIVER_FILES: icd }));
-  if (inRange.stdout.includes('NO_WEBGPU')) { t.skip('this onnxruntime-node build has no webgpu backend'); return; }
+  if (inRange.stdout.includes('NO_WEBGPU')) {
+    t.skip('this onnxruntime-node build has no webgpu backend');
+    return;
+  }
   assert.equal(inRange.status, 0, inRange.stderr);
   assert.match(inRange.stderr, /VK_LAYER_TCD_device_select: device 0 of 1 \(driver order\): llvmpipe/);
   const outOfRange = run(pinned(1, { VK_DRIVER_FILES: icd }));

@@ -35,7 +35,10 @@ before(async () => {
   neg = { context: n.context, extra: { textEmbeds: n.pooled!, timeIds } };
   negLong = { context: long.context, extra: { textEmbeds: long.pooled!, timeIds } };
 });
-after(async () => { await engine.close(); rmSync(dir, { recursive: true, force: true }); });
+after(async () => {
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const maxRelDiff = (a: Float32Array, b: Float32Array) => {
   let m = 0;
@@ -44,27 +47,53 @@ const maxRelDiff = (a: Float32Array, b: Float32Array) => {
 };
 
 /** The main-thread reference: ksample with one engine.unet call per branch and model evaluation. */
-async function jsKSample(sampler: string, sigmas: number[], cfg: number, seed: bigint, n: CondBranch): Promise<Float32Array> {
+async function jsKSample(
+  sampler: string,
+  sigmas: number[],
+  cfg: number,
+  seed: bigint,
+  n: CondBranch,
+): Promise<Float32Array> {
   const model = { checkpoint: ckpt, loras: [] };
   const eps = (b: CondBranch) => async (x: Float32Array, t: number) =>
     (await engine.unet(model, { shape, data: x }, Float32Array.of(t), b.context, b.extra)).data;
   return ksample({
-    sampler, sigmas, cfg, cond: eps(pos), uncond: eps(n), shape, latentImage: new Float32Array(4 * 16 * 16),
-    initialNoise: new TorchGenerator(seed).randn(shape), samplerNoise: new TorchGenerator(seed), modelSampling: ms,
+    sampler,
+    sigmas,
+    cfg,
+    cond: eps(pos),
+    uncond: eps(n),
+    shape,
+    latentImage: new Float32Array(4 * 16 * 16),
+    initialNoise: new TorchGenerator(seed).randn(shape),
+    samplerNoise: new TorchGenerator(seed),
+    modelSampling: ms,
   });
 }
 
 const request = (sampler: string, sigmas: number[], cfg: number, seed: bigint, n: CondBranch = neg) => ({
-  model: { checkpoint: ckpt, loras: [] }, sampling: { prediction: 'eps' as const, zsnr: false }, sampler, sigmas, latent: { shape, data: new Float32Array(4 * 16 * 16) },
-  noise: new TorchGenerator(seed).randn(shape), seed: seed.toString(), positive: [pos], negative: [n], cfg,
+  model: { checkpoint: ckpt, loras: [] },
+  sampling: { prediction: 'eps' as const, zsnr: false },
+  sampler,
+  sigmas,
+  latent: { shape, data: new Float32Array(4 * 16 * 16) },
+  noise: new TorchGenerator(seed).randn(shape),
+  seed: seed.toString(),
+  positive: [pos],
+  negative: [n],
+  cfg,
 });
 
 const unetRuns = async () => (await engine.stats()).runTimings.filter((r) => r.component === 'unet').length;
 
-test('Engine.sampleK gives ksample\'s latent for plain, ancestral, multistep and cfg_pp samplers; CFG is one UNet call per evaluation', async () => {
+test("Engine.sampleK gives ksample's latent for plain, ancestral, multistep and cfg_pp samplers; CFG is one UNet call per evaluation", async () => {
   const cases: [string, string, number, number, bigint][] = [
-    ['euler', 'normal', 4, 3, 7n], ['euler_ancestral', 'karras', 4, 2, 11n], ['dpmpp_2m', 'karras', 5, 1, 3n],
-    ['heun', 'simple', 3, 2.5, 5n], ['euler_cfg_pp', 'normal', 3, 1, 9n], ['dpmpp_2m_sde', 'exponential', 4, 4, 2n ** 40n + 1n],
+    ['euler', 'normal', 4, 3, 7n],
+    ['euler_ancestral', 'karras', 4, 2, 11n],
+    ['dpmpp_2m', 'karras', 5, 1, 3n],
+    ['heun', 'simple', 3, 2.5, 5n],
+    ['euler_cfg_pp', 'normal', 3, 1, 9n],
+    ['dpmpp_2m_sde', 'exponential', 4, 4, 2n ** 40n + 1n],
   ];
   for (const [sampler, scheduler, steps, cfg, seed] of cases) {
     const sigmas = ksamplerSigmas(ms, sampler, scheduler, steps, 1);
@@ -90,11 +119,22 @@ test('conditioning of different lengths (77 vs 154 tokens) runs one call per bra
   assert.ok(maxRelDiff(out.x.data, ref) < 1e-4);
 });
 
-test('progress once per step with the denoised estimate as preview; SamplerCustom\'s denoised is the last one', async () => {
+test("progress once per step with the denoised estimate as preview; SamplerCustom's denoised is the last one", async () => {
   const sigmas = ksamplerSigmas(ms, 'euler_ancestral', 'normal', 4, 1);
   const seen: { step: number; total: number; preview?: Tensor }[] = [];
-  const out = await engine.sampleK(request('euler_ancestral', sigmas, 2, 1n), { onStep: (p) => seen.push(p), previews: true });
-  assert.deepEqual(seen.map((p) => [p.step, p.total]), [[0, 4], [1, 4], [2, 4], [3, 4]]);
+  const out = await engine.sampleK(request('euler_ancestral', sigmas, 2, 1n), {
+    onStep: (p) => seen.push(p),
+    previews: true,
+  });
+  assert.deepEqual(
+    seen.map((p) => [p.step, p.total]),
+    [
+      [0, 4],
+      [1, 4],
+      [2, 4],
+      [3, 4],
+    ],
+  );
   assert.deepEqual(Array.from(seen[3].preview!.data), Array.from(out.denoised.data));
   assert.notDeepEqual(Array.from(seen[0].preview!.data), Array.from(out.denoised.data));
   const quiet: unknown[] = [];
@@ -107,14 +147,23 @@ test('an abort stops the loop before its next UNet call with InterruptedError; f
   const steps: number[] = [];
   const sigmas = ksamplerSigmas(ms, 'euler', 'normal', 10, 1);
   await assert.rejects(
-    engine.sampleK(request('euler', sigmas, 2, 1n), { signal: ac.signal, onStep: (p) => { steps.push(p.step); if (p.step === 1) ac.abort(); } }),
+    engine.sampleK(request('euler', sigmas, 2, 1n), {
+      signal: ac.signal,
+      onStep: (p) => {
+        steps.push(p.step);
+        if (p.step === 1) ac.abort();
+      },
+    }),
     (e: Error) => e.name === 'InterruptedError',
   );
   assert.ok(steps.length <= 3, `ran ${steps.length} steps after asking to stop at step 2`);
   const latent = { shape, data: Float32Array.from({ length: 1024 }, (_, i) => i / 1024) };
   const same = await engine.sampleK({ ...request('euler', [1.5], 2, 1n), latent });
   assert.deepEqual(Array.from(same.x.data), Array.from(latent.data));
-  await assert.rejects(engine.sampleK({ ...request('euler', sigmas, 2, 1n), negative: [] }), /negative conditioning is empty/);
+  await assert.rejects(
+    engine.sampleK({ ...request('euler', sigmas, 2, 1n), negative: [] }),
+    /negative conditioning is empty/,
+  );
 });
 
 test('a denoise mask (inpainting) keeps the latent where the mask is 0 and samples where it is 1', async () => {
@@ -123,7 +172,8 @@ test('a denoise mask (inpainting) keeps the latent where the mask is 0 and sampl
   const mask = Float32Array.from({ length: 1024 }, (_, i) => (i % 16 < 8 ? 1 : 0)); // left half of every row
   const out = await engine.sampleK({ ...request('euler', sigmas, 2, 3n), latent, denoiseMask: mask });
   const plain = await engine.sampleK({ ...request('euler', sigmas, 2, 3n), latent });
-  let keptDiff = 0, changed = 0;
+  let keptDiff = 0,
+    changed = 0;
   for (let i = 0; i < 1024; i++) {
     if (mask[i] === 0) keptDiff = Math.max(keptDiff, Math.abs(out.x.data[i] - latent.data[i]));
     else if (Math.abs(out.x.data[i] - latent.data[i]) > 0.05) changed++;

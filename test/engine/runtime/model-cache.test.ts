@@ -2,7 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ModelCache, ModelTooBigError } from '../../../server/engine/runtime/model-cache.js';
 
-class Fake { disposed = false; constructor(readonly name: string) {} dispose() { this.disposed = true; } }
+class Fake {
+  disposed = false;
+  constructor(readonly name: string) {}
+  dispose() {
+    this.disposed = true;
+  }
+}
 const load = (name: string) => async () => new Fake(name);
 
 test('LRU eviction order under a RAM budget, with hits refreshing recency', async () => {
@@ -33,8 +39,13 @@ test('a model bigger than the whole budget is refused before loading, naming it 
   const cache = new ModelCache<Fake>({ ram: 3 * 1024 * 1024, vram: Infinity });
   let loaded = false;
   await assert.rejects(
-    cache.acquire('x', { pool: 'ram', bytes: 5 * 1024 * 1024 }, 'sdxl unet of big.safetensors', async () => { loaded = true; return new Fake('x'); }),
-    (e: unknown) => e instanceof ModelTooBigError && /^sdxl unet of big\.safetensors needs 5\.0 MiB but the whole RAM budget is 3\.0 MiB/.test(e.message),
+    cache.acquire('x', { pool: 'ram', bytes: 5 * 1024 * 1024 }, 'sdxl unet of big.safetensors', async () => {
+      loaded = true;
+      return new Fake('x');
+    }),
+    (e: unknown) =>
+      e instanceof ModelTooBigError &&
+      /^sdxl unet of big\.safetensors needs 5\.0 MiB but the whole RAM budget is 3\.0 MiB/.test(e.message),
   );
   assert.equal(loaded, false);
 });
@@ -42,8 +53,15 @@ test('a model bigger than the whole budget is refused before loading, naming it 
 test('clear disposes everything without counting evictions; concurrent loads of one key share one load', async () => {
   const cache = new ModelCache<Fake>({ ram: 100, vram: Infinity });
   let loads = 0;
-  const slow = async () => { loads++; await new Promise((r) => setTimeout(r, 10)); return new Fake('s'); };
-  const [x, y] = await Promise.all([cache.acquire('s', { pool: 'ram', bytes: 10 }, 'S', slow), cache.acquire('s', { pool: 'ram', bytes: 10 }, 'S', slow)]);
+  const slow = async () => {
+    loads++;
+    await new Promise((r) => setTimeout(r, 10));
+    return new Fake('s');
+  };
+  const [x, y] = await Promise.all([
+    cache.acquire('s', { pool: 'ram', bytes: 10 }, 'S', slow),
+    cache.acquire('s', { pool: 'ram', bytes: 10 }, 'S', slow),
+  ]);
   assert.equal(loads, 1);
   assert.equal(x, y);
   await cache.clear();

@@ -26,17 +26,36 @@ const timeIds = { shape: [1, 6], data: Float32Array.of(128, 128, 0, 0, 128, 128)
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tcd-process-'));
   ckpt = await ensureDemoCheckpoint(join(dir, 'models'));
-  engine = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'process', env: { TCD_PROBE: 'child only' }, log: () => {} });
+  engine = new Engine({
+    cacheDir: join(dir, 'cache'),
+    isolation: 'process',
+    env: { TCD_PROBE: 'child only' },
+    log: () => {},
+  });
   const { context, pooled } = await engine.encodeText({ checkpoint: ckpt, loras: [] }, 'a quiet harbour');
   cond = { context, pooled: pooled! };
 });
-after(async () => { await engine.close(); rmSync(dir, { recursive: true, force: true }); });
+after(async () => {
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
-const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 /** alive and not a zombie: an orphan's reaping is up to whoever adopted it, not to the engine */
 const running = (pid: number) => {
   if (!alive(pid)) return false;
-  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return true; }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
 };
 
 /** Text encoding, a 3-step TCD loop with eta noise and cfg, and a VAE decode: every output, to compare bitwise. */
@@ -49,7 +68,12 @@ async function pipeline(e: Engine): Promise<Float32Array[]> {
   const x = gen.randn(shape);
   const noises = timesteps.slice(1).map(() => gen.randn(shape));
   const latent = await e.sampleTcd({
-    model: { checkpoint: ckpt, loras: [] }, x: { shape, data: x }, timesteps, eta: 0.3, noises, cfg: 2,
+    model: { checkpoint: ckpt, loras: [] },
+    x: { shape, data: x },
+    timesteps,
+    eta: 0.3,
+    noises,
+    cfg: 2,
     positive: { context: pos.context, extra: { textEmbeds: pos.pooled!, timeIds } },
     negative: { context: neg.context, extra: { textEmbeds: neg.pooled!, timeIds } },
   });
@@ -62,7 +86,12 @@ function loopRequest(steps: number): Parameters<Engine['sampleTcd']>[0] & { x: T
   const timesteps = tcdTimesteps(steps);
   const x = gen.randn(shape);
   return {
-    model: { checkpoint: ckpt, loras: [] }, x: { shape, data: x }, timesteps, eta: 0, noises: [], cfg: 1,
+    model: { checkpoint: ckpt, loras: [] },
+    x: { shape, data: x },
+    timesteps,
+    eta: 0,
+    noises: [],
+    cfg: 1,
     positive: { context: cond.context, extra: { textEmbeds: cond.pooled, timeIds } },
   };
 }
@@ -75,18 +104,28 @@ test('options: process isolation by option (TCD_ENGINE_ISOLATION through the set
   const rss = settingsFromEnv({ TCD_ENGINE_MAX_RSS_MB: '512' }).engineMaxRssMB;
   assert.equal(resolveEngineIsolation({ isolation: 'process', maxRssMB: rss }).maxRssBytes, 512 * 2 ** 20);
   assert.throws(() => new Engine({ env: { A: '1' } }), /env .* needs isolation 'process'/);
-  assert.equal(resolveEngineIsolation({ isolation: settingsFromEnv({ TCD_ENGINE_ISOLATION: 'process' }).isolation }).mode, 'process');
-  assert.throws(() => settingsFromEnv({ TCD_ENGINE_ISOLATION: 'fiber' }), /TCD_ENGINE_ISOLATION must be thread or process, got "fiber"/);
+  assert.equal(
+    resolveEngineIsolation({ isolation: settingsFromEnv({ TCD_ENGINE_ISOLATION: 'process' }).isolation }).mode,
+    'process',
+  );
+  assert.throws(
+    () => settingsFromEnv({ TCD_ENGINE_ISOLATION: 'fiber' }),
+    /TCD_ENGINE_ISOLATION must be thread or process, got "fiber"/,
+  );
 });
 
-test('the child runs in its own process and sees the env it was given; the thread sees the server\'s', async () => {
+test("the child runs in its own process and sees the env it was given; the thread sees the server's", async () => {
   const probe = await debugWorkerEnv(engine, 'TCD_PROBE');
   assert.equal(probe.isolation, 'process');
   assert.equal(probe.value, 'child only');
   assert.notEqual(probe.pid, process.pid);
   assert.ok(alive(probe.pid));
   assert.equal(process.env.TCD_PROBE, undefined);
-  assert.equal((await debugWorkerEnv(engine, 'TCD_ENGINE_WORKER_INIT')).value, null, 'the init comes in the start message, not the env');
+  assert.equal(
+    (await debugWorkerEnv(engine, 'TCD_ENGINE_WORKER_INIT')).value,
+    null,
+    'the init comes in the start message, not the env',
+  );
   const thread = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'thread', log: () => {} });
   try {
     assert.deepEqual(await debugWorkerEnv(thread, 'TCD_PROBE'), { pid: process.pid, isolation: 'thread', value: null });
@@ -99,8 +138,18 @@ test('encodeText + sampleTcd + vaeDecode in a child process are bit-identical to
   const thread = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'thread', log: () => {} });
   try {
     const [viaThread, viaProcess] = [await pipeline(thread), await pipeline(engine)];
-    assert.deepEqual(viaProcess.map((a) => a.length), viaThread.map((a) => a.length));
-    viaThread.forEach((a, k) => assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(viaProcess[k].buffer, viaProcess[k].byteOffset, viaProcess[k].byteLength)), `output ${k} differs`));
+    assert.deepEqual(
+      viaProcess.map((a) => a.length),
+      viaThread.map((a) => a.length),
+    );
+    viaThread.forEach((a, k) =>
+      assert.ok(
+        Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+          Buffer.from(viaProcess[k].buffer, viaProcess[k].byteOffset, viaProcess[k].byteLength),
+        ),
+        `output ${k} differs`,
+      ),
+    );
     assert.ok(viaProcess[3].some((v) => v !== 0));
   } finally {
     await thread.close();
@@ -111,19 +160,30 @@ test('progress is acked and an aborted signal stops the loop in the child; logs 
   const ac = new AbortController();
   const steps: number[] = [];
   await assert.rejects(
-    engine.sampleTcd(loopRequest(8), { signal: ac.signal, onStep: (p) => { steps.push(p.step); if (p.step === 1) ac.abort(); } }),
+    engine.sampleTcd(loopRequest(8), {
+      signal: ac.signal,
+      onStep: (p) => {
+        steps.push(p.step);
+        if (p.step === 1) ac.abort();
+      },
+    }),
     (e: Error) => e.name === 'InterruptedError',
   );
   assert.ok(steps.length >= 2 && steps.length <= 3, `ran ${steps.length} steps after asking to stop at step 2`);
   const previews: number[] = [];
-  const out = await engine.sampleTcd(loopRequest(2), { previews: true, onStep: (p) => previews.push(p.preview!.data.length) });
+  const out = await engine.sampleTcd(loopRequest(2), {
+    previews: true,
+    onStep: (p) => previews.push(p.preview!.data.length),
+  });
   assert.deepEqual(previews, [256 * 4, 256 * 4]);
   assert.equal(out.data.length, 4 * 16 * 16);
   const logs: string[] = [];
   const e = new Engine({ ep: 'metal', cacheDir: join(dir, 'cache'), isolation: 'process', log: (l) => logs.push(l) });
   try {
     assert.equal((await e.stats()).ep, 'cpu');
-    assert.deepEqual(logs, ['engine: asked for execution provider cpu, using cpu: unknown execution provider "metal" (expected cpu | webgpu | cuda | auto)']);
+    assert.deepEqual(logs, [
+      'engine: asked for execution provider cpu, using cpu: unknown execution provider "metal" (expected cpu | webgpu | cuda | auto)',
+    ]);
   } finally {
     await e.close();
   }
@@ -134,9 +194,19 @@ test('kill -9 of the child mid-call rejects that call naming its component; the 
   const e = new Engine({ cacheDir: join(dir, 'cache'), isolation: 'process', log: (l) => logs.push(l) });
   try {
     const { pid } = await debugWorkerEnv(e, 'PATH');
-    const call = e.sampleTcd(loopRequest(8), { onStep: (p) => { if (p.step === 0) process.kill(pid, 'SIGKILL'); } });
-    await assert.rejects(call, /^EngineWorkerCrashed: engine worker crashed while running the TCD sampling loop of tcd-studio-demo-sdxl\.safetensors: worker process was killed by SIGKILL/);
-    assert.ok(logs.some((l) => /worker crashed .*1 call\(s\) failed, the next call starts a fresh worker/.test(l)), logs.join('\n'));
+    const call = e.sampleTcd(loopRequest(8), {
+      onStep: (p) => {
+        if (p.step === 0) process.kill(pid, 'SIGKILL');
+      },
+    });
+    await assert.rejects(
+      call,
+      /^EngineWorkerCrashed: engine worker crashed while running the TCD sampling loop of tcd-studio-demo-sdxl\.safetensors: worker process was killed by SIGKILL/,
+    );
+    assert.ok(
+      logs.some((l) => /worker crashed .*1 call\(s\) failed, the next call starts a fresh worker/.test(l)),
+      logs.join('\n'),
+    );
     assert.ok(!alive(pid), 'the killed child is reaped');
     const probe = await debugWorkerEnv(e, 'PATH');
     assert.notEqual(probe.pid, pid);
@@ -144,9 +214,15 @@ test('kill -9 of the child mid-call rejects that call naming its component; the 
     // the debug ops behave as with a thread: 'throw' and 'exit' end only the child, with the same messages
     const crash = debugWorker(e, 'throw');
     const queued = debugWorkerEnv(e, 'PATH');
-    await assert.rejects(queued, /engine worker crashed while running the debug: debug: uncaught error at the top level of the engine worker/);
+    await assert.rejects(
+      queued,
+      /engine worker crashed while running the debug: debug: uncaught error at the top level of the engine worker/,
+    );
     await assert.rejects(crash, /EngineWorkerCrashed/);
-    await assert.rejects(debugWorker(e, 'exit'), /engine worker crashed while running the debug: worker exited with code 7/);
+    await assert.rejects(
+      debugWorker(e, 'exit'),
+      /engine worker crashed while running the debug: worker exited with code 7/,
+    );
     const blockStart = performance.now();
     let ticks = 0;
     const timer = setInterval(() => ticks++, 10);
@@ -174,18 +250,29 @@ test('a server whose engine child is idle exits by itself (no close()), and the 
   const script = join(dir, 'idle-exit.mts');
   const engineModule = fileURLToPath(new URL('../../../server/engine/engine.ts', import.meta.url));
   const testingModule = fileURLToPath(new URL('../../../server/engine/testing.ts', import.meta.url));
-  writeFileSync(script, [
-    `import { Engine } from ${JSON.stringify(engineModule)};`,
-    `import { debugWorkerEnv } from ${JSON.stringify(testingModule)};`,
-    `const e = new Engine({ cacheDir: ${JSON.stringify(join(dir, 'cache'))}, isolation: 'process', log: () => {} });`,
-    `console.log((await debugWorkerEnv(e, 'PATH')).pid);`,
-  ].join('\n'));
+  writeFileSync(
+    script,
+    [
+      `import { Engine } from ${JSON.stringify(engineModule)};`,
+      `import { debugWorkerEnv } from ${JSON.stringify(testingModule)};`,
+      `const e = new Engine({ cacheDir: ${JSON.stringify(join(dir, 'cache'))}, isolation: 'process', log: () => {} });`,
+      `console.log((await debugWorkerEnv(e, 'PATH')).pid);`,
+    ].join('\n'),
+  );
   const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout.on('data', (d) => { out += d; });
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
   const code = await new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); resolve(null); }, 20_000);
-    child.on('exit', (c) => { clearTimeout(timer); resolve(c); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve(null);
+    }, 20_000);
+    child.on('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
   });
   assert.equal(code, 0, `the script did not exit by itself: ${out}`);
   const pid = Number(out.trim());

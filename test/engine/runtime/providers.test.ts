@@ -2,10 +2,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import {
-  DEFAULT_GPU_TUNING, chooseProvider, computeDtypeFor, describeChoice, latentsOnHost, sessionOptionsFor,
+  DEFAULT_GPU_TUNING,
+  chooseProvider,
+  computeDtypeFor,
+  describeChoice,
+  latentsOnHost,
+  sessionOptionsFor,
 } from '../../../server/engine/runtime/providers.js';
 
-const ALL = [{ name: 'cpu', bundled: true }, { name: 'webgpu', bundled: true }, { name: 'cuda', bundled: false }];
+const ALL = [
+  { name: 'cpu', bundled: true },
+  { name: 'webgpu', bundled: true },
+  { name: 'cuda', bundled: false },
+];
 
 test('chooseProvider: default and explicit cpu use cpu with no reason', () => {
   assert.deepEqual(chooseProvider(undefined, ALL), { ep: 'cpu', requested: 'cpu', reason: null });
@@ -53,28 +62,51 @@ test('computeDtypeFor: fp32 on cpu, fp16 on GPUs except the SDXL VAE', () => {
 
 test('sessionOptionsFor: cpu', () => {
   assert.deepEqual(sessionOptionsFor('cpu', 'unet', 'sd1'), {
-    graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sd1:unet',
-    executionProviders: [{ name: 'cpu', useArena: true }], enableCpuMemArena: true, enableMemPattern: true,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+    logId: 'sd1:unet',
+    executionProviders: [{ name: 'cpu', useArena: true }],
+    enableCpuMemArena: true,
+    enableMemPattern: true,
   });
 });
 
 test('sessionOptionsFor: webgpu lays out convs NHWC, text encoders NCHW, keeps UNet eps in a GPU buffer, cpu as fallback EP', () => {
   assert.deepEqual(sessionOptionsFor('webgpu', 'unet', 'sdxl'), {
-    graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sdxl:unet',
-    executionProviders: [{ name: 'webgpu', preferredLayout: 'NHWC', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu'],
-    enableMemPattern: false, preferredOutputLocation: 'gpu-buffer',
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+    logId: 'sdxl:unet',
+    executionProviders: [
+      { name: 'webgpu', preferredLayout: 'NHWC', storageBufferCacheMode: 'bucket', validationMode: 'basic' },
+      'cpu',
+    ],
+    enableMemPattern: false,
+    preferredOutputLocation: 'gpu-buffer',
   });
   const te = sessionOptionsFor('webgpu', 'text_encoder_1', 'sdxl');
   assert.equal(te.preferredOutputLocation, 'cpu');
   assert.equal(sessionOptionsFor('webgpu', 'vae_decoder', 'sdxl').preferredOutputLocation, 'cpu');
-  assert.deepEqual(te.executionProviders, [{ name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' }, 'cpu']);
-  assert.equal((sessionOptionsFor('webgpu', 'vae_decoder', 'sd1').executionProviders![0] as { preferredLayout: string }).preferredLayout, 'NHWC');
+  assert.deepEqual(te.executionProviders, [
+    { name: 'webgpu', preferredLayout: 'NCHW', storageBufferCacheMode: 'bucket', validationMode: 'basic' },
+    'cpu',
+  ]);
+  assert.equal(
+    (sessionOptionsFor('webgpu', 'vae_decoder', 'sd1').executionProviders![0] as { preferredLayout: string })
+      .preferredLayout,
+    'NHWC',
+  );
 });
 
 test('sessionOptionsFor: cuda takes only deviceId, cpu as fallback EP, and never a gpu-buffer output location', () => {
   assert.deepEqual(sessionOptionsFor('cuda', 'vae_encoder', 'sd1'), {
-    graphOptimizationLevel: 'all', executionMode: 'sequential', logSeverityLevel: 3, logId: 'sd1:vae_encoder',
-    executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'], enableMemPattern: false,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+    logId: 'sd1:vae_encoder',
+    executionProviders: [{ name: 'cuda', deviceId: 0 }, 'cpu'],
+    enableMemPattern: false,
   });
   // onnxruntime-node binds GPU outputs only for WebGPU: 'gpu-buffer' fails every CUDA run ("Failed to find allocator")
   for (const c of ['unet', 'vae_decoder', 'vae_encoder', 'text_encoder_0'] as const) {

@@ -24,24 +24,40 @@ const maxRelDiff = (a: Float32Array, b: Float32Array) => {
 };
 
 test('the step graph computes tcdStep (epsilon and v_prediction, with and without cfg, noisy and last steps)', async () => {
-  const shape = [2, 4, 5, 6], n = 240;
+  const shape = [2, 4, 5, 6],
+    n = 240;
   const gen = new TorchGenerator(3);
   const [x, pos, neg, noise] = [gen.randn(shape), gen.randn(shape), gen.randn(shape), gen.randn(shape)];
   for (const predictionType of ['epsilon', 'v_prediction'] as const) {
     for (const guided of [false, true]) {
       const s = await ort.InferenceSession.create(serializeModel(buildTcdStepGraph({ guided, predictionType })));
-      for (const [t, prev, eta] of [[999, 759, 0.3], [259, null, 0.3], [759, 499, 0]] as const) {
+      for (const [t, prev, eta] of [
+        [999, 759, 0.3],
+        [259, null, 0.3],
+        [759, 499, 0],
+      ] as const) {
         const cfg = 2.5;
         const mo = guided ? pos.map((p, i) => neg[i] + cfg * (p - neg[i])) : pos;
-        const ref = tcdStep({ modelOutput: mo, timestep: t, prevTimestep: prev, sample: x, eta, noise, predictionType });
+        const ref = tcdStep({
+          modelOutput: mo,
+          timestep: t,
+          prevTimestep: prev,
+          sample: x,
+          eta,
+          noise,
+          predictionType,
+        });
         const sc = tcdStepScalars(t, prev, eta);
         const values = [sc.sqrtAlpha, sc.sqrtBeta, sc.sqrtAlphaS, sc.sqrtBetaS, sc.keep, sc.noiseScale, cfg];
         const feeds: Record<string, ort.Tensor> = {
-          x: new ort.Tensor('float32', x, shape), pos: new ort.Tensor('float32', pos, shape),
+          x: new ort.Tensor('float32', x, shape),
+          pos: new ort.Tensor('float32', pos, shape),
           noise: new ort.Tensor('float32', sc.noisy ? noise : new Float32Array(n), shape),
         };
         if (guided) feeds.neg = new ort.Tensor('float32', neg, shape);
-        TCD_STEP_SCALARS.forEach((name, k) => { feeds[name] = new ort.Tensor('float32', Float32Array.of(values[k]), [1]); });
+        TCD_STEP_SCALARS.forEach((name, k) => {
+          feeds[name] = new ort.Tensor('float32', Float32Array.of(values[k]), [1]);
+        });
         const out = await s.run(feeds);
         const what = `${predictionType} guided=${guided} t=${t} prev=${prev} eta=${eta}`;
         assert.ok(maxRelDiff(out.pns.data as Float32Array, ref.predNoisedSample) < 2e-6, `pns ${what}`);
@@ -53,7 +69,10 @@ test('the step graph computes tcdStep (epsilon and v_prediction, with and withou
 });
 
 let dir: string, engine: Engine, ckpt: string;
-let context: Tensor, negContext: Tensor, extra: { textEmbeds: Tensor; timeIds: Tensor }, negExtra: { textEmbeds: Tensor; timeIds: Tensor };
+let context: Tensor,
+  negContext: Tensor,
+  extra: { textEmbeds: Tensor; timeIds: Tensor },
+  negExtra: { textEmbeds: Tensor; timeIds: Tensor };
 const shape = [1, 4, 16, 16];
 
 before(async () => {
@@ -64,11 +83,15 @@ before(async () => {
   const timeIds = { shape: [1, 6], data: Float32Array.of(128, 128, 0, 0, 128, 128) };
   const pos = await engine.encodeText(clip, 'a lighthouse at dusk');
   const neg = await engine.encodeText(clip, 'blurry');
-  context = pos.context; negContext = neg.context;
+  context = pos.context;
+  negContext = neg.context;
   extra = { textEmbeds: pos.pooled!, timeIds };
   negExtra = { textEmbeds: neg.pooled!, timeIds };
 });
-after(async () => { await engine.close(); rmSync(dir, { recursive: true, force: true }); });
+after(async () => {
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** The JS reference: sampleTcd with one engine.unet call per branch and step, cfg combined in JS. */
 async function jsLoop(seed: number, steps: number, eta: number, cfg: number): Promise<Float32Array> {
@@ -76,7 +99,11 @@ async function jsLoop(seed: number, steps: number, eta: number, cfg: number): Pr
   const model = { checkpoint: ckpt, loras: [] };
   const t = (ts: number) => Float32Array.of(ts);
   return sampleTcd({
-    x: gen.randn(shape), timesteps: tcdTimesteps(steps), eta, noise: gen, shape,
+    x: gen.randn(shape),
+    timesteps: tcdTimesteps(steps),
+    eta,
+    noise: gen,
+    shape,
     denoise: async (x, ts) => {
       const p = (await engine.unet(model, { shape, data: x }, t(ts), context, extra)).data;
       if (cfg <= 1) return p;
@@ -92,13 +119,22 @@ function loopRequest(seed: number, steps: number, eta: number, cfg: number) {
   const x = gen.randn(shape);
   const noises = eta > 0 ? timesteps.slice(1).map(() => gen.randn(shape)) : [];
   return {
-    model: { checkpoint: ckpt, loras: [] }, x: { shape, data: x }, timesteps, eta, noises, cfg,
-    positive: { context, extra }, ...(cfg > 1 ? { negative: { context: negContext, extra: negExtra } } : {}),
+    model: { checkpoint: ckpt, loras: [] },
+    x: { shape, data: x },
+    timesteps,
+    eta,
+    noises,
+    cfg,
+    positive: { context, extra },
+    ...(cfg > 1 ? { negative: { context: negContext, extra: negExtra } } : {}),
   };
 }
 
-test('Engine.sampleTcd (the whole loop in the worker) gives the JS loop\'s latent: eta 0.3 without cfg, eta 0 with cfg 3', async () => {
-  for (const [seed, steps, eta, cfg] of [[5, 4, 0.3, 1], [6, 3, 0, 3]] as const) {
+test("Engine.sampleTcd (the whole loop in the worker) gives the JS loop's latent: eta 0.3 without cfg, eta 0 with cfg 3", async () => {
+  for (const [seed, steps, eta, cfg] of [
+    [5, 4, 0.3, 1],
+    [6, 3, 0, 3],
+  ] as const) {
     const ref = await jsLoop(seed, steps, eta, cfg);
     const out = await engine.sampleTcd(loopRequest(seed, steps, eta, cfg));
     assert.deepEqual(out.shape, shape);
@@ -110,7 +146,15 @@ test('Engine.sampleTcd (the whole loop in the worker) gives the JS loop\'s laten
 test('progress comes once per step, with previews only when asked; the last preview is the result', async () => {
   const seen: { step: number; total: number; preview?: Tensor }[] = [];
   const out = await engine.sampleTcd(loopRequest(8, 4, 0.3, 1), { onStep: (p) => seen.push(p), previews: true });
-  assert.deepEqual(seen.map((p) => [p.step, p.total]), [[0, 4], [1, 4], [2, 4], [3, 4]]);
+  assert.deepEqual(
+    seen.map((p) => [p.step, p.total]),
+    [
+      [0, 4],
+      [1, 4],
+      [2, 4],
+      [3, 4],
+    ],
+  );
   assert.ok(seen.every((p) => p.preview && p.preview.data.length === out.data.length));
   assert.deepEqual(Array.from(seen[3].preview!.data), Array.from(out.data));
   assert.notDeepEqual(Array.from(seen[0].preview!.data), Array.from(out.data));
@@ -123,7 +167,13 @@ test('an aborted signal stops the loop at the next step with InterruptedError, a
   const ac = new AbortController();
   const steps: number[] = [];
   await assert.rejects(
-    engine.sampleTcd(loopRequest(9, 8, 0.3, 1), { signal: ac.signal, onStep: (p) => { steps.push(p.step); if (p.step === 1) ac.abort(); } }),
+    engine.sampleTcd(loopRequest(9, 8, 0.3, 1), {
+      signal: ac.signal,
+      onStep: (p) => {
+        steps.push(p.step);
+        if (p.step === 1) ac.abort();
+      },
+    }),
     (e: Error) => e.name === 'InterruptedError',
   );
   assert.ok(steps.length <= 3, `ran ${steps.length} steps after asking to stop at step 2`);
@@ -133,6 +183,9 @@ test('an aborted signal stops the loop at the next step with InterruptedError, a
 
 test('wrong noise counts and a missing SDXL pooled input are refused with a clear error', async () => {
   const r = loopRequest(10, 4, 0.3, 1);
-  await assert.rejects(engine.sampleTcd({ ...r, noises: r.noises.slice(1) }), /3 noise draws needed \(eta 0.3, 4 steps\), got 2/);
+  await assert.rejects(
+    engine.sampleTcd({ ...r, noises: r.noises.slice(1) }),
+    /3 noise draws needed \(eta 0.3, 4 steps\), got 2/,
+  );
   await assert.rejects(engine.sampleTcd({ ...r, positive: { context } }), /needs textEmbeds \(pooled\) and timeIds/);
 });

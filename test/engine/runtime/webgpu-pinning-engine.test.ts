@@ -40,10 +40,16 @@ test('process isolation: the layer variables go to the child environment only', 
 });
 
 test('without the built layer: GPU 1 is refused with how to build it, GPU 0 runs on the default adapter (logged)', () => {
-  assert.throws(() => pinWebGpu('webgpu', 1, { mode: 'process' }, quiet, null), /cannot run WebGPU on GPU 1: .*scripts\/build-vulkan-layer\.sh/);
+  assert.throws(
+    () => pinWebGpu('webgpu', 1, { mode: 'process' }, quiet, null),
+    /cannot run WebGPU on GPU 1: .*scripts\/build-vulkan-layer\.sh/,
+  );
   const logs: string[] = [];
   const iso = { mode: 'thread' as const };
-  assert.equal(pinWebGpu('webgpu', 0, iso, (l) => logs.push(l), null), iso);
+  assert.equal(
+    pinWebGpu('webgpu', 0, iso, (l) => logs.push(l), null),
+    iso,
+  );
   assert.match(logs[0], /webgpu runs on the default GPU/);
 });
 
@@ -55,8 +61,10 @@ test('serve --devices runs WebGPU engines in child processes, CUDA/CPU ones as c
   assert.equal(deviceIsolation('cuda', 'process'), 'process');
 });
 
-test('a WebGPU engine on GPU 1 in a child process starts its worker with the layer on (the parent env untouched)',
-  { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' }, async () => {
+test(
+  'a WebGPU engine on GPU 1 in a child process starts its worker with the layer on (the parent env untouched)',
+  { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' },
+  async () => {
     const engine = new Engine({ ep: 'webgpu', device: 1, isolation: 'process', cacheDir: join(dir, 'c1'), log: quiet });
     try {
       const probe = await debugWorkerEnv(engine, 'TCD_VULKAN_DEVICE');
@@ -65,29 +73,45 @@ test('a WebGPU engine on GPU 1 in a child process starts its worker with the lay
       assert.equal(probe.value, '1');
       assert.equal((await debugWorkerEnv(engine, 'VK_ADD_LAYER_PATH')).value?.split(':')[0], layer);
       assert.equal(process.env.TCD_VULKAN_DEVICE, undefined);
-    } finally { await engine.close(); }
-  });
+    } finally {
+      await engine.close();
+    }
+  },
+);
 
-test('worker --device N (or TCD_DEVICE) reaches the engine as its device option and pins like it',
-  { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' }, async () => {
+test(
+  'worker --device N (or TCD_DEVICE) reaches the engine as its device option and pins like it',
+  { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' },
+  async () => {
     const s = parseCommandLine('worker', ['--device', '1', '--ep', 'webgpu', '--isolation', 'process'], {});
     const engine = new Engine({ ...engineOptions(s.settings, quiet), cacheDir: join(dir, 'c5') });
     try {
       assert.equal((await debugWorkerEnv(engine, 'TCD_VULKAN_DEVICE')).value, '1');
-      assert.equal(process.env.TCD_DEVICE, undefined, 'nothing is written into this process\'s environment');
-    } finally { await engine.close(); }
-  });
+      assert.equal(process.env.TCD_DEVICE, undefined, "nothing is written into this process's environment");
+    } finally {
+      await engine.close();
+    }
+  },
+);
 
-test('thread isolation pins this process once: its worker thread sees the layer, a second GPU in the same process is refused',
-  { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' }, async () => {
+test(
+  'thread isolation pins this process once: its worker thread sees the layer, a second GPU in the same process is refused',
+  { skip: layer ? false : 'skipped: build/vulkan-layer not built (bash scripts/build-vulkan-layer.sh)' },
+  async () => {
     const engine = new Engine({ ep: 'webgpu', device: 1, cacheDir: join(dir, 'c2'), log: quiet });
     try {
       assert.equal(process.env.TCD_VULKAN_DEVICE, '1');
       assert.equal((await debugWorkerEnv(engine, 'TCD_VULKAN_DEVICE')).value, '1');
-      assert.throws(() => new Engine({ ep: 'webgpu', device: 0, cacheDir: join(dir, 'c3'), log: quiet }), /one process runs on one GPU and this one is on GPU 1/);
+      assert.throws(
+        () => new Engine({ ep: 'webgpu', device: 0, cacheDir: join(dir, 'c3'), log: quiet }),
+        /one process runs on one GPU and this one is on GPU 1/,
+      );
       const same = new Engine({ ep: 'webgpu', device: 1, cacheDir: join(dir, 'c4'), log: quiet });
       await same.close();
       // closed right away, while the worker may still be probing WebGPU (here it finds no adapter for GPU 1): close()
       // lets the probe finish first, since terminating a thread inside Dawn's start-up would abort this process
-    } finally { await engine.close(); }
-  });
+    } finally {
+      await engine.close();
+    }
+  },
+);

@@ -33,7 +33,10 @@ describe('engine worker', { skip }, () => {
     ckpt = fixturePath('sd1_tiny.safetensors');
     cacheDir = mkdtempSync(join(tmpdir(), 'tcd-worker-'));
   });
-  after(() => { cases.close(); rmSync(cacheDir, { recursive: true, force: true }); });
+  after(() => {
+    cases.close();
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
 
   test('a crash rejects only the calls in flight, naming their component; the next call gets a fresh worker', async () => {
     const logs: string[] = [];
@@ -44,13 +47,22 @@ describe('engine worker', { skip }, () => {
       // 'throw' never answers and throws at the worker's top level; the decode queued behind it is in flight
       const crash = debugWorker(engine, 'throw');
       const decode = engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z'));
-      await assert.rejects(decode, /^EngineWorkerCrashed: engine worker crashed while running the vae decoder of sd1_tiny\.safetensors: debug: uncaught error at the top level of the engine worker/);
+      await assert.rejects(
+        decode,
+        /^EngineWorkerCrashed: engine worker crashed while running the vae decoder of sd1_tiny\.safetensors: debug: uncaught error at the top level of the engine worker/,
+      );
       await assert.rejects(crash, /EngineWorkerCrashed/);
-      assert.ok(logs.some((l) => /worker crashed .*2 call\(s\) failed, the next call starts a fresh worker/.test(l)), logs.join('\n'));
+      assert.ok(
+        logs.some((l) => /worker crashed .*2 call\(s\) failed, the next call starts a fresh worker/.test(l)),
+        logs.join('\n'),
+      );
       await decodeMatches(engine);
       assert.equal(workerStarts(engine), 2);
       // a worker that exits is the same story
-      await assert.rejects(debugWorker(engine, 'exit'), /engine worker crashed while running the debug: worker exited with code 7/);
+      await assert.rejects(
+        debugWorker(engine, 'exit'),
+        /engine worker crashed while running the debug: worker exited with code 7/,
+      );
       await decodeMatches(engine);
       assert.equal(workerStarts(engine), 3);
     } finally {
@@ -66,18 +78,29 @@ describe('engine worker', { skip }, () => {
       await engine.unet(ref, { shape: [1, 4, 8, 8], data: new Float32Array(256) }, Float32Array.of(500), context); // build + load
       const s = 40; // 320 px: attention over 1600 tokens makes one run last seconds on a CPU
       const x = { shape: [1, 4, s, s], data: new Float32Array(4 * s * s).fill(0.1) };
-      let ticks = 0, last = performance.now(), maxGap = 0;
-      const timer = setInterval(() => { const now = performance.now(); maxGap = Math.max(maxGap, now - last); last = now; ticks++; }, 5);
+      let ticks = 0,
+        last = performance.now(),
+        maxGap = 0;
+      const timer = setInterval(() => {
+        const now = performance.now();
+        maxGap = Math.max(maxGap, now - last);
+        last = now;
+        ticks++;
+      }, 5);
       const t0 = performance.now();
       // repeat until the runs cover a second, however fast this machine is
       let out = await engine.unet(ref, x, Float32Array.of(500), context);
-      for (let i = 0; i < 500 && performance.now() - t0 < 1500; i++) out = await engine.unet(ref, x, Float32Array.of(500), context);
+      for (let i = 0; i < 500 && performance.now() - t0 < 1500; i++)
+        out = await engine.unet(ref, x, Float32Array.of(500), context);
       const elapsed = performance.now() - t0;
       clearInterval(timer);
       maxGap = Math.max(maxGap, performance.now() - last);
       assert.deepEqual(out.shape, [1, 4, s, s]);
       assert.ok(elapsed > 1000, `the run took only ${elapsed.toFixed(0)} ms, too short to tell`);
-      assert.ok(maxGap < 250, `the event loop stalled for ${maxGap.toFixed(0)} ms during a ${elapsed.toFixed(0)} ms run`);
+      assert.ok(
+        maxGap < 250,
+        `the event loop stalled for ${maxGap.toFixed(0)} ms during a ${elapsed.toFixed(0)} ms run`,
+      );
       assert.ok(ticks >= elapsed / 50, `${ticks} ticks in ${elapsed.toFixed(0)} ms`);
     } finally {
       await engine.close();
@@ -94,7 +117,12 @@ describe('engine worker', { skip }, () => {
         const epLines = logs.filter((l) => l.startsWith('engine: '));
         assert.equal(epLines.length, 1, logs.join('\n'));
         if (used === 'cpu') {
-          assert.match(epLines[0], new RegExp(`^engine: asked for execution provider ${ep}, using cpu: (creating a session failed: |${ep} is not in)`));
+          assert.match(
+            epLines[0],
+            new RegExp(
+              `^engine: asked for execution provider ${ep}, using cpu: (creating a session failed: |${ep} is not in)`,
+            ),
+          );
           const ref = cases.readFloat32('vae/decoded');
           assert.ok(maxAbsDiff(out.data, ref) <= componentTolerance(ref));
         } else {
@@ -120,7 +148,8 @@ describe('engine worker', { skip }, () => {
         // this machine: no CUDA libraries (the line says which) and no WebGPU adapter
         assert.ok(problems.length > 0, 'cpu chosen although every CUDA library is present');
         assert.match(epLines[0], /^engine: execution provider auto: using cpu \(cuda: .+; webgpu: .+\)$/);
-        for (const p of problems) for (const m of p.missing) assert.ok(epLines[0].includes(m), `${m} not named in ${epLines[0]}`);
+        for (const p of problems)
+          for (const m of p.missing) assert.ok(epLines[0].includes(m), `${m} not named in ${epLines[0]}`);
         const ref = cases.readFloat32('vae/decoded');
         assert.ok(maxAbsDiff(out.data, ref) <= componentTolerance(ref));
       } else {
@@ -132,16 +161,24 @@ describe('engine worker', { skip }, () => {
     }
   });
 
-  test('ep cuda asked by name and unusable: the engine refuses with what is missing, no fallback', { skip: cudaProblems().length === 0 }, () => {
-    const logs: string[] = [];
-    assert.throws(() => new Engine({ ep: 'cuda', cacheDir, log: (l) => logs.push(l) }), (e: Error) => {
-      assert.equal(e.name, 'ProviderUnusable');
-      assert.match(e.message, /^execution provider cuda was asked for and cannot be used: \n/);
-      for (const p of cudaProblems()) assert.ok(e.message.includes(`${p.part}: ${p.missing.join(', ')} missing`), e.message);
-      return true;
-    });
-    assert.deepEqual(logs, []);
-  });
+  test(
+    'ep cuda asked by name and unusable: the engine refuses with what is missing, no fallback',
+    { skip: cudaProblems().length === 0 },
+    () => {
+      const logs: string[] = [];
+      assert.throws(
+        () => new Engine({ ep: 'cuda', cacheDir, log: (l) => logs.push(l) }),
+        (e: Error) => {
+          assert.equal(e.name, 'ProviderUnusable');
+          assert.match(e.message, /^execution provider cuda was asked for and cannot be used: \n/);
+          for (const p of cudaProblems())
+            assert.ok(e.message.includes(`${p.part}: ${p.missing.join(', ')} missing`), e.message);
+          return true;
+        },
+      );
+      assert.deepEqual(logs, []);
+    },
+  );
 
   test('an unknown provider name falls back to cpu and says so', async () => {
     const logs: string[] = [];
@@ -149,14 +186,16 @@ describe('engine worker', { skip }, () => {
     try {
       await decodeMatches(engine);
       assert.equal((await engine.stats()).ep, 'cpu');
-      assert.deepEqual(logs, ['engine: asked for execution provider cpu, using cpu: unknown execution provider "metal" (expected cpu | webgpu | cuda | auto)']);
+      assert.deepEqual(logs, [
+        'engine: asked for execution provider cpu, using cpu: unknown execution provider "metal" (expected cpu | webgpu | cuda | auto)',
+      ]);
     } finally {
       await engine.close();
     }
   });
 });
 
-test('worker file: the sibling with the module\'s own extension, else the other one that exists', () => {
+test("worker file: the sibling with the module's own extension, else the other one that exists", () => {
   const dir = mkdtempSync(join(tmpdir(), 'tcd-resolve-'));
   try {
     const jsModule = pathToFileURL(join(dir, 'worker-client.js')).href;

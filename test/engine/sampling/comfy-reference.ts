@@ -24,10 +24,17 @@ export const SIN_WAVE = (x: number) => f(0.125 * f(Math.sin(f(3 * x))));
 export const COS_WAVE = (x: number) => f(f(0.1) * f(Math.cos(f(2 * x))));
 
 /** The toy denoiser mu + v/(v+s^2)(x-mu) + wave(x)/(1+s), counting its calls. */
-export function toyDenoiser(mu: number[], v: number[], calls: { n: number }, wave: (x: number) => number = SIN_WAVE): Denoiser {
+export function toyDenoiser(
+  mu: number[],
+  v: number[],
+  calls: { n: number },
+  wave: (x: number) => number = SIN_WAVE,
+): Denoiser {
   return async (x, sigma) => {
     calls.n++;
-    const s = f(sigma), s2 = f(s * s), out = new Float32Array(x.length);
+    const s = f(sigma),
+      s2 = f(s * s),
+      out = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) {
       const k = f(v[i] / f(v[i] + s2));
       out[i] = f(f(mu[i] + f(k * f(x[i] - mu[i]))) + f(wave(x[i]) / f(1 + s)));

@@ -17,11 +17,20 @@ import { TCD_ALPHAS_CUMPROD, sampleTcd, tcdTimesteps } from '../../../server/eng
 import type { NoiseSource } from '../../../server/engine/sampling/noise.js';
 
 const ms = DiscreteModelSampling.sd();
-const N = 4096, MU = 0.7, S = 0.5;
+const N = 4096,
+  MU = 0.7,
+  S = 0.5;
 
 function standardNoise(seed: number): NoiseSource {
   let st = seed >>> 0 || 1;
-  const u = () => { st ^= st << 13; st >>>= 0; st ^= st >>> 17; st ^= st << 5; st >>>= 0; return (st + 0.5) / 4294967296; };
+  const u = () => {
+    st ^= st << 13;
+    st >>>= 0;
+    st ^= st >>> 17;
+    st ^= st << 5;
+    st >>>= 0;
+    return (st + 0.5) / 4294967296;
+  };
   return {
     randn(shape) {
       const n = shape.reduce((a, b) => a * b, 1);
@@ -59,7 +68,8 @@ for (const name of SAMPLER_NAMES.filter((n) => n !== 'tcd')) {
   test(`${name}: mean and std converge to the Gaussian's as steps grow`, async () => {
     const errs = [];
     for (const steps of STEPS) errs.push(await runK(name, calculateSigmas(ms, 'karras', steps)));
-    const first = errs[0], last = errs[errs.length - 1];
+    const first = errs[0],
+      last = errs[errs.length - 1];
     for (const e of errs) assert.ok(e.mean < 1e-4, `${name}: mean error ${e.mean}`);
     assert.ok(last.std < (FINAL_TOL[name] ?? 0.04), `${name}: std error at 64 steps ${last.std}`);
     assert.ok(last.std < first.std * (name === 'lcm' ? 0.5 : 0.15), `${name}: std error ${first.std} -> ${last.std}`);
@@ -67,7 +77,10 @@ for (const name of SAMPLER_NAMES.filter((n) => n !== 'tcd')) {
 }
 
 test('tcd (k-diffusion) converges on the TCD timesteps, at gamma 0.3 and at gamma 0 (DDIM)', async () => {
-  for (const [gamma, tol] of [[0.3, 0.07], [0, 0.03]] as const) {
+  for (const [gamma, tol] of [
+    [0.3, 0.07],
+    [0, 0.03],
+  ] as const) {
     const errs = [];
     for (const steps of [2, 4, 8, 16, 25, 50]) errs.push(await runK('tcd', tcdSigmas(ms, tcdTimesteps(steps)), gamma));
     const last = errs[errs.length - 1];
@@ -81,7 +94,9 @@ test('tcd (diffusers scheduler, eps formulation) converges', async () => {
   const ac = TCD_ALPHAS_CUMPROD;
   // eps = (x_t - sqrt(a) E[x0 | x_t]) / sqrt(1 - a), with E[x0 | x_t] = mu + s^2 sqrt(a) / (a s^2 + 1 - a) (x_t - sqrt(a) mu)
   const eps = async (x: Float32Array, t: number) => {
-    const a = ac[t], sa = Math.sqrt(a), k = (S * S * sa) / (a * S * S + 1 - a);
+    const a = ac[t],
+      sa = Math.sqrt(a),
+      k = (S * S * sa) / (a * S * S + 1 - a);
     return Float32Array.from(x, (v) => (v - sa * (MU + k * (v - sa * MU))) / Math.sqrt(1 - a));
   };
   const out: number[] = [];

@@ -17,14 +17,34 @@ import { maxAbsDiff } from '../../helpers/fixtures.js';
 import { COS_WAVE, f, loadReference, scaleOf, toyDenoiser } from './comfy-reference.js';
 
 interface RefCase {
-  sampler: string; name: string; cfg: number; seed: number; sigmas: number[]; max_denoise: boolean;
-  model_calls: number; uncond_calls: number; draws: number; cpu32: number[]; cuda32: number[];
+  sampler: string;
+  name: string;
+  cfg: number;
+  seed: number;
+  sigmas: number[];
+  max_denoise: boolean;
+  model_calls: number;
+  uncond_calls: number;
+  draws: number;
+  cpu32: number[];
+  cuda32: number[];
 }
 const REF = loadReference<{
-  shape: number[]; noise: number[]; latent: number[]; mu: number[]; v: number[]; mu2: number[]; v2: number[]; cases: RefCase[];
+  shape: number[];
+  noise: number[];
+  latent: number[];
+  mu: number[];
+  v: number[];
+  mu2: number[];
+  v2: number[];
+  cases: RefCase[];
 }>('comfy-cfgpp-reference.json');
 const SAMPLERS = [
-  'euler_cfg_pp', 'euler_ancestral_cfg_pp', 'dpmpp_2s_ancestral_cfg_pp', 'dpmpp_2m_cfg_pp', 'res_multistep_cfg_pp',
+  'euler_cfg_pp',
+  'euler_ancestral_cfg_pp',
+  'dpmpp_2s_ancestral_cfg_pp',
+  'dpmpp_2m_cfg_pp',
+  'res_multistep_cfg_pp',
   'gradient_estimation_cfg_pp',
 ];
 
@@ -44,15 +64,26 @@ for (const sampler of SAMPLERS) {
     assert.equal(cases.length, 62);
     let worst = 0;
     for (const c of cases) {
-      const cc = { n: 0 }, uc = { n: 0 };
+      const cc = { n: 0 },
+        uc = { n: 0 };
       const noise = new TorchGenerator(c.seed);
       let draws = 0;
-      const counted = { randn: (shape: number[]) => { draws++; return noise.randn(shape); } };
+      const counted = {
+        randn: (shape: number[]) => {
+          draws++;
+          return noise.randn(shape);
+        },
+      };
       const out = await getSampler(sampler)({
-        denoiser: cfgDenoiser(condToy(cc), uncondToy(uc), c.cfg), x: xIn(c), sigmas: c.sigmas, noise: counted, shape: REF.shape,
+        denoiser: cfgDenoiser(condToy(cc), uncondToy(uc), c.cfg),
+        x: xIn(c),
+        sigmas: c.sigmas,
+        noise: counted,
+        shape: REF.shape,
       });
       const scale = scaleOf(c.cpu32);
-      const dCpu = maxAbsDiff(out, c.cpu32) / scale, dCuda = maxAbsDiff(out, c.cuda32) / scale;
+      const dCpu = maxAbsDiff(out, c.cpu32) / scale,
+        dCuda = maxAbsDiff(out, c.cuda32) / scale;
       const what = `${sampler} ${c.name} cfg ${c.cfg}`;
       assert.ok(dCpu <= 1e-5, `${what}: |ours - cpu32| / max|x| = ${dCpu}`);
       // ComfyUI's own CPU and CUDA float32 runs differ from each other by up to 1.8e-5 relative here
@@ -68,7 +99,10 @@ for (const sampler of SAMPLERS) {
 }
 
 test('registry: cfg_pp samplers are registered, the ancestral ones are marked noisy', () => {
-  for (const s of SAMPLERS) { assert.ok(CFG_PP_SAMPLERS.has(s), s); assert.equal(typeof getSampler(s), 'function'); }
+  for (const s of SAMPLERS) {
+    assert.ok(CFG_PP_SAMPLERS.has(s), s);
+    assert.equal(typeof getSampler(s), 'function');
+  }
   assert.equal(CFG_PP_SAMPLERS.size, SAMPLERS.length);
   assert.ok(NOISY_SAMPLERS.has('euler_ancestral_cfg_pp') && NOISY_SAMPLERS.has('dpmpp_2s_ancestral_cfg_pp'));
   assert.ok(!NOISY_SAMPLERS.has('euler_cfg_pp') && !NOISY_SAMPLERS.has('dpmpp_2m_cfg_pp'));
@@ -76,12 +110,23 @@ test('registry: cfg_pp samplers are registered, the ancestral ones are marked no
 
 test('with a plain (unguided) denoiser each cfg_pp sampler reduces to its base sampler', async () => {
   const base: Record<string, string> = {
-    euler_cfg_pp: 'euler', euler_ancestral_cfg_pp: 'euler_ancestral', dpmpp_2s_ancestral_cfg_pp: 'dpmpp_2s_ancestral',
-    dpmpp_2m_cfg_pp: 'dpmpp_2m', res_multistep_cfg_pp: 'res_multistep', gradient_estimation_cfg_pp: 'gradient_estimation',
+    euler_cfg_pp: 'euler',
+    euler_ancestral_cfg_pp: 'euler_ancestral',
+    dpmpp_2s_ancestral_cfg_pp: 'dpmpp_2s_ancestral',
+    dpmpp_2m_cfg_pp: 'dpmpp_2m',
+    res_multistep_cfg_pp: 'res_multistep',
+    gradient_estimation_cfg_pp: 'gradient_estimation',
   };
   const c = REF.cases.find((r) => r.name === 'karras-8-d1')!;
   for (const [pp, plain] of Object.entries(base)) {
-    const run = (name: string) => getSampler(name)({ denoiser: condToy({ n: 0 }), x: xIn(c), sigmas: c.sigmas, noise: new TorchGenerator(5), shape: REF.shape });
+    const run = (name: string) =>
+      getSampler(name)({
+        denoiser: condToy({ n: 0 }),
+        x: xIn(c),
+        sigmas: c.sigmas,
+        noise: new TorchGenerator(5),
+        shape: REF.shape,
+      });
     const [a, b] = [await run(pp), await run(plain)];
     assert.ok(maxAbsDiff(a, b) <= 1e-5 * scaleOf(Array.from(b)), `${pp} vs ${plain}: ${maxAbsDiff(a, b)}`);
   }
@@ -90,10 +135,27 @@ test('with a plain (unguided) denoiser each cfg_pp sampler reduces to its base s
 test('ksample at cfg 1: cfg_pp runs the negative branch every call, plain euler never does', async () => {
   const ms = DiscreteModelSampling.sd();
   const shape = [1, 4, 2, 2];
-  let pos = 0, neg = 0;
-  const cond = async (x: Float32Array) => { pos++; return Float32Array.from(x, (v) => 0.1 * v); };
-  const uncond = async (x: Float32Array) => { neg++; return Float32Array.from(x, (v) => -0.05 * v); };
-  const common = { scheduler: 'karras', steps: 4, cfg: 1, shape, cond, uncond, latentImage: new Float32Array(16), initialNoise: new TorchGenerator(3).randn(shape), modelSampling: ms };
+  let pos = 0,
+    neg = 0;
+  const cond = async (x: Float32Array) => {
+    pos++;
+    return Float32Array.from(x, (v) => 0.1 * v);
+  };
+  const uncond = async (x: Float32Array) => {
+    neg++;
+    return Float32Array.from(x, (v) => -0.05 * v);
+  };
+  const common = {
+    scheduler: 'karras',
+    steps: 4,
+    cfg: 1,
+    shape,
+    cond,
+    uncond,
+    latentImage: new Float32Array(16),
+    initialNoise: new TorchGenerator(3).randn(shape),
+    modelSampling: ms,
+  };
   const a = await ksample({ ...common, sampler: 'euler' });
   assert.deepEqual([pos, neg], [4, 0]);
   pos = neg = 0;
@@ -102,5 +164,8 @@ test('ksample at cfg 1: cfg_pp runs the negative branch every call, plain euler 
   // different updates (CFG++ steps along the uncond eps), both finite
   assert.ok(a.every(Number.isFinite) && b.every(Number.isFinite));
   assert.ok(maxAbsDiff(a, b) > 1e-3);
-  await assert.rejects(ksample({ ...common, uncond: undefined, sampler: 'euler_cfg_pp' }), /euler_cfg_pp needs an uncond model/);
+  await assert.rejects(
+    ksample({ ...common, uncond: undefined, sampler: 'euler_cfg_pp' }),
+    /euler_cfg_pp needs an uncond model/,
+  );
 });

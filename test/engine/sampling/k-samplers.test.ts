@@ -22,7 +22,10 @@ const REQUIRED = ['euler', 'euler_ancestral', 'heun', 'dpmpp_2m', 'dpmpp_2m_sde'
 
 test('every implemented k-diffusion sampler matches ComfyUI on the analytic denoiser', { skip }, async () => {
   const file = SafetensorsFile.open(fixturePath('comfy_samplers.safetensors'));
-  const spec = fixtureJson('comfy_samplers.json').samplers as Record<string, { scheduler: string; steps: number; noise_draws: number }>;
+  const spec = fixtureJson('comfy_samplers.json').samplers as Record<
+    string,
+    { scheduler: string; steps: number; noise_draws: number }
+  >;
   const ms = DiscreteModelSampling.sd();
   const checked: string[] = [];
   for (const [name, s] of Object.entries(spec)) {
@@ -33,10 +36,17 @@ test('every implemented k-diffusion sampler matches ComfyUI on the analytic deno
     assert.ok(maxAbsDiff(ours, sigmas) <= 1e-5 * maxAbs(sigmas), `${name}: sigmas`);
     const draws = Array.from({ length: s.noise_draws }, (_, k) => file.readFloat32(`${name}/noise${k}`));
     const noise = new QueuedNoise(draws);
-    const out = await getSampler(name)({ denoiser: analytic, x: file.readFloat32(`${name}/x_init`), sigmas, noise, shape: [1, 4, 4, 4] });
+    const out = await getSampler(name)({
+      denoiser: analytic,
+      x: file.readFloat32(`${name}/x_init`),
+      sigmas,
+      noise,
+      shape: [1, 4, 4, 4],
+    });
     assert.equal(noise.used, s.noise_draws, `${name}: noise draws`);
     const ref = file.readFloat32(`${name}/out`);
-    const d = maxAbsDiff(out, ref), tol = 1e-5 * Math.max(1, maxAbs(ref));
+    const d = maxAbsDiff(out, ref),
+      tol = 1e-5 * Math.max(1, maxAbs(ref));
     assert.ok(d <= tol, `${name}: max diff ${d} > ${tol}`);
     checked.push(name);
   }
@@ -46,12 +56,20 @@ test('every implemented k-diffusion sampler matches ComfyUI on the analytic deno
 
 test('ddim is euler, as in ComfyUI', { skip }, async () => {
   const file = SafetensorsFile.open(fixturePath('comfy_samplers.safetensors'));
-  const out = await getSampler('ddim')({ denoiser: analytic, x: file.readFloat32('euler/x_init'), sigmas: file.readFloat32('euler/sigmas') });
+  const out = await getSampler('ddim')({
+    denoiser: analytic,
+    x: file.readFloat32('euler/x_init'),
+    sigmas: file.readFloat32('euler/sigmas'),
+  });
   assert.ok(maxAbsDiff(out, file.readFloat32('euler/out')) <= 1e-5);
 });
 
 test('registry lists the required samplers in ComfyUI order, plus tcd', () => {
-  for (const n of ['euler', 'euler_ancestral', 'heun', 'dpmpp_2m', 'dpmpp_2m_sde', 'lcm', 'ddim', 'ddpm', 'tcd']) assert.ok(SAMPLER_NAMES.includes(n), n);
-  assert.ok(SAMPLER_NAMES.indexOf('euler') < SAMPLER_NAMES.indexOf('dpmpp_2m') && SAMPLER_NAMES.indexOf('lcm') < SAMPLER_NAMES.indexOf('ddim'));
+  for (const n of ['euler', 'euler_ancestral', 'heun', 'dpmpp_2m', 'dpmpp_2m_sde', 'lcm', 'ddim', 'ddpm', 'tcd'])
+    assert.ok(SAMPLER_NAMES.includes(n), n);
+  assert.ok(
+    SAMPLER_NAMES.indexOf('euler') < SAMPLER_NAMES.indexOf('dpmpp_2m') &&
+      SAMPLER_NAMES.indexOf('lcm') < SAMPLER_NAMES.indexOf('ddim'),
+  );
   assert.throws(() => getSampler('nope'), /unknown sampler/);
 });

@@ -7,9 +7,13 @@ import { SCHEDULER_NAMES, calculateSigmas, ksamplerSigmas } from '../../../serve
 import { betaCdf, betaPpf } from '../../../server/engine/sampling/beta-dist.js';
 
 const skip = fixtureSkip();
-interface Schedules { model_sigmas: number[]; tables: Record<string, (number | null)[]> }
+interface Schedules {
+  model_sigmas: number[];
+  tables: Record<string, (number | null)[]>;
+}
 /** the json holds NaN (kl_optimal@1, as ComfyUI computes it); JSON.parse needs it spelled null */
-const load = (): Schedules => JSON.parse(readFileSync(fixturePath('comfy_schedules.json'), 'utf8').replace(/\bNaN\b/g, 'null'));
+const load = (): Schedules =>
+  JSON.parse(readFileSync(fixturePath('comfy_schedules.json'), 'utf8').replace(/\bNaN\b/g, 'null'));
 const ms = DiscreteModelSampling.sd();
 
 /** relative float32 agreement: torch's float32 exp/pow may differ from ours by a couple of ulps */
@@ -17,7 +21,10 @@ function assertSigmas(got: number[], want: (number | null)[], what: string) {
   assert.equal(got.length, want.length, `${what}: length`);
   for (let i = 0; i < got.length; i++) {
     const w = want[i];
-    if (w === null) { assert.ok(Number.isNaN(got[i]), `${what}[${i}] NaN`); continue; }
+    if (w === null) {
+      assert.ok(Number.isNaN(got[i]), `${what}[${i}] NaN`);
+      continue;
+    }
     assert.ok(Math.abs(got[i] - w) <= 1e-6 * Math.abs(w), `${what}[${i}]: ${got[i]} vs ${w}`);
   }
 }
@@ -42,9 +49,18 @@ test('every scheduler at every step count equals calculate_sigmas', { skip }, ()
 test('KSampler: dpm_2 family asks for steps + 1 and drops the penultimate sigma', { skip }, () => {
   const { tables } = load();
   for (const sampler of ['dpm_2', 'dpm_2_ancestral', 'uni_pc']) {
-    for (const [sched, steps] of [['karras', 3], ['normal', 7], ['simple', 19], ['exponential', 5]] as const) {
+    for (const [sched, steps] of [
+      ['karras', 3],
+      ['normal', 7],
+      ['simple', 19],
+      ['exponential', 5],
+    ] as const) {
       const full = tables[`${sched}@${steps + 1}`];
-      assertSigmas(ksamplerSigmas(ms, sampler, sched, steps), [...full.slice(0, -2), full[full.length - 1]], `${sampler} ${sched}@${steps}`);
+      assertSigmas(
+        ksamplerSigmas(ms, sampler, sched, steps),
+        [...full.slice(0, -2), full[full.length - 1]],
+        `${sampler} ${sched}@${steps}`,
+      );
     }
   }
   assertSigmas(ksamplerSigmas(ms, 'euler', 'karras', 8), tables['karras@8'], 'euler karras@8');

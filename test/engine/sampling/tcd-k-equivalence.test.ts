@@ -12,24 +12,42 @@ import { ksample } from '../../../server/engine/sampling/ksample.js';
 import { maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
 
 const ms = DiscreteModelSampling.sd();
-const D = async (x: Float32Array, sigma: number) => Float32Array.from(x, (v) => v / (1 + sigma * sigma) + (0.25 * Math.sin(3 * v)) / (1 + sigma));
+const D = async (x: Float32Array, sigma: number) =>
+  Float32Array.from(x, (v) => v / (1 + sigma * sigma) + (0.25 * Math.sin(3 * v)) / (1 + sigma));
 
 /** deterministic pseudo-normal draws (Box-Muller on a xorshift stream): only needs to be the same on both sides */
 function draws(count: number, n: number, seed: number): Float32Array[] {
   let s = seed >>> 0 || 1;
-  const u = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return (s + 0.5) / 4294967296; };
-  return Array.from({ length: count }, () => Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u())));
+  const u = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return (s + 0.5) / 4294967296;
+  };
+  return Array.from({ length: count }, () =>
+    Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u())),
+  );
 }
 
 /** the same analytic model seen from diffusers' side: eps at DDPM-space x and discrete t */
 const epsModel = async (x: Float32Array, t: number) => {
-  const s = ms.sigmas[t], k = Math.sqrt(1 + s * s);
+  const s = ms.sigmas[t],
+    k = Math.sqrt(1 + s * s);
   const X = Float32Array.from(x, (v) => v * k);
   const den = await D(X, s);
   return Float32Array.from(X, (v, i) => (v - den[i]) / s);
 };
 
-for (const [steps, eta, strength] of [[4, 0.3, 1], [8, 0.3, 1], [4, 0, 1], [6, 1, 1], [2, 0.7, 1], [5, 0.5, 0.6]] as const) {
+for (const [steps, eta, strength] of [
+  [4, 0.3, 1],
+  [8, 0.3, 1],
+  [4, 0, 1],
+  [6, 1, 1],
+  [2, 0.7, 1],
+  [5, 0.5, 0.6],
+] as const) {
   test(`k-diffusion tcd == diffusers TCD: ${steps} steps, gamma ${eta}, strength ${strength}`, async () => {
     const n = 64;
     const ts = tcdTimesteps(steps, strength);
@@ -40,7 +58,14 @@ for (const [steps, eta, strength] of [[4, 0.3, 1], [8, 0.3, 1], [4, 0, 1], [6, 1
     // k-diffusion: X = x / sqrt(abar_t0) = z * sqrt(1 + sigma_t0^2)
     const s0 = ms.sigmas[ts[0]];
     const noise = new QueuedNoise(stepNoise);
-    const out = await sampleTcdK({ denoiser: D, x: Float32Array.from(z0, (v) => v * Math.sqrt(1 + s0 * s0)), sigmas: tcdSigmas(ms, ts), eta, noise, modelSampling: ms });
+    const out = await sampleTcdK({
+      denoiser: D,
+      x: Float32Array.from(z0, (v) => v * Math.sqrt(1 + s0 * s0)),
+      sigmas: tcdSigmas(ms, ts),
+      eta,
+      noise,
+      modelSampling: ms,
+    });
     assert.equal(noise.used, stepNoise.length);
     const d = maxAbsDiff(out, ref);
     assert.ok(d <= 1e-5 * Math.max(1, maxAbs(ref)), `max diff ${d}`);
@@ -48,13 +73,27 @@ for (const [steps, eta, strength] of [[4, 0.3, 1], [8, 0.3, 1], [4, 0, 1], [6, 1
 }
 
 test('KSampler with sampler "tcd" from the seed noise equals the diffusers TCD pipeline latent', async () => {
-  const n = 64, steps = 4, eta = 0.3;
+  const n = 64,
+    steps = 4,
+    eta = 0.3;
   // pipeline RNG rule: initial latent first, then one draw per noisy step, all from one generator
   const stream = draws(steps, n, 99);
-  const ref = await sampleTcd({ x: stream[0], timesteps: tcdTimesteps(steps), eta, denoise: epsModel, noise: new QueuedNoise(stream.slice(1)) });
+  const ref = await sampleTcd({
+    x: stream[0],
+    timesteps: tcdTimesteps(steps),
+    eta,
+    denoise: epsModel,
+    noise: new QueuedNoise(stream.slice(1)),
+  });
   const out = await ksample({
-    sampler: 'tcd', sigmas: tcdSigmas(ms, tcdTimesteps(steps)), cfg: 1, eta, shape: [n],
-    cond: async (xIn, t) => epsModel(xIn, t), latentImage: new Float32Array(n), initialNoise: stream[0],
+    sampler: 'tcd',
+    sigmas: tcdSigmas(ms, tcdTimesteps(steps)),
+    cfg: 1,
+    eta,
+    shape: [n],
+    cond: async (xIn, t) => epsModel(xIn, t),
+    latentImage: new Float32Array(n),
+    initialNoise: stream[0],
     samplerNoise: new QueuedNoise(stream.slice(1)),
   });
   assert.ok(maxAbsDiff(out, ref) <= 1e-5 * Math.max(1, maxAbs(ref)), `max diff ${maxAbsDiff(out, ref)}`);

@@ -3,12 +3,23 @@ import assert from 'node:assert/strict';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { fixtureJson, fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
 import {
-  TCD_ALPHAS_CUMPROD, sampleTcd, tcdAddNoise, tcdStep, tcdTimesteps, type PredictionType,
+  TCD_ALPHAS_CUMPROD,
+  sampleTcd,
+  tcdAddNoise,
+  tcdStep,
+  tcdTimesteps,
+  type PredictionType,
 } from '../../../server/engine/sampling/tcd.js';
 import { QueuedNoise } from '../../../server/engine/sampling/noise.js';
 
 const skip = fixtureSkip();
-interface Trace { id: number; steps: number; eta: number; prediction_type: PredictionType; timesteps: number[] }
+interface Trace {
+  id: number;
+  steps: number;
+  eta: number;
+  prediction_type: PredictionType;
+  timesteps: number[];
+}
 
 test('alphas_cumprod equals torch float32 bit for bit', { skip }, () => {
   const ref = SafetensorsFile.open(fixturePath('tcd_scheduler.safetensors')).readFloat32('alphas_cumprod');
@@ -17,7 +28,8 @@ test('alphas_cumprod equals torch float32 bit for bit', { skip }, () => {
 
 test('tcdTimesteps equals every set_timesteps(N, strength) entry, errors included', { skip }, () => {
   const table = fixtureJson('manifest.json').cases.tcd_scheduler.timesteps as Record<string, number[] | string>;
-  let checked = 0, errors = 0;
+  let checked = 0,
+    errors = 0;
   for (const [key, want] of Object.entries(table)) {
     const [n, s] = key.split('@');
     const run = () => tcdTimesteps(Number(n), Number(s));
@@ -47,9 +59,13 @@ test('tcdStep reproduces every trace step (epsilon, v_prediction, sample) within
       // diffusers draws exactly when eta > 0 and this is not the last step
       assert.equal(drawn, tr.eta > 0 && j < tr.steps - 1, `${noiseKey} presence`);
       const r = tcdStep({
-        modelOutput: file.readFloat32(`${p}model_output`), timestep: tr.timesteps[j],
-        prevTimestep: j + 1 < tr.steps ? tr.timesteps[j + 1] : null, sample: x, eta: tr.eta,
-        noise: drawn ? file.readFloat32(noiseKey) : undefined, predictionType: tr.prediction_type,
+        modelOutput: file.readFloat32(`${p}model_output`),
+        timestep: tr.timesteps[j],
+        prevTimestep: j + 1 < tr.steps ? tr.timesteps[j + 1] : null,
+        sample: x,
+        eta: tr.eta,
+        noise: drawn ? file.readFloat32(noiseKey) : undefined,
+        predictionType: tr.prediction_type,
       });
       const dPrev = maxAbsDiff(r.prevSample, file.readFloat32(`${p}prev_sample`));
       const dPns = maxAbsDiff(r.predNoisedSample, file.readFloat32(`${p}pred_noised_sample`));
@@ -67,30 +83,43 @@ test('sampleTcd runs a whole trace from x_init, drawing noise in the pipeline or
   const traces = fixtureJson('manifest.json').cases.tcd_scheduler.traces as Trace[];
   for (const tr of traces) {
     const draws: Float32Array[] = [];
-    for (let j = 0; j < tr.steps; j++) if (file.tensors.has(`trace${tr.id}/${j}/noise`)) draws.push(file.readFloat32(`trace${tr.id}/${j}/noise`));
+    for (let j = 0; j < tr.steps; j++)
+      if (file.tensors.has(`trace${tr.id}/${j}/noise`)) draws.push(file.readFloat32(`trace${tr.id}/${j}/noise`));
     const noise = new QueuedNoise(draws);
     let j = 0;
     const out = await sampleTcd({
-      x: file.readFloat32(`trace${tr.id}/x_init`), timesteps: tr.timesteps, eta: tr.eta, noise, shape: [1, 4, 4, 4],
+      x: file.readFloat32(`trace${tr.id}/x_init`),
+      timesteps: tr.timesteps,
+      eta: tr.eta,
+      noise,
+      shape: [1, 4, 4, 4],
       predictionType: tr.prediction_type,
       // the recorded model outputs stand in for the network (they do not depend on our x, which equals the reference)
-      denoise: async (_x, t) => { assert.equal(t, tr.timesteps[j]); return file.readFloat32(`trace${tr.id}/${j++}/model_output`); },
+      denoise: async (_x, t) => {
+        assert.equal(t, tr.timesteps[j]);
+        return file.readFloat32(`trace${tr.id}/${j++}/model_output`);
+      },
     });
     assert.equal(noise.used, draws.length);
     const ref = file.readFloat32(`trace${tr.id}/${tr.steps - 1}/prev_sample`);
     // chained float32 rounding over the whole trace: 1e-5 relative to the largest value (some reach ~100)
-    const d = maxAbsDiff(out, ref), tol = 1e-5 * Math.max(1, maxAbs(ref));
+    const d = maxAbsDiff(out, ref),
+      tol = 1e-5 * Math.max(1, maxAbs(ref));
     assert.ok(d <= tol, `trace${tr.id}: final ${d} > ${tol}`);
   }
 });
 
 test('tcdStep rejects eta outside [0, 1] like diffusers', () => {
   const z = new Float32Array(4);
-  assert.throws(() => tcdStep({ modelOutput: z, timestep: 999, prevTimestep: 499, sample: z, eta: 1.5, noise: z }), /gamma must be less than or equal to 1.0/);
+  assert.throws(
+    () => tcdStep({ modelOutput: z, timestep: 999, prevTimestep: 499, sample: z, eta: 1.5, noise: z }),
+    /gamma must be less than or equal to 1.0/,
+  );
 });
 
 test('tcdAddNoise is sqrt(abar) x + sqrt(1 - abar) n', () => {
-  const lat = Float32Array.from([1, -2, 0.5]), n = Float32Array.from([0.3, 0.1, -1]);
+  const lat = Float32Array.from([1, -2, 0.5]),
+    n = Float32Array.from([0.3, 0.1, -1]);
   const a = TCD_ALPHAS_CUMPROD[499];
   const out = tcdAddNoise(lat, n, 499);
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(out[i] - (Math.sqrt(a) * lat[i] + Math.sqrt(1 - a) * n[i])) < 1e-6);
