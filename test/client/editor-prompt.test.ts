@@ -78,6 +78,13 @@ test('undo and redo cover text edits (toolbar and Ctrl+Z / Ctrl+Y on the canvas)
   await h.page.keyboard.press('Control+End');
   await h.page.keyboard.type(', storm');
   assert.equal(await widgetText(6), 'a lighthouse\nat dusk, storm');
+  // the typing burst is recorded (autosaved) before the canvas takes the keys; undo during a pending burst is
+  // covered below through the Undo button
+  await h.page.waitForFunction(
+    () =>
+      JSON.parse(localStorage.getItem('tcd-studio.workflow') ?? '{}').nodes?.find((n: { id: number }) => n.id === 6)
+        ?.widgets_values?.[0] === 'a lighthouse\nat dusk, storm',
+  );
   await h.page.mouse.click(...(await emptyPoint(h.page)));
   await h.page.keyboard.press('Control+z');
   assert.equal(await widgetText(6), 'a lighthouse\nat dusk');
