@@ -63,7 +63,7 @@ test('POST /queue delete and clear remove the prompts from BullMQ too', { skip }
   for (const seed of [1, 2])
     ids.push((await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed }) })).json.prompt_id);
   const until = async (n: number) => {
-    for (let t = 0; t < 50 && (await waiting()) !== n; t++) await new Promise((r) => setTimeout(r, 100));
+    for (let t = 0; t < 300 && (await waiting()) !== n; t++) await new Promise((r) => setTimeout(r, 100));
     return waiting();
   };
   assert.equal(await until(2), 2);
@@ -84,7 +84,7 @@ test('queued prompts survive a Redis restart while idle (AOF) and run when a wor
     ids.push(
       (await api(server.url, 'POST', '/prompt', { prompt: demoPrompt({ seed }), client_id: 'aof' })).json.prompt_id,
     );
-  for (let t = 0; t < 50 && (await waiting()) < 3; t++) await new Promise((r) => setTimeout(r, 100));
+  for (let t = 0; t < 300 && (await waiting()) < 3; t++) await new Promise((r) => setTimeout(r, 100));
   assert.equal(await waiting(), 3, 'three jobs waiting in BullMQ');
   await redis.stop();
   await redis.start();
