@@ -221,7 +221,6 @@ export class RedisBackend implements QueueBackend {
     this.syncing = true;
     try {
       const items = [...this.store.running(), ...this.store.pending()];
-      const ids = new Set(items.map((i) => i.promptId));
       for (const item of items) {
         const q = this.queue(queueNameFor(checkpointOf(item.prompt)));
         const job = await q.getJob(item.promptId);
@@ -237,8 +236,10 @@ export class RedisBackend implements QueueBackend {
         else if (state === 'active' && !this.active.has(item.promptId))
           this.markRunning(item.promptId, job.processedBy ?? '?');
       }
+      // read the store again: a prompt submitted while this sync awaited Redis is pushed but not in `items`
+      const live = new Set([...this.store.running(), ...this.store.pending()].map((i) => i.promptId));
       for (const id of [...this.pushed]) {
-        if (ids.has(id)) continue;
+        if (live.has(id)) continue;
         this.pushed.delete(id);
         for (const q of this.queues.values()) {
           const job = await q.getJob(id);
