@@ -175,10 +175,10 @@ test(
       null,
       { timeout: 20_000 },
     );
-    assert.ok(
-      responses.some((r) => r.path === '/templates/demo-1.png' && r.status === 200),
-      'the demo thumbnail was fetched',
-    );
+    // another template's thumbnail may be the first one drawn: wait (bounded) for the demo's own response
+    const demoThumb = () => responses.some((r) => r.path === '/templates/demo-1.png' && r.status === 200);
+    for (let i = 0; i < 100 && !demoThumb(); i++) await first.waitForTimeout(100);
+    assert.ok(demoThumb(), 'the demo thumbnail was fetched');
     await shot(first, 'comfy-fe-1-first-visit');
     await first.context().close();
 
