@@ -9,6 +9,7 @@ import * as modelSampling from './model-sampling.js';
 import * as image from './image.js';
 import * as inpaint from './inpaint.js';
 import * as modelMerging from './model-merging.js';
+import * as checkpointSave from './checkpoint-save.js';
 import * as latentOps from './latent-ops.js';
 import * as imageOps from './image-ops.js';
 import * as conditioningOps from './conditioning-ops.js';
@@ -35,6 +36,7 @@ export function createRegistry(): Registry<NodeServices> {
     imageOps,
     inpaint,
     modelMerging,
+    checkpointSave,
     saveImageWebsocket,
     vaeDecodeTiled,
   ]) {

@@ -23,7 +23,13 @@ function merged(model1: ModelValue, model2: ModelValue, kind: MergeRef['kind'], 
   }
   return {
     ...model1,
-    ref: { ...model1.ref, merges: [...(model1.ref.merges ?? []), { path: model2.ref.checkpoint, kind, ratio }] },
+    ref: {
+      ...model1.ref,
+      merges: [
+        ...(model1.ref.merges ?? []),
+        { path: model2.ref.checkpoint, kind, ratio, afterLoras: model1.ref.loras.length },
+      ],
+    },
   };
 }
 
@@ -90,7 +96,10 @@ export const CLIPMergeSimple = defineNode({
       ...clip1,
       ref: {
         ...clip1.ref,
-        merges: [...(clip1.ref.merges ?? []), { path: clip2.ref.checkpoint, kind: 'simple', ratio }],
+        merges: [
+          ...(clip1.ref.merges ?? []),
+          { path: clip2.ref.checkpoint, kind: 'simple', ratio, afterLoras: clip1.ref.loras.length },
+        ],
       },
     };
     return { outputs: [clip] };

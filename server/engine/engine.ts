@@ -81,6 +81,7 @@ import { cudaProblemsHere, describeCudaProblems } from './runtime/cuda-check.js'
 import { cudaOrtPackage, mainOrtPackage } from './runtime/cuda-ort.js';
 import { DEFAULT_GPU_TUNING, ProviderUnusable, type GpuTuning } from './runtime/providers.js';
 import { admit, MemoryAdmissionError, type AdmissionOp } from './runtime/estimate.js';
+import type { CheckpointSaveSpec } from './model/checkpoint-save.js';
 
 export type { LoraRef, ModelRef } from './types.js';
 export type {
@@ -428,6 +429,14 @@ export class Engine {
     const [b, , h, w] = image.shape;
     this.admit(vae.checkpoint, 'vae_encode', Math.ceil(h / 8), Math.ceil(w / 8), b);
     return this.client.call<Tensor>({ op: 'vaeEncode', vae: { checkpoint: vae.checkpoint }, image: own(image) });
+  }
+
+  /** Writes model + CLIP + VAE (merges and LoRAs applied) as one checkpoint file, in the worker (CheckpointSave). */
+  saveCheckpoint(spec: CheckpointSaveSpec): Promise<{ bytes: number; tensors: number }> {
+    return this.client.call<{ bytes: number; tensors: number }>({
+      op: 'saveCheckpoint',
+      spec: JSON.parse(JSON.stringify(spec)) as CheckpointSaveSpec,
+    });
   }
 
   /** Unloads every model (POST /free). */

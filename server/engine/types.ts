@@ -22,6 +22,8 @@ export interface MergeRef {
   path: string;
   kind: 'simple' | 'add' | 'subtract';
   ratio: number;
+  /** how many of the model's LoRAs were applied before this merge (ComfyUI applies patches in the order added) */
+  afterLoras?: number;
 }
 
 /** A diffusion model: a checkpoint (absolute path) plus the LoRAs patched into its UNet (or weight merges). */

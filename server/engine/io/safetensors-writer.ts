@@ -9,11 +9,12 @@
  */
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { DTYPE_BYTES, SafetensorsError } from './safetensors.js';
+import { DTYPE_BYTES, SafetensorsError, type SafetensorsDtype } from './safetensors.js';
 
 export type WritableDtype = 'F32' | 'F16' | 'BF16';
 
-export interface TensorEntry {
+/** A float tensor produced as float32 values and converted to its dtype here. */
+export interface FloatTensorEntry {
   name: string;
   dtype: WritableDtype;
   shape: number[];
@@ -21,12 +22,22 @@ export interface TensorEntry {
   data: () => Float32Array | Promise<Float32Array>;
 }
 
+/** A tensor of any dtype copied as stored bytes (e.g. int64 position ids carried over from a checkpoint). */
+export interface RawTensorEntry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  raw: () => Uint8Array | Promise<Uint8Array>;
+}
+
+export type TensorEntry = FloatTensorEntry | RawTensorEntry;
+
 /** Values per write call: big tensors are converted and written in pieces, keeping the extra memory small (tests lower it). */
 export const writerSettings = { chunkValues: 1 << 24 };
 
 /** Header JSON bytes, padded with spaces to a multiple of 8 so the data section starts aligned (as safetensors does). */
 function safetensorsHeader(
-  entries: readonly Omit<TensorEntry, 'data'>[],
+  entries: readonly { name: string; dtype: SafetensorsDtype; shape: number[]; raw?: unknown }[],
   metadata?: Record<string, string>,
 ): { header: Buffer; dataBytes: number } {
   const obj: Record<string, unknown> = {};
@@ -35,7 +46,7 @@ function safetensorsHeader(
   for (const e of entries) {
     if (e.name === '__metadata__' || e.name in obj)
       throw new Error(`safetensors writer: duplicate or reserved tensor name "${e.name}"`);
-    if (!(e.dtype in DTYPE_BYTES) || !['F32', 'F16', 'BF16'].includes(e.dtype))
+    if (!(e.dtype in DTYPE_BYTES) || (!('raw' in e) && !['F32', 'F16', 'BF16'].includes(e.dtype)))
       throw new Error(`safetensors writer: tensor "${e.name}" has unsupported dtype ${e.dtype}`);
     if (!e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       throw new Error(`safetensors writer: tensor "${e.name}" has invalid shape [${e.shape}]`);
@@ -75,6 +86,17 @@ export async function writeSafetensors(
     try {
       for (const e of entries) {
         const n = e.shape.reduce((a, b) => a * b, 1);
+        if ('raw' in e) {
+          const bytes = await e.raw();
+          if (bytes.length !== n * DTYPE_BYTES[e.dtype])
+            throw new SafetensorsError(path, `tensor "${e.name}": raw() gave ${bytes.length} bytes for [${e.shape}]`);
+          await waitWrite();
+          inFlight = writeAll(fh, bytes, pos).catch((err: unknown) => {
+            writeError = err;
+          });
+          pos += bytes.length;
+          continue;
+        }
         const values = await e.data();
         if (values.length !== n)
           throw new SafetensorsError(

@@ -4,7 +4,7 @@
  * Example (worker): const { context, pooled } = await runComponentCall(store, { op: 'encodeText', clip, text });
  */
 import type { ModelConfig } from '../model/config.js';
-import { mergedWeights } from '../model/merge.js';
+import { patchedWeights } from '../model/merge.js';
 import { fileIdentity } from './graph-cache.js';
 import { buildTextEncoderGraph, encoderGraphOptions } from '../model/clip.js';
 import { runSession, toOrtFeeds } from '../onnx/session.js';
@@ -73,8 +73,10 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
   }
 }
 
-/** The UNet session of a model (LoRAs baked or fed as weight inputs, lora/session.ts). */
-/** A component of a merged model or CLIP: its weights merged when the graph is built (no LoRAs on top yet). */
+/**
+ * A component of a merged model or CLIP: its weights merged, and its LoRAs applied in node order around the merges,
+ * when the graph is built (merge.ts patchedWeights).
+ */
 async function mergedSession(
   store: SessionStore,
   checkpoint: string,
@@ -84,19 +86,21 @@ async function mergedSession(
   variant: string,
   build: ComponentSpec['build'],
 ): ReturnType<typeof sessionWithLoras> {
-  if (loras.some((l) => l.strength !== 0))
-    throw new Error('LoRAs on a merged model or CLIP are not supported yet: apply them to the merge inputs instead');
   const { file, config } = store.checkpoint(checkpoint);
   const merges = mergeRefs.map((ref) => ({ ref, file: store.checkpoint(ref.path).file }));
-  // the merge inputs' identities make the graph key: a changed file or ratio is a new graph
-  const key = `${variant}+merge:${JSON.stringify(mergeRefs.map((m) => ({ ...m, id: fileIdentity(m.path) })))}`;
+  // the merge inputs' and LoRAs' identities make the graph key: a changed file, ratio or strength is a new graph
+  const id = (p: string) => fileIdentity(p);
+  const key = `${variant}+merge:${JSON.stringify({
+    merges: mergeRefs.map((m) => ({ ...m, id: id(m.path) })),
+    loras: loras.filter((l) => l.strength !== 0).map((l) => ({ ...l, id: id(l.path) })),
+  })}`;
   const session = await store.session({
     checkpoint,
     component,
     loras: [],
     variant: key,
     build,
-    weights: async () => mergedWeights(file, componentPrefixes(config, component), merges),
+    weights: async () => patchedWeights(file, config, component, loras, merges),
   });
   return { session, weightFeeds: {} };
 }

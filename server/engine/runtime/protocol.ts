@@ -10,6 +10,7 @@ import type { SamplingSpec } from '../sampling/model-sampling-variants.js';
 import type { Region } from '../sampling/regional.js';
 import type { LoraRef, MergeRef, ModelRef } from '../types.js';
 import type { ExecutionProvider } from './providers.js';
+import type { CheckpointSaveSpec } from '../model/checkpoint-save.js';
 
 /** Text encoder(s) of a checkpoint. clipSkip counts layers from the end: -1 = last (with final norm), -2 = penultimate. */
 export interface ClipRef {
@@ -123,6 +124,8 @@ export type Call =
   | KSamplerLoopCall
   | { op: 'vaeDecode'; vae: VaeRef; z: Tensor }
   | { op: 'vaeEncode'; vae: VaeRef; image: Tensor }
+  /** CheckpointSave: writes the patched model, CLIP and VAE as one checkpoint file */
+  | { op: 'saveCheckpoint'; spec: CheckpointSaveSpec }
   | { op: 'free' }
   | { op: 'stats' }
   /** test hooks: make the worker exit, throw outside any handler, or block its thread */

@@ -14,6 +14,7 @@ import { runKSamplerLoop } from './ksampler-loop.js';
 import { deviceTensors } from './device-tensors.js';
 import { clearLoraSessions } from '../lora/session.js';
 import { openWorkerPort } from './worker-port.js';
+import { saveCheckpoint } from '../model/checkpoint-save.js';
 
 const { port, init, mode } = await openWorkerPort();
 const log = (line: string) => port.postMessage({ id: null, log: line } satisfies Response);
@@ -83,6 +84,8 @@ async function dispatch(req: Request): Promise<unknown> {
       return runTcdLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
     case 'sampleK':
       return runKSamplerLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
+    case 'saveCheckpoint':
+      return saveCheckpoint((path) => s.checkpoint(path), call.spec);
     default:
       return runComponentCall(s, call);
   }
