@@ -25,7 +25,7 @@ export interface LoraTarget {
 }
 
 /** LDM block prefix -> diffusers block prefix, with how names inside the block translate. */
-interface BlockPair {
+export interface BlockPair {
   ldm: string;
   diffusers: string;
   kind: 'resnet' | 'attention' | 'plain';
@@ -41,7 +41,9 @@ const RESNET_PARTS: Record<string, string> = {
 };
 
 /** The UNet's block correspondence (diffusers' convert_ldm_unet_checkpoint index arithmetic, both directions). */
-function unetBlockPairs(u: UNetConfig): BlockPair[] {
+export function unetBlockPairs(
+  u: Pick<UNetConfig, 'channelMult' | 'numResBlocks' | 'transformerDepth' | 'transformerDepthMiddle'>,
+): BlockPair[] {
   const levels = u.channelMult.length,
     nres = u.numResBlocks;
   const attn = (level: number) => u.transformerDepth[level] > 0;
@@ -98,7 +100,7 @@ function unetBlockPairs(u: UNetConfig): BlockPair[] {
 }
 
 /** LDM module path (without prefix) -> diffusers module path, or null when it lies in no known block. */
-function ldmToDiffusers(module: string, pairs: BlockPair[]): string | null {
+export function ldmToDiffusers(module: string, pairs: BlockPair[]): string | null {
   for (const p of pairs) {
     if (module === p.ldm) return p.diffusers;
     if (!module.startsWith(`${p.ldm}.`)) continue;
@@ -106,6 +108,19 @@ function ldmToDiffusers(module: string, pairs: BlockPair[]): string | null {
     if (p.kind === 'attention' || p.kind === 'plain') return `${p.diffusers}.${rest}`;
     const part = RESNET_PARTS[rest];
     return part ? `${p.diffusers}.${part}` : null;
+  }
+  return null;
+}
+
+/** diffusers module path -> LDM module path (the inverse of ldmToDiffusers), or null when it lies in no known block. */
+export function diffusersToLdm(module: string, pairs: BlockPair[]): string | null {
+  for (const p of pairs) {
+    if (module === p.diffusers) return p.ldm;
+    if (!module.startsWith(`${p.diffusers}.`)) continue;
+    const rest = module.slice(p.diffusers.length + 1);
+    if (p.kind === 'attention' || p.kind === 'plain') return `${p.ldm}.${rest}`;
+    const part = Object.entries(RESNET_PARTS).find(([, d]) => d === rest);
+    return part ? `${p.ldm}.${part[0]}` : null;
   }
   return null;
 }

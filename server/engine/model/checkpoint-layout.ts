@@ -43,6 +43,13 @@ export function checkpointKeys(config: ModelConfig): KeyShape[] {
   return k.keys;
 }
 
+/** The UNet's keys alone (under u.prefix), in module order. */
+export function unetKeyShapes(u: UNetConfig): KeyShape[] {
+  const k = new KeyList();
+  unetKeys(k, u);
+  return k.keys;
+}
+
 /** transformers CLIPTextModel names (prefix ends before 'embeddings.') */
 function hfClipKeys(k: KeyList, te: TextEncoderConfig): void {
   const p = te.prefix,

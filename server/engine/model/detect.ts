@@ -266,7 +266,27 @@ function openClip(k: Keys, prefix: string): TextEncoderConfig | null {
   };
 }
 
-function detectUNet(k: Keys, p: string, rules: (typeof FAMILY_RULES)[ModelFamily], pooled: number | null): UNetConfig {
+/**
+ * The UNet config under prefix `p` of any key source (a ControlNet's encoder too: it has no out.* and no pooled
+ * width, so outChannels falls back to inChannels and `pooled` null leaves the ADM split to the caller).
+ */
+export function detectUNetConfig(
+  source: KeySource,
+  p: string,
+  family: ModelFamily,
+  pooled: number | null,
+  label: string,
+): UNetConfig {
+  return detectUNet(new Keys(source, label), p, FAMILY_RULES[family], pooled, true);
+}
+
+function detectUNet(
+  k: Keys,
+  p: string,
+  rules: (typeof FAMILY_RULES)[ModelFamily],
+  pooled: number | null,
+  encoderOnly = false,
+): UNetConfig {
   const [modelChannels, inChannels] = k.shape(`${p}input_blocks.0.0.weight`);
   const nInput = k.count(`${p}input_blocks.`);
   // walk input blocks 1..n-1: resblocks of a level, then a downsampler (…0.op) except after the last level
@@ -297,20 +317,20 @@ function detectUNet(k: Keys, p: string, rules: (typeof FAMILY_RULES)[ModelFamily
   let adm: UNetConfig['adm'] = null;
   if (k.has(`${p}label_emb.0.0.weight`)) {
     const admIn = k.shape(`${p}label_emb.0.0.weight`)[1];
-    if (pooled === null)
+    if (pooled === null && !encoderOnly)
       throw new UnsupportedCheckpointError(
         `${k.label}: UNet has label_emb but no text encoder has a text_projection (pooled output)`,
       );
     adm = {
       inChannels: admIn,
-      pooledChannels: pooled,
-      timeIdChannels: k.div(admIn - pooled, 6, 'label_emb time-id channels'),
+      pooledChannels: pooled ?? 0,
+      timeIdChannels: pooled === null ? 0 : k.div(admIn - pooled, 6, 'label_emb time-id channels'),
     };
   }
   return {
     prefix: p,
     inChannels,
-    outChannels: k.shape(`${p}out.2.weight`)[0],
+    outChannels: encoderOnly ? inChannels : k.shape(`${p}out.2.weight`)[0],
     modelChannels,
     channelMult,
     numResBlocks,

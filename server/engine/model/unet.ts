@@ -35,13 +35,15 @@ export interface UNetBuildOptions {
   linear?: LinearForm;
   /** graph name stored in the model */
   name?: string;
+  /** ControlNet residual inputs (controlResidualNames); only for models run with a ControlNet */
+  controlInputs?: boolean;
 }
 
 /** ResBlock GroupNorm eps (torch default); the SpatialTransformer's own norm uses 1e-6 */
 const RES_NORM_EPS = 1e-5;
 
 /** Everything the per-block builders need. */
-interface Ctx {
+export interface UNetCtx {
   g: GraphBuilder;
   cfg: UNetConfig;
   emb: Value;
@@ -49,7 +51,7 @@ interface Ctx {
 }
 
 /** ldm ResBlock at module path p: in_layers (GN, SiLU, conv), emb_layers (SiLU, Linear), out_layers, skip. */
-function resBlock(c: Ctx, p: string, x: Value): Value {
+function resBlock(c: UNetCtx, p: string, x: Value): Value {
   return resnetBlock(
     c.g,
     {
@@ -66,9 +68,92 @@ function resBlock(c: Ctx, p: string, x: Value): Value {
 }
 
 /** ResBlock, then a SpatialTransformer at `${p}.1` when the level has attention. */
-function resAndAttention(c: Ctx, p: string, x: Value, depth: number): Value {
+function resAndAttention(c: UNetCtx, p: string, x: Value, depth: number): Value {
   const h = resBlock(c, `${p}.0`, x);
   return depth > 0 ? spatialTransformer(c.g, c.cfg, `${p}.1`, h, c.context, depth) : h;
+}
+
+/** Graph inputs t, context (+ SDXL text_embeds, time_ids) and the embedding every ResBlock takes. */
+export function unetConditioning(g: GraphBuilder, cfg: UNetConfig): UNetCtx {
+  const t = float32Input(g, 't', ['B']); // stays float32 for the sinusoids
+  const context = g.input('context', 'float32', ['B', 'S', cfg.contextDim]);
+  let emb = timeEmbedding(g, cfg, t); // [B, timeEmbedDim]
+  if (cfg.adm) {
+    const textEmbeds = g.input('text_embeds', 'float32', ['B', cfg.adm.pooledChannels]);
+    const timeIds = float32Input(g, 'time_ids', ['B', 6]);
+    emb = g.op.Add(emb, admEmbedding(g, cfg, textEmbeds, timeIds)); // [B, timeEmbedDim]
+  }
+  return { g, cfg, emb, context };
+}
+
+/**
+ * The encoder half, shared with the ControlNet: input_blocks (conv_in, then per level numResBlocks x (ResBlock
+ * [+ attention]) and a stride-2 Downsample) and middle_block. `afterConvIn` may add to conv_in's output (the
+ * ControlNet's hint). Returns the middle block's output and the skips (every input block's output, in order).
+ */
+export function unetEncoder(
+  c: UNetCtx,
+  x: Value,
+  afterConvIn?: (h: Value) => Value,
+): { h: Value; skips: Value[] } {
+  const { g, cfg } = c;
+  const p = cfg.prefix;
+  const levels = cfg.channelMult.length;
+  let h = conv2d(g, `${p}input_blocks.0.0`, x, { padding: 1 }); // [B, mc, H, W]
+  if (afterConvIn) h = afterConvIn(h);
+  const skips: Value[] = [h];
+  let block = 1;
+  for (let level = 0; level < levels; level++) {
+    for (let r = 0; r < cfg.numResBlocks; r++) {
+      h = resAndAttention(c, `${p}input_blocks.${block++}`, h, cfg.transformerDepth[level]);
+      skips.push(h);
+    }
+    if (level < levels - 1) {
+      h = conv2d(g, `${p}input_blocks.${block++}.0.op`, h, { stride: 2, padding: 1 }); // [B, C, H/2, W/2]
+      skips.push(h);
+    }
+  }
+  // middle_block: ResBlock, SpatialTransformer (when depth > 0), ResBlock
+  let mid = 0;
+  h = resBlock(c, `${p}middle_block.${mid++}`, h);
+  if (cfg.transformerDepthMiddle > 0)
+    h = spatialTransformer(g, cfg, `${p}middle_block.${mid++}`, h, c.context, cfg.transformerDepthMiddle);
+  h = resBlock(c, `${p}middle_block.${mid++}`, h);
+  return { h, skips };
+}
+
+/** Channels of each skip (input block output) and of the middle block, from the config. */
+export function unetSkipChannels(cfg: UNetConfig): { skips: number[]; middle: number } {
+  const skips = [cfg.modelChannels];
+  for (let level = 0; level < cfg.channelMult.length; level++) {
+    const ch = cfg.modelChannels * cfg.channelMult[level];
+    for (let r = 0; r < cfg.numResBlocks; r++) skips.push(ch);
+    if (level < cfg.channelMult.length - 1) skips.push(ch);
+  }
+  return { skips, middle: cfg.modelChannels * cfg.channelMult[cfg.channelMult.length - 1] };
+}
+
+/** Names of the ControlNet residuals: one per skip (input block order), then the middle one. */
+export function controlResidualNames(cfg: UNetConfig): { skips: string[]; middle: string } {
+  return {
+    skips: unetSkipChannels(cfg).skips.map((_, i) => `control_${i}`),
+    middle: 'control_middle',
+  };
+}
+
+/** float32 graph inputs for the residuals, shaped like the activations they add to (spatial dims per level). */
+function controlResidualInputs(g: GraphBuilder, cfg: UNetConfig, skips: Value[]): { skips: Value[]; middle: Value } {
+  const names = controlResidualNames(cfg);
+  const ch = unetSkipChannels(cfg);
+  if (names.skips.length !== skips.length) throw new Error('UNet skip count disagrees with its config');
+  // skip i sits at level floor(i / (numResBlocks + 1)): conv_in and the level's res blocks, then its downsample
+  const inputs = names.skips.map((name, i) => {
+    const level = Math.floor(i / (cfg.numResBlocks + 1));
+    return g.input(name, 'float32', ['B', ch.skips[i], `H${level}`, `W${level}`]);
+  });
+  const last = cfg.channelMult.length - 1;
+  const middle = g.input(names.middle, 'float32', ['B', ch.middle, `H${last}`, `W${last}`]);
+  return { skips: inputs, middle };
 }
 
 /**
@@ -91,47 +176,25 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
   const p = cfg.prefix;
 
   const x = g.input('x', 'float32', ['B', cfg.inChannels, 'H', 'W']);
-  const t = float32Input(g, 't', ['B']); // stays float32 for the sinusoids
-  const context = g.input('context', 'float32', ['B', 'S', cfg.contextDim]);
-  let emb = timeEmbedding(g, cfg, t); // [B, timeEmbedDim]
-  if (cfg.adm) {
-    const textEmbeds = g.input('text_embeds', 'float32', ['B', cfg.adm.pooledChannels]);
-    const timeIds = float32Input(g, 'time_ids', ['B', 6]);
-    emb = g.op.Add(emb, admEmbedding(g, cfg, textEmbeds, timeIds)); // [B, timeEmbedDim]
-  }
-  const c: Ctx = { g, cfg, emb, context };
-
-  // input_blocks: conv_in, then per level numResBlocks x (ResBlock [+ attention]), then a stride-2 Downsample
-  let h = conv2d(g, `${p}input_blocks.0.0`, x, { padding: 1 }); // [B, mc, H, W]
-  const skips: Value[] = [h];
-  let block = 1;
-  for (let level = 0; level < levels; level++) {
-    for (let r = 0; r < cfg.numResBlocks; r++) {
-      h = resAndAttention(c, `${p}input_blocks.${block++}`, h, cfg.transformerDepth[level]);
-      skips.push(h);
-    }
-    if (level < levels - 1) {
-      h = conv2d(g, `${p}input_blocks.${block++}.0.op`, h, { stride: 2, padding: 1 }); // [B, C, H/2, W/2]
-      skips.push(h);
-    }
-  }
-
-  // middle_block: ResBlock, SpatialTransformer (when depth > 0), ResBlock
-  let mid = 0;
-  h = resBlock(c, `${p}middle_block.${mid++}`, h);
-  if (cfg.transformerDepthMiddle > 0)
-    h = spatialTransformer(g, cfg, `${p}middle_block.${mid++}`, h, context, cfg.transformerDepthMiddle);
-  h = resBlock(c, `${p}middle_block.${mid++}`, h);
+  const c = unetConditioning(g, cfg);
+  const enc = unetEncoder(c, x);
+  let h = enc.h;
+  const skips = enc.skips;
+  // ControlNet residuals (ComfyUI's apply_control): the middle one after the middle block, one per skip when it is
+  // popped for the output blocks. Only the controlled variant has these inputs, so plain graphs stay as they were.
+  const control = opts.controlInputs ? controlResidualInputs(g, cfg, skips) : null;
+  if (control) h = g.op.Add(h, control.middle);
 
   // output_blocks: per level (deepest first) numResBlocks + 1 x (concat skip, ResBlock [+ attention]),
   // the last of each level but the top one followed by nearest x2 + conv
-  block = 0;
+  let block = 0;
   for (let level = levels - 1; level >= 0; level--) {
     const depth = cfg.transformerDepth[level];
     for (let r = 0; r <= cfg.numResBlocks; r++) {
       const bp = `${p}output_blocks.${block++}`;
-      const skip = skips.pop();
+      let skip = skips.pop();
       if (!skip) throw new Error('UNet skip stack ran out: config and block layout disagree');
+      if (control) skip = g.op.Add(skip, control.skips[skips.length]);
       h = resAndAttention(c, bp, g.op.Concat([h, skip], { axis: 1 }), depth); // concat: [B, C + Cskip, H, W]
       if (level > 0 && r === cfg.numResBlocks) {
         const up = `${bp}.${depth > 0 ? 2 : 1}.conv`;
