@@ -4,7 +4,8 @@
  */
 
 /** One network the engine builds from a checkpoint. Text encoders are numbered in concatenation order. */
-export type Component = 'unet' | 'vae_decoder' | 'vae_encoder' | `text_encoder_${number}`;
+/** 'controlnet': a ControlNet file's graph, keyed under the checkpoint it controls (runtime/controlnet-session.ts) */
+export type Component = 'unet' | 'controlnet' | 'vae_decoder' | 'vae_encoder' | `text_encoder_${number}`;
 
 /** The float type a graph computes in. */
 export type ComputeDtype = 'float32' | 'float16';

@@ -105,17 +105,23 @@ async function mergedSession(
   return { session, weightFeeds: {} };
 }
 
-export async function unetSession(store: SessionStore, model: ModelRef): ReturnType<typeof sessionWithLoras> {
-  if (model.merges?.length) {
-    return mergedSession(store, model.checkpoint, 'unet', model.loras, model.merges, '', (w, cfg, dtype) =>
-      buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
-    );
-  }
+/** `control`: the variant with ControlNet residual inputs (built only when a ControlNet is in use). */
+export async function unetSession(
+  store: SessionStore,
+  model: ModelRef,
+  opts: { control?: boolean } = {},
+): ReturnType<typeof sessionWithLoras> {
+  const control = !!opts.control;
+  const build: ComponentSpec['build'] = (w, cfg, dtype) =>
+    buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning, ...(control ? { controlInputs: true } : {}) });
+  if (model.merges?.length)
+    return mergedSession(store, model.checkpoint, 'unet', model.loras, model.merges, control ? 'control' : '', build);
   return sessionWithLoras(store, {
     checkpoint: model.checkpoint,
     component: 'unet',
     loras: model.loras,
-    build: (w, cfg, dtype) => buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning }),
+    ...(control ? { variant: 'control' } : {}),
+    build,
   });
 }
 

@@ -10,7 +10,8 @@ import type { Component, ComputeDtype } from '../types.js';
 
 /** Checkpoint key prefixes whose tensors make up a component. */
 export function componentPrefixes(config: ModelConfig, component: Component): string[] {
-  if (component === 'unet') return [config.unet.prefix];
+  // a ControlNet is about the UNet's encoder half: the UNet's count is a safe upper bound
+  if (component === 'unet' || component === 'controlnet') return [config.unet.prefix];
   if (component === 'vae_decoder') return [config.vae.decoderPrefix, `${config.vae.prefix}post_quant_conv.`];
   if (component === 'vae_encoder') return [config.vae.encoderPrefix, `${config.vae.prefix}quant_conv.`];
   const index = Number(component.slice('text_encoder_'.length));

@@ -58,13 +58,13 @@ export async function runKSamplerLoop(
   const negative = needsNegative(call) ? nonEmpty(call.negative, 'negative') : null;
   const opened: UNetBranches[] = [];
   const open = async (conds: LoopCond[]) => {
-    const u = await UNetBranches.open(store, call.model, conds);
+    const u = await UNetBranches.open(store, call.model, conds, (p) => ms.percentToSigma(p));
     opened.push(u);
     return u;
   };
-  const checked = (u: UNetBranches, at: number[]) => async (xScaled: Float32Array, t: number) => {
+  const checked = (u: UNetBranches, at: number[]) => async (xScaled: Float32Array, t: number, sigma: number) => {
     if (isCancelled()) throw new LoopCancelled();
-    return u.epsHost({ shape: at, data: xScaled }, t);
+    return u.epsHost({ shape: at, data: xScaled }, t, sigma);
   };
   try {
     const regional = [...positive, ...(negative ?? [])].some((c) => c.region);
@@ -128,14 +128,14 @@ async function regionalGuidance(
   shape: number[],
   positive: LoopCond[],
   negative: LoopCond[] | null,
-  epsOf: (c: LoopCond) => Promise<(xScaled: Float32Array, t: number) => Promise<Float32Array[]>>,
+  epsOf: (c: LoopCond) => Promise<(xScaled: Float32Array, t: number, sigma: number) => Promise<Float32Array[]>>,
 ): Promise<Denoiser> {
   const side = async (conds: LoopCond[]): Promise<Denoiser> => {
     const parts = [];
     for (const c of conds) {
       const eps = await epsOf(c);
       const d: Denoiser = async (x, sigma) =>
-        denoisedFrom(call.sampling.prediction, ms, x, (await eps(scaleInput(x, sigma), ms.timestep(sigma)))[0], sigma);
+        denoisedFrom(call.sampling.prediction, ms, x, (await eps(scaleInput(x, sigma), ms.timestep(sigma), sigma))[0], sigma);
       parts.push({
         region: c.region ?? { h: shape[2], w: shape[3], y: 0, x: 0, mult: new Float32Array(latentSize(shape)).fill(1) },
         d,

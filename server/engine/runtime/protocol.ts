@@ -29,10 +29,29 @@ export interface UNetExtra {
   timeIds: Tensor;
 }
 
+/**
+ * One applied ControlNet of a conditioning branch (ControlNetApply / ControlNetApplyAdvanced). The worker resizes the
+ * hint to the UNet input's size x 8 (nearest-exact, centre crop), runs the ControlNet on the branch's own UNet inputs
+ * and adds strength x its residuals while the step's sigma lies in the start/end percent range.
+ */
+export interface ControlRef {
+  /** absolute path of the ControlNet file */
+  path: string;
+  /** DiffControlNetLoader: the checkpoint whose UNet weights the file's differences are added to */
+  diffBase?: string;
+  /** the hint image, channels first [B, C, H, W], values in [0, 1] */
+  hint: Tensor;
+  strength: number;
+  startPercent: number;
+  endPercent: number;
+}
+
 /** One conditioning branch of a sampling loop: the UNet's context (and SDXL's pooled embeds and time ids). */
 export interface CondBranch {
   context: Tensor;
   extra?: UNetExtra;
+  /** ControlNets applied to this branch, in the order they were applied (their residuals sum) */
+  control?: ControlRef[];
 }
 
 /**

@@ -220,7 +220,7 @@ export function sessionOptionsFor(
   family: ModelFamily,
   tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING,
 ): InferenceSession.SessionOptions {
-  const convHeavy = component === 'unet' || component.startsWith('vae_');
+  const convHeavy = component === 'unet' || component === 'controlnet' || component.startsWith('vae_');
   const common = {
     graphOptimizationLevel: 'all' as const,
     executionMode: 'sequential' as const,

@@ -14,6 +14,7 @@ import ort from 'onnxruntime-node';
 import { toOrtFeeds } from '../onnx/session.js';
 import type { Tensor } from '../tensor.js';
 import { unetSession } from './components.js';
+import { ControlResiduals } from './control-residuals.js';
 import { deviceTensors } from './device-tensors.js';
 import type { CondBranch } from './protocol.js';
 import type { ModelRef } from '../types.js';
@@ -67,15 +68,28 @@ export class UNetBranches {
     private batched: boolean,
     private branchCount: number,
     private owned: ort.Tensor[],
+    /** ControlNet residuals when any branch has ControlNets (the UNet is then its controlled variant) */
+    private control: ControlResiduals | null = null,
   ) {}
 
-  /** Loads the UNet (LoRAs baked or fed) and puts the conditioning where it runs. */
-  static async open(store: SessionStore, model: ModelRef, branches: readonly CondBranch[]): Promise<UNetBranches> {
+  /**
+   * Loads the UNet (LoRAs baked or fed) and puts the conditioning where it runs. Branches with ControlNets need
+   * `percentToSigma` (the model sampling's, for their start/end ranges) and the sigma of every eps call.
+   */
+  static async open(
+    store: SessionStore,
+    model: ModelRef,
+    branches: readonly CondBranch[],
+    percentToSigma?: (p: number) => number,
+  ): Promise<UNetBranches> {
     const { config } = store.checkpoint(model.checkpoint);
     const adm = !!config.unet.adm;
     if (adm && branches.some((b) => !b.extra))
       throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
-    const { session, weightFeeds } = await unetSession(store, model);
+    const controlled = branches.some((b) => b.control?.length);
+    if (controlled && !percentToSigma) throw new Error('ControlNet is not supported by this sampling loop');
+    const { session, weightFeeds } = await unetSession(store, model, { control: controlled });
+    const control = controlled ? await ControlResiduals.open(store, model, branches, percentToSigma!) : null;
     const dev = deviceTensors(store);
     const owned: ort.Tensor[] = [];
     const up = async (t: Tensor) => {
@@ -108,14 +122,14 @@ export class UNetBranches {
       for (const [k, v] of Object.entries(g)) feeds[k] = await up(v);
       conds.push(feeds);
     }
-    return new UNetBranches(store, session, toOrtFeeds(weightFeeds), conds, batched, branches.length, owned);
+    return new UNetBranches(store, session, toOrtFeeds(weightFeeds), conds, batched, branches.length, owned, control);
   }
 
   /**
    * eps of every branch for the UNet input x (already scaled for the model) at timestep t. `x` may be a device
    * tensor (webgpu loops) or host data. The caller disposes GPU-buffer results (webgpu); host results are views.
    */
-  async eps(x: Tensor | ort.Tensor, t: number | ort.Tensor): Promise<ort.Tensor[]> {
+  async eps(x: Tensor | ort.Tensor, t: number | ort.Tensor, sigma?: number): Promise<ort.Tensor[]> {
     // host data: an engine Tensor (it has shape), or an ort CPU tensor (dims); else a GPU buffer (webgpu loops)
     const host = !('dims' in x)
       ? x
@@ -123,14 +137,23 @@ export class UNetBranches {
         ? { shape: [...x.dims], data: x.data as Float32Array }
         : null;
     const batch = host ? host.shape[0] : (x as ort.Tensor).dims[0];
+    if (this.control && (!host || typeof t !== 'number' || sigma === undefined))
+      throw new Error('a UNet call with ControlNets takes a host latent, a timestep number and the sigma');
+    let residuals: Record<string, Tensor>[] | null = null;
+    if (this.control) {
+      residuals = [];
+      for (let b = 0; b < this.branchCount; b++) residuals.push(await this.control.residuals(b, host!, t as number, sigma!));
+    }
     if (this.batched) {
       if (!host || typeof t !== 'number')
         throw new Error('a batched UNet call takes a host latent and a timestep number');
       const xs = concatBatch(Array.from({ length: this.branchCount }, () => host));
       const tFeed =
         typeof t === 'number' ? new ort.Tensor('float32', new Float32Array(xs.shape[0]).fill(t), [xs.shape[0]]) : t;
-      const out = (await this.run({ x: new ort.Tensor('float32', xs.data, xs.shape), t: tFeed, ...this.conds[0] }))
-        .data as Float32Array;
+      const ctl: Record<string, Tensor> = {};
+      if (residuals) for (const name of Object.keys(residuals[0])) ctl[name] = concatBatch(residuals.map((r) => r[name]));
+      const feeds = { x: new ort.Tensor('float32', xs.data, xs.shape), t: tFeed, ...this.conds[0], ...toOrtFeeds(ctl) };
+      const out = (await this.run(feeds)).data as Float32Array;
       const per = host.data.length;
       return Array.from(
         { length: this.branchCount },
@@ -140,15 +163,16 @@ export class UNetBranches {
     const xFeed = host ? new ort.Tensor('float32', host.data, host.shape) : (x as ort.Tensor);
     const tFeed = typeof t === 'number' ? new ort.Tensor('float32', new Float32Array(batch).fill(t), [batch]) : t;
     const eps: ort.Tensor[] = [];
-    for (const c of this.conds) eps.push(await this.run({ x: xFeed, t: tFeed, ...c }));
+    for (const [b, c] of this.conds.entries())
+      eps.push(await this.run({ x: xFeed, t: tFeed, ...c, ...(residuals ? toOrtFeeds(residuals[b]) : {}) }));
     return eps;
   }
 
   /** eps of every branch as host arrays (downloaded from GPU buffers on webgpu). */
-  async epsHost(x: Tensor, t: number): Promise<Float32Array[]> {
+  async epsHost(x: Tensor, t: number, sigma?: number): Promise<Float32Array[]> {
     const dev = deviceTensors(this.store);
     const out: Float32Array[] = [];
-    for (const e of await this.eps(x, t)) {
+    for (const e of await this.eps(x, t, sigma)) {
       try {
         out.push((await dev.download(e)).data);
       } finally {
