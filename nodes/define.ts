@@ -21,7 +21,16 @@ import type {
 } from '../server/executor/node-definition.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import type { NodeServices } from './services.js';
-import type { ClipValue, Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue, VaeValue } from './types.js';
+import type {
+  ClipValue,
+  Conditioning,
+  ControlNetValue,
+  LatentValue,
+  ModelValue,
+  SamplerValue,
+  SigmasValue,
+  VaeValue,
+} from './types.js';
 
 type Opts = Omit<InputOptions, 'default'>;
 
@@ -36,6 +45,7 @@ export interface SocketValues {
   MASK: Tensor;
   SAMPLER: SamplerValue;
   SIGMAS: SigmasValue;
+  CONTROL_NET: ControlNetValue;
 }
 type SocketValue<T extends string> = T extends keyof SocketValues ? SocketValues[T] : unknown;
 

@@ -5,10 +5,11 @@
  * Guidance itself runs in the engine worker's loops (runtime/ksampler-loop.ts, tcd-loop.ts).
  */
 import type { CondBranch } from '../server/engine/engine.js';
-import type { LoopCond } from '../server/engine/runtime/protocol.js';
+import type { ControlRef, LoopCond } from '../server/engine/runtime/protocol.js';
 import type { Region } from '../server/engine/sampling/regional.js';
 import type { Tensor } from '../server/engine/tensor.js';
-import type { CondEntry, Conditioning, ModelValue } from './types.js';
+import type { CondEntry, Conditioning, ControlApplied, ModelValue } from './types.js';
+import { controlFamilyProblem } from './controlnet.js';
 import { interpolate, roundHalfEven } from '../server/engine/ops/resize.js';
 
 function repeatBatch(t: Tensor, batch: number): Tensor {
@@ -42,7 +43,28 @@ export function condBranch(model: ModelValue, cond: Conditioning, shape: number[
     for (let b = 0; b < batch; b++) timeIds.set(ids, b * 6);
     extra = { textEmbeds: repeatBatch(e.pooled, batch), timeIds: { shape: [batch, 6], data: timeIds } };
   }
-  return { context, ...(extra ? { extra } : {}) };
+  const control = e.control?.length ? e.control.map((c) => controlRef(model, c, what)) : undefined;
+  return { context, ...(extra ? { extra } : {}), ...(control ? { control } : {}) };
+}
+
+/** An applied ControlNet as the worker loop takes it (hint channels first); another family is refused here. */
+function controlRef(model: ModelValue, c: ControlApplied, what: string): ControlRef {
+  const problem = controlFamilyProblem(model.config, c.net);
+  if (problem) throw new Error(`${what} conditioning: ${problem}`);
+  const [b, h, w, ch] = c.hint.shape;
+  const hint = new Float32Array(c.hint.data.length);
+  for (let n = 0; n < b; n++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++)
+        for (let k = 0; k < ch; k++) hint[((n * ch + k) * h + y) * w + x] = c.hint.data[((n * h + y) * w + x) * ch + k];
+  return {
+    path: c.net.path,
+    ...(c.net.diffBase ? { diffBase: c.net.diffBase } : {}),
+    hint: { shape: [b, ch, h, w], data: hint },
+    strength: c.strength,
+    startPercent: c.startPercent,
+    endPercent: c.endPercent,
+  };
 }
 
 /** Whether a conditioning needs per-entry regions (several entries, areas or masks): calc_cond_batch's work. */

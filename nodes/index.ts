@@ -15,6 +15,7 @@ import * as imageOps from './image-ops.js';
 import * as conditioningOps from './conditioning-ops.js';
 import * as saveImageWebsocket from './save-image-websocket.js';
 import * as vaeDecodeTiled from './vae-decode-tiled.js';
+import * as controlnet from './controlnet.js';
 
 type Def = Registry<NodeServices> extends Map<string, infer D> ? D : never;
 
@@ -39,6 +40,7 @@ export function createRegistry(): Registry<NodeServices> {
     checkpointSave,
     saveImageWebsocket,
     vaeDecodeTiled,
+    controlnet,
   ]) {
     for (const v of Object.values(family))
       if (isDefinition(v)) {

@@ -2,6 +2,7 @@
  * Sampler nodes: TCDSampler (diffusers' TCDScheduler exactly), KSampler and KSamplerAdvanced (ComfyUI semantics),
  * SamplerCustom with KSamplerSelect, BasicScheduler and SamplerTCD.
  */
+import { controlToUncond } from './controlnet.js';
 import { defineNode, seedInput, seedValue, t } from './define.js';
 import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
@@ -88,6 +89,8 @@ export const TCDSampler = defineNode({
       ['positive', a.positive],
       ['negative', a.negative],
     ] as const) {
+      if (c?.some((e) => e.control?.length))
+        throw new Error(`${name} has ControlNets applied, which TCDSampler does not run; use KSampler with sampler "tcd"`);
       if (isRegional(c))
         throw new Error(
           `${name} has several entries, areas or masks (regional prompts), which TCDSampler does not apply; use KSampler with sampler "tcd"`,
@@ -199,7 +202,7 @@ async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denois
   // cfg 1 skips the negative side (except for the cfg_pp samplers): it need not be valid then
   const needsNegative = Math.abs(r.cfg - 1) > 1e-9 || CFG_PP_SAMPLERS.has(r.sampler.name);
   const positive = loopConds(r.model, r.positive, shape, 'positive');
-  const negative = needsNegative ? loopConds(r.model, r.negative, shape, 'negative') : [];
+  const negative = needsNegative ? loopConds(r.model, controlToUncond(r.positive, r.negative), shape, 'negative') : [];
   const noise = r.addNoise ? seedNoise(r.seed, shape, r.latent.batch_index) : new Float32Array(lat.length);
   const mask = r.latent.noise_mask ? denoiseMask(r.latent.noise_mask, shape) : undefined;
   ctx.checkInterrupted();

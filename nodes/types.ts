@@ -2,7 +2,7 @@
  * The values that flow between diffusion nodes. MODEL/CLIP/VAE are serializable descriptors (checkpoint path,
  * LoRA list, clip skip) plus the detected config: nodes never hold weights, the engine does.
  */
-import type { ModelConfig } from '../server/engine/model/config.js';
+import type { ModelConfig, ModelFamily } from '../server/engine/model/config.js';
 import type { ClipRef, ModelRef, VaeRef } from '../server/engine/engine.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import type { SamplingSpec } from '../server/engine/sampling/model-sampling-variants.js';
@@ -47,8 +47,34 @@ export interface CondEntry {
   maskStrength?: number;
   /** set_cond_area "mask bounds": the area becomes the mask's bounding box */
   setAreaToBounds?: boolean;
+  /** ControlNets applied to this entry, earliest first (ComfyUI's previous_controlnet chain) */
+  control?: ControlApplied[];
+  /** ControlNetApply (the old node): the negative side takes this entry's ControlNets when it has none */
+  controlApplyToUncond?: boolean;
 }
 export type Conditioning = CondEntry[];
+
+/**
+ * CONTROL_NET: a ControlNet file (headers read, family known) and, from DiffControlNetLoader, the checkpoint whose
+ * UNet weights its differences are added to.
+ */
+export interface ControlNetValue {
+  path: string;
+  name: string;
+  family: ModelFamily;
+  hintChannels: number;
+  diffBase?: string;
+}
+
+/** One ControlNetApply(Advanced) on a conditioning entry: what the sampler's worker loop runs per step. */
+export interface ControlApplied {
+  net: ControlNetValue;
+  /** IMAGE [B, H, W, C] */
+  hint: Tensor;
+  strength: number;
+  startPercent: number;
+  endPercent: number;
+}
 
 /**
  * LATENT: samples in VAE space (the decoder's input), [B, 4, H/8, W/8]; noise_mask [B or 1, 1, h, w] (any size) says

@@ -11,6 +11,7 @@ import type { NodeServices } from '../nodes/services.js';
 import { Engine, checkRequestedProvider, type EngineOptions } from './engine/engine.js';
 import { gpuTuningOf, settingsWith, type Settings } from './settings.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
+import { ensureDemoControlNet } from './tools/make-controlnet.js';
 import { startServer, type RunningServer } from './app/server.js';
 import type { ModelFolders } from './storage/model-folders.js';
 import { loadExtraModelPaths } from './storage/extra-model-paths.js';
@@ -82,6 +83,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
   const engine = engineOptions(r, log);
   if (r.demo) {
     const p = await ensureDemoCheckpoint(r.models);
+    await ensureDemoControlNet(r.models); // workflows/controlnet.json's ControlNet (matches the demo model)
     log(`demo model: ${p} (random weights: it draws noise-like images until you add a real checkpoint)`);
   }
   const extra = loadExtraModelPaths(r.extraModelPaths);

@@ -22,6 +22,7 @@ import { ModelFolders } from './storage/model-folders.js';
 import { engineOptions, makeServices } from './host.js';
 import type { Settings } from './settings.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
+import { ensureDemoControlNet } from './tools/make-controlnet.js';
 import { checkRequestedProvider } from './engine/engine.js';
 import type { Registry } from './executor/node-definition.js';
 import type { ImageRef } from '../protocol/images.js';
@@ -248,7 +249,10 @@ export async function runCommand(s: Settings, positionals: string[]): Promise<nu
     return 1;
   }
   const registry = createRegistry();
-  if (s.demo) await ensureDemoCheckpoint(s.models);
+  if (s.demo) {
+    await ensureDemoCheckpoint(s.models);
+    await ensureDemoControlNet(s.models);
+  }
   mkdirSync(s.output, { recursive: true });
   const services = makeServices(
     new ModelFolders(s.models),

@@ -246,9 +246,11 @@ function own(t: Tensor): Tensor {
 }
 
 /** A conditioning branch in fresh buffers. */
-function ownBranch(b: CondBranch): CondBranch {
+function ownBranch<B extends CondBranch>(b: B): B {
   return {
+    ...b,
     context: own(b.context),
+    ...(b.control ? { control: b.control.map((c) => ({ ...c, hint: own(c.hint) })) } : {}),
     ...(b.extra ? { extra: { textEmbeds: own(b.extra.textEmbeds), timeIds: own(b.extra.timeIds) } } : {}),
   };
 }

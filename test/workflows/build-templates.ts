@@ -180,7 +180,22 @@ function modelMerge() {
   ]);
 }
 
+/** A hint image steers the layout through a ControlNet (ControlNetApplyAdvanced on both sides, 0..80% of the steps) */
+function controlnet() {
+  return buildWorkflow([
+    ...demoFront('a stone bridge over a river, autumn trees'),
+    { id: 10, type: 'ControlNetLoader', title: 'Demo ControlNet (replace with a ControlNet for your model)', pos: [40, 500], widgets: ['tcd-studio-demo-controlnet-sdxl.safetensors'] },
+    { id: 11, type: 'LoadImage', title: 'Hint image (e.g. a canny edge map)', pos: [40, 700], widgets: ['example.png', 'image'] },
+    { id: 12, type: 'ControlNetApplyAdvanced', pos: [760, 400], widgets: [0.8, 0, 0.8], from: { positive: [2, 0], negative: [3, 0], control_net: [10, 0], image: [11, 0], vae: [1, 2] } },
+    { id: 4, type: 'EmptyLatentImage', pos: [760, 700], widgets: [512, 512, 1] },
+    { id: 5, type: 'KSampler', pos: [1120, 200], widgets: [42, 'fixed', 8, 2, 'euler', 'normal', 1], from: { model: [1, 0], positive: [12, 0], negative: [12, 1], latent_image: [4, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1480, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [1720, 200], widgets: ['controlnet'], from: { images: [6, 0] } },
+  ]);
+}
+
 export const TEMPLATES: Record<string, () => unknown> = {
+  controlnet,
   'hires-fix': hiresFix,
   'model-merge': modelMerge,
   'area-composition': areaComposition,

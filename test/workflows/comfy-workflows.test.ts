@@ -9,6 +9,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRegistry } from '../../nodes/index.js';
 import { ensureDemoCheckpoint } from '../../server/tools/make-checkpoint.js';
+import { ensureDemoControlNet } from '../../server/tools/make-controlnet.js';
 import { uiToApi, type UiWorkflow } from '../../server/workflow/convert.js';
 import { decodePng, encodePng } from '../../server/storage/png.js';
 import type { Prompt } from '../../server/executor/prompt.js';
@@ -19,6 +20,7 @@ let h: Harness;
 before(async () => {
   h = makeHarness();
   await ensureDemoCheckpoint(h.dirs.models);
+  await ensureDemoControlNet(h.dirs.models);
   // the templates' example.png: 64x64, opaque except a transparent 16x16 square (the area to inpaint)
   const w = 64, hh = 64, rgba = new Uint8Array(w * hh * 4);
   for (let y = 0; y < hh; y++) for (let x = 0; x < w; x++) {
@@ -89,4 +91,22 @@ test('model-merge: ModelMergeSimple of two checkpoints feeds KSampler', async ()
   set(p, 'EmptyLatentImage', 'width', 64);
   set(p, 'EmptyLatentImage', 'height', 64);
   assert.deepEqual(await savedSize(p, 'model-merge'), [64, 64]);
+});
+
+test('controlnet: ControlNetLoader + ControlNetApplyAdvanced steer KSampler (strength 0 gives other pixels)', async () => {
+  const p = load('controlnet');
+  set(p, 'EmptyLatentImage', 'width', 64);
+  set(p, 'EmptyLatentImage', 'height', 64);
+  set(p, 'KSampler', 'steps', 2);
+  const pixels = async (strength: number) => {
+    set(p, 'ControlNetApplyAdvanced', 'strength', strength);
+    assert.deepEqual(await savedSize(p, 'controlnet'), [64, 64]);
+    const file = readdirSync(h.dirs.output).filter((f) => f.startsWith('controlnet')).sort().at(-1)!;
+    return decodePng(readFileSync(join(h.dirs.output, file))).rgba;
+  };
+  const controlled = await pixels(0.8);
+  const plain = await pixels(0);
+  let changed = 0;
+  for (let i = 0; i < plain.length; i++) if (Math.abs(plain[i] - controlled[i]) > 4) changed++;
+  assert.ok(changed > plain.length / 10, `the ControlNet changed ${changed} of ${plain.length} channel values`);
 });

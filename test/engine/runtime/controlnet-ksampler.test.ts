@@ -1,0 +1,121 @@
+/**
+ * A whole KSampler run with ControlNetApplyAdvanced semantics in the engine worker's loop (Engine.sampleK): euler,
+ * normal schedule, cfg 4 on sd1_tiny, the ControlNet on both sides at strength 0.9 between 20% and 70% of the
+ * sampling, against test/data/controlnet's reference (ComfyUI's get_control / control_merge / apply_control over
+ * torch). Also: a ControlNet of another family is refused before any step runs.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine } from '../../../server/engine/engine.js';
+import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
+import { TorchGenerator } from '../../../server/engine/rng.js';
+import { DiscreteModelSampling } from '../../../server/engine/sampling/model-sampling.js';
+import { ksamplerSigmas } from '../../../server/engine/sampling/schedules.js';
+import type { Tensor } from '../../../server/engine/tensor.js';
+import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+import { makeTestControlNets } from '../../helpers/controlnet-files.js';
+
+const skip = fixtureSkip();
+const REF_DIR = join(import.meta.dirname, '..', '..', 'data', 'controlnet');
+const refSkip = skip || (existsSync(join(REF_DIR, 'reference.json')) ? false : 'no test/data/controlnet reference');
+let dir: string, engine: Engine, cn: { sd1: string; sdxl: string };
+
+before(async () => {
+  if (skip) return;
+  dir = mkdtempSync(join(tmpdir(), 'tcd-cn-ksampler-'));
+  cn = await makeTestControlNets(dir, fixturePath(''));
+  engine = new Engine({ cacheDir: join(dir, 'cache'), log: () => {} });
+});
+after(async () => {
+  await engine?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function channelsFirst(img: Tensor): Tensor {
+  const [b, h, w, c] = img.shape;
+  const out = new Float32Array(img.data.length);
+  for (let n = 0; n < b; n++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++)
+        for (let k = 0; k < c; k++) out[((n * c + k) * h + y) * w + x] = img.data[((n * h + y) * w + x) * c + k];
+  return { shape: [b, c, h, w], data: out };
+}
+
+const shape = [1, 4, 8, 8];
+
+test('KSampler run with ControlNetApplyAdvanced (strength 0.9, 0.2..0.7) matches the reference', { skip: refSkip }, async () => {
+  const file = SafetensorsFile.open(join(REF_DIR, 'reference.safetensors'));
+  const c = JSON.parse(readFileSync(join(REF_DIR, 'reference.json'), 'utf8')).cases.ksampler;
+  const ms = DiscreteModelSampling.sd();
+  const sigmas = ksamplerSigmas(ms, c.sampler, c.scheduler, c.steps, 1);
+  assert.ok(maxAbsDiff(sigmas, c.sigmas) < 1e-5, 'the schedule is the reference one');
+  // the range check of get_control, step by step: which sigmas lie in [sigma(end), sigma(start)]
+  const from = ms.percentToSigma(c.start_percent),
+    to = ms.percentToSigma(c.end_percent);
+  assert.ok(Math.abs(from - c.range_sigmas[0]) < 1e-5 * from && Math.abs(to - c.range_sigmas[1]) < 1e-5 * to);
+  assert.deepEqual(
+    sigmas.slice(0, -1).map((s) => !(s > from || s < to)),
+    c.control_applied,
+  );
+  assert.ok(c.control_applied.includes(true) && c.control_applied.includes(false), 'the range cuts the run');
+  const control = [
+    {
+      path: cn.sd1,
+      hint: channelsFirst(file.readTensor(c.hint)),
+      strength: c.strength,
+      startPercent: c.start_percent,
+      endPercent: c.end_percent,
+    },
+  ];
+  const run = (withControl: boolean) =>
+    engine.sampleK({
+      model: { checkpoint: fixturePath('sd1_tiny.safetensors'), loras: [] },
+      sampling: { prediction: 'eps', zsnr: false },
+      sampler: c.sampler,
+      sigmas,
+      latent: { shape, data: new Float32Array(4 * 8 * 8) },
+      noise: new TorchGenerator(BigInt(c.seed)).randn(shape),
+      seed: String(c.seed),
+      positive: [{ context: file.readTensor(c.positive), ...(withControl ? { control } : {}) }],
+      negative: [{ context: file.readTensor(c.negative), ...(withControl ? { control } : {}) }],
+      cfg: c.cfg,
+    });
+  const out = await run(true);
+  const ref = file.readTensor(c.out);
+  const d = maxAbsDiff(out.x.data, ref.data);
+  assert.ok(d <= componentTolerance(ref.data), `final latent off by ${d}`);
+  const plain = await run(false);
+  assert.ok(maxAbsDiff(plain.x.data, ref.data) > 100 * componentTolerance(ref.data), 'the ControlNet changed the run');
+});
+
+test('a ControlNet of another family is refused before any step runs', { skip }, async () => {
+  const hint = { shape: [1, 3, 64, 64], data: new Float32Array(3 * 64 * 64) };
+  const steps: number[] = [];
+  await assert.rejects(
+    engine.sampleK(
+      {
+        model: { checkpoint: fixturePath('sd1_tiny.safetensors'), loras: [] },
+        sampling: { prediction: 'eps', zsnr: false },
+        sampler: 'euler',
+        sigmas: [14.6, 1, 0],
+        latent: { shape, data: new Float32Array(4 * 8 * 8) },
+        noise: new Float32Array(4 * 8 * 8),
+        seed: '1',
+        positive: [
+          {
+            context: { shape: [1, 77, 128], data: new Float32Array(77 * 128) },
+            control: [{ path: cn.sdxl, hint, strength: 1, startPercent: 0, endPercent: 1 }],
+          },
+        ],
+        negative: [],
+        cfg: 1,
+      },
+      { onStep: (p) => steps.push(p.step) },
+    ),
+    /SDXL ControlNet cannot control an SD1 model/,
+  );
+  assert.deepEqual(steps, []);
+});
