@@ -567,7 +567,7 @@ export const SETTINGS = {
   // make-checkpoint
   arch: optional({
     flag: 'arch',
-    meta: 'sd15|sdxl|demo',
+    meta: 'sd15|sdxl|demo|sd15-inpaint|sdxl-inpaint|tiny-sd1-inpaint',
     parse: text,
     commands: ['make-checkpoint'],
     group: 'make-checkpoint',
@@ -634,7 +634,7 @@ export const COMMANDS: Record<Command, { usage: string; summary: string; positio
   convert: { usage: 'convert WORKFLOW.json [options]', summary: 'UI-format workflow to API format', positionals: true },
   models: { usage: 'models list | pull NAME... [options]', summary: 'list or download models', positionals: true },
   'make-checkpoint': {
-    usage: 'make-checkpoint --arch sd15|sdxl|demo --out FILE [options]',
+    usage: 'make-checkpoint --arch sd15|sdxl|demo|sd15-inpaint|sdxl-inpaint|tiny-sd1-inpaint --out FILE [options]',
     summary: 'a random-weight test checkpoint',
     positionals: false,
   },

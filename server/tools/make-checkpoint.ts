@@ -14,8 +14,8 @@ import { writeSafetensors, type WritableDtype } from '../engine/io/safetensors-w
 import { SafetensorsFile } from '../engine/io/safetensors.js';
 import { detectCheckpoint } from '../engine/model/detect.js';
 
-export type PresetName = 'sd15' | 'sdxl' | 'demo';
-export const PRESETS: readonly PresetName[] = ['sd15', 'sdxl', 'demo'];
+export type PresetName = 'sd15' | 'sdxl' | 'demo' | 'sd15-inpaint' | 'sdxl-inpaint' | 'tiny-sd1-inpaint';
+export const PRESETS: readonly PresetName[] = ['sd15', 'sdxl', 'demo', 'sd15-inpaint', 'sdxl-inpaint', 'tiny-sd1-inpaint'];
 export const DEMO_CHECKPOINT_NAME = 'tcd-studio-demo-sdxl.safetensors';
 export const DEMO_SEED = 20240507;
 
@@ -112,11 +112,50 @@ function sdxlFamily(o: {
 }
 
 /**
+ * An inpainting variant of a config: the UNet's first conv reads 9 channels (the noisy latent, then the mask and the
+ * masked image's latent: sd-v1-5-inpainting and SDXL inpainting 0.1), everything else unchanged.
+ */
+function inpaintVariant(cfg: ModelConfig): ModelConfig {
+  return { ...cfg, unet: { ...cfg.unet, inChannels: cfg.unet.outChannels + 1 + cfg.vae.latentChannels } };
+}
+
+/**
  * Built-in configs: 'sd15' and 'sdxl' are the released architectures (same keys and shapes as the real files);
  * 'demo' is a small SDXL-family model (~14M parameters, < 30 MB in fp16) that runs 512x512 in seconds on a CPU.
+ * '*-inpaint' are their 9-channel inpainting versions; 'tiny-sd1-inpaint' is a very small SD1-layout inpainting
+ * model for tests (the test/data/inpaint references were made from it with seed 16).
  */
 export function presetConfig(name: PresetName): ModelConfig {
   switch (name) {
+    case 'sd15-inpaint':
+      return inpaintVariant(presetConfig('sd15'));
+    case 'sdxl-inpaint':
+      return inpaintVariant(presetConfig('sdxl'));
+    case 'tiny-sd1-inpaint':
+      return inpaintVariant({
+        family: 'sd1',
+        textEncoders: [hfClip('cond_stage_model.transformer.', 64, 2)],
+        unet: {
+          prefix: 'model.diffusion_model.',
+          inChannels: 4,
+          outChannels: 4,
+          modelChannels: 32,
+          channelMult: [1, 2],
+          numResBlocks: 1,
+          transformerDepth: [1, 1],
+          transformerDepthMiddle: 1,
+          contextDim: 64,
+          numHeads: 8,
+          headChannels: null,
+          linearProjection: false,
+          timeEmbedDim: 128,
+          adm: null,
+          normGroups: 32,
+        },
+        vae: vae(32, [1, 1, 2, 2], 1, 0.18215),
+        defaultClipSkip: -1,
+        predictionType: 'epsilon',
+      });
     case 'sd15':
       return {
         family: 'sd1',
