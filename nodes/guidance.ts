@@ -11,6 +11,8 @@ import type { Tensor } from '../server/engine/tensor.js';
 import type { CondEntry, Conditioning, ControlApplied, ModelValue } from './types.js';
 import { controlFamilyProblem } from './controlnet.js';
 import { interpolate, roundHalfEven } from '../server/engine/ops/resize.js';
+import { concatChannels } from '../server/engine/model/config.js';
+import { concatWidth, cropConcat, inpaintConcat, type ConcatSource } from './inpaint-concat.js';
 
 function repeatBatch(t: Tensor, batch: number): Tensor {
   const per = t.data.length / t.shape[0];
@@ -25,9 +27,20 @@ function firstEntry(cond: Conditioning, what: string): CondEntry {
   return cond[0];
 }
 
-/** The UNet inputs of one conditioning branch at a latent shape [B, 4, h, w]: context (and SDXL's pooled + time ids). */
-export function condBranch(model: ModelValue, cond: Conditioning, shape: number[], what: string): CondBranch {
+/**
+ * The UNet inputs of one conditioning branch at a latent shape [B, 4, h, w]: context (and SDXL's pooled + time ids;
+ * for an inpainting UNet the concat channels, from the entry and the sampler's latent and mask: inpaint-concat.ts).
+ * `region` cuts the concat (computed at the full latent `src` describes) to a regional entry's area.
+ */
+export function condBranch(
+  model: ModelValue,
+  cond: Conditioning,
+  shape: number[],
+  what: string,
+  src?: ConcatSource & { shape: number[]; region?: Region },
+): CondBranch {
   const e = firstEntry(cond, what);
+  const concat = inpaintConcatFor(model, e, shape, what, src);
   const [batch, , h, w] = shape;
   const context = repeatBatch(e.context, batch);
   let extra: { textEmbeds: Tensor; timeIds: Tensor } | undefined;
@@ -44,7 +57,7 @@ export function condBranch(model: ModelValue, cond: Conditioning, shape: number[
     extra = { textEmbeds: repeatBatch(e.pooled, batch), timeIds: { shape: [batch, 6], data: timeIds } };
   }
   const control = e.control?.length ? e.control.map((c) => controlRef(model, c, what)) : undefined;
-  return { context, ...(extra ? { extra } : {}), ...(control ? { control } : {}) };
+  return { context, ...(extra ? { extra } : {}), ...(control ? { control } : {}), ...(concat ? { concat } : {}) };
 }
 
 /** An applied ControlNet as the worker loop takes it (hint channels first); another family is refused here. */
@@ -66,6 +79,29 @@ function controlRef(model: ModelValue, c: ControlApplied, what: string): Control
     endPercent: c.endPercent,
   };
 }
+
+function inpaintConcatFor(
+  model: ModelValue,
+  e: CondEntry,
+  shape: number[],
+  what: string,
+  src?: ConcatSource & { shape: number[]; region?: Region },
+): Tensor | undefined {
+  const n = concatChannels(model.config.unet);
+  if (n === 0) return undefined;
+  const latentChannels = model.config.vae.latentChannels;
+  if (n !== concatWidth(latentChannels))
+    throw new Error(
+      `the model's UNet reads ${model.config.unet.inChannels} channels; inpainting models read ` +
+        `${model.config.unet.outChannels + concatWidth(latentChannels)} (latent, mask, masked image latent)`,
+    );
+  const full = src?.shape ?? shape;
+  const c = inpaintConcat(e, full, model.config.vae.scalingFactor, src ?? { latent: new Float32Array(size(full)) });
+  if (c.shape.slice(2).join() !== full.slice(2).join()) throw new Error(`${what}: inpainting concat size mismatch`);
+  return src?.region ? cropConcat(c, src.region) : c;
+}
+
+const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** Whether a conditioning needs per-entry regions (several entries, areas or masks): calc_cond_batch's work. */
 export function isRegional(cond: Conditioning | undefined): boolean {
@@ -164,11 +200,18 @@ export function regionOf(e: CondEntry, shape: number[], what: string): Region {
  * One side of guidance as the worker's k-sampler loop takes it: one entry at the latent's shape, or, for regional
  * conditioning (several entries, areas or masks), every entry at its region's shape with the region and its weights.
  */
-export function loopConds(model: ModelValue, cond: Conditioning, shape: number[], what: string): LoopCond[] {
-  if (!isRegional(cond)) return [condBranch(model, cond, shape, what)];
+export function loopConds(
+  model: ModelValue,
+  cond: Conditioning,
+  shape: number[],
+  what: string,
+  src?: ConcatSource,
+): LoopCond[] {
+  const full = src ? { ...src, shape } : undefined;
+  if (!isRegional(cond)) return [condBranch(model, cond, shape, what, full)];
   const [B, C] = shape;
   return cond.map((e) => {
     const region = regionOf(e, shape, what);
-    return { ...condBranch(model, [e], [B, C, region.h, region.w], what), region };
+    return { ...condBranch(model, [e], [B, C, region.h, region.w], what, full && { ...full, region }), region };
   });
 }

@@ -90,7 +90,9 @@ export const TCDSampler = defineNode({
       ['negative', a.negative],
     ] as const) {
       if (c?.some((e) => e.control?.length))
-        throw new Error(`${name} has ControlNets applied, which TCDSampler does not run; use KSampler with sampler "tcd"`);
+        throw new Error(
+          `${name} has ControlNets applied, which TCDSampler does not run; use KSampler with sampler "tcd"`,
+        );
       if (isRegional(c))
         throw new Error(
           `${name} has several entries, areas or masks (regional prompts), which TCDSampler does not apply; use KSampler with sampler "tcd"`,
@@ -108,8 +110,9 @@ export const TCDSampler = defineNode({
     const noises = eta > 0 ? timesteps.slice(1).map(() => gen.randn(shape)) : [];
     const x = denoise >= 1 ? noise : tcdAddNoise(scaled(latent.data, scale), noise, timesteps[0]);
     // diffusers runs the negative branch only for guidance_scale > 1
-    const positive = condBranch(model, a.positive, shape, 'positive');
-    const negative = cfg > 1 && a.negative ? condBranch(model, a.negative, shape, 'negative') : undefined;
+    const src = { latent: scaled(latent.data, scale), shape };
+    const positive = condBranch(model, a.positive, shape, 'positive', src);
+    const negative = cfg > 1 && a.negative ? condBranch(model, a.negative, shape, 'negative', src) : undefined;
     ctx.checkInterrupted();
     const previews = !!ctx.services.previews;
     // the whole loop runs in the engine worker (latents stay on the GPU there); progress comes back per step
@@ -175,7 +178,7 @@ function seedNoise(seed: bigint, shape: number[], batchIndex?: number[]): Float3
 }
 
 /** ComfyUI's prepare_mask: the noise mask resized (bilinear) to the latent, repeated over channels and batch. */
-function denoiseMask(mask: Tensor, shape: number[]): Float32Array {
+export function denoiseMask(mask: Tensor, shape: number[]): Float32Array {
   const [b, c, h, w] = shape;
   const [mh, mw] = mask.shape.slice(-2),
     mb = mask.data.length / (mh * mw);
@@ -201,10 +204,14 @@ async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denois
   if (r.sigmas.length < 2) return { x: lat, denoised: lat };
   // cfg 1 skips the negative side (except for the cfg_pp samplers): it need not be valid then
   const needsNegative = Math.abs(r.cfg - 1) > 1e-9 || CFG_PP_SAMPLERS.has(r.sampler.name);
-  const positive = loopConds(r.model, r.positive, shape, 'positive');
-  const negative = needsNegative ? loopConds(r.model, controlToUncond(r.positive, r.negative), shape, 'negative') : [];
-  const noise = r.addNoise ? seedNoise(r.seed, shape, r.latent.batch_index) : new Float32Array(lat.length);
   const mask = r.latent.noise_mask ? denoiseMask(r.latent.noise_mask, shape) : undefined;
+  // inpainting UNets also read the mask and the masked image (inpaint-concat.ts); plain models ignore `src`
+  const src = { latent: lat, ...(mask ? { denoiseMask: mask } : {}) };
+  const positive = loopConds(r.model, r.positive, shape, 'positive', src);
+  const negative = needsNegative
+    ? loopConds(r.model, controlToUncond(r.positive, r.negative), shape, 'negative', src)
+    : [];
+  const noise = r.addNoise ? seedNoise(r.seed, shape, r.latent.batch_index) : new Float32Array(lat.length);
   ctx.checkInterrupted();
   const result = await ctx.services
     .engine()

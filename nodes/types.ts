@@ -51,6 +51,12 @@ export interface CondEntry {
   control?: ControlApplied[];
   /** ControlNetApply (the old node): the negative side takes this entry's ControlNets when it has none */
   controlApplyToUncond?: boolean;
+  /**
+   * InpaintModelConditioning: what an inpainting UNet gets beside the latent (ComfyUI's concat_latent_image and
+   * concat_mask): the masked image's latent (VAE space, [B, 4, h, w]) and the mask in pixels ([B, 1, H, W]).
+   */
+  concatLatent?: Tensor;
+  concatMask?: Tensor;
 }
 export type Conditioning = CondEntry[];
 

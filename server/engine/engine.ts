@@ -67,6 +67,7 @@ import type {
   EncodedText,
   KSamplerLoopCall,
   KSamplerLoopResult,
+  LoopCond,
   RuntimeStats,
   StepProgress,
   TcdLoopCall,
@@ -245,13 +246,15 @@ function own(t: Tensor): Tensor {
   return { shape: [...t.shape], data: t.data.slice() };
 }
 
-/** A conditioning branch in fresh buffers. */
-function ownBranch<B extends CondBranch>(b: B): B {
+/** A conditioning branch (or loop entry, with its region) in fresh buffers; every field travels. */
+function ownBranch<B extends LoopCond>(b: B): B {
   return {
     ...b,
     context: own(b.context),
     ...(b.control ? { control: b.control.map((c) => ({ ...c, hint: own(c.hint) })) } : {}),
     ...(b.extra ? { extra: { textEmbeds: own(b.extra.textEmbeds), timeIds: own(b.extra.timeIds) } } : {}),
+    ...(b.concat ? { concat: own(b.concat) } : {}),
+    ...(b.region ? { region: { ...b.region, mult: b.region.mult.slice() } } : {}),
   };
 }
 
@@ -327,8 +330,18 @@ export class Engine {
     return this.client.call<EncodedText>({ op: 'encodeText', clip: { ...clip, loras: [...clip.loras] }, text });
   }
 
-  /** Predicted noise for latents x [B, 4, H, W] at float timesteps t [B] (SDXL adds pooled text embeds and time ids). */
-  unet(model: ModelRef, x: Tensor, t: Float32Array, context: Tensor, extra?: UNetExtra): Promise<Tensor> {
+  /**
+   * Predicted noise for latents x [B, 4, H, W] at float timesteps t [B] (SDXL adds pooled text embeds and time ids;
+   * inpainting UNets take `concat` [B, 5, H, W]: mask, then the masked image's latent).
+   */
+  unet(
+    model: ModelRef,
+    x: Tensor,
+    t: Float32Array,
+    context: Tensor,
+    extra?: UNetExtra,
+    concat?: Tensor,
+  ): Promise<Tensor> {
     const batch = x.shape[0];
     if (x.shape.length !== 4) throw new Error(`unet: x must be [B, C, H, W], got [${x.shape}]`);
     if (t.length !== batch) throw new Error(`unet: ${t.length} timesteps for a batch of ${batch}`);
@@ -342,6 +355,7 @@ export class Engine {
       t: t.slice(),
       context: own(context),
       ...(extra ? { extra: { textEmbeds: own(extra.textEmbeds), timeIds: own(extra.timeIds) } } : {}),
+      ...(concat ? { concat: own(concat) } : {}),
     };
     return this.client.call<Tensor>(call);
   }

@@ -15,7 +15,14 @@ import { SafetensorsFile } from '../engine/io/safetensors.js';
 import { detectCheckpoint } from '../engine/model/detect.js';
 
 export type PresetName = 'sd15' | 'sdxl' | 'demo' | 'sd15-inpaint' | 'sdxl-inpaint' | 'tiny-sd1-inpaint';
-export const PRESETS: readonly PresetName[] = ['sd15', 'sdxl', 'demo', 'sd15-inpaint', 'sdxl-inpaint', 'tiny-sd1-inpaint'];
+export const PRESETS: readonly PresetName[] = [
+  'sd15',
+  'sdxl',
+  'demo',
+  'sd15-inpaint',
+  'sdxl-inpaint',
+  'tiny-sd1-inpaint',
+];
 export const DEMO_CHECKPOINT_NAME = 'tcd-studio-demo-sdxl.safetensors';
 export const DEMO_SEED = 20240507;
 

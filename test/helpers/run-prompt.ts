@@ -38,7 +38,10 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export function makeHarness(modelSource?: string, opts: { previews?: boolean } = {}): Harness {
+export function makeHarness(
+  modelSource?: string,
+  opts: { previews?: boolean; nodes?: ReturnType<typeof defineNode>[] } = {},
+): Harness {
   const root = mkdtempSync(join(tmpdir(), 'tcd-run-'));
   const dirs = {
     root,
@@ -72,6 +75,8 @@ export function makeHarness(modelSource?: string, opts: { previews?: boolean } =
       }),
     );
   }
+  // test-only sources (e.g. an IMAGE made of exact float values)
+  for (const def of opts.nodes ?? []) registry.set(def.id, def);
   const services = makeServices(
     new ModelFolders(dirs.models),
     { output: dirs.output, input: dirs.input, temp: dirs.temp },

@@ -125,6 +125,24 @@ function inpaint() {
   ]);
 }
 
+/**
+ * LoadImage (alpha = mask) -> InpaintModelConditioning -> KSampler: the graph for inpainting checkpoints
+ * (sd-v1-5-inpainting, SDXL inpainting), whose 9-channel UNet reads the masked image and the mask; the demo model
+ * (4 channels) stands in and, as in ComfyUI, only uses the noise mask
+ */
+function inpaintModel() {
+  return buildWorkflow([
+    { id: 1, type: 'CheckpointLoaderSimple', title: 'Demo model (replace with an inpainting checkpoint, e.g. sd-v1-5-inpainting)', pos: [40, 200], widgets: [DEMO] },
+    { id: 2, type: 'CLIPTextEncode', title: 'Positive', pos: [400, 120], widgets: ['a vase of sunflowers on the table'], from: { clip: [1, 1] } },
+    { id: 3, type: 'CLIPTextEncode', title: 'Negative', pos: [400, 360], widgets: [NEGATIVE], from: { clip: [1, 1] } },
+    { id: 4, type: 'LoadImage', title: 'Image with a transparent area to repaint', pos: [40, 600], widgets: ['example.png', 'image'] },
+    { id: 8, type: 'InpaintModelConditioning', pos: [780, 500], widgets: [true], from: { positive: [2, 0], negative: [3, 0], vae: [1, 2], pixels: [4, 0], mask: [4, 1] } },
+    { id: 5, type: 'KSampler', pos: [1140, 200], widgets: [42, 'fixed', 8, 1, 'tcd', 'simple', 1], from: { model: [1, 0], positive: [8, 0], negative: [8, 1], latent_image: [8, 2] } },
+    { id: 6, type: 'VAEDecode', pos: [1500, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 7, type: 'SaveImage', pos: [1740, 200], widgets: ['inpaint-model'], from: { images: [6, 0] } },
+  ]);
+}
+
 /** LoadImage -> ImagePadForOutpaint (mask = the new border, feathered) -> VAEEncodeForInpaint -> KSampler -> decode */
 function outpaint() {
   return buildWorkflow([
@@ -200,6 +218,7 @@ export const TEMPLATES: Record<string, () => unknown> = {
   'model-merge': modelMerge,
   'area-composition': areaComposition,
   inpaint,
+  'inpaint-model': inpaintModel,
   outpaint,
   'comfyui-tcd': comfyuiTcd,
   'tcd-sdxl-txt2img': () => tcdTxt2img({ ckpt: 'sd_xl_base_1.0.safetensors', loras: [{ name: 'TCD-SDXL-LoRA.safetensors', strength: 1, title: 'TCD LoRA' }], size: 1024, prompt: 'a photo of a lighthouse on a cliff at sunset, highly detailed', prefix: 'tcd-sdxl' }),

@@ -62,6 +62,12 @@ test('inpaint: LoadImage alpha -> VAEEncodeForInpaint -> KSampler repaints the h
   assert.deepEqual(await savedSize(p, 'inpaint'), [64, 64]);
 });
 
+test('inpaint-model: LoadImage alpha -> InpaintModelConditioning -> KSampler (the inpainting-checkpoint graph)', async () => {
+  const p = load('inpaint-model');
+  set(p, 'KSampler', 'steps', 2);
+  assert.deepEqual(await savedSize(p, 'inpaint-model'), [64, 64]);
+});
+
 test('outpaint: ImagePadForOutpaint widens the image by its borders', async () => {
   const p = load('outpaint');
   set(p, 'ImagePadForOutpaint', 'left', 32);

@@ -16,7 +16,7 @@ import { decodePng, encodePng, readPngText } from '../../server/storage/png.js';
 import { PROJECT, runCli, runFlags, tempDirs } from '../cli/run-cli.js';
 import { ensureDemoControlNet } from '../../server/tools/make-controlnet.js';
 
-const NAMES = ['area-composition', 'comfyui-tcd', 'controlnet', 'demo', 'hires-fix', 'inpaint', 'model-merge', 'outpaint', 'tcd-img2img', 'tcd-lora-stack', 'tcd-sd15-txt2img', 'tcd-sdxl-txt2img'];
+const NAMES = ['area-composition', 'comfyui-tcd', 'controlnet', 'demo', 'hires-fix', 'inpaint-model', 'inpaint', 'model-merge', 'outpaint', 'tcd-img2img', 'tcd-lora-stack', 'tcd-sd15-txt2img', 'tcd-sdxl-txt2img'];
 const load = (name: string) => JSON.parse(readFileSync(join(PROJECT, 'workflows', `${name}.json`), 'utf8')) as UiWorkflow;
 
 let dirs: ReturnType<typeof tempDirs>;

@@ -48,6 +48,15 @@ export interface UNetConfig {
   normGroups: number; // 32
 }
 
+/**
+ * Channels the UNet reads beyond the latent: an inpainting UNet (sd-v1-5-inpainting, SDXL inpainting; 9 input
+ * channels) takes the denoise mask (1) and the masked image's latent (4) after the noisy latent. 0 for plain models.
+ * ComfyUI treats any in_channels above 4 this way (concat keys "mask", "masked_image").
+ */
+export function concatChannels(unet: Pick<UNetConfig, 'inChannels' | 'outChannels'>): number {
+  return Math.max(0, unet.inChannels - unet.outChannels);
+}
+
 export interface VaeConfig {
   encoderPrefix: string; // 'first_stage_model.encoder.'
   decoderPrefix: string; // 'first_stage_model.decoder.'

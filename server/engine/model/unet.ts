@@ -6,6 +6,9 @@
  * Graph I/O (float32; names are dynamic dims):
  *   x [B, C, H, W], t [B] (float timesteps), context [B, S, contextDim] (S = 77 * chunks)
  *   ADM models only: text_embeds [B, pooled], time_ids [B, 6] = [orig_h, orig_w, crop_top, crop_left, target_h, target_w]
+ *   inpainting models only (inChannels > outChannels, e.g. 9): x [B, outChannels, H, W] plus
+ *     c_concat [B, inChannels - outChannels, H, W] (the mask, then the masked image's latent), joined on channels
+ *     after x as ComfyUI's apply_model does (x is scaled for the model, c_concat is not)
  *   -> eps [B, outChannels, H, W]
  * H and W must be multiples of 2^(levels - 1) in latent pixels (8 for SD1, 4 for SDXL), as in ldm.
  *
@@ -15,7 +18,7 @@
  *   const s = await createSession(serializeModel(g));
  *   const { eps } = await runSession(s, { x, t, context });
  */
-import type { UNetConfig } from './config.js';
+import { concatChannels, type UNetConfig } from './config.js';
 import { conv2d, groupNorm, resnetBlock, silu, upsampleNearest2x } from './blocks.js';
 import { GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
 import type { ComputeDtype } from '../types.js';
@@ -175,7 +178,9 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
   });
   const p = cfg.prefix;
 
-  const x = g.input('x', 'float32', ['B', cfg.inChannels, 'H', 'W']);
+  const extra = concatChannels(cfg);
+  const xIn = g.input('x', 'float32', ['B', cfg.inChannels - extra, 'H', 'W']);
+  const x = extra > 0 ? g.op.Concat([xIn, g.input('c_concat', 'float32', ['B', extra, 'H', 'W'])], { axis: 1 }) : xIn;
   const c = unetConditioning(g, cfg);
   const enc = unetEncoder(c, x);
   let h = enc.h;

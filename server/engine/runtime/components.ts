@@ -9,6 +9,7 @@ import { fileIdentity } from './graph-cache.js';
 import { buildTextEncoderGraph, encoderGraphOptions } from '../model/clip.js';
 import { runSession, toOrtFeeds } from '../onnx/session.js';
 import { deviceTensors } from './device-tensors.js';
+import { checkConcat } from './unet-branches.js';
 import type { Tensor } from '../tensor.js';
 import { sessionWithLoras } from '../lora/session.js';
 import { tokenizeWindows } from '../model/tokenizer.js';
@@ -39,6 +40,10 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
         feeds.text_embeds = call.extra.textEmbeds;
         feeds.time_ids = call.extra.timeIds;
       }
+      const [branch] = checkConcat(config, [
+        { context: call.context, ...(call.concat ? { concat: call.concat } : {}) },
+      ]);
+      if (branch.concat) feeds.c_concat = branch.concat;
       const t0 = performance.now();
       const eps = (await session.run(toOrtFeeds(feeds), ['eps'])).eps;
       store.recordRun('unet', performance.now() - t0);

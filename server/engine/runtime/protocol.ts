@@ -46,10 +46,15 @@ export interface ControlRef {
   endPercent: number;
 }
 
-/** One conditioning branch of a sampling loop: the UNet's context (and SDXL's pooled embeds and time ids). */
+/**
+ * One conditioning branch of a sampling loop: the UNet's context (and SDXL's pooled embeds and time ids); for
+ * inpainting UNets (9 input channels) also `concat` [B, 5, h, w]: the mask and the masked image's latent (model
+ * space), fed beside the latent on every UNet call (ComfyUI's c_concat).
+ */
 export interface CondBranch {
   context: Tensor;
   extra?: UNetExtra;
+  concat?: Tensor;
   /** ControlNets applied to this branch, in the order they were applied (their residuals sum) */
   control?: ControlRef[];
 }
@@ -138,7 +143,7 @@ export interface StepProgress {
 
 export type Call =
   | { op: 'encodeText'; clip: ClipRef; text: string }
-  | { op: 'unet'; model: ModelRef; x: Tensor; t: Float32Array; context: Tensor; extra?: UNetExtra }
+  | { op: 'unet'; model: ModelRef; x: Tensor; t: Float32Array; context: Tensor; extra?: UNetExtra; concat?: Tensor }
   | TcdLoopCall
   | KSamplerLoopCall
   | { op: 'vaeDecode'; vae: VaeRef; z: Tensor }

@@ -18,6 +18,7 @@ import { ControlResiduals } from './control-residuals.js';
 import { deviceTensors } from './device-tensors.js';
 import type { CondBranch } from './protocol.js';
 import type { ModelRef } from '../types.js';
+import { concatChannels, type ModelConfig } from '../model/config.js';
 import { latentsOnHost } from './providers.js';
 import type { SessionStore } from './session-store.js';
 
@@ -36,26 +37,41 @@ export function concatBatch(parts: readonly Tensor[]): Tensor {
 const sameShape = (a: Tensor, b: Tensor) =>
   a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
 
-/** Whether branches can share one batched UNet call: same context (and SDXL extras) shapes. */
+/** Whether branches can share one batched UNet call: same context (and SDXL extras, inpaint concat) shapes. */
 export function batchable(branches: readonly CondBranch[]): boolean {
   if (branches.length < 2) return false;
   const [a] = branches;
   return branches.every(
     (b) =>
       sameShape(b.context, a.context) &&
+      !!b.concat === !!a.concat &&
+      (!b.concat || sameShape(b.concat, a.concat!)) &&
       !!b.extra === !!a.extra &&
       (!b.extra ||
         (sameShape(b.extra.textEmbeds, a.extra!.textEmbeds) && sameShape(b.extra.timeIds, a.extra!.timeIds))),
   );
 }
 
-function condFeeds(b: { context: Tensor; extra?: CondBranch['extra'] }, adm: boolean): Record<string, Tensor> {
+function condFeeds(b: CondBranch, adm: boolean): Record<string, Tensor> {
   const f: Record<string, Tensor> = { context: b.context };
   if (adm && b.extra) {
     f.text_embeds = b.extra.textEmbeds;
     f.time_ids = b.extra.timeIds;
   }
+  if (b.concat) f.c_concat = b.concat;
   return f;
+}
+
+/** An inpainting UNet needs every branch's concat channels; a plain one takes none (ComfyUI drops them there). */
+export function checkConcat(config: ModelConfig, branches: readonly CondBranch[]): CondBranch[] {
+  const n = concatChannels(config.unet);
+  if (n === 0) return branches.map(({ concat: _, ...b }) => b);
+  for (const b of branches)
+    if (!b.concat || b.concat.shape[1] !== n)
+      throw new Error(
+        `the ${config.family} inpainting unet needs ${n} concat channels (mask + masked image latent) on every branch`,
+      );
+  return [...branches];
 }
 
 export class UNetBranches {
@@ -86,6 +102,7 @@ export class UNetBranches {
     const adm = !!config.unet.adm;
     if (adm && branches.some((b) => !b.extra))
       throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
+    branches = checkConcat(config, branches);
     const controlled = branches.some((b) => b.control?.length);
     if (controlled && !percentToSigma) throw new Error('ControlNet is not supported by this sampling loop');
     const { session, weightFeeds } = await unetSession(store, model, { control: controlled });
@@ -103,6 +120,7 @@ export class UNetBranches {
           condFeeds(
             {
               context: concatBatch(branches.map((b) => b.context)),
+              ...(branches[0].concat ? { concat: concatBatch(branches.map((b) => b.concat!)) } : {}),
               ...(adm
                 ? {
                     extra: {
