@@ -63,7 +63,6 @@ import type { ModelRef } from './types.js';
 import type {
   Call,
   ClipRef,
-  CondBranch,
   EncodedText,
   KSamplerLoopCall,
   KSamplerLoopResult,

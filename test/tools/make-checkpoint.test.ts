@@ -167,7 +167,7 @@ test('makeCheckpointCommand writes the arch and reports progress on stderr', asy
   }
   await assert.rejects(
     makeCheckpointCommand({ arch: 'sd3', out }),
-    /unknown --arch "sd3" \(expected sd15, sdxl, demo\)/,
+    /unknown --arch "sd3" \(expected sd15, sdxl, demo, sd15-inpaint, sdxl-inpaint, tiny-sd1-inpaint\)/,
   );
   await assert.rejects(makeCheckpointCommand({ arch: 'demo', out, dtype: 'q8' }), /unknown --dtype "q8"/);
 });

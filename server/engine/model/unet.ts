@@ -94,11 +94,7 @@ export function unetConditioning(g: GraphBuilder, cfg: UNetConfig): UNetCtx {
  * [+ attention]) and a stride-2 Downsample) and middle_block. `afterConvIn` may add to conv_in's output (the
  * ControlNet's hint). Returns the middle block's output and the skips (every input block's output, in order).
  */
-export function unetEncoder(
-  c: UNetCtx,
-  x: Value,
-  afterConvIn?: (h: Value) => Value,
-): { h: Value; skips: Value[] } {
+export function unetEncoder(c: UNetCtx, x: Value, afterConvIn?: (h: Value) => Value): { h: Value; skips: Value[] } {
   const { g, cfg } = c;
   const p = cfg.prefix;
   const levels = cfg.channelMult.length;

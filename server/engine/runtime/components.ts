@@ -17,7 +17,6 @@ import { buildUNetGraph } from '../model/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../model/vae.js';
 import type { Component, ComputeDtype, LoraRef, MergeRef, ModelRef } from '../types.js';
 import type { WeightSource } from '../onnx/weights.js';
-import { componentPrefixes } from './estimate.js';
 import type { Call, ClipRef, EncodedText } from './protocol.js';
 import type { ComponentSpec, SessionStore } from './session-store.js';
 

@@ -160,7 +160,8 @@ export class UNetBranches {
     let residuals: Record<string, Tensor>[] | null = null;
     if (this.control) {
       residuals = [];
-      for (let b = 0; b < this.branchCount; b++) residuals.push(await this.control.residuals(b, host!, t as number, sigma!));
+      for (let b = 0; b < this.branchCount; b++)
+        residuals.push(await this.control.residuals(b, host!, t as number, sigma!));
     }
     if (this.batched) {
       if (!host || typeof t !== 'number')
@@ -169,7 +170,8 @@ export class UNetBranches {
       const tFeed =
         typeof t === 'number' ? new ort.Tensor('float32', new Float32Array(xs.shape[0]).fill(t), [xs.shape[0]]) : t;
       const ctl: Record<string, Tensor> = {};
-      if (residuals) for (const name of Object.keys(residuals[0])) ctl[name] = concatBatch(residuals.map((r) => r[name]));
+      if (residuals)
+        for (const name of Object.keys(residuals[0])) ctl[name] = concatBatch(residuals.map((r) => r[name]));
       const feeds = { x: new ort.Tensor('float32', xs.data, xs.shape), t: tFeed, ...this.conds[0], ...toOrtFeeds(ctl) };
       const out = (await this.run(feeds)).data as Float32Array;
       const per = host.data.length;
