@@ -379,12 +379,12 @@ export const SETTINGS = {
   gpuLora: optional({
     flag: 'gpu-lora',
     env: 'TCD_GPU_LORA',
-    meta: 'bake|inputs',
-    parse: oneOf(['bake', 'inputs'] as const),
+    meta: 'bake|inputs|branch',
+    parse: oneOf(['bake', 'inputs', 'branch'] as const),
     commands: HOSTS,
     group: 'gpu tuning',
     defaultDoc: 'bake',
-    help: 'LoRA on GPUs: baked into a graph per LoRA set, or fed every run',
+    help: 'LoRA on GPUs: baked into a graph per LoRA set, fed every run, or low-rank branches beside the base weights',
   }),
   gpuVaeAttention: optional({
     flag: 'gpu-vae-attention',

@@ -9,6 +9,7 @@
 import { basename } from 'node:path';
 import type { ModelConfig } from '../model/config.js';
 import type { Component } from '../types.js';
+import type { LowRankDelta } from '../onnx/weights.js';
 import { type LoraFile, type LoraModule, loadLora } from './format.js';
 import { type LoraTarget, loraKeyMap } from './key-map.js';
 import { type LoraMatch, matchLora } from './match.js';
@@ -83,6 +84,32 @@ export function planLoras(
     }
   }
   return { plan, unmatched };
+}
+
+/**
+ * The terms of one weight as a single low-rank delta (onnx/weights.ts LowRankDelta) for a graph that applies LoRAs
+ * as side branches: the terms' ranks side by side, each term's factor folded into its up, its rows of a fused weight
+ * (OpenCLIP's q/k/v) placed and the others zero. Same delta as applyTerms, without touching W.
+ */
+export function lowRankDelta(terms: readonly PatchTerm[], shape: readonly number[]): LowRankDelta {
+  const outDim = shape[0];
+  const cols = shape.slice(1).reduce((a, b) => a * b, 1);
+  const rank = terms.reduce((n, t) => n + t.module.rank, 0);
+  const up = new Float32Array(outDim * rank);
+  const down = new Float32Array(rank * cols);
+  let k0 = 0;
+  for (const t of terms) {
+    const r = t.module.rank;
+    const [r0, r1] = t.target.rows ?? [0, outDim];
+    const u = t.module.up.data,
+      d = t.module.down.data;
+    if (d.length !== r * cols) throw new Error(`LoRA ${t.module.name}: down has ${d.length} values, expected ${r}x${cols}`);
+    for (let row = r0; row < r1; row++)
+      for (let k = 0; k < r; k++) up[row * rank + k0 + k] = u[(row - r0) * r + k] * t.factor;
+    down.set(d, k0 * cols);
+    k0 += r;
+  }
+  return { up, down, rank };
 }
 
 /** base + every term's delta, as a new Float32Array (base is only read). */

@@ -9,6 +9,8 @@
  * On GPU providers (TCD_GPU_LORA=bake, the default there) the patched weights are baked into a graph per LoRA set
  * instead, built from the cached originals + patches: feeding them would copy every patchable weight host->GPU on
  * each run. A strength change then costs a graph build and a session (measured in server/tools/bench/README.md).
+ * TCD_GPU_LORA=branch keeps the base weights and adds each LoRA as a low-rank side branch instead: its graph shares
+ * the LoRA-free graph's weight file on disk, so a LoRA set costs its own bytes, not a rewritten model.
  * Example (worker):
  *   const { session, weightFeeds } = await sessionWithLoras(store, { checkpoint, component: 'unet', loras, build });
  *   await runSession(session, { x, t, context, ...weightFeeds });
@@ -23,7 +25,8 @@ import { DataType } from '../onnx/schema.js';
 import type { SessionStore, ComponentSpec } from '../runtime/session-store.js';
 import type { Tensor } from '../tensor.js';
 import { patchableKeys } from './key-map.js';
-import { keyMapFor, planLoras } from './patch.js';
+import { keyMapFor, lowRankDelta, planLoras } from './patch.js';
+import type { LowRankDelta } from '../onnx/weights.js';
 import { patchWithOrt } from './patcher.js';
 
 const F32_SUFFIX = ':f32';
@@ -147,6 +150,33 @@ export async function sessionWithLoras(
     }
     return w;
   };
+
+  if (store.loraMode === 'branch') {
+    // GPU: each patched weight keeps its base tensor and gains a low-rank side branch (x @ down^T @ up^T); the graph
+    // shares the LoRA-free graph's weight file, so a new LoRA set costs the LoRA's own bytes, not a rebuilt model
+    const session = await store.session({
+      ...spec,
+      loras: active,
+      variant: `${spec.variant ?? ''}+lora-branch`,
+      sharesWeightsOf: { variant: spec.variant ?? '' },
+      weights: async () => {
+        const t0 = performance.now();
+        const { plan } = planLoras(file, config, active, spec.component);
+        const deltas = new Map<string, LowRankDelta>();
+        const stored = safetensorsWeights(file);
+        let macs = 0;
+        for (const [key, terms] of plan) {
+          if (!patchable.has(key)) continue;
+          deltas.set(key, lowRankDelta(terms, file.shape(key)));
+          for (const t of terms) macs += t.module.up.shape[0] * t.module.down.data.length;
+        }
+        loraStats.patchSets++;
+        Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: 0, lastPatchMacs: macs });
+        return { ...stored, lowRank: (name) => deltas.get(name) };
+      },
+    });
+    return { session, weightFeeds: {} };
+  }
 
   if (store.loraMode === 'bake') {
     // GPU: feeding ~1e9 weights per run means a host->GPU copy of them every step; bake them into a graph per LoRA

@@ -30,7 +30,7 @@ export function linearKeys(g: GraphBuilder, weightKey: string, biasKey: string |
   if (g.linear === 'matmul') {
     // GPU form: MatMul by W pre-transposed at build time ([in, out]) broadcasts over leading axes, no reshapes
     const y = g.op.MatMul(x, g.weightTransposed(weightKey)); // [..., out]
-    return bias ? g.op.Add(y, bias) : y;
+    return withLowRank(g, weightKey, x, bias ? g.op.Add(y, bias) : y);
   }
   const flat = g.op.Reshape(x, g.constInt64([-1, inDim])); // [N, in]
   let y: Value;
@@ -44,7 +44,13 @@ export function linearKeys(g: GraphBuilder, weightKey: string, biasKey: string |
     y = g.op.Gemm(flat, w, bias, { transB: 1 }); // [N, out]
   }
   const outShape = g.op.Concat([g.op.Shape(x, { end: -1 }), g.constInt64([outDim])], { axis: 0 });
-  return g.op.Reshape(y, outShape); // [..., out]
+  return withLowRank(g, weightKey, x, g.op.Reshape(y, outShape)); // [..., out]
+}
+
+/** y + (x @ down^T) @ up^T when the WeightSource gives weightKey a low-rank branch (a LoRA kept unmerged). */
+function withLowRank(g: GraphBuilder, weightKey: string, x: Value, y: Value): Value {
+  const lr = g.lowRank(weightKey, 'linear');
+  return lr ? g.scope('lowrank', () => g.op.Add(y, g.op.MatMul(g.op.MatMul(x, lr.down), lr.up))) : y;
 }
 
 export interface ConvOptions {
@@ -65,7 +71,14 @@ export function conv2d(g: GraphBuilder, p: string, x: Value, opts: ConvOptions =
     const [t, l, b, r] = typeof pad === 'number' ? [pad, pad, pad, pad] : pad;
     const s = opts.stride ?? 1;
     const bias = g.hasWeight(key(p, 'bias')) ? g.weight(key(p, 'bias')) : null;
-    return g.op.Conv(x, w, bias, { kernel_shape: [kh, kw], pads: [t, l, b, r], strides: [s, s] });
+    const conv = { kernel_shape: [kh, kw], pads: [t, l, b, r], strides: [s, s] };
+    const y = g.op.Conv(x, w, bias, conv);
+    // a LoRA kept unmerged: down is a conv of the same kernel and stride (to `rank` channels), up a 1x1 conv
+    const lr = g.lowRank(key(p, 'weight'), 'conv');
+    if (!lr) return y;
+    return g.scope('lowrank', () =>
+      g.op.Add(y, g.op.Conv(g.op.Conv(x, lr.down, null, conv), lr.up, null, { kernel_shape: [1, 1] })),
+    );
   });
 }
 

@@ -106,7 +106,17 @@ export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
 /** An initializer computed at serialisation time from a checkpoint tensor (e.g. a transposed copy). */
 export interface DerivedWeight {
   source: string;
-  transform: 'transpose2d';
+  /** transpose2d: [out, in] stored -> [in, out]; lowRankDown / lowRankUp: a part of source's LowRankDelta */
+  transform: 'transpose2d' | 'lowRankDown' | 'lowRankUp';
+}
+
+/** The graph values of a weight's low-rank branch (GraphBuilder.lowRank). */
+export interface LowRankValues {
+  rank: number;
+  /** linear: down^T [in, rank]; conv: down [rank, in, kh, kw] */
+  down: Value;
+  /** linear: up^T [rank, out]; conv: up [out, rank, 1, 1] */
+  up: Value;
 }
 
 export class GraphBuilder {
@@ -237,13 +247,45 @@ export class GraphBuilder {
     return new Value(name);
   }
 
+  /**
+   * The low-rank branch the WeightSource asks for on checkpoint tensor `key` (null when none), as two initializers
+   * `${key}:lr_down` / `${key}:lr_up` in the layout the `form` multiplies by: 'linear' (MatMul by down^T then up^T)
+   * or 'conv' (Conv by down with the base conv's kernel, then a 1x1 Conv by up).
+   */
+  lowRank(key: string, form: 'linear' | 'conv'): LowRankValues | null {
+    const delta = this.weights?.lowRank?.(key);
+    if (!delta) return null;
+    const shape = this.weightShape(key);
+    const outDim = shape[0],
+      inDim = shape.slice(1).reduce((a, b) => a * b, 1);
+    const r = delta.rank;
+    const downName = `${key}:lr_down`,
+      upName = `${key}:lr_up`;
+    if (!this.weightInits.has(downName)) {
+      const downShape = form === 'linear' ? [inDim, r] : shape.length === 4 ? [r, ...shape.slice(1)] : [r, inDim, 1, 1];
+      this.weightInits.set(downName, downShape);
+      this.derivedWeights.set(downName, { source: key, transform: 'lowRankDown' });
+      this.weightInits.set(upName, form === 'linear' ? [r, outDim] : [outDim, r, 1, 1]);
+      this.derivedWeights.set(upName, { source: key, transform: 'lowRankUp' });
+      this.names.add(downName).add(upName);
+    }
+    return { rank: r, down: new Value(downName), up: new Value(upName) };
+  }
+
   /** The float32 values of initializer `name` (a checkpoint tensor, or one derived from it). */
   readWeight(name: string): Float32Array {
     if (!this.weights) throw new Error('graph has no WeightSource');
     const d = this.derivedWeights.get(name);
     if (!d) return this.weights.read(name);
-    const [outDim, inDim] = this.weightShape(d.source);
-    return transpose2d(this.weights.read(d.source), outDim, inDim);
+    const shape = this.weightShape(d.source);
+    const outDim = shape[0],
+      inDim = shape.slice(1).reduce((a, b) => a * b, 1);
+    if (d.transform === 'transpose2d') return transpose2d(this.weights.read(d.source), outDim, inDim);
+    const delta = this.weights.lowRank?.(d.source);
+    if (!delta) throw new Error(`low-rank branch of "${d.source}" is gone from the WeightSource`);
+    const linearForm = this.weightInits.get(name)!.length === 2;
+    if (d.transform === 'lowRankUp') return linearForm ? transpose2d(delta.up, outDim, delta.rank) : delta.up;
+    return linearForm ? transpose2d(delta.down, delta.rank, inDim) : delta.down;
   }
 
   /** A float constant in the compute dtype. */

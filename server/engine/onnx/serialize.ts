@@ -22,6 +22,33 @@ const SMALL_ALIGN = 64;
 export interface WriteOptions {
   /** true: weights into `<model>.bin`; false: inline; 'auto' (default): external when weights exceed 1 GiB */
   externalData?: boolean | 'auto';
+  /**
+   * with external data: initializers already written to another data file (`location`, relative to the model, e.g. a
+   * hard link to a cached graph's .bin) are referenced there, never read or written again. Only tensors of the same
+   * name and byte size are taken from it.
+   */
+  reuse?: ReusableData;
+}
+
+/** Initializers of an existing external-data file: name -> where its bytes are. */
+export interface ReusableData {
+  location: string;
+  tensors: Map<string, { offset: number; bytes: number }>;
+}
+
+/** The external-data placement of every initializer of a model file written with externalData (for WriteOptions.reuse). */
+export function externalTensors(modelBytes: Uint8Array): Map<string, { location: string; offset: number; bytes: number }> {
+  const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(modelBytes), { longs: Number }) as {
+    graph: { initializer?: { name: string; externalData?: { key: string; value: string }[] }[] };
+  };
+  const out = new Map<string, { location: string; offset: number; bytes: number }>();
+  for (const t of m.graph.initializer ?? []) {
+    const kv = new Map((t.externalData ?? []).map((e) => [e.key, e.value]));
+    const location = kv.get('location');
+    if (location === undefined) continue;
+    out.set(t.name, { location, offset: Number(kv.get('offset') ?? 0), bytes: Number(kv.get('length')) });
+  }
+  return out;
 }
 
 function varintLen(n: number): number {
@@ -111,14 +138,27 @@ interface WeightPlan {
   meta: Uint8Array;
   inlineLen: number;
   offset: number;
+  /** the bytes are in WriteOptions.reuse's file already */
+  reused: boolean;
 }
 
-function planWeights(g: GraphBuilder, external: string | null): WeightPlan[] {
+function planWeights(g: GraphBuilder, external: string | null, reuse?: ReusableData): WeightPlan[] {
   const elem = g.dtype === 'float16' ? 2 : 4;
   let offset = 0;
   return [...g.weightInits].map(([name, shape]) => {
     const bytes = numel(shape) * elem;
     const msg: Record<string, unknown> = { name, dims: shape, dataType: g.floatType };
+    const there = external ? reuse?.tensors.get(name) : undefined;
+    if (there && there.bytes === bytes) {
+      msg.dataLocation = 1;
+      msg.externalData = [
+        { key: 'location', value: reuse!.location },
+        { key: 'offset', value: String(there.offset) },
+        { key: 'length', value: String(bytes) },
+      ];
+      const meta = onnxProto.TensorProto.encode(onnxProto.TensorProto.fromObject(msg)).finish();
+      return { name, shape, bytes, meta, inlineLen: meta.length, offset: there.offset, reused: true };
+    }
     if (external) {
       const align = bytes >= EXTERNAL_ALIGN ? EXTERNAL_ALIGN : SMALL_ALIGN;
       offset = Math.ceil(offset / align) * align;
@@ -131,7 +171,7 @@ function planWeights(g: GraphBuilder, external: string | null): WeightPlan[] {
     }
     const meta = onnxProto.TensorProto.encode(onnxProto.TensorProto.fromObject(msg)).finish();
     const inlineLen = external ? meta.length : meta.length + 1 + varintLen(bytes) + bytes;
-    const plan = { name, shape, bytes, meta, inlineLen, offset };
+    const plan = { name, shape, bytes, meta, inlineLen, offset, reused: false };
     if (external) offset += bytes;
     return plan;
   });
@@ -177,6 +217,7 @@ function emitModel(
     write(Uint8Array.of(TAG.GRAPH_INITIALIZER));
     write(varint(p.inlineLen));
     write(p.meta);
+    if (p.reused) continue;
     const raw = weightBytes(g, p);
     if (external) writeExternal!(raw, p.offset);
     else {
@@ -216,7 +257,7 @@ export function writeModel(
   const external =
     opts.externalData === 'auto' || opts.externalData === undefined ? weightTotal > 2 ** 30 : opts.externalData;
   const dataPath = external ? `${path}.bin` : null;
-  const plans = planWeights(g, external ? basename(dataPath!) : null);
+  const plans = planWeights(g, external ? basename(dataPath!) : null, opts.reuse);
   const fd = openSync(path, 'w');
   const dfd = dataPath ? openSync(dataPath, 'w') : -1;
   try {

@@ -12,6 +12,22 @@ export interface WeightSource {
   read(name: string): Float32Array;
   /** optional: whether the tensor exists (lets model code handle optional keys) */
   has?(name: string): boolean;
+  /**
+   * optional: a low-rank addition to the stored tensor `name`, W + up @ down, that the graph applies as a side
+   * branch on the activations (x @ down^T @ up^T) instead of folding it into W. Lets a LoRA set reuse the base
+   * weights unchanged (lora/session.ts, 'branch' mode).
+   */
+  lowRank?(name: string): LowRankDelta | undefined;
+}
+
+/**
+ * W + up @ down in the layouts of the stored weight: up [out, rank] (any scale already applied; rows a LoRA does not
+ * touch are zero), down [rank, in] for a linear or [rank, in, kh, kw] for a conv.
+ */
+export interface LowRankDelta {
+  up: Float32Array;
+  down: Float32Array;
+  rank: number;
 }
 
 /** A WeightSource that reads a safetensors file lazily. */

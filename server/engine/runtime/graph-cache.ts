@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import {
   existsSync,
+  linkSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -28,7 +29,7 @@ import {
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GraphBuilder } from '../onnx/graph.js';
-import { serializeModel, writeModel } from '../onnx/serialize.js';
+import { externalTensors, type ReusableData, serializeModel, writeModel } from '../onnx/serialize.js';
 
 export type GraphArtifact =
   | { kind: 'bytes'; bytes: Uint8Array }
@@ -99,6 +100,11 @@ export interface ArtifactRequest {
   budgetBytes?: number;
   /** one line per evicted artifact */
   log?: (line: string) => void;
+  /**
+   * key of a cached artifact (same cacheDir) whose weights this graph shares, e.g. the plain UNet under a LoRA
+   * branch graph: its .bin is hard-linked in and the shared initializers are referenced there, not rewritten
+   */
+  reuseFrom?: string;
 }
 
 /** graph key -> owners (session keys) that used it in this thread, for ArtifactRequest.inUse */
@@ -151,7 +157,7 @@ export function graphArtifact(req: ArtifactRequest): GraphArtifact {
   const tmp = join(req.cacheDir, `${req.key}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
   mkdirSync(tmp);
   try {
-    writeModel(req.build(), join(tmp, 'model.onnx'), { externalData: true });
+    writeModel(req.build(), join(tmp, 'model.onnx'), { externalData: true, reuse: reusableData(req, tmp) });
     try {
       renameSync(tmp, dir);
     } catch (e) {
@@ -169,6 +175,25 @@ export function graphArtifact(req: ArtifactRequest): GraphArtifact {
   });
   return { kind: 'file', path: model, reused: false, evicted };
 }
+
+/**
+ * The weights of req.reuseFrom's artifact, hard-linked into `tmp` as base.onnx.bin (no bytes copied; the link keeps
+ * them alive if that artifact is evicted). Undefined when there is none or the link fails (then all is written).
+ */
+function reusableData(req: ArtifactRequest, tmp: string): ReusableData | undefined {
+  if (!req.reuseFrom) return undefined;
+  const baseDir = join(req.cacheDir, req.reuseFrom);
+  try {
+    const placed = externalTensors(readFileSync(join(baseDir, 'model.onnx')));
+    linkSync(join(baseDir, 'model.onnx.bin'), join(tmp, REUSED_BIN));
+    const tensors = new Map<string, { offset: number; bytes: number }>();
+    for (const [name, p] of placed) if (p.location === 'model.onnx.bin') tensors.set(name, p);
+    return { location: REUSED_BIN, tensors };
+  } catch {
+    return undefined;
+  }
+}
+const REUSED_BIN = 'base.onnx.bin';
 
 // ---- disk budget -------------------------------------------------------------------------------------------------
 
@@ -225,10 +250,13 @@ interface CacheEntry {
   mtimeMs: number;
 }
 
-/** Sum of file sizes under `path` and the newest mtime of it and anything in it. */
+/**
+ * Sum of file sizes under `path` and the newest mtime of it and anything in it. A file hard-linked into several
+ * artifacts (a shared base .bin) counts its share in each, so the total counts it once.
+ */
 function measure(path: string): { bytes: number; newestMs: number } {
   const s = statSync(path);
-  if (!s.isDirectory()) return { bytes: s.size, newestMs: s.mtimeMs };
+  if (!s.isDirectory()) return { bytes: s.size / Math.max(1, s.nlink), newestMs: s.mtimeMs };
   let bytes = 0;
   let newestMs = s.mtimeMs;
   for (const name of readdirSync(path)) {

@@ -162,7 +162,7 @@ export interface GpuTuning {
   bufferCache: 'bucket' | 'simple';
   profileDir: string | null;
   linear: LinearForm;
-  lora: 'bake' | 'inputs';
+  lora: 'bake' | 'inputs' | 'branch';
   vaeAttention: VaeAttentionForm;
   /** GPU index for providers that take one (CUDA deviceId) */
   deviceId?: number;

@@ -55,6 +55,11 @@ export interface ComponentSpec {
    * the worker (lora/session.ts).
    */
   weights?: () => Promise<WeightSource>;
+  /**
+   * The graph holds every initializer of this component's LoRA-free graph of `variant` (a LoRA branch graph): that
+   * graph's artifact is made first (no session) and its weights are shared on disk, not read and written again.
+   */
+  sharesWeightsOf?: { variant: string };
 }
 
 interface Loaded {
@@ -125,10 +130,10 @@ export class SessionStore {
   }
 
   /** set by tests to run a LoRA mode on the CPU provider; null: bake/inputs per tuning on GPUs, inputs on the CPU */
-  loraModeOverride: 'bake' | 'inputs' | null = null;
+  loraModeOverride: 'bake' | 'inputs' | 'branch' | null = null;
 
   /** How LoRA weights reach the sessions (lora/session.ts): baked per LoRA set on GPUs (by default), fed on the CPU. */
-  get loraMode(): 'bake' | 'inputs' {
+  get loraMode(): 'bake' | 'inputs' | 'branch' {
     return this.loraModeOverride ?? (isGpu(this.ep) ? this.tuning.lora : 'inputs');
   }
 
@@ -159,6 +164,16 @@ export class SessionStore {
     const loras = spec.loras.map((l) => ({ path: l.path, strength: l.strength }));
     // the text encoders are built the same on every provider: GPU graph knobs do not make them new graphs
     const graph = spec.component.startsWith('text_encoder') ? {} : this.graphTuning;
+    const artifactKey = (variant: string, loras: readonly LoraRef[]) =>
+      graphKey({
+        code: builderCodeVersion(),
+        checkpoint: fileIdentity(spec.checkpoint),
+        component: spec.component,
+        variant,
+        dtype,
+        graph,
+        loras: loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
+      });
     const key = JSON.stringify({
       checkpoint: spec.checkpoint,
       component: spec.component,
@@ -173,17 +188,24 @@ export class SessionStore {
       const t0 = performance.now();
       const request = {
         cacheDir: this.init.cacheDir,
-        key: graphKey({
-          code: builderCodeVersion(),
-          checkpoint: fileIdentity(spec.checkpoint),
-          component: spec.component,
-          variant,
-          dtype,
-          graph,
-          loras: spec.loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
-        }),
+        key: artifactKey(variant, spec.loras),
         externalize: bytes >= this.init.externalDataMinBytes,
       };
+      const budgetBytes = graphCacheBudgetBytes(this.init.cacheDir, this.init.graphCacheMB);
+      let reuseFrom: string | undefined;
+      if (spec.sharesWeightsOf && request.externalize && !artifactCached(request)) {
+        reuseFrom = artifactKey(spec.sharesWeightsOf.variant, []);
+        const base = spec.sharesWeightsOf.variant;
+        graphArtifact({
+          ...request,
+          key: reuseFrom,
+          build: () => spec.build(weightSourceFor(file, spec.component, []), config, dtype),
+          inUse: { owner: key, loaded: () => this.cache.keys() },
+          log: this.log,
+          budgetBytes,
+        });
+        this.log(`engine: ${name}: shares the weights of the ${base ? `${base} ` : ''}graph without LoRAs`);
+      }
       // prepared weights (LoRA-baked graphs) are computed only when the graph must actually be built
       const source = spec.weights && !artifactCached(request) ? await spec.weights() : null;
       const artifact = graphArtifact({
@@ -191,7 +213,8 @@ export class SessionStore {
         build: () => spec.build(source ?? weightSourceFor(file, spec.component, spec.loras), config, dtype),
         inUse: { owner: key, loaded: () => this.cache.keys() },
         log: this.log, // disk budget: spare loaded graphs
-        budgetBytes: graphCacheBudgetBytes(this.init.cacheDir, this.init.graphCacheMB),
+        budgetBytes,
+        reuseFrom,
       });
       if (artifact.kind === 'file' && artifact.reused) this.graphsReused++;
       else this.graphsBuilt++;

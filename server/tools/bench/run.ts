@@ -75,7 +75,8 @@ export interface BenchReport {
   lora: { path: string; createdS: number | null } | null;
   /** per component: graph build + serialise (or cache reuse) and session creation, from the worker */
   loads: RuntimeStats['loadTimings'];
-  cold: { textEncodeMs: number; unetFirstCallMs: number; vaeDecodeMs: number };
+  /** loraFirstUseMs: with a LoRA, its first UNet call after the plain UNet had loaded */
+  cold: { textEncodeMs: number; unetFirstCallMs: number; vaeDecodeMs: number; loraFirstUseMs?: number };
   images: PhaseTimes[];
   /** medians over the warm images; unetStepMs is the loop's time per step (loopMs / steps) */
   summary: {
@@ -178,9 +179,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     log(`bench: ${arch} ${size}x${size}, ${steps} steps, ep ${o.ep}: loading`);
     const [text, textCold] = await clock(() => engine.encodeText(clip, prompt));
     const x0: Tensor = { shape: latentShape, data: tcdInitialLatent(new TorchGenerator(0), latentShape) };
-    const [, unetCold] = await clock(() =>
-      engine.unet(model, x0, Float32Array.of(timesteps[0]), text.context, extraFor(text.pooled)),
-    );
+    const unetCall = (m: typeof model) =>
+      engine.unet(m, x0, Float32Array.of(timesteps[0]), text.context, extraFor(text.pooled));
+    // with a LoRA: the plain UNet loads first (a server that has run without it), then the first call with the
+    // LoRA set is what a user waits for when they add it (loraFirstUseMs)
+    const [, unetCold] = await clock(() => unetCall(lora ? { ...model, loras: [] } : model));
+    const [, loraFirstUse] = lora ? await clock(() => unetCall(model)) : [null, null];
     const [, vaeCold] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, x0));
 
     const images: PhaseTimes[] = [];
@@ -274,7 +278,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       checkpointCreatedS: ckpt.createdS,
       lora,
       loads: stats.loadTimings.map((l) => ({ ...l, graphMs: round(l.graphMs), sessionMs: round(l.sessionMs) })),
-      cold: { textEncodeMs: round(textCold), unetFirstCallMs: round(unetCold), vaeDecodeMs: round(vaeCold) },
+      cold: {
+        textEncodeMs: round(textCold),
+        unetFirstCallMs: round(unetCold),
+        vaeDecodeMs: round(vaeCold),
+        ...(loraFirstUse !== null ? { loraFirstUseMs: round(loraFirstUse) } : {}),
+      },
       images,
       summary: {
         unetStepMs: round(median(images.map((im) => im.loopMs / steps)), 2),
