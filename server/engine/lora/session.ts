@@ -15,14 +15,16 @@
  *   const { session, weightFeeds } = await sessionWithLoras(store, { checkpoint, component: 'unet', loras, build });
  *   await runSession(session, { x, t, context, ...weightFeeds });
  */
-import type ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
-import type { GraphBuilder } from '../onnx/graph.js';
-import { safetensorsWeights } from '../onnx/weights.js';
+import ort from 'onnxruntime-node';
+import { GraphBuilder, transpose2d } from '../onnx/graph.js';
+import { floatToHalfArray } from '../onnx/half.js';
+import { safetensorsWeights, type WeightSource } from '../onnx/weights.js';
 import type { Component, LoraRef } from '../types.js';
 import { DataType } from '../onnx/schema.js';
 import type { SessionStore, ComponentSpec } from '../runtime/session-store.js';
+import type { SharedWeights } from '../runtime/graph-cache.js';
 import type { Tensor } from '../tensor.js';
 import { patchableKeys } from './key-map.js';
 import { keyMapFor, lowRankDelta, planLoras } from './patch.js';
@@ -180,14 +182,18 @@ export async function sessionWithLoras(
 
   if (store.loraMode === 'bake') {
     // GPU: feeding ~1e9 weights per run means a host->GPU copy of them every step; bake them into a graph per LoRA
-    // set instead (built from the cached originals + patches; a cached artifact skips the patching altogether)
+    // set instead. Big graphs: the LoRA-free graph's weight file is shared, the patched tensors are computed from its
+    // bytes on the device (W + up @ down in the compute dtype) and only they are written. Small (in-memory) graphs
+    // are patched on the CPU from the cached originals.
     const session = await store.session({
       ...spec,
       loras: active,
       variant: `${spec.variant ?? ''}+lora-baked`,
-      weights: async () => {
-        const patched = await patchTensors(file, config, spec.component, active, [...patchable], baseOf, true);
+      sharesWeightsOf: { variant: spec.variant ?? '' },
+      weights: async (shared) => {
         const stored = safetensorsWeights(file);
+        if (shared) return bakeFromShared(store, file, config, spec.component, active, patchable, shared);
+        const patched = await patchTensors(file, config, spec.component, active, [...patchable], baseOf, true);
         return { ...stored, read: (name) => patched.get(name) ?? stored.read(name) };
       },
     });
@@ -260,6 +266,74 @@ async function patchTensors(
   loraStats.patchSets++;
   Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: values, lastPatchMacs: macs });
   return out;
+}
+
+/**
+ * The baked tensors of a LoRA set, computed from the LoRA-free graph's own initializer bytes (stored layout `key`,
+ * or `key:T` pre-transposed for MatMul linears) by one small W + A @ B graph on the store's provider: no checkpoint
+ * read, no float conversion in JS. Returns a WeightSource that hands those bytes to the serialiser as they are.
+ */
+async function bakeFromShared(
+  store: SessionStore,
+  file: SafetensorsFile,
+  config: ModelConfig,
+  component: Component,
+  active: readonly LoraRef[],
+  patchable: ReadonlySet<string>,
+  shared: SharedWeights,
+): Promise<WeightSource> {
+  const t0 = performance.now();
+  const { plan } = planLoras(file, config, active, component);
+  const half = shared.dtype === 'float16';
+  const g = new GraphBuilder({ name: 'lora_bake', dtype: shared.dtype, fp16Io: half });
+  const io = half ? 'float16' : 'float32';
+  const w = g.input('w', io, ['M', 'N']);
+  const a = g.input('a', io, ['M', 'R']);
+  const b = g.input('b', io, ['R', 'N']);
+  g.output(g.op.Add(w, g.op.MatMul(a, b)), 'out', io);
+  const session = await store.utilitySession(g);
+  const tensor = (data: Uint8Array | Float32Array, dims: number[]) => {
+    if (data instanceof Float32Array)
+      return half ? new ort.Tensor('float16', floatToHalfArray(data), dims) : new ort.Tensor('float32', data, dims);
+    return half
+      ? new ort.Tensor('float16', new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2), dims)
+      : new ort.Tensor('float32', new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4), dims);
+  };
+  const encoded = new Map<string, Uint8Array>();
+  const skipped: string[] = [];
+  let values = 0,
+    macs = 0;
+  try {
+    for (const [key, terms] of plan) {
+      const forms = [key, `${key}:T`].filter((n) => patchable.has(key) && shared.has(n));
+      if (forms.length === 0) skipped.push(key);
+      if (forms.length === 0) continue;
+      const shape = file.shape(key);
+      const rows = shape[0],
+        cols = shape.slice(1).reduce((x, y) => x * y, 1);
+      const d = lowRankDelta(terms, shape); // up [rows, R] (factors in), down [R, cols]
+      for (const name of forms) {
+        // W^T + down^T @ up^T for the pre-transposed form
+        const t = name !== key;
+        const [m, n] = t ? [cols, rows] : [rows, cols];
+        const res = await session.run({
+          w: tensor(shared.read(name), [m, n]),
+          a: tensor(t ? transpose2d(d.down, d.rank, cols) : d.up, [m, d.rank]),
+          b: tensor(t ? transpose2d(d.up, rows, d.rank) : d.down, [d.rank, n]),
+        });
+        const out = res.out.data as Uint16Array | Float32Array;
+        encoded.set(name, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+        values += m * n;
+        macs += m * n * d.rank;
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  loraStats.patchSets++;
+  loraStats.lastSkippedKeys = skipped;
+  Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: values, lastPatchMacs: macs });
+  return { ...safetensorsWeights(file), changed: new Set(encoded.keys()), encoded: (name) => encoded.get(name) };
 }
 
 const fileIds = new WeakMap<object, string>();

@@ -37,18 +37,34 @@ export interface ReusableData {
 }
 
 /** The external-data placement of every initializer of a model file written with externalData (for WriteOptions.reuse). */
-export function externalTensors(modelBytes: Uint8Array): Map<string, { location: string; offset: number; bytes: number }> {
+export function externalTensors(modelBytes: Uint8Array): Map<string, ExternalTensor> {
   const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(modelBytes), { longs: Number }) as {
-    graph: { initializer?: { name: string; externalData?: { key: string; value: string }[] }[] };
+    graph: {
+      initializer?: { name: string; dataType: number; dims?: number[]; externalData?: { key: string; value: string }[] }[];
+    };
   };
-  const out = new Map<string, { location: string; offset: number; bytes: number }>();
+  const out = new Map<string, ExternalTensor>();
   for (const t of m.graph.initializer ?? []) {
     const kv = new Map((t.externalData ?? []).map((e) => [e.key, e.value]));
     const location = kv.get('location');
     if (location === undefined) continue;
-    out.set(t.name, { location, offset: Number(kv.get('offset') ?? 0), bytes: Number(kv.get('length')) });
+    out.set(t.name, {
+      location,
+      offset: Number(kv.get('offset') ?? 0),
+      bytes: Number(kv.get('length')),
+      dataType: t.dataType,
+      dims: t.dims ?? [],
+    });
   }
   return out;
+}
+
+export interface ExternalTensor {
+  location: string;
+  offset: number;
+  bytes: number;
+  dataType: number;
+  dims: number[];
 }
 
 function varintLen(n: number): number {
@@ -148,7 +164,7 @@ function planWeights(g: GraphBuilder, external: string | null, reuse?: ReusableD
   return [...g.weightInits].map(([name, shape]) => {
     const bytes = numel(shape) * elem;
     const msg: Record<string, unknown> = { name, dims: shape, dataType: g.floatType };
-    const there = external ? reuse?.tensors.get(name) : undefined;
+    const there = external && !g.weights?.changed?.has(name) ? reuse?.tensors.get(name) : undefined;
     if (there && there.bytes === bytes) {
       msg.dataLocation = 1;
       msg.externalData = [
@@ -179,6 +195,11 @@ function planWeights(g: GraphBuilder, external: string | null, reuse?: ReusableD
 
 /** Reads one weight and returns its bytes in the compute dtype. */
 function weightBytes(g: GraphBuilder, p: WeightPlan): Uint8Array {
+  const ready = g.weights?.encoded?.(p.name);
+  if (ready) {
+    if (ready.length !== p.bytes) throw new Error(`weight "${p.name}" has ${ready.length} bytes, expected ${p.bytes}`);
+    return ready;
+  }
   const data = g.readWeight(p.name);
   if (data.length !== numel(p.shape))
     throw new Error(`weight "${p.name}" has ${data.length} values, shape [${p.shape}] needs ${numel(p.shape)}`);

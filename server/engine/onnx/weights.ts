@@ -18,6 +18,13 @@ export interface WeightSource {
    * weights unchanged (lora/session.ts, 'branch' mode).
    */
   lowRank?(name: string): LowRankDelta | undefined;
+  /**
+   * optional: the bytes of initializer `name` (a checkpoint key or a derived name such as `key:T`) already in the
+   * graph's compute dtype, when the source computed them that way (a LoRA baked on the GPU); skips read + convert.
+   */
+  encoded?(name: string): Uint8Array | undefined;
+  /** optional: initializer names whose values differ from those of a shared base weight file (WriteOptions.reuse) */
+  changed?: ReadonlySet<string>;
 }
 
 /**

@@ -15,8 +15,11 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  closeSync,
   existsSync,
   linkSync,
+  openSync,
+  readSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -29,7 +32,14 @@ import {
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GraphBuilder } from '../onnx/graph.js';
-import { externalTensors, type ReusableData, serializeModel, writeModel } from '../onnx/serialize.js';
+import {
+  DataType,
+  type ExternalTensor,
+  externalTensors,
+  type ReusableData,
+  serializeModel,
+  writeModel,
+} from '../onnx/serialize.js';
 
 export type GraphArtifact =
   | { kind: 'bytes'; bytes: Uint8Array }
@@ -194,6 +204,45 @@ function reusableData(req: ArtifactRequest, tmp: string): ReusableData | undefin
   }
 }
 const REUSED_BIN = 'base.onnx.bin';
+
+/** The initializers of a cached artifact's weight file, read by name (bytes in that graph's compute dtype). */
+export interface SharedWeights {
+  dtype: 'float16' | 'float32';
+  has(name: string): boolean;
+  /** a fresh, aligned copy of the initializer's bytes */
+  read(name: string): Uint8Array;
+  close(): void;
+}
+
+/** Opens the weights of the artifact `key` in cacheDir (null when it is not cached with external data). */
+export function sharedWeights(cacheDir: string, key: string): SharedWeights | null {
+  const dir = join(cacheDir, key);
+  let placed: Map<string, ExternalTensor>;
+  try {
+    placed = externalTensors(readFileSync(join(dir, 'model.onnx')));
+  } catch {
+    return null;
+  }
+  const fd = openSync(join(dir, 'model.onnx.bin'), 'r');
+  const first = placed.values().next().value;
+  return {
+    dtype: first?.dataType === DataType.FLOAT16 ? 'float16' : 'float32',
+    has: (name) => placed.get(name)?.location === 'model.onnx.bin',
+    read: (name) => {
+      const t = placed.get(name);
+      if (!t || t.location !== 'model.onnx.bin') throw new Error(`"${name}" is not in ${key}'s weight file`);
+      const out = new Uint8Array(t.bytes);
+      let done = 0;
+      while (done < t.bytes) {
+        const n = readSync(fd, out, done, t.bytes - done, t.offset + done);
+        if (n <= 0) throw new Error(`${key}'s weight file ends inside "${name}"`);
+        done += n;
+      }
+      return out;
+    },
+    close: () => closeSync(fd),
+  };
+}
 
 // ---- disk budget -------------------------------------------------------------------------------------------------
 

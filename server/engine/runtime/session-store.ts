@@ -18,6 +18,8 @@ import { weightSourceFor } from '../model/weights.js';
 import { componentBytes } from './estimate.js';
 import {
   artifactCached,
+  sharedWeights,
+  type SharedWeights,
   builderCodeVersion,
   fileIdentity,
   graphArtifact,
@@ -52,9 +54,9 @@ export interface ComponentSpec {
   /**
    * Where the graph's weights come from when it must be built (not when its artifact is cached on disk): default,
    * the checkpoint with `loras` merged by weightSourceFor. LoRA-baked GPU graphs pass patched tensors computed in
-   * the worker (lora/session.ts).
+   * the worker (lora/session.ts). `shared`: the LoRA-free graph's weight file when sharesWeightsOf made one.
    */
-  weights?: () => Promise<WeightSource>;
+  weights?: (shared: SharedWeights | null) => Promise<WeightSource>;
   /**
    * The graph holds every initializer of this component's LoRA-free graph of `variant` (a LoRA branch graph): that
    * graph's artifact is made first (no session) and its weights are shared on disk, not read and written again.
@@ -138,8 +140,10 @@ export class SessionStore {
   }
 
   /** Graph-shape choices for the provider in use (the component builders read this; part of the graph key). */
+  /** set by tests to build a GPU graph form on the CPU provider; null: per provider and tuning */
+  graphTuningOverride: GraphTuning | null = null;
   get graphTuning(): GraphTuning {
-    return graphTuningFor(this.ep, this.tuning);
+    return this.graphTuningOverride ?? graphTuningFor(this.ep, this.tuning);
   }
 
   async session(spec: ComponentSpec): Promise<ort.InferenceSession> {
@@ -207,7 +211,15 @@ export class SessionStore {
         this.log(`engine: ${name}: shares the weights of the ${base ? `${base} ` : ''}graph without LoRAs`);
       }
       // prepared weights (LoRA-baked graphs) are computed only when the graph must actually be built
-      const source = spec.weights && !artifactCached(request) ? await spec.weights() : null;
+      let source: WeightSource | null = null;
+      if (spec.weights && !artifactCached(request)) {
+        const shared = reuseFrom ? sharedWeights(this.init.cacheDir, reuseFrom) : null;
+        try {
+          source = await spec.weights(shared);
+        } finally {
+          shared?.close();
+        }
+      }
       const artifact = graphArtifact({
         ...request,
         build: () => spec.build(source ?? weightSourceFor(file, spec.component, spec.loras), config, dtype),
@@ -245,6 +257,15 @@ export class SessionStore {
         },
       };
     });
+  }
+
+  /**
+   * A session for a small helper graph (the LoRA patcher) on this store's provider and device, outside the model
+   * cache; the caller releases it.
+   */
+  async utilitySession(g: GraphBuilder): Promise<ort.InferenceSession> {
+    const options = sessionOptionsFor(this.ep, 'unet', 'sd1', { ...this.tuning, profileDir: null });
+    return ort.InferenceSession.create(serializeModel(g), options);
   }
 
   /** Unloads every session and closes the checkpoints (POST /free). */

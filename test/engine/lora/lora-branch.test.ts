@@ -103,56 +103,63 @@ for (const family of ['sd1', 'sdxl'] as const) {
   });
 }
 
-describe('LoRA branch mode in the session store (forced on the CPU EP, graphs on disk)', { skip }, () => {
-  let store: SessionStore, cacheDir: string;
-  before(async () => {
-    cacheDir = mkdtempSync(join(tmpdir(), 'tcd-lora-branch-'));
-    // externalDataMinBytes 0: every graph goes to disk, as real-size ones do
-    store = await SessionStore.start(
-      { ep: 'cpu', ramBudget: 4 * 1024 ** 3, vramBudget: Infinity, cacheDir, externalDataMinBytes: 0 },
-      () => {},
-    );
-    store.loraModeOverride = 'branch';
-  });
-  after(async () => {
-    await store.free();
-    rmSync(cacheDir, { recursive: true, force: true });
-  });
+for (const mode of ['branch', 'bake'] as const) {
+  describe(`LoRA ${mode} mode in the session store (GPU graph form forced on the CPU EP, graphs on disk)`, { skip }, () => {
+    let store: SessionStore, cacheDir: string;
+    before(async () => {
+      cacheDir = mkdtempSync(join(tmpdir(), `tcd-lora-${mode}-`));
+      // externalDataMinBytes 0: every graph goes to disk, as real-size ones do
+      store = await SessionStore.start(
+        { ep: 'cpu', ramBudget: 4 * 1024 ** 3, vramBudget: Infinity, cacheDir, externalDataMinBytes: 0 },
+        () => {},
+      );
+      store.loraModeOverride = mode;
+      // the GPU graph form: linears read pre-transposed weights (`key:T`), convs the stored ones
+      store.graphTuningOverride = { fusedAttention: true, linear: 'matmul' };
+    });
+    after(async () => {
+      await store.free();
+      rmSync(cacheDir, { recursive: true, force: true });
+    });
 
-  test('sdxl kohya at 1.0 and 0.5 match; the branch graphs share the plain graph weight file', async () => {
-    const ckpt = fixturePath('sdxl_tiny.safetensors');
-    const cases = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
-    const x = cases.readTensor('unet/x'),
-      t = cases.readFloat32('unet/t'),
-      context = cases.readTensor('unet/context');
-    const extra = { textEmbeds: cases.readTensor('unet/text_embeds'), timeIds: cases.readTensor('unet/time_ids') };
-    const lora = fixturePath('sdxl_tiny_lora_kohya.safetensors');
-    const unet = (strength: number) =>
-      runComponentCall(store, {
-        op: 'unet',
-        model: { checkpoint: ckpt, loras: strength ? [{ path: lora, strength }] : [] },
-        x,
-        t,
-        context,
-        extra,
-      }) as Promise<Tensor>;
-    const reads = loraStats.baseReads;
-    assertClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), 'branch 1.0');
-    assertClose(await unet(0.5), cases.readTensor('lora/unet_out@0.5'), 'branch 0.5');
-    assert.equal(loraStats.baseReads, reads, 'no base tensor was read for patching');
-    assertClose(await unet(0), cases.readTensor('unet/out'), 'no LoRA: the plain model');
-    assert.ok(store.stats().loaded.some((k) => k.includes('+lora-branch')));
+    test('sdxl kohya at 1.0 and 0.5 match; the LoRA graphs share the plain graph weight file', async () => {
+      const ckpt = fixturePath('sdxl_tiny.safetensors');
+      const cases = SafetensorsFile.open(fixturePath('sdxl_tiny_cases.safetensors'));
+      const x = cases.readTensor('unet/x'),
+        t = cases.readFloat32('unet/t'),
+        context = cases.readTensor('unet/context');
+      const extra = { textEmbeds: cases.readTensor('unet/text_embeds'), timeIds: cases.readTensor('unet/time_ids') };
+      const lora = fixturePath('sdxl_tiny_lora_kohya.safetensors');
+      const unet = (strength: number) =>
+        runComponentCall(store, {
+          op: 'unet',
+          model: { checkpoint: ckpt, loras: strength ? [{ path: lora, strength }] : [] },
+          x,
+          t,
+          context,
+          extra,
+        }) as Promise<Tensor>;
+      const reads = loraStats.baseReads,
+        sets = loraStats.patchSets;
+      assertClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), `${mode} 1.0`);
+      assertClose(await unet(0.5), cases.readTensor('lora/unet_out@0.5'), `${mode} 0.5`);
+      assert.equal(loraStats.patchSets, sets + 2, 'one patch set per strength');
+      assert.equal(loraStats.baseReads, reads, 'no checkpoint tensor was read for patching');
+      if (mode === 'bake') assert.ok(loraStats.lastPatchedValues > 0, 'tensors were patched from the shared file');
+      assertClose(await unet(0), cases.readTensor('unet/out'), 'no LoRA: the plain model');
+      assert.ok(store.stats().loaded.some((k) => k.includes(mode === 'bake' ? '+lora-baked' : '+lora-branch')));
 
-    // on disk: the plain UNet's artifact, and two branch artifacts whose base.onnx.bin is a hard link to its .bin
-    const dirs = readdirSync(cacheDir).filter((d) => /^[0-9a-f]{32}$/.test(d));
-    const shared = dirs.filter((d) => readdirSync(join(cacheDir, d)).includes('base.onnx.bin'));
-    assert.equal(shared.length, 2, 'one branch graph per strength');
-    for (const d of shared) {
-      const base = statSync(join(cacheDir, d, 'base.onnx.bin'));
-      assert.ok(base.nlink >= 3, 'the plain graph and both branch graphs hold the same file');
-      const own = statSync(join(cacheDir, d, 'model.onnx.bin')).size;
-      assert.ok(own < base.size / 2, `branch graph writes only the LoRA tensors (${own} vs ${base.size} bytes)`);
-    }
-    cases.close();
+      // on disk: the plain UNet's artifact, and one LoRA artifact per strength whose base.onnx.bin is a hard link
+      const dirs = readdirSync(cacheDir).filter((d) => /^[0-9a-f]{32}$/.test(d));
+      const shared = dirs.filter((d) => readdirSync(join(cacheDir, d)).includes('base.onnx.bin'));
+      assert.equal(shared.length, 2, 'one LoRA graph per strength');
+      for (const d of shared) {
+        const base = statSync(join(cacheDir, d, 'base.onnx.bin'));
+        assert.ok(base.nlink >= 3, 'the plain graph and both LoRA graphs hold the same file');
+        const own = statSync(join(cacheDir, d, 'model.onnx.bin')).size;
+        assert.ok(own < base.size, `the LoRA graph writes only its own tensors (${own} vs ${base.size} bytes)`);
+      }
+      cases.close();
+    });
   });
-});
+}
