@@ -103,7 +103,8 @@ export function lowRankDelta(terms: readonly PatchTerm[], shape: readonly number
     const [r0, r1] = t.target.rows ?? [0, outDim];
     const u = t.module.up.data,
       d = t.module.down.data;
-    if (d.length !== r * cols) throw new Error(`LoRA ${t.module.name}: down has ${d.length} values, expected ${r}x${cols}`);
+    if (d.length !== r * cols)
+      throw new Error(`LoRA ${t.module.name}: down has ${d.length} values, expected ${r}x${cols}`);
     for (let row = r0; row < r1; row++)
       for (let k = 0; k < r; k++) up[row * rank + k0 + k] = u[(row - r0) * r + k] * t.factor;
     down.set(d, k0 * cols);

@@ -40,7 +40,12 @@ export interface ReusableData {
 export function externalTensors(modelBytes: Uint8Array): Map<string, ExternalTensor> {
   const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(modelBytes), { longs: Number }) as {
     graph: {
-      initializer?: { name: string; dataType: number; dims?: number[]; externalData?: { key: string; value: string }[] }[];
+      initializer?: {
+        name: string;
+        dataType: number;
+        dims?: number[];
+        externalData?: { key: string; value: string }[];
+      }[];
     };
   };
   const out = new Map<string, ExternalTensor>();
@@ -89,7 +94,11 @@ function attributeProto(name: string, v: Attrs[string]): Record<string, unknown>
   if (v === undefined) return null;
   if (typeof v === 'string') return { name, type: AttributeType.STRING, s: Buffer.from(v, 'utf8') };
   if (Array.isArray(v) && v.length > 0 && typeof v[0] === 'string')
-    return { name, type: AttributeType.STRINGS, strings: (v as string[]).map((s) => Buffer.from(s, 'utf8')) };
+    return {
+      name,
+      type: AttributeType.STRINGS,
+      strings: (v as string[]).map((s) => Buffer.from(s, 'utf8')),
+    };
   if (typeof v === 'object' && 'kind' in v) return { name, type: AttributeType.TENSOR, t: tensorProto(v) };
   if (isFloatAttr(name, v)) {
     const x = typeof v === 'object' && 'value' in v ? v.value : v;
@@ -107,11 +116,17 @@ function tensorProto(t: InlineTensor): Record<string, unknown> {
 function valueInfo(io: IoDef): Record<string, unknown> {
   if (!io.shape) return { name: io.name, type: { tensorType: { elemType: io.elemType } } };
   const dim = io.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d }));
-  return { name: io.name, type: { tensorType: { elemType: io.elemType, shape: { dim } } } };
+  return {
+    name: io.name,
+    type: { tensorType: { elemType: io.elemType, shape: { dim } } },
+  };
 }
 
 /** The model without its weight initializers, as protobuf bytes: [ModelProto fields except graph, GraphProto fields]. */
-function encodeSkeleton(g: GraphBuilder): { head: Uint8Array; graph: Uint8Array } {
+function encodeSkeleton(g: GraphBuilder): {
+  head: Uint8Array;
+  graph: Uint8Array;
+} {
   const graph = {
     name: g.name,
     node: g.nodes.map((n) => ({
@@ -163,7 +178,11 @@ function planWeights(g: GraphBuilder, external: string | null, reuse?: ReusableD
   let offset = 0;
   return [...g.weightInits].map(([name, shape]) => {
     const bytes = numel(shape) * elem;
-    const msg: Record<string, unknown> = { name, dims: shape, dataType: g.floatType };
+    const msg: Record<string, unknown> = {
+      name,
+      dims: shape,
+      dataType: g.floatType,
+    };
     const there = external && !g.weights?.changed?.has(name) ? reuse?.tensors.get(name) : undefined;
     if (there && there.bytes === bytes) {
       msg.dataLocation = 1;
@@ -173,7 +192,15 @@ function planWeights(g: GraphBuilder, external: string | null, reuse?: ReusableD
         { key: 'length', value: String(bytes) },
       ];
       const meta = onnxProto.TensorProto.encode(onnxProto.TensorProto.fromObject(msg)).finish();
-      return { name, shape, bytes, meta, inlineLen: meta.length, offset: there.offset, reused: true };
+      return {
+        name,
+        shape,
+        bytes,
+        meta,
+        inlineLen: meta.length,
+        offset: there.offset,
+        reused: true,
+      };
     }
     if (external) {
       const align = bytes >= EXTERNAL_ALIGN ? EXTERNAL_ALIGN : SMALL_ALIGN;
@@ -217,7 +244,12 @@ function layout(g: GraphBuilder, plans: WeightPlan[]): Layout {
   const { head, graph } = encodeSkeleton(g);
   let graphLen = graph.length;
   for (const p of plans) graphLen += 1 + varintLen(p.inlineLen) + p.inlineLen;
-  return { head, graph, graphLen, total: head.length + 1 + varintLen(graphLen) + graphLen };
+  return {
+    head,
+    graph,
+    graphLen,
+    total: head.length + 1 + varintLen(graphLen) + graphLen,
+  };
 }
 
 /** Streams the model: write() gets the bytes in order; weights are read lazily, one at a time. */
