@@ -136,6 +136,11 @@ export function regionOf(e: CondEntry, shape: number[], what: string): Region {
         : { ...e.area };
   }
   const mask = e.mask ? maskAt(e.mask, H, W) : null;
+  // ComfyUI repeats the mask batch (B // mask batch) times to the latent's: any other batch cannot line up
+  if (mask && B % mask.shape[0] !== 0)
+    throw new Error(
+      `${what} conditioning mask has a batch of ${mask.shape[0]}, which does not divide the latent batch of ${B}`,
+    );
   if (mask && e.setAreaToBounds) {
     let y0 = H,
       y1 = -1,

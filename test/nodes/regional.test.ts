@@ -1,13 +1,15 @@
 /**
  * Regional conditioning in KSampler (calc_cond_batch): entries averaged by weight, a full-latent area equals the
- * plain prompt, real areas change the result, an area outside the latent fails naming the input,
- * and TCDSampler refuses regional prompts by name.
+ * plain prompt, real areas change the result, an area outside the latent or a mask batch that cannot line up with
+ * the latent's fails naming the sampler and its input (sizes known only when it runs, as in ComfyUI), and
+ * TCDSampler refuses regional prompts by name.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME } from '../../server/tools/make-checkpoint.js';
 import type { LatentValue } from '../../nodes/types.js';
 import { makeHarness, type Harness } from '../helpers/run-prompt.js';
+import { defineNode, t } from '../../nodes/define.js';
 import { maxAbs, maxAbsDiff } from '../helpers/fixtures.js';
 
 /** the regional path applies cfg on denoised samples, the plain one on eps: equal up to rounding */
@@ -110,4 +112,56 @@ test('an area outside the latent fails naming the sampler and its input', async 
   };
   assert.equal(err.node_id, 'ks');
   assert.match(err.exception_message, /positive conditioning area at \(256, 0\) px lies outside the 128x64 latent/);
+});
+
+test('a conditioning mask whose batch does not divide the latent batch fails naming the sampler and its input', async () => {
+  // a batch-2 mask (test-only source): ComfyUI repeats masks batch // mask-batch times, 1 // 2 = 0 cannot apply
+  const twoMasks = defineNode({
+    id: 'TwoMasks',
+    category: 'testing',
+    inputs: [],
+    outputs: [t.out('MASK')],
+    execute: () => ({ outputs: [{ shape: [2, 8, 16], data: new Float32Array(256).fill(1) }] }),
+  });
+  const h2 = makeHarness(undefined, { nodes: [twoMasks] });
+  try {
+    await ensureDemoCheckpoint(h2.dirs.models);
+    const r = await h2.run(
+      {
+        ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: DEMO_CHECKPOINT_NAME } },
+        pos: { class_type: 'CLIPTextEncode', inputs: { text: 'a red fox', clip: ['ckpt', 1] } },
+        m: { class_type: 'TwoMasks', inputs: {} },
+        sm: {
+          class_type: 'ConditioningSetMask',
+          inputs: { conditioning: ['pos', 0], mask: ['m', 0], strength: 1, set_cond_area: 'default' },
+        },
+        empty: { class_type: 'EmptyLatentImage', inputs: { width: 128, height: 64, batch_size: 1 } },
+        ks: {
+          class_type: 'KSampler',
+          inputs: {
+            model: ['ckpt', 0],
+            seed: 1,
+            steps: 1,
+            cfg: 1,
+            sampler_name: 'euler',
+            scheduler: 'normal',
+            positive: ['sm', 0],
+            negative: ['pos', 0],
+            latent_image: ['empty', 0],
+            denoise: 1,
+          },
+        },
+        out: { class_type: 'CaptureLATENT', inputs: { value: ['ks', 0] } },
+      },
+      { allowErrors: true },
+    );
+    const err = r.events.find((e) => e.type === 'execution_error')?.data as {
+      node_id: string;
+      exception_message: string;
+    };
+    assert.equal(err.node_id, 'ks');
+    assert.match(err.exception_message, /positive conditioning mask has a batch of 2, .* latent batch of 1/);
+  } finally {
+    await h2.close();
+  }
 });
