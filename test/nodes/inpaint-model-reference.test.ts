@@ -222,3 +222,49 @@ test('a mask batch that cannot broadcast over the pixels fails naming the node a
     await h2.close();
   }
 });
+
+test('regional entries get their crop of the concat; TCDSampler feeds the default concat', async () => {
+  const g = graph(true);
+  // a half-width area on the positive side: its UNet call runs on the crop, concat included (else shapes clash)
+  await h.run({
+    ...g,
+    area: {
+      class_type: 'ConditioningSetAreaPercentage',
+      inputs: { conditioning: ['imc', 0], width: 0.5, height: 1, x: 0.5, y: 0, strength: 1 },
+    },
+    both: { class_type: 'ConditioningCombine', inputs: { conditioning_1: ['imc', 0], conditioning_2: ['area', 0] } },
+    ks: { ...g.ks, inputs: { ...g.ks.inputs, positive: ['both', 0] } },
+  } as never);
+  const regional = (h.captured.get('capKs') as LatentValue).samples.data;
+  assert.ok(regional.every(Number.isFinite));
+  assert.ok(relErr(regional, ref.readFloat32('ks/latent')) > 1e-3, 'the area changes the result');
+  // TCDSampler takes no noise mask: a plain VAEEncode latent, the conditioning still carries the concat
+  await h.run({
+    ckpt: g.ckpt,
+    pos: g.pos,
+    px: g.px,
+    mk: g.mk,
+    imc: g.imc,
+    enc: { class_type: 'VAEEncode', inputs: { pixels: ['px', 0], vae: ['ckpt', 2] } },
+    tcd: {
+      class_type: 'TCDSampler',
+      inputs: {
+        model: ['ckpt', 0],
+        positive: ['imc', 0],
+        negative: ['imc', 1],
+        latent_image: ['enc', 0],
+        seed: 1,
+        steps: 2,
+        cfg: 1,
+        eta: 0.3,
+        denoise: 1,
+        original_inference_steps: 50,
+      },
+    },
+    neg: g.neg,
+    capKs: { class_type: 'CaptureLATENT', inputs: { value: ['tcd', 0] } },
+  } as never);
+  const tcd = (h.captured.get('capKs') as LatentValue).samples;
+  assert.deepEqual(tcd.shape, [1, 4, 8, 16]);
+  assert.ok(tcd.data.every(Number.isFinite));
+});
