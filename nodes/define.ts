@@ -136,3 +136,15 @@ export function defineNode<const I extends readonly TypedInput[]>(def: Def<I>): 
     inputs: [...def.inputs],
   } as unknown as NodeDefinition<Services>;
 }
+
+/** ArgsOf with every value a list: what a node declared inputIsList (ComfyUI's INPUT_IS_LIST) receives. */
+export type ListArgsOf<I extends readonly TypedInput[]> = { [K in keyof ArgsOf<I>]: ArgsOf<I>[K][] };
+
+interface ListDef<I extends readonly TypedInput[]> extends Omit<Def<I>, 'execute' | 'inputIsList'> {
+  execute(args: ListArgsOf<I>, ctx: NodeContext<Services>): Promise<NodeResult> | NodeResult;
+}
+
+/** defineNode for an INPUT_IS_LIST node: it runs once and gets each input as the whole list (widgets too). */
+export function defineListNode<const I extends readonly TypedInput[]>(def: ListDef<I>): NodeDefinition<Services> {
+  return defineNode({ ...def, inputIsList: true } as unknown as Def<I>);
+}

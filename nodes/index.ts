@@ -10,6 +10,7 @@ import * as image from './image.js';
 import * as inpaint from './inpaint.js';
 import * as modelMerging from './model-merging.js';
 import * as checkpointSave from './checkpoint-save.js';
+import * as rebatch from './rebatch.js';
 import * as latentOps from './latent-ops.js';
 import * as imageOps from './image-ops.js';
 import * as conditioningOps from './conditioning-ops.js';
@@ -38,6 +39,7 @@ export function createRegistry(): Registry<NodeServices> {
     inpaint,
     modelMerging,
     checkpointSave,
+    rebatch,
     saveImageWebsocket,
     vaeDecodeTiled,
     controlnet,

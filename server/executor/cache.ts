@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 
 export interface CachedOutput {
-  outputs: unknown[];
+  /** per output slot, the list of values (list-map.ts) */
+  outputs: unknown[][];
   ui?: Record<string, unknown>;
 }
 

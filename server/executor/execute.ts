@@ -6,8 +6,9 @@
 import { event, type ServerEvent } from '../../protocol/events.js';
 import type { PreviewImage } from '../../protocol/preview.js';
 import { OutputCache, signatureOf } from './cache.js';
-import { InterruptedError, type NodeContext, type Registry } from './node-definition.js';
+import { InterruptedError, type NodeContext, type NodeResult, type Registry } from './node-definition.js';
 import { isLink, type Prompt } from './prompt.js';
+import { argumentSets, mergeResults } from './list-map.js';
 import { executionOrder } from './validate.js';
 
 export interface PromptJob {
@@ -77,7 +78,8 @@ export class Executor<S> {
       const cachedIds = order.filter((id) => this.cache.has(sigs.get(id)!));
       record(event('execution_cached', { nodes: cachedIds, prompt_id: promptId, timestamp: Date.now() }), true);
 
-      const values = new Map<string, unknown[]>();
+      // every output slot holds a list (list-map.ts): one value per run, or a list output's items
+      const values = new Map<string, unknown[][]>();
       for (const id of order) {
         currentNode = id;
         const node = prompt[id];
@@ -94,9 +96,10 @@ export class Executor<S> {
         }
         if (hooks.signal.aborted) throw new InterruptedError();
         hooks.emit(event('executing', { node: id, display_node: id, prompt_id: promptId }));
-        const args: Record<string, unknown> = { ...(job.constants.get(id) ?? {}) };
+        const lists: Record<string, unknown[]> = {};
+        for (const [name, v] of Object.entries(job.constants.get(id) ?? {})) lists[name] = [v];
         for (const [name, v] of Object.entries(node.inputs ?? {}))
-          if (isLink(v)) args[name] = values.get(String(v[0]))![v[1]];
+          if (isLink(v)) lists[name] = values.get(String(v[0]))![v[1]];
         const ctx: NodeContext<S> = {
           nodeId: id,
           promptId,
@@ -111,11 +114,16 @@ export class Executor<S> {
           },
           log: (m) => hooks.log?.(`[${node.class_type} #${id}] ${m}`),
         };
-        const result = await def.execute(args, ctx);
-        if (!result || !Array.isArray(result.outputs))
-          throw new Error(`node ${node.class_type} returned no outputs array`);
-        values.set(id, result.outputs);
-        this.cache.set(sig, { outputs: result.outputs, ui: result.ui });
+        const results: NodeResult[] = [];
+        for (const args of argumentSets(lists, !!def.inputIsList)) {
+          if (results.length) ctx.checkInterrupted();
+          const r = await def.execute(args, ctx);
+          if (!r || !Array.isArray(r.outputs)) throw new Error(`node ${node.class_type} returned no outputs array`);
+          results.push(r);
+        }
+        const result = mergeResults(results, def.outputs);
+        values.set(id, result.lists);
+        this.cache.set(sig, { outputs: result.lists, ui: result.ui });
         executed.push(id);
         if (result.ui) {
           outputs[id] = result.ui;

@@ -73,6 +73,11 @@ export interface NodeDefinition<S = unknown> {
   hidden?: Record<string, string>;
   outputs: OutputSpec[];
   outputNode: boolean;
+  /**
+   * ComfyUI's INPUT_IS_LIST: the node runs once with every input as the whole list (widgets too, as lists of one);
+   * otherwise it runs once per list item (list-map.ts). An output's isList is OUTPUT_IS_LIST.
+   */
+  inputIsList?: boolean;
   /** like ComfyUI's IS_CHANGED: extra text mixed into the cache key (e.g. an input file's hash) */
   fingerprint?(args: Record<string, unknown>, services: S): string | Promise<string>;
   /** extra checks beyond types and ranges; return a message to refuse */

@@ -22,6 +22,7 @@ export function objectInfoFor(def: NodeDefinition<any>, services?: unknown): Rec
       required: def.inputs.filter((s) => !s.optional).map((s) => s.name),
       ...(Object.keys(optional).length ? { optional: def.inputs.filter((s) => s.optional).map((s) => s.name) } : {}),
     },
+    is_input_list: !!def.inputIsList,
     output: def.outputs.map((o) => o.type),
     output_is_list: def.outputs.map((o) => !!o.isList),
     output_name: def.outputs.map((o) => o.name),
