@@ -16,6 +16,8 @@ import type { ControlNetConfig } from './controlnet.js';
 import { detectUNetConfig, keySourceOf, type KeySource } from './detect.js';
 import { diffusersToLdm, unetBlockPairs } from '../lora/key-map.js';
 import type { WeightSource } from '../onnx/weights.js';
+import { floatToHalf } from '../onnx/half.js';
+import { halfToFloat } from '../io/safetensors.js';
 
 export class ControlNetFileError extends Error {
   constructor(what: string) {
@@ -153,12 +155,14 @@ export function controlNetConfigFor(info: ControlNetFileInfo, model: ModelConfig
 
 /**
  * The ControlNet's weights under ldm names. A diff ControlNet adds the model's UNet tensor of the same name
- * (`diffBase`: ldm name -> tensor or undefined), as ComfyUI's DiffControlNetLoader.
+ * (`diffBase`: ldm name -> tensor or undefined), as ComfyUI's DiffControlNetLoader: in the file's dtype, so a
+ * float16 file's sums are rounded to float16 (`halfKeys`: file keys stored as F16).
  */
 export function controlNetWeights(
   file: WeightSource,
   info: ControlNetFileInfo,
   diffBase?: (ldmName: string) => Float32Array | undefined,
+  halfKeys?: (fileKey: string) => boolean,
 ): WeightSource {
   const fileKey = (name: string) => {
     const k = info.keys.get(name);
@@ -175,6 +179,7 @@ export function controlNetWeights(
       if (base.length !== w.length) throw new Error(`diff ControlNet weight "${name}" does not match the model's`);
       const out = new Float32Array(w.length);
       for (let i = 0; i < w.length; i++) out[i] = w[i] + base[i];
+      if (halfKeys?.(fileKey(name))) for (let i = 0; i < out.length; i++) out[i] = halfToFloat(floatToHalf(out[i]));
       return out;
     },
   };

@@ -69,7 +69,8 @@ export async function controlNetSession(
       const diffBase = base
         ? (name: string) => (base.file.has(prefix + name) ? base.file.readFloat32(prefix + name) : undefined)
         : undefined;
-      const weights = controlNetWeights(safetensorsWeights(cn.file), cn.info, diffBase);
+      const half = (k: string) => cn.file.info(k).dtype === 'F16';
+      const weights = controlNetWeights(safetensorsWeights(cn.file), cn.info, diffBase, half);
       return buildControlNetGraph(cfg, weights, { dtype, ...store.graphTuning });
     },
   });
