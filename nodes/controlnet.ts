@@ -7,19 +7,59 @@
 import { statSync } from 'node:fs';
 import { SafetensorsFile } from '../server/engine/io/safetensors.js';
 import { inspectControlNet, type ControlNetFileInfo } from '../server/engine/model/controlnet-file.js';
-import type { ModelConfig } from '../server/engine/model/config.js';
+import type { ModelConfig, ModelFamily } from '../server/engine/model/config.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import { defineNode, t } from './define.js';
 import type { NodeServices } from './services.js';
 import type { Conditioning, ControlApplied, ControlNetValue } from './types.js';
 
+const inspected = new Map<string, { key: string; info: ControlNetFileInfo }>();
+/** The file's layout and family from its header (memoised per size and mtime: validation asks often). */
 function inspectFile(path: string): ControlNetFileInfo {
+  const st = statSync(path);
+  const key = `${st.size}:${st.mtimeMs}`;
+  const hit = inspected.get(path);
+  if (hit?.key === key) return hit.info;
   const file = SafetensorsFile.open(path);
   try {
-    return inspectControlNet(file);
+    const info = inspectControlNet(file);
+    inspected.set(path, { key, info });
+    return info;
   } finally {
     file.close();
   }
+}
+
+/** What validation knows of a CONTROL_NET output, and of a CONDITIONING output: the ControlNets applied to it. */
+interface ControlNetFacts {
+  family: ModelFamily;
+  name: string;
+}
+interface ConditioningFacts {
+  controls: ControlNetFacts[];
+}
+const controlsOf = (f: unknown): ControlNetFacts[] => (f as ConditioningFacts | undefined)?.controls ?? [];
+
+/**
+ * A sampler's check before anything runs: every ControlNet on its positive / negative conditioning (as far as
+ * validation can follow the links) must be of the family of its model (MODEL facts from the checkpoint loader).
+ */
+export function controlFamilyCheck(linked: Record<string, unknown>): string | true {
+  const family = (linked.model as { family?: ModelFamily } | undefined)?.family;
+  if (!family) return true;
+  for (const input of ['positive', 'negative']) {
+    const bad = controlsOf(linked[input]).find((c) => c.family !== family);
+    if (bad)
+      return `${input}: the ControlNet ${bad.name} is an ${bad.family.toUpperCase()} ControlNet and cannot control this ${family.toUpperCase()} model`;
+  }
+  return true;
+}
+
+function netFacts(services: NodeServices, name: string): ControlNetFacts[] {
+  return [{ family: inspectFile(services.models.resolve('controlnet', name)).family, name }];
+}
+function withNet(cond: unknown, net: unknown): ConditioningFacts {
+  return { controls: [...controlsOf(cond), ...(net ? [net as ControlNetFacts] : [])] };
 }
 
 /** Why a models/controlnet file cannot be used (unknown layout, unreadable), from its header; undefined when fine. */
@@ -64,6 +104,7 @@ export const ControlNetLoader = defineNode({
   outputs: [t.out('CONTROL_NET')],
   fingerprint,
   validate,
+  staticFacts: ({ control_net_name }, s) => netFacts(s, control_net_name),
   execute: ({ control_net_name }, ctx) => ({ outputs: [loadValue(ctx.services, control_net_name)] }),
 });
 
@@ -77,6 +118,7 @@ export const DiffControlNetLoader = defineNode({
   outputs: [t.out('CONTROL_NET')],
   fingerprint: (a, s) => fingerprint(a, s),
   validate: (a, s) => validate(a, s),
+  staticFacts: ({ control_net_name }, s) => netFacts(s, control_net_name),
   execute: ({ model, control_net_name }, ctx) => ({
     outputs: [loadValue(ctx.services, control_net_name, model.ref.checkpoint)],
   }),
@@ -113,6 +155,7 @@ export const ControlNetApply = defineNode({
     strengthIn,
   ],
   outputs: [t.out('CONDITIONING')],
+  staticFacts: (_a, _s, linked) => [withNet(linked.conditioning, linked.control_net)],
   execute: ({ conditioning, control_net, image, strength }) => {
     if (strength === 0) return { outputs: [conditioning] };
     checkHint(control_net, image);
@@ -138,6 +181,7 @@ export const ControlNetApplyAdvanced = defineNode({
     t.optional(t.socket('VAE', 'vae')),
   ],
   outputs: [t.out('CONDITIONING', 'positive'), t.out('CONDITIONING', 'negative')],
+  staticFacts: (_a, _s, linked) => [withNet(linked.positive, linked.control_net), withNet(linked.negative, linked.control_net)],
   // vae: ComfyUI uses it only for ControlNets that work on latents (SD3/Flux); SD1/SDXL ControlNets ignore it
   execute: ({ positive, negative, control_net, image, strength, start_percent, end_percent }) => {
     if (strength === 0) return { outputs: [positive, negative] };

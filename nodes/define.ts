@@ -115,14 +115,16 @@ export const seedInput = <N extends string = 'seed'>(
 type Services = NodeServices;
 interface Def<I extends readonly TypedInput[]> extends Omit<
   NodeDefinition<Services>,
-  'displayName' | 'description' | 'outputNode' | 'inputs' | 'execute' | 'validate' | 'fingerprint'
+  'displayName' | 'description' | 'outputNode' | 'inputs' | 'execute' | 'validate' | 'fingerprint' | 'staticFacts'
 > {
   displayName?: string;
   description?: string;
   outputNode?: boolean;
   inputs: I;
   fingerprint?(args: ArgsOf<I>, services: Services): string | Promise<string>;
-  validate?(args: ArgsOf<I>, services: Services): string | true | undefined;
+  validate?(args: ArgsOf<I>, services: Services, linked: Record<string, unknown>): string | true | undefined;
+  /** validation-time facts of each output (node-definition.ts staticFacts) */
+  staticFacts?(args: ArgsOf<I>, services: Services, linked: Record<string, unknown>): unknown[];
   execute(args: ArgsOf<I>, ctx: NodeContext<Services>): Promise<NodeResult> | NodeResult;
 }
 

@@ -23,6 +23,8 @@ export const CheckpointLoaderSimple = defineNode({
     const st = statSync(s.models.resolve('checkpoints', ckpt_name));
     return `${st.size}:${st.mtimeMs}`;
   },
+  // the family (from the header) lets samplers refuse a ControlNet of another family before anything runs
+  staticFacts: ({ ckpt_name }, s) => [{ family: checkpointFamily(s.models.resolve('checkpoints', ckpt_name)) }],
   execute: ({ ckpt_name }, ctx) => {
     const path = ctx.services.models.resolve('checkpoints', ckpt_name);
     const { config } = ctx.services.engine().inspect(path);
@@ -32,6 +34,23 @@ export const CheckpointLoaderSimple = defineNode({
     return { outputs: [model, clip, vae] };
   },
 });
+
+const families = new Map<string, { key: string; family: string }>();
+/** A checkpoint's family from its header, memoised per size and mtime (validation asks on every prompt). */
+function checkpointFamily(path: string): string {
+  const st = statSync(path);
+  const key = `${st.size}:${st.mtimeMs}`;
+  const hit = families.get(path);
+  if (hit?.key === key) return hit.family;
+  const file = SafetensorsFile.open(path);
+  try {
+    const family = detectModelFile(file).family;
+    families.set(path, { key, family });
+    return family;
+  } finally {
+    file.close();
+  }
+}
 
 /** Why a models/vae file cannot be used, from its header; undefined when it can. */
 function vaeFileProblem(path: string): string | undefined {

@@ -2,7 +2,7 @@
  * Sampler nodes: TCDSampler (diffusers' TCDScheduler exactly), KSampler and KSamplerAdvanced (ComfyUI semantics),
  * SamplerCustom with KSamplerSelect, BasicScheduler and SamplerTCD.
  */
-import { controlToUncond } from './controlnet.js';
+import { controlFamilyCheck, controlToUncond } from './controlnet.js';
 import { defineNode, seedInput, seedValue, t } from './define.js';
 import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
@@ -277,6 +277,8 @@ export const KSampler = defineNode({
     denoiseIn,
   ],
   outputs: [t.out('LATENT', 'LATENT', 'The denoised latent.')],
+  // a ControlNet of another family than the model: refused before anything runs
+  validate: (_a, _s, linked) => controlFamilyCheck(linked),
   execute: async (a, ctx) => {
     const model = a.model;
     const sigmas = ksamplerSigmas(samplingOf(model).ms, a.sampler_name, a.scheduler, a.steps, a.denoise);
@@ -319,6 +321,8 @@ export const KSamplerAdvanced = defineNode({
     t.combo('return_with_leftover_noise', ['disable', 'enable']),
   ],
   outputs: [t.out('LATENT')],
+  // a ControlNet of another family than the model: refused before anything runs
+  validate: (_a, _s, linked) => controlFamilyCheck(linked),
   execute: async (a, ctx) => {
     const model = a.model;
     let sigmas = ksamplerSigmas(samplingOf(model).ms, a.sampler_name, a.scheduler, a.steps, 1);
@@ -413,6 +417,8 @@ export const SamplerCustom = defineNode({
     latentIn,
   ],
   outputs: [t.out('LATENT', 'output'), t.out('LATENT', 'denoised_output')],
+  // a ControlNet of another family than the model: refused before anything runs
+  validate: (_a, _s, linked) => controlFamilyCheck(linked),
   execute: async (a, ctx) => {
     const model = a.model,
       lat = a.latent_image;

@@ -80,8 +80,16 @@ export interface NodeDefinition<S = unknown> {
   inputIsList?: boolean;
   /** like ComfyUI's IS_CHANGED: extra text mixed into the cache key (e.g. an input file's hash) */
   fingerprint?(args: Record<string, unknown>, services: S): string | Promise<string>;
-  /** extra checks beyond types and ranges; return a message to refuse */
-  validate?(args: Record<string, unknown>, services: S): string | true | undefined;
+  /**
+   * extra checks beyond types and ranges; return a message to refuse. `linked`: per linked input, the static facts
+   * of the output it is linked to (see staticFacts), for checks across nodes before anything runs.
+   */
+  validate?(args: Record<string, unknown>, services: S, linked: Record<string, unknown>): string | true | undefined;
+  /**
+   * Facts about each output known at validation time from constants and headers only (e.g. a loader's model
+   * family), one entry per output. Without it an output carries the facts of the first linked input of its type.
+   */
+  staticFacts?(args: Record<string, unknown>, services: S, linked: Record<string, unknown>): unknown[];
   execute(args: Record<string, unknown>, ctx: NodeContext<S>): Promise<NodeResult> | NodeResult;
   /** python_module in object_info */
   module?: string;

@@ -287,12 +287,20 @@ export function validatePrompt<S>(
   };
 
   /** Own checks of one node (classes, inputs, links, constants); the linked sources it depends on. */
-  const checkOwn = (id: string): { valid: boolean; values: Record<string, unknown>; sources: string[] } => {
+  const checkOwn = (
+    id: string,
+  ): {
+    valid: boolean;
+    values: Record<string, unknown>;
+    sources: string[];
+    links: Record<string, [string, number]>;
+  } => {
     const node = p[id];
     const def = registry.get(node.class_type) as NodeDefinition<S>;
     const inputs = (node.inputs ?? {}) as Record<string, unknown>;
     const values: Record<string, unknown> = {};
     const sources: string[] = [];
+    const links: Record<string, [string, number]> = {};
     let valid = true;
     for (const spec of def.inputs) {
       const raw = inputs[spec.name];
@@ -356,6 +364,7 @@ export function validatePrompt<S>(
           continue;
         }
         sources.push(src);
+        links[spec.name] = [src, idx];
         continue;
       }
       if (!isWidgetType(spec.type)) {
@@ -388,16 +397,44 @@ export function validatePrompt<S>(
         valid = false;
       } else values[spec.name] = res.value;
     }
-    return { valid, values, sources };
+    return { valid, values, sources, links };
+  };
+
+  /**
+   * Static facts of each node's outputs (node-definition.ts staticFacts): its own, or what the first linked input of
+   * the output's type carries (pass-through nodes). A node whose facts cannot be read just has none.
+   */
+  const facts = new Map<string, unknown[]>();
+  const linkedFacts = (links: Record<string, [string, number]>): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [name, [src, idx]] of Object.entries(links)) {
+      const f = facts.get(src)?.[idx];
+      if (f !== undefined) out[name] = f;
+    }
+    return out;
+  };
+  const outputFacts = (def: NodeDefinition<S>, values: Record<string, unknown>, linked: Record<string, unknown>) => {
+    if (def.staticFacts) {
+      try {
+        return def.staticFacts(values, services, linked);
+      } catch {
+        return [];
+      }
+    }
+    return def.outputs.map((o) => {
+      const from = def.inputs.find((i) => i.type === o.type && linked[i.name] !== undefined);
+      return from ? linked[from.name] : undefined;
+    });
   };
 
   /** Custom validation, once the node's own inputs and all its sources are valid. */
-  const finish = (id: string, own: { valid: boolean; values: Record<string, unknown>; sources: string[] }): void => {
+  const finish = (id: string, own: ReturnType<typeof checkOwn>): void => {
     const def = registry.get(p[id].class_type) as NodeDefinition<S>;
     let valid = own.valid && own.sources.every((src) => state.get(src) === 'ok');
+    const linked = linkedFacts(own.links);
     if (valid && def.validate) {
       try {
-        const r = def.validate(own.values, services);
+        const r = def.validate(own.values, services, linked);
         if (typeof r === 'string') {
           addError(id, errorItem('custom_validation_failed', 'Custom validation failed for node', `${r}`, {}));
           valid = false;
@@ -410,6 +447,7 @@ export function validatePrompt<S>(
         valid = false;
       }
     }
+    if (valid) facts.set(id, outputFacts(def, own.values, linked));
     constants.set(id, own.values);
     sourcesOf.set(id, own.sources);
     state.set(id, valid ? 'ok' : 'failed');

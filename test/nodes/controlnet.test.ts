@@ -103,8 +103,35 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     assert.equal(h.captured.size, 0, 'nothing ran');
   });
 
-  test('an SDXL ControlNet on an SD1 model fails the KSampler before any step, naming the ControlNet', async () => {
-    const r = await h.run(graph('sd1_tiny.safetensors', 'sdxl_cn.safetensors') as never, { allowErrors: true });
+  test('an SDXL ControlNet on an SD1 model is a 400 naming KSampler and positive, before anything runs', async () => {
+    await assert.rejects(h.run(graph('sd1_tiny.safetensors', 'sdxl_cn.safetensors') as never), (e: Error) => {
+      assert.match(e.message, /prompt invalid/);
+      assert.match(e.message, /"class_type":"KSampler"/);
+      assert.match(e.message, /positive: the ControlNet sdxl_cn\.safetensors is an SDXL ControlNet and cannot control this SD1 model/);
+      return true;
+    });
+    // through a ModelSamplingDiscrete (MODEL passes its facts on) and a ConditioningSetArea (so does CONDITIONING)
+    const p = graph('sd1_tiny.safetensors', 'sdxl_cn.safetensors', {
+      msd: { class_type: 'ModelSamplingDiscrete', inputs: { model: ['ckpt', 0], sampling: 'eps', zsnr: false } },
+      area: {
+        class_type: 'ConditioningSetArea',
+        inputs: { conditioning: ['apply', 1], width: 64, height: 64, x: 0, y: 0, strength: 1 },
+      },
+    });
+    p.ks.inputs = { ...p.ks.inputs, model: ['msd', 0], positive: ['pos', 0], negative: ['area', 0] } as never;
+    await assert.rejects(h.run(p as never), /negative: the ControlNet sdxl_cn\.safetensors is an SDXL ControlNet/);
+    assert.equal(h.captured.size, 0, 'nothing ran');
+  });
+
+  test('where validation cannot follow the links, the sampler refuses before its first step', async () => {
+    const p = graph('sd1_tiny.safetensors', 'sdxl_cn.safetensors', {
+      // validation follows ConditioningCombine's first input (an SD1 ControlNet), not the second (the SDXL one)
+      cn1: { class_type: 'ControlNetLoader', inputs: { control_net_name: 'sd1_cn.safetensors' } },
+      apply1: { class_type: 'ControlNetApply', inputs: { conditioning: ['pos', 0], control_net: ['cn1', 0], image: ['img', 0], strength: 1 } },
+      comb: { class_type: 'ConditioningCombine', inputs: { conditioning_1: ['apply1', 0], conditioning_2: ['apply', 0] } },
+    });
+    p.ks.inputs = { ...p.ks.inputs, positive: ['comb', 0], negative: ['neg', 0] } as never;
+    const r = await h.run(p as never, { allowErrors: true });
     const err = r.events.find((e) => e.type === 'execution_error');
     assert.ok(err, 'an execution error');
     const d = err.data as { node_type: string; exception_message: string };
