@@ -154,6 +154,12 @@ export const ConditioningSetAreaPercentage = defineNode({
   description: 'Applies the conditioning only inside a rectangle given as fractions of the image.',
   inputs: [condIn, fraction('width', 1.0), fraction('height', 1.0), fraction('x', 0), fraction('y', 0), strengthIn],
   outputs: [t.out('CONDITIONING')],
+  // an area starting at 1.0 begins at the latent's far edge whatever its size: nothing of it can lie inside, so the
+  // sampler would fail; refused before anything runs (other sizes are only known when the sampler runs)
+  validate: ({ x, y }) =>
+    x >= 1 || y >= 1
+      ? `${x >= 1 ? 'x' : 'y'} is ${x >= 1 ? x : y}: the area starts at the latent's edge, so none of it lies inside`
+      : true,
   execute: ({ conditioning, width, height, x, y, strength }) => {
     const area = { unit: 'fraction' as const, h: height, w: width, y, x };
     const c: Conditioning = conditioning.map((e) => ({ ...e, area, strength, setAreaToBounds: false }));

@@ -114,6 +114,30 @@ test('an area outside the latent fails naming the sampler and its input', async 
   assert.match(err.exception_message, /positive conditioning area at \(256, 0\) px lies outside the 128x64 latent/);
 });
 
+test('an area percentage starting at 1.0 is refused before anything runs, naming the node and input', async () => {
+  await assert.rejects(
+    sample(
+      {
+        a: {
+          class_type: 'ConditioningSetAreaPercentage',
+          inputs: { conditioning: ['pos', 0], width: 0.5, height: 1, x: 1, y: 0, strength: 1 },
+        },
+      },
+      ['a', 0],
+    ),
+    (e: Error) => {
+      const body = JSON.parse(e.message.replace(/^prompt invalid: /, '')) as {
+        node_errors: Record<string, { errors: { type: string; details: string }[]; class_type: string }>;
+      };
+      const a = body.node_errors.a;
+      assert.equal(a.class_type, 'ConditioningSetAreaPercentage');
+      assert.equal(a.errors[0].type, 'custom_validation_failed');
+      assert.match(a.errors[0].details, /^x is 1: the area starts at the latent's edge/);
+      return true;
+    },
+  );
+});
+
 test('a conditioning mask whose batch does not divide the latent batch fails naming the sampler and its input', async () => {
   // a batch-2 mask (test-only source): ComfyUI repeats masks batch // mask-batch times, 1 // 2 = 0 cannot apply
   const twoMasks = defineNode({
