@@ -60,6 +60,8 @@ export const CheckpointSave = defineNode({
       throw new Error(
         `clip: a ${clip.config.family.toUpperCase()} CLIP cannot go in a ${model.config.family.toUpperCase()} checkpoint`,
       );
+    // a TAESD VAE (VAELoader's taesd / taesdxl) has no AutoencoderKL weights to write
+    if (!vae.config) throw new Error('vae: a TAESD VAE cannot be saved into a checkpoint');
     if (vae.config.vae.latentChannels !== model.config.vae.latentChannels)
       throw new Error(`vae: its ${vae.config.vae.latentChannels}-channel latents do not fit the model`);
     const sub = dirname(filename_prefix) === '.' ? '' : dirname(filename_prefix);

@@ -29,6 +29,7 @@ import type {
   ModelValue,
   SamplerValue,
   SigmasValue,
+  UpscaleModelValue,
   VaeValue,
 } from './types.js';
 
@@ -46,6 +47,7 @@ export interface SocketValues {
   SAMPLER: SamplerValue;
   SIGMAS: SigmasValue;
   CONTROL_NET: ControlNetValue;
+  UPSCALE_MODEL: UpscaleModelValue;
 }
 type SocketValue<T extends string> = T extends keyof SocketValues ? SocketValues[T] : unknown;
 

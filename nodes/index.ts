@@ -17,6 +17,7 @@ import * as conditioningOps from './conditioning-ops.js';
 import * as saveImageWebsocket from './save-image-websocket.js';
 import * as vaeDecodeTiled from './vae-decode-tiled.js';
 import * as controlnet from './controlnet.js';
+import * as upscaleModel from './upscale-model.js';
 
 type Def = Registry<NodeServices> extends Map<string, infer D> ? D : never;
 
@@ -43,6 +44,7 @@ export function createRegistry(): Registry<NodeServices> {
     saveImageWebsocket,
     vaeDecodeTiled,
     controlnet,
+    upscaleModel,
   ]) {
     for (const v of Object.values(family))
       if (isDefinition(v)) {

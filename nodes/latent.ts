@@ -67,7 +67,7 @@ export const VAEDecode = defineNode({
     const [b, c, h, w] = lat.shape;
     const engine = ctx.services.engine();
     // too large to decode whole within the engine's memory: decode in tiles instead of failing
-    if (!engine.fits(vae.ref.checkpoint, 'vae_decode', h, w, 1)) {
+    if (!engine.fitsVae(vae.ref, 'vae_decode', h, w, 1)) {
       const tile = admittedTile(engine, vae, 512);
       ctx.log(`decoding ${w * 8}x${h * 8} in ${tile}px tiles: a whole decode would not fit in memory`);
       return {

@@ -5,6 +5,7 @@ import { SafetensorsFile } from '../server/engine/io/safetensors.js';
 import { detectModelFile } from '../server/engine/model/detect.js';
 import { defineNode, t } from './define.js';
 import type { ClipValue, ModelValue, VaeValue } from './types.js';
+import { taesdFiles, taesdNames, taesdProblem } from './taesd-files.js';
 
 export const CheckpointLoaderSimple = defineNode({
   id: 'CheckpointLoaderSimple',
@@ -71,18 +72,25 @@ export const VAELoader = defineNode({
   displayName: 'Load VAE',
   category: 'loaders',
   description:
-    "Loads a separate VAE (models/vae, single-file layout), e.g. SDXL's fp16-fix VAE, to decode and encode with instead of the checkpoint's.",
-  inputs: [t.combo('vae_name', (s) => s.models.list('vae'))],
+    "Loads a separate VAE (models/vae, single-file layout), e.g. SDXL's fp16-fix VAE, to decode and encode with instead of the checkpoint's; taesd / taesdxl when their files are in models/vae_approx.",
+  inputs: [t.combo('vae_name', (s) => [...s.models.list('vae'), ...taesdNames(s.models)])],
   outputs: [t.out('VAE')],
   fingerprint: ({ vae_name }, s) => {
-    const st = statSync(s.models.resolve('vae', vae_name));
-    return `${st.size}:${st.mtimeMs}`;
+    const taesd = taesdFiles(s.models, vae_name);
+    const paths = taesd ? [taesd.encoder, taesd.decoder] : [s.models.resolve('vae', vae_name)];
+    return paths.map((p) => `${statSync(p).size}:${statSync(p).mtimeMs}`).join('|');
   },
   validate: ({ vae_name }, s) => {
-    const problem = vaeFileProblem(s.models.resolve('vae', vae_name));
+    const taesd = taesdFiles(s.models, vae_name);
+    const problem = taesd ? taesdProblem(taesd) : vaeFileProblem(s.models.resolve('vae', vae_name));
     return problem ? `vae_name: ${problem}` : true;
   },
   execute: ({ vae_name }, ctx) => {
+    const taesd = taesdFiles(ctx.services.models, vae_name);
+    if (taesd) {
+      const vae: VaeValue = { ref: { checkpoint: taesd.decoder, taesd } };
+      return { outputs: [vae] };
+    }
     const path = ctx.services.models.resolve('vae', vae_name);
     const { config } = ctx.services.engine().inspect(path);
     const vae: VaeValue = { ref: { checkpoint: path }, config };

@@ -14,7 +14,7 @@ import { samplingOf } from './model-sampling.js';
 import { ksamplerSigmas } from '../server/engine/sampling/schedules.js';
 import { CFG_PP_SAMPLERS, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engine/sampling/registry.js';
 import { condBranch, isRegional, loopConds } from './guidance.js';
-import { latentPreviewJpeg } from './latent-preview.js';
+import { previewDecoderOption, sendPreview } from './latent-preview.js';
 import type { Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue } from './types.js';
 
 type Ctx = NodeContext<NodeServices>;
@@ -132,11 +132,11 @@ export const TCDSampler = defineNode({
         },
         {
           previews,
+          ...previewDecoderOption(ctx.services, model.config.family),
           signal: ctx.signal,
-          onStep: ({ step, total, preview }) => {
-            ctx.progress(step + 1, total);
-            if (preview)
-              ctx.preview({ format: 'jpeg', bytes: latentPreviewJpeg(preview.data, shape, model.config.family) });
+          onStep: (p) => {
+            ctx.progress(p.step + 1, p.total);
+            sendPreview(ctx, p, shape, model.config.family);
           },
         },
       )
@@ -233,11 +233,11 @@ async function runKSampler(r: KRun, ctx: Ctx): Promise<{ x: Float32Array; denois
       },
       {
         previews: !!ctx.services.previews,
+        ...previewDecoderOption(ctx.services, r.model.config.family),
         signal: ctx.signal,
-        onStep: ({ step, total, preview }) => {
-          ctx.progress(step + 1, total);
-          if (preview)
-            ctx.preview({ format: 'jpeg', bytes: latentPreviewJpeg(preview.data, shape, r.model.config.family) });
+        onStep: (p) => {
+          ctx.progress(p.step + 1, p.total);
+          sendPreview(ctx, p, shape, r.model.config.family);
         },
       },
     )

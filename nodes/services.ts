@@ -11,4 +11,9 @@ export interface NodeServices {
   engine(): import('../server/engine/engine.js').Engine;
   /** send per-step previews from samplers */
   previews: boolean;
+  /**
+   * how previews are drawn (--preview-method): latent2rgb, or taesd = the family's TAESD decoder from
+   * models/vae_approx when present (latent2rgb otherwise, as ComfyUI); default latent2rgb
+   */
+  previewMethod?: 'latent2rgb' | 'taesd';
 }

@@ -3,7 +3,7 @@
  * LoRA list, clip skip) plus the detected config: nodes never hold weights, the engine does.
  */
 import type { ModelConfig, ModelFamily } from '../server/engine/model/config.js';
-import type { ClipRef, ModelRef, VaeRef } from '../server/engine/engine.js';
+import type { ClipRef, ModelRef, UpscaleModelRef, VaeRef } from '../server/engine/engine.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import type { SamplingSpec } from '../server/engine/sampling/model-sampling-variants.js';
 
@@ -21,9 +21,15 @@ export interface ClipValue {
   ref: ClipRef;
   config: ModelConfig;
 }
+/** config: the checkpoint's (or VAE file's) detected config; absent for TAESD (VAELoader's taesd / taesdxl). */
 export interface VaeValue {
   ref: VaeRef;
-  config: ModelConfig;
+  config?: ModelConfig;
+}
+/** UPSCALE_MODEL: an ESRGAN-family file (the engine loads it) and its scale. */
+export interface UpscaleModelValue {
+  ref: UpscaleModelRef;
+  scale: number;
 }
 
 /** One conditioning entry: context [1, S, C], pooled [1, P] (SDXL) and optional SDXL size hints in pixels. */

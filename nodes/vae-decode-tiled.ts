@@ -96,7 +96,7 @@ export async function decodeTiled(
 /** The largest square tile (pixels, multiple of 64, at most `preferred`) whose plain decode the engine admits. */
 export function admittedTile(engine: Engine, vae: VaeValue, preferred: number): number {
   for (let tile = preferred; tile >= 64; tile -= 64) {
-    if (engine.fits(vae.ref.checkpoint, 'vae_decode', tile / 8, tile / 8, 1)) return tile;
+    if (engine.fitsVae(vae.ref, 'vae_decode', tile / 8, tile / 8, 1)) return tile;
   }
   return 64;
 }

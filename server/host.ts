@@ -12,6 +12,7 @@ import { Engine, checkRequestedProvider, type EngineOptions } from './engine/eng
 import { gpuTuningOf, settingsWith, type Settings } from './settings.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import { ensureDemoControlNet } from './tools/make-controlnet.js';
+import { ensureDemoUpscaleModel } from './tools/make-upscale-model.js';
 import { startServer, type RunningServer } from './app/server.js';
 import type { ModelFolders } from './storage/model-folders.js';
 import { loadExtraModelPaths } from './storage/extra-model-paths.js';
@@ -58,9 +59,15 @@ export function makeServices(
   dirs: NodeServices['dirs'],
   engineOpts: EngineOptions,
   previews = true,
+  previewMethod: NodeServices['previewMethod'] = 'latent2rgb',
 ): NodeServices {
   let engine: Engine | null = null;
-  return { dirs, models, previews, engine: () => (engine ??= new Engine(engineOpts)) };
+  return { dirs, models, previews, previewMethod, engine: () => (engine ??= new Engine(engineOpts)) };
+}
+
+/** The preview drawing a --preview-method asks for ('none' is handled by the previews switch). */
+export function previewKind(method: string | undefined): NodeServices['previewMethod'] {
+  return method === 'taesd' ? 'taesd' : 'latent2rgb';
 }
 
 /**
@@ -85,6 +92,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     const p = await ensureDemoCheckpoint(r.models);
     await ensureDemoControlNet(r.models); // workflows/controlnet.json's ControlNet (matches the demo model)
     log(`demo model: ${p} (random weights: it draws noise-like images until you add a real checkpoint)`);
+    await ensureDemoUpscaleModel(r.models); // a few KB: lets the esrgan-upscale workflow run out of the box
   }
   const extra = loadExtraModelPaths(r.extraModelPaths);
   if (extra.file)
@@ -117,7 +125,13 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     log,
     // the engine runs in a child process with a memory limit by default: whatever slips past admission kills only it
     makeServices: ({ models, dirs }) =>
-      (services = makeServices(models, dirs, { ...engine, isolation: r.isolation ?? 'process' }, r.previews)),
+      (services = makeServices(
+        models,
+        dirs,
+        { ...engine, isolation: r.isolation ?? 'process' },
+        r.previews,
+        previewKind(r.previewMethod),
+      )),
     free: async (s) => {
       await s.engine().free();
     },
@@ -137,6 +151,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
                   isolation: deviceIsolation(r.ep, r.isolation),
                 },
                 r.previews,
+                previewKind(r.previewMethod),
               );
               extraServices.push(s);
               return new Executor(ctx.executor.registry, s);

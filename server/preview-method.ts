@@ -1,7 +1,8 @@
 /**
- * ComfyUI's --preview-method: whether samplers send per-step preview frames, and how they are made. tcd-studio draws
- * previews with the latent2rgb projection; it bundles no TAESD decoder, so `taesd` (like ComfyUI without the TAESD
- * files) and `auto` use latent2rgb. The default keeps previews on (tcd-studio's behaviour before the flag).
+ * ComfyUI's --preview-method: whether samplers send per-step preview frames, and how they are made. `taesd` decodes
+ * previews with the family's TAESD decoder when models/vae_approx holds it (taesd_decoder.* / taesdxl_decoder.*, as
+ * ComfyUI) and falls back to latent2rgb otherwise; `auto` is latent2rgb (ComfyUI's auto). The default keeps previews
+ * on (tcd-studio's behaviour before the flag).
  */
 export const PREVIEW_METHODS = ['none', 'auto', 'latent2rgb', 'taesd'] as const;
 export type PreviewMethod = (typeof PREVIEW_METHODS)[number];
@@ -21,6 +22,9 @@ export function parsePreviewMethod(v: string | undefined): PreviewMethod {
 export function previewSetting(method: PreviewMethod): { previews: boolean; note?: string } {
   if (method === 'none') return { previews: false };
   if (method === 'taesd')
-    return { previews: true, note: 'preview method taesd: no TAESD decoder is bundled, previews use latent2rgb' };
+    return {
+      previews: true,
+      note: 'preview method taesd: previews use models/vae_approx/taesd(xl)_decoder.safetensors when present, else latent2rgb',
+    };
   return { previews: true };
 }

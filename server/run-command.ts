@@ -23,6 +23,7 @@ import { engineOptions, makeServices } from './host.js';
 import type { Settings } from './settings.js';
 import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import { ensureDemoControlNet } from './tools/make-controlnet.js';
+import { ensureDemoUpscaleModel } from './tools/make-upscale-model.js';
 import { checkRequestedProvider } from './engine/engine.js';
 import type { Registry } from './executor/node-definition.js';
 import type { ImageRef } from '../protocol/images.js';
@@ -252,6 +253,7 @@ export async function runCommand(s: Settings, positionals: string[]): Promise<nu
   if (s.demo) {
     await ensureDemoCheckpoint(s.models);
     await ensureDemoControlNet(s.models);
+    await ensureDemoUpscaleModel(s.models);
   }
   mkdirSync(s.output, { recursive: true });
   const services = makeServices(

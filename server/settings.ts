@@ -163,7 +163,7 @@ export const SETTINGS = {
     commands: SERVE,
     group: 'server',
     defaultDoc: DEFAULT_PREVIEW_METHOD,
-    help: 'how samplers draw per-step previews (none: no previews; no TAESD is bundled, taesd uses latent2rgb)',
+    help: 'how samplers draw per-step previews (none: no previews; taesd: the TAESD decoder in models/vae_approx when present, else latent2rgb)',
   }),
   previews: flagSwitch({
     flag: 'no-previews',

@@ -71,6 +71,7 @@ import type {
   StepProgress,
   TcdLoopCall,
   UNetExtra,
+  UpscaleModelRef,
   VaeRef,
   WorkerInit,
 } from './runtime/protocol.js';
@@ -91,6 +92,8 @@ export type {
   RuntimeStats,
   StepProgress,
   UNetExtra,
+  TaesdRef,
+  UpscaleModelRef,
   VaeRef,
 } from './runtime/protocol.js';
 
@@ -241,6 +244,21 @@ function withCudaOrt(settings: WorkerInit, isolation: WorkerIsolation): WorkerIs
 export const workerClients = new WeakMap<Engine, WorkerClient>();
 
 /** A tensor copy in a fresh buffer the engine may transfer. */
+/**
+ * How a sampling loop reports: onStep per step, previews (the step's latent, or with previewDecoder, a TAESD decoder
+ * file, the decoded image in StepProgress.previewImage), abort through signal.
+ */
+export interface SamplingOptions {
+  onStep?: (p: StepProgress) => void;
+  previews?: boolean;
+  previewDecoder?: string;
+  signal?: AbortSignal;
+}
+
+function copyVaeRef(v: VaeRef): VaeRef {
+  return { checkpoint: v.checkpoint, ...(v.taesd ? { taesd: { ...v.taesd } } : {}) };
+}
+
 function own(t: Tensor): Tensor {
   return { shape: [...t.shape], data: t.data.slice() };
 }
@@ -371,7 +389,7 @@ export class Engine {
    */
   sampleTcd(
     req: Omit<TcdLoopCall, 'op' | 'previews' | 'predictionType'> & { predictionType?: TcdLoopCall['predictionType'] },
-    opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {},
+    opts: SamplingOptions = {},
   ): Promise<Tensor> {
     this.admit(req.model.checkpoint, 'unet', req.x.shape[2], req.x.shape[3], req.x.shape[0] * (req.negative ? 2 : 1));
     const branch = ownBranch;
@@ -387,6 +405,7 @@ export class Engine {
       cfg: req.cfg,
       predictionType: req.predictionType ?? 'epsilon',
       previews: opts.previews ?? false,
+      ...(opts.previewDecoder ? { previewDecoder: opts.previewDecoder } : {}),
     };
     return this.client.call<Tensor>(call, { onProgress: opts.onStep, signal: opts.signal });
   }
@@ -402,8 +421,8 @@ export class Engine {
    *     positive: [{ context }], negative: [{ context: neg }], cfg: 7 });
    */
   sampleK(
-    req: Omit<KSamplerLoopCall, 'op' | 'previews'>,
-    opts: { onStep?: (p: StepProgress) => void; previews?: boolean; signal?: AbortSignal } = {},
+    req: Omit<KSamplerLoopCall, 'op' | 'previews' | 'previewDecoder'>,
+    opts: SamplingOptions = {},
   ): Promise<KSamplerLoopResult> {
     // CFG runs positive and negative as one batched call
     this.admit(
@@ -424,6 +443,7 @@ export class Engine {
       positive: req.positive.map(ownBranch),
       negative: req.negative.map(ownBranch),
       previews: opts.previews ?? false,
+      ...(opts.previewDecoder ? { previewDecoder: opts.previewDecoder } : {}),
     };
     return this.client.call<KSamplerLoopResult>(call, { onProgress: opts.onStep, signal: opts.signal });
   }
@@ -431,19 +451,34 @@ export class Engine {
   /** Image [B, 3, 8H, 8W] in [-1, 1] (unclamped) from the decoder input z = latent / scaling_factor [B, 4, H, W]. */
   vaeDecode(vae: VaeRef, latentScaledForDecoder: Tensor): Promise<Tensor> {
     const [b, , h, w] = latentScaledForDecoder.shape;
-    this.admit(vae.checkpoint, 'vae_decode', h, w, b);
+    if (!vae.taesd) this.admit(vae.checkpoint, 'vae_decode', h, w, b);
     return this.client.call<Tensor>({
       op: 'vaeDecode',
-      vae: { checkpoint: vae.checkpoint },
+      vae: copyVaeRef(vae),
       z: own(latentScaledForDecoder),
     });
+  }
+
+  /** Whether a plain decode (or encode) of this VAE at latent h x w fits the memory budget; TAESD always does. */
+  fitsVae(vae: VaeRef, op: 'vae_decode' | 'vae_encode', latentH: number, latentW: number, batch: number): boolean {
+    return vae.taesd ? true : this.fits(vae.checkpoint, op, latentH, latentW, batch);
   }
 
   /** Mean of the latent distribution [B, 4, H/8, W/8] (unscaled) for an image [B, 3, H, W] in [-1, 1]. */
   vaeEncode(vae: VaeRef, image: Tensor): Promise<Tensor> {
     const [b, , h, w] = image.shape;
-    this.admit(vae.checkpoint, 'vae_encode', Math.ceil(h / 8), Math.ceil(w / 8), b);
-    return this.client.call<Tensor>({ op: 'vaeEncode', vae: { checkpoint: vae.checkpoint }, image: own(image) });
+    if (!vae.taesd) this.admit(vae.checkpoint, 'vae_encode', Math.ceil(h / 8), Math.ceil(w / 8), b);
+    return this.client.call<Tensor>({ op: 'vaeEncode', vae: copyVaeRef(vae), image: own(image) });
+  }
+
+  /**
+   * One call of an ESRGAN-family upscale model (spandrel's semantics): image [1, 3, h, w] in [0, 1] -> [1, 3, sh, sw]
+   * clamped to [0, 1]; sizes the network cannot take directly are padded and cropped back inside the call.
+   */
+  upscaleImage(model: UpscaleModelRef, image: Tensor): Promise<Tensor> {
+    if (image.shape.length !== 4 || image.shape[0] !== 1)
+      throw new Error(`upscaleImage: image must be [1, C, H, W], got [${image.shape}]`);
+    return this.client.call<Tensor>({ op: 'upscaleImage', model: { path: model.path }, image: own(image) });
   }
 
   /** Writes model + CLIP + VAE (merges and LoRAs applied) as one checkpoint file, in the worker (CheckpointSave). */

@@ -22,6 +22,7 @@ export const MODEL_FOLDERS = [
   'diffusion_models',
   'embeddings',
   'upscale_models',
+  'vae_approx',
   'controlnet',
   'clip_vision',
 ];

@@ -40,7 +40,7 @@ export interface Harness {
 
 export function makeHarness(
   modelSource?: string,
-  opts: { previews?: boolean; nodes?: ReturnType<typeof defineNode>[] } = {},
+  opts: { previews?: boolean; previewMethod?: 'latent2rgb' | 'taesd'; nodes?: ReturnType<typeof defineNode>[] } = {},
 ): Harness {
   const root = mkdtempSync(join(tmpdir(), 'tcd-run-'));
   const dirs = {
@@ -82,6 +82,7 @@ export function makeHarness(
     { output: dirs.output, input: dirs.input, temp: dirs.temp },
     { ep: 'cpu', dataDir: dirs.data, log: () => {} },
     !!opts.previews,
+    opts.previewMethod,
   );
   const executor = new Executor(registry, services);
   let n = 0;

@@ -212,8 +212,22 @@ function controlnet() {
   ]);
 }
 
+/** txt2img, then the image through an ESRGAN-family upscale model (tiled, like ComfyUI's ImageUpscaleWithModel) */
+function esrganUpscale() {
+  return buildWorkflow([
+    ...demoFront('a mountain village at dawn, detailed rooftops'),
+    { id: 4, type: 'EmptyLatentImage', pos: [400, 600], widgets: [512, 512, 1] },
+    { id: 5, type: 'KSampler', pos: [780, 200], widgets: [42, 'fixed', 4, 1, 'tcd', 'simple', 1], from: { model: [1, 0], positive: [2, 0], negative: [3, 0], latent_image: [4, 0] } },
+    { id: 6, type: 'VAEDecode', pos: [1140, 200], widgets: [], from: { samples: [5, 0], vae: [1, 2] } },
+    { id: 8, type: 'UpscaleModelLoader', title: 'Demo upscale model (replace with e.g. RealESRGAN_x4plus.safetensors)', pos: [1140, 420], widgets: ['tcd-studio-demo-esrgan-x2.safetensors'] },
+    { id: 9, type: 'ImageUpscaleWithModel', pos: [1500, 200], widgets: [], from: { upscale_model: [8, 0], image: [6, 0] } },
+    { id: 7, type: 'SaveImage', pos: [1860, 200], widgets: ['esrgan-upscale'], from: { images: [9, 0] } },
+  ]);
+}
+
 export const TEMPLATES: Record<string, () => unknown> = {
   controlnet,
+  'esrgan-upscale': esrganUpscale,
   'hires-fix': hiresFix,
   'model-merge': modelMerge,
   'area-composition': areaComposition,

@@ -1,6 +1,6 @@
 /**
  * issue 16: the shipped ComfyUI-style workflows (hires fix, area composition, inpaint, outpaint, model merge,
- * ComfyUI-TCD) run unchanged on the demo model through the real executor and nodes, at a small size set here (the
+ * ComfyUI-TCD, ESRGAN upscale) run unchanged on the demo model through the real executor and nodes, at a small size set here (the
  * templates use real sizes); each produces its image at the size its graph implies.
  */
 import { test, before, after } from 'node:test';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { createRegistry } from '../../nodes/index.js';
 import { ensureDemoCheckpoint } from '../../server/tools/make-checkpoint.js';
 import { ensureDemoControlNet } from '../../server/tools/make-controlnet.js';
+import { ensureDemoUpscaleModel } from '../../server/tools/make-upscale-model.js';
 import { uiToApi, type UiWorkflow } from '../../server/workflow/convert.js';
 import { decodePng, encodePng } from '../../server/storage/png.js';
 import type { Prompt } from '../../server/executor/prompt.js';
@@ -21,6 +22,7 @@ before(async () => {
   h = makeHarness();
   await ensureDemoCheckpoint(h.dirs.models);
   await ensureDemoControlNet(h.dirs.models);
+  await ensureDemoUpscaleModel(h.dirs.models);
   // the templates' example.png: 64x64, opaque except a transparent 16x16 square (the area to inpaint)
   const w = 64, hh = 64, rgba = new Uint8Array(w * hh * 4);
   for (let y = 0; y < hh; y++) for (let x = 0; x < w; x++) {
@@ -54,6 +56,14 @@ test('hires-fix: first pass, latent upscale x1.5, second pass at denoise 0.5', a
   set(p, 'EmptyLatentImage', 'width', 64);
   set(p, 'EmptyLatentImage', 'height', 64);
   assert.deepEqual(await savedSize(p, 'hires-fix'), [96, 96]);
+});
+
+test('esrgan-upscale: txt2img, then the demo x2 ESRGAN model doubles the image', async () => {
+  const p = load('esrgan-upscale');
+  set(p, 'EmptyLatentImage', 'width', 64);
+  set(p, 'EmptyLatentImage', 'height', 64);
+  set(p, 'KSampler', 'steps', 2);
+  assert.deepEqual(await savedSize(p, 'esrgan-upscale'), [128, 128]);
 });
 
 test('inpaint: LoadImage alpha -> VAEEncodeForInpaint -> KSampler repaints the hole, keeps the rest', async () => {

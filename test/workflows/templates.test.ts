@@ -15,8 +15,9 @@ import { validatePrompt } from '../../server/executor/validate.js';
 import { decodePng, encodePng, readPngText } from '../../server/storage/png.js';
 import { PROJECT, runCli, runFlags, tempDirs } from '../cli/run-cli.js';
 import { ensureDemoControlNet } from '../../server/tools/make-controlnet.js';
+import { ensureDemoUpscaleModel } from '../../server/tools/make-upscale-model.js';
 
-const NAMES = ['area-composition', 'comfyui-tcd', 'controlnet', 'demo', 'hires-fix', 'inpaint-model', 'inpaint', 'model-merge', 'outpaint', 'tcd-img2img', 'tcd-lora-stack', 'tcd-sd15-txt2img', 'tcd-sdxl-txt2img'];
+const NAMES = ['area-composition', 'comfyui-tcd', 'controlnet', 'demo', 'esrgan-upscale', 'hires-fix', 'inpaint-model', 'inpaint', 'model-merge', 'outpaint', 'tcd-img2img', 'tcd-lora-stack', 'tcd-sd15-txt2img', 'tcd-sdxl-txt2img'];
 const load = (name: string) => JSON.parse(readFileSync(join(PROJECT, 'workflows', `${name}.json`), 'utf8')) as UiWorkflow;
 
 let dirs: ReturnType<typeof tempDirs>;
@@ -24,6 +25,7 @@ before(async () => {
   dirs = tempDirs('tcd-templates-');
   // a real ControlNet: ControlNetLoader validates the file's layout
   await ensureDemoControlNet(dirs.models);
+  await ensureDemoUpscaleModel(dirs.models); // UpscaleModelLoader reads the header at validation: a real (tiny) file
   // placeholders: validation only needs the names in the combo lists
   mkdirSync(join(dirs.models, 'checkpoints'), { recursive: true });
   mkdirSync(join(dirs.models, 'loras'), { recursive: true });

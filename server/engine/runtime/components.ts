@@ -15,9 +15,12 @@ import { sessionWithLoras } from '../lora/session.js';
 import { tokenizeWindows } from '../model/tokenizer.js';
 import { buildUNetGraph } from '../model/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../model/vae.js';
+import { buildEsrganGraph, cropTopLeft, detectEsrgan, padForEsrgan } from '../model/esrgan.js';
+import { safetensorsWeights } from '../onnx/weights.js';
 import type { Component, ComputeDtype, LoraRef, MergeRef, ModelRef } from '../types.js';
 import type { WeightSource } from '../onnx/weights.js';
-import type { Call, ClipRef, EncodedText } from './protocol.js';
+import type { Call, ClipRef, EncodedText, TaesdRef } from './protocol.js';
+import { buildTaesdDecoderGraph, buildTaesdEncoderGraph } from '../model/taesd.js';
 import type { ComponentSpec, SessionStore } from './session-store.js';
 
 export async function runComponentCall(store: SessionStore, call: Call): Promise<unknown> {
@@ -55,6 +58,11 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
       }
     }
     case 'vaeDecode': {
+      const taesd = call.vae.taesd;
+      if (taesd) {
+        const s = await taesdSession(store, taesd, 'decoder');
+        return (await timedRun(store, 'vae_decoder', s, { latent: call.z })).image;
+      }
       const session = await store.session({
         checkpoint: call.vae.checkpoint,
         component: 'vae_decoder',
@@ -64,6 +72,11 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
       return (await timedRun(store, 'vae_decoder', session, { latent: call.z })).image;
     }
     case 'vaeEncode': {
+      const taesd = call.vae.taesd;
+      if (taesd) {
+        const s = await taesdSession(store, taesd, 'encoder');
+        return (await timedRun(store, 'vae_encoder', s, { image: call.image })).mean;
+      }
       const session = await store.session({
         checkpoint: call.vae.checkpoint,
         component: 'vae_encoder',
@@ -72,9 +85,44 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
       });
       return (await timedRun(store, 'vae_encoder', session, { image: call.image })).mean;
     }
+    case 'upscaleImage':
+      return upscaleImage(store, call.model.path, call.image);
     default:
       throw new Error(`not a component call: ${call.op}`);
   }
+}
+
+/** A TAESD half as a single-file network (its scale/shift are part of the graph). */
+function taesdSession(store: SessionStore, t: TaesdRef, part: 'encoder' | 'decoder') {
+  const scaling = { scale: t.scale, shift: t.shift };
+  return store.fileModelSession({
+    path: part === 'decoder' ? t.decoder : t.encoder,
+    kind: `taesd_${part}`,
+    variant: `${t.scale}/${t.shift}`,
+    build: (w) => (part === 'decoder' ? buildTaesdDecoderGraph(w, scaling) : buildTaesdEncoderGraph(w, scaling)),
+  });
+}
+
+/**
+ * A sampler preview through a TAESD decoder, as ComfyUI's TAESD previewer: the first batch item of the model-space
+ * latent, no scale or shift (TAESD decodes scaled latents), image [1, 3, H, W] in [-1, 1].
+ */
+export async function decodeTaesdPreview(store: SessionStore, decoder: string, latent: Tensor): Promise<Tensor> {
+  const [, c, h, w] = latent.shape;
+  const first = { shape: [1, c, h, w], data: latent.data.slice(0, c * h * w) };
+  const s = await taesdSession(store, { encoder: decoder, decoder, scale: 1, shift: 0 }, 'decoder');
+  return (await runSession(s, { latent: first })).image;
+}
+
+/** spandrel's call of an RRDBNet: pad to the sizes it takes, run (the graph clamps to [0, 1]), crop back. */
+async function upscaleImage(store: SessionStore, path: string, image: Tensor): Promise<Tensor> {
+  const cfg = detectEsrgan(safetensorsWeights(store.openFile(path)), store.openFile(path).keys());
+  const session = await store.fileModelSession({ path, kind: 'upscale', build: (w) => buildEsrganGraph(cfg, w) });
+  const [, , h, w] = image.shape;
+  const t0 = performance.now();
+  const out = (await runSession(session, { image: padForEsrgan(cfg, image) })).upscaled;
+  store.recordRun('upscale', performance.now() - t0);
+  return cropTopLeft(out, h * cfg.scale, w * cfg.scale);
 }
 
 /**

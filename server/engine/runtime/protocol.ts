@@ -20,8 +20,26 @@ export interface ClipRef {
   merges?: MergeRef[];
 }
 
+/**
+ * A VAE: a checkpoint's (or a VAE-only file's) AutoencoderKL, or a TAESD pair (models/vae_approx) when `taesd` is
+ * set; checkpoint then names the decoder file (it identifies the VAE in caches and errors).
+ */
 export interface VaeRef {
   checkpoint: string;
+  taesd?: TaesdRef;
+}
+
+/** TAESD encoder and decoder files (absolute paths) with the latent scale/shift of the family they stand in for. */
+export interface TaesdRef {
+  encoder: string;
+  decoder: string;
+  scale: number;
+  shift: number;
+}
+
+/** An ESRGAN-family upscale model file (models/upscale_models), absolute path. */
+export interface UpscaleModelRef {
+  path: string;
 }
 
 export interface UNetExtra {
@@ -80,6 +98,8 @@ export interface TcdLoopCall {
   predictionType: 'epsilon' | 'v_prediction';
   /** send each step's predicted noised sample back (latent previews) */
   previews: boolean;
+  /** a TAESD decoder file: previews come back decoded by it (StepProgress.previewImage) */
+  previewDecoder?: string;
 }
 
 /**
@@ -127,6 +147,8 @@ export interface KSamplerLoopCall {
   cfg: number;
   /** send each step's denoised estimate back (latent previews) */
   previews: boolean;
+  /** a TAESD decoder file: previews come back decoded by it (StepProgress.previewImage) */
+  previewDecoder?: string;
 }
 
 export interface KSamplerLoopResult {
@@ -139,6 +161,8 @@ export interface StepProgress {
   step: number;
   total: number;
   preview?: Tensor;
+  /** the preview decoded by the call's TAESD previewDecoder: the first batch item, [1, 3, H, W] in [-1, 1] */
+  previewImage?: Tensor;
 }
 
 export type Call =
@@ -150,6 +174,8 @@ export type Call =
   | { op: 'vaeEncode'; vae: VaeRef; image: Tensor }
   /** CheckpointSave: writes the patched model, CLIP and VAE as one checkpoint file */
   | { op: 'saveCheckpoint'; spec: CheckpointSaveSpec }
+  /** one call of an upscale model on an image [1, 3, h, w] in [0, 1] -> [1, 3, s*h, s*w] in [0, 1] */
+  | { op: 'upscaleImage'; model: UpscaleModelRef; image: Tensor }
   | { op: 'free' }
   | { op: 'stats' }
   /** test hooks: make the worker exit, throw outside any handler, or block its thread */
@@ -252,6 +278,8 @@ export function describeCall(call: Call): string {
       return `vae decoder of ${base(call.vae.checkpoint)}`;
     case 'vaeEncode':
       return `vae encoder of ${base(call.vae.checkpoint)}`;
+    case 'upscaleImage':
+      return `upscale model ${base(call.model.path)}`;
     default:
       return call.op;
   }

@@ -13,7 +13,7 @@ import { detectModelFile } from '../model/detect.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { GraphBuilder } from '../onnx/graph.js';
 import { serializeModel } from '../onnx/serialize.js';
-import type { WeightSource } from '../onnx/weights.js';
+import { safetensorsWeights, type WeightSource } from '../onnx/weights.js';
 import { weightSourceFor } from '../model/weights.js';
 import { componentBytes } from './estimate.js';
 import {
@@ -62,6 +62,18 @@ export interface ComponentSpec {
    * graph's artifact is made first (no session) and its weights are shared on disk, not read and written again.
    */
   sharesWeightsOf?: { variant: string };
+}
+
+/**
+ * A network that is a whole file of its own, not a checkpoint component (an upscale model, a TAESD half): built
+ * from the file's tensors by `build`, always fp32 (small networks; ComfyUI runs upscale models in fp32).
+ */
+export interface FileModelSpec {
+  path: string;
+  /** names the network in keys and errors, e.g. 'upscale' */
+  kind: string;
+  variant?: string;
+  build(weights: WeightSource, file: SafetensorsFile): GraphBuilder;
 }
 
 interface Loaded {
@@ -268,11 +280,48 @@ export class SessionStore {
     return ort.InferenceSession.create(serializeModel(g), options);
   }
 
+  private files = new Map<string, { file: SafetensorsFile; mtimeMs: number }>();
+
+  /** An open file for fileModelSession (re-opened when it changed on disk). */
+  openFile(path: string): SafetensorsFile {
+    const mtimeMs = fileIdentity(path).mtimeMs;
+    const hit = this.files.get(path);
+    if (hit && hit.mtimeMs === mtimeMs) return hit.file;
+    hit?.file.close();
+    const file = SafetensorsFile.open(path);
+    this.files.set(path, { file, mtimeMs });
+    return file;
+  }
+
+  /** The session of a single-file network (FileModelSpec), cached like components under the same budget. */
+  async fileModelSession(spec: FileModelSpec): Promise<ort.InferenceSession> {
+    const file = this.openFile(spec.path);
+    const ep = this.ep;
+    const id = fileIdentity(spec.path);
+    const key = JSON.stringify({ file: spec.path, kind: spec.kind, variant: spec.variant ?? '', id, ep });
+    const bytes = file.keys().reduce((n, k) => n + file.info(k).shape.reduce((a, b) => a * b, 1) * 4, 0);
+    const name = `${spec.kind} ${basename(spec.path)}`;
+    const loaded = await this.cache.acquire(key, { pool: isGpu(ep) ? 'vram' : 'ram', bytes }, name, async () => {
+      const t0 = performance.now();
+      const graph = serializeModel(spec.build(safetensorsWeights(file), file));
+      this.graphsBuilt++;
+      const t1 = performance.now();
+      // conv-heavy like the VAE: the same provider options (NHWC on WebGPU)
+      const options = { ...sessionOptionsFor(ep, 'vae_decoder', 'sd1', this.tuning), logId: name };
+      const session = await ort.InferenceSession.create(graph, options);
+      this.loadTimings.push({ name, graphMs: t1 - t0, sessionMs: performance.now() - t1, reused: false });
+      return { session, dispose: () => session.release() };
+    });
+    return loaded.session;
+  }
+
   /** Unloads every session and closes the checkpoints (POST /free). */
   async free(): Promise<void> {
     await this.cache.clear();
     for (const c of this.checkpoints.values()) c.file.close();
     this.checkpoints.clear();
+    for (const f of this.files.values()) f.file.close();
+    this.files.clear();
   }
 
   stats(): RuntimeStats {

@@ -15,6 +15,8 @@ import { deviceTensors } from './device-tensors.js';
 import { clearLoraSessions } from '../lora/session.js';
 import { openWorkerPort } from './worker-port.js';
 import { saveCheckpoint } from '../model/checkpoint-save.js';
+import { decodeTaesdPreview } from './components.js';
+import type { SessionStore as Store } from './session-store.js';
 
 const { port, init, mode } = await openWorkerPort();
 const log = (line: string) => port.postMessage({ id: null, log: line } satisfies Response);
@@ -81,9 +83,13 @@ async function dispatch(req: Request): Promise<unknown> {
     case 'stats':
       return s.stats();
     case 'sampleTcd':
-      return runTcdLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
+      return runTcdLoop(s, call, withTaesdPreviews(s, call.previewDecoder, progressFor(req.id)), () =>
+        cancelled.has(req.id),
+      );
     case 'sampleK':
-      return runKSamplerLoop(s, call, progressFor(req.id), () => cancelled.has(req.id));
+      return runKSamplerLoop(s, call, withTaesdPreviews(s, call.previewDecoder, progressFor(req.id)), () =>
+        cancelled.has(req.id),
+      );
     case 'saveCheckpoint':
       return saveCheckpoint((path) => s.checkpoint(path), call.spec);
     default:
@@ -98,6 +104,23 @@ function progressFor(id: number): (p: StepProgress) => Promise<void> {
       awaitingAck.set(id, resolve);
       port.postMessage({ id, progress: p } satisfies Response, transferablesOf(p));
     });
+}
+
+/**
+ * With a TAESD preview decoder, each step's preview latent is decoded here, beside the loop, and travels as an
+ * image instead (the main thread could not ask the worker to decode while the loop holds it).
+ */
+function withTaesdPreviews(
+  s: Store,
+  decoder: string | undefined,
+  send: (p: StepProgress) => Promise<void>,
+): (p: StepProgress) => Promise<void> {
+  if (!decoder) return send;
+  return async (p) => {
+    if (!p.preview) return send(p);
+    const previewImage = await decodeTaesdPreview(s, decoder, p.preview);
+    return send({ step: p.step, total: p.total, previewImage });
+  };
 }
 
 function debug(action: 'exit' | 'throw' | 'block', ms: number): Promise<null> | null {
