@@ -87,6 +87,25 @@ export function hintFor(hint: Tensor, batch: number, h: number, w: number): Tens
   return { shape: [batch, ...r.shape.slice(1)], data };
 }
 
+/** ComfyUI turns on global average pooling for files named *_shuffle / *_shuffle_fp16 (the shuffle ControlNet). */
+export function globalAveragePooling(path: string): boolean {
+  const stem = (path.split(/[\\/]/).pop() ?? path).replace(/\.[^.]*$/, '');
+  return stem.endsWith('_shuffle') || stem.endsWith('_shuffle_fp16');
+}
+
+/** [B, C, H, W] -> every value replaced by its (b, c) plane's mean (torch.mean over dims 2, 3, float32) */
+function spatialMean(t: Tensor): Float32Array {
+  const [b, c, h, w] = t.shape;
+  const n = h * w,
+    out = new Float32Array(t.data.length);
+  for (let p = 0; p < b * c; p++) {
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += t.data[p * n + i];
+    out.fill(Math.fround(sum / n), p * n, (p + 1) * n);
+  }
+  return out;
+}
+
 interface Link {
   ref: ControlRef;
   session: ort.InferenceSession;
@@ -172,7 +191,7 @@ export class ControlResiduals {
       const s = link.ref.strength;
       const next: Record<string, Float32Array> = {};
       for (const name of this.names) {
-        const o = out[name].data;
+        const o = globalAveragePooling(link.ref.path) ? spatialMean(out[name]) : out[name].data;
         const sum = new Float32Array(o.length);
         const prev: Float32Array | undefined = acc?.[name];
         // control_merge: this link's output x strength, plus what the earlier links gave

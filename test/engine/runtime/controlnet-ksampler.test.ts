@@ -6,10 +6,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../../server/engine/engine.js';
+import { globalAveragePooling } from '../../../server/engine/runtime/control-residuals.js';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { TorchGenerator } from '../../../server/engine/rng.js';
 import { DiscreteModelSampling } from '../../../server/engine/sampling/model-sampling.js';
@@ -119,4 +120,36 @@ test('a ControlNet of another family is refused before any step runs', { skip },
     /SDXL ControlNet cannot control an SD1 model/,
   );
   assert.deepEqual(steps, []);
+});
+
+test('a *_shuffle ControlNet gets global average pooling of its outputs (ComfyUI), others do not', { skip }, async () => {
+  assert.ok(globalAveragePooling('/m/control_v11e_sd15_shuffle.safetensors'));
+  assert.ok(globalAveragePooling('x_shuffle_fp16.safetensors'));
+  assert.ok(!globalAveragePooling('/m/shuffle_canny.safetensors'));
+  const shuffled = join(dir, 'sd1_cn_shuffle.safetensors');
+  symlinkSync(cn.sd1, shuffled);
+  const hint = { shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => (i % 13) / 13) };
+  const run = async (path: string) =>
+    (
+      await engine.sampleK({
+        model: { checkpoint: fixturePath('sd1_tiny.safetensors'), loras: [] },
+        sampling: { prediction: 'eps', zsnr: false },
+        sampler: 'euler',
+        sigmas: [14.6, 3, 0],
+        latent: { shape, data: new Float32Array(4 * 8 * 8) },
+        noise: new TorchGenerator(5n).randn(shape),
+        seed: '5',
+        positive: [
+          {
+            context: { shape: [1, 77, 128], data: new Float32Array(77 * 128).fill(0.1) },
+            control: [{ path, hint, strength: 1, startPercent: 0, endPercent: 1 }],
+          },
+        ],
+        negative: [],
+        cfg: 1,
+      })
+    ).x.data;
+  const plain = await run(cn.sd1),
+    pooled = await run(shuffled);
+  assert.ok(maxAbsDiff(plain, pooled) > 1e-3, 'pooling changed the run');
 });
