@@ -146,8 +146,10 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *   TCD_ORT_PROFILE_DIR=DIR       ORT profiling JSON per session (written when the session is released)
  *   TCD_GPU_LINEAR=matmul|gemm|gemm-transb   how UNet/VAE linears multiply (GraphOptions.linear); SD1.5 512 step
  *                                 81.9 ms (matmul) / 81.0 (gemm, pre-transposed) vs 97.1 (gemm-transb, the CPU form)
- *   TCD_GPU_LORA=bake|inputs      LoRA on GPU: patched weights baked into a graph per LoRA set (SD1.5 512 step with a
- *                                 rank-64 LoRA ~82 ms, first call 41 s incl. the bake) or fed every run (2.0 s a step)
+ *   TCD_GPU_LORA=bake|inputs|branch   LoRA on GPU: patched weights baked into a graph per LoRA set (steps as fast as
+ *                                 without; SDXL rank 64 on CUDA: 12.3 s first use), fed every run (SD1.5 2.0 s a
+ *                                 step on webgpu) or low-rank side branches (SDXL CUDA steps +55%)
+ *   TCD_CUDA_WEIGHTS_OUTSIDE_ARENA=1   cuda: session.use_device_allocator_for_initializers
  *   TCD_GPU_FUSED_BLOCKS=1|0      cuda: UNet transformer blocks with com.microsoft SkipLayerNormalization and Gelu
  *                                 (6 nodes fewer per block): SD1.5 512 step 15.3 -> 11.5 ms in the worker, SDXL 1024
  *                                 39.1 -> 35.6 ms (H200, device-run.sh cuda2): on by default
@@ -168,6 +170,8 @@ export interface GpuTuning {
   deviceId?: number;
   /** cuda: UNet transformer blocks with SkipLayerNormalization and Gelu (GraphOptions.fusedBlocks) */
   fusedBlocks?: boolean;
+  /** cuda: initializers go to the device allocator, not the BFC arena (which rounds regions up to powers of two) */
+  weightsOutsideArena?: boolean;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -261,6 +265,7 @@ export function sessionOptionsFor(
         ...common,
         executionProviders: [{ name: 'cuda', deviceId: tuning.deviceId ?? 0 }, 'cpu'],
         enableMemPattern: false,
+        ...(tuning.weightsOutsideArena ? { extra: { session: { use_device_allocator_for_initializers: '1' } } } : {}),
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
   }

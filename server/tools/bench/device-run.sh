@@ -18,6 +18,30 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
+  cuda4) # CUDA round 4: SDXL + TCD-style LoRA workflow from process start to the image on disk (`run`, first start on
+    # the machine, then again with graphs cached); SDXL GPU memory with weights outside ORT's arena; < 560 s
+    export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
+    (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('== sdxl ckpt',JSON.stringify(r)))") &
+    ckpt=$!
+    tar xJf .device/cuda-ort-1.29.0.tar.xz
+    if ls /root/cuda-parts/part.* >/dev/null 2>&1; then cat /root/cuda-parts/part.* > /tmp/cuda-provider.tgz; fi
+    node dist/server/setup-cuda.js --tarball /tmp/cuda-provider.tgz; echo "== setup:cuda rc=$?"
+    wait $ckpt
+    node -e "import('./dist/server/tools/bench/make-lora.js').then(m=>m.makeRandomLora({arch:'sdxl',rank:64,out:'/tmp/tcd-bench/sdxl-lora64.safetensors'})).then(r=>console.log('== lora',JSON.stringify(r)))"
+    cs=/tmp/cold-start; rm -rf $cs; mkdir -p $cs/models/checkpoints $cs/models/loras
+    ln -s /tmp/tcd-bench/sdxl.safetensors $cs/models/checkpoints/sd_xl_base_1.0.safetensors
+    ln -s /tmp/tcd-bench/sdxl-lora64.safetensors $cs/models/loras/TCD-SDXL-LoRA.safetensors
+    for pass in first cached; do
+      t0=$(date +%s.%N)
+      timeout 240 node dist/server/cli.js run workflows/tcd-sdxl-txt2img.json --ep cuda --no-demo --models $cs/models \
+        --data $cs/data --output $cs/out-$pass > "$out/cold-start-$pass.txt" 2>&1
+      rc=$?; t1=$(date +%s.%N)
+      echo "== cold start ($pass): rc=$rc $(echo "$t1 - $t0" | bc) s, image: $(ls $cs/out-$pass 2>/dev/null | head -1)"
+      tail -3 "$out/cold-start-$pass.txt"
+    done
+    bench sdxl-cuda 120 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-outside-arena 120 TCD_CUDA_WEIGHTS_OUTSIDE_ARENA=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    ;;
   cuda3) # CUDA round 3 (issue 14 point 6): first use of a rank-64 SDXL LoRA set on CUDA, bake vs branch, then the
     # same LoRA set again in a fresh process (its baked graph cached on disk); < 560 s
     export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
