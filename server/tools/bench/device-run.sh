@@ -36,7 +36,7 @@ case $set in
       timeout 240 node dist/server/cli.js run workflows/tcd-sdxl-txt2img.json --ep cuda --no-demo --models $cs/models \
         --data $cs/data --output $cs/out-$pass > "$out/cold-start-$pass.txt" 2>&1
       rc=$?; t1=$(date +%s.%N)
-      echo "== cold start ($pass): rc=$rc $(echo "$t1 - $t0" | bc) s, image: $(ls $cs/out-$pass 2>/dev/null | head -1)"
+      echo "== cold start ($pass): rc=$rc $(python3 -c "print(round($t1 - $t0, 1))") s, image: $(ls $cs/out-$pass 2>/dev/null | head -1)"
       tail -3 "$out/cold-start-$pass.txt"
     done
     bench sdxl-cuda 120 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
