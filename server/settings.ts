@@ -405,15 +405,6 @@ export const SETTINGS = {
     group: 'gpu tuning',
     help: 'cuda: UNet transformer blocks with SkipLayerNormalization and Gelu (0 turns it off)',
   }),
-  cudaWeightsOutsideArena: flagSwitch({
-    flag: 'cuda-weights-outside-arena',
-    env: 'TCD_CUDA_WEIGHTS_OUTSIDE_ARENA',
-    default: false,
-    whenSet: true,
-    commands: HOSTS,
-    group: 'gpu tuning',
-    help: "cuda: model weights allocated exactly instead of in ORT's arena (which grows in powers of two)",
-  }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',
     env: 'TCD_ORT_PROFILE_DIR',
@@ -624,7 +615,6 @@ export function gpuTuningOf(s: Settings) {
     lora: s.gpuLora,
     vaeAttention: s.gpuVaeAttention,
     fusedBlocks: s.gpuFusedBlocks,
-    weightsOutsideArena: s.cudaWeightsOutsideArena,
   };
 }
 

@@ -149,7 +149,6 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *   TCD_GPU_LORA=bake|inputs|branch   LoRA on GPU: patched weights baked into a graph per LoRA set (steps as fast as
  *                                 without; SDXL rank 64 on CUDA: 12.3 s first use), fed every run (SD1.5 2.0 s a
  *                                 step on webgpu) or low-rank side branches (SDXL CUDA steps +55%)
- *   TCD_CUDA_WEIGHTS_OUTSIDE_ARENA=1   cuda: session.use_device_allocator_for_initializers
  *   TCD_GPU_FUSED_BLOCKS=1|0      cuda: UNet transformer blocks with com.microsoft SkipLayerNormalization and Gelu
  *                                 (6 nodes fewer per block): SD1.5 512 step 15.3 -> 11.5 ms in the worker, SDXL 1024
  *                                 39.1 -> 35.6 ms (H200, device-run.sh cuda2): on by default
@@ -170,8 +169,6 @@ export interface GpuTuning {
   deviceId?: number;
   /** cuda: UNet transformer blocks with SkipLayerNormalization and Gelu (GraphOptions.fusedBlocks) */
   fusedBlocks?: boolean;
-  /** cuda: initializers go to the device allocator, not the BFC arena (which rounds regions up to powers of two) */
-  weightsOutsideArena?: boolean;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -265,7 +262,6 @@ export function sessionOptionsFor(
         ...common,
         executionProviders: [{ name: 'cuda', deviceId: tuning.deviceId ?? 0 }, 'cpu'],
         enableMemPattern: false,
-        ...(tuning.weightsOutsideArena ? { extra: { session: { use_device_allocator_for_initializers: '1' } } } : {}),
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
   }

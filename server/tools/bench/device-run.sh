@@ -19,7 +19,7 @@ bench() { # name, timeout seconds, env..., -- bench args
 }
 case $set in
   cuda4) # CUDA round 4: SDXL + TCD-style LoRA workflow from process start to the image on disk (`run`, first start on
-    # the machine, then again with graphs cached); SDXL GPU memory with weights outside ORT's arena; < 560 s
+    # the machine, then again with graphs cached); < 560 s
     export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
     (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('== sdxl ckpt',JSON.stringify(r)))") &
     ckpt=$!
@@ -40,7 +40,6 @@ case $set in
       tail -3 "$out/cold-start-$pass.txt"
     done
     bench sdxl-cuda 120 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    bench sdxl-cuda-outside-arena 120 TCD_CUDA_WEIGHTS_OUTSIDE_ARENA=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     ;;
   cuda3) # CUDA round 3 (issue 14 point 6): first use of a rank-64 SDXL LoRA set on CUDA, bake vs branch, then the
     # same LoRA set again in a fresh process (its baked graph cached on disk); < 560 s
