@@ -153,3 +153,32 @@ test('a *_shuffle ControlNet gets global average pooling of its outputs (ComfyUI
     pooled = await run(shuffled);
   assert.ok(maxAbsDiff(plain, pooled) > 1e-3, 'pooling changed the run');
 });
+
+test('with a LoRA: the controlled UNet takes the LoRA as the plain one does (a ControlNet out of range changes nothing)', { skip }, async () => {
+  const hint = { shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => (i % 7) / 7) };
+  const context = { shape: [1, 77, 128], data: Float32Array.from({ length: 77 * 128 }, (_, i) => Math.sin(i) / 4) };
+  const run = async (control?: { startPercent: number; endPercent: number }, loras = true) =>
+    (
+      await engine.sampleK({
+        model: {
+          checkpoint: fixturePath('sd1_tiny.safetensors'),
+          loras: loras ? [{ path: fixturePath('sd1_tiny_lora_kohya.safetensors'), strength: 0.8 }] : [],
+        },
+        sampling: { prediction: 'eps', zsnr: false },
+        sampler: 'euler',
+        sigmas: [14.6, 3, 0.5, 0],
+        latent: { shape, data: new Float32Array(4 * 8 * 8) },
+        noise: new TorchGenerator(9n).randn(shape),
+        seed: '9',
+        positive: [{ context, ...(control ? { control: [{ path: cn.sd1, hint, strength: 1, ...control }] } : {}) }],
+        negative: [],
+        cfg: 1,
+      })
+    ).x.data;
+  const lora = await run();
+  // start 0.999: sigma(start) is below every step's sigma, so the ControlNet never applies
+  assert.equal(maxAbsDiff(await run({ startPercent: 0.999, endPercent: 1 }), lora), 0);
+  const controlled = await run({ startPercent: 0, endPercent: 1 });
+  assert.ok(maxAbsDiff(controlled, lora) > 1e-3, 'the ControlNet applies on top of the LoRA');
+  assert.ok(maxAbsDiff(controlled, await run({ startPercent: 0, endPercent: 1 }, false)) > 1e-3, 'the LoRA applies');
+});
