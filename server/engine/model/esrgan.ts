@@ -3,7 +3,7 @@
  * network as an ONNX graph. Everything (features, blocks, growth channels, x2 stages, pixel-unshuffle) is read from
  * the weights, the way spandrel reads them for ComfyUI's UpscaleModelLoader.
  *
- * Layouts published as safetensors (an optional `params_ema.` wrapper in front of any):
+ * Layouts published as safetensors (an optional `params_ema.` or `params.` wrapper in front of any; with both, EMA):
  * - old ESRGAN: model.0 (first conv), model.1.sub.{b}.RDB{r}.conv{c}.0 (dense blocks), model.1.sub.{nb} (trunk conv),
  *   model.{3k} (k-th x2 stage), then the HR conv and the last conv at model.{3u+2} and model.{3u+4};
  * - BasicSR / Real-ESRGAN: conv_first, body.{b}.rdb{r}.conv{c}, conv_body, conv_up{k}, conv_hr, conv_last;
@@ -100,7 +100,12 @@ const esc = (s: string) => s.replace(/\./g, '\\.');
  */
 export function detectEsrgan(w: WeightSource, keys: readonly string[]): EsrganConfig {
   const keySet = new Set(keys);
-  const prefix = keys.length > 0 && keys.every((k) => k.startsWith('params_ema.')) ? 'params_ema.' : '';
+  // BasicSR checkpoints flattened from {params, params_ema}: the EMA weights win, as in spandrel
+  const prefix = keys.some((k) => k.startsWith('params_ema.'))
+    ? 'params_ema.'
+    : keys.length > 0 && keys.every((k) => k.startsWith('params.'))
+      ? 'params.'
+      : '';
   const has = (k: string) => keySet.has(prefix + k);
   let layout: EsrganLayout;
   if (has('model.0.weight') && has('model.1.sub.0.RDB1.conv1.0.weight')) layout = 'esrgan';

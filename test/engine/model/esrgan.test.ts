@@ -70,6 +70,14 @@ test('the three key layouts: blocks, features, growth, x2 stages, unshuffle and 
   );
   const bsr = detectFile('bsrgan-x2');
   assert.deepEqual([bsr.layout, bsr.blocks, bsr.upsamples, bsr.scale], ['bsrgan', 1, 1, 2]);
+  // a flattened BasicSR file with both weight sets: the EMA ones are used
+  const both = fake([
+    ...esrganTensorShapes(spec({ prefix: 'params.' })),
+    ...esrganTensorShapes(spec({ prefix: 'params_ema.' })),
+  ]);
+  assert.equal(detectEsrgan(both.w, both.keys).prefix, 'params_ema.');
+  const plain = fake(esrganTensorShapes(spec({ prefix: 'params.' })));
+  assert.equal(detectEsrgan(plain.w, plain.keys).prefix, 'params.');
   // Real-ESRGAN's x1 models unshuffle by 4 and keep two x2 stages; an old-layout x1 has none (HR conv at model.2)
   for (const s of [spec({ unshuffle: 4 }), spec({ layout: 'esrgan', upsamples: 0 }), spec({ upsamples: 3 })]) {
     const { w, keys } = fake(esrganTensorShapes(s));
