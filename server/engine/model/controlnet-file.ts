@@ -11,7 +11,7 @@
  *   const cfg = controlNetConfigFor(info, modelConfig);          // throws ControlNetMismatchError on another family
  *   const g = buildControlNetGraph(cfg, controlNetWeights(file, info, diffBase));
  */
-import type { ModelConfig, ModelFamily, UNetConfig } from './config.js';
+import { concatChannels, type ModelConfig, type ModelFamily, type UNetConfig } from './config.js';
 import type { ControlNetConfig } from './controlnet.js';
 import { detectUNetConfig, keySourceOf, type KeySource } from './detect.js';
 import { diffusersToLdm, unetBlockPairs } from '../lora/key-map.js';
@@ -145,10 +145,12 @@ export function controlNetConfigFor(info: ControlNetFileInfo, model: ModelConfig
     throw new ControlNetMismatchError(
       `a ${fam(info.family)} ControlNet cannot control an ${fam(model.family)} model (use a ControlNet made for ${fam(model.family)})`,
     );
-  if (u.contextDim !== m.contextDim || u.inChannels !== m.inChannels || u.adm?.inChannels !== m.adm?.inChannels)
+  // the ControlNet sees the noisy latent only: an inpainting UNet's extra concat channels are not its business
+  const latent = m.inChannels - concatChannels(m);
+  if (u.contextDim !== m.contextDim || u.inChannels !== latent || u.adm?.inChannels !== m.adm?.inChannels)
     throw new ControlNetMismatchError(
       `the ControlNet (context ${u.contextDim}, ${u.inChannels} latent channels) does not fit the model ` +
-        `(context ${m.contextDim}, ${m.inChannels} latent channels): another model family`,
+        `(context ${m.contextDim}, ${latent} latent channels): another model family`,
     );
   return { ...info.config, unet: { ...u, adm: m.adm } };
 }

@@ -18,6 +18,8 @@ import { ksamplerSigmas } from '../../../server/engine/sampling/schedules.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
 import { makeTestControlNets } from '../../helpers/controlnet-files.js';
+import { makeCheckpoint, presetConfig } from '../../../server/tools/make-checkpoint.js';
+import { makeControlNet } from '../../../server/tools/make-controlnet.js';
 
 const skip = fixtureSkip();
 const REF_DIR = join(import.meta.dirname, '..', '..', 'data', 'controlnet');
@@ -181,4 +183,37 @@ test('with a LoRA: the controlled UNet takes the LoRA as the plain one does (a C
   const controlled = await run({ startPercent: 0, endPercent: 1 });
   assert.ok(maxAbsDiff(controlled, lora) > 1e-3, 'the ControlNet applies on top of the LoRA');
   assert.ok(maxAbsDiff(controlled, await run({ startPercent: 0, endPercent: 1 }, false)) > 1e-3, 'the LoRA applies');
+});
+
+test('a 9-channel inpainting model takes an ordinary ControlNet: it sees the 4-channel noisy latent only', { skip }, async () => {
+  const cfg = presetConfig('tiny-sd1-inpaint');
+  const ckpt = join(dir, 'inpaint.safetensors');
+  await makeCheckpoint({ config: cfg, out: ckpt, seed: 3 });
+  const net = await makeControlNet({ unet: { ...cfg.unet, inChannels: 4 }, out: join(dir, 'cn4.safetensors'), seed: 4, layout: 'ldm' });
+  const [B, , h, w] = shape;
+  const hint = { shape: [1, 3, 8 * h, 8 * w], data: Float32Array.from({ length: 3 * 64 * h * w }, (_, i) => (i % 5) / 5) };
+  const context = { shape: [1, 77, cfg.unet.contextDim], data: new Float32Array(77 * cfg.unet.contextDim).fill(0.05) };
+  const concat = { shape: [B, 5, h, w], data: Float32Array.from({ length: B * 5 * h * w }, (_, i) => Math.cos(i)) };
+  const run = async (control: boolean) =>
+    (
+      await engine.sampleK({
+        model: { checkpoint: ckpt, loras: [] },
+        sampling: { prediction: 'eps', zsnr: false },
+        sampler: 'euler',
+        sigmas: [14.6, 2, 0],
+        latent: { shape, data: new Float32Array(4 * h * w) },
+        noise: new TorchGenerator(2n).randn(shape),
+        seed: '2',
+        positive: [
+          {
+            context,
+            concat,
+            ...(control ? { control: [{ path: net, hint, strength: 1, startPercent: 0, endPercent: 1 }] } : {}),
+          },
+        ],
+        negative: [],
+        cfg: 1,
+      })
+    ).x.data;
+  assert.ok(maxAbsDiff(await run(true), await run(false)) > 1e-3);
 });
