@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Engine } from '../../server/engine/engine.js';
 import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
 import type { Tensor } from '../../server/engine/tensor.js';
-import { componentTolerance, fixtureJson, fixturePath, fixtureSkip, maxAbsDiff } from '../helpers/fixtures.js';
+import { assertComponentClose, fixtureJson, fixturePath, fixtureSkip, maxAbsDiff } from '../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 
@@ -18,13 +18,6 @@ const skip = fixtureSkip();
 function row(t: Tensor, i: number): Tensor {
   const n = t.data.length / t.shape[0];
   return { shape: [1, ...t.shape.slice(1)], data: t.data.slice(i * n, (i + 1) * n) };
-}
-
-function assertClose(ours: Tensor, ref: Tensor, what: string): void {
-  assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
-  const d = maxAbsDiff(ours.data, ref.data),
-    tol = componentTolerance(ref.data);
-  assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
 }
 
 /** torch LayerNorm over the last axis, in float64 then rounded */
@@ -71,7 +64,7 @@ describe('Engine on sd1_tiny', { skip }, () => {
     for (let i = 0; i < prompts.length; i++) {
       const { context, pooled } = await engine.encodeText({ checkpoint: ckpt, loras: [], clipSkip: -1 }, prompts[i]);
       assert.equal(pooled, null);
-      assertClose(context, row(ref, i), `prompt ${JSON.stringify(prompts[i])}`);
+      assertComponentClose(context, row(ref, i), `prompt ${JSON.stringify(prompts[i])}`);
     }
   });
 
@@ -85,7 +78,7 @@ describe('Engine on sd1_tiny', { skip }, () => {
     );
     f.close();
     const { context } = await engine.encodeText({ checkpoint: ckpt, loras: [], clipSkip: -2 }, prompts[0]);
-    assertClose(context, ref, 'clip skip -2');
+    assertComponentClose(context, ref, 'clip skip -2');
   });
 
   test('a long prompt is encoded window by window and concatenated on the sequence axis', async () => {
@@ -127,18 +120,18 @@ describe('Engine on sd1_tiny', { skip }, () => {
       t = cases.readFloat32('unet/t'),
       context = cases.readTensor('unet/context');
     const out = await engine.unet({ checkpoint: ckpt, loras: [] }, x, t, context);
-    assertClose(out, cases.readTensor('unet/out'), 'unet');
+    assertComponentClose(out, cases.readTensor('unet/out'), 'unet');
     assert.equal(x.data.length, 2 * 4 * 8 * 8); // not detached by the transfer
     assert.equal(context.data.length, 2 * 77 * 128);
   });
 
   test('vaeDecode equals vae/decoded (input already divided by scaling_factor); vaeEncode equals vae/encoded_mean', async () => {
-    assertClose(
+    assertComponentClose(
       await engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z')),
       cases.readTensor('vae/decoded'),
       'vae decode',
     );
-    assertClose(
+    assertComponentClose(
       await engine.vaeEncode({ checkpoint: ckpt }, cases.readTensor('vae/image')),
       cases.readTensor('vae/encoded_mean'),
       'vae encode',
@@ -180,9 +173,9 @@ describe('Engine on sdxl_tiny', { skip }, () => {
       refPooled = cases.readTensor('text/pooled');
     for (let i = 0; i < prompts.length; i++) {
       const { context, pooled } = await engine.encodeText({ checkpoint: ckpt, loras: [] }, prompts[i]);
-      assertClose(context, row(refContext, i), `context ${i}`);
+      assertComponentClose(context, row(refContext, i), `context ${i}`);
       assert.ok(pooled);
-      assertClose(pooled, row(refPooled, i), `pooled ${i}`);
+      assertComponentClose(pooled, row(refPooled, i), `pooled ${i}`);
     }
   });
 
@@ -203,16 +196,16 @@ describe('Engine on sdxl_tiny', { skip }, () => {
       cases.readTensor('unet/context'),
       { textEmbeds: cases.readTensor('unet/text_embeds'), timeIds: cases.readTensor('unet/time_ids') },
     );
-    assertClose(out, cases.readTensor('unet/out'), 'sdxl unet');
+    assertComponentClose(out, cases.readTensor('unet/out'), 'sdxl unet');
   });
 
   test('vaeDecode equals vae/decoded; vaeEncode equals vae/encoded_mean', async () => {
-    assertClose(
+    assertComponentClose(
       await engine.vaeDecode({ checkpoint: ckpt }, cases.readTensor('vae/z')),
       cases.readTensor('vae/decoded'),
       'vae decode',
     );
-    assertClose(
+    assertComponentClose(
       await engine.vaeEncode({ checkpoint: ckpt }, cases.readTensor('vae/image')),
       cases.readTensor('vae/encoded_mean'),
       'vae encode',

@@ -3,6 +3,7 @@
  * Tests that need them call `fixtureSkip()` and pass it as node:test's `skip` option, so an absent folder shows
  * up as a visible "skipped: ../shared/fixtures not found" instead of a silent pass.
  */
+import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,4 +48,17 @@ export function maxAbs(a: ArrayLike<number>): number {
 /** The fixture README's component tolerance: max |ours - ref| <= 1e-4 * max(1, max |ref|). */
 export function componentTolerance(ref: ArrayLike<number>): number {
   return 1e-4 * Math.max(1, maxAbs(ref));
+}
+
+/** Asserts the component rule (times `scale`) on two tensors of the same shape; `what` names the case. */
+export function assertComponentClose(
+  ours: { shape: readonly number[]; data: ArrayLike<number> },
+  ref: { shape: readonly number[]; data: ArrayLike<number> },
+  what: string,
+  scale = 1,
+): void {
+  assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
+  const d = maxAbsDiff(ours.data, ref.data),
+    tol = componentTolerance(ref.data) * scale;
+  assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
 }

@@ -10,6 +10,18 @@ exec > >(tee -a "$out/log-$set.txt") 2>&1
 source .device/setup.sh >/dev/null
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm --format=csv,noheader
 B="node dist/server/tools/bench.js"
+# CUDA cases: the pinned onnxruntime-node 1.29.0 and the provider (its parts in /root/cuda-parts, sent by earlier calls)
+cuda_setup() {
+  export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
+  tar xJf .device/cuda-ort-1.29.0.tar.xz
+  if ls /root/cuda-parts/part.* >/dev/null 2>&1; then cat /root/cuda-parts/part.* > /tmp/cuda-provider.tgz; fi
+  node dist/server/setup-cuda.js --tarball /tmp/cuda-provider.tgz; echo "== setup:cuda rc=$?"
+}
+# the random SDXL checkpoint (CPU only) is written while the GPU does the rest; `wait $ckpt` before using it
+sdxl_checkpoint_in_background() {
+  (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('== sdxl ckpt',JSON.stringify(r)))") &
+  ckpt=$!
+}
 bench() { # name, timeout seconds, env..., -- bench args
   local name=$1 limit=$2; shift 2
   local envs=(); while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
@@ -20,12 +32,8 @@ bench() { # name, timeout seconds, env..., -- bench args
 case $set in
   cuda4) # CUDA round 4: SDXL + TCD-style LoRA workflow from process start to the image on disk (`run`, first start on
     # the machine, then again with graphs cached); < 560 s
-    export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
-    (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('== sdxl ckpt',JSON.stringify(r)))") &
-    ckpt=$!
-    tar xJf .device/cuda-ort-1.29.0.tar.xz
-    if ls /root/cuda-parts/part.* >/dev/null 2>&1; then cat /root/cuda-parts/part.* > /tmp/cuda-provider.tgz; fi
-    node dist/server/setup-cuda.js --tarball /tmp/cuda-provider.tgz; echo "== setup:cuda rc=$?"
+    sdxl_checkpoint_in_background
+    cuda_setup
     wait $ckpt
     node -e "import('./dist/server/tools/bench/make-lora.js').then(m=>m.makeRandomLora({arch:'sdxl',rank:64,out:'/tmp/tcd-bench/sdxl-lora64.safetensors'})).then(r=>console.log('== lora',JSON.stringify(r)))"
     cs=/tmp/cold-start; rm -rf $cs; mkdir -p $cs/models/checkpoints $cs/models/loras
@@ -43,12 +51,8 @@ case $set in
     ;;
   cuda3) # CUDA round 3 (issue 14 point 6): first use of a rank-64 SDXL LoRA set on CUDA, bake vs branch, then the
     # same LoRA set again in a fresh process (its baked graph cached on disk); < 560 s
-    export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
-    (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('== sdxl ckpt',JSON.stringify(r)))") &
-    ckpt=$!
-    tar xJf .device/cuda-ort-1.29.0.tar.xz
-    if ls /root/cuda-parts/part.* >/dev/null 2>&1; then cat /root/cuda-parts/part.* > /tmp/cuda-provider.tgz; fi
-    node dist/server/setup-cuda.js --tarball /tmp/cuda-provider.tgz; echo "== setup:cuda rc=$?"
+    sdxl_checkpoint_in_background
+    cuda_setup
     wait $ckpt
     bench sdxl-cuda 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 2
     bench sdxl-lora-bake 150 TCD_GPU_LORA=bake -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3 --lora-rank 64
@@ -60,12 +64,8 @@ case $set in
     ;;
   cuda2) # CUDA round 2: the worker k-sampler loop on CUDA (fixtures), steps without the profiler's overhead, SDXL cold
     # start from a fresh process with graphs cached on disk (what a user's second start sees); < 400 s
-    export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
-    (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('== sdxl ckpt',JSON.stringify(r)))") &
-    ckpt=$!
-    tar xJf .device/cuda-ort-1.29.0.tar.xz
-    if ls /root/cuda-parts/part.* >/dev/null 2>&1; then cat /root/cuda-parts/part.* > /tmp/cuda-provider.tgz; fi
-    node dist/server/setup-cuda.js --tarball /tmp/cuda-provider.tgz; echo "== setup:cuda rc=$?"
+    sdxl_checkpoint_in_background
+    cuda_setup
     t0=$SECONDS; timeout 90 node dist/server/tools/bench/fixture-check.js --fixtures .device/fixtures --ep cuda --out "$out/fixtures-cuda.json" > /dev/null
     echo "== fixture-check rc=$? $((SECONDS - t0)) s: $(node -e "const r=require('$out/fixtures-cuda.json');console.log(r.ep,r.ortVersion,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
     bench sd15-cuda 120 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4

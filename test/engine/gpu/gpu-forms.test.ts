@@ -24,7 +24,7 @@ import { SessionStore } from '../../../server/engine/runtime/session-store.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { buildUNetGraph } from '../../../server/engine/model/unet.js';
 import { buildVaeDecoderGraph } from '../../../server/engine/model/vae.js';
-import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+import { assertComponentClose, fixturePath, fixtureSkip } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 
@@ -40,13 +40,6 @@ function initNames(bytes: Uint8Array): string[] {
   };
   return m.graph.initializer.map((i) => i.name);
 }
-function assertClose(ours: Tensor, ref: Tensor, what: string, scale = 1): void {
-  assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
-  const d = maxAbsDiff(ours.data, ref.data),
-    tol = componentTolerance(ref.data) * scale;
-  assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
-}
-
 test('transpose2d', () => {
   assert.deepEqual([...transpose2d(Float32Array.of(1, 2, 3, 4, 5, 6), 2, 3)], [1, 4, 2, 5, 3, 6]);
   assert.throws(() => transpose2d(new Float32Array(5), 2, 3), /5 values/);
@@ -81,7 +74,7 @@ for (const family of ['sd1', 'sdxl'] as const) {
         );
         assert.ok(!inits.some((n) => n.endsWith('.to_q.weight')), 'and not as stored');
         const { eps } = await runSession(await createSession(bytes), feeds);
-        assertClose(eps, cases.readTensor('unet/out'), `${family} ${linear}`, 0.2);
+        assertComponentClose(eps, cases.readTensor('unet/out'), `${family} ${linear}`, 0.2);
       }
       ckpt.close();
       cases.close();
@@ -115,7 +108,7 @@ test(
         `${midAttention}: q/k/v cast down, output cast back`,
       );
       const { image } = await runSession(await createSession(bytes), { latent: cases.readTensor('vae/z') });
-      assertClose(image, ref, `VAE ${midAttention}`, midAttention.endsWith('fp16') ? 4 : 1);
+      assertComponentClose(image, ref, `VAE ${midAttention}`, midAttention.endsWith('fp16') ? 4 : 1);
     }
     ckpt.close();
     cases.close();
@@ -146,7 +139,12 @@ test(
       context: cases.readTensor('unet/context'),
     };
     for (const k of patchable) feeds[k] = { shape: file.shape(k), data: file.readFloat32(k) };
-    assertClose((await runSession(session, feeds)).eps, cases.readTensor('unet/out'), 'exposed matmul graph', 0.2);
+    assertComponentClose(
+      (await runSession(session, feeds)).eps,
+      cases.readTensor('unet/out'),
+      'exposed matmul graph',
+      0.2,
+    );
     file.close();
     cases.close();
   },
@@ -184,16 +182,16 @@ describe('LoRA baked into the graph (the GPU mode), forced on the CPU EP', { ski
         context,
         extra,
       }) as Promise<Tensor>;
-    assertClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), 'baked 1.0');
+    assertComponentClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), 'baked 1.0');
     const built = store.stats().graphsBuilt,
       reads = loraStats.baseReads;
     assert.ok(reads > 0);
-    assertClose(await unet(0.5), cases.readTensor('lora/unet_out@0.5'), 'baked 0.5');
+    assertComponentClose(await unet(0.5), cases.readTensor('lora/unet_out@0.5'), 'baked 0.5');
     assert.equal(store.stats().graphsBuilt, built + 1, 'a strength change is a new baked graph');
     assert.equal(loraStats.baseReads, reads, 'original tensors came from the worker cache');
-    assertClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), 'back to 1.0: the cached session');
+    assertComponentClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), 'back to 1.0: the cached session');
     assert.equal(store.stats().graphsBuilt, built + 1);
-    assertClose(await unet(0), cases.readTensor('unet/out'), 'no LoRA: the plain model');
+    assertComponentClose(await unet(0), cases.readTensor('unet/out'), 'no LoRA: the plain model');
     assert.ok(store.stats().loaded.some((k) => k.includes('+lora-baked')));
     cases.close();
   });

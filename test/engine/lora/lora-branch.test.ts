@@ -20,16 +20,9 @@ import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
 import { runComponentCall } from '../../../server/engine/runtime/components.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
-import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+import { assertComponentClose, fixturePath, fixtureSkip } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
-
-function assertClose(ours: Tensor, ref: Tensor, what: string): void {
-  assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
-  const d = maxAbsDiff(ours.data, ref.data),
-    tol = componentTolerance(ref.data);
-  assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
-}
 
 test('lowRankDelta: up @ down equals the merged delta, fused rows placed, factors folded', { skip }, () => {
   const ckpt = SafetensorsFile.open(fixturePath('sdxl_tiny.safetensors'));
@@ -107,7 +100,11 @@ for (const family of ['sd1', 'sdxl'] as const) {
           'ResBlock 3x3 convs get conv branches',
         );
         const session = await createSession(serializeModel(g));
-        assertClose((await runSession(session, feeds)).eps, cases.readTensor(ref), `${family} ${linear} branches`);
+        assertComponentClose(
+          (await runSession(session, feeds)).eps,
+          cases.readTensor(ref),
+          `${family} ${linear} branches`,
+        );
         await session.release();
       }
       ckpt.close();
@@ -169,12 +166,12 @@ for (const mode of ['branch', 'bake'] as const) {
           }) as Promise<Tensor>;
         const reads = loraStats.baseReads,
           sets = loraStats.patchSets;
-        assertClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), `${mode} 1.0`);
-        assertClose(await unet(0.5), cases.readTensor('lora/unet_out@0.5'), `${mode} 0.5`);
+        assertComponentClose(await unet(1), cases.readTensor('lora/unet_out@1.0'), `${mode} 1.0`);
+        assertComponentClose(await unet(0.5), cases.readTensor('lora/unet_out@0.5'), `${mode} 0.5`);
         assert.equal(loraStats.patchSets, sets + 2, 'one patch set per strength');
         assert.equal(loraStats.baseReads, reads, 'no checkpoint tensor was read for patching');
         if (mode === 'bake') assert.ok(loraStats.lastPatchedValues > 0, 'tensors were patched from the shared file');
-        assertClose(await unet(0), cases.readTensor('unet/out'), 'no LoRA: the plain model');
+        assertComponentClose(await unet(0), cases.readTensor('unet/out'), 'no LoRA: the plain model');
         assert.ok(store.stats().loaded.some((k) => k.includes(mode === 'bake' ? '+lora-baked' : '+lora-branch')));
 
         // on disk: the plain UNet's artifact, and one LoRA artifact per strength whose base.onnx.bin is a hard link

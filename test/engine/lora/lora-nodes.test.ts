@@ -12,26 +12,11 @@ import { join } from 'node:path';
 import { Engine } from '../../../server/engine/engine.js';
 import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { writeSafetensors, type TensorEntry } from '../../../server/engine/io/safetensors-writer.js';
-import type { Tensor } from '../../../server/engine/tensor.js';
 import type { CondEntry } from '../../../nodes/types.js';
-import {
-  FIXTURES,
-  componentTolerance,
-  fixtureJson,
-  fixturePath,
-  fixtureSkip,
-  maxAbsDiff,
-} from '../../helpers/fixtures.js';
+import { FIXTURES, assertComponentClose, fixtureJson, fixturePath, fixtureSkip } from '../../helpers/fixtures.js';
 import { makeHarness, type Harness } from '../../helpers/run-prompt.js';
 
 const skip = fixtureSkip();
-
-function assertClose(ours: Tensor, ref: Tensor, what: string): void {
-  assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
-  const d = maxAbsDiff(ours.data, ref.data),
-    tol = componentTolerance(ref.data);
-  assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
-}
 
 describe('LoRA through the Engine', { skip }, () => {
   let engine: Engine, cacheDir: string;
@@ -54,13 +39,13 @@ describe('LoRA through the Engine', { skip }, () => {
       checkpoint: fixturePath('sdxl_tiny.safetensors'),
       loras: [{ path: fixturePath('sdxl_tiny_lora_kohya.safetensors'), strength }],
     });
-    assertClose(
+    assertComponentClose(
       await engine.unet(model(1), x, t, context, extra),
       cases.readTensor('lora/unet_out@1.0'),
       'engine kohya 1.0',
     );
     const built = (await engine.stats()).graphsBuilt;
-    assertClose(
+    assertComponentClose(
       await engine.unet(model(0.5), x, t, context, extra),
       cases.readTensor('lora/unet_out@0.5'),
       'engine kohya 0.5',
@@ -121,7 +106,7 @@ describe('LoRA loader nodes', { skip }, () => {
     const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
     const ref = cases.readTensor('lora/text_last');
     cases.close();
-    assertClose(
+    assertComponentClose(
       cond[0].context,
       { shape: [1, 77, ref.shape[2]], data: ref.data.slice(0, 77 * ref.shape[2]) },
       'text through LoraLoader',

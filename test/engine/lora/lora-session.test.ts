@@ -15,16 +15,9 @@ import { runComponentCall } from '../../../server/engine/runtime/components.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
 import type { LoraRef } from '../../../server/engine/types.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
-import { componentTolerance, fixtureJson, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+import { assertComponentClose, fixtureJson, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
-
-function assertClose(ours: Tensor, ref: Tensor, what: string): void {
-  assert.deepEqual(ours.shape, ref.shape, `${what}: shape`);
-  const d = maxAbsDiff(ours.data, ref.data),
-    tol = componentTolerance(ref.data);
-  assert.ok(d <= tol, `${what}: max |diff| ${d} > tolerance ${tol}`);
-}
 
 /** Counts positioned reads of the checkpoint's tensors (readBytes underlies readFloat32/readTensor). */
 function countReads(file: SafetensorsFile): { n: number } {
@@ -65,7 +58,7 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
       t,
       context,
     })) as Tensor;
-    assertClose(eps, cases.readTensor('lora/unet_out'), 'sd1 unet lora 0.8');
+    assertComponentClose(eps, cases.readTensor('lora/unet_out'), 'sd1 unet lora 0.8');
     const prompts: string[] = fixtureJson('manifest.json').cases.sd1_tiny.prompts;
     const ref = cases.readTensor('lora/text_last');
     const n = ref.data.length / ref.shape[0];
@@ -75,7 +68,7 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
         clip: { checkpoint: ckpt, loras: [{ path: lora, strength: 0.6 }], clipSkip: -1 },
         text: prompts[i],
       })) as { context: Tensor };
-      assertClose(
+      assertComponentClose(
         c,
         { shape: [1, 77, ref.shape[2]], data: ref.data.slice(i * n, (i + 1) * n) },
         `sd1 text lora 0.6, prompt ${i}`,
@@ -89,7 +82,7 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
       t,
       context,
     })) as Tensor;
-    assertClose(base, cases.readTensor('unet/out'), 'sd1 unet without LoRA after LoRA runs');
+    assertComponentClose(base, cases.readTensor('unet/out'), 'sd1 unet without LoRA after LoRA runs');
     cases.close();
   });
 
@@ -111,8 +104,12 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
       }) as Promise<Tensor>;
     const file = (fmt: string) => fixturePath(`sdxl_tiny_lora_${fmt}.safetensors`);
 
-    assertClose(await unet([]), cases.readTensor('unet/out'), 'sdxl base');
-    assertClose(await unet([{ path: file('kohya'), strength: 1 }]), cases.readTensor('lora/unet_out@1.0'), 'kohya 1.0');
+    assertComponentClose(await unet([]), cases.readTensor('unet/out'), 'sdxl base');
+    assertComponentClose(
+      await unet([{ path: file('kohya'), strength: 1 }]),
+      cases.readTensor('lora/unet_out@1.0'),
+      'kohya 1.0',
+    );
     const reads = countReads(store.checkpoint(ckpt).file);
     const built = store.stats().graphsBuilt;
     const baseReads = loraStats.baseReads;
@@ -121,7 +118,7 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
         const t0 = performance.now();
         const eps = await unet([{ path: file(fmt), strength: s }]);
         const ms = performance.now() - t0;
-        assertClose(eps, cases.readTensor(`lora/unet_out@${s.toFixed(1)}`), `${fmt} ${s}`);
+        assertComponentClose(eps, cases.readTensor(`lora/unet_out@${s.toFixed(1)}`), `${fmt} ${s}`);
         console.log(
           `# sdxl_tiny switch to ${fmt} @ ${s}: patch ${loraStats.lastPatchMs.toFixed(1)} ms (${loraStats.lastPatchedValues} weights), call ${ms.toFixed(1)} ms`,
         );
@@ -131,8 +128,8 @@ describe('LoRA sessions (worker code path)', { skip }, () => {
     assert.equal(loraStats.baseReads, baseReads, 'base weights came from the cache');
     assert.equal(store.stats().graphsBuilt, built, 'no graph was built for strength changes and swaps');
     // LoRA-free and strength-0 calls after all that: the untouched model
-    assertClose(await unet([]), cases.readTensor('unet/out'), 'sdxl base after LoRA runs');
-    assertClose(await unet([{ path: file('peft'), strength: 0 }]), cases.readTensor('unet/out'), 'strength 0');
+    assertComponentClose(await unet([]), cases.readTensor('unet/out'), 'sdxl base after LoRA runs');
+    assertComponentClose(await unet([{ path: file('peft'), strength: 0 }]), cases.readTensor('unet/out'), 'strength 0');
     assert.equal(reads.n, 0, 'the base session was cached too');
     cases.close();
   });
