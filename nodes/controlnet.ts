@@ -98,8 +98,7 @@ export const ControlNetLoader = defineNode({
   id: 'ControlNetLoader',
   displayName: 'Load ControlNet Model',
   category: 'loaders',
-  description:
-    'Loads an SD1 or SDXL ControlNet from models/controlnet (ldm single-file or diffusers layout).',
+  description: 'Loads an SD1 or SDXL ControlNet from models/controlnet (ldm single-file or diffusers layout).',
   inputs: [nameInput],
   outputs: [t.out('CONTROL_NET')],
   fingerprint,
@@ -181,7 +180,10 @@ export const ControlNetApplyAdvanced = defineNode({
     t.optional(t.socket('VAE', 'vae')),
   ],
   outputs: [t.out('CONDITIONING', 'positive'), t.out('CONDITIONING', 'negative')],
-  staticFacts: (_a, _s, linked) => [withNet(linked.positive, linked.control_net), withNet(linked.negative, linked.control_net)],
+  staticFacts: (_a, _s, linked) => [
+    withNet(linked.positive, linked.control_net),
+    withNet(linked.negative, linked.control_net),
+  ],
   // vae: ComfyUI uses it only for ControlNets that work on latents (SD3/Flux); SD1/SDXL ControlNets ignore it
   execute: ({ positive, negative, control_net, image, strength, start_percent, end_percent }) => {
     if (strength === 0) return { outputs: [positive, negative] };

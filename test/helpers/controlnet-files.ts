@@ -27,7 +27,17 @@ export async function makeTestControlNet(
 /** sd1_cn (ldm, control_model.*) and sdxl_cn (ldm, unprefixed), as the reference was made from. */
 export async function makeTestControlNets(dir: string, fixtures: string): Promise<{ sd1: string; sdxl: string }> {
   return {
-    sd1: await makeTestControlNet(join(fixtures, 'sd1_tiny.safetensors'), join(dir, 'sd1_cn.safetensors'), CN_SEEDS.sd1, 'ldm-prefixed'),
-    sdxl: await makeTestControlNet(join(fixtures, 'sdxl_tiny.safetensors'), join(dir, 'sdxl_cn.safetensors'), CN_SEEDS.sdxl, 'ldm'),
+    sd1: await makeTestControlNet(
+      join(fixtures, 'sd1_tiny.safetensors'),
+      join(dir, 'sd1_cn.safetensors'),
+      CN_SEEDS.sd1,
+      'ldm-prefixed',
+    ),
+    sdxl: await makeTestControlNet(
+      join(fixtures, 'sdxl_tiny.safetensors'),
+      join(dir, 'sdxl_cn.safetensors'),
+      CN_SEEDS.sdxl,
+      'ldm',
+    ),
   };
 }

@@ -26,8 +26,18 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     symlinkSync(FIXTURES, join(h.dirs.models, 'checkpoints'));
     const dir = join(h.dirs.models, 'controlnet');
     mkdirSync(dir, { recursive: true });
-    await makeTestControlNet(fixturePath('sd1_tiny.safetensors'), join(dir, 'sd1_cn.safetensors'), CN_SEEDS.sd1, 'ldm-prefixed');
-    await makeTestControlNet(fixturePath('sdxl_tiny.safetensors'), join(dir, 'sdxl_cn.safetensors'), CN_SEEDS.sdxl, 'diffusers');
+    await makeTestControlNet(
+      fixturePath('sd1_tiny.safetensors'),
+      join(dir, 'sd1_cn.safetensors'),
+      CN_SEEDS.sd1,
+      'ldm-prefixed',
+    );
+    await makeTestControlNet(
+      fixturePath('sdxl_tiny.safetensors'),
+      join(dir, 'sdxl_cn.safetensors'),
+      CN_SEEDS.sdxl,
+      'diffusers',
+    );
     await makeTestControlNet(fixturePath('sd1_tiny.safetensors'), join(dir, 'sd1_diff.safetensors'), 5, 'diff');
     symlinkSync(fixturePath('sd1_tiny_lora_kohya.safetensors'), join(dir, 'not_a_controlnet.safetensors'));
   });
@@ -35,19 +45,25 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     await h.close();
   });
   const services = () =>
-    makeServices(new ModelFolders(h.dirs.models), { output: h.dirs.output, input: h.dirs.input, temp: h.dirs.temp }, {
-      dataDir: h.dirs.data,
-      log: () => {},
-    }, false);
+    makeServices(
+      new ModelFolders(h.dirs.models),
+      { output: h.dirs.output, input: h.dirs.input, temp: h.dirs.temp },
+      {
+        dataDir: h.dirs.data,
+        log: () => {},
+      },
+      false,
+    );
 
   test("object_info: ComfyUI's names, inputs, defaults and outputs", () => {
     const info = (id: string) => objectInfoFor(registry.get(id)!, services()) as Record<string, any>;
     const names = ['not_a_controlnet.safetensors', 'sd1_cn.safetensors', 'sd1_diff.safetensors', 'sdxl_cn.safetensors'];
     const loader = info('ControlNetLoader');
     assert.deepEqual(loader.input.required.control_net_name[0], names);
-    assert.deepEqual([loader.output, loader.output_name, loader.category, loader.display_name], [
-      ['CONTROL_NET'], ['CONTROL_NET'], 'loaders', 'Load ControlNet Model',
-    ]);
+    assert.deepEqual(
+      [loader.output, loader.output_name, loader.category, loader.display_name],
+      [['CONTROL_NET'], ['CONTROL_NET'], 'loaders', 'Load ControlNet Model'],
+    );
     const diff = info('DiffControlNetLoader');
     assert.deepEqual(diff.input_order, { required: ['model', 'control_net_name'] });
     assert.deepEqual(diff.input.required.model, ['MODEL']);
@@ -55,9 +71,10 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     const old = info('ControlNetApply');
     assert.deepEqual(old.input_order, { required: ['conditioning', 'control_net', 'image', 'strength'] });
     assert.deepEqual(old.input.required.strength, ['FLOAT', { default: 1, min: 0, max: 10, step: 0.01 }]);
-    assert.deepEqual([old.output, old.category, old.display_name, old.deprecated], [
-      ['CONDITIONING'], 'conditioning/controlnet', 'Apply ControlNet (OLD)', true,
-    ]);
+    assert.deepEqual(
+      [old.output, old.category, old.display_name, old.deprecated],
+      [['CONDITIONING'], 'conditioning/controlnet', 'Apply ControlNet (OLD)', true],
+    );
     const adv = info('ControlNetApplyAdvanced');
     assert.deepEqual(adv.input_order, {
       required: ['positive', 'negative', 'control_net', 'image', 'strength', 'start_percent', 'end_percent'],
@@ -66,9 +83,10 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     assert.deepEqual(adv.input.required.start_percent, ['FLOAT', { default: 0, min: 0, max: 1, step: 0.001 }]);
     assert.deepEqual(adv.input.required.end_percent, ['FLOAT', { default: 1, min: 0, max: 1, step: 0.001 }]);
     assert.deepEqual(adv.input.optional, { vae: ['VAE'] });
-    assert.deepEqual([adv.output, adv.output_name, adv.display_name], [
-      ['CONDITIONING', 'CONDITIONING'], ['positive', 'negative'], 'Apply ControlNet',
-    ]);
+    assert.deepEqual(
+      [adv.output, adv.output_name, adv.display_name],
+      [['CONDITIONING', 'CONDITIONING'], ['positive', 'negative'], 'Apply ControlNet'],
+    );
   });
 
   const graph = (ckpt: string, cn: string, extra: Record<string, unknown> = {}) => ({
@@ -79,14 +97,31 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     img: { class_type: 'EmptyImage', inputs: { width: 40, height: 56, batch_size: 1, color: 0x3366cc } },
     apply: {
       class_type: 'ControlNetApplyAdvanced',
-      inputs: { positive: ['pos', 0], negative: ['neg', 0], control_net: ['cn', 0], image: ['img', 0],
-        strength: 0.9, start_percent: 0, end_percent: 1 },
+      inputs: {
+        positive: ['pos', 0],
+        negative: ['neg', 0],
+        control_net: ['cn', 0],
+        image: ['img', 0],
+        strength: 0.9,
+        start_percent: 0,
+        end_percent: 1,
+      },
     },
     lat: { class_type: 'EmptyLatentImage', inputs: { width: 64, height: 64, batch_size: 1 } },
     ks: {
       class_type: 'KSampler',
-      inputs: { model: ['ckpt', 0], positive: ['apply', 0], negative: ['apply', 1], latent_image: ['lat', 0],
-        seed: 3, steps: 2, cfg: 2, sampler_name: 'euler', scheduler: 'normal', denoise: 1 },
+      inputs: {
+        model: ['ckpt', 0],
+        positive: ['apply', 0],
+        negative: ['apply', 1],
+        latent_image: ['lat', 0],
+        seed: 3,
+        steps: 2,
+        cfg: 2,
+        sampler_name: 'euler',
+        scheduler: 'normal',
+        denoise: 1,
+      },
     },
     save: { class_type: 'CaptureLATENT', inputs: { value: ['ks', 0] } },
     ...extra,
@@ -107,7 +142,10 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     await assert.rejects(h.run(graph('sd1_tiny.safetensors', 'sdxl_cn.safetensors') as never), (e: Error) => {
       assert.match(e.message, /prompt invalid/);
       assert.match(e.message, /"class_type":"KSampler"/);
-      assert.match(e.message, /positive: the ControlNet sdxl_cn\.safetensors is an SDXL ControlNet and cannot control this SD1 model/);
+      assert.match(
+        e.message,
+        /positive: the ControlNet sdxl_cn\.safetensors is an SDXL ControlNet and cannot control this SD1 model/,
+      );
       return true;
     });
     // through a ModelSamplingDiscrete (MODEL passes its facts on) and a ConditioningSetArea (so does CONDITIONING)
@@ -127,8 +165,14 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     const p = graph('sd1_tiny.safetensors', 'sdxl_cn.safetensors', {
       // validation follows ConditioningCombine's first input (an SD1 ControlNet), not the second (the SDXL one)
       cn1: { class_type: 'ControlNetLoader', inputs: { control_net_name: 'sd1_cn.safetensors' } },
-      apply1: { class_type: 'ControlNetApply', inputs: { conditioning: ['pos', 0], control_net: ['cn1', 0], image: ['img', 0], strength: 1 } },
-      comb: { class_type: 'ConditioningCombine', inputs: { conditioning_1: ['apply1', 0], conditioning_2: ['apply', 0] } },
+      apply1: {
+        class_type: 'ControlNetApply',
+        inputs: { conditioning: ['pos', 0], control_net: ['cn1', 0], image: ['img', 0], strength: 1 },
+      },
+      comb: {
+        class_type: 'ConditioningCombine',
+        inputs: { conditioning_1: ['apply1', 0], conditioning_2: ['apply', 0] },
+      },
     });
     p.ks.inputs = { ...p.ks.inputs, positive: ['comb', 0], negative: ['neg', 0] } as never;
     const r = await h.run(p as never, { allowErrors: true });
@@ -144,7 +188,10 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     const ctx = { shape: [1, 77, 4], data: new Float32Array(77 * 4) };
     const applied = { strength: 1 } as ControlApplied;
     const pos: Conditioning = [{ context: ctx, pooled: null, control: [applied], controlApplyToUncond: true }];
-    const neg: Conditioning = [{ context: ctx, pooled: null }, { context: ctx, pooled: null, area: { unit: 'cells', h: 1, w: 1, y: 0, x: 0 } }];
+    const neg: Conditioning = [
+      { context: ctx, pooled: null },
+      { context: ctx, pooled: null, area: { unit: 'cells', h: 1, w: 1, y: 0, x: 0 } },
+    ];
     const out = controlToUncond(pos, neg);
     assert.deepEqual(out[0].control, [applied]);
     assert.equal(out[1].control, undefined, 'an entry with an area keeps none');
@@ -159,7 +206,10 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
       return (h.captured.get('save') as { samples: { data: Float32Array } }).samples.data.slice();
     };
     const diffGraph = graph('sd1_tiny.safetensors', 'sd1_diff.safetensors', {
-      cn: { class_type: 'DiffControlNetLoader', inputs: { model: ['ckpt', 0], control_net_name: 'sd1_diff.safetensors' } },
+      cn: {
+        class_type: 'DiffControlNetLoader',
+        inputs: { model: ['ckpt', 0], control_net_name: 'sd1_diff.safetensors' },
+      },
     });
     const plain = await latent(graph('sd1_tiny.safetensors', 'sd1_cn.safetensors'));
     const diff = await latent(diffGraph);

@@ -17,7 +17,13 @@ import type { UNetConfig } from './config.js';
 import { conv2d, silu } from './blocks.js';
 import { GraphBuilder, type Value } from '../onnx/graph.js';
 import type { WeightSource } from '../onnx/weights.js';
-import { controlResidualNames, unetConditioning, unetEncoder, unetSkipChannels, type UNetBuildOptions } from './unet.js';
+import {
+  controlResidualNames,
+  unetConditioning,
+  unetEncoder,
+  unetSkipChannels,
+  type UNetBuildOptions,
+} from './unet.js';
 
 export interface ControlNetConfig {
   /** the encoder's config, prefix '' (outChannels is unused) */

@@ -135,7 +135,13 @@ async function regionalGuidance(
     for (const c of conds) {
       const eps = await epsOf(c);
       const d: Denoiser = async (x, sigma) =>
-        denoisedFrom(call.sampling.prediction, ms, x, (await eps(scaleInput(x, sigma), ms.timestep(sigma), sigma))[0], sigma);
+        denoisedFrom(
+          call.sampling.prediction,
+          ms,
+          x,
+          (await eps(scaleInput(x, sigma), ms.timestep(sigma), sigma))[0],
+          sigma,
+        );
       parts.push({
         region: c.region ?? { h: shape[2], w: shape[3], y: 0, x: 0, mult: new Float32Array(latentSize(shape)).fill(1) },
         d,

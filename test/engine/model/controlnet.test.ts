@@ -52,7 +52,10 @@ async function sessions(family: 'sd1' | 'sdxl') {
   const config = detectCheckpoint(ckpt);
   const cnFile = SafetensorsFile.open((await files())[family]);
   const info = inspectControlNet(cnFile);
-  const cn = buildControlNetGraph(controlNetConfigFor(info, config), controlNetWeights(safetensorsWeights(cnFile), info));
+  const cn = buildControlNetGraph(
+    controlNetConfigFor(info, config),
+    controlNetWeights(safetensorsWeights(cnFile), info),
+  );
   const unet = buildUNetGraph(config.unet, safetensorsWeights(ckpt), { controlInputs: true });
   const feeds: Record<string, Feed> = {
     x: cases.readTensor('unet/x'),
@@ -113,8 +116,14 @@ test('ControlNet files: layouts, config from shapes, another family refused', { 
   assert.deepEqual(controlNetConfigFor(sdxl, sdxlModel).unet.adm, sdxlModel.unet.adm);
   assert.throws(() => controlNetConfigFor(sd1, sdxlModel), ControlNetMismatchError);
   assert.throws(() => controlNetConfigFor(sdxl, sd1Model), /SDXL ControlNet cannot control an SD1 model/);
-  assert.throws(() => inspectControlNet(SafetensorsFile.open(fixturePath('sd1_tiny_lora_kohya.safetensors'))), ControlNetFileError);
-  assert.throws(() => inspectControlNet(SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'))), ControlNetFileError);
+  assert.throws(
+    () => inspectControlNet(SafetensorsFile.open(fixturePath('sd1_tiny_lora_kohya.safetensors'))),
+    ControlNetFileError,
+  );
+  assert.throws(
+    () => inspectControlNet(SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'))),
+    ControlNetFileError,
+  );
 });
 
 test('diffusers-layout ControlNet serves the same tensors as the ldm file of the same seed', { skip }, async () => {
@@ -164,7 +173,10 @@ test('diff ControlNet: its weights are the model UNet weights plus the differenc
   assert.ok(maxAbsDiff(got, d) > 0.01, 'the model weights were added');
   // ComfyUI adds in the file's dtype (float16 here): the sum rounded to float16
   for (let i = 0; i < got.length; i++) assert.equal(got[i], halfToFloat(floatToHalf(Math.fround(d[i] + m[i]))));
-  assert.ok(got.some((v, i) => v !== Math.fround(d[i] + m[i])), 'the float16 rounding shows');
+  assert.ok(
+    got.some((v, i) => v !== Math.fround(d[i] + m[i])),
+    'the float16 rounding shows',
+  );
   // a zero conv is not in the model: served as stored
   assert.equal(maxAbsDiff(w.read('zero_convs.0.0.weight'), file.readFloat32('control_model.zero_convs.0.0.weight')), 0);
 });
@@ -172,12 +184,17 @@ test('diff ControlNet: its weights are the model UNet weights plus the differenc
 test('controlled UNet with zero residuals gives the plain UNet output exactly', { skip }, async () => {
   const s = await session('sd1');
   const zeros: Record<string, Feed> = {};
-  const outs = await runSession(s.cn, { ...s.feeds, hint: hintFor({ shape: [1, 3, 64, 64], data: new Float32Array(3 * 64 * 64) }, 2, 8, 8) });
+  const outs = await runSession(s.cn, {
+    ...s.feeds,
+    hint: hintFor({ shape: [1, 3, 64, 64], data: new Float32Array(3 * 64 * 64) }, 2, 8, 8),
+  });
   for (const [k, v] of Object.entries(outs)) zeros[k] = { shape: v.shape, data: new Float32Array(v.data.length) };
   const out = (await runSession(s.unet, { ...s.feeds, ...zeros })).eps;
   assert.ok(maxAbsDiff(out.data, s.ref.data) <= componentTolerance(s.ref.data) / 5);
   const plain = await createSession(
-    serializeModel(buildUNetGraph(s.config.unet, safetensorsWeights(SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'))))),
+    serializeModel(
+      buildUNetGraph(s.config.unet, safetensorsWeights(SafetensorsFile.open(fixturePath('sd1_tiny.safetensors')))),
+    ),
   );
   assert.equal(maxAbsDiff((await runSession(plain, s.feeds)).eps.data, out.data), 0);
 });
@@ -188,50 +205,70 @@ const reference = () => ({
   json: JSON.parse(readFileSync(join(REF_DIR, 'reference.json'), 'utf8')),
 });
 
-test('SD1 ControlNet outputs and the UNet with control at strength 0.7 match the reference', { skip: refSkip }, async (t) => {
-  const s = await session('sd1');
-  const { file, json } = reference();
-  const c = json.cases.sd1;
-  const hint = hintFor(channelsFirst(file.readTensor(c.hint)), 2, 8, 8);
-  const out = await runSession(s.cn, { ...s.feeds, hint });
-  const names = [...s.names.skips, s.names.middle];
-  assert.equal(names.length, c.controls);
-  names.forEach((n, i) => {
-    const ref = file.readTensor(`sd1/control/${i}`);
-    assert.deepEqual(out[n].shape, ref.shape, n);
-    const d = maxAbsDiff(out[n].data, ref.data);
-    assert.ok(d <= componentTolerance(ref.data), `${n}: ${d}`);
-  });
-  const eps = (await runSession(s.unet, { ...s.feeds, ...merge([{ out, strength: c.strength }], names) })).eps;
-  const ref = file.readTensor(c.out);
-  const d = maxAbsDiff(eps.data, ref.data);
-  t.diagnostic(`sd1 UNet with control: max diff ${d.toExponential(2)} (tol ${componentTolerance(ref.data)})`);
-  assert.ok(d <= componentTolerance(ref.data), `unet with control: ${d}`);
-  assert.ok(maxAbsDiff(ref.data, s.ref.data) > 0.05, 'the control changed the UNet output');
-});
+test(
+  'SD1 ControlNet outputs and the UNet with control at strength 0.7 match the reference',
+  { skip: refSkip },
+  async (t) => {
+    const s = await session('sd1');
+    const { file, json } = reference();
+    const c = json.cases.sd1;
+    const hint = hintFor(channelsFirst(file.readTensor(c.hint)), 2, 8, 8);
+    const out = await runSession(s.cn, { ...s.feeds, hint });
+    const names = [...s.names.skips, s.names.middle];
+    assert.equal(names.length, c.controls);
+    names.forEach((n, i) => {
+      const ref = file.readTensor(`sd1/control/${i}`);
+      assert.deepEqual(out[n].shape, ref.shape, n);
+      const d = maxAbsDiff(out[n].data, ref.data);
+      assert.ok(d <= componentTolerance(ref.data), `${n}: ${d}`);
+    });
+    const eps = (await runSession(s.unet, { ...s.feeds, ...merge([{ out, strength: c.strength }], names) })).eps;
+    const ref = file.readTensor(c.out);
+    const d = maxAbsDiff(eps.data, ref.data);
+    t.diagnostic(`sd1 UNet with control: max diff ${d.toExponential(2)} (tol ${componentTolerance(ref.data)})`);
+    assert.ok(d <= componentTolerance(ref.data), `unet with control: ${d}`);
+    assert.ok(maxAbsDiff(ref.data, s.ref.data) > 0.05, 'the control changed the UNet output');
+  },
+);
 
 test('chained ControlNets (two Apply nodes) sum as in ComfyUI', { skip: refSkip }, async () => {
   const s = await session('sd1');
   const { file, json } = reference();
   const c = json.cases.sd1_chain;
   const names = [...s.names.skips, s.names.middle];
-  const first = await runSession(s.cn, { ...s.feeds, hint: hintFor(channelsFirst(file.readTensor('sd1/hint')), 2, 8, 8) });
-  const second = await runSession(s.cn, { ...s.feeds, hint: hintFor(channelsFirst(file.readTensor(c.hints[0])), 2, 8, 8) });
-  const res = merge([{ out: first, strength: c.strengths[0] }, { out: second, strength: c.strengths[1] }], names);
+  const first = await runSession(s.cn, {
+    ...s.feeds,
+    hint: hintFor(channelsFirst(file.readTensor('sd1/hint')), 2, 8, 8),
+  });
+  const second = await runSession(s.cn, {
+    ...s.feeds,
+    hint: hintFor(channelsFirst(file.readTensor(c.hints[0])), 2, 8, 8),
+  });
+  const res = merge(
+    [
+      { out: first, strength: c.strengths[0] },
+      { out: second, strength: c.strengths[1] },
+    ],
+    names,
+  );
   const eps = (await runSession(s.unet, { ...s.feeds, ...res })).eps;
   const ref = file.readTensor(c.out);
   assert.ok(maxAbsDiff(eps.data, ref.data) <= componentTolerance(ref.data));
 });
 
-test('SDXL ControlNet (ADM input) with the UNet at strength 0.7 matches the reference', { skip: refSkip }, async (t) => {
-  const s = await session('sdxl');
-  const { file, json } = reference();
-  const c = json.cases.sdxl;
-  const out = await runSession(s.cn, { ...s.feeds, hint: hintFor(channelsFirst(file.readTensor(c.hint)), 2, 8, 12) });
-  const names = [...s.names.skips, s.names.middle];
-  const eps = (await runSession(s.unet, { ...s.feeds, ...merge([{ out, strength: c.strength }], names) })).eps;
-  const ref = file.readTensor(c.out);
-  const d = maxAbsDiff(eps.data, ref.data);
-  t.diagnostic(`sdxl UNet with control: max diff ${d.toExponential(2)} (tol ${componentTolerance(ref.data)})`);
-  assert.ok(d <= componentTolerance(ref.data), `sdxl unet with control: ${d}`);
-});
+test(
+  'SDXL ControlNet (ADM input) with the UNet at strength 0.7 matches the reference',
+  { skip: refSkip },
+  async (t) => {
+    const s = await session('sdxl');
+    const { file, json } = reference();
+    const c = json.cases.sdxl;
+    const out = await runSession(s.cn, { ...s.feeds, hint: hintFor(channelsFirst(file.readTensor(c.hint)), 2, 8, 12) });
+    const names = [...s.names.skips, s.names.middle];
+    const eps = (await runSession(s.unet, { ...s.feeds, ...merge([{ out, strength: c.strength }], names) })).eps;
+    const ref = file.readTensor(c.out);
+    const d = maxAbsDiff(eps.data, ref.data);
+    t.diagnostic(`sdxl UNet with control: max diff ${d.toExponential(2)} (tol ${componentTolerance(ref.data)})`);
+    assert.ok(d <= componentTolerance(ref.data), `sdxl unet with control: ${d}`);
+  },
+);
