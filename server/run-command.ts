@@ -18,6 +18,7 @@ import { validatePrompt, type ValidPrompt } from './executor/validate.js';
 import type { Prompt } from './executor/prompt.js';
 import { isUiWorkflow, uiToApi } from './workflow/convert.js';
 import { readPngText } from './storage/png.js';
+import { loadExtraModelPaths } from './storage/extra-model-paths.js';
 import { ModelFolders } from './storage/model-folders.js';
 import { engineOptions, makeServices } from './host.js';
 import type { Settings } from './settings.js';
@@ -257,7 +258,7 @@ export async function runCommand(s: Settings, positionals: string[]): Promise<nu
   }
   mkdirSync(s.output, { recursive: true });
   const services = makeServices(
-    new ModelFolders(s.models),
+    new ModelFolders(s.models, loadExtraModelPaths(s.extraModelPaths).paths),
     { output: s.output, input: s.input, temp: s.temp },
     engineOptions(s, (m) => process.stderr.write(`${m}\n`)),
     false,

@@ -250,7 +250,7 @@ export const SETTINGS = {
     env: 'TCD_EXTRA_MODEL_PATHS',
     meta: 'FILE.yaml',
     parse: dir,
-    commands: SERVE,
+    commands: HOSTS,
     group: 'folders',
     defaultDoc: 'extra_model_paths.yaml here, when present',
     help: "more model folders, in ComfyUI's extra_model_paths.yaml format",

@@ -5,6 +5,7 @@
 import type { Settings } from '../settings.js';
 import { engineOptions } from '../host.js';
 import { FarmWorker } from './worker.js';
+import { loadExtraModelPaths } from '../storage/extra-model-paths.js';
 
 export async function workerCommand(s: Settings): Promise<number> {
   if (!s.queue) {
@@ -14,6 +15,7 @@ export async function workerCommand(s: Settings): Promise<number> {
   const w = await FarmWorker.start({
     queue: s.queue,
     modelsDir: s.models,
+    extraModelPaths: loadExtraModelPaths(s.extraModelPaths).paths,
     outputDir: s.output,
     inputDir: s.input,
     tempDir: s.temp,

@@ -37,6 +37,8 @@ import {
 export interface FarmWorkerOptions {
   queue: string;
   modelsDir: string;
+  /** more model folders per kind (extra_model_paths.yaml), as the server has them */
+  extraModelPaths?: Record<string, string[]>;
   /** the server's output and temp folders (shared); this worker stages inside them */
   outputDir: string;
   tempDir: string;
@@ -90,7 +92,7 @@ export class FarmWorker {
     for (const c of [this.conn, this.sub]) c.on('error', (e) => this.log(`redis: ${e.message}`));
     this.publisher = new OutputPublisher({ output: o.outputDir, temp: o.tempDir }, this.id);
     this.services = makeServices(
-      new ModelFolders(o.modelsDir),
+      new ModelFolders(o.modelsDir, o.extraModelPaths),
       { output: this.publisher.staging.output, input: o.inputDir, temp: this.publisher.staging.temp },
       { ...o.engine, log: this.log },
       o.previews !== false,
