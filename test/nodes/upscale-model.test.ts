@@ -146,6 +146,9 @@ describe('UpscaleModelLoader / ImageUpscaleWithModel in prompts', () => {
   test('runs any listed model (subfolders too) on a batch; the size follows the scale', async () => {
     await h.run(prompt(DEMO_UPSCALE_MODEL_NAME));
     assert.deepEqual((h.captured.get('out') as Tensor).shape, [2, 48, 80, 3]);
+    // a 1-pixel image: padded to spandrel's 2-pixel minimum inside the call, cropped back to 1 x scale
+    await h.run(prompt(DEMO_UPSCALE_MODEL_NAME, 1, 1));
+    assert.deepEqual((h.captured.get('out') as Tensor).shape, [2, 2, 2, 3]);
     const r = await h.run(prompt('sub/old-x4.safetensors', 520, 8));
     const img = h.captured.get('out') as Tensor;
     assert.deepEqual(img.shape, [2, 32, 2080, 3]);
