@@ -44,6 +44,8 @@ const PREFIX = 'control_model.';
 export function inspectControlNet(src: KeySource): ControlNetFileInfo {
   const label = src.path ? src.path.split(/[\\/]/).pop()! : 'controlnet';
   const all = new Set(src.keys());
+  if ([...all].some((k) => /(^|\.)(control_add_embedding|task_embedding|transformer_layes)\b/.test(k)))
+    throw new ControlNetFileError(`${label} is a ControlNet++ union model, which tcd-studio does not run yet`);
   let layout: ControlNetFileInfo['layout'];
   const keys = new Map<string, string>();
   if (all.has('controlnet_cond_embedding.conv_in.weight')) {
@@ -73,6 +75,10 @@ export function inspectControlNet(src: KeySource): ControlNetFileInfo {
   if (!hint) throw new ControlNetFileError(`${label} has no input_hint_block`);
   let hintConvs = 0;
   while (keys.has(`input_hint_block.${2 * hintConvs}.weight`)) hintConvs++;
+  // the hint enters at 8x the latent size: three stride-2 convs (every even conv but the first and the last)
+  const strided = Math.max(0, Math.floor((hintConvs - 2) / 2));
+  if (strided !== 3)
+    throw new ControlNetFileError(`${label}: input_hint_block has ${hintConvs} convs; published ControlNets have 8`);
   const skips = countPrefix(keys, 'zero_convs.');
   const expected = 1 + unet.channelMult.length * (unet.numResBlocks + 1) - 1;
   if (skips !== expected || !keys.has('middle_block_out.0.weight'))

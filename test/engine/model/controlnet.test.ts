@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile, halfToFloat } from '../../../server/engine/io/safetensors.js';
 import { floatToHalf } from '../../../server/engine/onnx/half.js';
-import { detectCheckpoint } from '../../../server/engine/model/detect.js';
+import { detectCheckpoint, keySourceOf } from '../../../server/engine/model/detect.js';
 import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
 import { serializeModel } from '../../../server/engine/onnx/serialize.js';
 import { createSession, runSession, type Feed } from '../../../server/engine/onnx/session.js';
@@ -124,6 +124,13 @@ test('ControlNet files: layouts, config from shapes, another family refused', { 
     () => inspectControlNet(SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'))),
     ControlNetFileError,
   );
+  // a ControlNet++ union model (extra task_embedding / control_add_embedding) is named, not run as a plain one
+  const sd1File = SafetensorsFile.open(f.sd1);
+  const union = keySourceOf([
+    ...sd1File.keys().map((k) => ({ name: k, shape: sd1File.shape(k) })),
+    { name: 'control_model.task_embedding', shape: [8, 32] },
+  ]);
+  assert.throws(() => inspectControlNet(union), /ControlNet\+\+ union/);
 });
 
 test('diffusers-layout ControlNet serves the same tensors as the ldm file of the same seed', { skip }, async () => {
