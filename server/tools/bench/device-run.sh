@@ -30,6 +30,16 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
+  cuda5) # fp16 pixels on CUDA of the SDXL fixture pipelines, incl. sdxl_tcd_lora with the LoRA baked on the GPU from the
+    # shared weight file (--external-data-min-mb 0) and in memory (default); fixtures in /root/fx (sent by an earlier call)
+    cuda_setup
+    for mode in shared-bake inline; do
+      extra=(); [ $mode = shared-bake ] && extra=(--external-data-min-mb 0)
+      timeout 200 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda "${extra[@]}" --out "$out/fixtures-sdxl-$mode.json" > /dev/null 2> "$out/log-fixtures-$mode.txt"
+      echo "== fixture-check $mode rc=$?: $(node -e "const r=require('$out/fixtures-sdxl-$mode.json');console.log(r.ep,JSON.stringify(r.pipelines.map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+      grep -i "shares\|error" "$out/log-fixtures-$mode.txt" | head -5
+    done
+    ;;
   cuda4) # CUDA round 4: SDXL + TCD-style LoRA workflow from process start to the image on disk (`run`, first start on
     # the machine, then again with graphs cached); < 560 s
     sdxl_checkpoint_in_background

@@ -5,7 +5,10 @@
  * TCDSampler; comfy_ksampler.safetensors: KSampler). Prints one JSON report: per check the max |diff| against the
  * reference and the fixture rule (components 1e-4 x max(1, max|ref|) at fp32; pixels within 2 levels on 99.9%, none
  * over 4), so fp16 error is reported as measured rather than hidden.
- * Usage: node dist/server/tools/bench/fixture-check.js --fixtures DIR --ep cuda [--out FILE]
+ * Pipelines with a LoRA (pipelines.safetensors' sdxl_tcd_lora) run through LoraLoaderModelOnly when the fixture
+ * folder has their files. --external-data-min-mb 0 puts every graph on disk, as real-size ones are, so a LoRA is
+ * baked on the device from the shared weight file (lora/session.ts) even for the tiny fixtures.
+ * Usage: node dist/server/tools/bench/fixture-check.js --fixtures DIR --ep cuda [--external-data-min-mb N] [--out FILE]
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -65,6 +68,7 @@ interface Check {
 
 async function components(engine: Engine, fixtures: string): Promise<Check[]> {
   const ckpt = join(fixtures, 'sd1_tiny.safetensors');
+  if (!existsSync(ckpt)) return []; // a folder with only the sdxl fixtures: pipelines only
   const cases = SafetensorsFile.open(join(fixtures, 'sd1_tiny_cases.safetensors'));
   const out: Check[] = [];
   const check = (name: string, got: ArrayLike<number>, ref: Float32Array) => {
@@ -87,6 +91,8 @@ async function components(engine: Engine, fixtures: string): Promise<Check[]> {
 
 interface Run {
   checkpoint: string;
+  lora?: string;
+  strength_model?: number;
   prompt: string;
   negative: string;
   width: number;
@@ -97,7 +103,7 @@ interface Run {
   cfg: number;
 }
 
-async function pipelines(ep: string, fixtures: string): Promise<Check[]> {
+async function pipelines(ep: string, fixtures: string, externalDataMinMB?: number): Promise<Check[]> {
   const root = mkdtempSync(join(tmpdir(), 'tcd-fixture-check-'));
   const dirs = {
     models: join(root, 'models'),
@@ -128,14 +134,23 @@ async function pipelines(ep: string, fixtures: string): Promise<Check[]> {
   const services = makeServices(
     new ModelFolders(dirs.models),
     { output: dirs.output, input: dirs.input, temp: dirs.temp },
-    { ep, dataDir: dirs.data, log: (l) => console.error(l) },
+    { ep, dataDir: dirs.data, log: (l) => console.error(l), externalDataMinMB },
     false,
   );
   const executor = new Executor(registry, services);
   const out: Check[] = [];
   let n = 0;
   const run = async (name: string, r: Run, sampler: Record<string, unknown>, refImage: Tensor) => {
+    const lora: Prompt = r.lora
+      ? {
+          lora: {
+            class_type: 'LoraLoaderModelOnly',
+            inputs: { model: ['ckpt', 0], lora_name: r.lora, strength_model: r.strength_model ?? 1 },
+          },
+        }
+      : {};
     const prompt: Prompt = {
+      ...lora,
       ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: r.checkpoint } },
       pos: { class_type: 'CLIPTextEncode', inputs: { text: r.prompt, clip: ['ckpt', 1] } },
       neg: { class_type: 'CLIPTextEncode', inputs: { text: r.negative, clip: ['ckpt', 1] } },
@@ -165,14 +180,14 @@ async function pipelines(ep: string, fixtures: string): Promise<Check[]> {
     for (const [name, r] of Object.entries(
       manifest.cases.pipelines.runs as Record<string, Run & { eta: number; lora?: string }>,
     )) {
-      if (!existsSync(join(fixtures, r.checkpoint)) || r.lora) continue;
+      if (!existsSync(join(fixtures, r.checkpoint)) || (r.lora && !existsSync(join(fixtures, r.lora)))) continue;
       await run(
         `pipeline ${name}`,
         r,
         {
           class_type: 'TCDSampler',
           inputs: {
-            model: ['ckpt', 0],
+            model: r.lora ? ['lora', 0] : ['ckpt', 0],
             positive: ['pos', 0],
             negative: ['neg', 0],
             latent_image: ['empty', 0],
@@ -188,6 +203,7 @@ async function pipelines(ep: string, fixtures: string): Promise<Check[]> {
       );
     }
     refs.close();
+    if (!existsSync(join(fixtures, 'comfy_ksampler.json'))) return out;
     const ks = JSON.parse(readFileSync(join(fixtures, 'comfy_ksampler.json'), 'utf8'));
     const ksRefs = SafetensorsFile.open(join(fixtures, 'comfy_ksampler.safetensors'));
     for (const [name, r] of Object.entries(
@@ -224,18 +240,25 @@ async function pipelines(ep: string, fixtures: string): Promise<Check[]> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { fixtures: { type: 'string' }, ep: { type: 'string', default: 'cuda' }, out: { type: 'string' } },
+    options: {
+      fixtures: { type: 'string' },
+      ep: { type: 'string', default: 'cuda' },
+      out: { type: 'string' },
+      'external-data-min-mb': { type: 'string' },
+    },
   });
+  const minMB = values['external-data-min-mb'];
+  const externalDataMinMB = minMB === undefined ? undefined : Number(minMB);
   if (!values.fixtures) throw new Error('usage: fixture-check --fixtures DIR --ep cuda|webgpu|cpu [--out FILE]');
   const fixtures = resolve(values.fixtures);
   const cacheDir = mkdtempSync(join(tmpdir(), 'tcd-fixture-cache-'));
-  const engine = new Engine({ ep: values.ep, cacheDir, log: (l) => console.error(l) });
+  const engine = new Engine({ ep: values.ep, cacheDir, log: (l) => console.error(l), externalDataMinMB });
   let report: Record<string, unknown>;
   try {
     const comps = await components(engine, fixtures);
     const stats = await engine.stats();
     await engine.close();
-    const pipes = await pipelines(values.ep!, fixtures);
+    const pipes = await pipelines(values.ep!, fixtures, externalDataMinMB);
     report = { ep: stats.ep, ortVersion: stats.ortVersion, components: comps, pipelines: pipes };
   } finally {
     rmSync(cacheDir, { recursive: true, force: true });
