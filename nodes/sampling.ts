@@ -80,6 +80,7 @@ export const TCDSampler = defineNode({
     }),
   ],
   outputs: [t.out('LATENT')],
+  validate: (_a, _s, linked) => controlFamilyCheck(linked),
   execute: async (a, ctx) => {
     if (a.latent_image.noise_mask)
       throw new Error(
@@ -89,10 +90,6 @@ export const TCDSampler = defineNode({
       ['positive', a.positive],
       ['negative', a.negative],
     ] as const) {
-      if (c?.some((e) => e.control?.length))
-        throw new Error(
-          `${name} has ControlNets applied, which TCDSampler does not run; use KSampler with sampler "tcd"`,
-        );
       if (isRegional(c))
         throw new Error(
           `${name} has several entries, areas or masks (regional prompts), which TCDSampler does not apply; use KSampler with sampler "tcd"`,
@@ -112,7 +109,11 @@ export const TCDSampler = defineNode({
     // diffusers runs the negative branch only for guidance_scale > 1
     const src = { latent: scaled(latent.data, scale), shape };
     const positive = condBranch(model, a.positive, shape, 'positive', src);
-    const negative = cfg > 1 && a.negative ? condBranch(model, a.negative, shape, 'negative', src) : undefined;
+    // ControlNetApply (old) hands its ControlNets to the negative side, as in KSampler
+    const negative =
+      cfg > 1 && a.negative
+        ? condBranch(model, controlToUncond(a.positive, a.negative), shape, 'negative', src)
+        : undefined;
     ctx.checkInterrupted();
     const previews = !!ctx.services.previews;
     // the whole loop runs in the engine worker (latents stay on the GPU there); progress comes back per step

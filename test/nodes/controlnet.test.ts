@@ -221,4 +221,44 @@ describe('ControlNet nodes', { skip: fixtureSkip() }, () => {
     const differ = (a: Float32Array, b: Float32Array) => a.some((v, i) => Math.abs(v - b[i]) > 1e-3);
     assert.ok(differ(plain, none) && differ(diff, none) && differ(plain, diff));
   });
+
+  test('TCDSampler runs ControlNets too; one out of its start/end range leaves the result bit-identical', async () => {
+    const tcd = (control: Record<string, unknown> | null) => {
+      const p = graph('sd1_tiny.safetensors', 'sd1_cn.safetensors') as Record<string, any>;
+      if (control) Object.assign(p.apply.inputs, control);
+      p.tcd = {
+        class_type: 'TCDSampler',
+        inputs: {
+          model: ['ckpt', 0],
+          positive: control ? ['apply', 0] : ['pos', 0],
+          negative: control ? ['apply', 1] : ['neg', 0],
+          latent_image: ['lat', 0],
+          seed: 4,
+          steps: 3,
+          cfg: 2,
+          eta: 0.3,
+          denoise: 1,
+          original_inference_steps: 50,
+        },
+      };
+      delete p.ks;
+      p.save = { class_type: 'CaptureLATENT', inputs: { value: ['tcd', 0] } };
+      return p;
+    };
+    const latent = async (p: Record<string, unknown>) => {
+      await h.run(p as never);
+      return (h.captured.get('save') as { samples: { data: Float32Array } }).samples.data.slice();
+    };
+    const plain = await latent(tcd(null));
+    const controlled = await latent(tcd({ start_percent: 0, end_percent: 1 }));
+    const outOfRange = await latent(tcd({ start_percent: 0.999, end_percent: 1 }));
+    assert.ok(
+      controlled.some((v, i) => Math.abs(v - plain[i]) > 1e-3),
+      'the ControlNet applies',
+    );
+    assert.ok(
+      outOfRange.every((v, i) => v === plain[i]),
+      'out of range: exactly the plain run',
+    );
+  });
 });

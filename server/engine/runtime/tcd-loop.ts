@@ -11,6 +11,7 @@ import ort from 'onnxruntime-node';
 import { serializeModel } from '../onnx/serialize.js';
 import { buildTcdStepGraph, TCD_STEP_SCALARS } from '../sampling/tcd-step-graph.js';
 import { tcdStepScalars } from '../sampling/tcd.js';
+import { DiscreteModelSampling } from '../sampling/model-sampling.js';
 import type { Tensor } from '../tensor.js';
 import { UNetBranches } from './unet-branches.js';
 import { deviceTensors } from './device-tensors.js';
@@ -78,7 +79,9 @@ export async function runTcdLoop(
     throw new Error(`the ${config.family} unet needs textEmbeds (pooled) and timeIds`);
 
   // conditioning goes up once; CFG is one batched UNet call where latents live on the host (unet-branches.ts)
-  const unet = await UNetBranches.open(store, call.model, branches);
+  // ControlNets' start/end ranges on the model's own sigma table (a TCD timestep t has sigma(t) there)
+  const ms = DiscreteModelSampling.sd();
+  const unet = await UNetBranches.open(store, call.model, branches, (p) => ms.percentToSigma(p));
   const step = await stepSession(store, branches.length === 2, call.predictionType);
   const dev = deviceTensors(store);
   const capture = store.tuning.graphCapture && !latentsOnHost(store.ep);
@@ -97,7 +100,7 @@ export async function runTcdLoop(
       const t = call.timesteps[i];
       // graph capture replays recorded GPU work and takes only GPU-resident inputs: then t goes up as well
       const tFeed = capture ? await dev.upload({ shape: [batch], data: new Float32Array(batch).fill(t) }) : null;
-      const eps = await unet.eps(x, tFeed ?? t);
+      const eps = await unet.eps(x, tFeed ?? t, ms.sigma(t));
       const sc = tcdStepScalars(t, last ? null : call.timesteps[i + 1], call.eta);
       const noise = sc.noisy ? await dev.upload({ shape, data: call.noises[i] }) : zeros;
       const values = [sc.sqrtAlpha, sc.sqrtBeta, sc.sqrtAlphaS, sc.sqrtBetaS, sc.keep, sc.noiseScale, call.cfg];
