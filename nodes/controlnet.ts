@@ -12,6 +12,7 @@ import type { Tensor } from '../server/engine/tensor.js';
 import { defineNode, t } from './define.js';
 import type { NodeServices } from './services.js';
 import type { Conditioning, ControlApplied, ControlNetValue } from './types.js';
+import type { ModelRef } from '../server/engine/types.js';
 
 const inspected = new Map<string, { key: string; info: ControlNetFileInfo }>();
 /** The file's layout and family from its header (memoised per size and mtime: validation asks often). */
@@ -72,7 +73,7 @@ function fileProblem(path: string): string | undefined {
   }
 }
 
-function loadValue(services: NodeServices, name: string, diffBase?: string): ControlNetValue {
+function loadValue(services: NodeServices, name: string, diffBase?: ModelRef): ControlNetValue {
   const path = services.models.resolve('controlnet', name);
   const info = inspectFile(path);
   return {
@@ -119,7 +120,7 @@ export const DiffControlNetLoader = defineNode({
   validate: (a, s) => validate(a, s),
   staticFacts: ({ control_net_name }, s) => netFacts(s, control_net_name),
   execute: ({ model, control_net_name }, ctx) => ({
-    outputs: [loadValue(ctx.services, control_net_name, model.ref.checkpoint)],
+    outputs: [loadValue(ctx.services, control_net_name, model.ref)],
   }),
 });
 

@@ -75,7 +75,7 @@ export interface ControlNetValue {
   name: string;
   family: ModelFamily;
   hintChannels: number;
-  diffBase?: string;
+  diffBase?: ModelRef;
 }
 
 /** One ControlNetApply(Advanced) on a conditioning entry: what the sampler's worker loop runs per step. */

@@ -185,9 +185,11 @@ export function controlNetWeights(
       const base = info.diff && diffBase ? diffBase(name) : undefined;
       if (!base) return w;
       if (base.length !== w.length) throw new Error(`diff ControlNet weight "${name}" does not match the model's`);
+      const half = halfKeys?.(fileKey(name)) ?? false;
+      const h = (v: number) => halfToFloat(floatToHalf(v));
       const out = new Float32Array(w.length);
-      for (let i = 0; i < w.length; i++) out[i] = w[i] + base[i];
-      if (halfKeys?.(fileKey(name))) for (let i = 0; i < out.length; i++) out[i] = halfToFloat(floatToHalf(out[i]));
+      // float16 files: the model's weight is cast to float16, the sum rounded to float16 (torch half arithmetic)
+      for (let i = 0; i < w.length; i++) out[i] = half ? h(w[i] + h(base[i])) : w[i] + base[i];
       return out;
     },
   };

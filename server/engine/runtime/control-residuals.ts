@@ -21,6 +21,7 @@ import {
 import { controlResidualNames, unetSkipChannels } from '../model/unet.js';
 import { runSession, type Feed } from '../onnx/session.js';
 import { safetensorsWeights } from '../onnx/weights.js';
+import { patchedWeights } from '../model/merge.js';
 import { commonUpscale } from '../ops/resize.js';
 import type { Tensor } from '../tensor.js';
 import type { ModelRef } from '../types.js';
@@ -57,17 +58,26 @@ export async function controlNetSession(
   const cn = openControlNet(ref.path);
   const cfg = controlNetConfigFor(cn.info, config);
   const diff = cn.info.diff && ref.diffBase ? ref.diffBase : null;
-  const variant = `controlnet:${cn.id}${diff ? `+diff:${JSON.stringify(fileIdentity(diff))}` : ''}`;
+  // a diff ControlNet's graph depends on its base model's weights: file identities, LoRA strengths, merges
+  const baseKey = diff && {
+    checkpoint: fileIdentity(diff.checkpoint),
+    loras: diff.loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
+    merges: (diff.merges ?? []).map((m) => ({ ...m, ...fileIdentity(m.path) })),
+  };
+  const variant = `controlnet:${cn.id}${baseKey ? `+diff:${JSON.stringify(baseKey)}` : ''}`;
   return store.session({
     checkpoint: model.checkpoint,
     component: 'controlnet',
     loras: [],
     variant,
     build: (_w, _c, dtype) => {
-      const base = diff ? store.checkpoint(diff) : null;
+      // ComfyUI adds the model's state dict as loaded: with its LoRAs and merges patched in
+      const base = diff ? store.checkpoint(diff.checkpoint) : null;
+      const merges = (diff?.merges ?? []).map((ref) => ({ ref, file: store.checkpoint(ref.path).file }));
+      const src = base && patchedWeights(base.file, base.config, 'unet', diff!.loras, merges);
       const prefix = base?.config.unet.prefix ?? '';
-      const diffBase = base
-        ? (name: string) => (base.file.has(prefix + name) ? base.file.readFloat32(prefix + name) : undefined)
+      const diffBase = src
+        ? (name: string) => (base!.file.has(prefix + name) ? src.read(prefix + name) : undefined)
         : undefined;
       const half = (k: string) => cn.file.info(k).dtype === 'F16';
       const weights = controlNetWeights(safetensorsWeights(cn.file), cn.info, diffBase, half);

@@ -55,8 +55,8 @@ export interface UNetExtra {
 export interface ControlRef {
   /** absolute path of the ControlNet file */
   path: string;
-  /** DiffControlNetLoader: the checkpoint whose UNet weights the file's differences are added to */
-  diffBase?: string;
+  /** DiffControlNetLoader: the model (with its LoRAs and merges) whose UNet weights the differences are added to */
+  diffBase?: ModelRef;
   /** the hint image, channels first [B, C, H, W], values in [0, 1] */
   hint: Tensor;
   strength: number;

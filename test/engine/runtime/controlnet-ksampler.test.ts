@@ -17,7 +17,7 @@ import { DiscreteModelSampling } from '../../../server/engine/sampling/model-sam
 import { ksamplerSigmas } from '../../../server/engine/sampling/schedules.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
-import { makeTestControlNets } from '../../helpers/controlnet-files.js';
+import { makeTestControlNet, makeTestControlNets } from '../../helpers/controlnet-files.js';
 import { makeCheckpoint, presetConfig } from '../../../server/tools/make-checkpoint.js';
 import { makeControlNet } from '../../../server/tools/make-controlnet.js';
 
@@ -247,3 +247,47 @@ test(
     assert.ok(maxAbsDiff(await run(true), await run(false)) > 1e-3);
   },
 );
+
+test("a diff ControlNet adds its base model's weights as loaded: with the base's LoRAs", { skip }, async () => {
+  const diffPath = await makeTestControlNet(
+    fixturePath('sd1_tiny.safetensors'),
+    join(dir, 'sd1_cn_diff.safetensors'),
+    11,
+    'diff',
+  );
+  const sd1 = fixturePath('sd1_tiny.safetensors');
+  const hint = { shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => (i % 11) / 11) };
+  const run = async (loras: { path: string; strength: number }[]) =>
+    (
+      await engine.sampleK({
+        model: { checkpoint: sd1, loras: [] },
+        sampling: { prediction: 'eps', zsnr: false },
+        sampler: 'euler',
+        sigmas: [14.6, 2, 0],
+        latent: { shape, data: new Float32Array(4 * 8 * 8) },
+        noise: new TorchGenerator(6n).randn(shape),
+        seed: '6',
+        positive: [
+          {
+            context: { shape: [1, 77, 128], data: new Float32Array(77 * 128).fill(0.02) },
+            control: [
+              {
+                path: diffPath,
+                diffBase: { checkpoint: sd1, loras },
+                hint,
+                strength: 1,
+                startPercent: 0,
+                endPercent: 1,
+              },
+            ],
+          },
+        ],
+        negative: [],
+        cfg: 1,
+      })
+    ).x.data;
+  const plainBase = await run([]);
+  const loraBase = await run([{ path: fixturePath('sd1_tiny_lora_kohya.safetensors'), strength: 1 }]);
+  assert.ok(maxAbsDiff(plainBase, loraBase) > 1e-4, "the base's LoRA reaches the diff ControlNet's weights");
+  assert.equal(maxAbsDiff(await run([]), plainBase), 0);
+});
