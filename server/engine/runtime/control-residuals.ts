@@ -48,6 +48,12 @@ export function openControlNet(path: string): { id: string; file: SafetensorsFil
   }
 }
 
+/** Closes the open ControlNet files (POST /free). */
+export function closeControlNets(): void {
+  for (const f of files.values()) f.file.close();
+  files.clear();
+}
+
 /** The ControlNet's session for use with `model` (a diff ControlNet adds its base checkpoint's UNet weights). */
 export async function controlNetSession(
   store: SessionStore,

@@ -9,6 +9,7 @@ import type { Call, Request, Response, StepProgress, WorkerEnvProbe, WorkerMessa
 import { transferablesOf } from './protocol.js';
 import { SessionStore } from './session-store.js';
 import { runComponentCall } from './components.js';
+import { closeControlNets } from './control-residuals.js';
 import { releaseLoopSessions, runTcdLoop } from './tcd-loop.js';
 import { runKSamplerLoop } from './ksampler-loop.js';
 import { deviceTensors } from './device-tensors.js';
@@ -77,6 +78,7 @@ async function dispatch(req: Request): Promise<unknown> {
     case 'free':
       await s.free();
       clearLoraSessions();
+      closeControlNets();
       await releaseLoopSessions();
       await deviceTensors(s).release();
       return null;
