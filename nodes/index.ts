@@ -11,6 +11,7 @@ import * as inpaint from './inpaint.js';
 import * as modelMerging from './model-merging.js';
 import * as checkpointSave from './checkpoint-save.js';
 import * as rebatch from './rebatch.js';
+import * as hypernetwork from './hypernetwork.js';
 import * as latentOps from './latent-ops.js';
 import * as imageOps from './image-ops.js';
 import * as conditioningOps from './conditioning-ops.js';
@@ -41,6 +42,7 @@ export function createRegistry(): Registry<NodeServices> {
     modelMerging,
     checkpointSave,
     rebatch,
+    hypernetwork,
     saveImageWebsocket,
     vaeDecodeTiled,
     controlnet,

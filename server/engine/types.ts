@@ -32,4 +32,11 @@ export interface ModelRef {
   checkpoint: string;
   loras: LoraRef[];
   merges?: MergeRef[];
+  /** HypernetworkLoader: .safetensors hypernetworks on the attentions, applied in order */
+  hypernetworks?: HypernetworkRef[];
+}
+
+export interface HypernetworkRef {
+  path: string;
+  strength: number;
 }

@@ -25,6 +25,7 @@ export const MODEL_FOLDERS = [
   'vae_approx',
   'controlnet',
   'clip_vision',
+  'hypernetworks',
 ];
 
 /** One listed model file: its name, which of the folder's roots holds it, size and mtime (ms). */

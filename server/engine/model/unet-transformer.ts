@@ -8,6 +8,16 @@
 import type { UNetConfig } from './config.js';
 import { attention, gelu, groupNorm, key, layerNorm, linear } from './blocks.js';
 import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
+import { type Hypernetwork, hypernetworkKV } from './hypernetwork.js';
+
+/**
+ * Hypernetworks on the attentions (HypernetworkLoader; only graphs built with one have these nodes): the nets, and
+ * the context's patched key/value inputs, computed once per graph for every cross-attention.
+ */
+export interface AttentionHypernets {
+  nets: readonly Hypernetwork[];
+  context: { k: Value; v: Value } | null;
+}
 
 /** ldm Normalize() in SpatialTransformer uses eps 1e-6 (the ResBlocks use 1e-5) */
 const TRANSFORMER_NORM_EPS = 1e-6;
@@ -27,18 +37,22 @@ function headsFor(cfg: UNetConfig, channels: number): { heads: number; headDim: 
   throw new Error('UNetConfig sets neither numHeads nor headChannels');
 }
 
-/** CrossAttention: to_q on x, to_k/to_v on ctx (= x for self-attention), to_out.0 after the heads merge. */
+/**
+ * CrossAttention: to_q on x, to_k on kIn and to_v on vIn (both the context, or x for self-attention, unless a
+ * hypernetwork patched them), to_out.0 after the heads merge.
+ */
 function crossAttention(
   g: GraphBuilder,
   p: string,
   x: Value,
-  ctx: Value,
+  kIn: Value,
+  vIn: Value,
   split: { heads: number; headDim: number },
 ): Value {
   return g.scope(p, () => {
     const q = linear(g, `${p}.to_q`, x); // [B, T, C]
-    const k = linear(g, `${p}.to_k`, ctx); // [B, S, C]
-    const v = linear(g, `${p}.to_v`, ctx); // [B, S, C]
+    const k = linear(g, `${p}.to_k`, kIn); // [B, S, C]
+    const v = linear(g, `${p}.to_v`, vIn); // [B, S, C]
     return linear(g, `${p}.to_out.0`, attention(g, q, k, v, split));
   });
 }
@@ -81,20 +95,27 @@ function transformerBlock(
   x: Value,
   context: Value,
   split: { heads: number; headDim: number },
+  hyper?: AttentionHypernets,
 ): Value {
+  // self-attention's keys/values come from norm1 x, patched per block when a hypernetwork has the block's width
+  const attn1 = (n1: Value) => {
+    const kv = hyper ? hypernetworkKV(g, hyper.nets, n1, split.heads * split.headDim) : null;
+    return crossAttention(g, `${p}.attn1`, n1, kv?.k ?? n1, kv?.v ?? n1, split);
+  };
+  const attn2 = (n2: Value) =>
+    crossAttention(g, `${p}.attn2`, n2, hyper?.context?.k ?? context, hyper?.context?.v ?? context, split);
   if (g.fusedBlocks) {
     // the same block with each residual add folded into the next LayerNorm (two nodes fewer per block)
     return g.scope(p, () => {
       const n1 = layerNorm(g, `${p}.norm1`, x);
-      const s2 = skipLayerNorm(g, `${p}.norm2`, crossAttention(g, `${p}.attn1`, n1, n1, split), x);
-      const s3 = skipLayerNorm(g, `${p}.norm3`, crossAttention(g, `${p}.attn2`, s2.normed, context, split), s2.sum);
+      const s2 = skipLayerNorm(g, `${p}.norm2`, attn1(n1), x);
+      const s3 = skipLayerNorm(g, `${p}.norm3`, attn2(s2.normed), s2.sum);
       return g.op.Add(s3.sum, feedForward(g, `${p}.ff`, s3.normed));
     });
   }
   return g.scope(p, () => {
-    const n1 = layerNorm(g, `${p}.norm1`, x);
-    let h = g.op.Add(x, crossAttention(g, `${p}.attn1`, n1, n1, split));
-    h = g.op.Add(h, crossAttention(g, `${p}.attn2`, layerNorm(g, `${p}.norm2`, h), context, split));
+    let h = g.op.Add(x, attn1(layerNorm(g, `${p}.norm1`, x)));
+    h = g.op.Add(h, attn2(layerNorm(g, `${p}.norm2`, h)));
     return g.op.Add(h, feedForward(g, `${p}.ff`, layerNorm(g, `${p}.norm3`, h)));
   });
 }
@@ -110,6 +131,7 @@ export function spatialTransformer(
   x: Value,
   context: Value,
   depth: number,
+  hyper?: AttentionHypernets,
 ): Value {
   return g.scope(p, () => {
     const channels = g.weightShape(key(p, 'norm.weight'))[0];
@@ -121,7 +143,8 @@ export function spatialTransformer(
     const normed = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps: TRANSFORMER_NORM_EPS });
     // SD1's 1x1-conv proj_in/proj_out ([C, C, 1, 1]) equal SDXL's Linear ([C, C]) applied per token; linear() takes both
     let h = linear(g, `${p}.proj_in`, toTokens(normed)); // [B, HW, C]
-    for (let j = 0; j < depth; j++) h = transformerBlock(g, `${p}.transformer_blocks.${j}`, h, context, split);
+    for (let j = 0; j < depth; j++)
+      h = transformerBlock(g, `${p}.transformer_blocks.${j}`, h, context, split, hyper);
     const out = toImage(linear(g, `${p}.proj_out`, h)); // [B, C, H, W]
     return g.op.Add(out, x);
   });

@@ -24,7 +24,8 @@ import { GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
 import type { ComputeDtype } from '../types.js';
 import type { WeightSource } from '../onnx/weights.js';
 import { admEmbedding, float32Input, timeEmbedding } from './unet-embed.js';
-import { spatialTransformer } from './unet-transformer.js';
+import { spatialTransformer, type AttentionHypernets } from './unet-transformer.js';
+import { type Hypernetwork, hypernetworkKV, withHypernetworkWeights } from './hypernetwork.js';
 
 export interface UNetBuildOptions {
   /** compute dtype: 'float32' (CPU, exact) or 'float16' (GPU); graph I/O stays float32 unless fp16Io */
@@ -40,6 +41,8 @@ export interface UNetBuildOptions {
   name?: string;
   /** ControlNet residual inputs (controlResidualNames); only for models run with a ControlNet */
   controlInputs?: boolean;
+  /** hypernetworks on the attentions' key/value inputs (hypernetwork.ts); only for models that have them */
+  hypernetworks?: readonly Hypernetwork[];
 }
 
 /** ResBlock GroupNorm eps (torch default); the SpatialTransformer's own norm uses 1e-6 */
@@ -51,6 +54,7 @@ export interface UNetCtx {
   cfg: UNetConfig;
   emb: Value;
   context: Value;
+  hyper?: AttentionHypernets;
 }
 
 /** ldm ResBlock at module path p: in_layers (GN, SiLU, conv), emb_layers (SiLU, Linear), out_layers, skip. */
@@ -73,7 +77,7 @@ function resBlock(c: UNetCtx, p: string, x: Value): Value {
 /** ResBlock, then a SpatialTransformer at `${p}.1` when the level has attention. */
 function resAndAttention(c: UNetCtx, p: string, x: Value, depth: number): Value {
   const h = resBlock(c, `${p}.0`, x);
-  return depth > 0 ? spatialTransformer(c.g, c.cfg, `${p}.1`, h, c.context, depth) : h;
+  return depth > 0 ? spatialTransformer(c.g, c.cfg, `${p}.1`, h, c.context, depth, c.hyper) : h;
 }
 
 /** Graph inputs t, context (+ SDXL text_embeds, time_ids) and the embedding every ResBlock takes. */
@@ -116,7 +120,7 @@ export function unetEncoder(c: UNetCtx, x: Value, afterConvIn?: (h: Value) => Va
   let mid = 0;
   h = resBlock(c, `${p}middle_block.${mid++}`, h);
   if (cfg.transformerDepthMiddle > 0)
-    h = spatialTransformer(g, cfg, `${p}middle_block.${mid++}`, h, c.context, cfg.transformerDepthMiddle);
+    h = spatialTransformer(g, cfg, `${p}middle_block.${mid++}`, h, c.context, cfg.transformerDepthMiddle, c.hyper);
   h = resBlock(c, `${p}middle_block.${mid++}`, h);
   return { h, skips };
 }
@@ -163,8 +167,9 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
   const levels = cfg.channelMult.length;
   if (cfg.transformerDepth.length !== levels)
     throw new Error(`transformerDepth has ${cfg.transformerDepth.length} levels, channelMult ${levels}`);
+  const nets = opts.hypernetworks ?? [];
   const g = new GraphBuilder({
-    weights,
+    weights: nets.length ? withHypernetworkWeights(weights, nets) : weights,
     dtype: opts.dtype ?? 'float32',
     fp16Io: opts.fp16Io,
     fusedAttention: opts.fusedAttention,
@@ -178,6 +183,7 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
   const xIn = g.input('x', 'float32', ['B', cfg.inChannels - extra, 'H', 'W']);
   const x = extra > 0 ? g.op.Concat([xIn, g.input('c_concat', 'float32', ['B', extra, 'H', 'W'])], { axis: 1 }) : xIn;
   const c = unetConditioning(g, cfg);
+  if (nets.length) c.hyper = { nets, context: hypernetworkKV(g, nets, c.context, cfg.contextDim) };
   const enc = unetEncoder(c, x);
   let h = enc.h;
   const skips = enc.skips;

@@ -14,6 +14,9 @@ import type { Tensor } from '../tensor.js';
 import { sessionWithLoras } from '../lora/session.js';
 import { tokenizeWindows } from '../model/tokenizer.js';
 import { buildUNetGraph } from '../model/unet.js';
+import { type Hypernetwork, readHypernetwork } from '../model/hypernetwork.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import { createHash } from 'node:crypto';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../model/vae.js';
 import { buildEsrganGraph, cropTopLeft, detectEsrgan, padForEsrgan } from '../model/esrgan.js';
 import { safetensorsWeights } from '../onnx/weights.js';
@@ -157,22 +160,54 @@ async function mergedSession(
   return { session, weightFeeds: {} };
 }
 
-/** `control`: the variant with ControlNet residual inputs (built only when a ControlNet is in use). */
+const digest = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
+
+/** Open hypernetwork files, by path, reread when the file changes. */
+const hypernetFiles = new Map<string, { file: SafetensorsFile; mtimeMs: number }>();
+function hypernetworksOf(model: ModelRef): Hypernetwork[] {
+  return (model.hypernetworks ?? []).map(({ path, strength }) => {
+    const mtimeMs = fileIdentity(path).mtimeMs;
+    let hit = hypernetFiles.get(path);
+    if (!hit || hit.mtimeMs !== mtimeMs) {
+      hit?.file.close();
+      hit = { file: SafetensorsFile.open(path), mtimeMs };
+      hypernetFiles.set(path, hit);
+    }
+    return readHypernetwork(hit.file, strength);
+  });
+}
+
+/**
+ * `control`: the variant with ControlNet residual inputs (built only when a ControlNet is in use); hypernetworks
+ * make their own variant (keyed by file identity and strength), so graphs without them stay as they were.
+ */
 export async function unetSession(
   store: SessionStore,
   model: ModelRef,
   opts: { control?: boolean } = {},
 ): ReturnType<typeof sessionWithLoras> {
   const control = !!opts.control;
+  const hn = model.hypernetworks ?? [];
+  const variant = [
+    control ? 'control' : '',
+    hn.length ? `hypernetwork-${digest(hn.map((h) => ({ ...h, id: fileIdentity(h.path) })))}` : '',
+  ]
+    .filter(Boolean)
+    .join('+');
   const build: ComponentSpec['build'] = (w, cfg, dtype) =>
-    buildUNetGraph(cfg.unet, w, { dtype, ...store.graphTuning, ...(control ? { controlInputs: true } : {}) });
+    buildUNetGraph(cfg.unet, w, {
+      dtype,
+      ...store.graphTuning,
+      ...(control ? { controlInputs: true } : {}),
+      ...(hn.length ? { hypernetworks: hypernetworksOf(model) } : {}),
+    });
   if (model.merges?.length)
-    return mergedSession(store, model.checkpoint, 'unet', model.loras, model.merges, control ? 'control' : '', build);
+    return mergedSession(store, model.checkpoint, 'unet', model.loras, model.merges, variant, build);
   return sessionWithLoras(store, {
     checkpoint: model.checkpoint,
     component: 'unet',
     loras: model.loras,
-    ...(control ? { variant: 'control' } : {}),
+    ...(variant ? { variant } : {}),
     build,
   });
 }
