@@ -24,6 +24,8 @@ export function nextSaveCounter(dir: string, stem: string): number {
   return max + 1;
 }
 
+const upper = (s: string) => s.toUpperCase();
+
 function metadataFor(model: ModelValue, stem: string, counter: number, prompt: unknown, extra: unknown) {
   const meta: Record<string, string> = {};
   if (model.config.family === 'sdxl') {
@@ -58,7 +60,7 @@ export const CheckpointSave = defineNode({
   execute: async ({ model, clip, vae, filename_prefix }, ctx) => {
     if (clip.config.family !== model.config.family)
       throw new Error(
-        `clip: a ${clip.config.family.toUpperCase()} CLIP cannot go in a ${model.config.family.toUpperCase()} checkpoint`,
+        `clip: a ${upper(clip.config.family)} CLIP cannot go in a ${upper(model.config.family)} checkpoint`,
       );
     // a TAESD VAE (VAELoader's taesd / taesdxl) has no AutoencoderKL weights to write
     if (!vae.config) throw new Error('vae: a TAESD VAE cannot be saved into a checkpoint');

@@ -1,32 +1,31 @@
 /**
  * ComfyUI's HypernetworkLoader (comfy_extras/nodes_hypernetwork.py): a hypernetwork from models/hypernetworks on
  * the model's attentions at `strength` (engine/model/hypernetwork.ts has the semantics). The UNet graph gets a
- * hypernetwork variant; models without one keep their graphs. Files are .safetensors (see hypernetwork.ts for the
- * layout); pickled .pt files are refused before anything runs: tcd-studio does not execute pickles.
+ * hypernetwork variant; models without one keep their graphs. Files: ComfyUI's .pt (read by a restricted unpickler
+ * that only rebuilds tensors: nothing in the file runs) or .safetensors (layout in hypernetwork.ts); a file that is
+ * neither is refused before anything runs.
  */
 import { statSync } from 'node:fs';
-import { extname } from 'node:path';
+import { basename } from 'node:path';
 import { SafetensorsFile } from '../server/engine/io/safetensors.js';
-import { readHypernetwork } from '../server/engine/model/hypernetwork.js';
+import {
+  type HypernetworkSource,
+  openHypernetworkSource,
+  readHypernetwork,
+} from '../server/engine/model/hypernetwork.js';
 import { defineNode, t } from './define.js';
 
-/** Why a hypernetwork file cannot be used, from its header; undefined when it can. */
+/** Why a hypernetwork file cannot be used, from its content; undefined when it can. */
 function hypernetworkProblem(path: string): string | undefined {
-  const ext = extname(path).toLowerCase();
-  if (ext !== '.safetensors' && ext !== '.sft')
-    return (
-      `${ext || 'this'} hypernetworks are pickles, which tcd-studio does not load: convert it to .safetensors ` +
-      '(tensors "{width}.{0|1}.{layer}.weight|bias", options such as activation_func and is_layer_norm as metadata)'
-    );
-  let file: SafetensorsFile | undefined;
+  let source: HypernetworkSource | undefined;
   try {
-    file = SafetensorsFile.open(path);
-    readHypernetwork(file, 1);
+    source = openHypernetworkSource(path);
+    readHypernetwork(source, 1);
     return undefined;
   } catch (e) {
-    return `not a hypernetwork tcd-studio can read: ${(e as Error).message}`;
+    return `${basename(path)} is not a hypernetwork tcd-studio can read: ${(e as Error).message}`;
   } finally {
-    file?.close();
+    if (source instanceof SafetensorsFile) source.close();
   }
 }
 
@@ -35,7 +34,8 @@ export const HypernetworkLoader = defineNode({
   displayName: 'HypernetworkLoader',
   category: 'loaders',
   module: 'comfy_extras.nodes_hypernetwork',
-  description: "Applies a hypernetwork (models/hypernetworks, .safetensors) to the model's attention keys and values.",
+  description:
+    "Applies a hypernetwork (models/hypernetworks, .pt or .safetensors) to the model's attention keys and values.",
   inputs: [
     t.socket('MODEL', 'model'),
     t.combo('hypernetwork_name', (s) => s.models.list('hypernetworks')),

@@ -45,7 +45,7 @@ function entryBatch(l: LatentValue, offset: number): Batch {
     const n = rowSize(mask),
       m = rowsOf(mask);
     const data = new Float32Array(b * n);
-    for (let i = 0; i < b; i++) data.set(mask.data.subarray((i % m) * n, (i % m + 1) * n), i * n);
+    for (let i = 0; i < b; i++) data.set(mask.data.subarray((i % m) * n, ((i % m) + 1) * n), i * n);
     mask = { shape: [b, ...mask.shape.slice(1)], data };
   }
   const inds = l.batch_index ? [...l.batch_index] : Array.from({ length: b }, (_, i) => i + offset);

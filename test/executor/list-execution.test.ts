@@ -104,7 +104,11 @@ async function run(prompt: Prompt) {
 const runsOf = (c: { node: string }[], id: string) => c.filter((x) => x.node === id).length;
 
 test('a node after a list output runs once per item; an output node gets its UI merged in one event', async () => {
-  const { r, events, calls: c } = await run({
+  const {
+    r,
+    events,
+    calls: c,
+  } = await run({
     c: { class_type: 'Count', inputs: { count: 3 } },
     s: { class_type: 'Scale', inputs: { x: ['c', 0], factor: 10 } },
     o: { class_type: 'Show', inputs: { value: ['s', 0] } },

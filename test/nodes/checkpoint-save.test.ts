@@ -25,7 +25,6 @@ const models = new Map<string, ModelValue>();
 const clips = new Map<string, ClipValue>();
 const KEY_NO_LORA = 'model.diffusion_model.time_embed.0.weight';
 
-
 before(async () => {
   if (skip) return;
   h = makeHarness();
@@ -103,49 +102,53 @@ function header(path: string) {
   return { f, keys };
 }
 
-test('CheckpointSave writes the merged + LoRA model with the input key set and ComfyUI metadata', { skip }, async () => {
-  const save = {
-    s: {
-      class_type: 'CheckpointSave',
-      inputs: { model: ['l2', 0], clip: ['l2', 1], vae: ['a', 2], filename_prefix: 'checkpoints/merged' },
-    },
-  };
-  const workflow = { nodes: [], links: [], version: 0.4 };
-  await h.run(patchedGraph(save), { extraData: { extra_pnginfo: { workflow } } });
-  const dir = join(h.dirs.output, 'checkpoints');
-  assert.deepEqual(readdirSync(dir), ['merged_00001_.safetensors'], 'one file, no temp file left');
-  const saved = header(join(dir, 'merged_00001_.safetensors'));
-  const input = header(join(FIXTURES, 'sd1_tiny.safetensors'));
-  assert.deepEqual([...saved.keys.entries()].sort(), [...input.keys.entries()].sort(), 'same keys, dtypes, shapes');
-  assert.equal(saved.f.metadata['modelspec.predict_key'], 'epsilon');
-  assert.equal(saved.f.metadata['modelspec.architecture'], undefined, 'modelspec only for SDXL, as ComfyUI');
-  assert.equal(JSON.parse(saved.f.metadata.prompt).s.class_type, 'CheckpointSave');
-  assert.deepEqual(JSON.parse(saved.f.metadata.workflow), workflow);
+test(
+  'CheckpointSave writes the merged + LoRA model with the input key set and ComfyUI metadata',
+  { skip },
+  async () => {
+    const save = {
+      s: {
+        class_type: 'CheckpointSave',
+        inputs: { model: ['l2', 0], clip: ['l2', 1], vae: ['a', 2], filename_prefix: 'checkpoints/merged' },
+      },
+    };
+    const workflow = { nodes: [], links: [], version: 0.4 };
+    await h.run(patchedGraph(save), { extraData: { extra_pnginfo: { workflow } } });
+    const dir = join(h.dirs.output, 'checkpoints');
+    assert.deepEqual(readdirSync(dir), ['merged_00001_.safetensors'], 'one file, no temp file left');
+    const saved = header(join(dir, 'merged_00001_.safetensors'));
+    const input = header(join(FIXTURES, 'sd1_tiny.safetensors'));
+    assert.deepEqual([...saved.keys.entries()].sort(), [...input.keys.entries()].sort(), 'same keys, dtypes, shapes');
+    assert.equal(saved.f.metadata['modelspec.predict_key'], 'epsilon');
+    assert.equal(saved.f.metadata['modelspec.architecture'], undefined, 'modelspec only for SDXL, as ComfyUI');
+    assert.equal(JSON.parse(saved.f.metadata.prompt).s.class_type, 'CheckpointSave');
+    assert.deepEqual(JSON.parse(saved.f.metadata.workflow), workflow);
 
-  // a key no LoRA touches: w_a * 0.6 + (1.5 w_a) * 0.4, stored as fp16
-  const wa = input.f.readFloat32(KEY_NO_LORA);
-  const got = saved.f.readFloat32(KEY_NO_LORA);
-  const f = Math.fround;
-  let worst = 0;
-  for (let i = 0; i < wa.length; i++) {
-    const want = f(f(wa[i] * 0.6) + f(f(wa[i] * 1.5) * f(1 - 0.6)));
-    worst = Math.max(worst, Math.abs(got[i] - want) / Math.max(Math.abs(want), 1e-3));
-  }
-  assert.ok(worst <= 2 ** -11, `merged key within fp16 rounding: ${worst}`);
-  // the VAE is the input's, byte for byte
-  const vk = 'first_stage_model.decoder.conv_in.weight';
-  assert.deepEqual(saved.f.readBytes(vk), input.f.readBytes(vk));
-  saved.f.close();
-  input.f.close();
+    // a key no LoRA touches: w_a * 0.6 + (1.5 w_a) * 0.4, stored as fp16
+    const wa = input.f.readFloat32(KEY_NO_LORA);
+    const got = saved.f.readFloat32(KEY_NO_LORA);
+    const f = Math.fround;
+    let worst = 0;
+    for (let i = 0; i < wa.length; i++) {
+      const want = f(f(wa[i] * 0.6) + f(f(wa[i] * 1.5) * f(1 - 0.6)));
+      worst = Math.max(worst, Math.abs(got[i] - want) / Math.max(Math.abs(want), 1e-3));
+    }
+    assert.ok(worst <= 2 ** -11, `merged key within fp16 rounding: ${worst}`);
+    // the VAE is the input's, byte for byte
+    const vk = 'first_stage_model.decoder.conv_in.weight';
+    assert.deepEqual(saved.f.readBytes(vk), input.f.readBytes(vk));
+    saved.f.close();
+    input.f.close();
 
-  // the counter follows the highest `merged_NNNNN` of any extension, as ComfyUI's get_save_image_path
-  writeFileSync(join(dir, 'merged_00007_.png'), '');
-  const changed = patchedGraph(save);
-  changed.m.inputs.ratio = 0.5;
-  delete (changed as Partial<typeof changed>).cap; // CaptureMODEL keeps the ratio-0.6 model for the next test
-  await h.run(changed);
-  assert.ok(existsSync(join(dir, 'merged_00008_.safetensors')));
-});
+    // the counter follows the highest `merged_NNNNN` of any extension, as ComfyUI's get_save_image_path
+    writeFileSync(join(dir, 'merged_00007_.png'), '');
+    const changed = patchedGraph(save);
+    changed.m.inputs.ratio = 0.5;
+    delete (changed as Partial<typeof changed>).cap; // CaptureMODEL keeps the ratio-0.6 model for the next test
+    await h.run(changed);
+    assert.ok(existsSync(join(dir, 'merged_00008_.safetensors')));
+  },
+);
 
 test('the saved checkpoint, reloaded, computes what the in-memory patched model computes', { skip }, async () => {
   // the saved file lives in output/checkpoints: a link makes it a checkpoint to load
@@ -212,7 +215,10 @@ test('CheckpointSave refuses a CLIP of another family, naming the input, and wri
     },
     { allowErrors: true },
   );
-  const err = r.events.find((e) => e.type === 'execution_error')?.data as { node_id: string; exception_message: string };
+  const err = r.events.find((e) => e.type === 'execution_error')?.data as {
+    node_id: string;
+    exception_message: string;
+  };
   assert.equal(err.node_id, 's');
   assert.match(err.exception_message, /^clip: a SDXL CLIP cannot go in a SD1 checkpoint/);
   const after = existsSync(join(h.dirs.output, 'bad')) ? readdirSync(join(h.dirs.output, 'bad')) : [];

@@ -3,8 +3,10 @@
  * UNet: test/data/hypernetwork/make_reference.py) on sd1_tiny (context width 128): one UNet eval without a
  * hypernetwork (checks the reference UNet), with a relu hypernetwork on the context (128) and on the 64-channel
  * self-attentions at 0.8, and with a layer-norm mish one stacked at -0.5, all within the component tolerance.
- * A hypernetwork of widths the model does not have changes nothing; graphs without one have no hypernetwork nodes;
- * a .pt file is refused before anything runs, naming the node and the input.
+ * The .pt files (A1111's pickled layout, as ComfyUI loads them) give the same results through the restricted
+ * unpickler. A hypernetwork of widths the model does not have changes nothing; graphs without one have no
+ * hypernetwork nodes; a pickle that calls anything but tensor rebuilding, or a file that is no torch archive, is
+ * refused before anything runs, naming the node and the input.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,8 +37,12 @@ before(async () => {
   mkdirSync(ck, { recursive: true });
   mkdirSync(hn, { recursive: true });
   symlinkSync(join(FIXTURES, 'sd1_tiny.safetensors'), join(ck, 'sd1_tiny.safetensors'));
-  for (const f of ['hn_relu.safetensors', 'hn_mish_ln.safetensors']) copyFileSync(join(DIR, f), join(hn, f));
-  writeFileSync(join(hn, 'old_style.pt'), 'PK not read');
+  for (const f of ['hn_relu', 'hn_mish_ln'])
+    for (const ext of ['.safetensors', '.pt']) copyFileSync(join(DIR, f + ext), join(hn, f + ext));
+  writeFileSync(join(hn, 'not_torch.pt'), 'not a zip');
+  // a pickle that would run os.system('ls') if it were executed
+  const evil = Buffer.from('\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.', 'latin1');
+  writeFileSync(join(hn, 'evil.pt'), storedZip('archive/data.pkl', evil));
   // widths 96 only: no attention of sd1_tiny has them
   await writeSafetensors(
     join(hn, 'other_widths.safetensors'),
@@ -65,6 +71,29 @@ after(async () => {
   await h?.close();
 });
 
+/** A one-entry zip, stored (the reader checks no CRC). */
+function storedZip(name: string, data: Buffer): Buffer {
+  const n = Buffer.from(name);
+  const local = Buffer.alloc(30);
+  local.writeUInt32LE(0x04034b50, 0);
+  local.writeUInt32LE(data.length, 18);
+  local.writeUInt32LE(data.length, 22);
+  local.writeUInt16LE(n.length, 26);
+  const central = Buffer.alloc(46);
+  central.writeUInt32LE(0x02014b50, 0);
+  central.writeUInt32LE(data.length, 20);
+  central.writeUInt32LE(data.length, 24);
+  central.writeUInt16LE(n.length, 28);
+  const cdStart = 30 + n.length + data.length;
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(1, 8);
+  end.writeUInt16LE(1, 10);
+  end.writeUInt32LE(46 + n.length, 12);
+  end.writeUInt32LE(cdStart, 16);
+  return Buffer.concat([local, n, data, central, n, end]);
+}
+
 const loader = (model: unknown[], name: string, strength: number) => ({
   class_type: 'HypernetworkLoader',
   inputs: { model, hypernetwork_name: name, strength },
@@ -76,6 +105,10 @@ test("UNet evals with hypernetworks equal ComfyUI's hypernetwork code", { skip }
     a: loader(['ck', 0], 'hn_relu.safetensors', 0.8),
     b: loader(['a', 0], 'hn_mish_ln.safetensors', -0.5),
     c: loader(['ck', 0], 'other_widths.safetensors', 1),
+    pa: loader(['ck', 0], 'hn_relu.pt', 0.8),
+    pb: loader(['pa', 0], 'hn_mish_ln.pt', -0.5),
+    prelu: { class_type: 'CaptureMODEL', inputs: { value: ['pa', 0] } },
+    pboth: { class_type: 'CaptureMODEL', inputs: { value: ['pb', 0] } },
     plain: { class_type: 'CaptureMODEL', inputs: { value: ['ck', 0] } },
     relu: { class_type: 'CaptureMODEL', inputs: { value: ['a', 0] } },
     both: { class_type: 'CaptureMODEL', inputs: { value: ['b', 0] } },
@@ -91,6 +124,8 @@ test("UNet evals with hypernetworks equal ComfyUI's hypernetwork code", { skip }
     ['plain', 'eps_plain'],
     ['relu', 'eps_relu'],
     ['both', 'eps_relu_mish'],
+    ['prelu', 'eps_relu'],
+    ['pboth', 'eps_relu_mish'],
   ];
   const plain = ref.readFloat32('eps_plain');
   for (const [id, key] of cases) {
@@ -118,17 +153,27 @@ test('graphs without a hypernetwork have no hypernetwork nodes; with one they do
   hnFile.close();
 });
 
-test('a .pt hypernetwork is refused before anything runs, naming the node and the input', { skip }, async () => {
-  await assert.rejects(
-    h.run({
-      ck: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'sd1_tiny.safetensors' } },
-      a: loader(['ck', 0], 'old_style.pt', 1),
-      plain: { class_type: 'CaptureMODEL', inputs: { value: ['a', 0] } },
-    }),
-    (e: Error) => {
-      assert.match(e.message, /hypernetwork_name: \.pt hypernetworks are pickles/);
-      assert.match(e.message, /"a"/);
-      return true;
-    },
-  );
-});
+test(
+  'a pickle calling anything else, or no torch archive, is refused naming the node and the input',
+  { skip },
+  async () => {
+    for (const [name, why] of [
+      ['evil.pt', /evil\.pt is not a hypernetwork tcd-studio can read: pickle refers to os\.system/],
+      ['not_torch.pt', /not_torch\.pt is not a hypernetwork tcd-studio can read: not a zip archive/],
+    ] as const) {
+      await assert.rejects(
+        h.run({
+          ck: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'sd1_tiny.safetensors' } },
+          a: loader(['ck', 0], name, 1),
+          plain: { class_type: 'CaptureMODEL', inputs: { value: ['a', 0] } },
+        }),
+        (e: Error) => {
+          assert.match(e.message, /hypernetwork_name: /);
+          assert.match(e.message, why);
+          assert.match(e.message, /"a"/);
+          return true;
+        },
+      );
+    }
+  },
+);

@@ -76,7 +76,10 @@ export function checkpointEntries(open: Open, spec: CheckpointSaveSpec): TensorE
 }
 
 /** Writes the checkpoint (temp file + rename); resolves to its size in bytes and its tensor count. */
-export async function saveCheckpoint(open: Open, spec: CheckpointSaveSpec): Promise<{ bytes: number; tensors: number }> {
+export async function saveCheckpoint(
+  open: Open,
+  spec: CheckpointSaveSpec,
+): Promise<{ bytes: number; tensors: number }> {
   const entries = checkpointEntries(open, spec);
   const bytes = await writeSafetensors(spec.path, entries, spec.metadata);
   return { bytes, tensors: entries.length };

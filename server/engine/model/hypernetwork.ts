@@ -7,14 +7,16 @@
  * activate_output), and when is_layer_norm by the next stored layer as a LayerNorm (ComfyUI's walk over the layer
  * names; with layer norm the last Linear also gets the activation, as there). Dropout is inference: identity.
  *
- * Files: ComfyUI reads A1111's pickled .pt dicts; tcd-studio reads the same content as .safetensors: tensors named
- * `{width}.{0|1}.{layer}.weight|bias` (0: keys, 1: values; e.g. `768.0.linear.0.weight`) and the options as
- * metadata strings (activation_func, is_layer_norm, activate_output, ...).
+ * Files: A1111's pickled .pt dicts, as ComfyUI reads them, through a restricted unpickler that only rebuilds
+ * tensors and plain values (io/torch-pickle.ts: nothing in the file runs); or the same content as .safetensors:
+ * tensors named `{width}.{0|1}.{layer}.weight|bias` (0: keys, 1: values; e.g. `768.0.linear.0.weight`) and the
+ * options as metadata strings (activation_func, is_layer_norm, activate_output, ...).
  * Example:
- *   const hn = readHypernetwork(SafetensorsFile.open(path), 0.8);
+ *   const hn = readHypernetwork(openHypernetworkSource(path), 0.8);
  *   const { k, v } = hypernetworkKV(g, [hn], x, 768) ?? { k: x, v: x };
  */
-import type { SafetensorsFile } from '../io/safetensors.js';
+import { readTorchFile, type TorchTensor } from '../io/torch-pickle.js';
+import { SafetensorsFile } from '../io/safetensors.js';
 import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
 import type { WeightSource } from '../onnx/weights.js';
 import { layerNorm, linear } from './blocks.js';
@@ -75,8 +77,58 @@ function mlp(names: string[], activation: HypernetworkActivation, layerNormOn: b
   return layers;
 }
 
-/** A .safetensors hypernetwork at `strength`; throws HypernetworkFormatError for what it cannot read. */
-export function readHypernetwork(file: SafetensorsFile, strength: number): Hypernetwork {
+/** What a hypernetwork is read from: a SafetensorsFile, or a .pt's content (torchHypernetworkSource). */
+export interface HypernetworkSource {
+  metadata: Record<string, string>;
+  keys(): string[];
+  shape(name: string): number[];
+  readFloat32(name: string): Float32Array;
+  has(name: string): boolean;
+}
+
+/**
+ * A pickled A1111/ComfyUI .pt hypernetwork ({width: (keys state dict, values state dict), activation_func: ...}) as a
+ * source in the .safetensors layout, read with the restricted unpickler (no code runs).
+ */
+export function torchHypernetworkSource(path: string): HypernetworkSource {
+  const sd = readTorchFile(path);
+  if (!(sd instanceof Map)) throw new HypernetworkFormatError('the .pt file does not hold a dict');
+  const tensors = new Map<string, TorchTensor>();
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of sd) {
+    const width = typeof k === 'number' ? k : /^\d+$/.test(String(k)) ? Number(k) : null;
+    if (width === null) {
+      if (typeof v === 'string' || typeof v === 'number') metadata[String(k)] = String(v);
+      else if (typeof v === 'boolean') metadata[String(k)] = v ? 'True' : 'False';
+      continue;
+    }
+    if (!Array.isArray(v) || v.length < 2) throw new HypernetworkFormatError(`width ${width} is not a pair of modules`);
+    (v as unknown[]).slice(0, 2).forEach((m, i) => {
+      if (!(m instanceof Map)) throw new HypernetworkFormatError(`width ${width} module ${i} is not a state dict`);
+      for (const [name, t] of m) tensors.set(`${width}.${i}.${String(name)}`, t as TorchTensor);
+    });
+  }
+  const get = (n: string) => {
+    const t = tensors.get(n);
+    if (!t) throw new HypernetworkFormatError(`no tensor ${n}`);
+    return t;
+  };
+  return {
+    metadata,
+    keys: () => [...tensors.keys()],
+    shape: (n) => [...get(n).shape],
+    readFloat32: (n) => get(n).data,
+    has: (n) => tensors.has(n),
+  };
+}
+
+/** The source of a hypernetwork file: .safetensors directly, anything else as a torch.save pickle. */
+export function openHypernetworkSource(path: string): HypernetworkSource {
+  return /\.(safetensors|sft)$/i.test(path) ? SafetensorsFile.open(path) : torchHypernetworkSource(path);
+}
+
+/** A hypernetwork at `strength`; throws HypernetworkFormatError for what it cannot read. */
+export function readHypernetwork(file: HypernetworkSource, strength: number): Hypernetwork {
   const meta = file.metadata;
   const activation = (meta.activation_func ?? 'linear') as HypernetworkActivation;
   if (!HYPERNETWORK_ACTIVATIONS.includes(activation))

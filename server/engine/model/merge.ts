@@ -5,7 +5,8 @@
  * strength_patch * other). LoRAs and merges on one model apply in the order the nodes added them, as ComfyUI's
  * patch list does: a LoRA before a merge is scaled by the merge ratio, a LoRA after it is not.
  * Example:
- *   const w = patchedWeights(base, config, 'unet', loras, [{ file: other, ref: { path, kind: 'simple', ratio: 0.5 } }]);
+ *   const merges = [{ file: other, ref: { path, kind: 'simple', ratio: 0.5 } }];
+ *   const w = patchedWeights(base, config, 'unet', loras, merges);
  */
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { safetensorsWeights, type WeightSource } from '../onnx/weights.js';

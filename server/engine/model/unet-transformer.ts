@@ -143,8 +143,7 @@ export function spatialTransformer(
     const normed = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps: TRANSFORMER_NORM_EPS });
     // SD1's 1x1-conv proj_in/proj_out ([C, C, 1, 1]) equal SDXL's Linear ([C, C]) applied per token; linear() takes both
     let h = linear(g, `${p}.proj_in`, toTokens(normed)); // [B, HW, C]
-    for (let j = 0; j < depth; j++)
-      h = transformerBlock(g, `${p}.transformer_blocks.${j}`, h, context, split, hyper);
+    for (let j = 0; j < depth; j++) h = transformerBlock(g, `${p}.transformer_blocks.${j}`, h, context, split, hyper);
     const out = toImage(linear(g, `${p}.proj_out`, h)); // [B, C, H, W]
     return g.op.Add(out, x);
   });

@@ -14,7 +14,12 @@ import type { Tensor } from '../tensor.js';
 import { sessionWithLoras } from '../lora/session.js';
 import { tokenizeWindows } from '../model/tokenizer.js';
 import { buildUNetGraph } from '../model/unet.js';
-import { type Hypernetwork, readHypernetwork } from '../model/hypernetwork.js';
+import {
+  type Hypernetwork,
+  type HypernetworkSource,
+  openHypernetworkSource,
+  readHypernetwork,
+} from '../model/hypernetwork.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { createHash } from 'node:crypto';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../model/vae.js';
@@ -163,17 +168,17 @@ async function mergedSession(
 const digest = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
 
 /** Open hypernetwork files, by path, reread when the file changes. */
-const hypernetFiles = new Map<string, { file: SafetensorsFile; mtimeMs: number }>();
+const hypernetFiles = new Map<string, { source: HypernetworkSource; mtimeMs: number }>();
 function hypernetworksOf(model: ModelRef): Hypernetwork[] {
   return (model.hypernetworks ?? []).map(({ path, strength }) => {
     const mtimeMs = fileIdentity(path).mtimeMs;
     let hit = hypernetFiles.get(path);
     if (!hit || hit.mtimeMs !== mtimeMs) {
-      hit?.file.close();
-      hit = { file: SafetensorsFile.open(path), mtimeMs };
+      if (hit?.source instanceof SafetensorsFile) hit.source.close();
+      hit = { source: openHypernetworkSource(path), mtimeMs };
       hypernetFiles.set(path, hit);
     }
-    return readHypernetwork(hit.file, strength);
+    return readHypernetwork(hit.source, strength);
   });
 }
 
