@@ -224,3 +224,30 @@ test('CheckpointSave refuses a CLIP of another family, naming the input, and wri
   const after = existsSync(join(h.dirs.output, 'bad')) ? readdirSync(join(h.dirs.output, 'bad')) : [];
   assert.deepEqual(after, before);
 });
+
+test('an SDXL checkpoint saves with the sgm keys and ComfyUI\'s SDXL modelspec metadata', async () => {
+  const hx = makeHarness();
+  try {
+    await ensureDemoCheckpoint(hx.dirs.models);
+    await hx.run({
+      a: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: DEMO_CHECKPOINT_NAME } },
+      s: {
+        class_type: 'CheckpointSave',
+        inputs: { model: ['a', 0], clip: ['a', 1], vae: ['a', 2], filename_prefix: 'checkpoints/xl' },
+      },
+    });
+    const saved = header(join(hx.dirs.output, 'checkpoints', 'xl_00001_.safetensors'));
+    const input = header(join(hx.dirs.models, 'checkpoints', DEMO_CHECKPOINT_NAME));
+    assert.deepEqual([...saved.keys.entries()].sort(), [...input.keys.entries()].sort());
+    assert.equal(saved.f.metadata['modelspec.architecture'], 'stable-diffusion-xl-v1-base');
+    assert.equal(saved.f.metadata['modelspec.implementation'], 'sgm');
+    assert.equal(saved.f.metadata['modelspec.title'], 'xl 1');
+    // nothing patched: every tensor is the input's, byte for byte
+    for (const k of ['conditioner.embedders.1.model.text_projection', 'model.diffusion_model.out.2.weight'])
+      assert.ok(saved.f.readBytes(k).equals(input.f.readBytes(k)), k);
+    saved.f.close();
+    input.f.close();
+  } finally {
+    await hx.close();
+  }
+});
