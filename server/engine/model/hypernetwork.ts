@@ -5,7 +5,9 @@
  * with v + mlp1(v) * strength when the hypernetwork has that width; several hypernetworks chain in order.
  * An MLP is its Linear layers in index order, each followed by the activation (but not the last layer's unless
  * activate_output), and when is_layer_norm by the next stored layer as a LayerNorm (ComfyUI's walk over the layer
- * names; with layer norm the last Linear also gets the activation, as there). Dropout is inference: identity.
+ * names; with layer norm the last Linear also gets the activation, as there). Dropout is identity here: ComfyUI
+ * builds its Dropout layers in training mode, so with use_dropout its results vary from run to run; tcd-studio gives
+ * the inference result (without use_dropout the two agree).
  *
  * Files: A1111's pickled .pt dicts, as ComfyUI reads them, through a restricted unpickler that only rebuilds
  * tensors and plain values (io/torch-pickle.ts: nothing in the file runs); or the same content as .safetensors:
