@@ -405,6 +405,15 @@ export const SETTINGS = {
     group: 'gpu tuning',
     help: 'cuda: UNet transformer blocks with SkipLayerNormalization and Gelu (0 turns it off)',
   }),
+  gpuFusedGroupNorm: flagSwitch({
+    flag: 'gpu-fused-groupnorm',
+    env: 'TCD_GPU_FUSED_GROUPNORM',
+    default: false,
+    whenSet: true,
+    commands: HOSTS,
+    group: 'gpu tuning',
+    help: 'cuda: GroupNorm (+ SiLU) as one com.microsoft GroupNorm node in the UNet and VAE',
+  }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',
     env: 'TCD_ORT_PROFILE_DIR',
@@ -615,6 +624,7 @@ export function gpuTuningOf(s: Settings) {
     lora: s.gpuLora,
     vaeAttention: s.gpuVaeAttention,
     fusedBlocks: s.gpuFusedBlocks,
+    fusedGroupNorm: s.gpuFusedGroupNorm,
   };
 }
 

@@ -4,7 +4,7 @@
  * The semantics follow torch: GroupNorm/LayerNorm eps inside the sqrt, biased variance, GELU with erf.
  * Example:
  *   const h = conv2d(g, 'first_stage_model.decoder.conv_in', z, { padding: 1 });
- *   const n = silu(g, groupNorm(g, 'first_stage_model.decoder.norm_out', h, { groups: 32 }));
+ *   const n = groupNorm(g, 'first_stage_model.decoder.norm_out', h, { groups: 32, silu: true });
  */
 import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
 
@@ -88,20 +88,45 @@ export interface NormOptions {
 }
 
 /**
- * torch.nn.GroupNorm on [B, C, ...]: reshape to [B, G, -1], InstanceNormalization (per-group mean/var, no affine),
- * reshape back, then the per-channel affine. (ONNX GroupNormalization-18 has per-group affine and is deprecated;
- * the InstanceNormalization form runs on every EP.)
+ * torch.nn.GroupNorm on [B, C, ...], then SiLU when opts.silu: reshape to [B, G, -1], InstanceNormalization (per-group
+ * mean/var, no affine), reshape back, then the per-channel affine. (ONNX GroupNormalization-18 has per-group affine and
+ * is deprecated; the InstanceNormalization form runs on every EP.) With g.fusedGroupNorm (CUDA, 4-D input) it is one
+ * com.microsoft GroupNorm node in channels-last between two Transposes, the SiLU fused in.
  */
-export function groupNorm(g: GraphBuilder, p: string, x: Value, opts: NormOptions): Value {
+export function groupNorm(g: GraphBuilder, p: string, x: Value, opts: NormOptions & { silu?: boolean }): Value {
   return g.scope(moduleName(p), () => {
     const G = opts.groups;
+    const channels = g.weightShape(key(p, 'weight'))[0];
+    if (g.fusedGroupNorm && g.weights && fusableGroupNorm(channels, G)) {
+      // gamma and beta are float32 whatever the compute dtype (the CUDA kernel reads them so)
+      const gamma = g.constFloat32(g.weights.read(key(p, 'weight')), [channels], 'gamma');
+      const beta = g.constFloat32(g.weights.read(key(p, 'bias')), [channels], 'beta');
+      const nhwc = g.op.Transpose(x, { perm: [0, 2, 3, 1] }); // [B, H, W, C]
+      const [y] = g.node(
+        'GroupNorm',
+        [nhwc, gamma, beta],
+        { groups: G, epsilon: new FloatAttr(opts.eps ?? 1e-5), activation: opts.silu ? 1 : 0, channels_last: 1 },
+        1,
+        'com.microsoft',
+      );
+      return g.op.Transpose(y, { perm: [0, 3, 1, 2] }); // [B, C, H, W]
+    }
     const grouped = g.op.Reshape(x, g.constInt64([0, G, -1])); // [B, G, C/G * H * W]
     const ones = g.constFloat(new Array(G).fill(1), [G], 'ones');
     const zeros = g.constFloat(new Array(G).fill(0), [G], 'zeros');
     const normed = g.op.InstanceNormalization(grouped, ones, zeros, { epsilon: opts.eps ?? 1e-5 });
     const back = g.op.Reshape(normed, g.op.Shape(x)); // [B, C, H, W]
-    return affineChannels(g, p, back, g.weightShape(key(p, 'weight'))[0]);
+    const y = affineChannels(g, p, back, channels);
+    return opts.silu ? silu(g, y) : y;
   });
+}
+
+/**
+ * What ONNX Runtime's CUDA GroupNorm kernel takes: 32 groups of an even number of channels, in the channel counts its
+ * block sizes divide (every SD1/SDXL UNet and VAE width); anything else keeps the InstanceNormalization form.
+ */
+function fusableGroupNorm(channels: number, groups: number): boolean {
+  return groups === 32 && [128, 256, 320, 512, 640, 960, 1280, 1920, 2560].includes(channels);
 }
 
 /** y = x * gamma[c] + beta[c] on [B, C, H, W] (channel axis 1). */
@@ -210,12 +235,12 @@ export interface ResnetNames {
  * its weights exist. temb [B, E] is broadcast over H, W.
  */
 export function resnetBlock(g: GraphBuilder, n: ResnetNames, x: Value, opts: NormOptions & { temb?: Value }): Value {
-  let h = conv2d(g, n.conv1, silu(g, groupNorm(g, n.norm1, x, opts)), { padding: 1 });
+  let h = conv2d(g, n.conv1, groupNorm(g, n.norm1, x, { ...opts, silu: true }), { padding: 1 });
   if (opts.temb && n.embProj) {
     const e = linear(g, n.embProj, silu(g, opts.temb)); // [B, C]
     h = g.op.Add(h, g.op.Unsqueeze(e, g.constInt64([2, 3]))); // [B, C, 1, 1]
   }
-  h = conv2d(g, n.conv2, silu(g, groupNorm(g, n.norm2, h, opts)), { padding: 1 });
+  h = conv2d(g, n.conv2, groupNorm(g, n.norm2, h, { ...opts, silu: true }), { padding: 1 });
   const skip = n.shortcut && g.hasWeight(key(n.shortcut, 'weight')) ? conv2d(g, n.shortcut, x) : x;
   return g.op.Add(skip, h);
 }

@@ -64,6 +64,7 @@ export function buildControlNetGraph(
     fusedAttention: opts.fusedAttention,
     linear: opts.linear,
     fusedBlocks: opts.fusedBlocks,
+    fusedGroupNorm: opts.fusedGroupNorm,
     name: opts.name ?? 'controlnet',
   });
   const x = g.input('x', 'float32', ['B', u.inChannels, 'H', 'W']);

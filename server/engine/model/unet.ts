@@ -19,7 +19,7 @@
  *   const { eps } = await runSession(s, { x, t, context });
  */
 import { concatChannels, type UNetConfig } from './config.js';
-import { conv2d, groupNorm, resnetBlock, silu, upsampleNearest2x } from './blocks.js';
+import { conv2d, groupNorm, resnetBlock, upsampleNearest2x } from './blocks.js';
 import { GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
 import type { ComputeDtype } from '../types.js';
 import type { WeightSource } from '../onnx/weights.js';
@@ -35,6 +35,8 @@ export interface UNetBuildOptions {
   fusedAttention?: boolean;
   /** com.microsoft SkipLayerNormalization and Gelu in the transformer blocks (GraphOptions.fusedBlocks) */
   fusedBlocks?: boolean;
+  /** com.microsoft GroupNorm with fused SiLU (GraphOptions.fusedGroupNorm; CUDA only) */
+  fusedGroupNorm?: boolean;
   /** how linears multiply (GraphOptions.linear; GPU graphs only) */
   linear?: LinearForm;
   /** graph name stored in the model */
@@ -175,6 +177,7 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
     fusedAttention: opts.fusedAttention,
     linear: opts.linear,
     fusedBlocks: opts.fusedBlocks,
+    fusedGroupNorm: opts.fusedGroupNorm,
     name: opts.name ?? 'unet',
   });
   const p = cfg.prefix;
@@ -215,7 +218,7 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
   const out = conv2d(
     g,
     `${p}out.2`,
-    silu(g, groupNorm(g, `${p}out.0`, h, { groups: cfg.normGroups, eps: RES_NORM_EPS })),
+    groupNorm(g, `${p}out.0`, h, { groups: cfg.normGroups, eps: RES_NORM_EPS, silu: true }),
     { padding: 1 },
   );
   g.output(out, 'eps', 'float32', ['B', cfg.outChannels, 'H', 'W']);

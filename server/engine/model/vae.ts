@@ -10,7 +10,7 @@
  *   const { image } = await runSession(s, { latent: scaled(z, 1 / cfg.vae.scalingFactor) });
  */
 import type { VaeConfig } from './config.js';
-import { conv2d, groupNorm, linear, resnetBlock, silu, upsampleNearest2x, attention, key } from './blocks.js';
+import { conv2d, groupNorm, linear, resnetBlock, upsampleNearest2x, attention, key } from './blocks.js';
 import { FloatAttr, GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
 import type { ComputeDtype } from '../types.js';
 import { DataType } from '../onnx/schema.js';
@@ -29,6 +29,8 @@ export interface VaeGraphOptions {
    * fusedAttention, else plain, in the graph's dtype.
    */
   midAttention?: VaeAttentionForm;
+  /** com.microsoft GroupNorm with fused SiLU (GraphOptions.fusedGroupNorm; CUDA only) */
+  fusedGroupNorm?: boolean;
 }
 
 export type VaeAttentionForm = 'fused' | 'plain' | 'fused-fp16' | 'plain-fp16';
@@ -99,6 +101,7 @@ export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts
     dtype: opts.dtype ?? 'float32',
     fusedAttention: opts.fusedAttention,
     linear: opts.linear,
+    fusedGroupNorm: opts.fusedGroupNorm,
     name: 'vae_decoder',
   });
   const p = cfg.decoderPrefix;
@@ -110,7 +113,7 @@ export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts
     for (let j = 0; j <= cfg.numResBlocks; j++) x = vaeResnet(g, cfg, `${p}up.${i}.block.${j}`, x);
     if (i !== 0) x = conv2d(g, `${p}up.${i}.upsample.conv`, upsampleNearest2x(g, x), { padding: 1 });
   }
-  x = silu(g, groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps: VAE_EPS }));
+  x = groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps: VAE_EPS, silu: true });
   g.output(conv2d(g, `${p}conv_out`, x, { padding: 1 }), 'image', 'float32', ['B', 3, 'H', 'W']);
   return g;
 }
@@ -122,6 +125,7 @@ export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, opts
     dtype: opts.dtype ?? 'float32',
     fusedAttention: opts.fusedAttention,
     linear: opts.linear,
+    fusedGroupNorm: opts.fusedGroupNorm,
     name: 'vae_encoder',
   });
   const p = cfg.encoderPrefix;
@@ -134,7 +138,7 @@ export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, opts
       x = conv2d(g, `${p}down.${i}.downsample.conv`, x, { stride: 2, padding: [0, 0, 1, 1] });
   }
   x = midBlock(g, cfg, p, x, opts.midAttention);
-  x = silu(g, groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps: VAE_EPS }));
+  x = groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps: VAE_EPS, silu: true });
   x = conv2d(g, `${p}conv_out`, x, { padding: 1 });
   const moments = conv2d(g, `${cfg.prefix}quant_conv`, x); // [B, 2C, h, w] = mean ++ logvar
   const mean = g.op.Slice(moments, g.constInt64([0]), g.constInt64([cfg.latentChannels]), g.constInt64([1])); // [B, C, h, w]

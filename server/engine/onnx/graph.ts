@@ -99,6 +99,12 @@ export interface GraphOptions {
    * (erf GELU in one node instead of five). The CPU EP implements both, so the form is checked against the fixtures.
    */
   fusedBlocks?: boolean;
+  /**
+   * CUDA graphs: GroupNorm (and a SiLU after it) as one com.microsoft GroupNorm node, channels-last between two
+   * Transposes, instead of Reshape / InstanceNormalization / Reshape / Mul / Add [/ Sigmoid / Mul]. CUDA-only
+   * operator (the CPU EP lacks it): checked on the device against the fixtures (fixture-check.js).
+   */
+  fusedGroupNorm?: boolean;
 }
 
 export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
@@ -128,6 +134,7 @@ export class GraphBuilder {
   readonly fusedAttention: boolean;
   readonly linear: LinearForm;
   readonly fusedBlocks: boolean;
+  readonly fusedGroupNorm: boolean;
   /** initializers that are not checkpoint tensors as stored but computed from one (name -> how) */
   readonly derivedWeights = new Map<string, DerivedWeight>();
   /** ONNX element type of float compute values (for Cast 'to' and constants) */
@@ -152,6 +159,7 @@ export class GraphBuilder {
     this.fusedAttention = opts.fusedAttention ?? false;
     this.linear = opts.linear ?? 'gemm-transb';
     this.fusedBlocks = opts.fusedBlocks ?? false;
+    this.fusedGroupNorm = opts.fusedGroupNorm ?? false;
     this.floatType = this.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.op = new Ops(this);
   }

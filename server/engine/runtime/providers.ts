@@ -169,6 +169,8 @@ export interface GpuTuning {
   deviceId?: number;
   /** cuda: UNet transformer blocks with SkipLayerNormalization and Gelu (GraphOptions.fusedBlocks) */
   fusedBlocks?: boolean;
+  /** cuda: com.microsoft GroupNorm (+ SiLU) in the UNet and VAE (GraphOptions.fusedGroupNorm) */
+  fusedGroupNorm?: boolean;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -193,13 +195,19 @@ export interface GraphTuning {
   linear: LinearForm;
   midAttention?: VaeAttentionForm;
   fusedBlocks?: boolean;
+  fusedGroupNorm?: boolean;
 }
 
 export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): GraphTuning {
   if (!isGpu(ep)) return { fusedAttention: false, linear: 'gemm-transb' };
   const base = { fusedAttention: tuning.fusedAttention, linear: tuning.linear, midAttention: tuning.vaeAttention };
   // present only when on, so the graph keys of earlier builds stay valid; cuda only (webgpu lacks the kernels)
-  return ep === 'cuda' && tuning.fusedBlocks ? { ...base, fusedBlocks: true } : base;
+  if (ep !== 'cuda') return base;
+  return {
+    ...base,
+    ...(tuning.fusedBlocks ? { fusedBlocks: true } : {}),
+    ...(tuning.fusedGroupNorm ? { fusedGroupNorm: true } : {}),
+  };
 }
 
 /**

@@ -30,6 +30,20 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
+  cuda6) # com.microsoft GroupNorm (+ SiLU) on CUDA vs the InstanceNormalization form, SD1.5 512 and SDXL 1024 (same
+    # seeds: lastImage should agree); < 560 s
+    sdxl_checkpoint_in_background
+    cuda_setup
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    bench sd15-cuda 100 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-groupnorm 100 TCD_GPU_FUSED_GROUPNORM=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    wait $ckpt
+    bench sdxl-cuda 150 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-groupnorm $((560 - SECONDS)) TCD_GPU_FUSED_GROUPNORM=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    for f in sd15-cuda sd15-cuda-groupnorm sdxl-cuda sdxl-cuda-groupnorm; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
+    done
+    ;;
   cuda5) # fp16 pixels on CUDA of the SDXL fixture pipelines, incl. sdxl_tcd_lora with the LoRA baked on the GPU from the
     # shared weight file (--external-data-min-mb 0) and in memory (default); fixtures in /root/fx (sent by an earlier call)
     cuda_setup

@@ -78,6 +78,8 @@ export interface BenchReport {
   /** loraFirstUseMs: with a LoRA, its first UNet call after the plain UNet had loaded */
   cold: { textEncodeMs: number; unetFirstCallMs: number; vaeDecodeMs: number; loraFirstUseMs?: number };
   images: PhaseTimes[];
+  /** the last decoded image in four numbers (compare graph forms run on one seed) */
+  lastImage: { mean: number; meanAbs: number; min: number; max: number } | null;
   /** medians over the warm images; unetStepMs is the loop's time per step (loopMs / steps) */
   summary: {
     unetStepMs: number;
@@ -188,6 +190,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const [, vaeCold] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, x0));
 
     const images: PhaseTimes[] = [];
+    let lastImage: ReturnType<typeof summarize> | null = null;
     for (let i = 0; i < (o.images ?? 2); i++) {
       const before = (await workerUnetRuns()).length;
       const gen = new TorchGenerator(i + 1);
@@ -250,6 +253,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const totalMs = performance.now() - t0;
       if (!image.data.every(Number.isFinite))
         throw new Error('bench: the decoded image has non-finite values (fp16 overflow?)');
+      lastImage = summarize(image.data);
       const inWorker = (await workerUnetRuns()).slice(before);
       images.push({
         textEncodeMs: round(textMs),
@@ -285,6 +289,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         ...(loraFirstUse !== null ? { loraFirstUseMs: round(loraFirstUse) } : {}),
       },
       images,
+      lastImage,
       summary: {
         unetStepMs: round(median(images.map((im) => im.loopMs / steps)), 2),
         unetStepInWorkerMs: round(median(allInWorker), 2),
@@ -308,4 +313,19 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     await engine.free(); // releases sessions (and writes ORT profiles when TCD_ORT_PROFILE_DIR is set)
     await engine.close();
   }
+}
+
+/** A decoded image in four numbers: two runs of one seed on two graph forms should agree to fp16 rounding. */
+function summarize(a: Float32Array): { mean: number; meanAbs: number; min: number; max: number } {
+  let sum = 0,
+    abs = 0,
+    min = Infinity,
+    max = -Infinity;
+  for (const v of a) {
+    sum += v;
+    abs += Math.abs(v);
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { mean: sum / a.length, meanAbs: abs / a.length, min, max };
 }
