@@ -408,11 +408,11 @@ export const SETTINGS = {
   gpuFusedGroupNorm: flagSwitch({
     flag: 'gpu-fused-groupnorm',
     env: 'TCD_GPU_FUSED_GROUPNORM',
-    default: false,
+    default: true,
     whenSet: true,
     commands: HOSTS,
     group: 'gpu tuning',
-    help: 'cuda: GroupNorm (+ SiLU) as one com.microsoft GroupNorm node in the UNet and VAE',
+    help: 'cuda: GroupNorm (+ SiLU) as one com.microsoft GroupNorm node in the UNet and VAE (0 turns it off)',
   }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',

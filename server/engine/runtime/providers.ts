@@ -152,6 +152,9 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *   TCD_GPU_FUSED_BLOCKS=1|0      cuda: UNet transformer blocks with com.microsoft SkipLayerNormalization and Gelu
  *                                 (6 nodes fewer per block): SD1.5 512 step 15.3 -> 11.5 ms in the worker, SDXL 1024
  *                                 39.1 -> 35.6 ms (H200, device-run.sh cuda2): on by default
+ *   TCD_GPU_FUSED_GROUPNORM=1|0   cuda: GroupNorm (+ SiLU) as com.microsoft GroupNorm between Transposes: SD1.5 512 step
+ *                                 14.4 -> 12.6 ms in the worker, VAE 29.4 -> 21.8 ms; SDXL 1024 step 33.3 -> 30.7 ms,
+ *                                 VAE 144 -> 120 ms (H200, device-run.sh cuda6): on by default
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, layout: 'NCHW' })
@@ -183,6 +186,7 @@ export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
   lora: 'bake',
   vaeAttention: 'fused',
   fusedBlocks: true,
+  fusedGroupNorm: true,
 };
 
 /**
