@@ -225,7 +225,7 @@ test('CheckpointSave refuses a CLIP of another family, naming the input, and wri
   assert.deepEqual(after, before);
 });
 
-test('an SDXL checkpoint saves with the sgm keys and ComfyUI\'s SDXL modelspec metadata', async () => {
+test("an SDXL checkpoint saves with the sgm keys and ComfyUI's SDXL modelspec metadata", async () => {
   const hx = makeHarness();
   try {
     await ensureDemoCheckpoint(hx.dirs.models);
