@@ -414,6 +414,15 @@ export const SETTINGS = {
     group: 'gpu tuning',
     help: 'cuda: GroupNorm (+ SiLU) as one com.microsoft GroupNorm node in the UNet and VAE (0 turns it off)',
   }),
+  gpuFusedGeglu: flagSwitch({
+    flag: 'gpu-fused-geglu',
+    env: 'TCD_GPU_FUSED_GEGLU',
+    default: false,
+    whenSet: true,
+    commands: HOSTS,
+    group: 'gpu tuning',
+    help: "cuda: the UNet feed-forward's bias, split and GELU gate as one com.microsoft BiasSplitGelu node",
+  }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',
     env: 'TCD_ORT_PROFILE_DIR',
@@ -625,6 +634,7 @@ export function gpuTuningOf(s: Settings) {
     vaeAttention: s.gpuVaeAttention,
     fusedBlocks: s.gpuFusedBlocks,
     fusedGroupNorm: s.gpuFusedGroupNorm,
+    fusedGeglu: s.gpuFusedGeglu,
   };
 }
 

@@ -47,6 +47,18 @@ export function linearKeys(g: GraphBuilder, weightKey: string, biasKey: string |
   return withLowRank(g, weightKey, x, g.op.Reshape(y, outShape)); // [..., out]
 }
 
+/**
+ * The MatMul form of linear() without its bias add (LoRA branch included): x [..., in] -> [..., out], for a fused
+ * operator that adds the bias itself. Returns the bias apart (null when the layer has none).
+ */
+export function linearWithoutBias(g: GraphBuilder, p: string, x: Value): { y: Value; bias: Value | null } {
+  return g.scope(moduleName(p), () => {
+    const weightKey = key(p, 'weight');
+    const y = withLowRank(g, weightKey, x, g.op.MatMul(x, g.weightTransposed(weightKey)));
+    return { y, bias: g.hasWeight(key(p, 'bias')) ? g.weight(key(p, 'bias')) : null };
+  });
+}
+
 /** y + (x @ down^T) @ up^T when the WeightSource gives weightKey a low-rank branch (a LoRA kept unmerged). */
 function withLowRank(g: GraphBuilder, weightKey: string, x: Value, y: Value): Value {
   const lr = g.lowRank(weightKey, 'linear');

@@ -65,6 +65,7 @@ export function buildControlNetGraph(
     linear: opts.linear,
     fusedBlocks: opts.fusedBlocks,
     fusedGroupNorm: opts.fusedGroupNorm,
+    fusedGeglu: opts.fusedGeglu,
     name: opts.name ?? 'controlnet',
   });
   const x = g.input('x', 'float32', ['B', u.inChannels, 'H', 'W']);

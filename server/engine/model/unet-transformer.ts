@@ -6,7 +6,7 @@
  * Example: h = spatialTransformer(g, cfg, 'model.diffusion_model.input_blocks.1.1', h, context, 1);
  */
 import type { UNetConfig } from './config.js';
-import { attention, gelu, groupNorm, key, layerNorm, linear } from './blocks.js';
+import { attention, gelu, groupNorm, key, layerNorm, linear, linearWithoutBias } from './blocks.js';
 import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
 import { type Hypernetwork, hypernetworkKV } from './hypernetwork.js';
 
@@ -61,6 +61,13 @@ function crossAttention(
 function feedForward(g: GraphBuilder, p: string, x: Value): Value {
   return g.scope(p, () => {
     const inner2 = g.weightShape(`${p}.net.0.proj.weight`)[0];
+    const biased = g.hasWeight(`${p}.net.0.proj.bias`);
+    if (g.fusedGeglu && g.linear === 'matmul' && biased && [2560, 5120, 10240].includes(inner2)) {
+      // BiasSplitGelu: (y + bias) split in halves, left * gelu(right), in one CUDA kernel
+      const { y, bias } = linearWithoutBias(g, `${p}.net.0.proj`, x); // [B, T, 2 * inner]
+      const [act] = g.node('BiasSplitGelu', [y, bias], {}, 1, 'com.microsoft'); // [B, T, inner]
+      return linear(g, `${p}.net.2`, act);
+    }
     const proj = linear(g, `${p}.net.0.proj`, x); // [B, T, 2 * inner]
     const [value, gate] = g.op.Split(proj, g.constInt64([inner2 / 2, inner2 / 2]), { axis: -1 }, 2); // [B, T, inner] each
     const act = g.fusedBlocks ? g.node('Gelu', [gate], {}, 1, 'com.microsoft')[0] : gelu(g, gate);

@@ -37,6 +37,8 @@ export interface UNetBuildOptions {
   fusedBlocks?: boolean;
   /** com.microsoft GroupNorm with fused SiLU (GraphOptions.fusedGroupNorm; CUDA only) */
   fusedGroupNorm?: boolean;
+  /** com.microsoft BiasSplitGelu in the feed-forwards (GraphOptions.fusedGeglu; CUDA only) */
+  fusedGeglu?: boolean;
   /** how linears multiply (GraphOptions.linear; GPU graphs only) */
   linear?: LinearForm;
   /** graph name stored in the model */
@@ -178,6 +180,7 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
     linear: opts.linear,
     fusedBlocks: opts.fusedBlocks,
     fusedGroupNorm: opts.fusedGroupNorm,
+    fusedGeglu: opts.fusedGeglu,
     name: opts.name ?? 'unet',
   });
   const p = cfg.prefix;

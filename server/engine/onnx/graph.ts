@@ -105,6 +105,11 @@ export interface GraphOptions {
    * operator (the CPU EP lacks it): checked on the device against the fixtures (fixture-check.js).
    */
   fusedGroupNorm?: boolean;
+  /**
+   * CUDA graphs: the GEGLU feed-forward's bias add, split and GELU gate as one com.microsoft BiasSplitGelu node
+   * (MatMul linears, widths the kernel takes). CUDA-only operator: checked on the device.
+   */
+  fusedGeglu?: boolean;
 }
 
 export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
@@ -135,6 +140,7 @@ export class GraphBuilder {
   readonly linear: LinearForm;
   readonly fusedBlocks: boolean;
   readonly fusedGroupNorm: boolean;
+  readonly fusedGeglu: boolean;
   /** initializers that are not checkpoint tensors as stored but computed from one (name -> how) */
   readonly derivedWeights = new Map<string, DerivedWeight>();
   /** ONNX element type of float compute values (for Cast 'to' and constants) */
@@ -160,6 +166,7 @@ export class GraphBuilder {
     this.linear = opts.linear ?? 'gemm-transb';
     this.fusedBlocks = opts.fusedBlocks ?? false;
     this.fusedGroupNorm = opts.fusedGroupNorm ?? false;
+    this.fusedGeglu = opts.fusedGeglu ?? false;
     this.floatType = this.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.op = new Ops(this);
   }

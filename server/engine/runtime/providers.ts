@@ -174,6 +174,8 @@ export interface GpuTuning {
   fusedBlocks?: boolean;
   /** cuda: com.microsoft GroupNorm (+ SiLU) in the UNet and VAE (GraphOptions.fusedGroupNorm) */
   fusedGroupNorm?: boolean;
+  /** cuda: com.microsoft BiasSplitGelu in the UNet feed-forwards (GraphOptions.fusedGeglu) */
+  fusedGeglu?: boolean;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -200,6 +202,7 @@ export interface GraphTuning {
   midAttention?: VaeAttentionForm;
   fusedBlocks?: boolean;
   fusedGroupNorm?: boolean;
+  fusedGeglu?: boolean;
 }
 
 export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): GraphTuning {
@@ -211,6 +214,7 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
     ...base,
     ...(tuning.fusedBlocks ? { fusedBlocks: true } : {}),
     ...(tuning.fusedGroupNorm ? { fusedGroupNorm: true } : {}),
+    ...(tuning.fusedGeglu ? { fusedGeglu: true } : {}),
   };
 }
 

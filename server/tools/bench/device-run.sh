@@ -30,6 +30,15 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
+  cuda7) # com.microsoft BiasSplitGelu in the UNet feed-forwards vs Split + Gelu + Mul, SD1.5 512 (same seeds); < 200 s
+    cuda_setup
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    bench sd15-cuda 80 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-geglu 80 TCD_GPU_FUSED_GEGLU=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    for f in sd15-cuda sd15-cuda-geglu; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
+    done
+    ;;
   cuda6) # com.microsoft GroupNorm (+ SiLU) on CUDA vs the InstanceNormalization form, SD1.5 512 and SDXL 1024 (same
     # seeds: lastImage should agree); < 560 s
     sdxl_checkpoint_in_background

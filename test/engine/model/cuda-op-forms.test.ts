@@ -1,8 +1,9 @@
 /**
- * The CUDA GroupNorm form (GraphOptions.fusedGroupNorm): one com.microsoft GroupNorm node with the SiLU fused in,
- * channels-last between two Transposes, float32 gamma/beta, for the widths ONNX Runtime's CUDA kernel takes; other
- * widths and the CPU form keep InstanceNormalization. (The CPU EP has no GroupNorm kernel: numbers are checked on
- * the device, server/tools/bench/device-run.sh cuda6.)
+ * Graph forms with CUDA-only com.microsoft operators, checked for structure here (the CPU EP has no kernels for them;
+ * numbers are checked on the device, server/tools/bench/device-run.sh cuda6 / cuda7):
+ * - GroupNorm (GraphOptions.fusedGroupNorm): one node with the SiLU fused in, channels-last between two Transposes,
+ *   float32 gamma/beta, for the widths ONNX Runtime's CUDA kernel takes; other widths keep InstanceNormalization.
+ * - BiasSplitGelu (GraphOptions.fusedGeglu): the GEGLU feed-forward's bias, split and GELU gate in one node.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,4 +49,26 @@ test('widths the CUDA kernel does not take, and the unfused form, keep InstanceN
     assert.ok(ops.includes('InstanceNormalization'));
     assert.ok(ops.includes('Sigmoid'));
   }
+});
+
+test('fused GEGLU (CUDA, real SD1.5 shapes, structure only): MatMul, com.microsoft BiasSplitGelu on the bias, then the out linear; other widths keep Split', async () => {
+  const { buildUNetGraph } = await import('../../../server/engine/model/unet.js');
+  const { checkpointKeys } = await import('../../../server/engine/model/checkpoint-layout.js');
+  const { presetConfig } = await import('../../../server/tools/make-checkpoint.js');
+  const config = presetConfig('sd15');
+  const shapes = new Map(checkpointKeys(config).map((k) => [k.name, k.shape]));
+  const weights = {
+    shape: (n: string) => [...shapes.get(n)!],
+    read: () => {
+      throw new Error('structure only');
+    },
+    has: (n: string) => shapes.has(n),
+  };
+  const opts = { dtype: 'float16' as const, linear: 'matmul' as const, fusedAttention: true };
+  const fused = buildUNetGraph(config.unet, weights, { ...opts, fusedGeglu: true }).nodes.map((n) => n.opType);
+  const plain = buildUNetGraph(config.unet, weights, opts).nodes.map((n) => n.opType);
+  const count = (ops: string[], op: string) => ops.filter((o) => o === op).length;
+  assert.equal(count(fused, 'BiasSplitGelu'), 16, 'one per SD1.5 transformer block');
+  assert.equal(count(plain, 'BiasSplitGelu'), 0);
+  assert.equal(count(plain, 'Split') - count(fused, 'Split'), 16);
 });
