@@ -417,11 +417,11 @@ export const SETTINGS = {
   gpuFusedGeglu: flagSwitch({
     flag: 'gpu-fused-geglu',
     env: 'TCD_GPU_FUSED_GEGLU',
-    default: false,
+    default: true,
     whenSet: true,
     commands: HOSTS,
     group: 'gpu tuning',
-    help: "cuda: the UNet feed-forward's bias, split and GELU gate as one com.microsoft BiasSplitGelu node",
+    help: "cuda: the UNet feed-forward's bias, split and GELU gate as one com.microsoft BiasSplitGelu node (0: off)",
   }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',

@@ -155,6 +155,8 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *   TCD_GPU_FUSED_GROUPNORM=1|0   cuda: GroupNorm (+ SiLU) as com.microsoft GroupNorm between Transposes: SD1.5 512 step
  *                                 14.4 -> 12.6 ms in the worker, VAE 29.4 -> 21.8 ms; SDXL 1024 step 33.3 -> 30.7 ms,
  *                                 VAE 144 -> 120 ms (H200, device-run.sh cuda6): on by default
+ *   TCD_GPU_FUSED_GEGLU=1|0       cuda: GEGLU's bias add, split and GELU gate as com.microsoft BiasSplitGelu: SD1.5 512
+ *                                 step 11.3 -> 10.7 ms in the worker (H200, device-run.sh cuda7): on by default
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, layout: 'NCHW' })
@@ -189,6 +191,7 @@ export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
   vaeAttention: 'fused',
   fusedBlocks: true,
   fusedGroupNorm: true,
+  fusedGeglu: true,
 };
 
 /**

@@ -23,7 +23,7 @@ const gpuTuningFromEnv = (env: Record<string, string>): GpuTuning => ({
 const layoutOf = (o: ReturnType<typeof sessionOptionsFor>) =>
   (o.executionProviders![0] as { preferredLayout?: string }).preferredLayout;
 
-test('defaults: the measured winners (NHWC, fused attention, MatMul linears, baked LoRAs, fused CUDA blocks and GroupNorm), no graph capture, no profiling', () => {
+test('defaults: the measured winners (NHWC, fused attention, MatMul linears, baked LoRAs, fused CUDA blocks, GroupNorm and GEGLU), no graph capture, no profiling', () => {
   assert.deepEqual(DEFAULT_GPU_TUNING, {
     layout: 'NHWC',
     fusedAttention: true,
@@ -35,6 +35,7 @@ test('defaults: the measured winners (NHWC, fused attention, MatMul linears, bak
     vaeAttention: 'fused',
     fusedBlocks: true,
     fusedGroupNorm: true,
+    fusedGeglu: true,
   });
   assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
   const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
@@ -133,10 +134,10 @@ test('profiling writes one file per provider, family and component under the pro
 test('fused attention, MatMul linears and VAE attention forms go to GPU providers only; the CPU keeps the reference graph', () => {
   const gpu = { fusedAttention: true, linear: 'matmul', midAttention: 'fused' };
   assert.deepEqual(graphTuningFor('webgpu'), gpu);
-  assert.deepEqual(graphTuningFor('cuda'), { ...gpu, fusedBlocks: true, fusedGroupNorm: true });
+  assert.deepEqual(graphTuningFor('cuda'), { ...gpu, fusedBlocks: true, fusedGroupNorm: true, fusedGeglu: true });
   // CUDA-only operators stay off webgpu even when asked for
   assert.deepEqual(graphTuningFor('webgpu', { ...DEFAULT_GPU_TUNING, fusedGroupNorm: true }), gpu);
-  assert.deepEqual(graphTuningFor('cuda', { ...DEFAULT_GPU_TUNING, fusedGroupNorm: false }), {
+  assert.deepEqual(graphTuningFor('cuda', { ...DEFAULT_GPU_TUNING, fusedGroupNorm: false, fusedGeglu: false }), {
     ...gpu,
     fusedBlocks: true,
   });
@@ -177,12 +178,13 @@ test('cuda UNet graphs get fused blocks by default (TCD_GPU_FUSED_BLOCKS=0 turns
   assert.equal(graphTuningFor('webgpu', on).fusedBlocks, undefined);
   assert.equal(graphTuningFor('cpu', on).fusedBlocks, undefined);
   // off, the graph tuning (and so the graph cache key) is what it was before the option existed
-  const off = gpuTuningFromEnv({ TCD_GPU_FUSED_BLOCKS: '0', TCD_GPU_FUSED_GROUPNORM: '0' });
+  const off = gpuTuningFromEnv({ TCD_GPU_FUSED_BLOCKS: '0', TCD_GPU_FUSED_GROUPNORM: '0', TCD_GPU_FUSED_GEGLU: '0' });
   assert.deepEqual(Object.keys(graphTuningFor('cuda', off)), ['fusedAttention', 'linear', 'midAttention']);
   assert.deepEqual(Object.keys(graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_FUSED_BLOCKS: '0' }))), [
     'fusedAttention',
     'linear',
     'midAttention',
     'fusedGroupNorm',
+    'fusedGeglu',
   ]);
 });
