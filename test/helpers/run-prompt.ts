@@ -58,7 +58,7 @@ export function makeHarness(
   }
   const captured = new Map<string, unknown>();
   const registry = createRegistry();
-  for (const type of ['LATENT', 'IMAGE', 'CONDITIONING']) {
+  for (const type of ['LATENT', 'IMAGE', 'CONDITIONING', 'MODEL', 'CLIP']) {
     const id = `Capture${type}`;
     registry.set(
       id,

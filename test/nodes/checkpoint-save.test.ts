@@ -13,7 +13,6 @@ import { makeHarness, type Harness } from '../helpers/run-prompt.js';
 import { fixtureSkip, FIXTURES, maxAbs, maxAbsDiff } from '../helpers/fixtures.js';
 import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
 import { writeSafetensors } from '../../server/engine/io/safetensors-writer.js';
-import { defineNode, t } from '../../nodes/define.js';
 import type { ClipValue, ModelValue } from '../../nodes/types.js';
 import { encodeValues } from '../../server/engine/io/safetensors-writer.js';
 import { patchedWeights } from '../../server/engine/model/merge.js';
@@ -21,8 +20,8 @@ import { ensureDemoCheckpoint, DEMO_CHECKPOINT_NAME } from '../../server/tools/m
 
 const skip = fixtureSkip();
 let h: Harness;
-const models = new Map<string, ModelValue>();
-const clips = new Map<string, ClipValue>();
+const models = { get: (id: string) => h.captured.get(id) as ModelValue | undefined };
+const clips = { get: (id: string) => h.captured.get(id) as ClipValue | undefined };
 const KEY_NO_LORA = 'model.diffusion_model.time_embed.0.weight';
 
 before(async () => {
@@ -49,34 +48,6 @@ before(async () => {
     })),
   );
   src.close();
-  h.executor.registry.set(
-    'CaptureCLIP',
-    defineNode({
-      id: 'CaptureCLIP',
-      category: 'testing',
-      outputNode: true,
-      inputs: [t.socket('CLIP', 'value')],
-      outputs: [],
-      execute: ({ value }, ctx) => {
-        clips.set(ctx.nodeId, value);
-        return { outputs: [] };
-      },
-    }),
-  );
-  h.executor.registry.set(
-    'CaptureMODEL',
-    defineNode({
-      id: 'CaptureMODEL',
-      category: 'testing',
-      outputNode: true,
-      inputs: [t.socket('MODEL', 'value')],
-      outputs: [],
-      execute: ({ value }, ctx) => {
-        models.set(ctx.nodeId, value);
-        return { outputs: [] };
-      },
-    }),
-  );
 });
 after(async () => {
   await h?.close();

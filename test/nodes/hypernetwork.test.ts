@@ -17,7 +17,6 @@ import { makeHarness, type Harness } from '../helpers/run-prompt.js';
 import { componentTolerance, fixtureSkip, FIXTURES, maxAbsDiff } from '../helpers/fixtures.js';
 import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
 import { writeSafetensors } from '../../server/engine/io/safetensors-writer.js';
-import { defineNode, t } from '../../nodes/define.js';
 import type { ModelValue } from '../../nodes/types.js';
 import { buildUNetGraph } from '../../server/engine/model/unet.js';
 import { readHypernetwork } from '../../server/engine/model/hypernetwork.js';
@@ -27,7 +26,7 @@ import { detectCheckpoint } from '../../server/engine/model/detect.js';
 const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'data', 'hypernetwork');
 const skip = fixtureSkip() || (existsSync(join(DIR, 'reference.safetensors')) ? false : 'reference not made yet');
 let h: Harness;
-const models = new Map<string, ModelValue>();
+const models = { get: (id: string) => h.captured.get(id) as ModelValue | undefined };
 
 before(async () => {
   if (skip) return;
@@ -51,20 +50,6 @@ before(async () => {
       { name: `${p}.bias`, dtype: 'F32' as const, shape: [96], data: () => new Float32Array(96).fill(0.1) },
     ]),
     { activation_func: 'relu' },
-  );
-  h.executor.registry.set(
-    'CaptureMODEL',
-    defineNode({
-      id: 'CaptureMODEL',
-      category: 'testing',
-      outputNode: true,
-      inputs: [t.socket('MODEL', 'value')],
-      outputs: [],
-      execute: ({ value }, ctx) => {
-        models.set(ctx.nodeId, value);
-        return { outputs: [] };
-      },
-    }),
   );
 });
 after(async () => {

@@ -21,6 +21,7 @@ import {
   controlResidualNames,
   unetConditioning,
   unetEncoder,
+  unetFamilyBuilder,
   unetSkipChannels,
   type UNetBuildOptions,
 } from './unet.js';
@@ -57,17 +58,7 @@ export function buildControlNetGraph(
   opts: Omit<UNetBuildOptions, 'controlInputs'> = {},
 ): GraphBuilder {
   const u = cfg.unet;
-  const g = new GraphBuilder({
-    weights,
-    dtype: opts.dtype ?? 'float32',
-    fp16Io: opts.fp16Io,
-    fusedAttention: opts.fusedAttention,
-    linear: opts.linear,
-    fusedBlocks: opts.fusedBlocks,
-    fusedGroupNorm: opts.fusedGroupNorm,
-    fusedGeglu: opts.fusedGeglu,
-    name: opts.name ?? 'controlnet',
-  });
+  const g = unetFamilyBuilder(weights, opts, 'controlnet');
   const x = g.input('x', 'float32', ['B', u.inChannels, 'H', 'W']);
   const hint = g.input('hint', 'float32', ['B', cfg.hintChannels, 'HH', 'HW']);
   const c = unetConditioning(g, u);

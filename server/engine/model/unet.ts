@@ -163,6 +163,21 @@ function controlResidualInputs(g: GraphBuilder, cfg: UNetConfig, skips: Value[])
   return { skips: inputs, middle };
 }
 
+/** A GraphBuilder with the UNet build options' dtype and graph forms (the UNet and the ControlNet share them). */
+export function unetFamilyBuilder(weights: WeightSource, opts: UNetBuildOptions, name: string): GraphBuilder {
+  return new GraphBuilder({
+    weights,
+    dtype: opts.dtype ?? 'float32',
+    fp16Io: opts.fp16Io,
+    fusedAttention: opts.fusedAttention,
+    linear: opts.linear,
+    fusedBlocks: opts.fusedBlocks,
+    fusedGroupNorm: opts.fusedGroupNorm,
+    fusedGeglu: opts.fusedGeglu,
+    name: opts.name ?? name,
+  });
+}
+
 /**
  * Builds the UNet graph. Returns the GraphBuilder; serialise it with serializeModel / writeModel.
  * Example: const g = buildUNetGraph(cfg.unet, weights, { dtype: 'float16' }); writeModel(g, '/tmp/unet.onnx');
@@ -172,17 +187,7 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
   if (cfg.transformerDepth.length !== levels)
     throw new Error(`transformerDepth has ${cfg.transformerDepth.length} levels, channelMult ${levels}`);
   const nets = opts.hypernetworks ?? [];
-  const g = new GraphBuilder({
-    weights: nets.length ? withHypernetworkWeights(weights, nets) : weights,
-    dtype: opts.dtype ?? 'float32',
-    fp16Io: opts.fp16Io,
-    fusedAttention: opts.fusedAttention,
-    linear: opts.linear,
-    fusedBlocks: opts.fusedBlocks,
-    fusedGroupNorm: opts.fusedGroupNorm,
-    fusedGeglu: opts.fusedGeglu,
-    name: opts.name ?? 'unet',
-  });
+  const g = unetFamilyBuilder(nets.length ? withHypernetworkWeights(weights, nets) : weights, opts, 'unet');
   const p = cfg.prefix;
 
   const extra = concatChannels(cfg);
