@@ -118,6 +118,40 @@ export const ConditioningConcat = defineNode({
 
 const strengthIn = t.float('strength', { default: 1.0, min: 0, max: 10, step: 0.01 });
 
+/**
+ * Validation-time facts of a CONDITIONING (node-definition.ts staticFacts): `area`, the pixel area's origin in latent
+ * cells when every entry has one from ConditioningSetArea (what the sampler checks against its latent before anything
+ * runs); other facts (ControlNets) pass through.
+ */
+export interface AreaFacts {
+  area?: { x: number; y: number };
+}
+function withArea(cond: unknown, area: AreaFacts['area']): object {
+  const { area: _old, ...rest } = (cond ?? {}) as AreaFacts & Record<string, unknown>;
+  return area ? { ...rest, area } : rest;
+}
+
+/** Facts of a LATENT known at validation: its size in cells (EmptyLatentImage; size-changing nodes drop it). */
+export interface LatentFacts {
+  cells?: { w: number; h: number };
+}
+
+/**
+ * A sampler's check before anything runs: a ConditioningSetArea area on positive / negative that starts beyond the
+ * latent (known when latent_image comes from EmptyLatentImage through size-keeping nodes) leaves nothing to condition;
+ * ComfyUI fails on it when sampling. The same rule as regionOf at run time.
+ */
+export function areaInsideCheck(linked: Record<string, unknown>): string | true {
+  const cells = (linked.latent_image as LatentFacts | undefined)?.cells;
+  if (!cells) return true;
+  for (const input of ['positive', 'negative']) {
+    const area = (linked[input] as AreaFacts | undefined)?.area;
+    if (area && (area.x >= cells.w || area.y >= cells.h))
+      return `${input}: the conditioning area at (${area.x * 8}, ${area.y * 8}) px lies outside the ${cells.w * 8}x${cells.h * 8} latent of latent_image`;
+  }
+  return true;
+}
+
 export const ConditioningSetArea = defineNode({
   id: 'ConditioningSetArea',
   displayName: 'Conditioning (Set Area)',
@@ -132,6 +166,9 @@ export const ConditioningSetArea = defineNode({
     strengthIn,
   ],
   outputs: [t.out('CONDITIONING')],
+  staticFacts: ({ x, y }, _s, linked) => [
+    withArea(linked.conditioning, { x: Math.floor(x / 8), y: Math.floor(y / 8) }),
+  ],
   execute: ({ conditioning, width, height, x, y, strength }) => {
     const area = {
       unit: 'cells' as const,
@@ -156,6 +193,7 @@ export const ConditioningSetAreaPercentage = defineNode({
   outputs: [t.out('CONDITIONING')],
   // an area starting at 1.0 begins at the latent's far edge whatever its size: nothing of it can lie inside, so the
   // sampler would fail; refused before anything runs (other sizes are only known when the sampler runs)
+  staticFacts: (_a, _s, linked) => [withArea(linked.conditioning, undefined)], // a size-relative area replaces it
   validate: ({ x, y }) =>
     x >= 1 || y >= 1
       ? `${x >= 1 ? 'x' : 'y'} is ${x >= 1 ? x : y}: the area starts at the latent's edge, so none of it lies inside`
@@ -174,6 +212,10 @@ export const ConditioningSetMask = defineNode({
   description: 'Weights the conditioning by a mask; "mask bounds" also restricts it to the mask\'s bounding box.',
   inputs: [condIn, t.socket('MASK', 'mask'), strengthIn, t.combo('set_cond_area', ['default', 'mask bounds'])],
   outputs: [t.out('CONDITIONING')],
+  // "mask bounds" replaces the area by the mask's bounding box (known when the sampler runs)
+  staticFacts: ({ set_cond_area }, _s, linked) => [
+    set_cond_area === 'default' ? linked.conditioning : withArea(linked.conditioning, undefined),
+  ],
   execute: ({ conditioning, mask, strength, set_cond_area }) => {
     const m: Tensor = mask.shape.length < 3 ? { shape: [1, ...mask.shape], data: mask.data } : mask;
     const c: Conditioning = conditioning.map((e) => ({

@@ -60,7 +60,8 @@ function netFacts(services: NodeServices, name: string): ControlNetFacts[] {
   return [{ family: inspectFile(services.models.resolve('controlnet', name)).family, name }];
 }
 function withNet(cond: unknown, net: unknown): ConditioningFacts {
-  return { controls: [...controlsOf(cond), ...(net ? [net as ControlNetFacts] : [])] };
+  // other facts of the conditioning (its area) pass through
+  return { ...(cond ?? {}), controls: [...controlsOf(cond), ...(net ? [net as ControlNetFacts] : [])] };
 }
 
 /** Why a models/controlnet file cannot be used (unknown layout, unreadable), from its header; undefined when fine. */

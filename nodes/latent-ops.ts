@@ -32,6 +32,7 @@ export const LatentUpscale = defineNode({
     t.combo('crop', ['disabled', 'center']),
   ],
   outputs: [t.out('LATENT')],
+  staticFacts: () => [{}], // a new size: the input's size facts do not carry over
   execute: ({ samples, upscale_method, width, height, crop }) => {
     if (width === 0 && height === 0) return { outputs: [samples] };
     const [, , h, w] = samples.samples.shape;
@@ -57,6 +58,7 @@ export const LatentUpscaleBy = defineNode({
   description: 'Resizes latents by a factor.',
   inputs: [samplesIn, methodIn, t.float('scale_by', { default: 1.5, min: 0.01, max: 8.0, step: 0.01 })],
   outputs: [t.out('LATENT')],
+  staticFacts: () => [{}], // a new size
   execute: ({ samples, upscale_method, scale_by }) => {
     const [, , h, w] = samples.samples.shape;
     const width = roundHalfEven(w * scale_by),

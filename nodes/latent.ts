@@ -44,6 +44,7 @@ export const EmptyLatentImage = defineNode({
       return `a ${width}x${height} batch of ${batch_size} needs at least ${(need / GiB).toFixed(1)} GiB for its latents and images; this machine allows ${(limit / GiB).toFixed(1)} GiB`;
     return true;
   },
+  staticFacts: ({ width, height }) => [{ cells: { w: Math.floor(width / 8), h: Math.floor(height / 8) } }],
   execute: ({ width, height, batch_size }) => {
     const shape = [batch_size, 4, Math.floor(height / 8), Math.floor(width / 8)];
     const samples: Tensor = { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) };

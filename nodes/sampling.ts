@@ -3,6 +3,7 @@
  * SamplerCustom with KSamplerSelect, BasicScheduler and SamplerTCD.
  */
 import { controlFamilyCheck, controlToUncond } from './controlnet.js';
+import { areaInsideCheck } from './conditioning-ops.js';
 import { defineNode, seedInput, seedValue, t } from './define.js';
 import type { NodeContext } from '../server/executor/node-definition.js';
 import type { NodeServices } from './services.js';
@@ -16,6 +17,12 @@ import { CFG_PP_SAMPLERS, SAMPLER_NAMES, SCHEDULER_NAMES } from '../server/engin
 import { condBranch, isRegional, loopConds } from './guidance.js';
 import { previewDecoderOption, sendPreview } from './latent-preview.js';
 import type { Conditioning, LatentValue, ModelValue, SamplerValue, SigmasValue } from './types.js';
+
+/** Cross-node checks of a sampler before anything runs: ControlNet families, areas inside the latent. */
+function samplerInputsCheck(linked: Record<string, unknown>): string | true {
+  const family = controlFamilyCheck(linked);
+  return family === true ? areaInsideCheck(linked) : family;
+}
 
 type Ctx = NodeContext<NodeServices>;
 
@@ -80,7 +87,7 @@ export const TCDSampler = defineNode({
     }),
   ],
   outputs: [t.out('LATENT')],
-  validate: (_a, _s, linked) => controlFamilyCheck(linked),
+  validate: (_a, _s, linked) => samplerInputsCheck(linked),
   execute: async (a, ctx) => {
     if (a.latent_image.noise_mask)
       throw new Error(
@@ -279,7 +286,7 @@ export const KSampler = defineNode({
   ],
   outputs: [t.out('LATENT', 'LATENT', 'The denoised latent.')],
   // a ControlNet of another family than the model: refused before anything runs
-  validate: (_a, _s, linked) => controlFamilyCheck(linked),
+  validate: (_a, _s, linked) => samplerInputsCheck(linked),
   execute: async (a, ctx) => {
     const model = a.model;
     const sigmas = ksamplerSigmas(samplingOf(model).ms, a.sampler_name, a.scheduler, a.steps, a.denoise);
@@ -323,7 +330,7 @@ export const KSamplerAdvanced = defineNode({
   ],
   outputs: [t.out('LATENT')],
   // a ControlNet of another family than the model: refused before anything runs
-  validate: (_a, _s, linked) => controlFamilyCheck(linked),
+  validate: (_a, _s, linked) => samplerInputsCheck(linked),
   execute: async (a, ctx) => {
     const model = a.model;
     let sigmas = ksamplerSigmas(samplingOf(model).ms, a.sampler_name, a.scheduler, a.steps, 1);
@@ -419,7 +426,7 @@ export const SamplerCustom = defineNode({
   ],
   outputs: [t.out('LATENT', 'output'), t.out('LATENT', 'denoised_output')],
   // a ControlNet of another family than the model: refused before anything runs
-  validate: (_a, _s, linked) => controlFamilyCheck(linked),
+  validate: (_a, _s, linked) => samplerInputsCheck(linked),
   execute: async (a, ctx) => {
     const model = a.model,
       lat = a.latent_image;

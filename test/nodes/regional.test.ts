@@ -1,7 +1,8 @@
 /**
  * Regional conditioning in KSampler (calc_cond_batch): entries averaged by weight, a full-latent area equals the
- * plain prompt, real areas change the result, an area outside the latent or a mask batch that cannot line up with
- * the latent's fails naming the sampler and its input (sizes known only when it runs, as in ComfyUI), and
+ * plain prompt, real areas change the result, an area outside the latent is refused before anything runs when the
+ * latent's size is known then (EmptyLatentImage through size-keeping nodes) and fails when the sampler runs otherwise,
+ * a mask batch that cannot line up with the latent's fails naming the sampler and its input, and
  * TCDSampler refuses regional prompts by name.
  */
 import { test, before, after } from 'node:test';
@@ -24,7 +25,11 @@ after(async () => {
   await h.close();
 });
 
-async function sample(cond: Record<string, unknown>, positive: unknown[], o: { allowErrors?: boolean } = {}) {
+async function sample(
+  cond: Record<string, unknown>,
+  positive: unknown[],
+  o: { allowErrors?: boolean; latent?: [string, number] } = {},
+) {
   const r = await h.run(
     {
       ckpt: { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: DEMO_CHECKPOINT_NAME } },
@@ -45,7 +50,7 @@ async function sample(cond: Record<string, unknown>, positive: unknown[], o: { a
           scheduler: 'normal',
           positive,
           negative: ['neg', 0],
-          latent_image: ['empty', 0],
+          latent_image: o.latent ?? ['empty', 0],
           denoise: 1,
         },
       },
@@ -95,23 +100,51 @@ test('areas: two prompts on the two halves differ from either prompt alone', asy
   assert.ok(maxAbsDiff(plain!, composed!) > 1e-3);
 });
 
-test('an area outside the latent fails naming the sampler and its input', async () => {
-  const { r } = await sample(
-    {
-      a: {
-        class_type: 'ConditioningSetArea',
-        inputs: { conditioning: ['pos', 0], width: 64, height: 64, x: 256, y: 0, strength: 1 },
-      },
+/** The 400 body of a prompt the harness refused at validation. */
+function refusal(e: Error) {
+  return JSON.parse(e.message.replace(/^prompt invalid: /, '')) as {
+    node_errors: Record<string, { errors: { type: string; details: string }[]; class_type: string }>;
+  };
+}
+
+const areaAt = (x: number) => ({
+  a: {
+    class_type: 'ConditioningSetArea',
+    inputs: { conditioning: ['pos', 0], width: 64, height: 64, x, y: 0, strength: 1 },
+  },
+});
+
+test('an area outside an EmptyLatentImage latent is refused before anything runs, naming the sampler and input', async () => {
+  await assert.rejects(sample(areaAt(256), ['a', 0]), (e: Error) => {
+    const ks = refusal(e).node_errors.ks;
+    assert.equal(ks.class_type, 'KSampler');
+    assert.equal(ks.errors[0].type, 'custom_validation_failed');
+    assert.match(
+      ks.errors[0].details,
+      /^positive: the conditioning area at \(256, 0\) px lies outside the 128x64 latent/,
+    );
+    return true;
+  });
+});
+
+test('through a size-changing node the check waits for the run: inside the upscaled latent it runs, outside it fails', async () => {
+  const up = (scale: number) => ({
+    up: {
+      class_type: 'LatentUpscaleBy',
+      inputs: { samples: ['empty', 0], upscale_method: 'nearest-exact', scale_by: scale },
     },
-    ['a', 0],
-    { allowErrors: true },
-  );
+  });
+  // x = 192 px lies outside the 128 px EmptyLatentImage but inside its 2x upscale: no false refusal
+  const { x } = await sample({ ...areaAt(192), ...up(2) }, ['a', 0], { latent: ['up', 0] });
+  assert.equal(x!.length, 4 * 16 * 32);
+  // halved, the latent is 64 px wide: the sampler fails before its first step, naming itself and the input
+  const { r } = await sample({ ...areaAt(96), ...up(0.5) }, ['a', 0], { latent: ['up', 0], allowErrors: true });
   const err = r.events.find((e) => e.type === 'execution_error')?.data as {
     node_id: string;
     exception_message: string;
   };
   assert.equal(err.node_id, 'ks');
-  assert.match(err.exception_message, /positive conditioning area at \(256, 0\) px lies outside the 128x64 latent/);
+  assert.match(err.exception_message, /positive conditioning area at \(96, 0\) px lies outside the 64x32 latent/);
 });
 
 test('an area percentage starting at 1.0 is refused before anything runs, naming the node and input', async () => {
