@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   browserSkip,
+  canvasMenuClick,
   drag,
   emptyPoint,
   menuClick,
@@ -269,8 +270,7 @@ test(
   { skip },
   async () => {
     const at = await emptyPoint(h.page, 150);
-    await h.page.mouse.click(at[0], at[1], { button: 'right' });
-    await menuClick(h.page, 'Add Group');
+    await canvasMenuClick(h.page, at, 'Add Group');
     await h.page.waitForFunction(() => (window as any).__tcd.graph._groups.length === 1);
     const group = await ev<{ title: string; bounding: number[] }>(
       `(() => { const g = window.__tcd.graph._groups[0]; return { title: g.title, bounding: [...g._bounding] }; })()`,

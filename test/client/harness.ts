@@ -259,6 +259,23 @@ export async function menuClick(page: Page, text: string): Promise<void> {
   await entry.click();
 }
 
+/**
+ * Right-clicks the canvas at `at` and clicks the menu entry `text`. The menu is opened a second time when the first
+ * right-click showed no such entry (a clean CI run once saw the first one land while the canvas was still settling).
+ */
+export async function canvasMenuClick(page: Page, at: [number, number], text: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await page.mouse.click(at[0], at[1], { button: 'right' });
+    try {
+      await menuClick(page, text);
+      return;
+    } catch (e) {
+      if (attempt > 0) throw e;
+      await page.keyboard.press('Escape');
+    }
+  }
+}
+
 /** Texts of the entries of the newest open context menu. */
 export async function menuEntries(page: Page): Promise<string[]> {
   return page.evaluate(() => {
