@@ -269,8 +269,7 @@ test(
   'a group added from the canvas menu, the wheel zoom and a drag pan are saved and survive a reload',
   { skip },
   async () => {
-    const at = await emptyPoint(h.page, 150);
-    await canvasMenuClick(h.page, at, 'Add Group');
+    await canvasMenuClick(h.page, () => emptyPoint(h.page, 150), 'Add Group');
     await h.page.waitForFunction(() => (window as any).__tcd.graph._groups.length === 1);
     const group = await ev<{ title: string; bounding: number[] }>(
       `(() => { const g = window.__tcd.graph._groups[0]; return { title: g.title, bounding: [...g._bounding] }; })()`,

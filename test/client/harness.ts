@@ -260,11 +260,13 @@ export async function menuClick(page: Page, text: string): Promise<void> {
 }
 
 /**
- * Right-clicks the canvas at `at` and clicks the menu entry `text`. The menu is opened a second time when the first
- * right-click showed no such entry (a clean CI run once saw the first one land while the canvas was still settling).
+ * Right-clicks the canvas at the point `where` gives and clicks the menu entry `text`. The menu is opened a second
+ * time, at a point computed again, when the first right-click showed no such entry (a clean CI run once saw the first
+ * one land while the canvas was still settling).
  */
-export async function canvasMenuClick(page: Page, at: [number, number], text: string): Promise<void> {
+export async function canvasMenuClick(page: Page, where: () => Promise<[number, number]>, text: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
+    const at = await where();
     await page.mouse.click(at[0], at[1], { button: 'right' });
     try {
       await menuClick(page, text);
