@@ -20,15 +20,14 @@ import type { SafetensorsFile } from '../io/safetensors.js';
 import ort from 'onnxruntime-node';
 import { GraphBuilder, transpose2d } from '../onnx/graph.js';
 import { floatToHalfArray } from '../onnx/half.js';
-import { safetensorsWeights, type WeightSource } from '../onnx/weights.js';
+import { type LowRankDelta, safetensorsWeights, type WeightSource } from '../onnx/weights.js';
 import type { Component, LoraRef } from '../types.js';
 import { DataType } from '../onnx/schema.js';
 import type { SessionStore, ComponentSpec } from '../runtime/session-store.js';
 import type { SharedWeights } from '../runtime/graph-cache.js';
 import type { Tensor } from '../tensor.js';
 import { patchableKeys } from './key-map.js';
-import { keyMapFor, lowRankDelta, planLoras } from './patch.js';
-import type { LowRankDelta } from '../onnx/weights.js';
+import { keyMapFor, lowRankDelta, type PatchTerm, planLoras } from './patch.js';
 import { patchWithOrt } from './patcher.js';
 
 const F32_SUFFIX = ':f32';
@@ -165,16 +164,14 @@ export async function sessionWithLoras(
         const t0 = performance.now();
         const { plan } = planLoras(file, config, active, spec.component);
         const deltas = new Map<string, LowRankDelta>();
-        const stored = safetensorsWeights(file);
         let macs = 0;
         for (const [key, terms] of plan) {
           if (!patchable.has(key)) continue;
           deltas.set(key, lowRankDelta(terms, file.shape(key)));
-          for (const t of terms) macs += t.module.up.shape[0] * t.module.down.data.length;
+          macs += termMacs(terms);
         }
-        loraStats.patchSets++;
-        Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: 0, lastPatchMacs: macs });
-        return { ...stored, lowRank: (name) => deltas.get(name) };
+        recordPatchSet(t0, 0, macs);
+        return { ...safetensorsWeights(file), lowRank: (name) => deltas.get(name) };
       },
     });
     return { session, weightFeeds: {} };
@@ -259,13 +256,24 @@ async function patchTensors(
     const w = baseOf(key);
     if (terms) {
       values += w.length;
-      for (const t of terms) macs += t.module.up.shape[0] * t.module.down.data.length;
+      macs += termMacs(terms);
     }
     out.set(key, terms ? await patchWithOrt(terms, w, file.shape(key)) : w);
   }
-  loraStats.patchSets++;
-  Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: values, lastPatchMacs: macs });
+  recordPatchSet(t0, values, macs);
   return out;
+}
+
+/** Multiply-adds of the terms' deltas (up @ down). */
+function termMacs(terms: readonly PatchTerm[]): number {
+  return terms.reduce((n, t) => n + t.module.up.shape[0] * t.module.down.data.length, 0);
+}
+
+/** loraStats for one patch set computed now (started at t0); `skipped`: plan keys the graph does not read. */
+function recordPatchSet(t0: number, values: number, macs: number, skipped?: string[]): void {
+  loraStats.patchSets++;
+  if (skipped) loraStats.lastSkippedKeys = skipped;
+  Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: values, lastPatchMacs: macs });
 }
 
 /**
@@ -330,9 +338,7 @@ async function bakeFromShared(
   } finally {
     await session.release();
   }
-  loraStats.patchSets++;
-  loraStats.lastSkippedKeys = skipped;
-  Object.assign(loraStats, { lastPatchMs: performance.now() - t0, lastPatchedValues: values, lastPatchMacs: macs });
+  recordPatchSet(t0, values, macs, skipped);
   return { ...safetensorsWeights(file), changed: new Set(encoded.keys()), encoded: (name) => encoded.get(name) };
 }
 

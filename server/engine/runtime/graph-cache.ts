@@ -193,17 +193,27 @@ export function graphArtifact(req: ArtifactRequest): GraphArtifact {
 function reusableData(req: ArtifactRequest, tmp: string): ReusableData | undefined {
   if (!req.reuseFrom) return undefined;
   const baseDir = join(req.cacheDir, req.reuseFrom);
+  const tensors = ownWeights(baseDir);
+  if (!tensors) return undefined;
   try {
-    const placed = externalTensors(readFileSync(join(baseDir, 'model.onnx')));
-    linkSync(join(baseDir, 'model.onnx.bin'), join(tmp, REUSED_BIN));
-    const tensors = new Map<string, { offset: number; bytes: number }>();
-    for (const [name, p] of placed) if (p.location === 'model.onnx.bin') tensors.set(name, p);
-    return { location: REUSED_BIN, tensors };
+    linkSync(join(baseDir, WEIGHT_FILE), join(tmp, REUSED_BIN));
   } catch {
     return undefined;
   }
+  return { location: REUSED_BIN, tensors };
 }
 const REUSED_BIN = 'base.onnx.bin';
+const WEIGHT_FILE = 'model.onnx.bin';
+
+/** The initializers an artifact keeps in its own weight file (not in a linked base.onnx.bin); null without one. */
+function ownWeights(dir: string): Map<string, ExternalTensor> | null {
+  try {
+    const placed = externalTensors(readFileSync(join(dir, 'model.onnx')));
+    return new Map([...placed].filter(([, t]) => t.location === WEIGHT_FILE));
+  } catch {
+    return null;
+  }
+}
 
 /** The initializers of a cached artifact's weight file, read by name (bytes in that graph's compute dtype). */
 export interface SharedWeights {
@@ -217,20 +227,16 @@ export interface SharedWeights {
 /** Opens the weights of the artifact `key` in cacheDir (null when it is not cached with external data). */
 export function sharedWeights(cacheDir: string, key: string): SharedWeights | null {
   const dir = join(cacheDir, key);
-  let placed: Map<string, ExternalTensor>;
-  try {
-    placed = externalTensors(readFileSync(join(dir, 'model.onnx')));
-  } catch {
-    return null;
-  }
-  const fd = openSync(join(dir, 'model.onnx.bin'), 'r');
+  const placed = ownWeights(dir);
+  if (!placed) return null;
+  const fd = openSync(join(dir, WEIGHT_FILE), 'r');
   const first = placed.values().next().value;
   return {
     dtype: first?.dataType === DataType.FLOAT16 ? 'float16' : 'float32',
-    has: (name) => placed.get(name)?.location === 'model.onnx.bin',
+    has: (name) => placed.has(name),
     read: (name) => {
       const t = placed.get(name);
-      if (!t || t.location !== 'model.onnx.bin') throw new Error(`"${name}" is not in ${key}'s weight file`);
+      if (!t) throw new Error(`"${name}" is not in ${key}'s weight file`);
       const out = new Uint8Array(t.bytes);
       let done = 0;
       while (done < t.bytes) {

@@ -151,9 +151,9 @@ export class SessionStore {
     return this.loraModeOverride ?? (isGpu(this.ep) ? this.tuning.lora : 'inputs');
   }
 
-  /** Graph-shape choices for the provider in use (the component builders read this; part of the graph key). */
   /** set by tests to build a GPU graph form on the CPU provider; null: per provider and tuning */
   graphTuningOverride: GraphTuning | null = null;
+  /** Graph-shape choices for the provider in use (the component builders read this; part of the graph key). */
   get graphTuning(): GraphTuning {
     return this.graphTuningOverride ?? graphTuningFor(this.ep, this.tuning);
   }
@@ -208,8 +208,9 @@ export class SessionStore {
         externalize: bytes >= this.init.externalDataMinBytes,
       };
       const budgetBytes = graphCacheBudgetBytes(this.init.cacheDir, this.init.graphCacheMB);
+      const cached = artifactCached(request);
       let reuseFrom: string | undefined;
-      if (spec.sharesWeightsOf && request.externalize && !artifactCached(request)) {
+      if (spec.sharesWeightsOf && request.externalize && !cached) {
         reuseFrom = artifactKey(spec.sharesWeightsOf.variant, []);
         const base = spec.sharesWeightsOf.variant;
         graphArtifact({
@@ -224,7 +225,7 @@ export class SessionStore {
       }
       // prepared weights (LoRA-baked graphs) are computed only when the graph must actually be built
       let source: WeightSource | null = null;
-      if (spec.weights && !artifactCached(request)) {
+      if (spec.weights && !cached) {
         const shared = reuseFrom ? sharedWeights(this.init.cacheDir, reuseFrom) : null;
         try {
           source = await spec.weights(shared);
