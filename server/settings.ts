@@ -396,6 +396,19 @@ export const SETTINGS = {
     defaultDoc: 'fused',
     help: 'form of the VAE mid-block attention',
   }),
+  vaePrecision: optional({
+    flag: 'vae-precision',
+    env: 'TCD_VAE_PRECISION',
+    meta: 'auto|fp16|fp32',
+    parse: oneOf(['auto', 'fp16', 'fp32'] as const),
+    commands: HOSTS,
+    group: 'engine',
+    defaultDoc: 'auto',
+    help:
+      "the VAE's precision: auto is fp32 on the CPU and fp16 on GPUs (SDXL's too: its residual stream is carried at " +
+      "1/32, and an image that still overflows is decoded again in fp32); fp16 or fp32 everywhere, like ComfyUI's " +
+      '--fp16-vae / --fp32-vae',
+  }),
   gpuFusedBlocks: flagSwitch({
     flag: 'gpu-fused-blocks',
     env: 'TCD_GPU_FUSED_BLOCKS',
@@ -635,6 +648,7 @@ export function gpuTuningOf(s: Settings) {
     fusedBlocks: s.gpuFusedBlocks,
     fusedGroupNorm: s.gpuFusedGroupNorm,
     fusedGeglu: s.gpuFusedGeglu,
+    vaePrecision: s.vaePrecision,
   };
 }
 

@@ -20,8 +20,8 @@
  *   is auto). auto: cuda when it loads, else webgpu, else cpu, logged in one line with the reasons. An explicit
  *   webgpu that is not in listSupportedBackends() or cannot create a session falls back to cpu with one log line; an
  *   explicit cuda that cannot load is an error (ProviderUnusable: the constructor checks its libraries, the worker
- *   its session), never a silent fallback. Compute dtype: fp32 on CPU; fp16 on webgpu/cuda except the SDXL VAE
- *   (fp32). Session options come from the pure sessionOptionsFor(ep, component, family) (runtime/providers.ts).
+ *   its session), never a silent fallback. Compute dtype: fp32 on CPU; fp16 on webgpu/cuda (the VAE with its
+ *   residual stream scaled, and decoded again in fp32 when it overflows; --vae-precision forces one). Session options come from the pure sessionOptionsFor(ep, component, family) (runtime/providers.ts).
  * - Sessions are cached across calls and prompts, keyed by (checkpoint, component, variant, LoRAs, dtype, ep), in an
  *   LRU cache with a byte budget: RAM (option ramBudgetMB, default 75% of total RAM) for CPU
  *   sessions, VRAM (vramBudgetMB, default unlimited: Node cannot query VRAM) for GPU sessions.
@@ -296,7 +296,7 @@ export class Engine {
   /**
    * Memory admission (runtime/estimate.ts) for a call on `checkpoint` at latent [h, w] with `batch` images evaluated
    * together: throws MemoryAdmissionError, naming the largest size that fits, when the activations cannot fit this
-   * engine's budget (CPU: the RAM budget, fp32; GPU: the VRAM budget, fp16 but fp32 for the SDXL VAE).
+   * engine's budget (CPU: the RAM budget, fp32; GPU: the VRAM budget, fp16 but fp32 for the SDXL VAE, which may fall back to it).
    */
   admit(checkpoint: string, op: AdmissionOp, latentH: number, latentW: number, batch: number): void {
     const { config } = this.inspect(checkpoint);

@@ -192,8 +192,8 @@ export function detectVaeFile(source: KeySource): VaeConfig | null {
 
 /**
  * The config of a VAE-only file: only `vae` is real. Its family is unknown from shapes (SD1 and SDXL VAEs share the
- * architecture), so it takes SDXL's rules, which run the VAE in float32 on GPUs (SDXL's VAE overflows in fp16; the
- * latent scale is the model's business, not the VAE's). Asking it for a UNet or text encoder is an error.
+ * architecture), so it takes SDXL's rules (admission counts its VAE in float32, the dtype of its fp16 overflow
+ * fallback; the latent scale is the model's business, not the VAE's). Asking it for a UNet or text encoder is an error.
  */
 export function vaeOnlyConfig(label: string, vae: VaeConfig): ModelConfig {
   return {

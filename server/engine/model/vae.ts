@@ -31,13 +31,29 @@ export interface VaeGraphOptions {
   midAttention?: VaeAttentionForm;
   /** com.microsoft GroupNorm with fused SiLU (GraphOptions.fusedGroupNorm; CUDA only) */
   fusedGroupNorm?: boolean;
+  /**
+   * A power of two the residual stream (and every tensor a GroupNorm reads) is carried at: FP16_STREAM_SCALE by
+   * default in float16 graphs, 1 in float32 ones. See streamScaled().
+   */
+  streamScale?: number;
 }
+
+/**
+ * The SDXL VAE's activations overflow fp16 (over 65504; reports of 3e5 inside its decoder's up blocks). Every such
+ * tensor is the residual stream or a conv output that a GroupNorm reads, so the graph can carry them all at 2^-5
+ * exactly: conv_in, each resnet's conv1/conv2 and the attention's proj_out scale their weights and biases, shortcut
+ * and resampling convs (fed the scaled stream) their biases, and each GroupNorm's eps takes the factor squared, which
+ * leaves every GroupNorm output (and so the image) unchanged. 2^-5 moves fp16's ceiling to 2e6 in the original units;
+ * weights that become subnormal (|w| < 2e-3) keep an absolute error under 1e-6 there, below fp16's rounding of
+ * typical weights. Images that overflow even so decode again in fp32 (runtime/components.ts).
+ */
+export const FP16_STREAM_SCALE = 2 ** -5;
 
 export type VaeAttentionForm = 'fused' | 'plain' | 'fused-fp16' | 'plain-fp16';
 
 const VAE_EPS = 1e-6; // ldm Normalize(): GroupNorm(32, eps=1e-6)
 
-function vaeResnet(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value): Value {
+function vaeResnet(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value, eps: number): Value {
   return g.scope(p, () =>
     resnetBlock(
       g,
@@ -49,16 +65,23 @@ function vaeResnet(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value): Value 
         shortcut: `${p}.nin_shortcut`,
       },
       x,
-      { groups: cfg.normGroups, eps: VAE_EPS },
+      { groups: cfg.normGroups, eps },
     ),
   );
 }
 
 /** ldm AttnBlock: single-head self-attention over H*W positions; q/k/v/proj_out stored as 1x1 convs or linears. */
-function vaeAttention(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value, form: VaeAttentionForm | undefined): Value {
+function vaeAttention(
+  g: GraphBuilder,
+  cfg: VaeConfig,
+  p: string,
+  x: Value,
+  form: VaeAttentionForm | undefined,
+  eps: number,
+): Value {
   return g.scope(p, () => {
     const C = g.weightShape(key(`${p}.q`, 'weight'))[0];
-    const h = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps: VAE_EPS });
+    const h = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps });
     const tokens = g.op.Transpose(g.op.Reshape(h, g.constInt64([0, C, -1])), { perm: [0, 2, 1] }); // [B, HW, C]
     const [q, k, v] = ['q', 'k', 'v'].map((n) => linear(g, `${p}.${n}`, tokens));
     const attended =
@@ -88,16 +111,73 @@ function singleHeadAttention(g: GraphBuilder, q: Value, k: Value, v: Value, C: n
   return half ? g.op.Cast(o, { to: g.floatType }) : o;
 }
 
-function midBlock(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value, form?: VaeAttentionForm): Value {
-  x = vaeResnet(g, cfg, `${p}mid.block_1`, x);
-  x = vaeAttention(g, cfg, `${p}mid.attn_1`, x, form);
-  return vaeResnet(g, cfg, `${p}mid.block_2`, x);
+function midBlock(g: GraphBuilder, cfg: VaeConfig, p: string, x: Value, eps: number, form?: VaeAttentionForm): Value {
+  x = vaeResnet(g, cfg, `${p}mid.block_1`, x, eps);
+  x = vaeAttention(g, cfg, `${p}mid.attn_1`, x, form, eps);
+  return vaeResnet(g, cfg, `${p}mid.block_2`, x, eps);
+}
+
+/** The modules of a decoder or encoder half whose outputs join its residual stream (see FP16_STREAM_SCALE). */
+function streamModules(cfg: VaeConfig, part: 'decoder' | 'encoder'): { scaled: string[]; biasOnly: string[] } {
+  const p = part === 'decoder' ? cfg.decoderPrefix : cfg.encoderPrefix;
+  const levels = cfg.channelMult.length;
+  const resnets = [`${p}mid.block_1`, `${p}mid.block_2`];
+  const biasOnly: string[] = [];
+  for (let i = 0; i < levels; i++) {
+    const blocks = part === 'decoder' ? cfg.numResBlocks + 1 : cfg.numResBlocks;
+    for (let j = 0; j < blocks; j++) resnets.push(`${p}${part === 'decoder' ? 'up' : 'down'}.${i}.block.${j}`);
+    if (part === 'decoder' && i !== 0) biasOnly.push(`${p}up.${i}.upsample.conv`);
+    if (part === 'encoder' && i !== levels - 1) biasOnly.push(`${p}down.${i}.downsample.conv`);
+  }
+  const scaled = [`${p}conv_in`, `${p}mid.attn_1.proj_out`, ...resnets.flatMap((r) => [`${r}.conv1`, `${r}.conv2`])];
+  biasOnly.push(...resnets.map((r) => `${r}.nin_shortcut`));
+  return { scaled, biasOnly };
+}
+
+/**
+ * `weights` with a VAE half's residual stream carried at `scale` (FP16_STREAM_SCALE): the listed weights and biases
+ * multiplied by it. Derived initializers (`key:T`) follow their tensor; a source's pre-encoded bytes are not used for
+ * scaled tensors.
+ */
+export function streamScaled(
+  weights: WeightSource,
+  cfg: VaeConfig,
+  part: 'decoder' | 'encoder',
+  scale: number,
+): WeightSource {
+  if (scale === 1) return weights;
+  const { scaled, biasOnly } = streamModules(cfg, part);
+  const factors = new Set([
+    ...scaled.flatMap((m) => [`${m}.weight`, `${m}.bias`]),
+    ...biasOnly.map((m) => `${m}.bias`),
+  ]);
+  const isScaled = (name: string) => factors.has(name.split(':')[0]);
+  return {
+    shape: (n) => weights.shape(n),
+    read: (n) => {
+      const data = weights.read(n);
+      if (!isScaled(n)) return data;
+      if (weights.lowRank?.(n)) throw new Error(`VAE weight ${n}: a low-rank branch cannot be stream-scaled`);
+      return data.map((v) => v * scale);
+    },
+    ...(weights.has ? { has: (n: string) => weights.has!(n) } : {}),
+    ...(weights.lowRank ? { lowRank: (n: string) => weights.lowRank!(n) } : {}),
+    ...(weights.encoded ? { encoded: (n: string) => (isScaled(n) ? undefined : weights.encoded!(n)) } : {}),
+    ...(weights.changed ? { changed: weights.changed } : {}),
+  };
+}
+
+/** The stream scale of a graph (opts.streamScale, else by dtype) and the GroupNorm eps that goes with it. */
+function streamOf(opts: VaeGraphOptions): { scale: number; eps: number } {
+  const scale = opts.streamScale ?? ((opts.dtype ?? 'float32') === 'float16' ? FP16_STREAM_SCALE : 1);
+  return { scale, eps: VAE_EPS * scale * scale };
 }
 
 /** Decoder graph: `latent` (already / scalingFactor) -> `image` in [-1, 1]. */
 export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts: VaeGraphOptions = {}): GraphBuilder {
+  const { scale, eps } = streamOf(opts);
   const g = new GraphBuilder({
-    weights,
+    weights: streamScaled(weights, cfg, 'decoder', scale),
     dtype: opts.dtype ?? 'float32',
     fusedAttention: opts.fusedAttention,
     linear: opts.linear,
@@ -108,20 +188,21 @@ export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts
   let x = g.input('latent', 'float32', ['B', cfg.latentChannels, 'h', 'w']);
   x = conv2d(g, `${cfg.prefix}post_quant_conv`, x);
   x = conv2d(g, `${p}conv_in`, x, { padding: 1 });
-  x = midBlock(g, cfg, p, x, opts.midAttention);
+  x = midBlock(g, cfg, p, x, eps, opts.midAttention);
   for (let i = cfg.channelMult.length - 1; i >= 0; i--) {
-    for (let j = 0; j <= cfg.numResBlocks; j++) x = vaeResnet(g, cfg, `${p}up.${i}.block.${j}`, x);
+    for (let j = 0; j <= cfg.numResBlocks; j++) x = vaeResnet(g, cfg, `${p}up.${i}.block.${j}`, x, eps);
     if (i !== 0) x = conv2d(g, `${p}up.${i}.upsample.conv`, upsampleNearest2x(g, x), { padding: 1 });
   }
-  x = groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps: VAE_EPS, silu: true });
+  x = groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps, silu: true });
   g.output(conv2d(g, `${p}conv_out`, x, { padding: 1 }), 'image', 'float32', ['B', 3, 'H', 'W']);
   return g;
 }
 
 /** Encoder graph: `image` in [-1, 1] -> `mean` of the latent distribution (unscaled). */
 export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, opts: VaeGraphOptions = {}): GraphBuilder {
+  const { scale, eps } = streamOf(opts);
   const g = new GraphBuilder({
-    weights,
+    weights: streamScaled(weights, cfg, 'encoder', scale),
     dtype: opts.dtype ?? 'float32',
     fusedAttention: opts.fusedAttention,
     linear: opts.linear,
@@ -132,13 +213,13 @@ export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, opts
   let x = g.input('image', 'float32', ['B', 3, 'H', 'W']);
   x = conv2d(g, `${p}conv_in`, x, { padding: 1 });
   for (let i = 0; i < cfg.channelMult.length; i++) {
-    for (let j = 0; j < cfg.numResBlocks; j++) x = vaeResnet(g, cfg, `${p}down.${i}.block.${j}`, x);
+    for (let j = 0; j < cfg.numResBlocks; j++) x = vaeResnet(g, cfg, `${p}down.${i}.block.${j}`, x, eps);
     // ldm Downsample pads (0, 1, 0, 1) (right and bottom only), then a stride-2 conv without padding
     if (i !== cfg.channelMult.length - 1)
       x = conv2d(g, `${p}down.${i}.downsample.conv`, x, { stride: 2, padding: [0, 0, 1, 1] });
   }
-  x = midBlock(g, cfg, p, x, opts.midAttention);
-  x = groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps: VAE_EPS, silu: true });
+  x = midBlock(g, cfg, p, x, eps, opts.midAttention);
+  x = groupNorm(g, `${p}norm_out`, x, { groups: cfg.normGroups, eps, silu: true });
   x = conv2d(g, `${p}conv_out`, x, { padding: 1 });
   const moments = conv2d(g, `${cfg.prefix}quant_conv`, x); // [B, 2C, h, w] = mean ++ logvar
   const mean = g.op.Slice(moments, g.constInt64([0]), g.constInt64([cfg.latentChannels]), g.constInt64([1])); // [B, C, h, w]

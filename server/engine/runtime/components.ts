@@ -71,13 +71,7 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
         const s = await taesdSession(store, taesd, 'decoder');
         return (await timedRun(store, 'vae_decoder', s, { latent: call.z })).image;
       }
-      const session = await store.session({
-        checkpoint: call.vae.checkpoint,
-        component: 'vae_decoder',
-        loras: [],
-        build: (w, cfg, dtype) => buildVaeDecoderGraph(cfg.vae, w, { dtype, ...store.graphTuning }),
-      });
-      return (await timedRun(store, 'vae_decoder', session, { latent: call.z })).image;
+      return runVae(store, call.vae.checkpoint, 'vae_decoder', { latent: call.z });
     }
     case 'vaeEncode': {
       const taesd = call.vae.taesd;
@@ -85,19 +79,50 @@ export async function runComponentCall(store: SessionStore, call: Call): Promise
         const s = await taesdSession(store, taesd, 'encoder');
         return (await timedRun(store, 'vae_encoder', s, { image: call.image })).mean;
       }
-      const session = await store.session({
-        checkpoint: call.vae.checkpoint,
-        component: 'vae_encoder',
-        loras: [],
-        build: (w, cfg, dtype) => buildVaeEncoderGraph(cfg.vae, w, { dtype, ...store.graphTuning }),
-      });
-      return (await timedRun(store, 'vae_encoder', session, { image: call.image })).mean;
+      return runVae(store, call.vae.checkpoint, 'vae_encoder', { image: call.image });
     }
     case 'upscaleImage':
       return upscaleImage(store, call.model.path, call.image);
     default:
       throw new Error(`not a component call: ${call.op}`);
   }
+}
+
+/** checkpoint + VAE half whose fp16 graph once gave a non-finite output: it runs in fp32 from then on */
+const fp32Vaes = new Set<string>();
+
+/**
+ * A VAE half on the checkpoint. In fp16 (GPUs) a result that is not finite means an activation overflowed even at
+ * the scaled residual stream (model/vae.ts FP16_STREAM_SCALE): it is computed again in fp32, and that checkpoint's
+ * VAE half stays fp32 for the life of the worker (as A1111 does when its fp16 VAE gives NaNs).
+ */
+async function runVae(
+  store: SessionStore,
+  checkpoint: string,
+  component: 'vae_decoder' | 'vae_encoder',
+  feeds: Record<string, Tensor>,
+): Promise<Tensor> {
+  const build = component === 'vae_decoder' ? buildVaeDecoderGraph : buildVaeEncoderGraph;
+  const output = component === 'vae_decoder' ? 'image' : 'mean';
+  const spec = (dtype?: ComputeDtype): ComponentSpec => ({
+    checkpoint,
+    component,
+    loras: [],
+    ...(dtype ? { dtype } : {}),
+    build: (w, cfg, d) => build(cfg.vae, w, { dtype: d, ...store.graphTuning }),
+  });
+  const key = `${store.ep}:${component}:${checkpoint}`;
+  const pinned = fp32Vaes.has(key);
+  const run = async (dtype?: ComputeDtype) =>
+    (await timedRun(store, component, await store.session(spec(dtype)), feeds))[output];
+  const out = await run(pinned ? 'float32' : undefined);
+  if (pinned || store.dtypeOf(component) === 'float32' || out.data.every(Number.isFinite)) return out;
+  fp32Vaes.add(key);
+  store.log(
+    `engine: the fp16 ${component.replace('_', ' ')} of ${checkpoint} overflowed (non-finite output): ` +
+      'computing it again in fp32, and in fp32 from now on',
+  );
+  return run('float32');
 }
 
 /** A TAESD half as a single-file network (its scale/shift are part of the graph). */

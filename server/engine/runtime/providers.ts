@@ -111,14 +111,22 @@ export async function settleProvider(request: string | undefined, m: ProviderPro
   return first;
 }
 
+/** VAE precision (--vae-precision): by provider, or fp16 / fp32 everywhere (ComfyUI's --fp16-vae / --fp32-vae). */
+export type VaePrecision = 'auto' | 'fp16' | 'fp32';
+
 /**
  * Compute dtype of a component on a provider: fp32 on CPU (exact references, and CPU kernels for fp16 are slow);
- * fp16 on GPUs, except the SDXL VAE, whose activations overflow fp16 (the reason madebyollin's fp16-fix VAE exists).
+ * fp16 on GPUs. That includes the SDXL VAE, whose activations overflow fp16 as stored: its fp16 graphs carry the
+ * residual stream scaled down (model/vae.ts FP16_STREAM_SCALE), and an output that still is not finite is computed
+ * again in fp32 (runtime/components.ts). `vaePrecision` fp16/fp32 forces the VAE's dtype on every provider.
  */
-export function computeDtypeFor(ep: ExecutionProvider, component: Component, family: ModelFamily): ComputeDtype {
-  if (ep === 'cpu') return 'float32';
-  if (family === 'sdxl' && component.startsWith('vae_')) return 'float32';
-  return 'float16';
+export function computeDtypeFor(
+  ep: ExecutionProvider,
+  component: Component,
+  vaePrecision: VaePrecision = 'auto',
+): ComputeDtype {
+  if (component.startsWith('vae_') && vaePrecision !== 'auto') return vaePrecision === 'fp16' ? 'float16' : 'float32';
+  return ep === 'cpu' ? 'float32' : 'float16';
 }
 
 export function isGpu(ep: ExecutionProvider): boolean {
@@ -178,6 +186,8 @@ export interface GpuTuning {
   fusedGroupNorm?: boolean;
   /** cuda: com.microsoft BiasSplitGelu in the UNet feed-forwards (GraphOptions.fusedGeglu) */
   fusedGeglu?: boolean;
+  /** the VAE's dtype (computeDtypeFor) */
+  vaePrecision?: VaePrecision;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {

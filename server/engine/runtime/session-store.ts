@@ -50,6 +50,8 @@ export interface ComponentSpec {
   loras: readonly LoraRef[];
   /** tells apart graphs of one component with different outputs (e.g. which CLIP layer) */
   variant?: string;
+  /** the compute dtype, when not the provider's (dtypeOf): an fp16 VAE's fp32 fallback */
+  dtype?: ComputeDtype;
   build(weights: WeightSource, config: ModelConfig, dtype: ComputeDtype): GraphBuilder;
   /**
    * Where the graph's weights come from when it must be built (not when its artifact is cached on disk): default,
@@ -107,7 +109,7 @@ export class SessionStore {
   private constructor(
     private init: WorkerInit,
     public ep: ExecutionProvider,
-    private log: (line: string) => void,
+    readonly log: (line: string) => void,
     private strict = false,
   ) {
     this.tuning = { ...DEFAULT_GPU_TUNING, ...init.tuning, deviceId: init.device ?? 0 };
@@ -143,6 +145,11 @@ export class SessionStore {
     return entry;
   }
 
+  /** The dtype a component's graphs are built in on the provider in use, unless a spec says otherwise. */
+  dtypeOf(component: Component): ComputeDtype {
+    return computeDtypeFor(this.ep, component, this.tuning.vaePrecision);
+  }
+
   /** set by tests to run a LoRA mode on the CPU provider; null: bake/inputs per tuning on GPUs, inputs on the CPU */
   loraModeOverride: 'bake' | 'inputs' | 'branch' | null = null;
 
@@ -174,7 +181,7 @@ export class SessionStore {
   private async load(spec: ComponentSpec): Promise<Loaded> {
     const { file, config } = this.checkpoint(spec.checkpoint);
     const ep = this.ep;
-    const dtype = computeDtypeFor(ep, spec.component, config.family);
+    const dtype = spec.dtype ?? computeDtypeFor(ep, spec.component, this.tuning.vaePrecision);
     const bytes = componentBytes(file, config, spec.component, dtype);
     const variant = spec.variant ?? '';
     const loras = spec.loras.map((l) => ({ path: l.path, strength: l.strength }));

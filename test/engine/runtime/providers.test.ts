@@ -46,17 +46,18 @@ test('chooseProvider on the installed onnxruntime-node keeps what it lists', () 
   }
 });
 
-test('computeDtypeFor: fp32 on cpu, fp16 on GPUs except the SDXL VAE', () => {
-  for (const c of ['unet', 'vae_decoder', 'vae_encoder', 'text_encoder_0', 'text_encoder_1'] as const) {
-    assert.equal(computeDtypeFor('cpu', c, 'sd1'), 'float32');
-    assert.equal(computeDtypeFor('cpu', c, 'sdxl'), 'float32');
-  }
-  for (const ep of ['webgpu', 'cuda'] as const) {
-    assert.equal(computeDtypeFor(ep, 'unet', 'sdxl'), 'float16');
-    assert.equal(computeDtypeFor(ep, 'text_encoder_1', 'sdxl'), 'float16');
-    assert.equal(computeDtypeFor(ep, 'vae_decoder', 'sd1'), 'float16');
-    assert.equal(computeDtypeFor(ep, 'vae_decoder', 'sdxl'), 'float32');
-    assert.equal(computeDtypeFor(ep, 'vae_encoder', 'sdxl'), 'float32');
+test('computeDtypeFor: fp32 on cpu, fp16 on GPUs (the SDXL VAE too, scaled); --vae-precision forces the VAE', () => {
+  const components = ['unet', 'vae_decoder', 'vae_encoder', 'text_encoder_0', 'text_encoder_1'] as const;
+  for (const c of components) assert.equal(computeDtypeFor('cpu', c), 'float32');
+  for (const ep of ['webgpu', 'cuda'] as const)
+    for (const c of components) assert.equal(computeDtypeFor(ep, c), 'float16');
+  for (const ep of ['cpu', 'webgpu', 'cuda'] as const) {
+    for (const c of ['vae_decoder', 'vae_encoder'] as const) {
+      assert.equal(computeDtypeFor(ep, c, 'fp16'), 'float16');
+      assert.equal(computeDtypeFor(ep, c, 'fp32'), 'float32');
+    }
+    assert.equal(computeDtypeFor(ep, 'unet', 'fp16'), ep === 'cpu' ? 'float32' : 'float16');
+    assert.equal(computeDtypeFor(ep, 'unet', 'fp32'), ep === 'cpu' ? 'float32' : 'float16');
   }
 });
 
