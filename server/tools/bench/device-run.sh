@@ -30,6 +30,21 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
+  cuda8) # fp16 SDXL VAE (scaled residual stream) vs fp32, the loops without per-step acknowledgements, SDXL with
+    # BiasSplitGelu (defaults); the SDXL fixture pipelines at fp16 (fixtures in /root/fx, sent by an earlier call); < 560 s
+    sdxl_checkpoint_in_background
+    cuda_setup
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    timeout 150 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-sdxl.json" > /dev/null 2> "$out/log-fixtures.txt"
+    echo "== fixture-check rc=$?: $(node -e "const r=require('$out/fixtures-sdxl.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+    wait $ckpt
+    bench sdxl-cuda 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-vae32 $((555 - SECONDS)) TCD_VAE_PRECISION=fp32 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    for f in sd15-cuda sdxl-cuda sdxl-cuda-vae32; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
+    done
+    ;;
   cuda7) # com.microsoft BiasSplitGelu in the UNet feed-forwards vs Split + Gelu + Mul, SD1.5 512 (same seeds); < 200 s
     cuda_setup
     node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
