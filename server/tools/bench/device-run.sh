@@ -40,7 +40,10 @@ case $set in
     echo "== fixture-check rc=$?: $(node -e "const r=require('$out/fixtures-sdxl.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
     wait $ckpt
     bench sdxl-cuda 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    bench sdxl-cuda-vae32 $((555 - SECONDS)) TCD_VAE_PRECISION=fp32 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-vae32 $((480 - SECONDS)) TCD_VAE_PRECISION=fp32 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    # the same VAE forms on WebGPU (random weights; finite and time)
+    timeout $((555 - SECONDS)) node dist/server/tools/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu --runs 2 \
+      --forms fp32:fused,fp16:fused > "$out/vae-webgpu.json" 2> /dev/null; echo "== vae-bench webgpu rc=$?"
     for f in sd15-cuda sdxl-cuda sdxl-cuda-vae32; do
       node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
     done
