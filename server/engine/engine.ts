@@ -246,7 +246,9 @@ export const workerClients = new WeakMap<Engine, WorkerClient>();
 /** A tensor copy in a fresh buffer the engine may transfer. */
 /**
  * How a sampling loop reports: onStep per step, previews (the step's latent, or with previewDecoder, a TAESD decoder
- * file, the decoded image in StepProgress.previewImage), abort through signal.
+ * file, the decoded image in StepProgress.previewImage), abort through signal. The loop never waits for onStep (it may
+ * be steps ahead of it); an abort stops it before the first UNet call after the cancel reaches the worker, and every
+ * step that ran is still reported (onStep may be called after the abort, before the InterruptedError).
  */
 export interface SamplingOptions {
   onStep?: (p: StepProgress) => void;
@@ -381,7 +383,7 @@ export class Engine {
    * A whole TCD denoising loop in the worker (runtime/tcd-loop.ts): on GPU providers the latent and conditioning
    * stay on the GPU from the first step to the last. `noises` are the generator's draws for the noisy steps, in
    * order (eta > 0: one per step but the last). onStep gets each step (and its pred_noised_sample when previews are
-   * asked for); aborting `signal` stops the loop at its next step with an InterruptedError.
+   * asked for); aborting `signal` stops the loop before its next UNet call with an InterruptedError.
    * Example:
    *   const gen = new TorchGenerator(seed); const x = gen.randn(shape);
    *   const noises = timesteps.slice(1).map(() => gen.randn(shape));

@@ -5,9 +5,10 @@
  * thread); the CFG branches run as one batched UNet call where latents live on the host (cpu, cuda; unet-branches.ts).
  * Regional conditioning (several entries, areas, masks) runs each entry on its region (calc_cond_batch,
  * sampling/regional.ts); a denoise mask makes it KSamplerX0Inpaint (sampling/inpaint.ts).
- * Progress, previews (the step's denoised estimate) and cancellation work as in the TCD loop: each step's report waits
- * for the main thread's acknowledgement, and a cancel stops the loop before its next UNet call.
- * Example (worker): const { x, denoised } = await runKSamplerLoop(store, call, async (p) => { post(p); await ack(); }, () => cancelled);
+ * Progress, previews (the step's denoised estimate) and cancellation work as in the TCD loop: each step's report is
+ * posted without waiting for the main thread, and before each UNet call the loop lets the worker's event loop turn
+ * once and checks for a cancel, so once a cancel has reached the worker no further UNet call starts.
+ * Example (worker): const { x, denoised } = await runKSamplerLoop(store, call, (p) => port.postMessage(p), () => cancelled);
  */
 import { ksample } from '../sampling/ksample.js';
 import { guidedDenoiser } from '../sampling/guided-denoiser.js';
@@ -26,7 +27,7 @@ import { TorchGenerator } from '../rng.js';
 import type { Tensor } from '../tensor.js';
 import type { KSamplerLoopCall, KSamplerLoopResult, LoopCond, StepProgress } from './protocol.js';
 import type { SessionStore } from './session-store.js';
-import { LoopCancelled } from './tcd-loop.js';
+import { LoopCancelled, letMessagesIn } from './tcd-loop.js';
 import { UNetBranches } from './unet-branches.js';
 
 /** Whether the run needs the negative side: not at cfg 1 (ComfyUI's cfg1 optimisation), except for cfg_pp samplers. */
@@ -42,7 +43,7 @@ function nonEmpty(list: LoopCond[], what: string): LoopCond[] {
 export async function runKSamplerLoop(
   store: SessionStore,
   call: KSamplerLoopCall,
-  progress: (p: StepProgress) => Promise<void>,
+  progress: (p: StepProgress) => void | Promise<void>,
   isCancelled: () => boolean,
 ): Promise<KSamplerLoopResult> {
   const shape = [...call.latent.shape];
@@ -63,6 +64,7 @@ export async function runKSamplerLoop(
     return u;
   };
   const checked = (u: UNetBranches, at: number[]) => async (xScaled: Float32Array, t: number, sigma: number) => {
+    await letMessagesIn();
     if (isCancelled()) throw new LoopCancelled();
     return u.epsHost({ shape: at, data: xScaled }, t, sigma);
   };

@@ -211,8 +211,11 @@ export interface RuntimeStats {
   graphsReused: number;
   /** per session load: graph build/serialise (or cache reuse) and session creation times, ms */
   loadTimings: { name: string; graphMs: number; sessionMs: number; reused: boolean }[];
-  /** per session.run: component and ms, inside the worker (no message passing) */
-  runTimings: { component: string; ms: number }[];
+  /**
+   * the worker's timeline (last 1000): per session.run its component and ms, inside the worker (no message passing),
+   * and 'cancel' (ms 0) when a cancel arrived; `at` is the start in ms since the epoch (performance.timeOrigin based)
+   */
+  runTimings: { component: string; ms: number; at: number }[];
 }
 
 export interface Request {
@@ -220,24 +223,20 @@ export interface Request {
   call: Call;
 }
 
-/** Asks the worker to stop the call `cancel` at its next step boundary (handled at once, not queued). */
+/**
+ * Asks the worker to stop the call `cancel` (handled at once, not queued): a sampling loop starts no UNet call after
+ * this has reached the worker, and the step under way, if any, is still reported.
+ */
 export interface CancelRequest {
   cancel: number;
 }
 
-/**
- * The main thread got the last progress of call `ack`. A loop starts its next step only after the previous step's
- * ack, so it never runs ahead of what the caller has seen (progress stays live, an interrupt lands within a step).
- */
-export interface ProgressAck {
-  ack: number;
-}
-
-export type WorkerMessage = Request | CancelRequest | ProgressAck;
+export type WorkerMessage = Request | CancelRequest;
 
 export type Response =
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; error: { name: string; message: string; stack?: string } }
+  /** a loop's step report, posted without waiting for the main thread (it never arrives after its call's result) */
   | { id: number; progress: StepProgress }
   | { id: null; log: string }
   /** the worker has settled its execution provider (the probe session is done) */

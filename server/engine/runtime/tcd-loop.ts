@@ -5,7 +5,10 @@
  * in the reference order), the timestep and the step scalars go up; only previews (when asked) and the final latent
  * come down. On the CPU provider the same code runs with CPU tensors: that is the tested twin of the GPU path.
  * Same numbers as sampleTcd + tcdStep in JS (the step graph is tcdStep in float32; tests compare them).
- * Example (worker): const latent = await runTcdLoop(store, call, async (p) => { post(p); await ack(); }, () => cancelled);
+ * Progress is posted and never waited for: the loop does not stop per step for the main thread. Cancellation: before
+ * each UNet call the loop lets the worker's event loop turn once (a cancel that has arrived gets handled) and then
+ * checks it, so once a cancel has reached the worker no further UNet call starts.
+ * Example (worker): const latent = await runTcdLoop(store, call, (p) => port.postMessage(p), () => cancelled);
  */
 import ort from 'onnxruntime-node';
 import { serializeModel } from '../onnx/serialize.js';
@@ -46,6 +49,14 @@ export async function releaseLoopSessions(): Promise<void> {
   for (const s of all) await (await s.catch(() => null))?.release();
 }
 
+/**
+ * One turn of the worker's event loop: the loops await it before checking for a cancel, since a step's work may
+ * finish without the port's 'message' handler getting a chance to run.
+ */
+export function letMessagesIn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Thrown when the caller cancelled the loop; the executor reports the prompt as interrupted. */
 export class LoopCancelled extends Error {
   constructor() {
@@ -59,7 +70,7 @@ const scalar = (v: number) => new ort.Tensor('float32', Float32Array.of(v), [1])
 export async function runTcdLoop(
   store: SessionStore,
   call: TcdLoopCall,
-  progress: (p: StepProgress) => Promise<void>,
+  progress: (p: StepProgress) => void | Promise<void>,
   isCancelled: () => boolean,
 ): Promise<Tensor> {
   const n = call.timesteps.length;
@@ -95,6 +106,7 @@ export async function runTcdLoop(
   let x = await dev.upload(call.x);
   try {
     for (let i = 0; i < n; i++) {
+      await letMessagesIn();
       if (isCancelled()) throw new LoopCancelled();
       const last = i === n - 1;
       const t = call.timesteps[i];
@@ -131,7 +143,7 @@ export async function runTcdLoop(
       x = out.prev;
       const preview = call.previews ? await dev.download(out.pns) : undefined;
       dispose(out.pns);
-      // waits for the main thread to have this step (it acknowledges on receipt, before its handler runs)
+      // posted, not waited for (a TAESD preview is decoded first, here in the worker)
       await progress({ step: i, total: n, ...(preview ? { preview } : {}) });
     }
     throw new Error('sampleTcd: no timesteps');

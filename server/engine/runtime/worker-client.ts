@@ -12,7 +12,6 @@ import { fileURLToPath } from 'node:url';
 import {
   type Call,
   type CancelRequest,
-  type ProgressAck,
   type Request,
   type Response,
   type StepProgress,
@@ -36,7 +35,10 @@ interface Pending {
   onProgress?: (p: StepProgress) => void;
 }
 
-/** Per-call extras: progress reports (sampling loops) and cancellation (the worker stops at its next step). */
+/**
+ * Per-call extras: progress reports (sampling loops; posted by the worker without waiting for them) and cancellation
+ * (a loop starts no UNet call after the cancel has reached the worker).
+ */
 export interface CallOptions {
   onProgress?: (p: StepProgress) => void;
   signal?: AbortSignal;
@@ -131,7 +133,6 @@ export class WorkerClient {
       const p = this.pending.get(msg.id);
       if (!p) return;
       if ('progress' in msg) {
-        w.postMessage({ ack: msg.id } satisfies ProgressAck); // on receipt: the loop goes on while the handler runs
         try {
           p.onProgress?.(msg.progress);
         } catch (e) {

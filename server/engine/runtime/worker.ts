@@ -22,25 +22,27 @@ import type { SessionStore as Store } from './session-store.js';
 const { port, init, mode } = await openWorkerPort();
 const log = (line: string) => port.postMessage({ id: null, log: line } satisfies Response);
 const store = SessionStore.start(init, log);
+/** the store once settled (the cancel handler records on it synchronously) */
+let settledStore: Store | null = null;
 // tells the client when the provider probe is over: stopping a thread inside it (Dawn's start-up) aborts the process
 void store.then(
-  () => port.postMessage({ id: null, ready: true } satisfies Response),
+  (s) => {
+    settledStore = s;
+    port.postMessage({ id: null, ready: true } satisfies Response);
+  },
   () => port.postMessage({ id: null, ready: true } satisfies Response),
 );
 
 let queue: Promise<void> = Promise.resolve();
-/** calls asked to stop; a cancel is handled as it arrives (not queued), and loops check it between steps */
+/**
+ * calls asked to stop; a cancel is handled as it arrives (not queued), and loops check it before each UNet call (they
+ * let the event loop turn once per step so that this handler gets to run)
+ */
 const cancelled = new Set<number>();
-/** per call: resolves when the main thread acknowledges the progress last sent */
-const awaitingAck = new Map<number, () => void>();
 port.on('message', (msg: WorkerMessage) => {
   if ('cancel' in msg) {
     cancelled.add(msg.cancel);
-    return;
-  }
-  if ('ack' in msg) {
-    awaitingAck.get(msg.ack)?.();
-    awaitingAck.delete(msg.ack);
+    settledStore?.recordRun('cancel', 0); // its arrival on the worker timeline: tests check no UNet call follows it
     return;
   }
   // the exit hook acts on arrival, like a real crash, even while a sampling loop holds the queue
@@ -62,7 +64,6 @@ async function handle(req: Request): Promise<void> {
     port.postMessage(res);
   } finally {
     cancelled.delete(req.id);
-    awaitingAck.delete(req.id);
   }
 }
 
@@ -99,13 +100,12 @@ async function dispatch(req: Request): Promise<unknown> {
   }
 }
 
-/** A sampling loop's step report for call `id`: resolves when the main thread has acknowledged it. */
-function progressFor(id: number): (p: StepProgress) => Promise<void> {
-  return (p) =>
-    new Promise<void>((resolve) => {
-      awaitingAck.set(id, resolve);
-      port.postMessage({ id, progress: p } satisfies Response, transferablesOf(p));
-    });
+/**
+ * A sampling loop's step report for call `id`: posted, never waited for (the loop goes on at once; port messages
+ * keep their order, so every report reaches the main thread before the call's result).
+ */
+function progressFor(id: number): (p: StepProgress) => void {
+  return (p) => port.postMessage({ id, progress: p } satisfies Response, transferablesOf(p));
 }
 
 /**
@@ -115,8 +115,8 @@ function progressFor(id: number): (p: StepProgress) => Promise<void> {
 function withTaesdPreviews(
   s: Store,
   decoder: string | undefined,
-  send: (p: StepProgress) => Promise<void>,
-): (p: StepProgress) => Promise<void> {
+  send: (p: StepProgress) => void,
+): (p: StepProgress) => void | Promise<void> {
   if (!decoder) return send;
   return async (p) => {
     if (!p.preview) return send(p);

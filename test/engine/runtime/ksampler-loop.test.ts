@@ -16,6 +16,7 @@ import { DiscreteModelSampling } from '../../../server/engine/sampling/model-sam
 import { ksamplerSigmas } from '../../../server/engine/sampling/schedules.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import type { CondBranch } from '../../../server/engine/engine.js';
+import { assertStoppedAtCancel, holdThisThread, timelineAfter } from '../../helpers/worker-timeline.js';
 
 const ms = DiscreteModelSampling.sd();
 const shape = [1, 4, 16, 16];
@@ -71,13 +72,13 @@ async function jsKSample(
   });
 }
 
-const request = (sampler: string, sigmas: number[], cfg: number, seed: bigint, n: CondBranch = neg) => ({
+const request = (sampler: string, sigmas: number[], cfg: number, seed: bigint, n: CondBranch = neg, at = shape) => ({
   model: { checkpoint: ckpt, loras: [] },
   sampling: { prediction: 'eps' as const, zsnr: false },
   sampler,
   sigmas,
-  latent: { shape, data: new Float32Array(4 * 16 * 16) },
-  noise: new TorchGenerator(seed).randn(shape),
+  latent: { shape: at, data: new Float32Array(at.reduce((a, b) => a * b, 1)) },
+  noise: new TorchGenerator(seed).randn(at),
   seed: seed.toString(),
   positive: [pos],
   negative: [n],
@@ -145,9 +146,11 @@ test("progress once per step with the denoised estimate as preview; SamplerCusto
 test('an abort stops the loop before its next UNet call with InterruptedError; fewer than 2 sigmas return the latent', async () => {
   const ac = new AbortController();
   const steps: number[] = [];
-  const sigmas = ksamplerSigmas(ms, 'euler', 'normal', 10, 1);
+  const sigmas = ksamplerSigmas(ms, 'euler', 'normal', 20, 1);
+  const prior = await engine.stats();
+  // 64x64 latents: the loop's 20 steps outlast the cancel's trip to the worker many times over
   await assert.rejects(
-    engine.sampleK(request('euler', sigmas, 2, 1n), {
+    engine.sampleK(request('euler', sigmas, 2, 1n, neg, [1, 4, 64, 64]), {
       signal: ac.signal,
       onStep: (p) => {
         steps.push(p.step);
@@ -156,7 +159,10 @@ test('an abort stops the loop before its next UNet call with InterruptedError; f
     }),
     (e: Error) => e.name === 'InterruptedError',
   );
-  assert.ok(steps.length <= 3, `ran ${steps.length} steps after asking to stop at step 2`);
+  // how many steps ran depends on when the cancel arrived (the loop runs ahead of onStep); no UNet call after it
+  // does not, and euler with cfg makes one batched UNet call per step
+  assertStoppedAtCancel(timelineAfter(prior, await engine.stats()), steps.length);
+  assert.ok(steps.length >= 2 && steps.length < 20, `${steps.length} steps`);
   const latent = { shape, data: Float32Array.from({ length: 1024 }, (_, i) => i / 1024) };
   const same = await engine.sampleK({ ...request('euler', [1.5], 2, 1n), latent });
   assert.deepEqual(Array.from(same.x.data), Array.from(latent.data));
@@ -164,6 +170,24 @@ test('an abort stops the loop before its next UNet call with InterruptedError; f
     engine.sampleK({ ...request('euler', sigmas, 2, 1n), negative: [] }),
     /negative conditioning is empty/,
   );
+});
+
+test("the loop never waits for the main thread: while step 0's handler blocks it, the later steps run", async () => {
+  const prior = await engine.stats();
+  const steps: number[] = [];
+  let blockEnd = 0;
+  await engine.sampleK(request('euler', ksamplerSigmas(ms, 'euler', 'normal', 4, 1), 2, 3n), {
+    onStep: (p) => {
+      steps.push(p.step);
+      if (p.step !== 0) return;
+      blockEnd = holdThisThread(1500); // no message gets in or out of the main thread meanwhile
+    },
+  });
+  assert.deepEqual(steps, [0, 1, 2, 3]);
+  const unet = timelineAfter(prior, await engine.stats()).filter((e) => e.component === 'unet');
+  assert.equal(unet.length, 4);
+  const afterBlock = unet.filter((e) => e.at >= blockEnd).length;
+  assert.equal(afterBlock, 0, `${afterBlock} of 4 UNet calls started after the main thread was free again`);
 });
 
 test('a denoise mask (inpainting) keeps the latent where the mask is 0 and samples where it is 1', async () => {

@@ -18,6 +18,7 @@ import { TorchGenerator } from '../../../server/engine/rng.js';
 import { tcdTimesteps } from '../../../server/engine/sampling/tcd.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { debugWorker, debugWorkerEnv, workerStarts } from '../../../server/engine/testing.js';
+import { assertStoppedAtCancel, holdThisThread, timelineAfter } from '../../helpers/worker-timeline.js';
 
 let dir: string, ckpt: string, engine: Engine, cond: { context: Tensor; pooled: Tensor };
 const shape = [1, 4, 16, 16];
@@ -81,13 +82,13 @@ async function pipeline(e: Engine): Promise<Float32Array[]> {
   return [pos.context.data, pos.pooled!.data, latent.data, image.data];
 }
 
-function loopRequest(steps: number): Parameters<Engine['sampleTcd']>[0] & { x: Tensor } {
+function loopRequest(steps: number, at = shape): Parameters<Engine['sampleTcd']>[0] & { x: Tensor } {
   const gen = new TorchGenerator(3);
   const timesteps = tcdTimesteps(steps);
-  const x = gen.randn(shape);
+  const x = gen.randn(at);
   return {
     model: { checkpoint: ckpt, loras: [] },
-    x: { shape, data: x },
+    x: { shape: at, data: x },
     timesteps,
     eta: 0,
     noises: [],
@@ -156,11 +157,23 @@ test('encodeText + sampleTcd + vaeDecode in a child process are bit-identical to
   }
 });
 
-test('progress is acked and an aborted signal stops the loop in the child; logs come through', async () => {
+test('in the child: the loop runs on while the main thread is blocked, an abort stops it before its next UNet call, logs come through', async () => {
+  let prior = await engine.stats();
+  let blockEnd = 0;
+  await engine.sampleTcd(loopRequest(4), {
+    onStep: (p) => {
+      if (p.step === 0) blockEnd = holdThisThread(1500);
+    },
+  });
+  const unet = timelineAfter(prior, await engine.stats()).filter((e) => e.component === 'unet');
+  assert.equal(unet.length, 4);
+  assert.equal(unet.filter((e) => e.at >= blockEnd).length, 0, 'steps 1-3 ran while the main thread was blocked');
   const ac = new AbortController();
   const steps: number[] = [];
+  prior = await engine.stats();
+  // 64x64 latents: the loop's 20 steps outlast the cancel's trip to the child many times over
   await assert.rejects(
-    engine.sampleTcd(loopRequest(8), {
+    engine.sampleTcd(loopRequest(20, [1, 4, 64, 64]), {
       signal: ac.signal,
       onStep: (p) => {
         steps.push(p.step);
@@ -169,7 +182,8 @@ test('progress is acked and an aborted signal stops the loop in the child; logs 
     }),
     (e: Error) => e.name === 'InterruptedError',
   );
-  assert.ok(steps.length >= 2 && steps.length <= 3, `ran ${steps.length} steps after asking to stop at step 2`);
+  assertStoppedAtCancel(timelineAfter(prior, await engine.stats()), steps.length);
+  assert.ok(steps.length >= 2 && steps.length < 20, `${steps.length} steps`);
   const previews: number[] = [];
   const out = await engine.sampleTcd(loopRequest(2), {
     previews: true,

@@ -16,6 +16,7 @@ import { TorchGenerator } from '../../../server/engine/rng.js';
 import { buildTcdStepGraph, TCD_STEP_SCALARS } from '../../../server/engine/sampling/tcd-step-graph.js';
 import { sampleTcd, tcdStep, tcdStepScalars, tcdTimesteps } from '../../../server/engine/sampling/tcd.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
+import { assertStoppedAtCancel, holdThisThread, timelineAfter } from '../../helpers/worker-timeline.js';
 
 const maxRelDiff = (a: Float32Array, b: Float32Array) => {
   let m = 0;
@@ -113,14 +114,14 @@ async function jsLoop(seed: number, steps: number, eta: number, cfg: number): Pr
   });
 }
 
-function loopRequest(seed: number, steps: number, eta: number, cfg: number) {
+function loopRequest(seed: number, steps: number, eta: number, cfg: number, at = shape) {
   const gen = new TorchGenerator(seed);
   const timesteps = tcdTimesteps(steps);
-  const x = gen.randn(shape);
-  const noises = eta > 0 ? timesteps.slice(1).map(() => gen.randn(shape)) : [];
+  const x = gen.randn(at);
+  const noises = eta > 0 ? timesteps.slice(1).map(() => gen.randn(at)) : [];
   return {
     model: { checkpoint: ckpt, loras: [] },
-    x: { shape, data: x },
+    x: { shape: at, data: x },
     timesteps,
     eta,
     noises,
@@ -163,11 +164,13 @@ test('progress comes once per step, with previews only when asked; the last prev
   assert.deepEqual(quiet, [undefined, undefined, undefined, undefined]);
 });
 
-test('an aborted signal stops the loop at the next step with InterruptedError, and the worker serves the next call', async () => {
+test('an aborted signal stops the loop before its next UNet call with InterruptedError; the worker serves the next call', async () => {
   const ac = new AbortController();
   const steps: number[] = [];
+  const prior = await engine.stats();
+  // 64x64 latents: the loop's 20 steps outlast the cancel's trip to the worker many times over
   await assert.rejects(
-    engine.sampleTcd(loopRequest(9, 8, 0.3, 1), {
+    engine.sampleTcd(loopRequest(9, 20, 0.3, 1, [1, 4, 64, 64]), {
       signal: ac.signal,
       onStep: (p) => {
         steps.push(p.step);
@@ -176,9 +179,35 @@ test('an aborted signal stops the loop at the next step with InterruptedError, a
     }),
     (e: Error) => e.name === 'InterruptedError',
   );
-  assert.ok(steps.length <= 3, `ran ${steps.length} steps after asking to stop at step 2`);
+  // the loop runs ahead of onStep, so how many steps ran depends on when the cancel arrived; what does not: no UNet
+  // call after its arrival, and every step that ran reported, in order
+  assertStoppedAtCancel(timelineAfter(prior, await engine.stats()), steps.length);
+  assert.deepEqual(
+    steps,
+    steps.map((_, i) => i),
+  );
+  assert.ok(steps.length >= 2 && steps.length < 20, `${steps.length} steps`);
   const out = await engine.sampleTcd(loopRequest(9, 2, 0.3, 1));
   assert.equal(out.data.length, 4 * 16 * 16);
+});
+
+test("the loop never waits for the main thread: while step 0's handler blocks it, the later steps run", async () => {
+  const prior = await engine.stats();
+  const steps: number[] = [];
+  let blockEnd = 0;
+  await engine.sampleTcd(loopRequest(11, 4, 0.3, 1), {
+    onStep: (p) => {
+      steps.push(p.step);
+      if (p.step !== 0) return;
+      blockEnd = holdThisThread(1500); // no message gets in or out of the main thread meanwhile
+    },
+  });
+  assert.deepEqual(steps, [0, 1, 2, 3]);
+  const unet = timelineAfter(prior, await engine.stats()).filter((e) => e.component === 'unet');
+  assert.equal(unet.length, 4);
+  // with a per-step acknowledgement, step 2 could not start before the block ended
+  const afterBlock = unet.filter((e) => e.at >= blockEnd).length;
+  assert.equal(afterBlock, 0, `${afterBlock} of 4 UNet calls started after the main thread was free again`);
 });
 
 test('wrong noise counts and a missing SDXL pooled input are refused with a clear error', async () => {
