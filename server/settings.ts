@@ -436,6 +436,15 @@ export const SETTINGS = {
     group: 'gpu tuning',
     help: "cuda: the UNet feed-forward's bias, split and GELU gate as one com.microsoft BiasSplitGelu node (0: off)",
   }),
+  gpuNhwcConv: flagSwitch({
+    flag: 'gpu-nhwc-conv',
+    env: 'TCD_GPU_NHWC_CONV',
+    default: false,
+    whenSet: true,
+    commands: HOSTS,
+    group: 'gpu tuning',
+    help: 'cuda: UNet, ControlNet and VAE convolutions as com.microsoft NhwcConv (channels-last)',
+  }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',
     env: 'TCD_ORT_PROFILE_DIR',
@@ -649,6 +658,7 @@ export function gpuTuningOf(s: Settings) {
     fusedGroupNorm: s.gpuFusedGroupNorm,
     fusedGeglu: s.gpuFusedGeglu,
     vaePrecision: s.vaePrecision,
+    nhwcConv: s.gpuNhwcConv,
   };
 }
 

@@ -99,8 +99,19 @@ export function exposeWeights(g: GraphBuilder, patchable: ReadonlySet<string>): 
       expose(name, shape);
       continue;
     }
-    // a weight the graph reads pre-transposed (GraphOptions.linear): feed the stored form, transpose in the graph
     const stored = expose(source, g.weightShape(source));
+    if (derived.transform === 'convNhwc') {
+      // a conv weight NhwcConv reads channels-last (GraphOptions.nhwcConv): feed the stored form, permute in the
+      // graph. NhwcConv then gets a computed weight, which ORT's CUDA kernel reads channels-last only because the
+      // conv's bias stays a constant (its weight pre-packing sees a constant input); every UNet/VAE conv has one
+      const stored4 = g.weightShape(source).length === 4;
+      const move = stored4
+        ? { opType: 'Transpose', inputs: [stored], attrs: { perm: [0, 2, 3, 1] } }
+        : { opType: 'Reshape', inputs: [stored, g.constInt64(shape, [4], 'lora_shape').name], attrs: {} };
+      prelude.push({ ...move, name: `lora_nhwc/${name}`, outputs: [name], domain: '' });
+      continue;
+    }
+    // a weight the graph reads pre-transposed (GraphOptions.linear): feed the stored form, transpose in the graph
     const flat = g.constInt64([shape[1], shape[0]], [2], 'lora_shape'); // [out, in]
     prelude.push({
       opType: 'Reshape',

@@ -6,7 +6,7 @@
  *   const h = conv2d(g, 'first_stage_model.decoder.conv_in', z, { padding: 1 });
  *   const n = groupNorm(g, 'first_stage_model.decoder.norm_out', h, { groups: 32, silu: true });
  */
-import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
+import { type Attrs, FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
 
 /** `${p}.${leaf}` with or without a trailing dot in p */
 export function key(p: string, leaf: string): string {
@@ -75,8 +75,6 @@ export interface ConvOptions {
 export function conv2d(g: GraphBuilder, p: string, x: Value, opts: ConvOptions = {}): Value {
   return g.scope(moduleName(p), () => {
     const shape = g.weightShape(key(p, 'weight'));
-    let w = g.weight(key(p, 'weight'));
-    if (shape.length === 2) w = g.op.Reshape(w, g.constInt64([shape[0], shape[1], 1, 1])); // [out, in, 1, 1]
     const kh = shape.length === 4 ? shape[2] : 1,
       kw = shape.length === 4 ? shape[3] : 1;
     const pad = opts.padding ?? 0;
@@ -84,7 +82,13 @@ export function conv2d(g: GraphBuilder, p: string, x: Value, opts: ConvOptions =
     const s = opts.stride ?? 1;
     const bias = g.hasWeight(key(p, 'bias')) ? g.weight(key(p, 'bias')) : null;
     const conv = { kernel_shape: [kh, kw], pads: [t, l, b, r], strides: [s, s] };
-    const y = g.op.Conv(x, w, bias, conv);
+    let y: Value;
+    if (g.nhwcConv) y = nhwcConv(g, key(p, 'weight'), x, bias, conv);
+    else {
+      let w = g.weight(key(p, 'weight'));
+      if (shape.length === 2) w = g.op.Reshape(w, g.constInt64([shape[0], shape[1], 1, 1])); // [out, in, 1, 1]
+      y = g.op.Conv(x, w, bias, conv);
+    }
     // a LoRA kept unmerged: down is a conv of the same kernel and stride (to `rank` channels), up a 1x1 conv
     const lr = g.lowRank(key(p, 'weight'), 'conv');
     if (!lr) return y;
@@ -92,6 +96,26 @@ export function conv2d(g: GraphBuilder, p: string, x: Value, opts: ConvOptions =
       g.op.Add(y, g.op.Conv(g.op.Conv(x, lr.down, null, conv), lr.up, null, { kernel_shape: [1, 1] })),
     );
   });
+}
+
+/**
+ * conv2d's CUDA form (GraphOptions.nhwcConv): x [B, C, H, W] moved channels-last, com.microsoft NhwcConv on the
+ * weight stored [out, kh, kw, in], the result moved back; the moves cancel against a neighbour's (transposeOf), e.g.
+ * the channels-last GroupNorm before it. ORT's CUDA kernel reads the weight channels-last when it is a constant.
+ */
+function nhwcConv(g: GraphBuilder, weightKey: string, x: Value, bias: Value | null, conv: Attrs): Value {
+  const xs = g.transposeOf(x, NHWC); // [B, H, W, C]
+  const w = g.weightNhwc(weightKey); // [out, kh, kw, in]
+  let y: Value; // [B, H', W', out]
+  if (g.nhwcConv === 'cpu-twin') {
+    // the form with ONNX Conv in NhwcConv's place: its own Transposes (not cancelled), the weight moved back in-graph
+    const back = { perm: [0, 3, 1, 2] };
+    const inner = g.op.Conv(g.op.Transpose(xs, back), g.op.Transpose(w, back), bias, conv);
+    y = g.op.Transpose(inner, { perm: [0, 2, 3, 1] });
+  } else {
+    y = g.node('NhwcConv', [xs, w, bias], conv, 1, 'com.microsoft')[0];
+  }
+  return g.transposeOf(y, NCHW); // [B, out, H', W']
 }
 
 export interface NormOptions {
@@ -109,28 +133,48 @@ export function groupNorm(g: GraphBuilder, p: string, x: Value, opts: NormOption
   return g.scope(moduleName(p), () => {
     const G = opts.groups;
     const channels = g.weightShape(key(p, 'weight'))[0];
-    if (g.fusedGroupNorm && g.weights && fusableGroupNorm(channels, G)) {
-      // gamma and beta are float32 whatever the compute dtype (the CUDA kernel reads them so)
-      const gamma = g.constFloat32(g.weights.read(key(p, 'weight')), [channels], 'gamma');
-      const beta = g.constFloat32(g.weights.read(key(p, 'bias')), [channels], 'beta');
-      const nhwc = g.op.Transpose(x, { perm: [0, 2, 3, 1] }); // [B, H, W, C]
-      const [y] = g.node(
-        'GroupNorm',
-        [nhwc, gamma, beta],
-        { groups: G, epsilon: new FloatAttr(opts.eps ?? 1e-5), activation: opts.silu ? 1 : 0, channels_last: 1 },
-        1,
-        'com.microsoft',
-      );
-      return g.op.Transpose(y, { perm: [0, 3, 1, 2] }); // [B, C, H, W]
+    // the CPU twin of the NhwcConv form takes the channels-last GroupNorm's place at any width (its wiring is the test)
+    const twin = g.nhwcConv === 'cpu-twin';
+    if (g.fusedGroupNorm && g.weights && (twin || fusableGroupNorm(channels, G))) {
+      const nhwc = g.transposeOf(x, NHWC); // [B, H, W, C]
+      let y: Value;
+      if (twin) {
+        const inner = instanceNormGroupNorm(g, p, g.op.Transpose(nhwc, { perm: [0, 3, 1, 2] }), channels, opts);
+        y = g.op.Transpose(inner, { perm: [0, 2, 3, 1] });
+      } else {
+        // gamma and beta are float32 whatever the compute dtype (the CUDA kernel reads them so)
+        const gamma = g.constFloat32(g.weights.read(key(p, 'weight')), [channels], 'gamma');
+        const beta = g.constFloat32(g.weights.read(key(p, 'bias')), [channels], 'beta');
+        [y] = g.node(
+          'GroupNorm',
+          [nhwc, gamma, beta],
+          { groups: G, epsilon: new FloatAttr(opts.eps ?? 1e-5), activation: opts.silu ? 1 : 0, channels_last: 1 },
+          1,
+          'com.microsoft',
+        );
+      }
+      return g.transposeOf(y, NCHW); // [B, C, H, W]
     }
-    const grouped = g.op.Reshape(x, g.constInt64([0, G, -1])); // [B, G, C/G * H * W]
-    const ones = g.constFloat(new Array(G).fill(1), [G], 'ones');
-    const zeros = g.constFloat(new Array(G).fill(0), [G], 'zeros');
-    const normed = g.op.InstanceNormalization(grouped, ones, zeros, { epsilon: opts.eps ?? 1e-5 });
-    const back = g.op.Reshape(normed, g.op.Shape(x)); // [B, C, H, W]
-    const y = affineChannels(g, p, back, channels);
-    return opts.silu ? silu(g, y) : y;
+    return instanceNormGroupNorm(g, p, x, channels, opts);
   });
+}
+
+/** GroupNorm (+ SiLU) on [B, C, H, W] as Reshape / InstanceNormalization / Reshape and the per-channel affine. */
+function instanceNormGroupNorm(
+  g: GraphBuilder,
+  p: string,
+  x: Value,
+  channels: number,
+  opts: NormOptions & { silu?: boolean },
+): Value {
+  const G = opts.groups;
+  const grouped = g.op.Reshape(x, g.constInt64([0, G, -1])); // [B, G, C/G * H * W]
+  const ones = g.constFloat(new Array(G).fill(1), [G], 'ones');
+  const zeros = g.constFloat(new Array(G).fill(0), [G], 'zeros');
+  const normed = g.op.InstanceNormalization(grouped, ones, zeros, { epsilon: opts.eps ?? 1e-5 });
+  const back = g.op.Reshape(normed, g.op.Shape(x)); // [B, C, H, W]
+  const y = affineChannels(g, p, back, channels);
+  return opts.silu ? silu(g, y) : y;
 }
 
 /**
@@ -223,12 +267,13 @@ function causalMask(g: GraphBuilder, x: Value): Value {
 
 /** nearest-neighbour x2 upsampling on [B, C, H, W] (torch F.interpolate(scale_factor=2, mode='nearest')) */
 export function upsampleNearest2x(g: GraphBuilder, x: Value): Value {
-  const scales = g.constFloat32([1, 1, 2, 2]);
-  return g.op.Resize(x, scales, {
-    mode: 'nearest',
-    coordinate_transformation_mode: 'asymmetric',
-    nearest_mode: 'floor',
-  });
+  const resize = (v: Value, scales: number[]) =>
+    g.op.Resize(v, g.constFloat32(scales), {
+      mode: 'nearest',
+      coordinate_transformation_mode: 'asymmetric',
+      nearest_mode: 'floor',
+    });
+  return channelsLast(g) ? channelsLastOp(g, (v) => resize(v, [1, 2, 2, 1]), x) : resize(x, [1, 1, 2, 2]);
 }
 
 export interface ResnetNames {
@@ -250,9 +295,34 @@ export function resnetBlock(g: GraphBuilder, n: ResnetNames, x: Value, opts: Nor
   let h = conv2d(g, n.conv1, groupNorm(g, n.norm1, x, { ...opts, silu: true }), { padding: 1 });
   if (opts.temb && n.embProj) {
     const e = linear(g, n.embProj, silu(g, opts.temb)); // [B, C]
-    h = g.op.Add(h, g.op.Unsqueeze(e, g.constInt64([2, 3]))); // [B, C, 1, 1]
+    // channels-last: the add happens between conv1 and norm2 without moving h ([B, 1, 1, C] broadcast)
+    h = channelsLast(g)
+      ? g.transposeOf(g.op.Add(g.transposeOf(h, NHWC), g.op.Unsqueeze(e, g.constInt64([1, 2]))), NCHW)
+      : g.op.Add(h, g.op.Unsqueeze(e, g.constInt64([2, 3]))); // [B, C, 1, 1]
   }
   h = conv2d(g, n.conv2, groupNorm(g, n.norm2, h, { ...opts, silu: true }), { padding: 1 });
   const skip = n.shortcut && g.hasWeight(key(n.shortcut, 'weight')) ? conv2d(g, n.shortcut, x) : x;
-  return g.op.Add(skip, h);
+  return channelsLastOp(g, (a, b) => g.op.Add(a, b), skip, h);
+}
+
+/** perms between [B, C, H, W] and [B, H, W, C] */
+export const NHWC = [0, 2, 3, 1];
+export const NCHW = [0, 3, 1, 2];
+
+/**
+ * Whether graph builders keep activations channels-last between layout-moving operators (the NhwcConv form): then
+ * elementwise ops, concats and resizes between them run on [B, H, W, C] (channelsLastOp), so that the moves
+ * (transposeOf) cancel and consecutive ResBlocks, transformers and convs meet with no Transposes between them.
+ */
+export function channelsLast(g: GraphBuilder): boolean {
+  return g.nhwcConv !== false;
+}
+
+/**
+ * op on [B, C, H, W] values, run channels-last when channelsLast(g) (op then sees [B, H, W, C]: a channel-axis
+ * argument must be picked by the caller); the result is [B, C, H, W] either way.
+ */
+export function channelsLastOp(g: GraphBuilder, op: (...xs: Value[]) => Value, ...xs: Value[]): Value {
+  if (!channelsLast(g)) return op(...xs);
+  return g.transposeOf(op(...xs.map((x) => g.transposeOf(x, NHWC))), NCHW);
 }

@@ -6,7 +6,17 @@
  * Example: h = spatialTransformer(g, cfg, 'model.diffusion_model.input_blocks.1.1', h, context, 1);
  */
 import type { UNetConfig } from './config.js';
-import { attention, gelu, groupNorm, key, layerNorm, linear, linearWithoutBias } from './blocks.js';
+import {
+  attention,
+  channelsLast,
+  channelsLastOp,
+  gelu,
+  groupNorm,
+  key,
+  layerNorm,
+  linear,
+  linearWithoutBias,
+} from './blocks.js';
 import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
 import { type Hypernetwork, hypernetworkKV } from './hypernetwork.js';
 
@@ -143,15 +153,25 @@ export function spatialTransformer(
   return g.scope(p, () => {
     const channels = g.weightShape(key(p, 'norm.weight'))[0];
     const split = headsFor(cfg, channels);
+    const normed = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps: TRANSFORMER_NORM_EPS });
+    const run = (tokens: Value) => {
+      // SD1's 1x1-conv proj_in/proj_out ([C, C, 1, 1]) equal SDXL's Linear ([C, C]) per token; linear() takes both
+      let h = linear(g, `${p}.proj_in`, tokens); // [B, HW, C]
+      for (let j = 0; j < depth; j++) h = transformerBlock(g, `${p}.transformer_blocks.${j}`, h, context, split, hyper);
+      return linear(g, `${p}.proj_out`, h); // [B, HW, C]
+    };
+    if (channelsLast(g)) {
+      // [B, H, W, C] is the tokens' layout already: reshapes only, the residual add channels-last too
+      return channelsLastOp(
+        g,
+        (n, xs) => g.op.Add(g.op.Reshape(run(g.op.Reshape(n, g.constInt64([0, -1, channels]))), g.op.Shape(xs)), xs),
+        normed,
+        x,
+      );
+    }
     const xShape = g.op.Shape(x); // [4]: B, C, H, W
     const toTokens = (v: Value) => g.op.Transpose(g.op.Reshape(v, g.constInt64([0, 0, -1])), { perm: [0, 2, 1] }); // [B, HW, C]
     const toImage = (v: Value) => g.op.Reshape(g.op.Transpose(v, { perm: [0, 2, 1] }), xShape); // [B, C, H, W]
-
-    const normed = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps: TRANSFORMER_NORM_EPS });
-    // SD1's 1x1-conv proj_in/proj_out ([C, C, 1, 1]) equal SDXL's Linear ([C, C]) applied per token; linear() takes both
-    let h = linear(g, `${p}.proj_in`, toTokens(normed)); // [B, HW, C]
-    for (let j = 0; j < depth; j++) h = transformerBlock(g, `${p}.transformer_blocks.${j}`, h, context, split, hyper);
-    const out = toImage(linear(g, `${p}.proj_out`, h)); // [B, C, H, W]
-    return g.op.Add(out, x);
+    return g.op.Add(toImage(run(toTokens(normed))), x);
   });
 }

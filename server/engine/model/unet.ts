@@ -19,7 +19,7 @@
  *   const { eps } = await runSession(s, { x, t, context });
  */
 import { concatChannels, type UNetConfig } from './config.js';
-import { conv2d, groupNorm, resnetBlock, upsampleNearest2x } from './blocks.js';
+import { channelsLast, channelsLastOp, conv2d, groupNorm, resnetBlock, upsampleNearest2x } from './blocks.js';
 import { GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
 import type { ComputeDtype } from '../types.js';
 import type { WeightSource } from '../onnx/weights.js';
@@ -39,6 +39,8 @@ export interface UNetBuildOptions {
   fusedGroupNorm?: boolean;
   /** com.microsoft BiasSplitGelu in the feed-forwards (GraphOptions.fusedGeglu; CUDA only) */
   fusedGeglu?: boolean;
+  /** 2-D convolutions as com.microsoft NhwcConv (GraphOptions.nhwcConv; CUDA only, or its CPU twin) */
+  nhwcConv?: boolean | 'cpu-twin';
   /** how linears multiply (GraphOptions.linear; GPU graphs only) */
   linear?: LinearForm;
   /** graph name stored in the model */
@@ -174,6 +176,7 @@ export function unetFamilyBuilder(weights: WeightSource, opts: UNetBuildOptions,
     fusedBlocks: opts.fusedBlocks,
     fusedGroupNorm: opts.fusedGroupNorm,
     fusedGeglu: opts.fusedGeglu,
+    nhwcConv: opts.nhwcConv,
     name: opts.name ?? name,
   });
 }
@@ -213,7 +216,9 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
       let skip = skips.pop();
       if (!skip) throw new Error('UNet skip stack ran out: config and block layout disagree');
       if (control) skip = g.op.Add(skip, control.skips[skips.length]);
-      h = resAndAttention(c, bp, g.op.Concat([h, skip], { axis: 1 }), depth); // concat: [B, C + Cskip, H, W]
+      // concat: [B, C + Cskip, H, W] (channels-last: on axis 3)
+      const cat = channelsLastOp(g, (a, b) => g.op.Concat([a, b], { axis: channelsLast(g) ? 3 : 1 }), h, skip);
+      h = resAndAttention(c, bp, cat, depth);
       if (level > 0 && r === cfg.numResBlocks) {
         const up = `${bp}.${depth > 0 ? 2 : 1}.conv`;
         h = g.scope(up, () => conv2d(g, up, upsampleNearest2x(g, h), { padding: 1 })); // [B, C, 2H, 2W]

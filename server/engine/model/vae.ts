@@ -36,6 +36,8 @@ export interface VaeGraphOptions {
    * default in float16 graphs, 1 in float32 ones. See streamScaled().
    */
   streamScale?: number;
+  /** 2-D convolutions as com.microsoft NhwcConv (GraphOptions.nhwcConv; CUDA only, or its CPU twin) */
+  nhwcConv?: boolean | 'cpu-twin';
 }
 
 /**
@@ -182,6 +184,7 @@ export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, opts
     fusedAttention: opts.fusedAttention,
     linear: opts.linear,
     fusedGroupNorm: opts.fusedGroupNorm,
+    nhwcConv: opts.nhwcConv,
     name: 'vae_decoder',
   });
   const p = cfg.decoderPrefix;
@@ -207,6 +210,7 @@ export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, opts
     fusedAttention: opts.fusedAttention,
     linear: opts.linear,
     fusedGroupNorm: opts.fusedGroupNorm,
+    nhwcConv: opts.nhwcConv,
     name: 'vae_encoder',
   });
   const p = cfg.encoderPrefix;

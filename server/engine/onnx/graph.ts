@@ -110,6 +110,13 @@ export interface GraphOptions {
    * (MatMul linears, widths the kernel takes). CUDA-only operator: checked on the device.
    */
   fusedGeglu?: boolean;
+  /**
+   * CUDA graphs: 2-D convolutions as com.microsoft NhwcConv (channels-last input and output, weight stored
+   * [out, kh, kw, in] at serialisation) between Transposes that cancel against their neighbours' at build time
+   * (transposeOf). 'cpu-twin': the same graph with ONNX Conv in place of NhwcConv (Transposes around it, the weight
+   * moved back in the graph), so everything of the form but the operator itself runs on the CPU EP.
+   */
+  nhwcConv?: boolean | 'cpu-twin';
 }
 
 export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
@@ -117,8 +124,11 @@ export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
 /** An initializer computed at serialisation time from a checkpoint tensor (e.g. a transposed copy). */
 export interface DerivedWeight {
   source: string;
-  /** transpose2d: [out, in] stored -> [in, out]; lowRankDown / lowRankUp: a part of source's LowRankDelta */
-  transform: 'transpose2d' | 'lowRankDown' | 'lowRankUp';
+  /**
+   * transpose2d: [out, in] stored -> [in, out]; convNhwc: a conv weight [out, in, kh, kw] (or [out, in]) ->
+   * [out, kh, kw, in]; lowRankDown / lowRankUp: a part of source's LowRankDelta
+   */
+  transform: 'transpose2d' | 'convNhwc' | 'lowRankDown' | 'lowRankUp';
 }
 
 /** The graph values of a weight's low-rank branch (GraphBuilder.lowRank). */
@@ -141,6 +151,7 @@ export class GraphBuilder {
   readonly fusedBlocks: boolean;
   readonly fusedGroupNorm: boolean;
   readonly fusedGeglu: boolean;
+  readonly nhwcConv: boolean | 'cpu-twin';
   /** initializers that are not checkpoint tensors as stored but computed from one (name -> how) */
   readonly derivedWeights = new Map<string, DerivedWeight>();
   /** ONNX element type of float compute values (for Cast 'to' and constants) */
@@ -155,6 +166,10 @@ export class GraphBuilder {
   private scopes: string[] = [];
   private counter = 0;
   private names = new Set<string>();
+  /** transposeOf's nodes: output name -> input name and perm (what a later inverse Transpose cancels against) */
+  private layoutMoves = new Map<string, { input: string; perm: number[] }>();
+  /** transposeOf's results by `${input}|${perm}`, so one value is moved to a layout once */
+  private layoutMemo = new Map<string, string>();
 
   constructor(opts: GraphOptions = {}) {
     this.weights = opts.weights;
@@ -167,6 +182,7 @@ export class GraphBuilder {
     this.fusedBlocks = opts.fusedBlocks ?? false;
     this.fusedGroupNorm = opts.fusedGroupNorm ?? false;
     this.fusedGeglu = opts.fusedGeglu ?? false;
+    this.nhwcConv = opts.nhwcConv ?? false;
     this.floatType = this.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.op = new Ops(this);
   }
@@ -263,6 +279,52 @@ export class GraphBuilder {
   }
 
   /**
+   * The conv weight `key` ([out, in, kh, kw], or [out, in] for a 1x1 conv) in the channels-last layout NhwcConv reads
+   * ([out, kh, kw, in]), as an initializer `${key}:nhwc` written permuted at serialisation (no node, nothing to fold).
+   */
+  weightNhwc(key: string): Value {
+    const name = `${key}:nhwc`;
+    if (!this.weightInits.has(name)) {
+      const [outDim, inDim, kh = 1, kw = 1] = this.weightShape(key);
+      this.weightInits.set(name, [outDim, kh, kw, inDim]);
+      this.derivedWeights.set(name, { source: key, transform: 'convNhwc' });
+      this.names.add(name);
+    }
+    return new Value(name);
+  }
+
+  /**
+   * Transpose x by perm, cancelling at build time: when x is itself the output of a transposeOf whose perm this one
+   * undoes, its input comes back with no node; the same (x, perm) twice gives one node. Meant for layout moves around
+   * channels-last operators (NHWC GroupNorm, NhwcConv) so that consecutive ones meet without Transposes between them;
+   * the moves nothing reads any more are dropped by dropUnusedLayoutMoves (the serialisers call it).
+   */
+  transposeOf(x: Value, perm: number[]): Value {
+    const prev = this.layoutMoves.get(x.name);
+    if (prev && prev.perm.every((p, i) => perm[p] === i)) return new Value(prev.input);
+    const memo = `${x.name}|${perm.join(',')}`;
+    const seen = this.layoutMemo.get(memo);
+    if (seen) return new Value(seen);
+    const y = this.op.Transpose(x, { perm });
+    this.layoutMoves.set(y.name, { input: x.name, perm });
+    this.layoutMemo.set(memo, y.name);
+    return y;
+  }
+
+  /** Removes transposeOf nodes whose output no node and no graph output reads (left behind by cancellations). */
+  dropUnusedLayoutMoves(): void {
+    for (;;) {
+      const read = new Set<string>([...this.outputs.map((o) => o.name), ...this.nodes.flatMap((n) => n.inputs)]);
+      const before = this.nodes.length;
+      for (let i = this.nodes.length - 1; i >= 0; i--) {
+        const n = this.nodes[i];
+        if (this.layoutMoves.has(n.outputs[0]) && !read.has(n.outputs[0])) this.nodes.splice(i, 1);
+      }
+      if (this.nodes.length === before) return;
+    }
+  }
+
+  /**
    * The low-rank branch the WeightSource asks for on checkpoint tensor `key` (null when none), as two initializers
    * `${key}:lr_down` / `${key}:lr_up` in the layout the `form` multiplies by: 'linear' (MatMul by down^T then up^T)
    * or 'conv' (Conv by down with the base conv's kernel, then a 1x1 Conv by up).
@@ -296,6 +358,10 @@ export class GraphBuilder {
     const outDim = shape[0],
       inDim = shape.slice(1).reduce((a, b) => a * b, 1);
     if (d.transform === 'transpose2d') return transpose2d(this.weights.read(d.source), outDim, inDim);
+    if (d.transform === 'convNhwc') {
+      const [, inCh, kh = 1, kw = 1] = shape;
+      return channelsLastPerOut(this.weights.read(d.source), outDim, inCh, kh * kw);
+    }
     const delta = this.weights.lowRank?.(d.source);
     if (!delta) throw new Error(`low-rank branch of "${d.source}" is gone from the WeightSource`);
     const linearForm = this.weightInits.get(name)!.length === 2;
@@ -370,6 +436,19 @@ export function transpose2d(a: Float32Array, rows: number, cols: number): Float3
   for (let r = 0; r < rows; r++) {
     const row = r * cols;
     for (let c = 0; c < cols; c++) out[c * rows + r] = a[row + c];
+  }
+  return out;
+}
+
+/** [out, in, k] row-major -> [out, k, in] row-major (a conv weight [out, in, kh, kw] with k = kh * kw). */
+export function channelsLastPerOut(a: Float32Array, outDim: number, inDim: number, k: number): Float32Array {
+  if (a.length !== outDim * inDim * k)
+    throw new Error(`channelsLast: ${a.length} values for [${outDim}, ${inDim}, ${k}]`);
+  const out = new Float32Array(a.length);
+  const per = inDim * k;
+  for (let o = 0; o < outDim; o++) {
+    const base = o * per;
+    for (let c = 0; c < inDim; c++) for (let s = 0; s < k; s++) out[base + s * inDim + c] = a[base + c * k + s];
   }
   return out;
 }

@@ -283,6 +283,7 @@ function emitModel(
 
 /** The whole model with inline initializers, in one exactly-sized buffer (for InferenceSession.create(bytes)). */
 export function serializeModel(g: GraphBuilder): Uint8Array {
+  g.dropUnusedLayoutMoves();
   const plans = planWeights(g, null);
   const l = layout(g, plans);
   const total = l.total;
@@ -304,6 +305,7 @@ export function writeModel(
   path: string,
   opts: WriteOptions = {},
 ): { modelPath: string; dataPath: string | null } {
+  g.dropUnusedLayoutMoves();
   const elem = g.dtype === 'float16' ? 2 : 4;
   let weightTotal = 0;
   for (const s of g.weightInits.values()) weightTotal += numel(s) * elem;

@@ -165,6 +165,8 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *                                 VAE 144 -> 120 ms (H200, device-run.sh cuda6): on by default
  *   TCD_GPU_FUSED_GEGLU=1|0       cuda: GEGLU's bias add, split and GELU gate as com.microsoft BiasSplitGelu: SD1.5 512
  *                                 step 11.3 -> 10.7 ms in the worker (H200, device-run.sh cuda7): on by default
+ *   TCD_GPU_NHWC_CONV=1|0         cuda: 2-D convolutions as com.microsoft NhwcConv (channels-last, the layout moves
+ *                                 cancelled against the channels-last GroupNorm's at build time): off until measured
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, layout: 'NCHW' })
@@ -188,6 +190,8 @@ export interface GpuTuning {
   fusedGeglu?: boolean;
   /** the VAE's dtype (computeDtypeFor) */
   vaePrecision?: VaePrecision;
+  /** cuda: 2-D convolutions of the UNet, ControlNet and VAE as com.microsoft NhwcConv (GraphOptions.nhwcConv) */
+  nhwcConv?: boolean;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -202,6 +206,7 @@ export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
   fusedBlocks: true,
   fusedGroupNorm: true,
   fusedGeglu: true,
+  nhwcConv: false,
 };
 
 /**
@@ -216,6 +221,7 @@ export interface GraphTuning {
   fusedBlocks?: boolean;
   fusedGroupNorm?: boolean;
   fusedGeglu?: boolean;
+  nhwcConv?: boolean;
 }
 
 export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): GraphTuning {
@@ -228,6 +234,7 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
     ...(tuning.fusedBlocks ? { fusedBlocks: true } : {}),
     ...(tuning.fusedGroupNorm ? { fusedGroupNorm: true } : {}),
     ...(tuning.fusedGeglu ? { fusedGeglu: true } : {}),
+    ...(tuning.nhwcConv ? { nhwcConv: true } : {}),
   };
 }
 

@@ -36,6 +36,7 @@ test('defaults: the measured winners (NHWC, fused attention, MatMul linears, bak
     fusedBlocks: true,
     fusedGroupNorm: true,
     fusedGeglu: true,
+    nhwcConv: false,
   });
   assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
   const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
@@ -187,4 +188,15 @@ test('cuda UNet graphs get fused blocks by default (TCD_GPU_FUSED_BLOCKS=0 turns
     'fusedGroupNorm',
     'fusedGeglu',
   ]);
+});
+
+test('TCD_GPU_NHWC_CONV=1 puts NhwcConv into cuda graphs and their cache key; off (the default) the key is unchanged', () => {
+  const on = gpuTuningFromEnv({ TCD_GPU_NHWC_CONV: '1' });
+  assert.equal(on.nhwcConv, true);
+  assert.equal(graphTuningFor('cuda', on).nhwcConv, true);
+  assert.equal(graphTuningFor('webgpu', on).nhwcConv, undefined);
+  assert.equal(graphTuningFor('cpu', on).nhwcConv, undefined);
+  assert.equal(gpuTuningFromEnv({}).nhwcConv, false);
+  assert.ok(!('nhwcConv' in graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_NHWC_CONV: '0' }))));
+  assert.notDeepEqual(graphTuningFor('cuda', on), graphTuningFor('cuda'));
 });
