@@ -30,6 +30,28 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
+  nhwc) # com.microsoft NhwcConv (TCD_GPU_NHWC_CONV): the operator's contract (weight layouts) and per-conv speed vs Conv
+    # (nhwc-conv-check.js), then SD1.5 512 without and with the form (same seeds: lastImage should agree), then one
+    # profiled image of each (per-operator GPU time, node placement); < 540 s
+    (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))") &
+    ckpt=$!
+    cuda_setup
+    t0=$SECONDS; timeout 150 node dist/server/tools/bench/nhwc-conv-check.js --ep cuda --runs 50 --chain 20 --out "$out/nhwc-conv-check.json" > /dev/null 2> "$out/log-nhwc-check.txt"
+    echo "== nhwc-conv-check rc=$? $((SECONDS - t0)) s"; cat "$out/log-nhwc-check.txt"
+    wait $ckpt
+    bench sd15-cuda 100 TCD_GPU_NHWC_CONV=0 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-nhwc 100 TCD_GPU_NHWC_CONV=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    for f in sd15-cuda sd15-cuda-nhwc; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
+    done
+    for v in 0 1; do
+      rm -rf /tmp/prof && mkdir -p /tmp/prof
+      bench sd15-cuda-prof-$v $((525 - SECONDS > 80 ? 80 : 525 - SECONDS)) TCD_GPU_NHWC_CONV=$v TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sd15 --size 512 --steps 4 --ep cuda --images 1
+      node dist/server/tools/bench/profile-summary.js /tmp/prof/*unet*.json > "$out/sd15-unet-ops-$v.json"
+      node dist/server/tools/bench/profile-runs.js /tmp/prof/*unet*.json /tmp/prof/*vae_decoder*.json > "$out/sd15-runs-$v.json"
+      rm -f "$out/sd15-cuda-prof-$v.json"
+    done
+    ;;
   cuda8) # fp16 SDXL VAE (scaled residual stream) vs fp32, the loops without per-step acknowledgements, SDXL with
     # BiasSplitGelu (defaults); the SDXL fixture pipelines at fp16 (fixtures in /root/fx, sent by an earlier call); < 560 s
     sdxl_checkpoint_in_background
