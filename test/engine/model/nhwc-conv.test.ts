@@ -17,7 +17,7 @@ import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { detectCheckpoint } from '../../../server/engine/model/detect.js';
 import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
 import { buildUNetGraph, type UNetBuildOptions } from '../../../server/engine/model/unet.js';
-import { buildVaeDecoderGraph } from '../../../server/engine/model/vae.js';
+import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../../../server/engine/model/vae.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { componentTolerance, fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
 
@@ -206,18 +206,34 @@ for (const family of ['sd1', 'sdxl'] as const) {
   );
 }
 
-test('sd1 VAE decoder, CPU twin of the NhwcConv form, matches diffusers', { skip }, async () => {
-  const ckpt = SafetensorsFile.open(fixturePath('sd1_tiny.safetensors'));
-  const cases = SafetensorsFile.open(fixturePath('sd1_tiny_cases.safetensors'));
-  const g = buildVaeDecoderGraph(detectCheckpoint(ckpt).vae, safetensorsWeights(ckpt), {
-    fusedGroupNorm: true,
-    nhwcConv: 'cpu-twin',
-  });
-  const { image } = await runSession(await createSession(serializeModel(g)), { latent: cases.readTensor('vae/z') });
-  const ref = cases.readFloat32('vae/decoded');
-  const diff = maxAbsDiff(image.data, ref),
-    tol = componentTolerance(ref);
-  assert.ok(diff <= tol, `twin VAE: max |ours - ref| = ${diff} > ${tol}`);
-  ckpt.close();
-  cases.close();
-});
+for (const family of ['sd1', 'sdxl'] as const) {
+  test(
+    `${family} VAE decode and encode (stride-2 convs padded right/bottom), CPU twin of the NhwcConv form, match diffusers`,
+    { skip },
+    async () => {
+      const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
+      const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
+      const cfg = detectCheckpoint(ckpt).vae;
+      const check = (what: string, got: Float32Array, ref: Float32Array, tol: number) => {
+        const diff = maxAbsDiff(got, ref);
+        assert.ok(diff <= tol, `twin ${what}: max |ours - ref| = ${diff} > ${tol}`);
+      };
+      const decoded = cases.readFloat32('vae/decoded'),
+        mean = cases.readFloat32('vae/encoded_mean');
+      // fp32 and fp16 (the GPU's dtype: residual stream carried scaled, weights channels-last through the fp16 writer)
+      for (const dtype of ['float32', 'float16'] as const) {
+        const opts = { dtype, fusedGroupNorm: true, nhwcConv: 'cpu-twin' as const };
+        const tol = (ref: Float32Array) =>
+          dtype === 'float32' ? componentTolerance(ref) : 2e-2 * Math.max(1, maxAbs(ref));
+        const dec = serializeModel(buildVaeDecoderGraph(cfg, safetensorsWeights(ckpt), opts));
+        const { image } = await runSession(await createSession(dec), { latent: cases.readTensor('vae/z') });
+        check(`${dtype} decode`, image.data, decoded, tol(decoded));
+        const enc = serializeModel(buildVaeEncoderGraph(cfg, safetensorsWeights(ckpt), opts));
+        const out = (await runSession(await createSession(enc), { image: cases.readTensor('vae/image') })).mean;
+        check(`${dtype} encode mean`, out.data, mean, tol(mean));
+      }
+      ckpt.close();
+      cases.close();
+    },
+  );
+}
