@@ -14,7 +14,7 @@
  *   const out = await runSession(await createSession(serializeModel(g)), { x, hint, t, context });
  */
 import type { UNetConfig } from './config.js';
-import { conv2d, silu } from './blocks.js';
+import { channelsLastOp, conv2d, silu } from './blocks.js';
 import { GraphBuilder, type Value } from '../onnx/graph.js';
 import type { WeightSource } from '../onnx/weights.js';
 import {
@@ -46,7 +46,7 @@ function hintEmbedding(g: GraphBuilder, cfg: ControlNetConfig, hint: Value): Val
     for (let j = 0; j <= last; j++) {
       const stride = j > 0 && j < last && j % 2 === 0 ? 2 : 1;
       h = conv2d(g, `input_hint_block.${2 * j}`, h, { stride, padding: 1 });
-      if (j < last) h = silu(g, h);
+      if (j < last) h = channelsLastOp(g, (v) => silu(g, v), h); // between two convs: no layout moves
     }
     return h; // [B, modelChannels, H, W]
   });
