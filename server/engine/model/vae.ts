@@ -10,7 +10,17 @@
  *   const { image } = await runSession(s, { latent: scaled(z, 1 / cfg.vae.scalingFactor) });
  */
 import type { VaeConfig } from './config.js';
-import { conv2d, groupNorm, linear, resnetBlock, upsampleNearest2x, attention, key } from './blocks.js';
+import {
+  attention,
+  channelsLast,
+  channelsLastOp,
+  conv2d,
+  groupNorm,
+  key,
+  linear,
+  resnetBlock,
+  upsampleNearest2x,
+} from './blocks.js';
 import { FloatAttr, GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
 import type { ComputeDtype } from '../types.js';
 import { DataType } from '../onnx/schema.js';
@@ -84,12 +94,19 @@ function vaeAttention(
   return g.scope(p, () => {
     const C = g.weightShape(key(`${p}.q`, 'weight'))[0];
     const h = groupNorm(g, `${p}.norm`, x, { groups: cfg.normGroups, eps });
+    const attend = (tokens: Value) => {
+      const [q, k, v] = ['q', 'k', 'v'].map((n) => linear(g, `${p}.${n}`, tokens));
+      const attended =
+        form === undefined ? attention(g, q, k, v, { heads: 1, headDim: C }) : singleHeadAttention(g, q, k, v, C, form);
+      return linear(g, `${p}.proj_out`, attended); // [B, HW, C]
+    };
+    if (channelsLast(g)) {
+      // [B, H, W, C] is the tokens' layout already: reshapes only, the residual add channels-last too
+      const tokensOf = (n: Value) => g.op.Reshape(n, g.constInt64([0, -1, C]));
+      return channelsLastOp(g, (n, xs) => g.op.Add(xs, g.op.Reshape(attend(tokensOf(n)), g.op.Shape(xs))), h, x);
+    }
     const tokens = g.op.Transpose(g.op.Reshape(h, g.constInt64([0, C, -1])), { perm: [0, 2, 1] }); // [B, HW, C]
-    const [q, k, v] = ['q', 'k', 'v'].map((n) => linear(g, `${p}.${n}`, tokens));
-    const attended =
-      form === undefined ? attention(g, q, k, v, { heads: 1, headDim: C }) : singleHeadAttention(g, q, k, v, C, form);
-    const a = linear(g, `${p}.proj_out`, attended); // [B, HW, C]
-    const back = g.op.Reshape(g.op.Transpose(a, { perm: [0, 2, 1] }), g.op.Shape(x)); // [B, C, H, W]
+    const back = g.op.Reshape(g.op.Transpose(attend(tokens), { perm: [0, 2, 1] }), g.op.Shape(x)); // [B, C, H, W]
     return g.op.Add(x, back);
   });
 }
