@@ -7,9 +7,9 @@
  *   assertStoppedAtCancel(timelineAfter(before, await engine.stats()), reportedSteps);
  */
 import assert from 'node:assert/strict';
-import type { RuntimeStats } from '../../server/engine/runtime/protocol.js';
+import type { TimelineEntry } from '../../server/engine/runtime/timeline.js';
 
-export type TimelineEntry = RuntimeStats['runTimings'][number];
+export { timelineAfter } from '../../server/engine/runtime/timeline.js';
 
 /** now on the epoch clock the worker's `at` uses (comparable across threads and processes of this machine) */
 export const epochNow = () => performance.timeOrigin + performance.now();
@@ -19,15 +19,6 @@ export function holdThisThread(ms: number): number {
   const until = performance.now() + ms;
   while (performance.now() < until);
   return epochNow();
-}
-
-/** The entries recorded after `before` was taken (found by its last entry, not by a clock). */
-export function timelineAfter(before: RuntimeStats, after: RuntimeStats): TimelineEntry[] {
-  const last = before.runTimings.at(-1);
-  if (!last) return after.runTimings;
-  const i = after.runTimings.findIndex((e) => e.at === last.at && e.component === last.component);
-  assert.ok(i >= 0, 'the timeline rolled over (over 1000 entries) between the two stats calls');
-  return after.runTimings.slice(i + 1);
 }
 
 /**

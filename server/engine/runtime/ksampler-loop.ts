@@ -29,6 +29,7 @@ import type { KSamplerLoopCall, KSamplerLoopResult, LoopCond, StepProgress } fro
 import type { SessionStore } from './session-store.js';
 import { LoopCancelled, letMessagesIn } from './tcd-loop.js';
 import { UNetBranches } from './unet-branches.js';
+import { phaseMarks } from './timeline.js';
 
 /** Whether the run needs the negative side: not at cfg 1 (ComfyUI's cfg1 optimisation), except for cfg_pp samplers. */
 export function needsNegative(call: Pick<KSamplerLoopCall, 'sampler' | 'cfg'>): boolean {
@@ -46,6 +47,10 @@ export async function runKSamplerLoop(
   progress: (p: StepProgress) => void | Promise<void>,
   isCancelled: () => boolean,
 ): Promise<KSamplerLoopResult> {
+  // the loop's phases on the worker timeline: ks_setup (to the first UNet call), then ks_yield and ks_unet per UNet
+  // call, ks_sampler (the sampler's own math between them), ks_progress per step, ks_end
+  const mark = phaseMarks(store, 'ks');
+  let started = false;
   const shape = [...call.latent.shape];
   const latent = call.latent.data;
   if (call.sigmas.length < 2) return { x: { shape, data: latent.slice() }, denoised: { shape, data: latent.slice() } };
@@ -64,9 +69,14 @@ export async function runKSamplerLoop(
     return u;
   };
   const checked = (u: UNetBranches, at: number[]) => async (xScaled: Float32Array, t: number, sigma: number) => {
+    mark(started ? 'sampler' : 'setup');
+    started = true;
     await letMessagesIn();
     if (isCancelled()) throw new LoopCancelled();
-    return u.epsHost({ shape: at, data: xScaled }, t, sigma);
+    mark('yield');
+    const eps = await u.epsHost({ shape: at, data: xScaled }, t, sigma);
+    mark('unet');
+    return eps;
   };
   try {
     const regional = [...positive, ...(negative ?? [])].some((c) => c.region);
@@ -105,9 +115,11 @@ export async function runKSamplerLoop(
       ...(call.eta !== undefined ? { eta: call.eta } : {}),
       ...(call.sNoise !== undefined ? { sNoise: call.sNoise } : {}),
       onStep: async ({ i, total, denoised }) => {
+        mark('sampler');
         lastDenoised = denoised;
         // the sampler keeps using its arrays (multistep history): previews travel as copies
         await progress({ step: i, total, ...(call.previews ? { preview: { shape, data: denoised.slice() } } : {}) });
+        mark('progress');
       },
     });
     const result: Tensor = { shape, data: x === latent ? x.slice() : x };
@@ -117,6 +129,7 @@ export async function runKSamplerLoop(
     };
   } finally {
     for (const u of opened) u.close();
+    mark('end');
   }
 }
 

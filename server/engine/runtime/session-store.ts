@@ -351,11 +351,12 @@ export class SessionStore {
 
   /**
    * session.run durations per component (last 1000), for the bench: in-worker time without message passing. Called
-   * as a run ends: `at`, its start, is now - ms on the epoch clock (comparable with the main thread's).
+   * as a run ends (or with its `end`, a performance.now() reading): `at`, its start, is end - ms on the epoch clock
+   * (comparable with the main thread's).
    */
   readonly runTimings: { component: string; ms: number; at: number }[] = [];
-  recordRun(component: string, ms: number): void {
-    this.runTimings.push({ component, ms, at: performance.timeOrigin + performance.now() - ms });
+  recordRun(component: string, ms: number, end = performance.now()): void {
+    this.runTimings.push({ component, ms, at: performance.timeOrigin + end - ms });
     if (this.runTimings.length > 1000) this.runTimings.shift();
   }
 }

@@ -17,6 +17,7 @@ import { tcdStepScalars } from '../sampling/tcd.js';
 import { DiscreteModelSampling } from '../sampling/model-sampling.js';
 import type { Tensor } from '../tensor.js';
 import { UNetBranches } from './unet-branches.js';
+import { phaseMarks } from './timeline.js';
 import { deviceTensors } from './device-tensors.js';
 import type { CondBranch, StepProgress, TcdLoopCall } from './protocol.js';
 import { latentsOnHost, loopSessionOptions } from './providers.js';
@@ -73,6 +74,9 @@ export async function runTcdLoop(
   progress: (p: StepProgress) => void | Promise<void>,
   isCancelled: () => boolean,
 ): Promise<Tensor> {
+  // the loop's phases on the worker timeline (the bench's loopPhasesMs): tcd_setup, then per step tcd_yield,
+  // tcd_unet, tcd_step, tcd_progress, and tcd_end (the last step's download and report, closing)
+  const mark = phaseMarks(store, 'tcd');
   const n = call.timesteps.length;
   const shape = call.x.shape,
     size = call.x.data.length,
@@ -104,15 +108,18 @@ export async function runTcdLoop(
   };
   const zeros = await up({ shape, data: new Float32Array(size) });
   let x = await dev.upload(call.x);
+  mark('setup');
   try {
     for (let i = 0; i < n; i++) {
       await letMessagesIn();
       if (isCancelled()) throw new LoopCancelled();
+      mark('yield');
       const last = i === n - 1;
       const t = call.timesteps[i];
       // graph capture replays recorded GPU work and takes only GPU-resident inputs: then t goes up as well
       const tFeed = capture ? await dev.upload({ shape: [batch], data: new Float32Array(batch).fill(t) }) : null;
       const eps = await unet.eps(x, tFeed ?? t, ms.sigma(t));
+      mark('unet');
       const sc = tcdStepScalars(t, last ? null : call.timesteps[i + 1], call.eta);
       const noise = sc.noisy ? await dev.upload({ shape, data: call.noises[i] }) : zeros;
       const values = [sc.sqrtAlpha, sc.sqrtBeta, sc.sqrtAlphaS, sc.sqrtBetaS, sc.keep, sc.noiseScale, call.cfg];
@@ -121,14 +128,13 @@ export async function runTcdLoop(
       TCD_STEP_SCALARS.forEach((name, k) => {
         feeds[name] = scalar(values[k]);
       });
-      const t0 = performance.now();
       // every output is fetched (GPU outputs are bound together); pns comes down only for previews and the end
       const out = await step.run(feeds);
-      store.recordRun('tcd_step', performance.now() - t0);
       for (const e of eps) dispose(e);
       if (tFeed) dispose(tFeed);
       if (noise !== zeros) dispose(noise);
       dispose(x);
+      mark('step');
       if (last) {
         dispose(out.prev);
         const result = await dev.download(out.pns);
@@ -145,6 +151,7 @@ export async function runTcdLoop(
       dispose(out.pns);
       // posted, not waited for (a TAESD preview is decoded first, here in the worker)
       await progress({ step: i, total: n, ...(preview ? { preview } : {}) });
+      mark('progress');
     }
     throw new Error('sampleTcd: no timesteps');
   } catch (e) {
@@ -153,6 +160,7 @@ export async function runTcdLoop(
   } finally {
     for (const d of owned) dispose(d);
     unet.close();
+    mark('end');
   }
 }
 

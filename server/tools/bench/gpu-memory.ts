@@ -5,9 +5,17 @@
  * Example:
  *   const probe = await GpuMemoryProbe.start(250);
  *   ...work...
+ *   const afterLoadMiB = probe.aboveBaseline(await probe.now());
  *   const { peakMiB, baselineMiB } = await probe.stop();
  */
 import { execFile } from 'node:child_process';
+
+/** MiB used, from `nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits` output: its first line. */
+export function parseUsedMiB(stdout: string): number | null {
+  const first = stdout.trim().split('\n')[0].trim();
+  if (!/^\d+(\.\d+)?$/.test(first)) return null; // e.g. '[N/A]' or an error text
+  return Number(first);
+}
 
 function readUsedMiB(): Promise<number | null> {
   return new Promise((resolve) => {
@@ -20,8 +28,7 @@ function readUsedMiB(): Promise<number | null> {
           resolve(null);
           return;
         }
-        const v = Number(String(stdout).trim().split('\n')[0]);
-        resolve(Number.isFinite(v) ? v : null);
+        resolve(parseUsedMiB(String(stdout)));
       },
     );
   });
@@ -30,15 +37,21 @@ function readUsedMiB(): Promise<number | null> {
 export class GpuMemoryProbe {
   private peak: number | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private inFlight: Promise<void> = Promise.resolve();
+  private inFlight: Promise<unknown> = Promise.resolve();
 
-  private constructor(readonly baselineMiB: number | null) {
+  private constructor(
+    readonly baselineMiB: number | null,
+    private read: () => Promise<number | null>,
+  ) {
     this.peak = baselineMiB;
   }
 
-  /** Starts sampling every `intervalMs` (no sampling when nvidia-smi is absent). */
-  static async start(intervalMs = 250): Promise<GpuMemoryProbe> {
-    const probe = new GpuMemoryProbe(await readUsedMiB());
+  /**
+   * Starts sampling every `intervalMs` (no sampling when nvidia-smi is absent). `read` replaces nvidia-smi (tests on
+   * machines without one).
+   */
+  static async start(intervalMs = 250, read = readUsedMiB): Promise<GpuMemoryProbe> {
+    const probe = new GpuMemoryProbe(await read(), read);
     if (probe.baselineMiB !== null) {
       probe.timer = setInterval(() => {
         probe.inFlight = probe.sample();
@@ -48,23 +61,27 @@ export class GpuMemoryProbe {
     return probe;
   }
 
-  private async sample(): Promise<void> {
-    const v = await readUsedMiB();
+  private async sample(): Promise<number | null> {
+    const v = await this.read();
     if (v !== null && (this.peak === null || v > this.peak)) this.peak = v;
+    return v;
   }
 
-  /** One reading now (also folded into the peak). */
+  /** One reading now (also folded into the peak); null without nvidia-smi. */
   async now(): Promise<number | null> {
     if (this.baselineMiB === null) return null;
-    await this.sample();
-    return readUsedMiB();
+    return this.sample();
+  }
+
+  /** A reading less the pre-run one (null when either is missing). */
+  aboveBaseline(usedMiB: number | null): number | null {
+    return usedMiB !== null && this.baselineMiB !== null ? usedMiB - this.baselineMiB : null;
   }
 
   async stop(): Promise<{ baselineMiB: number | null; peakMiB: number | null; peakAboveBaselineMiB: number | null }> {
     if (this.timer) clearInterval(this.timer);
     await this.inFlight;
     if (this.baselineMiB !== null) await this.sample();
-    const above = this.peak !== null && this.baselineMiB !== null ? this.peak - this.baselineMiB : null;
-    return { baselineMiB: this.baselineMiB, peakMiB: this.peak, peakAboveBaselineMiB: above };
+    return { baselineMiB: this.baselineMiB, peakMiB: this.peak, peakAboveBaselineMiB: this.aboveBaseline(this.peak) };
   }
 }

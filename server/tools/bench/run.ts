@@ -4,7 +4,8 @@
  * run, which on WebGPU includes shader compilation); then `images` warm passes each time text encoding, every UNet
  * step and the VAE decode, and the whole image. The TCD loop runs in the engine worker (latents kept on the GPU;
  * per-step time = the interval between its progress reports) or, with loop 'js', as one engine.unet call per step
- * (timed around the call). session.run times inside the worker are reported beside them.
+ * (timed around the call). session.run times inside the worker are reported beside them, and the worker loop's phases
+ * (set-up, per step yield / UNet / step graph / report, end) from the worker's timeline.
  * Example:
  *   const report = await runBench({ arch: 'sd15', size: 512, steps: 4, ep: 'webgpu' });
  *   console.log(JSON.stringify(report, null, 2));
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Engine, type EngineOptions, type RuntimeStats } from '../../engine/engine.js';
 import type { WorkerInit } from '../../engine/runtime/protocol.js';
+import { timelineAfter, type TimelineEntry } from '../../engine/runtime/timeline.js';
 import { makeCheckpoint, presetConfig, type PresetName } from '../make-checkpoint.js';
 import { TorchGenerator } from '../../engine/rng.js';
 import { sampleTcd, tcdInitialLatent, tcdTimesteps } from '../../engine/sampling/tcd.js';
@@ -59,9 +61,19 @@ export interface PhaseTimes {
   loopMs: number;
   unetStepMs: number[];
   unetStepInWorkerMs: number[];
+  /** the worker loop's phases summed over the image (null for the js loop): see LoopPhases */
+  loopPhasesMs: LoopPhases | null;
   vaeDecodeMs: number;
   totalMs: number;
 }
+
+/**
+ * Where loopMs goes, from the worker's timeline (tcd-loop.ts phaseMarks): per phase name (setup, yield, unet, step,
+ * progress, end) the sum over the loop in ms; inWorker, their total (the loop's whole time in the worker);
+ * outsideWorker = loopMs - inWorker (the call's and the result's messages, the main thread's turn); unetInSession,
+ * the UNet's session.run total (the unet phase less it: feeds and output handling).
+ */
+export type LoopPhases = Record<string, number>;
 
 export interface BenchReport {
   arch: PresetName;
@@ -84,6 +96,8 @@ export interface BenchReport {
   summary: {
     unetStepMs: number;
     unetStepInWorkerMs: number;
+    /** per LoopPhases key, the median over the warm images (null for the js loop) */
+    loopPhasesMs: LoopPhases | null;
     textEncodeMs: number;
     vaeDecodeMs: number;
     secondsPerImage: number;
@@ -95,6 +109,8 @@ export interface BenchReport {
     gpuBaselineMiB: number | null;
     gpuPeakMiB: number | null;
     gpuPeakAboveBaselineMiB: number | null;
+    /** GPU memory used above the baseline right after the cold first call of each (null without nvidia-smi) */
+    afterPhaseMiB: { text: number | null; unet: number | null; vae: number | null };
   };
   node: string;
   tuning: WorkerInit['tuning'];
@@ -174,12 +190,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       config.unet.adm && pooled
         ? { textEmbeds: pooled, timeIds: { shape: [1, 6], data: Float32Array.of(size, size, 0, 0, size, size) } }
         : undefined;
-    const workerUnetRuns = async () =>
-      (await engine.stats()).runTimings.filter((r) => r.component === 'unet').map((r) => r.ms);
 
     // cold: each component loads on first use
     log(`bench: ${arch} ${size}x${size}, ${steps} steps, ep ${o.ep}: loading`);
     const [text, textCold] = await clock(() => engine.encodeText(clip, prompt));
+    const textMiB = gpu.aboveBaseline(await gpu.now());
     const x0: Tensor = { shape: latentShape, data: tcdInitialLatent(new TorchGenerator(0), latentShape) };
     const unetCall = (m: typeof model) =>
       engine.unet(m, x0, Float32Array.of(timesteps[0]), text.context, extraFor(text.pooled));
@@ -187,12 +202,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     // LoRA set is what a user waits for when they add it (loraFirstUseMs)
     const [, unetCold] = await clock(() => unetCall(lora ? { ...model, loras: [] } : model));
     const [, loraFirstUse] = lora ? await clock(() => unetCall(model)) : [null, null];
+    const unetMiB = gpu.aboveBaseline(await gpu.now());
     const [, vaeCold] = await clock(() => engine.vaeDecode({ checkpoint: ckpt.path }, x0));
+    const vaeMiB = gpu.aboveBaseline(await gpu.now());
 
     const images: PhaseTimes[] = [];
     let lastImage: ReturnType<typeof summarize> | null = null;
     for (let i = 0; i < (o.images ?? 2); i++) {
-      const before = (await workerUnetRuns()).length;
+      const before = await engine.stats();
       const gen = new TorchGenerator(i + 1);
       const t0 = performance.now();
       const [cond, textMs] = await clock(() => engine.encodeText(clip, prompt));
@@ -254,17 +271,25 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       if (!image.data.every(Number.isFinite))
         throw new Error('bench: the decoded image has non-finite values (fp16 overflow?)');
       lastImage = summarize(image.data);
-      const inWorker = (await workerUnetRuns()).slice(before);
+      const added = timelineAfter(before, await engine.stats());
+      const inWorker = added.filter((r) => r.component === 'unet').map((r) => r.ms);
       images.push({
         textEncodeMs: round(textMs),
         loopMs: round(loopMs),
         unetStepMs: stepMs.map((v) => round(v)),
         unetStepInWorkerMs: inWorker.map((v) => round(v)),
+        loopPhasesMs: loop === 'worker' ? loopPhases(added, loopMs) : null,
         vaeDecodeMs: round(vaeMs),
         totalMs: round(totalMs),
       });
+      const phases = images.at(-1)!.loopPhasesMs;
       log(
-        `bench: image ${i + 1}: ${round(totalMs / 1000, 2)} s (loop ${round(loopMs)} ms = ${round(loopMs / steps)} ms/step; reports ${stepMs.map((v) => round(v)).join(', ')} ms)`,
+        `bench: image ${i + 1}: ${round(totalMs / 1000, 2)} s (loop ${round(loopMs)} ms = ${round(loopMs / steps)} ms/step; reports ${stepMs.map((v) => round(v)).join(', ')} ms)` +
+          (phases
+            ? `; loop phases ${Object.entries(phases)
+                .map(([k, v]) => `${k} ${v}`)
+                .join(', ')} ms`
+            : ''),
       );
     }
 
@@ -293,6 +318,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       summary: {
         unetStepMs: round(median(images.map((im) => im.loopMs / steps)), 2),
         unetStepInWorkerMs: round(median(allInWorker), 2),
+        loopPhasesMs: loop === 'worker' ? medianPhases(images.map((im) => im.loopPhasesMs!)) : null,
         textEncodeMs: round(median(images.map((im) => im.textEncodeMs))),
         vaeDecodeMs: round(median(images.map((im) => im.vaeDecodeMs))),
         secondsPerImage: round(median(images.map((im) => im.totalMs)) / 1000, 3),
@@ -304,6 +330,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         gpuBaselineMiB: mem.baselineMiB,
         gpuPeakMiB: mem.peakMiB,
         gpuPeakAboveBaselineMiB: mem.peakAboveBaselineMiB,
+        afterPhaseMiB: { text: textMiB, unet: unetMiB, vae: vaeMiB },
       },
       node: process.version,
       tuning: engine.settings.tuning,
@@ -313,6 +340,32 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     await engine.free(); // releases sessions (and writes ORT profiles when TCD_ORT_PROFILE_DIR is set)
     await engine.close();
   }
+}
+
+/** One image's LoopPhases from the timeline entries its run added (see LoopPhases). */
+export function loopPhases(entries: TimelineEntry[], loopMs: number): LoopPhases {
+  const out: LoopPhases = {};
+  let inWorker = 0,
+    unetInSession = 0;
+  for (const e of entries) {
+    if (e.component === 'unet') unetInSession += e.ms;
+    if (!e.component.startsWith('tcd_')) continue;
+    const name = e.component.slice('tcd_'.length);
+    out[name] = (out[name] ?? 0) + e.ms;
+    inWorker += e.ms;
+  }
+  for (const k of Object.keys(out)) out[k] = round(out[k], 2);
+  return {
+    ...out,
+    inWorker: round(inWorker, 2),
+    outsideWorker: round(loopMs - inWorker, 2),
+    unetInSession: round(unetInSession, 2),
+  };
+}
+
+function medianPhases(per: LoopPhases[]): LoopPhases {
+  const keys = [...new Set(per.flatMap((p) => Object.keys(p)))];
+  return Object.fromEntries(keys.map((k) => [k, round(median(per.map((p) => p[k] ?? 0)), 2)]));
 }
 
 /** A decoded image in four numbers: two runs of one seed on two graph forms should agree to fp16 rounding. */

@@ -190,6 +190,19 @@ test("the loop never waits for the main thread: while step 0's handler blocks it
   assert.equal(afterBlock, 0, `${afterBlock} of 4 UNet calls started after the main thread was free again`);
 });
 
+test("the loop's phases on the worker timeline: set-up, per UNet call yield / UNet, the sampler's math, reports, end", async () => {
+  const prior = await engine.stats();
+  await engine.sampleK(request('euler', ksamplerSigmas(ms, 'euler', 'normal', 2, 1), 2, 4n));
+  const phases = timelineAfter(prior, await engine.stats()).filter((e) => e.component.startsWith('ks_'));
+  const step = ['yield', 'unet', 'sampler', 'progress'];
+  assert.deepEqual(
+    phases.map((e) => e.component.slice(3)),
+    ['setup', ...step, 'sampler', ...step, 'end'],
+  );
+  for (let i = 1; i < phases.length; i++)
+    assert.ok(Math.abs(phases[i].at - (phases[i - 1].at + phases[i - 1].ms)) < 0.01, `gap before phase ${i}`);
+});
+
 test('a denoise mask (inpainting) keeps the latent where the mask is 0 and samples where it is 1', async () => {
   const sigmas = ksamplerSigmas(ms, 'euler', 'normal', 4, 1);
   const latent = { shape, data: Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i) * 0.5) };

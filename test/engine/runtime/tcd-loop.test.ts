@@ -210,6 +210,21 @@ test("the loop never waits for the main thread: while step 0's handler blocks it
   assert.equal(afterBlock, 0, `${afterBlock} of 4 UNet calls started after the main thread was free again`);
 });
 
+test("the loop's phases on the worker timeline: set-up, per step yield / UNet / step graph / report, end, back to back", async () => {
+  const prior = await engine.stats();
+  await engine.sampleTcd(loopRequest(12, 3, 0.3, 1));
+  const phases = timelineAfter(prior, await engine.stats()).filter((e) => e.component.startsWith('tcd_'));
+  // the last step's download and report belong to 'end'
+  const step = ['yield', 'unet', 'step'];
+  assert.deepEqual(
+    phases.map((e) => e.component.slice(4)),
+    ['setup', ...step, 'progress', ...step, 'progress', ...step, 'end'],
+  );
+  // each phase starts where the previous one ended: together they are the loop's whole time in the worker
+  for (let i = 1; i < phases.length; i++)
+    assert.ok(Math.abs(phases[i].at - (phases[i - 1].at + phases[i - 1].ms)) < 0.01, `gap before phase ${i}`);
+});
+
 test('wrong noise counts and a missing SDXL pooled input are refused with a clear error', async () => {
   const r = loopRequest(10, 4, 0.3, 1);
   await assert.rejects(
