@@ -165,8 +165,9 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *                                 VAE 144 -> 120 ms (H200, device-run.sh cuda6): on by default
  *   TCD_GPU_FUSED_GEGLU=1|0       cuda: GEGLU's bias add, split and GELU gate as com.microsoft BiasSplitGelu: SD1.5 512
  *                                 step 11.3 -> 10.7 ms in the worker (H200, device-run.sh cuda7): on by default
- *   TCD_GPU_NHWC_CONV=1|0         cuda: 2-D convolutions as com.microsoft NhwcConv (channels-last, the layout moves
- *                                 cancelled against the channels-last GroupNorm's at build time): off until measured
+ *   TCD_GPU_NHWC_CONV=1|0         cuda: 2-D convolutions as com.microsoft NhwcConv, activations channels-last between
+ *                                 them (SD1.5 UNet 154 -> 2 Transposes, 914 -> 762 nodes): not measured yet (no GPU in
+ *                                 the session that built it; device-run.sh nhwc decides), so off
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, layout: 'NCHW' })
