@@ -33,6 +33,8 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   onProgress?: (p: StepProgress) => void;
+  /** progress reports, then the call's settlement, waiting for their event-loop turn (see deliver) */
+  turns: (() => void)[];
 }
 
 /**
@@ -81,7 +83,13 @@ export class WorkerClient {
     const id = this.nextId++;
     worker.ref(); // keep the process alive while work is in flight, not while idle
     const promise = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { call, resolve: resolve as (v: unknown) => void, reject, onProgress: opts.onProgress });
+      this.pending.set(id, {
+        call,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        onProgress: opts.onProgress,
+        turns: [],
+      });
       const req: Request = { id, call };
       try {
         worker.postMessage(req, transferablesOf(call));
@@ -133,17 +141,23 @@ export class WorkerClient {
       const p = this.pending.get(msg.id);
       if (!p) return;
       if ('progress' in msg) {
-        try {
-          p.onProgress?.(msg.progress);
-        } catch (e) {
-          this.log(`engine: a progress handler threw: ${(e as Error).message}`);
-        }
+        const report = msg.progress;
+        this.deliver(p, () => {
+          try {
+            p.onProgress?.(report);
+          } catch (e) {
+            this.log(`engine: a progress handler threw: ${(e as Error).message}`);
+          }
+        });
         return;
       }
       this.pending.delete(msg.id);
       if (this.pending.size === 0) w.unref();
-      if (msg.ok) p.resolve(msg.result);
-      else p.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, stack: msg.error.stack }));
+      const settle = msg.ok
+        ? () => p.resolve(msg.result)
+        : () => p.reject(Object.assign(new Error(msg.error.message), { name: msg.error.name, stack: msg.error.stack }));
+      if (p.turns.length) this.deliver(p, settle);
+      else settle();
     });
     w.on('error', (err) => this.crashed(w, err.message));
     w.on('exit', (code, signal) => {
@@ -153,13 +167,32 @@ export class WorkerClient {
     return w;
   }
 
+  /**
+   * Runs `fn` in its own event-loop turn after the call's earlier reports. A loop posts its steps without waiting,
+   * and a port hands every queued message over in one go: handlers that take longer than a step (a preview's JPEG)
+   * would otherwise hold the main thread, timers and sockets included (an interrupt!), until the loop ends.
+   */
+  private deliver(p: Pending, fn: () => void): void {
+    p.turns.push(fn);
+    if (p.turns.length > 1) return;
+    const next = () => {
+      p.turns[0]?.();
+      p.turns.shift();
+      if (p.turns.length) setImmediate(next);
+    };
+    setImmediate(next);
+  }
+
   /** Rejects the calls in flight on `w`, once, and forgets it so the next call starts a fresh worker. */
   private crashed(w: WorkerHandle, reason: string): void {
     if (this.worker !== w) return;
     this.worker = null;
     const calls = [...this.pending.values()];
     this.pending.clear();
-    for (const p of calls) p.reject(new EngineWorkerCrashed(describeCall(p.call), reason));
+    for (const p of calls) {
+      p.turns.length = 0; // reports not yet handed over are dropped: the call fails now
+      p.reject(new EngineWorkerCrashed(describeCall(p.call), reason));
+    }
     if (calls.length)
       this.log(
         `engine: worker crashed (${reason}); ${calls.length} call(s) failed, the next call starts a fresh worker`,
@@ -182,7 +215,10 @@ export class WorkerClient {
     this.worker = null;
     const calls = [...this.pending.values()];
     this.pending.clear();
-    for (const p of calls) p.reject(new Error(`engine closed while running the ${describeCall(p.call)}`));
+    for (const p of calls) {
+      p.turns.length = 0;
+      p.reject(new Error(`engine closed while running the ${describeCall(p.call)}`));
+    }
     if (this.isolation.mode === 'thread') {
       w.ref();
       let timer: NodeJS.Timeout | undefined;

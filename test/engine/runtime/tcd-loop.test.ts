@@ -210,6 +210,22 @@ test("the loop never waits for the main thread: while step 0's handler blocks it
   assert.equal(afterBlock, 0, `${afterBlock} of 4 UNet calls started after the main thread was free again`);
 });
 
+test("a progress handler slower than the loop's steps does not hold the main thread: a timer due in step 0's handler runs before step 1's", async () => {
+  const steps: number[] = [];
+  let timerAt = -1;
+  await engine.sampleTcd(loopRequest(13, 4, 0.3, 1), {
+    onStep: (p) => {
+      steps.push(p.step);
+      if (p.step !== 0) return;
+      setTimeout(() => (timerAt = steps.length), 0);
+      holdThisThread(300); // like a slow preview: the worker posts the other steps meanwhile
+    },
+  });
+  assert.deepEqual(steps, [0, 1, 2, 3]);
+  // handed over all at once, the queued reports would run before any timer (and before an interrupt's socket read)
+  assert.equal(timerAt, 1, `the timer ran after ${timerAt} reports`);
+});
+
 test("the loop's phases on the worker timeline: set-up, per step yield / UNet / step graph / report, end, back to back", async () => {
   const prior = await engine.stats();
   await engine.sampleTcd(loopRequest(12, 3, 0.3, 1));
