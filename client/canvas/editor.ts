@@ -1,7 +1,7 @@
 // The litegraph adapter: owns the LGraph and its canvas, undo history, autosave, shortcuts and the
 // execution overlays. React talks to this class only; it knows nothing about React.
 import { LGraph, LGraphCanvas, LGraphNode, LiteGraph } from '@comfyorg/litegraph';
-import type { ObjectInfo, Workflow } from '../graph/types.js';
+import type { ObjectInfo, Workflow, WorkflowNode } from '../graph/types.js';
 import { MODE_ALWAYS, MODE_BYPASS, MODE_NEVER } from '../graph/types.js';
 import { UndoStack } from '../graph/undo-stack.js';
 import { fuzzySearch } from '../graph/fuzzy.js';
@@ -18,11 +18,16 @@ import { dropFile, pasteImage } from './image-drop.js';
 const AUTOSAVE_KEY = 'tcd-studio.workflow';
 const MODIFIED_KEY = 'tcd-studio.workflow.modified';
 
-/** Drops the viewport from a snapshot: panning is not an undo step. */
+/**
+ * The undo-relevant part of a workflow. Drops the viewport (panning is not an undo step) and lists nodes by id
+ * without their execution `order`: clicking a node brings it to the front, which reorders the graph's node list and
+ * can change the order litegraph derives from it (configure computes it again), and neither is an edit.
+ */
 function snapshotOf(wf: Workflow): string {
-  const { extra, ...rest } = wf;
+  const { extra, nodes, ...rest } = wf;
   const { ds: _ds, ...extraRest } = (extra ?? {}) as Record<string, unknown>;
-  return JSON.stringify({ ...rest, extra: extraRest });
+  const byId = [...nodes].sort((a, b) => Number(a.id) - Number(b.id)).map(({ order: _order, ...n }: WorkflowNode) => n);
+  return JSON.stringify({ ...rest, nodes: byId, extra: extraRest });
 }
 
 /**
@@ -43,6 +48,8 @@ export class Editor {
   onRefreshShortcut: () => void = () => {};
   private restoring = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /** A mouse button is held: a drag (move, resize, link, widget slider) is recorded once, when it ends. */
+  private pointerDown = false;
 
   constructor(
     readonly el: HTMLCanvasElement,
@@ -70,8 +77,23 @@ export class Editor {
     this.graph.onAfterChange = () => this.scheduleCheckpoint();
     this.graph.on_change = () => this.scheduleCheckpoint();
     // Menus (add node/group, convert widget) live outside the canvas element, so listen on the whole document;
-    // wheel zoom changes only the viewport, which is saved with the workflow but is no undo step.
-    document.addEventListener('pointerup', () => this.scheduleCheckpoint(), true);
+    // wheel zoom changes only the viewport, which is saved with the workflow but is no undo step. An edit still
+    // being debounced lands before a gesture starts, so it stays a step of its own.
+    document.addEventListener(
+      'pointerdown',
+      () => {
+        this.landPending();
+        this.pointerDown = true;
+      },
+      true,
+    );
+    const released = () => {
+      this.pointerDown = false;
+      this.scheduleCheckpoint();
+    };
+    document.addEventListener('pointerup', released, true);
+    document.addEventListener('pointercancel', released, true);
+    window.addEventListener('blur', () => this.pointerDown && released()); // released outside the window
     el.addEventListener('wheel', () => this.scheduleCheckpoint(), { passive: true });
     document.addEventListener('keydown', (e) => this.onKey(e), true);
     document.addEventListener('paste', (e) => pasteImage(this, e));
@@ -131,10 +153,12 @@ export class Editor {
    * workflow of a previous visit, which keeps its modified state.
    */
   load(wf: Workflow, opts: { keepHistory?: boolean; resume?: boolean } = {}): void {
+    this.landPending(); // an edit still being debounced is the step before the new graph, not part of it
     this.restoring = true;
     try {
       this.graph.configure(structuredClone(wf) as never);
       adoptPrimitives(this.graph);
+      this.settleLayout();
       const ds = (wf.extra as { ds?: { scale: number; offset: [number, number] } } | undefined)?.ds;
       if (ds) {
         this.canvas.ds.scale = ds.scale;
@@ -154,18 +178,6 @@ export class Editor {
       this.clean = ''; // modified before the reload
     else this.markClean();
     this.save();
-    // litegraph grows nodes to fit their widgets on the first draw: that settling is part of the loaded workflow,
-    // neither an undo step nor a modification.
-    const loaded = this.history.present;
-    setTimeout(() => {
-      if (this.history.present !== loaded) return; // the user already changed something
-      const settled = snapshotOf(this.serialize());
-      if (settled === loaded) return;
-      const wasClean = this.clean === loaded;
-      this.history.replacePresent(settled);
-      if (wasClean) this.markClean();
-      this.save();
-    }, 150);
     this.canvas.setDirty(true, true);
     this.onChange();
   }
@@ -199,7 +211,23 @@ export class Editor {
   scheduleCheckpoint(delay = 30): void {
     if (this.restoring) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.checkpoint(), delay);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      // litegraph reports changes on pointer-down and while dragging: the pointer-up records the gesture's end
+      if (!this.pointerDown) this.checkpoint();
+    }, delay);
+  }
+
+  /**
+   * Lays nodes out as their next draw would (litegraph grows a node to fit its widgets when it draws it), so a
+   * snapshot is what the canvas shows, and a first draw after loading or undoing changes nothing.
+   */
+  private settleLayout(): void {
+    for (const node of this.graph._nodes) {
+      if (node.flags?.collapsed) continue;
+      node._setConcreteSlots();
+      node.arrange();
+    }
   }
 
   /** Records the current graph as an undo step (if it changed) and autosaves. */
@@ -207,6 +235,7 @@ export class Editor {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.restoring) return;
+    this.settleLayout();
     const wf = this.serialize();
     const changed = this.history.record(snapshotOf(wf));
     if (changed) this.rememberModified();
@@ -226,15 +255,23 @@ export class Editor {
   private restoreSnapshot(snap: string | null): void {
     if (snap === null) return;
     const wf = JSON.parse(snap) as Workflow;
+    // Snapshots list nodes by id; nodes on the canvas now keep their drawing order (z-order is no undo step).
+    const z = new Map(this.graph._nodes.map((n, i) => [String(n.id), i]));
+    const rank = (id: unknown) => z.get(String(id)) ?? z.size;
+    wf.nodes.sort((a, b) => rank(a.id) - rank(b.id));
     const offset = [...this.canvas.ds.offset],
       scale = this.canvas.ds.scale;
     this.restoring = true;
     try {
       this.graph.configure(wf as never);
       adoptPrimitives(this.graph);
+      this.settleLayout();
     } finally {
       this.restoring = false;
     }
+    // History's present is what the graph serialises to now, so a later checkpoint (a click, a widget sync, a
+    // debounced edit) finds no change that was never made and leaves the redo stack alone.
+    this.history.replacePresent(snapshotOf(this.serialize()));
     this.canvas.ds.offset = offset as [number, number];
     this.canvas.ds.scale = scale;
     this.rememberModified();

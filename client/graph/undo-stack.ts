@@ -56,6 +56,13 @@ export class UndoStack {
   get present(): string | null {
     return this.current;
   }
+  /** How many steps undo (redo) can go. */
+  get undoCount(): number {
+    return this.past.length;
+  }
+  get redoCount(): number {
+    return this.future.length;
+  }
   get canUndo(): boolean {
     return this.past.length > 0;
   }
