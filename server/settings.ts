@@ -445,6 +445,17 @@ export const SETTINGS = {
     group: 'gpu tuning',
     help: 'cuda: UNet, ControlNet and VAE convolutions as com.microsoft NhwcConv (channels-last)',
   }),
+  gpuPackedAttention: flagSwitch({
+    flag: 'gpu-packed-attention',
+    env: 'TCD_GPU_PACKED_ATTENTION',
+    default: false,
+    whenSet: true,
+    commands: HOSTS,
+    group: 'gpu tuning',
+    help:
+      "cuda: each UNet/ControlNet attention's q, k, v (self-attention) or k, v (cross-attention) projections as one " +
+      'MatMul by a packed weight, read by MultiHeadAttention as packed QKV / KV',
+  }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',
     env: 'TCD_ORT_PROFILE_DIR',
@@ -659,6 +670,7 @@ export function gpuTuningOf(s: Settings) {
     fusedGeglu: s.gpuFusedGeglu,
     vaePrecision: s.vaePrecision,
     nhwcConv: s.gpuNhwcConv,
+    packedAttention: s.gpuPackedAttention,
   };
 }
 

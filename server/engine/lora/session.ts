@@ -18,7 +18,7 @@
 import type { ModelConfig } from '../model/config.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import ort from 'onnxruntime-node';
-import { GraphBuilder, transpose2d } from '../onnx/graph.js';
+import { type DerivedWeight, GraphBuilder, type NodeDef, parsePackedName, transpose2d } from '../onnx/graph.js';
 import { floatToHalfArray } from '../onnx/half.js';
 import { type LowRankDelta, safetensorsWeights, type WeightSource } from '../onnx/weights.js';
 import type { Component, LoraRef } from '../types.js';
@@ -93,10 +93,16 @@ export function exposeWeights(g: GraphBuilder, patchable: ReadonlySet<string>): 
   for (const [name, shape] of [...g.weightInits]) {
     const derived = g.derivedWeights.get(name);
     const source = derived?.source ?? name;
-    if (!patchable.has(source)) continue;
+    if (!(derived?.parts ?? [source]).some((k) => patchable.has(k))) continue;
     g.weightInits.delete(name);
     if (!derived) {
       expose(name, shape);
+      continue;
+    }
+    if (derived.transform === 'packHeads') {
+      prelude.push(
+        ...packInGraph(g, name, shape, derived, (k) => (patchable.has(k) ? expose(k, g.weightShape(k)) : null)),
+      );
       continue;
     }
     const stored = expose(source, g.weightShape(source));
@@ -132,6 +138,46 @@ export function exposeWeights(g: GraphBuilder, patchable: ReadonlySet<string>): 
   }
   g.nodes.unshift(...prelude);
   return g;
+}
+
+/**
+ * The nodes that compute a packed weight (GraphBuilder.weightPacked, initializer `name` of `shape` [in, width]) in the
+ * graph from its parts: each fed part (`fed` gives its value; null: the part stays an initializer) [out, in] moved
+ * to [in, heads, 1, head size], the parts joined on axis 2 and flattened to [in, width].
+ */
+function packInGraph(
+  g: GraphBuilder,
+  name: string,
+  shape: number[],
+  derived: DerivedWeight,
+  fed: (key: string) => string | null,
+): NodeDef[] {
+  const parts = derived.parts!,
+    heads = derived.heads!;
+  const [inDim, width] = shape;
+  const outDim = width / parts.length;
+  const nodes: NodeDef[] = [];
+  const add = (opType: string, id: string, inputs: string[], attrs: NodeDef['attrs'] = {}): string => {
+    const out = `lora_pack/${name}/${id}`;
+    nodes.push({ opType, name: out, inputs, outputs: [out], attrs, domain: '' });
+    return out;
+  };
+  const byHead = g.constInt64([inDim, heads, 1, outDim / heads], [4], 'lora_shape').name;
+  const pieces = parts.map((k, j) => {
+    const flat = add('Reshape', `${j}/flat`, [fed(k) ?? g.weight(k).name, g.constInt64([outDim, inDim]).name]);
+    const t = add('Transpose', `${j}/t`, [flat], { perm: [1, 0] }); // [in, out]
+    return add('Reshape', `${j}/heads`, [t, byHead]); // [in, heads, 1, head size]
+  });
+  const joined = add('Concat', 'joined', pieces, { axis: 2 }); // [in, heads, parts, head size]
+  nodes.push({
+    opType: 'Reshape',
+    name: `lora_pack/${name}`,
+    inputs: [joined, g.constInt64([inDim, width], [2], 'lora_shape').name],
+    outputs: [name],
+    attrs: {},
+    domain: '',
+  });
+  return nodes;
 }
 
 /**
@@ -322,15 +368,24 @@ async function bakeFromShared(
   const skipped: string[] = [];
   let values = 0,
     macs = 0;
+  // packed initializers (GraphOptions.packedAttention) by the checkpoint tensors they hold, and the deltas of theirs
+  // that the LoRA set patches: each is baked whole, from its own bytes in the shared file
+  const packedOf = new Map<string, string[]>();
+  for (const name of shared.names()) {
+    for (const part of parsePackedName(name)?.parts ?? []) packedOf.set(part, [...(packedOf.get(part) ?? []), name]);
+  }
+  const packedDeltas = new Map<string, Map<string, LowRankDelta>>();
   try {
     for (const [key, terms] of plan) {
       const forms = [key, `${key}:T`].filter((n) => patchable.has(key) && shared.has(n));
-      if (forms.length === 0) skipped.push(key);
-      if (forms.length === 0) continue;
+      const packed = patchable.has(key) ? (packedOf.get(key) ?? []) : [];
+      if (forms.length === 0 && packed.length === 0) skipped.push(key);
+      if (forms.length === 0 && packed.length === 0) continue;
       const shape = file.shape(key);
       const rows = shape[0],
         cols = shape.slice(1).reduce((x, y) => x * y, 1);
       const d = lowRankDelta(terms, shape); // up [rows, R] (factors in), down [R, cols]
+      for (const name of packed) packedDeltas.set(name, (packedDeltas.get(name) ?? new Map()).set(key, d));
       for (const name of forms) {
         // W^T + down^T @ up^T for the pre-transposed form
         const t = name !== key;
@@ -346,11 +401,59 @@ async function bakeFromShared(
         macs += m * n * d.rank;
       }
     }
+    for (const [name, deltas] of packedDeltas) {
+      // W + a @ b on the packed layout: a = the patched parts' down^T side by side, b = their up^T in their columns
+      const { parts, heads } = parsePackedName(name)!;
+      const [outDim, inDim] = file.shape(parts[0]);
+      const { a, b, rank } = packedLowRank(parts, heads, deltas, outDim, inDim);
+      const width = parts.length * outDim;
+      const res = await session.run({
+        w: tensor(shared.read(name), [inDim, width]),
+        a: tensor(a, [inDim, rank]),
+        b: tensor(b, [rank, width]),
+      });
+      const out = res.out.data as Uint16Array | Float32Array;
+      encoded.set(name, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+      values += inDim * width;
+      macs += inDim * width * rank;
+    }
   } finally {
     await session.release();
   }
   recordPatchSet(t0, values, macs, skipped);
   return { ...safetensorsWeights(file), changed: new Set(encoded.keys()), encoded: (name) => encoded.get(name) };
+}
+
+/**
+ * The low-rank update of a packed weight (GraphBuilder.weightPacked of `parts`, [in, parts x out]) from its parts'
+ * deltas (up [out, r], down [r, in] each): a [in, R] holds every patched part's down^T side by side, b [R, width]
+ * each one's up^T in the columns packHeads gave that part (zero elsewhere), so packed + a @ b packs the patched parts.
+ */
+export function packedLowRank(
+  parts: readonly string[],
+  heads: number,
+  deltas: ReadonlyMap<string, LowRankDelta>,
+  outDim: number,
+  inDim: number,
+): { a: Float32Array; b: Float32Array; rank: number } {
+  const P = parts.length,
+    H = outDim / heads,
+    width = P * outDim;
+  const rank = [...deltas.values()].reduce((n, d) => n + d.rank, 0);
+  const a = new Float32Array(inDim * rank),
+    b = new Float32Array(rank * width);
+  let first = 0;
+  parts.forEach((part, j) => {
+    const d = deltas.get(part);
+    if (!d) return;
+    for (let r = 0; r < d.rank; r++) {
+      for (let i = 0; i < inDim; i++) a[i * rank + first + r] = d.down[r * inDim + i];
+      const row = (first + r) * width;
+      for (let o = 0; o < outDim; o++) b[row + (Math.floor(o / H) * P + j) * H + (o % H)] = d.up[o * d.rank + r];
+    }
+    first += d.rank;
+  });
+  return { a, b, rank };
 }
 
 const fileIds = new WeakMap<object, string>();

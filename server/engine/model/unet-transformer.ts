@@ -19,6 +19,7 @@ import {
 } from './blocks.js';
 import { FloatAttr, type GraphBuilder, type Value } from '../onnx/graph.js';
 import { type Hypernetwork, hypernetworkKV } from './hypernetwork.js';
+import { packedAttention } from './packed-attention.js';
 
 /**
  * Hypernetworks on the attentions (HypernetworkLoader; only graphs built with one have these nodes): the nets, and
@@ -49,7 +50,8 @@ function headsFor(cfg: UNetConfig, channels: number): { heads: number; headDim: 
 
 /**
  * CrossAttention: to_q on x, to_k on kIn and to_v on vIn (both the context, or x for self-attention, unless a
- * hypernetwork patched them), to_out.0 after the heads merge.
+ * hypernetwork patched them), to_out.0 after the heads merge. The packed form (packed-attention.ts) makes the
+ * projections of one input a single MatMul where it applies.
  */
 function crossAttention(
   g: GraphBuilder,
@@ -60,6 +62,8 @@ function crossAttention(
   split: { heads: number; headDim: number },
 ): Value {
   return g.scope(p, () => {
+    const packed = packedAttention(g, p, x, kIn, vIn, split); // [B, T, C] or null
+    if (packed) return linear(g, `${p}.to_out.0`, packed);
     const q = linear(g, `${p}.to_q`, x); // [B, T, C]
     const k = linear(g, `${p}.to_k`, kIn); // [B, S, C]
     const v = linear(g, `${p}.to_v`, vIn); // [B, S, C]

@@ -41,6 +41,8 @@ export interface UNetBuildOptions {
   fusedGeglu?: boolean;
   /** 2-D convolutions as com.microsoft NhwcConv (GraphOptions.nhwcConv; CUDA only, or its CPU twin) */
   nhwcConv?: boolean | 'cpu-twin';
+  /** packed q/k/v projections into MultiHeadAttention (GraphOptions.packedAttention; CUDA only, or its CPU twin) */
+  packedAttention?: boolean | 'cpu-twin';
   /** how linears multiply (GraphOptions.linear; GPU graphs only) */
   linear?: LinearForm;
   /** graph name stored in the model */
@@ -177,6 +179,7 @@ export function unetFamilyBuilder(weights: WeightSource, opts: UNetBuildOptions,
     fusedGroupNorm: opts.fusedGroupNorm,
     fusedGeglu: opts.fusedGeglu,
     nhwcConv: opts.nhwcConv,
+    packedAttention: opts.packedAttention,
     name: opts.name ?? name,
   });
 }

@@ -117,6 +117,14 @@ export interface GraphOptions {
    * moved back in the graph), so everything of the form but the operator itself runs on the CPU EP.
    */
   nhwcConv?: boolean | 'cpu-twin';
+  /**
+   * CUDA graphs, with fusedAttention and MatMul linears: the transformer attentions' projections from one input as
+   * one MatMul by a packed weight (self-attention q, k, v; cross-attention k, v), whose result com.microsoft
+   * MultiHeadAttention reads as packed QKV [B, S, N, 3, H] or packed KV [B, L, N, 2, H]. 'cpu-twin': the same
+   * MatMul, its result split back into q, k, v before the unpacked MultiHeadAttention (the CPU EP implements no
+   * packed format), so the packed weights' layout is checked on the CPU.
+   */
+  packedAttention?: boolean | 'cpu-twin';
 }
 
 export type LinearForm = 'gemm-transb' | 'matmul' | 'gemm';
@@ -126,9 +134,24 @@ export interface DerivedWeight {
   source: string;
   /**
    * transpose2d: [out, in] stored -> [in, out]; convNhwc: a conv weight [out, in, kh, kw] (or [out, in]) ->
-   * [out, kh, kw, in]; lowRankDown / lowRankUp: a part of source's LowRankDelta
+   * [out, kh, kw, in]; lowRankDown / lowRankUp: a part of source's LowRankDelta; packHeads: the [out, in] tensors
+   * `parts` (source is the first) side by side per head, [in, heads x parts x head size] (weightPacked)
    */
-  transform: 'transpose2d' | 'convNhwc' | 'lowRankDown' | 'lowRankUp';
+  transform: 'transpose2d' | 'convNhwc' | 'lowRankDown' | 'lowRankUp' | 'packHeads';
+  /** packHeads: the checkpoint tensors packed, in order, and the head count they are interleaved by */
+  parts?: readonly string[];
+  heads?: number;
+}
+
+/** The initializer name of the packed weight of `parts` by `heads` heads (weightPacked); parsePackedName undoes it. */
+export function packedWeightName(parts: readonly string[], heads: number): string {
+  return `${parts.join('+')}:heads${heads}`;
+}
+
+/** The parts and head count of a packedWeightName, or null for any other initializer name. */
+export function parsePackedName(name: string): { parts: string[]; heads: number } | null {
+  const m = /^(.+\+.+):heads(\d+)$/.exec(name);
+  return m ? { parts: m[1].split('+'), heads: Number(m[2]) } : null;
 }
 
 /** The graph values of a weight's low-rank branch (GraphBuilder.lowRank). */
@@ -152,6 +175,7 @@ export class GraphBuilder {
   readonly fusedGroupNorm: boolean;
   readonly fusedGeglu: boolean;
   readonly nhwcConv: boolean | 'cpu-twin';
+  readonly packedAttention: boolean | 'cpu-twin';
   /** initializers that are not checkpoint tensors as stored but computed from one (name -> how) */
   readonly derivedWeights = new Map<string, DerivedWeight>();
   /** ONNX element type of float compute values (for Cast 'to' and constants) */
@@ -183,6 +207,7 @@ export class GraphBuilder {
     this.fusedGroupNorm = opts.fusedGroupNorm ?? false;
     this.fusedGeglu = opts.fusedGeglu ?? false;
     this.nhwcConv = opts.nhwcConv ?? false;
+    this.packedAttention = opts.packedAttention ?? false;
     this.floatType = this.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
     this.op = new Ops(this);
   }
@@ -294,6 +319,34 @@ export class GraphBuilder {
   }
 
   /**
+   * The [out, in] checkpoint tensors `parts` (the same shape; out = heads x head size) as one MatMul weight
+   * [in, heads x parts x head size] whose columns go head by head, each head's columns part after part: x times it,
+   * reshaped to [..., heads, parts, head size], is every part's projection split into heads (MultiHeadAttention's
+   * packed QKV / KV layouts), with no copy. Written at serialisation as an initializer named packedWeightName.
+   */
+  weightPacked(parts: readonly string[], heads: number): Value {
+    const name = packedWeightName(parts, heads);
+    if (!this.weightInits.has(name)) {
+      const shapes = parts.map((k) => this.weightShape(k));
+      const [outDim, inDim] = shapes[0];
+      for (const [i, s] of shapes.entries()) {
+        if (s[0] !== outDim || s.slice(1).reduce((a, b) => a * b, 1) !== inDim)
+          throw new Error(`weightPacked: "${parts[i]}" is [${s}], "${parts[0]}" is [${shapes[0]}]`);
+      }
+      if (outDim % heads !== 0) throw new Error(`weightPacked: ${outDim} outputs do not split into ${heads} heads`);
+      this.weightInits.set(name, [inDim, parts.length * outDim]);
+      this.derivedWeights.set(name, { source: parts[0], transform: 'packHeads', parts, heads });
+      this.names.add(name);
+    }
+    return new Value(name);
+  }
+
+  /** Whether the WeightSource gives `key` a low-rank branch (lowRank without making its initializers). */
+  hasLowRank(key: string): boolean {
+    return this.weights?.lowRank?.(key) !== undefined;
+  }
+
+  /**
    * Transpose x by perm, cancelling at build time: when x is itself the output of a transposeOf whose perm this one
    * undoes, its input comes back with no node; the same (x, perm) twice gives one node. Meant for layout moves around
    * channels-last operators (NHWC GroupNorm, NhwcConv) so that consecutive ones meet without Transposes between them;
@@ -358,6 +411,10 @@ export class GraphBuilder {
     const outDim = shape[0],
       inDim = shape.slice(1).reduce((a, b) => a * b, 1);
     if (d.transform === 'transpose2d') return transpose2d(this.weights.read(d.source), outDim, inDim);
+    if (d.transform === 'packHeads') {
+      const parts = d.parts!.map((k) => this.weights!.read(k));
+      return packHeads(parts, outDim, inDim, d.heads!);
+    }
     if (d.transform === 'convNhwc') {
       const [, inCh, kh = 1, kw = 1] = shape;
       return channelsLastPerOut(this.weights.read(d.source), outDim, inCh, kh * kw);
@@ -437,6 +494,26 @@ export function transpose2d(a: Float32Array, rows: number, cols: number): Float3
     const row = r * cols;
     for (let c = 0; c < cols; c++) out[c * rows + r] = a[row + c];
   }
+  return out;
+}
+
+/**
+ * [out, in] row-major tensors (out = heads x headDim) -> [in, heads x parts x headDim] row-major: column
+ * (n x parts + j) x headDim + h of row i is parts[j][n x headDim + h][i] (GraphBuilder.weightPacked).
+ */
+export function packHeads(parts: readonly Float32Array[], outDim: number, inDim: number, heads: number): Float32Array {
+  const P = parts.length,
+    H = outDim / heads,
+    width = P * outDim;
+  const out = new Float32Array(inDim * width);
+  parts.forEach((w, j) => {
+    if (w.length !== outDim * inDim) throw new Error(`packHeads: ${w.length} values for [${outDim}, ${inDim}]`);
+    for (let o = 0; o < outDim; o++) {
+      const col = (Math.floor(o / H) * P + j) * H + (o % H);
+      const row = o * inDim;
+      for (let i = 0; i < inDim; i++) out[i * width + col] = w[row + i];
+    }
+  });
   return out;
 }
 

@@ -219,6 +219,8 @@ function ownWeights(dir: string): Map<string, ExternalTensor> | null {
 export interface SharedWeights {
   dtype: 'float16' | 'float32';
   has(name: string): boolean;
+  /** every initializer name in the file */
+  names(): string[];
   /** a fresh, aligned copy of the initializer's bytes */
   read(name: string): Uint8Array;
   close(): void;
@@ -234,6 +236,7 @@ export function sharedWeights(cacheDir: string, key: string): SharedWeights | nu
   return {
     dtype: first?.dataType === DataType.FLOAT16 ? 'float16' : 'float32',
     has: (name) => placed.has(name),
+    names: () => [...placed.keys()],
     read: (name) => {
       const t = placed.get(name);
       if (!t) throw new Error(`"${name}" is not in ${key}'s weight file`);

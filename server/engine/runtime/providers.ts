@@ -168,6 +168,9 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *   TCD_GPU_NHWC_CONV=1|0         cuda: 2-D convolutions as com.microsoft NhwcConv, activations channels-last between
  *                                 them (SD1.5 UNet 154 -> 2 Transposes, 914 -> 762 nodes): not measured yet (no GPU in
  *                                 the session that built it; device-run.sh nhwc decides), so off
+ *   TCD_GPU_PACKED_ATTENTION=1|0  cuda: each transformer attention's q/k/v (self) or k/v (cross) projections as one
+ *                                 MatMul by a packed weight into MultiHeadAttention's packed inputs (2 + 1 MatMuls
+ *                                 fewer per block): built and checked on the CPU by its twin, off until measured
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, layout: 'NCHW' })
@@ -193,6 +196,8 @@ export interface GpuTuning {
   vaePrecision?: VaePrecision;
   /** cuda: 2-D convolutions of the UNet, ControlNet and VAE as com.microsoft NhwcConv (GraphOptions.nhwcConv) */
   nhwcConv?: boolean;
+  /** cuda: packed q/k/v and k/v projections into MultiHeadAttention (GraphOptions.packedAttention) */
+  packedAttention?: boolean;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -208,6 +213,7 @@ export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
   fusedGroupNorm: true,
   fusedGeglu: true,
   nhwcConv: false,
+  packedAttention: false,
 };
 
 /**
@@ -223,6 +229,8 @@ export interface GraphTuning {
   fusedGroupNorm?: boolean;
   fusedGeglu?: boolean;
   nhwcConv?: boolean;
+  /** 'cpu-twin' only from tests (SessionStore.graphTuningOverride): the form's CPU-runnable twin */
+  packedAttention?: boolean | 'cpu-twin';
 }
 
 export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning> = DEFAULT_GPU_TUNING): GraphTuning {
@@ -236,6 +244,7 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
     ...(tuning.fusedGroupNorm ? { fusedGroupNorm: true } : {}),
     ...(tuning.fusedGeglu ? { fusedGeglu: true } : {}),
     ...(tuning.nhwcConv ? { nhwcConv: true } : {}),
+    ...(tuning.packedAttention ? { packedAttention: true } : {}),
   };
 }
 

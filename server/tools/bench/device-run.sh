@@ -30,6 +30,21 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
+  packed) # packed attention projections (TCD_GPU_PACKED_ATTENTION): one MatMul for self-attention q/k/v and one for
+    # cross-attention k/v into MultiHeadAttention's packed QKV / KV inputs, vs three and two MatMuls; SD1.5 512 and SDXL
+    # 1024 without and with the form (same seeds: lastImage should agree); < 540 s
+    sdxl_checkpoint_in_background
+    cuda_setup
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    bench sd15-cuda 90 TCD_GPU_PACKED_ATTENTION=0 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-packed 90 TCD_GPU_PACKED_ATTENTION=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    wait $ckpt
+    bench sdxl-cuda 150 TCD_GPU_PACKED_ATTENTION=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-packed $((535 - SECONDS)) TCD_GPU_PACKED_ATTENTION=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    for f in sd15-cuda sd15-cuda-packed sdxl-cuda sdxl-cuda-packed; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
+    done
+    ;;
   nhwc) # com.microsoft NhwcConv (TCD_GPU_NHWC_CONV): the operator's contract (weight layouts) and per-conv speed vs Conv
     # (nhwc-conv-check.js), then SD1.5 512 without and with the form (same seeds: lastImage should agree), then one
     # profiled image of each (per-operator GPU time, node placement); < 540 s

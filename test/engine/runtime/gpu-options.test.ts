@@ -37,6 +37,7 @@ test('defaults: the measured winners (NHWC, fused attention, MatMul linears, bak
     fusedGroupNorm: true,
     fusedGeglu: true,
     nhwcConv: false,
+    packedAttention: false,
   });
   assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
   const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
@@ -198,5 +199,17 @@ test('TCD_GPU_NHWC_CONV=1 puts NhwcConv into cuda graphs and their cache key; of
   assert.equal(graphTuningFor('cpu', on).nhwcConv, undefined);
   assert.equal(gpuTuningFromEnv({}).nhwcConv, false);
   assert.ok(!('nhwcConv' in graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_NHWC_CONV: '0' }))));
+  assert.notDeepEqual(graphTuningFor('cuda', on), graphTuningFor('cuda'));
+});
+
+test('TCD_GPU_PACKED_ATTENTION=1 puts packed attention into cuda graphs and their cache key; off the key is unchanged', () => {
+  const on = gpuTuningFromEnv({ TCD_GPU_PACKED_ATTENTION: '1' });
+  assert.equal(on.packedAttention, true);
+  assert.equal(graphTuningFor('cuda', on).packedAttention, true);
+  assert.equal(graphTuningFor('webgpu', on).packedAttention, undefined);
+  assert.equal(graphTuningFor('cpu', on).packedAttention, undefined);
+  assert.equal(gpuTuningFromEnv({}).packedAttention, false);
+  assert.ok(!('packedAttention' in graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_PACKED_ATTENTION: '0' }))));
+  assert.deepEqual(graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_PACKED_ATTENTION: '0' })), graphTuningFor('cuda'));
   assert.notDeepEqual(graphTuningFor('cuda', on), graphTuningFor('cuda'));
 });
