@@ -45,6 +45,12 @@ case $set in
       node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
     done
     ;;
+  packedcheck) # the packed attention form's contract on CUDA (max |diff| of packed QKV / KV against q, k, v apart, fp16)
+    # and per-attention speed at the SD1.5 512 / SDXL 1024 shapes, with ORT's optimized-model op counts; < 200 s
+    cuda_setup
+    t0=$SECONDS; timeout 170 node dist/server/tools/bench/packed-attention-check.js --ep cuda --out "$out/packed-attention-check.json" > /dev/null 2> "$out/log-packed-check.txt"
+    echo "== packed-attention-check rc=$? $((SECONDS - t0)) s"; cat "$out/log-packed-check.txt"
+    ;;
   nhwc) # com.microsoft NhwcConv (TCD_GPU_NHWC_CONV): the operator's contract (weight layouts) and per-conv speed vs Conv
     # (nhwc-conv-check.js), then SD1.5 512 without and with the form (same seeds: lastImage should agree), then one
     # profiled image of each (per-operator GPU time, node placement); < 540 s
