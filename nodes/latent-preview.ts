@@ -4,7 +4,7 @@
  * models/vae_approx (taesd_decoder.* for SD1, taesdxl_decoder.* for SDXL) decodes the preview in the engine worker,
  * as ComfyUI's TAESD previewer; without the file, latent2rgb. Both are sent as small JPEGs (at most 512 pixels).
  */
-import jpeg from 'jpeg-js';
+import { encodeJpeg } from '../server/storage/jpeg.js';
 import type { ModelFamily } from '../server/engine/model/config.js';
 import type { StepProgress } from '../server/engine/engine.js';
 import type { NodeContext } from '../server/executor/node-definition.js';
@@ -59,7 +59,7 @@ export function imagePreviewJpeg(img: Tensor, quality = 80): Uint8Array {
       }
       rgba[o + 3] = 255;
     }
-  return jpeg.encode({ data: rgba, width: w, height: h }, quality).data;
+  return encodeJpeg(rgba, w, h, 4, quality);
 }
 
 const FACTORS: Record<ModelFamily, { m: number[][]; bias: number[] }> = {
@@ -102,5 +102,5 @@ export function latentPreviewJpeg(
     }
     rgba[p * 4 + 3] = 255;
   }
-  return jpeg.encode({ data: rgba, width: w, height: h }, quality).data;
+  return encodeJpeg(rgba, w, h, 4, quality);
 }

@@ -3,7 +3,7 @@
  * re-encoded lossy copy (JPEG here; a `webp` request also gets JPEG, since no WebP encoder ships with the project),
  * `rgb` drops alpha, `a` is the alpha channel alone over black.
  */
-import jpeg from 'jpeg-js';
+import { encodeJpeg } from './jpeg.js';
 import { decodePng, encodePng } from './png.js';
 import { checkImageBudget } from './image-sniff.js';
 
@@ -41,8 +41,7 @@ export function pngVariant(png: Uint8Array, channel: unknown, preview: unknown):
     }
     return { bytes: encodePng(px, width, height, 4), contentType: 'image/png' };
   }
-  if (pv)
-    return { bytes: Buffer.from(jpeg.encode({ data: px, width, height }, pv.quality).data), contentType: 'image/jpeg' };
+  if (pv) return { bytes: encodeJpeg(px, width, height, 4, pv.quality), contentType: 'image/jpeg' };
   if (ch === 'rgb') {
     const rgb = new Uint8Array(width * height * 3);
     for (let i = 0; i < width * height; i++) {
