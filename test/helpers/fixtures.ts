@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
+import { detectCheckpoint } from '../../server/engine/model/detect.js';
+import type { Tensor } from '../../server/engine/tensor.js';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const FIXTURES = process.env.TCD_FIXTURES ?? join(projectRoot, '..', 'shared', 'fixtures');
@@ -22,6 +25,26 @@ export function fixtureSkip(): false | string {
 
 export function fixturePath(name: string): string {
   return join(FIXTURES, name);
+}
+
+/**
+ * The UNet reference case of a tiny fixture checkpoint as graph feeds: x, t, context, plus text_embeds and time_ids
+ * when the UNet takes them (SDXL); `ref` is diffusers' output (unet/out). The caller closes ckpt and cases.
+ */
+export function unetFixtureCase(family: 'sd1' | 'sdxl') {
+  const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
+  const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
+  const config = detectCheckpoint(ckpt);
+  const feeds: Record<string, Tensor> = {
+    x: cases.readTensor('unet/x'),
+    t: cases.readTensor('unet/t'),
+    context: cases.readTensor('unet/context'),
+  };
+  if (config.unet.adm) {
+    feeds.text_embeds = cases.readTensor('unet/text_embeds');
+    feeds.time_ids = cases.readTensor('unet/time_ids');
+  }
+  return { ckpt, cases, config, cfg: config.unet, feeds, ref: cases.readTensor('unet/out') };
 }
 
 export function fixtureJson<T = any>(name: string): T {

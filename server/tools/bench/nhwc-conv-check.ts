@@ -9,19 +9,16 @@
  * Prints one JSON report.
  *   node dist/server/tools/bench/nhwc-conv-check.js [--ep cuda] [--runs 50] [--chain 20] [--out FILE]
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type * as Ort from 'onnxruntime-node';
 import { GraphBuilder, Value } from '../../engine/onnx/graph.js';
 import { memoryWeights } from '../../engine/onnx/weights.js';
-import { serializeModel } from '../../engine/onnx/serialize.js';
-import { onnxProto } from '../../engine/onnx/schema.js';
 import { floatToHalfArray } from '../../engine/onnx/half.js';
-import { cudaOrtPackage } from '../../engine/runtime/cuda-ort.js';
-import { PROJECT_ROOT } from '../../host.js';
+import { halfToFloat } from '../../engine/io/safetensors.js';
+import { median, opCheckRuntime, opCounts, randn } from './op-check.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,25 +30,7 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs),
   chain = Number(values.chain);
-const ortPkg = values.ep === 'cuda' ? cudaOrtPackage(PROJECT_ROOT) : null;
-const ort = createRequire(import.meta.url)(ortPkg ?? 'onnxruntime-node') as typeof Ort;
-const providers = values.ep === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : ['cpu'];
-
-/** seeded N(0, 1/fanIn) so a chain of convs keeps activations near unit scale in fp16 */
-function randn(n: number, scale: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
-  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()) * scale);
-}
-
-function halfToFloat(h: number): number {
-  const e = (h >> 10) & 31,
-    m = h & 1023,
-    s = h & 0x8000 ? -1 : 1;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
+const { ort, ortPackage: ortPkg, session } = opCheckRuntime(values.ep!);
 
 interface ConvShape {
   c: number;
@@ -90,17 +69,6 @@ function convGraph(s: ConvShape, form: Form, n: number): GraphBuilder {
   }
   g.output(h, 'y', 'float16');
   return g;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-async function session(g: GraphBuilder, optimizedPath?: string) {
-  return ort.InferenceSession.create(serializeModel(g), {
-    executionProviders: providers as Ort.InferenceSession.ExecutionProviderConfig[],
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
-    ...(optimizedPath ? { optimizedModelFilePath: optimizedPath } : {}),
-  });
 }
 
 function nhwcToNchw(a: Float32Array, hw: number, c: number): Float32Array {
@@ -189,19 +157,6 @@ for (const s of speedShapes) {
   }
   console.error(JSON.stringify(row));
   speed.push(row);
-}
-
-/** op type -> count in a model file (ORT's optimized model) */
-function opCounts(path: string): Record<string, number> {
-  const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(readFileSync(path)), { longs: Number }) as {
-    graph: { node?: { opType: string; domain?: string }[] };
-  };
-  const counts: Record<string, number> = {};
-  for (const n of m.graph.node ?? []) {
-    const k = `${n.domain ? `${n.domain}.` : ''}${n.opType}`;
-    counts[k] = (counts[k] ?? 0) + 1;
-  }
-  return counts;
 }
 
 const report = { ep: values.ep, ortPackage: ortPkg, runs, msPerConv: 'median run / chain', contract, speed };

@@ -10,8 +10,7 @@
  *   node dist/server/tools/bench/packed-attention-check.js [--ep cuda] [--shapes sd15,sdxl] [--runs 20] [--chain 10]
  *     [--out FILE]
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -20,11 +19,9 @@ import { attention, linear } from '../../engine/model/blocks.js';
 import { packedAttention } from '../../engine/model/packed-attention.js';
 import { GraphBuilder, type Value } from '../../engine/onnx/graph.js';
 import { memoryWeights } from '../../engine/onnx/weights.js';
-import { serializeModel } from '../../engine/onnx/serialize.js';
-import { onnxProto } from '../../engine/onnx/schema.js';
 import { floatToHalfArray } from '../../engine/onnx/half.js';
-import { cudaOrtPackage } from '../../engine/runtime/cuda-ort.js';
-import { PROJECT_ROOT } from '../../host.js';
+import { halfToFloat } from '../../engine/io/safetensors.js';
+import { median, opCheckRuntime, opCounts, randn } from './op-check.js';
 
 const { values } = parseArgs({
   options: {
@@ -37,9 +34,7 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs),
   chain = Number(values.chain);
-const ortPkg = values.ep === 'cuda' ? cudaOrtPackage(PROJECT_ROOT) : null;
-const ort = createRequire(import.meta.url)(ortPkg ?? 'onnxruntime-node') as typeof Ort;
-const providers = values.ep === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : ['cpu'];
+const { ort, ortPackage: ortPkg, session } = opCheckRuntime(values.ep!);
 
 /** One attention: width c in `heads` heads over s tokens; cross-attention reads a context of l tokens of width ctx. */
 interface AttnShape {
@@ -72,22 +67,6 @@ const SHAPES: Record<string, AttnShape[]> = {
 };
 const BATCH = 2;
 type Form = 'plain' | 'packed' | 'twin';
-
-/** seeded N(0, scale^2) */
-function randn(n: number, scale: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
-  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()) * scale);
-}
-
-function halfToFloat(h: number): number {
-  const e = (h >> 10) & 31,
-    m = h & 1023,
-    s = h & 0x8000 ? -1 : 1;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 /** `n` attentions of one shape in a row, all with the same to_q/k/v weights (to_out left out), in the given form. */
 function attentionGraph(sh: AttnShape, form: Form, n: number): GraphBuilder {
@@ -130,29 +109,6 @@ function feedsFor(sh: AttnShape): Record<string, Ort.Tensor> {
   return { x, ctx: new ort.Tensor('float16', floatToHalfArray(randn(BATCH * l * ctx, 1, 8)), [BATCH, l, ctx]) };
 }
 
-async function session(g: GraphBuilder, optimizedPath?: string) {
-  return ort.InferenceSession.create(serializeModel(g), {
-    executionProviders: providers as Ort.InferenceSession.ExecutionProviderConfig[],
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
-    ...(optimizedPath ? { optimizedModelFilePath: optimizedPath } : {}),
-  });
-}
-
-/** op type -> count in a model file (ORT's optimized model) */
-function opCounts(path: string): Record<string, number> {
-  const m = onnxProto.ModelProto.toObject(onnxProto.ModelProto.decode(readFileSync(path)), { longs: Number }) as {
-    graph: { node?: { opType: string; domain?: string }[] };
-  };
-  const counts: Record<string, number> = {};
-  for (const n of m.graph.node ?? []) {
-    const k = `${n.domain ? `${n.domain}.` : ''}${n.opType}`;
-    counts[k] = (counts[k] ?? 0) + 1;
-  }
-  return counts;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const dir = mkdtempSync(join(tmpdir(), 'packed-check-'));
 const contract = [];
 const speed = [];

@@ -24,7 +24,7 @@ import { SessionStore } from '../../../server/engine/runtime/session-store.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { buildUNetGraph } from '../../../server/engine/model/unet.js';
 import { buildVaeDecoderGraph } from '../../../server/engine/model/vae.js';
-import { assertComponentClose, fixturePath, fixtureSkip } from '../../helpers/fixtures.js';
+import { assertComponentClose, fixturePath, fixtureSkip, unetFixtureCase } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 
@@ -50,18 +50,7 @@ for (const family of ['sd1', 'sdxl'] as const) {
     `${family} UNet with linears as MatMul / Gemm by pre-transposed weights matches diffusers`,
     { skip },
     async () => {
-      const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-      const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-      const cfg = detectCheckpoint(ckpt).unet;
-      const feeds: Record<string, Tensor> = {
-        x: cases.readTensor('unet/x'),
-        t: cases.readTensor('unet/t'),
-        context: cases.readTensor('unet/context'),
-      };
-      if (cfg.adm) {
-        feeds.text_embeds = cases.readTensor('unet/text_embeds');
-        feeds.time_ids = cases.readTensor('unet/time_ids');
-      }
+      const { ckpt, cases, cfg, feeds } = unetFixtureCase(family);
       for (const linear of ['matmul', 'gemm'] as const) {
         const bytes = serializeModel(buildUNetGraph(cfg, safetensorsWeights(ckpt), { fusedAttention: true, linear }));
         const o = ops(bytes),

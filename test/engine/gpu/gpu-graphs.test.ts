@@ -12,8 +12,14 @@ import { onnxProto } from '../../../server/engine/onnx/schema.js';
 import { createSession, runSession } from '../../../server/engine/onnx/session.js';
 import { buildUNetGraph } from '../../../server/engine/model/unet.js';
 import { buildVaeDecoderGraph } from '../../../server/engine/model/vae.js';
-import type { Tensor } from '../../../server/engine/tensor.js';
-import { componentTolerance, fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
+import {
+  componentTolerance,
+  fixturePath,
+  fixtureSkip,
+  maxAbs,
+  maxAbsDiff,
+  unetFixtureCase,
+} from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 
@@ -34,19 +40,7 @@ for (const family of ['sd1', 'sdxl'] as const) {
     `${family} UNet with fused attention (the webgpu/cuda graph) matches diffusers on the CPU EP`,
     { skip },
     async () => {
-      const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-      const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-      const cfg = detectCheckpoint(ckpt).unet;
-      const feeds: Record<string, Tensor> = {
-        x: cases.readTensor('unet/x'),
-        t: cases.readTensor('unet/t'),
-        context: cases.readTensor('unet/context'),
-      };
-      if (cfg.adm) {
-        feeds.text_embeds = cases.readTensor('unet/text_embeds');
-        feeds.time_ids = cases.readTensor('unet/time_ids');
-      }
-      const ref = cases.readTensor('unet/out');
+      const { ckpt, cases, cfg, feeds, ref } = unetFixtureCase(family);
 
       const bytes = serializeModel(buildUNetGraph(cfg, safetensorsWeights(ckpt), { fusedAttention: true }));
       const { ops, domains } = opsOf(bytes);
@@ -101,19 +95,7 @@ for (const family of ['sd1', 'sdxl'] as const) {
     `${family} UNet with fused blocks (SkipLayerNormalization, Gelu: the CUDA experiment) matches diffusers on the CPU EP`,
     { skip },
     async () => {
-      const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-      const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-      const cfg = detectCheckpoint(ckpt).unet;
-      const feeds: Record<string, Tensor> = {
-        x: cases.readTensor('unet/x'),
-        t: cases.readTensor('unet/t'),
-        context: cases.readTensor('unet/context'),
-      };
-      if (cfg.adm) {
-        feeds.text_embeds = cases.readTensor('unet/text_embeds');
-        feeds.time_ids = cases.readTensor('unet/time_ids');
-      }
-      const ref = cases.readTensor('unet/out');
+      const { ckpt, cases, cfg, feeds, ref } = unetFixtureCase(family);
       const plain = opsOf(serializeModel(buildUNetGraph(cfg, safetensorsWeights(ckpt), { fusedAttention: true }))).ops;
       const bytes = serializeModel(
         buildUNetGraph(cfg, safetensorsWeights(ckpt), { fusedAttention: true, fusedBlocks: true }),

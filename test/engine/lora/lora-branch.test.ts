@@ -20,7 +20,7 @@ import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
 import { runComponentCall } from '../../../server/engine/runtime/components.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
-import { assertComponentClose, fixturePath, fixtureSkip } from '../../helpers/fixtures.js';
+import { assertComponentClose, fixturePath, fixtureSkip, unetFixtureCase } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 
@@ -66,9 +66,7 @@ for (const family of ['sd1', 'sdxl'] as const) {
     `${family} UNet graph with LoRA branches (MatMul linears, the GPU form) matches the reference`,
     { skip },
     async () => {
-      const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-      const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-      const config = detectCheckpoint(ckpt);
+      const { ckpt, cases, config, feeds } = unetFixtureCase(family);
       const [lora, strength, ref] =
         family === 'sd1'
           ? ['sd1_tiny_lora_kohya.safetensors', 0.8, 'lora/unet_out']
@@ -79,15 +77,6 @@ for (const family of ['sd1', 'sdxl'] as const) {
         ...safetensorsWeights(ckpt),
         lowRank: (k: string) => deltas.get(k),
       };
-      const feeds: Record<string, Tensor> = {
-        x: cases.readTensor('unet/x'),
-        t: cases.readTensor('unet/t'),
-        context: cases.readTensor('unet/context'),
-      };
-      if (config.unet.adm) {
-        feeds.text_embeds = cases.readTensor('unet/text_embeds');
-        feeds.time_ids = cases.readTensor('unet/time_ids');
-      }
       for (const linear of ['matmul', 'gemm-transb'] as const) {
         const g = buildUNetGraph(config.unet, weights, {
           linear,

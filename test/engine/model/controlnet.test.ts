@@ -25,7 +25,7 @@ import {
 } from '../../../server/engine/model/controlnet-file.js';
 import { hintFor } from '../../../server/engine/runtime/control-residuals.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
-import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff } from '../../helpers/fixtures.js';
+import { componentTolerance, fixturePath, fixtureSkip, maxAbsDiff, unetFixtureCase } from '../../helpers/fixtures.js';
 import { CN_SEEDS, makeTestControlNet, makeTestControlNets } from '../../helpers/controlnet-files.js';
 
 const skip = fixtureSkip();
@@ -47,9 +47,7 @@ function channelsFirst(img: Tensor): Tensor {
 }
 
 async function sessions(family: 'sd1' | 'sdxl') {
-  const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-  const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-  const config = detectCheckpoint(ckpt);
+  const { ckpt, cases, config, feeds } = unetFixtureCase(family);
   const cnFile = SafetensorsFile.open((await files())[family]);
   const info = inspectControlNet(cnFile);
   const cn = buildControlNetGraph(
@@ -57,15 +55,6 @@ async function sessions(family: 'sd1' | 'sdxl') {
     controlNetWeights(safetensorsWeights(cnFile), info),
   );
   const unet = buildUNetGraph(config.unet, safetensorsWeights(ckpt), { controlInputs: true });
-  const feeds: Record<string, Feed> = {
-    x: cases.readTensor('unet/x'),
-    t: cases.readTensor('unet/t'),
-    context: cases.readTensor('unet/context'),
-  };
-  if (config.unet.adm) {
-    feeds.text_embeds = cases.readTensor('unet/text_embeds');
-    feeds.time_ids = cases.readTensor('unet/time_ids');
-  }
   return {
     config,
     info,

@@ -18,8 +18,14 @@ import { detectCheckpoint } from '../../../server/engine/model/detect.js';
 import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
 import { buildUNetGraph, type UNetBuildOptions } from '../../../server/engine/model/unet.js';
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../../../server/engine/model/vae.js';
-import type { Tensor } from '../../../server/engine/tensor.js';
-import { componentTolerance, fixturePath, fixtureSkip, maxAbs, maxAbsDiff } from '../../helpers/fixtures.js';
+import {
+  componentTolerance,
+  fixturePath,
+  fixtureSkip,
+  maxAbs,
+  maxAbsDiff,
+  unetFixtureCase,
+} from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 const iota = (n: number) => Float32Array.from({ length: n }, (_, i) => i);
@@ -159,21 +165,7 @@ test('SD1.5 UNet CUDA graph (real shapes, structure only): every conv an NhwcCon
   assert.ok(moves < convs, `${moves} Transposes more for ${convs} convs`);
 });
 
-function unetFeeds(family: 'sd1' | 'sdxl') {
-  const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-  const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-  const cfg = detectCheckpoint(ckpt).unet;
-  const feeds: Record<string, Tensor> = {
-    x: cases.readTensor('unet/x'),
-    t: cases.readTensor('unet/t'),
-    context: cases.readTensor('unet/context'),
-  };
-  if (cfg.adm) {
-    feeds.text_embeds = cases.readTensor('unet/text_embeds');
-    feeds.time_ids = cases.readTensor('unet/time_ids');
-  }
-  return { ckpt, cases, cfg, feeds, ref: cases.readTensor('unet/out') };
-}
+const unetFeeds = (family: 'sd1' | 'sdxl') => unetFixtureCase(family);
 
 for (const family of ['sd1', 'sdxl'] as const) {
   test(
@@ -274,7 +266,10 @@ test(
       };
       const plain = await run({});
       const twin = await run({ fusedGroupNorm: true, nhwcConv: 'cpu-twin' });
-    assert.ok(Object.values(plain.residuals).every((r) => maxAbs(r.data) > 1e-3), 'the test ControlNet controls');
+      assert.ok(
+        Object.values(plain.residuals).every((r) => maxAbs(r.data) > 1e-3),
+        'the test ControlNet controls',
+      );
       for (const [name, r] of Object.entries(plain.residuals)) {
         const scale = Math.max(1, maxAbs(r.data));
         assert.ok(maxAbsDiff(twin.residuals[name].data, r.data) < 1e-4 * scale, `residual ${name}`);

@@ -40,6 +40,7 @@ import {
   fixtureSkip,
   maxAbs,
   maxAbsDiff,
+  unetFixtureCase,
 } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
@@ -261,21 +262,7 @@ test('real SD1.5 / SDXL shapes (structure only): MatMuls 2 fewer per self- and 1
   }
 });
 
-function unetFeeds(family: 'sd1' | 'sdxl') {
-  const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-  const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-  const config = detectCheckpoint(ckpt);
-  const feeds: Record<string, Tensor> = {
-    x: cases.readTensor('unet/x'),
-    t: cases.readTensor('unet/t'),
-    context: cases.readTensor('unet/context'),
-  };
-  if (config.unet.adm) {
-    feeds.text_embeds = cases.readTensor('unet/text_embeds');
-    feeds.time_ids = cases.readTensor('unet/time_ids');
-  }
-  return { ckpt, cases, config, feeds };
-}
+const unetFeeds = (family: 'sd1' | 'sdxl') => unetFixtureCase(family);
 const TWIN: UNetBuildOptions = { fusedAttention: true, linear: 'matmul', packedAttention: 'cpu-twin' };
 
 for (const family of ['sd1', 'sdxl'] as const) {

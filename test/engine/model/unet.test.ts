@@ -5,7 +5,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { SafetensorsFile } from '../../../server/engine/io/safetensors.js';
 import { detectCheckpoint, keySourceOf } from '../../../server/engine/model/detect.js';
 import { safetensorsWeights } from '../../../server/engine/onnx/weights.js';
 import { serializeModel } from '../../../server/engine/onnx/serialize.js';
@@ -17,29 +16,15 @@ import type { Tensor } from '../../../server/engine/tensor.js';
 import {
   componentTolerance,
   fixtureJson,
-  fixturePath,
   fixtureSkip,
   maxAbs,
   maxAbsDiff,
+  unetFixtureCase,
 } from '../../helpers/fixtures.js';
 
 const skip = fixtureSkip();
 
-function load(family: 'sd1' | 'sdxl') {
-  const ckpt = SafetensorsFile.open(fixturePath(`${family}_tiny.safetensors`));
-  const cases = SafetensorsFile.open(fixturePath(`${family}_tiny_cases.safetensors`));
-  const cfg = detectCheckpoint(ckpt).unet;
-  const feeds: Record<string, Tensor> = {
-    x: cases.readTensor('unet/x'),
-    t: cases.readTensor('unet/t'),
-    context: cases.readTensor('unet/context'),
-  };
-  if (cfg.adm) {
-    feeds.text_embeds = cases.readTensor('unet/text_embeds');
-    feeds.time_ids = cases.readTensor('unet/time_ids');
-  }
-  return { ckpt, cfg, feeds, ref: cases.readTensor('unet/out') };
-}
+const load = (family: 'sd1' | 'sdxl') => unetFixtureCase(family);
 
 const builds = new Map<string, ReturnType<typeof buildUncached>>();
 /** one build per (family, options) for the whole file: the machine is shared, sessions take seconds */
