@@ -26,6 +26,7 @@ import {
   maxAbsDiff,
   unetFixtureCase,
 } from '../../helpers/fixtures.js';
+import { assertSameControl, controlNetFormRuns } from '../../helpers/controlnet-files.js';
 
 const skip = fixtureSkip();
 const iota = (n: number) => Float32Array.from({ length: n }, (_, i) => i);
@@ -234,51 +235,7 @@ test(
   'sd1 ControlNet and controlled UNet, CPU twin of the NhwcConv form, give the plain graphs residuals and output',
   { skip },
   async () => {
-    const { mkdtempSync, rmSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { makeTestControlNets } = await import('../../helpers/controlnet-files.js');
-    const { controlNetConfigFor, controlNetWeights, inspectControlNet } =
-      await import('../../../server/engine/model/controlnet-file.js');
-    const { buildControlNetGraph } = await import('../../../server/engine/model/controlnet.js');
-    const { hintFor } = await import('../../../server/engine/runtime/control-residuals.js');
-    const dir = mkdtempSync(join(tmpdir(), 'tcd-nhwc-cn-'));
-    try {
-      const { ckpt, cases, feeds } = unetFeeds('sd1');
-      const config = detectCheckpoint(ckpt);
-      const cnFile = SafetensorsFile.open((await makeTestControlNets(dir, fixturePath(''))).sd1);
-      const info = inspectControlNet(cnFile);
-      const cnCfg = controlNetConfigFor(info, config);
-      const hint = hintFor(
-        { shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => (i % 97) / 97) },
-        2,
-        8,
-        8,
-      );
-      const run = async (opts: UNetBuildOptions) => {
-        const cn = buildControlNetGraph(cnCfg, controlNetWeights(safetensorsWeights(cnFile), info), opts);
-        const residuals = await runSession(await createSession(serializeModel(cn)), { ...feeds, hint });
-        const unet = buildUNetGraph(config.unet, safetensorsWeights(ckpt), { ...opts, controlInputs: true });
-        return {
-          residuals,
-          eps: (await runSession(await createSession(serializeModel(unet)), { ...feeds, ...residuals })).eps,
-        };
-      };
-      const plain = await run({});
-      const twin = await run({ fusedGroupNorm: true, nhwcConv: 'cpu-twin' });
-      assert.ok(
-        Object.values(plain.residuals).every((r) => maxAbs(r.data) > 1e-3),
-        'the test ControlNet controls',
-      );
-      for (const [name, r] of Object.entries(plain.residuals)) {
-        const scale = Math.max(1, maxAbs(r.data));
-        assert.ok(maxAbsDiff(twin.residuals[name].data, r.data) < 1e-4 * scale, `residual ${name}`);
-      }
-      assert.ok(maxAbsDiff(twin.eps.data, plain.eps.data) < 1e-4 * Math.max(1, maxAbs(plain.eps.data)));
-      ckpt.close();
-      cases.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const [plain, twin] = await controlNetFormRuns([{}, { fusedGroupNorm: true, nhwcConv: 'cpu-twin' }]);
+    assertSameControl(twin, plain);
   },
 );

@@ -42,6 +42,7 @@ import {
   maxAbsDiff,
   unetFixtureCase,
 } from '../../helpers/fixtures.js';
+import { assertSameControl, controlNetFormRuns, type ControlNetFormRun } from '../../helpers/controlnet-files.js';
 
 const skip = fixtureSkip();
 const count = (g: GraphBuilder, op: string) => g.nodes.filter((n) => n.opType === op).length;
@@ -318,48 +319,11 @@ test(
   'sd1 ControlNet and controlled UNet, CPU twin of the packed form, give the plain graphs residuals and output',
   { skip },
   async () => {
-    const { makeTestControlNets } = await import('../../helpers/controlnet-files.js');
-    const { controlNetConfigFor, controlNetWeights, inspectControlNet } =
-      await import('../../../server/engine/model/controlnet-file.js');
-    const { buildControlNetGraph } = await import('../../../server/engine/model/controlnet.js');
-    const { hintFor } = await import('../../../server/engine/runtime/control-residuals.js');
-    const dir = mkdtempSync(join(tmpdir(), 'tcd-packed-cn-'));
-    try {
-      const { ckpt, cases, config, feeds } = unetFeeds('sd1');
-      const cnFile = SafetensorsFile.open((await makeTestControlNets(dir, fixturePath(''))).sd1);
-      const info = inspectControlNet(cnFile);
-      const cnCfg = controlNetConfigFor(info, config);
-      const hint = hintFor(
-        { shape: [1, 3, 64, 64], data: Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => (i % 89) / 89) },
-        2,
-        8,
-        8,
-      );
-      const run = async (opts: UNetBuildOptions) => {
-        const cn = buildControlNetGraph(cnCfg, controlNetWeights(safetensorsWeights(cnFile), info), opts);
-        const packed = [...cn.weightInits.keys()].filter((n) => parsePackedName(n)).length;
-        const residuals = await runSession(await createSession(serializeModel(cn)), { ...feeds, hint });
-        const unet = buildUNetGraph(config.unet, safetensorsWeights(ckpt), { ...opts, controlInputs: true });
-        const eps = (await runSession(await createSession(serializeModel(unet)), { ...feeds, ...residuals })).eps;
-        return { residuals, eps, packed };
-      };
-      const plain = await run({ fusedAttention: true, linear: 'matmul' });
-      const twin = await run(TWIN);
-      assert.equal(plain.packed, 0);
-      assert.ok(twin.packed > 0, 'the ControlNet attentions are packed');
-      assert.ok(
-        Object.values(plain.residuals).every((r) => maxAbs(r.data) > 1e-3),
-        'the test ControlNet controls',
-      );
-      for (const [name, r] of Object.entries(plain.residuals)) {
-        assert.ok(maxAbsDiff(twin.residuals[name].data, r.data) < 1e-4 * Math.max(1, maxAbs(r.data)), name);
-      }
-      assert.ok(maxAbsDiff(twin.eps.data, plain.eps.data) < 1e-4 * Math.max(1, maxAbs(plain.eps.data)));
-      ckpt.close();
-      cases.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const [plain, twin] = await controlNetFormRuns([{ fusedAttention: true, linear: 'matmul' }, TWIN]);
+    const packed = (r: ControlNetFormRun) => [...r.controlNet.weightInits.keys()].filter(parsePackedName).length;
+    assert.equal(packed(plain), 0);
+    assert.ok(packed(twin) > 0, 'the ControlNet attentions are packed');
+    assertSameControl(twin, plain);
   },
 );
 
