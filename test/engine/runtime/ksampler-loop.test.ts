@@ -16,7 +16,7 @@ import { DiscreteModelSampling } from '../../../server/engine/sampling/model-sam
 import { ksamplerSigmas } from '../../../server/engine/sampling/schedules.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import type { CondBranch } from '../../../server/engine/engine.js';
-import { assertStoppedAtCancel, holdThisThread, timelineAfter } from '../../helpers/worker-timeline.js';
+import { assertLoopRunsWhileMainBlocked, assertStoppedAtCancel, timelineAfter } from '../../helpers/worker-timeline.js';
 
 const ms = DiscreteModelSampling.sd();
 const shape = [1, 4, 16, 16];
@@ -173,21 +173,10 @@ test('an abort stops the loop before its next UNet call with InterruptedError; f
 });
 
 test("the loop never waits for the main thread: while step 0's handler blocks it, the later steps run", async () => {
-  const prior = await engine.stats();
-  const steps: number[] = [];
-  let blockEnd = 0;
-  await engine.sampleK(request('euler', ksamplerSigmas(ms, 'euler', 'normal', 4, 1), 2, 3n), {
-    onStep: (p) => {
-      steps.push(p.step);
-      if (p.step !== 0) return;
-      blockEnd = holdThisThread(1500); // no message gets in or out of the main thread meanwhile
-    },
-  });
-  assert.deepEqual(steps, [0, 1, 2, 3]);
-  const unet = timelineAfter(prior, await engine.stats()).filter((e) => e.component === 'unet');
-  assert.equal(unet.length, 4);
-  const afterBlock = unet.filter((e) => e.at >= blockEnd).length;
-  assert.equal(afterBlock, 0, `${afterBlock} of 4 UNet calls started after the main thread was free again`);
+  await assertLoopRunsWhileMainBlocked(
+    () => engine.stats(),
+    (onStep) => engine.sampleK(request('euler', ksamplerSigmas(ms, 'euler', 'normal', 4, 1), 2, 3n), { onStep }),
+  );
 });
 
 test("the loop's phases on the worker timeline: set-up, per UNet call yield / UNet, the sampler's math, reports, end", async () => {

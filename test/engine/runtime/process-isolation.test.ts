@@ -18,7 +18,7 @@ import { TorchGenerator } from '../../../server/engine/rng.js';
 import { tcdTimesteps } from '../../../server/engine/sampling/tcd.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { debugWorker, debugWorkerEnv, workerStarts } from '../../../server/engine/testing.js';
-import { assertStoppedAtCancel, holdThisThread, timelineAfter } from '../../helpers/worker-timeline.js';
+import { assertLoopRunsWhileMainBlocked, assertStoppedAtCancel, timelineAfter } from '../../helpers/worker-timeline.js';
 
 let dir: string, ckpt: string, engine: Engine, cond: { context: Tensor; pooled: Tensor };
 const shape = [1, 4, 16, 16];
@@ -158,19 +158,13 @@ test('encodeText + sampleTcd + vaeDecode in a child process are bit-identical to
 });
 
 test('in the child: the loop runs on while the main thread is blocked, an abort stops it before its next UNet call, logs come through', async () => {
-  let prior = await engine.stats();
-  let blockEnd = 0;
-  await engine.sampleTcd(loopRequest(4), {
-    onStep: (p) => {
-      if (p.step === 0) blockEnd = holdThisThread(1500);
-    },
-  });
-  const unet = timelineAfter(prior, await engine.stats()).filter((e) => e.component === 'unet');
-  assert.equal(unet.length, 4);
-  assert.equal(unet.filter((e) => e.at >= blockEnd).length, 0, 'steps 1-3 ran while the main thread was blocked');
+  await assertLoopRunsWhileMainBlocked(
+    () => engine.stats(),
+    (onStep) => engine.sampleTcd(loopRequest(4), { onStep }),
+  );
   const ac = new AbortController();
   const steps: number[] = [];
-  prior = await engine.stats();
+  const prior = await engine.stats();
   // 64x64 latents: the loop's 20 steps outlast the cancel's trip to the child many times over
   await assert.rejects(
     engine.sampleTcd(loopRequest(20, [1, 4, 64, 64]), {

@@ -16,7 +16,12 @@ import { TorchGenerator } from '../../../server/engine/rng.js';
 import { buildTcdStepGraph, TCD_STEP_SCALARS } from '../../../server/engine/sampling/tcd-step-graph.js';
 import { sampleTcd, tcdStep, tcdStepScalars, tcdTimesteps } from '../../../server/engine/sampling/tcd.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
-import { assertStoppedAtCancel, holdThisThread, timelineAfter } from '../../helpers/worker-timeline.js';
+import {
+  assertLoopRunsWhileMainBlocked,
+  assertStoppedAtCancel,
+  holdThisThread,
+  timelineAfter,
+} from '../../helpers/worker-timeline.js';
 
 const maxRelDiff = (a: Float32Array, b: Float32Array) => {
   let m = 0;
@@ -192,22 +197,10 @@ test('an aborted signal stops the loop before its next UNet call with Interrupte
 });
 
 test("the loop never waits for the main thread: while step 0's handler blocks it, the later steps run", async () => {
-  const prior = await engine.stats();
-  const steps: number[] = [];
-  let blockEnd = 0;
-  await engine.sampleTcd(loopRequest(11, 4, 0.3, 1), {
-    onStep: (p) => {
-      steps.push(p.step);
-      if (p.step !== 0) return;
-      blockEnd = holdThisThread(1500); // no message gets in or out of the main thread meanwhile
-    },
-  });
-  assert.deepEqual(steps, [0, 1, 2, 3]);
-  const unet = timelineAfter(prior, await engine.stats()).filter((e) => e.component === 'unet');
-  assert.equal(unet.length, 4);
-  // with a per-step acknowledgement, step 2 could not start before the block ended
-  const afterBlock = unet.filter((e) => e.at >= blockEnd).length;
-  assert.equal(afterBlock, 0, `${afterBlock} of 4 UNet calls started after the main thread was free again`);
+  await assertLoopRunsWhileMainBlocked(
+    () => engine.stats(),
+    (onStep) => engine.sampleTcd(loopRequest(11, 4, 0.3, 1), { onStep }),
+  );
 });
 
 test("a progress handler slower than the loop's steps does not hold the main thread: a timer due in step 0's handler runs before step 1's", async () => {
