@@ -11,6 +11,7 @@ import { groupNorm } from '../../../server/engine/model/blocks.js';
 import { FloatAttr, GraphBuilder } from '../../../server/engine/onnx/graph.js';
 import { memoryWeights } from '../../../server/engine/onnx/weights.js';
 import { DataType } from '../../../server/engine/onnx/schema.js';
+import { presetWeights } from '../../helpers/preset-weights.js';
 
 function build(channels: number, fused: boolean, silu: boolean) {
   const weights = memoryWeights({
@@ -53,17 +54,7 @@ test('widths the CUDA kernel does not take, and the unfused form, keep InstanceN
 
 test('fused GEGLU (CUDA, real SD1.5 shapes, structure only): MatMul, com.microsoft BiasSplitGelu on the bias, then the out linear; other widths keep Split', async () => {
   const { buildUNetGraph } = await import('../../../server/engine/model/unet.js');
-  const { checkpointKeys } = await import('../../../server/engine/model/checkpoint-layout.js');
-  const { presetConfig } = await import('../../../server/tools/make-checkpoint.js');
-  const config = presetConfig('sd15');
-  const shapes = new Map(checkpointKeys(config).map((k) => [k.name, k.shape]));
-  const weights = {
-    shape: (n: string) => [...shapes.get(n)!],
-    read: () => {
-      throw new Error('structure only');
-    },
-    has: (n: string) => shapes.has(n),
-  };
+  const { config, weights } = presetWeights('sd15');
   const opts = { dtype: 'float16' as const, linear: 'matmul' as const, fusedAttention: true };
   const fused = buildUNetGraph(config.unet, weights, { ...opts, fusedGeglu: true }).nodes.map((n) => n.opType);
   const plain = buildUNetGraph(config.unet, weights, opts).nodes.map((n) => n.opType);

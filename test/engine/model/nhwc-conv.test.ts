@@ -26,6 +26,7 @@ import {
   maxAbsDiff,
   unetFixtureCase,
 } from '../../helpers/fixtures.js';
+import { presetWeights } from '../../helpers/preset-weights.js';
 import { assertSameControl, controlNetFormRuns } from '../../helpers/controlnet-files.js';
 
 const skip = fixtureSkip();
@@ -118,15 +119,7 @@ test('CPU twin of stacked convs and its LoRA-fed form (weights fed as stored, pe
 });
 
 test('SD1.5 UNet CUDA graph (real shapes, structure only): every conv an NhwcConv on a channels-last weight, no back-and-forth Transposes', async () => {
-  const { checkpointKeys } = await import('../../../server/engine/model/checkpoint-layout.js');
-  const { presetConfig } = await import('../../../server/tools/make-checkpoint.js');
-  const config = presetConfig('sd15');
-  const shapes = new Map(checkpointKeys(config).map((k) => [k.name, k.shape]));
-  const weights = {
-    shape: (n: string) => [...shapes.get(n)!],
-    read: (n: string) => new Float32Array(shapes.get(n)!.reduce((a, b) => a * b, 1)),
-    has: (n: string) => shapes.has(n),
-  };
+  const { config, weights } = presetWeights('sd15', 'zeros');
   const cuda: UNetBuildOptions = {
     dtype: 'float16',
     linear: 'matmul',
@@ -147,7 +140,7 @@ test('SD1.5 UNet CUDA graph (real shapes, structure only): every conv an NhwcCon
   for (const n of g.nodes.filter((n) => n.opType === 'NhwcConv')) {
     const w = n.inputs[1];
     assert.ok(w.endsWith(':nhwc'), `${n.name} reads ${w}`);
-    const [o, i, kh, kw] = shapes.get(w.replace(/:nhwc$/, ''))!;
+    const [o, i, kh, kw] = weights.shape(w.replace(/:nhwc$/, ''));
     assert.deepEqual(g.weightInits.get(w), [o, kh, kw, i]);
     assert.ok(!g.weightInits.has(w.replace(/:nhwc$/, '')), 'the NCHW copy is not stored as well');
   }

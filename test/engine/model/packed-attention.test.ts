@@ -42,6 +42,7 @@ import {
   maxAbsDiff,
   unetFixtureCase,
 } from '../../helpers/fixtures.js';
+import { presetWeights } from '../../helpers/preset-weights.js';
 import { assertSameControl, controlNetFormRuns, type ControlNetFormRun } from '../../helpers/controlnet-files.js';
 
 const skip = fixtureSkip();
@@ -225,21 +226,11 @@ test('packedLowRank: packed + a @ b is the packed weight of the patched parts', 
 });
 
 test('real SD1.5 / SDXL shapes (structure only): MatMuls 2 fewer per self- and 1 per cross-attention', async () => {
-  const { checkpointKeys } = await import('../../../server/engine/model/checkpoint-layout.js');
-  const { presetConfig } = await import('../../../server/tools/make-checkpoint.js');
   for (const [preset, blocks, heads, headDim] of [
     ['sd15', 16, 8, 40],
     ['sdxl', 70, 10, 64],
   ] as const) {
-    const config = presetConfig(preset);
-    const shapes = new Map(checkpointKeys(config).map((k) => [k.name, k.shape]));
-    const weights = {
-      shape: (n: string) => [...shapes.get(n)!],
-      read: () => {
-        throw new Error('structure only');
-      },
-      has: (n: string) => shapes.has(n),
-    };
+    const { config, weights } = presetWeights(preset);
     const opts: UNetBuildOptions = { dtype: 'float16', linear: 'matmul', fusedAttention: true, fusedBlocks: true };
     const plain = buildUNetGraph(config.unet, weights, opts);
     const off = buildUNetGraph(config.unet, weights, { ...opts, packedAttention: false });
