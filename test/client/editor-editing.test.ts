@@ -6,8 +6,10 @@ import assert from 'node:assert/strict';
 import {
   browserSkip,
   canvasMenuClick,
+  dblclickUntil,
   drag,
   emptyPoint,
+  eventually,
   menuClick,
   menuEntries,
   nodePoint,
@@ -15,6 +17,7 @@ import {
   shot,
   slotPoint,
   startHarness,
+  WAIT,
   waitForEditor,
   type Harness,
 } from './harness.js';
@@ -169,9 +172,11 @@ test('opening a workflow JSON file replaces the graph', { skip }, async () => {
 });
 
 test('double-click on empty canvas opens the search box with fuzzy results', { skip }, async () => {
-  const p = await nodePoint(h.page, 5, 40, 200);
-  await h.page.mouse.dblclick(p[0], p[1]);
-  await h.page.waitForSelector('.litesearchbox input');
+  await dblclickUntil(
+    h.page,
+    () => nodePoint(h.page, 5, 40, 200),
+    async () => (await h.page.locator('.litesearchbox input').count()) > 0,
+  );
   await h.page.keyboard.type('tcdsmp');
   // the list refreshes as the query is typed (debounced): wait for it to settle on the full query
   const first = await h.page
@@ -181,7 +186,7 @@ test('double-click on empty canvas opens the search box with fuzzy results', { s
         return /TCD/.test(text) ? text : null;
       },
       null,
-      { timeout: 5_000 },
+      { timeout: WAIT },
     )
     .then((r) => r.jsonValue())
     .catch(() => h.page.evaluate(() => document.querySelector('.litesearchbox .lite-search-item')?.textContent));
@@ -255,7 +260,7 @@ test(
       `(() => { const ns = window.__tcd.graph._nodes; const n = ns[ns.length - 1]; return { type: n.type, pos: [...n.pos] }; })()`,
     );
     assert.equal(added.type, 'EmptyLatentImage');
-    assert.equal(await h.page.locator('.litecontextmenu').count(), 0, 'menus closed');
+    await eventually(() => h.page.locator('.litecontextmenu').count(), 0, 'menus closed');
     await h.page.evaluate(() => {
       const t = (window as any).__tcd;
       const ns = t.graph._nodes;

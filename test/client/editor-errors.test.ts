@@ -3,7 +3,7 @@
 // (never "Failed to fetch"), and a prompt stopped by a server restart is reported with its number.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, openTemplate, shot, startHarness, type Harness } from './harness.js';
+import { browserSkip, eventually, openTemplate, RUN_WAIT, shot, startHarness, WAIT, type Harness } from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
@@ -51,7 +51,7 @@ test('a validation error wraps inside the node; the messages panel wraps long to
 
 test('clearing the messages clears the error marks on the nodes', { skip }, async () => {
   await h.page.locator('[data-testid=messages]').getByRole('button', { name: 'clear' }).click();
-  assert.equal(await h.page.locator('[data-testid=messages]').count(), 0);
+  await eventually(() => h.page.locator('[data-testid=messages]').count(), 0);
   assert.equal(await ev<number>(`window.__tcd.runtime.errors.size`), 0);
   assert.equal((await ev<{ inside: number }>(RED_PIXELS(1))).inside, 0, 'no error text left on the canvas');
 });
@@ -62,7 +62,7 @@ test(
   async () => {
     await openTemplate(h.page, 'default.json');
     await h.restartServer({ down: true });
-    await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: 10_000 });
+    await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: WAIT });
     assert.equal(await h.page.textContent('[data-testid=connection]'), '◌ server unreachable, retrying…');
     await h.page.click('[data-testid=queue-button]');
     const msg = h.page.locator('[data-testid=messages] pre.error').last();
@@ -70,24 +70,27 @@ test(
     assert.equal(await msg.textContent(), 'Queue failed: server unreachable, retrying the connection');
     assert.doesNotMatch((await h.page.locator('[data-testid=messages]').textContent()) ?? '', /Failed to fetch/);
     await h.restartServer();
-    await h.page.waitForSelector('[data-testid=connection].open', { timeout: 20_000 });
+    await h.page.waitForSelector('[data-testid=connection].open', { timeout: WAIT });
     await h.page.locator('[data-testid=messages]').getByRole('button', { name: 'clear' }).click();
   },
 );
 
 test('a prompt stopped by a server restart is reported with its number', { skip }, async () => {
   await h.page.click('[data-testid=queue-button]');
-  await h.page.waitForFunction(() => (window as any).__tcd.runtime.running === '3', null, { timeout: 30_000 });
+  await h.page.waitForFunction(() => (window as any).__tcd.runtime.running === '3', null, { timeout: RUN_WAIT });
   const queued = await ev<string>(`window.__tcd.session.lastPromptId`);
   await h.restartServer({ signal: 'SIGKILL' });
   const msg = h.page.locator('[data-testid=messages] pre.error', { hasText: 'server restart' });
-  await msg.waitFor({ timeout: 30_000 });
+  await msg.waitFor({ timeout: WAIT });
   const entry = ((await (await h.api(`/history/${queued}`)).json()) as Record<string, { prompt: [number] }>)[queued];
   assert.equal(
     await msg.textContent(),
     `Prompt #${entry.prompt[0]} was stopped by a server restart: queue it again to re-run it.`,
   );
   const item = h.page.locator(`[data-testid=history-panel] li[data-prompt-id="${queued}"]`);
-  assert.match((await item.textContent()) ?? '', new RegExp(`#${entry.prompt[0]} .*error`));
+  // the history panel takes the error from the server's history a moment later
+  const errored = new RegExp(`#${entry.prompt[0]} .*error`);
+  await item.filter({ hasText: errored }).waitFor();
+  assert.match((await item.textContent()) ?? '', errored);
   await shot(h.page, 'p6-restart');
 });

@@ -3,13 +3,13 @@
 // again; Delete removes it on the server; outputs stay on their nodes and in the gallery after a reload.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, shot, startHarness, waitForEditor, type Harness } from './harness.js';
+import { browserSkip, eventually, RUN_WAIT, shot, startHarness, WAIT, waitForEditor, type Harness } from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-const RUN = 45_000;
+const RUN = RUN_WAIT;
 
 before(async () => {
   if (!skip) h = await startHarness();
@@ -23,8 +23,8 @@ type Hist = Record<string, { prompt: [number, string, Record<string, { inputs: R
 const serverHistory = async () => (await h.api('/history')).json() as Promise<Hist>;
 
 async function typePrompt(text: string): Promise<void> {
-  const box = (await h.page.locator('textarea.node-textarea[data-node="6"]').boundingBox())!;
-  await h.page.mouse.click(box.x + 20, box.y + 20);
+  // a locator click waits until the canvas has drawn the node and placed its textarea
+  await h.page.locator('textarea.node-textarea[data-node="6"]').click({ position: { x: 20, y: 20 } });
   await h.page.keyboard.press('Control+a');
   await h.page.keyboard.type(text);
 }
@@ -49,7 +49,7 @@ test(
     assert.deepEqual(texts, ['second fox', 'first fox'], 'newest first');
     const meta = await items().first().locator('.muted').first().textContent();
     assert.match(meta ?? '', new RegExp(`seed ${seeds[1]} · \\d\\d:\\d\\d:\\d\\d · success`));
-    assert.equal(await h.page.locator('[data-testid=gallery] img').count(), 2);
+    await eventually(() => h.page.locator('[data-testid=gallery] img').count(), 2);
     await shot(h.page, 'p3-history');
   },
 );
@@ -59,19 +59,19 @@ test('a thumbnail opens the lightbox; arrows step through the images; Escape clo
   await items().nth(1).locator('button.thumb').click();
   const big = h.page.locator('[data-testid=lightbox] img');
   await big.waitFor();
-  assert.equal(await big.getAttribute('src'), urls[1]);
+  await eventually(() => big.getAttribute('src'), urls[1]);
   await h.page.waitForFunction(
     () => (document.querySelector('[data-testid=lightbox] img') as HTMLImageElement).naturalWidth === 512,
   );
   await shot(h.page, 'p3-lightbox');
   await h.page.keyboard.press('ArrowRight');
-  assert.equal(await big.getAttribute('src'), urls[0], 'wraps around');
+  await eventually(() => big.getAttribute('src'), urls[0], 'wraps around');
   await h.page.keyboard.press('ArrowLeft');
-  assert.equal(await big.getAttribute('src'), urls[1]);
+  await eventually(() => big.getAttribute('src'), urls[1]);
   await h.page.getByRole('button', { name: 'previous' }).click();
-  assert.equal(await big.getAttribute('src'), urls[0]);
+  await eventually(() => big.getAttribute('src'), urls[0]);
   await h.page.keyboard.press('Escape');
-  assert.equal(await h.page.locator('[data-testid=lightbox]').count(), 0);
+  await eventually(() => h.page.locator('[data-testid=lightbox]').count(), 0);
 });
 
 test('Load opens the workflow that made an entry; Re-run queues it again; Delete removes it', { skip }, async () => {
@@ -103,7 +103,7 @@ test('after a reload the newest output is back on SaveImage and the gallery list
   await h.page.reload();
   await waitForEditor(h.page);
   await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.[0]?.naturalWidth === 512, null, {
-    timeout: 10_000,
+    timeout: WAIT,
   });
   const hist = await serverHistory();
   const newestFile = (
@@ -123,5 +123,5 @@ test('after a reload the newest output is back on SaveImage and the gallery list
     (n) => document.querySelectorAll('[data-testid=gallery] img').length === n,
     distinct.size,
   );
-  assert.equal(await items().count(), 2);
+  await eventually(() => items().count(), 2);
 });

@@ -10,8 +10,10 @@ import {
   menuClick,
   nodePoint,
   openTemplate,
+  RUN_WAIT,
   shot,
   startHarness,
+  WAIT,
   type Harness,
 } from './harness.js';
 import type { Page } from 'playwright-core';
@@ -100,7 +102,7 @@ test(
     await shot(h.page, 'p2-img2img-ready');
     await h.page.click('[data-testid=queue-button]');
     await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('7')?.[0]?.naturalWidth > 0, null, {
-      timeout: 45_000,
+      timeout: RUN_WAIT,
     });
     const out = await ev<[number, number]>(
       `(() => { const i = window.__tcd.runtime.images.get('7')[0]; return [i.naturalWidth, i.naturalHeight]; })()`,
@@ -177,7 +179,7 @@ test('an image pasted from the clipboard goes into the selected LoadImage', { sk
   await h.page.mouse.click(...(await nodePoint(h.page, 8, 60, -15)));
   await h.page.keyboard.press('Control+v');
   await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('8')?.[0]?.naturalWidth === 40, null, {
-    timeout: 10_000,
+    timeout: WAIT,
   });
   const name = await imageName(8);
   assert.notEqual(name, 'dropped-on-node.png');

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browserSkip, emptyPoint, shot, startHarness, type Harness } from './harness.js';
+import { browserSkip, emptyPoint, shot, startHarness, WAIT, type Harness } from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
@@ -39,7 +39,7 @@ test('R on the canvas and the Refresh button list new files in the library and i
   writeFileSync(join(h.dirs.models, 'loras', 'watercolor.safetensors'), Buffer.alloc(64));
   await h.page.mouse.click(...(await emptyPoint(h.page)));
   await h.page.keyboard.press('r');
-  await files('loras').first().waitFor({ timeout: 10_000 });
+  await files('loras').first().waitFor({ timeout: WAIT });
   assert.deepEqual(await fileNames('loras'), ['watercolor.safetensors']);
   const loraOptions = await ev<string[]>(`window.__tcd.editor.objectInfo.LoraLoader.input.required.lora_name[0]`);
   assert.deepEqual(loraOptions, ['watercolor.safetensors']);
@@ -61,6 +61,7 @@ test(
   { skip },
   async () => {
     const n0 = await ev<number>(`window.__tcd.graph._nodes.length`);
+    await files('loras').first().waitFor();
     const src = (await files('loras').first().boundingBox())!;
     const to = await emptyPoint(h.page, 90);
     await h.page.mouse.move(src.x + 20, src.y + src.height / 2);

@@ -3,7 +3,17 @@
 // exactly what is on screen, undo/redo cover text edits, the text survives a reload.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, emptyPoint, nodePoint, shot, startHarness, waitForEditor, type Harness } from './harness.js';
+import {
+  browserSkip,
+  emptyPoint,
+  frames,
+  nodePoint,
+  RUN_WAIT,
+  shot,
+  startHarness,
+  waitForEditor,
+  type Harness,
+} from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
@@ -21,9 +31,9 @@ after(async () => {
 });
 
 async function clickInto(id: number): Promise<void> {
-  const box = await area(id).boundingBox();
-  assert.ok(box, `textarea of node ${id} is visible`);
-  await h.page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  // a locator click waits until the canvas has drawn the node and placed its textarea there (a loaded machine can
+  // take a while for the first frames after load)
+  await area(id).click();
 }
 
 test(
@@ -63,7 +73,7 @@ test('Ctrl+Enter inside the textarea queues exactly the text on screen', { skip 
   assert.equal(await ev<string>(`document.activeElement.dataset.node`), '7');
   // the server ran what was sent
   await h.page.waitForFunction(() => (window as any).__tcd.runtime.images.get('9')?.length > 0, null, {
-    timeout: 45_000,
+    timeout: RUN_WAIT,
   });
   const hist = (await (await h.api('/history')).json()) as Record<
     string,
@@ -108,10 +118,12 @@ test('the text survives a reload; a zoomed-out node keeps the textarea over its 
   await waitForEditor(h.page);
   await area(6).waitFor();
   assert.equal(await area(6).inputValue(), 'a lighthouse\nat dusk, storm');
-  // the textarea sits inside the node's rectangle on screen
+  // the textarea sits inside the node's rectangle on screen (as placed by a frame drawn after the measurement)
+  await frames(h.page);
   const [nx, ny, nw, nh] = await ev<number[]>(`(() => { const e = window.__tcd.editor, n = e.nodeById(6);
     const a = e.toClient([n.pos[0], n.pos[1]]), b = e.toClient([n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
     return [a[0], a[1], b[0] - a[0], b[1] - a[1]]; })()`);
+  await frames(h.page);
   const box = (await area(6).boundingBox())!;
   assert.ok(
     box.x >= nx && box.y >= ny && box.x + box.width <= nx + nw + 1 && box.y + box.height <= ny + nh + 1,

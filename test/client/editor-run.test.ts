@@ -6,12 +6,16 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   browserSkip,
+  dblclickUntil,
+  eventually,
   menuClick,
   menuEntries,
   nodePoint,
+  RUN_WAIT,
   shot,
   slotPoint,
   startHarness,
+  WAIT,
   waitForEditor,
   type Harness,
 } from './harness.js';
@@ -29,7 +33,7 @@ after(async () => {
   await h?.close();
 });
 
-const RUN_TIMEOUT = 45_000;
+const RUN_TIMEOUT = RUN_WAIT;
 
 /** Draws the canvas now and measures the sampler's preview panel: on-screen size and luma spread of its pixels. */
 const PREVIEW_PROBE = `(() => {
@@ -50,12 +54,12 @@ test(
   'the server wants a token: the editor asks once, refuses a wrong one, keeps the right one across reloads',
   { skip },
   async () => {
-    await h.page.waitForSelector('[data-testid=token-dialog]', { timeout: 20_000 });
+    await h.page.waitForSelector('[data-testid=token-dialog]', { timeout: WAIT });
     assert.equal((await h.api('/object_info', { headers: { Authorization: 'Bearer nope' } })).status, 401);
     await shot(h.page, '16-token-dialog');
     await h.page.fill('[data-testid=token-dialog] input', 'wrong-token');
     await h.page.press('[data-testid=token-dialog] input', 'Enter');
-    await h.page.waitForSelector('[data-testid=token-error]', { timeout: 10_000 });
+    await h.page.waitForSelector('[data-testid=token-error]', { timeout: WAIT });
     assert.match((await h.page.textContent('[data-testid=token-error]')) ?? '', /refused/);
     assert.equal(
       await ev<string | null>(`localStorage.getItem('tcd-studio.token')`),
@@ -66,7 +70,7 @@ test(
     await h.page.fill('[data-testid=token-dialog] input', TOKEN);
     await h.page.press('[data-testid=token-dialog] input', 'Enter');
     await waitForEditor(h.page);
-    assert.equal(await h.page.locator('[data-testid=token-dialog]').count(), 0);
+    await eventually(() => h.page.locator('[data-testid=token-dialog]').count(), 0);
     assert.equal(await ev<string | null>(`localStorage.getItem('tcd-studio.token')`), TOKEN);
     // a reload goes straight to the editor: every request carries the kept token, none is refused, no dialog
     const refused: string[] = [];
@@ -78,7 +82,7 @@ test(
     await waitForEditor(h.page);
     h.page.off('response', onResponse);
     assert.deepEqual(refused, []);
-    assert.equal(await h.page.locator('[data-testid=token-dialog]').count(), 0);
+    await eventually(() => h.page.locator('[data-testid=token-dialog]').count(), 0);
   },
 );
 
@@ -168,10 +172,10 @@ test('the queue panel lists a pending prompt and cancels it', { skip }, async ()
   const last = ids[2];
   assert.ok(last, 'queued');
   const sel = `[data-testid=queue-panel] .queue-item.pending[data-prompt-id="${last}"]`;
-  await h.page.waitForSelector(sel, { timeout: 10_000 });
+  await h.page.waitForSelector(sel, { timeout: WAIT });
   await shot(h.page, '12-queue-pending');
   await h.page.click(`${sel} button.cancel`);
-  await h.page.waitForSelector(sel, { state: 'detached', timeout: 10_000 });
+  await h.page.waitForSelector(sel, { state: 'detached', timeout: WAIT });
   const q = (await (await h.api('/queue')).json()) as { queue_pending: unknown[][]; queue_running: unknown[][] };
   assert.ok(
     ![...q.queue_pending, ...q.queue_running].some((item) => item[1] === last),
@@ -235,20 +239,11 @@ test(
     assert.equal(hidden.steps, false);
     // double-click the seed socket: a Primitive node appears, linked, with the seed's widget and value
     const seedValue = await ev<number>(`window.__tcd.editor.nodeById(3).widgets[0].value`);
-    // the socket moves when the widget hides: let the canvas redraw before aiming, and aim again if a busy
-    // machine swallowed the double-click
+    // the socket moves when the widget hides: aimed after the canvas redrew, again if a busy machine stretched the
+    // double-click
     const hasPrimitive = () =>
       h.page.evaluate(() => (window as any).__tcd.graph._nodes.some((n: any) => n.type === 'PrimitiveNode'));
-    for (let attempt = 0; attempt < 3 && !(await hasPrimitive()); attempt++) {
-      await h.page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-      const sock = await slotPoint(h.page, 3, 'input', seedSlot);
-      await h.page.mouse.dblclick(sock[0], sock[1]);
-      await h.page
-        .waitForFunction(() => (window as any).__tcd.graph._nodes.some((n: any) => n.type === 'PrimitiveNode'), null, {
-          timeout: 10_000,
-        })
-        .catch(() => {});
-    }
+    await dblclickUntil(h.page, () => slotPoint(h.page, 3, 'input', seedSlot), hasPrimitive);
     assert.ok(await hasPrimitive(), 'double-clicking the converted seed socket adds a linked Primitive node');
     const prim = await ev<{ id: number; type: string; widgets: [string, unknown][]; linked: boolean }>(`(() => {
     const p = window.__tcd.graph._nodes.find((n) => n.type === 'PrimitiveNode');
@@ -335,8 +330,8 @@ test(
 test('the websocket reconnects by itself and catches up on missed events', { skip }, async () => {
   // 1. a dropped socket reconnects on its own, and the indicator says so meanwhile
   await h.page.evaluate(() => (window as any).__tcd.socket.drop());
-  await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: 5_000 });
-  await h.page.waitForSelector('[data-testid=connection].open', { timeout: 15_000 });
+  await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: WAIT });
+  await h.page.waitForSelector('[data-testid=connection].open', { timeout: WAIT });
   // 2. a whole run happens while the socket is down: its events arrive by replay (since=seq) after reconnecting
   const seq0 = await ev<number | null>(`window.__tcd.socket.lastSeq`);
   assert.equal(typeof seq0, 'number', 'server sends seq');
@@ -366,7 +361,7 @@ test('the websocket reconnects by itself and catches up on missed events', { ski
       return s && s !== b;
     },
     before,
-    { timeout: 15_000 },
+    { timeout: WAIT },
   );
   const log = await ev<string[]>(`window.__tcd.socket.log`);
   assert.ok(

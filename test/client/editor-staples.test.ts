@@ -8,12 +8,15 @@ import {
   browserSkip,
   drag,
   emptyPoint,
+  eventually,
   menuEntries,
   nodePoint,
   openTemplate,
+  RUN_WAIT,
   shot,
   slotPoint,
   startHarness,
+  WAIT,
   waitForEditor,
   type Harness,
 } from './harness.js';
@@ -22,7 +25,7 @@ const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-const RUN = 60_000;
+const RUN = RUN_WAIT;
 
 before(async () => {
   if (!skip) h = await startHarness();
@@ -96,6 +99,7 @@ test(
     // drag "Note" from the library onto the canvas
     await h.page.fill('[data-testid=node-library] input', 'note');
     const item = h.page.locator('[data-testid=node-library] .results li[data-type="Note"]');
+    await item.waitFor();
     const box = (await item.boundingBox())!;
     const to = await emptyPoint(h.page, 100);
     await h.page.mouse.move(box.x + 10, box.y + box.height / 2);
@@ -111,8 +115,7 @@ test(
     await h.page.fill('[data-testid=node-library] input', '');
     // the note takes text like a prompt
     const area = h.page.locator(`textarea.node-textarea[data-node="${note.id}"]`);
-    const ab = (await area.boundingBox())!;
-    await h.page.mouse.click(ab.x + 20, ab.y + 20);
+    await area.click({ position: { x: 20, y: 20 } });
     await h.page.keyboard.type('remember: TCD wants cfg 1');
     assert.equal(
       await ev<string>(`window.__tcd.editor.nodeById(${note.id}).widgets[0].value`),
@@ -168,14 +171,13 @@ test(
     };
     assert.equal(onServer.nodes.length, await ev<number>(`window.__tcd.graph._nodes.length`));
     // an edit marks it again; Ctrl+S inside a prompt saves under the same name without asking
-    const box = (await h.page.locator('textarea.node-textarea[data-node="6"]').boundingBox())!;
-    await h.page.mouse.click(box.x + 20, box.y + 20);
+    await h.page.locator('textarea.node-textarea[data-node="6"]').click({ position: { x: 20, y: 20 } });
     await h.page.keyboard.press('Control+a');
     await h.page.keyboard.type('a saved fox');
     await h.page.locator('[data-testid=unsaved]').waitFor();
     await h.page.keyboard.press('Control+s');
     await h.page.locator('[data-testid=unsaved]').waitFor({ state: 'detached' });
-    assert.equal(await h.page.locator('[data-testid=save-dialog]').count(), 0);
+    await eventually(() => h.page.locator('[data-testid=save-dialog]').count(), 0);
     const again = (await (await h.api(`/userdata/${encodeURIComponent('workflows/my fox.json')}`)).json()) as {
       nodes: { id: number; widgets_values: unknown[] }[];
     };
@@ -192,8 +194,8 @@ test(
       .click();
     await h.page.waitForFunction(() => (window as any).__tcd.editor.nodeById(6)?.widgets[0].value === 'a saved fox');
     assert.match((await h.page.textContent('[data-testid=workflow-name]')) ?? '', /^my fox$/);
-    assert.equal(await h.page.locator('[data-testid=unsaved]').count(), 0);
-    assert.equal(await h.page.title(), 'my fox - tcd-studio');
+    await eventually(() => h.page.locator('[data-testid=unsaved]').count(), 0);
+    await eventually(() => h.page.title(), 'my fox - tcd-studio');
   },
 );
 
@@ -211,10 +213,10 @@ test('batch count queues N prompts; Queue (front) jumps the line; the tab title 
     );
   };
   const waitNew = async (known: Set<string>, n: number) => {
-    for (let i = 0; ; i++) {
+    for (const deadline = Date.now() + WAIT; ;) {
       const fresh = [...(await ids())].filter((x) => !known.has(x));
       if (fresh.length >= n) return fresh;
-      assert.ok(i < 200, `${n} new prompts queued`);
+      assert.ok(Date.now() < deadline, `${n} new prompts queued`);
       await new Promise((r) => setTimeout(r, 100));
     }
   };
@@ -227,8 +229,11 @@ test('batch count queues N prompts; Queue (front) jumps the line; the tab title 
   await h.page.click('[data-testid=queue-front]');
   const front = (await waitNew(new Set([...known, ...batch]), 1))[0];
   await h.page.waitForFunction(() => /^\[\d+%\] /.test(document.title), null, { timeout: RUN });
-  for (let i = 0; Object.keys(await (await h.api('/history')).json()).length < before + 4; i++) {
-    assert.ok(i < RUN / 250, 'four runs finished');
+  for (
+    const deadline = Date.now() + 4 * RUN;
+    Object.keys(await (await h.api('/history')).json()).length < before + 4;
+  ) {
+    assert.ok(Date.now() < deadline, 'four runs finished');
     await new Promise((r) => setTimeout(r, 250));
   }
   type E = {
@@ -251,7 +256,7 @@ test('batch count queues N prompts; Queue (front) jumps the line; the tab title 
   assert.equal(seeds.size, 4, 'each queued prompt got its own seed (randomize)');
   await h.page.waitForFunction(() => !/^\[/.test(document.title));
   // randomize moved the seed after queueing: the workflow is modified
-  assert.equal(await h.page.title(), '*my fox - tcd-studio');
+  await eventually(() => h.page.title(), '*my fox - tcd-studio');
 });
 
 test('a favicon; no "Convert to Subgraph" in the canvas or node menus', { skip }, async () => {

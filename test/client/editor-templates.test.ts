@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { browserSkip, openTemplate, shot, startHarness, type Harness } from './harness.js';
+import { browserSkip, openTemplate, shot, startHarness, WAIT, type Harness } from './harness.js';
 
 const skip = browserSkip();
 if (skip) console.log(`# browser tests skipped: ${skip}`);
@@ -82,7 +82,7 @@ test('the dialog shows titles, descriptions and the missing models of each templ
 test('Pull downloads a missing model on the server; the template and the combos see it at once', { skip }, async () => {
   const row = card('tcd-sdxl-txt2img.json').locator('li.missing-model[data-file="sd_xl_base_1.0.safetensors"]');
   await row.getByRole('button', { name: 'Pull' }).click();
-  await row.waitFor({ state: 'detached', timeout: 30_000 });
+  await row.waitFor({ state: 'detached', timeout: WAIT });
   const pulled = join(h.dirs.models, 'checkpoints', 'sd_xl_base_1.0.safetensors');
   assert.ok(existsSync(pulled));
   assert.equal(statSync(pulled).size, statSync(join(h.dirs.models, 'checkpoints', DEMO)).size);
@@ -91,7 +91,7 @@ test('Pull downloads a missing model on the server; the template and the combos 
   // a download that fails says why, and the model stays listed as missing
   const lora = card('tcd-sdxl-txt2img.json').locator('li.missing-model[data-file="TCD-SDXL-LoRA.safetensors"]');
   await lora.getByRole('button', { name: 'Pull' }).click();
-  await lora.locator('.error').waitFor({ timeout: 30_000 });
+  await lora.locator('.error').waitFor({ timeout: WAIT });
   assert.match((await lora.locator('.error').textContent()) ?? '', /failed: tcd-sdxl-lora: .*404/);
   await shot(h.page, 'p4-pulled');
 });

@@ -15,6 +15,7 @@ import {
   openTemplate,
   slotPoint,
   startHarness,
+  WAIT,
   type Harness,
 } from './harness.js';
 
@@ -53,8 +54,9 @@ const hist = () =>
 
 /**
  * Waits until the editor is at rest: no checkpoint pending, two frames drawn (litegraph's first-draw layout), and
- * what history holds as the present is what the graph serializes to. A pause first gives timers started by the last
- * action (debounce, load settling) the time to fire.
+ * what history holds as the present is what the graph serializes to. The pause first is on purpose, not a wait for
+ * something: it gives any timer the last action started (debounce, settling) the time to fire and record a step
+ * that it should not, which the step counts checked after it would then show.
  */
 async function atRest(): Promise<void> {
   await h.page.waitForTimeout(250);
@@ -62,7 +64,7 @@ async function atRest(): Promise<void> {
   await h.page.waitForFunction(
     ([g, p]) => (window as any).__tcd.editor.timer === null && eval(p) === eval(g),
     [GRAPH, PRESENT],
-    { timeout: 20_000 },
+    { timeout: WAIT },
   );
 }
 
@@ -100,8 +102,7 @@ test(
     await drag(h.page, from, [from[0] + 70, from[1] + 50]);
     await recorded('dragging node 5');
     // 3. typing in the prompt textarea, then clicking away
-    const box = (await h.page.locator('textarea.node-textarea[data-node="6"]').boundingBox())!;
-    await h.page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await h.page.locator('textarea.node-textarea[data-node="6"]').click();
     await h.page.keyboard.press('Control+End');
     await h.page.keyboard.type(', at night');
     await clickEmpty();

@@ -6,6 +6,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { isDeepStrictEqual } from 'node:util';
+import assert from 'node:assert/strict';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -13,6 +15,13 @@ export const SCREENSHOTS = 'test-output/screenshots';
 /** The server's demo checkpoint, kept between test files (test-output/ is gitignored; the server re-checks it). */
 const DEMO_NAME = 'tcd-studio-demo-sdxl.safetensors';
 const DEMO_CACHE = `test-output/client-test-models/${DEMO_NAME}`;
+/**
+ * How long a wait on the page may take before it counts as a failure. Generous: CI runs on 2 shared cores, where a
+ * page that needs 1 s alone can need 20 s while something else builds. Waits end as soon as their state is reached.
+ */
+export const WAIT = 90_000;
+/** The same for a whole image generation on the CPU. */
+export const RUN_WAIT = 180_000;
 /** The server entry point; TCD_DEV_CLI may point elsewhere while developing. */
 const SERVER_ENTRY = process.env.TCD_DEV_CLI ?? 'server/cli.ts';
 
@@ -143,6 +152,7 @@ export async function startHarness(
     ],
   });
   const page = await browser.newPage({ viewport: { width: 1500, height: 850 } });
+  page.setDefaultTimeout(WAIT);
   page.on('pageerror', (e) => log.push(`pageerror: ${e.message}\n`));
   await page.goto(url);
   if (opts.waitForEditor !== false) await waitForEditor(page);
@@ -178,8 +188,28 @@ export async function startHarness(
 }
 
 export async function waitForEditor(page: Page): Promise<void> {
-  await page.waitForFunction(() => (window as any).__tcd?.graph?._nodes?.length > 0, null, { timeout: 20_000 });
-  await page.waitForFunction(() => (window as any).__tcd.session.connection === 'open', null, { timeout: 20_000 });
+  await page.waitForFunction(() => (window as any).__tcd?.graph?._nodes?.length > 0, null, { timeout: WAIT });
+  await page.waitForFunction(() => (window as any).__tcd.session.connection === 'open', null, { timeout: WAIT });
+}
+
+/**
+ * Polls `read` until it gives `want` (deep equality): for state that follows an action a little later (a React
+ * render, a debounced checkpoint, a server round trip). On timeout it fails like assert.deepEqual with the last value.
+ * @example await eventually(() => h.page.title(), 'my fox - tcd-studio');
+ */
+export async function eventually<T>(
+  read: () => Promise<T>,
+  want: T,
+  message = 'the page reached this state',
+  timeout = WAIT,
+): Promise<void> {
+  const deadline = Date.now() + timeout;
+  for (let pause = 20; ; pause = Math.min(500, pause * 2)) {
+    const got = await read();
+    if (isDeepStrictEqual(got, want)) return;
+    if (Date.now() > deadline) assert.deepEqual(got, want, message);
+    await new Promise((r) => setTimeout(r, pause));
+  }
 }
 
 export async function shot(page: Page, name: string): Promise<void> {
@@ -255,27 +285,49 @@ export async function menuClick(page: Page, text: string): Promise<void> {
       hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`),
     })
     .last();
-  await entry.waitFor({ timeout: 5_000 });
+  await entry.waitFor({ timeout: WAIT });
   await entry.click();
 }
 
 /**
- * Right-clicks the canvas at the point `where` gives and clicks the menu entry `text`. The menu is opened a second
- * time, at a point computed again, when the first right-click showed no such entry (a clean CI run once saw the first
- * one land while the canvas was still settling).
+ * Right-clicks the canvas at the point `where` gives and clicks the menu entry `text`. When the menu that opened
+ * lacks the entry (a clean CI run once saw the first right-click land while the canvas was still settling, on
+ * something else than empty canvas), it is closed and opened again at a point computed again.
  */
 export async function canvasMenuClick(page: Page, where: () => Promise<[number, number]>, text: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     const at = await where();
     await page.mouse.click(at[0], at[1], { button: 'right' });
-    try {
-      await menuClick(page, text);
-      return;
-    } catch (e) {
-      if (attempt > 0) throw e;
-      await page.keyboard.press('Escape');
-    }
+    await page.locator('.litecontextmenu .litemenu-entry').first().waitFor({ timeout: WAIT });
+    if (attempt > 0 || (await menuEntries(page)).includes(text)) return menuClick(page, text);
+    await page.keyboard.press('Escape');
+    await page.locator('.litecontextmenu').first().waitFor({ state: 'detached', timeout: WAIT });
   }
+}
+
+/** Resolves after the page has drawn two frames: input queued before has been handled, litegraph has drawn. */
+export async function frames(page: Page): Promise<void> {
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+}
+
+/**
+ * Double-clicks at the point `where` gives until `taken` holds, at most 5 times: litegraph counts two clicks as a
+ * double-click only when their events' time stamps are within 300 ms, which a starved browser can stretch. `taken`
+ * must be state that the double-click's handler sets at once (it is read after the next two frames).
+ */
+export async function dblclickUntil(
+  page: Page,
+  where: () => Promise<[number, number]>,
+  taken: () => Promise<boolean>,
+): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    await frames(page);
+    if (await taken()) return;
+    const at = await where();
+    await page.mouse.dblclick(at[0], at[1]);
+  }
+  await frames(page);
+  assert.ok(await taken(), 'the double-click was taken');
 }
 
 /** Texts of the entries of the newest open context menu. */
@@ -291,7 +343,7 @@ export async function menuEntries(page: Page): Promise<string[]> {
 export async function openTemplate(page: Page, file: string): Promise<void> {
   await page.click('[data-testid=templates]');
   const card = page.locator(`[data-testid=templates-dialog] li.template[data-template="${file}"]`);
-  await card.waitFor({ timeout: 10_000 });
+  await card.waitFor({ timeout: WAIT });
   await card.getByRole('button', { name: 'Open' }).click();
   await page.locator('[data-testid=templates-dialog]').waitFor({ state: 'detached' });
 }
