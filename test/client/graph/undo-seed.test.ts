@@ -18,6 +18,22 @@ test('undo/redo walk the snapshot history; a new edit clears redo', () => {
   assert.equal(h.undo(), 'b');
 });
 
+test('step counts follow undo/redo; replacing the present keeps both stacks', () => {
+  const h = new UndoStack();
+  h.reset('a');
+  h.record('b');
+  h.record('c');
+  h.undo();
+  assert.deepEqual([h.undoCount, h.redoCount], [1, 1]);
+  // what restoring 'b' serialises to replaces it: no step, redo still leads to 'c'
+  h.replacePresent('b2');
+  assert.deepEqual([h.present, h.undoCount, h.redoCount], ['b2', 1, 1]);
+  assert.equal(h.record('b2'), false);
+  assert.equal(h.redo(), 'c');
+  assert.equal(h.undo(), 'b2');
+  assert.deepEqual([h.undoCount, h.redoCount], [1, 1]);
+});
+
 test('history is bounded', () => {
   const h = new UndoStack(3);
   h.reset('0');
