@@ -300,8 +300,7 @@ export async function canvasMenuClick(page: Page, where: () => Promise<[number, 
     await page.mouse.click(at[0], at[1], { button: 'right' });
     await page.locator('.litecontextmenu .litemenu-entry').first().waitFor({ timeout: WAIT });
     if (attempt > 0 || (await menuEntries(page)).includes(text)) return menuClick(page, text);
-    await page.keyboard.press('Escape');
-    await page.locator('.litecontextmenu').first().waitFor({ state: 'detached', timeout: WAIT });
+    await page.keyboard.press('Escape'); // the next right-click on the canvas closes this menu
   }
 }
 
