@@ -9,7 +9,7 @@
  *   const s = await createSession(serializeModel(buildVaeDecoderGraph(cfg.vae, weights)));
  *   const { image } = await runSession(s, { latent: scaled(z, 1 / cfg.vae.scalingFactor) });
  */
-import type { VaeConfig } from './config.js';
+import type { ModelFamily, VaeConfig } from './config.js';
 import {
   attention,
   channelsLast,
@@ -42,8 +42,8 @@ export interface VaeGraphOptions {
   /** com.microsoft GroupNorm with fused SiLU (GraphOptions.fusedGroupNorm; CUDA only) */
   fusedGroupNorm?: boolean;
   /**
-   * A power of two the residual stream (and every tensor a GroupNorm reads) is carried at: FP16_STREAM_SCALE by
-   * default in float16 graphs, 1 in float32 ones. See streamScaled().
+   * A power of two the residual stream (and every tensor a GroupNorm reads) is carried at (default 1; see
+   * vaeStreamScale and streamScaled).
    */
   streamScale?: number;
   /** 2-D convolutions as com.microsoft NhwcConv (GraphOptions.nhwcConv; CUDA only, or its CPU twin) */
@@ -60,6 +60,14 @@ export interface VaeGraphOptions {
  * typical weights. Images that overflow even so decode again in fp32 (runtime/components.ts).
  */
 export const FP16_STREAM_SCALE = 2 ** -5;
+
+/**
+ * The stream scale a VAE's graphs are built with: FP16_STREAM_SCALE for SDXL's in fp16, where it is needed; SD1 VAEs
+ * keep the plain fp16 form measured on both GPU providers (an SD1 VAE that overflows falls back to fp32 all the same).
+ */
+export function vaeStreamScale(family: ModelFamily, dtype: ComputeDtype): number {
+  return family === 'sdxl' && dtype === 'float16' ? FP16_STREAM_SCALE : 1;
+}
 
 export type VaeAttentionForm = 'fused' | 'plain' | 'fused-fp16' | 'plain-fp16';
 
@@ -186,9 +194,9 @@ export function streamScaled(
   };
 }
 
-/** The stream scale of a graph (opts.streamScale, else by dtype) and the GroupNorm eps that goes with it. */
+/** The stream scale of a graph and the GroupNorm eps that goes with it. */
 function streamOf(opts: VaeGraphOptions): { scale: number; eps: number } {
-  const scale = opts.streamScale ?? ((opts.dtype ?? 'float32') === 'float16' ? FP16_STREAM_SCALE : 1);
+  const scale = opts.streamScale ?? 1;
   return { scale, eps: VAE_EPS * scale * scale };
 }
 

@@ -22,7 +22,7 @@ import {
 } from '../model/hypernetwork.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { createHash } from 'node:crypto';
-import { buildVaeDecoderGraph, buildVaeEncoderGraph } from '../model/vae.js';
+import { buildVaeDecoderGraph, buildVaeEncoderGraph, vaeStreamScale } from '../model/vae.js';
 import { buildEsrganGraph, cropTopLeft, detectEsrgan, padForEsrgan } from '../model/esrgan.js';
 import { safetensorsWeights } from '../onnx/weights.js';
 import type { Component, ComputeDtype, LoraRef, MergeRef, ModelRef } from '../types.js';
@@ -109,7 +109,8 @@ async function runVae(
     component,
     loras: [],
     ...(dtype ? { dtype } : {}),
-    build: (w, cfg, d) => build(cfg.vae, w, { dtype: d, ...store.graphTuning }),
+    build: (w, cfg, d) =>
+      build(cfg.vae, w, { dtype: d, streamScale: vaeStreamScale(cfg.family, d), ...store.graphTuning }),
   });
   const key = `${store.ep}:${component}:${checkpoint}`;
   const pinned = fp32Vaes.has(key);

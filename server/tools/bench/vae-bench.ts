@@ -15,7 +15,7 @@ import type { LinearForm } from '../../engine/onnx/graph.js';
 import { serializeModel } from '../../engine/onnx/serialize.js';
 import type { WeightSource } from '../../engine/onnx/weights.js';
 import { DEFAULT_GPU_TUNING, type ExecutionProvider, sessionOptionsFor } from '../../engine/runtime/providers.js';
-import { buildVaeDecoderGraph, type VaeAttentionForm } from '../../engine/model/vae.js';
+import { buildVaeDecoderGraph, vaeStreamScale, type VaeAttentionForm } from '../../engine/model/vae.js';
 
 export interface VaeForm {
   dtype: 'float32' | 'float16';
@@ -83,6 +83,7 @@ async function main(): Promise<void> {
       const bytes = serializeModel(
         buildVaeDecoderGraph(cfg.vae, weights, {
           dtype: form.dtype,
+          streamScale: vaeStreamScale(cfg.family, form.dtype),
           fusedAttention: true,
           linear: form.linear,
           midAttention: form.attention,
