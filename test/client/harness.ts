@@ -254,7 +254,7 @@ export async function drag(page: Page, from: [number, number], to: [number, numb
   await page.mouse.up();
 }
 
-/** Client coordinates of a visible canvas point with no node or group within `margin` graph units. */
+/** Client coordinates of a visible canvas point with no node or group within `margin` graph units, and nothing over it. */
 export async function emptyPoint(page: Page, margin = 60): Promise<[number, number]> {
   // A string, not a function: tsx would wrap inner arrow functions in a __name() helper the page lacks.
   const p = await page.evaluate(`(() => {
@@ -269,7 +269,10 @@ export async function emptyPoint(page: Page, margin = 60): Promise<[number, numb
     for (let y = 120; y < r.height - 60; y += 30) {
       for (let x = 60; x < r.width - 60; x += 30) {
         const [gx, gy] = canvas.ds.convertCanvasToOffset([x, y]);
-        if (!busy(gx, gy)) return editor.toClient([gx, gy]);
+        if (busy(gx, gy)) continue;
+        const c = editor.toClient([gx, gy]);
+        // the canvas itself must be what a click there reaches (not a panel, toast or dialog over it)
+        if (document.elementFromPoint(c[0], c[1]) === canvas.canvas) return c;
       }
     }
     return null;
@@ -290,17 +293,33 @@ export async function menuClick(page: Page, text: string): Promise<void> {
 }
 
 /**
- * Right-clicks the canvas at the point `where` gives and clicks the menu entry `text`. When the menu that opened
- * lacks the entry (a clean CI run once saw the first right-click land while the canvas was still settling, on
- * something else than empty canvas), it is closed and opened again at a point computed again.
+ * Right-clicks the canvas at the point `where` gives and clicks the menu entry `text`. The right-click is made again,
+ * at a point computed again, until a menu holding the entry is open: clean CI runs saw a first right-click open no
+ * menu at all (lost while the page was starved) and one land on something else than empty canvas. Stale menus are
+ * closed between tries as litegraph closes them (closeAllContextMenus).
  */
 export async function canvasMenuClick(page: Page, where: () => Promise<[number, number]>, text: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
+  const deadline = Date.now() + WAIT;
+  for (let attempt = 1; ; attempt++) {
     const at = await where();
     await page.mouse.click(at[0], at[1], { button: 'right' });
-    await page.locator('.litecontextmenu .litemenu-entry').first().waitFor({ timeout: WAIT });
-    if (attempt > 0 || (await menuEntries(page)).includes(text)) return menuClick(page, text);
-    await page.keyboard.press('Escape'); // the next right-click on the canvas closes this menu
+    const opened = await page
+      .locator('.litecontextmenu .litemenu-entry')
+      .first()
+      .waitFor({ timeout: 10_000 })
+      .then(
+        () => true,
+        () => false,
+      );
+    if (opened && (await menuEntries(page)).includes(text)) return menuClick(page, text);
+    if (Date.now() > deadline) throw new Error(`no canvas menu with "${text}" after ${attempt} right-clicks`);
+    await page.evaluate(() =>
+      document.querySelectorAll('.litecontextmenu').forEach((m) => {
+        const menu = m as Element & { close?: () => void };
+        if (typeof menu.close === 'function') menu.close();
+        else menu.remove();
+      }),
+    );
   }
 }
 
