@@ -11,6 +11,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { DEFAULT_PREVIEW_METHOD, PREVIEW_METHODS } from './preview-method.js';
+import { describeCudaOptions, parseCudaOptions } from './engine/runtime/cuda-options.js';
 
 export type Command = 'serve' | 'run' | 'worker' | 'convert' | 'models' | 'make-checkpoint';
 
@@ -456,6 +457,18 @@ export const SETTINGS = {
       "cuda: each UNet/ControlNet attention's q, k, v (self-attention) or k, v (cross-attention) projections as one " +
       'MatMul by a packed weight, read by MultiHeadAttention as packed QKV / KV',
   }),
+  cudaOptions: optional({
+    flag: 'cuda-options',
+    env: 'TCD_CUDA_OPTIONS',
+    meta: 'KEY=VALUE,...',
+    parse: (raw, source) => describeCudaOptions(parseCudaOptions(raw, source)),
+    commands: HOSTS,
+    group: 'gpu tuning',
+    help:
+      "cuda: ONNX Runtime CUDA provider options by ONNX Runtime's names (e.g. arena_extend_strategy=kSameAsRequested, " +
+      'cudnn_conv_algo_search=HEURISTIC, cudnn_conv_use_max_workspace=0, prefer_nhwc=1, use_tf32=0); needs the ' +
+      'helper `npm run setup:cuda` builds',
+  }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',
     env: 'TCD_ORT_PROFILE_DIR',
@@ -671,6 +684,7 @@ export function gpuTuningOf(s: Settings) {
     vaePrecision: s.vaePrecision,
     nhwcConv: s.gpuNhwcConv,
     packedAttention: s.gpuPackedAttention,
+    cudaOptions: s.cudaOptions,
   };
 }
 

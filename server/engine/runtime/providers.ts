@@ -171,6 +171,8 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *   TCD_GPU_PACKED_ATTENTION=1|0  cuda: each transformer attention's q/k/v (self) or k/v (cross) projections as one
  *                                 MatMul by a packed weight into MultiHeadAttention's packed inputs (2 + 1 MatMuls
  *                                 fewer per block): built and checked on the CPU by its twin, off until measured
+ *   TCD_CUDA_OPTIONS=k=v,...      cuda: ONNX Runtime CUDA provider options (arena, cuDNN search and workspace, NHWC,
+ *                                 TF32; cuda-options.ts), which onnxruntime-node cannot pass: not measured yet, none set
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, layout: 'NCHW' })
@@ -198,6 +200,8 @@ export interface GpuTuning {
   nhwcConv?: boolean;
   /** cuda: packed q/k/v and k/v projections into MultiHeadAttention (GraphOptions.packedAttention) */
   packedAttention?: boolean;
+  /** cuda: ONNX Runtime CUDA provider options, "key=value,..." (cuda-options.ts); '' or absent: the provider's defaults */
+  cudaOptions?: string;
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -257,7 +261,8 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
  * - webgpu: NHWC (tuning.layout) for the conv-heavy UNet and VAE (its conv kernels are written for NHWC), NCHW for
  *   the text encoders (no convs, avoids layout transposes); bucketed buffer cache for the dynamic shapes we run.
  * - cuda: the engine's device (EngineOptions.device, default 0), the only CUDA option onnxruntime-node
- *   passes; the provider libraries come from `npm run setup:cuda` (docs/cuda.md).
+ *   passes (tuning.cudaOptions reach the provider through a native helper, cuda-options.ts); the provider libraries
+ *   come from `npm run setup:cuda` (docs/cuda.md).
  * - cpu: the memory arena and memory patterns pay off because the same shapes repeat every sampling step.
  * - tuning.profileDir turns on ORT profiling (one JSON per session); tuning.graphCapture ORT graph capture.
  */

@@ -43,6 +43,14 @@ import {
   settleProvider,
 } from './providers.js';
 import { cudaProblemsHere, describeCudaProblems } from './cuda-check.js';
+import { mainOrtPackage } from './cuda-ort.js';
+import {
+  CUDA_OPTIONS_ADDON,
+  describeCudaOptions,
+  installCudaOptions,
+  parseCudaOptions,
+  type InstalledCudaOptions,
+} from './cuda-options.js';
 
 export interface ComponentSpec {
   checkpoint: string;
@@ -121,6 +129,7 @@ export class SessionStore {
    * webgpu, cpu) and logs the choice once. Rejects when cuda was asked for by name and cannot be used.
    */
   static async start(init: WorkerInit, log: (line: string) => void): Promise<SessionStore> {
+    const cudaOptions = installRequestedCudaOptions(init, log);
     const choice = await settleProvider(init.ep, {
       supported: ort.listSupportedBackends(),
       cudaMissing: () => {
@@ -130,6 +139,9 @@ export class SessionStore {
       probe,
     });
     if (choice.ep !== 'cpu' || choice.reason !== null) log(describeChoice(choice));
+    if (choice.ep === 'cuda' && cudaOptions) {
+      log(`engine: CUDA provider options in effect: ${cudaOptions.effective() || '(not reported)'}`);
+    }
     return new SessionStore(init, choice.ep, log, choice.requested === 'cuda');
   }
 
@@ -359,6 +371,25 @@ export class SessionStore {
     this.runTimings.push({ component, ms, at: performance.timeOrigin + end - ms });
     if (this.runTimings.length > 1000) this.runTimings.shift();
   }
+}
+
+/**
+ * --cuda-options: parsed wherever they are given (a typo fails on every machine), handed to the CUDA provider
+ * (cuda-options.ts) before the provider is settled when CUDA may run here: asked for (cuda, auto) and its libraries
+ * present. The probe session of the settling then already runs with them, so a value the provider rejects shows as
+ * the reason CUDA was not used (auto) or as the start error (cuda).
+ */
+function installRequestedCudaOptions(init: WorkerInit, log: (line: string) => void): InstalledCudaOptions | null {
+  const entries = parseCudaOptions(init.tuning?.cudaOptions ?? '');
+  if (!entries.length) return null;
+  const asked = (init.ep ?? '').trim().toLowerCase();
+  if (asked !== 'cuda' && asked !== 'auto') return null;
+  if (cudaProblemsHere(process.env, init.ortPackage).length) return null; // settling says what is missing
+  const pkg = init.ortPackage ?? mainOrtPackage();
+  if (!pkg) return null;
+  const installed = installCudaOptions(pkg, entries, init.cudaOptionsAddon ?? CUDA_OPTIONS_ADDON);
+  log(`engine: CUDA provider options ${describeCudaOptions(entries)} (${installed.ortRelease})`);
+  return installed;
 }
 
 /** Creates a one-node session on `ep`; returns why it failed, or null when it works. */

@@ -30,6 +30,31 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
+  cudaopts) # --cuda-options (native/ort-cuda-options): the options reach the provider ("in effect" log lines), then
+    # SD1.5 512 with ORT's defaults, channels-last convolutions inside ORT (prefer_nhwc), heuristic cuDNN search (first
+    # calls), and the memory pair (pool grows by what is asked, no max cuDNN workspace); < 540 s
+    cuda_setup
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    bench sd15-cuda 100 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-nhwc 100 TCD_CUDA_OPTIONS=prefer_nhwc=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-heuristic 100 TCD_CUDA_OPTIONS=cudnn_conv_algo_search=HEURISTIC -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-mem $((530 - SECONDS)) TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    grep -h "CUDA provider options" "$out/log-$set.txt" | sort | uniq -c
+    for f in sd15-cuda sd15-cuda-nhwc sd15-cuda-heuristic sd15-cuda-mem; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
+    done
+    ;;
+  cudaopts-xl) # the same options on SDXL 1024, where memory (17 GB vs the 12 GB target) and conv time matter; < 560 s
+    sdxl_checkpoint_in_background
+    cuda_setup
+    wait $ckpt
+    bench sdxl-cuda 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-mem 120 TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-nhwc $((555 - SECONDS)) TCD_CUDA_OPTIONS=prefer_nhwc=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    for f in sdxl-cuda sdxl-cuda-mem sdxl-cuda-nhwc; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
+    done
+    ;;
   packed) # packed attention projections (TCD_GPU_PACKED_ATTENTION): one MatMul for self-attention q/k/v and one for
     # cross-attention k/v into MultiHeadAttention's packed QKV / KV inputs, vs three and two MatMuls; SD1.5 512 and SDXL
     # 1024 without and with the form (same seeds: lastImage should agree); < 540 s
