@@ -469,6 +469,17 @@ export const SETTINGS = {
       'cudnn_conv_algo_search=HEURISTIC, cudnn_conv_use_max_workspace=0, prefer_nhwc=1, use_tf32=0); needs the ' +
       'helper `npm run setup:cuda` builds',
   }),
+  cudaGraph: flagSwitch({
+    flag: 'cuda-graph',
+    env: 'TCD_CUDA_GRAPH',
+    default: false,
+    whenSet: true,
+    commands: HOSTS,
+    group: 'gpu tuning',
+    help:
+      'cuda: run the UNet with its inputs and outputs bound at fixed GPU addresses and replay one CUDA graph per ' +
+      'input shape (fewer kernel launches per step); needs the helper `npm run setup:cuda` builds',
+  }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',
     env: 'TCD_ORT_PROFILE_DIR',
@@ -685,6 +696,7 @@ export function gpuTuningOf(s: Settings) {
     nhwcConv: s.gpuNhwcConv,
     packedAttention: s.gpuPackedAttention,
     cudaOptions: s.cudaOptions,
+    cudaGraph: s.cudaGraph,
   };
 }
 

@@ -6,7 +6,7 @@
  * project's onnxruntime-node is another release, a pinned onnxruntime-node 1.29.0 goes to .cuda/node_modules and
  * CUDA engines run with it (server/engine/runtime/cuda-ort.ts). Then it checks the driver, CUDA 13 and cuDNN 9
  * libraries and says what is missing and how to get it, and builds the small native helper behind --cuda-options when
- * gcc is there (scripts/build-ort-cuda-options.sh).
+ * gcc is there (scripts/build-ort-cuda.sh).
  * Options: --tarball FILE (an already downloaded copy of the provider package, e.g. without registry access),
  *          --ort-tarball FILE --ort-common-tarball FILE (onnxruntime-node / onnxruntime-common 1.29.0 packages),
  *          --check (only the library check, nothing installed).
@@ -36,7 +36,7 @@ import {
   ortVersion,
 } from './engine/runtime/cuda-check.js';
 import { CUDA_ORT_HOME, cudaOrtPackage, mainOrtPackage, pinnedOrtPackage } from './engine/runtime/cuda-ort.js';
-import { CUDA_OPTIONS_ADDON } from './engine/runtime/cuda-options.js';
+import { CUDA_ADDON } from './engine/runtime/cuda-options.js';
 
 export const PROVIDER_PACKAGE = 'com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9';
 /** sha256 of that package's tarball as published (checked 2026-12-04) */
@@ -131,13 +131,13 @@ async function install(o: { tarball?: string; ortTarball?: string; commonTarball
 }
 
 /**
- * The helper behind --cuda-options (native/ort-cuda-options): built with gcc when there is one. CUDA runs without it;
+ * The helper behind --cuda-options (native/ort-cuda): built with gcc when there is one. CUDA runs without it;
  * only the provider options beyond the device need it, so a missing compiler is a note, not a failure.
  */
 function buildCudaOptionsAddon(): void {
   try {
-    execFileSync('bash', [join(PROJECT_ROOT, 'scripts', 'build-ort-cuda-options.sh')], { stdio: 'pipe' });
-    console.log(`setup:cuda: built ${CUDA_OPTIONS_ADDON} (for --cuda-options)`);
+    execFileSync('bash', [join(PROJECT_ROOT, 'scripts', 'build-ort-cuda.sh')], { stdio: 'pipe' });
+    console.log(`setup:cuda: built ${CUDA_ADDON} (for --cuda-options)`);
   } catch (e) {
     const why = String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim();
     console.log(`setup:cuda: note: --cuda-options will not work until its helper is built: ${why}`);

@@ -80,7 +80,7 @@ import { type IsolationMode, type WorkerIsolation, checkIsolation } from './runt
 import { applyPinningEnv, findVulkanLayer, webgpuPinningEnv } from './runtime/gpu-pinning.js';
 import { cudaProblemsHere, describeCudaProblems } from './runtime/cuda-check.js';
 import { cudaOrtPackage, mainOrtPackage } from './runtime/cuda-ort.js';
-import { CUDA_OPTIONS_ADDON, parseCudaOptions } from './runtime/cuda-options.js';
+import { CUDA_ADDON, parseCudaOptions } from './runtime/cuda-options.js';
 import { DEFAULT_GPU_TUNING, ProviderUnusable, type GpuTuning } from './runtime/providers.js';
 import { admit, MemoryAdmissionError, type AdmissionOp } from './runtime/estimate.js';
 import type { CheckpointSaveSpec } from './model/checkpoint-save.js';
@@ -148,7 +148,7 @@ export function resolveEngineOptions(o: EngineOptions = {}): WorkerInit {
     device: o.device ?? 0,
     tuning: { ...DEFAULT_GPU_TUNING, ...definedOnly(o.tuning ?? {}) },
     ...(o.graphCacheMB !== undefined ? { graphCacheMB: o.graphCacheMB } : {}),
-    ...(o.tuning?.cudaOptions ? { cudaOptionsAddon: join(projectRoot(), CUDA_OPTIONS_ADDON) } : {}),
+    ...(o.tuning?.cudaOptions || o.tuning?.cudaGraph ? { cudaAddon: join(projectRoot(), CUDA_ADDON) } : {}),
   };
 }
 

@@ -17,7 +17,7 @@ import { runBench } from './bench/run.js';
 import { gpuTuningOf, settingsFromEnv } from '../settings.js';
 
 const USAGE =
-  'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--loop worker|js] [--device N] [--out FILE]';
+  'usage: bench --arch sdxl|sd15|demo --size N --steps K --ep cpu|webgpu|cuda [--checkpoint PATH] [--images N] [--lora FILE | --lora-rank R] [--loop worker|js] [--cfg S] [--device N] [--out FILE]';
 
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -35,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
       'lora-rank': { type: 'string' },
       loop: { type: 'string', default: 'worker' },
       device: { type: 'string' },
+      cfg: { type: 'string', default: '1' },
       help: { type: 'boolean' },
     },
   });
@@ -65,6 +66,7 @@ async function main(argv: string[]): Promise<number> {
     lora: values.lora,
     loraRank: values['lora-rank'] ? Number(values['lora-rank']) : undefined,
     loop: values.loop as 'worker' | 'js',
+    cfg: Number(values.cfg),
     ...(values.device !== undefined ? { device: Number(values.device) } : {}),
     tuning: gpuTuningOf(settingsFromEnv(process.env)), // the bench's one read of the TCD_GPU_* variables
   });

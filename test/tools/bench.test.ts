@@ -65,6 +65,15 @@ test('bench: demo arch at 64x64, 2 steps on cpu', async () => {
       runBench({ arch: 'sd15', size: 100, steps: 1, ep: 'cpu', checkpoint, log: () => {} }),
       /multiple of 64/,
     );
+    // --cfg: the same seeds with guidance against the empty prompt (batch-2 UNet calls) give another image
+    const common = { arch: 'demo' as const, size: 64, steps: 2, ep: 'cpu', checkpoint, cacheDir: join(dir, 'cache') };
+    const guided = await runBench({ ...common, images: 2, cfg: 3, log: () => {} });
+    assert.equal(r.cfg, 1);
+    assert.equal(guided.cfg, 3);
+    assert.equal(guided.images.length, 2);
+    assert.notEqual(guided.lastImage!.mean, r.lastImage!.mean);
+    await assert.rejects(runBench({ ...common, cfg: 2, loop: 'js', log: () => {} }), /worker loop only/);
+    await assert.rejects(runBench({ ...common, cfg: 0.5, log: () => {} }), /--cfg must be a number >= 1/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@
  * option names. onnxruntime-node passes only the device id to the CUDA provider, so the provider otherwise always runs
  * with its defaults (exhaustive cuDNN algorithm search, the largest cuDNN workspace, an arena growing by powers of
  * two, TF32, NCHW convolutions), which decide first-call time and GPU memory. A small native addon
- * (native/ort-cuda-options, built by `npm run setup:cuda` or scripts/build-ort-cuda-options.sh) hands these options to
+ * (native/ort-cuda, built by `npm run setup:cuda` or scripts/build-ort-cuda.sh) hands these options to
  * every CUDA session the process creates afterwards.
  * Example:
  *   const entries = parseCudaOptions('arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0');
@@ -86,8 +86,8 @@ export function describeCudaOptions(entries: CudaOptionEntries): string {
   return entries.map(([k, v]) => `${k}=${v}`).join(', ');
 }
 
-/** Where scripts/build-ort-cuda-options.sh puts the addon, under the project root. */
-export const CUDA_OPTIONS_ADDON = join('build', 'ort-cuda-options', 'ort_cuda_options.node');
+/** Where scripts/build-ort-cuda.sh puts the addon, under the project root. */
+export const CUDA_ADDON = join('build', 'ort-cuda', 'ort_cuda.node');
 
 interface CudaOptionsAddon {
   install(libonnxruntimePath: string, options: string): string;
@@ -114,7 +114,7 @@ export function installCudaOptions(
   if (process.platform !== 'linux') throw new Error('--cuda-options: supported on Linux only');
   if (!existsSync(addonPath)) {
     throw new Error(
-      `--cuda-options needs the native helper ${addonPath}: run \`npm run setup:cuda\` or \`bash scripts/build-ort-cuda-options.sh\` (needs gcc)`,
+      `--cuda-options needs the native helper ${addonPath}: run \`npm run setup:cuda\` or \`bash scripts/build-ort-cuda.sh\` (needs gcc)`,
     );
   }
   const libDir = ortLibDir(ortPackageDir);

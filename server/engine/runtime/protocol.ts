@@ -259,8 +259,8 @@ export interface WorkerInit {
   tuning?: Partial<Omit<GpuTuning, 'deviceId'>>;
   /** graph cache disk budget in MiB (0 = no limit); absent: graphCacheBudgetBytes' default */
   graphCacheMB?: number;
-  /** the native addon that passes tuning.cudaOptions to the CUDA provider (cuda-options.ts); set with cudaOptions */
-  cudaOptionsAddon?: string;
+  /** the native addon behind tuning.cudaOptions and cudaGraph (cuda-options.ts, bound-session.ts); set with them */
+  cudaAddon?: string;
 }
 
 /** "unet of sd15.safetensors": names a call in errors. */

@@ -44,8 +44,9 @@ import {
 } from './providers.js';
 import { cudaProblemsHere, describeCudaProblems } from './cuda-check.js';
 import { mainOrtPackage } from './cuda-ort.js';
+import { BoundSession } from './bound-session.js';
 import {
-  CUDA_OPTIONS_ADDON,
+  CUDA_ADDON,
   describeCudaOptions,
   installCudaOptions,
   parseCudaOptions,
@@ -170,6 +171,30 @@ export class SessionStore {
     return this.loraModeOverride ?? (isGpu(this.ep) ? this.tuning.lora : 'inputs');
   }
 
+  /** set by tests to run UNets as bound sessions on the CPU provider (the CUDA graph path's twin); null: per tuning */
+  boundUnetOverride: boolean | null = null;
+
+  /** UNets run as BoundSessions (fixed device bindings, CUDA graphs) on cuda with --cuda-graph. */
+  private boundUnet(component: Component): boolean {
+    if (component !== 'unet' || (this.ep !== 'cuda' && this.ep !== 'cpu')) return false;
+    return this.boundUnetOverride ?? (this.ep === 'cuda' && this.tuning.cudaGraph === true);
+  }
+
+  private boundUnetSession(model: string | Uint8Array, config: ModelConfig): BoundSession {
+    const outChannels = config.unet.outChannels;
+    return BoundSession.create(model, {
+      ep: this.ep === 'cuda' ? 'cuda' : 'cpu',
+      deviceId: this.tuning.deviceId ?? 0,
+      cudaOptions: parseCudaOptions(this.tuning.cudaOptions ?? ''),
+      cudaGraph: this.ep === 'cuda',
+      logId: `${config.family}:unet`,
+      ortPackageDir: this.init.ortPackage ?? mainOrtPackage() ?? '',
+      addonPath: this.init.cudaAddon ?? CUDA_ADDON,
+      // eps: [B, out channels, H, W] of the latent x (an inpainting UNet takes more channels than it gives)
+      outputsFor: (f) => ({ eps: { type: 'float32', dims: [f.x.dims[0], outChannels, f.x.dims[2], f.x.dims[3]] } }),
+    });
+  }
+
   /** set by tests to build a GPU graph form on the CPU provider; null: per provider and tuning */
   graphTuningOverride: GraphTuning | null = null;
   /** Graph-shape choices for the provider in use (the component builders read this; part of the graph key). */
@@ -265,11 +290,16 @@ export class SessionStore {
       const t1 = performance.now();
       let session: ort.InferenceSession;
       try {
-        const options = sessionOptionsFor(ep, spec.component, config.family, this.tuning);
-        session =
-          artifact.kind === 'file'
-            ? await ort.InferenceSession.create(artifact.path, options)
-            : await ort.InferenceSession.create(artifact.bytes, options);
+        const model = artifact.kind === 'file' ? artifact.path : artifact.bytes;
+        if (this.boundUnet(spec.component)) {
+          session = this.boundUnetSession(model, config) as unknown as ort.InferenceSession; // run/release as ORT's
+        } else {
+          const options = sessionOptionsFor(ep, spec.component, config.family, this.tuning);
+          session =
+            typeof model === 'string'
+              ? await ort.InferenceSession.create(model, options)
+              : await ort.InferenceSession.create(model, options);
+        }
       } catch (e) {
         if (ep !== 'cpu') throw new ProviderFailed(`creating the ${name} session failed: ${(e as Error).message}`);
         throw e;
@@ -387,7 +417,7 @@ function installRequestedCudaOptions(init: WorkerInit, log: (line: string) => vo
   if (cudaProblemsHere(process.env, init.ortPackage).length) return null; // settling says what is missing
   const pkg = init.ortPackage ?? mainOrtPackage();
   if (!pkg) return null;
-  const installed = installCudaOptions(pkg, entries, init.cudaOptionsAddon ?? CUDA_OPTIONS_ADDON);
+  const installed = installCudaOptions(pkg, entries, init.cudaAddon ?? CUDA_ADDON);
   log(`engine: CUDA provider options ${describeCudaOptions(entries)} (${installed.ortRelease})`);
   return installed;
 }

@@ -30,7 +30,7 @@ bench() { # name, timeout seconds, env..., -- bench args
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
-  cudaopts) # --cuda-options (native/ort-cuda-options): the options reach the provider ("in effect" log lines), then
+  cudaopts) # --cuda-options (native/ort-cuda): the options reach the provider ("in effect" log lines), then
     # SD1.5 512 with ORT's defaults, channels-last convolutions inside ORT (prefer_nhwc), heuristic cuDNN search (first
     # calls), and the memory pair (pool grows by what is asked, no max cuDNN workspace); < 540 s
     cuda_setup
@@ -41,6 +41,22 @@ case $set in
     bench sd15-cuda-mem $((530 - SECONDS)) TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     grep -h "CUDA provider options" "$out/log-$set.txt" | sort | uniq -c
     for f in sd15-cuda sd15-cuda-nhwc sd15-cuda-heuristic sd15-cuda-mem; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
+    done
+    ;;
+  cudagraph) # --cuda-graph: the UNet in a session with fixed GPU bindings replaying one CUDA graph per shape
+    # (native/ort-cuda graph_session.c), vs onnxruntime-node's session; SD1.5 512 (cfg 1 and the batch-2 CFG shape)
+    # and SDXL 1024 (same seeds: lastImage should agree); < 560 s
+    sdxl_checkpoint_in_background
+    cuda_setup
+    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-graph 90 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-graph-cfg 90 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3 --cfg 2
+    wait $ckpt
+    bench sdxl-cuda 150 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-graph $((555 - SECONDS)) TCD_CUDA_GRAPH=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    for f in sd15-cuda sd15-cuda-graph sd15-cuda-graph-cfg sdxl-cuda sdxl-cuda-graph; do
       node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
     done
     ;;

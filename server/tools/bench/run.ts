@@ -46,6 +46,9 @@ export interface BenchOptions {
   loop?: 'worker' | 'js';
   /** GPU index (CUDA deviceId; WebGPU through the Vulkan device-select layer) */
   device?: number;
+  /** classifier-free guidance scale (worker loop only): above 1 every step is one batch-2 UNet call with the empty
+   *  prompt as the negative (encoded once, before the timed images); default 1 */
+  cfg?: number;
   /** GPU tuning knobs (bench.ts fills them from the TCD_GPU_* settings); recorded in the report */
   tuning?: EngineOptions['tuning'];
   log?: (line: string) => void;
@@ -82,6 +85,8 @@ export interface BenchReport {
   epRequested: string;
   ep: string;
   loop: 'worker' | 'js';
+  /** classifier-free guidance scale of the timed images (above 1: batch-2 UNet calls) */
+  cfg: number;
   checkpoint: string;
   checkpointCreatedS: number | null;
   lora: { path: string; createdS: number | null } | null;
@@ -157,6 +162,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const log = o.log ?? ((l: string) => console.error(l));
   const { arch, size, steps } = o;
   const loop = o.loop ?? 'worker';
+  const cfg = o.cfg ?? 1;
+  if (!(cfg >= 1)) throw new Error(`--cfg must be a number >= 1, got ${o.cfg}`);
+  if (cfg !== 1 && loop !== 'worker') throw new Error('--cfg above 1 is timed with the worker loop only');
   const granularity = arch === 'sd15' ? 64 : 32;
   if (!Number.isInteger(size) || size <= 0 || size % granularity !== 0)
     throw new Error(`--size must be a positive multiple of ${granularity} for ${arch}, got ${size}`);
@@ -195,6 +203,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     log(`bench: ${arch} ${size}x${size}, ${steps} steps, ep ${o.ep}: loading`);
     const [text, textCold] = await clock(() => engine.encodeText(clip, prompt));
     const textMiB = gpu.aboveBaseline(await gpu.now());
+    const negative = cfg !== 1 ? await engine.encodeText(clip, '') : null;
     const x0: Tensor = { shape: latentShape, data: tcdInitialLatent(new TorchGenerator(0), latentShape) };
     const unetCall = (m: typeof model) =>
       engine.unet(m, x0, Float32Array.of(timesteps[0]), text.context, extraFor(text.pooled));
@@ -230,8 +239,16 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
               timesteps,
               eta: 0.3,
               noises,
-              cfg: 1,
+              cfg,
               positive: { context: cond.context, ...(extra ? { extra } : {}) },
+              ...(negative
+                ? {
+                    negative: {
+                      context: negative.context,
+                      ...(extraFor(negative.pooled) ? { extra: extraFor(negative.pooled) } : {}),
+                    },
+                  }
+                : {}),
             },
             {
               onStep: () => {
@@ -303,6 +320,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       epRequested: o.ep,
       ep: stats.ep,
       loop,
+      cfg,
       checkpoint: ckpt.path,
       checkpointCreatedS: ckpt.createdS,
       lora,

@@ -1,5 +1,5 @@
 /**
- * --cuda-options (server/engine/runtime/cuda-options.ts, native/ort-cuda-options): parsing and checking against the
+ * --cuda-options (server/engine/runtime/cuda-options.ts, native/ort-cuda): parsing and checking against the
  * CUDA provider's option names, the setting and the engine refusing typos on any machine, and the native addon built
  * with gcc and run in a child process against this project's onnxruntime-node. Without a GPU the CUDA provider
  * cannot load, so the addon's path is proven by where a CUDA session now fails: inside the options step it adds
@@ -95,11 +95,11 @@ test(
   () => {
     const out = mkdtempSync(join(tmpdir(), 'tcd-cuda-options-'));
     try {
-      const build = spawnSync('bash', ['scripts/build-ort-cuda-options.sh', out], { encoding: 'utf8' });
+      const build = spawnSync('bash', ['scripts/build-ort-cuda.sh', out], { encoding: 'utf8' });
       assert.equal(build.status, 0, build.stderr);
       const child = spawnSync(
         process.execPath,
-        ['--import', 'tsx', 'test/helpers/cuda-options-child.ts', join(out, 'ort_cuda_options.node')],
+        ['--import', 'tsx', 'test/helpers/cuda-options-child.ts', join(out, 'ort_cuda.node')],
         { encoding: 'utf8', timeout: 120_000 },
       );
       assert.equal(child.status, 0, child.stderr);

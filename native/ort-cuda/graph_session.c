@@ -1,0 +1,530 @@
+/*
+ * Sessions with fixed device bindings, for the CUDA provider's CUDA graphs.
+ *
+ * A CUDA graph replays the kernels of one captured run with the GPU addresses they had, so every input and output
+ * must live at a fixed device address that the caller refills: ONNX Runtime's IoBinding with tensors the caller
+ * allocated on the device. onnxruntime-node binds only WebGPU buffers, so these sessions are created and run here,
+ * through the C API table of the libonnxruntime onnxruntime-node loaded (same process, same ORT environment).
+ *
+ * Per distinct set of input and output shapes ("signature") a session keeps one IoBinding with its own device
+ * tensors; with cudaGraph, each signature also gets its own graph id (run option gpu_graph_id), so ONNX Runtime
+ * captures one graph per signature (after its warm-up runs) and replays it afterwards. A run copies the host inputs
+ * into the signature's device tensors, runs, and copies the outputs back: on a CPU session the very same path runs
+ * with host memory and memcpy (the tests' twin of the CUDA path).
+ *
+ * JS:
+ *   createSession(libonnxruntimePath, model: string | Uint8Array, ep: 'cuda' | 'cpu', deviceId, options, cudaGraph,
+ *                 logId) -> handle; options: "key\tvalue\n..." CUDA provider options (ignored on the CPU)
+ *   sessionIO(handle) -> { inputs: string[], outputs: string[] }
+ *   run(handle, inNames, inTypes, inDims, inData: TypedArray[], outNames, outTypes, outDims) -> ArrayBuffer[]
+ *       types are ONNX element types (1 float, 10 float16, 7 int64, 6 int32, ...); dims arrays of numbers
+ *   releaseSession(handle)
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addon.h"
+
+#define MAX_IO 512
+#define MAX_RANK 8
+#define MAX_GRAPHS 16 /* captured graphs per session; further signatures run without one */
+#define MSG 4096
+
+typedef struct Binding {
+  char *signature;
+  void *io;          /* OrtIoBinding* */
+  void *run_options; /* OrtRunOptions* (gpu_graph_id) */
+  size_t n_in, n_out;
+  void **values; /* n_in input then n_out output OrtValue* on the session's device */
+  void **data;   /* their device pointers */
+  size_t *bytes;
+  struct Binding *next;
+} Binding;
+
+typedef struct {
+  void *session;   /* OrtSession* */
+  void *memory;    /* OrtMemoryInfo* of the device the bindings live on */
+  void *allocator; /* OrtAllocator* of the session for that memory */
+  int on_gpu, device, cuda_graph, next_graph_id;
+  size_t n_inputs, n_outputs;
+  char **input_names, **output_names;
+  Binding *bindings;
+} GraphSession;
+
+static void *ort_env; /* the process's OrtEnv (ONNX Runtime keeps one; CreateEnv returns it) */
+
+/* ---- CUDA runtime, loaded by the CUDA provider already; resolved on first use ---- */
+typedef int (*CudaMemcpyFn)(void *dst, const void *src, size_t n, int kind);
+typedef int (*CudaIntFn)(int);
+typedef int (*CudaVoidFn)(void);
+typedef const char *(*CudaErrorStringFn)(int);
+static CudaMemcpyFn cuda_memcpy;
+static CudaIntFn cuda_set_device;
+static CudaVoidFn cuda_synchronize;
+static CudaErrorStringFn cuda_error_string;
+
+static const char *load_cudart(void) {
+  if (cuda_memcpy) return NULL;
+  static const char *names[] = {"libcudart.so.13", "libcudart.so.12", "libcudart.so"};
+  void *lib = NULL;
+  for (size_t i = 0; i < sizeof names / sizeof *names && !lib; i++) {
+    lib = dlopen(names[i], RTLD_NOW | RTLD_NOLOAD);
+    if (!lib) lib = dlopen(names[i], RTLD_NOW);
+  }
+  if (!lib) return "the CUDA runtime (libcudart.so.13) cannot be loaded";
+  cuda_set_device = (CudaIntFn)dlsym(lib, "cudaSetDevice");
+  cuda_synchronize = (CudaVoidFn)dlsym(lib, "cudaDeviceSynchronize");
+  cuda_error_string = (CudaErrorStringFn)dlsym(lib, "cudaGetErrorString");
+  cuda_memcpy = (CudaMemcpyFn)dlsym(lib, "cudaMemcpy");
+  if (!cuda_memcpy || !cuda_set_device || !cuda_synchronize || !cuda_error_string) {
+    cuda_memcpy = NULL;
+    return "the CUDA runtime lacks cudaMemcpy / cudaSetDevice / cudaDeviceSynchronize";
+  }
+  return NULL;
+}
+
+/* host <-> session memory; kind 1 = host to device, 2 = device to host (cudaMemcpyKind) */
+static const char *copy_bytes(GraphSession *s, void *dst, const void *src, size_t n, int kind, char *msg) {
+  if (!s->on_gpu) {
+    memcpy(dst, src, n);
+    return NULL;
+  }
+  int rc = cuda_set_device(s->device);
+  if (!rc) rc = cuda_memcpy(dst, src, n, kind);
+  /* a pageable host-to-device cudaMemcpy may return before the copy lands; ONNX Runtime's stream does not wait for
+     the legacy default stream, so wait here (microseconds) */
+  if (!rc && kind == 1) rc = cuda_synchronize();
+  if (!rc) return NULL;
+  snprintf(msg, MSG, "cudaMemcpy: %s", cuda_error_string(rc));
+  return msg;
+}
+
+static size_t element_size(int type) {
+  switch (type) {
+    case ORT_FLOAT:
+    case ORT_INT32:
+      return 4;
+    case ORT_FLOAT16:
+      return 2;
+    case ORT_INT64:
+      return 8;
+    case ORT_UINT8:
+    case ORT_INT8:
+    case ORT_BOOL:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+#define CHECK(call, what)                                                  \
+  do {                                                                     \
+    OrtStatus *st_ = (call);                                               \
+    if (st_) return napi_fail(env, ort_status_text(st_, what, msg, MSG)); \
+  } while (0)
+
+static char *copy_string(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *out = malloc(n);
+  if (out) memcpy(out, s, n);
+  return out;
+}
+
+static const char *read_names(GraphSession *s, int outputs, char *msg) {
+  void *alloc = NULL;
+  size_t n = 0;
+  OrtStatus *st = ORT_STATUS(GetAllocatorWithDefaultOptions, void **)(&alloc);
+  if (!st) {
+    st = outputs ? ORT_STATUS(SessionGetOutputCount, const void *, size_t *)(s->session, &n)
+                 : ORT_STATUS(SessionGetInputCount, const void *, size_t *)(s->session, &n);
+  }
+  if (st) return ort_status_text(st, "reading the session's inputs and outputs", msg, MSG);
+  char **names = calloc(n ? n : 1, sizeof *names);
+  for (size_t i = 0; i < n; i++) {
+    char *name = NULL;
+    st = outputs ? ORT_STATUS(SessionGetOutputName, const void *, size_t, void *, char **)(s->session, i, alloc, &name)
+                 : ORT_STATUS(SessionGetInputName, const void *, size_t, void *, char **)(s->session, i, alloc, &name);
+    if (st) {
+      free(names);
+      return ort_status_text(st, "reading an input or output name", msg, MSG);
+    }
+    names[i] = copy_string(name);
+    OrtStatus *freed = ORT_STATUS(AllocatorFree, void *, void *)(alloc, name);
+    if (freed) ORT_FN(ReleaseStatus, void, OrtStatus *)(freed);
+  }
+  if (outputs) {
+    s->output_names = names;
+    s->n_outputs = n;
+  } else {
+    s->input_names = names;
+    s->n_inputs = n;
+  }
+  return NULL;
+}
+
+static void free_binding(Binding *b) {
+  size_t n = b->n_in + b->n_out;
+  for (size_t i = 0; i < n; i++)
+    if (b->values && b->values[i]) ORT_FN(ReleaseValue, void, void *)(b->values[i]);
+  if (b->io) ORT_FN(ReleaseIoBinding, void, void *)(b->io);
+  if (b->run_options) ORT_FN(ReleaseRunOptions, void, void *)(b->run_options);
+  free(b->values);
+  free(b->data);
+  free(b->bytes);
+  free(b->signature);
+  free(b);
+}
+
+static void free_session(GraphSession *s) {
+  for (Binding *b = s->bindings, *next; b; b = next) {
+    next = b->next;
+    free_binding(b);
+  }
+  if (s->allocator) ORT_FN(ReleaseAllocator, void, void *)(s->allocator);
+  if (s->memory) ORT_FN(ReleaseMemoryInfo, void, void *)(s->memory);
+  if (s->session) ORT_FN(ReleaseSession, void, void *)(s->session);
+  for (size_t i = 0; i < s->n_inputs; i++) free(s->input_names[i]);
+  for (size_t i = 0; i < s->n_outputs; i++) free(s->output_names[i]);
+  free(s->input_names);
+  free(s->output_names);
+  free(s);
+}
+
+/* Session options with the CUDA provider (its options from "key\tvalue\n" text, plus device and graph flag). */
+static OrtStatus *append_cuda(void *so, int device, int cuda_graph, char *options) {
+  const char *keys[40], *values[40];
+  size_t n = ort_split_options(options, keys, values, 36);
+  char dev[16];
+  snprintf(dev, sizeof dev, "%d", device);
+  keys[n] = "device_id";
+  values[n++] = dev;
+  keys[n] = "enable_cuda_graph";
+  values[n++] = cuda_graph ? "1" : "0";
+  void *cuda = NULL;
+  OrtStatus *st = ORT_STATUS(CreateCUDAProviderOptions, void **)(&cuda);
+  if (st) return st;
+  st = ORT_STATUS(UpdateCUDAProviderOptions, void *, const char *const *, const char *const *, size_t)(cuda, keys,
+                                                                                                      values, n);
+  /* the original append: provider_options.c's wrapper would rebuild the options from --cuda-options alone */
+  if (!st) st = ((OrtStatus * (*)(void *, const void *)) ort_original_append_cuda_v2)(so, cuda);
+  ORT_FN(ReleaseCUDAProviderOptions, void, void *)(cuda);
+  return st;
+}
+
+/* What a JS handle points at: outlives the session, so a released handle reads as dead instead of freed memory. */
+typedef struct {
+  GraphSession *s;
+} Handle;
+
+static void finalize_handle(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  Handle *h = data;
+  if (h->s) free_session(h->s); /* runs are synchronous on the JS thread, so none is in flight here */
+  free(h);
+}
+
+napi_value js_create_session(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  char msg[MSG], lib[4096], ep[16], log_id[256], options[4096];
+  size_t len = 0;
+  int64_t device = 0;
+  bool cuda_graph = false, is_array = false;
+  const char *version = "";
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != 0 || argc < 7)
+    return napi_fail(env, "createSession(lib, model, ep, deviceId, options, cudaGraph, logId) takes 7 arguments");
+  if (napi_get_value_string_utf8(env, argv[0], lib, sizeof lib, &len) != 0 ||
+      napi_get_value_string_utf8(env, argv[2], ep, sizeof ep, &len) != 0 ||
+      napi_get_value_int64(env, argv[3], &device) != 0 ||
+      napi_get_value_string_utf8(env, argv[4], options, sizeof options, &len) != 0 || len >= sizeof options - 1 ||
+      napi_get_value_bool(env, argv[5], &cuda_graph) != 0 ||
+      napi_get_value_string_utf8(env, argv[6], log_id, sizeof log_id, &len) != 0)
+    return napi_fail(env, "createSession: bad argument types");
+  int on_gpu = strcmp(ep, "cuda") == 0;
+  if (!on_gpu && strcmp(ep, "cpu") != 0) return napi_fail(env, "createSession: ep must be 'cuda' or 'cpu'");
+  if (ort_bind_library(lib, &version, msg, sizeof msg)) return napi_fail(env, msg);
+  if (on_gpu) {
+    const char *why = load_cudart();
+    if (why) return napi_fail(env, why);
+  }
+  if (!ort_env) CHECK(ORT_STATUS(CreateEnv, int, const char *, void **)(3, "tcd-studio", &ort_env), "CreateEnv");
+
+  void *so = NULL;
+  CHECK(ORT_STATUS(CreateSessionOptions, void **)(&so), "CreateSessionOptions");
+  OrtStatus *st = ORT_STATUS(SetSessionGraphOptimizationLevel, void *, int)(so, 99);
+  if (!st) st = ORT_STATUS(SetSessionLogSeverityLevel, void *, int)(so, 3);
+  if (!st) st = ORT_STATUS(SetSessionLogId, void *, const char *)(so, log_id);
+  if (!st && on_gpu) st = append_cuda(so, (int)device, cuda_graph, options);
+
+  GraphSession *s = calloc(1, sizeof *s);
+  s->on_gpu = on_gpu;
+  s->device = (int)device;
+  s->cuda_graph = on_gpu && cuda_graph;
+  if (!st) {
+    napi_is_typedarray(env, argv[1], &is_array);
+    if (is_array) {
+      napi_typedarray_type type;
+      size_t length = 0, offset = 0;
+      void *data = NULL;
+      napi_value buffer;
+      napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset);
+      st = ORT_STATUS(CreateSessionFromArray, const void *, const void *, size_t, const void *, void **)(
+          ort_env, data, length, so, &s->session);
+    } else {
+      char path[4096];
+      if (napi_get_value_string_utf8(env, argv[1], path, sizeof path, &len) != 0) {
+        ORT_FN(ReleaseSessionOptions, void, void *)(so);
+        free_session(s);
+        return napi_fail(env, "createSession: model must be a path or a Uint8Array");
+      }
+      st = ORT_STATUS(CreateSession, const void *, const char *, const void *, void **)(ort_env, path, so,
+                                                                                        &s->session);
+    }
+  }
+  ORT_FN(ReleaseSessionOptions, void, void *)(so);
+  if (!st) {
+    st = on_gpu ? ORT_STATUS(CreateMemoryInfo, const char *, int, int, int, void **)("Cuda", 1, (int)device, 0,
+                                                                                     &s->memory)
+                : ORT_STATUS(CreateCpuMemoryInfo, int, int, void **)(1, 0, &s->memory);
+  }
+  if (!st) st = ORT_STATUS(CreateAllocator, const void *, const void *, void **)(s->session, s->memory, &s->allocator);
+  if (st) {
+    free_session(s);
+    return napi_fail(env, ort_status_text(st, "creating the session", msg, MSG));
+  }
+  const char *why = read_names(s, 0, msg);
+  if (!why) why = read_names(s, 1, msg);
+  if (why) {
+    free_session(s);
+    return napi_fail(env, why);
+  }
+  napi_value handle;
+  Handle *h = malloc(sizeof *h);
+  h->s = s;
+  napi_create_external(env, h, finalize_handle, NULL, &handle);
+  return handle;
+}
+
+static Handle *handle_of(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != 0) return NULL;
+  return p;
+}
+
+static GraphSession *session_of(napi_env env, napi_value v) {
+  Handle *h = handle_of(env, v);
+  return h ? h->s : NULL;
+}
+
+static napi_value string_array(napi_env env, char **names, size_t n) {
+  napi_value arr, str;
+  napi_create_array_with_length(env, n, &arr);
+  for (size_t i = 0; i < n; i++) {
+    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &str);
+    napi_set_element(env, arr, (uint32_t)i, str);
+  }
+  return arr;
+}
+
+napi_value js_session_io(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  GraphSession *s = argc ? session_of(env, argv[0]) : NULL;
+  if (!s) return napi_fail(env, "sessionIO: not a live session handle");
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "inputs", string_array(env, s->input_names, s->n_inputs));
+  napi_set_named_property(env, out, "outputs", string_array(env, s->output_names, s->n_outputs));
+  return out;
+}
+
+napi_value js_release_session(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], undef;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  Handle *h = argc ? handle_of(env, argv[0]) : NULL;
+  if (h && h->s) {
+    free_session(h->s);
+    h->s = NULL;
+  }
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+/* One tensor spec from the run arguments (names[i], types[i], dims[i]). */
+typedef struct {
+  char name[256];
+  int type;
+  int64_t dims[MAX_RANK];
+  size_t rank, bytes;
+} Spec;
+
+static const char *read_specs(napi_env env, napi_value names, napi_value types, napi_value dims, Spec *out,
+                              uint32_t *count, char *msg) {
+  uint32_t n = 0, n2 = 0, n3 = 0;
+  if (napi_get_array_length(env, names, &n) || napi_get_array_length(env, types, &n2) ||
+      napi_get_array_length(env, dims, &n3) || n != n2 || n != n3 || n > MAX_IO)
+    return "run: names, types and dims must be arrays of one length";
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v, d;
+    size_t len = 0;
+    int64_t t = 0;
+    uint32_t rank = 0;
+    napi_get_element(env, names, i, &v);
+    if (napi_get_value_string_utf8(env, v, out[i].name, sizeof out[i].name, &len)) return "run: a name is not text";
+    napi_get_element(env, types, i, &v);
+    napi_get_value_int64(env, v, &t);
+    out[i].type = (int)t;
+    size_t size = element_size(out[i].type);
+    if (!size) {
+      snprintf(msg, MSG, "run: %s has element type %d, which this addon does not copy", out[i].name, (int)t);
+      return msg;
+    }
+    napi_get_element(env, dims, i, &d);
+    if (napi_get_array_length(env, d, &rank) || rank > MAX_RANK) return "run: dims must be arrays of at most 8";
+    out[i].rank = rank;
+    size_t elements = 1;
+    for (uint32_t k = 0; k < rank; k++) {
+      napi_get_element(env, d, k, &v);
+      napi_get_value_int64(env, v, &out[i].dims[k]);
+      if (out[i].dims[k] < 0) return "run: a dimension is negative";
+      elements *= (size_t)out[i].dims[k];
+    }
+    out[i].bytes = elements * size;
+  }
+  *count = n;
+  return NULL;
+}
+
+static void append_signature(char *sig, size_t cap, const Spec *specs, uint32_t n) {
+  size_t at = strlen(sig);
+  for (uint32_t i = 0; i < n && at < cap; i++) {
+    at += snprintf(sig + at, cap - at, "%s:%d:", specs[i].name, specs[i].type);
+    for (size_t k = 0; k < specs[i].rank && at < cap; k++) at += snprintf(sig + at, cap - at, "%lld,", (long long)specs[i].dims[k]);
+    if (at < cap) at += snprintf(sig + at, cap - at, ";");
+  }
+  if (at < cap) snprintf(sig + at, cap - at, "|");
+}
+
+/* A new binding for one signature: device tensors for every input and output, bound once. */
+static const char *new_binding(GraphSession *s, const Spec *ins, uint32_t n_in, const Spec *outs, uint32_t n_out,
+                               const char *signature, Binding **out, char *msg) {
+  Binding *b = calloc(1, sizeof *b);
+  b->n_in = n_in;
+  b->n_out = n_out;
+  b->values = calloc(n_in + n_out, sizeof *b->values);
+  b->data = calloc(n_in + n_out, sizeof *b->data);
+  b->bytes = calloc(n_in + n_out, sizeof *b->bytes);
+  b->signature = copy_string(signature);
+  OrtStatus *st = ORT_STATUS(CreateIoBinding, void *, void **)(s->session, &b->io);
+  for (uint32_t i = 0; !st && i < n_in + n_out; i++) {
+    const Spec *sp = i < n_in ? &ins[i] : &outs[i - n_in];
+    st = ORT_STATUS(CreateTensorAsOrtValue, void *, const int64_t *, size_t, int, void **)(
+        s->allocator, sp->dims, sp->rank, sp->type, &b->values[i]);
+    if (!st) st = ORT_STATUS(GetTensorMutableData, void *, void **)(b->values[i], &b->data[i]);
+    b->bytes[i] = sp->bytes;
+    if (!st) {
+      st = i < n_in ? ORT_STATUS(BindInput, void *, const char *, const void *)(b->io, sp->name, b->values[i])
+                    : ORT_STATUS(BindOutput, void *, const char *, const void *)(b->io, sp->name, b->values[i]);
+    }
+  }
+  if (!st) st = ORT_STATUS(CreateRunOptions, void **)(&b->run_options);
+  if (!st && s->cuda_graph) {
+    /* one captured graph per signature; past MAX_GRAPHS, -1 runs without capture */
+    char id[16];
+    snprintf(id, sizeof id, "%d", s->next_graph_id < MAX_GRAPHS ? s->next_graph_id++ : -1);
+    st = ORT_STATUS(AddRunConfigEntry, void *, const char *, const char *)(b->run_options, "gpu_graph_id", id);
+  }
+  if (st) {
+    free_binding(b);
+    return ort_status_text(st, "binding the inputs and outputs", msg, MSG);
+  }
+  *out = b;
+  return NULL;
+}
+
+napi_value js_run(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  char msg[MSG];
+  static Spec ins[MAX_IO], outs[MAX_IO];
+  static char signature[65536];
+  uint32_t n_in = 0, n_out = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) || argc < 8)
+    return napi_fail(env, "run(handle, inNames, inTypes, inDims, inData, outNames, outTypes, outDims)");
+  GraphSession *s = session_of(env, argv[0]);
+  if (!s) return napi_fail(env, "run: not a live session handle");
+  const char *why = read_specs(env, argv[1], argv[2], argv[3], ins, &n_in, msg);
+  if (!why) why = read_specs(env, argv[5], argv[6], argv[7], outs, &n_out, msg);
+  if (why) return napi_fail(env, why);
+  uint32_t n_data = 0;
+  if (napi_get_array_length(env, argv[4], &n_data) || n_data != n_in)
+    return napi_fail(env, "run: one data array per input");
+
+  signature[0] = '\0';
+  append_signature(signature, sizeof signature, ins, n_in);
+  append_signature(signature, sizeof signature, outs, n_out);
+  Binding *b = s->bindings;
+  while (b && strcmp(b->signature, signature) != 0) b = b->next;
+  if (!b) {
+    why = new_binding(s, ins, n_in, outs, n_out, signature, &b, msg);
+    if (why) return napi_fail(env, why);
+    b->next = s->bindings;
+    s->bindings = b;
+  }
+
+  for (uint32_t i = 0; i < n_in; i++) {
+    napi_value arr;
+    napi_typedarray_type type;
+    size_t length = 0, offset = 0, size = 0;
+    void *data = NULL;
+    napi_value buffer;
+    napi_get_element(env, argv[4], i, &arr);
+    if (napi_get_typedarray_info(env, arr, &type, &length, &data, &buffer, &offset))
+      return napi_fail(env, "run: input data must be typed arrays");
+    switch (type) {
+      case napi_int8_array:
+      case napi_uint8_array:
+      case napi_uint8_clamped_array:
+        size = 1;
+        break;
+      case napi_int16_array:
+      case napi_uint16_array:
+        size = 2;
+        break;
+      case napi_int32_array:
+      case napi_uint32_array:
+      case napi_float32_array:
+        size = 4;
+        break;
+      default:
+        size = 8;
+    }
+    if (length * size != b->bytes[i]) {
+      snprintf(msg, MSG, "run: input %s has %zu bytes of data for %zu bytes of tensor", ins[i].name, length * size,
+               b->bytes[i]);
+      return napi_fail(env, msg);
+    }
+    why = copy_bytes(s, b->data[i], data, b->bytes[i], 1, msg);
+    if (why) return napi_fail(env, why);
+  }
+
+  CHECK(ORT_STATUS(RunWithBinding, void *, const void *, const void *)(s->session, b->run_options, b->io), "run");
+  CHECK(ORT_STATUS(SynchronizeBoundOutputs, void *)(b->io), "synchronising the outputs");
+
+  napi_value result;
+  napi_create_array_with_length(env, n_out, &result);
+  for (uint32_t i = 0; i < n_out; i++) {
+    void *host = NULL;
+    napi_value ab;
+    size_t k = n_in + i;
+    if (napi_create_arraybuffer(env, b->bytes[k], &host, &ab)) return napi_fail(env, "run: out of memory");
+    why = copy_bytes(s, host, b->data[k], b->bytes[k], 2, msg);
+    if (why) return napi_fail(env, why);
+    napi_set_element(env, result, i, ab);
+  }
+  return result;
+}

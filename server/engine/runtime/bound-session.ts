@@ -1,0 +1,172 @@
+/**
+ * A UNet session whose inputs and outputs stay bound at fixed device addresses (native/ort-cuda graph_session.c), so
+ * that ONNX Runtime's CUDA provider can capture each shape's run as a CUDA graph and replay it (`--cuda-graph`):
+ * one launch per step instead of one per kernel (a CUDA step is launch-bound: ~2600 nodes for SDXL). onnxruntime-node
+ * cannot bind CUDA memory, so the addon creates and runs these sessions through the C API of the libonnxruntime
+ * onnxruntime-node loaded. On the CPU provider the same path runs with host memory (the tests' twin).
+ *
+ * It stands in for an ort.InferenceSession where the engine runs a UNet (`run(feeds, ['eps'])`): each output's type
+ * and shape must be known before the run (a bound output has a fixed size), given by `outputsFor(feeds)`.
+ * Example:
+ *   const s = BoundSession.create(path, { ep: 'cuda', deviceId: 0, cudaOptions: [], cudaGraph: true, logId: 'unet',
+ *     ortPackageDir, addonPath, outputsFor: (f) => ({ eps: { type: 'float32', dims: f.x.dims } }) });
+ *   const { eps } = await s.run(feeds, ['eps']);
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { ortLibDir } from './cuda-check.js';
+import type { CudaOptionEntries } from './cuda-options.js';
+
+type Handle = object;
+interface GraphAddon {
+  createSession(
+    lib: string,
+    model: string | Uint8Array,
+    ep: 'cuda' | 'cpu',
+    deviceId: number,
+    options: string,
+    cudaGraph: boolean,
+    logId: string,
+  ): Handle;
+  sessionIO(h: Handle): { inputs: string[]; outputs: string[] };
+  run(
+    h: Handle,
+    inNames: string[],
+    inTypes: number[],
+    inDims: number[][],
+    inData: ArrayBufferView[],
+    outNames: string[],
+    outTypes: number[],
+    outDims: number[][],
+  ): ArrayBuffer[];
+  releaseSession(h: Handle): void;
+}
+
+export interface OutputSpec {
+  type: ort.Tensor.Type;
+  dims: readonly number[];
+}
+
+export interface BoundSessionOptions {
+  ep: 'cuda' | 'cpu';
+  deviceId: number;
+  cudaOptions: CudaOptionEntries;
+  /** capture a CUDA graph per input shape (cuda only) */
+  cudaGraph: boolean;
+  logId: string;
+  /** the onnxruntime-node package this process runs (its libonnxruntime is the one the addon calls) */
+  ortPackageDir: string;
+  addonPath: string;
+  /** the type and shape of each output the run fetches, from the feeds */
+  outputsFor(feeds: Record<string, ort.Tensor>): Record<string, OutputSpec>;
+}
+
+/** ONNX element type numbers of the tensor types the addon copies. */
+const ELEMENT_TYPE: Partial<Record<ort.Tensor.Type, number>> = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+};
+
+function typedArrayOf(type: ort.Tensor.Type, buffer: ArrayBuffer): ort.Tensor.DataType {
+  switch (type) {
+    case 'float32':
+      return new Float32Array(buffer);
+    case 'float16':
+      return new Uint16Array(buffer);
+    case 'int32':
+      return new Int32Array(buffer);
+    case 'int64':
+      return new BigInt64Array(buffer);
+    case 'int8':
+      return new Int8Array(buffer);
+    default:
+      return new Uint8Array(buffer);
+  }
+}
+
+export class BoundSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  private handle: Handle | null;
+
+  private constructor(
+    private addon: GraphAddon,
+    handle: Handle,
+    private outputsFor: BoundSessionOptions['outputsFor'],
+  ) {
+    this.handle = handle;
+    const io = addon.sessionIO(handle);
+    this.inputNames = io.inputs;
+    this.outputNames = io.outputs;
+  }
+
+  /** Creates the session from a model file (external data beside it) or bytes. Throws with what to do on failure. */
+  static create(model: string | Uint8Array, o: BoundSessionOptions): BoundSession {
+    if (!existsSync(o.addonPath)) {
+      throw new Error(
+        `--cuda-graph needs the native helper ${o.addonPath}: run \`npm run setup:cuda\` or \`bash scripts/build-ort-cuda.sh\` (needs gcc)`,
+      );
+    }
+    const libDir = ortLibDir(o.ortPackageDir);
+    if (!libDir) throw new Error(`--cuda-graph: no libonnxruntime.so.1 in ${o.ortPackageDir}`);
+    const addon = createRequire(import.meta.url)(o.addonPath) as GraphAddon;
+    const options = o.cudaOptions.map(([k, v]) => `${k}\t${v}\n`).join('');
+    const lib = join(libDir, 'libonnxruntime.so.1');
+    const handle = addon.createSession(lib, model, o.ep, o.deviceId, options, o.cudaGraph, o.logId);
+    return new BoundSession(addon, handle, o.outputsFor);
+  }
+
+  /** Runs with `feeds` (host tensors) and returns the outputs named in `fetches` (default all) as host tensors. */
+  async run(
+    feeds: Record<string, ort.Tensor>,
+    fetches: readonly string[] = this.outputNames,
+  ): Promise<Record<string, ort.Tensor>> {
+    if (!this.handle) throw new Error('this session was released');
+    const names = Object.keys(feeds);
+    const types = names.map((n) => elementType(feeds[n].type, n));
+    const specs = this.outputsFor(feeds);
+    const outputs = fetches.map((n) => {
+      const spec = specs[n];
+      if (!spec) throw new Error(`no type and shape known for output ${n}`);
+      return { name: n, ...spec };
+    });
+    const buffers = this.addon.run(
+      this.handle,
+      names,
+      types,
+      names.map((n) => [...feeds[n].dims]),
+      names.map((n) => {
+        const t = feeds[n];
+        if (t.location !== 'cpu') throw new Error(`input ${n} must be a host tensor, is on ${t.location}`);
+        return t.data as ArrayBufferView;
+      }),
+      outputs.map((o) => o.name),
+      outputs.map((o) => elementType(o.type, o.name)),
+      outputs.map((o) => [...o.dims]),
+    );
+    const result: Record<string, ort.Tensor> = {};
+    outputs.forEach((o, i) => (result[o.name] = new ort.Tensor(o.type, typedArrayOf(o.type, buffers[i]), o.dims)));
+    return result;
+  }
+
+  /** The ort.InferenceSession method profiling calls; these sessions are not profiled. */
+  endProfiling(): void {}
+
+  async release(): Promise<void> {
+    if (this.handle) this.addon.releaseSession(this.handle);
+    this.handle = null;
+  }
+}
+
+function elementType(type: ort.Tensor.Type, name: string): number {
+  const n = ELEMENT_TYPE[type];
+  if (n === undefined) throw new Error(`tensor ${name} has type ${type}, which a bound session does not copy`);
+  return n;
+}

@@ -1,0 +1,238 @@
+/**
+ * BoundSession (server/engine/runtime/bound-session.ts, native/ort-cuda graph_session.c): the UNet with its inputs
+ * and outputs bound at fixed device addresses, the form ONNX Runtime's CUDA graphs need (--cuda-graph). CI has no
+ * GPU, so these run the same addon path on the CPU provider (host memory, memcpy instead of cudaMemcpy, no capture):
+ * one binding per input shape, reused when a shape comes back, and the UNet through the session store (the fixtures'
+ * diffusers outputs, and a whole TCD loop with CFG, i.e. batch-2 calls, equal to the plain session's).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import ort from 'onnxruntime-node';
+import { GraphBuilder } from '../../../server/engine/onnx/graph.js';
+import { serializeModel } from '../../../server/engine/onnx/serialize.js';
+import { BoundSession } from '../../../server/engine/runtime/bound-session.js';
+import { runComponentCall } from '../../../server/engine/runtime/components.js';
+import { mainOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
+import { SessionStore } from '../../../server/engine/runtime/session-store.js';
+import { runTcdLoop } from '../../../server/engine/runtime/tcd-loop.js';
+import { TorchGenerator } from '../../../server/engine/rng.js';
+import type { Tensor } from '../../../server/engine/tensor.js';
+import { assertComponentClose, fixturePath, fixtureSkip, maxAbsDiff, unetFixtureCase } from '../../helpers/fixtures.js';
+
+const hasGcc = spawnSync('gcc', ['--version']).status === 0;
+const skip =
+  process.platform !== 'linux' || process.arch !== 'x64'
+    ? 'skipped: the addon is built for linux x64'
+    : hasGcc
+      ? false
+      : 'skipped: gcc not installed (apt-get install -y gcc)';
+
+let buildDir = '';
+let addonPath = '';
+before(() => {
+  if (skip) return;
+  buildDir = mkdtempSync(join(tmpdir(), 'tcd-bound-'));
+  const r = spawnSync('bash', ['scripts/build-ort-cuda.sh', buildDir], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  addonPath = join(buildDir, 'ort_cuda.node');
+});
+after(() => {
+  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+});
+
+/** y = (x + x) * w, and n = the int64 count of x's rows cast to float, over dynamic rows */
+function smallModel(): Uint8Array {
+  const g = new GraphBuilder({ name: 'small' });
+  const x = g.input('x', 'float32', ['n', 3]);
+  const w = g.input('w', 'float16', [3]);
+  const k = g.input('k', 'int64', [1]);
+  g.output(g.op.Mul(g.op.Add(x, x), g.op.Cast(w, { to: 1 })), 'y');
+  g.output(g.op.Cast(k, { to: 1 }), 'kf');
+  return serializeModel(g);
+}
+
+const f16 = (v: number[]) => {
+  // 1, 10, 0.5 in IEEE half
+  const bits: Record<number, number> = { 1: 0x3c00, 10: 0x4900, 0.5: 0x3800 };
+  return Uint16Array.from(v.map((x) => bits[x]));
+};
+
+describe('BoundSession on the CPU provider (the CUDA graph path with host memory)', { skip }, () => {
+  test('results as an ORT session gives, for shapes that change and come back; float16 and int64 inputs', async () => {
+    const model = smallModel();
+    const bound = BoundSession.create(model, {
+      ep: 'cpu',
+      deviceId: 0,
+      cudaOptions: [],
+      cudaGraph: false,
+      logId: 'small',
+      ortPackageDir: mainOrtPackage()!,
+      addonPath,
+      outputsFor: (f) => ({ y: { type: 'float32', dims: f.x.dims }, kf: { type: 'float32', dims: [1] } }),
+    });
+    const plain = await ort.InferenceSession.create(model);
+    try {
+      assert.deepEqual([...bound.inputNames], ['x', 'w', 'k']);
+      assert.deepEqual([...bound.outputNames], ['y', 'kf']);
+      for (const rows of [1, 3, 1, 2, 3]) {
+        const feeds = {
+          x: new ort.Tensor(
+            'float32',
+            Float32Array.from({ length: rows * 3 }, (_, i) => i - rows),
+            [rows, 3],
+          ),
+          w: new ort.Tensor('float16', f16([1, 10, 0.5]), [3]),
+          k: new ort.Tensor('int64', BigInt64Array.from([BigInt(rows * 7)]), [1]),
+        };
+        const got = await bound.run(feeds);
+        const want = await plain.run(feeds);
+        assert.deepEqual(got.y.dims, [rows, 3]);
+        assert.deepEqual([...(got.y.data as Float32Array)], [...(want.y.data as Float32Array)], `rows ${rows}`);
+        assert.deepEqual([...(got.kf.data as Float32Array)], [rows * 7]);
+        // only what was asked for
+        assert.deepEqual(Object.keys(await bound.run(feeds, ['kf'])), ['kf']);
+      }
+    } finally {
+      await bound.release();
+      await plain.release();
+    }
+  });
+
+  test('mistakes are named: data of the wrong size, an output with no known shape, a released session', async () => {
+    const bound = BoundSession.create(smallModel(), {
+      ep: 'cpu',
+      deviceId: 0,
+      cudaOptions: [],
+      cudaGraph: false,
+      logId: 'small',
+      ortPackageDir: mainOrtPackage()!,
+      addonPath,
+      outputsFor: (f) => ({ y: { type: 'float32', dims: f.x.dims } }),
+    });
+    const feeds = {
+      x: new ort.Tensor('float32', new Float32Array(6), [2, 3]),
+      w: new ort.Tensor('float16', f16([1, 1, 1]), [3]),
+      k: new ort.Tensor('int64', BigInt64Array.from([1n]), [1]),
+    };
+    await assert.rejects(bound.run(feeds), /no type and shape known for output kf/);
+    // a tensor whose data does not fill its dims (ort.Tensor refuses to make one) is refused before anything is copied
+    const short = {
+      dims: [3, 3],
+      data: new Float32Array(6),
+      location: 'cpu',
+      type: 'float32',
+    } as unknown as ort.Tensor;
+    await assert.rejects(
+      bound.run({ ...feeds, x: short }, ['y']),
+      /input x has 24 bytes of data for 36 bytes of tensor/,
+    );
+    await bound.release();
+    await assert.rejects(bound.run(feeds, ['y']), /this session was released/);
+    assert.throws(
+      () =>
+        BoundSession.create(smallModel(), {
+          ep: 'cpu',
+          deviceId: 0,
+          cudaOptions: [],
+          cudaGraph: false,
+          logId: 'small',
+          ortPackageDir: mainOrtPackage()!,
+          addonPath: join(buildDir, 'missing.node'),
+          outputsFor: () => ({}),
+        }),
+      /--cuda-graph needs the native helper .*missing\.node: run `npm run setup:cuda`/,
+    );
+  });
+});
+
+describe('the session store with bound UNets on the CPU provider', { skip: skip || fixtureSkip() }, () => {
+  const stores: Record<'plain' | 'bound', SessionStore> = {} as never;
+  let cacheDir = '';
+  before(async () => {
+    cacheDir = mkdtempSync(join(tmpdir(), 'tcd-bound-store-'));
+    for (const kind of ['plain', 'bound'] as const) {
+      stores[kind] = await SessionStore.start(
+        {
+          ep: 'cpu',
+          ramBudget: 4 * 1024 ** 3,
+          vramBudget: Infinity,
+          cacheDir: join(cacheDir, kind),
+          externalDataMinBytes: kind === 'bound' ? 0 : Infinity, // the bound one loads from a file with external data
+          cudaAddon: addonPath,
+        },
+        () => {},
+      );
+    }
+    stores.bound.boundUnetOverride = true;
+  });
+  after(async () => {
+    for (const s of Object.values(stores)) await s?.free();
+    if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  for (const family of ['sd1', 'sdxl'] as const) {
+    test(`${family} UNet matches diffusers`, async () => {
+      const { ckpt, cases, feeds, ref } = unetFixtureCase(family);
+      try {
+        const eps = (await runComponentCall(stores.bound, {
+          op: 'unet',
+          model: { checkpoint: fixturePath(`${family}_tiny.safetensors`), loras: [] },
+          x: feeds.x,
+          t: Float32Array.from(feeds.t.data),
+          context: feeds.context,
+          ...(feeds.text_embeds ? { extra: { textEmbeds: feeds.text_embeds, timeIds: feeds.time_ids } } : {}),
+        })) as Tensor;
+        assertComponentClose(eps, ref, `${family} bound UNet`);
+      } finally {
+        ckpt.close();
+        cases.close();
+      }
+    });
+  }
+
+  test('a TCD loop with CFG (batch-2 calls) and one without (batch 1) give the plain session latents', async () => {
+    const { ckpt, cases, feeds } = unetFixtureCase('sd1');
+    try {
+      const gen = new TorchGenerator(5);
+      const shape = feeds.x.shape;
+      const noise = () => gen.randn([...shape]);
+      const negative = { context: { shape: feeds.context.shape, data: new Float32Array(feeds.context.data.length) } };
+      for (const cfg of [2.5, 1]) {
+        const call = {
+          op: 'sampleTcd' as const,
+          model: { checkpoint: fixturePath('sd1_tiny.safetensors'), loras: [] },
+          x: { shape, data: noise() },
+          timesteps: [999, 759, 499, 259],
+          eta: 0.3,
+          noises: [noise(), noise(), noise()],
+          positive: { context: feeds.context },
+          ...(cfg !== 1 ? { negative } : {}),
+          cfg,
+          predictionType: 'epsilon' as const,
+          previews: false,
+        };
+        const plain = await runTcdLoop(
+          stores.plain,
+          call,
+          () => {},
+          () => false,
+        );
+        const bound = await runTcdLoop(
+          stores.bound,
+          call,
+          () => {},
+          () => false,
+        );
+        assert.deepEqual(bound.shape, plain.shape);
+        assert.ok(maxAbsDiff(bound.data, plain.data) <= 1e-5, `cfg ${cfg}: ${maxAbsDiff(bound.data, plain.data)}`);
+      }
+    } finally {
+      ckpt.close();
+      cases.close();
+    }
+  });
+});
