@@ -6,6 +6,7 @@
  *   const store = await SessionStore.start(init, log);
  *   const s = await store.session({ checkpoint, component: 'unet', loras: [], build: (w, cfg, dtype) => buildUnet(...) });
  */
+import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config.js';
@@ -177,11 +178,24 @@ export class SessionStore {
   /** UNets run as BoundSessions (fixed device bindings, CUDA graphs) on cuda with --cuda-graph. */
   private boundUnet(component: Component): boolean {
     if (component !== 'unet' || (this.ep !== 'cuda' && this.ep !== 'cpu')) return false;
-    return this.boundUnetOverride ?? (this.ep === 'cuda' && this.tuning.cudaGraph === true);
+    if (this.boundUnetOverride !== null) return this.boundUnetOverride;
+    if (this.ep !== 'cuda' || this.tuning.cudaGraph !== true) return false;
+    const addon = this.init.cudaAddon ?? CUDA_ADDON;
+    if (!existsSync(addon)) {
+      // without its helper the flag is dropped, not the provider: the UNet runs as an ordinary CUDA session
+      this.log(
+        `engine: --cuda-graph needs ${addon} (npm run setup:cuda, or bash scripts/build-ort-cuda.sh): running without CUDA graphs`,
+      );
+      this.tuning.cudaGraph = false;
+      return false;
+    }
+    return true;
   }
 
   private boundUnetSession(model: string | Uint8Array, config: ModelConfig): BoundSession {
     const outChannels = config.unet.outChannels;
+    if (this.ep === 'cuda')
+      this.log(`engine: ${config.family} unet: fixed GPU bindings, one CUDA graph per input shape`);
     return BoundSession.create(model, {
       ep: this.ep === 'cuda' ? 'cuda' : 'cpu',
       deviceId: this.tuning.deviceId ?? 0,
