@@ -6,7 +6,6 @@
  * diffusers outputs, and a whole TCD loop with CFG, i.e. batch-2 calls, equal to the plain session's).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../../server/engine/onnx/graph.js';
 import { serializeModel } from '../../../server/engine/onnx/serialize.js';
-import { BoundSession } from '../../../server/engine/runtime/bound-session.js';
+import { BoundSession, type BoundSessionOptions } from '../../../server/engine/runtime/bound-session.js';
 import { runComponentCall } from '../../../server/engine/runtime/components.js';
 import { mainOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
@@ -22,27 +21,30 @@ import { runTcdLoop } from '../../../server/engine/runtime/tcd-loop.js';
 import { TorchGenerator } from '../../../server/engine/rng.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { assertComponentClose, fixturePath, fixtureSkip, maxAbsDiff, unetFixtureCase } from '../../helpers/fixtures.js';
+import { buildOrtCudaAddon, ortCudaAddonSkip } from '../../helpers/ort-cuda-addon.js';
 
-const hasGcc = spawnSync('gcc', ['--version']).status === 0;
-const skip =
-  process.platform !== 'linux' || process.arch !== 'x64'
-    ? 'skipped: the addon is built for linux x64'
-    : hasGcc
-      ? false
-      : 'skipped: gcc not installed (apt-get install -y gcc)';
-
-let buildDir = '';
+const skip = ortCudaAddonSkip;
+let built: ReturnType<typeof buildOrtCudaAddon> | null = null;
 let addonPath = '';
 before(() => {
   if (skip) return;
-  buildDir = mkdtempSync(join(tmpdir(), 'tcd-bound-'));
-  const r = spawnSync('bash', ['scripts/build-ort-cuda.sh', buildDir], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  addonPath = join(buildDir, 'ort_cuda.node');
+  built = buildOrtCudaAddon();
+  addonPath = built.addon;
 });
-after(() => {
-  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
-});
+after(() => built?.cleanup());
+
+/** A CPU bound session of `model` with the built addon (or `addon`). */
+const cpuBound = (model: Uint8Array, outputsFor: BoundSessionOptions['outputsFor'], addon = addonPath) =>
+  BoundSession.create(model, {
+    ep: 'cpu',
+    deviceId: 0,
+    cudaOptions: [],
+    cudaGraph: false,
+    logId: 'small',
+    ortPackageDir: mainOrtPackage()!,
+    addonPath: addon,
+    outputsFor,
+  });
 
 /** y = (x + x) * w, and n = the int64 count of x's rows cast to float, over dynamic rows */
 function smallModel(): Uint8Array {
@@ -64,16 +66,10 @@ const f16 = (v: number[]) => {
 describe('BoundSession on the CPU provider (the CUDA graph path with host memory)', { skip }, () => {
   test('results as an ORT session gives, for shapes that change and come back; float16 and int64 inputs', async () => {
     const model = smallModel();
-    const bound = BoundSession.create(model, {
-      ep: 'cpu',
-      deviceId: 0,
-      cudaOptions: [],
-      cudaGraph: false,
-      logId: 'small',
-      ortPackageDir: mainOrtPackage()!,
-      addonPath,
-      outputsFor: (f) => ({ y: { type: 'float32', dims: f.x.dims }, kf: { type: 'float32', dims: [1] } }),
-    });
+    const bound = cpuBound(model, (f) => ({
+      y: { type: 'float32', dims: f.x.dims },
+      kf: { type: 'float32', dims: [1] },
+    }));
     const plain = await ort.InferenceSession.create(model);
     try {
       assert.deepEqual([...bound.inputNames], ['x', 'w', 'k']);
@@ -103,16 +99,7 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
   });
 
   test('mistakes are named: data of the wrong size, an output with no known shape, a released session', async () => {
-    const bound = BoundSession.create(smallModel(), {
-      ep: 'cpu',
-      deviceId: 0,
-      cudaOptions: [],
-      cudaGraph: false,
-      logId: 'small',
-      ortPackageDir: mainOrtPackage()!,
-      addonPath,
-      outputsFor: (f) => ({ y: { type: 'float32', dims: f.x.dims } }),
-    });
+    const bound = cpuBound(smallModel(), (f) => ({ y: { type: 'float32', dims: f.x.dims } }));
     const feeds = {
       x: new ort.Tensor('float32', new Float32Array(6), [2, 3]),
       w: new ort.Tensor('float16', f16([1, 1, 1]), [3]),
@@ -133,17 +120,7 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
     await bound.release();
     await assert.rejects(bound.run(feeds, ['y']), /this session was released/);
     assert.throws(
-      () =>
-        BoundSession.create(smallModel(), {
-          ep: 'cpu',
-          deviceId: 0,
-          cudaOptions: [],
-          cudaGraph: false,
-          logId: 'small',
-          ortPackageDir: mainOrtPackage()!,
-          addonPath: join(buildDir, 'missing.node'),
-          outputsFor: () => ({}),
-        }),
+      () => cpuBound(smallModel(), () => ({}), join(built!.dir, 'missing.node')),
       /--cuda-graph needs the native helper .*missing\.node: run `npm run setup:cuda`/,
     );
   });

@@ -9,9 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { Engine } from '../../../server/engine/engine.js';
 import { ortVersion } from '../../../server/engine/runtime/cuda-check.js';
@@ -21,6 +18,7 @@ import {
   parseCudaOptions,
 } from '../../../server/engine/runtime/cuda-options.js';
 import { gpuTuningOf, settingsFromEnv } from '../../../server/settings.js';
+import { buildOrtCudaAddon, ortCudaAddonSkip } from '../../helpers/ort-cuda-addon.js';
 
 test('parseCudaOptions: KEY=VALUE by commas or semicolons, checked, booleans as 1/0, last value of a key wins', () => {
   assert.deepEqual(
@@ -81,25 +79,15 @@ test('an engine refuses mistaken CUDA options at once, whatever the provider', (
   );
 });
 
-const hasGcc = spawnSync('gcc', ['--version']).status === 0;
-const nativeSkip =
-  process.platform !== 'linux' || process.arch !== 'x64'
-    ? 'skipped: the addon is built for linux x64'
-    : hasGcc
-      ? false
-      : 'skipped: gcc not installed (apt-get install -y gcc)';
-
 test(
   'the native addon: built with gcc, it puts the options in front of every CUDA session and leaves CPU sessions alone',
-  { skip: nativeSkip },
+  { skip: ortCudaAddonSkip },
   () => {
-    const out = mkdtempSync(join(tmpdir(), 'tcd-cuda-options-'));
+    const built = buildOrtCudaAddon();
     try {
-      const build = spawnSync('bash', ['scripts/build-ort-cuda.sh', out], { encoding: 'utf8' });
-      assert.equal(build.status, 0, build.stderr);
       const child = spawnSync(
         process.execPath,
-        ['--import', 'tsx', 'test/helpers/cuda-options-child.ts', join(out, 'ort_cuda.node')],
+        ['--import', 'tsx', 'test/helpers/cuda-options-child.ts', built.addon],
         { encoding: 'utf8', timeout: 120_000 },
       );
       assert.equal(child.status, 0, child.stderr);
@@ -125,7 +113,7 @@ test(
       // with no options installed the wrapper calls straight through
       assert.equal(r.cudaWithout, r.cudaBefore);
     } finally {
-      rmSync(out, { recursive: true, force: true });
+      built.cleanup();
     }
   },
 );
