@@ -512,8 +512,10 @@ napi_value js_run(napi_env env, napi_callback_info info) {
     if (why) return napi_fail(env, why);
   }
 
-  CHECK(ORT_STATUS(RunWithBinding, void *, const void *, const void *)(s->session, b->run_options, b->io), "run");
-  CHECK(ORT_STATUS(SynchronizeBoundOutputs, void *)(b->io), "synchronising the outputs");
+  /* "ONNX Runtime ..." marks failures of the run itself (bound-session.ts retries those without CUDA graphs) */
+  CHECK(ORT_STATUS(RunWithBinding, void *, const void *, const void *)(s->session, b->run_options, b->io),
+        "ONNX Runtime run");
+  CHECK(ORT_STATUS(SynchronizeBoundOutputs, void *)(b->io), "ONNX Runtime synchronising the outputs");
 
   napi_value result;
   napi_create_array_with_length(env, n_out, &result);

@@ -61,6 +61,8 @@ export interface BoundSessionOptions {
   addonPath: string;
   /** the type and shape of each output the run fetches, from the feeds */
   outputsFor(feeds: Record<string, ort.Tensor>): Record<string, OutputSpec>;
+  /** where the session says it dropped CUDA graphs (default: nowhere) */
+  log?: (line: string) => void;
 }
 
 /** ONNX element type numbers of the tensor types the addon copies. */
@@ -95,11 +97,14 @@ export class BoundSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   private handle: Handle | null;
+  /** graphs dropped after a failed run (the session then runs on with fixed bindings only) */
+  private graphDropped = false;
 
   private constructor(
     private addon: GraphAddon,
     handle: Handle,
-    private outputsFor: BoundSessionOptions['outputsFor'],
+    private model: string | Uint8Array,
+    private o: BoundSessionOptions,
   ) {
     this.handle = handle;
     const io = addon.sessionIO(handle);
@@ -107,31 +112,58 @@ export class BoundSession {
     this.outputNames = io.outputs;
   }
 
-  /** Creates the session from a model file (external data beside it) or bytes. Throws with what to do on failure. */
+  /**
+   * Creates the session from a model file (external data beside it) or bytes. Throws with what to do on failure. With
+   * cudaGraph, a session the provider will not capture (e.g. a node that must copy to the host) is made again without
+   * CUDA graphs, saying why (options.log).
+   */
   static create(model: string | Uint8Array, o: BoundSessionOptions): BoundSession {
     if (!existsSync(o.addonPath)) {
       throw new Error(
         `--cuda-graph needs the native helper ${o.addonPath}: run \`npm run setup:cuda\` or \`bash scripts/build-ort-cuda.sh\` (needs gcc)`,
       );
     }
-    const libDir = ortLibDir(o.ortPackageDir);
-    if (!libDir) throw new Error(`--cuda-graph: no libonnxruntime.so.1 in ${o.ortPackageDir}`);
     const addon = createRequire(import.meta.url)(o.addonPath) as GraphAddon;
-    const options = o.cudaOptions.map(([k, v]) => `${k}\t${v}\n`).join('');
-    const lib = join(libDir, 'libonnxruntime.so.1');
-    const handle = addon.createSession(lib, model, o.ep, o.deviceId, options, o.cudaGraph, o.logId);
-    return new BoundSession(addon, handle, o.outputsFor);
+    try {
+      return new BoundSession(addon, openSession(addon, model, o), model, o);
+    } catch (e) {
+      if (!o.cudaGraph) throw e;
+      o.log?.(`engine: ${o.logId}: no CUDA graphs (${firstLine(e)}); fixed bindings only`);
+      const without = { ...o, cudaGraph: false };
+      return new BoundSession(addon, openSession(addon, model, without), model, without);
+    }
   }
 
-  /** Runs with `feeds` (host tensors) and returns the outputs named in `fetches` (default all) as host tensors. */
+  /**
+   * Runs with `feeds` (host tensors) and returns the outputs named in `fetches` (default all) as host tensors. A run
+   * that fails while CUDA graphs are on is tried once more on a session without them (a capture the provider could
+   * not make), saying why.
+   */
   async run(
     feeds: Record<string, ort.Tensor>,
     fetches: readonly string[] = this.outputNames,
   ): Promise<Record<string, ort.Tensor>> {
+    try {
+      return this.runOnce(feeds, fetches);
+    } catch (e) {
+      // only a failure of ONNX Runtime's run itself (the addon's "ONNX Runtime ..." errors), not of the arguments
+      const ortFailure = /^ONNX Runtime /.test((e as Error).message);
+      if (!ortFailure || !this.o.cudaGraph || this.graphDropped || !this.handle) throw e;
+      this.graphDropped = true;
+      this.o.log?.(`engine: ${this.o.logId}: a run with CUDA graphs failed (${firstLine(e)}); going on without them`);
+      this.addon.releaseSession(this.handle);
+      this.handle = null;
+      this.o = { ...this.o, cudaGraph: false };
+      this.handle = openSession(this.addon, this.model, this.o);
+      return this.runOnce(feeds, fetches);
+    }
+  }
+
+  private runOnce(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Record<string, ort.Tensor> {
     if (!this.handle) throw new Error('this session was released');
     const names = Object.keys(feeds);
     const types = names.map((n) => elementType(feeds[n].type, n));
-    const specs = this.outputsFor(feeds);
+    const specs = this.o.outputsFor(feeds);
     const outputs = fetches.map((n) => {
       const spec = specs[n];
       if (!spec) throw new Error(`no type and shape known for output ${n}`);
@@ -164,6 +196,16 @@ export class BoundSession {
     this.handle = null;
   }
 }
+
+function openSession(addon: GraphAddon, model: string | Uint8Array, o: BoundSessionOptions): Handle {
+  const libDir = ortLibDir(o.ortPackageDir);
+  if (!libDir) throw new Error(`--cuda-graph: no libonnxruntime.so.1 in ${o.ortPackageDir}`);
+  const options = o.cudaOptions.map(([k, v]) => `${k}\t${v}\n`).join('');
+  const lib = join(libDir, 'libonnxruntime.so.1');
+  return addon.createSession(lib, model, o.ep, o.deviceId, options, o.cudaGraph, o.logId);
+}
+
+const firstLine = (e: unknown) => (e as Error).message.split('\n')[0].slice(0, 300);
 
 function elementType(type: ort.Tensor.Type, name: string): number {
   const n = ELEMENT_TYPE[type];

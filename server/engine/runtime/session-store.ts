@@ -204,6 +204,7 @@ export class SessionStore {
       logId: `${config.family}:unet`,
       ortPackageDir: this.init.ortPackage ?? mainOrtPackage() ?? '',
       addonPath: this.init.cudaAddon ?? CUDA_ADDON,
+      log: this.log,
       // eps: [B, out channels, H, W] of the latent x (an inpainting UNet takes more channels than it gives)
       outputsFor: (f) => ({ eps: { type: 'float32', dims: [f.x.dims[0], outChannels, f.x.dims[2], f.x.dims[3]] } }),
     });

@@ -45,18 +45,29 @@ case $set in
     done
     ;;
   cudagraph) # --cuda-graph: the UNet in a session with fixed GPU bindings replaying one CUDA graph per shape
-    # (native/ort-cuda graph_session.c), vs onnxruntime-node's session; SD1.5 512 (cfg 1 and the batch-2 CFG shape)
-    # and SDXL 1024 (same seeds: lastImage should agree); < 560 s
-    sdxl_checkpoint_in_background
+    # (native/ort-cuda graph_session.c), vs onnxruntime-node's session, SD1.5 512 (cfg 1 and the batch-2 CFG shape;
+    # same seeds: lastImage should agree), then the fixtures with the graph path (components and pipelines, incl.
+    # batched CFG, against diffusers at fp16; fixtures in /root/fx, sent by earlier calls); < 480 s
     cuda_setup
     node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
     bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-graph 90 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
+    bench sd15-cuda-cfg 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3 --cfg 2
     bench sd15-cuda-graph-cfg 90 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3 --cfg 2
+    grep -h "CUDA graph\|cuda-graph\|capture" "$out/log-$set.txt" | sort | uniq -c | head
+    TCD_CUDA_GRAPH=1 timeout 120 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-graph.json" > /dev/null 2> "$out/log-fixtures-graph.txt"
+    echo "== fixture-check (cuda graph) rc=$?: $(node -e "const r=require('$out/fixtures-graph.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+    for f in sd15-cuda sd15-cuda-graph sd15-cuda-cfg sd15-cuda-graph-cfg; do
+      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
+    done
+    ;;
+  cudagraph-xl) # --cuda-graph on SDXL 1024 (cfg 1; same seeds: lastImage should agree); < 540 s
+    sdxl_checkpoint_in_background
+    cuda_setup
     wait $ckpt
-    bench sdxl-cuda 150 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    bench sdxl-cuda-graph $((555 - SECONDS)) TCD_CUDA_GRAPH=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    for f in sd15-cuda sd15-cuda-graph sd15-cuda-graph-cfg sdxl-cuda sdxl-cuda-graph; do
+    bench sdxl-cuda 220 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-graph $((535 - SECONDS)) TCD_CUDA_GRAPH=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    for f in sdxl-cuda sdxl-cuda-graph; do
       node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
     done
     ;;

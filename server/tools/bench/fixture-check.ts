@@ -7,7 +7,8 @@
  * over 4), so fp16 error is reported as measured rather than hidden.
  * Pipelines with a LoRA (pipelines.safetensors' sdxl_tcd_lora) run through LoraLoaderModelOnly when the fixture
  * folder has their files. --external-data-min-mb 0 puts every graph on disk, as real-size ones are, so a LoRA is
- * baked on the device from the shared weight file (lora/session.ts) even for the tiny fixtures.
+ * baked on the device from the shared weight file (lora/session.ts) even for the tiny fixtures. The GPU knobs come
+ * from the environment as for the bench (e.g. TCD_CUDA_GRAPH=1 checks the CUDA graph path).
  * Usage: node dist/server/tools/bench/fixture-check.js --fixtures DIR --ep cuda [--external-data-min-mb N] [--out FILE]
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -24,6 +25,10 @@ import type { Prompt } from '../../executor/prompt.js';
 import { validatePrompt } from '../../executor/validate.js';
 import { makeServices } from '../../host.js';
 import { ModelFolders } from '../../storage/model-folders.js';
+import { gpuTuningOf, settingsFromEnv } from '../../settings.js';
+
+/** The GPU knobs of the environment (TCD_CUDA_GRAPH, TCD_GPU_*, ...: server/settings.ts), as bench.ts reads them. */
+const envTuning = () => gpuTuningOf(settingsFromEnv(process.env));
 
 const maxAbs = (a: ArrayLike<number>) => {
   let m = 0;
@@ -134,7 +139,7 @@ async function pipelines(ep: string, fixtures: string, externalDataMinMB?: numbe
   const services = makeServices(
     new ModelFolders(dirs.models),
     { output: dirs.output, input: dirs.input, temp: dirs.temp },
-    { ep, dataDir: dirs.data, log: (l) => console.error(l), externalDataMinMB },
+    { ep, dataDir: dirs.data, log: (l) => console.error(l), externalDataMinMB, tuning: envTuning() },
     false,
   );
   const executor = new Executor(registry, services);
@@ -252,7 +257,13 @@ async function main(): Promise<void> {
   if (!values.fixtures) throw new Error('usage: fixture-check --fixtures DIR --ep cuda|webgpu|cpu [--out FILE]');
   const fixtures = resolve(values.fixtures);
   const cacheDir = mkdtempSync(join(tmpdir(), 'tcd-fixture-cache-'));
-  const engine = new Engine({ ep: values.ep, cacheDir, log: (l) => console.error(l), externalDataMinMB });
+  const engine = new Engine({
+    ep: values.ep,
+    cacheDir,
+    log: (l) => console.error(l),
+    externalDataMinMB,
+    tuning: envTuning(),
+  });
   let report: Record<string, unknown>;
   try {
     const comps = await components(engine, fixtures);
