@@ -47,7 +47,7 @@ case $set in
   cudagraph) # --cuda-graph: the UNet in a session with fixed GPU bindings replaying one CUDA graph per shape
     # (native/ort-cuda graph_session.c), vs onnxruntime-node's session, SD1.5 512 (cfg 1 and the batch-2 CFG shape;
     # same seeds: lastImage should agree), then the fixtures with the graph path (components and pipelines, incl.
-    # batched CFG, against diffusers at fp16; fixtures in /root/fx, sent by earlier calls); < 480 s
+    # batched CFG, against diffusers at fp16; fixtures in /root/fx, sent by earlier calls); < 560 s
     cuda_setup
     node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
     bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
@@ -55,19 +55,26 @@ case $set in
     bench sd15-cuda-cfg 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3 --cfg 2
     bench sd15-cuda-graph-cfg 90 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3 --cfg 2
     grep -h "CUDA graph\|cuda-graph\|capture" "$out/log-$set.txt" | sort | uniq -c | head
-    TCD_CUDA_GRAPH=1 timeout 120 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-graph.json" > /dev/null 2> "$out/log-fixtures-graph.txt"
-    echo "== fixture-check (cuda graph) rc=$?: $(node -e "const r=require('$out/fixtures-graph.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+    for g in 0 1; do # the fixtures (incl. the SDXL pipelines with the fp16 VAE) without, then with the graph path
+      TCD_CUDA_GRAPH=$g timeout 100 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-graph$g.json" > /dev/null 2> "$out/log-fixtures-graph$g.txt"
+      echo "== fixture-check TCD_CUDA_GRAPH=$g rc=$?: $(node -e "const r=require('$out/fixtures-graph$g.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+    done
     for f in sd15-cuda sd15-cuda-graph sd15-cuda-cfg sd15-cuda-graph-cfg; do
       node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
     done
     ;;
-  cudagraph-xl) # --cuda-graph on SDXL 1024 (cfg 1; same seeds: lastImage should agree); < 540 s
+  cudagraph-xl) # SDXL 1024 with the current defaults (fp16 VAE with the scaled stream, loops without per-step
+    # acknowledgements, BiasSplitGelu), then --cuda-graph, the memory options, and the fp32 VAE, each against the
+    # first (same seeds: lastImage should agree); graphs are built by the first run only; < 560 s
     sdxl_checkpoint_in_background
     cuda_setup
     wait $ckpt
     bench sdxl-cuda 220 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    bench sdxl-cuda-graph $((535 - SECONDS)) TCD_CUDA_GRAPH=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    for f in sdxl-cuda sdxl-cuda-graph; do
+    bench sdxl-cuda-graph 100 TCD_CUDA_GRAPH=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-mem 100 TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-vae32 $((555 - SECONDS)) TCD_VAE_PRECISION=fp32 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    grep -h "CUDA graph\|CUDA provider options" "$out/log-$set.txt" | sort | uniq -c | head
+    for f in sdxl-cuda sdxl-cuda-graph sdxl-cuda-mem sdxl-cuda-vae32; do
       node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
     done
     ;;
