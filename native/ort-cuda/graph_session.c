@@ -450,8 +450,9 @@ napi_value js_run(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
   char msg[MSG];
-  static Spec ins[MAX_IO], outs[MAX_IO];
-  static char signature[65536];
+  /* per thread: engines on several GPUs may run in worker threads of one process */
+  static __thread Spec ins[MAX_IO], outs[MAX_IO];
+  static __thread char signature[65536];
   uint32_t n_in = 0, n_out = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) || argc < 8)
     return napi_fail(env, "run(handle, inNames, inTypes, inDims, inData, outNames, outTypes, outDims)");

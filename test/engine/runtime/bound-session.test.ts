@@ -8,13 +8,16 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { after, before, describe, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../../server/engine/onnx/graph.js';
 import { serializeModel } from '../../../server/engine/onnx/serialize.js';
 import { BoundSession, type BoundSessionOptions } from '../../../server/engine/runtime/bound-session.js';
 import { runComponentCall } from '../../../server/engine/runtime/components.js';
+import { ortLibDir } from '../../../server/engine/runtime/cuda-check.js';
 import { mainOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
 import { runTcdLoop } from '../../../server/engine/runtime/tcd-loop.js';
@@ -128,6 +131,52 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
     );
   });
 });
+
+describe(
+  'BoundSessions in several worker threads at once (engines on several GPUs share one process)',
+  { skip },
+  () => {
+    test('each thread gets its own results while the others run', async () => {
+      const lib = join(ortLibDir(mainOrtPackage())!, 'libonnxruntime.so.1');
+      const ortEntry = createRequire(import.meta.url).resolve('onnxruntime-node');
+      // plain CommonJS so the threads need no TypeScript loader: shapes and data differ per thread and per run
+      const code = `
+      const { workerData: d, parentPort } = require('node:worker_threads');
+      require(d.ortEntry); // loads libonnxruntime into the process, as the engine's worker does
+      const addon = require(d.addon);
+      const h = addon.createSession(d.lib, d.model, 'cpu', 0, '', false, 't' + d.id);
+      let bad = 0;
+      for (let i = 0; i < d.runs; i++) {
+        const rows = 1 + ((i + d.id) % 4);
+        const x = Float32Array.from({ length: rows * 3 }, (_, k) => k + i * 0.5 + d.id * 100);
+        const w = Uint16Array.from([0x3c00, 0x4900, 0x3800]); // 1, 10, 0.5
+        const [y, kf] = addon.run(h, ['x', 'w', 'k'], [1, 10, 7], [[rows, 3], [3], [1]],
+          [x, w, BigInt64Array.from([BigInt(i)])], ['y', 'kf'], [1, 1], [[rows, 3], [1]]);
+        const ys = new Float32Array(y);
+        for (let k = 0; k < ys.length; k++) if (ys[k] !== 2 * x[k] * [1, 10, 0.5][k % 3]) bad++;
+        if (new Float32Array(kf)[0] !== i) bad++;
+      }
+      addon.releaseSession(h);
+      parentPort.postMessage(bad);
+    `;
+      const runs = 300;
+      const results = await Promise.all(
+        [0, 1, 2].map(
+          (id) =>
+            new Promise<number>((resolve, reject) => {
+              const w = new Worker(code, {
+                eval: true,
+                workerData: { id, runs, lib, ortEntry, addon: addonPath, model: smallModel() },
+              });
+              w.once('message', resolve);
+              w.once('error', reject);
+            }),
+        ),
+      );
+      assert.deepEqual(results, [0, 0, 0]);
+    });
+  },
+);
 
 describe('the session store with bound UNets on the CPU provider', { skip: skip || fixtureSkip() }, () => {
   const stores: Record<'plain' | 'bound', SessionStore> = {} as never;
