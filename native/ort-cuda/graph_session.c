@@ -271,6 +271,11 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
       void *data = NULL;
       napi_value buffer;
       napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset);
+      if (type != napi_uint8_array) {
+        ORT_FN(ReleaseSessionOptions, void, void *)(so);
+        free_session(s);
+        return napi_fail(env, "createSession: model bytes must be a Uint8Array");
+      }
       st = ORT_STATUS(CreateSessionFromArray, const void *, const void *, size_t, const void *, void **)(
           ort_env, data, length, so, &s->session);
     } else {
