@@ -222,6 +222,7 @@ export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
   fusedGeglu: true,
   nhwcConv: false,
   packedAttention: false,
+  cudaGraph: false,
 };
 
 /**

@@ -38,6 +38,7 @@ test('defaults: the measured winners (NHWC, fused attention, MatMul linears, bak
     fusedGeglu: true,
     nhwcConv: false,
     packedAttention: false,
+    cudaGraph: false,
   });
   assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
   const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
@@ -73,6 +74,8 @@ test("TCD_GPU_* settings are parsed, validated and reach the engine's tuning", (
       TCD_GPU_GRAPH_CAPTURE: '1',
       TCD_GPU_BUFFER_CACHE: 'simple',
       TCD_ORT_PROFILE_DIR: '/tmp/p',
+      TCD_CUDA_GRAPH: '1',
+      TCD_CUDA_OPTIONS: 'use_tf32=false',
     }),
     {
       ...DEFAULT_GPU_TUNING,
@@ -81,6 +84,8 @@ test("TCD_GPU_* settings are parsed, validated and reach the engine's tuning", (
       graphCapture: true,
       bufferCache: 'simple',
       profileDir: '/tmp/p',
+      cudaGraph: true,
+      cudaOptions: 'use_tf32=0',
     },
   );
   assert.equal(
