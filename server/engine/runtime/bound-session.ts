@@ -188,6 +188,11 @@ export class BoundSession {
     return result;
   }
 
+  /** Whether runs may capture and replay CUDA graphs (false after a fallback). */
+  get cudaGraph(): boolean {
+    return this.o.cudaGraph;
+  }
+
   /** The ort.InferenceSession method profiling calls; these sessions are not profiled. */
   endProfiling(): void {}
 

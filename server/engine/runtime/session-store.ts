@@ -192,10 +192,25 @@ export class SessionStore {
     return true;
   }
 
-  private boundUnetSession(model: string | Uint8Array, config: ModelConfig): BoundSession {
+  /**
+   * The UNet as a BoundSession, or null (logged) when the helper cannot make one on CUDA: --cuda-graph is then
+   * dropped and the UNet runs as an ordinary session, rather than the engine falling back to the CPU.
+   */
+  private boundUnetSession(model: string | Uint8Array, config: ModelConfig): BoundSession | null {
+    try {
+      const s = this.createBoundUnet(model, config);
+      if (s.cudaGraph) this.log(`engine: ${config.family} unet: fixed GPU bindings, one CUDA graph per input shape`);
+      return s;
+    } catch (e) {
+      if (this.ep !== 'cuda' || this.boundUnetOverride !== null) throw e;
+      this.log(`engine: --cuda-graph: ${(e as Error).message.split('\n')[0]}; running without CUDA graphs`);
+      this.tuning.cudaGraph = false;
+      return null;
+    }
+  }
+
+  private createBoundUnet(model: string | Uint8Array, config: ModelConfig): BoundSession {
     const outChannels = config.unet.outChannels;
-    if (this.ep === 'cuda')
-      this.log(`engine: ${config.family} unet: fixed GPU bindings, one CUDA graph per input shape`);
     return BoundSession.create(model, {
       ep: this.ep === 'cuda' ? 'cuda' : 'cpu',
       deviceId: this.tuning.deviceId ?? 0,
@@ -305,15 +320,17 @@ export class SessionStore {
       const t1 = performance.now();
       let session: ort.InferenceSession;
       try {
-        const model = artifact.kind === 'file' ? artifact.path : artifact.bytes;
-        if (this.boundUnet(spec.component)) {
-          session = this.boundUnetSession(model, config) as unknown as ort.InferenceSession; // run/release as ORT's
+        const bound = this.boundUnet(spec.component)
+          ? this.boundUnetSession(artifact.kind === 'file' ? artifact.path : artifact.bytes, config)
+          : null;
+        if (bound) {
+          session = bound as unknown as ort.InferenceSession; // the loops use run() and release(), as ORT's
         } else {
           const options = sessionOptionsFor(ep, spec.component, config.family, this.tuning);
           session =
-            typeof model === 'string'
-              ? await ort.InferenceSession.create(model, options)
-              : await ort.InferenceSession.create(model, options);
+            artifact.kind === 'file'
+              ? await ort.InferenceSession.create(artifact.path, options)
+              : await ort.InferenceSession.create(artifact.bytes, options);
         }
       } catch (e) {
         if (ep !== 'cpu') throw new ProviderFailed(`creating the ${name} session failed: ${(e as Error).message}`);

@@ -75,6 +75,7 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
     }));
     const plain = await ort.InferenceSession.create(model);
     try {
+      assert.equal(bound.cudaGraph, false, 'no CUDA graphs on the CPU');
       assert.deepEqual([...bound.inputNames], ['x', 'w', 'k']);
       assert.deepEqual([...bound.outputNames], ['y', 'kf']);
       for (const rows of [1, 3, 1, 2, 3]) {
