@@ -7,7 +7,7 @@
  * every CUDA session the process creates afterwards.
  * Example:
  *   const entries = parseCudaOptions('arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0');
- *   const addon = installCudaOptions(ortPackageDir, entries); // before the first CUDA session
+ *   const installed = installCudaOptions(ortPackageDir, entries, addonPath); // before the first CUDA session
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,7 +19,8 @@ type ValueRule = readonly string[] | 'bool' | 'uint';
 /**
  * The options accepted, with their values (the CUDA provider's option parser). Left out on purpose: device_id (the
  * engine's --device sets it), enable_cuda_graph (a captured graph replays fixed device addresses, so every input and
- * output must be bound in GPU memory, which onnxruntime-node offers only for WebGPU), the user stream and external
+ * output must be bound in GPU memory, which onnxruntime-node offers only for WebGPU: --cuda-graph runs the UNet in
+ * such a session, bound-session.ts), the user stream and external
  * allocator addresses, and the tunable_op keys (parsed by the provider but not kept in the options struct).
  */
 export const CUDA_OPTION_RULES: Readonly<Record<string, ValueRule>> = {
@@ -65,7 +66,7 @@ export function parseCudaOptions(text: string, setting = '--cuda-options'): Cuda
 }
 
 const CUDA_GRAPH_WHY =
-  ' (a CUDA graph replays fixed GPU addresses, so inputs and outputs must be bound in GPU memory, which onnxruntime-node does not offer for CUDA)';
+  ' (use --cuda-graph: a CUDA graph replays fixed GPU addresses, so the UNet then runs with its inputs and outputs bound in GPU memory)';
 
 function checkValue(setting: string, key: string, value: string, rule: ValueRule): string {
   if (rule === 'bool') {

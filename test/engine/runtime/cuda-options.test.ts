@@ -54,7 +54,7 @@ test('parseCudaOptions: each mistake is named with what the option takes', () =>
   fails('gpu_mem_limit=-1', /gpu_mem_limit takes a whole number, got '-1'/);
   fails('gpu_mem_limit=8GB', /gpu_mem_limit takes a whole number/);
   fails('device_id=1', /'device_id' is not a CUDA provider option tcd-studio passes \(the device is --device\)/);
-  fails('enable_cuda_graph=1', /'enable_cuda_graph' is not .*bound in GPU memory/);
+  fails('enable_cuda_graph=1', /'enable_cuda_graph' is not .*\(use --cuda-graph: .*bound in GPU memory\)/);
   fails(
     'cudnn_algo=1',
     /'cudnn_algo' is not a CUDA provider option tcd-studio passes; known: cudnn_conv_algo_search, /,
