@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +31,16 @@
 
 #define MAX_IO 512
 #define MAX_RANK 8
-#define MAX_GRAPHS 16 /* captured graphs per session; further signatures run without one */
+#define MAX_GRAPHS 16   /* captured graphs per session; further signatures run without one */
+#define MAX_BINDINGS 32 /* bindings kept per session (least recently used freed) */
 #define MSG 4096
 
 typedef struct Binding {
   char *signature;
   void *io;          /* OrtIoBinding* */
   void *run_options; /* OrtRunOptions* (gpu_graph_id) */
+  int graph_id;      /* -1: runs without a graph */
+  long runs;         /* completed runs (ONNX Runtime captures on a graph id's second run) */
   size_t n_in, n_out;
   void **values; /* n_in input then n_out output OrtValue* on the session's device */
   void **data;   /* their device pointers */
@@ -66,23 +70,28 @@ static CudaIntFn cuda_set_device;
 static CudaVoidFn cuda_synchronize;
 static CudaErrorStringFn cuda_error_string;
 
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER; /* ort_env and the CUDA runtime, set once */
+
+/* The CUDA runtime the CUDA provider uses: called after a CUDA session exists, so the provider has loaded its own
+   libcudart; any version already in the process wins over loading one from disk. Call with init_lock held. */
 static const char *load_cudart(void) {
   if (cuda_memcpy) return NULL;
   static const char *names[] = {"libcudart.so.13", "libcudart.so.12", "libcudart.so"};
+  const size_t n = sizeof names / sizeof *names;
   void *lib = NULL;
-  for (size_t i = 0; i < sizeof names / sizeof *names && !lib; i++) {
-    lib = dlopen(names[i], RTLD_NOW | RTLD_NOLOAD);
-    if (!lib) lib = dlopen(names[i], RTLD_NOW);
-  }
+  for (size_t i = 0; i < n && !lib; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_NOLOAD);
+  for (size_t i = 0; i < n && !lib; i++) lib = dlopen(names[i], RTLD_NOW);
   if (!lib) return "the CUDA runtime (libcudart.so.13) cannot be loaded";
-  cuda_set_device = (CudaIntFn)dlsym(lib, "cudaSetDevice");
-  cuda_synchronize = (CudaVoidFn)dlsym(lib, "cudaDeviceSynchronize");
-  cuda_error_string = (CudaErrorStringFn)dlsym(lib, "cudaGetErrorString");
-  cuda_memcpy = (CudaMemcpyFn)dlsym(lib, "cudaMemcpy");
-  if (!cuda_memcpy || !cuda_set_device || !cuda_synchronize || !cuda_error_string) {
-    cuda_memcpy = NULL;
+  CudaIntFn set_device = (CudaIntFn)dlsym(lib, "cudaSetDevice");
+  CudaVoidFn synchronize = (CudaVoidFn)dlsym(lib, "cudaDeviceSynchronize");
+  CudaErrorStringFn error_string = (CudaErrorStringFn)dlsym(lib, "cudaGetErrorString");
+  CudaMemcpyFn memcpy_fn = (CudaMemcpyFn)dlsym(lib, "cudaMemcpy");
+  if (!memcpy_fn || !set_device || !synchronize || !error_string)
     return "the CUDA runtime lacks cudaMemcpy / cudaSetDevice / cudaDeviceSynchronize";
-  }
+  cuda_set_device = set_device;
+  cuda_synchronize = synchronize;
+  cuda_error_string = error_string;
+  cuda_memcpy = memcpy_fn; /* last: it marks the others as set */
   return NULL;
 }
 
@@ -94,11 +103,18 @@ static const char *copy_bytes(GraphSession *s, void *dst, const void *src, size_
   }
   int rc = cuda_set_device(s->device);
   if (!rc) rc = cuda_memcpy(dst, src, n, kind);
-  /* a pageable host-to-device cudaMemcpy may return before the copy lands; ONNX Runtime's stream does not wait for
-     the legacy default stream, so wait here (microseconds) */
-  if (!rc && kind == 1) rc = cuda_synchronize();
   if (!rc) return NULL;
   snprintf(msg, MSG, "cudaMemcpy: %s", cuda_error_string(rc));
+  return msg;
+}
+
+/* A pageable host-to-device cudaMemcpy may return before the copy lands, and ONNX Runtime's streams do not wait for
+   the legacy default stream: one wait after a run's input copies (microseconds). */
+static const char *inputs_landed(GraphSession *s, char *msg) {
+  if (!s->on_gpu) return NULL;
+  int rc = cuda_synchronize();
+  if (!rc) return NULL;
+  snprintf(msg, MSG, "cudaDeviceSynchronize: %s", cuda_error_string(rc));
   return msg;
 }
 
@@ -115,6 +131,27 @@ static size_t element_size(int type) {
     case ORT_INT8:
     case ORT_BOOL:
       return 1;
+    default:
+      return 0;
+  }
+}
+
+/* Whether a JS typed array kind holds an ONNX element type (float16 travels as 16-bit integers). */
+static int kind_fits(napi_typedarray_type kind, int type) {
+  switch (type) {
+    case ORT_FLOAT:
+      return kind == napi_float32_array;
+    case ORT_FLOAT16:
+      return kind == napi_uint16_array || kind == napi_int16_array;
+    case ORT_INT64:
+      return kind == napi_bigint64_array;
+    case ORT_INT32:
+      return kind == napi_int32_array;
+    case ORT_INT8:
+      return kind == napi_int8_array;
+    case ORT_UINT8:
+    case ORT_BOOL:
+      return kind == napi_uint8_array || kind == napi_uint8_clamped_array;
     default:
       return 0;
   }
@@ -143,11 +180,13 @@ static const char *read_names(GraphSession *s, int outputs, char *msg) {
   }
   if (st) return ort_status_text(st, "reading the session's inputs and outputs", msg, MSG);
   char **names = calloc(n ? n : 1, sizeof *names);
+  if (!names) return "out of memory";
   for (size_t i = 0; i < n; i++) {
     char *name = NULL;
     st = outputs ? ORT_STATUS(SessionGetOutputName, const void *, size_t, void *, char **)(s->session, i, alloc, &name)
                  : ORT_STATUS(SessionGetInputName, const void *, size_t, void *, char **)(s->session, i, alloc, &name);
     if (st) {
+      for (size_t k = 0; k < i; k++) free(names[k]);
       free(names);
       return ort_status_text(st, "reading an input or output name", msg, MSG);
     }
@@ -236,21 +275,20 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
   const char *version = "";
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != 0 || argc < 7)
     return napi_fail(env, "createSession(lib, model, ep, deviceId, options, cudaGraph, logId) takes 7 arguments");
-  if (napi_get_value_string_utf8(env, argv[0], lib, sizeof lib, &len) != 0 ||
+  if (napi_get_value_string_utf8(env, argv[0], lib, sizeof lib, &len) != 0 || len >= sizeof lib - 1 ||
       napi_get_value_string_utf8(env, argv[2], ep, sizeof ep, &len) != 0 ||
       napi_get_value_int64(env, argv[3], &device) != 0 ||
       napi_get_value_string_utf8(env, argv[4], options, sizeof options, &len) != 0 || len >= sizeof options - 1 ||
       napi_get_value_bool(env, argv[5], &cuda_graph) != 0 ||
       napi_get_value_string_utf8(env, argv[6], log_id, sizeof log_id, &len) != 0)
-    return napi_fail(env, "createSession: bad argument types");
+    return napi_fail(env, "createSession: bad arguments (or a library path over 4095 bytes)");
   int on_gpu = strcmp(ep, "cuda") == 0;
   if (!on_gpu && strcmp(ep, "cpu") != 0) return napi_fail(env, "createSession: ep must be 'cuda' or 'cpu'");
   if (ort_bind_library(lib, &version, msg, sizeof msg)) return napi_fail(env, msg);
-  if (on_gpu) {
-    const char *why = load_cudart();
-    if (why) return napi_fail(env, why);
-  }
-  if (!ort_env) CHECK(ORT_STATUS(CreateEnv, int, const char *, void **)(3, "tcd-studio", &ort_env), "CreateEnv");
+  pthread_mutex_lock(&init_lock);
+  OrtStatus *env_status = ort_env ? NULL : ORT_STATUS(CreateEnv, int, const char *, void **)(3, "tcd-studio", &ort_env);
+  pthread_mutex_unlock(&init_lock);
+  if (env_status) return napi_fail(env, ort_status_text(env_status, "CreateEnv", msg, MSG));
 
   void *so = NULL;
   CHECK(ORT_STATUS(CreateSessionOptions, void **)(&so), "CreateSessionOptions");
@@ -260,6 +298,10 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
   if (!st && on_gpu) st = append_cuda(so, (int)device, cuda_graph, options);
 
   GraphSession *s = calloc(1, sizeof *s);
+  if (!s) {
+    ORT_FN(ReleaseSessionOptions, void, void *)(so);
+    return napi_fail(env, "createSession: out of memory");
+  }
   s->on_gpu = on_gpu;
   s->device = (int)device;
   s->cuda_graph = on_gpu && cuda_graph;
@@ -302,12 +344,21 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
   }
   const char *why = read_names(s, 0, msg);
   if (!why) why = read_names(s, 1, msg);
+  if (!why && on_gpu) {
+    pthread_mutex_lock(&init_lock);
+    why = load_cudart();
+    pthread_mutex_unlock(&init_lock);
+  }
   if (why) {
     free_session(s);
     return napi_fail(env, why);
   }
   napi_value handle;
   Handle *h = malloc(sizeof *h);
+  if (!h) {
+    free_session(s);
+    return napi_fail(env, "createSession: out of memory");
+  }
   h->s = s;
   napi_create_external(env, h, finalize_handle, NULL, &handle);
   return handle;
@@ -371,8 +422,9 @@ static const char *read_specs(napi_env env, napi_value names, napi_value types, 
                               uint32_t *count, char *msg) {
   uint32_t n = 0, n2 = 0, n3 = 0;
   if (napi_get_array_length(env, names, &n) || napi_get_array_length(env, types, &n2) ||
-      napi_get_array_length(env, dims, &n3) || n != n2 || n != n3 || n > MAX_IO)
+      napi_get_array_length(env, dims, &n3) || n != n2 || n != n3)
     return "run: names, types and dims must be arrays of one length";
+  if (n > MAX_IO) return "run: more than 512 inputs or outputs";
   for (uint32_t i = 0; i < n; i++) {
     napi_value v, d;
     size_t len = 0;
@@ -381,7 +433,7 @@ static const char *read_specs(napi_env env, napi_value names, napi_value types, 
     napi_get_element(env, names, i, &v);
     if (napi_get_value_string_utf8(env, v, out[i].name, sizeof out[i].name, &len)) return "run: a name is not text";
     napi_get_element(env, types, i, &v);
-    napi_get_value_int64(env, v, &t);
+    if (napi_get_value_int64(env, v, &t)) return "run: a type is not a number";
     out[i].type = (int)t;
     size_t size = element_size(out[i].type);
     if (!size) {
@@ -394,7 +446,7 @@ static const char *read_specs(napi_env env, napi_value names, napi_value types, 
     size_t elements = 1;
     for (uint32_t k = 0; k < rank; k++) {
       napi_get_element(env, d, k, &v);
-      napi_get_value_int64(env, v, &out[i].dims[k]);
+      if (napi_get_value_int64(env, v, &out[i].dims[k])) return "run: a dimension is not a number";
       if (out[i].dims[k] < 0) return "run: a dimension is negative";
       elements *= (size_t)out[i].dims[k];
     }
@@ -404,26 +456,35 @@ static const char *read_specs(napi_env env, napi_value names, napi_value types, 
   return NULL;
 }
 
-static void append_signature(char *sig, size_t cap, const Spec *specs, uint32_t n) {
+/* Appends the specs to sig; returns 0 when they do not fit (two cut signatures could compare equal). */
+static int append_signature(char *sig, size_t cap, const Spec *specs, uint32_t n) {
   size_t at = strlen(sig);
   for (uint32_t i = 0; i < n && at < cap; i++) {
     at += snprintf(sig + at, cap - at, "%s:%d:", specs[i].name, specs[i].type);
     for (size_t k = 0; k < specs[i].rank && at < cap; k++) at += snprintf(sig + at, cap - at, "%lld,", (long long)specs[i].dims[k]);
     if (at < cap) at += snprintf(sig + at, cap - at, ";");
   }
-  if (at < cap) snprintf(sig + at, cap - at, "|");
+  if (at + 1 >= cap) return 0;
+  snprintf(sig + at, cap - at, "|");
+  return 1;
 }
 
 /* A new binding for one signature: device tensors for every input and output, bound once. */
 static const char *new_binding(GraphSession *s, const Spec *ins, uint32_t n_in, const Spec *outs, uint32_t n_out,
                                const char *signature, Binding **out, char *msg) {
   Binding *b = calloc(1, sizeof *b);
+  if (!b) return "out of memory";
+  b->graph_id = -1;
   b->n_in = n_in;
   b->n_out = n_out;
   b->values = calloc(n_in + n_out, sizeof *b->values);
   b->data = calloc(n_in + n_out, sizeof *b->data);
   b->bytes = calloc(n_in + n_out, sizeof *b->bytes);
   b->signature = copy_string(signature);
+  if (!b->values || !b->data || !b->bytes || !b->signature) {
+    free_binding(b);
+    return "out of memory";
+  }
   OrtStatus *st = ORT_STATUS(CreateIoBinding, void *, void **)(s->session, &b->io);
   for (uint32_t i = 0; !st && i < n_in + n_out; i++) {
     const Spec *sp = i < n_in ? &ins[i] : &outs[i - n_in];
@@ -440,7 +501,8 @@ static const char *new_binding(GraphSession *s, const Spec *ins, uint32_t n_in, 
   if (!st && s->cuda_graph) {
     /* one captured graph per signature; past MAX_GRAPHS, -1 runs without capture */
     char id[16];
-    snprintf(id, sizeof id, "%d", s->next_graph_id < MAX_GRAPHS ? s->next_graph_id++ : -1);
+    b->graph_id = s->next_graph_id < MAX_GRAPHS ? s->next_graph_id++ : -1;
+    snprintf(id, sizeof id, "%d", b->graph_id);
     st = ORT_STATUS(AddRunConfigEntry, void *, const char *, const char *)(b->run_options, "gpu_graph_id", id);
   }
   if (st) {
@@ -471,11 +533,34 @@ napi_value js_run(napi_env env, napi_callback_info info) {
     return napi_fail(env, "run: one data array per input");
 
   signature[0] = '\0';
-  append_signature(signature, sizeof signature, ins, n_in);
-  append_signature(signature, sizeof signature, outs, n_out);
-  Binding *b = s->bindings;
-  while (b && strcmp(b->signature, signature) != 0) b = b->next;
+  if (!append_signature(signature, sizeof signature, ins, n_in) ||
+      !append_signature(signature, sizeof signature, outs, n_out))
+    return napi_fail(env, "run: the inputs' and outputs' names and shapes are too long to key a binding");
+  /* most recently used first; past MAX_BINDINGS the least recently used is freed (its graph, if any, is never
+     replayed again: a returning shape gets a new binding and id) */
+  Binding *b = s->bindings, *prev = NULL;
+  size_t count = 0;
+  while (b && strcmp(b->signature, signature) != 0) {
+    prev = b;
+    b = b->next;
+    count++;
+  }
+  if (b && prev) {
+    prev->next = b->next;
+    b->next = s->bindings;
+    s->bindings = b;
+  }
   if (!b) {
+    if (count >= MAX_BINDINGS) {
+      Binding *last = s->bindings, *before = NULL;
+      while (last->next) {
+        before = last;
+        last = last->next;
+      }
+      if (before) before->next = NULL;
+      else s->bindings = NULL;
+      free_binding(last);
+    }
     why = new_binding(s, ins, n_in, outs, n_out, signature, &b, msg);
     if (why) return napi_fail(env, why);
     b->next = s->bindings;
@@ -491,6 +576,10 @@ napi_value js_run(napi_env env, napi_callback_info info) {
     napi_get_element(env, argv[4], i, &arr);
     if (napi_get_typedarray_info(env, arr, &type, &length, &data, &buffer, &offset))
       return napi_fail(env, "run: input data must be typed arrays");
+    if (!kind_fits(type, ins[i].type)) {
+      snprintf(msg, MSG, "run: input %s: its typed array does not hold element type %d", ins[i].name, ins[i].type);
+      return napi_fail(env, msg);
+    }
     switch (type) {
       case napi_int8_array:
       case napi_uint8_array:
@@ -518,10 +607,15 @@ napi_value js_run(napi_env env, napi_callback_info info) {
     if (why) return napi_fail(env, why);
   }
 
-  /* "ONNX Runtime ..." marks failures of the run itself (bound-session.ts retries those without CUDA graphs) */
-  CHECK(ORT_STATUS(RunWithBinding, void *, const void *, const void *)(s->session, b->run_options, b->io),
-        "ONNX Runtime run");
-  CHECK(ORT_STATUS(SynchronizeBoundOutputs, void *)(b->io), "ONNX Runtime synchronising the outputs");
+  why = inputs_landed(s, msg);
+  if (why) return napi_fail(env, why);
+
+  /* "ONNX Runtime ..." marks failures of the run itself; "(graph capture)" those of the runs where ONNX Runtime may
+     capture (a graph id's first two), which bound-session.ts retries without CUDA graphs */
+  const char *what = b->graph_id >= 0 && b->runs < 2 ? "ONNX Runtime run (graph capture)" : "ONNX Runtime run";
+  CHECK(ORT_STATUS(RunWithBinding, void *, const void *, const void *)(s->session, b->run_options, b->io), what);
+  CHECK(ORT_STATUS(SynchronizeBoundOutputs, void *)(b->io), what);
+  b->runs++;
 
   napi_value result;
   napi_create_array_with_length(env, n_out, &result);

@@ -136,8 +136,9 @@ export class BoundSession {
 
   /**
    * Runs with `feeds` (host tensors) and returns the outputs named in `fetches` (default all) as host tensors. A run
-   * that fails while CUDA graphs are on is tried once more on a session without them (a capture the provider could
-   * not make), saying why.
+   * that fails while ONNX Runtime may be capturing a CUDA graph is tried once more on a session without graphs (a
+   * capture the provider could not make), saying why. Runs must not overlap (they are synchronous), and outputs are
+   * copied out before the next run: a later shape's bindings may share addresses with an earlier graph's scratch.
    */
   async run(
     feeds: Record<string, ort.Tensor>,
@@ -146,9 +147,10 @@ export class BoundSession {
     try {
       return this.runOnce(feeds, fetches);
     } catch (e) {
-      // only a failure of ONNX Runtime's run itself (the addon's "ONNX Runtime ..." errors), not of the arguments
-      const ortFailure = /^ONNX Runtime /.test((e as Error).message);
-      if (!ortFailure || !this.o.cudaGraph || this.graphDropped || !this.handle) throw e;
+      // only a failure in a run where ONNX Runtime may capture (the addon tags those), not of the arguments or of a
+      // later run (out of memory, say), which graphs did not cause
+      const captureFailure = /^ONNX Runtime run \(graph capture\)/.test((e as Error).message);
+      if (!captureFailure || !this.o.cudaGraph || this.graphDropped || !this.handle) throw e;
       this.graphDropped = true;
       this.o.log?.(`engine: ${this.o.logId}: a run with CUDA graphs failed (${firstLine(e)}); going on without them`);
       this.addon.releaseSession(this.handle);

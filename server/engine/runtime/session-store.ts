@@ -180,6 +180,12 @@ export class SessionStore {
     if (component !== 'unet' || (this.ep !== 'cuda' && this.ep !== 'cpu')) return false;
     if (this.boundUnetOverride !== null) return this.boundUnetOverride;
     if (this.ep !== 'cuda' || this.tuning.cudaGraph !== true) return false;
+    if (this.loraMode === 'inputs') {
+      // LoRA weights fed every run would be copied to the GPU every step
+      this.log('engine: --cuda-graph is not used with --gpu-lora inputs: running without CUDA graphs');
+      this.tuning.cudaGraph = false;
+      return false;
+    }
     const addon = this.init.cudaAddon ?? CUDA_ADDON;
     if (!existsSync(addon)) {
       // without its helper the flag is dropped, not the provider: the UNet runs as an ordinary CUDA session

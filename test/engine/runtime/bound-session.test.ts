@@ -78,7 +78,9 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
       assert.equal(bound.cudaGraph, false, 'no CUDA graphs on the CPU');
       assert.deepEqual([...bound.inputNames], ['x', 'w', 'k']);
       assert.deepEqual([...bound.outputNames], ['y', 'kf']);
-      for (const rows of [1, 3, 1, 2, 3]) {
+      // 40 shapes, more than the 32 bindings a session keeps: the first ones are freed and made again on return
+      const shapes = [1, 3, 1, 2, 3, ...Array.from({ length: 36 }, (_, i) => i + 4), 1, 2];
+      for (const rows of shapes) {
         const feeds = {
           x: new ort.Tensor(
             'float32',
@@ -121,6 +123,10 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
       bound.run({ ...feeds, x: short }, ['y']),
       /input x has 24 bytes of data for 36 bytes of tensor/,
     );
+    // a typed array of another element type with the right byte count is refused (float16 travels as 16-bit ints)
+    const halfAsFloat = { ...feeds, w: { ...feeds.w, data: new Float32Array(2) } as unknown as ort.Tensor };
+    Object.setPrototypeOf(halfAsFloat.w, ort.Tensor.prototype);
+    await assert.rejects(bound.run(halfAsFloat, ['y']), /input w: its typed array does not hold element type 10/);
     // ONNX Runtime's own failures carry its name (what the CUDA graph fallback retries on)
     const { k: _k, ...withoutK } = feeds;
     await assert.rejects(bound.run(withoutK, ['y']), /^Error: ONNX Runtime run: .*\bk\b/);
