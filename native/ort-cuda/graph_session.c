@@ -501,7 +501,8 @@ static const char *new_binding(GraphSession *s, const Spec *ins, uint32_t n_in, 
   if (!st && s->cuda_graph) {
     /* one captured graph per signature; past MAX_GRAPHS, -1 runs without capture */
     char id[16];
-    b->graph_id = s->next_graph_id < MAX_GRAPHS ? s->next_graph_id++ : -1;
+    /* ids from 1: ONNX Runtime keeps 0 for runs without the annotation */
+    b->graph_id = s->next_graph_id < MAX_GRAPHS ? 1 + s->next_graph_id++ : -1;
     snprintf(id, sizeof id, "%d", b->graph_id);
     st = ORT_STATUS(AddRunConfigEntry, void *, const char *, const char *)(b->run_options, "gpu_graph_id", id);
   }
