@@ -477,8 +477,8 @@ export const SETTINGS = {
     commands: HOSTS,
     group: 'gpu tuning',
     help:
-      'cuda: run the UNet with its inputs and outputs bound at fixed GPU addresses and replay one CUDA graph per ' +
-      'input shape (fewer kernel launches per step); needs the helper `npm run setup:cuda` builds',
+      'cuda: run the UNet and ControlNets with their inputs and outputs bound at fixed GPU addresses and replay one ' +
+      'CUDA graph per input shape (fewer kernel launches per step); needs the helper `npm run setup:cuda` builds',
   }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',

@@ -6,9 +6,10 @@
  * allocated on the device. onnxruntime-node binds only WebGPU buffers, so these sessions are created and run here,
  * through the C API table of the libonnxruntime onnxruntime-node loaded (same process, same ORT environment).
  *
- * Per distinct set of input and output shapes ("signature") a session keeps one IoBinding with its own device
- * tensors; with cudaGraph, each signature also gets its own graph id (run option gpu_graph_id), so ONNX Runtime
- * captures one graph per signature (after its warm-up runs) and replays it afterwards. A run copies the host inputs
+ * Per distinct set of input shapes ("signature") a session keeps one IoBinding with its own device tensors. Its first
+ * run lets ONNX Runtime allocate the outputs, which tells their shapes; fixed output tensors are bound from then on.
+ * With cudaGraph, each signature also gets its own graph id (run option gpu_graph_id), so ONNX Runtime captures one
+ * graph per signature (after a warm-up run) and replays it afterwards. A run copies the host inputs
  * into the signature's device tensors, runs, and copies the outputs back: on a CPU session the very same path runs
  * with host memory and memcpy (the tests' twin of the CUDA path).
  *
@@ -16,8 +17,8 @@
  *   createSession(libonnxruntimePath, model: string | Uint8Array, ep: 'cuda' | 'cpu', deviceId, options, cudaGraph,
  *                 logId) -> handle; options: "key\tvalue\n..." CUDA provider options (ignored on the CPU)
  *   sessionIO(handle) -> { inputs: string[], outputs: string[] }
- *   run(handle, inNames, inTypes, inDims, inData: TypedArray[], outNames, outTypes, outDims) -> ArrayBuffer[]
- *       types are ONNX element types (1 float, 10 float16, 7 int64, 6 int32, ...); dims arrays of numbers
+ *   run(handle, inNames, inTypes, inDims, inData: TypedArray[]) -> [{ name, type, dims, data: ArrayBuffer }], every
+ *       output in the session's order; types are ONNX element types (1 float, 10 float16, 7 int64, 6 int32, ...)
  *   releaseSession(handle)
  */
 #define _GNU_SOURCE
@@ -37,14 +38,19 @@
 
 typedef struct Binding {
   char *signature;
-  void *io;          /* OrtIoBinding* */
-  void *run_options; /* OrtRunOptions* (gpu_graph_id) */
-  int graph_id;      /* -1: runs without a graph */
-  long runs;         /* completed runs (ONNX Runtime captures on a graph id's second run) */
+  void *io;                /* OrtIoBinding* */
+  void *run_options;       /* OrtRunOptions* (gpu_graph_id) */
+  void *first_run_options; /* the first run's (gpu_graph_id -1: never a capture), with CUDA graphs */
+  int graph_id;            /* -1: runs without a graph */
+  long runs;               /* completed runs (ONNX Runtime captures on a graph id's second run) */
+  int learned;             /* output types and shapes known, fixed output tensors bound */
   size_t n_in, n_out;
   void **values; /* n_in input then n_out output OrtValue* on the session's device */
   void **data;   /* their device pointers */
   size_t *bytes;
+  int *out_types;
+  size_t *out_rank;
+  int64_t (*out_dims)[MAX_RANK];
   struct Binding *next;
 } Binding;
 
@@ -210,6 +216,10 @@ static void free_binding(Binding *b) {
     if (b->values && b->values[i]) ORT_FN(ReleaseValue, void, void *)(b->values[i]);
   if (b->io) ORT_FN(ReleaseIoBinding, void, void *)(b->io);
   if (b->run_options) ORT_FN(ReleaseRunOptions, void, void *)(b->run_options);
+  if (b->first_run_options) ORT_FN(ReleaseRunOptions, void, void *)(b->first_run_options);
+  free(b->out_types);
+  free(b->out_rank);
+  free(b->out_dims);
   free(b->values);
   free(b->data);
   free(b->bytes);
@@ -411,6 +421,7 @@ napi_value js_release_session(napi_env env, napi_callback_info info) {
 }
 
 /* One tensor spec from the run arguments (names[i], types[i], dims[i]). */
+/* One input tensor spec from the run arguments (names[i], types[i], dims[i]). */
 typedef struct {
   char name[256];
   int type;
@@ -424,14 +435,15 @@ static const char *read_specs(napi_env env, napi_value names, napi_value types, 
   if (napi_get_array_length(env, names, &n) || napi_get_array_length(env, types, &n2) ||
       napi_get_array_length(env, dims, &n3) || n != n2 || n != n3)
     return "run: names, types and dims must be arrays of one length";
-  if (n > MAX_IO) return "run: more than 512 inputs or outputs";
+  if (n > MAX_IO) return "run: more than 512 inputs";
   for (uint32_t i = 0; i < n; i++) {
     napi_value v, d;
     size_t len = 0;
     int64_t t = 0;
     uint32_t rank = 0;
     napi_get_element(env, names, i, &v);
-    if (napi_get_value_string_utf8(env, v, out[i].name, sizeof out[i].name, &len)) return "run: a name is not text";
+    if (napi_get_value_string_utf8(env, v, out[i].name, sizeof out[i].name, &len) || len >= sizeof out[i].name - 1)
+      return "run: a name is not text, or longer than 254 bytes";
     napi_get_element(env, types, i, &v);
     if (napi_get_value_int64(env, v, &t)) return "run: a type is not a number";
     out[i].type = (int)t;
@@ -456,52 +468,62 @@ static const char *read_specs(napi_env env, napi_value names, napi_value types, 
   return NULL;
 }
 
-/* Appends the specs to sig; returns 0 when they do not fit (two cut signatures could compare equal). */
-static int append_signature(char *sig, size_t cap, const Spec *specs, uint32_t n) {
-  size_t at = strlen(sig);
+/* The inputs' names, types and shapes as one key; returns 0 when they do not fit (two cut keys could compare equal). */
+static int signature_of(char *sig, size_t cap, const Spec *specs, uint32_t n) {
+  size_t at = 0;
+  sig[0] = '\0';
   for (uint32_t i = 0; i < n && at < cap; i++) {
     at += snprintf(sig + at, cap - at, "%s:%d:", specs[i].name, specs[i].type);
-    for (size_t k = 0; k < specs[i].rank && at < cap; k++) at += snprintf(sig + at, cap - at, "%lld,", (long long)specs[i].dims[k]);
+    for (size_t k = 0; k < specs[i].rank && at < cap; k++)
+      at += snprintf(sig + at, cap - at, "%lld,", (long long)specs[i].dims[k]);
     if (at < cap) at += snprintf(sig + at, cap - at, ";");
   }
-  if (at + 1 >= cap) return 0;
-  snprintf(sig + at, cap - at, "|");
-  return 1;
+  return at < cap;
 }
 
-/* A new binding for one signature: device tensors for every input and output, bound once. */
-static const char *new_binding(GraphSession *s, const Spec *ins, uint32_t n_in, const Spec *outs, uint32_t n_out,
-                               const char *signature, Binding **out, char *msg) {
+/*
+ * A new binding for one input signature: device tensors for every input, bound once. The outputs are bound to the
+ * device for ONNX Runtime to allocate on the first run; that run tells their types and shapes, and fixed tensors are
+ * bound in their place before the second run, the one where ONNX Runtime captures a graph id.
+ */
+static const char *new_binding(GraphSession *s, const Spec *ins, uint32_t n_in, const char *signature,
+                               Binding **out, char *msg) {
   Binding *b = calloc(1, sizeof *b);
   if (!b) return "out of memory";
   b->graph_id = -1;
   b->n_in = n_in;
-  b->n_out = n_out;
-  b->values = calloc(n_in + n_out, sizeof *b->values);
-  b->data = calloc(n_in + n_out, sizeof *b->data);
-  b->bytes = calloc(n_in + n_out, sizeof *b->bytes);
+  b->n_out = s->n_outputs;
+  size_t n = n_in + b->n_out;
+  b->values = calloc(n ? n : 1, sizeof *b->values);
+  b->data = calloc(n ? n : 1, sizeof *b->data);
+  b->bytes = calloc(n ? n : 1, sizeof *b->bytes);
+  b->out_types = calloc(b->n_out ? b->n_out : 1, sizeof *b->out_types);
+  b->out_rank = calloc(b->n_out ? b->n_out : 1, sizeof *b->out_rank);
+  b->out_dims = calloc(b->n_out ? b->n_out : 1, sizeof *b->out_dims);
   b->signature = copy_string(signature);
-  if (!b->values || !b->data || !b->bytes || !b->signature) {
+  if (!b->values || !b->data || !b->bytes || !b->out_types || !b->out_rank || !b->out_dims || !b->signature) {
     free_binding(b);
     return "out of memory";
   }
   OrtStatus *st = ORT_STATUS(CreateIoBinding, void *, void **)(s->session, &b->io);
-  for (uint32_t i = 0; !st && i < n_in + n_out; i++) {
-    const Spec *sp = i < n_in ? &ins[i] : &outs[i - n_in];
+  for (uint32_t i = 0; !st && i < n_in; i++) {
     st = ORT_STATUS(CreateTensorAsOrtValue, void *, const int64_t *, size_t, int, void **)(
-        s->allocator, sp->dims, sp->rank, sp->type, &b->values[i]);
+        s->allocator, ins[i].dims, ins[i].rank, ins[i].type, &b->values[i]);
     if (!st) st = ORT_STATUS(GetTensorMutableData, void *, void **)(b->values[i], &b->data[i]);
-    b->bytes[i] = sp->bytes;
-    if (!st) {
-      st = i < n_in ? ORT_STATUS(BindInput, void *, const char *, const void *)(b->io, sp->name, b->values[i])
-                    : ORT_STATUS(BindOutput, void *, const char *, const void *)(b->io, sp->name, b->values[i]);
-    }
+    b->bytes[i] = ins[i].bytes;
+    if (!st) st = ORT_STATUS(BindInput, void *, const char *, const void *)(b->io, ins[i].name, b->values[i]);
   }
+  for (size_t i = 0; !st && i < b->n_out; i++)
+    st = ORT_STATUS(BindOutputToDevice, void *, const char *, const void *)(b->io, s->output_names[i], s->memory);
   if (!st) st = ORT_STATUS(CreateRunOptions, void **)(&b->run_options);
+  /* the first run, whose outputs ONNX Runtime allocates, must never be a capture: it skips graphs (-1) */
+  if (!st && s->cuda_graph) st = ORT_STATUS(CreateRunOptions, void **)(&b->first_run_options);
+  if (!st && s->cuda_graph)
+    st = ORT_STATUS(AddRunConfigEntry, void *, const char *, const char *)(b->first_run_options, "gpu_graph_id", "-1");
   if (!st && s->cuda_graph) {
-    /* one captured graph per signature; past MAX_GRAPHS, -1 runs without capture */
+    /* one captured graph per signature, ids from 1 (ONNX Runtime keeps 0 for runs without the annotation); past
+       MAX_GRAPHS, -1 runs without capture */
     char id[16];
-    /* ids from 1: ONNX Runtime keeps 0 for runs without the annotation */
     b->graph_id = s->next_graph_id < MAX_GRAPHS ? 1 + s->next_graph_id++ : -1;
     snprintf(id, sizeof id, "%d", b->graph_id);
     st = ORT_STATUS(AddRunConfigEntry, void *, const char *, const char *)(b->run_options, "gpu_graph_id", id);
@@ -514,29 +536,109 @@ static const char *new_binding(GraphSession *s, const Spec *ins, uint32_t n_in, 
   return NULL;
 }
 
+/* Reads a tensor's element type and shape. */
+static OrtStatus *type_and_shape(const void *value, int *type, int64_t *dims, size_t *rank, size_t *elements) {
+  void *info = NULL;
+  OrtStatus *st = ORT_STATUS(GetTensorTypeAndShape, const void *, void **)(value, &info);
+  if (!st) st = ORT_STATUS(GetTensorElementType, const void *, int *)(info, type);
+  if (!st) st = ORT_STATUS(GetDimensionsCount, const void *, size_t *)(info, rank);
+  if (!st && *rank > MAX_RANK) st = ORT_FN(CreateStatus, OrtStatus *, int, const char *)(1, "an output has rank > 8");
+  if (!st) st = ORT_STATUS(GetDimensions, const void *, int64_t *, size_t)(info, dims, *rank);
+  if (!st) st = ORT_STATUS(GetTensorShapeElementCount, const void *, size_t *)(info, elements);
+  if (info) ORT_FN(ReleaseTensorTypeAndShapeInfo, void, void *)(info);
+  return st;
+}
+
+/*
+ * After a binding's first run: notes the outputs ONNX Runtime allocated (type, shape, where), and returns them for
+ * this run's results in *first (to release after copying); then binds fixed tensors of those shapes in their place.
+ */
+static const char *learn_outputs(GraphSession *s, Binding *b, void ***first, size_t *count, char *msg) {
+  void *alloc = NULL;
+  OrtStatus *st = ORT_STATUS(GetAllocatorWithDefaultOptions, void **)(&alloc);
+  if (!st) st = ORT_STATUS(GetBoundOutputValues, const void *, void *, void ***, size_t *)(b->io, alloc, first, count);
+  if (st) return ort_status_text(st, "reading the outputs", msg, MSG);
+  if (*count != b->n_out) return "run: ONNX Runtime returned another number of outputs than the session has";
+  for (size_t i = 0; !st && i < b->n_out; i++) {
+    size_t k = b->n_in + i, elements = 0;
+    st = type_and_shape((*first)[i], &b->out_types[i], b->out_dims[i], &b->out_rank[i], &elements);
+    if (!st && !element_size(b->out_types[i])) {
+      snprintf(msg, MSG, "run: output %s has element type %d, which this addon does not copy", s->output_names[i],
+               b->out_types[i]);
+      return msg;
+    }
+    if (!st) b->bytes[k] = elements * element_size(b->out_types[i]);
+    /* where this run's result is; the fixed tensor for later runs is made below */
+    if (!st) st = ORT_STATUS(GetTensorMutableData, void *, void **)((*first)[i], &b->data[k]);
+  }
+  if (st) return ort_status_text(st, "reading the outputs", msg, MSG);
+  return NULL;
+}
+
+static const char *bind_fixed_outputs(GraphSession *s, Binding *b, char *msg) {
+  OrtStatus *st = NULL;
+  ORT_FN(ClearBoundOutputs, void, void *)(b->io);
+  for (size_t i = 0; !st && i < b->n_out; i++) {
+    size_t k = b->n_in + i;
+    st = ORT_STATUS(CreateTensorAsOrtValue, void *, const int64_t *, size_t, int, void **)(
+        s->allocator, b->out_dims[i], b->out_rank[i], b->out_types[i], &b->values[k]);
+    if (!st) st = ORT_STATUS(GetTensorMutableData, void *, void **)(b->values[k], &b->data[k]);
+    if (!st) st = ORT_STATUS(BindOutput, void *, const char *, const void *)(b->io, s->output_names[i], b->values[k]);
+  }
+  if (st) return ort_status_text(st, "binding the outputs", msg, MSG);
+  b->learned = 1;
+  return NULL;
+}
+
+/* Releases the outputs GetBoundOutputValues returned, and their array. */
+static void release_first(void **first, size_t n) {
+  if (!first) return;
+  for (size_t i = 0; i < n; i++)
+    if (first[i]) ORT_FN(ReleaseValue, void, void *)(first[i]);
+  void *alloc = NULL;
+  OrtStatus *st = ORT_STATUS(GetAllocatorWithDefaultOptions, void **)(&alloc);
+  if (!st) st = ORT_STATUS(AllocatorFree, void *, void *)(alloc, first);
+  if (st) ORT_FN(ReleaseStatus, void, OrtStatus *)(st);
+}
+
+static napi_value output_object(napi_env env, const char *name, int type, const int64_t *dims, size_t rank,
+                                napi_value data) {
+  napi_value o, v, d;
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "name", v);
+  napi_create_int64(env, type, &v);
+  napi_set_named_property(env, o, "type", v);
+  napi_create_array_with_length(env, rank, &d);
+  for (size_t k = 0; k < rank; k++) {
+    napi_create_int64(env, dims[k], &v);
+    napi_set_element(env, d, (uint32_t)k, v);
+  }
+  napi_set_named_property(env, o, "dims", d);
+  napi_set_named_property(env, o, "data", data);
+  return o;
+}
+
 napi_value js_run(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
+  size_t argc = 5;
+  napi_value argv[5];
   char msg[MSG];
-  /* per thread: engines on several GPUs may run in worker threads of one process */
-  static __thread Spec ins[MAX_IO], outs[MAX_IO];
+  /* per thread: engines on several GPUs may run bound sessions in worker threads of one process */
+  static __thread Spec ins[MAX_IO];
   static __thread char signature[65536];
-  uint32_t n_in = 0, n_out = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) || argc < 8)
-    return napi_fail(env, "run(handle, inNames, inTypes, inDims, inData, outNames, outTypes, outDims)");
+  uint32_t n_in = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) || argc < 5)
+    return napi_fail(env, "run(handle, inNames, inTypes, inDims, inData)");
   GraphSession *s = session_of(env, argv[0]);
   if (!s) return napi_fail(env, "run: not a live session handle");
   const char *why = read_specs(env, argv[1], argv[2], argv[3], ins, &n_in, msg);
-  if (!why) why = read_specs(env, argv[5], argv[6], argv[7], outs, &n_out, msg);
   if (why) return napi_fail(env, why);
   uint32_t n_data = 0;
   if (napi_get_array_length(env, argv[4], &n_data) || n_data != n_in)
     return napi_fail(env, "run: one data array per input");
+  if (!signature_of(signature, sizeof signature, ins, n_in))
+    return napi_fail(env, "run: the inputs' names and shapes are too long to key a binding");
 
-  signature[0] = '\0';
-  if (!append_signature(signature, sizeof signature, ins, n_in) ||
-      !append_signature(signature, sizeof signature, outs, n_out))
-    return napi_fail(env, "run: the inputs' and outputs' names and shapes are too long to key a binding");
   /* most recently used first; past MAX_BINDINGS the least recently used is freed (its graph, if any, is never
      replayed again: a returning shape gets a new binding and id) */
   Binding *b = s->bindings, *prev = NULL;
@@ -558,11 +660,13 @@ napi_value js_run(napi_env env, napi_callback_info info) {
         before = last;
         last = last->next;
       }
-      if (before) before->next = NULL;
-      else s->bindings = NULL;
+      if (before)
+        before->next = NULL;
+      else
+        s->bindings = NULL;
       free_binding(last);
     }
-    why = new_binding(s, ins, n_in, outs, n_out, signature, &b, msg);
+    why = new_binding(s, ins, n_in, signature, &b, msg);
     if (why) return napi_fail(env, why);
     b->next = s->bindings;
     s->bindings = b;
@@ -571,7 +675,7 @@ napi_value js_run(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < n_in; i++) {
     napi_value arr;
     napi_typedarray_type type;
-    size_t length = 0, offset = 0, size = 0;
+    size_t length = 0, offset = 0;
     void *data = NULL;
     napi_value buffer;
     napi_get_element(env, argv[4], i, &arr);
@@ -581,53 +685,54 @@ napi_value js_run(napi_env env, napi_callback_info info) {
       snprintf(msg, MSG, "run: input %s: its typed array does not hold element type %d", ins[i].name, ins[i].type);
       return napi_fail(env, msg);
     }
-    switch (type) {
-      case napi_int8_array:
-      case napi_uint8_array:
-      case napi_uint8_clamped_array:
-        size = 1;
-        break;
-      case napi_int16_array:
-      case napi_uint16_array:
-        size = 2;
-        break;
-      case napi_int32_array:
-      case napi_uint32_array:
-      case napi_float32_array:
-        size = 4;
-        break;
-      default:
-        size = 8;
-    }
-    if (length * size != b->bytes[i]) {
-      snprintf(msg, MSG, "run: input %s has %zu bytes of data for %zu bytes of tensor", ins[i].name, length * size,
+    size_t bytes = length * element_size(ins[i].type);
+    if (bytes != b->bytes[i]) {
+      snprintf(msg, MSG, "run: input %s has %zu bytes of data for %zu bytes of tensor", ins[i].name, bytes,
                b->bytes[i]);
       return napi_fail(env, msg);
     }
     why = copy_bytes(s, b->data[i], data, b->bytes[i], 1, msg);
     if (why) return napi_fail(env, why);
   }
-
   why = inputs_landed(s, msg);
   if (why) return napi_fail(env, why);
 
   /* "ONNX Runtime ..." marks failures of the run itself; "(graph capture)" those of the runs where ONNX Runtime may
-     capture (a graph id's first two), which bound-session.ts retries without CUDA graphs */
-  const char *what = b->graph_id >= 0 && b->runs < 2 ? "ONNX Runtime run (graph capture)" : "ONNX Runtime run";
-  CHECK(ORT_STATUS(RunWithBinding, void *, const void *, const void *)(s->session, b->run_options, b->io), what);
+     capture (a graph id's first two, after the binding's first run), which bound-session.ts retries without graphs */
+  const char *what = b->graph_id >= 0 && b->runs < 3 ? "ONNX Runtime run (graph capture)" : "ONNX Runtime run";
+  const void *options = !b->learned && b->first_run_options ? b->first_run_options : b->run_options;
+  CHECK(ORT_STATUS(RunWithBinding, void *, const void *, const void *)(s->session, options, b->io), what);
   CHECK(ORT_STATUS(SynchronizeBoundOutputs, void *)(b->io), what);
   b->runs++;
 
+  void **first = NULL; /* the first run's outputs, allocated by ONNX Runtime */
+  size_t n_first = 0;
+  if (!b->learned) {
+    why = learn_outputs(s, b, &first, &n_first, msg);
+    if (why) {
+      release_first(first, n_first); /* left unlearned: the next run learns again */
+      return napi_fail(env, why);
+    }
+  }
   napi_value result;
-  napi_create_array_with_length(env, n_out, &result);
-  for (uint32_t i = 0; i < n_out; i++) {
+  napi_create_array_with_length(env, b->n_out, &result);
+  for (size_t i = 0; i < b->n_out && !why; i++) {
     void *host = NULL;
     napi_value ab;
-    size_t k = n_in + i;
-    if (napi_create_arraybuffer(env, b->bytes[k], &host, &ab)) return napi_fail(env, "run: out of memory");
+    size_t k = b->n_in + i;
+    if (napi_create_arraybuffer(env, b->bytes[k], &host, &ab)) {
+      why = "run: out of memory";
+      break;
+    }
     why = copy_bytes(s, host, b->data[k], b->bytes[k], 2, msg);
-    if (why) return napi_fail(env, why);
-    napi_set_element(env, result, i, ab);
+    if (!why)
+      napi_set_element(env, result, (uint32_t)i,
+                       output_object(env, s->output_names[i], b->out_types[i], b->out_dims[i], b->out_rank[i], ab));
   }
+  if (first) {
+    release_first(first, n_first);
+    if (!why) why = bind_fixed_outputs(s, b, msg);
+  }
+  if (why) return napi_fail(env, why);
   return result;
 }

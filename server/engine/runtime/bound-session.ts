@@ -5,11 +5,11 @@
  * cannot bind CUDA memory, so the addon creates and runs these sessions through the C API of the libonnxruntime
  * onnxruntime-node loaded. On the CPU provider the same path runs with host memory (the tests' twin).
  *
- * It stands in for an ort.InferenceSession where the engine runs a UNet (`run(feeds, ['eps'])`): each output's type
- * and shape must be known before the run (a bound output has a fixed size), given by `outputsFor(feeds)`.
+ * It stands in for an ort.InferenceSession where the engine runs a UNet or a ControlNet (`run(feeds, fetches)`); the
+ * outputs' shapes come from each input shape's first run.
  * Example:
  *   const s = BoundSession.create(path, { ep: 'cuda', deviceId: 0, cudaOptions: [], cudaGraph: true, logId: 'unet',
- *     ortPackageDir, addonPath, outputsFor: (f) => ({ eps: { type: 'float32', dims: f.x.dims } }) });
+ *     ortPackageDir, addonPath });
  *   const { eps } = await s.run(feeds, ['eps']);
  */
 import { createRequire } from 'node:module';
@@ -31,22 +31,15 @@ interface GraphAddon {
     logId: string,
   ): Handle;
   sessionIO(h: Handle): { inputs: string[]; outputs: string[] };
+  /** every output, in the session's order */
   run(
     h: Handle,
     inNames: string[],
     inTypes: number[],
     inDims: number[][],
     inData: ArrayBufferView[],
-    outNames: string[],
-    outTypes: number[],
-    outDims: number[][],
-  ): ArrayBuffer[];
+  ): { name: string; type: number; dims: number[]; data: ArrayBuffer }[];
   releaseSession(h: Handle): void;
-}
-
-export interface OutputSpec {
-  type: ort.Tensor.Type;
-  dims: readonly number[];
 }
 
 export interface BoundSessionOptions {
@@ -59,8 +52,6 @@ export interface BoundSessionOptions {
   /** the onnxruntime-node package this process runs (its libonnxruntime is the one the addon calls) */
   ortPackageDir: string;
   addonPath: string;
-  /** the type and shape of each output the run fetches, from the feeds */
-  outputsFor(feeds: Record<string, ort.Tensor>): Record<string, OutputSpec>;
   /** where the session says it dropped CUDA graphs (default: nowhere) */
   log?: (line: string) => void;
 }
@@ -75,6 +66,7 @@ const ELEMENT_TYPE: Partial<Record<ort.Tensor.Type, number>> = {
   bool: 9,
   float16: 10,
 };
+const TENSOR_TYPE = new Map(Object.entries(ELEMENT_TYPE).map(([k, v]) => [v, k as ort.Tensor.Type]));
 
 function typedArrayOf(type: ort.Tensor.Type, buffer: ArrayBuffer): ort.Tensor.DataType {
   switch (type) {
@@ -163,30 +155,26 @@ export class BoundSession {
 
   private runOnce(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Record<string, ort.Tensor> {
     if (!this.handle) throw new Error('this session was released');
+    for (const n of fetches) if (!this.outputNames.includes(n)) throw new Error(`the session has no output ${n}`);
     const names = Object.keys(feeds);
-    const types = names.map((n) => elementType(feeds[n].type, n));
-    const specs = this.o.outputsFor(feeds);
-    const outputs = fetches.map((n) => {
-      const spec = specs[n];
-      if (!spec) throw new Error(`no type and shape known for output ${n}`);
-      return { name: n, ...spec };
-    });
-    const buffers = this.addon.run(
+    const outputs = this.addon.run(
       this.handle,
       names,
-      types,
+      names.map((n) => elementType(feeds[n].type, n)),
       names.map((n) => [...feeds[n].dims]),
       names.map((n) => {
         const t = feeds[n];
         if (t.location !== 'cpu') throw new Error(`input ${n} must be a host tensor, is on ${t.location}`);
         return t.data as ArrayBufferView;
       }),
-      outputs.map((o) => o.name),
-      outputs.map((o) => elementType(o.type, o.name)),
-      outputs.map((o) => [...o.dims]),
     );
     const result: Record<string, ort.Tensor> = {};
-    outputs.forEach((o, i) => (result[o.name] = new ort.Tensor(o.type, typedArrayOf(o.type, buffers[i]), o.dims)));
+    for (const o of outputs) {
+      if (!fetches.includes(o.name)) continue;
+      const type = TENSOR_TYPE.get(o.type);
+      if (!type) throw new Error(`output ${o.name} has element type ${o.type}`);
+      result[o.name] = new ort.Tensor(type, typedArrayOf(type, o.data), o.dims);
+    }
     return result;
   }
 

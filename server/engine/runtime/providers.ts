@@ -173,8 +173,9 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *                                 fewer per block): built and checked on the CPU by its twin, off until measured
  *   TCD_CUDA_OPTIONS=k=v,...      cuda: ONNX Runtime CUDA provider options (arena, cuDNN search and workspace, NHWC,
  *                                 TF32; cuda-options.ts), which onnxruntime-node cannot pass: not measured yet, none set
- *   TCD_CUDA_GRAPH=1|0            cuda: the UNet as a session with fixed GPU bindings, replaying one CUDA graph per
- *                                 input shape (bound-session.ts; launch-bound steps): not measured yet, so off
+ *   TCD_CUDA_GRAPH=1|0            cuda: the UNet and ControlNets as sessions with fixed GPU bindings, replaying one
+ *                                 CUDA graph per input shape (bound-session.ts; launch-bound steps): not measured
+ *                                 yet, so off
  *   TCD_GPU_VAE_ATTENTION=fused|plain|fused-fp16|plain-fp16   the VAE mid-block attention (VaeGraphOptions); the
  *                                 SDXL 1024 decode measured 1.85-2.4 s in every form (within run-to-run noise)
  * Example: sessionOptionsFor('webgpu', 'unet', 'sdxl', { ...DEFAULT_GPU_TUNING, layout: 'NCHW' })
@@ -204,7 +205,7 @@ export interface GpuTuning {
   packedAttention?: boolean;
   /** cuda: ONNX Runtime CUDA provider options, "key=value,..." (cuda-options.ts); '' or absent: the provider's defaults */
   cudaOptions?: string;
-  /** cuda: UNets as bound sessions replaying a CUDA graph per input shape (bound-session.ts) */
+  /** cuda: UNets and ControlNets as bound sessions replaying a CUDA graph per input shape (bound-session.ts) */
   cudaGraph?: boolean;
 }
 

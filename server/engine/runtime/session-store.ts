@@ -101,6 +101,9 @@ export interface LoadTiming {
   reused: boolean;
 }
 
+/** The components run once per sampling step, which CUDA graphs are for (--cuda-graph). */
+const BOUND_COMPONENTS: readonly Component[] = ['unet', 'controlnet'];
+
 /** Thrown inside a load when a GPU provider failed; the store switches to CPU and retries once. */
 class ProviderFailed extends Error {}
 
@@ -172,13 +175,16 @@ export class SessionStore {
     return this.loraModeOverride ?? (isGpu(this.ep) ? this.tuning.lora : 'inputs');
   }
 
-  /** set by tests to run UNets as bound sessions on the CPU provider (the CUDA graph path's twin); null: per tuning */
-  boundUnetOverride: boolean | null = null;
+  /**
+   * set by tests to run the per-step components (UNet, ControlNet) as bound sessions on the CPU provider (the CUDA
+   * graph path's twin); null: per tuning
+   */
+  boundOverride: boolean | null = null;
 
-  /** UNets run as BoundSessions (fixed device bindings, CUDA graphs) on cuda with --cuda-graph. */
-  private boundUnet(component: Component): boolean {
-    if (component !== 'unet' || (this.ep !== 'cuda' && this.ep !== 'cpu')) return false;
-    if (this.boundUnetOverride !== null) return this.boundUnetOverride;
+  /** The per-step components run as BoundSessions (fixed device bindings, CUDA graphs) on cuda with --cuda-graph. */
+  private bound(component: Component): boolean {
+    if (!BOUND_COMPONENTS.includes(component) || (this.ep !== 'cuda' && this.ep !== 'cpu')) return false;
+    if (this.boundOverride !== null) return this.boundOverride;
     if (this.ep !== 'cuda' || this.tuning.cudaGraph !== true) return false;
     if (this.loraMode === 'inputs') {
       // LoRA weights fed every run would be copied to the GPU every step
@@ -199,36 +205,29 @@ export class SessionStore {
   }
 
   /**
-   * The UNet as a BoundSession, or null (logged) when the helper cannot make one on CUDA: --cuda-graph is then
-   * dropped and the UNet runs as an ordinary session, rather than the engine falling back to the CPU.
+   * The component as a BoundSession, or null (logged) when the helper cannot make one on CUDA: --cuda-graph is then
+   * dropped and it runs as an ordinary session, rather than the engine falling back to the CPU.
    */
-  private boundUnetSession(model: string | Uint8Array, config: ModelConfig): BoundSession | null {
+  private boundSession(model: string | Uint8Array, name: string, logId: string): BoundSession | null {
     try {
-      const s = this.createBoundUnet(model, config);
-      if (s.cudaGraph) this.log(`engine: ${config.family} unet: fixed GPU bindings, one CUDA graph per input shape`);
+      const s = BoundSession.create(model, {
+        ep: this.ep === 'cuda' ? 'cuda' : 'cpu',
+        deviceId: this.tuning.deviceId ?? 0,
+        cudaOptions: parseCudaOptions(this.tuning.cudaOptions ?? ''),
+        cudaGraph: this.ep === 'cuda',
+        logId,
+        ortPackageDir: this.init.ortPackage ?? mainOrtPackage() ?? '',
+        addonPath: this.init.cudaAddon ?? CUDA_ADDON,
+        log: this.log,
+      });
+      if (s.cudaGraph) this.log(`engine: ${name}: fixed GPU bindings, one CUDA graph per input shape`);
       return s;
     } catch (e) {
-      if (this.ep !== 'cuda' || this.boundUnetOverride !== null) throw e;
+      if (this.ep !== 'cuda' || this.boundOverride !== null) throw e;
       this.log(`engine: --cuda-graph: ${(e as Error).message.split('\n')[0]}; running without CUDA graphs`);
       this.tuning.cudaGraph = false;
       return null;
     }
-  }
-
-  private createBoundUnet(model: string | Uint8Array, config: ModelConfig): BoundSession {
-    const outChannels = config.unet.outChannels;
-    return BoundSession.create(model, {
-      ep: this.ep === 'cuda' ? 'cuda' : 'cpu',
-      deviceId: this.tuning.deviceId ?? 0,
-      cudaOptions: parseCudaOptions(this.tuning.cudaOptions ?? ''),
-      cudaGraph: this.ep === 'cuda',
-      logId: `${config.family}:unet`,
-      ortPackageDir: this.init.ortPackage ?? mainOrtPackage() ?? '',
-      addonPath: this.init.cudaAddon ?? CUDA_ADDON,
-      log: this.log,
-      // eps: [B, out channels, H, W] of the latent x (an inpainting UNet takes more channels than it gives)
-      outputsFor: (f) => ({ eps: { type: 'float32', dims: [f.x.dims[0], outChannels, f.x.dims[2], f.x.dims[3]] } }),
-    });
   }
 
   /** set by tests to build a GPU graph form on the CPU provider; null: per provider and tuning */
@@ -326,8 +325,12 @@ export class SessionStore {
       const t1 = performance.now();
       let session: ort.InferenceSession;
       try {
-        const bound = this.boundUnet(spec.component)
-          ? this.boundUnetSession(artifact.kind === 'file' ? artifact.path : artifact.bytes, config)
+        const bound = this.bound(spec.component)
+          ? this.boundSession(
+              artifact.kind === 'file' ? artifact.path : artifact.bytes,
+              name,
+              `${config.family}:${spec.component}`,
+            )
           : null;
         if (bound) {
           session = bound as unknown as ort.InferenceSession; // the loops use run() and release(), as ORT's

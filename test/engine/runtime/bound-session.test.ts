@@ -15,8 +15,9 @@ import { after, before, describe, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../../server/engine/onnx/graph.js';
 import { serializeModel } from '../../../server/engine/onnx/serialize.js';
-import { BoundSession, type BoundSessionOptions } from '../../../server/engine/runtime/bound-session.js';
+import { BoundSession } from '../../../server/engine/runtime/bound-session.js';
 import { runComponentCall } from '../../../server/engine/runtime/components.js';
+import { controlNetSession } from '../../../server/engine/runtime/control-residuals.js';
 import { ortLibDir } from '../../../server/engine/runtime/cuda-check.js';
 import { mainOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
@@ -25,6 +26,7 @@ import { TorchGenerator } from '../../../server/engine/rng.js';
 import type { Tensor } from '../../../server/engine/tensor.js';
 import { assertComponentClose, fixturePath, fixtureSkip, maxAbsDiff, unetFixtureCase } from '../../helpers/fixtures.js';
 import { buildOrtCudaAddon, ortCudaAddonSkip } from '../../helpers/ort-cuda-addon.js';
+import { CN_SEEDS, makeTestControlNet } from '../../helpers/controlnet-files.js';
 
 const skip = ortCudaAddonSkip;
 let built: ReturnType<typeof buildOrtCudaAddon> | null = null;
@@ -37,7 +39,7 @@ before(() => {
 after(() => built?.cleanup());
 
 /** A CPU bound session of `model` with the built addon (or `addon`). */
-const cpuBound = (model: Uint8Array, outputsFor: BoundSessionOptions['outputsFor'], addon = addonPath) =>
+const cpuBound = (model: Uint8Array, addon = addonPath) =>
   BoundSession.create(model, {
     ep: 'cpu',
     deviceId: 0,
@@ -46,7 +48,6 @@ const cpuBound = (model: Uint8Array, outputsFor: BoundSessionOptions['outputsFor
     logId: 'small',
     ortPackageDir: mainOrtPackage()!,
     addonPath: addon,
-    outputsFor,
   });
 
 /** y = (x + x) * w, and n = the int64 count of x's rows cast to float, over dynamic rows */
@@ -69,10 +70,7 @@ const f16 = (v: number[]) => {
 describe('BoundSession on the CPU provider (the CUDA graph path with host memory)', { skip }, () => {
   test('results as an ORT session gives, for shapes that change and come back; float16 and int64 inputs', async () => {
     const model = smallModel();
-    const bound = cpuBound(model, (f) => ({
-      y: { type: 'float32', dims: f.x.dims },
-      kf: { type: 'float32', dims: [1] },
-    }));
+    const bound = cpuBound(model);
     const plain = await ort.InferenceSession.create(model);
     try {
       assert.equal(bound.cudaGraph, false, 'no CUDA graphs on the CPU');
@@ -105,13 +103,13 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
   });
 
   test('mistakes are named: data of the wrong size, an output with no known shape, a released session', async () => {
-    const bound = cpuBound(smallModel(), (f) => ({ y: { type: 'float32', dims: f.x.dims } }));
+    const bound = cpuBound(smallModel());
     const feeds = {
       x: new ort.Tensor('float32', new Float32Array(6), [2, 3]),
       w: new ort.Tensor('float16', f16([1, 1, 1]), [3]),
       k: new ort.Tensor('int64', BigInt64Array.from([1n]), [1]),
     };
-    await assert.rejects(bound.run(feeds), /no type and shape known for output kf/);
+    await assert.rejects(bound.run(feeds, ['z']), /the session has no output z/);
     // a tensor whose data does not fill its dims (ort.Tensor refuses to make one) is refused before anything is copied
     const short = {
       dims: [3, 3],
@@ -133,7 +131,7 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
     await bound.release();
     await assert.rejects(bound.run(feeds, ['y']), /this session was released/);
     assert.throws(
-      () => cpuBound(smallModel(), () => ({}), join(built!.dir, 'missing.node')),
+      () => cpuBound(smallModel(), join(built!.dir, 'missing.node')),
       /--cuda-graph needs the native helper .*missing\.node: run `npm run setup:cuda`/,
     );
   });
@@ -158,10 +156,11 @@ describe(
         const x = Float32Array.from({ length: rows * 3 }, (_, k) => k + i * 0.5 + d.id * 100);
         const w = Uint16Array.from([0x3c00, 0x4900, 0x3800]); // 1, 10, 0.5
         const [y, kf] = addon.run(h, ['x', 'w', 'k'], [1, 10, 7], [[rows, 3], [3], [1]],
-          [x, w, BigInt64Array.from([BigInt(i)])], ['y', 'kf'], [1, 1], [[rows, 3], [1]]);
-        const ys = new Float32Array(y);
+          [x, w, BigInt64Array.from([BigInt(i)])]);
+        const ys = new Float32Array(y.data);
+        if (y.name !== 'y' || y.dims.join() !== rows + ',3') bad++;
         for (let k = 0; k < ys.length; k++) if (ys[k] !== 2 * x[k] * [1, 10, 0.5][k % 3]) bad++;
-        if (new Float32Array(kf)[0] !== i) bad++;
+        if (new Float32Array(kf.data)[0] !== i) bad++;
       }
       addon.releaseSession(h);
       parentPort.postMessage(bad);
@@ -203,7 +202,7 @@ describe('the session store with bound UNets on the CPU provider', { skip: skip 
         () => {},
       );
     }
-    stores.bound.boundUnetOverride = true;
+    stores.bound.boundOverride = true;
   });
   after(async () => {
     for (const s of Object.values(stores)) await s?.free();
@@ -230,14 +229,29 @@ describe('the session store with bound UNets on the CPU provider', { skip: skip 
     });
   }
 
-  test('a TCD loop with CFG (batch-2 calls) and one without (batch 1) give the plain session latents', async () => {
+  test('TCD loops give the plain sessions latents: with CFG (batch-2 calls), without (batch 1), with a ControlNet', async () => {
     const { ckpt, cases, feeds } = unetFixtureCase('sd1');
+    const cnDir = mkdtempSync(join(tmpdir(), 'tcd-bound-cn-'));
     try {
       const gen = new TorchGenerator(5);
       const shape = feeds.x.shape;
       const noise = () => gen.randn([...shape]);
       const negative = { context: { shape: feeds.context.shape, data: new Float32Array(feeds.context.data.length) } };
-      for (const cfg of [2.5, 1]) {
+      // the ControlNet's session is bound too; its residuals feed the controlled UNet
+      const path = await makeTestControlNet(
+        fixturePath('sd1_tiny.safetensors'),
+        join(cnDir, 'cn.safetensors'),
+        CN_SEEDS.sd1,
+        'ldm-prefixed',
+      );
+      const hintShape = [1, 3, shape[2] * 8, shape[3] * 8];
+      const hint = { shape: hintShape, data: Float32Array.from(gen.randn(hintShape), (v) => Math.abs(v) % 1) };
+      const control = [{ path, hint, strength: 0.8, startPercent: 0, endPercent: 1 }];
+      for (const [cfg, controlled] of [
+        [2.5, false],
+        [1, false],
+        [2.5, true],
+      ] as const) {
         const call = {
           op: 'sampleTcd' as const,
           model: { checkpoint: fixturePath('sd1_tiny.safetensors'), loras: [] },
@@ -245,8 +259,8 @@ describe('the session store with bound UNets on the CPU provider', { skip: skip 
           timesteps: [999, 759, 499, 259],
           eta: 0.3,
           noises: [noise(), noise(), noise()],
-          positive: { context: feeds.context },
-          ...(cfg !== 1 ? { negative } : {}),
+          positive: { context: feeds.context, ...(controlled ? { control } : {}) },
+          ...(cfg !== 1 ? { negative: controlled ? { ...negative, control } : negative } : {}),
           cfg,
           predictionType: 'epsilon' as const,
           previews: false,
@@ -264,11 +278,19 @@ describe('the session store with bound UNets on the CPU provider', { skip: skip 
           () => false,
         );
         assert.deepEqual(bound.shape, plain.shape);
-        assert.ok(maxAbsDiff(bound.data, plain.data) <= 1e-5, `cfg ${cfg}: ${maxAbsDiff(bound.data, plain.data)}`);
+        const diff = maxAbsDiff(bound.data, plain.data);
+        assert.ok(diff <= 1e-5, `cfg ${cfg}${controlled ? ', ControlNet' : ''}: ${diff}`);
+        if (controlled) {
+          // the ControlNet ran as a bound session in the one store and as ORT's in the other
+          const model = call.model;
+          assert.ok((await controlNetSession(stores.bound, model, control[0])) instanceof BoundSession);
+          assert.ok(!((await controlNetSession(stores.plain, model, control[0])) instanceof BoundSession));
+        }
       }
     } finally {
       ckpt.close();
       cases.close();
+      rmSync(cnDir, { recursive: true, force: true });
     }
   });
 });
