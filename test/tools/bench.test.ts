@@ -67,9 +67,13 @@ test('bench: demo arch at 64x64, 2 steps on cpu', async () => {
     );
     // --cfg: the same seeds with guidance against the empty prompt (batch-2 UNet calls) give another image
     const common = { arch: 'demo' as const, size: 64, steps: 2, ep: 'cpu', checkpoint, cacheDir: join(dir, 'cache') };
-    const guided = await runBench({ ...common, images: 2, cfg: 3, log: () => {} });
+    // (asked for an unknown provider, which the engine's log says it replaced by the CPU: the report keeps that line)
+    const guided = await runBench({ ...common, ep: 'metal', images: 2, cfg: 3, log: () => {} });
     assert.equal(r.cfg, 1);
     assert.equal(guided.cfg, 3);
+    assert.deepEqual(r.engineLog, []);
+    assert.equal(guided.ep, 'cpu');
+    assert.match(guided.engineLog.join('\n'), /using cpu: unknown execution provider "metal"/);
     assert.equal(guided.images.length, 2);
     assert.notEqual(guided.lastImage!.mean, r.lastImage!.mean);
     await assert.rejects(runBench({ ...common, cfg: 2, loop: 'js', log: () => {} }), /worker loop only/);

@@ -119,6 +119,11 @@ export interface BenchReport {
   };
   node: string;
   tuning: WorkerInit['tuning'];
+  /**
+   * the engine's log lines during the run (first 100): the provider chosen and why, the CUDA provider options in
+   * effect, whether CUDA graphs were used or dropped and why, so a report says what actually ran
+   */
+  engineLog: string[];
 }
 
 const median = (xs: number[]) => {
@@ -169,10 +174,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (!Number.isInteger(size) || size <= 0 || size % granularity !== 0)
     throw new Error(`--size must be a positive multiple of ${granularity} for ${arch}, got ${size}`);
   const ckpt = o.checkpoint ? { path: resolve(o.checkpoint), createdS: null } : await benchCheckpoint(arch, log);
+  const engineLog: string[] = [];
   const engine = new Engine({
     ep: o.ep,
     cacheDir: o.cacheDir ?? join(tmpdir(), 'tcd-bench', 'onnx-cache'),
-    log,
+    log: (line) => {
+      if (engineLog.length < 100) engineLog.push(line);
+      log(line);
+    },
     tuning: o.tuning,
     ...(o.device !== undefined ? { device: o.device } : {}),
   });
@@ -352,6 +361,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       },
       node: process.version,
       tuning: engine.settings.tuning,
+      engineLog,
     };
   } finally {
     await gpu.stop();
