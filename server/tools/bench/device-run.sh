@@ -22,6 +22,16 @@ sdxl_checkpoint_in_background() {
   (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sdxl',console.error)).then(r=>console.log('== sdxl ckpt',JSON.stringify(r)))") &
   ckpt=$!
 }
+# the random SD1.5 checkpoint, written once per machine
+sd15_checkpoint() {
+  node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+}
+# each named report's last image (mean, min, max: same seeds should agree) and its memory figures
+show_images() {
+  for f in "$@"; do
+    node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
+  done
+}
 bench() { # name, timeout seconds, env..., -- bench args
   local name=$1 limit=$2; shift 2
   local envs=(); while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
@@ -34,22 +44,20 @@ case $set in
     # SD1.5 512 with ORT's defaults, channels-last convolutions inside ORT (prefer_nhwc), heuristic cuDNN search (first
     # calls), and the memory pair (pool grows by what is asked, no max cuDNN workspace); < 540 s
     cuda_setup
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     bench sd15-cuda 100 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-nhwc 100 TCD_CUDA_OPTIONS=prefer_nhwc=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-heuristic 100 TCD_CUDA_OPTIONS=cudnn_conv_algo_search=HEURISTIC -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-mem $((530 - SECONDS)) TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     grep -h "CUDA provider options" "$out/log-$set.txt" | sort | uniq -c
-    for f in sd15-cuda sd15-cuda-nhwc sd15-cuda-heuristic sd15-cuda-mem; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
-    done
+    show_images sd15-cuda sd15-cuda-nhwc sd15-cuda-heuristic sd15-cuda-mem
     ;;
   cudagraph) # --cuda-graph: the UNet in a session with fixed GPU bindings replaying one CUDA graph per shape
     # (native/ort-cuda graph_session.c), vs onnxruntime-node's session, SD1.5 512 (cfg 1 and the batch-2 CFG shape;
     # same seeds: lastImage should agree), then the fixtures with the graph path (components and pipelines, incl.
     # batched CFG, against diffusers at fp16; fixtures in /root/fx, sent by earlier calls); < 560 s
     cuda_setup
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-graph 90 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-cfg 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3 --cfg 2
@@ -59,9 +67,7 @@ case $set in
       TCD_CUDA_GRAPH=$g timeout 100 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-graph$g.json" > /dev/null 2> "$out/log-fixtures-graph$g.txt"
       echo "== fixture-check TCD_CUDA_GRAPH=$g rc=$?: $(node -e "const r=require('$out/fixtures-graph$g.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
     done
-    for f in sd15-cuda sd15-cuda-graph sd15-cuda-cfg sd15-cuda-graph-cfg; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
-    done
+    show_images sd15-cuda sd15-cuda-graph sd15-cuda-cfg sd15-cuda-graph-cfg
     ;;
   cudagraph-xl) # SDXL 1024 with the current defaults (fp16 VAE with the scaled stream, loops without per-step
     # acknowledgements, BiasSplitGelu), then --cuda-graph, the memory options, and the fp32 VAE, each against the
@@ -74,9 +80,7 @@ case $set in
     bench sdxl-cuda-mem 100 TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     bench sdxl-cuda-vae32 $((555 - SECONDS)) TCD_VAE_PRECISION=fp32 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     grep -h "CUDA graph\|CUDA provider options" "$out/log-$set.txt" | sort | uniq -c | head
-    for f in sdxl-cuda sdxl-cuda-graph sdxl-cuda-mem sdxl-cuda-vae32; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
-    done
+    show_images sdxl-cuda sdxl-cuda-graph sdxl-cuda-mem sdxl-cuda-vae32
     ;;
   cudaopts-xl) # the same options on SDXL 1024, where memory (17 GB vs the 12 GB target) and conv time matter; < 560 s
     sdxl_checkpoint_in_background
@@ -85,24 +89,20 @@ case $set in
     bench sdxl-cuda 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     bench sdxl-cuda-mem 120 TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     bench sdxl-cuda-nhwc $((555 - SECONDS)) TCD_CUDA_OPTIONS=prefer_nhwc=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    for f in sdxl-cuda sdxl-cuda-mem sdxl-cuda-nhwc; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
-    done
+    show_images sdxl-cuda sdxl-cuda-mem sdxl-cuda-nhwc
     ;;
   packed) # packed attention projections (TCD_GPU_PACKED_ATTENTION): one MatMul for self-attention q/k/v and one for
     # cross-attention k/v into MultiHeadAttention's packed QKV / KV inputs, vs three and two MatMuls; SD1.5 512 and SDXL
     # 1024 without and with the form (same seeds: lastImage should agree); < 540 s
     sdxl_checkpoint_in_background
     cuda_setup
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     bench sd15-cuda 90 TCD_GPU_PACKED_ATTENTION=0 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-packed 90 TCD_GPU_PACKED_ATTENTION=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     wait $ckpt
     bench sdxl-cuda 150 TCD_GPU_PACKED_ATTENTION=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     bench sdxl-cuda-packed $((535 - SECONDS)) TCD_GPU_PACKED_ATTENTION=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    for f in sd15-cuda sd15-cuda-packed sdxl-cuda sdxl-cuda-packed; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
-    done
+    show_images sd15-cuda sd15-cuda-packed sdxl-cuda sdxl-cuda-packed
     ;;
   packedcheck) # the packed attention form's contract on CUDA (max |diff| of packed QKV / KV against q, k, v apart, fp16)
     # and per-attention speed at the SD1.5 512 / SDXL 1024 shapes, with ORT's optimized-model op counts; < 200 s
@@ -113,7 +113,7 @@ case $set in
   nhwc) # com.microsoft NhwcConv (TCD_GPU_NHWC_CONV): the operator's contract (weight layouts) and per-conv speed vs Conv
     # (nhwc-conv-check.js), then SD1.5 512 without and with the form (same seeds: lastImage should agree), then one
     # profiled image of each (per-operator GPU time, node placement); < 540 s
-    (node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))") &
+    (sd15_checkpoint) &
     ckpt=$!
     cuda_setup
     t0=$SECONDS; timeout 150 node dist/server/tools/bench/nhwc-conv-check.js --ep cuda --runs 50 --chain 20 --out "$out/nhwc-conv-check.json" > /dev/null 2> "$out/log-nhwc-check.txt"
@@ -121,9 +121,7 @@ case $set in
     wait $ckpt
     bench sd15-cuda 100 TCD_GPU_NHWC_CONV=0 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-nhwc 100 TCD_GPU_NHWC_CONV=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
-    for f in sd15-cuda sd15-cuda-nhwc; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
-    done
+    show_images sd15-cuda sd15-cuda-nhwc
     for v in 0 1; do
       rm -rf /tmp/prof && mkdir -p /tmp/prof
       bench sd15-cuda-prof-$v $((525 - SECONDS > 80 ? 80 : 525 - SECONDS)) TCD_GPU_NHWC_CONV=$v TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sd15 --size 512 --steps 4 --ep cuda --images 1
@@ -136,7 +134,7 @@ case $set in
     # BiasSplitGelu (defaults); the SDXL fixture pipelines at fp16 (fixtures in /root/fx, sent by an earlier call); < 560 s
     sdxl_checkpoint_in_background
     cuda_setup
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     timeout 150 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-sdxl.json" > /dev/null 2> "$out/log-fixtures.txt"
     echo "== fixture-check rc=$?: $(node -e "const r=require('$out/fixtures-sdxl.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
@@ -146,32 +144,26 @@ case $set in
     # the same VAE forms on WebGPU (random weights; finite and time)
     timeout $((555 - SECONDS)) node dist/server/tools/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu --runs 2 \
       --forms fp32:fused,fp16:fused > "$out/vae-webgpu.json" 2> /dev/null; echo "== vae-bench webgpu rc=$?"
-    for f in sd15-cuda sdxl-cuda sdxl-cuda-vae32; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
-    done
+    show_images sd15-cuda sdxl-cuda sdxl-cuda-vae32
     ;;
   cuda7) # com.microsoft BiasSplitGelu in the UNet feed-forwards vs Split + Gelu + Mul, SD1.5 512 (same seeds); < 200 s
     cuda_setup
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     bench sd15-cuda 80 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-geglu 80 TCD_GPU_FUSED_GEGLU=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
-    for f in sd15-cuda sd15-cuda-geglu; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
-    done
+    show_images sd15-cuda sd15-cuda-geglu
     ;;
   cuda6) # com.microsoft GroupNorm (+ SiLU) on CUDA vs the InstanceNormalization form, SD1.5 512 and SDXL 1024 (same
     # seeds: lastImage should agree); < 560 s
     sdxl_checkpoint_in_background
     cuda_setup
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('== sd15 ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     bench sd15-cuda 100 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     bench sd15-cuda-groupnorm 100 TCD_GPU_FUSED_GROUPNORM=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
     wait $ckpt
     bench sdxl-cuda 150 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     bench sdxl-cuda-groupnorm $((560 - SECONDS)) TCD_GPU_FUSED_GROUPNORM=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    for f in sd15-cuda sd15-cuda-groupnorm sdxl-cuda sdxl-cuda-groupnorm; do
-      node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage))}catch(e){}"
-    done
+    show_images sd15-cuda sd15-cuda-groupnorm sdxl-cuda sdxl-cuda-groupnorm
     ;;
   cuda5) # fp16 pixels on CUDA of the SDXL fixture pipelines, incl. sdxl_tcd_lora with the LoRA baked on the GPU from the
     # shared weight file (--external-data-min-mb 0) and in memory (default); fixtures in /root/fx (sent by an earlier call)
@@ -288,7 +280,7 @@ case $set in
     (timeout 200 node dist/server/tools/bench/vae-bench.js --arch sdxl --size 1024 --ep webgpu --runs 3 \
       --forms fp32:fused,fp32:plain,fp32:fused-fp16,fp32:plain-fp16,fp32:plain-fp16:matmul > "$out/sdxl-vae-forms.json" 2> "$out/log-vae.txt"; echo "== vae forms rc=$?") &
     vae=$!
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     wait $vae
     bench sd15-gemmT 110 TCD_GPU_LINEAR=gemm-transb -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
     bench sd15-gemmT-lora-inputs 110 TCD_GPU_LINEAR=gemm-transb TCD_GPU_LORA=inputs -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1 --lora-rank 64
@@ -307,7 +299,7 @@ case $set in
     bench sdxl-matmul-lora-bake 180 X=1 -- --arch sdxl --size 1024 --steps 4 --ep webgpu --images 1 --lora-rank 64
     ;;
   issue8d) # SD1.5 512 with the new defaults: per-operator GPU time (where the remaining gap is)
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     bench sd15-default 100 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 2
     mkdir -p /tmp/prof && rm -f /tmp/prof/*
     bench sd15-profile 60 TCD_ORT_PROFILE_DIR=/tmp/prof -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 1
@@ -316,7 +308,7 @@ case $set in
     rm -f "$out/sd15-profile.json"
     ;;
   issue8e) # the worker TCD loop (latents on the GPU) vs the per-call JS loop; graph capture on the worker loop; SD1.5 512
-    node -e "import('./dist/server/tools/bench/run.js').then(m=>m.benchCheckpoint('sd15',console.error)).then(r=>console.log('ckpt',JSON.stringify(r)))"
+    sd15_checkpoint
     bench sd15-worker 150 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 3 --loop worker
     bench sd15-js 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 3 --loop js
     bench sd15-worker-capture 90 TCD_GPU_GRAPH_CAPTURE=1 -- --arch sd15 --size 512 --steps 4 --ep webgpu --images 2 --loop worker
