@@ -12,12 +12,8 @@
  *     ortPackageDir, addonPath });
  *   const { eps } = await s.run(feeds, ['eps']);
  */
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import { ortLibDir } from './cuda-check.js';
-import type { CudaOptionEntries } from './cuda-options.js';
+import { type CudaOptionEntries, libonnxruntimeOf, loadOrtCudaAddon, optionsText } from './cuda-options.js';
 
 type Handle = object;
 interface GraphAddon {
@@ -110,12 +106,7 @@ export class BoundSession {
    * CUDA graphs, saying why (options.log).
    */
   static create(model: string | Uint8Array, o: BoundSessionOptions): BoundSession {
-    if (!existsSync(o.addonPath)) {
-      throw new Error(
-        `--cuda-graph needs the native helper ${o.addonPath}: run \`npm run setup:cuda\` or \`bash scripts/build-ort-cuda.sh\` (needs gcc)`,
-      );
-    }
-    const addon = createRequire(import.meta.url)(o.addonPath) as GraphAddon;
+    const addon = loadOrtCudaAddon<GraphAddon>(o.addonPath, '--cuda-graph');
     try {
       return new BoundSession(addon, openSession(addon, model, o), model, o);
     } catch (e) {
@@ -193,11 +184,8 @@ export class BoundSession {
 }
 
 function openSession(addon: GraphAddon, model: string | Uint8Array, o: BoundSessionOptions): Handle {
-  const libDir = ortLibDir(o.ortPackageDir);
-  if (!libDir) throw new Error(`--cuda-graph: no libonnxruntime.so.1 in ${o.ortPackageDir}`);
-  const options = o.cudaOptions.map(([k, v]) => `${k}\t${v}\n`).join('');
-  const lib = join(libDir, 'libonnxruntime.so.1');
-  return addon.createSession(lib, model, o.ep, o.deviceId, options, o.cudaGraph, o.logId);
+  const lib = libonnxruntimeOf(o.ortPackageDir, '--cuda-graph');
+  return addon.createSession(lib, model, o.ep, o.deviceId, optionsText(o.cudaOptions), o.cudaGraph, o.logId);
 }
 
 const firstLine = (e: unknown) => (e as Error).message.split('\n')[0].slice(0, 300);

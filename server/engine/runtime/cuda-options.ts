@@ -113,15 +113,29 @@ export function installCudaOptions(
   addonPath: string,
 ): InstalledCudaOptions {
   if (process.platform !== 'linux') throw new Error('--cuda-options: supported on Linux only');
+  const addon = loadOrtCudaAddon<CudaOptionsAddon>(addonPath, '--cuda-options');
+  const ortRelease = addon.install(libonnxruntimeOf(ortPackageDir, '--cuda-options'), optionsText(entries));
+  return { ortRelease, effective: () => addon.effective() };
+}
+
+/** The ort_cuda addon at `addonPath`, or an error naming `flag` and how to build the addon. */
+export function loadOrtCudaAddon<T>(addonPath: string, flag: string): T {
   if (!existsSync(addonPath)) {
     throw new Error(
-      `--cuda-options needs the native helper ${addonPath}: run \`npm run setup:cuda\` or \`bash scripts/build-ort-cuda.sh\` (needs gcc)`,
+      `${flag} needs the native helper ${addonPath}: run \`npm run setup:cuda\` or \`bash scripts/build-ort-cuda.sh\` (needs gcc)`,
     );
   }
+  return createRequire(import.meta.url)(addonPath) as T;
+}
+
+/** The libonnxruntime.so.1 of the onnxruntime-node package at `ortPackageDir` (the one the addon calls into). */
+export function libonnxruntimeOf(ortPackageDir: string, flag: string): string {
   const libDir = ortLibDir(ortPackageDir);
-  if (!libDir) throw new Error(`--cuda-options: no libonnxruntime.so.1 in ${ortPackageDir}`);
-  const addon = createRequire(import.meta.url)(addonPath) as CudaOptionsAddon;
-  const text = entries.map(([k, v]) => `${k}\t${v}\n`).join('');
-  const ortRelease = addon.install(join(libDir, 'libonnxruntime.so.1'), text);
-  return { ortRelease, effective: () => addon.effective() };
+  if (!libDir) throw new Error(`${flag}: no libonnxruntime.so.1 in ${ortPackageDir}`);
+  return join(libDir, 'libonnxruntime.so.1');
+}
+
+/** Entries as the addon reads them: "key\tvalue\n" per option. */
+export function optionsText(entries: CudaOptionEntries): string {
+  return entries.map(([k, v]) => `${k}\t${v}\n`).join('');
 }
