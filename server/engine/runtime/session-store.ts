@@ -6,7 +6,6 @@
  *   const store = await SessionStore.start(init, log);
  *   const s = await store.session({ checkpoint, component: 'unet', loras: [], build: (w, cfg, dtype) => buildUnet(...) });
  */
-import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../model/config.js';
@@ -186,22 +185,16 @@ export class SessionStore {
     if (!BOUND_COMPONENTS.includes(component) || (this.ep !== 'cuda' && this.ep !== 'cpu')) return false;
     if (this.boundOverride !== null) return this.boundOverride;
     if (this.ep !== 'cuda' || this.tuning.cudaGraph !== true) return false;
-    if (this.loraMode === 'inputs') {
-      // LoRA weights fed every run would be copied to the GPU every step
-      this.log('engine: --cuda-graph is not used with --gpu-lora inputs: running without CUDA graphs');
-      this.tuning.cudaGraph = false;
-      return false;
-    }
-    const addon = this.init.cudaAddon ?? CUDA_ADDON;
-    if (!existsSync(addon)) {
-      // without its helper the flag is dropped, not the provider: the UNet runs as an ordinary CUDA session
-      this.log(
-        `engine: --cuda-graph needs ${addon} (npm run setup:cuda, or bash scripts/build-ort-cuda.sh): running without CUDA graphs`,
-      );
-      this.tuning.cudaGraph = false;
-      return false;
-    }
+    // LoRA weights fed every run would be copied to the GPU every step
+    if (this.loraMode === 'inputs') return this.dropCudaGraph('--cuda-graph is not used with --gpu-lora inputs');
     return true;
+  }
+
+  /** --cuda-graph off for this engine, saying why: the flag is dropped, not the provider. */
+  private dropCudaGraph(why: string): false {
+    this.log(`engine: running without CUDA graphs: ${why}`);
+    this.tuning.cudaGraph = false;
+    return false;
   }
 
   /**
@@ -223,9 +216,9 @@ export class SessionStore {
       if (s.cudaGraph) this.log(`engine: ${name}: fixed GPU bindings, one CUDA graph per input shape`);
       return s;
     } catch (e) {
+      // e.g. the helper not built: the component runs as an ordinary CUDA session
       if (this.ep !== 'cuda' || this.boundOverride !== null) throw e;
-      this.log(`engine: --cuda-graph: ${(e as Error).message.split('\n')[0]}; running without CUDA graphs`);
-      this.tuning.cudaGraph = false;
+      this.dropCudaGraph((e as Error).message.split('\n')[0]);
       return null;
     }
   }
