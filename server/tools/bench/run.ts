@@ -208,11 +208,17 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         ? { textEmbeds: pooled, timeIds: { shape: [1, 6], data: Float32Array.of(size, size, 0, 0, size, size) } }
         : undefined;
 
+    /** a sampling loop's conditioning branch from an encoded prompt */
+    const branchOf = (c: { context: Tensor; pooled: Tensor | null }) => {
+      const extra = extraFor(c.pooled);
+      return { context: c.context, ...(extra ? { extra } : {}) };
+    };
+
     // cold: each component loads on first use
     log(`bench: ${arch} ${size}x${size}, ${steps} steps, ep ${o.ep}: loading`);
     const [text, textCold] = await clock(() => engine.encodeText(clip, prompt));
     const textMiB = gpu.aboveBaseline(await gpu.now());
-    const negative = cfg !== 1 ? await engine.encodeText(clip, '') : null;
+    const negative = cfg !== 1 ? branchOf(await engine.encodeText(clip, '')) : null;
     const x0: Tensor = { shape: latentShape, data: tcdInitialLatent(new TorchGenerator(0), latentShape) };
     const unetCall = (m: typeof model) =>
       engine.unet(m, x0, Float32Array.of(timesteps[0]), text.context, extraFor(text.pooled));
@@ -239,7 +245,6 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         // per step: time between the loop's progress reports (UNet + step graph; the GPU is synchronised only at the end)
         const noises = timesteps.slice(1).map(() => gen.randn(latentShape));
         let last = performance.now();
-        const extra = extraFor(cond.pooled);
         latent = (
           await engine.sampleTcd(
             {
@@ -249,15 +254,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
               eta: 0.3,
               noises,
               cfg,
-              positive: { context: cond.context, ...(extra ? { extra } : {}) },
-              ...(negative
-                ? {
-                    negative: {
-                      context: negative.context,
-                      ...(extraFor(negative.pooled) ? { extra: extraFor(negative.pooled) } : {}),
-                    },
-                  }
-                : {}),
+              positive: branchOf(cond),
+              ...(negative ? { negative } : {}),
             },
             {
               onStep: () => {
