@@ -5,8 +5,8 @@
  * Microsoft's MIT build; 179 MB), fetched with `npm pack` and checked against the sha256 pinned below. When the
  * project's onnxruntime-node is another release, a pinned onnxruntime-node 1.29.0 goes to .cuda/node_modules and
  * CUDA engines run with it (server/engine/runtime/cuda-ort.ts). Then it checks the driver, CUDA 13 and cuDNN 9
- * libraries and says what is missing and how to get it, and builds the small native helper behind --cuda-options when
- * gcc is there (scripts/build-ort-cuda.sh).
+ * libraries and says what is missing and how to get it, and builds the small native helper behind --cuda-options and
+ * --cuda-graph when gcc is there (scripts/build-ort-cuda.sh).
  * Options: --tarball FILE (an already downloaded copy of the provider package, e.g. without registry access),
  *          --ort-tarball FILE --ort-common-tarball FILE (onnxruntime-node / onnxruntime-common 1.29.0 packages),
  *          --check (only the library check, nothing installed).
@@ -127,20 +127,20 @@ async function install(o: { tarball?: string; ortTarball?: string; commonTarball
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  buildCudaOptionsAddon();
+  buildOrtCudaAddon();
 }
 
 /**
- * The helper behind --cuda-options (native/ort-cuda): built with gcc when there is one. CUDA runs without it;
- * only the provider options beyond the device need it, so a missing compiler is a note, not a failure.
+ * The helper behind --cuda-options and --cuda-graph (native/ort-cuda): built with gcc when there is one. CUDA runs
+ * without it (only those two flags need it), so a missing compiler is a note, not a failure.
  */
-function buildCudaOptionsAddon(): void {
+function buildOrtCudaAddon(): void {
   try {
     execFileSync('bash', [join(PROJECT_ROOT, 'scripts', 'build-ort-cuda.sh')], { stdio: 'pipe' });
-    console.log(`setup:cuda: built ${CUDA_ADDON} (for --cuda-options)`);
+    console.log(`setup:cuda: built ${CUDA_ADDON} (for --cuda-options and --cuda-graph)`);
   } catch (e) {
     const why = String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim();
-    console.log(`setup:cuda: note: --cuda-options will not work until its helper is built: ${why}`);
+    console.log(`setup:cuda: note: --cuda-options and --cuda-graph need a helper that was not built: ${why}`);
   }
 }
 
