@@ -489,6 +489,16 @@ export const SETTINGS = {
     group: 'gpu tuning',
     help: 'write an ONNX Runtime profile (JSON) per session here',
   }),
+  ortLogLevel: optional({
+    flag: 'ort-log-level',
+    env: 'TCD_ORT_LOG_LEVEL',
+    meta: 'verbose|info|warning|error',
+    parse: oneOf(['verbose', 'info', 'warning', 'error'] as const),
+    commands: HOSTS,
+    group: 'gpu tuning',
+    defaultDoc: 'error',
+    help: "ONNX Runtime's own log on stderr (info: each memory-arena extension, where GPU memory goes)",
+  }),
   // farm
   queue: optional({
     flag: 'queue',
@@ -697,6 +707,7 @@ export function gpuTuningOf(s: Settings) {
     packedAttention: s.gpuPackedAttention,
     cudaOptions: s.cudaOptions,
     cudaGraph: s.cudaGraph,
+    ortLogLevel: s.ortLogLevel,
   };
 }
 

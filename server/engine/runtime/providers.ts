@@ -152,6 +152,7 @@ export function latentsOnHost(ep: ExecutionProvider): boolean {
  *   TCD_GPU_BUFFER_CACHE=bucket|simple   webgpu storage-buffer cache (simple: exact sizes only; SDXL 1024 peak
  *                                 62 -> 40 GB at the same step time, one image measured; bucket stays default)
  *   TCD_ORT_PROFILE_DIR=DIR       ORT profiling JSON per session (written when the session is released)
+ *   TCD_ORT_LOG_LEVEL=info|...    ORT's own log on stderr (info: each memory-arena extension, the memory profile)
  *   TCD_GPU_LINEAR=matmul|gemm|gemm-transb   how UNet/VAE linears multiply (GraphOptions.linear); SD1.5 512 step
  *                                 81.9 ms (matmul) / 81.0 (gemm, pre-transposed) vs 97.1 (gemm-transb, the CPU form)
  *   TCD_GPU_LORA=bake|inputs|branch   LoRA on GPU: patched weights baked into a graph per LoRA set (steps as fast as
@@ -207,6 +208,18 @@ export interface GpuTuning {
   cudaOptions?: string;
   /** cuda: UNets and ControlNets as bound sessions replaying a CUDA graph per input shape (bound-session.ts) */
   cudaGraph?: boolean;
+  /** ONNX Runtime's log level for the process and its sessions (diagnostics; absent: errors only) */
+  ortLogLevel?: OrtLogLevel;
+}
+
+export type OrtLogLevel = 'verbose' | 'info' | 'warning' | 'error';
+
+/**
+ * A session's logSeverityLevel for tuning.ortLogLevel. Errors only by default: ORT's warnings about unused
+ * initializers are noise here. 'info' is where the memory arenas report each extension ("Extending BFCArena ...").
+ */
+export function logSeverityOf(tuning: Readonly<GpuTuning>): 0 | 1 | 2 | 3 {
+  return ({ verbose: 0, info: 1, warning: 2, error: 3 } as const)[tuning.ortLogLevel ?? 'error'];
 }
 
 export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
@@ -282,7 +295,7 @@ export function sessionOptionsFor(
   const common = {
     graphOptimizationLevel: 'all' as const,
     executionMode: 'sequential' as const,
-    logSeverityLevel: 3 as const, // errors only: ORT's warnings about unused initializers are noise here
+    logSeverityLevel: logSeverityOf(tuning),
     logId: `${family}:${component}`,
     ...(tuning.profileDir
       ? { enableProfiling: true, profileFilePrefix: `${tuning.profileDir}/${ep}-${family}-${component}` }
@@ -346,7 +359,7 @@ export function loopSessionOptions(
   const common = {
     graphOptimizationLevel: graph === 'step' ? ('all' as const) : ('disabled' as const),
     executionMode: 'sequential' as const,
-    logSeverityLevel: 3 as const,
+    logSeverityLevel: logSeverityOf(tuning),
     logId: `loop:${graph}`,
   };
   if (ep === 'cpu') return { ...common, executionProviders: ['cpu'] };

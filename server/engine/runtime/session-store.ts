@@ -133,6 +133,8 @@ export class SessionStore {
    * webgpu, cpu) and logs the choice once. Rejects when cuda was asked for by name and cannot be used.
    */
   static async start(init: WorkerInit, log: (line: string) => void): Promise<SessionStore> {
+    // before the first session (the probes): ONNX Runtime reads it once, when it makes the process's environment
+    if (init.tuning?.ortLogLevel) ort.env.logLevel = init.tuning.ortLogLevel;
     const cudaOptions = installRequestedCudaOptions(init, log);
     const choice = await settleProvider(init.ep, {
       supported: ort.listSupportedBackends(),

@@ -82,6 +82,24 @@ case $set in
     grep -h "CUDA graph\|CUDA provider options" "$out/log-$set.txt" | sort | uniq -c | head
     show_images sdxl-cuda sdxl-cuda-graph sdxl-cuda-mem sdxl-cuda-vae32
     ;;
+  memprofile) # where SDXL 1024's GPU memory goes (17 GB peak vs the 12 GB target): ONNX Runtime's own log at info
+    # (TCD_ORT_LOG_LEVEL) has every arena made, reserved for weights and grown, summed by arena-summary.js; with the
+    # provider's defaults, then with the memory options; < 540 s
+    sdxl_checkpoint_in_background
+    cuda_setup
+    wait $ckpt
+    for v in default mem; do
+      opts=X=1 limit=240
+      [ $v = mem ] && opts=TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 limit=$((530 - SECONDS))
+      t0=$SECONDS
+      env TCD_ORT_LOG_LEVEL=info $opts timeout $limit $B --arch sdxl --size 1024 --steps 4 \
+        --ep cuda --images 2 --out "$out/sdxl-arena-$v.json" > /dev/null 2> /tmp/ort-$v.log
+      echo "== sdxl-arena-$v rc=$? $((SECONDS - t0)) s: $(node -e "const r=require('$out/sdxl-arena-$v.json');console.log(JSON.stringify({...r.summary,memory:r.memory}))" 2>&1)"
+      node dist/server/tools/bench/arena-summary.js /tmp/ort-$v.log > "$out/sdxl-arenas-$v.json"
+      node -e "const s=Object.values(require('$out/sdxl-arenas-$v.json'))[0];const M=(b)=>Math.round(b/1048576);for(const[k,t]of Object.entries(s.allocators))console.log('== arenas $v',k,JSON.stringify({...t,reservedMiB:M(t.reservedBytes),extendedMiB:M(t.extendedBytes)}));for(const g of s.largest.slice(0,8))console.log('   growth',g.allocator,M(g.requestedBytes),'->',M(g.extendedBytes),'MiB after',g.after)"
+      grep -c . /tmp/ort-$v.log
+    done
+    ;;
   cudaopts-xl) # the same options on SDXL 1024, where memory (17 GB vs the 12 GB target) and conv time matter; < 560 s
     sdxl_checkpoint_in_background
     cuda_setup
