@@ -32,11 +32,18 @@ show_images() {
     node -e "try{const r=require('$out/$f.json');console.log('== $f image',JSON.stringify(r.lastImage),JSON.stringify(r.memory))}catch(e){}"
   done
 }
+# where a run's GPU memory went (its ONNX Runtime log, see bench()): per-arena totals and the largest growths
+arenas() {
+  node dist/server/tools/bench/arena-summary.js "/tmp/ort-$1.log" > "$out/arenas-$1.json"
+  node -e "const s=Object.values(require('$out/arenas-$1.json'))[0];const M=(b)=>Math.round(b/1048576);for(const[k,t]of Object.entries(s.allocators))console.log('== arenas $1',k,JSON.stringify({arenas:t.arenas,reserves:t.reserves,reservedMiB:M(t.reservedBytes),extensions:t.extensions,extendedMiB:M(t.extendedBytes)}));for(const g of s.largest.slice(0,8))console.log('   growth',g.allocator,M(g.requestedBytes),'->',M(g.extendedBytes),'MiB after',g.after)"
+}
 bench() { # name, timeout seconds, env..., -- bench args
   local name=$1 limit=$2; shift 2
   local envs=(); while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
-  local t0=$SECONDS
-  env "${envs[@]}" timeout "$limit" $B "$@" --out "$out/$name.json" > /dev/null
+  local t0=$SECONDS err=/dev/stderr
+  # with ONNX Runtime's own log on (TCD_ORT_LOG_LEVEL), it goes to a file of its own, for arenas() to read
+  [[ " ${envs[*]}" == *" TCD_ORT_LOG_LEVEL="* ]] && err=/tmp/ort-$name.log
+  env "${envs[@]}" timeout "$limit" $B "$@" --out "$out/$name.json" > /dev/null 2> "$err"
   echo "== $name rc=$? $((SECONDS - t0)) s: $(node -e "try{const r=require('$out/$name.json');console.log(JSON.stringify({ep:r.ep,...r.summary,gpuMiB:r.memory.gpuPeakAboveBaselineMiB,cold:r.cold}))}catch(e){console.log('no report')}")"
 }
 case $set in
@@ -70,35 +77,29 @@ case $set in
     show_images sd15-cuda sd15-cuda-graph sd15-cuda-cfg sd15-cuda-graph-cfg
     ;;
   cudagraph-xl) # SDXL 1024 with the current defaults (fp16 VAE with the scaled stream, loops without per-step
-    # acknowledgements, BiasSplitGelu), then --cuda-graph, the memory options, and the fp32 VAE, each against the
+    # acknowledgements, BiasSplitGelu; ONNX Runtime's log on for the memory profile), then --cuda-graph, the memory options, and the fp32 VAE, each against the
     # first (same seeds: lastImage should agree); graphs are built by the first run only; < 560 s
     sdxl_checkpoint_in_background
     cuda_setup
     wait $ckpt
-    bench sdxl-cuda 220 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda 220 TCD_ORT_LOG_LEVEL=info -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    arenas sdxl-cuda
     bench sdxl-cuda-graph 100 TCD_CUDA_GRAPH=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
-    bench sdxl-cuda-mem 100 TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    bench sdxl-cuda-mem 100 TCD_ORT_LOG_LEVEL=info TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    arenas sdxl-cuda-mem
     bench sdxl-cuda-vae32 $((555 - SECONDS)) TCD_VAE_PRECISION=fp32 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     grep -h "CUDA graph\|CUDA provider options" "$out/log-$set.txt" | sort | uniq -c | head
     show_images sdxl-cuda sdxl-cuda-graph sdxl-cuda-mem sdxl-cuda-vae32
     ;;
   memprofile) # where SDXL 1024's GPU memory goes (17 GB peak vs the 12 GB target): ONNX Runtime's own log at info
-    # (TCD_ORT_LOG_LEVEL) has every arena made, reserved for weights and grown, summed by arena-summary.js; with the
-    # provider's defaults, then with the memory options; < 540 s
+    # has every arena made, reserved for weights and grown; with the provider's defaults, then the memory options; < 540 s
     sdxl_checkpoint_in_background
     cuda_setup
     wait $ckpt
-    for v in default mem; do
-      opts=X=1 limit=240
-      [ $v = mem ] && opts=TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 limit=$((530 - SECONDS))
-      t0=$SECONDS
-      env TCD_ORT_LOG_LEVEL=info $opts timeout $limit $B --arch sdxl --size 1024 --steps 4 \
-        --ep cuda --images 2 --out "$out/sdxl-arena-$v.json" > /dev/null 2> /tmp/ort-$v.log
-      echo "== sdxl-arena-$v rc=$? $((SECONDS - t0)) s: $(node -e "const r=require('$out/sdxl-arena-$v.json');console.log(JSON.stringify({...r.summary,memory:r.memory}))" 2>&1)"
-      node dist/server/tools/bench/arena-summary.js /tmp/ort-$v.log > "$out/sdxl-arenas-$v.json"
-      node -e "const s=Object.values(require('$out/sdxl-arenas-$v.json'))[0];const M=(b)=>Math.round(b/1048576);for(const[k,t]of Object.entries(s.allocators))console.log('== arenas $v',k,JSON.stringify({...t,reservedMiB:M(t.reservedBytes),extendedMiB:M(t.extendedBytes)}));for(const g of s.largest.slice(0,8))console.log('   growth',g.allocator,M(g.requestedBytes),'->',M(g.extendedBytes),'MiB after',g.after)"
-      grep -c . /tmp/ort-$v.log
-    done
+    bench sdxl-cuda 240 TCD_ORT_LOG_LEVEL=info -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 2
+    arenas sdxl-cuda
+    bench sdxl-cuda-mem $((530 - SECONDS)) TCD_ORT_LOG_LEVEL=info TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 2
+    arenas sdxl-cuda-mem
     ;;
   cudaopts-xl) # the same options on SDXL 1024, where memory (17 GB vs the 12 GB target) and conv time matter; < 560 s
     sdxl_checkpoint_in_background
