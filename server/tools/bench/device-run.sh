@@ -59,6 +59,22 @@ case $set in
     grep -h "CUDA provider options" "$out/log-$set.txt" | sort | uniq -c
     show_images sd15-cuda sd15-cuda-nhwc sd15-cuda-heuristic sd15-cuda-mem
     ;;
+  graphs) # the short round for a tight lease: --cuda-graph on SD1.5 512 against the plain CUDA session (same seeds:
+    # lastImage should agree), the fixtures with the graph path against diffusers (fp16), SDXL 1024 with graphs and
+    # ONNX Runtime's arena log (the memory profile); < 560 s
+    sdxl_checkpoint_in_background
+    cuda_setup
+    sd15_checkpoint
+    bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3
+    bench sd15-cuda-graph 80 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3
+    TCD_CUDA_GRAPH=1 timeout 100 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-graph1.json" > /dev/null 2> "$out/log-fixtures-graph1.txt"
+    echo "== fixture-check TCD_CUDA_GRAPH=1 rc=$?: $(node -e "const r=require('$out/fixtures-graph1.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+    wait $ckpt
+    bench sdxl-cuda-graph $((555 - SECONDS)) TCD_CUDA_GRAPH=1 TCD_ORT_LOG_LEVEL=info -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
+    arenas sdxl-cuda-graph
+    grep -h "CUDA graph" /tmp/ort-sdxl-cuda-graph.log "$out/log-$set.txt" | sort | uniq -c | head
+    show_images sd15-cuda sd15-cuda-graph sdxl-cuda-graph
+    ;;
   cudagraph) # --cuda-graph: the UNet in a session with fixed GPU bindings replaying one CUDA graph per shape
     # (native/ort-cuda graph_session.c), vs onnxruntime-node's session, SD1.5 512 (cfg 1 and the batch-2 CFG shape;
     # same seeds: lastImage should agree), then the fixtures with the graph path (components and pipelines, incl.
