@@ -420,7 +420,6 @@ napi_value js_release_session(napi_env env, napi_callback_info info) {
   return undef;
 }
 
-/* One tensor spec from the run arguments (names[i], types[i], dims[i]). */
 /* One input tensor spec from the run arguments (names[i], types[i], dims[i]). */
 typedef struct {
   char name[256];

@@ -188,7 +188,8 @@ function openSession(addon: GraphAddon, model: string | Uint8Array, o: BoundSess
   return addon.createSession(lib, model, o.ep, o.deviceId, optionsText(o.cudaOptions), o.cudaGraph, o.logId);
 }
 
-const firstLine = (e: unknown) => (e as Error).message.split('\n')[0].slice(0, 300);
+/** An error's first line, at most 300 characters: what a log line or a probe's reason quotes. */
+export const firstLine = (e: unknown) => (e as Error).message.split('\n')[0].slice(0, 300);
 
 function elementType(type: ort.Tensor.Type, name: string): number {
   const n = ELEMENT_TYPE[type];

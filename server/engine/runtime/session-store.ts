@@ -44,7 +44,7 @@ import {
 } from './providers.js';
 import { cudaProblemsHere, describeCudaProblems } from './cuda-check.js';
 import { mainOrtPackage } from './cuda-ort.js';
-import { BoundSession } from './bound-session.js';
+import { BoundSession, firstLine } from './bound-session.js';
 import {
   CUDA_ADDON,
   describeCudaOptions,
@@ -468,6 +468,6 @@ async function probe(ep: ExecutionProvider): Promise<string | null> {
     await s.release();
     return null;
   } catch (e) {
-    return (e as Error).message.split('\n')[0].slice(0, 300);
+    return firstLine(e);
   }
 }

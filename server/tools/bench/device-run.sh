@@ -37,6 +37,12 @@ arenas() {
   node dist/server/tools/bench/arena-summary.js "/tmp/ort-$1.log" > "$out/arenas-$1.json"
   node -e "const s=Object.values(require('$out/arenas-$1.json'))[0];const M=(b)=>Math.round(b/1048576);for(const[k,t]of Object.entries(s.allocators))console.log('== arenas $1',k,JSON.stringify({arenas:t.arenas,reserves:t.reserves,reservedMiB:M(t.reservedBytes),extensions:t.extensions,extendedMiB:M(t.extendedBytes)}));for(const g of s.largest.slice(0,8))console.log('   growth',g.allocator,M(g.requestedBytes),'->',M(g.extendedBytes),'MiB after',g.after)"
 }
+# fixture-check.js with the GPU knobs in env (fixtures in /root/fx, sent by earlier calls): name, timeout, env...
+fixture_check() {
+  local name=$1 limit=$2; shift 2
+  env "$@" timeout "$limit" node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/$name.json" > /dev/null 2> "$out/log-$name.txt"
+  echo "== $name rc=$?: $(node -e "const r=require('$out/$name.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+}
 bench() { # name, timeout seconds, env..., -- bench args
   local name=$1 limit=$2; shift 2
   local envs=(); while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
@@ -68,8 +74,7 @@ case $set in
     bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3
     bench sd15-cuda-graph 80 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3
     if [ -f /root/fx/sdxl_tiny.safetensors ]; then # the fixtures, when a lease had the time to send them
-      TCD_CUDA_GRAPH=1 timeout 100 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-graph1.json" > /dev/null 2> "$out/log-fixtures-graph1.txt"
-      echo "== fixture-check TCD_CUDA_GRAPH=1 rc=$?: $(node -e "const r=require('$out/fixtures-graph1.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+      fixture_check fixtures-graph1 100 TCD_CUDA_GRAPH=1
     fi
     wait $ckpt
     bench sdxl-cuda-graph $((555 - SECONDS)) TCD_CUDA_GRAPH=1 TCD_ORT_LOG_LEVEL=info -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
@@ -89,14 +94,14 @@ case $set in
     bench sd15-cuda-graph-cfg 90 TCD_CUDA_GRAPH=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 3 --cfg 2
     grep -h "CUDA graph\|cuda-graph\|capture" "$out/log-$set.txt" | sort | uniq -c | head
     for g in 0 1; do # the fixtures (incl. the SDXL pipelines with the fp16 VAE) without, then with the graph path
-      TCD_CUDA_GRAPH=$g timeout 100 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-graph$g.json" > /dev/null 2> "$out/log-fixtures-graph$g.txt"
-      echo "== fixture-check TCD_CUDA_GRAPH=$g rc=$?: $(node -e "const r=require('$out/fixtures-graph$g.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+      fixture_check fixtures-graph$g 100 TCD_CUDA_GRAPH=$g
     done
     show_images sd15-cuda sd15-cuda-graph sd15-cuda-cfg sd15-cuda-graph-cfg
     ;;
   cudagraph-xl) # SDXL 1024 with the current defaults (fp16 VAE with the scaled stream, loops without per-step
-    # acknowledgements, BiasSplitGelu; ONNX Runtime's log on for the memory profile), then --cuda-graph, the memory options, and the fp32 VAE, each against the
-    # first (same seeds: lastImage should agree); graphs are built by the first run only; < 560 s
+    # acknowledgements, BiasSplitGelu; ONNX Runtime's log on for the memory profile), then --cuda-graph, the memory
+    # options, and the fp32 VAE, each against the first (same seeds: lastImage should agree); graphs are built by the
+    # first run only; < 560 s
     sdxl_checkpoint_in_background
     cuda_setup
     wait $ckpt
@@ -173,8 +178,7 @@ case $set in
     cuda_setup
     sd15_checkpoint
     bench sd15-cuda 90 X=1 -- --arch sd15 --size 512 --steps 4 --ep cuda --images 4
-    timeout 150 node dist/server/tools/bench/fixture-check.js --fixtures /root/fx --ep cuda --out "$out/fixtures-sdxl.json" > /dev/null 2> "$out/log-fixtures.txt"
-    echo "== fixture-check rc=$?: $(node -e "const r=require('$out/fixtures-sdxl.json');console.log(r.ep,JSON.stringify([...r.components,...r.pipelines].map(c=>[c.name,c.pass,+(c.maxDiff).toPrecision(3),c.fractionOver2])))" 2>&1)"
+    fixture_check fixtures-sdxl 150 X=1
     wait $ckpt
     bench sdxl-cuda 200 X=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3
     bench sdxl-cuda-vae32 $((480 - SECONDS)) TCD_VAE_PRECISION=fp32 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 3

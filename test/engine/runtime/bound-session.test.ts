@@ -76,7 +76,7 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
       assert.equal(bound.cudaGraph, false, 'no CUDA graphs on the CPU');
       assert.deepEqual([...bound.inputNames], ['x', 'w', 'k']);
       assert.deepEqual([...bound.outputNames], ['y', 'kf']);
-      // 40 shapes, more than the 32 bindings a session keeps: the first ones are freed and made again on return
+      // 39 shapes, more than the 32 bindings a session keeps: the first ones are freed and made again on return
       const shapes = [1, 3, 1, 2, 3, ...Array.from({ length: 36 }, (_, i) => i + 4), 1, 2];
       for (const rows of shapes) {
         const feeds = {
@@ -102,7 +102,7 @@ describe('BoundSession on the CPU provider (the CUDA graph path with host memory
     }
   });
 
-  test('mistakes are named: data of the wrong size, an output with no known shape, a released session', async () => {
+  test('mistakes are named: data of the wrong size, an unknown output, another element type, a missing input, a released session', async () => {
     const bound = cpuBound(smallModel());
     const feeds = {
       x: new ort.Tensor('float32', new Float32Array(6), [2, 3]),
