@@ -14,5 +14,5 @@ fi
 mkdir -p "$out"
 # undefined napi_* symbols are resolved against the node executable when Node loads the addon
 "$cc" -shared -fPIC -O2 -Wall -Wextra -fvisibility=hidden -o "$out/ort_cuda.node" \
-  "$src/addon.c" "$src/provider_options.c" "$src/graph_session.c" -ldl -lpthread
+  "$src/addon.c" "$src/provider_options.c" "$src/graph_session.c" "$src/shared_arena.c" -ldl -lpthread
 echo "build-ort-cuda: built $out/ort_cuda.node"

@@ -480,6 +480,17 @@ export const SETTINGS = {
       'cuda: run the UNet and ControlNets with their inputs and outputs bound at fixed GPU addresses and replay one ' +
       'CUDA graph per input shape (fewer kernel launches per step); needs the helper `npm run setup:cuda` builds',
   }),
+  sharedArena: flagSwitch({
+    flag: 'shared-arena',
+    env: 'TCD_SHARED_ARENA',
+    default: false,
+    whenSet: true,
+    commands: HOSTS,
+    group: 'gpu tuning',
+    help:
+      'cuda, cpu: one ONNX Runtime memory arena for all sessions instead of one each (peak memory: the largest ' +
+      "session's, not the sum); needs the helper `npm run setup:cuda` builds",
+  }),
   ortProfileDir: optional({
     flag: 'ort-profile-dir',
     env: 'TCD_ORT_PROFILE_DIR',
@@ -707,6 +718,7 @@ export function gpuTuningOf(s: Settings) {
     packedAttention: s.gpuPackedAttention,
     cudaOptions: s.cudaOptions,
     cudaGraph: s.cudaGraph,
+    sharedArena: s.sharedArena,
     ortLogLevel: s.ortLogLevel,
   };
 }

@@ -21,6 +21,9 @@ const char *ort_bind_library(const char *path, const char **version, char *buf, 
 /* Splits "key\tvalue\n..." in place into at most max keys/values; returns the count. */
 size_t ort_split_options(char *text, const char **keys, const char **values, size_t max);
 
+/* shared_arena.c */
+napi_value js_share_arena(napi_env env, napi_callback_info info);
+
 /* graph_session.c */
 napi_value js_create_session(napi_env env, napi_callback_info info);
 napi_value js_session_io(napi_env env, napi_callback_info info);

@@ -15,7 +15,8 @@
  *
  * JS:
  *   createSession(libonnxruntimePath, model: string | Uint8Array, ep: 'cuda' | 'cpu', deviceId, options, cudaGraph,
- *                 logId) -> handle; options: "key\tvalue\n..." CUDA provider options (ignored on the CPU)
+ *                 logId, logSeverity?) -> handle; options: "key\tvalue\n..." CUDA provider options (ignored on the CPU);
+ *                 logSeverity: ONNX Runtime's log level in use (0 verbose ... 3 errors only, the default)
  *   sessionIO(handle) -> { inputs: string[], outputs: string[] }
  *   run(handle, inNames, inTypes, inDims, inData: TypedArray[]) -> [{ name, type, dims, data: ArrayBuffer }], every
  *       output in the session's order; types are ONNX element types (1 float, 10 float16, 7 int64, 6 int32, ...)
@@ -276,15 +277,15 @@ static void finalize_handle(napi_env env, void *data, void *hint) {
 }
 
 napi_value js_create_session(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
+  size_t argc = 8;
+  napi_value argv[8];
   char msg[MSG], lib[4096], ep[16], log_id[256], options[4096];
   size_t len = 0;
-  int64_t device = 0;
+  int64_t device = 0, severity = 3;
   bool cuda_graph = false, is_array = false;
   const char *version = "";
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != 0 || argc < 7)
-    return napi_fail(env, "createSession(lib, model, ep, deviceId, options, cudaGraph, logId) takes 7 arguments");
+    return napi_fail(env, "createSession(lib, model, ep, deviceId, options, cudaGraph, logId[, logSeverity]) takes 7 or 8 arguments");
   if (napi_get_value_string_utf8(env, argv[0], lib, sizeof lib, &len) != 0 || len >= sizeof lib - 1 ||
       napi_get_value_string_utf8(env, argv[2], ep, sizeof ep, &len) != 0 ||
       napi_get_value_int64(env, argv[3], &device) != 0 ||
@@ -292,18 +293,23 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
       napi_get_value_bool(env, argv[5], &cuda_graph) != 0 ||
       napi_get_value_string_utf8(env, argv[6], log_id, sizeof log_id, &len) != 0)
     return napi_fail(env, "createSession: bad arguments (or a library path over 4095 bytes)");
+  /* the process's ONNX Runtime log level (0-3; errors only when not given): CreateEnv applies it to the environment
+     onnxruntime-node made, so the level given must be the one in use */
+  if (argc >= 8 && (napi_get_value_int64(env, argv[7], &severity) != 0 || severity < 0 || severity > 3))
+    return napi_fail(env, "createSession: logSeverity must be 0, 1, 2 or 3");
   int on_gpu = strcmp(ep, "cuda") == 0;
   if (!on_gpu && strcmp(ep, "cpu") != 0) return napi_fail(env, "createSession: ep must be 'cuda' or 'cpu'");
   if (ort_bind_library(lib, &version, msg, sizeof msg)) return napi_fail(env, msg);
   pthread_mutex_lock(&init_lock);
-  OrtStatus *env_status = ort_env ? NULL : ORT_STATUS(CreateEnv, int, const char *, void **)(3, "tcd-studio", &ort_env);
+  OrtStatus *env_status =
+      ort_env ? NULL : ORT_STATUS(CreateEnv, int, const char *, void **)((int)severity, "tcd-studio", &ort_env);
   pthread_mutex_unlock(&init_lock);
   if (env_status) return napi_fail(env, ort_status_text(env_status, "CreateEnv", msg, MSG));
 
   void *so = NULL;
   CHECK(ORT_STATUS(CreateSessionOptions, void **)(&so), "CreateSessionOptions");
   OrtStatus *st = ORT_STATUS(SetSessionGraphOptimizationLevel, void *, int)(so, 99);
-  if (!st) st = ORT_STATUS(SetSessionLogSeverityLevel, void *, int)(so, 3);
+  if (!st) st = ORT_STATUS(SetSessionLogSeverityLevel, void *, int)(so, (int)severity);
   if (!st) st = ORT_STATUS(SetSessionLogId, void *, const char *)(so, log_id);
   if (!st && on_gpu) st = append_cuda(so, (int)device, cuda_graph, options);
 

@@ -64,6 +64,9 @@ enum {
   SLOT_BindOutputToDevice = 138,
   SLOT_GetBoundOutputValues = 140,
   SLOT_ClearBoundOutputs = 142,
+  SLOT_CreateAndRegisterAllocator = 144,
+  SLOT_ReleaseArenaCfg = 157,
+  SLOT_CreateArenaCfgV2 = 164,
   SLOT_AddRunConfigEntry = 165,
   SLOT_SynchronizeBoundOutputs = 203,
   SLOT_SessionOptionsAppendExecutionProvider_CUDA_V2 = 204,
@@ -71,6 +74,7 @@ enum {
   SLOT_UpdateCUDAProviderOptions = 206,
   SLOT_GetCUDAProviderOptionsAsString = 207,
   SLOT_ReleaseCUDAProviderOptions = 208,
+  SLOT_CreateAndRegisterAllocatorV2 = 259, /* C API version 15 (ONNX Runtime 1.15) on: check the release first */
 };
 
 /* the process's table (ort_table_of) and the CUDA_V2 append as it was before provider_options.c wrapped it */

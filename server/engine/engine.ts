@@ -148,7 +148,9 @@ export function resolveEngineOptions(o: EngineOptions = {}): WorkerInit {
     device: o.device ?? 0,
     tuning: { ...DEFAULT_GPU_TUNING, ...definedOnly(o.tuning ?? {}) },
     ...(o.graphCacheMB !== undefined ? { graphCacheMB: o.graphCacheMB } : {}),
-    ...(o.tuning?.cudaOptions || o.tuning?.cudaGraph ? { cudaAddon: join(projectRoot(), CUDA_ADDON) } : {}),
+    ...(o.tuning?.cudaOptions || o.tuning?.cudaGraph || o.tuning?.sharedArena
+      ? { cudaAddon: join(projectRoot(), CUDA_ADDON) }
+      : {}),
   };
 }
 

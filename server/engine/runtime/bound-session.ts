@@ -25,6 +25,7 @@ interface GraphAddon {
     options: string,
     cudaGraph: boolean,
     logId: string,
+    logSeverity: number,
   ): Handle;
   sessionIO(h: Handle): { inputs: string[]; outputs: string[] };
   /** every output, in the session's order */
@@ -45,6 +46,8 @@ export interface BoundSessionOptions {
   /** capture a CUDA graph per input shape (cuda only) */
   cudaGraph: boolean;
   logId: string;
+  /** ONNX Runtime's log level in use in this process (logSeverityOf; default 3, errors only) */
+  logSeverity?: 0 | 1 | 2 | 3;
   /** the onnxruntime-node package this process runs (its libonnxruntime is the one the addon calls) */
   ortPackageDir: string;
   addonPath: string;
@@ -185,7 +188,8 @@ export class BoundSession {
 
 function openSession(addon: GraphAddon, model: string | Uint8Array, o: BoundSessionOptions): Handle {
   const lib = libonnxruntimeOf(o.ortPackageDir, '--cuda-graph');
-  return addon.createSession(lib, model, o.ep, o.deviceId, optionsText(o.cudaOptions), o.cudaGraph, o.logId);
+  const severity = o.logSeverity ?? 3;
+  return addon.createSession(lib, model, o.ep, o.deviceId, optionsText(o.cudaOptions), o.cudaGraph, o.logId, severity);
 }
 
 /** An error's first line, at most 300 characters: what a log line or a probe's reason quotes. */

@@ -259,7 +259,7 @@ export interface WorkerInit {
   tuning?: Partial<Omit<GpuTuning, 'deviceId'>>;
   /** graph cache disk budget in MiB (0 = no limit); absent: graphCacheBudgetBytes' default */
   graphCacheMB?: number;
-  /** the native addon behind tuning.cudaOptions and cudaGraph (cuda-options.ts, bound-session.ts); set with them */
+  /** the native addon behind tuning.cudaOptions, cudaGraph and sharedArena (cuda-options.ts, bound-session.ts, shared-arena.ts) */
   cudaAddon?: string;
 }
 

@@ -9,6 +9,7 @@ import type { Component, ComputeDtype } from '../types.js';
 import type { ModelFamily } from '../model/config.js';
 import type { LinearForm } from '../onnx/graph.js';
 import type { VaeAttentionForm } from '../model/vae.js';
+import { SHARED_ARENA_SESSION_CONFIG } from './shared-arena.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu', 'cuda'];
@@ -208,6 +209,8 @@ export interface GpuTuning {
   cudaOptions?: string;
   /** cuda: UNets and ControlNets as bound sessions replaying a CUDA graph per input shape (bound-session.ts) */
   cudaGraph?: boolean;
+  /** cuda, cpu: one memory arena for all sessions instead of one each (shared-arena.ts); set once it is registered */
+  sharedArena?: boolean;
   /** ONNX Runtime's log level for the process and its sessions (diagnostics; absent: errors only) */
   ortLogLevel?: OrtLogLevel;
 }
@@ -237,6 +240,7 @@ export const DEFAULT_GPU_TUNING: Readonly<GpuTuning> = {
   nhwcConv: false,
   packedAttention: false,
   cudaGraph: false,
+  sharedArena: false,
 };
 
 /**
@@ -284,6 +288,7 @@ export function graphTuningFor(ep: ExecutionProvider, tuning: Readonly<GpuTuning
  *   come from `npm run setup:cuda` (docs/cuda.md).
  * - cpu: the memory arena and memory patterns pay off because the same shapes repeat every sampling step.
  * - tuning.profileDir turns on ORT profiling (one JSON per session); tuning.graphCapture ORT graph capture.
+ * - tuning.sharedArena: cpu and cuda sessions take the arena registered for the whole process (shared-arena.ts).
  */
 export function sessionOptionsFor(
   ep: ExecutionProvider,
@@ -308,6 +313,7 @@ export function sessionOptionsFor(
         executionProviders: [{ name: 'cpu', useArena: true }],
         enableCpuMemArena: true,
         enableMemPattern: true,
+        ...sharedArenaConfig(tuning),
       };
     case 'webgpu':
       return {
@@ -332,9 +338,15 @@ export function sessionOptionsFor(
         ...common,
         executionProviders: [{ name: 'cuda', deviceId: tuning.deviceId ?? 0 }, 'cpu'],
         enableMemPattern: false,
+        ...sharedArenaConfig(tuning),
         ...(tuning.graphCapture && component === 'unet' ? { enableGraphCapture: true } : {}),
       };
   }
+}
+
+/** The config entry that puts a session on the shared arena (--shared-arena, registered by SessionStore.start). */
+function sharedArenaConfig(tuning: Readonly<GpuTuning>) {
+  return tuning.sharedArena ? SHARED_ARENA_SESSION_CONFIG : {};
 }
 
 /**
@@ -362,7 +374,7 @@ export function loopSessionOptions(
     logSeverityLevel: logSeverityOf(tuning),
     logId: `loop:${graph}`,
   };
-  if (ep === 'cpu') return { ...common, executionProviders: ['cpu'] };
+  if (ep === 'cpu') return { ...common, executionProviders: ['cpu'], ...sharedArenaConfig(tuning) };
   const location = graph === 'download' ? ('cpu' as const) : ('gpu-buffer' as const);
   const provider = {
     name: 'webgpu',

@@ -39,12 +39,14 @@ import {
   DEFAULT_GPU_TUNING,
   graphTuningFor,
   isGpu,
+  logSeverityOf,
   sessionOptionsFor,
   settleProvider,
 } from './providers.js';
 import { cudaProblemsHere, describeCudaProblems } from './cuda-check.js';
 import { mainOrtPackage } from './cuda-ort.js';
 import { BoundSession, firstLine } from './bound-session.js';
+import { shareArena } from './shared-arena.js';
 import {
   CUDA_ADDON,
   describeCudaOptions,
@@ -148,7 +150,36 @@ export class SessionStore {
     if (choice.ep === 'cuda' && cudaOptions) {
       log(`engine: CUDA provider options in effect: ${cudaOptions.effective() || '(not reported)'}`);
     }
-    return new SessionStore(init, choice.ep, log, choice.requested === 'cuda');
+    const store = new SessionStore(init, choice.ep, log, choice.requested === 'cuda');
+    if (store.tuning.sharedArena) store.tuning.sharedArena = store.registerSharedArena();
+    return store;
+  }
+
+  /**
+   * --shared-arena: registers one arena for the provider's memory with the process's environment (made by the
+   * probes), which every session then takes. Not possible (webgpu, no helper): logged, and sessions keep their own.
+   */
+  private registerSharedArena(): boolean {
+    const ep = this.ep;
+    if (ep === 'webgpu') {
+      this.log('engine: --shared-arena not used: WebGPU sessions have no ONNX Runtime arena');
+      return false;
+    }
+    try {
+      const release = shareArena(
+        this.init.ortPackage ?? mainOrtPackage() ?? '',
+        ep,
+        this.tuning.deviceId ?? 0,
+        parseCudaOptions(this.tuning.cudaOptions ?? ''),
+        this.init.cudaAddon ?? CUDA_ADDON,
+        logSeverityOf(this.tuning),
+      );
+      this.log(`engine: one memory arena shared by all ${ep} sessions (${release})`);
+      return true;
+    } catch (e) {
+      this.log(`engine: --shared-arena not used: ${firstLine(e)}`);
+      return false;
+    }
   }
 
   /** The open checkpoint and its detected config (re-opened when the file changed on disk). */
@@ -211,6 +242,7 @@ export class SessionStore {
         cudaOptions: parseCudaOptions(this.tuning.cudaOptions ?? ''),
         cudaGraph: this.ep === 'cuda',
         logId,
+        logSeverity: logSeverityOf(this.tuning),
         ortPackageDir: this.init.ortPackage ?? mainOrtPackage() ?? '',
         addonPath: this.init.cudaAddon ?? CUDA_ADDON,
         log: this.log,

@@ -115,14 +115,20 @@ case $set in
     show_images sdxl-cuda sdxl-cuda-graph sdxl-cuda-mem sdxl-cuda-vae32
     ;;
   memprofile) # where SDXL 1024's GPU memory goes (17 GB peak vs the 12 GB target): ONNX Runtime's own log at info
-    # has every arena made, reserved for weights and grown; with the provider's defaults, then the memory options; < 540 s
+    # has every arena made, reserved for weights and grown; with the provider's defaults, then the memory options,
+    # then those with one arena shared by all sessions (--shared-arena); same seeds: lastImage should agree; < 540 s
     sdxl_checkpoint_in_background
     cuda_setup
     wait $ckpt
-    bench sdxl-cuda 240 TCD_ORT_LOG_LEVEL=info -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 2
+    mem=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0
+    bench sdxl-cuda 220 TCD_ORT_LOG_LEVEL=info -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 2
     arenas sdxl-cuda
-    bench sdxl-cuda-mem $((530 - SECONDS)) TCD_ORT_LOG_LEVEL=info TCD_CUDA_OPTIONS=arena_extend_strategy=kSameAsRequested,cudnn_conv_use_max_workspace=0 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 2
+    bench sdxl-cuda-mem 120 TCD_ORT_LOG_LEVEL=info TCD_CUDA_OPTIONS=$mem -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 2
     arenas sdxl-cuda-mem
+    bench sdxl-cuda-shared $((530 - SECONDS)) TCD_ORT_LOG_LEVEL=info TCD_CUDA_OPTIONS=$mem TCD_SHARED_ARENA=1 -- --arch sdxl --size 1024 --steps 4 --ep cuda --images 2
+    arenas sdxl-cuda-shared
+    node -e "try{console.log(require('$out/sdxl-cuda-shared.json').engineLog.filter(l=>/arena/.test(l)).join('\\n'))}catch(e){}"
+    show_images sdxl-cuda sdxl-cuda-mem sdxl-cuda-shared
     ;;
   cudaopts-xl) # the same options on SDXL 1024, where memory (17 GB vs the 12 GB target) and conv time matter; < 560 s
     sdxl_checkpoint_in_background

@@ -6,6 +6,7 @@
  * diffusers outputs, and a whole TCD loop with CFG, i.e. batch-2 calls, equal to the plain session's).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
@@ -183,6 +184,36 @@ describe(
     });
   },
 );
+
+describe("a bound session made first sets the process's ONNX Runtime log level", { skip }, () => {
+  // ONNX Runtime keeps one environment per process, made by whichever asks first at the level it gives: a bound
+  // session made at "errors only" before any other session silenced --ort-log-level info (the arena log) for all
+  const environmentLines = (severity: number | null) => {
+    const code = `
+      const ort = require(${JSON.stringify(createRequire(import.meta.url).resolve('onnxruntime-node'))});
+      const addon = require(${JSON.stringify(addonPath)});
+      const model = Buffer.from(${JSON.stringify(Buffer.from(smallModel()).toString('base64'))}, 'base64');
+      const lib = ${JSON.stringify(join(ortLibDir(mainOrtPackage())!, 'libonnxruntime.so.1'))};
+      ort.env.logLevel = 'info';
+      (async () => {
+        const args = [lib, model, 'cpu', 0, '', false, 'bound'];
+        addon.createSession(...args, ...(${severity} === null ? [] : [${severity}])); // makes the environment
+        const s = await ort.InferenceSession.create(model, { logId: 'after' });
+        await s.run({ x: new ort.Tensor('float32', new Float32Array(3), [1, 3]),
+          w: new ort.Tensor('float16', new Uint16Array(3), [3]), k: new ort.Tensor('int64', new BigInt64Array(1), [1]) });
+      })();`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    // the environment's own logger (not a session's): arena creation and growth
+    return (r.stderr.match(/\[I:onnxruntime:tcd-studio, bfc_arena/g) ?? []).length;
+  };
+  test('given the level in use (info), the environment logs the arenas', () => {
+    assert.ok(environmentLines(1) > 0);
+  });
+  test('without it (errors only, the old call), the environment is silent: what the engine must not do', () => {
+    assert.equal(environmentLines(null), 0);
+  });
+});
 
 describe('the session store with bound UNets on the CPU provider', { skip: skip || fixtureSkip() }, () => {
   const stores: Record<'plain' | 'bound', SessionStore> = {} as never;
