@@ -39,6 +39,7 @@ test('defaults: the measured winners (NHWC, fused attention, MatMul linears, bak
     nhwcConv: false,
     packedAttention: false,
     cudaGraph: false,
+    sharedArena: false,
   });
   assert.deepEqual(gpuTuningFromEnv({}), DEFAULT_GPU_TUNING);
   const o = sessionOptionsFor('webgpu', 'unet', 'sd1');
@@ -76,6 +77,7 @@ test("TCD_GPU_* settings are parsed, validated and reach the engine's tuning", (
       TCD_ORT_PROFILE_DIR: '/tmp/p',
       TCD_CUDA_GRAPH: '1',
       TCD_CUDA_OPTIONS: 'use_tf32=false',
+      TCD_SHARED_ARENA: '1',
     }),
     {
       ...DEFAULT_GPU_TUNING,
@@ -86,6 +88,7 @@ test("TCD_GPU_* settings are parsed, validated and reach the engine's tuning", (
       profileDir: '/tmp/p',
       cudaGraph: true,
       cudaOptions: 'use_tf32=0',
+      sharedArena: true,
     },
   );
   assert.equal(
@@ -217,4 +220,16 @@ test('TCD_GPU_PACKED_ATTENTION=1 puts packed attention into cuda graphs and thei
   assert.ok(!('packedAttention' in graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_PACKED_ATTENTION: '0' }))));
   assert.deepEqual(graphTuningFor('cuda', gpuTuningFromEnv({ TCD_GPU_PACKED_ATTENTION: '0' })), graphTuningFor('cuda'));
   assert.notDeepEqual(graphTuningFor('cuda', on), graphTuningFor('cuda'));
+});
+
+test("--shared-arena: cpu and cuda sessions (and the loops' cpu graphs) take the environment's arena, webgpu ones do not", () => {
+  const shared = { ...DEFAULT_GPU_TUNING, sharedArena: true };
+  const entry = { session: { use_env_allocators: '1' } };
+  for (const ep of ['cpu', 'cuda'] as const) {
+    assert.deepEqual(sessionOptionsFor(ep, 'unet', 'sdxl', shared).extra, entry, ep);
+    assert.equal(sessionOptionsFor(ep, 'unet', 'sdxl').extra, undefined, ep);
+  }
+  assert.equal(sessionOptionsFor('webgpu', 'unet', 'sdxl', shared).extra, undefined);
+  assert.deepEqual(loopSessionOptions('cpu', 'step', shared).extra, entry);
+  assert.equal(loopSessionOptions('webgpu', 'step', shared).extra, undefined);
 });
