@@ -8,12 +8,13 @@
  * session's. ONNX Runtime keeps one environment per process: CreateEnv hands back the one onnxruntime-node made.
  *
  * JS: shareArena(libonnxruntimePath, ep, deviceId, arena, providerOptions, logSeverity) -> "ONNX Runtime <version>"; throws on
- *     error (also when one is already registered for that memory). ep: "cuda" (device memory of deviceId, needs C API
- *     version 15) or "cpu". arena: "key\tvalue\n..." of OrtArenaCfg (arena_extend_strategy 0/1, max_mem, ...);
+ *     error. A second call for the same memory keeps the first arena (its settings too). ep: "cuda" (device memory
+ *     of deviceId, needs C API version 15) or "cpu". arena: "key\tvalue\n..." of OrtArenaCfg (arena_extend_strategy 0/1, max_mem, ...);
  *     providerOptions: the CUDA provider's options for the allocator (device_id is added here); logSeverity (0-3): the
  *     process's ONNX Runtime log level, restated because CreateEnv applies the level it is given to the existing
  *     environment.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,12 @@
 #define MAX_ENTRIES 32
 #define ORT_ARENA_ALLOCATOR 1
 #define ORT_MEM_TYPE_DEFAULT 0
+#define MAX_DEVICES 64
+
+/* what this process registered already (an engine started again in the same process finds its arena there) */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static int cpu_registered;
+static int cuda_registered[MAX_DEVICES];
 
 /* "1.29.0" -> 29 (C API versions follow the minor release); 0 when unreadable */
 static int minor_release(const char *version) {
@@ -91,7 +98,14 @@ napi_value js_share_arena(napi_env env, napi_callback_info info) {
     snprintf(msg, sizeof msg, "shareArena: a shared CUDA arena needs ONNX Runtime 1.15 or later (this is %s)", version);
     return napi_fail(env, msg);
   }
-  if (register_arena(ep, (int)device, arena, provider, (int)severity, msg, sizeof msg)) return napi_fail(env, msg);
+  int on_gpu = strcmp(ep, "cuda") == 0;
+  if (on_gpu && (device < 0 || device >= MAX_DEVICES)) return napi_fail(env, "shareArena: deviceId out of range");
+  pthread_mutex_lock(&registry_lock);
+  int *registered = on_gpu ? &cuda_registered[device] : &cpu_registered;
+  int failed = !*registered && register_arena(ep, (int)device, arena, provider, (int)severity, msg, sizeof msg);
+  if (!failed) *registered = 1;
+  pthread_mutex_unlock(&registry_lock);
+  if (failed) return napi_fail(env, msg);
   napi_value out;
   char text[64];
   snprintf(text, sizeof text, "ONNX Runtime %s", version);

@@ -40,10 +40,10 @@ export function arenaConfigOf(cudaOptions: CudaOptionEntries): Array<[string, st
 }
 
 /**
- * Registers the shared arena for `ep` with the environment onnxruntime-node made (the package at `ortPackageDir`
- * must be imported and have made a session already), at the process's log severity (0 verbose ... 3 errors only).
- * Returns the ONNX Runtime release; throws with the reason (no helper built, an ONNX Runtime older than 1.15 for
- * CUDA, an arena already registered).
+ * Registers the shared arena for `ep` with the process's ONNX Runtime environment (the onnxruntime-node package at
+ * `ortPackageDir` must be imported), at the process's log severity (0 verbose ... 3 errors only). A second call for
+ * the same memory (an engine started again in this process) keeps the first arena. Returns the ONNX Runtime release;
+ * throws with the reason (no helper built, an ONNX Runtime older than 1.15 for CUDA).
  */
 export function shareArena(
   ortPackageDir: string,

@@ -11,7 +11,10 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { runCli, runFlags, tempDirs, PROJECT } from '../../cli/run-cli.js';
-import { ortCudaAddonSkip } from '../../helpers/ort-cuda-addon.js';
+import { buildOrtCudaAddon, ortCudaAddonSkip } from '../../helpers/ort-cuda-addon.js';
+import { createRequire } from 'node:module';
+import { ortLibDir } from '../../../server/engine/runtime/cuda-check.js';
+import { mainOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
 import { summariseArenaLog } from '../../../server/tools/bench/arena-summary.js';
 import { arenaConfigOf } from '../../../server/engine/runtime/shared-arena.js';
 import { parseCudaOptions } from '../../../server/engine/runtime/cuda-options.js';
@@ -75,3 +78,34 @@ test('shared arena: one arena for every session, the same image, less growth', {
     rmSync(dirs.root, { recursive: true, force: true });
   }
 });
+
+test(
+  'registering again (an engine restarted in the same process) keeps the arena; bad arguments are refused',
+  { skip: ortCudaAddonSkip },
+  () => {
+    const built = buildOrtCudaAddon();
+    try {
+      // a process of its own: the registration lasts as long as the process's ONNX Runtime environment
+      const code = `
+      require(${JSON.stringify(createRequire(import.meta.url).resolve('onnxruntime-node'))});
+      const addon = require(${JSON.stringify(built.addon)});
+      const lib = ${JSON.stringify(join(ortLibDir(mainOrtPackage())!, 'libonnxruntime.so.1'))};
+      const out = [];
+      for (let i = 0; i < 2; i++) out.push(addon.shareArena(lib, 'cpu', 0, 'arena_extend_strategy\\t1\\n', '', 3));
+      for (const args of [[lib, 'webgpu', 0, '', '', 3], [lib, 'cpu', 0, '', '', 7], [lib, 'cuda', 99, '', '', 3]]) {
+        try { addon.shareArena(...args); out.push('accepted'); } catch (e) { out.push(e.message); }
+      }
+      console.log(JSON.stringify(out));`;
+      const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const [first, again, webgpu, severity, device] = JSON.parse(r.stdout) as string[];
+      assert.match(first, /^ONNX Runtime \d+\.\d+\.\d+$/);
+      assert.equal(again, first);
+      assert.match(webgpu, /ep must be 'cuda' or 'cpu'/);
+      assert.match(severity, /bad arguments/);
+      assert.match(device, /deviceId out of range/);
+    } finally {
+      built.cleanup();
+    }
+  },
+);
