@@ -259,7 +259,10 @@ export interface WorkerInit {
   tuning?: Partial<Omit<GpuTuning, 'deviceId'>>;
   /** graph cache disk budget in MiB (0 = no limit); absent: graphCacheBudgetBytes' default */
   graphCacheMB?: number;
-  /** the native addon behind tuning.cudaOptions, cudaGraph and sharedArena (cuda-options.ts, bound-session.ts, shared-arena.ts) */
+  /**
+   * the native addon behind tuning.cudaOptions, cudaGraph and sharedArena (cuda-options.ts, bound-session.ts,
+   * shared-arena.ts); set with them
+   */
   cudaAddon?: string;
 }
 

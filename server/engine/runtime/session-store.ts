@@ -156,8 +156,8 @@ export class SessionStore {
   }
 
   /**
-   * --shared-arena: registers one arena for the provider's memory with the process's environment (made by the
-   * probes), which every session then takes. Not possible (webgpu, no helper): logged, and sessions keep their own.
+   * --shared-arena: registers one arena for the provider's memory with the process's ONNX Runtime environment, which
+   * every session made from then on takes. Not possible (webgpu, no helper): logged, and sessions keep their own.
    */
   private registerSharedArena(): boolean {
     const ep = this.ep;
