@@ -5,7 +5,7 @@
  * every session's largest activations (text encoders, UNet, VAE), although they never run at the same time. An
  * allocator registered with the process's environment (CreateAndRegisterAllocator[V2]) is used instead by every
  * session created with the config entry session.use_env_allocators=1, so the pipeline's peak becomes its largest
- * session's. ONNX Runtime keeps one environment per process: CreateEnv hands back the one onnxruntime-node made.
+ * session's. ONNX Runtime keeps one environment per process: CreateEnv hands back the one that exists, or makes it.
  *
  * JS: shareArena(libonnxruntimePath, ep, deviceId, arena, providerOptions, logSeverity) -> "ONNX Runtime <version>"; throws on
  *     error. A second call for the same memory keeps the first arena (its settings too). ep: "cuda" (device memory
@@ -44,7 +44,8 @@ static int register_arena(const char *ep, int device, char *arena, char *provide
   const char *keys[MAX_ENTRIES + 1], *values[MAX_ENTRIES + 1];
   void *env = NULL, *mem = NULL, *cfg = NULL;
   int on_gpu = strcmp(ep, "cuda") == 0;
-  /* the process's environment, made by onnxruntime-node already (kept for the process's life, as the arena is) */
+  /* the process's environment (made here, at the level in use, when no session holds one now); the reference is
+     kept for the process's life, as the arena must be */
   OrtStatus *st = ORT_STATUS(CreateEnv, int, const char *, void **)(severity, "tcd-studio", &env);
   if (st) return ort_status_text(st, "CreateEnv", msg, len), -1;
 
