@@ -285,7 +285,8 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
   bool cuda_graph = false, is_array = false;
   const char *version = "";
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != 0 || argc < 7)
-    return napi_fail(env, "createSession(lib, model, ep, deviceId, options, cudaGraph, logId[, logSeverity]) takes 7 or 8 arguments");
+    return napi_fail(env, "createSession(lib, model, ep, deviceId, options, cudaGraph, logId[, logSeverity]) takes "
+                          "7 or 8 arguments");
   if (napi_get_value_string_utf8(env, argv[0], lib, sizeof lib, &len) != 0 || len >= sizeof lib - 1 ||
       napi_get_value_string_utf8(env, argv[2], ep, sizeof ep, &len) != 0 ||
       napi_get_value_int64(env, argv[3], &device) != 0 ||
@@ -293,8 +294,8 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
       napi_get_value_bool(env, argv[5], &cuda_graph) != 0 ||
       napi_get_value_string_utf8(env, argv[6], log_id, sizeof log_id, &len) != 0)
     return napi_fail(env, "createSession: bad arguments (or a library path over 4095 bytes)");
-  /* the process's ONNX Runtime log level (0-3; errors only when not given): CreateEnv applies it to the environment
-     onnxruntime-node made, so the level given must be the one in use */
+  /* the process's ONNX Runtime log level (0-3; errors only when not given): when no session holds the environment
+     now, CreateEnv makes it at this level for every later session, so the level given must be the one in use */
   if (argc >= 8 && (napi_get_value_int64(env, argv[7], &severity) != 0 || severity < 0 || severity > 3))
     return napi_fail(env, "createSession: logSeverity must be 0, 1, 2 or 3");
   int on_gpu = strcmp(ep, "cuda") == 0;
