@@ -3,16 +3,17 @@
  * with ONNX Runtime's environment). The demo workflow runs twice through the real command line with ONNX Runtime's
  * log at info: each session growing an arena of its own, then all of them taking the one shared arena. The image must
  * not change, and the shared run must grow less memory in fewer steps (the sessions reuse what an earlier one grew).
+ * Then the addon call itself: registering again keeps the arena, bad arguments are refused.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { runCli, runFlags, tempDirs, PROJECT } from '../../cli/run-cli.js';
 import { buildOrtCudaAddon, ortCudaAddonSkip } from '../../helpers/ort-cuda-addon.js';
-import { createRequire } from 'node:module';
 import { ortLibDir } from '../../../server/engine/runtime/cuda-check.js';
 import { mainOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
 import { summariseArenaLog } from '../../../server/tools/bench/arena-summary.js';
