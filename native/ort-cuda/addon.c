@@ -4,7 +4,8 @@
  *  - createSession / sessionIO / run / releaseSession (graph_session.c): sessions whose inputs and outputs stay bound
  *    at fixed GPU addresses, which is what the provider's CUDA graphs need (enable_cuda_graph);
  *  - shareArena (shared_arena.c): one memory arena for all sessions on a provider (--shared-arena).
- * Built by scripts/build-ort-cuda.sh; used by server/engine/runtime/cuda-options.ts, bound-session.ts and shared-arena.ts.
+ * Built by scripts/build-ort-cuda.sh; used by server/engine/runtime/cuda-options.ts, bound-session.ts and
+ * shared-arena.ts.
  */
 #include "addon.h"
 

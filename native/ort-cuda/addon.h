@@ -29,3 +29,5 @@ napi_value js_create_session(napi_env env, napi_callback_info info);
 napi_value js_session_io(napi_env env, napi_callback_info info);
 napi_value js_run(napi_env env, napi_callback_info info);
 napi_value js_release_session(napi_env env, napi_callback_info info);
+/* The process's OrtEnv, taken once (made at `severity` when no session holds one): bound sessions, the shared arena. */
+OrtStatus *ort_process_env(int severity, void **env);

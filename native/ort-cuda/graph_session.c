@@ -15,8 +15,8 @@
  *
  * JS:
  *   createSession(libonnxruntimePath, model: string | Uint8Array, ep: 'cuda' | 'cpu', deviceId, options, cudaGraph,
- *                 logId, logSeverity?) -> handle; options: "key\tvalue\n..." CUDA provider options (ignored on the CPU);
- *                 logSeverity: ONNX Runtime's log level in use (0 verbose ... 3 errors only, the default)
+ *                 logId, logSeverity?) -> handle; options: "key\tvalue\n..." CUDA provider options (ignored on the
+ *                 CPU); logSeverity: ONNX Runtime's log level in use (0 verbose ... 3 errors only, the default)
  *   sessionIO(handle) -> { inputs: string[], outputs: string[] }
  *   run(handle, inNames, inTypes, inDims, inData: TypedArray[]) -> [{ name, type, dims, data: ArrayBuffer }], every
  *       output in the session's order; types are ONNX element types (1 float, 10 float16, 7 int64, 6 int32, ...)
@@ -65,7 +65,7 @@ typedef struct {
   Binding *bindings;
 } GraphSession;
 
-static void *ort_env; /* the process's OrtEnv (ONNX Runtime keeps one; CreateEnv returns it) */
+static void *ort_env; /* the process's OrtEnv (ort_process_env) */
 
 /* ---- CUDA runtime, loaded by the CUDA provider already; resolved on first use ---- */
 typedef int (*CudaMemcpyFn)(void *dst, const void *src, size_t n, int kind);
@@ -78,6 +78,17 @@ static CudaVoidFn cuda_synchronize;
 static CudaErrorStringFn cuda_error_string;
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER; /* ort_env and the CUDA runtime, set once */
+
+/* The process's OrtEnv, taken once for the process's life (bound sessions and the shared arena need it as long as
+   the process runs). When no session holds one now, CreateEnv makes it at `severity` for every later session, so
+   the level given must be the one in use. */
+OrtStatus *ort_process_env(int severity, void **out) {
+  pthread_mutex_lock(&init_lock);
+  OrtStatus *st = ort_env ? NULL : ORT_STATUS(CreateEnv, int, const char *, void **)(severity, "tcd-studio", &ort_env);
+  *out = ort_env;
+  pthread_mutex_unlock(&init_lock);
+  return st;
+}
 
 /* The CUDA runtime the CUDA provider uses: called after a CUDA session exists, so the provider has loaded its own
    libcudart; any version already in the process wins over loading one from disk. Call with init_lock held. */
@@ -294,17 +305,14 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
       napi_get_value_bool(env, argv[5], &cuda_graph) != 0 ||
       napi_get_value_string_utf8(env, argv[6], log_id, sizeof log_id, &len) != 0)
     return napi_fail(env, "createSession: bad arguments (or a library path over 4095 bytes)");
-  /* the process's ONNX Runtime log level (0-3; errors only when not given): when no session holds the environment
-     now, CreateEnv makes it at this level for every later session, so the level given must be the one in use */
+  /* the process's ONNX Runtime log level (0-3; errors only when not given), for ort_process_env */
   if (argc >= 8 && (napi_get_value_int64(env, argv[7], &severity) != 0 || severity < 0 || severity > 3))
     return napi_fail(env, "createSession: logSeverity must be 0, 1, 2 or 3");
   int on_gpu = strcmp(ep, "cuda") == 0;
   if (!on_gpu && strcmp(ep, "cpu") != 0) return napi_fail(env, "createSession: ep must be 'cuda' or 'cpu'");
   if (ort_bind_library(lib, &version, msg, sizeof msg)) return napi_fail(env, msg);
-  pthread_mutex_lock(&init_lock);
-  OrtStatus *env_status =
-      ort_env ? NULL : ORT_STATUS(CreateEnv, int, const char *, void **)((int)severity, "tcd-studio", &ort_env);
-  pthread_mutex_unlock(&init_lock);
+  void *process_env = NULL;
+  OrtStatus *env_status = ort_process_env((int)severity, &process_env);
   if (env_status) return napi_fail(env, ort_status_text(env_status, "CreateEnv", msg, MSG));
 
   void *so = NULL;
@@ -336,7 +344,7 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
         return napi_fail(env, "createSession: model bytes must be a Uint8Array");
       }
       st = ORT_STATUS(CreateSessionFromArray, const void *, const void *, size_t, const void *, void **)(
-          ort_env, data, length, so, &s->session);
+          process_env, data, length, so, &s->session);
     } else {
       char path[4096];
       if (napi_get_value_string_utf8(env, argv[1], path, sizeof path, &len) != 0) {
@@ -344,7 +352,7 @@ napi_value js_create_session(napi_env env, napi_callback_info info) {
         free_session(s);
         return napi_fail(env, "createSession: model must be a path or a Uint8Array");
       }
-      st = ORT_STATUS(CreateSession, const void *, const char *, const void *, void **)(ort_env, path, so,
+      st = ORT_STATUS(CreateSession, const void *, const char *, const void *, void **)(process_env, path, so,
                                                                                         &s->session);
     }
   }

@@ -5,14 +5,14 @@
  * every session's largest activations (text encoders, UNet, VAE), although they never run at the same time. An
  * allocator registered with the process's environment (CreateAndRegisterAllocator[V2]) is used instead by every
  * session created with the config entry session.use_env_allocators=1, so the pipeline's peak becomes its largest
- * session's. ONNX Runtime keeps one environment per process: CreateEnv hands back the one that exists, or makes it.
+ * session's.
  *
- * JS: shareArena(libonnxruntimePath, ep, deviceId, arena, providerOptions, logSeverity) -> "ONNX Runtime <version>"; throws on
- *     error. A second call for the same memory keeps the first arena (its settings too). ep: "cuda" (device memory
- *     of deviceId, needs C API version 15) or "cpu". arena: "key\tvalue\n..." of OrtArenaCfg (arena_extend_strategy 0/1, max_mem, ...);
- *     providerOptions: the CUDA provider's options for the allocator (device_id is added here); logSeverity (0-3): the
- *     process's ONNX Runtime log level, restated because CreateEnv applies the level it is given to the existing
- *     environment.
+ * JS: shareArena(libonnxruntimePath, ep, deviceId, arena, providerOptions, logSeverity) -> "ONNX Runtime <version>";
+ *     throws on error. A second call for the same memory keeps the first arena (its settings too).
+ *     ep: "cuda" (device memory of deviceId, needs C API version 15) or "cpu".
+ *     arena: "key\tvalue\n..." of OrtArenaCfg (arena_extend_strategy 0/1, max_mem, ...).
+ *     providerOptions: the CUDA provider's options for the allocator (device_id is added here).
+ *     logSeverity (0-3): the process's ONNX Runtime log level, for the environment (ort_process_env).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -39,14 +39,10 @@ static int minor_release(const char *version) {
   return minor;
 }
 
-static int register_arena(const char *ep, int device, char *arena, char *provider, int severity, char *msg,
-                          size_t len) {
+static int register_arena(int on_gpu, int device, char *arena, char *provider, int severity, char *msg, size_t len) {
   const char *keys[MAX_ENTRIES + 1], *values[MAX_ENTRIES + 1];
   void *env = NULL, *mem = NULL, *cfg = NULL;
-  int on_gpu = strcmp(ep, "cuda") == 0;
-  /* the process's environment (made here, at the level in use, when no session holds one now); the reference is
-     kept for the process's life, as the arena must be */
-  OrtStatus *st = ORT_STATUS(CreateEnv, int, const char *, void **)(severity, "tcd-studio", &env);
+  OrtStatus *st = ort_process_env(severity, &env);
   if (st) return ort_status_text(st, "CreateEnv", msg, len), -1;
 
   size_t n = ort_split_options(arena, keys, values, MAX_ENTRIES);
@@ -93,17 +89,17 @@ napi_value js_share_arena(napi_env env, napi_callback_info info) {
       napi_get_value_string_utf8(env, argv[4], provider, sizeof provider, &len) != 0 || len >= sizeof provider - 1 ||
       napi_get_value_int64(env, argv[5], &severity) != 0 || severity < 0 || severity > 3)
     return napi_fail(env, "shareArena: bad arguments (or a text over 4095 bytes)");
-  if (strcmp(ep, "cuda") != 0 && strcmp(ep, "cpu") != 0) return napi_fail(env, "shareArena: ep must be 'cuda' or 'cpu'");
+  int on_gpu = strcmp(ep, "cuda") == 0;
+  if (!on_gpu && strcmp(ep, "cpu") != 0) return napi_fail(env, "shareArena: ep must be 'cuda' or 'cpu'");
   if (ort_bind_library(lib, &version, msg, sizeof msg)) return napi_fail(env, msg);
-  if (strcmp(ep, "cuda") == 0 && minor_release(version) < 15) {
+  if (on_gpu && minor_release(version) < 15) {
     snprintf(msg, sizeof msg, "shareArena: a shared CUDA arena needs ONNX Runtime 1.15 or later (this is %s)", version);
     return napi_fail(env, msg);
   }
-  int on_gpu = strcmp(ep, "cuda") == 0;
   if (on_gpu && (device < 0 || device >= MAX_DEVICES)) return napi_fail(env, "shareArena: deviceId out of range");
   pthread_mutex_lock(&registry_lock);
   int *registered = on_gpu ? &cuda_registered[device] : &cpu_registered;
-  int failed = !*registered && register_arena(ep, (int)device, arena, provider, (int)severity, msg, sizeof msg);
+  int failed = !*registered && register_arena(on_gpu, (int)device, arena, provider, (int)severity, msg, sizeof msg);
   if (!failed) *registered = 1;
   pthread_mutex_unlock(&registry_lock);
   if (failed) return napi_fail(env, msg);
