@@ -155,6 +155,14 @@ export class SessionStore {
     return store;
   }
 
+  /** The onnxruntime-node package this engine runs and the native helper's path (the helper calls into the former). */
+  private get ortPackageDir(): string {
+    return this.init.ortPackage ?? mainOrtPackage() ?? '';
+  }
+  private get addonPath(): string {
+    return this.init.cudaAddon ?? CUDA_ADDON;
+  }
+
   /**
    * --shared-arena: registers one arena for the provider's memory with the process's ONNX Runtime environment, which
    * every session made from then on takes. Not possible (webgpu, no helper): logged, and sessions keep their own.
@@ -167,11 +175,11 @@ export class SessionStore {
     }
     try {
       const release = shareArena(
-        this.init.ortPackage ?? mainOrtPackage() ?? '',
+        this.ortPackageDir,
         ep,
         this.tuning.deviceId ?? 0,
         parseCudaOptions(this.tuning.cudaOptions ?? ''),
-        this.init.cudaAddon ?? CUDA_ADDON,
+        this.addonPath,
         logSeverityOf(this.tuning),
       );
       this.log(`engine: one memory arena shared by all ${ep} sessions (${release})`);
@@ -243,8 +251,8 @@ export class SessionStore {
         cudaGraph: this.ep === 'cuda',
         logId,
         logSeverity: logSeverityOf(this.tuning),
-        ortPackageDir: this.init.ortPackage ?? mainOrtPackage() ?? '',
-        addonPath: this.init.cudaAddon ?? CUDA_ADDON,
+        ortPackageDir: this.ortPackageDir,
+        addonPath: this.addonPath,
         log: this.log,
       });
       if (s.cudaGraph) this.log(`engine: ${name}: fixed GPU bindings, one CUDA graph per input shape`);

@@ -19,7 +19,7 @@ import { serializeModel } from '../../../server/engine/onnx/serialize.js';
 import { BoundSession } from '../../../server/engine/runtime/bound-session.js';
 import { runComponentCall } from '../../../server/engine/runtime/components.js';
 import { controlNetSession } from '../../../server/engine/runtime/control-residuals.js';
-import { ortLibDir } from '../../../server/engine/runtime/cuda-check.js';
+import { libonnxruntimeOf } from '../../../server/engine/runtime/cuda-options.js';
 import { mainOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
 import { SessionStore } from '../../../server/engine/runtime/session-store.js';
 import { runTcdLoop } from '../../../server/engine/runtime/tcd-loop.js';
@@ -143,7 +143,7 @@ describe(
   { skip },
   () => {
     test('each thread gets its own results while the others run', async () => {
-      const lib = join(ortLibDir(mainOrtPackage())!, 'libonnxruntime.so.1');
+      const lib = libonnxruntimeOf(mainOrtPackage()!, 'test');
       const ortEntry = createRequire(import.meta.url).resolve('onnxruntime-node');
       // plain CommonJS so the threads need no TypeScript loader: shapes and data differ per thread and per run
       const code = `
@@ -193,7 +193,7 @@ describe("a bound session made first sets the process's ONNX Runtime log level",
       const ort = require(${JSON.stringify(createRequire(import.meta.url).resolve('onnxruntime-node'))});
       const addon = require(${JSON.stringify(addonPath)});
       const model = Buffer.from(${JSON.stringify(Buffer.from(smallModel()).toString('base64'))}, 'base64');
-      const lib = ${JSON.stringify(join(ortLibDir(mainOrtPackage())!, 'libonnxruntime.so.1'))};
+      const lib = ${JSON.stringify(libonnxruntimeOf(mainOrtPackage()!, 'test'))};
       ort.env.logLevel = 'info';
       (async () => {
         const args = [lib, model, 'cpu', 0, '', false, 'bound'];

@@ -14,11 +14,10 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { runCli, runFlags, tempDirs, PROJECT } from '../../cli/run-cli.js';
 import { buildOrtCudaAddon, ortCudaAddonSkip } from '../../helpers/ort-cuda-addon.js';
-import { ortLibDir } from '../../../server/engine/runtime/cuda-check.js';
 import { mainOrtPackage } from '../../../server/engine/runtime/cuda-ort.js';
 import { summariseArenaLog } from '../../../server/tools/bench/arena-summary.js';
 import { arenaConfigOf } from '../../../server/engine/runtime/shared-arena.js';
-import { parseCudaOptions } from '../../../server/engine/runtime/cuda-options.js';
+import { libonnxruntimeOf, parseCudaOptions } from '../../../server/engine/runtime/cuda-options.js';
 
 test('the arena settings come from the CUDA options that concern arenas', () => {
   const entries = parseCudaOptions('arena_extend_strategy=kSameAsRequested,gpu_mem_limit=8000000000,use_tf32=0');
@@ -90,7 +89,7 @@ test(
       const code = `
       require(${JSON.stringify(createRequire(import.meta.url).resolve('onnxruntime-node'))});
       const addon = require(${JSON.stringify(built.addon)});
-      const lib = ${JSON.stringify(join(ortLibDir(mainOrtPackage())!, 'libonnxruntime.so.1'))};
+      const lib = ${JSON.stringify(libonnxruntimeOf(mainOrtPackage()!, 'test'))};
       const out = [];
       for (let i = 0; i < 2; i++) out.push(addon.shareArena(lib, 'cpu', 0, 'arena_extend_strategy\\t1\\n', '', 3));
       for (const args of [[lib, 'webgpu', 0, '', '', 3], [lib, 'cpu', 0, '', '', 7], [lib, 'cuda', 99, '', '', 3]]) {
