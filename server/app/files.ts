@@ -10,6 +10,7 @@ import { sniffImage, readImageHeader, maxImagePixels, ImageTooLargeError } from 
 import { pngVariant, wantsVariant, type ImageVariant } from '../storage/image-variants.js';
 import { VariantCache } from '../storage/variant-cache.js';
 import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
+import { splitAnnotated } from '../storage/annotated-path.js';
 
 export interface FileDirs {
   output: string;
@@ -27,7 +28,7 @@ const MIME: Record<string, string> = {
   '.txt': 'text/plain',
 };
 
-function dirFor(dirs: FileDirs, type: unknown): string | null {
+export function dirFor(dirs: FileDirs, type: unknown): string | null {
   const t = typeof type === 'string' && type ? type : 'output';
   return t === 'output' ? dirs.output : t === 'input' ? dirs.input : t === 'temp' ? dirs.temp : null;
 }
@@ -41,11 +42,14 @@ function sendPathError(res: Response, e: unknown): void {
 
 export function viewHandler(dirs: FileDirs, variants = new VariantCache<ImageVariant>()) {
   return (req: Request, res: Response): void => {
-    const { filename, subfolder, type } = req.query;
-    if (typeof filename !== 'string' || !filename) {
+    const { subfolder } = req.query;
+    if (typeof req.query.filename !== 'string' || !req.query.filename) {
       res.status(400).json(httpError('bad_request', 'filename is required'));
       return;
     }
+    // `name.png [output]` picks its folder itself, like ComfyUI
+    const { name: filename, type: annotated } = splitAnnotated(req.query.filename);
+    const type = annotated ?? req.query.type;
     const base = dirFor(dirs, type);
     if (!base) {
       res.status(400).json(httpError('bad_request', `unknown type ${JSON.stringify(type)} (output, input or temp)`));
@@ -98,7 +102,7 @@ export function viewHandler(dirs: FileDirs, variants = new VariantCache<ImageVar
 }
 
 /** A refused upload: the status and message of the 4xx answer. */
-class UploadRefusal extends Error {
+export class UploadRefusal extends Error {
   constructor(
     readonly status: number,
     readonly type: string,
@@ -108,7 +112,10 @@ class UploadRefusal extends Error {
   }
 }
 
-export function uploadImageHandler(dirs: FileDirs, maxBytes: number) {
+/** Turns the uploaded image into the bytes to store (POST /upload/mask); throws UploadRefusal to refuse. */
+export type UploadCompose = (upload: Buffer, fields: Record<string, string>) => Buffer;
+
+export function uploadImageHandler(dirs: FileDirs, maxBytes: number, compose?: UploadCompose) {
   return (req: Request, res: Response): void => {
     let bb: busboy.Busboy;
     try {
@@ -155,7 +162,7 @@ export function uploadImageHandler(dirs: FileDirs, maxBytes: number) {
       if (res.headersSent) return;
       try {
         if (refusal) throw refusal;
-        const saved = saveUpload(dirs, file, fields, maxBytes);
+        const saved = saveUpload(dirs, file, fields, maxBytes, compose);
         res.json(saved);
       } catch (e) {
         if (e instanceof UploadRefusal) res.status(e.status).json(httpError(e.type, e.message));
@@ -171,6 +178,7 @@ function saveUpload(
   f: { name: string; chunks: Buffer[]; truncated: boolean } | null,
   fields: Record<string, string>,
   maxBytes: number,
+  compose?: UploadCompose,
 ) {
   if (!f) throw new UploadRefusal(400, 'bad_request', 'no "image" file in the form');
   if (f.truncated) throw new UploadRefusal(413, 'too_large', `upload exceeds ${maxBytes} bytes`);
@@ -186,6 +194,7 @@ function saveUpload(
     );
   const base = dirFor(dirs, fields.type || 'input');
   if (!base) throw new UploadRefusal(400, 'bad_request', `unknown type ${fields.type}`);
+  const stored = compose ? compose(bytes, fields) : bytes;
   const subfolder = fields.subfolder ?? '';
   let name = f.name;
   let path = resolveInside(base, subfolder, name);
@@ -196,13 +205,13 @@ function saveUpload(
     const ext = extname(f.name),
       stem = f.name.slice(0, f.name.length - ext.length);
     for (let i = 1; existsSync(path); i++) {
-      if (statSync(path).isFile() && readFileSync(path).equals(bytes)) break; // identical bytes: reuse the existing file
+      if (statSync(path).isFile() && readFileSync(path).equals(stored)) break; // identical bytes: reuse the existing file
       name = `${stem} (${i})${ext}`;
       path = resolveInside(base, subfolder, name);
     }
   }
   mkdirSync(dirname(path), { recursive: true });
-  writeFileAtomic(path, bytes);
+  writeFileAtomic(path, stored);
   return { name, subfolder, type: fields.type || 'input' };
 }
 

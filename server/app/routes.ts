@@ -15,6 +15,7 @@ import { isUiWorkflow, uiToApi, WorkflowConversionError } from '../workflow/conv
 import { MODEL_FOLDERS, type ModelFolders } from '../storage/model-folders.js';
 import { resolveInside } from '../storage/safe-path.js';
 import { viewHandler, uploadImageHandler, type FileDirs } from './files.js';
+import { maskComposer } from './mask-upload.js';
 import { promptBodyRefusal } from './limits.js';
 import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 import { writeJsonObject } from './stream-json.js';
@@ -129,7 +130,13 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
         res.status(400).json(v.body);
         return;
       }
-      const clientId = typeof body.client_id === 'string' ? body.client_id : null;
+      // ComfyUI routes a prompt's events by extra_data.client_id, which a top-level client_id overrides
+      const clientId =
+        typeof body.client_id === 'string'
+          ? body.client_id
+          : typeof extraData.client_id === 'string'
+            ? extraData.client_id
+            : null;
       const number = typeof body.number === 'number' && Number.isFinite(body.number) ? body.number : undefined;
       const out = d.queue.submit({
         prompt,
@@ -222,6 +229,7 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
 
   r.get('/view', viewHandler(d.dirs));
   r.post('/upload/image', uploadImageHandler(d.dirs, d.maxUploadBytes));
+  r.post('/upload/mask', uploadImageHandler(d.dirs, d.maxUploadBytes, maskComposer(d.dirs)));
 
   r.get('/system_stats', (_req, res) => {
     res.json({

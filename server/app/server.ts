@@ -160,7 +160,10 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
       if (o.free_memory || o.unload_models) executor.cache.clear();
       return cfg.free?.(services, o);
     },
-    devices: () => cfg.devices?.() ?? [{ name: 'cpu', type: 'cpu', index: 0, vram_total: 0, vram_free: 0 }],
+    devices: () =>
+      cfg.devices?.() ?? [
+        { name: 'cpu', type: 'cpu', index: 0, vram_total: 0, vram_free: 0, torch_vram_total: 0, torch_vram_free: 0 },
+      ],
   });
   app.use('/api', routes);
   app.use('/', routes);

@@ -80,7 +80,11 @@ export class WsHub implements EventSink {
   accept(ws: WebSocket, req: IncomingMessage): void {
     const url = new URL(req.url ?? '/ws', 'http://x');
     const requested = url.searchParams.get('clientId');
-    const id = requested && /^[\w.:-]{1,128}$/.test(requested) ? requested : randomUUID().replace(/-/g, '');
+    // any id a client picks (ComfyUI takes any string): it must equal the client_id its prompts carry
+    const id =
+      requested && requested.length <= 256 && !/[\x00-\x1f\x7f]/.test(requested)
+        ? requested
+        : randomUUID().replace(/-/g, '');
     const client = this.clients.get(id) ?? { id, sockets: new Set(), previewMetadata: false };
     this.clients.set(id, client);
     client.sockets.add(ws);

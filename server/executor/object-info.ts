@@ -21,6 +21,7 @@ export function objectInfoFor(def: NodeDefinition<any>, services?: unknown): Rec
     input_order: {
       required: def.inputs.filter((s) => !s.optional).map((s) => s.name),
       ...(Object.keys(optional).length ? { optional: def.inputs.filter((s) => s.optional).map((s) => s.name) } : {}),
+      ...(def.hidden ? { hidden: Object.keys(def.hidden) } : {}),
     },
     is_input_list: !!def.inputIsList,
     output: def.outputs.map((o) => o.type),
