@@ -9,7 +9,7 @@ import { OutputCache, signatureOf } from './cache.js';
 import { InterruptedError, type NodeContext, type NodeResult, type Registry } from './node-definition.js';
 import { isLink, type Prompt } from './prompt.js';
 import { argumentSets, mergeResults } from './list-map.js';
-import { executionOrder } from './validate.js';
+import { declaredInputs, executionOrder } from './validate.js';
 
 export interface PromptJob {
   promptId: string;
@@ -56,9 +56,9 @@ export class Executor<S> {
     const executed: string[] = [];
     record(event('execution_start', { prompt_id: promptId, timestamp: Date.now() }), true);
 
-    const order = executionOrder(prompt, job.outputs);
     let currentNode = '';
     try {
+      const order = executionOrder(prompt, job.outputs, this.registry);
       // signatures in dependency order
       const sigs = new Map<string, string>();
       for (const id of order) {
@@ -66,8 +66,10 @@ export class Executor<S> {
         const def = this.registry.get(node.class_type)!;
         const constants = job.constants.get(id) ?? {};
         const links: Record<string, string> = {};
-        for (const [name, v] of Object.entries(node.inputs ?? {}))
+        for (const name of declaredInputs(node.class_type, node.inputs ?? {}, this.registry)) {
+          const v = node.inputs[name];
           if (isLink(v)) links[name] = `${sigs.get(String(v[0]))}:${v[1]}`;
+        }
         let fp: string | undefined;
         if (def.fingerprint) {
           currentNode = id;
@@ -98,8 +100,10 @@ export class Executor<S> {
         hooks.emit(event('executing', { node: id, display_node: id, prompt_id: promptId }));
         const lists: Record<string, unknown[]> = {};
         for (const [name, v] of Object.entries(job.constants.get(id) ?? {})) lists[name] = [v];
-        for (const [name, v] of Object.entries(node.inputs ?? {}))
+        for (const name of declaredInputs(node.class_type, node.inputs ?? {}, this.registry)) {
+          const v = node.inputs[name];
           if (isLink(v)) lists[name] = values.get(String(v[0]))![v[1]];
+        }
         const ctx: NodeContext<S> = {
           nodeId: id,
           promptId,

@@ -591,22 +591,26 @@ function mergeCapped(a: number[], b: number[], cap: number): number[] {
   return out;
 }
 
-/** Dependency order (sources first) of everything the given outputs need. Assumes a validated, acyclic prompt. */
-export function executionOrder(p: Prompt, outputs: string[]): string[] {
+/**
+ * Dependency order (sources first) of everything the given outputs need. Assumes a validated, acyclic prompt. With
+ * a registry only the inputs a node's class declares count: validation never looks at the others, so a stray link
+ * there (to a missing node, or back into the graph) must not reorder or break the run.
+ */
+export function executionOrder<S>(p: Prompt, outputs: string[], registry?: Registry<S>): string[] {
   const order: string[] = [];
   const done = new Set<string>();
   // explicit stack (post-order, inputs in declaration order) so long chains cannot overflow the call stack
   for (const o of outputs) {
     if (done.has(o)) continue;
     done.add(o);
-    const stack: { id: string; links: string[]; next: number }[] = [{ id: o, links: linksOf(p, o), next: 0 }];
+    const stack: { id: string; links: string[]; next: number }[] = [{ id: o, links: linksOf(p, o, registry), next: 0 }];
     while (stack.length) {
       const f = stack[stack.length - 1];
       if (f.next < f.links.length) {
         const src = f.links[f.next++];
         if (!done.has(src)) {
           done.add(src);
-          stack.push({ id: src, links: linksOf(p, src), next: 0 });
+          stack.push({ id: src, links: linksOf(p, src, registry), next: 0 });
         }
         continue;
       }
@@ -617,8 +621,21 @@ export function executionOrder(p: Prompt, outputs: string[]): string[] {
   return order;
 }
 
-function linksOf(p: Prompt, id: string): string[] {
-  return Object.values(p[id].inputs ?? {})
+function linksOf<S>(p: Prompt, id: string, registry?: Registry<S>): string[] {
+  const inputs = p[id].inputs ?? {};
+  return declaredInputs(p[id].class_type, inputs, registry)
+    .map((name) => inputs[name])
     .filter(isLink)
     .map((v) => String(v[0]));
+}
+
+/** The names of a node's inputs its class declares (all of them without a registry), in the prompt's order. */
+export function declaredInputs<S>(
+  classType: string,
+  inputs: Record<string, unknown>,
+  registry?: Registry<S>,
+): string[] {
+  if (!registry) return Object.keys(inputs);
+  const names = new Set(registry.get(classType)?.inputs.map((spec) => spec.name) ?? []);
+  return Object.keys(inputs).filter((name) => names.has(name));
 }
