@@ -46,6 +46,8 @@ export class Editor {
   onSaveShortcut: () => void = () => {};
   /** R: re-read model lists (ComfyUI's refresh). */
   onRefreshShortcut: () => void = () => {};
+  /** A workflow was opened from a file (Open file, a dropped JSON or PNG): `name` is the file's, sans extension. */
+  onFileOpened: (name: string) => void = () => {};
   private restoring = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
   /** A mouse button is held: a drag (move, resize, link, widget slider) is recorded once, when it ends. */
@@ -408,12 +410,13 @@ export class Editor {
         const wf = workflowFromPng(bytes);
         if (!wf) return `${file.name} carries no workflow`;
         this.load(wf as Workflow, { keepHistory: true });
-        return null;
+      } else {
+        const data = JSON.parse(new TextDecoder().decode(bytes));
+        if (!data || !Array.isArray(data.nodes))
+          return `${file.name} is not a UI-format workflow (API-format prompts cannot be opened)`;
+        this.load(data as Workflow, { keepHistory: true });
       }
-      const data = JSON.parse(new TextDecoder().decode(bytes));
-      if (!data || !Array.isArray(data.nodes))
-        return `${file.name} is not a UI-format workflow (API-format prompts cannot be opened)`;
-      this.load(data as Workflow, { keepHistory: true });
+      this.onFileOpened(file.name.replace(/\.(json|png)$/i, ''));
       return null;
     } catch (e) {
       return `${file.name}: ${(e as Error).message}`;

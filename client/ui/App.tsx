@@ -69,6 +69,8 @@ export function App() {
       editor.onQueueShortcut = (front) => void s.queue({ front });
       editor.onRefreshShortcut = () => void s.refreshModels();
       editor.onSaveShortcut = () => void s.save();
+      // Another graph now: named after its file, and Ctrl+S asks before it could replace a workflow saved earlier.
+      editor.onFileOpened = (name) => s.setWorkflowName(name);
       s.subscribe(rerender);
       socket.connect();
       // Test hooks: browser tests assert graph state through these rather than pixels.

@@ -282,8 +282,10 @@ export class Session {
 
   /** Opens the workflow that made a history item (kept in its extra_pnginfo). */
   loadHistory(item: HistoryItem): void {
-    if (item.workflow) this.editor.load(item.workflow, { keepHistory: true });
-    else this.note('error', `prompt #${item.number} carries no workflow`);
+    if (!item.workflow) return this.note('error', `prompt #${item.number} carries no workflow`);
+    this.editor.load(item.workflow, { keepHistory: true });
+    // Maybe not the graph saved under the present name: unnamed, so Ctrl+S asks rather than replacing that one.
+    this.setWorkflowName('Unsaved workflow');
   }
 
   /** Queues a history item's prompt again, exactly as it ran. */

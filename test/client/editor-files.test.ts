@@ -1,0 +1,115 @@
+// Workflow files as a ComfyUI user handles them: a workflow opened from a file (Open file, a dropped JSON) takes the
+// file's name, and Ctrl+S then asks for a name instead of writing that graph over the workflow saved before it.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { browserSkip, emptyPoint, eventually, RUN_WAIT, shot, startHarness, type Harness } from './harness.js';
+
+const skip = browserSkip();
+if (skip) console.log(`# browser tests skipped: ${skip}`);
+let h: Harness;
+const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
+
+before(async () => {
+  if (!skip) h = await startHarness();
+});
+after(async () => {
+  await h?.close();
+});
+
+const savedTypes = async (name: string): Promise<string[]> => {
+  const res = await h.api(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}`);
+  assert.equal(res.status, 200, `workflows/${name}.json is on the server`);
+  return ((await res.json()) as { nodes: { type: string }[] }).nodes.map((n) => n.type).sort();
+};
+const shownName = async () => (await h.page.textContent('[data-testid=workflow-name]'))?.replace(/\s*●$/, '');
+
+/** Ctrl+S on the canvas; the save dialog opens (a workflow with no name on the server yet) and gets `name`. */
+async function saveAs(name: string, prefilled: string): Promise<void> {
+  await h.page.mouse.click(...(await emptyPoint(h.page)));
+  await h.page.keyboard.press('Control+s');
+  const input = h.page.locator('[data-testid=save-dialog] input');
+  await input.waitFor();
+  assert.equal(await input.inputValue(), prefilled, 'the dialog offers the workflow name');
+  await input.fill(name);
+  await h.page.keyboard.press('Enter');
+  await h.page.locator('[data-testid=save-dialog]').waitFor({ state: 'detached' });
+}
+
+test(
+  'a workflow opened from a file is named after it; Ctrl+S asks instead of overwriting the saved one',
+  { skip },
+  async () => {
+    const defaultTypes = await ev<string[]>(`window.__tcd.graph._nodes.map((n) => n.type).sort()`);
+    await saveAs('my fox', '');
+    assert.equal(await shownName(), 'my fox');
+    assert.deepEqual(await savedTypes('my fox'), defaultTypes);
+
+    const hires = readFileSync('workflows/hires-fix.json');
+    const hiresTypes = (JSON.parse(String(hires)) as { nodes: { type: string }[] }).nodes.map((n) => n.type).sort();
+    await h.page.setInputFiles('[data-testid=file-input]', {
+      name: 'hires-fix.json',
+      mimeType: 'application/json',
+      buffer: hires,
+    });
+    await eventually(() => ev<string[]>(`window.__tcd.graph._nodes.map((n) => n.type).sort()`), hiresTypes);
+    await eventually(shownName, 'hires-fix', 'the workflow takes the file name');
+    await eventually(() => h.page.title(), 'hires-fix - tcd-studio');
+    await shot(h.page, 'files-opened-named');
+
+    // Ctrl+S asks (the name is not one saved on the server) and "my fox" keeps the graph it was saved with
+    await saveAs('hires copy', 'hires-fix');
+    assert.deepEqual(await savedTypes('my fox'), defaultTypes, 'the workflow saved before is untouched');
+    assert.deepEqual(await savedTypes('hires copy'), hiresTypes);
+    assert.equal(await shownName(), 'hires copy');
+  },
+);
+
+test('a JSON workflow dropped on the canvas is named after its file too', { skip }, async () => {
+  const text = String(readFileSync('workflows/tcd-img2img.json'));
+  const at = await emptyPoint(h.page);
+  await h.page.evaluate(
+    ({ text, at }) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([text], 'tcd-img2img.json', { type: 'application/json' }));
+      const target = document.elementFromPoint(at[0], at[1])!;
+      for (const kind of ['dragenter', 'dragover', 'drop'])
+        target.dispatchEvent(new DragEvent(kind, { dataTransfer: dt, clientX: at[0], clientY: at[1], bubbles: true }));
+    },
+    { text, at },
+  );
+  await eventually(shownName, 'tcd-img2img');
+  await h.page.keyboard.press('Control+s');
+  await h.page.locator('[data-testid=save-dialog]').waitFor();
+  await h.page.keyboard.press('Escape');
+  await h.page.locator('[data-testid=save-dialog]').waitFor({ state: 'detached' });
+  assert.equal((await savedTypes('hires copy')).includes('LoadImage'), false, 'nothing was written over it');
+});
+
+test(
+  'Load on a history entry opens it unnamed: Ctrl+S asks rather than replacing the open saved workflow',
+  { skip },
+  async () => {
+    await h.page.click('[data-testid=templates]');
+    await h.page
+      .locator('[data-testid=templates-dialog] li.saved[data-saved="my fox"]')
+      .getByRole('button', { name: 'Open' })
+      .click();
+    await eventually(shownName, 'my fox');
+    await h.page.click('[data-testid=queue-button]');
+    const entry = h.page.locator('[data-testid=history-panel] li.history-item.success').first();
+    await entry.waitFor({ timeout: RUN_WAIT });
+    await h.page.click('[data-testid=templates]');
+    await h.page
+      .locator('[data-testid=templates-dialog] li.saved[data-saved="hires copy"]')
+      .getByRole('button', { name: 'Open' })
+      .click();
+    await eventually(shownName, 'hires copy');
+    await entry.getByRole('button', { name: 'Load' }).click();
+    await eventually(() => ev<boolean>(`window.__tcd.graph._nodes.some((n) => n.type === 'TCDSampler')`), true);
+    await eventually(shownName, 'Unsaved workflow');
+    await saveAs('from history', '');
+    assert.equal((await savedTypes('hires copy')).includes('TCDSampler'), false, '"hires copy" keeps its graph');
+    assert.equal((await savedTypes('from history')).includes('TCDSampler'), true);
+  },
+);
