@@ -17,6 +17,7 @@ import { ModelFolders } from '../storage/model-folders.js';
 import { removeStalePartials } from '../storage/atomic-write.js';
 import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 import { WsHub } from './ws-hub.js';
+import type { PreviewImage } from '../../protocol/preview.js';
 import { protocolRoutes, serverFeatures } from './routes.js';
 import { ProgressStates } from './progress-state.js';
 import { comfyFrontendRoutes } from './comfy-frontend/index.js';
@@ -111,6 +112,20 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     },
   });
   const progressStates = new ProgressStates();
+  // ComfyUI's frontend sends its preview setting per prompt (extra_data.preview_method): 'none' means no frames for
+  // that prompt. Other methods stay the server's --preview-method, since the nodes decide how previews are drawn.
+  const noPreviews = new Map<string, boolean>();
+  const previewsOff = (promptId: string): boolean => {
+    let off = noPreviews.get(promptId);
+    if (off === undefined) {
+      const item = queue?.running().find((i) => i.promptId === promptId);
+      if (!item) return false;
+      off = item.extraData.preview_method === 'none';
+      if (noPreviews.size >= 16) noPreviews.clear();
+      noPreviews.set(promptId, off);
+    }
+    return off;
+  };
   const sink = {
     send: (ev: Parameters<WsHub['send']>[0], clientId: string | null, promptId: string | null) => {
       if (ev.type === 'executing') currentNode = ev.data.node;
@@ -120,7 +135,9 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
       hub.send(ev, clientId, promptId);
       if (state && ev.type !== 'execution_success') hub.send(state, clientId, promptId);
     },
-    preview: hub.preview.bind(hub),
+    preview: (img: PreviewImage, meta: { node_id: string; prompt_id: string }, clientId: string | null) => {
+      if (!previewsOff(meta.prompt_id)) hub.preview(img, meta, clientId);
+    },
   };
   queue = new PromptQueue(store, sink, log, (ctx) =>
     cfg.queueBackend ? cfg.queueBackend({ ...ctx, executor }) : new LocalRunner(ctx, executor),

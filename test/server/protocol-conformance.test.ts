@@ -1,8 +1,8 @@
 /**
  * Conformance points found by the protocol audit (/work/coord/audit-protocol.md), each against the real server on a
  * real port: POST /upload/mask (ComfyUI's mask editor), annotated `name [output]` file names in /view, events routed
- * by extra_data.client_id, any websocket clientId kept as the sid, torch_vram_* in /system_stats, hidden inputs listed
- * in input_order.
+ * by extra_data.client_id, any websocket clientId kept as the sid, extra_data.preview_method none, torch_vram_* in
+ * /system_stats, hidden inputs listed in input_order.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -147,5 +147,28 @@ test('a websocket clientId with spaces or @ is kept as the sid, so prompts queue
   const r = await api(s.url, 'POST', '/prompt', { prompt: chainPrompt({ seed: 41, prefix: 'sid' }), client_id: cid });
   const evs = await ws.untilDone(r.json.prompt_id);
   assert.ok(evs.some((e) => e.type === 'execution_success'));
+  ws.close();
+});
+
+test("extra_data.preview_method 'none' (the frontend's per-prompt setting) sends no preview frames for that prompt", async () => {
+  const ws = await WsClient.connect(s.url, 'pv');
+  const prompt = {
+    '1': { class_type: 'StubLoad', inputs: { value: 1 } },
+    '2': { class_type: 'StubPreview', inputs: { x: ['1', 0], count: 5, kb: 1 } },
+    '3': { class_type: 'StubSave', inputs: { x: ['2', 0], filename_prefix: 'pv' } },
+  };
+  const run = async (extra: Record<string, unknown>) => {
+    const before = ws.binary.length;
+    const r = await api(s.url, 'POST', '/prompt', { prompt, client_id: 'pv', extra_data: extra });
+    const evs = await ws.untilDone(r.json.prompt_id);
+    assert.equal(evs.filter((e) => e.type === 'progress').length, 5, 'progress still reported');
+    return ws.binary.length - before;
+  };
+  assert.equal(await run({ preview_method: 'none' }), 0);
+  // a new upstream value makes the preview node run again (an unchanged graph would come from the cache)
+  prompt['1'].inputs.value = 2;
+  assert.equal(await run({ preview_method: 'auto' }), 5);
+  prompt['1'].inputs.value = 3;
+  assert.equal(await run({}), 5);
   ws.close();
 });
