@@ -59,22 +59,29 @@ export function fileIdentity(path: string): FileIdentity {
 
 let codeVersionMemo: string | undefined;
 /**
- * Hash of the model-building source (server/engine/*.{ts,js} and onnx/), so a builder change invalidates cached
- * graphs instead of loading stale ones. Reads the files of whichever tree runs (src under tsx, dist when compiled).
+ * Hash of the model-building source (every .ts/.js file under server/engine, sub-folders included: model/, lora/,
+ * onnx/, runtime/...), so a builder change invalidates cached graphs instead of loading stale ones. Reads the files
+ * of whichever tree runs (src under tsx, dist when compiled).
  */
 export function builderCodeVersion(): string {
-  if (codeVersionMemo) return codeVersionMemo;
-  const engineDir = dirname(dirname(fileURLToPath(import.meta.url))); // server/engine
-  const h = createHash('sha256');
-  for (const dir of [engineDir, join(engineDir, 'onnx')]) {
-    if (!existsSync(dir)) continue;
-    for (const name of readdirSync(dir).sort()) {
-      if (!/\.(ts|js)$/.test(name) || name.endsWith('.d.ts')) continue;
-      h.update(name).update(readFileSync(join(dir, name)));
-    }
-  }
-  codeVersionMemo = h.digest('hex').slice(0, 16);
+  codeVersionMemo ??= sourceVersion(dirname(dirname(fileURLToPath(import.meta.url)))); // server/engine
   return codeVersionMemo;
+}
+
+/** Hash of the .ts/.js sources (not .d.ts) under `root`, every depth, by relative path and content. */
+export function sourceVersion(root: string): string {
+  const h = createHash('sha256');
+  const walk = (dir: string, rel: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = join(dir, e.name),
+        name = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(path, name);
+      else if (e.isFile() && /\.(ts|js)$/.test(e.name) && !e.name.endsWith('.d.ts'))
+        h.update(name).update('\0').update(readFileSync(path));
+    }
+  };
+  if (existsSync(root)) walk(root, '');
+  return h.digest('hex').slice(0, 16);
 }
 
 /** Stable key over a JSON-able description (object keys sorted). */
