@@ -280,3 +280,26 @@ test('a truncated checkpoint, a corrupt LoRA and a corrupt input image give erro
     (await run(demoPrompt({ seed: 41, steps: 1, prefix: 'still' }))).events.some((e) => e.type === 'execution_success'),
   );
 });
+
+test('sizes ComfyUI accepts that do not halve evenly down the UNet (72x40, 63x64) give images of the size asked', async () => {
+  // before: "Non concat axis dimensions must match" from ONNX Runtime at the sampler
+  for (const [w, h] of [
+    [72, 40],
+    [63, 64],
+  ]) {
+    const p = demoPrompt({ seed: 50, steps: 1, prefix: `odd${w}x${h}` }) as Record<string, any>;
+    p['5'].inputs.width = w;
+    p['5'].inputs.height = h;
+    const r = await run(p);
+    assert.ok(
+      r.events.some((e) => e.type === 'execution_success'),
+      JSON.stringify(r.events.find((e) => e.type === 'execution_error')?.data.exception_message),
+    );
+    const saved = r.events.find((e) => e.type === 'executed' && e.data.node === '9')!.data.output.images[0];
+    const png = PNG.sync.read(
+      (await api(s.url, 'GET', `/view?filename=${encodeURIComponent(saved.filename)}&type=output`)).bytes,
+    );
+    // EmptyLatentImage floors to whole latent cells, as ComfyUI
+    assert.deepEqual([png.width, png.height], [Math.floor(w / 8) * 8, Math.floor(h / 8) * 8]);
+  }
+});

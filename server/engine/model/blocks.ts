@@ -276,6 +276,32 @@ export function upsampleNearest2x(g: GraphBuilder, x: Value): Value {
   return channelsLast(g) ? channelsLastOp(g, (v) => resize(v, [1, 2, 2, 1]), x) : resize(x, [1, 1, 2, 2]);
 }
 
+/**
+ * Nearest x2 upsampling of x [B, C, h, w], cut to the height and width of `like` [B, C', H, W] (H <= 2h, W <= 2w):
+ * ComfyUI's Upsample to the skip it meets (F.interpolate(size=...), nearest). A latent whose size halves to an odd
+ * number gives a skip one short of 2h; for it, 2x then cut picks the same rows as torch's floor(i * h / H). On even
+ * sizes the cut keeps everything.
+ */
+export function upsampleNearest2xLike(g: GraphBuilder, x: Value, like: Value): Value {
+  const cut = (v: Value, l: Value, hAxis: number) =>
+    g.op.Slice(
+      v,
+      g.constInt64([0, 0]),
+      g.op.Shape(l, { start: hAxis, end: hAxis + 2 }),
+      g.constInt64([hAxis, hAxis + 1]),
+    );
+  const resize = (v: Value, scales: number[]) =>
+    g.op.Resize(v, g.constFloat32(scales), {
+      mode: 'nearest',
+      coordinate_transformation_mode: 'asymmetric',
+      nearest_mode: 'floor',
+    });
+  // channels-last: `like` is read in the layout the concat that follows moves it to anyway
+  return channelsLast(g)
+    ? channelsLastOp(g, (v, l) => cut(resize(v, [1, 2, 2, 1]), l, 1), x, like)
+    : cut(resize(x, [1, 1, 2, 2]), like, 2);
+}
+
 export interface ResnetNames {
   norm1: string;
   conv1: string;

@@ -19,7 +19,7 @@
  *   const { eps } = await runSession(s, { x, t, context });
  */
 import { concatChannels, type UNetConfig } from './config.js';
-import { channelsLast, channelsLastOp, conv2d, groupNorm, resnetBlock, upsampleNearest2x } from './blocks.js';
+import { channelsLast, channelsLastOp, conv2d, groupNorm, resnetBlock, upsampleNearest2xLike } from './blocks.js';
 import { GraphBuilder, type LinearForm, type Value } from '../onnx/graph.js';
 import type { ComputeDtype } from '../types.js';
 import type { WeightSource } from '../onnx/weights.js';
@@ -224,7 +224,9 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource, opts: UNe
       h = resAndAttention(c, bp, cat, depth);
       if (level > 0 && r === cfg.numResBlocks) {
         const up = `${bp}.${depth > 0 ? 2 : 1}.conv`;
-        h = g.scope(up, () => conv2d(g, up, upsampleNearest2x(g, h), { padding: 1 })); // [B, C, 2H, 2W]
+        // [B, C, 2H, 2W], cut to the next skip's size (odd sizes, as ComfyUI's Upsample to output_shape)
+        const next = skips[skips.length - 1];
+        h = g.scope(up, () => conv2d(g, up, upsampleNearest2xLike(g, h, next), { padding: 1 }));
       }
     }
   }
