@@ -81,6 +81,14 @@ export const t = {
     ...s,
     optional: true,
   }),
+  /**
+   * An input that checks its own value instead of the COMBO list (ComfyUI's VALIDATE_INPUTS for it): `check` returns
+   * a message to refuse. The list still fills the widget; any value `check` accepts runs.
+   */
+  checked: <N extends string, V>(
+    s: TypedInput<N, V>,
+    check: (value: string, services: NodeServices) => string | true | undefined,
+  ): TypedInput<N, V> => ({ ...s, validate: check }),
   out: (type: string, name: string = type, tooltip?: string): OutputSpec => ({ type, name, tooltip }),
 };
 

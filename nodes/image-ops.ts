@@ -2,8 +2,6 @@
  * Image operations without a model, with ComfyUI's semantics: ImageScale / ImageScaleBy, ImageInvert, ImageBatch,
  * EmptyImage, ImagePadForOutpaint, LoadImageMask. IMAGE is float [B, H, W, C] in 0..1; MASK is [B, H, W].
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import jpeg from 'jpeg-js';
 import { defineNode, t } from './define.js';
 import type { Tensor } from '../server/engine/tensor.js';
@@ -14,9 +12,9 @@ import {
   type UpscaleMethod,
 } from '../server/engine/ops/resize.js';
 import { decodePng } from '../server/storage/png.js';
-import { resolveInside } from '../server/storage/safe-path.js';
 import { sniffImage } from '../server/storage/image-sniff.js';
 import { inputImages } from './image.js';
+import { checkInputImage, inputImageFingerprint, readInputImage } from './input-image-file.js';
 
 const MAX_RESOLUTION = 16384;
 const f = Math.fround;
@@ -218,19 +216,17 @@ export const LoadImageMask = defineNode({
   category: 'mask',
   description: 'A mask from one channel of an input image (alpha is inverted: transparent = 1, as ComfyUI does).',
   inputs: [
-    t.combo('image', (s) => inputImages(s.dirs.input), { image_upload: true }),
+    t.checked(
+      t.combo('image', (s) => inputImages(s.dirs.input), { image_upload: true }),
+      checkInputImage,
+    ),
     t.combo('channel', ['alpha', 'red', 'green', 'blue']),
   ],
   outputs: [t.out('MASK')],
-  fingerprint: ({ image }, s) => {
-    const p = resolveInside(s.dirs.input, image);
-    return existsSync(p) ? createHash('sha256').update(readFileSync(p)).digest('hex') : 'missing';
-  },
+  fingerprint: ({ image }, s) => inputImageFingerprint(image, s),
   execute: ({ image, channel }, ctx) => {
-    const p = resolveInside(ctx.services.dirs.input, image);
-    if (!existsSync(p)) throw new Error(`input image not found: ${image}`);
     const k = CHANNELS[channel];
-    const { width, height, values } = imageChannel(readFileSync(p), image, k);
+    const { width, height, values } = imageChannel(readInputImage(image, ctx.services), image, k);
     const data = new Float32Array(width * height);
     for (let i = 0; i < data.length; i++) {
       const v = f(values[i] / 255);

@@ -1,6 +1,5 @@
 /** Image nodes: SaveImage, PreviewImage, LoadImage. IMAGE is float [B,H,W,C] in 0..1; MASK is [B,H,W]. */
-import { existsSync, readFileSync, readdirSync, mkdirSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { defineNode, t } from './define.js';
@@ -9,6 +8,7 @@ import { encodePng, decodePng } from '../server/storage/png.js';
 import { writeFileAtomic } from '../server/storage/atomic-write.js';
 import { resolveInside } from '../server/storage/safe-path.js';
 import { checkImageBudget } from '../server/storage/image-sniff.js';
+import { checkInputImage, inputImageFingerprint, readInputImage } from './input-image-file.js';
 
 /** float [H,W,C] slice of batch item b to 8-bit, rounding like PIL's clip(i*255) */
 export function imageToBytes(
@@ -160,16 +160,17 @@ export const LoadImage = defineNode({
   displayName: 'Load Image',
   category: 'image',
   description: 'Loads a PNG or JPEG from the input folder; its alpha channel becomes the MASK.',
-  inputs: [t.combo('image', (s) => inputImages(s.dirs.input), { image_upload: true })],
+  // the list shows the top-level files; subfolder and annotated names (pasted, mask editor) pass the file check
+  inputs: [
+    t.checked(
+      t.combo('image', (s) => inputImages(s.dirs.input), { image_upload: true }),
+      checkInputImage,
+    ),
+  ],
   outputs: [t.out('IMAGE'), t.out('MASK')],
-  fingerprint: ({ image }, services) => {
-    const p = resolveInside(services.dirs.input, image);
-    return existsSync(p) ? createHash('sha256').update(readFileSync(p)).digest('hex') : 'missing';
-  },
+  fingerprint: ({ image }, services) => inputImageFingerprint(image, services),
   execute: ({ image }, ctx) => {
-    const p = resolveInside(ctx.services.dirs.input, image);
-    if (!existsSync(p)) throw new Error(`input image not found: ${image}`);
-    const { image: img, mask } = decodeImage(readFileSync(p), image);
+    const { image: img, mask } = decodeImage(readInputImage(image, ctx.services), image);
     return { outputs: [img, mask] };
   },
 });

@@ -33,6 +33,12 @@ export interface InputSpec {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (JSON rows, DOM/ws events, services generic)
   choices?: string[] | ((services: any) => string[]);
   optional?: boolean;
+  /**
+   * The input checks its own value (ComfyUI's VALIDATE_INPUTS naming this input): for a COMBO it replaces the
+   * membership check, so values the list does not show can pass (a file in a subfolder). A string refuses the value.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped boundary (services generic)
+  validate?(value: string, services: any): string | true | undefined;
 }
 
 export interface OutputSpec {

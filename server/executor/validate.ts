@@ -1,7 +1,8 @@
 /**
  * Prompt validation with ComfyUI's error types and 400 shape. Checks every node the output nodes need: classes
  * exist, required inputs are present, links point at existing outputs of a matching type, constants convert to
- * their widget type and respect min/max/choices, custom validators pass, and there is no dependency cycle.
+ * their widget type and respect min/max/choices (or the input's own validate), custom validators pass, and there is no
+ * dependency cycle.
  */
 import {
   errorItem,
@@ -146,6 +147,21 @@ export function convertConstant(
       else return bad();
       break;
     case 'COMBO': {
+      if (spec.validate) {
+        if (typeof v !== 'string' && typeof v !== 'number') return bad();
+        const refused = spec.validate(String(v), services);
+        if (typeof refused === 'string')
+          return {
+            error: errorItem(
+              'custom_validation_failed',
+              'Custom validation failed for node',
+              `${spec.name} - ${refused}`,
+              { input_name: spec.name },
+            ),
+          };
+        value = String(v);
+        break;
+      }
       const { set, list } = choicesOf(spec, services, cache);
       if (typeof v !== 'string' && typeof v !== 'number') return bad();
       if (!set.has(String(v))) {
