@@ -75,7 +75,13 @@ export function setInput(prompt: Prompt, nodeKey: string, input: string, raw: st
   const ids = nodesNamed(prompt, nodeKey);
   if (ids.length === 0) throw new Error(`no node with id, title or class "${nodeKey}"`);
   for (const id of ids) {
-    const spec = registry?.get(prompt[id].class_type)?.inputs.find((s) => s.name === input);
+    const def = registry?.get(prompt[id].class_type);
+    const spec = def?.inputs.find((s) => s.name === input);
+    // the node would ignore an input its class does not declare: a typo must not run the workflow unchanged
+    if (def && !spec)
+      throw new Error(
+        `node ${id} (${def.id}) has no input "${input}"; its inputs: ${def.inputs.map((s) => s.name).join(', ')}`,
+      );
     let value: unknown = raw;
     if (spec?.type !== 'STRING') {
       try {

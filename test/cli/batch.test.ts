@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDemoCheckpoint } from '../../server/tools/make-checkpoint.js';
 import { readPngText } from '../../server/storage/png.js';
@@ -113,4 +113,21 @@ test('a bad row fails before any model loads, naming the CSV line', async () => 
   assert.equal(r.code, 1);
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.match(r.stderr, /row 3: .*steps/);
+});
+
+test('--set or a CSV column naming an input the node does not have fails, listing its inputs; nothing renders', async () => {
+  // before: the typo went into an input the class does not declare, which nothing reads: the workflow ran unchanged
+  const csv = join(d.root, 'typo.csv');
+  writeFileSync(csv, 'TCDSampler.stepz\n3\n');
+  for (const [flags, where] of [
+    [['--set', 'TCDSampler.stepz=3'], /--set TCDSampler\.stepz=3: /],
+    [['--prompts', csv], /typo\.csv line 2: /],
+  ] as const) {
+    const out = join(d.root, `typo-out-${flags[0].slice(2)}`);
+    const r = await runCli(['run', join(PROJECT, 'workflows', 'demo.json'), ...flags, ...runFlags(d), '--out', out]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, where);
+    assert.match(r.stderr, /node 5 \(TCDSampler\) has no input "stepz"; its inputs: model, .*steps/);
+    assert.equal(existsSync(out) ? readdirSync(out).length : 0, 0, 'no image');
+  }
 });
