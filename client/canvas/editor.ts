@@ -374,10 +374,10 @@ export class Editor {
     return node;
   }
 
-  /** Fits the whole graph into the view (the `.` key), at most at 100%. */
-  fitView(): void {
+  /** The graph-space box around all nodes (title bars included), or null for an empty graph. */
+  private nodeBounds(): [number, number, number, number] | null {
     const nodes = this.graph._nodes;
-    if (!nodes.length) return;
+    if (!nodes.length) return null;
     let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
     for (const n of nodes) {
       x0 = Math.min(x0, n.pos[0]);
@@ -385,14 +385,40 @@ export class Editor {
       x1 = Math.max(x1, n.pos[0] + n.size[0]);
       y1 = Math.max(y1, n.pos[1] + n.size[1]);
     }
+    return [x0, y0, x1, y1];
+  }
+
+  /** Fits the whole graph into the view (the `.` key), at most at 100% and at least at `minScale`. */
+  fitView(minScale = 0): void {
+    const box = this.nodeBounds();
+    if (!box) return;
+    const [x0, y0, x1, y1] = box;
     const pad = 40,
       w = this.el.clientWidth,
       h = this.el.clientHeight;
-    const scale = Math.min(1, (w - 2 * pad) / Math.max(1, x1 - x0), (h - 2 * pad) / Math.max(1, y1 - y0));
+    const fit = Math.min(1, (w - 2 * pad) / Math.max(1, x1 - x0), (h - 2 * pad) / Math.max(1, y1 - y0));
+    const scale = Math.max(minScale, fit);
     this.canvas.ds.scale = scale;
     this.canvas.ds.offset = [(w / scale - (x1 - x0)) / 2 - x0, (h / scale - (y1 - y0)) / 2 - y0];
     this.canvas.setDirty(true, true);
     this.scheduleCheckpoint();
+  }
+
+  /**
+   * The first view of a graph: when some node lies outside the canvas at the stored zoom (a window narrower than
+   * the one the graph was laid out for), fits it, though never below the zoom at which litegraph stops drawing
+   * widget text, nor above the stored zoom.
+   */
+  fitIfCut(): void {
+    this.resize(); // the side panel may have appeared since the last resize
+    const box = this.nodeBounds();
+    if (!box) return;
+    const [ax, ay] = this.canvas.ds.convertOffsetToCanvas([box[0], box[1]]);
+    const [bx, by] = this.canvas.ds.convertOffsetToCanvas([box[2], box[3]]);
+    if (ax >= 0 && ay >= 0 && bx <= this.el.clientWidth && by <= this.el.clientHeight) return;
+    const stored = this.canvas.ds.scale;
+    this.fitView(this.canvas.low_quality_zoom_threshold ?? 0.6);
+    if (this.canvas.ds.scale > stored) this.canvas.ds.scale = stored;
   }
 
   /** Graph-space point of a client point. */

@@ -33,6 +33,8 @@ export function App() {
   const [bootError, setBootError] = useState<string | null>(null);
   const [askToken, setAskToken] = useState<{ submit: (t: string) => void; refused: boolean } | null>(null);
   const [, rerender] = useReducer((x: number) => x + 1, 0);
+  /** The default graph was opened (no autosaved one): its first view is fitted once the panels are laid out. */
+  const firstVisit = useRef(false);
 
   useEffect(() => {
     let cancelled = false;
@@ -59,6 +61,7 @@ export function App() {
       const editor = new Editor(canvasRef.current, info);
       const resumed = Editor.restore();
       editor.load(resumed ?? defaultWorkflow(), { resume: !!resumed });
+      firstVisit.current = !resumed;
       const socket = editorSocket(clientId());
       const s = new Session(api, socket, editor);
       imageInputs.upload = (f) => api.uploadImage(f);
@@ -99,6 +102,13 @@ export function App() {
   useEffect(() => {
     if (session) document.title = session.title();
   });
+
+  // After the render that added the side panel: the canvas has its final width now.
+  useEffect(() => {
+    if (!session || !firstVisit.current) return;
+    firstVisit.current = false;
+    session.editor.fitIfCut();
+  }, [session]);
 
   const onDrop = async (e: React.DragEvent) => {
     e.preventDefault();

@@ -48,8 +48,13 @@ export function Toolbar({ session }: { session: Session }) {
         Redo
       </button>
       <span className="sep" />
-      <span className="wf-name" data-testid="workflow-name" title={editor.modified ? 'modified since saved' : 'saved'}>
-        {session.workflowName}
+      <span
+        className="wf-name"
+        data-testid="workflow-name"
+        title={`${session.workflowName}: ${editor.modified ? 'modified since saved' : 'saved'}`}
+      >
+        {/* the name alone is cut short when the bar is narrow; the marker after it stays in view */}
+        <span className="wf-title">{session.workflowName}</span>
         {editor.modified && (
           <span className="unsaved" data-testid="unsaved" aria-label="modified">
             {' '}
