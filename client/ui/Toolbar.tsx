@@ -1,8 +1,9 @@
-// Top bar: queue (batch count, front), interrupt, undo/redo, the workflow's name and files, templates, the side
-// panel toggle and the connection indicator.
-import { useRef, useState } from 'react';
+// Top bar: queue (batch count, front), interrupt, undo/redo, the workflow's name and files (open, export as workflow
+// or API prompt), templates, the side panel toggle and the connection indicator.
+import { useEffect, useRef, useState } from 'react';
 import type { Session } from './session.js';
 import { TemplatesDialog } from './TemplatesDialog.js';
+import { workflowToPrompt } from '../graph/to-api.js';
 
 function download(name: string, text: string): void {
   const a = document.createElement('a');
@@ -15,6 +16,16 @@ function download(name: string, text: string): void {
 export function Toolbar({ session }: { session: Session }) {
   const { editor } = session;
   const fileRef = useRef<HTMLInputElement>(null);
+  const exportRef = useRef<HTMLDetailsElement>(null);
+  // The export menu closes on a click anywhere else, as menus do.
+  useEffect(() => {
+    const close = (e: PointerEvent) => {
+      const menu = exportRef.current;
+      if (menu?.open && !menu.contains(e.target as Node)) menu.open = false;
+    };
+    document.addEventListener('pointerdown', close, true);
+    return () => document.removeEventListener('pointerdown', close, true);
+  }, []);
   const [showTemplates, setShowTemplates] = useState(false);
 
   return (
@@ -81,9 +92,29 @@ export function Toolbar({ session }: { session: Session }) {
           e.target.value = '';
         }}
       />
-      <button onClick={() => download(`${session.workflowName}.json`, JSON.stringify(editor.serialize(), null, 2))}>
-        Export
-      </button>
+      <details className="menu" data-testid="export-menu" ref={exportRef}>
+        <summary>Export ▾</summary>
+        <div className="menu-items">
+          <button
+            onClick={() => {
+              exportRef.current!.open = false;
+              download(`${session.workflowName}.json`, JSON.stringify(editor.serialize(), null, 2));
+            }}
+          >
+            Workflow
+          </button>
+          <button
+            title="the prompt POST /prompt takes (ComfyUI's Export (API))"
+            onClick={() => {
+              exportRef.current!.open = false;
+              const prompt = workflowToPrompt(editor.serialize(), editor.objectInfo);
+              download(`${session.workflowName}_api.json`, JSON.stringify(prompt, null, 2));
+            }}
+          >
+            API format
+          </button>
+        </div>
+      </details>
       <button onClick={() => setShowTemplates(true)} data-testid="templates">
         Templates…
       </button>

@@ -113,3 +113,38 @@ test(
     assert.equal((await savedTypes('from history')).includes('TCDSampler'), true);
   },
 );
+
+test('Export ▸ API format downloads the prompt Queue sends; Export ▸ Workflow the UI graph', { skip }, async () => {
+  await h.page.click('[data-testid=templates]');
+  await h.page
+    .locator('[data-testid=templates-dialog] li.saved[data-saved="my fox"]')
+    .getByRole('button', { name: 'Open' })
+    .click();
+  await eventually(shownName, 'my fox');
+  const exported = async (entry: string) => {
+    await h.page.locator('[data-testid=export-menu] summary').click();
+    const [file] = await Promise.all([
+      h.page.waitForEvent('download'),
+      h.page.locator('[data-testid=export-menu]').getByRole('button', { name: entry }).click(),
+    ]);
+    return { name: file.suggestedFilename(), json: JSON.parse(readFileSync((await file.path())!, 'utf8')) };
+  };
+  const api = await exported('API format');
+  assert.equal(api.name, 'my fox_api.json');
+  const prompt = api.json as Record<string, { class_type: string; inputs: Record<string, unknown> }>;
+  assert.equal(prompt['3'].class_type, 'TCDSampler');
+  assert.deepEqual(prompt['3'].inputs.model, ['4', 0]);
+  assert.equal(prompt['3'].inputs.seed, await ev<number>(`window.__tcd.editor.nodeById(3).widgets[0].value`));
+  // exactly what Queue would post, and the server takes it as it is
+  assert.deepEqual(prompt, await ev(`window.__tcd.toPrompt()`));
+  const res = await h.api('/prompt', { method: 'POST', body: JSON.stringify({ prompt, front: true }) });
+  assert.equal(res.status, 200, await res.text());
+  assert.equal(await h.page.locator('[data-testid=export-menu] .menu-items').isVisible(), false, 'the menu closed');
+
+  const ui = await exported('Workflow');
+  assert.equal(ui.name, 'my fox.json');
+  assert.deepEqual(
+    (ui.json as { nodes: { id: number }[] }).nodes.map((n) => n.id).sort(),
+    await ev<number[]>(`window.__tcd.graph._nodes.map((n) => n.id).sort()`),
+  );
+});
