@@ -42,13 +42,24 @@ export function condBranch(
   const e = firstEntry(cond, what);
   const concat = inpaintConcatFor(model, e, shape, what, src);
   const [batch, , h, w] = shape;
+  // text encoders of another checkpoint (two loaders in one workflow): said here, not as an ONNX input-shape error
+  const unet = model.config.unet;
+  const mismatch = (part: string, got: number, need: number) =>
+    new Error(
+      `${what} conditioning: its ${part} is ${got} wide, but this ${model.config.family} model takes ${need} ` +
+        `(was it encoded with the CLIP of another checkpoint?)`,
+    );
+  const width = e.context.shape[e.context.shape.length - 1];
+  if (width !== unet.contextDim) throw mismatch('text embedding', width, unet.contextDim);
   const context = repeatBatch(e.context, batch);
   let extra: { textEmbeds: Tensor; timeIds: Tensor } | undefined;
-  if (model.config.unet.adm) {
+  if (unet.adm) {
     if (!e.pooled)
       throw new Error(
         `${what} conditioning has no pooled output, which this SDXL-family model needs (was it encoded with this checkpoint's CLIP?)`,
       );
+    const pooled = e.pooled.shape[e.pooled.shape.length - 1];
+    if (pooled !== unet.adm.pooledChannels) throw mismatch('pooled output', pooled, unet.adm.pooledChannels);
     const H = e.height ?? h * 8,
       W = e.width ?? w * 8;
     const ids = [H, W, e.cropH ?? 0, e.cropW ?? 0, e.targetHeight ?? h * 8, e.targetWidth ?? w * 8];
