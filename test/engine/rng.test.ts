@@ -59,6 +59,9 @@ test('seeds: number and bigint agree, high bits are ignored as torch does, bad s
   assert.notDeepEqual(a, new TorchGenerator(8).randn([40]));
   assert.equal(normaliseSeed(-1), (1n << 64n) - 1n); // torch wraps negative int64 seeds
   assert.equal(normaliseSeed((1n << 64n) - 1n), (1n << 64n) - 1n);
+  // the int64 range ends at -2^63 (wraps to 2^63); one below it is no torch seed at all
+  assert.equal(normaliseSeed(-(1n << 63n)), 1n << 63n);
+  assert.throws(() => normaliseSeed(-(1n << 63n) - 1n), /outside the uint64 range/);
   assert.throws(() => new TorchGenerator(1n << 64n));
   assert.throws(() => new TorchGenerator(1.5));
   assert.throws(() => new TorchGenerator(0).randn([2, -1]));

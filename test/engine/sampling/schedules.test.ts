@@ -48,7 +48,7 @@ test('every scheduler at every step count equals calculate_sigmas', { skip }, ()
 
 test('KSampler: dpm_2 family asks for steps + 1 and drops the penultimate sigma', { skip }, () => {
   const { tables } = load();
-  for (const sampler of ['dpm_2', 'dpm_2_ancestral', 'uni_pc']) {
+  for (const sampler of ['dpm_2', 'dpm_2_ancestral', 'uni_pc', 'uni_pc_bh2']) {
     for (const [sched, steps] of [
       ['karras', 3],
       ['normal', 7],
@@ -71,8 +71,27 @@ test('KSampler denoise < 1: last steps + 1 sigmas of a schedule of int(steps / d
   // 6 steps at denoise 0.75 -> 8-step schedule, last 7 sigmas; 15 at 0.5 -> 30-step schedule, last 16
   assertSigmas(ksamplerSigmas(ms, 'euler', 'normal', 6, 0.75), tables['normal@8'].slice(-7), 'normal 6@0.75');
   assertSigmas(ksamplerSigmas(ms, 'euler', 'karras', 15, 0.5), tables['karras@30'].slice(-16), 'karras 15@0.5');
+  // int() truncates: 12 / 0.58 = 20.7 -> a 20-step schedule (not 21), last 13; 7 / 0.82 = 8.54 -> 8, last 8
+  assertSigmas(ksamplerSigmas(ms, 'euler', 'normal', 12, 0.58), tables['normal@20'].slice(-13), 'normal 12@0.58');
+  assertSigmas(ksamplerSigmas(ms, 'euler', 'simple', 7, 0.82), tables['simple@8'].slice(-8), 'simple 7@0.82');
   assert.deepEqual(ksamplerSigmas(ms, 'euler', 'karras', 10, 0), []);
   assertSigmas(ksamplerSigmas(ms, 'euler', 'simple', 4, 0.99995), tables['simple@4'], 'denoise > 0.9999 is full');
+});
+
+test("beta at many steps drops repeated table entries, as ComfyUI's beta_scheduler does", () => {
+  // counts from ComfyUI's beta_scheduler (numpy rint of scipy.stats.beta.ppf(1 - linspace(0, 1, n, endpoint=False),
+  // 0.6, 0.6) * 999, repeats skipped) run with numpy/scipy: 199, 475 and 847 distinct entries, plus the final 0
+  for (const [steps, want] of [
+    [200, 200],
+    [500, 476],
+    [1000, 848],
+  ]) {
+    const s = calculateSigmas(ms, 'beta', steps);
+    assert.equal(s.length, want, `beta@${steps}`);
+    assert.equal(s[0], ms.sigmas[999]);
+    assert.equal(s[s.length - 1], 0);
+    for (let i = 1; i < s.length; i++) assert.ok(s[i] < s[i - 1], `beta@${steps}[${i}] strictly decreasing`);
+  }
 });
 
 test('model sampling: timestep(sigma) is the nearest table index and sigma(t) interpolates in log space', () => {

@@ -98,3 +98,43 @@ test('KSampler with sampler "tcd" from the seed noise equals the diffusers TCD p
   });
   assert.ok(maxAbsDiff(out, ref) <= 1e-5 * Math.max(1, maxAbs(ref)), `max diff ${maxAbsDiff(out, ref)}`);
 });
+
+test('KSampler "tcd" without eta (ComfyUI\'s KSampler node has no eta input) uses gamma 0.3, diffusers\' default', async () => {
+  const n = 64,
+    steps = 4;
+  const stream = draws(steps, n, 7);
+  const ref = await sampleTcd({
+    x: stream[0],
+    timesteps: tcdTimesteps(steps),
+    eta: 0.3,
+    denoise: epsModel,
+    noise: new QueuedNoise(stream.slice(1)),
+  });
+  const out = await ksample({
+    sampler: 'tcd',
+    sigmas: tcdSigmas(ms, tcdTimesteps(steps)),
+    cfg: 1,
+    shape: [n],
+    cond: async (xIn, t) => epsModel(xIn, t),
+    latentImage: new Float32Array(n),
+    initialNoise: stream[0],
+    samplerNoise: new QueuedNoise(stream.slice(1)),
+  });
+  assert.ok(maxAbsDiff(out, ref) <= 1e-5 * Math.max(1, maxAbs(ref)), `max diff ${maxAbsDiff(out, ref)}`);
+});
+
+test('the k-diffusion tcd sampler refuses gamma outside [0, 1] like diffusers', async () => {
+  for (const eta of [-0.1, 1.2])
+    await assert.rejects(
+      sampleTcdK({
+        denoiser: D,
+        x: new Float32Array(4),
+        sigmas: tcdSigmas(ms, tcdTimesteps(2)),
+        eta,
+        noise: new QueuedNoise([new Float32Array(4)]),
+        modelSampling: ms,
+      }),
+      /gamma must be less than or equal to 1.0/,
+      `gamma ${eta}`,
+    );
+});

@@ -8,6 +8,7 @@ import {
   tcdAddNoise,
   tcdStep,
   tcdTimesteps,
+  torchLinspaceF32,
   type PredictionType,
 } from '../../../server/engine/sampling/tcd.js';
 import { QueuedNoise } from '../../../server/engine/sampling/noise.js';
@@ -86,7 +87,8 @@ test('sampleTcd runs a whole trace from x_init, drawing noise in the pipeline or
     for (let j = 0; j < tr.steps; j++)
       if (file.tensors.has(`trace${tr.id}/${j}/noise`)) draws.push(file.readFloat32(`trace${tr.id}/${j}/noise`));
     const noise = new QueuedNoise(draws);
-    let j = 0;
+    let j = 0,
+      reported = 0;
     const out = await sampleTcd({
       x: file.readFloat32(`trace${tr.id}/x_init`),
       timesteps: tr.timesteps,
@@ -99,7 +101,16 @@ test('sampleTcd runs a whole trace from x_init, drawing noise in the pipeline or
         assert.equal(t, tr.timesteps[j]);
         return file.readFloat32(`trace${tr.id}/${j++}/model_output`);
       },
+      // each step reports the sample it produced (prev_sample) and its pred_noised_sample, in step order
+      onStep: (info) => {
+        const p = `trace${tr.id}/${info.i}/`;
+        assert.deepEqual([info.i, info.total, info.timestep], [reported++, tr.steps, tr.timesteps[info.i]]);
+        const tol = 1e-5 * Math.max(1, maxAbs(file.readFloat32(`${p}prev_sample`)));
+        assert.ok(maxAbsDiff(info.x, file.readFloat32(`${p}prev_sample`)) <= tol, `${p} onStep x`);
+        assert.ok(maxAbsDiff(info.predNoisedSample, file.readFloat32(`${p}pred_noised_sample`)) <= tol, `${p} pns`);
+      },
     });
+    assert.equal(reported, tr.steps);
     assert.equal(noise.used, draws.length);
     const ref = file.readFloat32(`trace${tr.id}/${tr.steps - 1}/prev_sample`);
     // chained float32 rounding over the whole trace: 1e-5 relative to the largest value (some reach ~100)
@@ -109,12 +120,19 @@ test('sampleTcd runs a whole trace from x_init, drawing noise in the pipeline or
   }
 });
 
-test('tcdStep rejects eta outside [0, 1] like diffusers', () => {
+test('tcdStep rejects eta outside [0, 1] like diffusers (assert 0 <= eta <= 1)', () => {
   const z = new Float32Array(4);
-  assert.throws(
-    () => tcdStep({ modelOutput: z, timestep: 999, prevTimestep: 499, sample: z, eta: 1.5, noise: z }),
-    /gamma must be less than or equal to 1.0/,
-  );
+  for (const eta of [1.5, -0.1, NaN])
+    assert.throws(
+      () => tcdStep({ modelOutput: z, timestep: 999, prevTimestep: 499, sample: z, eta, noise: z }),
+      /gamma must be less than or equal to 1.0/,
+      `eta ${eta}`,
+    );
+});
+
+test('torchLinspaceF32 with one step is [start], as torch.linspace(start, end, 1)', () => {
+  assert.deepEqual([...torchLinspaceF32(2, 5, 1)], [2]);
+  assert.deepEqual([...torchLinspaceF32(0, 1, 5)], [0, 0.25, 0.5, 0.75, 1]);
 });
 
 test('tcdAddNoise is sqrt(abar) x + sqrt(1 - abar) n', () => {
