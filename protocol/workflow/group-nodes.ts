@@ -63,8 +63,36 @@ function linkParts(l: UiLink): {
   };
 }
 
+/**
+ * A stored definition as expandOne reads it: lists that are not lists read as empty, malformed links and slots as
+ * unlinked placeholders (slots keep their positions, which links refer to). A damaged workflow then gets a
+ * conversion error that names the group node, never a TypeError.
+ */
+function wellFormed(g: UiNode, def: GroupDef): GroupDef {
+  const list = <T>(v: unknown): T[] => (Array.isArray(v) ? v : []);
+  const slot = <T>(x: T | null | undefined, empty: T): T => (x && typeof x === 'object' ? x : empty);
+  const nodes = list<UiNode>(def.nodes).map((n) => {
+    if (!n || typeof n !== 'object' || typeof n.type !== 'string')
+      throw new WorkflowConversionError(`group node ${g.type} (node id ${g.id}) holds a node without a type`);
+    const inputs = list<NonNullable<UiNode['inputs']>[number]>(n.inputs).map((x) =>
+      slot(x, { name: '', type: '*', link: null }),
+    );
+    const outputs = list<NonNullable<UiNode['outputs']>[number]>(n.outputs).map((x) =>
+      slot(x, { name: '', type: '*' }),
+    );
+    return { ...n, inputs, outputs };
+  });
+  return {
+    ...def,
+    nodes,
+    links: list<GroupLink>(def.links).filter((l) => Array.isArray(l)),
+    external: list<[number, number, string]>(def.external).filter((l) => Array.isArray(l)),
+  };
+}
+
 /** One instance expanded: its inner nodes, the links between them, and where its outputs come from. */
-function expandOne(g: UiNode, def: GroupDef, lookup: SchemaLookup, nextLinkId: () => number, strict: boolean) {
+function expandOne(g: UiNode, stored: GroupDef, lookup: SchemaLookup, nextLinkId: () => number, strict: boolean) {
+  const def = wellFormed(g, stored);
   const inner = def.nodes;
   const linksTo = new Map<string, GroupLink>();
   const linksFrom = new Map<number, Set<number>>();
@@ -141,8 +169,6 @@ function expandOne(g: UiNode, def: GroupDef, lookup: SchemaLookup, nextLinkId: (
   const id = (i: number) => `${g.id}:${i}`;
   const newLinks: UiLink[] = [];
   const nodes: UiNode[] = inner.map((n, i) => {
-    if (!n || typeof n.type !== 'string')
-      throw new WorkflowConversionError(`group node ${g.type} holds a node without a type`);
     const inputs = (n.inputs ?? []).map((x, s) => {
       const internal = linksTo.get(`${i}:${s}`);
       if (internal) {

@@ -6,7 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRegistry } from '../../nodes/index.js';
-import { uiToApi, WorkflowConversionError, type UiWorkflow } from '../../server/workflow/convert.js';
+import {
+  schemaFromDefinition,
+  uiToApi,
+  WorkflowConversionError,
+  type UiWorkflow,
+} from '../../server/workflow/convert.js';
+import { uiWorkflowToPrompt } from '../../protocol/workflow/ui-to-api.js';
 
 const registry = createRegistry();
 
@@ -252,4 +258,40 @@ test("group nodes (workflow/NAME and workflow>NAME) expand into their inner node
     () => uiToApi(orphan, registry),
     (e) => e instanceof WorkflowConversionError && /workflow>Nope.*extra\.groupNodes/.test(e.message),
   );
+});
+
+test('a damaged group-node definition converts or is refused naming the group node, never a TypeError', () => {
+  // before: "Cannot read properties of null (reading 'widget')" and the like, as the 400's whole message
+  const damages: [string, (def: any) => void][] = [
+    ['a null inner node', (d) => (d.nodes[1] = null)],
+    ['an inner node without type', (d) => delete d.nodes[0].type],
+    ['links not a list', (d) => (d.links = 5)],
+    ['a link not a list', (d) => (d.links[0] = null)],
+    ['external not a list', (d) => (d.external = { a: 1 })],
+    ['an external entry not a list', (d) => (d.external[0] = 7)],
+    ['inner inputs not a list', (d) => (d.nodes[1].inputs = 'x')],
+    ['a null inner input', (d) => (d.nodes[0].inputs[1] = null)],
+    ['inner outputs not a list', (d) => (d.nodes[0].outputs = 3)],
+  ];
+  for (const [what, damage] of damages) {
+    const wf = grouped('workflow>Sample and decode', [42, 'fixed', 6, 2.5, 'dpmpp_2m', 'karras', 0.75]);
+    damage((wf.extra as any).groupNodes['Sample and decode']);
+    for (const strict of [true, false]) {
+      try {
+        const p = strict
+          ? uiToApi(wf, registry)
+          : uiWorkflowToPrompt(wf, (t) => registry.get(t) && schemaFromDefinition(registry.get(t)!), { strict });
+        assert.equal(typeof p, 'object', what);
+      } catch (e) {
+        assert.ok(e instanceof WorkflowConversionError, `${what} (strict ${strict}): ${(e as Error).stack}`);
+        assert.match(e.message, /group node workflow>Sample and decode \(node id 10\)/, what);
+      }
+    }
+  }
+  // the damages that leave the definition readable keep what they can: a null input slot is just unlinked
+  const wf = grouped('workflow>Sample and decode', [42, 'fixed', 6, 2.5, 'dpmpp_2m', 'karras', 0.75]);
+  (wf.extra as any).groupNodes['Sample and decode'].nodes[0].inputs[1] = null;
+  const p = uiToApi(wf, registry);
+  assert.deepEqual(p['10:0'].inputs.model, ['4', 0]);
+  assert.equal(p['10:0'].inputs.seed, 42);
 });
