@@ -63,7 +63,19 @@ export class Editor {
     el.tabIndex = 0;
     this.canvas.show_info = false;
     this.canvas.render_canvas_border = false;
-    this.canvas.onSearchBox = (_helper, str) => this.search(str);
+    this.canvas.onSearchBox = (_helper, str) => this.search(str, this.searchSlot);
+    // The link-release menu's "Search" calls showSearchBox unbound (litegraph reads `this.ds` on its options and
+    // throws); bound here, and the dragged link's type kept so the results are nodes that can take it.
+    const showSearchBox = this.canvas.showSearchBox.bind(this.canvas);
+    this.canvas.showSearchBox = (event, opts) => {
+      const o = opts as { type_filter_in?: unknown; type_filter_out?: unknown } | undefined;
+      this.searchSlot = o?.type_filter_in
+        ? { input: String(o.type_filter_in) }
+        : o?.type_filter_out
+          ? { output: String(o.type_filter_out) }
+          : null;
+      return showSearchBox(event, opts);
+    };
     // "Convert to Subgraph" deletes the selection and throws in this litegraph build: not offered.
     const noSubgraph = <T extends { content?: string } | null>(opts: T[]) =>
       opts.filter((o) => !o?.content?.startsWith('Convert to Subgraph'));
@@ -103,10 +115,24 @@ export class Editor {
     new ResizeObserver(() => this.resize()).observe(el.parentElement!);
   }
 
-  /** Node type names ranked by fuzzy match on type, title and category. */
-  search(query: string): string[] {
-    const types = Object.keys(LiteGraph.registered_node_types);
+  /** The type of the link the open search box was opened from (released on empty canvas), or null. */
+  private searchSlot: { input: string } | { output: string } | null = null;
+
+  /**
+   * Node type names ranked by fuzzy match on type, title and category; with `slot`, only those with an input
+   * (or output) that takes that type, and Reroute.
+   */
+  search(query: string, slot: { input: string } | { output: string } | null = null): string[] {
     const info = this.objectInfo;
+    const fits = (t: string): boolean => {
+      if (!slot || t === 'Reroute') return true;
+      const node = info[t];
+      if (!node) return false;
+      if ('output' in slot) return node.output.some((o) => LiteGraph.isValidConnection(o, slot.output));
+      const specs = [...Object.values(node.input.required ?? {}), ...Object.values(node.input.optional ?? {})];
+      return specs.some(([type]) => typeof type === 'string' && LiteGraph.isValidConnection(slot.input, type));
+    };
+    const types = Object.keys(LiteGraph.registered_node_types).filter(fits);
     return fuzzySearch(query, types, (t) => [t, info[t]?.display_name ?? t, `${info[t]?.category ?? ''}/${t}`], 30);
   }
 
