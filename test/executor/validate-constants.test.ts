@@ -1,0 +1,70 @@
+/**
+ * What validatePrompt hands the executor and where it draws the line, checked on its result directly: INT constants
+ * are truncated like ComfyUI's int(value), FLOAT ones are kept, the strings "true"/"false" read as the booleans they
+ * name, and a link to the output index just past a node's last output is a bad_linked_input naming node and input.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { validatePrompt } from '../../server/executor/validate.js';
+import type { NodeDefinition, Registry } from '../../server/executor/node-definition.js';
+import type { Prompt } from '../../server/executor/prompt.js';
+
+const def = (d: Pick<NodeDefinition, 'id' | 'inputs' | 'outputs'> & Partial<NodeDefinition>): NodeDefinition => ({
+  displayName: d.id,
+  category: 'test',
+  description: '',
+  outputNode: false,
+  execute: () => ({ outputs: [] }),
+  ...d,
+});
+
+const registry: Registry = new Map(
+  [
+    def({
+      id: 'Pair', // two outputs, indices 0 and 1
+      inputs: [
+        { name: 'count', type: 'INT', options: { min: -10, max: 10 } },
+        { name: 'scale', type: 'FLOAT', options: { min: -10, max: 10 } },
+        { name: 'flag', type: 'BOOLEAN', options: {} },
+      ],
+      outputs: [
+        { type: 'NUM', name: 'A' },
+        { type: 'NUM', name: 'B' },
+      ],
+    }),
+    def({ id: 'Show', outputNode: true, inputs: [{ name: 'value', type: 'NUM', options: {} }], outputs: [] }),
+  ].map((d) => [d.id, d]),
+);
+
+const prompt = (pair: Record<string, unknown>, slot = 0): Prompt => ({
+  p: { class_type: 'Pair', inputs: { count: 1, scale: 1, flag: true, ...pair } },
+  s: { class_type: 'Show', inputs: { value: ['p', slot] } },
+});
+
+function constantsOf(pair: Record<string, unknown>) {
+  const v = validatePrompt(prompt(pair), registry, {});
+  assert.ok(v.ok, JSON.stringify(!v.ok && v.body));
+  return v.constants.get('p')!;
+}
+
+test('INT constants are truncated like int(): 2.9 -> 2, -2.9 -> -2, "7" -> 7; FLOAT keeps its fraction', () => {
+  assert.deepEqual(constantsOf({ count: 2.9, scale: 2.9 }), { count: 2, scale: 2.9, flag: true });
+  assert.equal(constantsOf({ count: -2.9 }).count, -2);
+  assert.equal(constantsOf({ count: '7' }).count, 7);
+});
+
+test('BOOLEAN: true/false and the strings "true"/"false" read as those booleans', () => {
+  assert.equal(constantsOf({ flag: false }).flag, false);
+  assert.equal(constantsOf({ flag: 'false' }).flag, false);
+  assert.equal(constantsOf({ flag: 'true' }).flag, true);
+});
+
+test('a link to the output index one past the last is bad_linked_input on that node and input', () => {
+  assert.ok(validatePrompt(prompt({}, 1), registry, {}).ok, 'index 1 of 2 outputs is fine');
+  const v = validatePrompt(prompt({}, 2), registry, {});
+  assert.ok(!v.ok);
+  const err = v.body.node_errors.s.errors[0];
+  assert.equal(err.type, 'bad_linked_input');
+  assert.equal(err.details, 'value');
+  assert.match(err.message, /node p \(Pair\) has no output 2/);
+});
