@@ -219,9 +219,9 @@ export class QueueStore {
       const count = (this.db.prepare(`SELECT COUNT(*) AS c FROM history`).get() as { c: number }).c;
       offset = limit < 0 ? 0 : Math.max(0, count - limit);
     }
-    const st = this.db.prepare(
-      `SELECT prompt_id, entry FROM history ORDER BY completed ASC, number ASC LIMIT ? OFFSET ?`,
-    );
+    // rowid is insertion (= completion) order, also for prompts finished within one millisecond, which an order by
+    // the ms timestamp then the number put out of order
+    const st = this.db.prepare(`SELECT prompt_id, entry FROM history ORDER BY rowid LIMIT ? OFFSET ?`);
     let pos = offset,
       left = limit < 0 ? Infinity : limit;
     return () => {
