@@ -1,4 +1,5 @@
-// Asks for the name to save the workflow under on the server (Ctrl+S on a workflow not saved there yet).
+// Asks for the name to save the workflow under on the server (Ctrl+S on a workflow not saved there yet). A name
+// another saved workflow has asks "Replace it?" first, so none is overwritten by a slip.
 import { useState } from 'react';
 import type { Session } from './session.js';
 
@@ -6,6 +7,9 @@ export function SaveDialog({ session }: { session: Session }) {
   const initial = session.workflowName === 'Unsaved workflow' ? '' : session.workflowName;
   const [name, setName] = useState(initial);
   const valid = /^[\w .()-]{1,100}$/.test(name.trim()) && !name.trim().startsWith('.');
+  /** A taken name the user was asked about: the next submit replaces that workflow. */
+  const [asking, setAsking] = useState<string | null>(null);
+  const asked = asking === name.trim();
   return (
     <div className="modal-backdrop" onClick={() => session.cancelSave()}>
       <form
@@ -18,9 +22,13 @@ export function SaveDialog({ session }: { session: Session }) {
             session.cancelSave();
           }
         }}
-        onSubmit={(e) => {
+        onSubmit={async (e) => {
           e.preventDefault();
-          if (valid) void session.save(name.trim());
+          const n = name.trim();
+          if (!valid) return;
+          // read at submit time: another tab may have saved under this name since the dialog opened
+          if (!asked && (await session.api.userWorkflows()).includes(n)) setAsking(n);
+          else void session.save(n);
         }}
       >
         <h3>Save workflow on the server</h3>
@@ -32,9 +40,14 @@ export function SaveDialog({ session }: { session: Session }) {
           aria-label="workflow name"
         />
         {!valid && name && <p className="error">letters, digits, spaces and . ( ) - _ only</p>}
+        {asked && (
+          <p className="error" data-testid="save-replaces">
+            “{name.trim()}” is already saved on the server. Replace it?
+          </p>
+        )}
         <div className="row">
           <button type="submit" className="primary" disabled={!valid}>
-            Save
+            {asked ? 'Replace' : 'Save'}
           </button>
           <button type="button" onClick={() => session.cancelSave()}>
             Cancel

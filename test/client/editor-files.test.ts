@@ -148,3 +148,34 @@ test('Export ▸ API format downloads the prompt Queue sends; Export ▸ Workflo
     await ev<number[]>(`window.__tcd.graph._nodes.map((n) => n.id).sort()`),
   );
 });
+
+test('saving under the name of another saved workflow asks "Replace it?" first', { skip }, async () => {
+  const defaultTypes = await savedTypes('my fox');
+  const hires = readFileSync('workflows/hires-fix.json');
+  await h.page.setInputFiles('[data-testid=file-input]', {
+    name: 'hires-fix.json',
+    mimeType: 'application/json',
+    buffer: hires,
+  });
+  await eventually(shownName, 'hires-fix');
+  await h.page.mouse.click(...(await emptyPoint(h.page)));
+  await h.page.keyboard.press('Control+s');
+  const dialog = h.page.locator('[data-testid=save-dialog]');
+  await dialog.locator('input').fill('my fox');
+  await h.page.keyboard.press('Enter');
+  const ask = dialog.locator('[data-testid=save-replaces]');
+  await ask.waitFor();
+  assert.equal(await ask.textContent(), '“my fox” is already saved on the server. Replace it?');
+  assert.equal(await dialog.getByRole('button', { name: 'Replace' }).count(), 1);
+  assert.deepEqual(await savedTypes('my fox'), defaultTypes, 'not replaced yet');
+  // another name withdraws the question; back to "my fox", the second Enter replaces it
+  await dialog.locator('input').fill('my fox 2');
+  await eventually(() => ask.count(), 0);
+  await dialog.locator('input').fill('my fox');
+  await h.page.keyboard.press('Enter');
+  await ask.waitFor();
+  await h.page.keyboard.press('Enter');
+  await dialog.waitFor({ state: 'detached' });
+  assert.equal((await savedTypes('my fox')).includes('TCDSampler'), false, 'replaced by the hires-fix graph');
+  assert.equal(await shownName(), 'my fox');
+});
