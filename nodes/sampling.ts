@@ -26,6 +26,34 @@ function samplerInputsCheck(linked: Record<string, unknown>): string | true {
 
 type Ctx = NodeContext<NodeServices>;
 
+function tcdScheduleProblem(steps: number, denoise: number, original: number): boolean {
+  try {
+    tcdTimesteps(steps, denoise, original);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * TCDSampler's schedule in its own inputs' words, before anything runs: TCD takes its steps from the
+ * trunc(denoise x original_inference_steps) timesteps left by denoise (diffusers' rule, tcdTimesteps), so a low
+ * denoise leaves fewer timesteps than steps. The engine keeps diffusers' wording (num_inference_steps, strength).
+ */
+export function tcdScheduleCheck(steps: number, denoise: number, original: number): string | true {
+  if (!tcdScheduleProblem(steps, denoise, original)) return true;
+  if (steps > original) return `steps ${steps} is more than original_inference_steps ${original}`;
+  const left = Math.trunc(original * denoise);
+  // the least denoise, in the widget's 0.01 steps, that the schedule accepts
+  let need = Math.floor((steps / original) * 100) / 100;
+  while (need < 1 && tcdScheduleProblem(steps, need, original)) need = Math.round(need * 100 + 1) / 100;
+  const fewer = left > 0 ? `lower steps to at most ${left}, or ` : '';
+  return (
+    `denoise ${denoise} x original_inference_steps ${original} leaves ${left} timestep${left === 1 ? '' : 's'}, ` +
+    `fewer than steps ${steps}: ${fewer}raise denoise to at least ${need}`
+  );
+}
+
 function scaled(data: Float32Array, k: number): Float32Array {
   const out = new Float32Array(data.length);
   for (let i = 0; i < out.length; i++) out[i] = data[i] * k;
@@ -87,7 +115,10 @@ export const TCDSampler = defineNode({
     }),
   ],
   outputs: [t.out('LATENT')],
-  validate: (_a, _s, linked) => samplerInputsCheck(linked),
+  validate: (a, _s, linked) => {
+    const schedule = tcdScheduleCheck(a.steps, a.denoise, a.original_inference_steps);
+    return schedule === true ? samplerInputsCheck(linked) : schedule;
+  },
   execute: async (a, ctx) => {
     if (a.latent_image.noise_mask)
       throw new Error(

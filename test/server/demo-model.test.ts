@@ -303,3 +303,31 @@ test('sizes ComfyUI accepts that do not halve evenly down the UNet (72x40, 63x64
     assert.deepEqual([png.width, png.height], [Math.floor(w / 8) * 8, Math.floor(h / 8) * 8]);
   }
 });
+
+test("TCDSampler: a denoise too low for its steps is a 400 in the node's own terms, before anything runs", async () => {
+  // before: 200, then diffusers' text at the sampler ("`original_steps x strength` ... reduce `num_inference_steps` to
+  // a value smaller than 0")
+  for (const [steps, denoise, details] of [
+    [
+      8,
+      0.15,
+      'denoise 0.15 x original_inference_steps 50 leaves 7 timesteps, fewer than steps 8: lower steps to at most 7, or raise denoise to at least 0.16',
+    ],
+    [
+      1,
+      0,
+      'denoise 0 x original_inference_steps 50 leaves 0 timesteps, fewer than steps 1: raise denoise to at least 0.02',
+    ],
+  ] as const) {
+    const p = demoPrompt({ steps }) as Record<string, any>;
+    p['3'].inputs.denoise = denoise;
+    const r = await api(s.url, 'POST', '/prompt', { prompt: p, client_id: 'demo' });
+    assert.equal(r.status, 400, r.text);
+    const e = r.json.node_errors['3'];
+    assert.equal(e.class_type, 'TCDSampler');
+    assert.deepEqual(
+      e.errors.map((x: { type: string; details: string }) => [x.type, x.details]),
+      [['custom_validation_failed', details]],
+    );
+  }
+});
