@@ -32,10 +32,13 @@ export interface PromptOutcome {
 
 /** The execution_error of a prompt that failed validation when it came to run. */
 export function invalidPromptError(v: InvalidPrompt, item: QueueItem): ExecutionErrorData {
+  const nodeId = Object.keys(v.body.node_errors)[0];
   return {
     prompt_id: item.promptId,
-    node_id: Object.keys(v.body.node_errors)[0] ?? '',
-    node_type: '',
+    node_id: nodeId ?? '',
+    // clients mark the node by id and show its class: a prompt that fails validation when it comes to run (after a
+    // restart, on a farm worker) names both, as a failing node does
+    node_type: nodeId ? v.body.node_errors[nodeId].class_type : '',
     executed: [],
     exception_message: `${v.body.error.message}: ${v.body.error.details}`,
     exception_type: v.body.error.type,

@@ -76,12 +76,14 @@ test('an invalid prompt runs nothing: execution_error and executing null, an err
   );
   const err = events[0].data as {
     node_id: string;
+    node_type: string;
     exception_message: string;
     exception_type: string;
     prompt_id: string;
   };
   assert.equal(err.prompt_id, 'bad-1');
   assert.equal(err.node_id, '4', 'names the node whose input failed');
+  assert.equal(err.node_type, 'CheckpointLoaderSimple', 'and its class');
   assert.match(err.exception_message, /Prompt outputs failed validation/);
   assert.equal(r.entry.status.status_str, 'error');
   assert.deepEqual(r.entry.status.messages, [['execution_error', err]]);
