@@ -2,7 +2,8 @@
 // the node, every keystroke written to the widget value (so Ctrl+Enter queues what is on screen), native caret,
 // selection, clipboard and IME. litegraph draws the node; the widget's draw() only moves its textarea to where the
 // node is this frame, and the layer hides the textareas of nodes that were not drawn (off screen, collapsed,
-// converted to an input) and drops those of nodes that left the graph.
+// converted to an input) and drops those of nodes that left the graph. A textarea lies above the canvas, so the parts
+// of it under nodes drawn later (one dragged over it, a new Primitive placed on it) are cut out of it.
 import type { LGraph, LGraphNode } from '@comfyorg/litegraph';
 
 const MARGIN = 10;
@@ -11,6 +12,10 @@ const MARGIN = 10;
 export class DomWidgetLayer {
   private readonly live = new Map<HTMLTextAreaElement, LGraphNode>();
   private drawn = new Set<HTMLTextAreaElement>();
+  /** Graph-space rectangle [x, y, w, h] of each textarea drawn this frame. */
+  private readonly rects = new Map<HTMLTextAreaElement, [number, number, number, number]>();
+  /** The clip-path last set on each textarea. */
+  private readonly clips = new Map<HTMLTextAreaElement, string>();
 
   constructor(
     readonly container: HTMLElement,
@@ -27,11 +32,35 @@ export class DomWidgetLayer {
       if (this.graph.getNodeById(node.id) !== node) {
         el.remove();
         this.live.delete(el);
+        this.rects.delete(el);
+        this.clips.delete(el);
       } else if (!this.drawn.has(el) && el.style.display !== 'none') {
         if (document.activeElement === el) el.blur();
         el.style.display = 'none';
+      } else if (this.drawn.has(el)) {
+        this.clip(el, node);
       }
     }
+  }
+
+  /** Cuts the parts covered by nodes drawn after `node` out of its textarea (CSS clip-path, even-odd holes). */
+  private clip(el: HTMLTextAreaElement, node: LGraphNode): void {
+    const [x, y, w, h] = this.rects.get(el)!;
+    const nodes = this.graph._nodes;
+    const holes: string[] = [];
+    for (let i = nodes.indexOf(node) + 1; i < nodes.length; i++) {
+      const [bx, by, bw, bh] = nodes[i].boundingRect;
+      const x0 = Math.max(x, bx),
+        y0 = Math.max(y, by),
+        x1 = Math.min(x + w, bx + bw),
+        y1 = Math.min(y + h, by + bh);
+      if (x1 > x0 && y1 > y0) holes.push(`M${x0 - x} ${y0 - y}H${x1 - x}V${y1 - y}H${x0 - x}Z`);
+    }
+    // element-local units are graph units: the scale is the element's transform, applied after the clip
+    const path = holes.length ? `path(evenodd, "M0 0H${w}V${h}H0Z${holes.join('')}")` : '';
+    if (this.clips.get(el) === path) return; // (the browser re-serialises style values: compare what was set)
+    this.clips.set(el, path);
+    el.style.clipPath = path;
   }
 
   /** Puts `el` over the node-local rectangle (x, y, w, h) of the node being drawn with `ctx`. */
@@ -44,6 +73,7 @@ export class DomWidgetLayer {
     if (!el.isConnected) this.container.appendChild(el);
     this.live.set(el, node);
     this.drawn.add(el);
+    this.rects.set(el, [node.pos[0] + rect[0], node.pos[1] + rect[1], rect[2], rect[3]]);
     const t = ctx.getTransform();
     const dpr = this.canvasEl.width / Math.max(1, this.canvasEl.clientWidth);
     const scale = t.a / dpr;
