@@ -127,8 +127,17 @@ export class SafetensorsFile {
       const lenBuf = Buffer.alloc(8);
       readSync(fd, lenBuf, 0, 8, 0);
       const headerLen = Number(lenBuf.readBigUInt64LE(0));
-      if (headerLen > MAX_HEADER || headerLen < 2)
-        throw new SafetensorsError(path, `not a safetensors file (header length ${headerLen})`);
+      if (headerLen > MAX_HEADER || headerLen < 2) {
+        // PyTorch's torch.save files (.ckpt / .pt / .pth / .bin): a zip archive, or a bare pickle (protocol 2+)
+        const torchFile = lenBuf.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1')) || lenBuf[0] === 0x80;
+        throw new SafetensorsError(
+          path,
+          torchFile
+            ? 'a PyTorch pickle file (torch.save: .ckpt/.pt/.pth), not safetensors; only .safetensors files can be ' +
+                'read here: convert it to .safetensors (or download the .safetensors release of the model)'
+            : `not a safetensors file (header length ${headerLen})`,
+        );
+      }
       if (8 + headerLen > size)
         throw new SafetensorsError(
           path,

@@ -12,6 +12,7 @@ import {
   statSync,
   rmSync,
   existsSync,
+  copyFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import {
   encodeValues,
 } from '../../../server/engine/io/safetensors-writer.js';
 import { fixtureSkip, fixturePath } from '../../helpers/fixtures.js';
+import { PROJECT } from '../../cli/run-cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'st-test-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -257,6 +259,24 @@ test('corrupt headers give an error naming the file and the problem', async () =
   assert.match(openError(path).message, /^corrupt\.safetensors: tensor "w" has an unsupported or missing dtype \(Q4\)/);
   writeFileSync(path, withHeader([1, 2], 8));
   assert.match(openError(path).message, /^corrupt\.safetensors: header is not a JSON object/);
+});
+
+test('a PyTorch file (.ckpt/.pt, zip or bare pickle) is named as such, with what to do', () => {
+  // before: "not a safetensors file (header length 7741253907690769000)" for a .ckpt in models/checkpoints
+  const zip = join(dir, 'model.ckpt');
+  copyFileSync(join(PROJECT, 'test', 'data', 'hypernetwork', 'hn_relu.pt'), zip); // written by torch.save
+  const pickle = join(dir, 'old.pt');
+  writeFileSync(pickle, Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e, 0x0a, 0x0a])); // pickle.dumps({}, 2)
+  for (const [path, name] of [
+    [zip, 'model.ckpt'],
+    [pickle, 'old.pt'],
+  ]) {
+    assert.equal(
+      openError(path).message,
+      `${name}: a PyTorch pickle file (torch.save: .ckpt/.pt/.pth), not safetensors; only .safetensors files can be ` +
+        'read here: convert it to .safetensors (or download the .safetensors release of the model)',
+    );
+  }
 });
 
 function withHeader(header: unknown, dataBytes: number): Buffer {
