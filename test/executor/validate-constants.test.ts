@@ -1,7 +1,8 @@
 /**
  * What validatePrompt hands the executor and where it draws the line, checked on its result directly: INT constants
  * are truncated like ComfyUI's int(value), FLOAT ones are kept, the strings "true"/"false" read as the booleans they
- * name, and a link to the output index just past a node's last output is a bad_linked_input naming node and input.
+ * name, STRING takes text, numbers and booleans only, and a link to the output index just past a node's last
+ * output is a bad_linked_input naming node and input.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,6 +27,7 @@ const registry: Registry = new Map(
         { name: 'count', type: 'INT', options: { min: -10, max: 10 } },
         { name: 'scale', type: 'FLOAT', options: { min: -10, max: 10 } },
         { name: 'flag', type: 'BOOLEAN', options: {} },
+        { name: 'label', type: 'STRING', options: {}, optional: true },
       ],
       outputs: [
         { type: 'NUM', name: 'A' },
@@ -57,6 +59,15 @@ test('BOOLEAN: true/false and the strings "true"/"false" read as those booleans'
   assert.equal(constantsOf({ flag: false }).flag, false);
   assert.equal(constantsOf({ flag: 'false' }).flag, false);
   assert.equal(constantsOf({ flag: 'true' }).flag, true);
+});
+
+test('STRING: numbers and booleans become their text; objects are invalid_input_type naming the input', () => {
+  assert.equal(constantsOf({ label: 5 }).label, '5');
+  assert.equal(constantsOf({ label: false }).label, 'false');
+  const v = validatePrompt(prompt({ label: { text: 'x' } }), registry, {});
+  assert.ok(!v.ok);
+  const err = v.body.node_errors.p.errors[0];
+  assert.deepEqual([err.type, err.extra_info.input_name], ['invalid_input_type', 'label']);
 });
 
 test('a link to the output index one past the last is bad_linked_input on that node and input', () => {

@@ -14,6 +14,9 @@ import {
   type UiNode,
   type UiWorkflow,
 } from '../../protocol/workflow/ui-to-api.js';
+import { uiToApi } from '../../server/workflow/convert.js';
+import { createRegistry } from '../../nodes/index.js';
+import type { NodeDefinition, Registry } from '../../server/executor/node-definition.js';
 
 const SCHEMAS: Record<string, ClassSchema> = {
   Image: { displayName: 'Image source', inputs: [{ name: 'name', widget: true }] },
@@ -126,4 +129,34 @@ test('an image upload companion after the image widget is skipped', () => {
   // a short array that holds the companion but not the last widget: the companion is not taken as `channel`
   const short = convert({ nodes: [{ id: 1, type: 'LoadMask', widgets_values: ['m.png', null] }], links: [] });
   assert.deepEqual(short['1'].inputs, { image: 'm.png' });
+});
+
+test('server schemas: a forceInput widget takes no widgets_values slot; LoadImageMask skips its upload companion', () => {
+  const scale: NodeDefinition = {
+    id: 'Scale',
+    displayName: 'Scale',
+    category: 'test',
+    description: '',
+    outputNode: false,
+    inputs: [
+      { name: 'factor', type: 'INT', options: { forceInput: true } },
+      { name: 'amount', type: 'FLOAT', options: {} },
+    ],
+    outputs: [{ type: 'INT', name: 'INT' }],
+    execute: () => ({ outputs: [0] }),
+  };
+  const registry = createRegistry() as Registry<unknown>;
+  registry.set('Scale', scale);
+  const p = uiToApi(
+    {
+      nodes: [
+        { id: 1, type: 'Scale', inputs: [{ name: 'factor', type: 'INT', link: null }], widgets_values: [0.5] },
+        { id: 2, type: 'LoadImageMask', widgets_values: ['m.png', 'upload', 'red'] },
+      ],
+      links: [],
+    },
+    registry,
+  );
+  assert.deepEqual(p['1'].inputs, { amount: 0.5 });
+  assert.deepEqual(p['2'].inputs, { image: 'm.png', channel: 'red' });
 });
