@@ -7,13 +7,14 @@ import { UndoStack } from '../graph/undo-stack.js';
 import { fuzzySearch } from '../graph/fuzzy.js';
 import { nextSeed } from '../graph/seed-control.js';
 import { describeInputs, SEED_CONTROLS, type SeedControl } from '../graph/widget-spec.js';
-import { workflowFromPng } from '../graph/png-text.js';
+import { readPngText } from '../graph/png-text.js';
 import { CONTROL_WIDGET, registerNodeTypes } from './node-types.js';
 import { runtime } from './runtime-state.js';
 import { adoptPrimitives } from './primitive-node.js';
 import { DomWidgetLayer, setDomWidgetLayer } from './dom-widgets.js';
 import { loaderFor } from '../graph/model-loaders.js';
 import { dropFile, pasteImage } from './image-drop.js';
+import { isApiPrompt, promptToWorkflow } from './prompt-graph.js';
 
 const AUTOSAVE_KEY = 'tcd-studio.workflow';
 const MODIFIED_KEY = 'tcd-studio.workflow.modified';
@@ -457,19 +458,24 @@ export class Editor {
   /** Loads a dropped or opened file: workflow JSON, or a PNG carrying one. Returns an error message or null. */
   async loadFile(file: File): Promise<string | null> {
     const bytes = new Uint8Array(await file.arrayBuffer());
+    let note: string | null = null;
     try {
-      if (bytes[0] === 0x89 && bytes[1] === 0x50) {
-        const wf = workflowFromPng(bytes);
-        if (!wf) return `${file.name} carries no workflow`;
-        this.load(wf as Workflow, { keepHistory: true });
-      } else {
-        const data = JSON.parse(new TextDecoder().decode(bytes));
-        if (!data || !Array.isArray(data.nodes))
-          return `${file.name} is not a UI-format workflow (API-format prompts cannot be opened)`;
+      const png = bytes[0] === 0x89 && bytes[1] === 0x50;
+      const text = png ? readPngText(bytes) : null;
+      // a PNG carries the UI workflow, or only the API prompt when it was queued without one (ComfyUI opens both)
+      const data: unknown = JSON.parse(
+        png ? (text!.workflow ?? text!.prompt ?? 'null') : new TextDecoder().decode(bytes),
+      );
+      if (Array.isArray((data as { nodes?: unknown } | null)?.nodes))
         this.load(data as Workflow, { keepHistory: true });
-      }
+      else if (isApiPrompt(data)) {
+        const { workflow, unknown } = promptToWorkflow(data);
+        this.load(workflow, { keepHistory: true });
+        this.fitView(this.canvas.low_quality_zoom_threshold);
+        if (unknown.length) note = `${file.name}: no such node type here, left out: ${unknown.join(', ')}`;
+      } else return png ? `${file.name} carries no workflow` : `${file.name} is neither a workflow nor an API prompt`;
       this.onFileOpened(file.name.replace(/\.(json|png)$/i, ''));
-      return null;
+      return note;
     } catch (e) {
       return `${file.name}: ${(e as Error).message}`;
     }
