@@ -134,7 +134,7 @@ test('signatures of distinct inputs do not collide', () => {
   assert.equal(seen.size, 5000);
 });
 
-test('an earlier prompt stays cached while the cache is under its limit (A, B, then A again runs nothing)', async () => {
+test('under the limit an earlier prompt stays cached: A, B, then A again runs nothing', async () => {
   const { run } = makeRunner();
   await run(chain({ value: 1 }));
   await run(chain({ value: 2 }));

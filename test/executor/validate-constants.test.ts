@@ -1,8 +1,8 @@
 /**
  * What validatePrompt hands the executor and where it draws the line, checked on its result directly: INT constants
  * are truncated like ComfyUI's int(value), FLOAT ones are kept, the strings "true"/"false" read as the booleans they
- * name, STRING takes text, numbers and booleans only, and a link to the output index just past a node's last
- * output is a bad_linked_input naming node and input.
+ * name, STRING takes text, numbers and booleans only, a link to the output index just past a node's last output is
+ * a bad_linked_input naming node and input, dependent_outputs has no repeats, and a node id __proto__ is refused.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,6 +35,14 @@ const registry: Registry = new Map(
       ],
     }),
     def({ id: 'Show', outputNode: true, inputs: [{ name: 'value', type: 'NUM', options: {} }], outputs: [] }),
+    def({
+      id: 'Join',
+      inputs: [
+        { name: 'a', type: 'NUM', options: {} },
+        { name: 'b', type: 'NUM', options: {} },
+      ],
+      outputs: [{ type: 'NUM', name: 'NUM' }],
+    }),
   ].map((d) => [d.id, d]),
 );
 
@@ -78,4 +86,29 @@ test('a link to the output index one past the last is bad_linked_input on that n
   assert.equal(err.type, 'bad_linked_input');
   assert.equal(err.details, 'value');
   assert.match(err.message, /node p \(Pair\) has no output 2/);
+});
+
+test('an output reached twice from a failing node (a diamond) is listed once in dependent_outputs', () => {
+  const v = validatePrompt(
+    {
+      p: { class_type: 'Pair', inputs: { count: 99, scale: 1, flag: true } },
+      j: { class_type: 'Join', inputs: { a: ['p', 0], b: ['p', 1] } },
+      s: { class_type: 'Show', inputs: { value: ['j', 0] } },
+    },
+    registry,
+    {},
+  );
+  assert.ok(!v.ok);
+  assert.deepEqual(v.body.node_errors.p.dependent_outputs, ['s']);
+  assert.equal(v.body.node_errors.p.errors[0].type, 'value_bigger_than_max');
+});
+
+test('a node id "__proto__" is refused as invalid_prompt, not run under a key that vanishes from maps', () => {
+  const p = JSON.parse(
+    '{"__proto__": {"class_type": "Show", "inputs": {"value": ["1", 0]}}, "1": {"class_type": "Pair"}}',
+  );
+  const v = validatePrompt(p, registry, {});
+  assert.ok(!v.ok);
+  assert.equal(v.body.error.type, 'invalid_prompt');
+  assert.equal(v.body.error.extra_info.node_id, '__proto__');
 });

@@ -131,7 +131,7 @@ test('an image upload companion after the image widget is skipped', () => {
   assert.deepEqual(short['1'].inputs, { image: 'm.png' });
 });
 
-test('server schemas: a forceInput widget takes no widgets_values slot; LoadImageMask skips its upload companion', () => {
+test('server schemas: forceInput takes no widgets_values slot; LoadImageMask skips its upload companion', () => {
   const scale: NodeDefinition = {
     id: 'Scale',
     displayName: 'Scale',

@@ -99,7 +99,7 @@ test('KSampler with sampler "tcd" from the seed noise equals the diffusers TCD p
   assert.ok(maxAbsDiff(out, ref) <= 1e-5 * Math.max(1, maxAbs(ref)), `max diff ${maxAbsDiff(out, ref)}`);
 });
 
-test('KSampler "tcd" without eta (ComfyUI\'s KSampler node has no eta input) uses gamma 0.3, diffusers\' default', async () => {
+test("KSampler 'tcd' without eta (ComfyUI's KSampler has none) uses gamma 0.3, diffusers' default", async () => {
   const n = 64,
     steps = 4;
   const stream = draws(steps, n, 7);
