@@ -5,6 +5,7 @@ import { SafetensorsFile } from '../server/engine/io/safetensors.js';
 import { detectModelFile } from '../server/engine/model/detect.js';
 import { defineNode, t } from './define.js';
 import type { ClipValue, ModelValue, VaeValue } from './types.js';
+import type { NodeServices } from './services.js';
 import { taesdFiles, taesdNames, taesdProblem } from './taesd-files.js';
 
 export const CheckpointLoaderSimple = defineNode({
@@ -136,6 +137,12 @@ function loraReport(
   return line;
 }
 
+/** A LoRA file replaced under the same name re-runs its loader (and what follows), as a replaced checkpoint does. */
+const loraFingerprint = ({ lora_name }: { lora_name: string }, s: NodeServices) => {
+  const st = statSync(s.models.resolve('loras', lora_name));
+  return `${st.size}:${st.mtimeMs}`;
+};
+
 export const LoraLoader = defineNode({
   id: 'LoraLoader',
   displayName: 'Load LoRA',
@@ -150,6 +157,7 @@ export const LoraLoader = defineNode({
     strength('strength_clip', 'How strongly to modify the CLIP model. This value can be negative.'),
   ],
   outputs: [t.out('MODEL'), t.out('CLIP')],
+  fingerprint: loraFingerprint,
   execute: ({ model, clip, lora_name, strength_model, strength_clip }, ctx) => {
     const path = ctx.services.models.resolve('loras', lora_name);
     const m = model,
@@ -187,6 +195,7 @@ export const LoraLoaderModelOnly = defineNode({
     strength('strength_model', 'How strongly to modify the diffusion model. This value can be negative.'),
   ],
   outputs: [t.out('MODEL')],
+  fingerprint: loraFingerprint,
   execute: ({ model, lora_name, strength_model }, ctx) => {
     const path = ctx.services.models.resolve('loras', lora_name);
     const m = model,

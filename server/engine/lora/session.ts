@@ -24,7 +24,7 @@ import { type LowRankDelta, safetensorsWeights, type WeightSource } from '../onn
 import type { Component, LoraRef } from '../types.js';
 import { DataType } from '../onnx/schema.js';
 import type { SessionStore, ComponentSpec } from '../runtime/session-store.js';
-import type { SharedWeights } from '../runtime/graph-cache.js';
+import { fileIdentity, type SharedWeights } from '../runtime/graph-cache.js';
 import type { Tensor } from '../tensor.js';
 import { patchableKeys } from './key-map.js';
 import { keyMapFor, lowRankDelta, type PatchTerm, planLoras } from './patch.js';
@@ -260,7 +260,8 @@ export async function sessionWithLoras(
     variant: `${spec.variant ?? ''}+lora-inputs`,
     build: (w, cfg, dtype) => exposeWeights(spec.build(w, cfg, dtype), patchable),
   });
-  const setKey = JSON.stringify([fileId(file), active]);
+  // the LoRA files' identities too: a LoRA replaced under the same name is another set
+  const setKey = JSON.stringify([fileId(file), active.map((l) => ({ ...l, id: fileIdentity(l.path) }))]);
   const last = lastFeeds.get(id);
   if (last && last.set === setKey) return { session, weightFeeds: last.feeds };
 

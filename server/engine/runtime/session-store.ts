@@ -304,11 +304,14 @@ export class SessionStore {
         graph,
         loras: loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
       });
+    // the files' identities too: a checkpoint or LoRA replaced under the same name is new weights (its loader
+    // re-runs on it), never the session loaded from the old file
     const key = JSON.stringify({
       checkpoint: spec.checkpoint,
+      id: fileIdentity(spec.checkpoint),
       component: spec.component,
       variant,
-      loras,
+      loras: loras.map((l) => ({ ...l, id: fileIdentity(l.path) })),
       dtype,
       ep,
       graph,
