@@ -81,6 +81,16 @@ export class HttpApi {
     return this.request(path, { method: 'POST', body: JSON.stringify(body) });
   }
 
+  /**
+   * A POST whose answer carries nothing: throws on an error status. The body is read to its end, or the browser
+   * counts the request as cancelled (net::ERR_ABORTED in its network log).
+   */
+  async postOk(path: string, body: unknown): Promise<void> {
+    const res = await this.post(path, body);
+    const text = await res.text().catch(() => '');
+    if (!res.ok) throw new Error(`POST ${path}: HTTP ${res.status}${text ? ` ${text.slice(0, 200)}` : ''}`);
+  }
+
   objectInfo(): Promise<ObjectInfo> {
     return this.json('/object_info');
   }
@@ -114,17 +124,17 @@ export class HttpApi {
     return this.json(`/history?max_items=${maxItems}`);
   }
   async deleteHistory(ids: string[]): Promise<void> {
-    await this.post('/history', { delete: ids });
+    await this.postOk('/history', { delete: ids });
   }
 
   queue(): Promise<{ queue_running: QueueItem[]; queue_pending: QueueItem[] }> {
     return this.json('/queue');
   }
   async cancel(promptId: string): Promise<void> {
-    await this.post('/queue', { delete: [promptId] });
+    await this.postOk('/queue', { delete: [promptId] });
   }
   async interrupt(promptId?: string): Promise<void> {
-    await this.post('/interrupt', promptId ? { prompt_id: promptId } : {});
+    await this.postOk('/interrupt', promptId ? { prompt_id: promptId } : {});
   }
 
   /** Names of ready workflows (templates); [] when the server has none. */

@@ -306,7 +306,11 @@ export class Session {
   }
 
   async deleteHistory(item: HistoryItem): Promise<void> {
-    await this.api.deleteHistory([item.promptId]);
+    try {
+      await this.api.deleteHistory([item.promptId]);
+    } catch (e) {
+      return this.note('error', `Delete failed: ${(e as Error).message}`);
+    }
     this.gallery = this.gallery.filter((g) => g.promptId !== item.promptId);
     await this.refreshHistory();
   }
@@ -341,13 +345,21 @@ export class Session {
   }
 
   async cancel(promptId: string): Promise<void> {
-    await this.api.cancel(promptId);
+    try {
+      await this.api.cancel(promptId);
+    } catch (e) {
+      this.note('error', `Cancel failed: ${(e as Error).message}`);
+    }
     await this.refreshQueue();
   }
 
   async interrupt(): Promise<void> {
     const running = this.queueRunning[0]?.[1];
-    await this.api.interrupt(running);
+    try {
+      await this.api.interrupt(running);
+    } catch (e) {
+      this.note('error', `Interrupt failed: ${(e as Error).message}`);
+    }
     await this.refreshQueue();
   }
 

@@ -94,3 +94,33 @@ test('a prompt stopped by a server restart is reported with its number', { skip 
   assert.match((await item.textContent()) ?? '', errored);
   await shot(h.page, 'p6-restart');
 });
+
+test(
+  'Interrupt leaves no request cancelled; with the server down it says it failed instead of nothing',
+  { skip },
+  async () => {
+    await h.page.waitForSelector('[data-testid=connection].open', { timeout: WAIT });
+    // the request ends either finished (its answer read) or failed (dropped unread: net::ERR_ABORTED)
+    const isInterrupt = (r: { url(): string }) => r.url().endsWith('/api/interrupt');
+    const ended = Promise.race([
+      h.page.waitForEvent('requestfinished', isInterrupt).then(() => 'finished'),
+      h.page.waitForEvent('requestfailed', isInterrupt).then((r) => `failed: ${r.failure()?.errorText}`),
+    ]);
+    await h.page.click('[data-testid=interrupt-button]');
+    assert.equal(await ended, 'finished');
+
+    await h.restartServer({ down: true });
+    await h.page.waitForSelector('[data-testid=connection].reconnecting', { timeout: WAIT });
+    await h.page.click('[data-testid=interrupt-button]');
+    const msg = h.page.locator('[data-testid=messages] pre.error', { hasText: 'Interrupt failed' });
+    await msg.waitFor();
+    assert.equal(await msg.textContent(), 'Interrupt failed: server unreachable, retrying the connection');
+    assert.deepEqual(
+      h.log.filter((l) => /pageerror.*unreachable/.test(l)),
+      [],
+      'no unhandled rejection',
+    );
+    await h.restartServer();
+    await h.page.waitForSelector('[data-testid=connection].open', { timeout: WAIT });
+  },
+);
