@@ -1,7 +1,7 @@
 // The litegraph adapter: owns the LGraph and its canvas, undo history, autosave, shortcuts and the
 // execution overlays. React talks to this class only; it knows nothing about React.
 import { LGraph, LGraphCanvas, LGraphNode, LiteGraph } from '@comfyorg/litegraph';
-import type { ObjectInfo, Workflow, WorkflowNode } from '../graph/types.js';
+import type { ApiPrompt, ObjectInfo, Workflow, WorkflowNode } from '../graph/types.js';
 import { MODE_ALWAYS, MODE_BYPASS, MODE_NEVER } from '../graph/types.js';
 import { UndoStack } from '../graph/undo-stack.js';
 import { fuzzySearch } from '../graph/fuzzy.js';
@@ -455,6 +455,14 @@ export class Editor {
     return [p[0], p[1]];
   }
 
+  /** Opens an API prompt as a graph (prompt-graph.ts), fitted to the view; returns the node types left out. */
+  loadPrompt(prompt: ApiPrompt): string[] {
+    const { workflow, unknown } = promptToWorkflow(prompt);
+    this.load(workflow, { keepHistory: true });
+    this.fitView(this.canvas.low_quality_zoom_threshold);
+    return unknown;
+  }
+
   /** Loads a dropped or opened file: workflow JSON, or a PNG carrying one. Returns an error message or null. */
   async loadFile(file: File): Promise<string | null> {
     const bytes = new Uint8Array(await file.arrayBuffer());
@@ -469,9 +477,7 @@ export class Editor {
       if (Array.isArray((data as { nodes?: unknown } | null)?.nodes))
         this.load(data as Workflow, { keepHistory: true });
       else if (isApiPrompt(data)) {
-        const { workflow, unknown } = promptToWorkflow(data);
-        this.load(workflow, { keepHistory: true });
-        this.fitView(this.canvas.low_quality_zoom_threshold);
+        const unknown = this.loadPrompt(data);
         if (unknown.length) note = `${file.name}: no such node type here, left out: ${unknown.join(', ')}`;
       } else return png ? `${file.name} carries no workflow` : `${file.name} is neither a workflow nor an API prompt`;
       this.onFileOpened(file.name.replace(/\.(json|png)$/i, ''));

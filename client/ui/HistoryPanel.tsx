@@ -38,9 +38,7 @@ function Item({ session, item }: { session: Session; item: HistoryItem }) {
         </div>
         {item.error && <div className="history-error">{item.error}</div>}
         <div className="history-actions">
-          <button onClick={() => session.loadHistory(item)} disabled={!item.workflow}>
-            Load
-          </button>
+          <button onClick={() => session.loadHistory(item)}>Load</button>
           <button onClick={() => void session.rerun(item)}>Re-run</button>
           <button onClick={() => void session.deleteHistory(item)}>Delete</button>
         </div>

@@ -282,8 +282,13 @@ export class Session {
 
   /** Opens the workflow that made a history item (kept in its extra_pnginfo). */
   loadHistory(item: HistoryItem): void {
-    if (!item.workflow) return this.note('error', `prompt #${item.number} carries no workflow`);
-    this.editor.load(item.workflow, { keepHistory: true });
+    // A prompt queued without its workflow (through the API) opens from the prompt itself, as ComfyUI does.
+    if (item.workflow) this.editor.load(item.workflow, { keepHistory: true });
+    else {
+      const unknown = this.editor.loadPrompt(item.prompt);
+      if (unknown.length)
+        this.note('error', `prompt #${item.number}: no such node type here, left out: ${unknown.join(', ')}`);
+    }
     // Maybe not the graph saved under the present name: unnamed, so Ctrl+S asks rather than replacing that one.
     this.setWorkflowName('Unsaved workflow');
   }

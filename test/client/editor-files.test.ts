@@ -219,3 +219,23 @@ test(
     await shot(h.page, 'files-api-prompt-opened');
   },
 );
+
+test('Load on a history entry queued through the API (no workflow) opens its prompt as a graph', { skip }, async () => {
+  const prompt =
+    await ev<Record<string, { class_type: string; inputs: Record<string, unknown> }>>(`window.__tcd.toPrompt()`);
+  prompt['3'].inputs.seed = 777;
+  const res = await h.api('/prompt', { method: 'POST', body: JSON.stringify({ prompt }) });
+  assert.equal(res.status, 200);
+  const { prompt_id: id } = (await res.json()) as { prompt_id: string };
+  const entry = h.page.locator(`[data-testid=history-panel] li[data-prompt-id="${id}"]`);
+  await entry.waitFor({ timeout: RUN_WAIT });
+  await h.page.click('[data-testid=templates]'); // another graph first
+  await h.page
+    .locator('[data-testid=templates-dialog] li.saved[data-saved="hires copy"]')
+    .getByRole('button', { name: 'Open' })
+    .click();
+  await eventually(() => ev<boolean>(`window.__tcd.graph._nodes.some((n) => n.type === 'TCDSampler')`), false);
+  await entry.getByRole('button', { name: 'Load' }).click();
+  await eventually(() => ev(`window.__tcd.toPrompt()`), prompt);
+  assert.equal(await shownName(), 'Unsaved workflow');
+});
