@@ -12,6 +12,7 @@
  */
 import { COMMANDS, UsageError, parseCommandLine, type Command, type Settings } from './settings.js';
 import { serve } from './host.js';
+import { LogBuffer, captureProcessOutput } from './app/log-buffer.js';
 import { setMaxImagePixels } from './storage/image-sniff.js';
 import { DEFAULT_PREVIEW_METHOD, previewSetting } from './preview-method.js';
 import { runCommand, convertCommand } from './run-command.js';
@@ -26,9 +27,12 @@ ${Object.entries(COMMANDS)
 tcd-studio COMMAND --help lists a command's options; docs/settings.md lists every setting.`;
 
 async function serveCommand(s: Settings): Promise<number> {
+  // the whole process output, for the Logs tab of ComfyUI's frontend (as ComfyUI captures its own)
+  const logBuffer = new LogBuffer();
+  captureProcessOutput(logBuffer);
   const preview = previewSetting(s.previews ? (s.previewMethod ?? DEFAULT_PREVIEW_METHOD) : 'none');
   if (preview.note) console.log(preview.note);
-  const server = await serve({ ...s, previews: preview.previews });
+  const server = await serve({ ...s, previews: preview.previews, logBuffer });
   console.log(`tcd-studio listening on ${server.url}${s.token ? ' (access token required)' : ''}`);
   const stop = async () => {
     await server.close();

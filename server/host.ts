@@ -14,6 +14,7 @@ import { ensureDemoCheckpoint } from './tools/make-checkpoint.js';
 import { ensureDemoControlNet } from './tools/make-controlnet.js';
 import { ensureDemoUpscaleModel } from './tools/make-upscale-model.js';
 import { startServer, type RunningServer } from './app/server.js';
+import type { LogBuffer } from './app/log-buffer.js';
 import type { ModelFolders } from './storage/model-folders.js';
 import { loadExtraModelPaths } from './storage/extra-model-paths.js';
 import { Executor } from './executor/execute.js';
@@ -35,7 +36,7 @@ export function packageVersion(): string {
 }
 
 /** What `serve` takes: settings (server/settings.ts; unset ones keep their defaults, no environment is read). */
-export type HostOptions = Partial<Settings> & { log?: (m: string) => void };
+export type HostOptions = Partial<Settings> & { log?: (m: string) => void; logBuffer?: LogBuffer };
 
 /** The engine options the settings give (folders, provider, budgets, GPU tuning). */
 export function engineOptions(s: Settings, log: (m: string) => void): EngineOptions {
@@ -123,6 +124,7 @@ export async function serve(o: HostOptions = {}): Promise<RunningServer<NodeServ
     version: packageVersion(),
     registry: createRegistry(),
     log,
+    logBuffer: o.logBuffer,
     // the engine runs in a child process with a memory limit by default: whatever slips past admission kills only it
     makeServices: ({ models, dirs }) =>
       (services = makeServices(

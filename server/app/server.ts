@@ -17,6 +17,7 @@ import { ModelFolders } from '../storage/model-folders.js';
 import { removeStalePartials } from '../storage/atomic-write.js';
 import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 import { WsHub } from './ws-hub.js';
+import { LogBuffer } from './log-buffer.js';
 import type { PreviewImage } from '../../protocol/preview.js';
 import { protocolRoutes, serverFeatures } from './routes.js';
 import { ProgressStates } from './progress-state.js';
@@ -65,6 +66,11 @@ export interface ServerConfig<S> {
   free?(services: S, opts: { unload_models?: boolean; free_memory?: boolean }): Promise<void> | void;
   devices?(): Record<string, unknown>[];
   log?(message: string): void;
+  /**
+   * Recent output for ComfyUI's Logs tab. The serve command passes one that copies the whole process output; without
+   * it the server keeps the messages it logs itself.
+   */
+  logBuffer?: LogBuffer;
   /** start executing queued prompts (default true) */
   execute?: boolean;
   /**
@@ -86,7 +92,9 @@ export interface RunningServer<S> {
 }
 
 export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServer<S>> {
-  const log = cfg.log ?? ((m: string) => console.log(m));
+  const baseLog = cfg.log ?? ((m: string) => console.log(m));
+  const logs = cfg.logBuffer ?? new LogBuffer();
+  const log = cfg.logBuffer ? baseLog : (m: string) => (logs.line(m), baseLog(m));
   for (const d of [cfg.dataDir, cfg.outputDir, cfg.inputDir, cfg.tempDir, cfg.modelsDir])
     mkdirSync(d, { recursive: true });
   for (const d of [cfg.outputDir, cfg.inputDir, cfg.tempDir]) removeStalePartials(d);
@@ -157,6 +165,8 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     models,
     workflowsDir: cfg.workflowsDir,
     jobs: () => queue!,
+    logs,
+    sendTo: (clientId, msg) => hub.sendTo(clientId, msg),
   });
   app.use('/api', frontend.router);
   app.use('/', frontend.router);

@@ -153,6 +153,23 @@ export class WsHub implements EventSink {
     }
   }
 
+  /**
+   * A message for one client outside the event log (no seq, never replayed), e.g. ComfyUI's `logs` lines; a client
+   * not connected misses it. Back-pressure as for previews: a slow socket skips it.
+   */
+  sendTo(clientId: string, msg: { type: string; data: unknown }): void {
+    const c = this.clients.get(clientId);
+    if (!c) return;
+    const frame = JSON.stringify(msg);
+    for (const ws of c.sockets) {
+      if (ws.bufferedAmount > this.softLimit) {
+        this.dropped++;
+        continue;
+      }
+      this.writeRaw(ws, frame);
+    }
+  }
+
   /** Logs an event for replay; on a full disk it is sent live only (no seq) rather than failing the prompt. */
   private logged(clientId: string, promptId: string | null, ev: ServerEvent): number | null {
     try {

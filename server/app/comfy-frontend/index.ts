@@ -1,6 +1,7 @@
 /**
  * What ComfyUI's own web frontend needs beyond the core protocol (mounted at / and /api), with the stores behind it.
- * Example: const f = comfyFrontendRoutes({ dataDir, maxUploadBytes, models, workflowsDir, jobs }); app.use('/api', f.router);
+ * Example: const f = comfyFrontendRoutes({ dataDir, maxUploadBytes, models, workflowsDir, jobs, logs, sendTo });
+ *          app.use('/api', f.router);
  */
 import { Router } from 'express';
 import { join } from 'node:path';
@@ -12,6 +13,8 @@ import { userdataRoutes } from './userdata-routes.js';
 import { jobsRoutes, type JobSource } from './jobs.js';
 import { modelRoutes } from './model-routes.js';
 import { templateRoutes } from './templates.js';
+import { logRoutes, type SendToClient } from './log-routes.js';
+import type { LogBuffer } from '../log-buffer.js';
 
 export interface ComfyFrontendDeps {
   dataDir: string;
@@ -20,6 +23,9 @@ export interface ComfyFrontendDeps {
   workflowsDir: string;
   /** the queue's running/pending items and history */
   jobs: () => JobSource;
+  /** the server's recent output (the Logs tab) and how a line reaches a subscribed websocket client */
+  logs: LogBuffer;
+  sendTo: SendToClient;
 }
 
 export function comfyFrontendRoutes(d: ComfyFrontendDeps): { router: Router; close(): void } {
@@ -30,5 +36,13 @@ export function comfyFrontendRoutes(d: ComfyFrontendDeps): { router: Router; clo
   router.use(jobsRoutes(d.jobs));
   router.use(modelRoutes(d.models));
   router.use(templateRoutes(d.workflowsDir));
-  return { router, close: () => settings.close() };
+  const logs = logRoutes(d.logs, d.sendTo);
+  router.use(logs.router);
+  return {
+    router,
+    close: () => {
+      settings.close();
+      logs.close();
+    },
+  };
 }
