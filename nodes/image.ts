@@ -6,7 +6,7 @@ import { defineNode, t } from './define.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import { encodePng, decodePng } from '../server/storage/png.js';
 import { writeFileAtomic } from '../server/storage/atomic-write.js';
-import { resolveInside } from '../server/storage/safe-path.js';
+import { checkRelativeName, resolveInside } from '../server/storage/safe-path.js';
 import { checkImageBudget } from '../server/storage/image-sniff.js';
 import { checkInputImage, inputImageFingerprint, readInputImage } from './input-image-file.js';
 
@@ -60,6 +60,17 @@ function saveImages(
   return results;
 }
 
+/** A prefix whose folder part saveImages would refuse, said before the run instead of after it. */
+function prefixProblem(prefix: string): string | true {
+  const sub = dirname(prefix) === '.' ? '' : dirname(prefix);
+  try {
+    if (sub) checkRelativeName(sub, 'its folder');
+    return true;
+  } catch (e) {
+    return `filename_prefix ${JSON.stringify(prefix)}: ${(e as Error).message} (a subfolder of the output folder)`;
+  }
+}
+
 function pngText(prompt: unknown, extra: Record<string, unknown>): Record<string, string> {
   const text: Record<string, string> = { prompt: JSON.stringify(prompt) };
   const info = extra.extra_pnginfo;
@@ -79,6 +90,8 @@ export const SaveImage = defineNode({
   ],
   hidden: { prompt: 'PROMPT', extra_pnginfo: 'EXTRA_PNGINFO' },
   outputs: [],
+  // refused before sampling, not after it
+  validate: ({ filename_prefix }) => prefixProblem(filename_prefix),
   execute: ({ images, filename_prefix }, ctx) => ({
     outputs: [],
     ui: {

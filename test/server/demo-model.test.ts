@@ -331,3 +331,19 @@ test("TCDSampler: a denoise too low for its steps is a 400 in the node's own ter
     );
   }
 });
+
+test('SaveImage: a filename_prefix that leaves the output folder is a 400 before anything runs', async () => {
+  // before: 200, the whole prompt sampled and decoded, then a PathError at the save
+  for (const prefix of ['../../escape', '/tmp/abs', 'a/../../b']) {
+    const r = await api(s.url, 'POST', '/prompt', { prompt: demoPrompt({ prefix }), client_id: 'demo' });
+    assert.equal(r.status, 400, r.text);
+    const e = r.json.node_errors['9'];
+    assert.equal(e.class_type, 'SaveImage');
+    assert.equal(e.errors[0].type, 'custom_validation_failed');
+    assert.match(e.errors[0].details, /^filename_prefix ".*": its folder must (be relative|not contain '\.\.')/);
+  }
+  // a subfolder is fine (ComfyUI's "folder/name" prefixes)
+  const ok = await run(demoPrompt({ prefix: 'sub/dir/name', seed: 71, steps: 1 }));
+  const saved = ok.events.find((e) => e.type === 'executed' && e.data.node === '9')!.data.output.images[0];
+  assert.deepEqual([saved.subfolder, saved.filename], ['sub/dir', 'name_00001_.png']);
+});
