@@ -16,16 +16,17 @@ function download(name: string, text: string): void {
 export function Toolbar({ session }: { session: Session }) {
   const { editor } = session;
   const fileRef = useRef<HTMLInputElement>(null);
-  const exportRef = useRef<HTMLDetailsElement>(null);
+  const exportRef = useRef<HTMLSpanElement>(null);
+  const [exportOpen, setExportOpen] = useState(false);
   // The export menu closes on a click anywhere else, as menus do.
   useEffect(() => {
+    if (!exportOpen) return;
     const close = (e: PointerEvent) => {
-      const menu = exportRef.current;
-      if (menu?.open && !menu.contains(e.target as Node)) menu.open = false;
+      if (!exportRef.current?.contains(e.target as Node)) setExportOpen(false);
     };
     document.addEventListener('pointerdown', close, true);
     return () => document.removeEventListener('pointerdown', close, true);
-  }, []);
+  }, [exportOpen]);
   const [showTemplates, setShowTemplates] = useState(false);
 
   return (
@@ -92,29 +93,33 @@ export function Toolbar({ session }: { session: Session }) {
           e.target.value = '';
         }}
       />
-      <details className="menu" data-testid="export-menu" ref={exportRef}>
-        <summary>Export ▾</summary>
-        <div className="menu-items">
-          <button
-            onClick={() => {
-              exportRef.current!.open = false;
-              download(`${session.workflowName}.json`, JSON.stringify(editor.serialize(), null, 2));
-            }}
-          >
-            Workflow
-          </button>
-          <button
-            title="the prompt POST /prompt takes (ComfyUI's Export (API))"
-            onClick={() => {
-              exportRef.current!.open = false;
-              const prompt = workflowToPrompt(editor.serialize(), editor.objectInfo);
-              download(`${session.workflowName}_api.json`, JSON.stringify(prompt, null, 2));
-            }}
-          >
-            API format
-          </button>
-        </div>
-      </details>
+      <span className="menu" data-testid="export-menu" ref={exportRef}>
+        <button aria-haspopup="menu" aria-expanded={exportOpen} onClick={() => setExportOpen((o) => !o)}>
+          Export ▾
+        </button>
+        {exportOpen && (
+          <div className="menu-items" role="menu">
+            <button
+              onClick={() => {
+                setExportOpen(false);
+                download(`${session.workflowName}.json`, JSON.stringify(editor.serialize(), null, 2));
+              }}
+            >
+              Workflow
+            </button>
+            <button
+              title="the prompt POST /prompt takes (ComfyUI's Export (API))"
+              onClick={() => {
+                setExportOpen(false);
+                const prompt = workflowToPrompt(editor.serialize(), editor.objectInfo);
+                download(`${session.workflowName}_api.json`, JSON.stringify(prompt, null, 2));
+              }}
+            >
+              API format
+            </button>
+          </div>
+        )}
+      </span>
       <button onClick={() => setShowTemplates(true)} data-testid="templates">
         Templates…
       </button>
