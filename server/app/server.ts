@@ -164,6 +164,7 @@ export async function startServer<S>(cfg: ServerConfig<S>): Promise<RunningServe
     maxUploadBytes: cfg.maxUploadBytes ?? 100 * 1024 * 1024,
     models,
     workflowsDir: cfg.workflowsDir,
+    dirs,
     jobs: () => queue!,
     logs,
     sendTo: (clientId, msg) => hub.sendTo(clientId, msg),

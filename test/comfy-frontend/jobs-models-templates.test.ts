@@ -175,8 +175,9 @@ other:
   ]);
   assert.equal((await api(s.url, 'GET', '/api/experiment/models/nope')).status, 404);
   const fp = (await api(s.url, 'GET', '/internal/folder_paths')).json;
-  assert.deepEqual(fp.loras[0], [join(models, 'loras'), join(elsewhere, 'lora-pack')]);
-  assert.ok(fp.loras[1].includes('.safetensors'));
+  // ComfyUI answers each folder's paths only (its frontend saves a downloaded model to paths[folder][0])
+  assert.deepEqual(fp.loras, [join(models, 'loras'), join(elsewhere, 'lora-pack')]);
+  assert.deepEqual(fp.checkpoints, [join(models, 'checkpoints'), join(elsewhere, 'sd'), elsewhere]);
   // names resolve through the link and in the extra folders; traversal is still refused
   const m = new ModelFolders(models, extra);
   assert.equal(readFileSync(m.resolve('checkpoints', 'linked.safetensors'), 'utf8'), 'x'.repeat(10));

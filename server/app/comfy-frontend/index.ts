@@ -1,6 +1,6 @@
 /**
  * What ComfyUI's own web frontend needs beyond the core protocol (mounted at / and /api), with the stores behind it.
- * Example: const f = comfyFrontendRoutes({ dataDir, maxUploadBytes, models, workflowsDir, jobs, logs, sendTo });
+ * Example: const f = comfyFrontendRoutes({ dataDir, maxUploadBytes, models, workflowsDir, dirs, jobs, logs, sendTo });
  *          app.use('/api', f.router);
  */
 import { Router } from 'express';
@@ -14,6 +14,8 @@ import { jobsRoutes, type JobSource } from './jobs.js';
 import { modelRoutes } from './model-routes.js';
 import { templateRoutes } from './templates.js';
 import { logRoutes, type SendToClient } from './log-routes.js';
+import { internalFilesRoutes } from './internal-files.js';
+import type { FileDirs } from '../files.js';
 import type { LogBuffer } from '../log-buffer.js';
 
 export interface ComfyFrontendDeps {
@@ -21,6 +23,8 @@ export interface ComfyFrontendDeps {
   maxUploadBytes: number;
   models: ModelFolders;
   workflowsDir: string;
+  /** input/output/temp, listed for the assets panel */
+  dirs: FileDirs;
   /** the queue's running/pending items and history */
   jobs: () => JobSource;
   /** the server's recent output (the Logs tab) and how a line reaches a subscribed websocket client */
@@ -36,6 +40,7 @@ export function comfyFrontendRoutes(d: ComfyFrontendDeps): { router: Router; clo
   router.use(jobsRoutes(d.jobs));
   router.use(modelRoutes(d.models));
   router.use(templateRoutes(d.workflowsDir));
+  router.use(internalFilesRoutes(d.dirs));
   const logs = logRoutes(d.logs, d.sendTo);
   router.use(logs.router);
   return {

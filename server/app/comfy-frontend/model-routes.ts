@@ -5,7 +5,7 @@
  *   GET /experiment/models/preview/{folder}/{pathIndex}/{name}.webp -> a preview image stored beside the model
  *       (<stem>.png/.jpg/.jpeg/.webp or <stem>.preview.*), 404 when there is none, as in ComfyUI
  *   GET /view_metadata/{folder}?filename=NAME -> the safetensors header's __metadata__ ({} when it has none)
- *   GET /internal/folder_paths        -> {folder: [[paths], [extensions]]}
+ *   GET /internal/folder_paths        -> {folder: [paths]} (ComfyUI's shape: the paths only, no extensions)
  */
 import { Router, type Request, type Response } from 'express';
 import { existsSync, readFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { dirname, extname, join } from 'node:path';
 import { httpError } from '../../../protocol/errors.js';
 import { PathError } from '../../storage/safe-path.js';
 import { SafetensorsFile } from '../../engine/io/safetensors.js';
-import { MODEL_EXTENSIONS, MODEL_FOLDERS, type ModelFolders } from '../../storage/model-folders.js';
+import { MODEL_FOLDERS, type ModelFolders } from '../../storage/model-folders.js';
 
 const PREVIEW_TYPES: Record<string, string> = {
   '.png': 'image/png',
@@ -104,7 +104,7 @@ export function modelRoutes(models: ModelFolders): Router {
     }
   });
   r.get('/internal/folder_paths', (_req, res) => {
-    res.json(Object.fromEntries(MODEL_FOLDERS.map((name) => [name, [models.roots(name), MODEL_EXTENSIONS]])));
+    res.json(Object.fromEntries(MODEL_FOLDERS.map((name) => [name, models.roots(name)])));
   });
   return r;
 }
