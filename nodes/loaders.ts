@@ -1,5 +1,6 @@
 /** Loader nodes: CheckpointLoaderSimple, VAELoader, LoraLoader, LoraLoaderModelOnly, CLIPSetLastLayer. */
 import { statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { inspectLora } from '../server/engine/lora/inspect.js';
 import { SafetensorsFile } from '../server/engine/io/safetensors.js';
 import { detectModelFile } from '../server/engine/model/detect.js';
@@ -62,6 +63,10 @@ function vaeFileProblem(path: string): string | undefined {
     detectModelFile(file);
     return undefined;
   } catch (e) {
+    // a file with no VAE weights at all (a LoRA, an upscaler in the wrong folder): say that, not why it is no checkpoint
+    const vaeKeys = file?.keys().some((k) => /^(first_stage_model\.|vae\.)?(encoder|decoder)\./.test(k));
+    if (file && !vaeKeys)
+      return `${basename(path)} is not a VAE: it has no encoder.* / decoder.* weights (nor a checkpoint's first_stage_model.*)`;
     return (e as Error).message;
   } finally {
     file?.close();

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../server/engine/io/safetensors.js';
 import { writeSafetensors } from '../../server/engine/io/safetensors-writer.js';
@@ -46,6 +46,7 @@ describe('VAELoader', { skip: fixtureSkip() }, () => {
         data: () => new Float32Array(144),
       },
     ]);
+    copyFileSync(fixturePath('sd1_tiny_lora_kohya.safetensors'), join(dir, 'a_lora.safetensors'));
     src.close();
   });
   after(async () => {
@@ -83,6 +84,17 @@ describe('VAELoader', { skip: fixtureSkip() }, () => {
       h.run(p),
       (e: Error) =>
         /"class_type":"VAELoader"/.test(e.message) && /diffusers' layout/.test(e.message) && /vae_name/.test(e.message),
+    );
+  });
+
+  test('a file with no VAE weights (a LoRA in models/vae) is a 400 saying it is no VAE', async () => {
+    // before: "no known text encoder keys ...; not an SD1.x/SDXL single-file checkpoint", the checkpoint rule's text
+    const p = {
+      ...prompt(['vaefile', 0]),
+      vaefile: { class_type: 'VAELoader', inputs: { vae_name: 'a_lora.safetensors' } },
+    };
+    await assert.rejects(h.run(p), (e: Error) =>
+      /vae_name: a_lora\.safetensors is not a VAE: it has no encoder\.\* \/ decoder\.\* weights/.test(e.message),
     );
   });
 });
