@@ -15,6 +15,7 @@ import { DomWidgetLayer, setDomWidgetLayer } from './dom-widgets.js';
 import { loaderFor } from '../graph/model-loaders.js';
 import { dropFile, pasteImage } from './image-drop.js';
 import { isApiPrompt, promptToWorkflow } from './prompt-graph.js';
+import { installMenuFilter } from './menu-filter.js';
 
 const AUTOSAVE_KEY = 'tcd-studio.workflow';
 const MODIFIED_KEY = 'tcd-studio.workflow.modified';
@@ -112,6 +113,7 @@ export class Editor {
     el.addEventListener('wheel', () => this.scheduleCheckpoint(), { passive: true });
     document.addEventListener('keydown', (e) => this.onKey(e), true);
     document.addEventListener('paste', (e) => pasteImage(this, e));
+    installMenuFilter();
     this.resize();
     new ResizeObserver(() => this.resize()).observe(el.parentElement!);
   }

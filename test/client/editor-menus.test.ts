@@ -1,5 +1,6 @@
-// A link dropped on empty canvas opens litegraph's menu (Add Node / Add Reroute / Search). "Search" opens the search
-// box where the menu was, lists only nodes that take the link's type, and connects the chosen node to the link.
+// litegraph's menus as a ComfyUI user meets them. A link dropped on empty canvas opens Add Node / Add Reroute /
+// Search; "Search" opens the search box where the menu was, lists only nodes that take the link's type, and connects
+// the chosen node to the link. A combo's long value list has a filter box: typing narrows it, Enter picks.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -68,4 +69,42 @@ test('Search from a released CLIP link lists nodes taking CLIP and connects the 
     h.log.filter((l) => l.startsWith('pageerror')),
     [],
   );
+});
+
+test('a long combo list (sampler_name) filters as one types; Enter picks the first match', { skip }, async () => {
+  const id = await ev<number>(`window.__tcd.editor.addNode('KSampler').id`);
+  const widgetPoint = (name: string) =>
+    h.page.evaluate(
+      ([id, name]) => {
+        const ed = (window as any).__tcd.editor;
+        const n = ed.nodeById(id);
+        const w = n.widgets.find((x: { name: string }) => x.name === name);
+        return ed.toClient([n.pos[0] + n.size[0] / 2, n.pos[1] + w.y + 10]) as [number, number];
+      },
+      [id, name] as const,
+    );
+  await h.page.mouse.click(...(await widgetPoint('sampler_name')));
+  const filter = h.page.locator('.litecontextmenu .menu-filter');
+  await filter.waitFor();
+  assert.equal(await filter.evaluate((e) => e === document.activeElement), true, 'focused: typing filters at once');
+  await h.page.keyboard.type('2m_sde');
+  const shown = () =>
+    h.page
+      .locator('.litecontextmenu .litemenu-entry')
+      .evaluateAll((els) => els.filter((e) => (e as HTMLElement).style.display !== 'none').map((e) => e.textContent));
+  await eventually(async () => (await shown()).every((t) => t!.includes('2m_sde')) && (await shown()).length > 0, true);
+  const first = (await shown())[0];
+  await shot(h.page, 'menus-combo-filter');
+  await h.page.keyboard.press('Enter');
+  await eventually(
+    () => ev<string>(`window.__tcd.editor.nodeById(${id}).widgets.find((w) => w.name === 'sampler_name').value`),
+    first,
+  );
+  await eventually(() => h.page.locator('.litecontextmenu').count(), 0, 'the list closed');
+  // node and canvas menus get no filter box
+  await h.page.mouse.click(...((await widgetPoint('seed')).map((v, i) => (i === 1 ? v - 60 : v)) as [number, number]), {
+    button: 'right',
+  });
+  await h.page.locator('.litecontextmenu .litemenu-entry').first().waitFor();
+  assert.equal(await h.page.locator('.litecontextmenu .menu-filter').count(), 0);
 });
