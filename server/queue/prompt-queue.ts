@@ -148,6 +148,9 @@ export class PromptQueue<B extends QueueBackend = QueueBackend> {
   historyItem(promptId: string): HistoryEntry | undefined {
     return this.store.historyItem(promptId);
   }
+  historyKeys(): { id: string; rowid: number }[] {
+    return this.store.historyKeys();
+  }
   deleteHistory(ids: string[]): void {
     this.store.deleteHistory(ids);
   }

@@ -233,6 +233,15 @@ export class QueueStore {
       return rows.map((r) => [r.prompt_id, r.entry]);
     };
   }
+  /**
+   * Every history entry's prompt id and row id, without the entries: a reader that keeps summaries (GET /jobs) parses
+   * only what it has not seen. A rewritten entry (INSERT OR REPLACE) gets a new row id.
+   */
+  historyKeys(): { id: string; rowid: number }[] {
+    return (
+      this.db.prepare(`SELECT prompt_id, rowid FROM history`).all() as { prompt_id: string; rowid: number }[]
+    ).map((r) => ({ id: r.prompt_id, rowid: r.rowid }));
+  }
   historyItem(promptId: string): HistoryEntry | undefined {
     const r = this.db.prepare(`SELECT entry FROM history WHERE prompt_id = ?`).get(promptId) as
       { entry: string } | undefined;

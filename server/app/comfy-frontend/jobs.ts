@@ -30,8 +30,9 @@ export interface Job {
 export interface JobSource {
   running(): QueueItem[];
   pending(): QueueItem[];
-  history(): Record<string, HistoryEntry>;
   historyItem(id: string): HistoryEntry | undefined;
+  /** each history entry's id and row id (a rewritten entry gets a new row id) */
+  historyKeys(): { id: string; rowid: number }[];
 }
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
@@ -90,14 +91,43 @@ function fromHistory(id: string, e: HistoryEntry): Job {
   };
 }
 
+/**
+ * Summaries of finished jobs, kept between requests: ComfyUI's frontend asks for the job list after every `status`
+ * message (the websocket keepalive sends one every few seconds to each idle tab), and parsing every history entry
+ * (prompt + workflow, often tens of KB each) for each of those requests grew with the history without bound.
+ * Only entries not seen yet are read; deleted ones are dropped.
+ */
+export class JobSummaries {
+  private readonly byKey = new Map<string, Job>();
+
+  finished(src: JobSource): Job[] {
+    const keys = src.historyKeys();
+    const live = new Set<string>();
+    const jobs: Job[] = [];
+    for (const { id, rowid } of keys) {
+      const key = `${rowid}:${id}`;
+      live.add(key);
+      let job = this.byKey.get(key);
+      if (!job) {
+        const e = src.historyItem(id);
+        if (!e) continue; // deleted since the keys were read
+        job = fromHistory(id, e);
+        this.byKey.set(key, job);
+      }
+      jobs.push(job);
+    }
+    for (const key of this.byKey.keys()) if (!live.has(key)) this.byKey.delete(key);
+    return jobs;
+  }
+}
+
 /** Every job the server knows, unsorted. */
-export function allJobs(src: JobSource): Job[] {
-  const jobs = [
+export function allJobs(src: JobSource, summaries = new JobSummaries()): Job[] {
+  return [
     ...src.running().map((i) => fromQueue(i, 'in_progress')),
     ...src.pending().map((i) => fromQueue(i, 'pending')),
+    ...summaries.finished(src),
   ];
-  for (const [id, e] of Object.entries(src.history())) jobs.push(fromHistory(id, e));
-  return jobs;
 }
 
 function parseIntParam(v: unknown, dflt: number | undefined, min: number): number | undefined | Error {
@@ -109,6 +139,7 @@ function parseIntParam(v: unknown, dflt: number | undefined, min: number): numbe
 
 export function jobsRoutes(src: () => JobSource): Router {
   const r = Router();
+  const summaries = new JobSummaries();
   r.get('/jobs', (req: Request, res: Response) => {
     const statusParam = typeof req.query.status === 'string' ? req.query.status : '';
     const wanted = statusParam
@@ -139,7 +170,7 @@ export function jobsRoutes(src: () => JobSource): Router {
       res.status(400).json(httpError('bad_request', 'sort_order must be asc or desc'));
       return;
     }
-    const jobs = allJobs(src())
+    const jobs = allJobs(src(), summaries)
       .filter((j) => wanted.includes(j.status))
       .sort((a, b) => order * (a.create_time - b.create_time || a.priority - b.priority));
     const page = jobs.slice(offset!, limit === undefined ? undefined : offset! + limit);
