@@ -35,7 +35,10 @@ export function SaveDialog({ session }: { session: Session }) {
         <input
           autoFocus
           value={name}
-          onChange={(e) => setName(e.target.value)}
+          onChange={(e) => {
+            setName(e.target.value);
+            setAsking(null); // an edited name is asked about afresh
+          }}
           placeholder="name"
           aria-label="workflow name"
         />
