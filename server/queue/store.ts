@@ -77,6 +77,8 @@ export class QueueStore {
   constructor(
     dataDir: string,
     private readonly eventsKept = 20000,
+    /** finished prompts kept, oldest dropped first: ComfyUI keeps 10000 too (the job list and the file stay bounded) */
+    private readonly historyKept = 10000,
   ) {
     mkdirSync(dataDir, { recursive: true });
     this.db = new Database(join(dataDir, 'tcd-studio.sqlite'));
@@ -195,6 +197,10 @@ export class QueueStore {
       this.db
         .prepare(`INSERT OR REPLACE INTO history(prompt_id, number, entry, completed) VALUES (?, ?, ?, ?)`)
         .run(item.promptId, item.number, json, Date.now());
+      // rowid is completion order: drop everything up to the newest row past the limit
+      this.db
+        .prepare(`DELETE FROM history WHERE rowid <= (SELECT rowid FROM history ORDER BY rowid DESC LIMIT 1 OFFSET ?)`)
+        .run(this.historyKept);
     })();
   }
 

@@ -98,6 +98,28 @@ test('the event log is pruned to the last eventsKept events', () => {
   s.close();
 });
 
+test('history keeps the last historyKept finished prompts (ComfyUI keeps 10000), also across a restart', () => {
+  const dir = freshDir();
+  let s = new QueueStore(dir, 20000, 3);
+  s.db.pragma('synchronous = OFF');
+  const finish = (id: string, n: number) => {
+    const it = item(id, n);
+    s.enqueue(it);
+    s.finish(it, historyEntry(it, {}, 'success', []));
+  };
+  for (let i = 0; i < 5; i++) finish(`h${i}`, i);
+  assert.deepEqual(Object.keys(s.history()), ['h2', 'h3', 'h4']);
+  assert.equal(s.historyItem('h0'), undefined);
+  s.deleteHistory(['h3']);
+  finish('h5', 5);
+  assert.deepEqual(Object.keys(s.history()), ['h2', 'h4', 'h5'], 'a deleted entry leaves room: nothing else dropped');
+  s.close();
+  s = new QueueStore(dir, 20000, 3);
+  finish('h6', 6);
+  assert.deepEqual(Object.keys(s.history()), ['h4', 'h5', 'h6']);
+  s.close();
+});
+
 test('PromptQueue: /queue rows carry client_id in extra_data; a given id and number are kept', () => {
   const store = new QueueStore(freshDir());
   const sink = { send: () => {}, preview: () => {} };
