@@ -16,6 +16,13 @@ import type { QueueBackend, QueueContext } from './prompt-queue.js';
 export const CRASH_MESSAGE =
   'tcd-studio stopped while this prompt was running (crash or restart); it did not complete. Queue it again to re-run it.';
 
+/** CRASH_MESSAGE naming the node that was running, when the store knows it. Example: crashMessage('8', 'VAEDecode') */
+export function crashMessage(nodeId: string | null, nodeType: string): string {
+  if (!nodeId) return CRASH_MESSAGE;
+  const node = nodeType ? `node ${nodeId} (${nodeType})` : `node ${nodeId}`;
+  return CRASH_MESSAGE.replace('was running', `was running ${node}`);
+}
+
 export class LocalRunner<S> implements QueueBackend {
   private current: { item: QueueItem; abort: AbortController } | null = null;
   private unfinished: { item: QueueItem; entry: HistoryEntry }[] = [];
@@ -34,12 +41,15 @@ export class LocalRunner<S> implements QueueBackend {
   recover(): string[] {
     const lost = this.ctx.store.running();
     for (const item of lost) {
+      const nodeId = this.ctx.store.runningNode(item.promptId);
+      const node = nodeId === null ? undefined : (item.prompt[nodeId] as { class_type?: unknown } | undefined);
+      const nodeType = typeof node?.class_type === 'string' ? node.class_type : '';
       const data = {
         prompt_id: item.promptId,
-        node_id: '',
-        node_type: '',
+        node_id: nodeId ?? '',
+        node_type: nodeType,
         executed: [],
-        exception_message: CRASH_MESSAGE,
+        exception_message: crashMessage(nodeId, nodeType),
         exception_type: 'ServerRestart',
         traceback: [],
         current_inputs: {},
@@ -81,6 +91,15 @@ export class LocalRunner<S> implements QueueBackend {
       this.unfinished.shift();
     }
     return true;
+  }
+
+  private noteRunningNode(promptId: string, nodeId: string): void {
+    try {
+      this.ctx.store.setRunningNode(promptId, nodeId);
+    } catch (e) {
+      // only the crash report would lose the node's name: a full disk must not fail the prompt for it
+      this.ctx.log(`prompt ${promptId}: the running node could not be recorded: ${(e as Error).message}`);
+    }
   }
 
   submitted(item: QueueItem, o: { valid?: ValidPrompt }): void {
@@ -164,7 +183,11 @@ export class LocalRunner<S> implements QueueBackend {
         this.executor,
         item,
         {
-          emit: (ev) => this.ctx.sink.send(ev, item.clientId, item.promptId),
+          emit: (ev) => {
+            // the store remembers the node being run, so a crash report after restart can name it
+            if (ev.type === 'executing' && ev.data.node) this.noteRunningNode(item.promptId, ev.data.node);
+            this.ctx.sink.send(ev, item.clientId, item.promptId);
+          },
           preview: (img, nodeId) =>
             this.ctx.sink.preview(img, { node_id: nodeId, prompt_id: item.promptId }, item.clientId),
           signal: abort.signal,

@@ -92,6 +92,9 @@ export class QueueStore {
       CREATE INDEX IF NOT EXISTS events_client ON events(client_id, seq);
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `);
+    // the node a running prompt is executing, so a crash report can name it; databases from before it lack the column
+    const columns = this.db.prepare(`PRAGMA table_info(queue)`).all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'running_node')) this.db.exec(`ALTER TABLE queue ADD COLUMN running_node TEXT`);
   }
 
   nextNumber(front = false): number {
@@ -179,6 +182,24 @@ export class QueueStore {
   /** Marks a prompt running that another process took (a farm worker), as take() does for this one. */
   markRunning(promptId: string): void {
     this.db.prepare(`UPDATE queue SET state = 'running' WHERE prompt_id = ?`).run(promptId);
+  }
+
+  /**
+   * Records the node a running prompt has started (one small UPDATE per node, not per progress step), so that after a
+   * crash the report says where it died. Relaxed like the event log: it must survive kill -9, not a power cut.
+   */
+  setRunningNode(promptId: string, nodeId: string): void {
+    this.relaxed(() =>
+      this.db
+        .prepare(`UPDATE queue SET running_node = ? WHERE prompt_id = ? AND state = 'running'`)
+        .run(nodeId, promptId),
+    );
+  }
+  /** The node last recorded by setRunningNode for a prompt still in the queue; null when none started. */
+  runningNode(promptId: string): string | null {
+    const r = this.db.prepare(`SELECT running_node FROM queue WHERE prompt_id = ?`).get(promptId) as
+      { running_node: string | null } | undefined;
+    return r?.running_node ?? null;
   }
 
   deletePending(ids: string[]): number {

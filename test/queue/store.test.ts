@@ -148,3 +148,26 @@ test('PromptQueue: /queue rows carry client_id in extra_data; a given id and num
   assert.deepEqual((snap.queue_pending[0] as unknown[])[3], { client_id: null });
   store.close();
 });
+
+test('the running node is remembered across a restart, also in a database made before the column existed', () => {
+  const dir = freshDir();
+  // a queue table as older versions created it (no running_node column), with a prompt left running
+  let s = new QueueStore(dir);
+  s.db.exec(`DROP TABLE queue`);
+  s.db.exec(`CREATE TABLE queue (prompt_id TEXT PRIMARY KEY, number REAL NOT NULL, prompt TEXT NOT NULL,
+    extra_data TEXT NOT NULL, outputs TEXT NOT NULL, client_id TEXT, state TEXT NOT NULL DEFAULT 'pending',
+    created INTEGER NOT NULL)`);
+  s.enqueue(item('old', 0));
+  s.close();
+  s = new QueueStore(dir);
+  assert.equal(s.take()?.promptId, 'old');
+  assert.equal(s.runningNode('old'), null, 'no node started yet');
+  s.enqueue(item('waiting', 1));
+  s.setRunningNode('old', '1');
+  s.setRunningNode('waiting', '1');
+  assert.equal(s.runningNode('waiting'), null, 'only a running prompt records a node');
+  s.close();
+  s = new QueueStore(dir);
+  assert.equal(s.runningNode('old'), '1');
+  s.close();
+});

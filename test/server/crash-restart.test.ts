@@ -1,7 +1,7 @@
 /**
  * Issue 10 point 4 / issue 2 point 8: kill -9 the real server process while a prompt runs, restart it on the same
- * data folder: the pending prompts run, the interrupted one is in history as failed with a clear message (and its
- * client can replay that event), and output/ holds no partial file.
+ * data folder: the pending prompts run, the interrupted one is in history as failed with a clear message naming the
+ * node that was running (and its client can replay that event), and output/ holds no partial file.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -94,7 +94,9 @@ test(
           })
         ).json.prompt_id,
       );
-    await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === long, 60000);
+    const progress = await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === long, 60000);
+    const dying = String(progress.data.node);
+    assert.equal(dying, '3', 'the kill lands while the sampler (node 3) reports progress');
     const lastSeq = Math.max(
       ...ws.messages.filter((m) => m.seq !== undefined && m.type !== 'status').map((m) => m.seq!),
     );
@@ -107,7 +109,9 @@ test(
     // the client reconnects and replays what it missed: the failure of the killed prompt
     const back = await WsClient.connect(b.url, 'crash', { since: lastSeq });
     const err = await back.waitFor((m) => m.type === 'execution_error' && m.data.prompt_id === long);
-    assert.match(err.data.exception_message, /stopped while this prompt was running/);
+    assert.match(err.data.exception_message, /stopped while this prompt was running node 3 \(TCDSampler\)/);
+    // the report names where it died, as a failing node does: clients mark the node by id and show its class
+    assert.deepEqual([err.data.node_id, err.data.node_type], [dying, 'TCDSampler']);
     for (const id of pending) {
       const h = await waitHistory(b.url, id, 90000);
       assert.equal(h.status.status_str, 'success', JSON.stringify(h.status.messages));
@@ -116,6 +120,11 @@ test(
     assert.equal(killed.status.status_str, 'error');
     assert.equal(killed.status.completed, false);
     assert.match(JSON.stringify(killed.status.messages), /crash or restart/);
+    const [kind, stored] = killed.status.messages.find((m: [string, unknown]) => m[0] === 'execution_error')!;
+    assert.equal(kind, 'execution_error');
+    const { node_id, node_type, exception_message } = stored as Record<string, string>;
+    assert.deepEqual([node_id, node_type], ['3', 'TCDSampler'], 'history names the node that was running');
+    assert.match(exception_message, /running node 3 \(TCDSampler\)/);
     assert.deepEqual(killed.outputs, {});
     const files = readdirSync(join(root, 'output'));
     assert.ok(!files.some((f) => f.startsWith('.tcd-partial-')), `no partial file: ${files}`);
