@@ -41,8 +41,10 @@ test('Search from a released CLIP link lists nodes taking CLIP and connects the 
   );
   await h.page.keyboard.type('encode');
   const items = h.page.locator('.litesearchbox .lite-search-item');
-  await items.first().waitFor();
-  const types = await items.evaluateAll((els) => els.map((e) => unescape((e as HTMLElement).dataset.type ?? '')));
+  const listed = () => items.evaluateAll((els) => els.map((e) => unescape((e as HTMLElement).dataset.type ?? '')));
+  // the box refreshes a moment after each keystroke: wait for the list of the whole query
+  const types = await ev<string[]>(`window.__tcd.editor.search('encode', { input: 'CLIP' })`);
+  await eventually(listed, types);
   assert.ok(types.includes('CLIPTextEncode'), types.join(', '));
   assert.ok(!types.includes('VAEEncode'), `no node without a CLIP input: ${types.join(', ')}`);
   const info = (await (await h.api('/object_info')).json()) as Record<
