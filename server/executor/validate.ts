@@ -360,8 +360,9 @@ export function validatePrompt<S>(
           continue;
         }
         const outType = srcDef.outputs[idx].type;
-        const inType = spec.type === 'COMBO' ? 'COMBO' : spec.type;
-        if (!typesMatch(outType, inType) && !(spec.type === 'COMBO' && outType === 'STRING')) {
+        // as ComfyUI: a COMBO input takes a link of its own type (or '*') only; a STRING output is refused, since the
+        // text may be no choice at all (the editor's PrimitiveNode feeding a combo arrives as a constant, not a link)
+        if (!typesMatch(outType, spec.type)) {
           addError(
             id,
             errorItem(
