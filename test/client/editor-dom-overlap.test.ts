@@ -1,20 +1,12 @@
 // A prompt's <textarea> lies above the canvas: a node drawn over the prompt node (dragged onto it, or a Primitive
 // placed there by a double-click) must show over the textarea, not be hidden under it; once the prompt node is brought
 // to the front, its textarea is whole again.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, drag, eventually, frames, nodePoint, shot, startHarness, type Harness } from './harness.js';
+import { editorForFile, drag, eventually, frames, nodePoint, shot, type Harness } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
+const skip = editorForFile((started) => (h = started));
 
 /** What a click at the client point reaches: 'textarea' (a prompt), 'canvas', or another tag. */
 const hit = (p: [number, number]) =>

@@ -1,10 +1,10 @@
 // Editing in the browser against the real server: default graph, widgets + undo/redo, type-checked links,
 // persistence across reload, loading a workflow file, mute/bypass, multi-select, the canvas menu (categories,
 // groups), zoom and pan saved with the workflow, templates.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  browserSkip,
+  editorForFile,
   canvasMenuClick,
   dblclickUntil,
   drag,
@@ -16,23 +16,14 @@ import {
   openTemplate,
   shot,
   slotPoint,
-  startHarness,
   WAIT,
   waitForEditor,
   type Harness,
 } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 test('the page loads with the default TCD graph built from /object_info', { skip }, async () => {
   const nodes = await ev<[number, string][]>(

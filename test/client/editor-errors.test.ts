@@ -1,21 +1,13 @@
 // Errors readable (issue 17, point 6): node error text wraps within the node's width, the messages panel wraps long
 // tokens, clearing the messages clears the marks on the nodes, a network failure says "server unreachable, retrying"
 // (never "Failed to fetch"), and a prompt stopped by a server restart is reported with its number.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, eventually, openTemplate, RUN_WAIT, shot, startHarness, WAIT, type Harness } from './harness.js';
+import { editorForFile, eventually, openTemplate, RUN_WAIT, shot, WAIT, type Harness } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 /** Red error-text pixels (#ff6b6b) drawn below node `id`: inside its width, and to the right of it. */
 const RED_PIXELS = (id: number) => `(() => {

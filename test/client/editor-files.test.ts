@@ -1,21 +1,13 @@
 // Workflow files as a ComfyUI user handles them: a workflow opened from a file (Open file, a dropped JSON) takes the
 // file's name, and Ctrl+S then asks for a name instead of writing that graph over the workflow saved before it.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { browserSkip, emptyPoint, eventually, RUN_WAIT, shot, startHarness, type Harness } from './harness.js';
+import { editorForFile, emptyPoint, eventually, RUN_WAIT, shot, type Harness } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 const savedTypes = async (name: string): Promise<string[]> => {
   const res = await h.api(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}`);

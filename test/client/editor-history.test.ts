@@ -1,22 +1,14 @@
 // History (issue 17, point 3): the sidebar lists the server's /history with thumbnail, prompt text, seed, time and
 // status; a thumbnail opens a lightbox with arrows; Load opens the workflow that made an image; Re-run queues it
 // again; Delete removes it on the server; outputs stay on their nodes and in the gallery after a reload.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { browserSkip, eventually, RUN_WAIT, shot, startHarness, WAIT, waitForEditor, type Harness } from './harness.js';
+import { editorForFile, eventually, RUN_WAIT, shot, WAIT, waitForEditor, type Harness } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 const RUN = RUN_WAIT;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 const items = () => h.page.locator('[data-testid=history-panel] li.history-item');
 type Hist = Record<string, { prompt: [number, string, Record<string, { inputs: Record<string, unknown> }>] }>;

@@ -1,34 +1,25 @@
 // Images in (issue 17, point 2): LoadImage's upload button, drag-and-drop of an image onto a node or the canvas,
 // paste from the clipboard, the chosen image drawn on the node, lists refreshed after an upload, and the img2img
 // template run from the browser. A dropped PNG that carries a workflow still opens the workflow.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PNG } from 'pngjs';
 import {
-  browserSkip,
+  editorForFile,
   emptyPoint,
   menuClick,
   nodePoint,
   openTemplate,
   RUN_WAIT,
   shot,
-  startHarness,
   WAIT,
   type Harness,
 } from './harness.js';
 import type { Page } from 'playwright-core';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 /** A w x h PNG with a colour gradient (no workflow inside). */
 function gradientPng(w: number, hgt: number, tint: number): Buffer {

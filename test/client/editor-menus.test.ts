@@ -1,31 +1,13 @@
 // litegraph's menus as a ComfyUI user meets them. A link dropped on empty canvas opens Add Node / Add Reroute /
 // Search; "Search" opens the search box where the menu was, lists only nodes that take the link's type, and connects
 // the chosen node to the link. A combo's long value list has a filter box: typing narrows it, Enter picks.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  browserSkip,
-  drag,
-  emptyPoint,
-  eventually,
-  menuClick,
-  shot,
-  slotPoint,
-  startHarness,
-  type Harness,
-} from './harness.js';
+import { editorForFile, drag, emptyPoint, eventually, menuClick, shot, slotPoint, type Harness } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 test('Search from a released CLIP link lists nodes taking CLIP and connects the chosen one', { skip }, async () => {
   const before = await ev<number>(`window.__tcd.graph._nodes.length`);

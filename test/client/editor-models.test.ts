@@ -1,24 +1,16 @@
 // Model library (issue 17, point 5): the sidebar lists checkpoints and LoRAs (and any other non-empty model folder);
 // R on the canvas and the Refresh button re-read the folders and every combo list without a page reload; dragging
 // a model onto the canvas (or Enter on it) adds its loader node with that file chosen.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browserSkip, emptyPoint, shot, startHarness, WAIT, type Harness } from './harness.js';
+import { editorForFile, emptyPoint, shot, WAIT, type Harness } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 const DEMO = 'tcd-studio-demo-sdxl.safetensors';
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 const files = (folder: string) =>
   h.page.locator(`[data-testid=model-library] details[data-folder="${folder}"] li.model-file`);

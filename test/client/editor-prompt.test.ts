@@ -1,34 +1,25 @@
 // Prompt editing in the browser (issue 17, point 1): multiline STRING widgets are live textareas inside the node.
 // Every keystroke is in the graph, Enter is a newline, Escape and clicking away keep the text, Ctrl+Enter queues
 // exactly what is on screen, undo/redo cover text edits, the text survives a reload.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  browserSkip,
+  editorForFile,
   emptyPoint,
   frames,
   nodePoint,
   RUN_WAIT,
   shot,
-  startHarness,
   waitForEditor,
   type Harness,
 } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 const widgetText = (id: number) =>
   ev<string>(`window.__tcd.editor.nodeById(${id}).widgets.find((w) => w.name === 'text').value`);
 const area = (id: number) => h.page.locator(`textarea.node-textarea[data-node="${id}"]`);
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 async function clickInto(id: number): Promise<void> {
   // a locator click waits until the canvas has drawn the node and placed its textarea there (a loaded machine can

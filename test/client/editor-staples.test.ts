@@ -2,10 +2,10 @@
 // (category tree + search), Note and Reroute nodes, a named workflow with an unsaved marker, Ctrl+S saving on the
 // server (userdata routes), batch count and Queue (front), progress in the tab title, a favicon, and no
 // "Convert to Subgraph" in the menus.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  browserSkip,
+  editorForFile,
   drag,
   emptyPoint,
   eventually,
@@ -15,24 +15,15 @@ import {
   RUN_WAIT,
   shot,
   slotPoint,
-  startHarness,
   WAIT,
   waitForEditor,
   type Harness,
 } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
 const RUN = RUN_WAIT;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 /** Screen rectangle of all nodes (title bars included) and of the canvas. */
 const BOUNDS = `(() => { const e = window.__tcd.editor, ns = window.__tcd.graph._nodes;

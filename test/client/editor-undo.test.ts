@@ -3,10 +3,10 @@
 // with pauses and clicks on empty canvas in between (so debounced checkpoints, the load settling timer and first draws
 // after graph.configure all get their chance to record something): each step must give back exactly the state it
 // left, redo must stay available until the last redo, and the clean/modified state must follow.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  browserSkip,
+  editorForFile,
   canvasMenuClick,
   drag,
   emptyPoint,
@@ -14,22 +14,13 @@ import {
   nodePoint,
   openTemplate,
   slotPoint,
-  startHarness,
   WAIT,
   type Harness,
 } from './harness.js';
 
-const skip = browserSkip();
-if (skip) console.log(`# browser tests skipped: ${skip}`);
 let h: Harness;
+const skip = editorForFile((started) => (h = started));
 const ev = <T>(fn: string): Promise<T> => h.page.evaluate(fn) as Promise<T>;
-
-before(async () => {
-  if (!skip) h = await startHarness();
-});
-after(async () => {
-  await h?.close();
-});
 
 /**
  * The graph as the editor's history keeps it: serialized without the viewport (extra.ds), nodes by id and without

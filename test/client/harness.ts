@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { isDeepStrictEqual } from 'node:util';
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -30,6 +31,24 @@ export function browserSkip(): string | false {
   if (!existsSync(CHROMIUM)) return `chromium not found at ${CHROMIUM} (apt-get install -y chromium)`;
   if (!existsSync(SERVER_ENTRY)) return 'server/cli.ts not present yet';
   return false;
+}
+
+/**
+ * One editor (server + browser) for all tests of a file: started before them (unless browserSkip() says why not,
+ * printed), closed after them. Returns the skip reason for the tests' `skip` option.
+ * @example let h: Harness; const skip = editorForFile((started) => (h = started));
+ */
+export function editorForFile(use: (h: Harness) => void): string | false {
+  const skip = browserSkip();
+  if (skip) console.log(`# browser tests skipped: ${skip}`);
+  let h: Harness | undefined;
+  before(async () => {
+    if (!skip) use((h = await startHarness()));
+  });
+  after(async () => {
+    await h?.close();
+  });
+  return skip;
 }
 
 async function freePort(): Promise<number> {
