@@ -58,6 +58,17 @@ export function redisOptions(url: string): RedisOptions {
   };
 }
 
+/** The URL as logs show it: a password in it becomes `***`. */
+export function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
 /** BullMQ job data: the queue item as the server stored it, with its checkpoint and submission time. */
 export interface PromptJobData extends QueueItem {
   ckpt: string | null;

@@ -18,6 +18,7 @@ import {
   checkpointOf,
   queueNameFor,
   redisOptions,
+  redactedUrl,
   aliveWorkers,
   type ControlMessage,
   type FarmMessage,
@@ -44,6 +45,8 @@ export class RedisBackend implements QueueBackend {
   private timer: NodeJS.Timeout | null = null;
   private syncing = false;
   private started = false;
+  /** the Redis URL without its password, for logs */
+  private readonly where: string;
 
   private readonly store: QueueContext['store'];
   private readonly sink: QueueContext['sink'];
@@ -58,7 +61,19 @@ export class RedisBackend implements QueueBackend {
     const o = redisOptions(opts.url);
     this.conn = new Redis({ ...o, lazyConnect: true });
     this.sub = new Redis({ ...o, lazyConnect: true });
-    for (const c of [this.conn, this.sub]) c.on('error', (e) => this.log(`redis ${opts.url}: ${e.message}`));
+    this.where = redactedUrl(opts.url);
+    // one line when Redis is lost and one when it is back, not one per reconnection attempt; the subscriber
+    // connection goes to the same Redis, so its errors would only repeat the command connection's
+    let up = true;
+    this.conn.on('error', (e) => {
+      if (up) this.log(`farm queue: redis ${this.where}: ${e.message} (retrying until it answers)`);
+      up = false;
+    });
+    this.conn.on('ready', () => {
+      this.log(`farm queue: connected to redis ${this.where}`);
+      up = true;
+    });
+    this.sub.on('error', () => {});
   }
 
   /** Nothing is failed at start-up: workers may still be running what SQLite lists as running; sync() decides. */
@@ -91,26 +106,29 @@ export class RedisBackend implements QueueBackend {
     return this.active.keys().next().value ?? null;
   }
 
+  /**
+   * Connects without waiting: while Redis is down ioredis keeps retrying and holds commands, so the subscription,
+   * pushes and syncs go through once it is up (a server started before Redis must not give up on it).
+   */
   start(): void {
     if (this.started) return;
     this.started = true;
-    void (async () => {
-      await this.conn.connect();
-      await this.sub.connect();
-      await this.sub.subscribe(KEYS.events);
-      this.sub.on('message', (_ch, raw) => this.onMessage(raw));
-      await this.sync();
-      this.timer = setInterval(() => {
-        this.sync().catch((e) => this.log(`farm sync: ${(e as Error).message}`));
-      }, this.opts.syncMs ?? 1000);
-    })().catch((e) => this.log(`farm queue could not start on ${this.opts.url}: ${(e as Error).message}`));
+    for (const c of [this.conn, this.sub]) c.connect().catch(() => {}); // failures are logged by the 'error' handler
+    this.sub.on('message', (_ch, raw) => this.onMessage(raw));
+    this.sub.subscribe(KEYS.events).catch((e) => this.log(`farm queue: subscribe: ${(e as Error).message}`));
+    const sync = () => {
+      this.sync().catch((e) => this.log(`farm sync: ${(e as Error).message}`));
+    };
+    sync();
+    this.timer = setInterval(sync, this.opts.syncMs ?? 1000);
   }
 
   async stop(): Promise<void> {
     this.started = false;
     if (this.timer) clearInterval(this.timer);
-    while (this.syncing) await new Promise((r) => setTimeout(r, 20));
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    // a sync waiting for an unreachable Redis ends when the connections close below
+    for (let t = 0; this.syncing && t < 100; t++) await new Promise((r) => setTimeout(r, 20));
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => {})));
     this.sub.disconnect();
     this.conn.disconnect();
   }
