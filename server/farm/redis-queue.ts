@@ -177,6 +177,8 @@ export class RedisBackend implements QueueBackend {
     } catch {
       return;
     }
+    // another API server on the same Redis sees this channel too: its prompts are not ours to relay or record
+    if (!this.mine(m.promptId)) return;
     if (m.k === 'event') this.sink.send(m.ev, m.clientId, m.promptId);
     else if (m.k === 'preview')
       this.sink.preview(
@@ -186,6 +188,10 @@ export class RedisBackend implements QueueBackend {
       );
     else if (m.k === 'started') this.markRunning(m.promptId, m.worker);
     else if (m.k === 'result') this.finish(m.promptId, m.entry, m.final);
+  }
+
+  private mine(promptId: string): boolean {
+    return this.pushed.has(promptId) || this.active.has(promptId) || this.queued(promptId) !== undefined;
   }
 
   private markRunning(promptId: string, worker: string): void {
@@ -233,6 +239,20 @@ export class RedisBackend implements QueueBackend {
     this.finish(item.promptId, historyEntry(item, {}, 'error', [['execution_error', data]]), null);
   }
 
+  /** One log line when prompts wait and no worker is alive, one when a worker is back (an idle farm says nothing). */
+  private workerless = false;
+  private async warnIfNoWorker(queued: number): Promise<void> {
+    if (queued === 0) return;
+    const none = (await this.workers()).length === 0;
+    if (none && !this.workerless)
+      this.log(
+        `farm queue: ${queued} prompt(s) waiting and no worker is connected to redis ${this.where}; ` +
+          `start one: tcd-studio worker --queue ${this.where}`,
+      );
+    else if (!none && this.workerless) this.log('farm queue: a worker is connected again');
+    this.workerless = none;
+  }
+
   /** Push what is not on Redis yet, collect finished jobs, drop jobs whose prompt was deleted. */
   private async sync(): Promise<void> {
     if (this.syncing) return;
@@ -254,6 +274,7 @@ export class RedisBackend implements QueueBackend {
         else if (state === 'active' && !this.active.has(item.promptId))
           this.markRunning(item.promptId, job.processedBy ?? '?');
       }
+      await this.warnIfNoWorker(items.length);
       // read the store again: a prompt submitted while this sync awaited Redis is pushed but not in `items`
       const live = new Set([...this.store.running(), ...this.store.pending()].map((i) => i.promptId));
       for (const id of [...this.pushed]) {
