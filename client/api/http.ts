@@ -220,6 +220,30 @@ export class HttpApi {
     return this.json(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}`);
   }
 
+  /**
+   * Renames a saved workflow (ComfyUI's POST /userdata/{src}/move/{dest}?overwrite=false); a name another saved
+   * workflow has is refused (409 there) with a message that says so, and nothing is replaced.
+   */
+  async renameUserWorkflow(from: string, to: string): Promise<void> {
+    const src = encodeURIComponent(`workflows/${from}.json`);
+    const dest = encodeURIComponent(`workflows/${to}.json`);
+    const res = await this.request(`/userdata/${src}/move/${dest}?overwrite=false`, { method: 'POST' });
+    if (res.status === 409) throw new Error(`“${to}” is already saved on the server: choose another name`);
+    if (!res.ok) {
+      const body = await res.json().catch(() => null);
+      throw new Error(body?.error?.message ?? `HTTP ${res.status}`);
+    }
+  }
+
+  /** Deletes a saved workflow (ComfyUI's DELETE /userdata/workflows%2FNAME.json). */
+  async deleteUserWorkflow(name: string): Promise<void> {
+    const res = await this.request(`/userdata/${encodeURIComponent(`workflows/${name}.json`)}`, { method: 'DELETE' });
+    if (!res.ok) {
+      const body = await res.json().catch(() => null);
+      throw new Error(body?.error?.message ?? `HTTP ${res.status}`);
+    }
+  }
+
   workflow(name: string): Promise<Workflow> {
     return this.json(`/workflows/${encodeURIComponent(name)}`);
   }

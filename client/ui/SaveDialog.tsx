@@ -3,10 +3,15 @@
 import { useState } from 'react';
 import type { Session } from './session.js';
 
+/** A name a workflow may be saved under: one file in workflows/, no path, no hidden file. */
+export function isWorkflowName(name: string): boolean {
+  return /^[\w .()-]{1,100}$/.test(name.trim()) && !name.trim().startsWith('.');
+}
+
 export function SaveDialog({ session }: { session: Session }) {
   const initial = session.workflowName === 'Unsaved workflow' ? '' : session.workflowName;
   const [name, setName] = useState(initial);
-  const valid = /^[\w .()-]{1,100}$/.test(name.trim()) && !name.trim().startsWith('.');
+  const valid = isWorkflowName(name);
   /** A taken name the user was asked about: the next submit replaces that workflow. */
   const [asking, setAsking] = useState<string | null>(null);
   const asked = asking === name.trim();

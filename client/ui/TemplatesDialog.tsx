@@ -1,10 +1,12 @@
-// The template browser: every workflow in workflows/ with its title and description, and for each the models it
-// needs that the server lacks, with a Pull button (the server's `models pull`) where the catalog knows the file.
+// The template browser: the workflows saved on the server (open, rename, delete), then every workflow in
+// workflows/ with its title and description, and for each the models it needs that the server lacks, with a Pull
+// button (the server's `models pull`) where the catalog knows the file.
 import { useEffect, useState } from 'react';
 import type { CatalogModel, TemplateInfo } from '../api/http.js';
 import { describeWorkflow, missingModels, type MissingModel } from '../graph/missing-models.js';
 import type { Workflow } from '../graph/types.js';
 import { defaultWorkflow } from '../graph/default-workflow.js';
+import { SavedWorkflowRow } from './SavedWorkflowRow.js';
 import type { Session } from './session.js';
 
 interface Entry extends TemplateInfo {
@@ -63,9 +65,10 @@ export function TemplatesDialog({ session, onClose }: { session: Session; onClos
   const [catalog, setCatalog] = useState<CatalogModel[]>([]);
   const [version, setVersion] = useState(0);
   const [saved, setSaved] = useState<string[]>([]);
+  const [savedVersion, setSavedVersion] = useState(0);
   useEffect(() => {
     void api.userWorkflows().then(setSaved);
-  }, [api]);
+  }, [api, savedVersion]);
 
   useEffect(() => {
     let live = true;
@@ -143,20 +146,16 @@ export function TemplatesDialog({ session, onClose }: { session: Session; onClos
             <h4>Saved on the server</h4>
             <ul>
               {saved.map((n) => (
-                <li key={n} className="template saved" data-saved={n}>
-                  <div className="template-head">
-                    <strong>{n}</strong>
-                    <button
-                      className="primary"
-                      onClick={() => {
-                        void session.openSaved(n);
-                        onClose();
-                      }}
-                    >
-                      Open
-                    </button>
-                  </div>
-                </li>
+                <SavedWorkflowRow
+                  key={n}
+                  name={n}
+                  session={session}
+                  onOpen={() => {
+                    void session.openSaved(n);
+                    onClose();
+                  }}
+                  onChanged={() => setSavedVersion((v) => v + 1)}
+                />
               ))}
             </ul>
             <h4>Templates</h4>

@@ -154,6 +154,18 @@ export class Session {
     }
   }
 
+  /** Renames a workflow saved on the server; the open one, if it is that workflow, takes the new name. */
+  async renameSaved(from: string, to: string): Promise<void> {
+    await this.api.renameUserWorkflow(from, to);
+    if (this.savedOnServer && this.workflowName === from) this.setWorkflowName(to, true);
+  }
+
+  /** Deletes a workflow saved on the server; the open one, if it is that workflow, becomes unsaved (Ctrl+S asks). */
+  async deleteSaved(name: string): Promise<void> {
+    await this.api.deleteUserWorkflow(name);
+    if (this.savedOnServer && this.workflowName === name) this.setWorkflowName('Unsaved workflow');
+  }
+
   setBatchCount(n: number): void {
     this.batchCount = Math.max(1, Math.min(100, Math.floor(n) || 1));
     this.emit();
