@@ -133,10 +133,24 @@ export class FarmWorker {
 
   /**
    * Stop taking prompts and leave the farm. Running prompts finish, or with `handBack` are stopped and put back in
-   * the queue for another worker (what SIGTERM does), without the client seeing an interruption.
+   * the queue for another worker (what SIGTERM does), without the client seeing an interruption. While Redis is
+   * unreachable it returns at once, running prompts aborted and left to the stalled check (the caller exits).
    */
   async close(handBack = false): Promise<void> {
     this.closing = true;
+    if (this.conn.status !== 'ready') {
+      // every Redis command waits for Redis to come back (that is how the worker rides out a restart), so waiting
+      // for the slots or handing prompts back would hang the stop; nothing can be handed back without Redis: the
+      // job's lock lapses and another worker's stalled check runs it again
+      this.log('stopping while redis is unreachable: running prompts are left to the stalled check');
+      this.handingBack = true;
+      for (const a of this.running.values()) a.abort();
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      this.conn.disconnect();
+      this.sub.disconnect();
+      for (const w of this.bullWorkers.values()) w.disconnect().catch(() => {});
+      return;
+    }
     if (handBack) {
       this.handingBack = true;
       for (const a of this.running.values()) a.abort();
