@@ -28,6 +28,7 @@ import {
   KEYS,
   aliveWorkers,
   redisOptions,
+  redactedUrl,
   type ControlMessage,
   type FarmMessage,
   type PromptJobData,
@@ -89,7 +90,18 @@ export class FarmWorker {
     const r = redisOptions(o.queue);
     this.conn = new Redis(r);
     this.sub = new Redis(r);
-    for (const c of [this.conn, this.sub]) c.on('error', (e) => this.log(`redis: ${e.message}`));
+    // one line when Redis is lost and one when it is back, not one per reconnection attempt; the subscriber goes to
+    // the same Redis, so its errors would only repeat these
+    let up = true;
+    this.conn.on('error', (e) => {
+      if (up) this.log(`redis ${redactedUrl(o.queue)}: ${e.message} (retrying until it answers)`);
+      up = false;
+    });
+    this.conn.on('ready', () => {
+      if (!up) this.log(`connected to redis ${redactedUrl(o.queue)} again`);
+      up = true;
+    });
+    this.sub.on('error', () => {});
     this.publisher = new OutputPublisher({ output: o.outputDir, temp: o.tempDir }, this.id);
     this.services = makeServices(
       new ModelFolders(o.modelsDir, o.extraModelPaths),
