@@ -3,7 +3,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { editorForFile, emptyPoint, eventually, RUN_WAIT, shot, type Harness } from './harness.js';
+import {
+  editorForFile,
+  emptyPoint,
+  eventually,
+  openSaved,
+  openTemplate,
+  RUN_WAIT,
+  shot,
+  type Harness,
+} from './harness.js';
 
 let h: Harness;
 const skip = editorForFile((started) => (h = started));
@@ -82,20 +91,12 @@ test(
   'Load on a history entry opens it unnamed: Ctrl+S asks rather than replacing the open saved workflow',
   { skip },
   async () => {
-    await h.page.click('[data-testid=templates]');
-    await h.page
-      .locator('[data-testid=templates-dialog] li.saved[data-saved="my fox"]')
-      .getByRole('button', { name: 'Open' })
-      .click();
+    await openSaved(h.page, 'my fox');
     await eventually(shownName, 'my fox');
     await h.page.click('[data-testid=queue-button]');
     const entry = h.page.locator('[data-testid=history-panel] li.history-item.success').first();
     await entry.waitFor({ timeout: RUN_WAIT });
-    await h.page.click('[data-testid=templates]');
-    await h.page
-      .locator('[data-testid=templates-dialog] li.saved[data-saved="hires copy"]')
-      .getByRole('button', { name: 'Open' })
-      .click();
+    await openSaved(h.page, 'hires copy');
     await eventually(shownName, 'hires copy');
     await entry.getByRole('button', { name: 'Load' }).click();
     await eventually(() => ev<boolean>(`window.__tcd.graph._nodes.some((n) => n.type === 'TCDSampler')`), true);
@@ -107,11 +108,7 @@ test(
 );
 
 test('Export ▸ API format downloads the prompt Queue sends; Export ▸ Workflow the UI graph', { skip }, async () => {
-  await h.page.click('[data-testid=templates]');
-  await h.page
-    .locator('[data-testid=templates-dialog] li.saved[data-saved="my fox"]')
-    .getByRole('button', { name: 'Open' })
-    .click();
+  await openSaved(h.page, 'my fox');
   await eventually(shownName, 'my fox');
   const exported = async (entry: string) => {
     await h.page.locator('[data-testid=export-menu]').getByRole('button', { name: 'Export ▾' }).click();
@@ -176,22 +173,14 @@ test(
   'an API-format prompt file opens as a graph that queues the same prompt; unknown types are named',
   { skip },
   async () => {
-    await h.page.click('[data-testid=templates]');
-    await h.page
-      .locator('[data-testid=templates-dialog] li.template[data-template="default.json"]')
-      .getByRole('button', { name: 'Open' })
-      .click();
+    await openTemplate(h.page, 'default.json');
     await eventually(() => ev<boolean>(`window.__tcd.graph._nodes.some((n) => n.type === 'TCDSampler')`), true);
     const prompt =
       await ev<Record<string, { class_type: string; inputs: Record<string, unknown> }>>(`window.__tcd.toPrompt()`);
     prompt['3'].inputs.seed = 1234;
     prompt['6'].inputs.text = 'an API fox';
     const file = { ...prompt, '99': { class_type: 'NoSuchNode', inputs: { x: ['3', 0] } } };
-    await h.page.click('[data-testid=templates]'); // any graph but this one first
-    await h.page
-      .locator('[data-testid=templates-dialog] li.saved[data-saved="hires copy"]')
-      .getByRole('button', { name: 'Open' })
-      .click();
+    await openSaved(h.page, 'hires copy'); // any graph but this one first
     await eventually(() => ev<boolean>(`window.__tcd.graph._nodes.some((n) => n.type === 'TCDSampler')`), false);
     await h.page.setInputFiles('[data-testid=file-input]', {
       name: 'fox_api.json',
@@ -221,11 +210,7 @@ test('Load on a history entry queued through the API (no workflow) opens its pro
   const { prompt_id: id } = (await res.json()) as { prompt_id: string };
   const entry = h.page.locator(`[data-testid=history-panel] li[data-prompt-id="${id}"]`);
   await entry.waitFor({ timeout: RUN_WAIT });
-  await h.page.click('[data-testid=templates]'); // another graph first
-  await h.page
-    .locator('[data-testid=templates-dialog] li.saved[data-saved="hires copy"]')
-    .getByRole('button', { name: 'Open' })
-    .click();
+  await openSaved(h.page, 'hires copy'); // another graph first
   await eventually(() => ev<boolean>(`window.__tcd.graph._nodes.some((n) => n.type === 'TCDSampler')`), false);
   await entry.getByRole('button', { name: 'Load' }).click();
   await eventually(() => ev(`window.__tcd.toPrompt()`), prompt);

@@ -11,6 +11,7 @@ import {
   eventually,
   menuEntries,
   nodePoint,
+  openSaved,
   openTemplate,
   RUN_WAIT,
   shot,
@@ -178,11 +179,7 @@ test(
     await waitForEditor(h.page);
     assert.match((await h.page.textContent('[data-testid=workflow-name]')) ?? '', /^my fox$/);
     await openTemplate(h.page, 'default.json');
-    await h.page.click('[data-testid=templates]');
-    await h.page
-      .locator('[data-testid=templates-dialog] li.saved[data-saved="my fox"]')
-      .getByRole('button', { name: 'Open' })
-      .click();
+    await openSaved(h.page, 'my fox');
     await h.page.waitForFunction(() => (window as any).__tcd.editor.nodeById(6)?.widgets[0].value === 'a saved fox');
     assert.match((await h.page.textContent('[data-testid=workflow-name]')) ?? '', /^my fox$/);
     await eventually(() => h.page.locator('[data-testid=unsaved]').count(), 0);

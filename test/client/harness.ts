@@ -378,8 +378,17 @@ export async function menuEntries(page: Page): Promise<string[]> {
 
 /** Opens a template through the Templates dialog, by mouse (`file`: 'demo.json', or 'default.json' for the default). */
 export async function openTemplate(page: Page, file: string): Promise<void> {
+  await openFromTemplates(page, `li.template[data-template="${file}"]`);
+}
+
+/** Opens the workflow saved on the server as `name` from the Templates dialog (its "Saved on the server" list). */
+export async function openSaved(page: Page, name: string): Promise<void> {
+  await openFromTemplates(page, `li.saved[data-saved="${name}"]`);
+}
+
+async function openFromTemplates(page: Page, entry: string): Promise<void> {
   await page.click('[data-testid=templates]');
-  const card = page.locator(`[data-testid=templates-dialog] li.template[data-template="${file}"]`);
+  const card = page.locator(`[data-testid=templates-dialog] ${entry}`);
   await card.waitFor({ timeout: WAIT });
   await card.getByRole('button', { name: 'Open' }).click();
   await page.locator('[data-testid=templates-dialog]').waitFor({ state: 'detached' });
