@@ -72,16 +72,19 @@ for (const [steps, eta, strength] of [
   });
 }
 
-test('KSampler with sampler "tcd" from the seed noise equals the diffusers TCD pipeline latent', async () => {
+/**
+ * KSampler with sampler 'tcd' against diffusers' TCD pipeline from one generator's draws (the pipeline's RNG rule:
+ * initial latent first, then one draw per noisy step); `eta` is what KSampler is given (undefined: none) and
+ * `gamma` the pipeline's.
+ */
+async function assertKSamplerTcdMatches(eta: number | undefined, gamma: number, seed: number): Promise<void> {
   const n = 64,
-    steps = 4,
-    eta = 0.3;
-  // pipeline RNG rule: initial latent first, then one draw per noisy step, all from one generator
-  const stream = draws(steps, n, 99);
+    steps = 4;
+  const stream = draws(steps, n, seed);
   const ref = await sampleTcd({
     x: stream[0],
     timesteps: tcdTimesteps(steps),
-    eta,
+    eta: gamma,
     denoise: epsModel,
     noise: new QueuedNoise(stream.slice(1)),
   });
@@ -89,7 +92,7 @@ test('KSampler with sampler "tcd" from the seed noise equals the diffusers TCD p
     sampler: 'tcd',
     sigmas: tcdSigmas(ms, tcdTimesteps(steps)),
     cfg: 1,
-    eta,
+    ...(eta === undefined ? {} : { eta }),
     shape: [n],
     cond: async (xIn, t) => epsModel(xIn, t),
     latentImage: new Float32Array(n),
@@ -97,30 +100,14 @@ test('KSampler with sampler "tcd" from the seed noise equals the diffusers TCD p
     samplerNoise: new QueuedNoise(stream.slice(1)),
   });
   assert.ok(maxAbsDiff(out, ref) <= 1e-5 * Math.max(1, maxAbs(ref)), `max diff ${maxAbsDiff(out, ref)}`);
+}
+
+test('KSampler with sampler "tcd" from the seed noise equals the diffusers TCD pipeline latent', async () => {
+  await assertKSamplerTcdMatches(0.3, 0.3, 99);
 });
 
 test("KSampler 'tcd' without eta (ComfyUI's KSampler has none) uses gamma 0.3, diffusers' default", async () => {
-  const n = 64,
-    steps = 4;
-  const stream = draws(steps, n, 7);
-  const ref = await sampleTcd({
-    x: stream[0],
-    timesteps: tcdTimesteps(steps),
-    eta: 0.3,
-    denoise: epsModel,
-    noise: new QueuedNoise(stream.slice(1)),
-  });
-  const out = await ksample({
-    sampler: 'tcd',
-    sigmas: tcdSigmas(ms, tcdTimesteps(steps)),
-    cfg: 1,
-    shape: [n],
-    cond: async (xIn, t) => epsModel(xIn, t),
-    latentImage: new Float32Array(n),
-    initialNoise: stream[0],
-    samplerNoise: new QueuedNoise(stream.slice(1)),
-  });
-  assert.ok(maxAbsDiff(out, ref) <= 1e-5 * Math.max(1, maxAbs(ref)), `max diff ${maxAbsDiff(out, ref)}`);
+  await assertKSamplerTcdMatches(undefined, 0.3, 7);
 });
 
 test('the k-diffusion tcd sampler refuses gamma outside [0, 1] like diffusers', async () => {
