@@ -11,6 +11,7 @@ import { OutputCache, signatureOf, stableStringify } from '../../server/executor
 import { validatePrompt } from '../../server/executor/validate.js';
 import type { InputSpec, NodeDefinition, Registry } from '../../server/executor/node-definition.js';
 import type { Prompt } from '../../server/executor/prompt.js';
+import { testNode } from './test-node.js';
 
 interface Services {
   /** what the Source node's fingerprint reads (stands for a file's content hash) */
@@ -26,18 +27,10 @@ const num = (name: string): InputSpec => ({ name, type: 'NUM', options: {} });
 function node(
   d: Pick<NodeDefinition<Services>, 'id' | 'inputs' | 'outputs' | 'execute'> & Partial<NodeDefinition<Services>>,
 ): NodeDefinition<Services> {
-  return {
-    displayName: d.id,
-    category: 'test',
-    description: '',
-    outputNode: false,
-    ...d,
-    execute: (args, ctx) => {
-      ran.push(ctx.nodeId);
-      ctx.services.onRun?.(ctx.nodeId);
-      return d.execute(args, ctx);
-    },
-  };
+  return testNode(d, (_args, ctx) => {
+    ran.push(ctx.nodeId);
+    ctx.services.onRun?.(ctx.nodeId);
+  });
 }
 
 const registry: Registry<Services> = new Map(

@@ -6,24 +6,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validatePrompt } from '../../server/executor/validate.js';
-import type { NodeDefinition, Registry } from '../../server/executor/node-definition.js';
+import type { Registry } from '../../server/executor/node-definition.js';
 import type { Prompt } from '../../server/executor/prompt.js';
-
-const def = (d: Pick<NodeDefinition, 'id' | 'inputs' | 'outputs'> & Partial<NodeDefinition>): NodeDefinition => ({
-  displayName: d.id,
-  category: 'test',
-  description: '',
-  outputNode: false,
-  execute: () => ({ outputs: [] }),
-  ...d,
-});
+import { testNode } from './test-node.js';
 
 const registry: Registry = new Map(
   [
-    def({ id: 'Text', inputs: [], outputs: [{ type: 'STRING', name: 'STRING' }] }),
-    def({ id: 'Picker', inputs: [], outputs: [{ type: 'COMBO', name: 'COMBO' }] }),
-    def({ id: 'Anything', inputs: [], outputs: [{ type: '*', name: '*' }] }),
-    def({
+    testNode({ id: 'Text', inputs: [], outputs: [{ type: 'STRING', name: 'STRING' }] }),
+    testNode({ id: 'Picker', inputs: [], outputs: [{ type: 'COMBO', name: 'COMBO' }] }),
+    testNode({ id: 'Anything', inputs: [], outputs: [{ type: '*', name: '*' }] }),
+    testNode({
       id: 'Sampler',
       outputNode: true,
       inputs: [{ name: 'sampler_name', type: 'COMBO', options: {}, choices: ['euler', 'tcd'] }],

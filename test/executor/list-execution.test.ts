@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { Executor } from '../../server/executor/execute.js';
 import { validatePrompt } from '../../server/executor/validate.js';
 import type { InputSpec, NodeDefinition, Registry } from '../../server/executor/node-definition.js';
+import { testNode } from './test-node.js';
 import { objectInfoFor } from '../../server/executor/object-info.js';
 import type { Prompt } from '../../server/executor/prompt.js';
 import type { ServerEvent } from '../../protocol/events.js';
@@ -19,18 +20,7 @@ const num = (name: string): InputSpec => ({ name, type: 'NUM', options: {} });
 const int = (name: string): InputSpec => ({ name, type: 'INT', options: { default: 1, min: 0, max: 100, step: 1 } });
 
 function node(d: Partial<NodeDefinition> & Pick<NodeDefinition, 'id' | 'inputs' | 'outputs'>): NodeDefinition {
-  const body = d.execute!;
-  return {
-    displayName: d.id,
-    category: 'test',
-    description: '',
-    outputNode: false,
-    ...d,
-    execute: (args, ctx) => {
-      calls.push({ node: d.id, args });
-      return body(args, ctx);
-    },
-  };
+  return testNode(d, (args) => calls.push({ node: d.id, args }));
 }
 
 const registry: Registry = new Map(

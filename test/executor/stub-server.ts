@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, type RunningServer, type ServerConfig } from '../../server/app/server.js';
 import type { NodeDefinition, Registry, InputSpec } from '../../server/executor/node-definition.js';
+import { testNode } from './test-node.js';
 import { encodePng } from '../../server/storage/png.js';
 import { writeFileAtomic } from '../../server/storage/atomic-write.js';
 
@@ -31,18 +32,7 @@ function def(
   d: Partial<NodeDefinition<StubServices>> &
     Pick<NodeDefinition<StubServices>, 'id' | 'inputs' | 'outputs' | 'execute'>,
 ): NodeDefinition<StubServices> {
-  const execute = d.execute;
-  return {
-    displayName: d.id,
-    category: 'test',
-    description: '',
-    outputNode: false,
-    ...d,
-    execute: (args, ctx) => {
-      ctx.services.runs.set(d.id, (ctx.services.runs.get(d.id) ?? 0) + 1);
-      return execute(args, ctx);
-    },
-  };
+  return testNode(d, (_args, ctx) => ctx.services.runs.set(d.id, (ctx.services.runs.get(d.id) ?? 0) + 1));
 }
 
 export function stubRegistry(): Registry<StubServices> {

@@ -7,21 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validatePrompt } from '../../server/executor/validate.js';
-import type { NodeDefinition, Registry } from '../../server/executor/node-definition.js';
+import type { Registry } from '../../server/executor/node-definition.js';
 import type { Prompt } from '../../server/executor/prompt.js';
-
-const def = (d: Pick<NodeDefinition, 'id' | 'inputs' | 'outputs'> & Partial<NodeDefinition>): NodeDefinition => ({
-  displayName: d.id,
-  category: 'test',
-  description: '',
-  outputNode: false,
-  execute: () => ({ outputs: [] }),
-  ...d,
-});
+import { testNode } from './test-node.js';
 
 const registry: Registry = new Map(
   [
-    def({
+    testNode({
       id: 'Pair', // two outputs, indices 0 and 1
       inputs: [
         { name: 'count', type: 'INT', options: { min: -10, max: 10 } },
@@ -34,8 +26,8 @@ const registry: Registry = new Map(
         { type: 'NUM', name: 'B' },
       ],
     }),
-    def({ id: 'Show', outputNode: true, inputs: [{ name: 'value', type: 'NUM', options: {} }], outputs: [] }),
-    def({
+    testNode({ id: 'Show', outputNode: true, inputs: [{ name: 'value', type: 'NUM', options: {} }], outputs: [] }),
+    testNode({
       id: 'Join',
       inputs: [
         { name: 'a', type: 'NUM', options: {} },
