@@ -217,24 +217,35 @@ export function removeDirs(d: FarmDirs): void {
   rmSync(d.root, { recursive: true, force: true });
 }
 
+/**
+ * The API server in this process, on a free port and d's folders, queueing on the Redis at `queueUrl` (which need
+ * not be up yet). `o.data` replaces d.data (several servers side by side), `o.log` receives its log lines.
+ */
+export function serveFarm(
+  d: FarmDirs,
+  queueUrl: string,
+  o: { data?: string; log?: (m: string) => void } = {},
+): Promise<RunningServer<NodeServices>> {
+  return serve({
+    port: 0,
+    listen: '127.0.0.1',
+    models: d.models,
+    data: o.data ?? d.data,
+    output: d.output,
+    input: d.input,
+    temp: d.temp,
+    queue: queueUrl,
+    log: o.log ?? (() => {}),
+  });
+}
+
 /** A redis-server on a free port (data in d.data) and the API server in this process queueing on it. */
 export async function startFarmServer(
   d: FarmDirs,
 ): Promise<{ redis: RedisProcess; server: RunningServer<NodeServices> }> {
   const redis = new RedisProcess(await freePort(), d.data);
   await redis.start();
-  const server = await serve({
-    port: 0,
-    listen: '127.0.0.1',
-    models: d.models,
-    data: d.data,
-    output: d.output,
-    input: d.input,
-    temp: d.temp,
-    queue: redis.url,
-    log: () => {},
-  });
-  return { redis, server };
+  return { redis, server: await serveFarm(d, redis.url) };
 }
 
 /** Stops what startFarmServer started and removes the folders. */

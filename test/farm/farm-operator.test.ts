@@ -9,10 +9,10 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { RunningServer } from '../../server/app/server.js';
 import type { NodeServices } from '../../nodes/services.js';
-import { serve } from '../../server/host.js';
 import { api, WsClient, waitHistory } from '../server/protocol-client.js';
 import {
   RedisProcess,
+  serveFarm,
   farmDirs,
   freePort,
   spawnWorker,
@@ -31,17 +31,7 @@ let worker: ChildProcess | null = null;
 const logs: Record<string, string[]> = { a: [], b: [] };
 
 async function farmServer(name: 'a' | 'b'): Promise<RunningServer<NodeServices>> {
-  const s = await serve({
-    port: 0,
-    listen: '127.0.0.1',
-    models: d.models,
-    data: join(d.data, `server-${name}`),
-    output: d.output,
-    input: d.input,
-    temp: d.temp,
-    queue: redis.url,
-    log: (m) => logs[name].push(m),
-  });
+  const s = await serveFarm(d, redis.url, { data: join(d.data, `server-${name}`), log: (m) => logs[name].push(m) });
   servers.push(s);
   return s;
 }

@@ -5,10 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { serve } from '../../server/host.js';
 import { api, WsClient, waitHistory } from '../server/protocol-client.js';
 import {
   RedisProcess,
+  serveFarm,
   farmDirs,
   freePort,
   spawnWorker,
@@ -25,17 +25,7 @@ test('a server started before Redis serves the farm once Redis comes up', { skip
   const d = await farmDirs();
   const redis = new RedisProcess(await freePort(), d.data);
   const logs: string[] = [];
-  const server = await serve({
-    port: 0,
-    listen: '127.0.0.1',
-    models: d.models,
-    data: d.data,
-    output: d.output,
-    input: d.input,
-    temp: d.temp,
-    queue: redis.url,
-    log: (m) => logs.push(m),
-  });
+  const server = await serveFarm(d, redis.url, { log: (m) => logs.push(m) });
   try {
     // the server has tried (and failed) to reach Redis before it comes up
     for (let t = 0; t < 100 && !logs.some((l) => /ECONNREFUSED/.test(l)); t++) await sleep(100);
