@@ -16,10 +16,25 @@ export interface LimitRefusal {
   body: PromptErrorBody;
 }
 
-/** Checks client_id and extra_data of a POST /prompt body; null when within limits. */
-export function promptBodyRefusal(body: { client_id?: unknown; extra_data?: unknown }): LimitRefusal | null {
+type PromptBody = { client_id?: unknown; extra_data?: unknown };
+
+/**
+ * The client a prompt's events go to: `client_id`, else `extra_data.client_id` (ComfyUI routes by the latter, which a
+ * top-level client_id overrides); null for none.
+ */
+export function promptClientId(body: PromptBody): string | null {
+  if (typeof body.client_id === 'string') return body.client_id;
+  const fromExtra = (body.extra_data as { client_id?: unknown } | null | undefined)?.client_id;
+  return typeof fromExtra === 'string' ? fromExtra : null;
+}
+
+/** Checks client_id (wherever the prompt gives it) and extra_data of a POST /prompt body; null when within limits. */
+export function promptBodyRefusal(body: PromptBody): LimitRefusal | null {
   const id = body.client_id;
-  if (id !== undefined && id !== null && (typeof id !== 'string' || id.length > REQUEST_LIMITS.clientIdChars)) {
+  if (
+    (id !== undefined && id !== null && typeof id !== 'string') ||
+    (promptClientId(body)?.length ?? 0) > REQUEST_LIMITS.clientIdChars
+  ) {
     const msg = `client_id must be a string of at most ${REQUEST_LIMITS.clientIdChars} characters`;
     return { status: 400, body: promptError(errorItem('invalid_prompt', msg)) };
   }

@@ -16,7 +16,7 @@ import { MODEL_FOLDERS, type ModelFolders } from '../storage/model-folders.js';
 import { resolveInside } from '../storage/safe-path.js';
 import { viewHandler, uploadImageHandler, type FileDirs } from './files.js';
 import { maskComposer } from './mask-upload.js';
-import { promptBodyRefusal } from './limits.js';
+import { promptBodyRefusal, promptClientId } from './limits.js';
 import { isDiskFull, DISK_FULL_MESSAGE } from '../storage/disk-full.js';
 import { writeJsonObject } from './stream-json.js';
 
@@ -130,13 +130,7 @@ export function protocolRoutes<S>(d: RouteDeps<S>): Router {
         res.status(400).json(v.body);
         return;
       }
-      // ComfyUI routes a prompt's events by extra_data.client_id, which a top-level client_id overrides
-      const clientId =
-        typeof body.client_id === 'string'
-          ? body.client_id
-          : typeof extraData.client_id === 'string'
-            ? extraData.client_id
-            : null;
+      const clientId = promptClientId(body);
       const number = typeof body.number === 'number' && Number.isFinite(body.number) ? body.number : undefined;
       const out = d.queue.submit({
         prompt,

@@ -12,6 +12,7 @@ import { encodePreviewFrame, encodePreviewFrameWithMetadata, type PreviewImage }
 import type { EventSink } from '../queue/prompt-queue.js';
 import type { QueueStore } from '../queue/store.js';
 import { isDiskFull } from '../storage/disk-full.js';
+import { REQUEST_LIMITS } from './limits.js';
 
 /** a socket silent this long gets a `status` message */
 const KEEPALIVE_MS = 5000;
@@ -80,9 +81,9 @@ export class WsHub implements EventSink {
   accept(ws: WebSocket, req: IncomingMessage): void {
     const url = new URL(req.url ?? '/ws', 'http://x');
     const requested = url.searchParams.get('clientId');
-    // any id a client picks (ComfyUI takes any string): it must equal the client_id its prompts carry
+    // any id a client picks (ComfyUI takes any string) within the bound on its prompts' client_id, which it must equal
     const id =
-      requested && requested.length <= 256 && !/[\x00-\x1f\x7f]/.test(requested)
+      requested && requested.length <= REQUEST_LIMITS.clientIdChars && !/[\x00-\x1f\x7f]/.test(requested)
         ? requested
         : randomUUID().replace(/-/g, '');
     const client = this.clients.get(id) ?? { id, sockets: new Set(), previewMetadata: false };

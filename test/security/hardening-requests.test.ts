@@ -80,6 +80,17 @@ test('finding 7: oversized client_id and extra_data are refused with 4xx and do 
     assert.equal(longId.status, 400, longId.text.slice(0, 200));
     assert.equal(longId.json.error.type, 'invalid_prompt');
     assert.match(longId.json.error.message, /client_id/);
+    // the client id ComfyUI reads from extra_data (1 MiB: within extra_data's own bound) has the same ceiling
+    const longExtraId = await quick(
+      s.url,
+      'POST',
+      '/prompt',
+      { prompt: chainPrompt(), extra_data: { client_id: 'c'.repeat(1 << 20) } },
+      {},
+      6000,
+    );
+    assert.equal(longExtraId.status, 400, longExtraId.text.slice(0, 200));
+    assert.match(longExtraId.json.error.message, /client_id/);
     const bigExtra = await quick(
       s.url,
       'POST',
