@@ -291,27 +291,28 @@ export class SessionStore {
     const dtype = spec.dtype ?? computeDtypeFor(ep, spec.component, this.tuning.vaePrecision);
     const bytes = componentBytes(file, config, spec.component, dtype);
     const variant = spec.variant ?? '';
-    const loras = spec.loras.map((l) => ({ path: l.path, strength: l.strength }));
+    // the files' identities (size, mtime) key both the graph artifact and the session: a checkpoint or LoRA replaced
+    // under the same name is new weights (its loader re-runs on it), never the session loaded from the old file
+    const checkpointId = fileIdentity(spec.checkpoint);
+    const loraIds = spec.loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength }));
     // the text encoders are built the same on every provider: GPU graph knobs do not make them new graphs
     const graph = spec.component.startsWith('text_encoder') ? {} : this.graphTuning;
-    const artifactKey = (variant: string, loras: readonly LoraRef[]) =>
+    const artifactKey = (variant: string, loras: typeof loraIds) =>
       graphKey({
         code: builderCodeVersion(),
-        checkpoint: fileIdentity(spec.checkpoint),
+        checkpoint: checkpointId,
         component: spec.component,
         variant,
         dtype,
         graph,
-        loras: loras.map((l) => ({ ...fileIdentity(l.path), strength: l.strength })),
+        loras,
       });
-    // the files' identities too: a checkpoint or LoRA replaced under the same name is new weights (its loader
-    // re-runs on it), never the session loaded from the old file
     const key = JSON.stringify({
       checkpoint: spec.checkpoint,
-      id: fileIdentity(spec.checkpoint),
+      id: checkpointId,
       component: spec.component,
       variant,
-      loras: loras.map((l) => ({ ...l, id: fileIdentity(l.path) })),
+      loras: loraIds,
       dtype,
       ep,
       graph,
@@ -321,7 +322,7 @@ export class SessionStore {
       const t0 = performance.now();
       const request = {
         cacheDir: this.init.cacheDir,
-        key: artifactKey(variant, spec.loras),
+        key: artifactKey(variant, loraIds),
         externalize: bytes >= this.init.externalDataMinBytes,
       };
       const budgetBytes = graphCacheBudgetBytes(this.init.cacheDir, this.init.graphCacheMB);
