@@ -5,7 +5,7 @@
  *   const name = queueNameFor(checkpointOf(prompt));   // 'tcd-ckpt-1f0c...' or 'tcd-any'
  */
 import { createHash } from 'node:crypto';
-import type { RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { ServerEvent } from '../../protocol/events.js';
 import type { HistoryEntry, QueueItem } from '../queue/store.js';
 
@@ -67,6 +67,33 @@ export function redactedUrl(url: string): string {
   } catch {
     return url;
   }
+}
+
+/**
+ * Logs a farm process's Redis connections as two events, not one line per reconnection attempt: once when Redis is
+ * lost (ioredis keeps retrying and holds commands meanwhile) and once when it answers again (`announce:
+ * 'every-connect'` also says so on the first connection). The subscriber goes to the same Redis, so its errors, which
+ * would only repeat these, are swallowed (an ioredis client without an 'error' listener would crash the process).
+ */
+export function logRedisAvailability(
+  conn: Redis,
+  sub: Redis,
+  url: string,
+  log: (m: string) => void,
+  o: { prefix: string; announce: 'every-connect' | 'reconnect' },
+): void {
+  const where = redactedUrl(url);
+  let up = true;
+  conn.on('error', (e) => {
+    if (up) log(`${o.prefix}redis ${where}: ${e.message} (retrying until it answers)`);
+    up = false;
+  });
+  conn.on('ready', () => {
+    if (!up) log(`${o.prefix}connected to redis ${where} again`);
+    else if (o.announce === 'every-connect') log(`${o.prefix}connected to redis ${where}`);
+    up = true;
+  });
+  sub.on('error', () => {});
 }
 
 /** BullMQ job data: the queue item as the server stored it, with its checkpoint and submission time. */

@@ -19,6 +19,7 @@ import {
   queueNameFor,
   redisOptions,
   redactedUrl,
+  logRedisAvailability,
   aliveWorkers,
   type ControlMessage,
   type FarmMessage,
@@ -62,18 +63,10 @@ export class RedisBackend implements QueueBackend {
     this.conn = new Redis({ ...o, lazyConnect: true });
     this.sub = new Redis({ ...o, lazyConnect: true });
     this.where = redactedUrl(opts.url);
-    // one line when Redis is lost and one when it is back, not one per reconnection attempt; the subscriber
-    // connection goes to the same Redis, so its errors would only repeat the command connection's
-    let up = true;
-    this.conn.on('error', (e) => {
-      if (up) this.log(`farm queue: redis ${this.where}: ${e.message} (retrying until it answers)`);
-      up = false;
+    logRedisAvailability(this.conn, this.sub, opts.url, this.log, {
+      prefix: 'farm queue: ',
+      announce: 'every-connect',
     });
-    this.conn.on('ready', () => {
-      this.log(`farm queue: connected to redis ${this.where}`);
-      up = true;
-    });
-    this.sub.on('error', () => {});
   }
 
   /** Nothing is failed at start-up: workers may still be running what SQLite lists as running; sync() decides. */

@@ -28,7 +28,7 @@ import {
   KEYS,
   aliveWorkers,
   redisOptions,
-  redactedUrl,
+  logRedisAvailability,
   type ControlMessage,
   type FarmMessage,
   type PromptJobData,
@@ -90,18 +90,7 @@ export class FarmWorker {
     const r = redisOptions(o.queue);
     this.conn = new Redis(r);
     this.sub = new Redis(r);
-    // one line when Redis is lost and one when it is back, not one per reconnection attempt; the subscriber goes to
-    // the same Redis, so its errors would only repeat these
-    let up = true;
-    this.conn.on('error', (e) => {
-      if (up) this.log(`redis ${redactedUrl(o.queue)}: ${e.message} (retrying until it answers)`);
-      up = false;
-    });
-    this.conn.on('ready', () => {
-      if (!up) this.log(`connected to redis ${redactedUrl(o.queue)} again`);
-      up = true;
-    });
-    this.sub.on('error', () => {});
+    logRedisAvailability(this.conn, this.sub, o.queue, this.log, { prefix: '', announce: 'reconnect' });
     this.publisher = new OutputPublisher({ output: o.outputDir, temp: o.tempDir }, this.id);
     this.services = makeServices(
       new ModelFolders(o.modelsDir, o.extraModelPaths),
