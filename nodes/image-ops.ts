@@ -2,7 +2,6 @@
  * Image operations without a model, with ComfyUI's semantics: ImageScale / ImageScaleBy, ImageInvert, ImageBatch,
  * EmptyImage, ImagePadForOutpaint, LoadImageMask. IMAGE is float [B, H, W, C] in 0..1; MASK is [B, H, W].
  */
-import jpeg from 'jpeg-js';
 import { defineNode, t } from './define.js';
 import type { Tensor } from '../server/engine/tensor.js';
 import {
@@ -11,10 +10,10 @@ import {
   roundHalfEven,
   type UpscaleMethod,
 } from '../server/engine/ops/resize.js';
-import { decodePng } from '../server/storage/png.js';
 import { sniffImage } from '../server/storage/image-sniff.js';
 import { inputImages } from './image.js';
 import { checkInputImage, inputImageFingerprint, readInputImage } from './input-image-file.js';
+import { decodeRgba } from '../server/storage/image-decode.js';
 
 const MAX_RESOLUTION = 16384;
 const f = Math.fround;
@@ -195,14 +194,8 @@ function imageChannel(
   channel: number,
 ): { width: number; height: number; values: Uint8Array } {
   const kind = sniffImage(bytes);
-  let width: number, height: number, rgba: Uint8Array;
-  if (kind === 'png') ({ width, height, rgba } = decodePng(bytes));
-  else if (kind === 'jpeg') {
-    const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 });
-    width = j.width;
-    height = j.height;
-    rgba = j.data;
-  } else throw new Error(`cannot decode image ${name}: not a PNG or JPEG image`);
+  if (kind !== 'png' && kind !== 'jpeg') throw new Error(`cannot decode image ${name}: not a PNG or JPEG image`);
+  const { width, height, rgba } = decodeRgba(bytes, kind);
   const values = new Uint8Array(width * height);
   for (let i = 0; i < width * height; i++) values[i] = kind === 'jpeg' && channel === 3 ? 255 : rgba[i * 4 + channel];
   return { width, height, values };

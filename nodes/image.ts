@@ -1,14 +1,14 @@
 /** Image nodes: SaveImage, PreviewImage, LoadImage. IMAGE is float [B,H,W,C] in 0..1; MASK is [B,H,W]. */
 import { existsSync, readdirSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import jpeg from 'jpeg-js';
 import { defineNode, t } from './define.js';
 import type { Tensor } from '../server/engine/tensor.js';
-import { encodePng, decodePng } from '../server/storage/png.js';
+import { encodePng } from '../server/storage/png.js';
 import { writeFileAtomic } from '../server/storage/atomic-write.js';
 import { checkRelativeName, resolveInside } from '../server/storage/safe-path.js';
 import { checkImageBudget } from '../server/storage/image-sniff.js';
 import { checkInputImage, inputImageFingerprint, readInputImage } from './input-image-file.js';
+import { decodeRgba } from '../server/storage/image-decode.js';
 
 /** float [H,W,C] slice of batch item b to 8-bit, rounding like PIL's clip(i*255) */
 export function imageToBytes(
@@ -138,15 +138,9 @@ export function decodeImage(bytes: Uint8Array, name: string): { image: Tensor; m
     hasAlpha = false;
   try {
     const kind = checkImageBudget(bytes).kind; // declared size checked before any pixel buffer is allocated
-    if (kind === 'png') {
-      ({ width, height, rgba } = decodePng(bytes));
-      hasAlpha = true;
-    } else if (kind === 'jpeg') {
-      const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 });
-      width = j.width;
-      height = j.height;
-      rgba = j.data;
-    } else throw new Error(`not a PNG or JPEG image`);
+    if (kind !== 'png' && kind !== 'jpeg') throw new Error(`not a PNG or JPEG image`);
+    ({ width, height, rgba } = decodeRgba(bytes, kind));
+    hasAlpha = kind === 'png';
   } catch (e) {
     throw new Error(`cannot decode image ${name}: ${(e as Error).message}`);
   }

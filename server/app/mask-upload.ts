@@ -5,12 +5,12 @@
  * workflow). Example form: image=<mask.png>, original_ref={"filename":"cat.png","type":"input"}, subfolder=clipspace.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import jpeg from 'jpeg-js';
-import { decodePng, encodePng, readPngText } from '../storage/png.js';
+import { encodePng, readPngText } from '../storage/png.js';
 import { checkImageBudget, ImageTooLargeError } from '../storage/image-sniff.js';
 import { resolveInside } from '../storage/safe-path.js';
 import { splitAnnotated } from '../storage/annotated-path.js';
 import { dirFor, UploadRefusal, type FileDirs, type UploadCompose } from './files.js';
+import { decodeRgba } from '../storage/image-decode.js';
 
 interface Rgba {
   width: number;
@@ -18,7 +18,7 @@ interface Rgba {
   rgba: Uint8Array;
 }
 
-function decodeRgba(bytes: Uint8Array, what: string): Rgba {
+function decodeForMask(bytes: Uint8Array, what: string): Rgba {
   let kind: string;
   try {
     kind = checkImageBudget(bytes).kind; // the declared size, before a pixel buffer is allocated
@@ -29,16 +29,13 @@ function decodeRgba(bytes: Uint8Array, what: string): Rgba {
       `${what}: ${(e as Error).message}`,
     );
   }
+  if (kind !== 'png' && kind !== 'jpeg')
+    throw new UploadRefusal(400, 'bad_request', `${what} is a ${kind} image; only PNG and JPEG can be masked`);
   try {
-    if (kind === 'png') return decodePng(bytes);
-    if (kind === 'jpeg') {
-      const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 });
-      return { width: j.width, height: j.height, rgba: j.data };
-    }
+    return decodeRgba(bytes, kind);
   } catch (e) {
     throw new UploadRefusal(400, 'bad_request', `${what} cannot be decoded: ${(e as Error).message}`);
   }
-  throw new UploadRefusal(400, 'bad_request', `${what} is a ${kind} image; only PNG and JPEG can be masked`);
 }
 
 function parseRef(raw: string | undefined): { filename: string; subfolder: string; type: unknown } {
@@ -65,8 +62,8 @@ export function maskComposer(dirs: FileDirs): UploadCompose {
     if (!existsSync(path) || !statSync(path).isFile())
       throw new UploadRefusal(404, 'not_found', `original_ref: no such file: ${ref.filename}`);
     const originalBytes = readFileSync(path);
-    const original = decodeRgba(originalBytes, `original image ${ref.filename}`);
-    const mask = decodeRgba(upload, 'mask');
+    const original = decodeForMask(originalBytes, `original image ${ref.filename}`);
+    const mask = decodeForMask(upload, 'mask');
     if (mask.width !== original.width || mask.height !== original.height)
       throw new UploadRefusal(
         400,
